@@ -1,0 +1,111 @@
+"""`runner lab ...`: bring a lab up, tear it down, show it, run commands on its nodes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from runner.lab import service
+from runner.lab.backend import LabStatus
+
+
+def _print_status(st: LabStatus) -> None:
+    click.echo(f"lab {st.lab}  backend: {st.backend}  topology: {st.topology}")
+    if st.inventory:
+        click.echo(f"inventory: {st.inventory}")
+    rows = [("NODE", "KIND", "ROLE", "MGMT IPV4", "STATE", "DAEMONS", "SSH")]
+    for n in st.nodes:
+        down = [d for d, ok in n.daemons.items() if not ok]
+        daemons = "-" if not n.daemons else (
+            f"{len(n.daemons)} up" if not down else f"DOWN: {' '.join(down)}")
+        ssh = "-" if n.ssh is None else ("up" if n.ssh else "DOWN")
+        rows.append((n.name, n.kind, n.role, n.mgmt_ip, "running" if n.running else "absent",
+                     daemons, ssh))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@click.group()
+def lab() -> None:
+    """Labs of emulated routers from containerlab topology files."""
+
+
+@lab.command()
+@click.argument("topology", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--backend", type=click.Choice(service.BACKEND_NAMES), default="auto",
+              show_default=True, help="containerlab needs Docker; namespace needs root.")
+@click.option("--reconfigure", is_flag=True, help="Tear the lab down first if it is up.")
+@click.option("--json", "as_json", is_flag=True, help="Print the lab status as JSON.")
+def up(topology: Path, backend: str, reconfigure: bool, as_json: bool) -> None:
+    """Bring up the lab described by TOPOLOGY (a *.clab.yml file)."""
+    started = time.monotonic()
+    st = service.up(topology, backend, reconfigure=reconfigure)
+    if as_json:
+        click.echo(json.dumps(st.to_json(), indent=2))
+        return
+    click.echo(f"lab {st.lab} is up: {len(st.nodes)} nodes in "
+               f"{time.monotonic() - started:.1f}s\n")
+    _print_status(st)
+    click.echo(f"\nssh: ssh -F {Path(st.lab_dir) / 'ssh_config'} <node>   "
+               f"tear down: runner lab down {topology}")
+
+
+@lab.command()
+@click.argument("lab_ref", metavar="TOPOLOGY|NAME")
+def down(lab_ref: str) -> None:
+    """Remove a lab and everything it created. Safe to run twice."""
+    if service.down(lab_ref):
+        click.echo(f"lab {lab_ref} removed")
+    else:
+        click.echo(f"lab {lab_ref} is not up; nothing left to remove")
+
+
+@lab.command()
+@click.argument("lab_ref", metavar="[TOPOLOGY|NAME]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(lab_ref: str | None, as_json: bool) -> None:
+    """Nodes, management addresses, kinds, and whether daemons and SSH are up."""
+    labs = service.status(lab_ref)
+    if as_json:
+        click.echo(json.dumps([st.to_json() for st in labs], indent=2))
+        return
+    if not labs:
+        click.echo("no labs are up")
+    for i, st in enumerate(labs):
+        if i:
+            click.echo()
+        _print_status(st)
+    if any(not n.healthy for st in labs for n in st.nodes):
+        sys.exit(1)
+
+
+@lab.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--lab", "lab_ref", metavar="TOPOLOGY|NAME",
+              help="Which lab, when several are up.")
+@click.option("--shell", is_flag=True, help="On a router, run COMMAND as a program, not vtysh.")
+@click.option("--timeout", type=float, default=60, show_default=True)
+def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, shell: bool,
+          timeout: float) -> None:
+    """Run COMMAND on NODE: a vtysh command on a router, a program on a host.
+
+    Example: runner lab exec r1 -- show ip route
+    """
+    argv = list(command)
+    labs = [service.find_lab(lab_ref)] if lab_ref else None
+    role = None
+    for st in labs or service.state.all_labs():
+        if node in st.plan.nodes:
+            role = st.plan.nodes[node].role
+    if role == "router" and not shell:
+        argv = ["vtysh", "-c", " ".join(argv)]
+    proc = service.exec_on(node, argv, lab_ref, timeout)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    sys.exit(proc.returncode)

@@ -1,0 +1,78 @@
+"""Node kinds: an instance-owned registry saying what each kind is and how to log in to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["router", "host"]
+
+# Kinds containerlab knows that boot a vendor image (or need Docker itself): the namespace
+# backend cannot emulate them, so they get a clear error instead of a half-built lab.
+CONTAINERLAB_ONLY_KINDS = frozenset(
+    """
+    nokia_srlinux srl arista_ceos ceos juniper_crpd crpd juniper_csrx sonic-vs sonic-vm
+    nokia_sros vr-sros nokia_srsim juniper_vmx vr-vmx juniper_vqfx vr-vqfx juniper_vsrx
+    vr-vsrx juniper_vjunosrouter juniper_vjunosswitch juniper_vjunosevolved cisco_xrv
+    vr-xrv cisco_xrv9k vr-xrv9k arista_veos vr-veos cisco_csr1000v vr-csr paloalto_panos
+    vr-pan mikrotik_ros vr-ros 6wind_vsr cisco_n9kv vr-n9kv cisco_ftdv vr-ftdv dell_ftosv
+    vr-ftosv dell_sonic aruba_aoscx vr-aoscx keysight_ixia-c-one ipinfusion_ocnos
+    checkpoint_cloudguard ciena_saos ext-container rare cisco_xrd cisco_xrd_vrouter
+    cisco_c8000 cisco_c8000v cisco_cat9kv cisco_iol cisco_asav cisco_vios nvidia_cumulusvx
+    cvx huawei_vrp openbsd freebsd generic_vm fortinet_fortigate k8s-kind fdio_vpp
+    vyosnetworks_vyos juniper_cjunosevolved arrcus_arcos f5_bigip-ve cisco_sdwan openwrt
+    spirent_stc veesix_osvbng ostinato plvision_sonic bridge ovs-bridge border0 host
+    """.split()
+)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What runner knows about one node kind."""
+
+    name: str
+    # None: decided per node (a `linux` node is a router when it runs an FRR image).
+    role: Role | None
+    username: str = "admin"
+    password: str = "admin"  # noqa: S105 - containerlab's published lab default, not a secret
+    netmiko_platform: str = "cisco_ios"
+    scrapli_platform: str = "cisco_iosxe"
+
+
+class KindRegistry:
+    """Kinds known to one lab loader; each kind is registered explicitly, with aliases."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, Kind] = {}
+
+    def register(self, kind: Kind, *aliases: str) -> None:
+        for name in (kind.name, *aliases):
+            self._kinds[name] = kind
+
+    def get(self, name: str) -> Kind | None:
+        return self._kinds.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._kinds)
+
+    @staticmethod
+    def needs_containerlab(name: str) -> bool:
+        return name in CONTAINERLAB_ONLY_KINDS
+
+
+def default_registry() -> KindRegistry:
+    """The kinds the namespace backend can build: FRR routers and plain Linux hosts."""
+    registry = KindRegistry()
+    # vtysh answers like IOS: netmiko's cisco_ios and scrapli's cisco_iosxe both drive it.
+    registry.register(Kind("frr", role="router"), "frrouting")
+    registry.register(Kind("linux", role=None))
+    return registry
+
+
+def is_frr_image(image: str | None) -> bool:
+    """True for FRR images (frrouting/frr, quay.io/frrouting/frr:8.4.4, .../frr-debian...)."""
+    if not image:
+        return False
+    repo = image.rsplit("@", 1)[0]
+    last = repo.rsplit("/", 1)[-1].split(":", 1)[0]
+    return last == "frr" or last.startswith("frr-") or "frrouting" in repo

@@ -1,0 +1,315 @@
+"""The namespace backend: each node a Linux network namespace, routers running the host's FRR."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from runner.errors import LabError
+from runner.lab import inventory, nodefiles, state
+from runner.lab.backend import LabStatus, NodeStatus
+from runner.lab.plan import LabPlan, NodePlan, make_plan
+from runner.lab.system import (
+    ip_batch,
+    link_exists,
+    netns_list,
+    netns_pids,
+    pid_alive,
+    process_name,
+    require_root,
+    require_tools,
+    run,
+)
+from runner.lab.topology import Topology
+
+log = logging.getLogger(__name__)
+
+NAME = "namespace"
+TOOLS = {
+    "ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux",
+    "ssh-keygen": "openssh-client", "openssl": "openssl",
+    "/usr/lib/frr/zebra": "frr", "/usr/lib/frr/frrinit.sh": "frr", "/usr/bin/vtysh": "frr",
+    "/usr/sbin/sshd": "openssh-server",
+}
+READY_TIMEOUT = float(os.environ.get("RUNNER_LAB_READY_TIMEOUT", "120"))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str,
+             interval: float = 0.05) -> None:
+    """Poll `condition` until true; LabError naming `what` when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+class NamespaceBackend:
+    """Deploys a topology as network namespaces on this host; needs root, frr and sshd."""
+
+    name = NAME
+
+    def unusable_reason(self) -> str | None:
+        if os.geteuid() != 0:
+            return "needs root"
+        missing = [t for t in TOOLS if not (Path(t).exists() if t.startswith("/")
+                                             else shutil.which(t))]
+        return f"missing {', '.join(missing)}" if missing else None
+
+    # ---- up -------------------------------------------------------------------------
+
+    def up(self, topo: Topology, *, reconfigure: bool = False) -> LabStatus:
+        require_root("the namespace lab backend")
+        require_tools(TOOLS)
+        plan = make_plan(topo)
+        previous = state.load(topo.lab_dir)
+        if previous is not None:
+            if not reconfigure:
+                raise LabError(
+                    f"lab {topo.name!r} is already up (state in {topo.lab_dir}); run "
+                    f"`runner lab down {topo.path}` first, or `up --reconfigure`")
+            self.down(previous)
+        self._check_conflicts(plan)
+        state.save(state.LabState(NAME, plan, "deploying"))
+        try:
+            started = time.monotonic()
+            self._prepare_files(topo, plan)
+            self._create_network(plan)
+            self._launch(plan)
+            self._wait_ready(plan)
+            self._run_exec(topo, plan)
+            inventory.write_client_files(
+                plan, {n.name: n.password for n in topo.nodes.values()})
+            state.save(state.LabState(NAME, plan, "up"))
+            log.info("lab %s up: %d nodes in %.1fs", plan.lab, len(plan.nodes),
+                     time.monotonic() - started)
+        except BaseException:
+            # A failed or interrupted up leaves nothing behind.
+            self.teardown(plan)
+            raise
+        return self.status(state.LabState(NAME, plan, "up"))
+
+    def _check_conflicts(self, plan: LabPlan) -> None:
+        taken = netns_list() & {n.netns for n in plan.nodes.values()}
+        if taken:
+            raise LabError(f"network namespaces already exist: {', '.join(sorted(taken))} "
+                           "(another lab with the same names? `runner lab status` lists labs)")
+        if link_exists(plan.bridge):
+            raise LabError(f"interface {plan.bridge} already exists on this host")
+        subnet = ipaddress.IPv4Network(plan.subnet)
+        routes = json.loads(run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout
+                            or "[]")
+        for route in routes:
+            dst = route.get("dst", "")
+            if dst in ("default", "") or route.get("type") in ("local", "broadcast"):
+                continue
+            try:
+                net = ipaddress.IPv4Network(dst, strict=False)
+            except ValueError:
+                continue
+            if net.overlaps(subnet):
+                raise LabError(
+                    f"management subnet {subnet} overlaps {net} on {route.get('dev', '?')} "
+                    "of this host; set mgmt.ipv4-subnet in the topology to a free subnet")
+
+    def _prepare_files(self, topo: Topology, plan: LabPlan) -> None:
+        lab_dir = Path(plan.lab_dir)
+        shutil.rmtree(lab_dir / "nodes", ignore_errors=True)
+        lab_dir.chmod(0o755)
+        pubkeys = inventory.client_public_keys(lab_dir)
+        (lab_dir / "authorized_keys").write_text(pubkeys, encoding="utf-8")
+        for node in topo.nodes.values():
+            nplan = plan.nodes[node.name]
+            ndir = plan.node_dir(node.name)
+            ndir.mkdir(parents=True)
+            if node.role == "router":
+                nodefiles.write_frr_files(ndir, node, nplan.daemons)
+                nodefiles.write_accounts(ndir, node.username, node.password, pubkeys)
+                nodefiles.write_sshd(ndir, node.username)
+            nodefiles.write_launcher(plan, nplan, node.sysctls)
+
+    def _create_network(self, plan: LabPlan) -> None:
+        cmds = [f"netns add {n.netns}" for n in plan.nodes.values()]
+        cmds += [f"link add {plan.bridge} type bridge",
+                 f"addr add {plan.gateway}/{plan.prefixlen} dev {plan.bridge}",
+                 f"link set {plan.bridge} up"]
+        for node in plan.nodes.values():
+            cmds += [f"link add {node.host_veth} type veth peer name eth0 netns {node.netns}",
+                     f"link set {node.host_veth} master {plan.bridge} up"]
+        for link in plan.links:
+            mtu = f" mtu {link.mtu}" if link.mtu else ""
+            cmds.append(f"link add {link.a_iface}{mtu} netns {link.a_netns} type veth "
+                        f"peer name {link.b_iface}{mtu} netns {link.b_netns}")
+        ip_batch(cmds)
+
+    def _launch(self, plan: LabPlan) -> None:
+        procs: list[tuple[NodePlan, subprocess.Popen[str]]] = []
+        for node in plan.nodes.values():
+            script = str(plan.node_dir(node.name) / "launch.sh")
+            argv = ["ip", "netns", "exec", node.netns]
+            # Routers get their own UTS namespace so the hostname is the node's name.
+            argv += ["unshare", "--uts", "sh", script] if node.role == "router" \
+                else ["sh", script]
+            procs.append((node, subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                                 stderr=subprocess.STDOUT, text=True)))
+        failures = []
+        for node, proc in procs:
+            out, _ = proc.communicate(timeout=READY_TIMEOUT)
+            if proc.returncode != 0:
+                failures.append(f"{node.name}: launcher exited {proc.returncode}: "
+                                f"{out.strip()[-500:]}")
+        if failures:
+            raise LabError("nodes failed to start:\n  " + "\n  ".join(failures))
+
+    def _wait_ready(self, plan: LabPlan) -> None:
+        pending = {n.name for n in plan.nodes.values() if n.role == "router"}
+
+        def all_ready() -> bool:
+            for name in list(pending):
+                node = plan.nodes[name]
+                if all(self._daemon_states(plan, node).values()) and \
+                        self._ssh_up(plan, node):
+                    pending.discard(name)
+            return not pending
+
+        try:
+            wait_for(all_ready, READY_TIMEOUT, "routers' daemons and sshd")
+        except LabError as exc:
+            raise LabError(f"{exc}: not ready: {', '.join(sorted(pending))} (see "
+                           f"{plan.lab_dir}/nodes/<node>/log)") from None
+
+    def _run_exec(self, topo: Topology, plan: LabPlan) -> None:
+        for node in topo.nodes.values():
+            for command in node.exec:
+                proc = self._in_node(plan, plan.nodes[node.name], ["sh", "-c", command],
+                                     timeout=60, env=node.env)
+                if proc.returncode != 0:
+                    log.warning("node %s: exec %r exited %d: %s", node.name, command,
+                                proc.returncode, (proc.stderr or proc.stdout).strip())
+
+    # ---- down -----------------------------------------------------------------------
+
+    def down(self, lab: state.LabState) -> None:
+        require_root("the namespace lab backend")
+        self.teardown(lab.plan)
+
+    def teardown(self, plan: LabPlan) -> None:
+        """Remove every trace of the lab; idempotent, and safe on a half-built lab."""
+        namespaces = [n.netns for n in plan.nodes.values()]
+        existing = netns_list()
+        live = [ns for ns in namespaces if ns in existing]
+        # watchfrr first: it restarts daemons that die.
+        for ns in live:
+            for pid in netns_pids(ns):
+                if process_name(pid) == "watchfrr":
+                    _kill(pid)
+
+        def all_dead() -> bool:
+            pids = [pid for ns in live for pid in netns_pids(ns)]
+            for pid in pids:
+                _kill(pid)
+            return not any(pid_alive(p) for p in pids)
+
+        wait_for(all_dead, 30, "lab processes to exit")
+        cmds = [f"netns del {ns}" for ns in live]
+        cmds += [f"link del {n.host_veth}" for n in plan.nodes.values()
+                 if link_exists(n.host_veth)]
+        if link_exists(plan.bridge):
+            cmds.append(f"link del {plan.bridge}")
+        ip_batch(cmds, force=True)
+        left = (netns_list() & set(namespaces)) | {
+            i for i in [plan.bridge, *(n.host_veth for n in plan.nodes.values())]
+            if link_exists(i)}
+        if left:
+            raise LabError(f"could not remove: {', '.join(sorted(left))}")
+        lab_dir = Path(plan.lab_dir)
+        if (lab_dir / state.STATE_FILE).exists():
+            shutil.rmtree(lab_dir, ignore_errors=True)
+        state.forget(plan)
+
+    # ---- status and exec --------------------------------------------------------------
+
+    def _daemon_states(self, plan: LabPlan, node: NodePlan) -> dict[str, bool]:
+        run_frr = plan.node_dir(node.name) / "run-frr"
+        states = {}
+        for daemon in ("watchfrr", "zebra", "staticd", *node.daemons):
+            pid = _read_pid(run_frr / f"{daemon}.pid")
+            states[daemon] = pid is not None and pid_alive(pid)
+        return states
+
+    def _ssh_up(self, plan: LabPlan, node: NodePlan) -> bool:
+        pid = _read_pid(plan.node_dir(node.name) / "sshd.pid")
+        return pid is not None and pid_alive(pid) and tcp_open(node.mgmt_ip, 22)
+
+    def status(self, lab: state.LabState) -> LabStatus:
+        plan = lab.plan
+        existing = netns_list()
+        nodes = []
+        for node in plan.nodes.values():
+            running = node.netns in existing
+            router = node.role == "router"
+            nodes.append(NodeStatus(
+                name=node.name, kind=node.kind, role=node.role, mgmt_ip=node.mgmt_ip,
+                running=running,
+                daemons=self._daemon_states(plan, node) if router and running else {},
+                ssh=(running and self._ssh_up(plan, node)) if router else None,
+            ))
+        inv = Path(plan.lab_dir) / inventory.INVENTORY_DIR
+        return LabStatus(lab=plan.lab, backend=NAME, topology=plan.topology,
+                         lab_dir=plan.lab_dir, inventory=str(inv) if inv.exists() else None,
+                         nodes=nodes)
+
+    def exec(self, lab: state.LabState, node: str, command: list[str],
+             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Routers: a vtysh command (or argv after `--shell`); hosts: argv in the namespace."""
+        require_root("the namespace lab backend")
+        if node not in lab.plan.nodes:
+            raise LabError(f"lab {lab.plan.lab} has no node {node!r} (nodes: "
+                           f"{', '.join(lab.plan.nodes)})")
+        return self._in_node(lab.plan, lab.plan.nodes[node], command, timeout=timeout)
+
+    def _in_node(self, plan: LabPlan, node: NodePlan, argv: list[str], *, timeout: float,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        if node.role == "router":
+            pid = _read_pid(plan.node_dir(node.name) / "run-frr" / "zebra.pid")
+            if pid is None or not pid_alive(pid):
+                raise LabError(f"router {node.name} is not running (no zebra)")
+            # Enter the router's own mount and UTS namespaces too: its /etc/frr, hostname.
+            prefix = ["nsenter", "-t", str(pid), "-m", "-u", "-n"]
+        else:
+            prefix = ["ip", "netns", "exec", node.netns]
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run([*prefix, *argv], capture_output=True, text=True,
+                              timeout=timeout, env=full_env, check=False)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

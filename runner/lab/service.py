@@ -1,0 +1,91 @@
+"""Lab operations behind the CLI: pick a backend, then up, down, status and exec."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from runner.errors import BackendUnavailable, LabError, LabNotFound
+from runner.lab import state
+from runner.lab.backend import Backend, LabStatus
+from runner.lab.clab import ContainerlabBackend
+from runner.lab.netns import NamespaceBackend
+from runner.lab.plan import make_plan
+from runner.lab.topology import load_topology
+
+BACKEND_NAMES = ("auto", "containerlab", "namespace")
+
+
+def backends() -> dict[str, Backend]:
+    return {"containerlab": ContainerlabBackend(), "namespace": NamespaceBackend()}
+
+
+def choose_backend(name: str = "auto") -> Backend:
+    """`auto`: containerlab when it and a Docker engine are usable, else namespaces."""
+    available = backends()
+    if name == "auto":
+        clab = available["containerlab"]
+        return clab if clab.unusable_reason() is None else available["namespace"]
+    if name not in available:
+        raise BackendUnavailable(f"unknown backend {name!r} (expected "
+                                 f"{', '.join(BACKEND_NAMES)})")
+    backend = available[name]
+    reason = backend.unusable_reason()
+    if reason:
+        raise BackendUnavailable(f"the {name} backend cannot run here: {reason}")
+    return backend
+
+
+def up(path: Path, backend: str = "auto", *, reconfigure: bool = False) -> LabStatus:
+    topo = load_topology(path)  # a bad file fails here, before anything is created
+    return choose_backend(backend).up(topo, reconfigure=reconfigure)
+
+
+def find_lab(ref: str) -> state.LabState:
+    """A lab by topology file or by name."""
+    path = Path(ref)
+    if path.is_file():
+        topo = load_topology(path)
+        found = state.load(topo.lab_dir)
+        if found is None:
+            raise LabNotFound(f"lab {topo.name!r} from {path} is not up")
+        return found
+    return state.load_by_name(ref)
+
+
+def down(ref: str) -> bool:
+    """Remove a lab; False when there was nothing to remove. Safe to repeat."""
+    try:
+        lab = find_lab(ref)
+    except LabNotFound:
+        path = Path(ref)
+        if not path.is_file():
+            return False
+        # No state: still sweep anything left under this lab's names (e.g. a killed up).
+        ns = NamespaceBackend()
+        if ns.unusable_reason() is None:
+            ns.teardown(make_plan(load_topology(path)))
+        return False
+    backends()[lab.backend].down(lab)
+    return True
+
+
+def status(ref: str | None = None) -> list[LabStatus]:
+    labs = [find_lab(ref)] if ref else state.all_labs()
+    return [backends()[lab.backend].status(lab) for lab in labs]
+
+
+def exec_on(node: str, command: list[str], lab_ref: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a command on a node; the lab may be omitted when exactly one is up."""
+    if lab_ref:
+        lab = find_lab(lab_ref)
+    else:
+        labs = [lab for lab in state.all_labs() if node in lab.plan.nodes]
+        if not labs:
+            raise LabNotFound(f"no lab that is up has a node named {node!r}")
+        if len(labs) > 1:
+            raise LabError(f"node {node!r} is in several labs "
+                           f"({', '.join(lab.plan.lab for lab in labs)}); pass --lab")
+        lab = labs[0]
+    return backends()[lab.backend].exec(lab, node, command, timeout)

@@ -1,0 +1,74 @@
+"""Where a deployed lab's state lives: its lab dir, and an index of labs up on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import LabNotFound
+from runner.lab.plan import LabPlan
+
+STATE_FILE = "runner-lab.json"
+
+
+def index_dir() -> Path:
+    """Labs up on this machine; under /run because namespaces do not survive a reboot."""
+    return Path(os.environ.get("RUNNER_LAB_INDEX", "/run/runner/labs"))
+
+
+@dataclass
+class LabState:
+    backend: str
+    plan: LabPlan
+    phase: str  # "deploying" until `up` finished, then "up"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "phase": self.phase, "plan": self.plan.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LabState:
+        return cls(data["backend"], LabPlan.from_json(data["plan"]), data["phase"])
+
+
+def save(state: LabState) -> None:
+    """Written before anything is created, so `down` can undo a failed or killed `up`."""
+    lab_dir = Path(state.plan.lab_dir)
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(state.to_json(), indent=2)
+    _atomic_write(lab_dir / STATE_FILE, text)
+    index_dir().mkdir(parents=True, exist_ok=True)
+    _atomic_write(index_dir() / f"{state.plan.lab}.json", text)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def load(lab_dir: Path) -> LabState | None:
+    path = lab_dir / STATE_FILE
+    if not path.exists():
+        return None
+    return LabState.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_by_name(name: str) -> LabState:
+    path = index_dir() / f"{name}.json"
+    if not path.exists():
+        raise LabNotFound(f"no lab named {name!r} is up on this machine")
+    return LabState.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def all_labs() -> list[LabState]:
+    if not index_dir().is_dir():
+        return []
+    return [LabState.from_json(json.loads(p.read_text(encoding="utf-8")))
+            for p in sorted(index_dir().glob("*.json"))]
+
+
+def forget(plan: LabPlan) -> None:
+    (index_dir() / f"{plan.lab}.json").unlink(missing_ok=True)

@@ -1,0 +1,77 @@
+"""Thin wrappers around the system tools the lab drives (ip, ssh-keygen, nsenter)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from runner.errors import BackendUnavailable, CommandFailed
+
+
+def run(argv: Sequence[str], *, input_: str | None = None, check: bool = True,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a command, capture its output; a non-zero exit raises CommandFailed."""
+    proc = subprocess.run(list(argv), input=input_, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise CommandFailed(list(argv), proc.returncode, proc.stderr or proc.stdout)
+    return proc
+
+
+def ip_batch(commands: Sequence[str], *, force: bool = False) -> None:
+    """Run many `ip` commands in one process (far faster than one process each)."""
+    if not commands:
+        return
+    argv = ["ip", "-force", "-batch", "-"] if force else ["ip", "-batch", "-"]
+    run(argv, input_="\n".join(commands) + "\n", check=not force)
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise BackendUnavailable(f"{what} needs root (network namespaces); run it with sudo")
+
+
+def require_tools(tools: dict[str, str]) -> None:
+    """tools: path or command -> the package that provides it."""
+    missing = [pkg for tool, pkg in tools.items()
+               if not (os.path.exists(tool) if tool.startswith("/") else shutil.which(tool))]
+    if missing:
+        raise BackendUnavailable(
+            f"missing system packages: {', '.join(sorted(set(missing)))} "
+            "(run ./dev setup, or apt-get install them)")
+
+
+def netns_list() -> set[str]:
+    proc = run(["ip", "netns", "list"], check=False)
+    return {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+
+
+def netns_pids(netns: str) -> list[int]:
+    proc = run(["ip", "netns", "pids", netns], check=False)
+    return [int(p) for p in proc.stdout.split() if p.isdigit()]
+
+
+def link_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
+
+
+def process_name(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    return process_name(pid) is not None and not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
