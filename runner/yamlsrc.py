@@ -94,6 +94,8 @@ def load_yaml(path: Path) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or str(exc)
+        if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+            problem += f" ({exc.context} started on line {exc.context_mark.line + 1})"
         raise InputError(f"invalid YAML: {problem}", path=path, line=line) from None
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML: {exc}", path=path) from None

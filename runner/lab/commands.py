@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from runner.lab import service
+from runner.lab import service, state
 from runner.lab.backend import LabStatus
+from runner.lab.converge import wait_converged
 
 
 def _print_status(st: LabStatus) -> None:
@@ -100,7 +101,7 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, shell: bool,
     argv = list(command)
     labs = [service.find_lab(lab_ref)] if lab_ref else None
     role = None
-    for st in labs or service.state.all_labs():
+    for st in labs or state.all_labs():
         if node in st.plan.nodes:
             role = st.plan.nodes[node].role
     if role == "router" and not shell:
@@ -109,3 +110,15 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, shell: bool,
     sys.stdout.write(proc.stdout)
     sys.stderr.write(proc.stderr)
     sys.exit(proc.returncode)
+
+
+@lab.command()
+@click.argument("lab_ref", metavar="TOPOLOGY|NAME")
+@click.option("--timeout", type=float, default=120, show_default=True)
+def wait(lab_ref: str, timeout: float) -> None:
+    """Wait until OSPF neighbours are Full and BGP sessions Established on every router."""
+    started = time.monotonic()
+    states = wait_converged(service.find_lab(lab_ref), timeout)
+    for st in states:
+        click.echo(st.summary())
+    click.echo(f"converged after {time.monotonic() - started:.1f}s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from runner.errors import LabError
@@ -29,7 +31,7 @@ from runner.lab.system import (
     require_tools,
     run,
 )
-from runner.lab.topology import Topology
+from runner.lab.topology import Node, Topology
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ NAME = "namespace"
 TOOLS = {
     "ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux",
     "ssh-keygen": "openssh-client", "openssl": "openssl",
-    "/usr/lib/frr/zebra": "frr", "/usr/lib/frr/frrinit.sh": "frr", "/usr/bin/vtysh": "frr",
+    "/usr/lib/frr/zebra": "frr", "/usr/lib/frr/watchfrr": "frr", "/usr/bin/vtysh": "frr",
     "/usr/sbin/sshd": "openssh-server",
 }
 READY_TIMEOUT = float(os.environ.get("RUNNER_LAB_READY_TIMEOUT", "120"))
@@ -59,6 +61,13 @@ def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
 
 
 def _read_pid(path: Path) -> int | None:
@@ -98,13 +107,19 @@ class NamespaceBackend:
         state.save(state.LabState(NAME, plan, "deploying"))
         try:
             started = time.monotonic()
-            self._prepare_files(topo, plan)
-            self._create_network(plan)
-            self._launch(plan)
-            self._wait_ready(plan)
-            self._run_exec(topo, plan)
-            inventory.write_client_files(
-                plan, {n.name: n.password for n in topo.nodes.values()})
+            phases: list[tuple[str, Callable[[], object]]] = [
+                ("files", lambda: self._prepare_files(topo, plan)),
+                ("network", lambda: self._create_network(plan)),
+                ("launch", lambda: self._launch(plan)),
+                ("ready", lambda: self._wait_ready(plan)),
+                ("exec", lambda: self._run_exec(topo, plan)),
+                ("inventory", lambda: inventory.write_client_files(
+                    plan, {n.name: n.password for n in topo.nodes.values()})),
+            ]
+            for phase, step in phases:
+                t0 = time.monotonic()
+                step()
+                log.debug("lab %s: %s took %.2fs", plan.lab, phase, time.monotonic() - t0)
             state.save(state.LabState(NAME, plan, "up"))
             log.info("lab %s up: %d nodes in %.1fs", plan.lab, len(plan.nodes),
                      time.monotonic() - started)
@@ -143,7 +158,7 @@ class NamespaceBackend:
         lab_dir.chmod(0o755)
         pubkeys = inventory.client_public_keys(lab_dir)
         (lab_dir / "authorized_keys").write_text(pubkeys, encoding="utf-8")
-        for node in topo.nodes.values():
+        def prepare(node: Node) -> None:
             nplan = plan.nodes[node.name]
             ndir = plan.node_dir(node.name)
             ndir.mkdir(parents=True)
@@ -152,6 +167,10 @@ class NamespaceBackend:
                 nodefiles.write_accounts(ndir, node.username, node.password, pubkeys)
                 nodefiles.write_sshd(ndir, node.username)
             nodefiles.write_launcher(plan, nplan, node.sysctls)
+
+        # Host-key generation dominates; ssh-keygen runs outside the GIL, so use the cores.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            list(pool.map(prepare, topo.nodes.values()))
 
     def _create_network(self, plan: LabPlan) -> None:
         cmds = [f"netns add {n.netns}" for n in plan.nodes.values()]
@@ -185,6 +204,12 @@ class NamespaceBackend:
                                 f"{out.strip()[-500:]}")
         if failures:
             raise LabError("nodes failed to start:\n  " + "\n  ".join(failures))
+        for node in plan.nodes.values():
+            boot_log = plan.node_dir(node.name) / "log" / nodefiles.BOOT_LOG
+            errors = [ln for ln in _read_lines(boot_log) if "% " in ln or "rror" in ln]
+            if errors:
+                log.warning("router %s: startup config lines rejected by FRR (%s):\n  %s",
+                            node.name, boot_log, "\n  ".join(errors[:10]))
 
     def _wait_ready(self, plan: LabPlan) -> None:
         pending = {n.name for n in plan.nodes.values() if n.role == "router"}
@@ -309,7 +334,5 @@ class NamespaceBackend:
 
 
 def _kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import re
 import shlex
 import shutil
 from functools import cache
@@ -15,8 +16,9 @@ from runner.lab.system import run
 from runner.lab.topology import FRR_DAEMONS, Node
 
 VTYSH = "/usr/bin/vtysh"
-FRRINIT = "/usr/lib/frr/frrinit.sh"
+FRR_BIN = "/usr/lib/frr"
 SSHD = "/usr/sbin/sshd"
+BOOT_LOG = "vtysh-boot.log"
 
 VTYSH_CONF = "service integrated-vtysh-config\n"
 DEFAULT_FRR_CONF = "frr defaults traditional\nhostname {name}\nservice integrated-vtysh-config\n!\n"
@@ -109,6 +111,21 @@ def write_frr_files(ndir: Path, node: Node, daemons: list[str]) -> None:
         path.chmod(0o640)
 
 
+def daemon_commands(daemons_file: Path, daemons: list[str], boot_log: Path) -> list[str]:
+    """What frrinit.sh runs, without its shell overhead: each daemon with its options from
+    the daemons file, the config applied with `vtysh -b`, then watchfrr to supervise them."""
+    text = daemons_file.read_text(encoding="utf-8")
+    opts = dict(re.findall(r'^\s*(\w+)_options\s*=\s*"([^"]*)"', text, re.M))
+    profile = re.search(r'^\s*frr_profile\s*=\s*"?(\w+)"?', text, re.M)
+    flag = f"-F {profile.group(1) if profile else 'traditional'}"
+    names = ["zebra", "staticd", *[d for d in daemons if d not in ("zebra", "staticd")]]
+    lines = [f"{FRR_BIN}/{d} -d {flag} {opts.get(d, '-A 127.0.0.1')}".rstrip() for d in names]
+    # A bad config line must not stop the router: it is reported from the boot log instead.
+    lines.append(f"{VTYSH} -b >{shlex.quote(str(boot_log))} 2>&1 || true")
+    lines.append(f"{FRR_BIN}/watchfrr -d {flag} {' '.join(names)}")
+    return lines
+
+
 def write_sshd(ndir: Path, username: str) -> None:
     """A per-node sshd with its own host keys, config and pid file."""
     ssh = ndir / "ssh"
@@ -184,7 +201,8 @@ def write_launcher(plan: LabPlan, node: NodePlan, sysctls: dict[str, str]) -> Pa
             "mount -t tmpfs -o mode=0755,size=1m runner-home /home",
             f"mkdir -p /home/{q(user)}",
             f"mount --bind {q(str(ndir / 'home'))} /home/{q(user)}",
-            f"{FRRINIT} start >{q(str(ndir / 'log' / 'frrinit.log'))} 2>&1",
+            *daemon_commands(ndir / "etc-frr" / "daemons", node.daemons,
+                             ndir / "log" / BOOT_LOG),
             f"{SSHD} -f {q(str(ndir / 'ssh' / 'sshd_config'))} "
             f"-E {q(str(ndir / 'log' / 'sshd.log'))}",
         ]

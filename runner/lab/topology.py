@@ -6,10 +6,10 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runner.errors import TopologyError
-from runner.lab.kinds import KindRegistry, Role, default_registry, is_frr_image
+from runner.lab.kinds import Kind, KindRegistry, Role, default_registry, is_frr_image
 from runner.yamlsrc import LineDict, LineList, line_of, load_yaml
 
 DEFAULT_MGMT_SUBNET = ipaddress.IPv4Network("172.20.20.0/24")
@@ -145,7 +145,7 @@ class _Reader:
             return empty
         if not isinstance(value, dict):
             self.fail(f"expected a mapping, got {_type(value)}", where, key, fieldname)
-        return value  # type: ignore[return-value]
+        return cast(LineDict, value)
 
     def string(self, value: Any, where: Any, key: Any, fieldname: str) -> str:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -186,23 +186,8 @@ def parse_topology(raw: Any, path: Path, registry: KindRegistry) -> Topology:
     if not isinstance(raw, dict):
         r.fail(f"a topology file is a mapping with `name` and `topology`, got {_type(raw)}",
                raw)
-    doc: LineDict = raw  # type: ignore[assignment]
-    for key in doc:
-        if key not in {"name", "prefix", "mgmt", "topology", "settings", "debug"}:
-            r.fail(f"unknown top-level field {key!r} (expected name, prefix, mgmt, topology)",
-                   doc, key, str(key))
-    if "name" not in doc:
-        r.fail("missing `name` (the lab's name)", doc, None, "name")
-    name = r.string(doc["name"], doc, "name", "name")
-    if not NAME_RE.match(name):
-        r.fail(f"{name!r} is not a valid lab name (letters, digits, '.', '_', '-')",
-               doc, "name", "name")
-    prefix = "clab"
-    if "prefix" in doc:
-        prefix = "" if doc["prefix"] is None else r.string(doc["prefix"], doc, "prefix",
-                                                            "prefix")
-        if prefix not in ("", "__lab-name") and not NAME_RE.match(prefix):
-            r.fail(f"{prefix!r} is not a valid prefix", doc, "prefix", "prefix")
+    doc: LineDict = raw
+    name, prefix = _parse_header(r, doc)
 
     mgmt = r.mapping(doc.get("mgmt"), doc, "mgmt", "mgmt")
     subnet, gateway, bridge = _parse_mgmt(r, mgmt)
@@ -230,10 +215,8 @@ def parse_topology(raw: Any, path: Path, registry: KindRegistry) -> Topology:
             r.fail("node names use letters, digits, '.', '_' and '-'", raw_nodes, node_name,
                    fieldname)
         node_map = r.mapping(node_raw, raw_nodes, node_name, fieldname)
-        nodes[sname] = _parse_node(
-            r, sname, node_map, raw_nodes.line_of(node_name), defaults, kinds, groups,
-            registry, warnings,
-        )
+        nodes[sname] = _parse_node(r, sname, node_map, raw_nodes.line_of(node_name),
+                                   _Levels(defaults, kinds, groups), registry, warnings)
 
     links = _parse_links(r, topo, nodes)
     topology = Topology(
@@ -246,6 +229,28 @@ def parse_topology(raw: Any, path: Path, registry: KindRegistry) -> Topology:
             r.fail(f"namespace name {ns_name!r} is too long; shorten the lab or node name",
                    doc, "name", "name")
     return topology
+
+
+def _parse_header(r: _Reader, doc: LineDict) -> tuple[str, str]:
+    """Top-level fields, the lab name and the namespace/container name prefix."""
+    for key in doc:
+        if key not in {"name", "prefix", "mgmt", "topology", "settings", "debug"}:
+            r.fail(f"unknown top-level field {key!r} (expected name, prefix, mgmt, topology)",
+                   doc, key, str(key))
+    if "name" not in doc:
+        r.fail("missing `name` (the lab's name)", doc, None, "name")
+    name = r.string(doc["name"], doc, "name", "name")
+    if not NAME_RE.match(name):
+        r.fail(f"{name!r} is not a valid lab name (letters, digits, '.', '_', '-')",
+               doc, "name", "name")
+    prefix = "clab"
+    if "prefix" in doc:
+        prefix = "" if doc["prefix"] is None else r.string(doc["prefix"], doc, "prefix",
+                                                            "prefix")
+        if prefix not in ("", "__lab-name") and not NAME_RE.match(prefix):
+            r.fail(f"{prefix!r} is not a valid prefix", doc, "prefix", "prefix")
+
+    return name, prefix
 
 
 def _parse_mgmt(
@@ -283,141 +288,157 @@ def _parse_mgmt(
     return subnet, gateway, bridge
 
 
-def _parse_node(
-    r: _Reader,
-    name: str,
-    node: LineDict,
-    line: int,
-    defaults: LineDict,
-    kinds: LineDict,
-    groups: LineDict,
-    registry: KindRegistry,
-    warnings: list[str],
-) -> Node:
-    fieldname = f"topology.nodes.{name}"
-    group_name: str | None = None
-    if "group" in node:
-        group_name = r.string(node["group"], node, "group", f"{fieldname}.group")
-        if group_name not in groups:
-            r.fail(f"group {group_name!r} is not defined under topology.groups", node,
-                   "group", f"{fieldname}.group")
-    group = (r.mapping(groups[group_name], groups, group_name, f"topology.groups.{group_name}")
-             if group_name else LineDict())
+@dataclass
+class _Levels:
+    """The shared levels a node inherits from, least specific first."""
 
-    # The kind comes from the most specific level that names one.
-    kind_src: tuple[LineDict, str] | None = None
-    for level, label in ((node, fieldname), (group, f"topology.groups.{group_name}"),
-                         (defaults, "topology.defaults")):
+    defaults: LineDict
+    kinds: LineDict
+    groups: LineDict
+
+
+class _Merged:
+    """Node fields after merging; each remembers where it was written, for errors."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[Any, LineDict, str]] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    def get(self, key: str) -> Any:
+        return self.values[key][0] if key in self.values else None
+
+    def at(self, key: str) -> tuple[LineDict, str, str]:
+        _, level, label = self.values[key]
+        return level, key, label
+
+
+def _node_kind(r: _Reader, node: LineDict, group: LineDict, group_label: str,
+               levels: _Levels, registry: KindRegistry, label: str) -> Kind:
+    """The kind comes from the most specific level that names one."""
+    for level, where in ((node, label), (group, group_label),
+                         (levels.defaults, "topology.defaults")):
         if "kind" in level:
-            kind_src = (level, label)
-            break
-    if kind_src is None:
-        r.fail("no `kind` (set it on the node, its group or topology.defaults)", node, None,
-               fieldname)
-    assert kind_src is not None
-    kind_name = r.string(kind_src[0]["kind"], kind_src[0], "kind", f"{kind_src[1]}.kind")
-    kind = registry.get(kind_name)
-    if kind is None:
-        if registry.needs_containerlab(kind_name):
-            r.fail(f"kind {kind_name!r} needs containerlab with Docker and its vendor image; "
-                   f"the namespace backend builds only {', '.join(registry.names())}",
-                   kind_src[0], "kind", f"{kind_src[1]}.kind")
-        r.fail(f"unknown kind {kind_name!r} (expected one of {', '.join(registry.names())}, "
-               "or a containerlab kind with --backend containerlab)", kind_src[0], "kind",
-               f"{kind_src[1]}.kind")
-    assert kind is not None
-    kind_map = r.mapping(kinds.get(kind_name), kinds, kind_name, f"topology.kinds.{kind_name}")
+            name = r.string(level["kind"], level, "kind", f"{where}.kind")
+            kind = registry.get(name)
+            if kind is not None:
+                return kind
+            if registry.needs_containerlab(name):
+                r.fail(f"kind {name!r} needs containerlab with Docker and its vendor image; "
+                       f"the namespace backend builds only {', '.join(registry.names())}",
+                       level, "kind", f"{where}.kind")
+            r.fail(f"unknown kind {name!r} (expected one of {', '.join(registry.names())}, "
+                   "or a containerlab kind with --backend containerlab)", level, "kind",
+                   f"{where}.kind")
+    r.fail("no `kind` (set it on the node, its group or topology.defaults)", node, None, label)
+    raise AssertionError("unreachable")
 
-    # Merge, most specific last; remember where each value came from for errors.
-    merged: dict[str, tuple[Any, LineDict, str]] = {}
-    levels = ((defaults, "topology.defaults"), (kind_map, f"topology.kinds.{kind_name}"),
-              (group, f"topology.groups.{group_name}"), (node, fieldname))
+
+def _merge(r: _Reader, levels: list[tuple[LineDict, str]], warnings: list[str]) -> _Merged:
+    merged = _Merged()
     for level, label in levels:
-        for key, value in level.items():
+        for key, raw in level.items():
+            value = raw
             if key in NODE_FIELDS:
                 if key in ("labels", "env", "sysctls") and key in merged:
-                    combined = dict(merged[key][0])
-                    combined.update(r.mapping(value, level, key, f"{label}.{key}"))
+                    combined = dict(merged.get(key))
+                    combined.update(r.mapping(raw, level, key, f"{label}.{key}"))
                     value = _with_lines(combined, level, key)
-                merged[key] = (value, level, f"{label}.{key}")
+                merged.values[key] = (value, level, f"{label}.{key}")
             elif key in IGNORED_NODE_FIELDS:
                 warnings.append(f"{r.path}:{level.line_of(key)}: {label}.{key} is ignored by "
                                 "the namespace backend")
             else:
                 r.fail(f"unknown node field {key!r}", level, key, f"{label}.{key}")
+    return merged
 
-    def get(key: str) -> Any:
-        return merged[key][0] if key in merged else None
 
-    def where(key: str) -> tuple[LineDict, str, str]:
-        value, level, label = merged[key]
-        return level, key, label
+def _credentials(r: _Reader, merged: _Merged, kind: Kind) -> tuple[str, str]:
+    if "credentials" not in merged:
+        return kind.username, kind.password
+    creds = r.mapping(merged.get("credentials"), *merged.at("credentials"))
+    username, password = kind.username, kind.password
+    if "username" in creds:
+        username = r.string(creds["username"], creds, "username", "credentials.username")
+        if not re.match(r"^[a-z_][a-z0-9_-]{0,30}$", username) or username == "root":
+            r.fail(f"{username!r} is not a usable login name", creds, "username",
+                   "credentials.username")
+    if "password" in creds:
+        password = r.string(creds["password"], creds, "password", "credentials.password")
+        if not password or "\n" in password:
+            r.fail("password must be non-empty and on one line", creds, "password",
+                   "credentials.password")
+    return username, password
 
-    image = r.string(get("image"), *where("image")) if "image" in merged else None
-    binds = [_parse_bind(r, b, *where("binds"), i)
-             for i, b in enumerate(r.strings(get("binds"), *where("binds")))] \
-        if "binds" in merged else []
-    role: Role
-    if kind.role is not None:
-        role = kind.role
-    else:
-        frr_binds = any(b.target.startswith(FRR_DIR) for b in binds)
-        role = "router" if is_frr_image(image) or frr_binds else "host"
+
+def _frr_daemons(r: _Reader, merged: _Merged) -> list[str] | None:
+    if "extras" not in merged:
+        return None
+    extras = r.mapping(merged.get("extras"), *merged.at("extras"))
+    frr = r.mapping(extras.get("frr"), extras, "frr", "extras.frr")
+    if "daemons" not in frr:
+        return None
+    daemons = r.strings(frr["daemons"], frr, "daemons", "extras.frr.daemons")
+    for i, daemon in enumerate(daemons):
+        if daemon not in FRR_DAEMONS + ALWAYS_ON_DAEMONS:
+            r.fail(f"unknown FRR daemon {daemon!r} (expected one of {', '.join(FRR_DAEMONS)})",
+                   frr["daemons"], i, f"extras.frr.daemons[{i}]")
+    return daemons
+
+
+def _parse_node(r: _Reader, name: str, node: LineDict, line: int, levels: _Levels,
+                registry: KindRegistry, warnings: list[str]) -> Node:
+    label = f"topology.nodes.{name}"
+    group_name: str | None = None
+    if "group" in node:
+        group_name = r.string(node["group"], node, "group", f"{label}.group")
+        if group_name not in levels.groups:
+            r.fail(f"group {group_name!r} is not defined under topology.groups", node,
+                   "group", f"{label}.group")
+    group_label = f"topology.groups.{group_name}"
+    group = (r.mapping(levels.groups[group_name], levels.groups, group_name, group_label)
+             if group_name else LineDict())
+    kind = _node_kind(r, node, group, group_label, levels, registry, label)
+    kind_label = f"topology.kinds.{kind.name}"
+    kind_map = r.mapping(levels.kinds.get(kind.name), levels.kinds, kind.name, kind_label)
+    m = _merge(r, [(levels.defaults, "topology.defaults"), (kind_map, kind_label),
+                   (group, group_label), (node, label)], warnings)
+
+    image = r.string(m.get("image"), *m.at("image")) if "image" in m else None
+    binds = ([_parse_bind(r, b, *m.at("binds"), i)
+              for i, b in enumerate(r.strings(m.get("binds"), *m.at("binds")))]
+             if "binds" in m else [])
+    role: Role = kind.role or (
+        "router" if is_frr_image(image) or any(b.target.startswith(FRR_DIR) for b in binds)
+        else "host")
 
     startup_config = startup_source = None
-    if "startup-config" in merged:
-        text = r.string(get("startup-config"), *where("startup-config"))
-        startup_config, startup_source = _read_startup_config(r, text, *where("startup-config"))
+    if "startup-config" in m:
+        text = r.string(m.get("startup-config"), *m.at("startup-config"))
+        startup_config, startup_source = _read_startup_config(r, text, *m.at("startup-config"))
         if role != "router":
             r.fail("startup-config is only applied to FRR routers; this node is a plain "
-                   "Linux host (use an FRR image or kind: frr)", *where("startup-config"))
-
-    credentials = r.mapping(get("credentials"), *where("credentials")) \
-        if "credentials" in merged else LineDict()
-    username = kind.username
-    password = kind.password
-    if "username" in credentials:
-        username = r.string(credentials["username"], credentials, "username",
-                            "credentials.username")
-        if not re.match(r"^[a-z_][a-z0-9_-]{0,30}$", username) or username == "root":
-            r.fail(f"{username!r} is not a usable login name", credentials, "username",
-                   "credentials.username")
-    if "password" in credentials:
-        password = r.string(credentials["password"], credentials, "password",
-                            "credentials.password")
-        if not password or "\n" in password:
-            r.fail("password must be non-empty and on one line", credentials, "password",
-                   "credentials.password")
-
-    daemons = None
-    if "extras" in merged:
-        extras = r.mapping(get("extras"), *where("extras"))
-        frr = r.mapping(extras.get("frr"), extras, "frr", "extras.frr")
-        if "daemons" in frr:
-            daemons = r.strings(frr["daemons"], frr, "daemons", "extras.frr.daemons")
-            for i, daemon in enumerate(daemons):
-                if daemon not in FRR_DAEMONS + ALWAYS_ON_DAEMONS:
-                    r.fail(f"unknown FRR daemon {daemon!r} (expected one of "
-                           f"{', '.join(FRR_DAEMONS)})", frr["daemons"], i,
-                           f"extras.frr.daemons[{i}]")
+                   "Linux host (use an FRR image or kind: frr)", *m.at("startup-config"))
 
     mgmt_ip = None
-    if "mgmt-ipv4" in merged:
-        text = r.string(get("mgmt-ipv4"), *where("mgmt-ipv4"))
+    if "mgmt-ipv4" in m:
+        text = r.string(m.get("mgmt-ipv4"), *m.at("mgmt-ipv4"))
         try:
             mgmt_ip = ipaddress.IPv4Address(text)
         except ValueError:
-            r.fail(f"{text!r} is not an IPv4 address", *where("mgmt-ipv4"))
+            r.fail(f"{text!r} is not an IPv4 address", *m.at("mgmt-ipv4"))
 
+    username, password = _credentials(r, m, kind)
     return Node(
         name=name, kind=kind.name, role=role, image=image, group=group_name,
         mgmt_ipv4=mgmt_ip, startup_config=startup_config,
         startup_config_source=startup_source, binds=binds,
-        exec=r.strings(get("exec"), *where("exec")) if "exec" in merged else [],
-        labels=r.str_map(get("labels"), *where("labels")) if "labels" in merged else {},
-        env=r.str_map(get("env"), *where("env")) if "env" in merged else {},
-        sysctls=r.str_map(get("sysctls"), *where("sysctls")) if "sysctls" in merged else {},
-        username=username, password=password, daemons=daemons, line=line,
+        exec=r.strings(m.get("exec"), *m.at("exec")) if "exec" in m else [],
+        labels=r.str_map(m.get("labels"), *m.at("labels")) if "labels" in m else {},
+        env=r.str_map(m.get("env"), *m.at("env")) if "env" in m else {},
+        sysctls=r.str_map(m.get("sysctls"), *m.at("sysctls")) if "sysctls" in m else {},
+        username=username, password=password, daemons=_frr_daemons(r, m), line=line,
     )
 
 
@@ -461,9 +482,13 @@ def _read_startup_config(r: _Reader, text: str, level: LineDict, key: str,
 
 def _parse_endpoint(r: _Reader, value: Any, where: Any, index: int, fieldname: str,
                     nodes: dict[str, Node]) -> Endpoint:
+    node_at: tuple[Any, Any, str] = (where, index, fieldname)
+    iface_at = node_at
     if isinstance(value, dict):
-        node = r.string(value.get("node"), value, "node", f"{fieldname}.node")
-        iface = r.string(value.get("interface"), value, "interface", f"{fieldname}.interface")
+        node_at = (value, "node", f"{fieldname}.node")
+        iface_at = (value, "interface", f"{fieldname}.interface")
+        node = r.string(value.get("node"), *node_at)
+        iface = r.string(value.get("interface"), *iface_at)
     else:
         text = r.string(value, where, index, fieldname)
         if text.count(":") != 1:
@@ -471,21 +496,19 @@ def _parse_endpoint(r: _Reader, value: Any, where: Any, index: int, fieldname: s
         node, iface = text.split(":")
     if node in ("host", "mgmt-net", "macvlan", "ovs-bridge", "bridge"):
         r.fail(f"endpoint {node}:{iface} connects to the host; the namespace backend only "
-               "builds links between lab nodes", where, index, fieldname)
+               "builds links between lab nodes", *node_at)
     if node not in nodes:
-        r.fail(f"unknown node {node!r} in link (nodes are: {', '.join(nodes)})", where, index,
-               fieldname)
+        r.fail(f"unknown node {node!r} in link (nodes are: {', '.join(nodes)})", *node_at)
     if not iface:
-        r.fail("empty interface name", where, index, fieldname)
+        r.fail("empty interface name", *iface_at)
     if len(iface) > IFNAME_MAX:
         r.fail(f"interface name {iface!r} is {len(iface)} characters; Linux allows at most "
-               f"{IFNAME_MAX}", where, index, fieldname)
+               f"{IFNAME_MAX}", *iface_at)
     if not IFNAME_RE.match(iface) or iface in (".", ".."):
-        r.fail(f"interface name {iface!r} may not contain '/', ':' or spaces", where, index,
-               fieldname)
+        r.fail(f"interface name {iface!r} may not contain '/', ':' or spaces", *iface_at)
     if iface in ("eth0", "lo"):
         r.fail(f"{iface} is reserved for {'management' if iface == 'eth0' else 'loopback'}"
-               "; use eth1 and up for data links", where, index, fieldname)
+               "; use eth1 and up for data links", *iface_at)
     return Endpoint(node, iface)
 
 

@@ -1,0 +1,86 @@
+"""Routing health of a lab's routers (OSPF neighbours, BGP sessions) and waiting for it."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from runner.errors import LabError
+from runner.lab import service
+from runner.lab.state import LabState
+
+
+@dataclass
+class RouterRouting:
+    node: str
+    ospf: dict[str, str] = field(default_factory=dict)  # neighbour id -> state
+    bgp: dict[str, str] = field(default_factory=dict)  # peer -> state
+    error: str | None = None
+
+    @property
+    def converged(self) -> bool:
+        return (self.error is None
+                and all(s.startswith("Full") for s in self.ospf.values())
+                and all(s == "Established" for s in self.bgp.values()))
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.node}: {self.error}"
+        full = sum(s.startswith("Full") for s in self.ospf.values())
+        est = sum(s == "Established" for s in self.bgp.values())
+        return (f"{self.node}: OSPF {full}/{len(self.ospf)} full, "
+                f"BGP {est}/{len(self.bgp)} established")
+
+
+def _vtysh_json(lab: LabState, node: str, command: str) -> dict[str, object]:
+    proc = service.exec_on(node, ["vtysh", "-c", f"{command} json"], lab.plan.lab, timeout=30)
+    if proc.returncode != 0:
+        raise LabError(f"{node}: {command}: {proc.stderr.strip() or proc.stdout.strip()}")
+    text = proc.stdout.strip()
+    return json.loads(text) if text.startswith("{") else {}
+
+
+def routing(lab: LabState, node: str) -> RouterRouting:
+    result = RouterRouting(node)
+    daemons = lab.plan.nodes[node].daemons
+    try:
+        if "ospfd" in daemons:
+            data = _vtysh_json(lab, node, "show ip ospf neighbor")
+            neighbors = data.get("neighbors", {})
+            assert isinstance(neighbors, dict)
+            for nid, entries in neighbors.items():
+                for entry in entries:
+                    result.ospf[f"{nid}@{entry.get('ifaceName', '')}"] = str(
+                        entry.get("nbrState", entry.get("state", "")))
+        if "bgpd" in daemons:
+            data = _vtysh_json(lab, node, "show bgp summary")
+            for afi in data.values():
+                if isinstance(afi, dict):
+                    for peer, info in afi.get("peers", {}).items():
+                        result.bgp[peer] = str(info.get("state", ""))
+    except (LabError, json.JSONDecodeError) as exc:
+        result.error = str(exc)
+    return result
+
+
+def wait_converged(lab: LabState, timeout: float = 120, interval: float = 1.0,
+                   stable_polls: int = 2) -> list[RouterRouting]:
+    """Wait until every router's OSPF neighbours are Full and BGP peers Established.
+
+    Converged must hold for `stable_polls` polls in a row, so a session that flaps right
+    after coming up is not taken for a converged network.
+    """
+    routers = [n.name for n in lab.plan.nodes.values() if n.role == "router"]
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while True:
+        states = [routing(lab, r) for r in routers]
+        streak = streak + 1 if all(s.converged for s in states) else 0
+        if streak >= stable_polls:
+            return states
+        if time.monotonic() > deadline:
+            lines = "\n  ".join(s.summary() for s in states if not s.converged)
+            raise LabError(f"lab {lab.plan.lab} did not converge within {timeout:.0f}s:\n"
+                           f"  {lines}")
+        time.sleep(interval)

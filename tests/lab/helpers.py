@@ -1,0 +1,88 @@
+"""Helpers for lab tests: run the CLI, copy a topology under a private name, find leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from runner.lab.plan import LabPlan, make_plan
+from runner.lab.system import link_exists, netns_list, pid_alive
+from runner.lab.topology import load_topology
+
+
+def runner(*args: str, check: bool = True,
+           timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"runner {' '.join(args)} exited {proc.returncode}:\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def private_copy(src: Path, dest_dir: Path, name: str, subnet_octet: int) -> Path:
+    """Copy a shipped topology (and its config dir) under another lab name and mgmt subnet,
+    so tests never collide with a lab a person has up (e.g. from ./dev demo)."""
+    text = src.read_text(encoding="utf-8")
+    original = re.search(r"^name:\s*(\S+)", text, re.M)
+    assert original
+    text = text.replace(f"name: {original.group(1)}", f"name: {name}", 1)
+    text = text.replace("172.20.20.", f"172.20.{subnet_octet}.")
+    conf_dir = src.parent / original.group(1)
+    if conf_dir.is_dir():
+        shutil.copytree(conf_dir, dest_dir / original.group(1))
+    dest = dest_dir / f"{name}.clab.yml"
+    dest.write_text(text, encoding="utf-8")
+    return dest
+
+
+def plan_of(topology: Path) -> LabPlan:
+    return make_plan(load_topology(topology))
+
+
+def lab_pids(plan: LabPlan) -> list[int]:
+    out = []
+    for node in plan.nodes.values():
+        proc = subprocess.run(["ip", "netns", "pids", node.netns], capture_output=True,
+                              text=True, check=False)
+        out += [int(p) for p in proc.stdout.split()]
+    return out
+
+
+def leftovers(plan: LabPlan, pids: list[int] | None = None) -> list[str]:
+    """Everything of the lab still on the machine: must be empty after `down`."""
+    left = [f"netns {ns}" for ns in sorted(netns_list() & {n.netns for n in plan.nodes.values()})]
+    left += [f"link {i}" for i in [plan.bridge, *(n.host_veth for n in plan.nodes.values())]
+             if link_exists(i)]
+    left += [f"pid {p}" for p in pids or [] if pid_alive(p)]
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        mounts = fh.read()
+    left += [f"mount of {ns}" for ns in (n.netns for n in plan.nodes.values())
+             if f"/run/netns/{ns} " in mounts]
+    # Any process anywhere still using the lab's files (e.g. an sshd with its config).
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and pid_alive(int(entry)):
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if plan.lab_dir.encode() in cmdline:
+                left.append(f"process {entry}: {cmdline.decode(errors='replace')[:100]}")
+    if Path(plan.lab_dir).exists():
+        left.append(f"lab dir {plan.lab_dir}")
+    index = Path(os.environ.get("RUNNER_LAB_INDEX", "/run/runner/labs")) / f"{plan.lab}.json"
+    if index.exists():
+        left.append(f"index entry {index}")
+    return left
+
+
+def status_json(topology: Path) -> dict[str, object]:
+    data = json.loads(runner("lab", "status", "--json", str(topology)).stdout)
+    assert isinstance(data, list) and len(data) == 1
+    result: dict[str, object] = data[0]
+    return result
