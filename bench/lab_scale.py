@@ -29,14 +29,12 @@ def ring_topology(n: int, workdir: Path) -> Path:
         nxt, prv = i % n + 1, (i - 2) % n + 1
         lines = [f"hostname r{i}", "interface lo", f" ip address 10.255.{i // 250}.{i % 250}/32",
                  " ip ospf area 0", "exit"]
-        for iface, peer in (("eth1", nxt), ("eth2", prv)):
-            lo = min(i, peer)
-            host = 0 if i == lo else 1
+        # link k joins r<k>:eth1 to r<k+1>:eth2 as 10.(100 + k/200).(k%200).0/31
+        for iface, link, host in (("eth1", i, 0), ("eth2", prv, 1)):
             if n == 2 and iface == "eth2":
                 continue
-            # link lo<->hi is 10.(100 + lo/200).(lo%200).0/31; the lower router takes .0
             lines += [f"interface {iface}",
-                      f" ip address 10.{100 + lo // 200}.{lo % 200}.{host}/31",
+                      f" ip address 10.{100 + link // 200}.{link % 200}.{host}/31",
                       " ip ospf area 0", " ip ospf network point-to-point", "exit"]
         lines += ["router ospf", f" ospf router-id 10.255.{i // 250}.{i % 250}", "exit"]
         conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
