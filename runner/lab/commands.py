@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from runner.lab import service, state
+from runner.lab import service
 from runner.lab.backend import LabStatus
 from runner.lab.converge import wait_converged
 
@@ -99,14 +99,11 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, shell: bool,
     Example: runner lab exec r1 -- show ip route
     """
     argv = list(command)
-    labs = [service.find_lab(lab_ref)] if lab_ref else None
-    role = None
-    for st in labs or state.all_labs():
-        if node in st.plan.nodes:
-            role = st.plan.nodes[node].role
-    if role == "router" and not shell:
+    lab_state = service.lab_of(node, lab_ref)
+    if node in lab_state.plan.nodes and lab_state.plan.nodes[node].role == "router" \
+            and not shell:
         argv = ["vtysh", "-c", " ".join(argv)]
-    proc = service.exec_on(node, argv, lab_ref, timeout)
+    proc = service.exec_on(node, argv, lab_state.plan.lab, timeout)
     sys.stdout.write(proc.stdout)
     sys.stderr.write(proc.stderr)
     sys.exit(proc.returncode)

@@ -75,17 +75,21 @@ def status(ref: str | None = None) -> list[LabStatus]:
     return [backends()[lab.backend].status(lab) for lab in labs]
 
 
+def lab_of(node: str, lab_ref: str | None = None) -> state.LabState:
+    """The lab holding `node`; lab_ref may be omitted when exactly one lab has it."""
+    if lab_ref:
+        return find_lab(lab_ref)
+    labs = [lab for lab in state.all_labs() if node in lab.plan.nodes]
+    if not labs:
+        raise LabNotFound(f"no lab that is up has a node named {node!r}")
+    if len(labs) > 1:
+        raise LabError(f"node {node!r} is in several labs "
+                       f"({', '.join(lab.plan.lab for lab in labs)}); pass --lab")
+    return labs[0]
+
+
 def exec_on(node: str, command: list[str], lab_ref: str | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run a command on a node; the lab may be omitted when exactly one is up."""
-    if lab_ref:
-        lab = find_lab(lab_ref)
-    else:
-        labs = [lab for lab in state.all_labs() if node in lab.plan.nodes]
-        if not labs:
-            raise LabNotFound(f"no lab that is up has a node named {node!r}")
-        if len(labs) > 1:
-            raise LabError(f"node {node!r} is in several labs "
-                           f"({', '.join(lab.plan.lab for lab in labs)}); pass --lab")
-        lab = labs[0]
+    """Run a program (argv) inside a node's namespaces."""
+    lab = lab_of(node, lab_ref)
     return backends()[lab.backend].exec(lab, node, command, timeout)

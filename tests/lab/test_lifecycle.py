@@ -6,11 +6,11 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from runner.lab.netns import wait_for
 from runner.lab.system import netns_list
 from tests.lab.helpers import lab_pids, leftovers, plan_of, runner
 
@@ -39,13 +39,6 @@ topology:
     - endpoints: [r2:eth2, h1:eth1]
 """, encoding="utf-8")
     return path
-
-
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_down_removes_everything_and_is_safe_twice(tmp_path: Path) -> None:
@@ -86,7 +79,7 @@ def start_up_and_wait_for_exec_phase(topo: Path) -> subprocess.Popen[str]:
         return any(Path(f"/proc/{p}/comm").read_text().strip() == "sleep" for p in out
                    if Path(f"/proc/{p}/comm").exists())
 
-    wait_until(in_exec_phase, 60, "the host's exec command to run")
+    wait_for(in_exec_phase, 60, "the host's exec command to run")
     state = json.loads((Path(plan.lab_dir) / "runner-lab.json").read_text(encoding="utf-8"))
     assert state["phase"] == "deploying"
     return proc
