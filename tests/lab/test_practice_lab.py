@@ -116,6 +116,8 @@ def test_scrapli_pushes_config_that_netmiko_reads_back(practice_lab: RunningLab,
         pushed = cli.send_inputs(["interface eth1", f"description {marker}"],
                                  requested_mode="configuration")
         assert not pushed.failed
+        saved = cli.send_input("write memory", requested_mode="privileged_exec")
+        assert not saved.failed and "[OK]" in saved.result
         rejected = cli.send_input("show bogus", requested_mode="privileged_exec")
         assert rejected.failed  # vtysh's "% Unknown command" is a failure indicator
     conn = netmiko_session(practice_lab, "r3")
@@ -125,6 +127,8 @@ def test_scrapli_pushes_config_that_netmiko_reads_back(practice_lab: RunningLab,
         conn.disconnect()
     assert f"description {marker}" in out
     assert f"description {marker}" in running_config(practice_lab, "r3")
+    saved_conf = practice_lab.lab_dir / "nodes" / "r3" / "etc-frr" / "frr.conf"
+    assert f"description {marker}" in saved_conf.read_text(encoding="utf-8")
 
 
 def test_login_by_key_without_password(practice_lab: RunningLab) -> None:
