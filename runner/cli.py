@@ -9,20 +9,26 @@ import click
 
 from runner import __version__
 from runner.errors import RunnerError
+from runner.job_commands import history, run, schema, show, validate
 from runner.lab.commands import lab
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="runner")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
+@click.option("--db", envvar="RUNNER_DB_URL", metavar="URL",
+              help="Results database (SQLAlchemy URL); default .runner/results.db.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
     """Network-automation job runner for device fleets."""
+    ctx.obj = {"db": db}
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
 
 
-cli.add_command(lab)
+for command in (run, validate, schema, history, show, lab):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -65,3 +65,59 @@ class CommandFailed(LabError):
         self.returncode = returncode
         self.stderr = stderr
         super().__init__(f"{' '.join(argv)} exited {returncode}: {stderr.strip()[-2000:]}")
+
+
+class JobError(InputError):
+    """A job file (or its inventory, template or flags) that cannot run as written."""
+
+
+class DeviceError(RunnerError):
+    """One device failed; recorded as that device's status, never stops the others."""
+
+    status = "failed"
+
+    @property
+    def error_class(self) -> str:
+        return type(self).__name__
+
+
+class ConnectFailed(DeviceError, ConnectionError):
+    """Nothing answered, or the connection broke: the device is unreachable."""
+
+    status = "unreachable"
+
+
+class AuthFailed(DeviceError, PermissionError):
+    """The device refused the credentials."""
+
+    status = "auth_failed"
+
+
+class HostKeyMismatch(DeviceError):
+    """The device's SSH host key is not the one known for it: refused, never trusted."""
+
+    status = "failed"
+
+
+class DeviceTimeout(DeviceError, TimeoutError):
+    """A command, or the device's whole budget, ran out of time."""
+
+    status = "timed_out"
+
+
+class CommandRejected(DeviceError):
+    """The device answered a command with one of its platform's failure indicators."""
+
+    status = "failed"
+
+
+class RenderFailed(DeviceError):
+    """A config template could not be rendered for this device; nothing was sent."""
+
+    status = "failed"
+
+
+class ParseFailed(DeviceError):
+    """Output could not be parsed with the parser the step asked for."""
+
+    status = "failed"

@@ -1,0 +1,99 @@
+"""scrapli v2 sessions: the native core's asyncio API, one event loop for every device."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from scrapli import (
+    AuthOptions,
+    Cli,
+    SessionOptions,
+    TransportBinOptions,
+    TransportSsh2Options,
+)
+from scrapli.exceptions import ScrapliException, TimeoutException
+
+from runner.drivers.base import Timeouts, classify_connect_error
+from runner.errors import AuthFailed, ConnectFailed, DeviceError, DeviceTimeout, HostKeyMismatch
+from runner.inventory import ConnectParams
+
+
+def _reason(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
+def _map_open_error(exc: BaseException) -> DeviceError:
+    if isinstance(exc, TimeoutException | TimeoutError):
+        return ConnectFailed("timed out opening the session")
+    kind = classify_connect_error(str(exc))
+    if kind == "auth":
+        return AuthFailed("authentication failed")
+    if kind == "hostkey":
+        return HostKeyMismatch(f"host key not trusted: {_reason(exc)}")
+    return ConnectFailed(_reason(exc))
+
+
+def _map_op_error(exc: BaseException) -> DeviceError:
+    if isinstance(exc, TimeoutException | TimeoutError):
+        return DeviceTimeout("command timed out")
+    if isinstance(exc, EOFError) or "eof" in str(exc).lower():
+        return ConnectFailed(f"session closed by the device: {_reason(exc)}")
+    return DeviceError(f"{type(exc).__name__}: {_reason(exc)}")
+
+
+class ScrapliSession:
+    driver = "scrapli"
+
+    def __init__(self, cli: Cli) -> None:
+        self._cli = cli
+
+    @classmethod
+    async def open(cls, params: ConnectParams, timeouts: Timeouts) -> ScrapliSession:
+        extras = params.extras
+        known_hosts = extras.get("known_hosts_path")
+        transport: TransportBinOptions | TransportSsh2Options
+        if extras.get("transport", "ssh2") == "bin":
+            transport = TransportBinOptions(known_hosts_path=known_hosts,
+                                            enable_strict_key=bool(extras.get(
+                                                "enable_strict_key", known_hosts is not None)))
+        else:
+            transport = TransportSsh2Options(known_hosts_path=known_hosts)
+        cli = Cli(
+            host=params.hostname, port=params.port,
+            definition_file_or_name=params.driver_platform,
+            auth_options=AuthOptions(username=params.username, password=params.password,
+                                     private_key_path=extras.get("private_key_path")),
+            session_options=SessionOptions(operation_timeout_s=max(1, int(timeouts.command))),
+            transport_options=transport,
+        )
+        try:
+            await asyncio.wait_for(cli.open_async(), timeouts.connect)
+        except (ScrapliException, TimeoutError, OSError) as exc:
+            raise _map_open_error(exc) from None
+        return cls(cli)
+
+    async def command(self, command: str, timeout: float) -> str:
+        try:
+            result = await asyncio.wait_for(
+                self._cli.send_input_async(command, requested_mode="privileged_exec"), timeout)
+        except (ScrapliException, TimeoutError, OSError) as exc:
+            raise _map_op_error(exc) from None
+        return str(result.result)
+
+    async def configure(self, lines: list[str], timeout: float) -> str:
+        try:
+            result = await asyncio.wait_for(self._cli.send_inputs_async(
+                lines, requested_mode="configuration", stop_on_indicated_failure=True),
+                timeout)
+            await asyncio.wait_for(self._cli.enter_mode_async("privileged_exec"), timeout)
+        except (ScrapliException, TimeoutError, OSError) as exc:
+            raise _map_op_error(exc) from None
+        # A transcript like netmiko's: each line sent, then what the device answered.
+        return "\n".join(f"{sent}\n{answer}".rstrip()
+                         for sent, answer in zip(result.inputs, result.results, strict=False))
+
+    async def close(self) -> None:
+        with contextlib.suppress(ScrapliException, TimeoutError, OSError):
+            await asyncio.wait_for(self._cli.close_async(), 10)  # gone either way

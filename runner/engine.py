@@ -1,0 +1,198 @@
+"""The engine: runs a job's steps on many devices at once and returns one record per device.
+
+One asyncio loop drives every device. scrapli v2 sessions are native asyncio; netmiko's
+blocking calls run in a thread pool sized to the job's concurrency. A device's failure is
+data (status + error class) and never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from runner import platforms
+from runner.drivers import Session, Timeouts, open_session
+from runner.errors import ConnectFailed, DeviceError, DeviceTimeout
+from runner.inventory import FleetInventory
+from runner.job.spec import ConfigStep, JobSpec
+from runner.records import SUCCESS, DeviceResult
+from runner.redact import Redactor
+from runner.render import Templates
+from runner.steps import StepContext, run_steps
+
+log = logging.getLogger(__name__)
+DeviceCallback = Callable[[DeviceResult], None]
+
+
+@dataclass
+class EngineOptions:
+    templates_dir: Path
+    dry_run: bool = False
+    on_device_done: DeviceCallback | None = None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def render_all(spec: JobSpec, inventory: FleetInventory, host: str,
+               templates: Templates) -> dict[int, list[str]]:
+    """Config lines of every config step for one host; RenderFailed before any session."""
+    rendered: dict[int, list[str]] = {}
+    platform = inventory.hosts[host].platform or ""
+    for index, step in enumerate(spec.steps):
+        if isinstance(step, ConfigStep):
+            if step.config.lines is not None:
+                rendered[index] = list(step.config.lines)
+            else:
+                assert step.config.template is not None
+                context = {**spec.vars, "host": inventory.template_vars(host)}
+                rendered[index] = templates.render(step.config.template, platform, context)
+    return rendered
+
+
+class Engine:
+    def __init__(self, spec: JobSpec, inventory: FleetInventory, options: EngineOptions) -> None:
+        self.spec = spec
+        self.inventory = inventory
+        self.options = options
+        self.templates = Templates(options.templates_dir)
+
+    async def _open(self, driver: str, host: str, executor: ThreadPoolExecutor,
+                    result: DeviceResult) -> Session:
+        """Open a session, retrying connection failures (never auth) with backoff."""
+        retries = self.spec.retries
+        params = self.inventory.connect_params(host, driver)
+        timeouts = Timeouts(self.spec.timeouts.connect, self.spec.timeouts.command)
+        for attempt in range(retries.count + 1):
+            result.attempts = attempt + 1
+            try:
+                return await open_session(driver, params, timeouts, executor)
+            except ConnectFailed:
+                if attempt == retries.count:
+                    raise
+            delay = min(retries.max_backoff, retries.backoff * 2 ** attempt)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+        raise AssertionError("unreachable")
+
+    async def _work(self, host: str, result: DeviceResult, executor: ThreadPoolExecutor,
+                    rendered: dict[int, list[str]]) -> None:
+        platform = platforms.get(self.inventory.hosts[host].platform or "")
+        assert platform is not None  # checked when targets were selected
+        session = await self._open(result.driver or "netmiko", host, executor, result)
+        try:
+            ctx = StepContext(session, platform, result, self.options.dry_run,
+                              self.spec.timeouts.command, self.options.templates_dir)
+            await run_steps(ctx, self.spec, rendered)
+        finally:
+            await asyncio.shield(_close_quietly(session))
+
+    async def device(self, host: str, executor: ThreadPoolExecutor) -> DeviceResult:
+        driver = self.inventory.driver_for(host, self.spec.driver)
+        result = DeviceResult(host=host, status="ok", driver=driver, started=now_iso())
+        t0 = time.monotonic()
+        try:
+            rendered = render_all(self.spec, self.inventory, host, self.templates)
+            await asyncio.wait_for(self._work(host, result, executor, rendered),
+                                   self.spec.timeouts.device)
+        except TimeoutError:
+            self._fail(result, DeviceTimeout(
+                f"device did not finish within {self.spec.timeouts.device:g}s"))
+        except DeviceError as exc:
+            self._fail(result, exc)
+        except Exception as exc:  # a bug must cost one device, not the run
+            log.exception("internal error on %s", host)
+            result.status, result.error_class = "failed", "InternalError"
+            result.error = f"{type(exc).__name__}: {exc}"
+        result.changed = any(s.changed for s in result.steps if s.kind == "config")
+        if result.status == "ok" and result.changed:
+            result.status = "changed"
+        result.duration_s = round(time.monotonic() - t0, 3)
+        result.finished = now_iso()
+        return self._redacted(host, result)
+
+    @staticmethod
+    def _fail(result: DeviceResult, exc: DeviceError) -> None:
+        result.status, result.error_class, result.error = exc.status, exc.error_class, str(exc)
+
+    def _redacted(self, host: str, result: DeviceResult) -> DeviceResult:
+        """The one boundary where secrets are masked out of a record."""
+        platform = platforms.get(self.inventory.hosts[host].platform or "")
+        redactor = Redactor(self.inventory.secrets([host]),
+                            platform.secrets if platform else ())
+        result.error = redactor.text(result.error) if result.error else None
+        for step in result.steps:
+            step.output = redactor.text(step.output) if step.output else step.output
+            step.diff = redactor.text(step.diff) if step.diff else step.diff
+            step.error = redactor.text(step.error) if step.error else step.error
+            step.parsed = redactor.value(step.parsed)
+        if result.backup is not None:
+            result.backup = redactor.text(result.backup)
+        return result
+
+    async def run(self, hosts: list[str]) -> list[DeviceResult]:
+        """Every host gets exactly one record, in `hosts` order."""
+        spec = self.spec
+        semaphore = asyncio.Semaphore(spec.concurrency)
+        records: dict[str, DeviceResult] = {}
+        workers = max(1, min(spec.concurrency, len(hosts)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netmiko") as executor:
+
+            async def one(host: str) -> None:
+                async with semaphore:
+                    records[host] = await self.device(host, executor)
+                if self.options.on_device_done:
+                    self.options.on_device_done(records[host])
+
+            for batch in _batches(hosts, spec):
+                await asyncio.gather(*(one(h) for h in batch))
+                stop = self._rollout_stopped(records, len(hosts))
+                if stop:
+                    for host in hosts:
+                        if host not in records:
+                            records[host] = DeviceResult(host=host, status="skipped",
+                                                         error=stop, error_class="RolloutStopped")
+                            if self.options.on_device_done:
+                                self.options.on_device_done(records[host])
+                    break
+        return [records[h] for h in hosts]
+
+    def _rollout_stopped(self, records: dict[str, DeviceResult], total: int) -> str | None:
+        rollout = self.spec.rollout
+        if rollout is None or len(records) >= total:
+            return None
+        failed = sum(1 for r in records.values() if r.status not in SUCCESS)
+        percent = 100.0 * failed / len(records)
+        if percent > rollout.max_fail_percentage:
+            return (f"rollout stopped: {failed} of {len(records)} devices failed "
+                    f"({percent:.0f}% > max_fail_percentage {rollout.max_fail_percentage:g})")
+        return None
+
+
+def _batches(hosts: list[str], spec: JobSpec) -> list[list[str]]:
+    if spec.rollout is None or not hosts:
+        return [hosts]
+    size = spec.rollout.batch_size
+    n = math.ceil(len(hosts) * int(size[:-1]) / 100) if isinstance(size, str) else size
+    n = max(1, n)
+    return [hosts[i:i + n] for i in range(0, len(hosts), n)]
+
+
+async def _close_quietly(session: Session) -> None:
+    with contextlib.suppress(TimeoutError, DeviceError):
+        await asyncio.wait_for(session.close(), 10)
+
+
+def run_devices(spec: JobSpec, hosts: list[str], inventory: FleetInventory,
+                options: EngineOptions) -> list[DeviceResult]:
+    """Run the job on `hosts` in this process; the function every front end calls."""
+    return asyncio.run(Engine(spec, inventory, options).run(hosts))

@@ -1,0 +1,180 @@
+"""The job file model: what to run, on which devices, how; its JSON Schema is published."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Targets(_Model):
+    """Which inventory hosts: (hosts + members of groups, or all) narrowed by the rest."""
+
+    hosts: list[str] = Field(default_factory=list, description="Host names.")
+    groups: list[str] = Field(default_factory=list, description="Members of these groups.")
+    platforms: list[str] = Field(default_factory=list, description="Only these platforms.")
+    where: dict[str, str | int | bool | list[str | int | bool]] = Field(
+        default_factory=dict,
+        description="Inventory data filters, key (dotted for nested data) -> value or list of "
+                    "accepted values.")
+    exclude: list[str] = Field(default_factory=list, description="Host names to leave out.")
+
+
+class Timeouts(_Model):
+    connect: float = Field(10, gt=0, le=600, description="Seconds to open a session.")
+    command: float = Field(30, gt=0, le=3600, description="Seconds per command.")
+    device: float = Field(300, gt=0, le=86400,
+                          description="Seconds for everything on one device.")
+
+
+class Retries(_Model):
+    """Retries of connection failures (unreachable, connect timeout); never of auth."""
+
+    count: int = Field(0, ge=0, le=10)
+    backoff: float = Field(1.0, ge=0, le=300, description="First wait, doubled each retry.")
+    max_backoff: float = Field(30.0, ge=0, le=3600)
+
+
+class Rollout(_Model):
+    """Roll out in batches; stop (remaining devices skipped) when failures pass the bound."""
+
+    batch_size: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\d{1,3}%$")]
+    max_fail_percentage: float = Field(100, ge=0, le=100)
+
+
+class ParserSpec(_Model):
+    textfsm: str | None = Field(None, description="TextFSM template file (in templates/).")
+    ttp: str | None = Field(None, description="TTP template: inline text or a file.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ParserSpec:
+        if (self.textfsm is None) == (self.ttp is None):
+            raise ValueError("give exactly one of textfsm or ttp")
+        return self
+
+
+class CommandStep(_Model):
+    name: str | None = None
+    command: str | list[str] = Field(description="One or more show commands.")
+    parse: Literal["textfsm", "json"] | ParserSpec | None = Field(
+        None, description="textfsm (ntc-templates by platform+command), json, or "
+                          "{textfsm: file} / {ttp: template}.")
+
+    @field_validator("command")
+    @classmethod
+    def _commands(cls, value: str | list[str]) -> str | list[str]:
+        commands = [value] if isinstance(value, str) else value
+        if not commands or any(not c.strip() or "\n" in c for c in commands):
+            raise ValueError("commands are non-empty single lines")
+        return value
+
+    @property
+    def commands(self) -> list[str]:
+        return [self.command] if isinstance(self.command, str) else list(self.command)
+
+
+class ConfigSpec(_Model):
+    lines: list[str] | None = Field(None, description="Config lines, sent in order.")
+    template: str | None = Field(None, description="Jinja2 template in templates/.")
+    save: bool = Field(False, description="Write memory after the change.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ConfigSpec:
+        if (self.lines is None) == (self.template is None):
+            raise ValueError("give exactly one of lines or template")
+        if self.lines is not None and not self.lines:
+            raise ValueError("lines is empty")
+        return self
+
+
+class ConfigStep(_Model):
+    name: str | None = None
+    config: ConfigSpec
+
+
+class BackupSpec(_Model):
+    dir: str = Field("backups", description="Git repository for the backups.")
+    volatile: list[str] = Field(
+        default_factory=list,
+        description="Extra regexes (per line) masked before comparing and committing.")
+
+    @field_validator("volatile")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regex: {exc}") from None
+        return value
+
+
+class BackupStep(_Model):
+    name: str | None = None
+    backup: BackupSpec = Field(default_factory=BackupSpec)
+
+
+def _step_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kinds = [k for k in ("command", "config", "backup") if k in value]
+        return kinds[0] if len(kinds) == 1 else None
+    return None
+
+
+Step = Annotated[
+    Annotated[CommandStep, Tag("command")]
+    | Annotated[ConfigStep, Tag("config")]
+    | Annotated[BackupStep, Tag("backup")],
+    Discriminator(_step_kind, custom_error_type="step_kind",
+                  custom_error_message="a step has exactly one of command, config, backup",
+                  custom_error_context={}),
+]
+
+
+class JobSpec(_Model):
+    """A runner job file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              json_schema_extra={"title": "runner job"})
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    targets: Targets = Field(default_factory=Targets)
+    driver: Literal["netmiko", "scrapli"] = Field(
+        "netmiko", description="Default session driver; inventory data `driver` on a host "
+                               "or group overrides it.")
+    concurrency: int = Field(20, ge=1, le=5000, description="Devices at once.")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    retries: Retries = Field(default_factory=Retries)
+    rollout: Rollout | None = None
+    vars: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
+    steps: list[Step] = Field(min_length=1)
+
+    def step_name(self, index: int) -> str:
+        step = self.steps[index]
+        if step.name:
+            return step.name
+        if isinstance(step, CommandStep):
+            return step.commands[0] if len(step.commands) == 1 else f"commands-{index + 1}"
+        return "config" if isinstance(step, ConfigStep) else "backup"
+
+
+def json_schema() -> dict[str, Any]:
+    schema = JobSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

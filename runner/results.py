@@ -1,0 +1,153 @@
+"""The results store: every run and every device record, in SQLite or any SQLAlchemy URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+from runner.errors import InputError, RunnerError
+from runner.records import DeviceResult, RunResult
+
+metadata = MetaData()
+runs = Table(
+    "runs", metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("job", String(200), nullable=False, index=True),
+    Column("job_file", Text),
+    Column("started", String(40), nullable=False, index=True),
+    Column("finished", String(40)),
+    Column("status", String(20), nullable=False),  # running | ok | failed | interrupted
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("engine", String(20), nullable=False, default="local"),
+    Column("occurrence", String(100), index=True),
+    Column("summary", JSON),
+    Column("backup_commit", String(64)),
+)
+devices = Table(
+    "devices", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("host", String(255), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("changed", Boolean, nullable=False),
+    Column("duration_s", Float),
+    Column("error", Text),
+    Column("error_class", String(100)),
+    Column("attempts", Integer),
+    Column("driver", String(20)),
+    Column("started", String(40)),
+    Column("finished", String(40)),
+    Column("steps", JSON),
+    UniqueConstraint("run_id", "host", name="one_record_per_device"),
+)
+
+
+def default_url() -> str:
+    url = os.environ.get("RUNNER_DB_URL")
+    if url:
+        return url
+    home = Path(os.environ.get("RUNNER_HOME", ".runner"))
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home.resolve() / 'results.db'}"
+
+
+def _device_row(run_id: str, d: DeviceResult) -> dict[str, Any]:
+    data = d.to_json()
+    return {"run_id": run_id, **{k: data[k] for k in (
+        "host", "status", "changed", "duration_s", "error", "error_class", "attempts",
+        "driver", "started", "finished", "steps")}}
+
+
+class ResultsStore:
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_url()
+        try:
+            self.engine: Engine = create_engine(self.url)
+            metadata.create_all(self.engine)
+        except Exception as exc:
+            raise RunnerError(f"results database {self._safe_url()}: {exc}") from None
+
+    def _safe_url(self) -> str:
+        try:
+            return self.engine.url.render_as_string(hide_password=True)
+        except AttributeError:
+            return self.url.split("@")[-1]
+
+    def start_run(self, run: RunResult) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(runs).values(
+                run_id=run.run_id, job=run.job, job_file=run.job_file, started=run.started,
+                status="running", dry_run=run.dry_run, engine=run.engine,
+                occurrence=run.occurrence, summary=run.summary))
+
+    def record_device(self, run_id: str, device: DeviceResult) -> None:
+        """Stored as soon as the device is done: a crash later loses no finished device."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(devices).where(devices.c.run_id == run_id,
+                                               devices.c.host == device.host))
+            conn.execute(insert(devices).values(**_device_row(run_id, device)))
+
+    def finish_run(self, run: RunResult, status: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            for device in run.devices:
+                conn.execute(update(devices).where(
+                    devices.c.run_id == run.run_id, devices.c.host == device.host).values(
+                    steps=device.to_json()["steps"]))
+            conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
+                finished=run.finished, summary=run.summary,
+                status=status or ("ok" if run.ok else "failed"),
+                backup_commit=run.backup_commit))
+
+    def list_runs(self, limit: int = 20, job: str | None = None) -> list[dict[str, Any]]:
+        query = select(runs).order_by(runs.c.started.desc()).limit(limit)
+        if job:
+            query = query.where(runs.c.job == job)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def resolve(self, run_id: str) -> str:
+        """A full run id from an unambiguous prefix."""
+        with self.engine.connect() as conn:
+            found = [r[0] for r in conn.execute(
+                select(runs.c.run_id).where(runs.c.run_id.startswith(run_id)).limit(3))]
+        if not found:
+            raise InputError(f"no run {run_id!r} in {self._safe_url()}")
+        if len(found) > 1:
+            raise InputError(f"run id {run_id!r} is ambiguous ({', '.join(found)}, ...)")
+        return str(found[0])
+
+    def get_run(self, run_id: str) -> tuple[dict[str, Any], RunResult]:
+        full = self.resolve(run_id)
+        with self.engine.connect() as conn:
+            row = dict(conn.execute(select(runs).where(runs.c.run_id == full)).one()._mapping)
+            rows = conn.execute(select(devices).where(devices.c.run_id == full)
+                                .order_by(devices.c.id)).all()
+        devs = [DeviceResult.from_json({k: v for k, v in dict(r._mapping).items()
+                                        if k not in ("id", "run_id")}) for r in rows]
+        run = RunResult(run_id=full, job=row["job"], started=row["started"],
+                        finished=row["finished"], devices=devs, dry_run=row["dry_run"],
+                        job_file=row["job_file"], engine=row["engine"],
+                        occurrence=row["occurrence"], backup_commit=row["backup_commit"])
+        return row, run

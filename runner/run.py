@@ -1,0 +1,118 @@
+"""Running a job: check every input before any device is touched, run the engine, store each
+device's record as it finishes, commit backups; used by the CLI, scheduler and workers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.backups import BackupRepo
+from runner.engine import EngineOptions, now_iso, run_devices
+from runner.errors import InputError
+from runner.inventory import FleetInventory, load_inventory
+from runner.job.load import JobFile, load_job
+from runner.job.spec import BackupStep, CommandStep, ConfigStep
+from runner.parsing import check_parser
+from runner.records import DeviceResult, RunResult
+from runner.render import Templates
+from runner.results import ResultsStore
+
+
+@dataclass
+class Prepared:
+    job: JobFile
+    inventory: FleetInventory
+    hosts: list[str]
+    templates_dir: Path
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    occurrence: str | None = None
+    on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
+
+
+def check_job(job: JobFile, templates_dir: Path) -> None:
+    """Checks that need files besides the job: templates exist and parse, parsers load."""
+    templates = Templates(templates_dir)
+    backups = 0
+    for index, step in enumerate(job.spec.steps):
+        if isinstance(step, ConfigStep) and step.config.template is not None:
+            problem = templates.check(step.config.template)
+            if problem:
+                raise job.error(problem, ("steps", index, "config", "template"))
+        elif isinstance(step, CommandStep) and step.parse is not None:
+            problem = check_parser(step.parse, templates_dir)
+            if problem:
+                raise job.error(problem, ("steps", index, "parse"))
+        elif isinstance(step, BackupStep):
+            backups += 1
+            if backups > 1:
+                raise job.error("a job has at most one backup step", ("steps", index))
+
+
+def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,
+            limit: str | None = None) -> Prepared:
+    """Everything that can be wrong with the input, found before a session is opened."""
+    job = load_job(job_path)
+    check_job(job, templates_dir)
+    inventory = load_inventory(inventory_path)
+    try:
+        hosts = inventory.select(job.spec.targets, limit)
+    except InputError as exc:
+        raise job.error(exc.message, ("targets",)) from None
+    if not hosts:
+        raise job.error(f"no host in {inventory_path} matches the targets"
+                        + (f" and --limit {limit!r}" if limit else ""), ("targets",))
+    return Prepared(job, inventory, hosts, templates_dir)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResult:
+    spec = prep.job.spec
+    run = RunResult(run_id=new_run_id(), job=spec.name, started=now_iso(), finished=None,
+                    devices=[], dry_run=options.dry_run, job_file=str(prep.job.path),
+                    occurrence=options.occurrence)
+    store.start_run(run)
+
+    def done(device: DeviceResult) -> None:
+        store.record_device(run.run_id, device)
+        for callback in options.on_device_done:
+            callback(device)
+
+    engine_options = EngineOptions(templates_dir=prep.templates_dir, dry_run=options.dry_run,
+                                   on_device_done=done)
+    try:
+        run.devices = run_devices(spec, prep.hosts, prep.inventory, engine_options)
+    except BaseException:
+        run.finished = now_iso()
+        store.finish_run(run, status="interrupted")
+        raise
+    commit_backups(prep, run)
+    run.finished = now_iso()
+    store.finish_run(run)
+    return run
+
+
+def commit_backups(prep: Prepared, run: RunResult) -> None:
+    """One commit for the run, of the devices whose config changed since the last backup."""
+    step = next((s for s in prep.job.spec.steps if isinstance(s, BackupStep)), None)
+    if step is None:
+        return
+    configs = {d.host: d.backup for d in run.devices if d.backup is not None}
+    repo = BackupRepo(Path(step.backup.dir))
+    if run.dry_run:
+        changed = repo.changed_hosts(configs)
+    else:
+        run.backup_commit, changed = repo.commit(configs, f"runner {run.job} run {run.run_id}")
+    for device in run.devices:
+        for s in device.steps:
+            if s.kind == "backup":
+                s.changed = device.host in changed
+                s.output = str(repo.file_for(device.host)) if device.backup else None
