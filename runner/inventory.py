@@ -58,14 +58,15 @@ class FleetInventory:
     def select(self, targets: Targets, limit: str | None = None) -> list[str]:
         """Host names for a job's targets (unknown names are InputErrors), then --limit."""
         hosts = self.nornir.hosts
-        for name in targets.hosts + targets.exclude:
-            if name not in hosts:
-                raise InputError(f"targets: host {name!r} is not in the inventory "
-                                 f"({self.source})")
-        for group in targets.groups:
+        for key, names in (("hosts", targets.hosts), ("exclude", targets.exclude)):
+            for i, name in enumerate(names):
+                if name not in hosts:
+                    raise InputError(f"host {name!r} is not in the inventory ({self.source})",
+                                     field=f"{key}[{i}]")
+        for i, group in enumerate(targets.groups):
             if group not in self.nornir.groups:
-                raise InputError(f"targets: group {group!r} is not in the inventory "
-                                 f"({self.source})")
+                raise InputError(f"group {group!r} is not in the inventory ({self.source})",
+                                 field=f"groups[{i}]")
         if targets.hosts or targets.groups:
             chosen = [n for n, h in hosts.items()
                       if n in targets.hosts or any(h.has_parent_group(g) for g in targets.groups)]

@@ -3,6 +3,7 @@ device's record as it finishes, commit backups; used by the CLI, scheduler and w
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,11 +44,11 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
         if isinstance(step, ConfigStep) and step.config.template is not None:
             problem = templates.check(step.config.template)
             if problem:
-                raise job.error(problem, ("steps", index, "config", "template"))
+                raise job.error(problem, ("steps", index, "config", "config", "template"))
         elif isinstance(step, CommandStep) and step.parse is not None:
             problem = check_parser(step.parse, templates_dir)
             if problem:
-                raise job.error(problem, ("steps", index, "parse"))
+                raise job.error(problem, ("steps", index, "command", "parse"))
         elif isinstance(step, BackupStep):
             backups += 1
             if backups > 1:
@@ -63,7 +64,12 @@ def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,
     try:
         hosts = inventory.select(job.spec.targets, limit)
     except InputError as exc:
-        raise job.error(exc.message, ("targets",)) from None
+        if exc.path is not None and exc.path != inventory_path:
+            raise  # a problem in the inventory itself: it names its own file
+        loc: tuple[int | str, ...] = ("targets",)
+        for name, index in re.findall(r"(\w+)|\[(\d+)\]", exc.field or ""):
+            loc += (name,) if name else (int(index),)
+        raise job.error(exc.message, loc) from None
     if not hosts:
         raise job.error(f"no host in {inventory_path} matches the targets"
                         + (f" and --limit {limit!r}" if limit else ""), ("targets",))

@@ -27,6 +27,9 @@ def _reason(exc: BaseException) -> str:
 def _map_open_error(exc: BaseException) -> DeviceError:
     if isinstance(exc, TimeoutException | TimeoutError):
         return ConnectFailed("timed out opening the session")
+    if not str(exc).split(":", 1)[-1].strip():
+        return DeviceError("the session could not be opened; the ssh2 transport gave no "
+                           "reason (use transport: bin for one)")
     kind = classify_connect_error(str(exc))
     if kind == "auth":
         return AuthFailed("authentication failed")
@@ -54,12 +57,15 @@ class ScrapliSession:
         extras = params.extras
         known_hosts = extras.get("known_hosts_path")
         transport: TransportBinOptions | TransportSsh2Options
-        if extras.get("transport", "ssh2") == "bin":
+        # OpenSSH ("bin") by default: it says why a session failed (auth, host key,
+        # refused); libssh2 ("ssh2") runs in-process but reports auth failures without a
+        # reason, so those can only be recorded as unexplained failures.
+        if extras.get("transport", "bin") == "ssh2":
+            transport = TransportSsh2Options(known_hosts_path=known_hosts)
+        else:
             transport = TransportBinOptions(known_hosts_path=known_hosts,
                                             enable_strict_key=bool(extras.get(
                                                 "enable_strict_key", known_hosts is not None)))
-        else:
-            transport = TransportSsh2Options(known_hosts_path=known_hosts)
         cli = Cli(
             host=params.hostname, port=params.port,
             definition_file_or_name=params.driver_platform,

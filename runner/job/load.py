@@ -109,6 +109,7 @@ class JobFile:
     raw: Any
 
     def error(self, message: str, loc: tuple[int | str, ...]) -> JobError:
+        """An error at `loc`, a pydantic-style location (a step's kind tag after its index)."""
         field_path, line = _locate(self.raw, loc)
         return JobError(message, path=self.path, line=line, field=_field(field_path) or None)
 

@@ -1,0 +1,157 @@
+"""Pure parts of the engine: config preview, redaction, failure indicators, inventory
+selection and errors, template rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner import platforms
+from runner.diffing import normalize, preview, unified
+from runner.errors import InputError, RenderFailed
+from runner.inventory import load_inventory
+from runner.job.spec import Targets
+from runner.redact import MASK, Redactor
+from runner.render import Templates
+
+RUNNING = """Building configuration...
+
+Current configuration:
+!
+frr version 8.4.4
+hostname r1
+interface lo
+ description old
+ ip address 10.0.0.1/32
+exit
+router bgp 65000
+ neighbor 10.0.0.2 remote-as 65000
+ neighbor 10.0.0.2 password TopSecret99
+ !
+ address-family ipv4 unicast
+  network 10.1.1.0/24
+ exit-address-family
+exit
+"""
+IOS = platforms.get("cisco_ios")
+assert IOS is not None
+
+
+def test_preview_reports_only_missing_lines_in_their_section() -> None:
+    assert preview(RUNNING, ["interface lo", "description old", "exit"]) == ""
+    assert preview(RUNNING, ["router bgp 65000", " address-family ipv4 unicast",
+                             "  network 10.1.1.0/24", " exit-address-family"]) == ""
+    out = preview(RUNNING, ["interface lo", " description new", "exit",
+                            "router bgp 65000", "address-family ipv4 unicast",
+                            "network 10.9.9.0/24", "exit-address-family",
+                            "no neighbor 10.0.0.2 remote-as 65000", "no bgp bestpath med"])
+    assert out.splitlines() == [
+        "  interface lo", "+  description new", "  router bgp 65000",
+        "   address-family ipv4 unicast", "+   network 10.9.9.0/24",
+        "+  no neighbor 10.0.0.2 remote-as 65000"]
+
+
+def test_description_line_in_other_section_is_not_taken_as_present() -> None:
+    out = preview(RUNNING, ["interface eth1", "description old"])
+    assert "+  description old" in out
+
+
+def test_normalize_drops_volatile_lines_and_unified_diff() -> None:
+    text = normalize(RUNNING, IOS.volatile)
+    assert "Building configuration" not in text and "Current configuration" not in text
+    assert text.startswith("!\nfrr version")
+    changed = text.replace("description old", "description new")
+    diff = unified(text, changed)
+    assert "-  description old" not in diff and "- description old" in diff
+    assert "+ description new" in diff
+    assert unified(text, text) == ""
+
+
+def test_redactor_masks_known_values_and_secret_lines() -> None:
+    r = Redactor(["Hunter2-pass", "abc"], IOS.secrets)
+    text = r.text(RUNNING + "login failed for Hunter2-pass\nusername bob secret 5 $1$xyz\n"
+                  "snmp-server community public RO\n enable secret s3cr3t\n")
+    assert "Hunter2-pass" not in text and "TopSecret99" not in text
+    assert f"neighbor 10.0.0.2 password {MASK}" in text
+    assert f"username bob secret 5 {MASK}" in text
+    assert f"snmp-server community {MASK} RO" in text
+    assert f" enable secret {MASK}" in text
+    assert "description old" in text  # ordinary lines untouched
+    assert r.value({"a": ["Hunter2-pass", 1]}) == {"a": [MASK, 1]}
+    assert Redactor(["abc"]).text("abc") == "abc"  # too short to mask safely
+
+
+def test_failure_indicators() -> None:
+    assert IOS.rejected("r1# show bogus\n% Unknown command: show bogus") == \
+        "% Unknown command: show bogus"
+    assert IOS.rejected("   ^\n% Invalid input detected at '^' marker.") is not None
+    assert IOS.rejected(" description % Error budget\nall good") is None
+
+
+def write_inventory(tmp_path: Path, hosts: str, groups: str = "", defaults: str = "") -> Path:
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yaml").write_text(hosts, encoding="utf-8")
+    (inv / "groups.yaml").write_text(groups, encoding="utf-8")
+    (inv / "defaults.yaml").write_text(defaults, encoding="utf-8")
+    return inv
+
+
+def test_target_selection(tmp_path: Path) -> None:
+    inv = load_inventory(write_inventory(tmp_path, """
+a1: {groups: [site_a, core], data: {role: spine, site: {name: ams}}}
+a2: {groups: [site_a], data: {role: leaf}}
+b1: {groups: [site_b], platform: arista_eos, data: {role: leaf}}
+b2: {groups: [site_b], data: {role: spine, driver: scrapli}}
+""", "site_a: {}\nsite_b: {data: {site: {name: fra}}}\ncore: {groups: [site_a]}\n",
+        "platform: cisco_ios\n"))
+    assert inv.select(Targets()) == ["a1", "a2", "b1", "b2"]
+    assert inv.select(Targets(groups=["site_a"])) == ["a1", "a2"]
+    assert inv.select(Targets(hosts=["b1"], groups=["core"])) == ["a1", "b1"]
+    assert inv.select(Targets(where={"role": "spine"})) == ["a1", "b2"]
+    assert inv.select(Targets(where={"site.name": ["fra"]})) == ["b1", "b2"]
+    assert inv.select(Targets(platforms=["arista_eos"])) == ["b1"]
+    assert inv.select(Targets(exclude=["a2"]), limit="a*,site_b") == ["a1", "b1", "b2"]
+    assert inv.driver_for("b2", "netmiko") == "scrapli"
+    assert inv.driver_for("a1", "netmiko") == "netmiko"
+    assert inv.connect_params("b1", "scrapli").driver_platform == "arista_eos"
+    with pytest.raises(InputError, match="host 'zz' is not in the inventory"):
+        inv.select(Targets(hosts=["zz"]))
+
+
+@pytest.mark.parametrize(("hosts", "groups", "message", "line"), [
+    ("r1: {groups: [nope]}\n", "", "group 'nope' is not defined in groups.yaml", 1),
+    ("r1:\n  platform: junos_xyz\n", "", "unknown platform 'junos_xyz'", 2),
+    ("r1:\n  hostname: 10.0.0.1\n  pasword: x\n", "", "unknown field 'pasword'", 3),
+    ("r1: {port: 99999}\n", "", "expected a TCP port number", 1),
+    ("r1: [a]\n", "", "expected a mapping", 1),
+    ("r1: {}\n", "g1: {groups: [g2]}\n", "group 'g2' is not defined", 1),
+])
+def test_inventory_errors_name_file_and_line(tmp_path: Path, hosts: str, groups: str,
+                                             message: str, line: int) -> None:
+    inv = write_inventory(tmp_path, hosts, groups, "platform: cisco_ios\n")
+    with pytest.raises(InputError) as info:
+        load_inventory(inv)
+    assert message in str(info.value)
+    assert info.value.line == line
+    assert info.value.path is not None and info.value.path.parent == inv
+
+
+def test_templates_strict_sandboxed_and_platform_first(tmp_path: Path) -> None:
+    (tmp_path / "cisco_ios").mkdir()
+    (tmp_path / "ntp.j2").write_text("flat {{ server }}\n", encoding="utf-8")
+    (tmp_path / "cisco_ios" / "ntp.j2").write_text(
+        "ntp server {{ server }}\n{% if host.name == 'r1' %}ntp source lo{% endif %}\n",
+        encoding="utf-8")
+    (tmp_path / "evil.j2").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}",
+                                      encoding="utf-8")
+    t = Templates(tmp_path)
+    assert t.render("ntp.j2", "cisco_ios", {"server": "1.1.1.1", "host": {"name": "r1"}}) == \
+        ["ntp server 1.1.1.1", "ntp source lo"]
+    assert t.render("ntp.j2", "arista_eos", {"server": "2.2.2.2"}) == ["flat 2.2.2.2"]
+    with pytest.raises(RenderFailed, match="'server' is undefined"):
+        t.render("ntp.j2", "cisco_ios", {"host": {"name": "r2"}})
+    with pytest.raises(RenderFailed, match="unsafe"):
+        t.render("evil.j2", "cisco_ios", {})
+    assert t.check("../etc/passwd") is not None
