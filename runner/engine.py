@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from runner import platforms
 from runner.drivers import Session, Timeouts, open_session
@@ -27,7 +28,7 @@ from runner.job.spec import ConfigStep, JobSpec
 from runner.records import SUCCESS, DeviceResult
 from runner.redact import Redactor
 from runner.render import Templates
-from runner.steps import StepContext, run_steps
+from runner.steps import Renderer, StepContext, run_steps
 
 log = logging.getLogger(__name__)
 DeviceCallback = Callable[[DeviceResult], None]
@@ -45,19 +46,37 @@ def now_iso() -> str:
 
 
 def render_all(spec: JobSpec, inventory: FleetInventory, host: str,
-               templates: Templates) -> dict[int, list[str]]:
-    """Config lines of every config step for one host; RenderFailed before any session."""
-    rendered: dict[int, list[str]] = {}
+               templates: Templates) -> dict[int, Renderer]:
+    """Config lines of every config step for one host, rendered before any session opens
+    (a missing variable fails the device with nothing sent). A template that uses `steps`
+    (earlier steps' results) is rendered just before its own step instead."""
+    rendered: dict[int, Renderer] = {}
     platform = inventory.hosts[host].platform or ""
+    base = {**spec.vars, "host": inventory.template_vars(host)}
     for index, step in enumerate(spec.steps):
-        if isinstance(step, ConfigStep):
-            if step.config.lines is not None:
-                rendered[index] = list(step.config.lines)
-            else:
-                assert step.config.template is not None
-                context = {**spec.vars, "host": inventory.template_vars(host)}
-                rendered[index] = templates.render(step.config.template, platform, context)
+        if not isinstance(step, ConfigStep):
+            continue
+        name = step.config.template
+        if name is None:
+            rendered[index] = _fixed(list(step.config.lines or []))
+        elif templates.uses(name, platform, "steps"):
+            rendered[index] = _deferred(templates, name, platform, base)
+        else:
+            rendered[index] = _fixed(templates.render(name, platform, base))
     return rendered
+
+
+def _fixed(lines: list[str]) -> Renderer:
+    def render(_steps: dict[str, dict[str, Any]]) -> list[str]:
+        return lines
+    return render
+
+
+def _deferred(templates: Templates, name: str, platform: str,
+              base: dict[str, Any]) -> Renderer:
+    def render(steps: dict[str, dict[str, Any]]) -> list[str]:
+        return templates.render(name, platform, {**base, "steps": steps})
+    return render
 
 
 class Engine:
@@ -85,7 +104,7 @@ class Engine:
         raise AssertionError("unreachable")
 
     async def _work(self, host: str, result: DeviceResult, executor: ThreadPoolExecutor,
-                    rendered: dict[int, list[str]]) -> None:
+                    rendered: dict[int, Renderer]) -> None:
         platform = platforms.get(self.inventory.hosts[host].platform or "")
         assert platform is not None  # checked when targets were selected
         session = await self._open(result.driver or "netmiko", host, executor, result)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from runner.errors import RenderFailed
@@ -47,6 +48,14 @@ class Templates:
             except jinja2.TemplateSyntaxError as exc:
                 return f"{path}:{exc.lineno}: template syntax error: {exc.message}"
         return None
+
+    def uses(self, name: str, platform: str, variable: str) -> bool:
+        """Whether template `name` refers to `variable` (e.g. earlier steps' results)."""
+        found = self.resolve(name, platform)
+        if found is None:
+            return False
+        source = (self.root / found).read_text(encoding="utf-8")
+        return variable in jinja2.meta.find_undeclared_variables(self.env.parse(source))
 
     def render(self, name: str, platform: str, context: dict[str, Any]) -> list[str]:
         """Config lines for one device; RenderFailed names the template and what is wrong."""

@@ -4,8 +4,10 @@ the step's partial result is recorded."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runner import diffing
 from runner.drivers.base import Session
@@ -14,6 +16,9 @@ from runner.job.spec import BackupStep, CommandStep, ConfigStep, JobSpec
 from runner.parsing import parse
 from runner.platforms import Platform
 from runner.records import DeviceResult, StepResult
+
+# Config lines of a step, given the results so far ({step name: {output, parsed}}).
+Renderer = Callable[[dict[str, dict[str, Any]]], list[str]]
 
 
 @dataclass
@@ -85,12 +90,13 @@ async def run_backup(ctx: StepContext, step: BackupStep, name: str) -> None:
     # `changed` (the file differs from the last backup) is set when the run commits.
 
 
-async def run_steps(ctx: StepContext, spec: JobSpec, rendered: dict[int, list[str]]) -> None:
+async def run_steps(ctx: StepContext, spec: JobSpec, rendered: dict[int, Renderer]) -> None:
     for index, step in enumerate(spec.steps):
         name = spec.step_name(index)
         if isinstance(step, CommandStep):
             await run_command(ctx, step, name)
         elif isinstance(step, ConfigStep):
-            await run_config(ctx, step, name, rendered[index])
+            done = {s.name: {"output": s.output, "parsed": s.parsed} for s in ctx.result.steps}
+            await run_config(ctx, step, name, rendered[index](done))
         else:
             await run_backup(ctx, step, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -64,39 +65,56 @@ def _first_line(exc: BaseException) -> str:
 
 
 class NetmikoSession:
+    """A netmiko connection on a socket runner owns: when the device's budget ends, the
+    socket is shut down, so a thread blocked inside paramiko returns at once instead of
+    holding the run until its own timeout."""
+
     driver = "netmiko"
 
-    def __init__(self, conn: BaseConnection, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, conn: BaseConnection, sock: socket.socket,
+                 executor: ThreadPoolExecutor) -> None:
         self._conn = conn
+        self._sock = sock
         self._executor = executor
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
-        except Exception as exc:
-            raise _map_error(exc) from None
+        return await _in_thread(self._executor, self._sock, lambda: fn(*args, **kwargs))
 
     @classmethod
     async def open(cls, params: ConnectParams, timeouts: Timeouts,
                    executor: ThreadPoolExecutor) -> NetmikoSession:
         extras = {k: v for k, v in params.extras.items() if k in _EXTRAS}
+        holder: list[socket.socket] = []
 
         def connect() -> BaseConnection:
+            try:
+                sock = socket.create_connection((params.hostname, params.port),
+                                                timeout=timeouts.connect)
+            except OSError as exc:  # refused, no route, or nothing answered in time
+                raise ConnectFailed(f"TCP connection to {params.hostname}:{params.port} "
+                                    f"failed: {exc.strerror or exc}") from None
+            holder.append(sock)
             return ConnectHandler(
                 device_type=params.driver_platform, host=params.hostname, port=params.port,
                 username=params.username or "", password=params.password or "",
                 conn_timeout=timeouts.connect, auth_timeout=timeouts.connect,
                 banner_timeout=timeouts.connect, read_timeout_override=timeouts.command,
-                **extras,
+                sock=sock, **extras,
             )
 
         loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(executor, connect)
         try:
-            conn = await loop.run_in_executor(executor, connect)
+            conn = await future
+        except asyncio.CancelledError:
+            for sock in holder:
+                _shutdown(sock)
+            raise
         except Exception as exc:
+            for sock in holder:
+                _shutdown(sock)
             raise _map_error(exc) from None
-        return cls(conn, executor)
+        return cls(conn, holder[0], executor)
 
     async def command(self, command: str, timeout: float) -> str:
         return str(await self._call(self._conn.send_command, command, read_timeout=timeout))
@@ -107,3 +125,23 @@ class NetmikoSession:
     async def close(self) -> None:
         with contextlib.suppress(DeviceError):  # the session is gone either way
             await self._call(self._conn.disconnect)
+        _shutdown(self._sock)
+
+
+async def _in_thread(executor: ThreadPoolExecutor, sock: socket.socket,
+                     fn: Callable[[], T]) -> T:
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(executor, fn)
+    except asyncio.CancelledError:
+        _shutdown(sock)  # unblocks the thread still inside paramiko
+        raise
+    except Exception as exc:
+        raise _map_error(exc) from None
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from scrapli import (
     AuthOptions,
@@ -13,10 +15,39 @@ from scrapli import (
     TransportSsh2Options,
 )
 from scrapli.exceptions import ScrapliException, TimeoutException
+from scrapli.ffi_types import Cancel
 
 from runner.drivers.base import Timeouts, classify_connect_error
 from runner.errors import AuthFailed, ConnectFailed, DeviceError, DeviceTimeout, HostKeyMismatch
 from runner.inventory import ConnectParams
+
+T = TypeVar("T")
+# Native operations that did not end after being cancelled: their memory must stay alive
+# (libscrapli still points at it), so they are kept here rather than freed under it.
+_ABANDONED: list[tuple[Any, ...]] = []
+_CANCEL_GRACE = 10.0
+
+
+async def native(cli: Cli, start: Callable[[Cancel], Awaitable[T]], timeout: float) -> T:
+    """Run one libscrapli operation, bounded by `timeout`, and never abandon it.
+
+    Cancelling the awaiting coroutine (asyncio.wait_for, a device's budget) would free the
+    operation's Cancel flag and Cli while native code still uses them: the process
+    segfaults. Instead, on timeout or cancellation, set scrapli's own cancel flag and wait
+    for the operation to end before giving up its memory.
+    """
+    cancel = Cancel()
+    task = asyncio.ensure_future(start(cancel))
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout)
+    except (TimeoutError, asyncio.CancelledError):
+        cancel.cancel()
+        done, _ = await asyncio.shield(asyncio.wait({task}, timeout=_CANCEL_GRACE))
+        if not done:
+            _ABANDONED.append((cli, cancel, task))
+        elif not task.cancelled():
+            task.exception()  # retrieved: the operation's own error is not the news here
+        raise
 
 
 def _reason(exc: BaseException) -> str:
@@ -75,25 +106,28 @@ class ScrapliSession:
             transport_options=transport,
         )
         try:
-            await asyncio.wait_for(cli.open_async(), timeouts.connect)
+            await native(cli, lambda c: cli.open_async(cancel=c), timeouts.connect)
         except (ScrapliException, TimeoutError, OSError) as exc:
             raise _map_open_error(exc) from None
         return cls(cli)
 
     async def command(self, command: str, timeout: float) -> str:
+        cli = self._cli
         try:
-            result = await asyncio.wait_for(
-                self._cli.send_input_async(command, requested_mode="privileged_exec"), timeout)
+            result = await native(cli, lambda c: cli.send_input_async(
+                command, requested_mode="privileged_exec", cancel=c), timeout)
         except (ScrapliException, TimeoutError, OSError) as exc:
             raise _map_op_error(exc) from None
         return str(result.result)
 
     async def configure(self, lines: list[str], timeout: float) -> str:
+        cli = self._cli
         try:
-            result = await asyncio.wait_for(self._cli.send_inputs_async(
-                lines, requested_mode="configuration", stop_on_indicated_failure=True),
-                timeout)
-            await asyncio.wait_for(self._cli.enter_mode_async("privileged_exec"), timeout)
+            result = await native(cli, lambda c: cli.send_inputs_async(
+                lines, requested_mode="configuration", stop_on_indicated_failure=True,
+                cancel=c), timeout)
+            await native(cli, lambda c: cli.enter_mode_async("privileged_exec", cancel=c),
+                         timeout)
         except (ScrapliException, TimeoutError, OSError) as exc:
             raise _map_op_error(exc) from None
         # A transcript like netmiko's: each line sent, then what the device answered.
@@ -101,5 +135,6 @@ class ScrapliSession:
                          for sent, answer in zip(result.inputs, result.results, strict=False))
 
     async def close(self) -> None:
+        cli = self._cli
         with contextlib.suppress(ScrapliException, TimeoutError, OSError):
-            await asyncio.wait_for(self._cli.close_async(), 10)  # gone either way
+            await native(cli, lambda c: cli.close_async(cancel=c), 10)  # gone either way

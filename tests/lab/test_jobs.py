@@ -226,3 +226,31 @@ def test_faults_are_classified_and_the_others_succeed(practice_lab: RunningLab, 
     for text in (proc.stdout, proc.stderr, (tmp_path / "r.db").read_bytes().decode(
             errors="replace")):
         assert wrong not in text
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_later_step_uses_fields_parsed_by_an_earlier_one(practice_lab: RunningLab,
+                                                        tmp_path: Path, driver: str) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "from_facts.j2").write_text(
+        "interface lo\n"
+        " description {{ host.name }} runs FRR {{ steps.version.parsed[0].version }} "
+        "{{ tag }}\nexit\n", encoding="utf-8")
+    tag = uuid.uuid4().hex[:6]
+    job = tmp_path / "chain.yml"
+    job.write_text(yaml.safe_dump({
+        "name": "chain", "driver": driver, "targets": {"hosts": ["r1", "r4"]},
+        "vars": {"tag": tag},
+        "steps": [{"name": "version", "command": "show version",
+                   "parse": {"ttp": "FRRouting {{ version }} ({{ hostname }}) on {{ os }}"}},
+                  {"config": {"template": "from_facts.j2"}}]}), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'r.db'}", "run",
+         str(job), "-i", str(practice_lab.lab_dir / "inventory"), "--templates",
+         str(templates), "--json"], capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    version = vtysh(practice_lab, "r1", "show", "version").split()[1]
+    for node in ("r1", "r4"):
+        running = vtysh(practice_lab, node, "show", "running-config")
+        assert f" description {node} runs FRR {version} {tag}" in running

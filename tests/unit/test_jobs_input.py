@@ -143,3 +143,52 @@ def test_schema_command_and_shipped_jobs_validate_against_it() -> None:
         load_job(path)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "x", "steps": [{"comand": "show"}]}, schema)
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """Accepts TCP connections and never says a word: a device that hangs."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    srv.close()
+
+
+@pytest.mark.parametrize("driver", ["netmiko", "scrapli"])
+def test_device_budget_ends_a_hanging_device_as_timed_out(
+        tmp_path: Path, silent_listener: int, driver: str) -> None:
+    inv = tmp_path / "inventory"
+    inv.mkdir()
+    (inv / "hosts.yaml").write_text(
+        f"hang: {{hostname: 127.0.0.1, port: {silent_listener}, platform: cisco_ios, "
+        "username: u, password: p4ssw0rd-x}\n", encoding="utf-8")
+    job = tmp_path / "job.yml"
+    job.write_text(f"name: hang\ndriver: {driver}\ntimeouts: {{connect: 60, device: 2}}\n"
+                   "steps:\n  - command: show version\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'r.db'}", "run",
+         str(job), "-i", str(inv), "--json"],
+        capture_output=True, text=True, check=False, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    device = json.loads(proc.stdout)["devices"][0]
+    assert device["status"] == "timed_out"
+    assert device["error_class"] == "DeviceTimeout"
+    assert "did not finish within 2s" in device["error"]
