@@ -11,6 +11,7 @@ from runner import __version__
 from runner.errors import RunnerError
 from runner.job_commands import history, run, schema, show, validate
 from runner.lab.commands import lab
+from runner.schedule.commands import schedule, serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +28,7 @@ def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
                         stream=sys.stderr)
 
 
-for command in (run, validate, schema, history, show, lab):
+for command in (run, validate, schema, history, show, serve, schedule, lab):
     cli.add_command(command)
 
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,9 @@ class EngineOptions:
     templates_dir: Path
     dry_run: bool = False
     on_device_done: DeviceCallback | None = None
+    # Set from another thread to stop the run: devices in flight end as failed
+    # (Interrupted), devices not started as skipped.
+    cancel: threading.Event | None = None
 
 
 def now_iso() -> str:
@@ -158,32 +162,66 @@ class Engine:
             result.backup = redactor.text(result.backup)
         return result
 
+    def _record(self, records: dict[str, DeviceResult], result: DeviceResult) -> None:
+        records[result.host] = result
+        if self.options.on_device_done:
+            self.options.on_device_done(result)
+
     async def run(self, hosts: list[str]) -> list[DeviceResult]:
         """Every host gets exactly one record, in `hosts` order."""
-        spec = self.spec
-        semaphore = asyncio.Semaphore(spec.concurrency)
         records: dict[str, DeviceResult] = {}
-        workers = max(1, min(spec.concurrency, len(hosts)))
+        started: set[str] = set()
+        workers = max(1, min(self.spec.concurrency, len(hosts)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netmiko") as executor:
-
-            async def one(host: str) -> None:
-                async with semaphore:
-                    records[host] = await self.device(host, executor)
-                if self.options.on_device_done:
-                    self.options.on_device_done(records[host])
-
-            for batch in _batches(hosts, spec):
-                await asyncio.gather(*(one(h) for h in batch))
-                stop = self._rollout_stopped(records, len(hosts))
-                if stop:
-                    for host in hosts:
-                        if host not in records:
-                            records[host] = DeviceResult(host=host, status="skipped",
-                                                         error=stop, error_class="RolloutStopped")
-                            if self.options.on_device_done:
-                                self.options.on_device_done(records[host])
-                    break
+            main = asyncio.ensure_future(self._batches(hosts, records, started, executor))
+            watcher = asyncio.ensure_future(self._watch_cancel(main))
+            try:
+                await main
+            except asyncio.CancelledError:
+                if not (self.options.cancel and self.options.cancel.is_set()):
+                    raise
+                for host in hosts:
+                    if host in records:
+                        continue
+                    in_flight = host in started
+                    self._record(records, DeviceResult(
+                        host=host, status="failed" if in_flight else "skipped",
+                        error_class="Interrupted", finished=now_iso(),
+                        error="run interrupted while this device was in progress; its "
+                              "configuration may be partly changed" if in_flight else
+                              "run interrupted before this device started"))
+            finally:
+                watcher.cancel()
         return [records[h] for h in hosts]
+
+    async def _watch_cancel(self, main: asyncio.Future[None]) -> None:
+        cancel = self.options.cancel
+        if cancel is None:
+            return
+        while not cancel.is_set():
+            await asyncio.sleep(0.2)
+        main.cancel()
+
+    async def _batches(self, hosts: list[str], records: dict[str, DeviceResult],
+                       started: set[str], executor: ThreadPoolExecutor) -> None:
+        semaphore = asyncio.Semaphore(self.spec.concurrency)
+
+        async def one(host: str) -> None:
+            async with semaphore:
+                started.add(host)
+                result = await self.device(host, executor)
+            self._record(records, result)
+
+        for batch in _batches(hosts, self.spec):
+            await asyncio.gather(*(one(h) for h in batch))
+            stop = self._rollout_stopped(records, len(hosts))
+            if stop:
+                for host in hosts:
+                    if host not in records:
+                        self._record(records, DeviceResult(
+                            host=host, status="skipped", error=stop,
+                            error_class="RolloutStopped"))
+                return
 
     def _rollout_stopped(self, records: dict[str, DeviceResult], total: int) -> str | None:
         rollout = self.spec.rollout

@@ -120,6 +120,19 @@ class ResultsStore:
                 status=status or ("ok" if run.ok else "failed"),
                 backup_commit=run.backup_commit))
 
+    def interrupt(self, run_id: str | None, finished: str) -> None:
+        """A run its process never finished (killed): recorded as interrupted."""
+        if not run_id:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id,
+                                            runs.c.status == "running").values(
+                status="interrupted", finished=finished))
+
+    def last_run(self, job: str) -> dict[str, Any] | None:
+        rows = self.list_runs(1, job)
+        return rows[0] if rows else None
+
     def list_runs(self, limit: int = 20, job: str | None = None) -> list[dict[str, Any]]:
         query = select(runs).order_by(runs.c.started.desc()).limit(limit)
         if job:

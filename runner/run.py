@@ -4,6 +4,7 @@ device's record as it finishes, commit backups; used by the CLI, scheduler and w
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class Prepared:
 class RunOptions:
     dry_run: bool = False
     occurrence: str | None = None
+    cancel: threading.Event | None = None
+    run_id: str | None = None
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
 
 
@@ -82,9 +85,9 @@ def new_run_id() -> str:
 
 def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResult:
     spec = prep.job.spec
-    run = RunResult(run_id=new_run_id(), job=spec.name, started=now_iso(), finished=None,
-                    devices=[], dry_run=options.dry_run, job_file=str(prep.job.path),
-                    occurrence=options.occurrence)
+    run = RunResult(run_id=options.run_id or new_run_id(), job=spec.name, started=now_iso(),
+                    finished=None, devices=[], dry_run=options.dry_run,
+                    job_file=str(prep.job.path), occurrence=options.occurrence)
     store.start_run(run)
 
     def done(device: DeviceResult) -> None:
@@ -93,7 +96,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
             callback(device)
 
     engine_options = EngineOptions(templates_dir=prep.templates_dir, dry_run=options.dry_run,
-                                   on_device_done=done)
+                                   on_device_done=done, cancel=options.cancel)
     try:
         run.devices = run_devices(spec, prep.hosts, prep.inventory, engine_options)
     except BaseException:
@@ -102,7 +105,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
         raise
     commit_backups(prep, run)
     run.finished = now_iso()
-    store.finish_run(run)
+    interrupted = options.cancel is not None and options.cancel.is_set()
+    store.finish_run(run, status="interrupted" if interrupted else None)
     return run
 
 

@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from runner.schedule.spec import ScheduleSpec
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
@@ -163,6 +165,7 @@ class JobSpec(_Model):
     retries: Retries = Field(default_factory=Retries)
     rollout: Rollout | None = None
     vars: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
+    schedule: ScheduleSpec | None = Field(None, description="When `runner serve` runs it.")
     steps: list[Step] = Field(min_length=1)
 
     def step_name(self, index: int) -> str:

@@ -1,0 +1,1 @@
+"""Scheduling: triggers (cron, interval, at), firing policies, and `runner serve`."""

@@ -1,0 +1,112 @@
+"""`runner serve` and `runner schedule list|run`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from runner.engine import now_iso
+from runner.errors import InputError
+from runner.output import Progress, run_table, table
+from runner.results import ResultsStore
+from runner.run import RunOptions, execute, prepare
+from runner.schedule.server import Clock, JobsDir, Scheduler
+from runner.schedule.store import ScheduleStore
+
+JOBS = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
+                    show_default=True, help="Directory of job files.")
+INVENTORY = click.option("-i", "--inventory", type=click.Path(path_type=Path),
+                         default=Path("inventory"), show_default=True)
+TEMPLATES = click.option("--templates", type=click.Path(path_type=Path),
+                         default=Path("templates"), show_default=True)
+STORE = click.option("--store", "store_url", metavar="URL",
+                     help="Schedule state database (default: the results database).")
+
+
+def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, ScheduleStore]:
+    results = ResultsStore(ctx.obj.get("db") if ctx.obj else None)
+    return results, ScheduleStore(store_url or results.url)
+
+
+@click.command()
+@JOBS
+@INVENTORY
+@TEMPLATES
+@STORE
+@click.option("--max-runs", type=int, default=4, show_default=True,
+              help="Jobs running at once.")
+@click.option("--stop-grace", type=float, default=60, show_default=True,
+              help="Seconds running jobs get to finish on SIGTERM before interruption.")
+@click.pass_context
+def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
+          store_url: str | None, max_runs: int, stop_grace: float) -> None:
+    """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them."""
+    if not jobs_dir.is_dir():
+        raise InputError("jobs directory not found", path=jobs_dir)
+    logging.getLogger("runner").setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    results, store = _stores(ctx, store_url)
+    scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
+                          stop_grace=stop_grace)
+    sys.exit(scheduler.serve())
+
+
+@click.group()
+def schedule() -> None:
+    """Scheduled jobs: what runs when, and firing one now."""
+
+
+@schedule.command(name="list")
+@JOBS
+@STORE
+@click.option("-n", "--next", "count", type=int, default=3, show_default=True)
+@click.pass_context
+def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int) -> None:
+    """Each scheduled job, its trigger in words, next fire times, last run."""
+    jobs = JobsDir(jobs_dir)
+    for message in jobs.reload():
+        if "invalid" in message or "already used" in message:
+            click.echo(f"warning: {message}", err=True)
+    results, store = _stores(ctx, store_url)
+    now = Clock().now()
+    rows = [("JOB", "WHEN", "NEXT", "LAST RUN")]
+    for name, sched in sorted(jobs.jobs.items()):
+        known, moment = store.next_fire(name, sched.key)
+        if not known or (moment is not None and moment < now):
+            moment = sched.trigger.next_after(now)  # overdue ones are handled at next start
+        times: list[str] = []
+        while moment is not None and len(times) < count:
+            times.append(moment.isoformat(timespec="seconds"))
+            moment = sched.trigger.next_after(moment)
+        last = results.last_run(name)
+        last_text = f"{last['started'][:19]} {last['status']} ({last['run_id']})" if last \
+            else "never"
+        rows.append((name, sched.trigger.describe(), ", ".join(times) or "no more",
+                     last_text))
+    click.echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
+
+
+@schedule.command(name="run")
+@click.argument("name")
+@JOBS
+@INVENTORY
+@TEMPLATES
+@click.pass_context
+def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
+            templates: Path) -> None:
+    """Fire job NAME now (outside its schedule), in the foreground."""
+    jobs = JobsDir(jobs_dir)
+    jobs.reload()
+    if name not in jobs.jobs:
+        raise InputError(f"no scheduled job named {name!r} in {jobs_dir} "
+                         f"(scheduled: {', '.join(sorted(jobs.jobs)) or 'none'})")
+    prep = prepare(jobs.jobs[name].job.path, inventory, templates)
+    results = ResultsStore(ctx.obj.get("db") if ctx.obj else None)
+    result = execute(prep, results, RunOptions(occurrence=f"{name}@manual-{now_iso()}",
+                                               on_device_done=[Progress(len(prep.hosts))]))
+    click.echo(run_table(result))
+    sys.exit(0 if result.ok else 1)

@@ -1,0 +1,115 @@
+"""The `schedule:` section of a job file, with defaults chosen for network jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from runner.schedule.triggers import (
+    EPOCH,
+    AtSchedule,
+    CronSchedule,
+    IntervalSchedule,
+    Trigger,
+    parse_interval,
+)
+
+
+class IntervalSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seconds: float = 0
+    minutes: float = 0
+    hours: float = 0
+    days: float = 0
+
+    @property
+    def total(self) -> float:
+        return self.seconds + 60 * self.minutes + 3600 * self.hours + 86400 * self.days
+
+
+class ScheduleSpec(BaseModel):
+    """When a job runs by itself under `runner serve`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cron: str | None = Field(None, description="5-field crontab (Sunday = 0 or 7, names "
+                                               "allowed) or @daily/@hourly/...")
+    interval: str | IntervalSpec | None = Field(
+        None, description="Every N: '30s', '5m', '2h', '1d', or {minutes: 5}.")
+    at: datetime | None = Field(None, description="Once, at this date-time.")
+    timezone: str = Field("UTC", description="IANA time zone for cron, at, start and end.")
+    jitter: float = Field(0, ge=0, le=3600,
+                          description="Start up to this many seconds late, at random.")
+    start: datetime | None = None
+    end: datetime | None = None
+    misfire_grace: float = Field(
+        300, ge=0, description="Seconds late an occurrence may still start (after downtime); "
+                               "later ones are recorded as misfired, not run.")
+    coalesce: bool = Field(True, description="After downtime, run once for all the missed "
+                                             "occurrences still within grace, not each.")
+    overlap: Literal["skip", "queue"] = Field(
+        "skip", description="A previous run still going when the next is due: skip the new "
+                            "occurrence, or queue one to start when it ends.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as "
+                             "Europe/Amsterdam") from None
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            CronSchedule(value, ZoneInfo("UTC"))  # raises ValueError naming the bad field
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str | IntervalSpec | None) -> str | IntervalSpec | None:
+        seconds = parse_interval(value) if isinstance(value, str) else \
+            value.total if value is not None else 1
+        if seconds < 1:
+            raise ValueError("the interval must be at least 1 second")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ScheduleSpec:
+        given = [k for k in ("cron", "interval", "at") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of cron, interval, at")
+        if self.start and self.end and self.aware(self.start) >= self.aware(self.end):
+            raise ValueError("start must be before end")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def aware(self, moment: datetime) -> datetime:
+        return moment if moment.tzinfo else moment.replace(tzinfo=self.zone)
+
+    @property
+    def interval_seconds(self) -> float:
+        if isinstance(self.interval, str):
+            return parse_interval(self.interval)
+        assert self.interval is not None
+        return self.interval.total
+
+    def trigger(self) -> Trigger:
+        start = self.aware(self.start) if self.start else None
+        end = self.aware(self.end) if self.end else None
+        if self.cron is not None:
+            return CronSchedule(self.cron, self.zone, start, end)
+        if self.interval is not None:
+            return IntervalSchedule(self.interval_seconds,
+                                    (start or EPOCH).astimezone(UTC), end)
+        assert self.at is not None
+        return AtSchedule(self.aware(self.at))

@@ -1,0 +1,151 @@
+"""Schedule state in the database: next fire times, one row per occurrence (its primary key
+is the claim that makes each occurrence run once), and the lease of the active scheduler."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+metadata = MetaData()
+state = Table(
+    "schedule_state", metadata,
+    Column("job", String(200), primary_key=True),
+    Column("trigger", Text, nullable=False),  # what the next fire time was computed for
+    Column("next_fire", String(40)),  # UTC ISO; NULL: no more occurrences
+)
+occurrences = Table(
+    "schedule_occurrences", metadata,
+    Column("job", String(200), primary_key=True),
+    Column("occurrence", String(40), primary_key=True),  # nominal UTC time: the claim
+    Column("status", String(20), nullable=False),  # running|done|failed|interrupted|missed...
+    Column("reason", Text),
+    Column("run_id", String(32)),
+    Column("server", String(200)),
+    Column("updated", String(40)),
+)
+lease = Table(
+    "schedule_lease", metadata,
+    Column("name", String(50), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("expires", Float, nullable=False),
+)
+
+
+def server_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_dead_here(owner: str) -> bool:
+    """A lease held by a process on this host that no longer exists (e.g. SIGKILLed)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not os.path.exists(f"/proc/{pid}")
+
+
+class ScheduleStore:
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+        metadata.create_all(self.engine)
+
+    # -- next fire times ------------------------------------------------------------------
+
+    def next_fire(self, job: str, trigger: str) -> tuple[bool, datetime | None]:
+        """(known, next fire): unknown when never scheduled or the trigger changed."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(state).where(state.c.job == job)).first()
+        if row is None or row.trigger != trigger:
+            return False, None
+        return True, datetime.fromisoformat(row.next_fire) if row.next_fire else None
+
+    def set_next_fire(self, job: str, trigger: str, moment: datetime | None) -> None:
+        value = moment.isoformat() if moment else None
+        with self.engine.begin() as conn:
+            done = conn.execute(update(state).where(state.c.job == job).values(
+                trigger=trigger, next_fire=value)).rowcount
+            if not done:
+                conn.execute(insert(state).values(job=job, trigger=trigger, next_fire=value))
+
+    def forget(self, job: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(state).where(state.c.job == job))
+
+    # -- occurrences ----------------------------------------------------------------------
+
+    def claim(self, job: str, occurrence: datetime, status: str, server: str,
+              now: datetime, reason: str | None = None) -> bool:
+        """Record an occurrence once: False when it was already claimed (by anyone)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(occurrences).values(
+                    job=job, occurrence=occurrence.isoformat(), status=status, reason=reason,
+                    server=server, updated=now.isoformat()))
+        except IntegrityError:
+            return False
+        return True
+
+    def finish(self, job: str, occurrence: datetime, status: str, now: datetime,
+               run_id: str | None = None, reason: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(occurrences).where(
+                occurrences.c.job == job,
+                occurrences.c.occurrence == occurrence.isoformat()).values(
+                status=status, run_id=run_id, reason=reason, updated=now.isoformat()))
+
+    def occurrences(self, job: str | None = None) -> list[dict[str, Any]]:
+        query = select(occurrences).order_by(occurrences.c.occurrence)
+        if job:
+            query = query.where(occurrences.c.job == job)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def interrupt_running(self, server: str, now: datetime) -> int:
+        """Occurrences a dead scheduler left 'running' become 'interrupted'."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(update(occurrences).where(
+                occurrences.c.status == "running", occurrences.c.server == server).values(
+                status="interrupted", reason="the scheduler running it stopped",
+                updated=now.isoformat())).rowcount)
+
+    # -- the lease: one active scheduler per store ----------------------------------------
+
+    def acquire(self, owner: str, now: float, ttl: float) -> tuple[bool, str | None]:
+        """Take or renew the lease; (held by us, previous or current other owner)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(lease).where(lease.c.name == "scheduler")).first()
+            if row is None:
+                try:
+                    conn.execute(insert(lease).values(name="scheduler", owner=owner,
+                                                      expires=now + ttl))
+                except IntegrityError:
+                    return False, None
+                return True, None
+            free = row.owner == owner or row.expires < now or _pid_dead_here(row.owner)
+            if not free:
+                return False, row.owner
+            taken = conn.execute(update(lease).where(
+                lease.c.name == "scheduler", lease.c.owner == row.owner,
+                lease.c.expires == row.expires).values(owner=owner, expires=now + ttl))
+            return taken.rowcount == 1, None if row.owner == owner else row.owner
+
+    def release(self, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(lease).where(lease.c.name == "scheduler",
+                                             lease.c.owner == owner))

@@ -1,0 +1,305 @@
+"""Triggers and firing policies with literal aware date-times and an injected clock."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from runner.errors import InputError
+from runner.job.load import load_job
+from runner.lab.netns import wait_for
+from runner.results import ResultsStore
+from runner.schedule.policy import Slot, due
+from runner.schedule.server import JobsDir, Scheduled, Scheduler
+from runner.schedule.store import ScheduleStore
+from runner.schedule.triggers import CronSchedule, IntervalSchedule
+
+AMS = ZoneInfo("Europe/Amsterdam")
+
+
+def fires(trigger: CronSchedule | IntervalSchedule, after: datetime, n: int) -> list[str]:
+    out, moment = [], after
+    for _ in range(n):
+        nxt = trigger.next_after(moment)
+        assert nxt is not None
+        out.append(nxt.astimezone(getattr(trigger, "timezone", UTC)).isoformat())
+        moment = nxt
+    return out
+
+
+@pytest.mark.parametrize("dow", ["0", "7", "sun", "SUN"])
+def test_sunday_is_0_and_7_as_in_crontab(dow: str) -> None:
+    # 2026-11-22 is a Sunday; APScheduler alone would read 0 as Monday.
+    cron = CronSchedule(f"0 9 * * {dow}", ZoneInfo("UTC"))
+    assert fires(cron, datetime(2026, 11, 20, tzinfo=UTC), 2) == [
+        "2026-11-22T09:00:00+00:00", "2026-11-29T09:00:00+00:00"]
+
+
+def test_weekday_ranges_names_and_steps() -> None:
+    utc = ZoneInfo("UTC")
+    start = datetime(2026, 11, 20, 12, tzinfo=UTC)  # a Friday, after 09:00
+    assert fires(CronSchedule("0 9 * * 1-5", utc), start, 3) == [
+        "2026-11-23T09:00:00+00:00", "2026-11-24T09:00:00+00:00", "2026-11-25T09:00:00+00:00"]
+    assert fires(CronSchedule("0 9 * * mon-fri", utc), start, 1) == [
+        "2026-11-23T09:00:00+00:00"]
+    assert fires(CronSchedule("0 9 * * 5-7", utc), start, 3) == [  # Fri..Sun
+        "2026-11-21T09:00:00+00:00", "2026-11-22T09:00:00+00:00", "2026-11-27T09:00:00+00:00"]
+    assert fires(CronSchedule("0 9 * * */3", utc), start, 3) == [  # Sun, Wed, Sat
+        "2026-11-21T09:00:00+00:00", "2026-11-22T09:00:00+00:00", "2026-11-25T09:00:00+00:00"]
+    assert fires(CronSchedule("@weekly", utc), start, 1) == ["2026-11-22T00:00:00+00:00"]
+
+
+def test_day_of_month_or_day_of_week_when_both_restricted() -> None:
+    cron = CronSchedule("0 9 1 * mon", ZoneInfo("UTC"))
+    assert fires(cron, datetime(2026, 11, 24, tzinfo=UTC), 3) == [
+        "2026-11-30T09:00:00+00:00", "2026-12-01T09:00:00+00:00", "2026-12-07T09:00:00+00:00"]
+
+
+def test_dst_spring_forward_fixed_time_runs_once_right_after_the_gap() -> None:
+    cron = CronSchedule("30 2 * * *", AMS)  # 02:30 does not exist on 2026-03-29
+    assert fires(cron, datetime(2026, 3, 28, tzinfo=AMS), 3) == [
+        "2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]
+
+
+def test_dst_fall_back_fixed_time_runs_once() -> None:
+    cron = CronSchedule("30 2 * * *", AMS)  # 02:30 happens twice on 2026-10-25
+    assert fires(cron, datetime(2026, 10, 24, tzinfo=AMS), 3) == [
+        "2026-10-24T02:30:00+02:00", "2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
+
+
+def test_dst_wildcard_hour_follows_real_time() -> None:
+    hourly = CronSchedule("0 * * * *", AMS)
+    assert fires(hourly, datetime(2026, 10, 25, 0, 30, tzinfo=AMS), 4) == [
+        "2026-10-25T01:00:00+02:00", "2026-10-25T02:00:00+02:00",
+        "2026-10-25T02:00:00+01:00", "2026-10-25T03:00:00+01:00"]
+    assert fires(hourly, datetime(2026, 3, 29, 0, 30, tzinfo=AMS), 3) == [
+        "2026-03-29T01:00:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-29T04:00:00+02:00"]
+
+
+def test_interval_is_absolute_time_anchored_to_its_start() -> None:
+    anchor = datetime(2026, 10, 25, 0, 0, tzinfo=AMS).astimezone(UTC)
+    every_hour = IntervalSchedule(3600, anchor)
+    got = [datetime.fromisoformat(t) for t in fires(every_hour, anchor, 4)]
+    assert [(b - a) for a, b in zip(got, got[1:], strict=False)] == [timedelta(hours=1)] * 3
+    # the same occurrences for any server, whenever it starts
+    later = IntervalSchedule(3600, anchor).next_after(anchor + timedelta(minutes=90))
+    assert later == anchor + timedelta(hours=2)
+
+
+T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+EVERY_MINUTE = IntervalSchedule(60, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_due_on_time_runs_and_advances() -> None:
+    d = due(EVERY_MINUTE, T0, T0 + timedelta(seconds=2), misfire_grace=30, coalesce=True)
+    assert d.run == [T0] and d.missed == [] and d.next_fire == T0 + timedelta(minutes=1)
+
+
+def test_due_after_downtime_coalesces_within_grace_and_misfires_beyond() -> None:
+    now = T0 + timedelta(minutes=10, seconds=5)
+    d = due(EVERY_MINUTE, T0, now, misfire_grace=150, coalesce=True)
+    assert d.run == [T0 + timedelta(minutes=10)]
+    reasons = dict(d.missed)
+    assert reasons[T0].startswith("misfired: 605s late")
+    assert reasons[T0 + timedelta(minutes=8)] == "coalesced into 2026-11-22T09:10:00+00:00"
+    assert len(d.missed) == 10
+    assert d.next_fire == T0 + timedelta(minutes=11)
+
+
+def test_due_without_coalesce_runs_every_occurrence_within_grace() -> None:
+    now = T0 + timedelta(minutes=3)
+    d = due(EVERY_MINUTE, T0, now, misfire_grace=150, coalesce=False)
+    assert d.run == [T0 + timedelta(minutes=1), T0 + timedelta(minutes=2),
+                     T0 + timedelta(minutes=3)]
+    assert [o for o, _ in d.missed] == [T0]
+
+
+def test_overlap_skip_and_queue() -> None:
+    skip = Slot("skip")
+    assert skip.offer(T0) == "start"
+    assert skip.offer(T0 + timedelta(minutes=1)).startswith(
+        "skipped: the run of 2026-11-22T09:00:00+00:00 is still going")
+    assert skip.finished() is None
+    queue = Slot("queue")
+    assert queue.offer(T0) == "start"
+    assert queue.offer(T0 + timedelta(minutes=1)) == "queued"
+    assert queue.offer(T0 + timedelta(minutes=2)).startswith("skipped")
+    assert queue.finished() == T0 + timedelta(minutes=1)
+    assert queue.finished() is None
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.moment = now
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+class FakeRuns:
+    """Stands in for job execution (the real path is tested against the lab): records what
+    ran; a run can be held open to test overlap."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, datetime]] = []
+        self.hold = threading.Event()
+        self.hold.set()
+
+    def __call__(self, sched: Scheduled, occurrence: datetime, run_id: str,
+                 cancel: threading.Event) -> str:
+        self.started.append((sched.name, occurrence))
+        self.hold.wait(10)
+        return "done"
+
+
+def write_job(jobs: Path, name: str, schedule: str) -> Path:
+    path = jobs / f"{name}.yml"
+    path.write_text(f"name: {name}\nschedule: {schedule}\nsteps:\n  - command: show clock\n",
+                    encoding="utf-8")
+    return path
+
+
+def make(tmp_path: Path, clock: FakeClock, runs: FakeRuns, owner: str) -> Scheduler:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    sched = Scheduler(tmp_path / "jobs", ScheduleStore(url), ResultsStore(url),
+                      tmp_path / "inv", tmp_path / "templates", clock=clock, run=runs,
+                      owner=owner, lease_ttl=15)
+    sched.reload()
+    return sched
+
+
+def settle(sched: Scheduler) -> None:
+    wait_for(lambda: not sched.running, 10, "fake runs to finish")
+
+
+def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path) -> None:
+    (tmp_path / "jobs").mkdir()
+    write_job(tmp_path / "jobs", "audit", "{interval: 1m, misfire_grace: 150, coalesce: true}")
+    clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
+    first = make(tmp_path, clock, runs, "host:1")
+    first.tick()  # learns the next fire time: 09:01
+    clock.moment = T0 + timedelta(minutes=1, seconds=1)
+    first.tick()
+    settle(first)
+    assert runs.started == [("audit", T0 + timedelta(minutes=1))]
+    # "killed": it never releases its lease; a new server starts 10 minutes later
+    clock.moment = T0 + timedelta(minutes=11, seconds=30)
+    second = make(tmp_path, clock, runs, "host:2")
+    second.tick()
+    settle(second)
+    assert runs.started[1:] == [("audit", T0 + timedelta(minutes=11))]
+    rows = {r["occurrence"]: r for r in second.store.occurrences("audit")}
+    assert len(rows) == 11  # 09:01 .. 09:11, each recorded exactly once
+    assert rows["2026-11-22T09:02:00+00:00"]["reason"].startswith("misfired")
+    assert rows["2026-11-22T09:10:00+00:00"]["reason"] == \
+        "coalesced into 2026-11-22T09:11:00+00:00"
+    assert rows["2026-11-22T09:11:00+00:00"]["status"] == "done"
+
+
+def test_second_scheduler_stands_by_and_takes_over(tmp_path: Path) -> None:
+    (tmp_path / "jobs").mkdir()
+    write_job(tmp_path / "jobs", "audit", "{interval: 1m}")
+    clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
+    a = make(tmp_path, clock, runs, "host-a:1")
+    b = make(tmp_path, clock, runs, "host-b:1")
+    a.tick()
+    b.tick()
+    for minute in range(1, 4):
+        clock.moment = T0 + timedelta(minutes=minute, seconds=1)
+        a.tick()
+        b.tick()
+        settle(a)
+    assert a.leader and not b.leader
+    assert runs.started == [("audit", T0 + timedelta(minutes=m)) for m in (1, 2, 3)]
+    clock.moment = T0 + timedelta(minutes=4, seconds=20)  # a stopped renewing 3m ago
+    b.tick()
+    settle(b)
+    assert b.leader
+    assert runs.started[-1] == ("audit", T0 + timedelta(minutes=4))
+    a.tick()
+    assert not a.leader  # it finds b holding the lease and stands by
+
+
+def test_an_occurrence_claimed_elsewhere_is_not_run_again(tmp_path: Path) -> None:
+    (tmp_path / "jobs").mkdir()
+    write_job(tmp_path / "jobs", "audit", "{interval: 1m}")
+    clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
+    a = make(tmp_path, clock, runs, "host-a:1")
+    a.tick()
+    a.store.claim("audit", T0 + timedelta(minutes=1), "running", "host-z:9", clock.moment)
+    clock.moment = T0 + timedelta(minutes=1, seconds=1)
+    a.tick()
+    settle(a)
+    assert runs.started == []
+
+
+@pytest.mark.parametrize("overlap", ["skip", "queue"])
+def test_overlap_policy_in_the_scheduler(tmp_path: Path, overlap: str) -> None:
+    (tmp_path / "jobs").mkdir()
+    write_job(tmp_path / "jobs", "slow", f"{{interval: 1m, overlap: {overlap}}}")
+    clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
+    runs.hold.clear()  # the first run does not finish until released
+    s = make(tmp_path, clock, runs, "host:1")
+    s.tick()
+    for minute in (1, 2, 3):
+        clock.moment = T0 + timedelta(minutes=minute, seconds=1)
+        s.tick()
+    wait_for(lambda: len(runs.started) == 1, 10, "the first run to start")
+    runs.hold.set()
+    settle(s)
+    rows = {r["occurrence"][11:16]: r for r in s.store.occurrences("slow")}
+    if overlap == "skip":
+        assert runs.started == [("slow", T0 + timedelta(minutes=1))]
+        assert rows["09:02"]["status"] == rows["09:03"]["status"] == "skipped"
+        assert "still going" in rows["09:02"]["reason"]
+    else:
+        wait_for(lambda: len(runs.started) == 2, 10, "the queued run")
+        settle(s)
+        assert runs.started == [("slow", T0 + timedelta(minutes=1)),
+                                ("slow", T0 + timedelta(minutes=2))]
+        assert rows["09:03"]["status"] == "skipped"
+        assert {r["status"] for k, r in rows.items() if k != "09:03"} == {"done"}
+
+
+def test_reload_keeps_the_previous_version_of_an_invalid_edit(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    path = write_job(jobs, "audit", "{cron: '0 * * * *'}")
+    d = JobsDir(jobs)
+    assert d.reload() == ["scheduled audit: every hour (UTC)"]
+    path.write_text("name: audit\nschedule: {cron: '0 25 * * *'}\nsteps: []\n")
+    messages = d.reload()
+    assert len(messages) == 1 and "keeping the previous version of audit" in messages[0]
+    assert f"{path}:2: schedule.cron: cron hour field '25'" in messages[0]
+    assert d.jobs["audit"].trigger.describe() == "every hour (UTC)"
+    write_job(jobs, "audit", "{cron: '30 2 * * 1-5', timezone: Europe/Amsterdam}")
+    assert d.reload() == [
+        "updated audit: on Mon, Tue, Wed, Thu, Fri at 02:30 (Europe/Amsterdam)"]
+    write_job(jobs, "other", "{interval: 90s}")
+    assert d.reload() == ["scheduled other: every 90 seconds"]
+    path.unlink()
+    assert d.reload() == ["removed audit (audit.yml is gone)"]
+    assert list(d.jobs) == ["other"]
+
+
+def test_schedule_errors_name_file_line_field(tmp_path: Path) -> None:
+    cases = {
+        "schedule:\n  cron: '* * * *'\n": (3, "schedule.cron: a cron expression has 5 fields"),
+        "schedule:\n  interval: 5 minutes\n": (3, "schedule.interval: '5 minutes' is not"),
+        "schedule:\n  at: 2026-12-01T02:00:00\n  timezone: Europe/Amstredam\n":
+            (4, "schedule.timezone: 'Europe/Amstredam' is not an IANA time zone"),
+        "schedule:\n  cron: '@daily'\n  interval: 1h\n":
+            (2, "schedule: give exactly one of cron, interval, at"),
+        "schedule:\n  interval: 1h\n  overlap: wait\n":
+            (4, "schedule.overlap: expected 'skip' or 'queue' (got 'wait')"),
+    }
+    for body, (line, text) in cases.items():
+        path = tmp_path / "j.yml"
+        path.write_text(f"name: j\n{body}steps:\n  - command: show clock\n", encoding="utf-8")
+        with pytest.raises(InputError) as info:
+            load_job(path)
+        assert str(info.value).startswith(f"{path}:{line}: {text}"), str(info.value)
