@@ -61,7 +61,13 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
 def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,
             limit: str | None = None) -> Prepared:
     """Everything that can be wrong with the input, found before a session is opened."""
-    job = load_job(job_path)
+    return prepare_job(load_job(job_path), inventory_path, templates_dir, limit)
+
+
+def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
+                limit: str | None = None) -> Prepared:
+    """prepare() for a job already loaded (the scheduler runs the version it validated,
+    even if the file has since been edited into something invalid)."""
     check_job(job, templates_dir)
     inventory = load_inventory(inventory_path)
     try:

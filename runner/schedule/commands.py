@@ -79,8 +79,9 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int)
         if not known or (moment is not None and moment < now):
             moment = sched.trigger.next_after(now)  # overdue ones are handled at next start
         times: list[str] = []
+        zone = sched.job.spec.schedule.zone if sched.job.spec.schedule else None
         while moment is not None and len(times) < count:
-            times.append(moment.isoformat(timespec="seconds"))
+            times.append(moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"))
             moment = sched.trigger.next_after(moment)
         last = results.last_run(name)
         last_text = f"{last['started'][:19]} {last['status']} ({last['run_id']})" if last \

@@ -18,7 +18,7 @@ from types import FrameType
 from runner.errors import InputError
 from runner.job.load import JobFile, load_job
 from runner.results import ResultsStore
-from runner.run import RunOptions, execute, new_run_id, prepare
+from runner.run import RunOptions, execute, new_run_id, prepare_job
 from runner.schedule.policy import Slot, due
 from runner.schedule.store import ScheduleStore, server_id
 from runner.schedule.triggers import Trigger
@@ -269,7 +269,7 @@ class Scheduler:
         spec = sched.job.spec.schedule
         if spec is not None and spec.jitter and cancel.wait(random.uniform(0, spec.jitter)):  # noqa: S311
             return "interrupted"
-        prep = prepare(sched.job.path, self.inventory, self.templates)
+        prep = prepare_job(sched.job, self.inventory, self.templates)
         result = execute(prep, self.results, RunOptions(
             occurrence=f"{sched.name}@{occurrence.isoformat()}", cancel=cancel, run_id=run_id))
         if cancel.is_set():
@@ -291,6 +291,8 @@ class Scheduler:
                  self.store.engine.url.render_as_string(hide_password=True))
         self.reload()
         while not self.stopping.is_set():
+            if self.reload_requested.is_set():
+                log.info("reloading job files (SIGHUP)")
             if self.reload_requested.is_set() or self.jobs.changed():
                 self.reload_requested.clear()
                 self.reload()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,7 +85,7 @@ def test_interval_is_absolute_time_anchored_to_its_start() -> None:
     anchor = datetime(2026, 10, 25, 0, 0, tzinfo=AMS).astimezone(UTC)
     every_hour = IntervalSchedule(3600, anchor)
     got = [datetime.fromisoformat(t) for t in fires(every_hour, anchor, 4)]
-    assert [(b - a) for a, b in zip(got, got[1:], strict=False)] == [timedelta(hours=1)] * 3
+    assert [(b - a) for a, b in itertools.pairwise(got)] == [timedelta(hours=1)] * 3
     # the same occurrences for any server, whenever it starts
     later = IntervalSchedule(3600, anchor).next_after(anchor + timedelta(minutes=90))
     assert later == anchor + timedelta(hours=2)
