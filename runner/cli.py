@@ -8,6 +8,7 @@ import sys
 import click
 
 from runner import __version__
+from runner.dispatch.commands import worker
 from runner.errors import RunnerError
 from runner.job_commands import history, run, schema, show, validate
 from runner.lab.commands import lab
@@ -28,7 +29,7 @@ def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
                         stream=sys.stderr)
 
 
-for command in (run, validate, schema, history, show, serve, schedule, lab):
+for command in (run, validate, schema, history, show, serve, schedule, worker, lab):
     cli.add_command(command)
 
 

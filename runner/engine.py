@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import platforms
+from runner.dispatch.coordination import Coordination
 from runner.drivers import Session, Timeouts, open_session
 from runner.errors import ConnectFailed, DeviceError, DeviceTimeout
 from runner.inventory import FleetInventory
@@ -43,6 +44,16 @@ class EngineOptions:
     # Set from another thread to stop the run: devices in flight end as failed
     # (Interrupted), devices not started as skipped.
     cancel: threading.Event | None = None
+    # Redis coordination (device leases, run ledger) when runs share devices with others.
+    coordination: CoordinationSpec | None = None
+    worker: str | None = None
+
+
+@dataclass(frozen=True)
+class CoordinationSpec:
+    url: str
+    run_id: str
+    owner: str  # unique per attempt: a redelivered shard is a different owner
 
 
 def now_iso() -> str:
@@ -89,6 +100,7 @@ class Engine:
         self.inventory = inventory
         self.options = options
         self.templates = Templates(options.templates_dir)
+        self.coordination: Coordination | None = None
 
     async def _open(self, driver: str, host: str, executor: ThreadPoolExecutor,
                     result: DeviceResult) -> Session:
@@ -109,19 +121,43 @@ class Engine:
 
     async def _work(self, host: str, result: DeviceResult, executor: ThreadPoolExecutor,
                     rendered: dict[int, Renderer]) -> None:
+        if self.coordination is None:
+            await self._session_work(host, result, executor, rendered)
+            return
+        async with self.coordination.lease(host, self.spec.busy_wait):
+            result.started = now_iso()  # when it got the device, after any wait
+            await self._session_work(host, result, executor, rendered)
+
+    async def _session_work(self, host: str, result: DeviceResult,
+                            executor: ThreadPoolExecutor,
+                            rendered: dict[int, Renderer]) -> None:
         platform = platforms.get(self.inventory.hosts[host].platform or "")
         assert platform is not None  # checked when targets were selected
         session = await self._open(result.driver or "netmiko", host, executor, result)
+        coordination = self.coordination
         try:
             ctx = StepContext(session, platform, result, self.options.dry_run,
-                              self.spec.timeouts.command, self.options.templates_dir)
+                              self.spec.timeouts.command, self.options.templates_dir,
+                              before_config=(lambda: coordination.start_config(host))
+                              if coordination else None)
             await run_steps(ctx, self.spec, rendered)
         finally:
             await asyncio.shield(_close_quietly(session))
 
     async def device(self, host: str, executor: ThreadPoolExecutor) -> DeviceResult:
+        if self.coordination is not None:
+            done = await self.coordination.done_record(host)
+            if done is not None:  # a redelivered shard: this device already has its record
+                return DeviceResult.from_json(done)
+        result = await self._device(host, executor)
+        if self.coordination is not None:
+            await self.coordination.mark_done(host, result.to_json(with_backup=True))
+        return result
+
+    async def _device(self, host: str, executor: ThreadPoolExecutor) -> DeviceResult:
         driver = self.inventory.driver_for(host, self.spec.driver)
-        result = DeviceResult(host=host, status="ok", driver=driver, started=now_iso())
+        result = DeviceResult(host=host, status="ok", driver=driver, started=now_iso(),
+                              worker=self.options.worker)
         t0 = time.monotonic()
         try:
             rendered = render_all(self.spec, self.inventory, host, self.templates)
@@ -172,6 +208,17 @@ class Engine:
         records: dict[str, DeviceResult] = {}
         started: set[str] = set()
         workers = max(1, min(self.spec.concurrency, len(hosts)))
+        spec = self.options.coordination
+        if spec is not None:
+            self.coordination = Coordination(spec.url, spec.run_id, spec.owner)
+        try:
+            return await self._run(hosts, records, started, workers)
+        finally:
+            if self.coordination is not None:
+                await self.coordination.close()
+
+    async def _run(self, hosts: list[str], records: dict[str, DeviceResult],
+                   started: set[str], workers: int) -> list[DeviceResult]:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netmiko") as executor:
             main = asyncio.ensure_future(self._batches(hosts, records, started, executor))
             watcher = asyncio.ensure_future(self._watch_cancel(main))

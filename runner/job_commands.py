@@ -33,14 +33,20 @@ def _store(ctx: click.Context) -> ResultsStore:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--diff/--no-diff", "show_diff", default=None,
               help="Print config diffs (default: on for --dry-run).")
+@click.option("--engine", type=click.Choice(["local", "celery"]), default="local",
+              show_default=True, help="celery: shards go to `runner worker` processes.")
+@click.option("--shard-size", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="Hosts per shard with --engine celery.")
 @click.pass_context
 def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
-        limit: str | None, dry_run: bool, as_json: bool, show_diff: bool | None) -> None:
+        limit: str | None, dry_run: bool, as_json: bool, show_diff: bool | None,
+        engine: str, shard_size: int) -> None:
     """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 1: any other; 2: bad input."""
     prep = prepare(job_file, inventory, templates, limit)
     store = _store(ctx)
     progress = Progress(len(prep.hosts))
-    run_result = execute(prep, store, RunOptions(dry_run=dry_run, on_device_done=[progress]))
+    run_result = execute(prep, store, RunOptions(dry_run=dry_run, on_device_done=[progress],
+                                                 engine=engine, shard_size=shard_size))
     if as_json:
         click.echo(json.dumps(run_result.to_json(), indent=2))
     else:

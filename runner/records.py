@@ -35,6 +35,7 @@ class DeviceResult:
     error_class: str | None = None
     attempts: int = 0
     driver: str | None = None
+    worker: str | None = None  # which `runner worker` ran it (None: the local engine)
     started: str | None = None
     finished: str | None = None
     steps: list[StepResult] = field(default_factory=list)

@@ -21,7 +21,9 @@ from sqlalchemy import (
     create_engine,
     delete,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -57,6 +59,7 @@ devices = Table(
     Column("error_class", String(100)),
     Column("attempts", Integer),
     Column("driver", String(20)),
+    Column("worker", String(200)),
     Column("started", String(40)),
     Column("finished", String(40)),
     Column("steps", JSON),
@@ -77,7 +80,7 @@ def _device_row(run_id: str, d: DeviceResult) -> dict[str, Any]:
     data = d.to_json()
     return {"run_id": run_id, **{k: data[k] for k in (
         "host", "status", "changed", "duration_s", "error", "error_class", "attempts",
-        "driver", "started", "finished", "steps")}}
+        "driver", "worker", "started", "finished", "steps")}}
 
 
 class ResultsStore:
@@ -86,8 +89,18 @@ class ResultsStore:
         try:
             self.engine: Engine = create_engine(self.url)
             metadata.create_all(self.engine)
+            self._add_missing_columns()
         except Exception as exc:
             raise RunnerError(f"results database {self._safe_url()}: {exc}") from None
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a database was created (create_all only makes tables)."""
+        existing = {c["name"] for c in inspect(self.engine).get_columns("devices")}
+        with self.engine.begin() as conn:
+            for column in devices.columns:
+                if column.name not in existing:
+                    kind = column.type.compile(self.engine.dialect)
+                    conn.execute(text(f'ALTER TABLE devices ADD COLUMN "{column.name}" {kind}'))
 
     def _safe_url(self) -> str:
         try:

@@ -3,6 +3,7 @@ device's record as it finishes, commit backups; used by the CLI, scheduler and w
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import uuid
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.backups import BackupRepo
-from runner.engine import EngineOptions, now_iso, run_devices
+from runner.engine import CoordinationSpec, EngineOptions, now_iso, run_devices
 from runner.errors import InputError
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.load import JobFile, load_job
@@ -36,6 +37,8 @@ class RunOptions:
     occurrence: str | None = None
     cancel: threading.Event | None = None
     run_id: str | None = None
+    engine: str = "local"  # or "celery": shards go to `runner worker` processes
+    shard_size: int = 50
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
 
 
@@ -93,7 +96,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     spec = prep.job.spec
     run = RunResult(run_id=options.run_id or new_run_id(), job=spec.name, started=now_iso(),
                     finished=None, devices=[], dry_run=options.dry_run,
-                    job_file=str(prep.job.path), occurrence=options.occurrence)
+                    job_file=str(prep.job.path), occurrence=options.occurrence,
+                    engine=options.engine)
     store.start_run(run)
 
     def done(device: DeviceResult) -> None:
@@ -101,10 +105,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
         for callback in options.on_device_done:
             callback(device)
 
-    engine_options = EngineOptions(templates_dir=prep.templates_dir, dry_run=options.dry_run,
-                                   on_device_done=done, cancel=options.cancel)
     try:
-        run.devices = run_devices(spec, prep.hosts, prep.inventory, engine_options)
+        run.devices = _run_devices(prep, run.run_id, options, done)
     except BaseException:
         run.finished = now_iso()
         store.finish_run(run, status="interrupted")
@@ -114,6 +116,23 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     interrupted = options.cancel is not None and options.cancel.is_set()
     store.finish_run(run, status="interrupted" if interrupted else None)
     return run
+
+
+def _run_devices(prep: Prepared, run_id: str, options: RunOptions,
+                 done: Callable[[DeviceResult], None]) -> list[DeviceResult]:
+    spec = prep.job.spec
+    if options.engine == "celery":
+        from runner.dispatch.celery_engine import run_on_workers
+
+        return run_on_workers(spec, prep.hosts, prep.inventory, run_id, options.dry_run,
+                              options.shard_size, done, options.cancel)
+    # With a broker configured, local runs take the same device leases as workers.
+    coordination = CoordinationSpec(os.environ["RUNNER_BROKER_URL"], run_id,
+                                    f"local:{os.getpid()}:{run_id}") \
+        if os.environ.get("RUNNER_BROKER_URL") else None
+    return run_devices(spec, prep.hosts, prep.inventory, EngineOptions(
+        templates_dir=prep.templates_dir, dry_run=options.dry_run, on_device_done=done,
+        cancel=options.cancel, coordination=coordination))
 
 
 def commit_backups(prep: Prepared, run: RunResult) -> None:

@@ -4,7 +4,7 @@ the step's partial result is recorded."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ class StepContext:
     dry_run: bool
     command_timeout: float
     templates_dir: Path
+    # Awaited right before config is first sent (the run ledger's no-second-push guard).
+    before_config: Callable[[], Awaitable[None]] | None = None
 
 
 def _checked(ctx: StepContext, step: StepResult, output: str) -> str:
@@ -70,6 +72,8 @@ async def run_config(ctx: StepContext, step: ConfigStep, name: str, lines: list[
         record.changed = bool(record.diff)
         record.output = "\n".join(lines) + "\n"  # what would be sent
         return
+    if ctx.before_config is not None:
+        await ctx.before_config()
     transcript = await ctx.session.configure(lines, ctx.command_timeout)
     try:
         _checked(ctx, record, transcript)

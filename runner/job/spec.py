@@ -132,6 +132,10 @@ class BackupStep(_Model):
 
 
 def _step_kind(value: Any) -> str | None:
+    for model, tag in ((CommandStep, "command"), (ConfigStep, "config"),
+                       (BackupStep, "backup")):
+        if isinstance(value, model):
+            return tag
     if isinstance(value, dict):
         kinds = [k for k in ("command", "config", "backup") if k in value]
         return kinds[0] if len(kinds) == 1 else None
@@ -161,6 +165,9 @@ class JobSpec(_Model):
         "netmiko", description="Default session driver; inventory data `driver` on a host "
                                "or group overrides it.")
     concurrency: int = Field(20, ge=1, le=5000, description="Devices at once.")
+    busy_wait: float = Field(
+        60, ge=0, le=3600, description="Seconds to wait for a device another run holds "
+                                       "(through workers); then it is skipped as busy.")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: Retries = Field(default_factory=Retries)
     rollout: Rollout | None = None

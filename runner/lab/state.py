@@ -71,4 +71,11 @@ def all_labs() -> list[LabState]:
 
 
 def forget(plan: LabPlan) -> None:
-    (index_dir() / f"{plan.lab}.json").unlink(missing_ok=True)
+    """Drop the lab from the index, unless the entry is now another lab of the same name."""
+    path = index_dir() / f"{plan.lab}.json"
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))["plan"]["lab_dir"]
+    except (OSError, ValueError, KeyError):
+        current = plan.lab_dir
+    if current == plan.lab_dir:
+        path.unlink(missing_ok=True)

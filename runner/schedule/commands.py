@@ -40,9 +40,13 @@ def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, Sc
               help="Jobs running at once.")
 @click.option("--stop-grace", type=float, default=60, show_default=True,
               help="Seconds running jobs get to finish on SIGTERM before interruption.")
+@click.option("--engine", type=click.Choice(["local", "celery"]), default="local",
+              show_default=True, help="celery: runs are sharded over `runner worker`s.")
+@click.option("--shard-size", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.pass_context
 def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
-          store_url: str | None, max_runs: int, stop_grace: float) -> None:
+          store_url: str | None, max_runs: int, stop_grace: float, engine: str,
+          shard_size: int) -> None:
     """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them."""
     if not jobs_dir.is_dir():
         raise InputError("jobs directory not found", path=jobs_dir)
@@ -51,7 +55,7 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     results, store = _stores(ctx, store_url)
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
-                          stop_grace=stop_grace)
+                          stop_grace=stop_grace, engine=engine, shard_size=shard_size)
     sys.exit(scheduler.serve())
 
 

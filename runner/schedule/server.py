@@ -125,7 +125,10 @@ class Scheduler:
     def __init__(self, jobs_dir: Path, store: ScheduleStore, results: ResultsStore,
                  inventory: Path, templates: Path, *, clock: Clock | None = None,
                  max_runs: int = 4, stop_grace: float = 60, lease_ttl: float = 15,
-                 run: RunFunction | None = None, owner: str | None = None) -> None:
+                 run: RunFunction | None = None, owner: str | None = None,
+                 engine: str = "local", shard_size: int = 50) -> None:
+        self.engine = engine
+        self.shard_size = shard_size
         self.jobs = JobsDir(jobs_dir)
         self.store = store
         self.results = results
@@ -271,7 +274,8 @@ class Scheduler:
             return "interrupted"
         prep = prepare_job(sched.job, self.inventory, self.templates)
         result = execute(prep, self.results, RunOptions(
-            occurrence=f"{sched.name}@{occurrence.isoformat()}", cancel=cancel, run_id=run_id))
+            occurrence=f"{sched.name}@{occurrence.isoformat()}", cancel=cancel, run_id=run_id,
+            engine=self.engine, shard_size=self.shard_size))
         if cancel.is_set():
             return "interrupted"
         return "done" if result.ok else "failed"

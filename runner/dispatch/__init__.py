@@ -1,0 +1,1 @@
+"""Spreading runs over worker machines: Celery with Redis, device leases, a run ledger."""

@@ -1,0 +1,109 @@
+"""Redis coordination shared by every worker: a lease per device (one session at a time,
+across jobs and workers) and a ledger per run (what is done, whose config push started)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from runner.errors import DeviceError
+
+LEASE_TTL_MS = 30_000
+LEDGER_TTL_S = 7 * 86400
+# Delete the lease only if we still hold it (another holder may have it after expiry).
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class DeviceBusy(DeviceError):
+    """Another job holds this device's lease for longer than the job waits."""
+
+    status = "skipped"
+
+
+class ConfigAlreadyAttempted(DeviceError):
+    """An earlier attempt of this run began configuring the device and was lost: the
+    device is not configured a second time for the same run."""
+
+    status = "failed"
+
+
+class Coordination:
+    """One Redis connection per engine run (one event loop)."""
+
+    def __init__(self, url: str, run_id: str, owner: str) -> None:
+        self.redis = aioredis.from_url(url, socket_timeout=10, socket_connect_timeout=10,
+                                        decode_responses=True)
+        self.run_id = run_id
+        self.owner = owner
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # -- device lease ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lease(self, host: str, wait: float) -> AsyncIterator[None]:
+        """Hold host's lease while the block runs; DeviceBusy after `wait` seconds."""
+        key = f"runner:lease:{host}"
+        token = f"{self.owner}:{self.run_id}:{secrets.token_hex(4)}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not await self.redis.set(key, token, nx=True, px=LEASE_TTL_MS):
+            if loop.time() >= deadline:
+                holder = await self.redis.get(key)
+                who = str(holder).rsplit(":", 1)[0] if holder else "another run"
+                raise DeviceBusy(f"device busy: its lease is held by {who}"
+                                 + (f"; waited {wait:g}s" if wait else ""))
+            await asyncio.sleep(0.2)
+        renew = asyncio.ensure_future(self._renew(key, token))
+        try:
+            yield
+        finally:
+            renew.cancel()
+            with contextlib.suppress(Exception):
+                await self.redis.eval(_RELEASE, 1, key, token)
+
+    async def _renew(self, key: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE_TTL_MS / 3000)
+            await self.redis.eval(_RENEW, 1, key, token, str(LEASE_TTL_MS))
+
+    # -- run ledger -----------------------------------------------------------------------
+
+    def _key(self, kind: str, host: str) -> str:
+        return f"runner:run:{self.run_id}:{kind}:{host}"
+
+    async def done_record(self, host: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(self._key("done", host))
+        record: dict[str, Any] | None = json.loads(raw) if raw else None
+        return record
+
+    async def mark_done(self, host: str, record: dict[str, Any]) -> None:
+        await self.redis.set(self._key("done", host), json.dumps(record), ex=LEDGER_TTL_S)
+
+    async def start_config(self, host: str) -> None:
+        """Called right before config is first sent to `host` in this run."""
+        started = await self.redis.set(self._key("config", host), self.owner, nx=True,
+                                       ex=LEDGER_TTL_S)
+        if not started:
+            holder = str(await self.redis.get(self._key("config", host)) or "")
+            if holder and holder != self.owner:
+                raise ConfigAlreadyAttempted(
+                    "an earlier attempt of this run began configuring this device and was "
+                    f"lost ({holder}); not configured a second time")
+        await self.redis.incr(self._key("pushes", host))
+        await self.redis.expire(self._key("pushes", host), LEDGER_TTL_S)
