@@ -222,7 +222,7 @@ def test_two_jobs_on_one_device_the_lease_holds(
     client = redis_server.client()
     first = run_celery(tmp_path, env, long_job, inventory, background=True)
     wait_for(lambda: client.exists("runner:lease:r1") == 1, 60, "the long job's lease")
-    code, impatient, err = run_celery(tmp_path, env, busy0, inventory)
+    code, impatient, _ = run_celery(tmp_path, env, busy0, inventory)
     waiter = run_celery(tmp_path, env, patient, inventory, background=True)
     out, err1 = first.communicate(timeout=300)
     out2, err2 = waiter.communicate(timeout=300)
@@ -268,3 +268,4 @@ def test_redis_restarted_mid_run_ends_clearly_and_records_once(
                    steps=[{"command": "show version"}])
     code, after, err = run_celery(tmp_path, env, ok, practice_lab.lab_dir / "inventory")
     assert code == 0, err
+    assert after["devices"][0]["status"] == "ok"
