@@ -124,7 +124,9 @@ class ResultsStore:
 
     def finish_run(self, run: RunResult, status: str | None = None) -> None:
         with self.engine.begin() as conn:
-            for device in run.devices:
+            # Stored as each device finished; only backup steps learn more afterwards
+            # (whether the commit changed the device's file).
+            for device in (d for d in run.devices if any(s.kind == "backup" for s in d.steps)):
                 conn.execute(update(devices).where(
                     devices.c.run_id == run.run_id, devices.c.host == device.host).values(
                     steps=device.to_json()["steps"]))

@@ -223,12 +223,12 @@ class Scheduler:
 
     def _start(self, sched: Scheduled, occurrence: datetime, now: datetime) -> None:
         run_id = new_run_id()
-        if not self.store.claim(sched.name, occurrence, "running", self.owner, now):
+        if not self.store.claim(sched.name, occurrence, "running", self.owner, now,
+                                run_id=run_id):
             log.info("%s: occurrence %s was already claimed; not running it again",
                      sched.name, occurrence.isoformat())
             self._release(sched, now)
             return
-        self.store.finish(sched.name, occurrence, "running", now, run_id=run_id)
         cancel = threading.Event()
         future = self.pool.submit(self._run_and_release, sched, occurrence, run_id, cancel)
         with self.lock:

@@ -90,13 +90,13 @@ class ScheduleStore:
     # -- occurrences ----------------------------------------------------------------------
 
     def claim(self, job: str, occurrence: datetime, status: str, server: str,
-              now: datetime, reason: str | None = None) -> bool:
+              now: datetime, reason: str | None = None, run_id: str | None = None) -> bool:
         """Record an occurrence once: False when it was already claimed (by anyone)."""
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(occurrences).values(
                     job=job, occurrence=occurrence.isoformat(), status=status, reason=reason,
-                    server=server, updated=now.isoformat()))
+                    run_id=run_id, server=server, updated=now.isoformat()))
         except IntegrityError:
             return False
         return True
