@@ -12,17 +12,15 @@ import contextlib
 import logging
 import math
 import random
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner import platforms
-from runner.dispatch.coordination import Coordination
 from runner.drivers import Session, Timeouts, open_session
 from runner.errors import ConnectFailed, DeviceError, DeviceTimeout
 from runner.inventory import FleetInventory
@@ -32,8 +30,17 @@ from runner.redact import Redactor
 from runner.render import Templates
 from runner.steps import Renderer, StepContext, run_steps
 
+if TYPE_CHECKING:
+    from runner.dispatch.coordination import Coordination
+
 log = logging.getLogger(__name__)
 DeviceCallback = Callable[[DeviceResult], None]
+
+
+class CancelFlag(Protocol):
+    """threading.Event, or multiprocessing's Event across engine processes."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass
@@ -43,10 +50,12 @@ class EngineOptions:
     on_device_done: DeviceCallback | None = None
     # Set from another thread to stop the run: devices in flight end as failed
     # (Interrupted), devices not started as skipped.
-    cancel: threading.Event | None = None
+    cancel: CancelFlag | None = None
     # Redis coordination (device leases, run ledger) when runs share devices with others.
     coordination: CoordinationSpec | None = None
     worker: str | None = None
+    # Engine processes: None/0 = one per usable core for large runs, 1 = this process only.
+    processes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ class Engine:
         self.options = options
         self.templates = Templates(options.templates_dir)
         self.coordination: Coordination | None = None
+        self._redactors: dict[str, Redactor] = {}
 
     async def _open(self, driver: str, host: str, executor: ThreadPoolExecutor,
                     result: DeviceResult) -> Session:
@@ -185,9 +195,7 @@ class Engine:
 
     def _redacted(self, host: str, result: DeviceResult) -> DeviceResult:
         """The one boundary where secrets are masked out of a record."""
-        platform = platforms.get(self.inventory.hosts[host].platform or "")
-        redactor = Redactor(self.inventory.secrets([host]),
-                            platform.secrets if platform else ())
+        redactor = self._redactor(host)
         result.error = redactor.text(result.error) if result.error else None
         for step in result.steps:
             step.output = redactor.text(step.output) if step.output else step.output
@@ -197,6 +205,15 @@ class Engine:
         if result.backup is not None:
             result.backup = redactor.text(result.backup)
         return result
+
+    def _redactor(self, host: str) -> Redactor:
+        nornir_host = self.inventory.nornir.hosts[host]
+        platform = platforms.get(nornir_host.platform or "")
+        secrets = frozenset(self.inventory.secrets([host]))
+        key = f"{nornir_host.platform}\0" + "\0".join(sorted(secrets))
+        if key not in self._redactors:  # most fleets share a handful of credentials
+            self._redactors[key] = Redactor(secrets, platform.secrets if platform else ())
+        return self._redactors[key]
 
     def _record(self, records: dict[str, DeviceResult], result: DeviceResult) -> None:
         records[result.host] = result
@@ -210,6 +227,8 @@ class Engine:
         workers = max(1, min(self.spec.concurrency, len(hosts)))
         spec = self.options.coordination
         if spec is not None:
+            from runner.dispatch.coordination import Coordination  # redis: only when shared
+
             self.coordination = Coordination(spec.url, spec.run_id, spec.owner)
         try:
             return await self._run(hosts, records, started, workers)
@@ -259,7 +278,7 @@ class Engine:
                 result = await self.device(host, executor)
             self._record(records, result)
 
-        for batch in _batches(hosts, self.spec):
+        for batch in batches(hosts, self.spec):
             await asyncio.gather(*(one(h) for h in batch))
             stop = self._rollout_stopped(records, len(hosts))
             if stop:
@@ -271,18 +290,24 @@ class Engine:
                 return
 
     def _rollout_stopped(self, records: dict[str, DeviceResult], total: int) -> str | None:
-        rollout = self.spec.rollout
-        if rollout is None or len(records) >= total:
-            return None
-        failed = sum(1 for r in records.values() if r.status not in SUCCESS)
-        percent = 100.0 * failed / len(records)
-        if percent > rollout.max_fail_percentage:
-            return (f"rollout stopped: {failed} of {len(records)} devices failed "
-                    f"({percent:.0f}% > max_fail_percentage {rollout.max_fail_percentage:g})")
+        return rollout_stop(self.spec, records, total)
+
+
+def rollout_stop(spec: JobSpec, records: dict[str, DeviceResult], total: int) -> str | None:
+    """Why the rollout stops after this batch, or None to go on."""
+    rollout = spec.rollout
+    if rollout is None or len(records) >= total:
         return None
+    failed = sum(1 for r in records.values() if r.status not in SUCCESS)
+    percent = 100.0 * failed / len(records)
+    if percent > rollout.max_fail_percentage:
+        return (f"rollout stopped: {failed} of {len(records)} devices failed "
+                f"({percent:.0f}% > max_fail_percentage {rollout.max_fail_percentage:g})")
+    return None
 
 
-def _batches(hosts: list[str], spec: JobSpec) -> list[list[str]]:
+def batches(hosts: list[str], spec: JobSpec) -> list[list[str]]:
+    """The rollout's batches (one batch without a rollout)."""
     if spec.rollout is None or not hosts:
         return [hosts]
     size = spec.rollout.batch_size
@@ -298,5 +323,11 @@ async def _close_quietly(session: Session) -> None:
 
 def run_devices(spec: JobSpec, hosts: list[str], inventory: FleetInventory,
                 options: EngineOptions) -> list[DeviceResult]:
-    """Run the job on `hosts` in this process; the function every front end calls."""
+    """Run the job on `hosts`: in this process, or over one engine process per core for
+    large runs (options.processes); the function every front end calls."""
+    from runner import multiproc
+
+    processes = multiproc.process_count(options.processes, len(hosts))
+    if processes > 1:
+        return multiproc.run_in_processes(spec, hosts, inventory, options, processes)
     return asyncio.run(Engine(spec, inventory, options).run(hosts))

@@ -87,6 +87,12 @@ class ConnectFailed(DeviceError, ConnectionError):
     status = "unreachable"
 
 
+class SessionLost(DeviceError, ConnectionError):
+    """The session died after login (mid-command): not retried, config may be partial."""
+
+    status = "failed"
+
+
 class AuthFailed(DeviceError, PermissionError):
     """The device refused the credentials."""
 

@@ -27,7 +27,7 @@ from runner.yamlsrc import LineDict, line_of, load_yaml
 HOST_FIELDS = frozenset({"hostname", "port", "username", "password", "platform", "groups",
                          "data", "connection_options"})
 CONN_FIELDS = frozenset({"hostname", "port", "username", "password", "platform", "extras"})
-DRIVERS = ("netmiko", "scrapli")
+DRIVERS = ("netmiko", "scrapli", "asyncssh")
 
 
 @dataclass(frozen=True)

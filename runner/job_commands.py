@@ -37,16 +37,19 @@ def _store(ctx: click.Context) -> ResultsStore:
               show_default=True, help="celery: shards go to `runner worker` processes.")
 @click.option("--shard-size", type=click.IntRange(1, 100_000), default=50, show_default=True,
               help="Hosts per shard with --engine celery.")
+@click.option("--processes", type=click.IntRange(0, 256), default=0, show_default=True,
+              help="Local engine processes; 0: one per usable core when the run is large.")
 @click.pass_context
 def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         limit: str | None, dry_run: bool, as_json: bool, show_diff: bool | None,
-        engine: str, shard_size: int) -> None:
+        engine: str, shard_size: int, processes: int) -> None:
     """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 1: any other; 2: bad input."""
     prep = prepare(job_file, inventory, templates, limit)
     store = _store(ctx)
     progress = Progress(len(prep.hosts))
     run_result = execute(prep, store, RunOptions(dry_run=dry_run, on_device_done=[progress],
-                                                 engine=engine, shard_size=shard_size))
+                                                 engine=engine, shard_size=shard_size,
+                                                 processes=processes or None))
     if as_json:
         click.echo(json.dumps(run_result.to_json(), indent=2))
     else:

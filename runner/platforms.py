@@ -22,15 +22,29 @@ class Platform:
     failure_indicators: tuple[str, ...]
     volatile: tuple[re.Pattern[str], ...]
     secrets: tuple[re.Pattern[str], ...]
+    cli_prompt: str
+    cli_on_open: tuple[str, ...]
+    cli_config_enter: str
+    cli_config_exit: str
+    cli_exit: str
+
+    @property
+    def asyncssh(self) -> str:
+        """runner's own driver needs no separate platform name."""
+        return self.name
 
     def rejected(self, output: str) -> str | None:
         """The failure indicator line in `output`, if the device rejected the input."""
-        for line in output.splitlines():
-            stripped = line.strip()
-            for indicator in self.failure_indicators:
-                if stripped.startswith(indicator):
-                    return stripped
-        return None
+        found = _indicators(self.failure_indicators).search(output)
+        return found.group(0).strip() if found else None
+
+
+@cache
+def _indicators(indicators: tuple[str, ...]) -> re.Pattern[str]:
+    """One pattern for all indicators: a line that starts (after blanks) with any of them.
+    Scanning large outputs once per command matters at fleet scale."""
+    alternatives = "|".join(re.escape(i) for i in indicators)
+    return re.compile(rf"^[ \t]*(?:{alternatives})[^\r\n]*", re.M)
 
 
 @cache
@@ -46,6 +60,9 @@ def _table() -> dict[str, Platform]:
             failure_indicators=tuple(spec["failure_indicators"]),
             volatile=tuple(re.compile(p, re.M) for p in spec["volatile"]),
             secrets=tuple(re.compile(p, re.M) for p in spec["secrets"]),
+            cli_prompt=spec["cli"]["prompt"], cli_on_open=tuple(spec["cli"]["on_open"]),
+            cli_config_enter=spec["cli"]["config_enter"],
+            cli_config_exit=spec["cli"]["config_exit"], cli_exit=spec["cli"]["exit"],
         )
     return table
 

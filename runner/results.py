@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     delete,
+    event,
     insert,
     inspect,
     select,
@@ -88,6 +91,8 @@ class ResultsStore:
         self.url = url or default_url()
         try:
             self.engine: Engine = create_engine(self.url)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
             self._add_missing_columns()
         except Exception as exc:
@@ -117,10 +122,15 @@ class ResultsStore:
 
     def record_device(self, run_id: str, device: DeviceResult) -> None:
         """Stored as soon as the device is done: a crash later loses no finished device."""
+        self.record_devices(run_id, [device])
+
+    def record_devices(self, run_id: str, batch: list[DeviceResult]) -> None:
+        """Several finished devices in one transaction (a device's newer record wins)."""
+        latest = {d.host: d for d in batch}
         with self.engine.begin() as conn:
             conn.execute(delete(devices).where(devices.c.run_id == run_id,
-                                               devices.c.host == device.host))
-            conn.execute(insert(devices).values(**_device_row(run_id, device)))
+                                               devices.c.host.in_(list(latest))))
+            conn.execute(insert(devices), [_device_row(run_id, d) for d in latest.values()])
 
     def finish_run(self, run: RunResult, status: str | None = None) -> None:
         with self.engine.begin() as conn:
@@ -179,3 +189,54 @@ class ResultsStore:
                         job_file=row["job_file"], engine=row["engine"],
                         occurrence=row["occurrence"], backup_commit=row["backup_commit"])
         return row, run
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL: readers (history, a second server) never block the writer, and a commit costs
+    # no fsync of the whole database; busy_timeout rides out another process's write.
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class RecordWriter:
+    """Stores device records from a background thread, a batch per transaction, so the
+    engine never waits on the database and a finished device is on disk within moments."""
+
+    def __init__(self, store: ResultsStore, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._queue: queue.SimpleQueue[DeviceResult | None] = queue.SimpleQueue()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._loop, name="records", daemon=True)
+        self._thread.start()
+
+    def put(self, device: DeviceResult) -> None:
+        self._queue.put(device)
+
+    def _loop(self) -> None:
+        done = False
+        while not done:
+            batch: list[DeviceResult] = []
+            item = self._queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= 500 or self._queue.empty():
+                    break
+                item = self._queue.get()
+            done = item is None
+            if batch and self._error is None:
+                try:
+                    self._store.record_devices(self._run_id, batch)
+                except Exception as exc:  # reported by close(), in the caller's thread
+                    self._error = exc
+
+    def close(self) -> None:
+        """Wait until every record put so far is stored; raise if storing failed."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise RunnerError(f"results database {self._store._safe_url()}: "
+                              f"{self._error}") from None

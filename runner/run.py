@@ -20,7 +20,7 @@ from runner.job.spec import BackupStep, CommandStep, ConfigStep
 from runner.parsing import check_parser
 from runner.records import DeviceResult, RunResult
 from runner.render import Templates
-from runner.results import ResultsStore
+from runner.results import RecordWriter, ResultsStore
 
 
 @dataclass
@@ -39,6 +39,7 @@ class RunOptions:
     run_id: str | None = None
     engine: str = "local"  # or "celery": shards go to `runner worker` processes
     shard_size: int = 50
+    processes: int | None = None  # local engine processes; None: one per core for big runs
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
 
 
@@ -99,9 +100,10 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                     job_file=str(prep.job.path), occurrence=options.occurrence,
                     engine=options.engine)
     store.start_run(run)
+    writer = RecordWriter(store, run.run_id)
 
     def done(device: DeviceResult) -> None:
-        store.record_device(run.run_id, device)
+        writer.put(device)
         for callback in options.on_device_done:
             callback(device)
 
@@ -109,8 +111,10 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
         run.devices = _run_devices(prep, run.run_id, options, done)
     except BaseException:
         run.finished = now_iso()
+        writer.close()
         store.finish_run(run, status="interrupted")
         raise
+    writer.close()
     commit_backups(prep, run)
     run.finished = now_iso()
     interrupted = options.cancel is not None and options.cancel.is_set()
@@ -132,7 +136,7 @@ def _run_devices(prep: Prepared, run_id: str, options: RunOptions,
         if os.environ.get("RUNNER_BROKER_URL") else None
     return run_devices(spec, prep.hosts, prep.inventory, EngineOptions(
         templates_dir=prep.templates_dir, dry_run=options.dry_run, on_device_done=done,
-        cancel=options.cancel, coordination=coordination))
+        cancel=options.cancel, coordination=coordination, processes=options.processes))
 
 
 def commit_backups(prep: Prepared, run: RunResult) -> None:

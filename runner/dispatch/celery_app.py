@@ -75,7 +75,7 @@ def run_shard(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     owner = f"{worker_name()}:{self.request.id}:{secrets.token_hex(3)}"
     options = EngineOptions(
         templates_dir=Path(os.environ.get("RUNNER_TEMPLATES", "templates")),
-        dry_run=bool(payload.get("dry_run")), worker=worker_name(),
+        dry_run=bool(payload.get("dry_run")), worker=worker_name(), processes=1,
         coordination=CoordinationSpec(settings.broker_url(), payload["run_id"], owner))
     devices = run_devices(spec, known, inventory, options) if known else []
     return {"devices": [d.to_json(with_backup=True) for d in [*devices, *missing]]}

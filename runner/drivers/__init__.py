@@ -1,4 +1,5 @@
-"""Session drivers: netmiko (threads) and scrapli v2 (asyncio), behind one async interface."""
+"""Session drivers: netmiko (threads), scrapli v2 and runner's own asyncssh driver (asyncio),
+behind one async interface."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from runner.inventory import ConnectParams
 async def open_session(driver: str, params: ConnectParams, timeouts: Timeouts,
                        executor: ThreadPoolExecutor) -> Session:
     """Open a session with the named driver; failures raise DeviceError subclasses."""
+    if driver == "asyncssh":
+        from runner.drivers.asyncssh import AsyncsshSession
+
+        return await AsyncsshSession.open(params, timeouts)
     if driver == "scrapli":
         from runner.drivers.scrapli import ScrapliSession
 

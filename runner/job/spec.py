@@ -161,9 +161,10 @@ class JobSpec(_Model):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     targets: Targets = Field(default_factory=Targets)
-    driver: Literal["netmiko", "scrapli"] = Field(
-        "netmiko", description="Default session driver; inventory data `driver` on a host "
-                               "or group overrides it.")
+    driver: Literal["netmiko", "scrapli", "asyncssh"] = Field(
+        "netmiko", description="Default session driver (asyncssh: runner's own, the fastest "
+                               "for large fleets); inventory data `driver` on a host or group "
+                               "overrides it.")
     concurrency: int = Field(20, ge=1, le=5000, description="Devices at once.")
     busy_wait: float = Field(
         60, ge=0, le=3600, description="Seconds to wait for a device another run holds "

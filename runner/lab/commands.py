@@ -119,3 +119,54 @@ def wait(lab_ref: str, timeout: float) -> None:
     for st in states:
         click.echo(st.summary())
     click.echo(f"converged after {time.monotonic() - started:.1f}s")
+
+
+@lab.command()
+@click.option("-n", "--devices", type=click.IntRange(1, 60_000), default=10, show_default=True,
+              help="How many devices to serve.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path(".runner/sim"), show_default=True,
+              help="Where the inventory, known_hosts, host key and state file go.")
+@click.option("--address", default="127.100.0.1", show_default=True,
+              help="First device's loopback address; the others follow it.")
+@click.option("--port", type=click.IntRange(1, 65535), default=2022, show_default=True,
+              help="SSH port every device listens on.")
+@click.option("--fault", "faults", multiple=True, metavar="NAME=SHARE%|COUNT",
+              help="Inject a fault: slow, refuse (logins), drop (session mid-command), hang. "
+                   "Repeatable, e.g. --fault slow=2%% --fault refuse=5.")
+@click.option("--slow-delay", type=click.FloatRange(0, 3600), default=2.0, show_default=True,
+              help="Seconds a slow device waits before each answer.")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Which devices get the faults (same seed, same devices).")
+@click.option("--username", default="admin", show_default=True)
+@click.option("--password", envvar="RUNNER_SIM_PASSWORD", default=None,
+              help="Login password (env RUNNER_SIM_PASSWORD); default: a random one, "
+                   "written to the inventory.")
+def sim(devices: int, directory: Path, address: str, port: int, faults: tuple[str, ...],
+        slow_delay: float, seed: int, username: str, password: str | None) -> None:
+    """Serve N simulated IOS-style devices over SSH on loopback, until Ctrl-C.
+
+    For fleets larger than the FRR lab can hold: each device has its own address,
+    hostname, CLI and running configuration. Writes a Nornir inventory to DIR/inventory.
+    """
+    import asyncio
+    import secrets
+
+    from runner.lab.sim import fleet as fleet_files
+    from runner.lab.sim.process import run as run_sim
+
+    fleet = fleet_files.build(devices, address, port, fleet_files.parse_faults(faults), seed,
+                              username, password or secrets.token_urlsafe(12), slow_delay)
+
+    def ready(state: dict[str, object]) -> None:
+        click.echo(f"simulator: {state['devices']} devices on {state['first']}.."
+                   f"{state['last']} port {state['port']}, up in {state['start_s']}s, "
+                   f"{state['rss_mib']} MiB")
+        if state["faults"]:
+            counts: dict[str, int] = {}
+            for fault in dict(state["faults"]).values():  # type: ignore[call-overload]
+                counts[fault] = counts.get(fault, 0) + 1
+            click.echo("faults: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        click.echo(f"inventory: {state['inventory']}\nCtrl-C (or SIGTERM) stops it.")
+
+    asyncio.run(run_sim(directory, fleet, ready))

@@ -1,0 +1,1 @@
+"""The fleet simulator: many emulated IOS-style devices served over SSH by one process."""

@@ -1,0 +1,134 @@
+"""A simulated fleet's layout (names, addresses, faults) and the client files it writes:
+a Nornir inventory, known_hosts and a state file."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import yaml
+
+from runner.errors import InputError
+from runner.lab.sim.cli import Device
+from runner.lab.sim.server import FAULTS, FleetConfig, SimDevice
+
+STATE = "sim.json"
+HOST_KEY = "ssh_host_ed25519_key"
+KNOWN_HOSTS = "known_hosts"
+
+
+def parse_faults(values: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """`slow=2%` (share of devices) or `slow=5` (that many devices) -> {fault: percent or -n}."""
+    faults: dict[str, float] = {}
+    for value in values:
+        m = re.fullmatch(r"(\w+)=(\d+(?:\.\d+)?)(%?)", value.strip())
+        if not m or m.group(1) not in FAULTS:
+            raise InputError(f"--fault {value!r}: expected NAME=PERCENT% or NAME=COUNT with "
+                             f"NAME one of {', '.join(FAULTS)}", field="--fault")
+        amount = float(m.group(2))
+        if m.group(3) and amount > 100:
+            raise InputError(f"--fault {value!r}: a share is at most 100%", field="--fault")
+        faults[m.group(1)] = amount if m.group(3) else -amount
+    return faults
+
+
+def build(count: int, address: str, port: int, faults: dict[str, float], seed: int,
+          username: str, password: str, slow_delay: float) -> FleetConfig:
+    """Devices sim0001.. on consecutive loopback addresses; faults on seeded random picks."""
+    try:
+        first = ipaddress.IPv4Address(address)
+    except ValueError:
+        raise InputError(f"--address {address!r}: expected an IPv4 address",
+                         field="--address") from None
+    addresses: list[str] = []
+    current = int(first)
+    while len(addresses) < count:
+        ip = ipaddress.IPv4Address(current)
+        if ip not in ipaddress.IPv4Network("127.0.0.0/8"):
+            raise InputError(f"--address {address}: {count} devices run past 127.255.255.255"
+                             " (the simulator stays on loopback)", field="--address")
+        if current & 0xFF not in (0, 255):
+            addresses.append(str(ip))
+        current += 1
+    counts = {name: round(count * amount / 100) if amount >= 0 else int(-amount)
+              for name, amount in faults.items()}
+    if sum(counts.values()) > count:
+        raise InputError(f"--fault: {sum(counts.values())} faulty devices asked for, but "
+                         f"the fleet has {count}", field="--fault")
+    picks = random.Random(seed).sample(range(count), sum(counts.values()))  # noqa: S311
+    fault_of: dict[int, str] = {}
+    for name, n in counts.items():
+        for index in picks[:n]:
+            fault_of[index] = name
+        picks = picks[n:]
+    width = max(4, len(str(count)))
+    fleet = FleetConfig(username=username, password=password, slow_delay=slow_delay)
+    for i, addr in enumerate(addresses):
+        name = f"sim{i + 1:0{width}d}"
+        fleet.devices.append(SimDevice(name=name, address=addr, port=port,
+                                       device=Device.default(name, i + 1),
+                                       fault=fault_of.get(i)))
+    return fleet
+
+
+def host_key(directory: Path) -> asyncssh.SSHKey:
+    """The fleet's host key: kept in the directory, so clients' known_hosts stay valid."""
+    path = directory / HOST_KEY
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(path))
+    path.chmod(0o600)
+    return key
+
+
+def write_files(directory: Path, fleet: FleetConfig, key: asyncssh.SSHKey) -> Path:
+    """inventory/{hosts,groups,defaults}.yaml and known_hosts; returns the inventory dir."""
+    public = key.export_public_key("openssh").decode().split()
+    known = directory / KNOWN_HOSTS
+    known.write_text("".join(
+        f"[{d.address}]:{d.port},{d.name} {public[0]} {public[1]}\n" for d in fleet.devices),
+        encoding="utf-8")
+    hosts: dict[str, Any] = {}
+    for d in fleet.devices:
+        data: dict[str, Any] = {"sim_fault": d.fault} if d.fault else {}
+        hosts[d.name] = {"hostname": d.address, "port": d.port, "groups": ["sim"],
+                         **({"data": data} if data else {})}
+    defaults = {
+        "username": fleet.username, "password": fleet.password, "platform": "cisco_ios",
+        "connection_options": {
+            "netmiko": {"extras": {"ssh_strict": True, "system_host_keys": False,
+                                   "alt_host_keys": True, "alt_key_file": str(known)}},
+            "scrapli": {"extras": {"known_hosts_path": str(known),
+                                   "enable_strict_key": True}},
+            "asyncssh": {"extras": {"known_hosts": str(known)}},
+        },
+    }
+    inv = directory / "inventory"
+    inv.mkdir(parents=True, exist_ok=True)
+    header = "# generated by `runner lab sim`; rewritten on every start\n---\n"
+    for name, data in (("hosts", hosts), ("groups", {"sim": {"data": {"lab": "sim"}}}),
+                       ("defaults", defaults)):
+        path = inv / f"{name}.yaml"
+        path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        path.chmod(0o600)  # the password is inside
+    return inv
+
+
+def read_state(directory: Path) -> dict[str, Any] | None:
+    """The running simulator's state, or None when none runs from this directory."""
+    try:
+        state: dict[str, Any] = json.loads((directory / STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(int(state["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return None
+    return state

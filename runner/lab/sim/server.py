@@ -1,0 +1,198 @@
+"""The simulator's SSH side: one asyncssh listener per device, all in one event loop, with
+the injected faults (slow, refused logins, sessions dropped mid-command, hung sessions)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+
+import asyncssh
+
+from runner.lab.sim.cli import Device
+from runner.lab.sim.shell import Shell
+
+FAULTS = ("slow", "refuse", "drop", "hang")
+_DROP_AFTER = 200  # a dropped session dies this many characters into a long answer
+
+
+@dataclass
+class SimDevice:
+    name: str
+    address: str
+    port: int
+    device: Device
+    fault: str | None = None
+    sessions: int = 0  # logins served, for tests and `status`
+
+
+@dataclass
+class FleetConfig:
+    username: str
+    password: str
+    slow_delay: float = 2.0
+    devices: list[SimDevice] = field(default_factory=list)
+
+
+class _Server(asyncssh.SSHServer):
+    def __init__(self, sim: SimDevice, fleet: FleetConfig) -> None:
+        self._sim = sim
+        self._fleet = fleet
+        self._conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+
+    def begin_auth(self, username: str) -> bool:
+        return True  # every login needs a password
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        if self._sim.fault == "refuse":
+            return False
+        fleet = self._fleet
+        return hmac.compare_digest(username, fleet.username) and \
+            hmac.compare_digest(password.encode(), fleet.password.encode())
+
+    def session_requested(self) -> asyncssh.SSHServerSession[str]:
+        assert self._conn is not None
+        self._sim.sessions += 1
+        return _Session(self._sim, self._conn, self._fleet.slow_delay)
+
+
+class _Session(asyncssh.SSHServerSession[str]):
+    """An interactive CLI (or one exec command): each line is echoed, answered, prompted."""
+
+    def __init__(self, sim: SimDevice, conn: asyncssh.SSHServerConnection,
+                 slow_delay: float) -> None:
+        self._sim = sim
+        self._conn = conn
+        self._shell = Shell(sim.device)
+        self._delay = slow_delay if sim.fault == "slow" else 0.0
+        self._chan: asyncssh.SSHServerChannel[str] | None = None
+        self._buffer = ""
+        self._lines: deque[str] = deque()
+        self._busy = False
+        self._exec: str | None = None
+        self._last_cr = False
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel[str]) -> None:  # type: ignore[override]
+        self._chan = chan
+
+    def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int],
+                      term_modes: dict[int, int]) -> bool:
+        return True
+
+    def shell_requested(self) -> bool:
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        self._exec = command
+        return True
+
+    def session_started(self) -> None:
+        assert self._chan is not None
+        if self._exec is not None:
+            self._lines.append(self._exec)
+            self._lines.append("exit")
+            self._next()
+            return
+        self._chan.write(f"\r\n{self._shell.prompt}")
+
+    def data_received(self, data: str, datatype: asyncssh.DataType) -> None:
+        for ch in data:
+            if ch in "\r\n":
+                if ch == "\n" and self._last_cr:
+                    self._last_cr = False
+                    continue
+                self._last_cr = ch == "\r"
+                self._lines.append(self._buffer)
+                self._buffer = ""
+            elif ch == "\x1a":  # Ctrl-Z: end
+                self._last_cr = False
+                self._lines.append("end")
+                self._buffer = ""
+            else:
+                self._last_cr = False
+                self._buffer += ch
+        if not self._busy:
+            self._next()
+
+    def eof_received(self) -> bool:
+        if self._chan is not None:
+            self._chan.exit(0)
+        return False
+
+    def _next(self) -> None:
+        """Answer queued lines in order; a slow device answers each after its delay."""
+        while self._lines and not self._busy:
+            line = self._lines.popleft()
+            if self._sim.fault == "hang" and self._exec is None:
+                self._busy = True  # echoes nothing more, answers nothing, ever
+                return
+            if self._delay:
+                self._busy = True
+                asyncio.get_running_loop().call_later(self._delay, self._answer, line)
+                return
+            self._answer(line, resume=False)
+
+    def _answer(self, line: str, resume: bool = True) -> None:
+        chan = self._chan
+        if chan is None or chan.is_closing():
+            return
+        reply = self._shell.line(line)
+        echo = "" if self._exec is not None else line + "\r\n"
+        out = reply.output.replace("\n", "\r\n")
+        if self._sim.fault == "drop" and len(out) > _DROP_AFTER:
+            chan.write(echo + out[:len(out) // 2])
+            self._conn.abort()  # the TCP session dies mid-answer, no goodbye
+            return
+        if reply.close:
+            if echo:
+                chan.write(echo)
+            chan.exit(0)
+            return
+        text = echo + (out + "\r\n" if out else "")
+        if self._exec is None:
+            text += self._shell.prompt
+        chan.write(text)
+        if resume:
+            self._busy = False
+            self._next()
+
+
+def _socket(address: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(fleet: FleetConfig, host_key: asyncssh.SSHKey) -> list[asyncssh.SSHAcceptor]:
+    """Start every device's listener; returns them (close each to stop)."""
+    options = asyncssh.SSHServerConnectionOptions(
+        server_host_keys=[host_key], encoding="utf-8", line_editor=False,
+        allow_scp=False, agent_forwarding=False, x11_forwarding=False,
+        keepalive_interval=0, login_timeout=60)
+    acceptors: list[asyncssh.SSHAcceptor] = []
+    try:
+        for sim in fleet.devices:
+            sock = _socket(sim.address, sim.port)
+            acceptors.append(await asyncssh.listen(
+                sock=sock, options=options,
+                server_factory=lambda s=sim: _Server(s, fleet)))  # type: ignore[misc]
+    except BaseException:
+        for acceptor in acceptors:
+            acceptor.close()
+        raise
+    return acceptors
