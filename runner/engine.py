@@ -155,13 +155,22 @@ class Engine:
             await asyncio.shield(_close_quietly(session))
 
     async def device(self, host: str, executor: ThreadPoolExecutor) -> DeviceResult:
-        if self.coordination is not None:
+        if self.coordination is None:
+            return await self._device(host, executor)
+        try:
             done = await self.coordination.done_record(host)
-            if done is not None:  # a redelivered shard: this device already has its record
-                return DeviceResult.from_json(done)
+        except Exception as exc:  # the broker is down: this device cannot be coordinated
+            return DeviceResult(host=host, status="failed", error_class="CoordinationFailed",
+                                worker=self.options.worker, finished=now_iso(),
+                                error=f"the run ledger is unreachable: {type(exc).__name__}: "
+                                      f"{exc}"[:300])
+        if done is not None:  # a redelivered shard: this device already has its record
+            return DeviceResult.from_json(done)
         result = await self._device(host, executor)
-        if self.coordination is not None:
+        try:
             await self.coordination.mark_done(host, result.to_json(with_backup=True))
+        except Exception as exc:  # the record still counts; a redelivery may redo the device
+            log.warning("%s: could not mark done in the run ledger: %s", host, exc)
         return result
 
     async def _device(self, host: str, executor: ThreadPoolExecutor) -> DeviceResult:

@@ -4,6 +4,7 @@ file:line errors, target selection, and per-host connection parameters."""
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -50,10 +51,11 @@ class FleetInventory:
     def __init__(self, inventory: Inventory, source: Path) -> None:
         self.nornir = inventory
         self.source = source
+        self._secrets: dict[str, frozenset[str]] = {}
 
     @property
-    def hosts(self) -> dict[str, Host]:
-        return dict(self.nornir.hosts)
+    def hosts(self) -> Mapping[str, Host]:
+        return self.nornir.hosts  # type: ignore[no-any-return]
 
     def select(self, targets: Targets, limit: str | None = None) -> list[str]:
         """Host names for a job's targets (unknown names are InputErrors), then --limit."""
@@ -116,16 +118,23 @@ class FleetInventory:
         """Credential values of these hosts, to be masked wherever they might leak."""
         values: set[str] = set()
         for name in names:
-            host = self.nornir.hosts[name]
-            for driver in DRIVERS:
-                opts = host.get_connection_parameters(driver)
-                if opts.password and opts.password != opts.username:
-                    values.add(opts.password)
-                for key in ("passphrase", "auth_private_key_passphrase", "secret",
-                            "private_key_passphrase"):
-                    value = (opts.extras or {}).get(key)
-                    if isinstance(value, str):
-                        values.add(value)
+            if name not in self._secrets:
+                self._secrets[name] = frozenset(self._host_secrets(name))
+            values |= self._secrets[name]
+        return values
+
+    def _host_secrets(self, name: str) -> set[str]:
+        values: set[str] = set()
+        host = self.nornir.hosts[name]
+        for driver in DRIVERS:
+            opts = host.get_connection_parameters(driver)
+            if opts.password and opts.password != opts.username:
+                values.add(opts.password)
+            for key in ("passphrase", "auth_private_key_passphrase", "secret",
+                        "private_key_passphrase"):
+                value = (opts.extras or {}).get(key)
+                if isinstance(value, str):
+                    values.add(value)
         return values
 
 

@@ -45,13 +45,17 @@ class Coordination:
     """One Redis connection per engine run (one event loop)."""
 
     def __init__(self, url: str, run_id: str, owner: str) -> None:
-        self.redis = aioredis.from_url(url, socket_timeout=10, socket_connect_timeout=10,
-                                        decode_responses=True)
+        # A bounded pool that waits for a free connection: hundreds of devices at once
+        # would otherwise open a connection each (redis-py 8 refuses past 100).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=60, socket_timeout=10, socket_connect_timeout=10,
+            decode_responses=True)
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.run_id = run_id
         self.owner = owner
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
     # -- device lease ---------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ def _known_hosts(path: str, mtime_ns: int) -> asyncssh.SSHKnownHosts:
 
 
 def known_hosts_for(path: str | None) -> asyncssh.SSHKnownHosts | str | None:
+    """The host keys to trust: the inventory's file, else ~/.ssh/known_hosts, else none
+    (every key refused; `strict_host_keys: false` in the extras turns checking off)."""
     if path is None:
         default = os.path.expanduser("~/.ssh/known_hosts")
         path = default if os.path.exists(default) else None
@@ -103,7 +105,8 @@ class AsyncsshSession:
             conn = await asyncio.wait_for(asyncssh.connect(
                 params.hostname, params.port, username=params.username,
                 password=params.password, client_keys=[key] if key else None,
-                known_hosts=known_hosts_for(extras.get("known_hosts")),
+                known_hosts=known_hosts_for(extras.get("known_hosts"))
+                if extras.get("strict_host_keys", True) else None,
                 agent_path=None, config=None, login_timeout=timeouts.connect,
                 encryption_algs=list(_CIPHERS),
                 keepalive_interval=extras.get("keepalive", 0)), timeouts.connect)

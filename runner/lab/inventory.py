@@ -102,6 +102,7 @@ def write_client_files(plan: LabPlan, passwords: dict[str, str]) -> Path:
                 "alt_host_keys": True, "alt_key_file": str(known_hosts)}},
             "scrapli": {"platform": "cisco_iosxe", "extras": {
                 "known_hosts_path": str(known_hosts), "enable_strict_key": True}},
+            "asyncssh": {"extras": {"known_hosts": str(known_hosts)}},
         },
         "data": {"lab": plan.lab, "ssh_key_file": str(lab_dir / CLIENT_KEY)},
     }

@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 from tests.lab.conftest import RunningLab
 from tests.lab.helpers import runner
 
-DRIVERS = ["netmiko", "scrapli"]
+DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 NEIGHBORS = {"r1": {"10.255.0.2", "10.255.0.4"}, "r2": {"10.255.0.1", "10.255.0.3"},
              "r3": {"10.255.0.2", "10.255.0.4"}, "r4": {"10.255.0.1", "10.255.0.3"}}
 

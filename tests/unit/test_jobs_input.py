@@ -172,7 +172,7 @@ def silent_listener() -> Iterator[int]:
     srv.close()
 
 
-@pytest.mark.parametrize("driver", ["netmiko", "scrapli"])
+@pytest.mark.parametrize("driver", ["netmiko", "scrapli", "asyncssh"])
 def test_device_budget_ends_a_hanging_device_as_timed_out(
         tmp_path: Path, silent_listener: int, driver: str) -> None:
     inv = tmp_path / "inventory"

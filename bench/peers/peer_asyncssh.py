@@ -1,0 +1,55 @@
+"""The floor: a minimal asyncssh script, one asyncio process, no framework.
+
+Same SSH work as runner: log in, open an interactive shell, read to the prompt,
+`terminal length 0`, the commands (or conf t + lines + end), disconnect. Same cipher
+preference as runner (AES-GCM first); no host-key checking (runner does check).
+usage: peer_asyncssh.py INVENTORY_DIR show|push
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+from work import PUSH, SHOW, fleet, report
+
+PROMPT = re.compile(r"[>#] ?$")
+
+
+async def device(host: dict[str, Any], defaults: dict[str, Any], mode: str) -> None:
+    async with asyncssh.connect(host["hostname"], host["port"], username=defaults["username"],
+                                password=defaults["password"], known_hosts=None,
+                                encryption_algs=["aes128-gcm@openssh.com"]) as conn:
+        writer, reader, _ = await conn.open_session(term_type="vt100")
+
+        async def until_prompt() -> str:
+            buf = ""
+            while not PROMPT.search(buf[-3:]):
+                chunk = await reader.read(65536)
+                if not chunk:
+                    raise ConnectionError("session closed")
+                buf += chunk
+            return buf
+
+        await until_prompt()
+        lines = ["terminal length 0", *SHOW] if mode == "show" else \
+            ["terminal length 0", "configure terminal", *PUSH, "end"]
+        for line in lines:
+            writer.write(line + "\n")
+            await until_prompt()
+
+
+async def main() -> None:
+    hosts, defaults = fleet(Path(sys.argv[1]))
+    results = await asyncio.gather(*(device(h, defaults, sys.argv[2]) for h in hosts),
+                                   return_exceptions=True)
+    errors = {h["name"]: repr(r) for h, r in zip(hosts, results, strict=True)
+              if isinstance(r, BaseException)}
+    report(len(hosts) - len(errors), len(errors), errors)
+
+
+asyncio.run(main())

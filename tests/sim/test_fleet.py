@@ -1,0 +1,161 @@
+"""runner at 1,000 devices on the simulator: every device exactly one record, injected
+faults classified right, sessions bounded by their timeouts, the same records from one
+engine process or several; and every driver works against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.sim.conftest import Fleet
+
+EXPECTED = {  # injected fault -> (status, error class)
+    "slow": ("timed_out", "DeviceTimeout"),
+    "hang": ("timed_out", "DeviceTimeout"),
+    "refuse": ("auth_failed", "AuthFailed"),
+    "drop": ("failed", "SessionLost"),
+}
+
+
+def write_job(tmp_path: Path, name: str, **data: Any) -> Path:
+    path = tmp_path / f"{name}.yml"
+    path.write_text(yaml.safe_dump({"name": name, **data}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run(tmp_path: Path, job: Path, inventory: Path, *args: str,
+        expect: int | None = None) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}", "run",
+         str(job), "-i", str(inventory), "--templates", str(ROOT / "templates"), "--json",
+         *args], capture_output=True, text=True, check=False, cwd=tmp_path, timeout=600)
+    if expect is not None:
+        assert proc.returncode == expect, proc.stderr[-3000:]
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+SHOW_JOB = {"driver": "asyncssh", "concurrency": 1000,
+            "timeouts": {"connect": 20, "command": 2, "device": 30},
+            "steps": [{"name": "version", "command": "show version", "parse": "textfsm"},
+                      {"name": "config", "command": "show running-config"}]}
+
+
+def essentials(device: dict[str, Any]) -> tuple[Any, ...]:
+    steps = tuple((s["name"], s["parsed"], s["failed"]) for s in device["steps"])
+    return device["status"], device["error_class"], steps
+
+
+def test_a_thousand_devices_one_record_each_faults_classified(fleet: Fleet,
+                                                             tmp_path: Path) -> None:
+    job = write_job(tmp_path, "show", **SHOW_JOB)
+    results = {}
+    for processes in ("2", "1"):
+        result = run(tmp_path, job, fleet.inventory, "--processes", processes, expect=1)
+        devices = result["devices"]
+        assert [d["host"] for d in devices] == fleet.hosts  # each once, in inventory order
+        results[processes] = {d["host"]: d for d in devices}
+        for host, device in results[processes].items():
+            fault = fleet.faults.get(host)
+            if fault is None:
+                assert device["status"] == "ok", device
+                version = device["steps"][0]["parsed"][0]
+                index = int(host[3:])
+                assert version["hostname"] == host
+                assert version["serial"] == [f"9SIM{index:08d}"]  # this device, no other
+                assert f"hostname {host}\n" in device["steps"][1]["output"]
+                # the simulator's secret lines reach no record
+                assert "s1mC0mmunity" not in device["steps"][1]["output"]
+                assert "snmp-server community ******** RO" in device["steps"][1]["output"]
+            else:
+                assert (device["status"], device["error_class"]) == EXPECTED[fault], device
+                # bounded: every session ends by its own timeouts, well inside the device's
+                assert device["duration_s"] < SHOW_JOB["timeouts"]["device"]
+        summary = result["summary"]
+        assert summary["ok"] == len(fleet.hosts) - len(fleet.faults)
+        assert summary["timed_out"] == len(fleet.with_fault("slow")) + \
+            len(fleet.with_fault("hang"))
+        # the results database holds exactly one row per device for the run
+        db = sqlite3.connect(tmp_path / "results.db")
+        rows = db.execute("select count(*), count(distinct host) from devices where run_id = ?",
+                          (result["run_id"],)).fetchone()
+        db.close()
+        assert rows == (len(fleet.hosts), len(fleet.hosts))
+    # one engine process or several: the same records
+    assert {h: essentials(d) for h, d in results["1"].items()} == \
+        {h: essentials(d) for h, d in results["2"].items()}
+    for fault in ("slow", "hang", "refuse", "drop"):
+        assert fleet.with_fault(fault), f"the fixture injects {fault}"
+
+
+def read_startup(fleet: Fleet, host: str, command: str) -> str:
+    hosts = yaml.safe_load((fleet.inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    defaults = yaml.safe_load((fleet.inventory / "defaults.yaml").read_text(encoding="utf-8"))
+
+    async def go() -> str:
+        async with asyncssh.connect(
+                hosts[host]["hostname"], hosts[host]["port"], username=defaults["username"],
+                password=defaults["password"],
+                known_hosts=str(fleet.inventory.parent / "known_hosts")) as conn:
+            return str((await conn.run(command)).stdout)
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("driver", ["netmiko", "scrapli", "asyncssh"])
+def test_every_driver_configures_the_simulated_devices(fleet: Fleet, tmp_path: Path,
+                                                       driver: str) -> None:
+    offset = {"netmiko": 0, "scrapli": 3, "asyncssh": 6}[driver]
+    hosts = fleet.healthy(9)[offset:offset + 3]
+    job = write_job(tmp_path, "push", driver=driver, steps=[
+        {"name": "push", "config": {"lines": [
+            "interface GigabitEthernet0/2", f" description pushed by {driver}",
+            "ntp server 192.0.2.201"], "save": True}},
+        {"name": "check", "command": "show interfaces description"}])
+    first = run(tmp_path, job, fleet.inventory, "--limit", ",".join(hosts), expect=0)
+    for device in first["devices"]:
+        assert device["status"] == "changed", device
+        diff = device["steps"][0]["diff"]
+        assert "+ description pushed by " + driver in diff
+        assert "- description link 2" in diff and "+ntp server 192.0.2.201" in diff
+        assert f"pushed by {driver}" in device["steps"][1]["output"]
+        saved = read_startup(fleet, device["host"], "show startup-config")
+        assert f"description pushed by {driver}" in saved  # save: write memory ran
+    again = run(tmp_path, job, fleet.inventory, "--limit", ",".join(hosts), expect=0)
+    assert {d["status"] for d in again["devices"]} == {"ok"}
+
+
+def test_rejected_config_line_is_reported_with_the_platform_text(fleet: Fleet,
+                                                                 tmp_path: Path) -> None:
+    host = fleet.healthy(12)[-1]
+    job = write_job(tmp_path, "bad", driver="asyncssh", steps=[
+        {"config": {"lines": ["logging host 192.0.2.9", "frobnicate everything",
+                              "ntp server 192.0.2.10"]}}])
+    result = run(tmp_path, job, fleet.inventory, "--limit", host, expect=1)
+    device = result["devices"][0]
+    assert device["status"] == "failed" and device["error_class"] == "CommandRejected"
+    assert "% Invalid input detected at '^' marker." in device["error"]
+    step = device["steps"][0]
+    assert "+logging host 192.0.2.9" in step["diff"]  # applied before the bad line
+    assert "192.0.2.10" not in step["diff"]  # nothing after it was sent
+
+
+def test_simulator_command_line_errors(tmp_path: Path, fleet: Fleet) -> None:
+    bad = subprocess.run([sys.executable, "-m", "runner", "lab", "sim", "--fault", "melt=3%",
+                          "--dir", str(tmp_path / "x")], capture_output=True, text=True,
+                         check=False, timeout=60)
+    assert bad.returncode == 2 and "melt=3%" in bad.stderr and "slow, refuse" in bad.stderr
+    assert not (tmp_path / "x").exists()
+    twice = subprocess.run([sys.executable, "-m", "runner", "lab", "sim", "-n", "2",
+                            "--dir", str(fleet.sim.directory), "--address", "127.102.0.1"],
+                           capture_output=True, text=True, check=False, timeout=60)
+    assert twice.returncode == 1 and "already serves" in twice.stderr
