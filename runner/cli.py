@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
 import click
 
 from runner import __version__
-from runner.dispatch.commands import worker
 from runner.errors import RunnerError
-from runner.job_commands import history, run, schema, show, validate
-from runner.lab.commands import lab
-from runner.schedule.commands import schedule, serve
+
+# command -> module that defines it: a command's module (and the libraries it needs: lab,
+# scheduler, Celery) loads only when that command runs, so `runner run` starts quickly.
+COMMANDS = {
+    "run": "runner.job_commands", "validate": "runner.job_commands",
+    "schema": "runner.job_commands", "history": "runner.job_commands",
+    "show": "runner.job_commands", "serve": "runner.schedule.commands",
+    "schedule": "runner.schedule.commands", "worker": "runner.dispatch.commands",
+    "lab": "runner.lab.commands",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command = getattr(importlib.import_module(module), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="runner")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("--db", envvar="RUNNER_DB_URL", metavar="URL",
@@ -27,10 +47,6 @@ def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-
-
-for command in (run, validate, schema, history, show, serve, schedule, worker, lab):
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -182,11 +182,11 @@ class Engine:
             rendered = render_all(self.spec, self.inventory, host, self.templates)
             await asyncio.wait_for(self._work(host, result, executor, rendered),
                                    self.spec.timeouts.device)
+        except DeviceError as exc:  # first: DeviceTimeout is a TimeoutError too
+            self._fail(result, exc)
         except TimeoutError:
             self._fail(result, DeviceTimeout(
                 f"device did not finish within {self.spec.timeouts.device:g}s"))
-        except DeviceError as exc:
-            self._fail(result, exc)
         except Exception as exc:  # a bug must cost one device, not the run
             log.exception("internal error on %s", host)
             result.status, result.error_class = "failed", "InternalError"

@@ -55,7 +55,7 @@ class FleetInventory:
 
     @property
     def hosts(self) -> Mapping[str, Host]:
-        return self.nornir.hosts  # type: ignore[no-any-return]
+        return self.nornir.hosts
 
     def select(self, targets: Targets, limit: str | None = None) -> list[str]:
         """Host names for a job's targets (unknown names are InputErrors), then --limit."""

@@ -3,6 +3,7 @@ core; records stream back to the calling process as devices finish, as from one 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -108,10 +109,8 @@ def run_in_processes(spec: JobSpec, hosts: list[str], inventory: FleetInventory,
     finally:
         for worker in workers:
             if worker.process.is_alive():
-                try:
+                with contextlib.suppress(OSError):
                     worker.conn.send(None)
-                except OSError:
-                    pass
             worker.process.join(5)
             if worker.process.is_alive():
                 worker.process.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+FLUSH_S = 0.25  # a finished device is on disk this long after at most
+
+
 class RecordWriter:
     """Stores device records from a background thread, a batch per transaction, so the
     engine never waits on the database and a finished device is on disk within moments."""
@@ -221,11 +225,18 @@ class RecordWriter:
         while not done:
             batch: list[DeviceResult] = []
             item = self._queue.get()
+            # Gather what finishes within a moment: one transaction per batch costs a
+            # tenth of one per record, and the engine shares this process's CPU.
+            deadline = time.monotonic() + FLUSH_S
             while item is not None:
                 batch.append(item)
-                if len(batch) >= 500 or self._queue.empty():
+                left = deadline - time.monotonic()
+                if len(batch) >= 500 or left <= 0:
                     break
-                item = self._queue.get()
+                try:
+                    item = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
             done = item is None
             if batch and self._error is None:
                 try:

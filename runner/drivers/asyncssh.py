@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 from functools import cache
+from typing import cast
 
 import asyncssh
 
@@ -16,7 +17,6 @@ from runner.drivers.base import Timeouts
 from runner.errors import (
     AuthFailed,
     ConnectFailed,
-    DeviceError,
     DeviceTimeout,
     HostKeyMismatch,
     SessionLost,
@@ -122,14 +122,14 @@ class AsyncsshSession:
             chan, reader = await asyncio.wait_for(conn.create_session(
                 _Reader, term_type="vt100", term_size=(511, 24), encoding="utf-8",
                 errors="replace"), timeouts.connect)
-            session = cls(conn, chan, reader, platform)
+            session = cls(conn, chan, cast(_Reader, reader), platform)
             await session._read_prompt(timeouts.connect)
             for command in platform.cli_on_open:
                 await session._send(command, timeouts.command)
         except BaseException as exc:
             conn.abort()
-            if isinstance(exc, DeviceTimeout):
-                raise ConnectFailed("no prompt from the device after login") from None
+            if isinstance(exc, DeviceTimeout):  # logged in, then the CLI stopped answering
+                raise DeviceTimeout(f"logged in, but the CLI did not answer: {exc}") from None
             if isinstance(exc, OSError | asyncssh.Error):
                 raise ConnectFailed(_reason(exc)) from None
             raise

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from runner.schedule.triggers import (
-    EPOCH,
-    AtSchedule,
-    CronSchedule,
-    IntervalSchedule,
-    Trigger,
-    parse_interval,
-)
+from runner.schedule import triggers as _t
+
+if TYPE_CHECKING:
+    from runner.schedule.triggers import Trigger
 
 
 class IntervalSpec(BaseModel):
@@ -68,13 +64,13 @@ class ScheduleSpec(BaseModel):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
-            CronSchedule(value, ZoneInfo("UTC"))  # raises ValueError naming the bad field
+            _t.CronSchedule(value, ZoneInfo("UTC"))  # raises ValueError naming the bad field
         return value
 
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: str | IntervalSpec | None) -> str | IntervalSpec | None:
-        seconds = parse_interval(value) if isinstance(value, str) else \
+        seconds = _t.parse_interval(value) if isinstance(value, str) else \
             value.total if value is not None else 1
         if seconds < 1:
             raise ValueError("the interval must be at least 1 second")
@@ -99,7 +95,7 @@ class ScheduleSpec(BaseModel):
     @property
     def interval_seconds(self) -> float:
         if isinstance(self.interval, str):
-            return parse_interval(self.interval)
+            return _t.parse_interval(self.interval)
         assert self.interval is not None
         return self.interval.total
 
@@ -107,9 +103,9 @@ class ScheduleSpec(BaseModel):
         start = self.aware(self.start) if self.start else None
         end = self.aware(self.end) if self.end else None
         if self.cron is not None:
-            return CronSchedule(self.cron, self.zone, start, end)
+            return _t.CronSchedule(self.cron, self.zone, start, end)
         if self.interval is not None:
-            return IntervalSchedule(self.interval_seconds,
-                                    (start or EPOCH).astimezone(UTC), end)
+            return _t.IntervalSchedule(self.interval_seconds,
+                                    (start or _t.EPOCH).astimezone(UTC), end)
         assert self.at is not None
-        return AtSchedule(self.aware(self.at))
+        return _t.AtSchedule(self.aware(self.at))

@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+if TYPE_CHECKING:  # APScheduler loads when a schedule is computed, not with every job file
+    from apscheduler.triggers.cron import CronTrigger
 
 MACROS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
@@ -89,6 +88,8 @@ class CronSchedule:
         self._triggers()  # validate early
 
     def _triggers(self) -> list[CronTrigger]:
+        from apscheduler.triggers.cron import CronTrigger
+
         expr = MACROS.get(self.expression.strip().lower(), self.expression)
         fields = expr.split()
         if len(fields) != 5:
@@ -179,6 +180,8 @@ class IntervalSchedule:
     end: datetime | None = None
 
     def next_after(self, moment: datetime) -> datetime | None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
         trigger = IntervalTrigger(seconds=self.seconds, start_date=self.anchor, timezone=UTC,
                                   end_date=self.end)
         found: datetime | None = trigger.get_next_fire_time(
@@ -199,6 +202,8 @@ class AtSchedule:
     when: datetime
 
     def next_after(self, moment: datetime) -> datetime | None:
+        from apscheduler.triggers.date import DateTrigger
+
         trigger = DateTrigger(run_date=self.when)
         found: datetime | None = trigger.get_next_fire_time(None, moment)
         if found is None or found <= moment:

@@ -46,7 +46,7 @@ def run(tmp_path: Path, job: Path, inventory: Path, *args: str,
 
 
 SHOW_JOB = {"driver": "asyncssh", "concurrency": 1000,
-            "timeouts": {"connect": 20, "command": 2, "device": 30},
+            "timeouts": {"connect": 30, "command": 10, "device": 60},
             "steps": [{"name": "version", "command": "show version", "parse": "textfsm"},
                       {"name": "config", "command": "show running-config"}]}
 

@@ -7,6 +7,7 @@ import asyncio
 import hmac
 import socket
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import asyncssh
@@ -75,16 +76,17 @@ class _Session(asyncssh.SSHServerSession[str]):
         self._delay = slow_delay if sim.fault == "slow" else 0.0
         self._chan: asyncssh.SSHServerChannel[str] | None = None
         self._buffer = ""
-        self._lines: deque[str] = deque()
+        self._lines: deque[tuple[str, int]] = deque()  # (line, characters already echoed)
+        self._echoed = 0
         self._busy = False
         self._exec: str | None = None
         self._last_cr = False
 
-    def connection_made(self, chan: asyncssh.SSHServerChannel[str]) -> None:  # type: ignore[override]
+    def connection_made(self, chan: asyncssh.SSHServerChannel[str]) -> None:
         self._chan = chan
 
     def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int],
-                      term_modes: dict[int, int]) -> bool:
+                      term_modes: Mapping[int, int]) -> bool:
         return True
 
     def shell_requested(self) -> bool:
@@ -97,8 +99,8 @@ class _Session(asyncssh.SSHServerSession[str]):
     def session_started(self) -> None:
         assert self._chan is not None
         if self._exec is not None:
-            self._lines.append(self._exec)
-            self._lines.append("exit")
+            self._lines.append((self._exec, 0))
+            self._lines.append(("exit", 0))
             self._next()
             return
         self._chan.write(f"\r\n{self._shell.prompt}")
@@ -110,12 +112,12 @@ class _Session(asyncssh.SSHServerSession[str]):
                     self._last_cr = False
                     continue
                 self._last_cr = ch == "\r"
-                self._lines.append(self._buffer)
-                self._buffer = ""
+                self._lines.append((self._buffer, self._echoed))
+                self._buffer, self._echoed = "", 0
             elif ch == "\x1a":  # Ctrl-Z: end
                 self._last_cr = False
-                self._lines.append("end")
-                self._buffer = ""
+                self._lines.append(("end", 0))
+                self._buffer, self._echoed = "", 0
             else:
                 self._last_cr = False
                 self._buffer += ch
@@ -130,22 +132,32 @@ class _Session(asyncssh.SSHServerSession[str]):
     def _next(self) -> None:
         """Answer queued lines in order; a slow device answers each after its delay."""
         while self._lines and not self._busy:
-            line = self._lines.popleft()
+            line, echoed = self._lines.popleft()
             if self._sim.fault == "hang" and self._exec is None:
                 self._busy = True  # echoes nothing more, answers nothing, ever
                 return
             if self._delay:
                 self._busy = True
-                asyncio.get_running_loop().call_later(self._delay, self._answer, line)
+                asyncio.get_running_loop().call_later(self._delay, self._answer, line, echoed)
                 return
-            self._answer(line, resume=False)
+            self._answer(line, echoed, resume=False)
+        self._echo_typing()
 
-    def _answer(self, line: str, resume: bool = True) -> None:
+    def _echo_typing(self) -> None:
+        """Echo what is typed on a line not yet sent, as a terminal does (clients such as
+        scrapli wait for the echo of their input before they send Return)."""
+        chan = self._chan
+        if self._exec is None and chan is not None and not chan.is_closing() \
+                and len(self._buffer) > self._echoed:
+            chan.write(self._buffer[self._echoed:])
+            self._echoed = len(self._buffer)
+
+    def _answer(self, line: str, echoed: int, resume: bool = True) -> None:
         chan = self._chan
         if chan is None or chan.is_closing():
             return
         reply = self._shell.line(line)
-        echo = "" if self._exec is not None else line + "\r\n"
+        echo = "" if self._exec is not None else line[echoed:] + "\r\n"
         out = reply.output.replace("\n", "\r\n")
         if self._sim.fault == "drop" and len(out) > _DROP_AFTER:
             chan.write(echo + out[:len(out) // 2])
@@ -190,7 +202,7 @@ async def serve(fleet: FleetConfig, host_key: asyncssh.SSHKey) -> list[asyncssh.
             sock = _socket(sim.address, sim.port)
             acceptors.append(await asyncssh.listen(
                 sock=sock, options=options,
-                server_factory=lambda s=sim: _Server(s, fleet)))  # type: ignore[misc]
+                server_factory=lambda s=sim: _Server(s, fleet)))
     except BaseException:
         for acceptor in acceptors:
             acceptor.close()

@@ -76,9 +76,9 @@ class Shell:
             return Reply("")
         if words[0] == "terminal":
             return Reply("")
-        if not self.privileged and words[0] in ("configure", "write", "copy") \
-                or not self.privileged and head in ("show running-config",
-                                                    "show startup-config"):
+        if (not self.privileged and words[0] in ("configure", "write", "copy")) \
+                or (not self.privileged and head in ("show running-config",
+                                                    "show startup-config")):
             return Reply(_caret(words, 0))
         if head == "configure terminal":
             self.config = True
