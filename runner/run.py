@@ -101,8 +101,10 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                     engine=options.engine)
     store.start_run(run)
     writer = RecordWriter(store, run.run_id)
+    finished: list[DeviceResult] = []
 
     def done(device: DeviceResult) -> None:
+        finished.append(device)
         writer.put(device)
         for callback in options.on_device_done:
             callback(device)
@@ -111,6 +113,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
         run.devices = _run_devices(prep, run.run_id, options, done)
     except BaseException:
         run.finished = now_iso()
+        run.devices = finished  # the summary counts what did finish
         writer.close()
         store.finish_run(run, status="interrupted")
         raise

@@ -1,7 +1,8 @@
 """The floor: a minimal asyncssh script, one asyncio process, no framework.
 
 Same SSH work as runner: log in, open an interactive shell, read to the prompt,
-`terminal length 0`, the commands (or conf t + lines + end), disconnect. Same cipher
+`terminal length 0` and `terminal width 511`, the commands (or conf t + lines + end),
+disconnect. Same cipher
 preference as runner (AES-GCM first); no host-key checking (runner does check).
 usage: peer_asyncssh.py INVENTORY_DIR show|push
 """
@@ -36,8 +37,9 @@ async def device(host: dict[str, Any], defaults: dict[str, Any], mode: str) -> N
             return buf
 
         await until_prompt()
-        lines = ["terminal length 0", *SHOW] if mode == "show" else \
-            ["terminal length 0", "configure terminal", *PUSH, "end"]
+        setup = ["terminal length 0", "terminal width 511"]  # as runner (and netmiko) do
+        lines = [*setup, *SHOW] if mode == "show" else \
+            [*setup, "configure terminal", *PUSH, "end"]
         for line in lines:
             writer.write(line + "\n")
             await until_prompt()

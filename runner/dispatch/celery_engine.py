@@ -75,7 +75,7 @@ def run_on_workers(spec: JobSpec, hosts: list[str], inventory: FleetInventory, r
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             log.warning("run %s: broker unreachable (%s); still waiting", run_id,
                         settings.safe_url(str(exc)))
-        time.sleep(0.2)
+        time.sleep(0.05)  # a few cheap Redis reads per poll; shards end sooner
     client.close()
     return [gather.records[h] for h in hosts]
 

@@ -27,6 +27,18 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 return 0
 """
 
+# Claim the run's config push on a device, in one round trip: returns the claim's owner
+# (ours when we may push); counts every push that went ahead.
+_START_CONFIG = """
+redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('incr', KEYS[2])
+  redis.call('expire', KEYS[2], ARGV[2])
+end
+return holder
+"""
+
 
 class DeviceBusy(DeviceError):
     """Another job holds this device's lease for longer than the job waits."""
@@ -101,13 +113,10 @@ class Coordination:
 
     async def start_config(self, host: str) -> None:
         """Called right before config is first sent to `host` in this run."""
-        started = await self.redis.set(self._key("config", host), self.owner, nx=True,
-                                       ex=LEDGER_TTL_S)
-        if not started:
-            holder = str(await self.redis.get(self._key("config", host)) or "")
-            if holder and holder != self.owner:
-                raise ConfigAlreadyAttempted(
-                    "an earlier attempt of this run began configuring this device and was "
-                    f"lost ({holder}); not configured a second time")
-        await self.redis.incr(self._key("pushes", host))
-        await self.redis.expire(self._key("pushes", host), LEDGER_TTL_S)
+        holder = str(await self.redis.eval(
+            _START_CONFIG, 2, self._key("config", host), self._key("pushes", host),
+            self.owner, str(LEDGER_TTL_S)) or "")
+        if holder != self.owner:
+            raise ConfigAlreadyAttempted(
+                "an earlier attempt of this run began configuring this device and was "
+                f"lost ({holder}); not configured a second time")
