@@ -208,7 +208,8 @@ def fmt(row: dict[str, Any]) -> str:
     detail = str(row.get("errors") or row.get("stderr") or "")[-300:]
     status = "all ok" if row.get("failed") == 0 and row.get("ok") else \
         f"ok {row.get('ok')} failed {row.get('failed')} {detail}"
-    return (f"{row['wall']:8.2f} s {row['cpu']:8.2f} s {row['peak_mib']:8.0f} MiB  "
+    sim = f"{row['sim_cpu']:8.2f} s" if "sim_cpu" in row else " " * 10
+    return (f"{row['wall']:8.2f} s {row['cpu']:8.2f} s {row['peak_mib']:8.0f} MiB {sim}  "
             f"{status}")
 
 
@@ -272,11 +273,13 @@ def run_mode(mode: str, args: argparse.Namespace, inv: Path, env: dict[str, str]
     print(f"\n== {mode}: {args.devices} devices"
           + ("" if mode == "show" else " (3 config lines; runner also reads the config "
              "before and after for its diff)"))
-    print(f"{'client':34} {'wall':>10} {'cpu':>10} {'peak mem':>12}")
+    print(f"{'client':34} {'wall':>10} {'cpu':>10} {'peak mem':>12} {'sim cpu':>10}")
     for _ in range(args.repeat):
         for name, (cmd, cpus, helpers) in fast.items():
             run_env = celery.env if celery is not None and "Celery" in name else env
+            before = cpu_s([sim_pid])
             row = measure(cmd, run_env, cpus, helpers)
+            row["sim_cpu"] = cpu_s([sim_pid]) - before
             if name.startswith("runner"):
                 row.update(runner_summary(db, env))
             rows[name].append(row)
@@ -292,6 +295,9 @@ def run_mode(mode: str, args: argparse.Namespace, inv: Path, env: dict[str, str]
         med[f"Ansible network_cli ({n} devices)"] = row
         print(f"{f'Ansible network_cli ({n} devices)':34} {fmt(row)}   per device: "
               f"{row['wall'] / n:.3f} s wall, {row['cpu'] / n:.3f} s CPU")
+    floor_rows = rows["raw asyncssh (floor)"]
+    per_session = statistics.median(r["sim_cpu"] for r in floor_rows) / args.devices * 1000
+    print(f"simulator CPU per session (floor runs): {per_session:.1f} ms")
     print(f"\nmedians of {args.repeat} ({mode}):")
     for name, row in med.items():
         print(f"  {name:34} {fmt(row)}")
@@ -322,7 +328,9 @@ def _median(rows: list[dict[str, Any]]) -> dict[str, Any]:
     mid = by_wall[len(by_wall) // 2]
     return {**mid, "wall": statistics.median(r["wall"] for r in rows),
             "cpu": statistics.median(r["cpu"] for r in rows),
-            "peak_mib": statistics.median(r["peak_mib"] for r in rows)}
+            "peak_mib": statistics.median(r["peak_mib"] for r in rows),
+            **({"sim_cpu": statistics.median(r["sim_cpu"] for r in rows)}
+               if all("sim_cpu" in r for r in rows) else {})}
 
 
 if __name__ == "__main__":

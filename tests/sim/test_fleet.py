@@ -159,3 +159,27 @@ def test_simulator_command_line_errors(tmp_path: Path, fleet: Fleet) -> None:
                             "--dir", str(fleet.sim.directory), "--address", "127.102.0.1"],
                            capture_output=True, text=True, check=False, timeout=60)
     assert twice.returncode == 1 and "already serves" in twice.stderr
+
+
+def test_the_simulator_inventory_drives_nornir_and_netmiko(fleet: Fleet) -> None:
+    from nornir import InitNornir
+    from nornir_netmiko.tasks import netmiko_send_command
+
+    inv = fleet.inventory
+    nr = InitNornir(runner={"plugin": "threaded", "options": {"num_workers": 5}},
+                    inventory={"plugin": "SimpleInventory", "options": {
+                        "host_file": str(inv / "hosts.yaml"),
+                        "group_file": str(inv / "groups.yaml"),
+                        "defaults_file": str(inv / "defaults.yaml")}},
+                    logging={"enabled": False})
+    chosen = set(fleet.healthy(5))
+    nr = nr.filter(filter_func=lambda h: h.name in chosen)
+    result = nr.run(task=netmiko_send_command, command_string="show ip interface brief",
+                    use_textfsm=True)
+    nr.close_connections()
+    assert set(result) == chosen and not result.failed
+    for host, multi in result.items():
+        rows = multi[0].result
+        assert rows[0]["interface"] == "GigabitEthernet0/0"
+        index = int(host[3:])
+        assert rows[1]["ip_address"] == f"10.1.{index // 250}.{index % 250 + 1}"
