@@ -9,6 +9,7 @@ import math
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,6 +21,7 @@ from runner.engine import batches as rollout_batches
 from runner.inventory import FleetInventory
 from runner.job.spec import JobSpec
 from runner.records import DeviceResult
+from runner.results import RECORDS_THREAD
 
 log = logging.getLogger(__name__)
 # Below this many devices per process, forking costs more than a second core gains.
@@ -37,6 +39,16 @@ def process_count(requested: int | None, hosts: int) -> int:
     if multiprocessing.current_process().daemon:
         return 1  # e.g. inside a Celery prefork child: it may not have children
     return max(1, min(usable_cores(), hosts // MIN_DEVICES_PER_PROCESS))
+
+
+def start_method() -> str:
+    """fork: the engines inherit the loaded inventory at no cost. From a process where other
+    threads run (`runner serve`: the scheduler, other runs), a forked child could inherit a
+    lock one of them holds, so the engines start from a clean forkserver process instead
+    and receive the job and inventory pickled."""
+    others = [t for t in threading.enumerate()
+              if t is not threading.current_thread() and t.name != RECORDS_THREAD]
+    return "forkserver" if others else "fork"
 
 
 def _child(conn: Connection, spec: JobSpec, inventory: FleetInventory,
@@ -72,7 +84,7 @@ class _Worker:
 def run_in_processes(spec: JobSpec, hosts: list[str], inventory: FleetInventory,
                      options: EngineOptions, processes: int) -> list[DeviceResult]:
     """Every host gets exactly one record, in `hosts` order, whatever happens to a worker."""
-    ctx = multiprocessing.get_context("fork")  # inherits the loaded inventory and templates
+    ctx = multiprocessing.get_context(start_method())
     cancel = ctx.Event()
     per = replace(options, on_device_done=None, cancel=cancel)
     child_spec = spec.model_copy(update={"concurrency": math.ceil(spec.concurrency

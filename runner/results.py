@@ -203,6 +203,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 FLUSH_S = 0.25  # a finished device is on disk this long after at most
+RECORDS_THREAD = "runner-records"
 
 
 class RecordWriter:
@@ -214,7 +215,7 @@ class RecordWriter:
         self._run_id = run_id
         self._queue: queue.SimpleQueue[DeviceResult | None] = queue.SimpleQueue()
         self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._loop, name="records", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=RECORDS_THREAD, daemon=True)
         self._thread.start()
 
     def put(self, device: DeviceResult) -> None:

@@ -3,7 +3,6 @@ faults, shared by the session's tests and always stopped."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,17 +10,12 @@ import pytest
 import yaml
 
 from runner.lab.sim.process import SimProcess
+from tests.conftest import free_port
 
 DEVICES = 1000
 FAULTS = ["slow=1%", "refuse=1%", "drop=1%", "hang=5"]
 # A slow device waits this long before each answer: past the tests' command timeout.
 SLOW_DELAY = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Fleet:

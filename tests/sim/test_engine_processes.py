@@ -46,6 +46,8 @@ def test_lost_engine_process_and_cancel_each_leave_one_record(fleet: Fleet) -> N
         engines = {p.name: p for p in multiprocessing.active_children()
                    if p.name.startswith("runner-engine-")}
         assert sorted(engines) == ["runner-engine-0", "runner-engine-1"]
+        # run from a second thread (as `runner serve` does): engines start from forkserver
+        assert {p._start_method for p in engines.values()} == {"forkserver"}  # type: ignore[attr-defined]
         # shares are dealt round-robin: engine 0 holds hosts[0::2]
         lost = {h for h in hosts[0::2] if h in hanging}
         assert lost and set(hanging) - lost, "both engines hold a hung device"
