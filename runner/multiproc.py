@@ -4,7 +4,6 @@ core; records stream back to the calling process as devices finish, as from one 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import multiprocessing
 import os
@@ -23,7 +22,6 @@ from runner.job.spec import JobSpec
 from runner.records import DeviceResult
 from runner.results import RECORDS_THREAD
 
-log = logging.getLogger(__name__)
 # Below this many devices per process, forking costs more than a second core gains.
 MIN_DEVICES_PER_PROCESS = 64
 
@@ -135,6 +133,12 @@ def _run_batch(workers: list[_Worker], batch: list[str],
                cancel: Any) -> None:
     # Round-robin: devices next to each other (often alike: same site, same fault) spread.
     alive = [w for w in workers if w.process.is_alive()]
+    if not alive:
+        for host in batch:
+            record(DeviceResult(host=host, status="failed", error_class="WorkerLost",
+                                finished=now_iso(), error="no engine process was left to "
+                                "run this device; it was not contacted"))
+        return
     for i, worker in enumerate(alive):
         share = batch[i::len(alive)]
         if share:

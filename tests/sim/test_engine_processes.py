@@ -118,3 +118,23 @@ def test_ctrl_c_stops_a_multi_process_run_with_every_device_recorded(fleet: Flee
     for host, status, error_class in rows:
         expected = ("failed", "Interrupted") if host in hanging else ("ok", None)
         assert (status, error_class) == expected, host
+
+
+def test_rollout_over_engine_processes_stops_after_the_failing_batch(fleet: Fleet) -> None:
+    refused = fleet.with_fault("refuse")[0]
+    healthy = fleet.healthy(29)
+    hosts = [*healthy[:5], refused, *healthy[5:]]
+    spec = JobSpec.model_validate({
+        "name": "rollout", "driver": "asyncssh", "rollout": {"batch_size": 10,
+                                                             "max_fail_percentage": 0},
+        "steps": [{"command": "show clock"}]})
+    records: list[DeviceResult] = []
+    final = run_devices(spec, hosts, load_inventory(fleet.inventory), EngineOptions(
+        templates_dir=ROOT / "templates", on_device_done=records.append, processes=2))
+    assert [r.host for r in final] == hosts and len(records) == len(hosts)
+    by_host = {r.host: r for r in records}
+    assert by_host[refused].status == "auth_failed"
+    assert [by_host[h].status for h in hosts[:10] if h != refused] == ["ok"] * 9
+    for host in hosts[10:]:  # the batches after the failing one never ran
+        assert by_host[host].status == "skipped"
+        assert by_host[host].error_class == "RolloutStopped"
