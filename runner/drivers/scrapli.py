@@ -14,7 +14,7 @@ from scrapli import (
     TransportBinOptions,
     TransportSsh2Options,
 )
-from scrapli.exceptions import ScrapliException, TimeoutException
+from scrapli.exceptions import FFIException, ScrapliException, TimeoutException
 from scrapli.ffi_types import Cancel
 
 from runner.drivers.base import Timeouts, classify_connect_error
@@ -48,6 +48,17 @@ async def native(cli: Cli, start: Callable[[Cancel], Awaitable[T]], timeout: flo
         elif not task.cancelled():
             task.exception()  # retrieved: the operation's own error is not the news here
         raise
+
+
+async def _dispose(cli: Cli) -> None:
+    """Stop and free the native driver of a session whose open failed or was cancelled.
+    libscrapli allocates it (with its threads, and the ssh process of the bin transport)
+    when an open starts and frees it only on close: left alone, its threads outlive the
+    Python objects they use, and the process crashes (SIGSEGV/SIGBUS) under load or at exit."""
+    if getattr(cli, "ptr", None) is None:
+        return  # never allocated, or already freed by scrapli itself
+    with contextlib.suppress(ScrapliException, TimeoutError, OSError):
+        await native(cli, lambda c: cli.close_async(force=True, cancel=c), _CANCEL_GRACE)
 
 
 def _reason(exc: BaseException) -> str:
@@ -108,7 +119,12 @@ class ScrapliSession:
         try:
             await native(cli, lambda c: cli.open_async(cancel=c), timeouts.connect)
         except (ScrapliException, TimeoutError, OSError) as exc:
+            if not isinstance(exc, FFIException):  # scrapli freed the driver itself then
+                await asyncio.shield(_dispose(cli))
             raise _map_open_error(exc) from None
+        except asyncio.CancelledError:
+            await asyncio.shield(_dispose(cli))
+            raise
         return cls(cli)
 
     async def command(self, command: str, timeout: float) -> str:

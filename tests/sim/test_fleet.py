@@ -183,3 +183,27 @@ def test_the_simulator_inventory_drives_nornir_and_netmiko(fleet: Fleet) -> None
         assert rows[0]["interface"] == "GigabitEthernet0/0"
         index = int(host[3:])
         assert rows[1]["ip_address"] == f"10.1.{index // 250}.{index % 250 + 1}"
+
+
+def test_typing_at_the_simulated_cli_like_a_person(fleet: Fleet) -> None:
+    host = fleet.healthy(1)[0]
+    hosts = yaml.safe_load((fleet.inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    defaults = yaml.safe_load((fleet.inventory / "defaults.yaml").read_text(encoding="utf-8"))
+
+    async def go() -> str:
+        async with asyncssh.connect(
+                hosts[host]["hostname"], hosts[host]["port"], username=defaults["username"],
+                password=defaults["password"],
+                known_hosts=str(fleet.inventory.parent / "known_hosts")) as conn:
+            proc = await conn.create_process(term_type="vt100")
+            # a typo fixed with backspace; a line abandoned with Ctrl-C; then leave
+            proc.stdin.write("show clokk\x7f\x7fck\r")
+            proc.stdin.write("configure bogus\x03")
+            proc.stdin.write("exit\r")
+            return str(await asyncio.wait_for(proc.stdout.read(), 30))
+
+    out = asyncio.run(go())
+    # what was echoed depends on how the keystrokes were packed; what ran does not
+    assert "\r\n*12:00:00.000 UTC" in out  # `show clock` ran, the typo did not
+    assert f"^C\r\n{host}#" in out and "Invalid input" not in out
+    assert out.endswith("exit\r\n")

@@ -118,6 +118,18 @@ class _Session(asyncssh.SSHServerSession[str]):
                 self._last_cr = False
                 self._lines.append(("end", 0))
                 self._buffer, self._echoed = "", 0
+            elif ch in "\x7f\x08":  # backspace, for people typing
+                self._last_cr = False
+                if self._buffer:
+                    if self._echoed == len(self._buffer) and self._chan is not None:
+                        self._chan.write("\b \b")
+                        self._echoed -= 1
+                    self._buffer = self._buffer[:-1]
+            elif ch == "\x03":  # Ctrl-C: drop the line being typed
+                self._last_cr = False
+                self._buffer, self._echoed = "", 0
+                if self._chan is not None and not self._busy and not self._lines:
+                    self._chan.write(f"^C\r\n{self._shell.prompt}")
             else:
                 self._last_cr = False
                 self._buffer += ch
