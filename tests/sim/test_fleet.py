@@ -98,15 +98,19 @@ def test_a_thousand_devices_one_record_each_faults_classified(fleet: Fleet,
         assert fleet.with_fault(fault), f"the fixture injects {fault}"
 
 
-def read_startup(fleet: Fleet, host: str, command: str) -> str:
+def login(fleet: Fleet, host: str) -> Any:
+    """An SSH login to a simulated device, as any client makes it (awaitable, or a context
+    manager), host key checked against the simulator's known_hosts."""
     hosts = yaml.safe_load((fleet.inventory / "hosts.yaml").read_text(encoding="utf-8"))
     defaults = yaml.safe_load((fleet.inventory / "defaults.yaml").read_text(encoding="utf-8"))
+    return asyncssh.connect(
+        hosts[host]["hostname"], hosts[host]["port"], username=defaults["username"],
+        password=defaults["password"], known_hosts=str(fleet.inventory.parent / "known_hosts"))
 
+
+def read_startup(fleet: Fleet, host: str, command: str) -> str:
     async def go() -> str:
-        async with asyncssh.connect(
-                hosts[host]["hostname"], hosts[host]["port"], username=defaults["username"],
-                password=defaults["password"],
-                known_hosts=str(fleet.inventory.parent / "known_hosts")) as conn:
+        async with login(fleet, host) as conn:
             return str((await conn.run(command)).stdout)
     return asyncio.run(go())
 
@@ -187,14 +191,9 @@ def test_the_simulator_inventory_drives_nornir_and_netmiko(fleet: Fleet) -> None
 
 def test_typing_at_the_simulated_cli_like_a_person(fleet: Fleet) -> None:
     host = fleet.healthy(1)[0]
-    hosts = yaml.safe_load((fleet.inventory / "hosts.yaml").read_text(encoding="utf-8"))
-    defaults = yaml.safe_load((fleet.inventory / "defaults.yaml").read_text(encoding="utf-8"))
 
     async def go() -> str:
-        async with asyncssh.connect(
-                hosts[host]["hostname"], hosts[host]["port"], username=defaults["username"],
-                password=defaults["password"],
-                known_hosts=str(fleet.inventory.parent / "known_hosts")) as conn:
+        async with login(fleet, host) as conn:
             proc = await conn.create_process(term_type="vt100")
             # a typo fixed with backspace; a line abandoned with Ctrl-C; then leave
             proc.stdin.write("show clokk\x7f\x7fck\r")
