@@ -27,6 +27,8 @@ class Platform:
     cli_config_enter: str
     cli_config_exit: str
     cli_exit: str
+    cli_enable: str
+    cli_password_prompt: str
 
     @property
     def asyncssh(self) -> str:
@@ -63,6 +65,8 @@ def _table() -> dict[str, Platform]:
             cli_prompt=spec["cli"]["prompt"], cli_on_open=tuple(spec["cli"]["on_open"]),
             cli_config_enter=spec["cli"]["config_enter"],
             cli_config_exit=spec["cli"]["config_exit"], cli_exit=spec["cli"]["exit"],
+            cli_enable=spec["cli"]["enable"],
+            cli_password_prompt=spec["cli"]["password_prompt"],
         )
     return table
 

@@ -94,6 +94,7 @@ class AsyncsshSession:
         self._reader = reader
         self._platform = platform
         self._prompt = re.compile(platform.cli_prompt)
+        self._password = re.compile(platform.cli_password_prompt)
 
     @classmethod
     async def open(cls, params: ConnectParams, timeouts: Timeouts) -> AsyncsshSession:
@@ -123,11 +124,16 @@ class AsyncsshSession:
                 _Reader, term_type="vt100", term_size=(511, 24), encoding="utf-8",
                 errors="replace"), timeouts.connect)
             session = cls(conn, chan, cast(_Reader, reader), platform)
-            await session._read_prompt(timeouts.connect)
+            banner = await session._read_prompt(timeouts.connect)
+            if banner.rstrip().endswith(">"):  # user exec: enable first
+                await session._enable(extras.get("secret") or params.password or "",
+                                      timeouts.command)
             for command in platform.cli_on_open:
                 await session._send(command, timeouts.command)
         except BaseException as exc:
             conn.abort()
+            if isinstance(exc, AuthFailed):  # the enable secret was refused
+                raise
             if isinstance(exc, DeviceTimeout):  # logged in, then the CLI stopped answering
                 raise DeviceTimeout(f"logged in, but the CLI did not answer: {exc}") from None
             if isinstance(exc, OSError | asyncssh.Error):
@@ -135,7 +141,18 @@ class AsyncsshSession:
             raise
         return session
 
-    async def _read_prompt(self, timeout: float) -> str:
+    async def _enable(self, secret: str, timeout: float) -> None:
+        """Privileged exec from user exec, answering the secret prompt if one comes."""
+        self._chan.write(self._platform.cli_enable + "\n")
+        text = await self._read_prompt(timeout, self._password)
+        if self._password.search(text[-64:]):
+            self._chan.write(secret + "\n")
+            text = await self._read_prompt(timeout)
+        if not text.rstrip().endswith("#"):
+            raise AuthFailed("enable refused: the secret was not accepted")
+
+    async def _read_prompt(self, timeout: float,
+                           other: re.Pattern[str] | None = None) -> str:
         reader = self._reader
         prompt = self._prompt
         try:
@@ -143,7 +160,7 @@ class AsyncsshSession:
                 while True:
                     tail = reader.tail
                     last = tail[tail.rfind("\n") + 1:]
-                    if last and prompt.match(last):
+                    if last and (prompt.match(last) or (other and other.search(last))):
                         return reader.take()
                     if reader.closed is not None:
                         raise SessionLost(f"session lost mid-command: {reader.closed}")

@@ -94,13 +94,19 @@ class NetmikoSession:
                 raise ConnectFailed(f"TCP connection to {params.hostname}:{params.port} "
                                     f"failed: {exc.strerror or exc}") from None
             holder.append(sock)
-            return ConnectHandler(
+            conn = ConnectHandler(
                 device_type=params.driver_platform, host=params.hostname, port=params.port,
                 username=params.username or "", password=params.password or "",
                 conn_timeout=timeouts.connect, auth_timeout=timeouts.connect,
                 banner_timeout=timeouts.connect, read_timeout_override=timeouts.command,
                 sock=sock, **extras,
             )
+            if extras.get("secret") and not conn.check_enable_mode():
+                try:
+                    conn.enable()  # landed in user exec: the enable secret is in the extras
+                except ValueError:
+                    raise AuthFailed("enable refused: the secret was not accepted") from None
+            return conn
 
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(executor, connect)

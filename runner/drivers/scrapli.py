@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from scrapli import (
     AuthOptions,
     Cli,
+    LookupKeyValue,
     SessionOptions,
     TransportBinOptions,
     TransportSsh2Options,
@@ -48,6 +49,18 @@ async def native(cli: Cli, start: Callable[[Cancel], Awaitable[T]], timeout: flo
         elif not task.cancelled():
             task.exception()  # retrieved: the operation's own error is not the news here
         raise
+
+
+async def _check_privileged(cli: Cli, timeout: float) -> None:
+    try:
+        result = await native(cli, lambda c: cli.get_prompt_async(cancel=c), timeout)
+        refused = not str(result.result).rstrip().endswith("#")
+    except (ScrapliException, TimeoutError, OSError) as exc:
+        await asyncio.shield(_dispose(cli))
+        raise _map_op_error(exc) from None
+    if refused:
+        await asyncio.shield(_dispose(cli))
+        raise AuthFailed("enable refused: the secret was not accepted")
 
 
 async def _dispose(cli: Cli) -> None:
@@ -111,8 +124,12 @@ class ScrapliSession:
         cli = Cli(
             host=params.hostname, port=params.port,
             definition_file_or_name=params.driver_platform,
-            auth_options=AuthOptions(username=params.username, password=params.password,
-                                     private_key_path=extras.get("private_key_path")),
+            auth_options=AuthOptions(
+                username=params.username, password=params.password,
+                private_key_path=extras.get("private_key_path"),
+                # the definitions' `enable` step answers its prompt with this lookup
+                lookups=[LookupKeyValue(key="enable", value=str(extras["secret"]))]
+                if extras.get("secret") else []),
             session_options=SessionOptions(operation_timeout_s=max(1, int(timeouts.command))),
             transport_options=transport,
         )
@@ -125,6 +142,9 @@ class ScrapliSession:
         except asyncio.CancelledError:
             await asyncio.shield(_dispose(cli))
             raise
+        if extras.get("secret"):
+            # scrapli answers `enable` with the secret but does not check that it worked
+            await _check_privileged(cli, timeouts.command)
         return cls(cli)
 
     async def command(self, command: str, timeout: float) -> str:

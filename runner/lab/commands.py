@@ -142,8 +142,12 @@ def wait(lab_ref: str, timeout: float) -> None:
 @click.option("--password", envvar="RUNNER_SIM_PASSWORD", default=None,
               help="Login password (env RUNNER_SIM_PASSWORD); default: a random one, "
                    "written to the inventory.")
+@click.option("--enable-secret", envvar="RUNNER_SIM_ENABLE_SECRET", default=None,
+              help="Logins land in user exec (>) and `enable` asks for this secret "
+                   "(env RUNNER_SIM_ENABLE_SECRET); written to the inventory as `secret`.")
 def sim(devices: int, directory: Path, address: str, port: int, faults: tuple[str, ...],
-        slow_delay: float, seed: int, username: str, password: str | None) -> None:
+        slow_delay: float, seed: int, username: str, password: str | None,
+        enable_secret: str | None) -> None:
     """Serve N simulated IOS-style devices over SSH on loopback, until Ctrl-C.
 
     For fleets larger than the FRR lab can hold: each device has its own address,
@@ -156,7 +160,8 @@ def sim(devices: int, directory: Path, address: str, port: int, faults: tuple[st
     from runner.lab.sim.process import run as run_sim
 
     fleet = fleet_files.build(devices, address, port, fleet_files.parse_faults(faults), seed,
-                              username, password or secrets.token_urlsafe(12), slow_delay)
+                              username, password or secrets.token_urlsafe(12), slow_delay,
+                              enable_secret)
 
     def ready(state: dict[str, object]) -> None:
         click.echo(f"simulator: {state['devices']} devices on {state['first']}.."

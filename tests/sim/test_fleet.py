@@ -9,6 +9,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,48 @@ def test_typing_at_the_simulated_cli_like_a_person(fleet: Fleet) -> None:
     assert "\r\n*12:00:00.000 UTC" in out  # `show clock` ran, the typo did not
     assert f"^C\r\n{host}#" in out and "Invalid input" not in out
     assert out.endswith("exit\r\n")
+
+
+ENABLE_SECRET = "En4ble-s3cret-x9"
+
+
+@pytest.fixture(scope="module")
+def enable_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Six devices whose logins land in user exec: `enable` asks for a secret."""
+    from runner.lab.sim.process import SimProcess
+    from tests.conftest import free_port
+
+    sim = SimProcess(tmp_path_factory.mktemp("sim-enable") / "sim", 6,
+                     address="127.105.0.1", port=free_port(),
+                     extra=["--enable-secret", ENABLE_SECRET])
+    try:
+        sim.start()
+        yield sim.inventory
+    finally:
+        sim.stop()
+
+
+@pytest.mark.parametrize("driver", ["netmiko", "scrapli", "asyncssh"])
+def test_every_driver_enters_enable_mode_with_the_secret(enable_fleet: Path, tmp_path: Path,
+                                                        driver: str) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    for name in ("hosts.yaml", "groups.yaml", "defaults.yaml"):
+        text = (enable_fleet / name).read_text(encoding="utf-8")
+        (wrong / name).write_text(text.replace(ENABLE_SECRET, "Wr0ng-s3cret-x9"),
+                                  encoding="utf-8")
+    job = write_job(tmp_path, "enable", driver=driver,
+                    timeouts={"connect": 20, "command": 20, "device": 60},
+                    steps=[{"config": {"lines": [f"ntp server 192.0.2.{len(driver)}"]}},
+                           {"name": "privilege", "command": "show privilege"}])
+    good = run(tmp_path, job, enable_fleet, "--limit", "sim0001,sim0002", expect=0)
+    for device in good["devices"]:
+        assert device["status"] in ("ok", "changed"), device
+        assert device["steps"][1]["output"].strip() == "Current privilege level is 15"
+    bad = run(tmp_path, job, wrong, "--limit", "sim0003", expect=1)
+    device = bad["devices"][0]
+    assert (device["status"], device["error_class"]) == ("auth_failed", "AuthFailed")
+    assert device["error"] == "enable refused: the secret was not accepted"
+    stored = (tmp_path / "results.db").read_bytes()
+    for secret in (ENABLE_SECRET.encode(), b"Wr0ng-s3cret-x9"):
+        assert secret not in stored

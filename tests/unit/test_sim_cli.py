@@ -122,3 +122,13 @@ def test_a_fleet_must_stay_on_loopback() -> None:
         build(10, "127.255.255.250", 2022, {}, 1, "a", "b", 1.0)
     with pytest.raises(InputError, match="faulty devices"):
         build(10, "127.100.0.1", 2022, parse_faults(["slow=8", "drop=8"]), 1, "a", "b", 1.0)
+
+
+def test_enable_asks_for_the_secret_when_one_is_set() -> None:
+    shell = Shell(Device.default("sim0009", 9), enable_secret="s3cret")
+    assert shell.prompt == "sim0009>" and shell.line("show privilege").output.endswith(" 1")
+    assert shell.line("enable").output == "Password: " and shell.awaiting_secret
+    assert shell.line("guess").output == "% Bad secrets" and shell.prompt == "sim0009>"
+    shell.line("enable")
+    assert shell.line("s3cret").output == "" and shell.prompt == "sim0009#"
+    assert shell.line("show privilege").output == "Current privilege level is 15"

@@ -16,7 +16,7 @@ EXEC: _Tree = {
         "version": {}, "running-config": {}, "startup-config": {}, "clock": {},
         "ip": {"interface": {"brief": {}}},
         "interfaces": {"description": {}},
-        "inventory": {},
+        "inventory": {}, "privilege": {},
     },
     "terminal": {"length": None, "width": None, "no": None, "monitor": {}},
     "configure": {"terminal": {}},

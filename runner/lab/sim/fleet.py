@@ -39,7 +39,8 @@ def parse_faults(values: tuple[str, ...] | list[str]) -> dict[str, float]:
 
 
 def build(count: int, address: str, port: int, faults: dict[str, float], seed: int,
-          username: str, password: str, slow_delay: float) -> FleetConfig:
+          username: str, password: str, slow_delay: float,
+          enable_secret: str | None = None) -> FleetConfig:
     """Devices sim0001.. on consecutive loopback addresses; faults on seeded random picks."""
     try:
         first = ipaddress.IPv4Address(address)
@@ -68,7 +69,8 @@ def build(count: int, address: str, port: int, faults: dict[str, float], seed: i
             fault_of[index] = name
         picks = picks[n:]
     width = max(4, len(str(count)))
-    fleet = FleetConfig(username=username, password=password, slow_delay=slow_delay)
+    fleet = FleetConfig(username=username, password=password, slow_delay=slow_delay,
+                        enable_secret=enable_secret)
     for i, addr in enumerate(addresses):
         name = f"sim{i + 1:0{width}d}"
         fleet.devices.append(SimDevice(name=name, address=addr, port=port,
@@ -100,14 +102,16 @@ def write_files(directory: Path, fleet: FleetConfig, key: asyncssh.SSHKey) -> Pa
         data: dict[str, Any] = {"sim_fault": d.fault} if d.fault else {}
         hosts[d.name] = {"hostname": d.address, "port": d.port, "groups": ["sim"],
                          **({"data": data} if data else {})}
+    secret = {"secret": fleet.enable_secret} if fleet.enable_secret else {}
     defaults = {
         "username": fleet.username, "password": fleet.password, "platform": "cisco_ios",
         "connection_options": {
             "netmiko": {"extras": {"ssh_strict": True, "system_host_keys": False,
-                                   "alt_host_keys": True, "alt_key_file": str(known)}},
+                                   "alt_host_keys": True, "alt_key_file": str(known),
+                                   **secret}},
             "scrapli": {"extras": {"known_hosts_path": str(known),
-                                   "enable_strict_key": True}},
-            "asyncssh": {"extras": {"known_hosts": str(known)}},
+                                   "enable_strict_key": True, **secret}},
+            "asyncssh": {"extras": {"known_hosts": str(known), **secret}},
         },
     }
     inv = directory / "inventory"

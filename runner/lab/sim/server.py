@@ -34,6 +34,7 @@ class FleetConfig:
     username: str
     password: str
     slow_delay: float = 2.0
+    enable_secret: str | None = None  # set: logins land in user exec (>), `enable` asks
     devices: list[SimDevice] = field(default_factory=list)
 
 
@@ -62,18 +63,18 @@ class _Server(asyncssh.SSHServer):
     def session_requested(self) -> asyncssh.SSHServerSession[str]:
         assert self._conn is not None
         self._sim.sessions += 1
-        return _Session(self._sim, self._conn, self._fleet.slow_delay)
+        return _Session(self._sim, self._conn, self._fleet)
 
 
 class _Session(asyncssh.SSHServerSession[str]):
     """An interactive CLI (or one exec command): each line is echoed, answered, prompted."""
 
     def __init__(self, sim: SimDevice, conn: asyncssh.SSHServerConnection,
-                 slow_delay: float) -> None:
+                 fleet: FleetConfig) -> None:
         self._sim = sim
         self._conn = conn
-        self._shell = Shell(sim.device)
-        self._delay = slow_delay if sim.fault == "slow" else 0.0
+        self._shell = Shell(sim.device, fleet.enable_secret)
+        self._delay = fleet.slow_delay if sim.fault == "slow" else 0.0
         self._chan: asyncssh.SSHServerChannel[str] | None = None
         self._buffer = ""
         self._lines: deque[tuple[str, int]] = deque()  # (line, characters already echoed)
@@ -160,7 +161,7 @@ class _Session(asyncssh.SSHServerSession[str]):
         scrapli wait for the echo of their input before they send Return)."""
         chan = self._chan
         if self._exec is None and chan is not None and not chan.is_closing() \
-                and len(self._buffer) > self._echoed:
+                and len(self._buffer) > self._echoed and not self._shell.awaiting_secret:
             chan.write(self._buffer[self._echoed:])
             self._echoed = len(self._buffer)
 
@@ -168,8 +169,9 @@ class _Session(asyncssh.SSHServerSession[str]):
         chan = self._chan
         if chan is None or chan.is_closing():
             return
+        secret = self._shell.awaiting_secret
         reply = self._shell.line(line)
-        echo = "" if self._exec is not None else line[echoed:] + "\r\n"
+        echo = "" if self._exec is not None else ("" if secret else line[echoed:]) + "\r\n"
         out = reply.output.replace("\n", "\r\n")
         if self._sim.fault == "drop" and len(out) > _DROP_AFTER:
             chan.write(echo + out[:len(out) // 2])
@@ -180,9 +182,12 @@ class _Session(asyncssh.SSHServerSession[str]):
                 chan.write(echo)
             chan.exit(0)
             return
-        text = echo + (out + "\r\n" if out else "")
-        if self._exec is None:
-            text += self._shell.prompt
+        if self._shell.asking:  # a question (password, file name): its answer comes next
+            text = echo + out
+        else:
+            text = echo + (out + "\r\n" if out else "")
+            if self._exec is None:
+                text += self._shell.prompt
         chan.write(text)
         if resume:
             self._busy = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from runner.lab.sim.cli import (
@@ -31,13 +32,24 @@ class Reply:
 class Shell:
     """Modes: user exec (>), privileged exec (#), config, and a config sub-mode."""
 
-    def __init__(self, device: Device, privileged: bool = True) -> None:
+    def __init__(self, device: Device, enable_secret: str | None = None) -> None:
         self.device = device
-        self.privileged = privileged
+        self.enable_secret = enable_secret
+        self.privileged = enable_secret is None  # with a secret, logins land in user exec
         self.config = False
         self.sub: Section | None = None
         self.sub_mode = ""
         self.confirm: str | None = None  # a question waiting for its answer
+
+    @property
+    def awaiting_secret(self) -> bool:
+        """The next line is a password: not echoed."""
+        return self.confirm == "enable"
+
+    @property
+    def asking(self) -> bool:
+        """The last answer was a question: no prompt follows it."""
+        return self.confirm is not None
 
     @property
     def prompt(self) -> str:
@@ -49,6 +61,11 @@ class Shell:
     def line(self, text: str) -> Reply:
         if self.confirm is not None:
             action, self.confirm = self.confirm, None
+            if action == "enable":
+                if hmac.compare_digest(text.strip().encode(), (self.enable_secret or "").encode()):
+                    self.privileged = True
+                    return Reply("")
+                return Reply("% Bad secrets")
             if action == "copy" and text.strip() in ("", "startup-config"):
                 self.device.save()
                 return Reply("Building configuration...\n[OK]")
@@ -69,6 +86,9 @@ class Shell:
         if words[0] in ("exit", "logout", "quit"):
             return Reply("", close=True)
         if words[0] == "enable":
+            if not self.privileged and self.enable_secret is not None:
+                self.confirm = "enable"
+                return Reply("Password: ")
             self.privileged = True
             return Reply("")
         if words[0] == "disable":
@@ -117,6 +137,8 @@ class Shell:
                 rows.append(f"{short:<30} {'admin down' if down else 'up':<14} "
                             f"{'down' if down else 'up':<8} {desc}")
             return "\n".join(rows)
+        if what == "privilege":
+            return f"Current privilege level is {15 if self.privileged else 1}"
         if what == "clock":
             return "*12:00:00.000 UTC Sun Nov 22 2026"
         if what == "inventory":
