@@ -15,7 +15,7 @@ from tests.conftest import free_port
 DEVICES = 1000
 FAULTS = ["slow=1%", "refuse=1%", "drop=1%", "hang=5"]
 # A slow device waits this long before each answer: past the tests' command timeout.
-SLOW_DELAY = 30.0
+SLOW_DELAY = 60.0
 
 
 class Fleet:

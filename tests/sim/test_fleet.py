@@ -46,8 +46,11 @@ def run(tmp_path: Path, job: Path, inventory: Path, *args: str,
     return data
 
 
+# The command timeout sits far above how long a healthy device may wait for its answer
+# while the simulator works through 1,000 logins at once (seconds, on a slow machine) and
+# far below SLOW_DELAY, so only injected faults time out.
 SHOW_JOB = {"driver": "asyncssh", "concurrency": 1000,
-            "timeouts": {"connect": 30, "command": 10, "device": 60},
+            "timeouts": {"connect": 60, "command": 20, "device": 120},
             "steps": [{"name": "version", "command": "show version", "parse": "textfsm"},
                       {"name": "config", "command": "show running-config"}]}
 
