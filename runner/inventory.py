@@ -118,9 +118,16 @@ class FleetInventory:
         """Credential values of these hosts, to be masked wherever they might leak."""
         values: set[str] = set()
         for name in names:
-            if name not in self._secrets:
-                self._secrets[name] = frozenset(self._host_secrets(name))
-            values |= self._secrets[name]
+            host = self.nornir.hosts[name]
+            # Hosts without credentials of their own share their groups' and the defaults':
+            # resolved once per group list, not once per host (1,000 hosts, a few groups).
+            own = any(object.__getattribute__(host, a) is not None
+                      for a in ("username", "password")) or \
+                bool(object.__getattribute__(host, "connection_options"))
+            key = name if own else "\0groups:" + ",".join(g.name for g in host.groups)
+            if key not in self._secrets:
+                self._secrets[key] = frozenset(self._host_secrets(name))
+            values |= self._secrets[key]
         return values
 
     def _host_secrets(self, name: str) -> set[str]:
