@@ -26,7 +26,6 @@ class Platform:
     cli_on_open: tuple[str, ...]
     cli_config_enter: str
     cli_config_exit: str
-    cli_exit: str
     cli_enable: str
     cli_password_prompt: str
 
@@ -64,7 +63,7 @@ def _table() -> dict[str, Platform]:
             secrets=tuple(re.compile(p, re.M) for p in spec["secrets"]),
             cli_prompt=spec["cli"]["prompt"], cli_on_open=tuple(spec["cli"]["on_open"]),
             cli_config_enter=spec["cli"]["config_enter"],
-            cli_config_exit=spec["cli"]["config_exit"], cli_exit=spec["cli"]["exit"],
+            cli_config_exit=spec["cli"]["config_exit"],
             cli_enable=spec["cli"]["enable"],
             cli_password_prompt=spec["cli"]["password_prompt"],
         )

@@ -121,12 +121,9 @@ class ResultsStore:
                 status="running", dry_run=run.dry_run, engine=run.engine,
                 occurrence=run.occurrence, summary=run.summary))
 
-    def record_device(self, run_id: str, device: DeviceResult) -> None:
-        """Stored as soon as the device is done: a crash later loses no finished device."""
-        self.record_devices(run_id, [device])
-
     def record_devices(self, run_id: str, batch: list[DeviceResult]) -> None:
-        """Several finished devices in one transaction (a device's newer record wins)."""
+        """Finished devices in one transaction (a device's newer record wins); RecordWriter
+        calls it moments after each device finishes, so a crash loses no finished device."""
         latest = {d.host: d for d in batch}
         with self.engine.begin() as conn:
             conn.execute(delete(devices).where(devices.c.run_id == run_id,

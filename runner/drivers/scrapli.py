@@ -68,7 +68,7 @@ async def _dispose(cli: Cli) -> None:
     libscrapli allocates it (with its threads, and the ssh process of the bin transport)
     when an open starts and frees it only on close: left alone, its threads outlive the
     Python objects they use, and the process crashes (SIGSEGV/SIGBUS) under load or at exit."""
-    if getattr(cli, "ptr", None) is None:
+    if cli.ptr is None:
         return  # never allocated, or already freed by scrapli itself
     with contextlib.suppress(ScrapliException, TimeoutError, OSError):
         await native(cli, lambda c: cli.close_async(force=True, cancel=c), _CANCEL_GRACE)
