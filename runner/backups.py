@@ -11,13 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner.errors import RunnerError
+from runner.errors import BackupError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-class BackupError(RunnerError):
-    """The backup repository could not be written."""
 
 
 def _git(repo: Path, *args: str, input_: str | None = None) -> str:

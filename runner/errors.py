@@ -1,8 +1,48 @@
-"""The exception hierarchy: one root, specific subclasses that also subclass the builtin."""
+"""Every exception runner raises on purpose, in one tree; each also subclasses the builtin
+it resembles, so callers may catch either.
+
+    RunnerError
+    ├── InputError (ValueError)        bad input: names file, line, field; exit code 2
+    │   ├── JobError                   a job file (or its inventory, template, flags)
+    │   ├── InventoryError             an inventory file
+    │   └── TopologyError              a containerlab topology file
+    ├── StoreError                     the results or schedule database failed
+    ├── BrokerError (ConnectionError)  the Redis broker is unreachable or lost its data
+    ├── BackupError                    the backup git repository failed
+    ├── LabError                       a lab operation failed on this machine
+    │   ├── BackendUnavailable         no Docker, not root, missing packages
+    │   ├── LabNotFound (LookupError)
+    │   └── CommandFailed              a system command the lab relies on exited non-zero
+    └── DeviceError                    one device failed: its record's status + error class
+        ├── ConnectFailed (ConnectionError)      unreachable; retried; nothing was sent
+        ├── SessionLost (ConnectionError)        died after login; config may be partial
+        ├── AuthFailed (PermissionError)
+        ├── HostKeyMismatch
+        ├── DeviceTimeout (TimeoutError)
+        ├── CommandRejected                      a platform failure indicator in the answer
+        ├── RenderFailed                         a template failed for this device
+        ├── ParseFailed
+        ├── DeviceBusy                           another run holds the device's lease
+        ├── ConfigAlreadyAttempted               a lost attempt of this run began a push
+        ├── CoordinationFailed                   the run ledger is unreachable
+        ├── NotInInventory                       the worker's inventory lacks the host
+        ├── InternalError                        a bug, confined to one device
+        └── NotRun                               the device got no result of its own:
+            ├── RolloutStopped                   an earlier batch failed too much
+            ├── Interrupted                      the run was cancelled
+            ├── WorkerLost                       the process or machine running it died
+            ├── WorkerError                      its shard failed on the worker
+            └── BrokerLost                       Redis lost the run's queued work
+
+A DeviceError's class name is the `error_class` of the device's record, and its `status`
+the record's status: the vocabulary of device outcomes is this tree.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from runner.vocab import DeviceStatus
 
 
 class RunnerError(Exception):
@@ -41,8 +81,28 @@ class InputError(RunnerError, ValueError):
         return f"{where}{field}{self.message}"
 
 
+class JobError(InputError):
+    """A job file (or its inventory, template or flags) that cannot run as written."""
+
+
+class InventoryError(InputError):
+    """An inventory file that cannot be used as written."""
+
+
 class TopologyError(InputError):
     """A containerlab topology file that cannot be deployed as written."""
+
+
+class StoreError(RunnerError):
+    """The results or schedule database could not be used."""
+
+
+class BrokerError(RunnerError, ConnectionError):
+    """The Redis broker is unreachable, or lost what it held."""
+
+
+class BackupError(RunnerError):
+    """The backup git repository could not be written."""
 
 
 class LabError(RunnerError):
@@ -67,14 +127,15 @@ class CommandFailed(LabError):
         super().__init__(f"{' '.join(argv)} exited {returncode}: {stderr.strip()[-2000:]}")
 
 
-class JobError(InputError):
-    """A job file (or its inventory, template or flags) that cannot run as written."""
-
-
 class DeviceError(RunnerError):
     """One device failed; recorded as that device's status, never stops the others."""
 
-    status = "failed"
+    status = DeviceStatus.FAILED
+
+    def __init__(self, message: str = "", *, status: DeviceStatus | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
 
     @property
     def error_class(self) -> str:
@@ -82,48 +143,87 @@ class DeviceError(RunnerError):
 
 
 class ConnectFailed(DeviceError, ConnectionError):
-    """Nothing answered, or the connection broke: the device is unreachable."""
+    """Nothing answered, or the connection broke before login: the device is unreachable."""
 
-    status = "unreachable"
+    status = DeviceStatus.UNREACHABLE
 
 
 class SessionLost(DeviceError, ConnectionError):
     """The session died after login (mid-command): not retried, config may be partial."""
 
-    status = "failed"
-
 
 class AuthFailed(DeviceError, PermissionError):
-    """The device refused the credentials."""
+    """The device refused the credentials (or the enable secret)."""
 
-    status = "auth_failed"
+    status = DeviceStatus.AUTH_FAILED
 
 
 class HostKeyMismatch(DeviceError):
     """The device's SSH host key is not the one known for it: refused, never trusted."""
 
-    status = "failed"
-
 
 class DeviceTimeout(DeviceError, TimeoutError):
     """A command, or the device's whole budget, ran out of time."""
 
-    status = "timed_out"
+    status = DeviceStatus.TIMED_OUT
 
 
 class CommandRejected(DeviceError):
     """The device answered a command with one of its platform's failure indicators."""
 
-    status = "failed"
-
 
 class RenderFailed(DeviceError):
     """A config template could not be rendered for this device; nothing was sent."""
-
-    status = "failed"
 
 
 class ParseFailed(DeviceError):
     """Output could not be parsed with the parser the step asked for."""
 
-    status = "failed"
+
+class DeviceBusy(DeviceError):
+    """Another run holds this device's lease for longer than the job waits."""
+
+    status = DeviceStatus.SKIPPED
+
+
+class ConfigAlreadyAttempted(DeviceError):
+    """An earlier attempt of this run began configuring the device and was lost: the
+    device is not configured a second time for the same run."""
+
+
+class CoordinationFailed(DeviceError):
+    """The run ledger (Redis) could not be reached, so the device was not coordinated."""
+
+
+class NotInInventory(DeviceError):
+    """The worker that received the device has no such host in its inventory."""
+
+
+class InternalError(DeviceError):
+    """A bug in runner, confined to the one device it happened on."""
+
+
+class NotRun(DeviceError):
+    """The device has no result of its own: runner recorded why on its behalf."""
+
+
+class RolloutStopped(NotRun):
+    """An earlier rollout batch failed more than max_fail_percentage allows."""
+
+    status = DeviceStatus.SKIPPED
+
+
+class Interrupted(NotRun):
+    """The run was cancelled: failed if the device was in progress, else skipped."""
+
+
+class WorkerLost(NotRun):
+    """The engine process or worker machine running the device died or went silent."""
+
+
+class WorkerError(NotRun):
+    """The device's shard failed on its worker without a record for the device."""
+
+
+class BrokerLost(NotRun):
+    """Redis lost the run's queued or running work (restarted without its data)."""

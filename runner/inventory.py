@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,6 +20,8 @@ from nornir.core.inventory import (
 )
 
 from runner import platforms
+from runner.drivers.base import ConnectParams
+from runner.drivers.registry import DRIVERS
 from runner.errors import InputError
 from runner.job.spec import Targets
 from runner.yamlsrc import LineDict, line_of, load_yaml
@@ -28,21 +29,6 @@ from runner.yamlsrc import LineDict, line_of, load_yaml
 HOST_FIELDS = frozenset({"hostname", "port", "username", "password", "platform", "groups",
                          "data", "connection_options"})
 CONN_FIELDS = frozenset({"hostname", "port", "username", "password", "platform", "extras"})
-DRIVERS = ("netmiko", "scrapli", "asyncssh")
-
-
-@dataclass(frozen=True)
-class ConnectParams:
-    """Everything needed to open one session; the password never shows in repr or logs."""
-
-    host: str
-    hostname: str
-    port: int
-    username: str | None
-    password: str | None = field(repr=False)
-    platform: str  # runner platform (platforms.yaml)
-    driver_platform: str  # netmiko device_type or scrapli definition name
-    extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 class FleetInventory:

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from runner.errors import DeviceError
+from runner.errors import ConfigAlreadyAttempted, DeviceBusy
 
 LEASE_TTL_MS = 30_000
 LEDGER_TTL_S = 7 * 86400
@@ -38,19 +38,6 @@ if holder == ARGV[1] then
 end
 return holder
 """
-
-
-class DeviceBusy(DeviceError):
-    """Another job holds this device's lease for longer than the job waits."""
-
-    status = "skipped"
-
-
-class ConfigAlreadyAttempted(DeviceError):
-    """An earlier attempt of this run began configuring the device and was lost: the
-    device is not configured a second time for the same run."""
-
-    status = "failed"
 
 
 class Coordination:

@@ -1,28 +1,18 @@
 """Session drivers: netmiko (threads), scrapli v2 and runner's own asyncssh driver (asyncio),
-behind one async interface."""
+behind one async interface, found by name in the driver registry."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from runner.drivers.base import Session, Timeouts
-from runner.inventory import ConnectParams
+from runner.drivers.base import ConnectParams, Session, Timeouts
+from runner.drivers.registry import builtin_drivers
 
 
 async def open_session(driver: str, params: ConnectParams, timeouts: Timeouts,
                        executor: ThreadPoolExecutor) -> Session:
     """Open a session with the named driver; failures raise DeviceError subclasses."""
-    if driver == "asyncssh":
-        from runner.drivers.asyncssh import AsyncsshSession
-
-        return await AsyncsshSession.open(params, timeouts)
-    if driver == "scrapli":
-        from runner.drivers.scrapli import ScrapliSession
-
-        return await ScrapliSession.open(params, timeouts)
-    from runner.drivers.netmiko import NetmikoSession
-
-    return await NetmikoSession.open(params, timeouts, executor)
+    return await builtin_drivers().get(driver).load().open(params, timeouts, executor)
 
 
-__all__ = ["Session", "Timeouts", "open_session"]
+__all__ = ["ConnectParams", "Session", "Timeouts", "open_session"]

@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import cast
 
 import asyncssh
 
 from runner import platforms
-from runner.drivers.base import Timeouts
+from runner.drivers.base import ConnectParams, Timeouts
 from runner.errors import (
     AuthFailed,
     ConnectFailed,
@@ -21,7 +22,6 @@ from runner.errors import (
     HostKeyMismatch,
     SessionLost,
 )
-from runner.inventory import ConnectParams
 
 # Only the last line of output is tested against the prompt: output lines end in a newline,
 # a prompt does not, so a '#' inside output never ends a read early.
@@ -97,7 +97,8 @@ class AsyncsshSession:
         self._password = re.compile(platform.cli_password_prompt)
 
     @classmethod
-    async def open(cls, params: ConnectParams, timeouts: Timeouts) -> AsyncsshSession:
+    async def open(cls, params: ConnectParams, timeouts: Timeouts,
+                   executor: ThreadPoolExecutor | None = None) -> AsyncsshSession:
         platform = platforms.get(params.platform) or platforms.get("cisco_ios")
         assert platform is not None
         extras = params.extras

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
 class Timeouts:
     connect: float
     command: float
+
+
+@dataclass(frozen=True)
+class ConnectParams:
+    """Everything needed to open one session; the password never shows in repr or logs."""
+
+    host: str
+    hostname: str
+    port: int
+    username: str | None
+    password: str | None = field(repr=False)
+    platform: str  # runner platform (platforms.yaml)
+    driver_platform: str  # netmiko device_type or scrapli definition name
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 class Session(Protocol):

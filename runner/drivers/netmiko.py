@@ -18,7 +18,7 @@ from netmiko.exceptions import (
     ReadTimeout,
 )
 
-from runner.drivers.base import Timeouts, classify_connect_error
+from runner.drivers.base import ConnectParams, Timeouts, classify_connect_error
 from runner.errors import (
     AuthFailed,
     ConnectFailed,
@@ -26,7 +26,6 @@ from runner.errors import (
     DeviceTimeout,
     HostKeyMismatch,
 )
-from runner.inventory import ConnectParams
 
 T = TypeVar("T")
 # extras a netmiko inventory may carry; anything else is a typo we should not pass on

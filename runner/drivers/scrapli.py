@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from scrapli import (
@@ -18,9 +19,8 @@ from scrapli import (
 from scrapli.exceptions import FFIException, ScrapliException, TimeoutException
 from scrapli.ffi_types import Cancel
 
-from runner.drivers.base import Timeouts, classify_connect_error
+from runner.drivers.base import ConnectParams, Timeouts, classify_connect_error
 from runner.errors import AuthFailed, ConnectFailed, DeviceError, DeviceTimeout, HostKeyMismatch
-from runner.inventory import ConnectParams
 
 T = TypeVar("T")
 # Native operations that did not end after being cancelled: their memory must stay alive
@@ -108,7 +108,8 @@ class ScrapliSession:
         self._cli = cli
 
     @classmethod
-    async def open(cls, params: ConnectParams, timeouts: Timeouts) -> ScrapliSession:
+    async def open(cls, params: ConnectParams, timeouts: Timeouts,
+                   executor: ThreadPoolExecutor | None = None) -> ScrapliSession:
         extras = params.extras
         known_hosts = extras.get("known_hosts_path")
         transport: TransportBinOptions | TransportSsh2Options

@@ -1,0 +1,88 @@
+"""runner's settings from the environment, read once (by the CLI, or a worker at start) into
+one object that is passed down; no other module reads os.environ for them."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import InputError
+
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+DEFAULT_QUEUE = "runner"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Each field names the variable it comes from."""
+
+    home: Path = Path(".runner")  # RUNNER_HOME: the default results database lives here
+    db_url: str | None = None  # RUNNER_DB_URL (or --db): any SQLAlchemy URL
+    # RUNNER_BROKER_URL: Redis for `runner worker` and `--engine celery`; when set, local runs
+    # take the same device leases as workers do.
+    broker_url: str | None = None
+    result_url: str | None = None  # RUNNER_RESULT_URL: Celery results (default: the broker)
+    route_key: str = "site"  # RUNNER_ROUTE_KEY: inventory data naming a host's queue
+    # RUNNER_VISIBILITY_TIMEOUT: seconds before Redis hands an unacknowledged shard to
+    # another worker by itself (the dispatcher acts long before, see worker_lost_after).
+    visibility_timeout: float = 3600.0
+    # RUNNER_WORKER_LOST_AFTER: seconds a worker may be silent (no heartbeat) before the
+    # dispatcher gives its shards to a live worker, or records their devices WorkerLost.
+    worker_lost_after: float = 20.0
+    lab_index: Path = Path("/run/runner/labs")  # RUNNER_LAB_INDEX: labs up on this machine
+    lab_ready_timeout: float = 120.0  # RUNNER_LAB_READY_TIMEOUT: routers' daemons and sshd
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        base = cls()
+
+        def number(name: str, default: float, low: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise InputError(f"environment variable {name}={raw!r}: expected a number of "
+                                 "seconds") from None
+            if value < low:
+                raise InputError(f"environment variable {name}={raw!r}: expected at least "
+                                 f"{low:g}")
+            return value
+
+        return cls(
+            home=Path(env.get("RUNNER_HOME") or base.home),
+            db_url=env.get("RUNNER_DB_URL") or None,
+            broker_url=env.get("RUNNER_BROKER_URL") or None,
+            result_url=env.get("RUNNER_RESULT_URL") or None,
+            route_key=env.get("RUNNER_ROUTE_KEY") or base.route_key,
+            visibility_timeout=number("RUNNER_VISIBILITY_TIMEOUT", base.visibility_timeout, 1),
+            worker_lost_after=number("RUNNER_WORKER_LOST_AFTER", base.worker_lost_after, 1),
+            lab_index=Path(env.get("RUNNER_LAB_INDEX") or base.lab_index),
+            lab_ready_timeout=number("RUNNER_LAB_READY_TIMEOUT", base.lab_ready_timeout, 1),
+        )
+
+    @property
+    def broker(self) -> str:
+        """The broker to use when one is needed (workers, --engine celery)."""
+        return self.broker_url or DEFAULT_BROKER
+
+    @property
+    def results_backend(self) -> str:
+        return self.result_url or self.broker
+
+    def database_url(self) -> str:
+        """The results database: --db / RUNNER_DB_URL, else SQLite under RUNNER_HOME."""
+        if self.db_url:
+            return self.db_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.home.resolve() / 'results.db'}"
+
+
+def safe_url(url: str) -> str:
+    """The URL (or a message holding one) with any password replaced: what may be logged."""
+    return re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1****@", url)

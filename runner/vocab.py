@@ -1,0 +1,80 @@
+"""runner's vocabularies, each one StrEnum: what a device, step, run, engine, driver or
+schedule policy can be. A StrEnum is its own string, so JSON, the database and the CLI
+carry the plain words while mypy catches a misspelt member."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeviceStatus(StrEnum):
+    """What happened to one device in one run."""
+
+    OK = "ok"
+    CHANGED = "changed"
+    FAILED = "failed"  # the device refused input, a check failed, or the session was lost
+    UNREACHABLE = "unreachable"  # nothing answered: nothing was sent
+    AUTH_FAILED = "auth_failed"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"  # never contacted: rollout stopped, run interrupted, device busy
+
+    @property
+    def success(self) -> bool:
+        return self in (DeviceStatus.OK, DeviceStatus.CHANGED)
+
+
+SUCCESS = frozenset({DeviceStatus.OK, DeviceStatus.CHANGED})
+
+
+class StepKind(StrEnum):
+    COMMAND = "command"
+    CONFIG = "config"
+    BACKUP = "backup"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # cancelled, Ctrl-C, or its process died
+
+
+class Engine(StrEnum):
+    """Where a run's devices are worked on (the executor registry's keys)."""
+
+    LOCAL = "local"  # one asyncio loop in this process
+    PROCESSES = "processes"  # one engine process per core on this machine
+    CELERY = "celery"  # shards on `runner worker` machines
+
+
+class EngineChoice(StrEnum):
+    """What a user may ask for: an engine, or `auto` (processes for large runs)."""
+
+    AUTO = "auto"
+    LOCAL = "local"
+    PROCESSES = "processes"
+    CELERY = "celery"
+
+
+class Driver(StrEnum):
+    NETMIKO = "netmiko"
+    SCRAPLI = "scrapli"
+    ASYNCSSH = "asyncssh"
+
+
+class Overlap(StrEnum):
+    """A scheduled run still going when the next occurrence is due."""
+
+    SKIP = "skip"
+    QUEUE = "queue"
+
+
+class OccurrenceStatus(StrEnum):
+    """What became of one scheduled occurrence."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    MISSED = "missed"  # misfired (too late) or coalesced into a later one
+    SKIPPED = "skipped"  # the previous run was still going (overlap: skip)
