@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from dataclasses import replace
 
 import click
 
 from runner import __version__
 from runner.errors import RunnerError
+from runner.settings import Settings
 
 # command -> module that defines it: a command's module (and the libraries it needs: lab,
 # scheduler, Celery) loads only when that command runs, so `runner run` starts quickly.
@@ -38,15 +40,23 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="runner")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("--db", envvar="RUNNER_DB_URL", metavar="URL",
-              help="Results database (SQLAlchemy URL); default .runner/results.db.")
+@click.option("--db", metavar="URL",
+              help="Results database (SQLAlchemy URL); default $RUNNER_DB_URL, else "
+                   ".runner/results.db.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
     """Network-automation job runner for device fleets."""
-    ctx.obj = {"db": db}
+    settings = Settings.from_env()  # the one read of the environment; passed down from here
+    ctx.obj = settings if db is None else replace(settings, db_url=db)
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings the `runner` group read (or from the environment, for a bare command)."""
+    root = ctx.find_root().obj
+    return root if isinstance(root, Settings) else Settings.from_env()
 
 
 def main() -> None:

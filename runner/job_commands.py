@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from runner.cli import settings_of
 from runner.errors import InputError
 from runner.job.load import load_job
 from runner.job.spec import json_schema
@@ -19,7 +20,7 @@ INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defau
 
 
 def _store(ctx: click.Context) -> ResultsStore:
-    return ResultsStore(ctx.obj.get("db") if ctx.obj else None)
+    return ResultsStore(settings_of(ctx).database_url())
 
 
 @click.command()

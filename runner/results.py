@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -71,15 +69,6 @@ devices = Table(
 )
 
 
-def default_url() -> str:
-    url = os.environ.get("RUNNER_DB_URL")
-    if url:
-        return url
-    home = Path(os.environ.get("RUNNER_HOME", ".runner"))
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home.resolve() / 'results.db'}"
-
-
 def _device_row(run_id: str, d: DeviceResult) -> dict[str, Any]:
     data = d.to_json()
     return {"run_id": run_id, **{k: data[k] for k in (
@@ -88,8 +77,8 @@ def _device_row(run_id: str, d: DeviceResult) -> dict[str, Any]:
 
 
 class ResultsStore:
-    def __init__(self, url: str | None = None) -> None:
-        self.url = url or default_url()
+    def __init__(self, url: str) -> None:
+        self.url = url
         try:
             self.engine: Engine = create_engine(self.url)
             if self.engine.dialect.name == "sqlite":

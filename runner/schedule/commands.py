@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from runner.cli import settings_of
 from runner.engine import now_iso
 from runner.errors import InputError
 from runner.output import Progress, run_table, table
@@ -27,7 +28,7 @@ STORE = click.option("--store", "store_url", metavar="URL",
 
 
 def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, ScheduleStore]:
-    results = ResultsStore(ctx.obj.get("db") if ctx.obj else None)
+    results = ResultsStore(settings_of(ctx).database_url())
     return results, ScheduleStore(store_url or results.url)
 
 
@@ -110,7 +111,7 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
         raise InputError(f"no scheduled job named {name!r} in {jobs_dir} "
                          f"(scheduled: {', '.join(sorted(jobs.jobs)) or 'none'})")
     prep = prepare(jobs.jobs[name].job.path, inventory, templates)
-    results = ResultsStore(ctx.obj.get("db") if ctx.obj else None)
+    results = ResultsStore(settings_of(ctx).database_url())
     result = execute(prep, results, RunOptions(occurrence=f"{name}@manual-{now_iso()}",
                                                on_device_done=[Progress(len(prep.hosts))]))
     click.echo(run_table(result))
