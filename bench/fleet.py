@@ -32,6 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import redis  # noqa: E402
+
+from runner.dispatch.heartbeat import live_workers  # noqa: E402
 from runner.lab.netns import wait_for  # noqa: E402
 from runner.lab.sim.process import SimProcess, memory_mib  # noqa: E402
 
@@ -185,10 +188,14 @@ class Celery:
         wait_for(self._ready, 60, "two runner workers")
 
     def _ready(self) -> bool:
-        out = subprocess.run([str(BIN / "celery"), "-A", "runner.dispatch.celery_app", "inspect",
-                              "ping", "-t", "1"], env=self.env, capture_output=True,
-                             text=True, check=False, cwd=ROOT).stdout
-        return out.count("pong") >= 2
+        """Both workers announce themselves (heartbeat) once they consume their queue."""
+        client = redis.Redis.from_url(self.url, decode_responses=True)
+        try:
+            return len(live_workers(client)) >= 2
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
 
     @property
     def pids(self) -> list[int]:

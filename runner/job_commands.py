@@ -8,13 +8,14 @@ from pathlib import Path
 
 import click
 
-from runner.cli import settings_of
+from runner.cli import engine_option, settings_of
 from runner.errors import InputError
 from runner.job.load import load_job
 from runner.job.spec import json_schema
 from runner.output import Progress, diffs, run_table, table
 from runner.results import ResultsStore
 from runner.run import RunOptions, check_job, execute, prepare
+from runner.vocab import EngineChoice
 
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
 
@@ -34,8 +35,7 @@ def _store(ctx: click.Context) -> ResultsStore:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--diff/--no-diff", "show_diff", default=None,
               help="Print config diffs (default: on for --dry-run).")
-@click.option("--engine", type=click.Choice(["local", "celery"]), default="local",
-              show_default=True, help="celery: shards go to `runner worker` processes.")
+@engine_option
 @click.option("--shard-size", type=click.IntRange(1, 100_000), default=50, show_default=True,
               help="Hosts per shard with --engine celery.")
 @click.option("--processes", type=click.IntRange(0, 256), default=0, show_default=True,
@@ -43,14 +43,14 @@ def _store(ctx: click.Context) -> ResultsStore:
 @click.pass_context
 def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         limit: str | None, dry_run: bool, as_json: bool, show_diff: bool | None,
-        engine: str, shard_size: int, processes: int) -> None:
+        engine: EngineChoice, shard_size: int, processes: int) -> None:
     """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 1: any other; 2: bad input."""
     prep = prepare(job_file, inventory, templates, limit)
     store = _store(ctx)
     progress = Progress(len(prep.hosts))
-    run_result = execute(prep, store, RunOptions(dry_run=dry_run, on_device_done=[progress],
-                                                 engine=engine, shard_size=shard_size,
-                                                 processes=processes or None))
+    run_result = execute(prep, store, RunOptions(
+        settings=settings_of(ctx), dry_run=dry_run, on_device_done=[progress], engine=engine,
+        shard_size=shard_size, processes=processes or None))
     if as_json:
         click.echo(json.dumps(run_result.to_json(), indent=2))
     else:

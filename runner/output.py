@@ -8,7 +8,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TextIO
 
-from runner.records import SUCCESS, DeviceResult, RunResult
+from runner.records import DeviceResult, RunResult
+from runner.vocab import SUCCESS
 
 
 def table(rows: Sequence[tuple[str, ...]]) -> str:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-STATUSES = ("ok", "changed", "failed", "unreachable", "auth_failed", "timed_out", "skipped")
-SUCCESS = frozenset({"ok", "changed"})
+from runner.errors import DeviceError
+from runner.vocab import DeviceStatus, Engine, StepKind
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
 class StepResult:
     name: str
-    kind: str  # command | config | backup
+    kind: StepKind
     output: str | None = None
     parsed: Any = None
     diff: str | None = None
@@ -22,25 +27,35 @@ class StepResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepResult:
-        return cls(**data)
+        return cls(**{**data, "kind": StepKind(data["kind"])})
 
 
 @dataclass
 class DeviceResult:
     host: str
-    status: str
+    status: DeviceStatus
     changed: bool = False
     duration_s: float = 0.0
     error: str | None = None
     error_class: str | None = None
     attempts: int = 0
     driver: str | None = None
-    worker: str | None = None  # which `runner worker` ran it (None: the local engine)
+    worker: str | None = None  # which `runner worker` ran it (None: this machine)
     started: str | None = None
     finished: str | None = None
     steps: list[StepResult] = field(default_factory=list)
     # Backup text handed to the backup store; never printed or stored with the record.
     backup: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def of_error(cls, host: str, error: DeviceError, *, worker: str | None = None,
+                 status: DeviceStatus | None = None) -> DeviceResult:
+        """The record of a device that ended with `error` before any step ran."""
+        return cls(host=host, status=status or error.status, error=str(error),
+                   error_class=error.error_class, worker=worker, finished=now_iso())
+
+    def fail(self, error: DeviceError) -> None:
+        self.status, self.error_class, self.error = error.status, error.error_class, str(error)
 
     def to_json(self, *, with_backup: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -50,8 +65,8 @@ class DeviceResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceResult:
-        steps = [StepResult.from_json(s) for s in data.get("steps", [])]
-        return cls(**{**data, "steps": steps})
+        steps = [StepResult.from_json(s) for s in data.get("steps") or []]
+        return cls(**{**data, "status": DeviceStatus(data["status"]), "steps": steps})
 
 
 @dataclass
@@ -63,20 +78,20 @@ class RunResult:
     devices: list[DeviceResult]
     dry_run: bool = False
     job_file: str | None = None
-    engine: str = "local"
+    engine: Engine = Engine.LOCAL
     occurrence: str | None = None
     backup_commit: str | None = None
 
     @property
     def summary(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
+        counts = dict.fromkeys((str(s) for s in DeviceStatus), 0)
         for device in self.devices:
-            counts[device.status] = counts.get(device.status, 0) + 1
+            counts[device.status] += 1
         return counts
 
     @property
     def ok(self) -> bool:
-        return all(d.status in SUCCESS for d in self.devices)
+        return all(d.status.success for d in self.devices)
 
     def to_json(self) -> dict[str, Any]:
         return {

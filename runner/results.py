@@ -32,6 +32,8 @@ from sqlalchemy.engine import Engine
 
 from runner.errors import InputError, RunnerError
 from runner.records import DeviceResult, RunResult
+from runner.vocab import Engine as EngineName
+from runner.vocab import RunStatus, StepKind
 
 metadata = MetaData()
 runs = Table(
@@ -107,7 +109,7 @@ class ResultsStore:
         with self.engine.begin() as conn:
             conn.execute(insert(runs).values(
                 run_id=run.run_id, job=run.job, job_file=run.job_file, started=run.started,
-                status="running", dry_run=run.dry_run, engine=run.engine,
+                status=RunStatus.RUNNING, dry_run=run.dry_run, engine=run.engine,
                 occurrence=run.occurrence, summary=run.summary))
 
     def record_devices(self, run_id: str, batch: list[DeviceResult]) -> None:
@@ -119,17 +121,18 @@ class ResultsStore:
                                                devices.c.host.in_(list(latest))))
             conn.execute(insert(devices), [_device_row(run_id, d) for d in latest.values()])
 
-    def finish_run(self, run: RunResult, status: str | None = None) -> None:
+    def finish_run(self, run: RunResult, status: RunStatus | None = None) -> None:
         with self.engine.begin() as conn:
             # Stored as each device finished; only backup steps learn more afterwards
             # (whether the commit changed the device's file).
-            for device in (d for d in run.devices if any(s.kind == "backup" for s in d.steps)):
+            for device in (d for d in run.devices
+                           if any(s.kind is StepKind.BACKUP for s in d.steps)):
                 conn.execute(update(devices).where(
                     devices.c.run_id == run.run_id, devices.c.host == device.host).values(
                     steps=device.to_json()["steps"]))
             conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
                 finished=run.finished, summary=run.summary,
-                status=status or ("ok" if run.ok else "failed"),
+                status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),
                 backup_commit=run.backup_commit))
 
     def interrupt(self, run_id: str | None, finished: str) -> None:
@@ -138,8 +141,8 @@ class ResultsStore:
             return
         with self.engine.begin() as conn:
             conn.execute(update(runs).where(runs.c.run_id == run_id,
-                                            runs.c.status == "running").values(
-                status="interrupted", finished=finished))
+                                            runs.c.status == RunStatus.RUNNING).values(
+                status=RunStatus.INTERRUPTED, finished=finished))
 
     def last_run(self, job: str) -> dict[str, Any] | None:
         rows = self.list_runs(1, job)
@@ -173,7 +176,7 @@ class ResultsStore:
                                         if k not in ("id", "run_id")}) for r in rows]
         run = RunResult(run_id=full, job=row["job"], started=row["started"],
                         finished=row["finished"], devices=devs, dry_run=row["dry_run"],
-                        job_file=row["job_file"], engine=row["engine"],
+                        job_file=row["job_file"], engine=EngineName(row["engine"]),
                         occurrence=row["occurrence"], backup_commit=row["backup_commit"])
         return row, run
 

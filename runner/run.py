@@ -3,7 +3,6 @@ device's record as it finishes, commit backups; used by the CLI, scheduler and w
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import uuid
@@ -12,15 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.backups import BackupRepo
-from runner.engine import CoordinationSpec, EngineOptions, now_iso, run_devices
 from runner.errors import InputError
+from runner.execution import Work, choose_engine, run_devices
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.load import JobFile, load_job
 from runner.job.spec import BackupStep, CommandStep, ConfigStep
 from runner.parsing import check_parser
-from runner.records import DeviceResult, RunResult
+from runner.records import DeviceResult, RunResult, now_iso
 from runner.render import Templates
 from runner.results import RecordWriter, ResultsStore
+from runner.settings import Settings
+from runner.vocab import EngineChoice, RunStatus, StepKind
 
 
 @dataclass
@@ -33,13 +34,14 @@ class Prepared:
 
 @dataclass
 class RunOptions:
+    settings: Settings = field(default_factory=Settings)
     dry_run: bool = False
     occurrence: str | None = None
     cancel: threading.Event | None = None
     run_id: str | None = None
-    engine: str = "local"  # or "celery": shards go to `runner worker` processes
-    shard_size: int = 50
-    processes: int | None = None  # local engine processes; None: one per core for big runs
+    engine: EngineChoice = EngineChoice.AUTO
+    shard_size: int = 50  # hosts per shard with the celery engine
+    processes: int | None = None  # engine processes; None: one per core for big runs
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
 
 
@@ -97,8 +99,9 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     spec = prep.job.spec
     run = RunResult(run_id=options.run_id or new_run_id(), job=spec.name, started=now_iso(),
                     finished=None, devices=[], dry_run=options.dry_run,
-                    job_file=str(prep.job.path), occurrence=options.occurrence,
-                    engine=options.engine)
+                    job_file=str(prep.job.path), occurrence=options.occurrence)
+    engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
+    run.engine = engine
     store.start_run(run)
     writer = RecordWriter(store, run.run_id)
     finished: list[DeviceResult] = []
@@ -109,37 +112,22 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
         for callback in options.on_device_done:
             callback(device)
 
+    work = Work(spec, prep.inventory, prep.templates_dir, run.run_id, options.settings,
+                dry_run=options.dry_run, processes=processes, shard_size=options.shard_size)
     try:
-        run.devices = _run_devices(prep, run.run_id, options, done)
+        run.devices = run_devices(work, prep.hosts, engine, done, options.cancel)
     except BaseException:
         run.finished = now_iso()
         run.devices = finished  # the summary counts what did finish
         writer.close()
-        store.finish_run(run, status="interrupted")
+        store.finish_run(run, status=RunStatus.INTERRUPTED)
         raise
     writer.close()
     commit_backups(prep, run)
     run.finished = now_iso()
     interrupted = options.cancel is not None and options.cancel.is_set()
-    store.finish_run(run, status="interrupted" if interrupted else None)
+    store.finish_run(run, status=RunStatus.INTERRUPTED if interrupted else None)
     return run
-
-
-def _run_devices(prep: Prepared, run_id: str, options: RunOptions,
-                 done: Callable[[DeviceResult], None]) -> list[DeviceResult]:
-    spec = prep.job.spec
-    if options.engine == "celery":
-        from runner.dispatch.celery_engine import run_on_workers
-
-        return run_on_workers(spec, prep.hosts, prep.inventory, run_id, options.dry_run,
-                              options.shard_size, done, options.cancel)
-    # With a broker configured, local runs take the same device leases as workers.
-    coordination = CoordinationSpec(os.environ["RUNNER_BROKER_URL"], run_id,
-                                    f"local:{os.getpid()}:{run_id}") \
-        if os.environ.get("RUNNER_BROKER_URL") else None
-    return run_devices(spec, prep.hosts, prep.inventory, EngineOptions(
-        templates_dir=prep.templates_dir, dry_run=options.dry_run, on_device_done=done,
-        cancel=options.cancel, coordination=coordination, processes=options.processes))
 
 
 def commit_backups(prep: Prepared, run: RunResult) -> None:
@@ -155,6 +143,6 @@ def commit_backups(prep: Prepared, run: RunResult) -> None:
         run.backup_commit, changed = repo.commit(configs, f"runner {run.job} run {run.run_id}")
     for device in run.devices:
         for s in device.steps:
-            if s.kind == "backup":
+            if s.kind is StepKind.BACKUP:
                 s.changed = device.host in changed
                 s.output = str(repo.file_for(device.host)) if device.backup else None

@@ -16,6 +16,7 @@ from runner.job.spec import BackupStep, CommandStep, ConfigStep, JobSpec
 from runner.parsing import parse
 from runner.platforms import Platform
 from runner.records import DeviceResult, StepResult
+from runner.vocab import StepKind
 
 # Config lines of a step, given the results so far ({step name: {output, parsed}}).
 Renderer = Callable[[dict[str, dict[str, Any]]], list[str]]
@@ -45,7 +46,8 @@ def _checked(ctx: StepContext, step: StepResult, output: str) -> str:
 
 async def run_command(ctx: StepContext, step: CommandStep, name: str) -> None:
     for command in step.commands:
-        record = StepResult(name=name if len(step.commands) == 1 else command, kind="command")
+        record = StepResult(name=name if len(step.commands) == 1 else command,
+                            kind=StepKind.COMMAND)
         ctx.result.steps.append(record)
         output = await ctx.session.command(command, ctx.command_timeout)
         _checked(ctx, record, output)
@@ -64,7 +66,7 @@ async def _running(ctx: StepContext, extra_volatile: tuple[re.Pattern[str], ...]
 
 
 async def run_config(ctx: StepContext, step: ConfigStep, name: str, lines: list[str]) -> None:
-    record = StepResult(name=name, kind="config")
+    record = StepResult(name=name, kind=StepKind.CONFIG)
     ctx.result.steps.append(record)
     before = await _running(ctx)
     if ctx.dry_run:
@@ -87,7 +89,7 @@ async def run_config(ctx: StepContext, step: ConfigStep, name: str, lines: list[
 
 
 async def run_backup(ctx: StepContext, step: BackupStep, name: str) -> None:
-    record = StepResult(name=name, kind="backup")
+    record = StepResult(name=name, kind=StepKind.BACKUP)
     ctx.result.steps.append(record)
     extra = tuple(re.compile(p) for p in step.backup.volatile)
     ctx.result.backup = await _running(ctx, extra)

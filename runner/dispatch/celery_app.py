@@ -8,26 +8,45 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
+import threading
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
 
-from runner.dispatch import settings
-from runner.engine import CoordinationSpec, EngineOptions, run_devices
+from runner.dispatch.heartbeat import ShardKeys, ShardWatch, sync_client
+from runner.errors import NotInInventory
+from runner.execution.executor import Work
+from runner.execution.leases import LEDGER_TTL_S, RunKeys
+from runner.execution.local import LocalExecutor
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.spec import JobSpec
 from runner.records import DeviceResult
+from runner.settings import DEFAULT_QUEUE, Settings
+
+TASK = "runner.run_shard"
 
 
-def make_app() -> Celery:
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker's shards need, set on its app before the pool's processes fork."""
+
+    settings: Settings
+    inventory: Path
+    templates: Path
+    name: str
+    incarnation: str  # this worker process's identity in heartbeats: name#pid.random
+
+
+def make_app(settings: Settings, worker: WorkerConfig | None = None) -> Celery:
     app = Celery("runner")
-    vt = settings.visibility_timeout()
+    vt = settings.visibility_timeout
     app.conf.update(
-        broker_url=settings.broker_url(),
-        result_backend=settings.result_url(),
+        broker_url=settings.broker,
+        result_backend=settings.results_backend,
         task_serializer="json", result_serializer="json",
         accept_content=["json"], result_accept_content=["json"],
         # A shard is acknowledged when it finished: a worker that dies mid-shard has it
@@ -36,15 +55,14 @@ def make_app() -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options={"visibility_timeout": vt},
         result_backend_transport_options={"visibility_timeout": vt},
-        task_default_queue=settings.DEFAULT_QUEUE,
+        task_default_queue=DEFAULT_QUEUE,
         broker_connection_retry_on_startup=True,
         result_expires=7 * 86400,
         worker_hijack_root_logger=False,
     )
+    app.runner_worker = worker
+    app.task(name=TASK, bind=True)(run_shard)
     return app
-
-
-app = make_app()
 
 
 @cache
@@ -52,30 +70,67 @@ def _inventory(path: str, mtime_ns: int) -> FleetInventory:
     return load_inventory(Path(path))
 
 
-def worker_inventory() -> FleetInventory:
-    path = Path(os.environ.get("RUNNER_INVENTORY", "inventory"))
+def worker_inventory(path: Path) -> FleetInventory:
+    """The worker's inventory, loaded again only when its hosts file changed."""
     stamp = (path / "hosts.yaml" if path.is_dir() else path).stat().st_mtime_ns
     return _inventory(str(path), stamp)
 
 
-def worker_name() -> str:
-    return os.environ.get("RUNNER_WORKER_NAME", f"{socket.gethostname()}:{os.getpid()}")
+class _Collect:
+    """A shard's RecordSink: its records go back as the task's result."""
+
+    def __init__(self) -> None:
+        self.records: list[DeviceResult] = []
+
+    def started(self, host: str) -> None:
+        pass  # the run ledger marks it in Redis (Coordination.begin)
+
+    def finished(self, record: DeviceResult) -> None:
+        self.records.append(record)
+
+    def lost(self, hosts: Any, error: Any, *, progress_known: bool = True) -> None:
+        raise AssertionError("a local engine never loses a device")
 
 
-@app.task(name="runner.run_shard", bind=True)  # type: ignore[untyped-decorator]
-def run_shard(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+def run_shard(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    config: WorkerConfig = task.app.runner_worker
+    keys, shard = RunKeys(payload["run_id"]), ShardKeys(task.request.id)
+    client = sync_client(config.settings.broker)
+    client.set(shard.holder, config.incarnation, ex=LEDGER_TTL_S)
+    why_not = _refused(client, keys, shard)
+    if why_not:  # e.g. a shard Redis delivered again after the dispatcher moved on
+        return {"devices": [], "not_run": why_not}
     spec = JobSpec.model_validate(payload["job"])
-    inventory = worker_inventory()
+    inventory = worker_inventory(config.inventory)
     known = [h for h in payload["hosts"] if h in inventory.hosts]
-    missing = [DeviceResult(host=h, status="failed", error_class="NotInInventory",
-                            worker=worker_name(),
-                            error=f"host is not in worker {worker_name()}'s inventory")
-               for h in payload["hosts"] if h not in inventory.hosts]
+    missing = [DeviceResult.of_error(h, NotInInventory(
+        f"host is not in worker {config.name}'s inventory"), worker=config.name)
+        for h in payload["hosts"] if h not in inventory.hosts]
+    work = Work(spec, inventory, config.templates, payload["run_id"], config.settings,
+                dry_run=bool(payload.get("dry_run")))
     # Each delivery is its own owner: a redelivered shard must not pass for the lost one.
-    owner = f"{worker_name()}:{self.request.id}:{secrets.token_hex(3)}"
-    options = EngineOptions(
-        templates_dir=Path(os.environ.get("RUNNER_TEMPLATES", "templates")),
-        dry_run=bool(payload.get("dry_run")), worker=worker_name(), processes=1,
-        coordination=CoordinationSpec(settings.broker_url(), payload["run_id"], owner))
-    devices = run_devices(spec, known, inventory, options) if known else []
-    return {"devices": [d.to_json(with_backup=True) for d in [*devices, *missing]]}
+    owner = f"{config.name}:{task.request.id}:{secrets.token_hex(3)}"
+    sink = _Collect()
+    cancel = threading.Event()
+    if known:
+        with ShardWatch(client, keys, shard, cancel):
+            LocalExecutor(work, worker=config.name, owner=owner, coordinate=True).run(
+                known, sink, cancel)
+    return {"devices": [d.to_json(with_backup=True) for d in [*sink.records, *missing]]}
+
+
+def _refused(client: redis.Redis, keys: RunKeys, shard: ShardKeys) -> str | None:
+    closed, dropped, cancelled = client.mget([keys.closed, shard.dropped, keys.cancel])
+    if closed:
+        return "the run had already finished"
+    if dropped:
+        return "the dispatcher had given this shard to another worker"
+    if cancelled:
+        return "the run was cancelled"
+    return None
+
+
+def worker_name_default() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -14,9 +15,10 @@ from types import FrameType
 
 import click
 
-from runner.dispatch import settings
+from runner.cli import settings_of
 from runner.errors import InputError
 from runner.inventory import load_inventory
+from runner.settings import DEFAULT_QUEUE, safe_url
 
 
 @click.command()
@@ -33,30 +35,47 @@ from runner.inventory import load_inventory
 @click.option("-n", "--name", help="Worker name (default: host:pid).")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--child", is_flag=True, hidden=True, help="Run the Celery worker itself.")
-def worker(queues: tuple[str, ...], concurrency: int, inventory: Path, templates: Path,
-           name: str | None, loglevel: str, child: bool) -> None:
-    """Start a worker (broker and results: RUNNER_BROKER_URL, RUNNER_RESULT_URL)."""
+@click.pass_context
+def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int, inventory: Path,
+           templates: Path, name: str | None, loglevel: str, child: bool) -> None:
+    """Start a worker (broker and results: RUNNER_BROKER_URL, RUNNER_RESULT_URL; silent
+    for RUNNER_WORKER_LOST_AFTER seconds, its shards go to other workers)."""
     load_inventory(inventory)  # bad input fails here, before joining the cluster
     if not templates.is_dir():
         raise InputError("templates directory not found", path=templates)
     worker_name = name or f"{socket.gethostname()}:{os.getpid()}"
     if not child:
         sys.exit(supervise([*sys.argv[1:], "--child", "--name", worker_name]))
-    os.environ.update({"RUNNER_INVENTORY": str(inventory.resolve()),
-                       "RUNNER_TEMPLATES": str(templates.resolve()),
-                       "RUNNER_WORKER_NAME": worker_name})
-    from runner.dispatch.celery_app import app
+    from celery.signals import task_received, worker_ready, worker_shutdown
 
-    click.echo(f"runner worker {worker_name}: broker {settings.safe_url(settings.broker_url())}"
-               f", queues {', '.join(queues or [settings.DEFAULT_QUEUE])}", err=True)
-    # prefork: one process per concurrent shard. scrapli v2 runs many sessions on one
-    # event loop, but event loops in two threads of one process race in its native core.
-    app.worker_main([
-        "worker", "--pool", "prefork", "--concurrency", str(concurrency),
-        "--queues", ",".join(queues or [settings.DEFAULT_QUEUE]),
-        "--hostname", f"runner-{os.getpid()}@{socket.gethostname()}",
-        "--loglevel", loglevel, "--without-gossip", "--without-mingle",
-    ])
+    from runner.dispatch.celery_app import WorkerConfig, make_app
+    from runner.dispatch.heartbeat import Heartbeat
+
+    settings = settings_of(ctx)
+    queue_list = list(queues or [DEFAULT_QUEUE])
+    # This process's identity in heartbeats: a restarted worker is a new incarnation, so
+    # shards the old one held are known to be lost even though the name is the same.
+    incarnation = f"{worker_name}#{os.getpid()}.{secrets.token_hex(3)}"
+    app = make_app(settings, WorkerConfig(settings, inventory.resolve(), templates.resolve(),
+                                          worker_name, incarnation))
+    heartbeat = Heartbeat(settings.broker, incarnation, queue_list, settings.worker_lost_after)
+    # Present once it consumes (dispatchers send only to live workers), gone when it stops.
+    worker_ready.connect(lambda **_: heartbeat.start(), weak=False)
+    worker_shutdown.connect(lambda **_: heartbeat.stop(), weak=False)
+    task_received.connect(lambda request=None, **_: heartbeat.hold(request.id), weak=False)
+    click.echo(f"runner worker {worker_name}: broker {safe_url(settings.broker)}, queues "
+               f"{', '.join(queue_list)}", err=True)
+    try:
+        # prefork: one process per concurrent shard. scrapli v2 runs many sessions on one
+        # event loop, but event loops in two threads of one process race in its native core.
+        app.worker_main([
+            "worker", "--pool", "prefork", "--concurrency", str(concurrency),
+            "--queues", ",".join(queue_list),
+            "--hostname", f"runner-{os.getpid()}@{socket.gethostname()}",
+            "--loglevel", loglevel, "--without-gossip", "--without-mingle",
+        ])
+    finally:
+        heartbeat.stop()
 
 
 def supervise(argv: list[str]) -> int:

@@ -15,7 +15,8 @@ from runner.yamlsrc import line_of, load_yaml
 
 # Pydantic reports one error per union branch; these only say "not this branch's type".
 _TYPE_MISMATCH = frozenset({
-    "literal_error", "string_type", "int_type", "int_parsing", "float_type", "float_parsing",
+    "literal_error", "enum", "string_type", "int_type", "int_parsing", "float_type",
+    "float_parsing",
     "bool_type", "bool_parsing", "dict_type", "list_type", "model_type", "model_attributes_type",
     "is_instance_of", "union_tag_invalid",
 })
@@ -52,7 +53,7 @@ def _field(path: list[str]) -> str:
 def _expected(error: Mapping[str, Any]) -> str:
     """What a type-mismatch error expected, as a short phrase."""
     kind = error["type"]
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):
         return str(error.get("ctx", {}).get("expected", error["msg"]))
     return {"model_type": "a mapping", "model_attributes_type": "a mapping",
             "dict_type": "a mapping", "list_type": "a list", "string_type": "a string",

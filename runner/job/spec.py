@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from runner.schedule.spec import ScheduleSpec
+from runner.vocab import Driver
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -161,8 +162,8 @@ class JobSpec(_Model):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     targets: Targets = Field(default_factory=Targets)
-    driver: Literal["netmiko", "scrapli", "asyncssh"] = Field(
-        "netmiko", description="Default session driver (asyncssh: runner's own, the fastest "
+    driver: Driver = Field(
+        Driver.NETMIKO, description="Default session driver (asyncssh: runner's own, the fastest "
                                "for large fleets); inventory data `driver` on a host or group "
                                "overrides it.")
     concurrency: int = Field(20, ge=1, le=5000, description="Devices at once.")

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import click
 
-from runner.cli import settings_of
-from runner.engine import now_iso
+from runner.cli import engine_option, settings_of
 from runner.errors import InputError
 from runner.output import Progress, run_table, table
+from runner.records import now_iso
 from runner.results import ResultsStore
 from runner.run import RunOptions, execute, prepare
 from runner.schedule.server import Clock, JobsDir, Scheduler
 from runner.schedule.store import ScheduleStore
+from runner.vocab import EngineChoice
 
 JOBS = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
                     show_default=True, help="Directory of job files.")
@@ -41,12 +42,11 @@ def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, Sc
               help="Jobs running at once.")
 @click.option("--stop-grace", type=float, default=60, show_default=True,
               help="Seconds running jobs get to finish on SIGTERM before interruption.")
-@click.option("--engine", type=click.Choice(["local", "celery"]), default="local",
-              show_default=True, help="celery: runs are sharded over `runner worker`s.")
+@engine_option
 @click.option("--shard-size", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.pass_context
 def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
-          store_url: str | None, max_runs: int, stop_grace: float, engine: str,
+          store_url: str | None, max_runs: int, stop_grace: float, engine: EngineChoice,
           shard_size: int) -> None:
     """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them."""
     if not jobs_dir.is_dir():
@@ -56,7 +56,8 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     results, store = _stores(ctx, store_url)
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
-                          stop_grace=stop_grace, engine=engine, shard_size=shard_size)
+                          stop_grace=stop_grace, engine=engine, shard_size=shard_size,
+                          settings=settings_of(ctx))
     sys.exit(scheduler.serve())
 
 
@@ -112,7 +113,8 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
                          f"(scheduled: {', '.join(sorted(jobs.jobs)) or 'none'})")
     prep = prepare(jobs.jobs[name].job.path, inventory, templates)
     results = ResultsStore(settings_of(ctx).database_url())
-    result = execute(prep, results, RunOptions(occurrence=f"{name}@manual-{now_iso()}",
+    result = execute(prep, results, RunOptions(settings=settings_of(ctx),
+                                               occurrence=f"{name}@manual-{now_iso()}",
                                                on_device_done=[Progress(len(prep.hosts))]))
     click.echo(run_table(result))
     sys.exit(0 if result.ok else 1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from runner.schedule.triggers import Trigger
+from runner.vocab import Overlap
 
 
 @dataclass
@@ -48,7 +49,7 @@ def due(trigger: Trigger, next_fire: datetime | None, now: datetime, misfire_gra
 class Slot:
     """One job's runs: at most one at a time; overlap 'skip' or 'queue' (one waiting)."""
 
-    overlap: str
+    overlap: Overlap
     running: datetime | None = None
     queued: datetime | None = None
 
@@ -57,7 +58,7 @@ class Slot:
         if self.running is None:
             self.running = occurrence
             return "start"
-        if self.overlap == "queue" and self.queued is None:
+        if self.overlap == Overlap.QUEUE and self.queued is None:
             self.queued = occurrence
             return "queued"
         waiting = f", and {self.queued.isoformat()} is queued" if self.queued else ""

@@ -22,6 +22,8 @@ from runner.run import RunOptions, execute, new_run_id, prepare_job
 from runner.schedule.policy import Slot, due
 from runner.schedule.store import ScheduleStore, server_id
 from runner.schedule.triggers import Trigger
+from runner.settings import Settings
+from runner.vocab import EngineChoice, OccurrenceStatus
 
 log = logging.getLogger("runner.serve")
 
@@ -31,8 +33,8 @@ class Clock:
         return datetime.now(UTC)
 
 
-# (scheduled job, occurrence, run id, cancel event) -> status: done | failed | interrupted
-RunFunction = Callable[["Scheduled", datetime, str, threading.Event], str]
+# (scheduled job, occurrence, run id, cancel event) -> done | failed | interrupted
+RunFunction = Callable[["Scheduled", datetime, str, threading.Event], OccurrenceStatus]
 
 
 @dataclass
@@ -126,8 +128,10 @@ class Scheduler:
                  inventory: Path, templates: Path, *, clock: Clock | None = None,
                  max_runs: int = 4, stop_grace: float = 60, lease_ttl: float = 15,
                  run: RunFunction | None = None, owner: str | None = None,
-                 engine: str = "local", shard_size: int = 50) -> None:
+                 engine: EngineChoice = EngineChoice.AUTO, shard_size: int = 50,
+                 settings: Settings | None = None) -> None:
         self.engine = engine
+        self.settings = settings or Settings()
         self.shard_size = shard_size
         self.jobs = JobsDir(jobs_dir)
         self.store = store
@@ -181,7 +185,7 @@ class Scheduler:
 
     def _interrupted_by(self, other: str, now: datetime) -> None:
         for occ in self.store.occurrences():
-            if occ["status"] == "running" and occ["server"] == other:
+            if occ["status"] == OccurrenceStatus.RUNNING and occ["server"] == other:
                 self.results.interrupt(occ["run_id"], now.isoformat())
         count = self.store.interrupt_running(other, now)
         if count:
@@ -199,7 +203,8 @@ class Scheduler:
                 log.info("%s: next run %s", sched.name, next_fire.isoformat())
         decision = due(sched.trigger, next_fire, now, spec.misfire_grace, spec.coalesce)
         for occurrence, reason in decision.missed:
-            if self.store.claim(sched.name, occurrence, "missed", self.owner, now, reason):
+            if self.store.claim(sched.name, occurrence, OccurrenceStatus.MISSED, self.owner,
+                                now, reason):
                 log.warning("%s: occurrence %s not run: %s", sched.name,
                             occurrence.isoformat(), reason)
         for occurrence in decision.run:
@@ -218,12 +223,13 @@ class Scheduler:
         elif action == "queued":
             log.info("%s: occurrence %s queued behind the running one", sched.name,
                      occurrence.isoformat())
-        elif self.store.claim(sched.name, occurrence, "skipped", self.owner, now, action):
+        elif self.store.claim(sched.name, occurrence, OccurrenceStatus.SKIPPED, self.owner,
+                              now, action):
             log.warning("%s: occurrence %s %s", sched.name, occurrence.isoformat(), action)
 
     def _start(self, sched: Scheduled, occurrence: datetime, now: datetime) -> None:
         run_id = new_run_id()
-        if not self.store.claim(sched.name, occurrence, "running", self.owner, now,
+        if not self.store.claim(sched.name, occurrence, OccurrenceStatus.RUNNING, self.owner, now,
                                 run_id=run_id):
             log.info("%s: occurrence %s was already claimed; not running it again",
                      sched.name, occurrence.isoformat())
@@ -249,7 +255,7 @@ class Scheduler:
 
     def _run_and_release(self, sched: Scheduled, occurrence: datetime, run_id: str,
                          cancel: threading.Event) -> None:
-        status, reason = "failed", None
+        status, reason = OccurrenceStatus.FAILED, None
         try:
             status = self.run_function(sched, occurrence, run_id, cancel)
         except InputError as exc:
@@ -268,17 +274,17 @@ class Scheduler:
             self._release(sched, now)
 
     def _execute(self, sched: Scheduled, occurrence: datetime, run_id: str,
-                 cancel: threading.Event) -> str:
+                 cancel: threading.Event) -> OccurrenceStatus:
         spec = sched.job.spec.schedule
         if spec is not None and spec.jitter and cancel.wait(random.uniform(0, spec.jitter)):  # noqa: S311
-            return "interrupted"
+            return OccurrenceStatus.INTERRUPTED
         prep = prepare_job(sched.job, self.inventory, self.templates)
         result = execute(prep, self.results, RunOptions(
-            occurrence=f"{sched.name}@{occurrence.isoformat()}", cancel=cancel, run_id=run_id,
-            engine=self.engine, shard_size=self.shard_size))
+            settings=self.settings, occurrence=f"{sched.name}@{occurrence.isoformat()}",
+            cancel=cancel, run_id=run_id, engine=self.engine, shard_size=self.shard_size))
         if cancel.is_set():
-            return "interrupted"
-        return "done" if result.ok else "failed"
+            return OccurrenceStatus.INTERRUPTED
+        return OccurrenceStatus.DONE if result.ok else OccurrenceStatus.FAILED
 
     # -- the process ----------------------------------------------------------------------
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runner.schedule import triggers as _t
+from runner.vocab import Overlap
 
 if TYPE_CHECKING:
     from runner.schedule.triggers import Trigger
@@ -46,8 +47,8 @@ class ScheduleSpec(BaseModel):
                                "later ones are recorded as misfired, not run.")
     coalesce: bool = Field(True, description="After downtime, run once for all the missed "
                                              "occurrences still within grace, not each.")
-    overlap: Literal["skip", "queue"] = Field(
-        "skip", description="A previous run still going when the next is due: skip the new "
+    overlap: Overlap = Field(
+        Overlap.SKIP, description="A previous run still going when the next is due: skip the new "
                             "occurrence, or queue one to start when it ends.")
 
     @field_validator("timezone")

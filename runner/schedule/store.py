@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from runner.vocab import OccurrenceStatus
+
 metadata = MetaData()
 state = Table(
     "schedule_state", metadata,
@@ -89,7 +91,7 @@ class ScheduleStore:
 
     # -- occurrences ----------------------------------------------------------------------
 
-    def claim(self, job: str, occurrence: datetime, status: str, server: str,
+    def claim(self, job: str, occurrence: datetime, status: OccurrenceStatus, server: str,
               now: datetime, reason: str | None = None, run_id: str | None = None) -> bool:
         """Record an occurrence once: False when it was already claimed (by anyone)."""
         try:
@@ -101,7 +103,7 @@ class ScheduleStore:
             return False
         return True
 
-    def finish(self, job: str, occurrence: datetime, status: str, now: datetime,
+    def finish(self, job: str, occurrence: datetime, status: OccurrenceStatus, now: datetime,
                run_id: str | None = None, reason: str | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(occurrences).where(
@@ -120,8 +122,9 @@ class ScheduleStore:
         """Occurrences a dead scheduler left 'running' become 'interrupted'."""
         with self.engine.begin() as conn:
             return int(conn.execute(update(occurrences).where(
-                occurrences.c.status == "running", occurrences.c.server == server).values(
-                status="interrupted", reason="the scheduler running it stopped",
+                occurrences.c.status == OccurrenceStatus.RUNNING,
+                occurrences.c.server == server).values(
+                status=OccurrenceStatus.INTERRUPTED, reason="the scheduler running it stopped",
                 updated=now.isoformat())).rowcount)
 
     # -- the lease: one active scheduler per store ----------------------------------------

@@ -17,9 +17,10 @@ import yaml
 
 from runner.lab.netns import wait_for
 from runner.results import ResultsStore
+from runner.settings import Settings
 from tests.conftest import ROOT
 from tests.lab.conftest import RunningLab
-from tests.lab.workers import RedisServer, Workers, run_celery
+from tests.workers import RedisServer, Workers, run_celery
 
 VISIBILITY = "8"
 
@@ -178,34 +179,30 @@ def test_redelivered_shard_does_not_push_config_again(
         practice_lab: RunningLab, workers: Workers, redis_server: RedisServer,
         env: dict[str, str]) -> None:
     ensure_default_workers(workers, practice_lab)
-    os.environ["RUNNER_BROKER_URL"] = redis_server.url  # this process sends shards itself
-    try:
-        from runner.dispatch.celery_app import make_app
+    from runner.dispatch.celery_app import make_app
 
-        app = make_app()
-        marker = uuid.uuid4().hex[:8]
-        job = {"name": "redeliver", "driver": "scrapli", "steps": [
-            {"config": {"lines": ["interface lo", f"description redo-{marker}"]}}]}
-        run_id = f"test{uuid.uuid4().hex[:8]}"
-        payload = {"job": job, "run_id": run_id, "dry_run": False, "hosts": ["r1", "r2"]}
-        first = app.send_task("runner.run_shard", args=[payload], queue="runner").get(120)
-        again = app.send_task("runner.run_shard", args=[payload], queue="runner").get(120)
-        assert [d["status"] for d in first["devices"]] == ["changed", "changed"]
-        assert again == first  # the ledger's records, nothing re-run
-        client = redis_server.client()
-        assert [client.get(f"runner:run:{run_id}:pushes:{h}") for h in ("r1", "r2")] == \
-            ["1", "1"]
-        # a lost attempt that had begun configuring r3: the next one must not touch it
-        lost = f"test{uuid.uuid4().hex[:8]}"
-        client.set(f"runner:run:{lost}:config:r3", "w9:lost-task:abc")
-        res = app.send_task("runner.run_shard", args=[
-            {**payload, "run_id": lost, "hosts": ["r3", "r4"]}], queue="runner").get(120)
-        statuses = {d["host"]: (d["status"], d["error_class"]) for d in res["devices"]}
-        assert statuses == {"r3": ("failed", "ConfigAlreadyAttempted"),
-                            "r4": ("changed", None)}
-        assert client.get(f"runner:run:{lost}:pushes:r3") is None
-    finally:
-        os.environ.pop("RUNNER_BROKER_URL", None)
+    app = make_app(Settings(broker_url=redis_server.url))
+    marker = uuid.uuid4().hex[:8]
+    job = {"name": "redeliver", "driver": "scrapli", "steps": [
+        {"config": {"lines": ["interface lo", f"description redo-{marker}"]}}]}
+    run_id = f"test{uuid.uuid4().hex[:8]}"
+    payload = {"job": job, "run_id": run_id, "dry_run": False, "hosts": ["r1", "r2"]}
+    first = app.send_task("runner.run_shard", args=[payload], queue="runner").get(120)
+    again = app.send_task("runner.run_shard", args=[payload], queue="runner").get(120)
+    assert [d["status"] for d in first["devices"]] == ["changed", "changed"]
+    assert again == first  # the ledger's records, nothing re-run
+    client = redis_server.client()
+    assert [client.get(f"runner:run:{run_id}:pushes:{h}") for h in ("r1", "r2")] == \
+        ["1", "1"]
+    # a lost attempt that had begun configuring r3: the next one must not touch it
+    lost = f"test{uuid.uuid4().hex[:8]}"
+    client.set(f"runner:run:{lost}:config:r3", "w9:lost-task:abc")
+    res = app.send_task("runner.run_shard", args=[
+        {**payload, "run_id": lost, "hosts": ["r3", "r4"]}], queue="runner").get(120)
+    statuses = {d["host"]: (d["status"], d["error_class"]) for d in res["devices"]}
+    assert statuses == {"r3": ("failed", "ConfigAlreadyAttempted"),
+                        "r4": ("changed", None)}
+    assert client.get(f"runner:run:{lost}:pushes:r3") is None
 
 
 def test_two_jobs_on_one_device_the_lease_holds(

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import yaml
 
-from runner.engine import EngineOptions, run_devices
-from runner.inventory import load_inventory
+from runner.execution import Work, run_devices
+from runner.inventory import FleetInventory, load_inventory
 from runner.job.spec import JobSpec
 from runner.lab.netns import wait_for
 from runner.records import DeviceResult
+from runner.settings import Settings
+from runner.vocab import Engine
 from tests.conftest import ROOT
 from tests.sim.conftest import Fleet
 
@@ -29,17 +31,21 @@ HANGING_JOB = {"name": "hang", "driver": "asyncssh",
                "steps": [{"command": "show version"}]}
 
 
+def work(spec: JobSpec, inventory: FleetInventory, processes: int) -> Work:
+    return Work(spec, inventory, ROOT / "templates", "test-run", Settings(),
+                processes=processes)
+
+
 def test_lost_engine_process_and_cancel_each_leave_one_record(fleet: Fleet) -> None:
     inventory = load_inventory(fleet.inventory)
     healthy, hanging = fleet.healthy(20), fleet.with_fault("hang")
     hosts = healthy + hanging
     records: list[DeviceResult] = []
     cancel = threading.Event()
-    options = EngineOptions(templates_dir=ROOT / "templates", on_device_done=records.append,
-                            cancel=cancel, processes=2)
     final: list[list[DeviceResult]] = []
     thread = threading.Thread(target=lambda: final.append(run_devices(
-        JobSpec.model_validate(HANGING_JOB), hosts, inventory, options)))
+        work(JobSpec.model_validate(HANGING_JOB), inventory, 2), hosts, Engine.PROCESSES,
+        records.append, cancel)))
     thread.start()
     try:
         wait_for(lambda: len(records) >= len(healthy), 120, "the healthy devices' records")
@@ -129,8 +135,8 @@ def test_rollout_over_engine_processes_stops_after_the_failing_batch(fleet: Flee
                                                              "max_fail_percentage": 0},
         "steps": [{"command": "show clock"}]})
     records: list[DeviceResult] = []
-    final = run_devices(spec, hosts, load_inventory(fleet.inventory), EngineOptions(
-        templates_dir=ROOT / "templates", on_device_done=records.append, processes=2))
+    final = run_devices(work(spec, load_inventory(fleet.inventory), 2), hosts,
+                        Engine.PROCESSES, records.append)
     assert [r.host for r in final] == hosts and len(records) == len(hosts)
     by_host = {r.host: r for r in records}
     assert by_host[refused].status == "auth_failed"

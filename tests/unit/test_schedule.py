@@ -18,6 +18,7 @@ from runner.schedule.policy import Slot, due
 from runner.schedule.server import JobsDir, Scheduled, Scheduler
 from runner.schedule.store import ScheduleStore
 from runner.schedule.triggers import CronSchedule, IntervalSchedule
+from runner.vocab import Overlap
 
 AMS = ZoneInfo("Europe/Amsterdam")
 
@@ -120,12 +121,12 @@ def test_due_without_coalesce_runs_every_occurrence_within_grace() -> None:
 
 
 def test_overlap_skip_and_queue() -> None:
-    skip = Slot("skip")
+    skip = Slot(Overlap.SKIP)
     assert skip.offer(T0) == "start"
     assert skip.offer(T0 + timedelta(minutes=1)).startswith(
         "skipped: the run of 2026-11-22T09:00:00+00:00 is still going")
     assert skip.finished() is None
-    queue = Slot("queue")
+    queue = Slot(Overlap.QUEUE)
     assert queue.offer(T0) == "start"
     assert queue.offer(T0 + timedelta(minutes=1)) == "queued"
     assert queue.offer(T0 + timedelta(minutes=2)).startswith("skipped")

@@ -17,6 +17,7 @@ EXEC: _Tree = {
         "ip": {"interface": {"brief": {}}},
         "interfaces": {"description": {}},
         "inventory": {}, "privilege": {},
+        "archive": {"log": {"config": {"all": {}}}},
     },
     "terminal": {"length": None, "width": None, "no": None, "monitor": {}},
     "configure": {"terminal": {}},
@@ -59,6 +60,10 @@ class Device:
     sections: list[Section] = field(default_factory=list)
     startup: list[Section] = field(default_factory=list)
     uptime_s: int = 3600
+    # IOS `archive log config`: every accepted config line, with its config session number
+    # (one per `configure terminal`): how a test asks a device how often it was configured.
+    config_log: list[tuple[int, str]] = field(default_factory=list)
+    config_sessions: int = 0
 
     @classmethod
     def default(cls, hostname: str, index: int, interfaces: int = 8) -> Device:
@@ -143,6 +148,12 @@ class Device:
             at = last[-1] + 1 if last else at
         self.sections.insert(at, new)
         return new
+
+    def archive_log(self) -> str:
+        rows = [" idx   sess           user@line      Logged command"]
+        for index, (session, line) in enumerate(self.config_log, 1):
+            rows.append(f"{index:>5} {session:>5}           admin@vty0    |{line}")
+        return "\n".join(rows)
 
     def save(self) -> None:
         self.startup = [Section(s.line, list(s.children)) for s in self.sections]

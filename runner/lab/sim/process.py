@@ -56,7 +56,10 @@ async def run(directory: Path, fleet: FleetConfig,
              "start_s": round(time.monotonic() - started, 3), "rss_mib": round(rss, 1),
              "faults": {d.name: d.fault for d in fleet.devices if d.fault}}
     state_file = directory / fleet_files.STATE
-    state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    # Written whole, then renamed: whoever waits for the file never reads half of it.
+    partial = state_file.with_suffix(".tmp")
+    partial.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    partial.replace(state_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

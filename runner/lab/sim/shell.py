@@ -40,6 +40,7 @@ class Shell:
         self.sub: Section | None = None
         self.sub_mode = ""
         self.confirm: str | None = None  # a question waiting for its answer
+        self.session = 0  # this login's config session number (archive log)
 
     @property
     def awaiting_secret(self) -> bool:
@@ -74,7 +75,11 @@ class Shell:
         if not stripped or stripped.startswith("!"):
             return Reply("")
         if self.config:
-            return self._config(stripped)
+            reply = self._config(stripped)
+            if not reply.output.startswith("%") and stripped.split()[0] not in (
+                    "end", "exit", "do", "\x1a"):
+                self.device.config_log.append((self.session, stripped))
+            return reply
         return self._exec(stripped)
 
     def _exec(self, text: str) -> Reply:
@@ -102,6 +107,8 @@ class Shell:
             return Reply(_caret(words, 0))
         if head == "configure terminal":
             self.config = True
+            self.device.config_sessions += 1
+            self.session = self.device.config_sessions
             return Reply(CONFIG_BANNER)
         if words[0] == "write":
             self.device.save()
@@ -137,6 +144,8 @@ class Shell:
                 rows.append(f"{short:<30} {'admin down' if down else 'up':<14} "
                             f"{'down' if down else 'up':<8} {desc}")
             return "\n".join(rows)
+        if what == "archive log config all":
+            return dev.archive_log()
         if what == "privilege":
             return f"Current privilege level is {15 if self.privileged else 1}"
         if what == "clock":

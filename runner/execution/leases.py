@@ -1,5 +1,6 @@
-"""Redis coordination shared by every worker: a lease per device (one session at a time,
-across jobs and workers) and a ledger per run (what is done, whose config push started)."""
+"""Device leases and the run ledger in Redis, shared by every worker and local run that has
+a broker: one session per device at a time across jobs and machines, and per run which
+devices started, which are done (with their records) and whose config push began."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -26,7 +28,6 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
-
 # Claim the run's config push on a device, in one round trip: returns the claim's owner
 # (ours when we may push); counts every push that went ahead.
 _START_CONFIG = """
@@ -38,10 +39,55 @@ if holder == ARGV[1] then
 end
 return holder
 """
+# A device's record if it is done in this run; else mark it started, in one round trip.
+_BEGIN = """
+local done = redis.call('get', KEYS[1])
+if done then return done end
+redis.call('sadd', KEYS[2], ARGV[1])
+redis.call('expire', KEYS[2], ARGV[2])
+return false
+"""
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """Names of one run's keys in Redis (the dispatcher and the workers share them)."""
+
+    run_id: str
+
+    def device(self, kind: str, host: str) -> str:
+        """kind: done (the record) | config (who began the push) | pushes (a count)."""
+        return f"runner:run:{self.run_id}:{kind}:{host}"
+
+    @property
+    def started(self) -> str:
+        return f"runner:run:{self.run_id}:started"
+
+    @property
+    def cancel(self) -> str:
+        return f"runner:run:{self.run_id}:cancel"
+
+    @property
+    def closed(self) -> str:
+        """Set when the dispatcher finished: a shard delivered later does nothing."""
+        return f"runner:run:{self.run_id}:closed"
+
+    @property
+    def dispatcher(self) -> str:
+        """Set while the dispatcher runs: gone means Redis lost its data."""
+        return f"runner:run:{self.run_id}:dispatcher"
+
+
+def lease_key(host: str) -> str:
+    return f"runner:lease:{host}"
+
+
+def lease_token(owner: str, run_id: str) -> str:
+    return f"{owner}:{run_id}:{secrets.token_hex(4)}"
 
 
 class Coordination:
-    """One Redis connection per engine run (one event loop)."""
+    """One Redis connection pool per engine run (one event loop)."""
 
     def __init__(self, url: str, run_id: str, owner: str) -> None:
         # A bounded pool that waits for a free connection: hundreds of devices at once
@@ -50,6 +96,7 @@ class Coordination:
             url, max_connections=64, timeout=60, socket_timeout=10, socket_connect_timeout=10,
             decode_responses=True)
         self.redis = aioredis.Redis(connection_pool=pool)
+        self.keys = RunKeys(run_id)
         self.run_id = run_id
         self.owner = owner
 
@@ -61,8 +108,8 @@ class Coordination:
     @contextlib.asynccontextmanager
     async def lease(self, host: str, wait: float) -> AsyncIterator[None]:
         """Hold host's lease while the block runs; DeviceBusy after `wait` seconds."""
-        key = f"runner:lease:{host}"
-        token = f"{self.owner}:{self.run_id}:{secrets.token_hex(4)}"
+        key = lease_key(host)
+        token = lease_token(self.owner, self.run_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while not await self.redis.set(key, token, nx=True, px=LEASE_TTL_MS):
@@ -87,22 +134,24 @@ class Coordination:
 
     # -- run ledger -----------------------------------------------------------------------
 
-    def _key(self, kind: str, host: str) -> str:
-        return f"runner:run:{self.run_id}:{kind}:{host}"
-
-    async def done_record(self, host: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(self._key("done", host))
+    async def begin(self, host: str) -> dict[str, Any] | None:
+        """The device's record if an earlier attempt of this run finished it; else None,
+        and the device is marked started (the dispatcher reads that if this worker is
+        lost: started devices may be partly changed)."""
+        raw = await self.redis.eval(_BEGIN, 2, self.keys.device("done", host),
+                                    self.keys.started, host, str(LEDGER_TTL_S))
         record: dict[str, Any] | None = json.loads(raw) if raw else None
         return record
 
     async def mark_done(self, host: str, record: dict[str, Any]) -> None:
-        await self.redis.set(self._key("done", host), json.dumps(record), ex=LEDGER_TTL_S)
+        await self.redis.set(self.keys.device("done", host), json.dumps(record),
+                             ex=LEDGER_TTL_S)
 
     async def start_config(self, host: str) -> None:
         """Called right before config is first sent to `host` in this run."""
         holder = str(await self.redis.eval(
-            _START_CONFIG, 2, self._key("config", host), self._key("pushes", host),
-            self.owner, str(LEDGER_TTL_S)) or "")
+            _START_CONFIG, 2, self.keys.device("config", host),
+            self.keys.device("pushes", host), self.owner, str(LEDGER_TTL_S)) or "")
         if holder != self.owner:
             raise ConfigAlreadyAttempted(
                 "an earlier attempt of this run began configuring this device and was "

@@ -1,0 +1,149 @@
+"""The Executor protocol every engine implements, what it is given (Work), and the registry
+that maps an engine name to its executor (imported only when chosen)."""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Protocol, Self, cast
+
+from runner.errors import InputError, NotRun
+from runner.inventory import FleetInventory
+from runner.job.spec import JobSpec
+from runner.records import DeviceResult
+from runner.settings import Settings
+from runner.vocab import Engine, EngineChoice
+
+# Below this many devices per process, starting one costs more than a second core gains.
+MIN_DEVICES_PER_PROCESS = 64
+
+
+class CancelFlag(Protocol):
+    """threading.Event, or multiprocessing's Event across engine processes."""
+
+    def is_set(self) -> bool: ...
+
+
+class RecordSink(Protocol):
+    """Where an executor reports what happens to each device (the rollout's tally)."""
+
+    def started(self, host: str) -> None:
+        """The device is being worked on: a session may be open, config may be sent."""
+
+    def finished(self, record: DeviceResult) -> None:
+        """The device's record; a second record for the same device is ignored."""
+
+    def lost(self, hosts: Iterable[str], error: NotRun, *, progress_known: bool = True) -> None:
+        """No record will come for these devices, for the reason `error` gives; the
+        record says whether each was in progress (unless progress_known is False: e.g.
+        Redis lost what it knew)."""
+
+
+class Executor(Protocol):
+    """Works a job's devices. run() is called once per rollout batch and returns when
+    every device of the batch was reported finished or lost, or soon after `cancel` is
+    set (devices it did not report are then recorded as interrupted by the rollout). It
+    may raise KeyboardInterrupt after winding down what it started."""
+
+    engine: Engine
+
+    def run(self, hosts: list[str], sink: RecordSink, cancel: CancelFlag) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@dataclass(frozen=True)
+class Work:
+    """A job's run, as every executor needs it; pickled to engine processes as is."""
+
+    spec: JobSpec
+    inventory: FleetInventory
+    templates_dir: Path
+    run_id: str
+    settings: Settings
+    dry_run: bool = False
+    processes: int | None = None  # engine processes; None: one per usable core
+    shard_size: int = 50  # hosts per Celery shard
+
+
+ExecutorFactory = Callable[[Work], Executor]
+
+
+@dataclass(frozen=True)
+class ExecutorEntry:
+    engine: Engine
+    module: str
+    class_name: str
+
+    def load(self) -> ExecutorFactory:
+        return cast(ExecutorFactory, getattr(importlib.import_module(self.module),
+                                             self.class_name))
+
+
+class ExecutorRegistry:
+    """Engines by name; a duplicate is refused, an unknown name is an error naming the
+    known ones."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Engine, ExecutorEntry] = {}
+
+    def register(self, entry: ExecutorEntry) -> None:
+        if entry.engine in self._entries:
+            raise ValueError(f"engine {entry.engine!r} is already registered")
+        self._entries[entry.engine] = entry
+
+    def create(self, engine: Engine, work: Work) -> Executor:
+        entry = self._entries.get(engine)
+        if entry is None:
+            raise InputError(f"unknown engine {engine!r} (expected one of "
+                             f"{', '.join(self._entries)})")
+        return entry.load()(work)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+
+@cache
+def builtin_executors() -> ExecutorRegistry:
+    registry = ExecutorRegistry()
+    registry.register(ExecutorEntry(Engine.LOCAL, "runner.execution.local", "LocalExecutor"))
+    registry.register(ExecutorEntry(Engine.PROCESSES, "runner.execution.processes",
+                                    "ProcessExecutor"))
+    registry.register(ExecutorEntry(Engine.CELERY, "runner.dispatch.dispatcher",
+                                    "CeleryExecutor"))
+    return registry
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def process_count(requested: int | None, hosts: int) -> int:
+    """requested: None/0 = automatic (one per usable core when the run is large enough)."""
+    if requested:
+        return max(1, min(requested, hosts))
+    if multiprocessing.current_process().daemon:
+        return 1  # e.g. inside a Celery prefork child: it may not have children
+    return max(1, min(usable_cores(), hosts // MIN_DEVICES_PER_PROCESS))
+
+
+def choose_engine(choice: EngineChoice, processes: int | None,
+                  hosts: int) -> tuple[Engine, int | None]:
+    """The engine for a run of `hosts` devices, and its engine-process count. `auto`:
+    engine processes when the run is large enough for more than one (or more than one is
+    asked for), else this process."""
+    if choice is EngineChoice.AUTO:
+        count = process_count(processes, hosts)
+        return (Engine.PROCESSES, count) if count > 1 else (Engine.LOCAL, None)
+    engine = Engine(choice.value)
+    return engine, (process_count(processes, hosts) if engine is Engine.PROCESSES
+                    and processes else processes)

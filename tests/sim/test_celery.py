@@ -1,0 +1,312 @@
+"""One execution core, tested with real parts: a real redis-server, real `runner worker`
+process groups and a simulated fleet. A rollout batch means the same on every engine; a
+worker machine killed mid-run ends in bounded time with one record per device and no
+device configured twice (each device's own config archive says so); cancel reaches the
+workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runner.lab.netns import wait_for
+from runner.lab.sim.process import SimProcess
+from tests.conftest import ROOT, free_port
+from tests.workers import RedisServer, Workers
+
+LOST_AFTER = "4"  # seconds a worker may be silent: short, so the tests end soon
+SLOW_DELAY = 0.25  # a slow device waits this long before each answer: runs last seconds
+DEVICES = 24
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+    # 12 slow devices keep a run going while a worker is killed; one refuses logins.
+    process = SimProcess(tmp_path_factory.mktemp("sim-celery") / "sim", DEVICES,
+                         address="127.107.0.1", port=free_port(),
+                         faults=["slow=12", "refuse=1"], slow_delay=SLOW_DELAY)
+    try:
+        process.start()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis-sim"))
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def env(redis_server: RedisServer) -> dict[str, str]:
+    # Redis alone would hand a lost shard to another worker after an hour: only the
+    # heartbeat can end these runs in time.
+    return {**os.environ, "RUNNER_BROKER_URL": redis_server.url,
+            "RUNNER_VISIBILITY_TIMEOUT": "3600", "RUNNER_WORKER_LOST_AFTER": LOST_AFTER}
+
+
+@pytest.fixture(scope="module")
+def workers(sim: SimProcess, env: dict[str, str],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    pool = Workers(tmp_path_factory.mktemp("sim-workers"), env)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+def ensure(workers: Workers, sim: SimProcess, *names: str) -> None:
+    for name in names:
+        if not workers.alive(name):
+            workers.start(name, sim.inventory)
+
+
+def faults(sim: SimProcess) -> dict[str, str]:
+    return dict(sim.state["faults"])
+
+
+def hosts_of(sim: SimProcess) -> list[str]:
+    return list(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))
+
+
+def write_job(path: Path, **fields: Any) -> Path:
+    path.write_text(yaml.safe_dump({"name": path.stem, **fields}, sort_keys=False),
+                    encoding="utf-8")
+    return path
+
+
+def runner(tmp_path: Path, env: dict[str, str], job: Path, inventory: Path,
+           *args: str) -> list[str]:
+    return [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
+            "run", str(job), "-i", str(inventory), "--templates", str(ROOT / "templates"),
+            "--json", *args]
+
+
+def run(tmp_path: Path, env: dict[str, str], job: Path, inventory: Path,
+        *args: str) -> tuple[int, dict[str, Any], str]:
+    proc = subprocess.run(runner(tmp_path, env, job, inventory, *args), capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+def archive(sim: SimProcess, host: str) -> str:
+    """The device's own log of config lines, by config session (IOS `archive log`)."""
+    import asyncssh
+
+    hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
+
+    async def go() -> str:
+        async with asyncssh.connect(
+                hosts[host]["hostname"], hosts[host]["port"], username=defaults["username"],
+                password=defaults["password"],
+                known_hosts=str(sim.inventory.parent / "known_hosts")) as conn:
+            return str((await conn.run("show archive log config all")).stdout).replace("\r", "")
+    return asyncio.run(go())
+
+
+def sessions_with(sim: SimProcess, host: str, line: str) -> int:
+    """How many config sessions sent `line` to the device."""
+    return len({m.group(1) for m in re.finditer(
+        rf"^\s*\d+\s+(\d+)\s+\S+\s+\|{re.escape(line)}$", archive(sim, host), re.M)})
+
+
+def outcome(devices: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
+    return [(d["host"], d["status"], d["error_class"]) for d in devices]
+
+
+def reordered(tmp_path: Path, sim: SimProcess, order: list[str]) -> Path:
+    """The simulator's inventory with only these hosts, in this order (rollout order)."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    for name in ("groups.yaml", "defaults.yaml"):
+        (inventory / name).write_text((sim.inventory / name).read_text(encoding="utf-8"),
+                                      encoding="utf-8")
+    hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump({h: hosts[h] for h in order},
+                                                         sort_keys=False), encoding="utf-8")
+    return inventory
+
+
+def test_a_failing_batch_stops_the_rollout_alike_on_every_engine(
+        sim: SimProcess, workers: Workers, env: dict[str, str], tmp_path: Path) -> None:
+    ensure(workers, sim, "w1", "w2")
+    refused = next(h for h, f in faults(sim).items() if f == "refuse")
+    healthy = [h for h in hosts_of(sim) if h not in faults(sim)][:9]
+    # batches of 2: [0 1] [2 refused] [4 5] [6 7] [8 9]: the second fails, three never run
+    order = [*healthy[:3], refused, *healthy[3:]]
+    inventory = reordered(tmp_path, sim, order)
+    results = {}
+    for engine, args in (("local", ["--engine", "local"]),
+                         ("processes", ["--engine", "processes", "--processes", "2"]),
+                         ("celery", ["--engine", "celery", "--shard-size", "1"])):
+        line = f"logging host 192.0.2.9 vrf r{uuid.uuid4().hex[:6]}"
+        job = write_job(tmp_path / f"{engine}.yml", driver="asyncssh",
+                        rollout={"batch_size": 2, "max_fail_percentage": 0},
+                        steps=[{"config": {"lines": [line]}}])
+        code, result, err = run(tmp_path, env, job, inventory, *args)
+        assert code == 1, err
+        assert result["engine"] == engine
+        results[engine] = outcome(result["devices"])
+        if engine == "celery":  # the shards of each batch ran on both workers
+            assert {d["worker"] for d in result["devices"] if d["worker"]} == {"w1", "w2"}
+        # the devices' own account: the batches after the failing one were never touched
+        # (the refused device lets nobody in, this test neither)
+        configured = [sessions_with(sim, h, line) for h in order if h != refused]
+        assert configured == [1, 1, 1, 0, 0, 0, 0, 0, 0], engine
+    assert results["local"] == results["processes"] == results["celery"]
+    assert [(s, e) for _, s, e in results["local"]] == [
+        *[("changed", None)] * 3, ("auth_failed", "AuthFailed"),
+        *[("skipped", "RolloutStopped")] * 6]
+
+
+def start(tmp_path: Path, env: dict[str, str], client: Any, job: Path, inventory: Path,
+          *args: str) -> tuple[subprocess.Popen[str], str]:
+    """`runner run` in the background, and its run id once it dispatched (from Redis)."""
+    before = set(client.scan_iter("runner:run:*:dispatcher"))
+    proc = subprocess.Popen(runner(tmp_path, env, job, inventory, *args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    new: list[str] = []
+    wait_for(lambda: bool(new.extend(set(client.scan_iter("runner:run:*:dispatcher")) - before)
+                          or new), 60, "the run to dispatch")
+    return proc, new[0].split(":")[2]
+
+
+def finished_by(client: Any, run_id: str) -> list[str]:
+    """Workers of the run's devices finished so far (the run ledger)."""
+    return [json.loads(client.get(k) or "{}").get("worker")
+            for k in client.scan_iter(f"runner:run:{run_id}:done:*")]
+
+
+def slow_push(tmp_path: Path, sim: SimProcess, marker: str) -> tuple[Path, list[str]]:
+    slow = [h for h, f in faults(sim).items() if f == "slow"]
+    job = write_job(tmp_path / "push.yml", targets={"hosts": slow}, driver="asyncssh",
+                    concurrency=1, timeouts={"command": 30, "device": 120},
+                    steps=[{"config": {"lines": [f"ntp server 192.0.2.1 key {marker}"]}},
+                           {"command": ["show clock"] * 4}])
+    return job, slow
+
+
+def test_a_worker_machine_killed_mid_run_gives_its_devices_to_a_live_worker_once(
+        sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        tmp_path: Path) -> None:
+    ensure(workers, sim, "w1", "w2")
+    marker = uuid.uuid4().hex[:8]
+    job, slow = slow_push(tmp_path, sim, marker)
+    client = redis_server.client()
+    proc, run_id = start(tmp_path, env, client, job, sim.inventory, "--engine", "celery",
+                         "--shard-size", "3")
+    try:
+        # w1 has finished a device of a shard and is in the middle of the next ones
+        wait_for(lambda: "w1" in finished_by(client, run_id), 120, "w1 to finish a device")
+        workers.kill("w1")  # the whole process group: supervisor, Celery, pool
+        # bounded: the heartbeat, not Redis' visibility timeout (an hour here), ends it
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (0, 1), err
+    assert "worker w1 went silent" in err and "sent to queue runner again" in err
+    result = json.loads(out)
+    devices = {d["host"]: d for d in result["devices"]}
+    assert sorted(devices) == sorted(slow)  # exactly one record per device
+    assert {d["worker"] for d in devices.values()} == {"w1", "w2"}
+    for host, device in devices.items():
+        line = f"ntp server 192.0.2.1 key {marker}"
+        pushed = sessions_with(sim, host, line)  # the device's own account
+        assert pushed <= 1, f"{host} was configured {pushed} times"
+        if device["status"] == "changed":
+            assert pushed == 1
+        else:  # begun by w1 when it died: not configured a second time
+            assert (device["status"], device["error_class"]) == (
+                "failed", "ConfigAlreadyAttempted"), device
+    # w1's unstarted devices went to w2 and were configured there, once
+    resent = sum(int(n) for n in re.findall(r"; (\d+) device\(s\) of its shard sent", err))
+    begun = sum(d["error_class"] == "ConfigAlreadyAttempted" for d in devices.values())
+    assert resent > begun
+    stored = subprocess.run([sys.executable, "-m", "runner", "--db",
+                             f"sqlite:///{tmp_path / 'runner.db'}", "show",
+                             result["run_id"], "--json"], capture_output=True, text=True,
+                            check=True)
+    assert sorted(d["host"] for d in json.loads(stored.stdout)["devices"]) == sorted(slow)
+
+
+def test_with_no_live_worker_left_the_run_ends_with_worker_lost_records(
+        sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        tmp_path: Path) -> None:
+    ensure(workers, sim, "w1", "w2")
+    job, slow = slow_push(tmp_path, sim, uuid.uuid4().hex[:8])
+    client = redis_server.client()
+    proc, run_id = start(tmp_path, env, client, job, sim.inventory, "--engine", "celery",
+                         "--shard-size", "3")
+    try:
+        wait_for(lambda: client.scard(f"runner:run:{run_id}:started") >= 2, 60,
+                 "devices to be in progress")
+        workers.kill("w1")
+        workers.kill("w2")
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    result = json.loads(out)
+    assert sorted(d["host"] for d in result["devices"]) == sorted(slow)
+    lost = [d for d in result["devices"] if d["error_class"] == "WorkerLost"]
+    assert lost and all(d["status"] == "failed" for d in lost)
+    assert all(d["status"] in ("changed", "failed") for d in result["devices"])
+    assert any("may be partly changed" in d["error"] for d in lost)  # it was in progress
+    assert any("not contacted" in d["error"] for d in lost)  # its shard never started
+    assert all("no live worker consumes queue 'runner'" in d["error"] for d in lost)
+
+
+def test_ctrl_c_on_a_celery_run_reaches_the_workers(
+        sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        tmp_path: Path) -> None:
+    ensure(workers, sim, "w1", "w2")
+    marker = uuid.uuid4().hex[:8]
+    job, slow = slow_push(tmp_path, sim, marker)
+    client = redis_server.client()
+    proc, run_id = start(tmp_path, env, client, job, sim.inventory, "--engine", "celery",
+                         "--shard-size", "2")
+    try:
+        wait_for(lambda: len(finished_by(client, run_id)) >= 1, 60, "a device to finish")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    show = subprocess.run([sys.executable, "-m", "runner", "--db",
+                           f"sqlite:///{tmp_path / 'runner.db'}", "history", "--json"],
+                          capture_output=True, text=True, check=True)
+    row = json.loads(show.stdout)[0]
+    assert row["status"] == "interrupted"
+    stored = json.loads(subprocess.run(
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
+         "show", row["run_id"], "--json"], capture_output=True, text=True, check=True).stdout)
+    devices = {d["host"]: d for d in stored["devices"]}
+    assert sorted(devices) == sorted(slow)
+    statuses = {(d["status"], d["error_class"]) for d in devices.values()}
+    assert statuses <= {("changed", None), ("failed", "Interrupted"),
+                        ("skipped", "Interrupted")}
+    assert ("skipped", "Interrupted") in statuses and ("changed", None) in statuses
+    # the workers stopped: nothing that was not started is configured afterwards
+    wait_for(lambda: not client.exists(*[f"runner:lease:{h}" for h in slow]), 30,
+             "the workers to let go of every device")
+    for host, device in devices.items():
+        if device["status"] == "skipped":
+            assert sessions_with(sim, host, f"ntp server 192.0.2.1 key {marker}") == 0
