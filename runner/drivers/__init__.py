@@ -10,8 +10,10 @@ from runner.drivers.registry import builtin_drivers
 
 
 async def open_session(driver: str, params: ConnectParams, timeouts: Timeouts,
-                       executor: ThreadPoolExecutor) -> Session:
-    """Open a session with the named driver; failures raise DeviceError subclasses."""
+                       executor: ThreadPoolExecutor | None) -> Session:
+    """Open a session with the named driver; failures raise DeviceError subclasses (an
+    unknown driver name: InputError). `executor` runs blocking drivers' calls (netmiko);
+    None: the event loop's default executor."""
     return await builtin_drivers().get(driver).load().open(params, timeouts, executor)
 
 

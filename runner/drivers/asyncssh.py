@@ -14,7 +14,7 @@ from typing import cast
 import asyncssh
 
 from runner import platforms
-from runner.drivers.base import ConnectParams, Timeouts
+from runner.drivers.base import ConnectParams, ErrorTable, Rule, Timeouts
 from runner.errors import (
     AuthFailed,
     ConnectFailed,
@@ -50,7 +50,7 @@ def known_hosts_for(path: str | None) -> asyncssh.SSHKnownHosts | str | None:
     try:
         return _known_hosts(path, os.stat(path).st_mtime_ns)
     except OSError as exc:
-        raise HostKeyMismatch(f"known_hosts file {path}: {exc.strerror}") from None
+        raise HostKeyMismatch(f"known_hosts file {path}: {exc.strerror}") from exc
 
 
 class _Reader(asyncssh.SSHClientSession[str]):
@@ -60,7 +60,8 @@ class _Reader(asyncssh.SSHClientSession[str]):
         self.buffer: list[str] = []
         self.tail = ""
         self.event = asyncio.Event()
-        self.closed: str | None = None
+        self.closed: str | None = None  # why the session ended, once it has
+        self.error: Exception | None = None  # the connection's own error, if it died
 
     def data_received(self, data: str, datatype: asyncssh.DataType) -> None:
         self.buffer.append(data)
@@ -69,6 +70,7 @@ class _Reader(asyncssh.SSHClientSession[str]):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = str(exc) if exc else "the device closed the session"
+        self.error = exc
         self.event.set()
 
     def eof_received(self) -> bool:
@@ -83,27 +85,61 @@ class _Reader(asyncssh.SSHClientSession[str]):
         return text
 
 
+class ChannelClosed(ConnectionError):
+    """The device closed the session (or the connection died) while runner read from it."""
+
+
+class NoPrompt(Exception):
+    """The device sent no prompt in time."""
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+    return str(text).strip() or type(exc).__name__
+
+
+# Opening: TCP, SSH, login, the shell channel, the first prompt. The prompt reads below
+# raise ChannelClosed and NoPrompt, which each phase's table maps for itself.
+_OPEN = ErrorTable(
+    Rule(NoPrompt, DeviceTimeout, "logged in, but the CLI did not answer: {reason}"),
+    Rule(TimeoutError, ConnectFailed, "timed out opening the session"),
+    Rule(asyncssh.PermissionDenied, AuthFailed, "authentication failed"),
+    Rule(asyncssh.HostKeyNotVerifiable, HostKeyMismatch, "host key not trusted: {reason}"),
+    Rule(ChannelClosed, ConnectFailed, "the session closed before the first prompt: {reason}"),
+    Rule((OSError, asyncssh.Error), ConnectFailed, "{reason}"),
+    reason=_reason)
+# An open session, from its first prompt on: enable, paging off, commands, config.
+_OPERATION = ErrorTable(
+    Rule(NoPrompt, DeviceTimeout, "{reason}"),
+    Rule(TimeoutError, DeviceTimeout, "command timed out"),
+    Rule((ChannelClosed, OSError, asyncssh.Error), SessionLost,
+         "session lost mid-command: {reason}"),
+    reason=_reason)
+
+
 class AsyncsshSession:
     driver = "asyncssh"
 
     def __init__(self, conn: asyncssh.SSHClientConnection,
                  chan: asyncssh.SSHClientChannel[str], reader: _Reader,
-                 platform: platforms.Platform) -> None:
+                 platform: platforms.Platform, secrets: tuple[str, ...]) -> None:
         self._conn = conn
         self._chan = chan
         self._reader = reader
         self._platform = platform
+        self._secrets = secrets
         self._prompt = re.compile(platform.cli_prompt)
         self._password = re.compile(platform.cli_password_prompt)
 
     @classmethod
     async def open(cls, params: ConnectParams, timeouts: Timeouts,
-                   executor: ThreadPoolExecutor | None = None) -> AsyncsshSession:
+                   executor: ThreadPoolExecutor | None) -> AsyncsshSession:
         platform = platforms.get(params.platform) or platforms.get("cisco_ios")
         assert platform is not None
         extras = params.extras
+        secrets = params.secrets
         key = extras.get("private_key_path") or extras.get("key_file")
-        try:
+        with _OPEN.boundary(secrets):
             conn = await asyncio.wait_for(asyncssh.connect(
                 params.hostname, params.port, username=params.username,
                 password=params.password, client_keys=[key] if key else None,
@@ -112,33 +148,22 @@ class AsyncsshSession:
                 agent_path=None, config=None, login_timeout=timeouts.connect,
                 encryption_algs=list(_CIPHERS),
                 keepalive_interval=extras.get("keepalive", 0)), timeouts.connect)
-        except TimeoutError:
-            raise ConnectFailed("timed out opening the session") from None
-        except asyncssh.PermissionDenied:
-            raise AuthFailed("authentication failed") from None
-        except asyncssh.HostKeyNotVerifiable as exc:
-            raise HostKeyMismatch(f"host key not trusted: {exc.reason}") from None
-        except (OSError, asyncssh.Error) as exc:
-            raise ConnectFailed(_reason(exc)) from None
         try:
-            chan, reader = await asyncio.wait_for(conn.create_session(
-                _Reader, term_type="vt100", term_size=(511, 24), encoding="utf-8",
-                errors="replace"), timeouts.connect)
-            session = cls(conn, chan, cast(_Reader, reader), platform)
-            banner = await session._read_prompt(timeouts.connect)
-            if banner.rstrip().endswith(">"):  # user exec: enable first
-                await session._enable(extras.get("secret") or params.password or "",
-                                      timeouts.command)
-            for command in platform.cli_on_open:
-                await session._send(command, timeouts.command)
-        except BaseException as exc:
+            with _OPEN.boundary(secrets):
+                chan, reader = await asyncio.wait_for(conn.create_session(
+                    _Reader, term_type="vt100", term_size=(511, 24), encoding="utf-8",
+                    errors="replace"), timeouts.connect)
+                session = cls(conn, chan, cast(_Reader, reader), platform, secrets)
+                banner = await session._read_prompt(timeouts.connect)
+            # The session is established: a loss from here on is SessionLost.
+            with _OPERATION.boundary(secrets):
+                if banner.rstrip().endswith(">"):  # user exec: enable first
+                    await session._enable(extras.get("secret") or params.password or "",
+                                          timeouts.command)
+                for command in platform.cli_on_open:
+                    await session._send(command, timeouts.command)
+        except BaseException:
             conn.abort()
-            if isinstance(exc, AuthFailed):  # the enable secret was refused
-                raise
-            if isinstance(exc, DeviceTimeout):  # logged in, then the CLI stopped answering
-                raise DeviceTimeout(f"logged in, but the CLI did not answer: {exc}") from None
-            if isinstance(exc, OSError | asyncssh.Error):
-                raise ConnectFailed(_reason(exc)) from None
             raise
         return session
 
@@ -164,16 +189,16 @@ class AsyncsshSession:
                     if last and (prompt.match(last) or (other and other.search(last))):
                         return reader.take()
                     if reader.closed is not None:
-                        raise SessionLost(f"session lost mid-command: {reader.closed}")
+                        raise ChannelClosed(reader.closed) from reader.error
                     reader.event.clear()
                     await reader.event.wait()
-        except TimeoutError:
-            raise DeviceTimeout(f"no prompt within {timeout:g}s") from None
+        except TimeoutError as exc:
+            raise NoPrompt(f"no prompt within {timeout:g}s") from exc
 
     async def _send(self, line: str, timeout: float) -> str:
         """Send one line; return the answer without its echo and the next prompt."""
         if self._reader.closed is not None:
-            raise SessionLost(f"session lost: {self._reader.closed}")
+            raise ChannelClosed(self._reader.closed) from self._reader.error
         self._chan.write(line + "\n")
         text = (await self._read_prompt(timeout)).replace("\r\n", "\n").replace("\r", "")
         first, _, rest = text.partition("\n")
@@ -183,22 +208,24 @@ class AsyncsshSession:
         return text[:cut + 1] if cut >= 0 else ""
 
     async def command(self, command: str, timeout: float) -> str:
-        return (await self._send(command, timeout)).rstrip("\n")
+        with _OPERATION.boundary(self._secrets):
+            return (await self._send(command, timeout)).rstrip("\n")
 
     async def configure(self, lines: list[str], timeout: float) -> str:
         """Send lines in config mode, stopping at the first the device rejects."""
         platform = self._platform
         transcript: list[str] = []
-        await self._send(platform.cli_config_enter, timeout)
-        try:
-            for line in lines:
-                answer = await self._send(line, timeout)
-                transcript.append(f"{line}\n{answer}".rstrip())
-                if platform.rejected(answer):
-                    break
-        finally:
-            if self._reader.closed is None:
-                await self._send(platform.cli_config_exit, timeout)
+        with _OPERATION.boundary(self._secrets):
+            await self._send(platform.cli_config_enter, timeout)
+            try:
+                for line in lines:
+                    answer = await self._send(line, timeout)
+                    transcript.append(f"{line}\n{answer}".rstrip())
+                    if platform.rejected(answer):
+                        break
+            finally:
+                if self._reader.closed is None:
+                    await self._send(platform.cli_config_exit, timeout)
         return "\n".join(transcript)
 
     async def close(self) -> None:
@@ -209,8 +236,3 @@ class AsyncsshSession:
         with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
             async with asyncio.timeout(5):
                 await conn.wait_closed()
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-    return (str(text).strip() or type(exc).__name__).splitlines()[0][:300]

@@ -11,20 +11,23 @@ from typing import Any, TypeVar
 
 import paramiko
 from netmiko import BaseConnection, ConnectHandler
+from netmiko.channel import SSHChannel
 from netmiko.exceptions import (
     NetmikoAuthenticationException,
     NetmikoTimeoutException,
     ReadException,
     ReadTimeout,
+    WriteException,
 )
 
-from runner.drivers.base import ConnectParams, Timeouts, classify_connect_error
+from runner.drivers.base import ConnectParams, ErrorTable, Rule, Timeouts, first_line
 from runner.errors import (
     AuthFailed,
     ConnectFailed,
     DeviceError,
     DeviceTimeout,
     HostKeyMismatch,
+    SessionLost,
 )
 
 T = TypeVar("T")
@@ -37,30 +40,62 @@ _EXTRAS = frozenset({
 })
 
 
-def _map_error(exc: BaseException) -> DeviceError:
-    if isinstance(exc, DeviceError):
-        return exc
-    if isinstance(exc, NetmikoAuthenticationException):
-        return AuthFailed("authentication failed")
-    if isinstance(exc, paramiko.BadHostKeyException):
-        return HostKeyMismatch("host key does not match the known host key")
-    if isinstance(exc, ReadTimeout | TimeoutError):
-        return DeviceTimeout(f"command timed out: {_first_line(exc)}")
-    if isinstance(exc, NetmikoTimeoutException | EOFError | OSError | ReadException):
-        return ConnectFailed(_first_line(exc))
-    if isinstance(exc, paramiko.SSHException):
-        kind = classify_connect_error(str(exc))
-        if kind == "hostkey":
-            return HostKeyMismatch(f"host key not trusted: {_first_line(exc)}")
-        if kind == "auth":
-            return AuthFailed("authentication failed")
-        return ConnectFailed(_first_line(exc))
-    return DeviceError(f"{type(exc).__name__}: {_first_line(exc)}")
+def _reason(exc: BaseException) -> str:
+    """netmiko wraps paramiko's errors in a paragraph of advice: the wrapped one says why."""
+    inner = exc.__context__
+    if isinstance(exc, NetmikoTimeoutException) and isinstance(inner, paramiko.SSHException):
+        return first_line(inner)
+    return first_line(exc)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+_LOST = (ReadException, WriteException, EOFError, OSError, paramiko.SSHException)
+
+# Opening: TCP is runner's own socket; then paramiko's handshake and login and netmiko's
+# session preparation (first prompt, paging off), all inside ConnectHandler.
+_OPEN = ErrorTable(
+    # paramiko gave up waiting for the login to finish: slow, not refused
+    Rule(paramiko.AuthenticationException, ConnectFailed, "timed out logging in",
+         pattern=r"authentication timeout"),
+    Rule((NetmikoAuthenticationException, paramiko.AuthenticationException), AuthFailed,
+         "authentication failed"),
+    Rule(paramiko.BadHostKeyException, HostKeyMismatch,
+         "host key does not match the known host key"),
+    # netmiko re-raises paramiko's mismatch as a NetmikoTimeoutException with its text;
+    # RejectPolicy's unknown key is a plain SSHException
+    Rule(paramiko.SSHException, HostKeyMismatch, "host key not trusted: {reason}",
+         pattern=r"host key for server .* does not match|not found in known_hosts"),
+    Rule(paramiko.SSHException, AuthFailed, "authentication failed",
+         pattern=r"authentication fail|auth fail|permission denied"),
+    # logged in, then the CLI did not answer in time (a hung device)
+    Rule(ReadTimeout, DeviceTimeout, "logged in, but the CLI did not answer: {reason}"),
+    Rule(TimeoutError, ConnectFailed, "timed out opening the session"),
+    Rule((NetmikoTimeoutException, *_LOST), ConnectFailed, "{reason}"),
+    Rule(Exception, DeviceError, "{type}: {reason}"),
+    reason=_reason)
+
+# An open session: enable, commands, config. netmiko raises ValueError for some device
+# answers (e.g. config mode not entered): those fail the device as they are.
+_OPERATION = ErrorTable(
+    Rule((ReadTimeout, TimeoutError), DeviceTimeout, "command timed out: {reason}"),
+    Rule(_LOST, SessionLost, "session lost: {reason}"),
+    Rule(Exception, DeviceError, "{type}: {reason}"),
+    reason=_reason)
+
+
+class _LiveSSHChannel(SSHChannel):
+    """netmiko's SSH channel, except that reading a channel the device closed raises once
+    what came before is read: netmiko's own read polls paramiko's `recv_ready()`, which
+    stays False on a dead channel, so a session dropped mid-command would look like a
+    command timeout (after waiting for all of it)."""
+
+    def read_channel(self) -> str:
+        chan = self.remote_conn
+        # closed or EOF first: whatever came before either is already buffered
+        ended = chan is not None and (chan.closed or chan.eof_received)
+        output = super().read_channel()
+        if ended and not output:
+            raise ReadException("the device closed the session")
+        return output
 
 
 class NetmikoSession:
@@ -71,17 +106,20 @@ class NetmikoSession:
     driver = "netmiko"
 
     def __init__(self, conn: BaseConnection, sock: socket.socket,
-                 executor: ThreadPoolExecutor) -> None:
+                 executor: ThreadPoolExecutor | None, secrets: tuple[str, ...]) -> None:
         self._conn = conn
         self._sock = sock
         self._executor = executor
+        self._secrets = secrets
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await _in_thread(self._executor, self._sock, lambda: fn(*args, **kwargs))
+        with _OPERATION.boundary(self._secrets):
+            return await _in_thread(self._executor, [self._sock],
+                                    lambda: fn(*args, **kwargs))
 
     @classmethod
     async def open(cls, params: ConnectParams, timeouts: Timeouts,
-                   executor: ThreadPoolExecutor) -> NetmikoSession:
+                   executor: ThreadPoolExecutor | None) -> NetmikoSession:
         extras = {k: v for k, v in params.extras.items() if k in _EXTRAS}
         holder: list[socket.socket] = []
 
@@ -91,7 +129,7 @@ class NetmikoSession:
                                                 timeout=timeouts.connect)
             except OSError as exc:  # refused, no route, or nothing answered in time
                 raise ConnectFailed(f"TCP connection to {params.hostname}:{params.port} "
-                                    f"failed: {exc.strerror or exc}") from None
+                                    f"failed: {exc.strerror or exc}") from exc
             holder.append(sock)
             conn = ConnectHandler(
                 device_type=params.driver_platform, host=params.hostname, port=params.port,
@@ -100,26 +138,33 @@ class NetmikoSession:
                 banner_timeout=timeouts.connect, read_timeout_override=timeouts.command,
                 sock=sock, **extras,
             )
-            if extras.get("secret") and not conn.check_enable_mode():
-                try:
-                    conn.enable()  # landed in user exec: the enable secret is in the extras
-                except ValueError:
-                    raise AuthFailed("enable refused: the secret was not accepted") from None
+            if type(conn.channel) is SSHChannel:
+                conn.channel = _LiveSSHChannel(conn.remote_conn, conn.encoding)
             return conn
 
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(executor, connect)
         try:
-            conn = await future
-        except asyncio.CancelledError:
+            with _OPEN.boundary(params.secrets):
+                conn = await _in_thread(executor, holder, connect)
+        except BaseException:
             for sock in holder:
                 _shutdown(sock)
             raise
-        except Exception as exc:
-            for sock in holder:
-                _shutdown(sock)
-            raise _map_error(exc) from None
-        return cls(conn, holder[0], executor)
+        session = cls(conn, holder[0], executor, params.secrets)
+        if extras.get("secret"):
+            try:
+                await session._call(session._enable)
+            except BaseException:
+                _shutdown(session._sock)
+                raise
+        return session
+
+    def _enable(self) -> None:
+        """Privileged exec, if the login landed in user exec: the secret is in the extras."""
+        if not self._conn.check_enable_mode():
+            try:
+                self._conn.enable()
+            except ValueError as exc:  # netmiko's word for "still not in enable mode"
+                raise AuthFailed("enable refused: the secret was not accepted") from exc
 
     async def command(self, command: str, timeout: float) -> str:
         return str(await self._call(self._conn.send_command, command, read_timeout=timeout))
@@ -133,16 +178,15 @@ class NetmikoSession:
         _shutdown(self._sock)
 
 
-async def _in_thread(executor: ThreadPoolExecutor, sock: socket.socket,
+async def _in_thread(executor: ThreadPoolExecutor | None, socks: list[socket.socket],
                      fn: Callable[[], T]) -> T:
     loop = asyncio.get_running_loop()
     try:
         return await loop.run_in_executor(executor, fn)
     except asyncio.CancelledError:
-        _shutdown(sock)  # unblocks the thread still inside paramiko
+        for sock in socks:
+            _shutdown(sock)  # unblocks the thread still inside paramiko
         raise
-    except Exception as exc:
-        raise _map_error(exc) from None
 
 
 def _shutdown(sock: socket.socket) -> None:

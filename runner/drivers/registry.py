@@ -21,7 +21,7 @@ class SessionOpener(Protocol):
 
     @classmethod
     async def open(cls, params: ConnectParams, timeouts: Timeouts,
-                   executor: ThreadPoolExecutor) -> Session: ...
+                   executor: ThreadPoolExecutor | None) -> Session: ...
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class DriverRegistry:
 
     def register(self, entry: DriverEntry) -> None:
         if entry.name in self._entries:
-            raise ValueError(f"driver {entry.name!r} is already registered")
+            raise ValueError(f"driver {str(entry.name)!r} is already registered")
         self._entries[entry.name] = entry
 
     def get(self, name: str) -> DriverEntry:

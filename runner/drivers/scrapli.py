@@ -19,8 +19,15 @@ from scrapli import (
 from scrapli.exceptions import FFIException, ScrapliException, TimeoutException
 from scrapli.ffi_types import Cancel
 
-from runner.drivers.base import ConnectParams, Timeouts, classify_connect_error
-from runner.errors import AuthFailed, ConnectFailed, DeviceError, DeviceTimeout, HostKeyMismatch
+from runner.drivers.base import ConnectParams, ErrorTable, Rule, Timeouts
+from runner.errors import (
+    AuthFailed,
+    ConnectFailed,
+    DeviceError,
+    DeviceTimeout,
+    HostKeyMismatch,
+    SessionLost,
+)
 
 T = TypeVar("T")
 # Native operations that did not end after being cancelled: their memory must stay alive
@@ -51,16 +58,16 @@ async def native(cli: Cli, start: Callable[[Cancel], Awaitable[T]], timeout: flo
         raise
 
 
-async def _check_privileged(cli: Cli, timeout: float) -> None:
+async def _check_privileged(cli: Cli, timeout: float, secrets: tuple[str, ...]) -> None:
+    """scrapli answers `enable` with the secret but does not check that it worked."""
     try:
-        result = await native(cli, lambda c: cli.get_prompt_async(cancel=c), timeout)
-        refused = not str(result.result).rstrip().endswith("#")
-    except (ScrapliException, TimeoutError, OSError) as exc:
+        with _OPERATION.boundary(secrets):
+            result = await native(cli, lambda c: cli.get_prompt_async(cancel=c), timeout)
+        if not str(result.result).rstrip().endswith("#"):
+            raise AuthFailed("enable refused: the secret was not accepted")
+    except BaseException:
         await asyncio.shield(_dispose(cli))
-        raise _map_op_error(exc) from None
-    if refused:
-        await asyncio.shield(_dispose(cli))
-        raise AuthFailed("enable refused: the secret was not accepted")
+        raise
 
 
 async def _dispose(cli: Cli) -> None:
@@ -75,41 +82,48 @@ async def _dispose(cli: Cli) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[-1] if lines else type(exc).__name__)[:300]
+    """libscrapli's text is `<error>: <what failed>`, the last line the most precise."""
+    lines = [ln.strip().rstrip(":").strip() for ln in str(exc).splitlines()]
+    return next((ln for ln in reversed(lines) if ln), type(exc).__name__)
 
 
-def _map_open_error(exc: BaseException) -> DeviceError:
-    if isinstance(exc, TimeoutException | TimeoutError):
-        return ConnectFailed("timed out opening the session")
-    if not str(exc).split(":", 1)[-1].strip():
-        return DeviceError("the session could not be opened; the ssh2 transport gave no "
-                           "reason (use transport: bin for one)")
-    kind = classify_connect_error(str(exc))
-    if kind == "auth":
-        return AuthFailed("authentication failed")
-    if kind == "hostkey":
-        return HostKeyMismatch(f"host key not trusted: {_reason(exc)}")
-    return ConnectFailed(_reason(exc))
-
-
-def _map_op_error(exc: BaseException) -> DeviceError:
-    if isinstance(exc, TimeoutException | TimeoutError):
-        return DeviceTimeout("command timed out")
-    if isinstance(exc, EOFError) or "eof" in str(exc).lower():
-        return ConnectFailed(f"session closed by the device: {_reason(exc)}")
-    return DeviceError(f"{type(exc).__name__}: {_reason(exc)}")
+# libscrapli reports every failure as `<error name>: <text>` (an OperationException):
+# its rows match the text. A timeout is runner's own bound (`native`) or scrapli's.
+_TIMEOUT = (TimeoutException, TimeoutError)
+_CLOSED = r"\beof\b|broken ?pipe|connection ?reset|not ?open|closed"  # the session ended
+_OPEN = ErrorTable(
+    Rule(_TIMEOUT, ConnectFailed, "timed out opening the session"),
+    Rule(ScrapliException, AuthFailed, "authentication failed",
+         pattern=r"password prompt .*seen multiple times|authentication fail|auth fail"
+                 r"|permission denied"),
+    Rule(ScrapliException, HostKeyMismatch, "host key not trusted: {reason}",
+         pattern=r"host key verification failed|known.?host"),  # OpenSSH, libssh2
+    Rule(EOFError, ConnectFailed, "the session closed while opening: {reason}"),
+    Rule(ScrapliException, ConnectFailed, "the session closed while opening: {reason}",
+         pattern=_CLOSED),
+    # libssh2 ("transport: ssh2") says nothing more than the error name for some failures
+    Rule(ScrapliException, DeviceError, "the session could not be opened; the ssh2 transport "
+         "gave no reason (use transport: bin for one)", pattern=r"\A[\w ]*:?\s*\Z"),
+    Rule((ScrapliException, OSError), ConnectFailed, "{reason}"),
+    reason=_reason)
+_OPERATION = ErrorTable(
+    Rule(_TIMEOUT, DeviceTimeout, "command timed out"),
+    Rule(EOFError, SessionLost, "session lost: {reason}"),
+    Rule(ScrapliException, SessionLost, "session lost: {reason}", pattern=_CLOSED),
+    Rule((ScrapliException, OSError), DeviceError, "{type}: {reason}"),
+    reason=_reason)
 
 
 class ScrapliSession:
     driver = "scrapli"
 
-    def __init__(self, cli: Cli) -> None:
+    def __init__(self, cli: Cli, secrets: tuple[str, ...]) -> None:
         self._cli = cli
+        self._secrets = secrets
 
     @classmethod
     async def open(cls, params: ConnectParams, timeouts: Timeouts,
-                   executor: ThreadPoolExecutor | None = None) -> ScrapliSession:
+                   executor: ThreadPoolExecutor | None) -> ScrapliSession:
         extras = params.extras
         known_hosts = extras.get("known_hosts_path")
         transport: TransportBinOptions | TransportSsh2Options
@@ -134,39 +148,34 @@ class ScrapliSession:
             session_options=SessionOptions(operation_timeout_s=max(1, int(timeouts.command))),
             transport_options=transport,
         )
-        try:
-            await native(cli, lambda c: cli.open_async(cancel=c), timeouts.connect)
-        except (ScrapliException, TimeoutError, OSError) as exc:
-            if not isinstance(exc, FFIException):  # scrapli freed the driver itself then
-                await asyncio.shield(_dispose(cli))
-            raise _map_open_error(exc) from None
-        except asyncio.CancelledError:
-            await asyncio.shield(_dispose(cli))
-            raise
+        secrets = params.secrets
+        # Login and the definition's on_open (enable, paging off) happen inside open_async.
+        with _OPEN.boundary(secrets):
+            try:
+                await native(cli, lambda c: cli.open_async(cancel=c), timeouts.connect)
+            except BaseException as exc:
+                if not isinstance(exc, FFIException):  # scrapli freed the driver itself then
+                    await asyncio.shield(_dispose(cli))
+                raise
         if extras.get("secret"):
-            # scrapli answers `enable` with the secret but does not check that it worked
-            await _check_privileged(cli, timeouts.command)
-        return cls(cli)
+            await _check_privileged(cli, timeouts.command, secrets)
+        return cls(cli, secrets)
 
     async def command(self, command: str, timeout: float) -> str:
         cli = self._cli
-        try:
+        with _OPERATION.boundary(self._secrets):
             result = await native(cli, lambda c: cli.send_input_async(
                 command, requested_mode="privileged_exec", cancel=c), timeout)
-        except (ScrapliException, TimeoutError, OSError) as exc:
-            raise _map_op_error(exc) from None
         return str(result.result)
 
     async def configure(self, lines: list[str], timeout: float) -> str:
         cli = self._cli
-        try:
+        with _OPERATION.boundary(self._secrets):
             result = await native(cli, lambda c: cli.send_inputs_async(
                 lines, requested_mode="configuration", stop_on_indicated_failure=True,
                 cancel=c), timeout)
             await native(cli, lambda c: cli.enter_mode_async("privileged_exec", cancel=c),
                          timeout)
-        except (ScrapliException, TimeoutError, OSError) as exc:
-            raise _map_op_error(exc) from None
         # A transcript like netmiko's: each line sent, then what the device answered.
         return "\n".join(f"{sent}\n{answer}".rstrip()
                          for sent, answer in zip(result.inputs, result.results, strict=False))
