@@ -105,6 +105,7 @@ class DeviceRunner:
             await asyncio.wait_for(self._work(host, result, pool, rendered, coordination),
                                    self.spec.timeouts.device)
         except DeviceError as exc:  # first: DeviceTimeout is a TimeoutError too
+            log.debug("%s: %s: %s", host, exc.error_class, exc, exc_info=exc)  # -vv: cause
             result.fail(exc)
         except TimeoutError:
             result.fail(DeviceTimeout(
