@@ -101,10 +101,14 @@ class YamlSource(Generic[E]):
             if i >= 2 and isinstance(loc[i - 1], int) and \
                     key in self.union_tags.get(str(loc[i - 2]), ()):
                 continue
-            if (isinstance(node, dict) and key in node) or (
+            in_file: Any = key
+            if isinstance(node, dict) and key not in node:
+                # a key YAML read as a number (7:) is validated as its text
+                in_file = next((k for k in node if str(k) == key), key)
+            if (isinstance(node, dict) and in_file in node) or (
                     isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)):
-                line = line_of(node, key) or line
-                node = node[key]  # type: ignore[index]  # key type checked just above
+                line = line_of(node, in_file) or line
+                node = node[in_file]
             else:
                 node = None
             path.append(f"[{key}]" if isinstance(key, int) else str(key))
@@ -158,13 +162,12 @@ class Strict(BaseModel):
     @classmethod
     def _mapping_keys(cls, data: Any) -> Any:
         if data is None and cls.null_is_empty:
-            return {}
+            data = {}
         if not isinstance(data, dict):
             if cls.not_a_mapping is None:
                 return data
             raise problem(cls.not_a_mapping.format(got=describe(data)), "not_a_mapping")
-        errors = [InitErrorDetails(type=problem(message, "missing"), loc=(key,), input=data)
-                  for key, message in cls.missing.items() if key not in data]
+        errors: list[InitErrorDetails] = []
         if cls.unknown_field is not None:
             known = _known_keys(cls)
             expected = ", ".join(sorted(known))
@@ -172,6 +175,9 @@ class Strict(BaseModel):
                 type=problem(cls.unknown_field.format(key=repr(key), expected=expected),
                              "unknown_field"), loc=(str(key),), input=value)
                 for key, value in data.items() if key not in known and key not in cls.tolerated]
+        errors += [InitErrorDetails(type=problem(message, "missing_key"), loc=(key,),
+                                    input=data)
+                   for key, message in cls.missing.items() if key not in data]
         if errors:
             # Raised inside a validator, pydantic prefixes each location with this mapping's.
             raise ValidationError.from_exception_data(cls.__name__, errors)
