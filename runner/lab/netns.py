@@ -113,8 +113,7 @@ class NamespaceBackend:
                 ("launch", lambda: self._launch(plan)),
                 ("ready", lambda: self._wait_ready(plan)),
                 ("exec", lambda: self._run_exec(topo, plan)),
-                ("inventory", lambda: inventory.write_client_files(
-                    plan, {n.name: n.password for n in topo.nodes.values()})),
+                ("inventory", lambda: inventory.write_client_files(plan, topo.nodes)),
             ]
             for phase, step in phases:
                 t0 = time.monotonic()
