@@ -171,6 +171,9 @@ def _mapping(value: Any) -> Any:
 
 
 Port = Annotated[int, BeforeValidator(_port)]
+# A host's, group's or the defaults' `port:` or `groups:` written without a value is an error
+# (the validator runs before pydantic's None check), as it always was.
+WrittenPort = Annotated[int | None, BeforeValidator(_port)]
 Data = Annotated[dict[Any, Any] | None, BeforeValidator(_mapping)]
 Name = Annotated[str, BeforeValidator(str)]  # YAML may read a name such as 7 as a number
 
@@ -196,7 +199,7 @@ class DefaultsEntry(_Entry):
     unknown_field = "unknown field {key} (expected {expected})"
 
     hostname: str | None = None
-    port: Port | None = None
+    port: WrittenPort = None
     username: str | None = None
     password: str | None = None
     platform: str | None = None
@@ -208,7 +211,7 @@ class DefaultsEntry(_Entry):
 class HostEntry(DefaultsEntry):
     """One host (hosts.yaml, containerlab's flat file) or group (groups.yaml)."""
 
-    groups: Annotated[list[str], BeforeValidator(_group_names)] | None = None
+    groups: Annotated[list[str] | None, BeforeValidator(_group_names)] = None
 
 
 class EntriesFile(RootModel[dict[Name, HostEntry | None]]):
