@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any
 
 from nornir.core.inventory import (
     ConnectionOptions,
@@ -18,17 +18,15 @@ from nornir.core.inventory import (
     Inventory,
     ParentGroups,
 )
+from pydantic import BeforeValidator, RootModel
 
 from runner import platforms
 from runner.drivers.base import ConnectParams
-from runner.drivers.registry import DRIVERS
-from runner.errors import InputError
+from runner.drivers.registry import DRIVERS, builtin_drivers
+from runner.errors import InputError, InventoryError
 from runner.job.spec import Targets
+from runner.validation import Loc, Strict, YamlSource, problem
 from runner.yamlsrc import LineDict, line_of, load_yaml
-
-HOST_FIELDS = frozenset({"hostname", "port", "username", "password", "platform", "groups",
-                         "data", "connection_options"})
-CONN_FIELDS = frozenset({"hostname", "port", "username", "password", "platform", "extras"})
 
 
 class FleetInventory:
@@ -72,23 +70,26 @@ class FleetInventory:
                 fnmatch.fnmatchcase(n, p) or hosts[n].has_parent_group(p) for p in patterns)]
         for name in chosen:
             if not hosts[name].platform:
-                raise InputError(f"host {name!r} has no platform (set it on the host, a group "
-                                 f"or defaults; runner knows {', '.join(platforms.names())})",
-                                 path=self.source)
+                raise InventoryError(f"host {name!r} has no platform (set it on the host, a "
+                                     f"group or defaults; runner knows "
+                                     f"{', '.join(platforms.names())})", path=self.source)
         return chosen
 
     def driver_for(self, name: str, default: str) -> str:
-        """The host's (or its groups') `driver` data overrides the job's default."""
+        """The host's (or its groups', or the defaults') `driver` data, else the job's
+        default; an unknown driver name was refused where it was written, at load time."""
         value = _lookup(self.nornir.hosts[name], "driver")
-        return str(value) if value in DRIVERS else default
+        return default if value is None else str(value)
 
     def connect_params(self, name: str, driver: str) -> ConnectParams:
         host = self.nornir.hosts[name]
         opts = host.get_connection_parameters(driver)
         platform = host.platform or ""
         plat = platforms.get(platform)
+        # An explicit per-driver platform wins; else the driver's name for runner's platform.
+        attr = builtin_drivers().get(driver).platform_attr
         driver_platform = opts.platform if opts.platform and opts.platform != platform \
-            else (getattr(plat, driver) if plat else platform)
+            else (getattr(plat, attr) if plat else platform)
         return ConnectParams(
             host=name, hostname=opts.hostname or name, port=opts.port or 22,
             username=opts.username, password=opts.password, platform=platform,
@@ -148,73 +149,131 @@ def _lookup(host: Host, dotted: str) -> Any:
     return value
 
 
-class _Checker:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, msg: str, where: Any, key: Any = None, fieldname: str | None = None) -> None:
-        raise InputError(msg, path=self.path, line=line_of(where, key), field=fieldname)
-
-    def element(self, data: Any, where: Any, key: Any, label: str) -> dict[str, Any]:
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            self.fail("expected a mapping", where, key, label)
-        for k in data:
-            if k not in HOST_FIELDS:
-                self.fail(f"unknown field {k!r} (expected {', '.join(sorted(HOST_FIELDS))})",
-                          data, k, f"{label}.{k}")
-        if "groups" in data and not (isinstance(data["groups"], list)
-                                     and all(isinstance(g, str) for g in data["groups"])):
-            self.fail("expected a list of group names", data, "groups", f"{label}.groups")
-        if "data" in data and data["data"] is not None and not isinstance(data["data"], dict):
-            self.fail("expected a mapping", data, "data", f"{label}.data")
-        if "port" in data and (isinstance(data["port"], bool)
-                               or not isinstance(data["port"], int)
-                               or not 0 < data["port"] < 65536):
-            self.fail("expected a TCP port number", data, "port", f"{label}.port")
-        conns = data.get("connection_options") or {}
-        if not isinstance(conns, dict):
-            self.fail("expected a mapping", data, "connection_options",
-                      f"{label}.connection_options")
-        for cname, copts in conns.items():
-            if not isinstance(copts, dict):
-                self.fail("expected a mapping", conns, cname, f"{label}.connection_options")
-            for k in copts:
-                if k not in CONN_FIELDS:
-                    self.fail(f"unknown field {k!r}", copts, k,
-                              f"{label}.connection_options.{cname}.{k}")
-        return cast(dict[str, Any], data)
+# ---- the files' structure ------------------------------------------------------------
 
 
-def _conn_options(data: dict[str, Any]) -> dict[str, ConnectionOptions]:
-    return {name: ConnectionOptions(hostname=c.get("hostname"), port=c.get("port"),
-                                    username=c.get("username"), password=c.get("password"),
-                                    platform=c.get("platform"), extras=c.get("extras"))
-            for name, c in (data.get("connection_options") or {}).items()}
+def _port(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise problem("expected a TCP port number")
+    return value
 
 
-def _fields(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: data.get(k) for k in ("hostname", "port", "username", "password", "platform")} \
-        | {"data": data.get("data"), "connection_options": _conn_options(data)}
+def _group_names(value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise problem("expected a list of group names")
+    return value
 
 
-def _mapping_file(path: Path, required: bool) -> LineDict:
+def _mapping(value: Any) -> Any:
+    if value is not None and not isinstance(value, dict):
+        raise problem("expected a mapping")
+    return value
+
+
+Port = Annotated[int, BeforeValidator(_port)]
+# A host's, group's or the defaults' `port:` or `groups:` written without a value is an error
+# (the validator runs before pydantic's None check), as it always was.
+WrittenPort = Annotated[int | None, BeforeValidator(_port)]
+Data = Annotated[dict[Any, Any] | None, BeforeValidator(_mapping)]
+Name = Annotated[str, BeforeValidator(str)]  # YAML may read a name such as 7 as a number
+
+
+class _Entry(Strict):
+    not_a_mapping = "expected a mapping"
+
+
+class ConnectionOptionsEntry(_Entry):
+    """`connection_options.<driver>`: what the driver uses instead of the host's values."""
+
+    hostname: str | None = None
+    port: Port | None = None
+    username: str | None = None
+    password: str | None = None
+    platform: str | None = None
+    extras: Data = None
+
+
+class DefaultsEntry(_Entry):
+    """defaults.yaml: values every host has unless it or one of its groups sets them."""
+
+    unknown_field = "unknown field {key} (expected {expected})"
+
+    hostname: str | None = None
+    port: WrittenPort = None
+    username: str | None = None
+    password: str | None = None
+    platform: str | None = None
+    data: Data = None
+    connection_options: Annotated[dict[str, ConnectionOptionsEntry] | None,
+                                  BeforeValidator(_mapping)] = None
+
+
+class HostEntry(DefaultsEntry):
+    """One host (hosts.yaml, containerlab's flat file) or group (groups.yaml)."""
+
+    groups: Annotated[list[str] | None, BeforeValidator(_group_names)] = None
+
+
+class EntriesFile(RootModel[dict[Name, HostEntry | None]]):
+    """hosts.yaml, groups.yaml or containerlab's nornir-simple-inventory.yml: name -> entry."""
+
+
+# ---- loading ---------------------------------------------------------------------------
+
+
+def _conn_options(entry: DefaultsEntry) -> dict[str, ConnectionOptions]:
+    return {name: ConnectionOptions(hostname=c.hostname, port=c.port, username=c.username,
+                                    password=c.password, platform=c.platform, extras=c.extras)
+            for name, c in (entry.connection_options or {}).items()}
+
+
+def _fields(entry: DefaultsEntry) -> dict[str, Any]:
+    return {"hostname": entry.hostname, "port": entry.port, "username": entry.username,
+            "password": entry.password, "platform": entry.platform, "data": entry.data,
+            "connection_options": _conn_options(entry)}
+
+
+def _source(path: Path, required: bool, root: str | None = None) -> YamlSource[InventoryError]:
+    """One inventory file's data (an empty mapping when absent and optional)."""
     if not path.exists():
         if required:
-            raise InputError("inventory file not found", path=path)
-        return LineDict()
-    data = load_yaml(path)
+            raise InventoryError("inventory file not found", path=path)
+        return YamlSource(path, LineDict(), InventoryError, root=root)
+    data = load_yaml(path, InventoryError)
     if data is None:
-        return LineDict()
+        data = LineDict()
     if not isinstance(data, LineDict):
-        raise InputError("expected a mapping of names to entries", path=path,
-                         line=line_of(data))
-    return data
+        raise InventoryError("expected a mapping of names to entries", path=path,
+                             line=line_of(data))
+    return YamlSource(path, data, InventoryError, root=root)
+
+
+def _check_values(source: YamlSource[InventoryError], entry: DefaultsEntry,
+                  loc: Loc) -> None:
+    """Platform and driver names, checked where they are written (inherited values were
+    checked where they came from)."""
+    if entry.platform is not None and platforms.get(entry.platform) is None:
+        raise source.error(f"unknown platform {entry.platform!r} (runner knows "
+                           f"{', '.join(platforms.names())})", (*loc, "platform"))
+    driver = (entry.data or {}).get("driver")
+    if driver is not None:
+        try:
+            builtin_drivers().get(driver if isinstance(driver, str) else str(driver))
+        except InputError as exc:
+            raise source.error(exc.message, (*loc, "data", "driver")) from None
+
+
+def _check_groups(source: YamlSource[InventoryError], name: str, entry: HostEntry,
+                  known: Groups, where: str) -> ParentGroups:
+    for i, group in enumerate(entry.groups or []):
+        if group not in known:
+            raise source.error(f"group {group!r} is not defined{where}", (name, "groups", i))
+    return ParentGroups([known[g] for g in entry.groups or []])
 
 
 def load_inventory(path: Path) -> FleetInventory:
-    """A directory with hosts.yaml (+ groups.yaml, defaults.yaml), or one hosts file."""
+    """A directory with hosts.yaml (+ groups.yaml, defaults.yaml), or one hosts file such as
+    containerlab's nornir-simple-inventory.yml."""
     path = Path(path)
     if path.is_dir():
         host_file, group_file, defaults_file = (path / "hosts.yaml", path / "groups.yaml",
@@ -222,42 +281,30 @@ def load_inventory(path: Path) -> FleetInventory:
     elif path.exists():
         host_file, group_file, defaults_file = path, path / "-", path / "-"
     else:
-        raise InputError("inventory not found (a directory with hosts.yaml, or a hosts file)",
-                         path=path)
-    raw_defaults = _mapping_file(defaults_file, required=False)
-    _Checker(defaults_file).element(raw_defaults, raw_defaults, None, "defaults")
-    defaults = Defaults(**_fields(raw_defaults))
+        raise InventoryError("inventory not found (a directory with hosts.yaml, or a hosts "
+                             "file)", path=path)
+    defaults_src = _source(defaults_file, required=False, root="defaults")
+    defaults_entry = defaults_src.validate(DefaultsEntry)
+    _check_values(defaults_src, defaults_entry, ())
+    defaults = Defaults(**_fields(defaults_entry))
 
-    raw_groups = _mapping_file(group_file, required=False)
-    raw_hosts = _mapping_file(host_file, required=True)
+    group_src = _source(group_file, required=False)
+    host_src = _source(host_file, required=True)
+    group_entries = {name: entry or HostEntry()
+                     for name, entry in group_src.validate(EntriesFile).root.items()}
+    host_entries = {name: entry or HostEntry()
+                    for name, entry in host_src.validate(EntriesFile).root.items()}
+
     groups = Groups()
-    gcheck = _Checker(group_file)
-    for name, data in raw_groups.items():
-        checked = gcheck.element(data, raw_groups, name, str(name))
-        groups[str(name)] = Group(name=str(name), groups=None, defaults=defaults,
-                                  **_fields(checked))
-    for name, data in raw_groups.items():
-        for i, parent in enumerate((data or {}).get("groups") or []):
-            if parent not in groups:
-                gcheck.fail(f"group {parent!r} is not defined", data["groups"], i,
-                            f"{name}.groups[{i}]")
-        groups[str(name)].groups = ParentGroups(
-            [groups[g] for g in (data or {}).get("groups") or []])
+    for name, entry in group_entries.items():
+        _check_values(group_src, entry, (name,))
+        groups[name] = Group(name=name, groups=None, defaults=defaults, **_fields(entry))
+    for name, entry in group_entries.items():
+        groups[name].groups = _check_groups(group_src, name, entry, groups, "")
 
     hosts = Hosts()
-    hcheck = _Checker(host_file)
-    for name, data in raw_hosts.items():
-        checked = hcheck.element(data, raw_hosts, name, str(name))
-        for i, group in enumerate(checked.get("groups") or []):
-            if group not in groups:
-                hcheck.fail(f"group {group!r} is not defined in {group_file.name}",
-                            checked["groups"], i, f"{name}.groups[{i}]")
-        host = Host(name=str(name), groups=ParentGroups(
-            [groups[g] for g in checked.get("groups") or []]), defaults=defaults,
-            **_fields(checked))
-        if host.platform and platforms.get(host.platform) is None:
-            hcheck.fail(f"unknown platform {host.platform!r} (runner knows "
-                        f"{', '.join(platforms.names())})", checked or raw_hosts,
-                        "platform" if "platform" in checked else None, f"{name}.platform")
-        hosts[str(name)] = host
+    for name, entry in host_entries.items():
+        parents = _check_groups(host_src, name, entry, groups, f" in {group_file.name}")
+        _check_values(host_src, entry, (name,))
+        hosts[name] = Host(name=name, groups=parents, defaults=defaults, **_fields(entry))
     return FleetInventory(Inventory(hosts=hosts, groups=groups, defaults=defaults), path)

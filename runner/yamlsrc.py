@@ -46,6 +46,7 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
     """SafeLoader that builds LineDict/LineList and rejects duplicate keys."""
 
     source: Path
+    error_class: type[InputError]
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
@@ -57,7 +58,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if key in result:
-            raise InputError(
+            raise loader.error_class(
                 f"duplicate key {key!r} (first defined on line {result.lines[key]})",
                 path=loader.source,
                 line=line,
@@ -78,16 +79,17 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-def load_yaml(path: Path) -> Any:
-    """Parse one YAML file; syntax errors become an InputError naming file and line."""
+def load_yaml(path: Path, error_class: type[InputError] = InputError) -> Any:
+    """Parse one YAML file; syntax errors become an `error_class` naming file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
+        raise error_class("file not found", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read file: {exc}", path=path) from None
+        raise error_class(f"cannot read file: {exc}", path=path) from None
     loader = _Loader(text)
     loader.source = path
+    loader.error_class = error_class
     try:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
@@ -96,8 +98,8 @@ def load_yaml(path: Path) -> Any:
         problem = exc.problem or str(exc)
         if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
             problem += f" ({exc.context} started on line {exc.context_mark.line + 1})"
-        raise InputError(f"invalid YAML: {problem}", path=path, line=line) from None
+        raise error_class(f"invalid YAML: {problem}", path=path, line=line) from None
     except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}", path=path) from None
+        raise error_class(f"invalid YAML: {exc}", path=path) from None
     finally:
         loader.dispose()

@@ -23,7 +23,8 @@ class ContainerlabBackend:
 
     name = NAME
 
-    def __init__(self, binary: str = "containerlab") -> None:
+    def __init__(self, index: state.LabIndex, binary: str = "containerlab") -> None:
+        self.index = index
         self.binary = binary
 
     def unusable_reason(self) -> str | None:
@@ -49,7 +50,7 @@ class ContainerlabBackend:
         if proc.returncode != 0:
             raise LabError(f"containerlab deploy failed: {proc.stderr.strip()[-2000:]}")
         lab = state.LabState(NAME, make_plan(topo), "up")
-        state.save(lab)
+        self.index.save(lab)
         return self.status(lab)
 
     def down(self, lab: state.LabState) -> None:
@@ -58,7 +59,7 @@ class ContainerlabBackend:
                    check=False, timeout=600)
         if proc.returncode != 0:
             raise LabError(f"containerlab destroy failed: {proc.stderr.strip()[-2000:]}")
-        state.forget(lab.plan)
+        self.index.forget(lab.plan)
 
     def _inspect(self, lab: state.LabState) -> list[dict[str, Any]]:
         proc = run([self.binary, "inspect", "-t", lab.plan.topology, "--format", "json"],

@@ -9,9 +9,15 @@ from pathlib import Path
 
 import click
 
+from runner.cli import settings_of
 from runner.lab import service
 from runner.lab.backend import LabStatus
 from runner.lab.converge import wait_converged
+
+
+def _labs() -> service.Labs:
+    """This machine's labs, with the settings the `runner` group read from the environment."""
+    return service.Labs(settings_of(click.get_current_context()))
 
 
 def _print_status(st: LabStatus) -> None:
@@ -45,7 +51,7 @@ def lab() -> None:
 def up(topology: Path, backend: str, reconfigure: bool, as_json: bool) -> None:
     """Bring up the lab described by TOPOLOGY (a *.clab.yml file)."""
     started = time.monotonic()
-    st = service.up(topology, backend, reconfigure=reconfigure)
+    st = _labs().up(topology, backend, reconfigure=reconfigure)
     if as_json:
         click.echo(json.dumps(st.to_json(), indent=2))
         return
@@ -60,7 +66,7 @@ def up(topology: Path, backend: str, reconfigure: bool, as_json: bool) -> None:
 @click.argument("lab_ref", metavar="TOPOLOGY|NAME")
 def down(lab_ref: str) -> None:
     """Remove a lab and everything it created. Safe to run twice."""
-    if service.down(lab_ref):
+    if _labs().down(lab_ref):
         click.echo(f"lab {lab_ref} removed")
     else:
         click.echo(f"lab {lab_ref} is not up; nothing left to remove")
@@ -71,7 +77,7 @@ def down(lab_ref: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(lab_ref: str | None, as_json: bool) -> None:
     """Nodes, management addresses, kinds, and whether daemons and SSH are up."""
-    labs = service.status(lab_ref)
+    labs = _labs().status(lab_ref)
     if as_json:
         click.echo(json.dumps([st.to_json() for st in labs], indent=2))
         return
@@ -99,11 +105,12 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, shell: bool,
     Example: runner lab exec r1 -- show ip route
     """
     argv = list(command)
-    lab_state = service.lab_of(node, lab_ref)
+    labs = _labs()
+    lab_state = labs.lab_of(node, lab_ref)
     if node in lab_state.plan.nodes and lab_state.plan.nodes[node].role == "router" \
             and not shell:
         argv = ["vtysh", "-c", " ".join(argv)]
-    proc = service.exec_on(node, argv, lab_state.plan.lab, timeout)
+    proc = labs.exec_in(lab_state, node, argv, timeout)
     sys.stdout.write(proc.stdout)
     sys.stderr.write(proc.stderr)
     sys.exit(proc.returncode)
@@ -115,7 +122,8 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, shell: bool,
 def wait(lab_ref: str, timeout: float) -> None:
     """Wait until OSPF neighbours are Full and BGP sessions Established on every router."""
     started = time.monotonic()
-    states = wait_converged(service.find_lab(lab_ref), timeout)
+    labs = _labs()
+    states = wait_converged(labs, labs.find_lab(lab_ref), timeout)
     for st in states:
         click.echo(st.summary())
     click.echo(f"converged after {time.monotonic() - started:.1f}s")

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from runner.errors import LabError
-from runner.lab import service
+from runner.lab.service import Labs
 from runner.lab.state import LabState
 
 
@@ -33,20 +33,20 @@ class RouterRouting:
                 f"BGP {est}/{len(self.bgp)} established")
 
 
-def _vtysh_json(lab: LabState, node: str, command: str) -> dict[str, object]:
-    proc = service.exec_on(node, ["vtysh", "-c", f"{command} json"], lab.plan.lab, timeout=30)
+def _vtysh_json(labs: Labs, lab: LabState, node: str, command: str) -> dict[str, object]:
+    proc = labs.exec_in(lab, node, ["vtysh", "-c", f"{command} json"], timeout=30)
     if proc.returncode != 0:
         raise LabError(f"{node}: {command}: {proc.stderr.strip() or proc.stdout.strip()}")
     text = proc.stdout.strip()
     return json.loads(text) if text.startswith("{") else {}
 
 
-def routing(lab: LabState, node: str) -> RouterRouting:
+def routing(labs: Labs, lab: LabState, node: str) -> RouterRouting:
     result = RouterRouting(node)
     daemons = lab.plan.nodes[node].daemons
     try:
         if "ospfd" in daemons:
-            data = _vtysh_json(lab, node, "show ip ospf neighbor")
+            data = _vtysh_json(labs, lab, node, "show ip ospf neighbor")
             neighbors = data.get("neighbors", {})
             assert isinstance(neighbors, dict)
             for nid, entries in neighbors.items():
@@ -54,7 +54,7 @@ def routing(lab: LabState, node: str) -> RouterRouting:
                     result.ospf[f"{nid}@{entry.get('ifaceName', '')}"] = str(
                         entry.get("nbrState", entry.get("state", "")))
         if "bgpd" in daemons:
-            data = _vtysh_json(lab, node, "show bgp summary")
+            data = _vtysh_json(labs, lab, node, "show bgp summary")
             for afi in data.values():
                 if isinstance(afi, dict):
                     for peer, info in afi.get("peers", {}).items():
@@ -64,7 +64,7 @@ def routing(lab: LabState, node: str) -> RouterRouting:
     return result
 
 
-def wait_converged(lab: LabState, timeout: float = 120, interval: float = 1.0,
+def wait_converged(labs: Labs, lab: LabState, timeout: float = 120, interval: float = 1.0,
                    stable_polls: int = 2) -> list[RouterRouting]:
     """Wait until every router's OSPF neighbours are Full and BGP peers Established.
 
@@ -75,7 +75,7 @@ def wait_converged(lab: LabState, timeout: float = 120, interval: float = 1.0,
     deadline = time.monotonic() + timeout
     streak = 0
     while True:
-        states = [routing(lab, r) for r in routers]
+        states = [routing(labs, lab, r) for r in routers]
         streak = streak + 1 if all(s.converged for s in states) else 0
         if streak >= stable_polls:
             return states

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from runner.lab.kinds import Kind
 from runner.lab.plan import LabPlan
 from runner.lab.system import run
+from runner.lab.topology import Node
 
 INVENTORY_DIR = "inventory"
 CLAB_INVENTORY = "nornir-simple-inventory.yml"
 KNOWN_HOSTS = "known_hosts"
 SSH_CONFIG = "ssh_config"
 CLIENT_KEY = "id_ed25519"
+_NO_KIND = Kind("", role=None)  # platforms for defaults when a lab has no router
 
 
 def client_public_keys(lab_dir: Path) -> str:
@@ -43,10 +48,15 @@ def _dump(path: Path, data: Any, header: str) -> None:
     path.write_text(f"# {header}\n---\n{body}", encoding="utf-8")
 
 
-def write_client_files(plan: LabPlan, passwords: dict[str, str]) -> Path:
+def _common(values: list[str], fallback: str) -> str:
+    """The value most routers share (the first seen on a tie), written once in defaults."""
+    return Counter(values).most_common(1)[0][0] if values else fallback
+
+
+def write_client_files(plan: LabPlan, nodes: Mapping[str, Node]) -> Path:
     """Write inventory/, the containerlab-style inventory, known_hosts and ssh_config.
 
-    passwords: node -> login password (the lab's own, from the topology file).
+    nodes: the topology's nodes (login password, and the kind's automation platforms).
     Returns the inventory directory.
     """
     lab_dir = Path(plan.lab_dir)
@@ -72,19 +82,33 @@ def write_client_files(plan: LabPlan, passwords: dict[str, str]) -> Path:
         ]
     (lab_dir / SSH_CONFIG).write_text("\n".join(ssh_config), encoding="utf-8")
 
+    # Each router's platforms come from its kind: what most routers share goes in defaults,
+    # a router of another kind carries its own.
+    kinds = {node.name: nodes[node.name].kind_spec for node in routers}
+    platform = _common([k.platform for k in kinds.values()], _NO_KIND.platform)
+    netmiko = _common([k.netmiko_platform for k in kinds.values()], _NO_KIND.netmiko_platform)
+    scrapli = _common([k.scrapli_platform for k in kinds.values()], _NO_KIND.scrapli_platform)
     default_user = "admin"
     default_password = "admin"  # noqa: S105 - containerlab's lab default
     hosts: dict[str, Any] = {}
     groups: dict[str, Any] = {}
     for node in routers:
+        kind = kinds[node.name]
         host: dict[str, Any] = {"hostname": node.mgmt_ip, "groups": []}
         if node.group:
             host["groups"].append(node.group)
             groups.setdefault(node.group, {"data": {}})
         if node.username != default_user:
             host["username"] = node.username
-        if passwords[node.name] != default_password:
-            host["password"] = passwords[node.name]
+        if nodes[node.name].password != default_password:
+            host["password"] = nodes[node.name].password
+        if kind.platform != platform:
+            host["platform"] = kind.platform
+        options = {driver: {"platform": own} for driver, own, common in (
+            ("netmiko", kind.netmiko_platform, netmiko),
+            ("scrapli", kind.scrapli_platform, scrapli)) if own != common}
+        if options:
+            host["connection_options"] = options
         host["data"] = {"lab": plan.lab, "kind": node.kind, "netns": node.netns,
                         "role": node.role, **node.labels}
         if not host["groups"]:
@@ -93,14 +117,13 @@ def write_client_files(plan: LabPlan, passwords: dict[str, str]) -> Path:
     defaults = {
         "username": default_user,
         "password": default_password,
-        "platform": "cisco_ios",
+        "platform": platform,  # runner's name, which its asyncssh driver uses
         "port": 22,
         "connection_options": {
-            # vtysh speaks IOS-style CLI: both drivers' IOS platforms work unchanged.
-            "netmiko": {"platform": "cisco_ios", "extras": {
+            "netmiko": {"platform": netmiko, "extras": {
                 "ssh_strict": True, "system_host_keys": False,
                 "alt_host_keys": True, "alt_key_file": str(known_hosts)}},
-            "scrapli": {"platform": "cisco_iosxe", "extras": {
+            "scrapli": {"platform": scrapli, "extras": {
                 "known_hosts_path": str(known_hosts), "enable_strict_key": True}},
             "asyncssh": {"extras": {"known_hosts": str(known_hosts)}},
         },
@@ -114,8 +137,8 @@ def write_client_files(plan: LabPlan, passwords: dict[str, str]) -> Path:
     _dump(inv / "defaults.yaml", defaults, header)
 
     # The flat file containerlab writes, for tools that expect it.
-    clab = {node.name: {"username": node.username, "password": passwords[node.name],
-                        "platform": "cisco_ios", "hostname": node.mgmt_ip}
+    clab = {node.name: {"username": node.username, "password": nodes[node.name].password,
+                        "platform": kinds[node.name].platform, "hostname": node.mgmt_ip}
             for node in routers}
     _dump(lab_dir / CLAB_INVENTORY, clab, header)
     for path in (inv / "hosts.yaml", inv / "defaults.yaml", lab_dir / CLAB_INVENTORY):

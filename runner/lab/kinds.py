@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from runner import platforms
+from runner.errors import TopologyError
+
 Role = Literal["router", "host"]
 
 # Kinds containerlab knows that boot a vendor image (or need Docker itself): the namespace
@@ -32,36 +35,52 @@ CONTAINERLAB_ONLY_KINDS = frozenset(
 
 @dataclass(frozen=True)
 class Kind:
-    """What runner knows about one node kind."""
+    """What runner knows about one node kind: its role, login and automation platforms."""
 
     name: str
     # None: decided per node (a `linux` node is a router when it runs an FRR image).
     role: Role | None
     username: str = "admin"
     password: str = "admin"  # noqa: S105 - containerlab's published lab default, not a secret
+    # How clients drive its CLI: runner's platform (a platforms.yaml key, which runner's own
+    # asyncssh driver uses), netmiko's device_type and scrapli's definition.
+    platform: str = "cisco_ios"
     netmiko_platform: str = "cisco_ios"
     scrapli_platform: str = "cisco_iosxe"
 
 
 class KindRegistry:
-    """Kinds known to one lab loader; each kind is registered explicitly, with aliases."""
+    """Kinds known to one lab loader; each kind is registered explicitly, with aliases.
+    A name registered twice is refused; an unknown one is an error naming the known ones."""
 
     def __init__(self) -> None:
         self._kinds: dict[str, Kind] = {}
 
     def register(self, kind: Kind, *aliases: str) -> None:
-        for name in (kind.name, *aliases):
+        names = (kind.name, *aliases)
+        for name in names:
+            if name in self._kinds or names.count(name) > 1:
+                raise ValueError(f"kind {name!r} is already registered")
+        if platforms.get(kind.platform) is None:
+            raise ValueError(f"kind {kind.name!r}: platform {kind.platform!r} is not in "
+                             f"platforms.yaml (runner knows {', '.join(platforms.names())})")
+        for name in names:
             self._kinds[name] = kind
 
-    def get(self, name: str) -> Kind | None:
-        return self._kinds.get(name)
+    def get(self, name: str) -> Kind:
+        """The kind by name or alias; TopologyError (without a location) when unknown."""
+        kind = self._kinds.get(name)
+        if kind is not None:
+            return kind
+        if name in CONTAINERLAB_ONLY_KINDS:
+            raise TopologyError(f"kind {name!r} needs containerlab with Docker and its vendor "
+                                f"image; the namespace backend builds only "
+                                f"{', '.join(self.names())}")
+        raise TopologyError(f"unknown kind {name!r} (expected one of {', '.join(self.names())}"
+                            ", or a containerlab kind with --backend containerlab)")
 
     def names(self) -> list[str]:
         return sorted(self._kinds)
-
-    @staticmethod
-    def needs_containerlab(name: str) -> bool:
-        return name in CONTAINERLAB_ONLY_KINDS
 
 
 def default_registry() -> KindRegistry:

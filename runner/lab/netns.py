@@ -42,7 +42,6 @@ TOOLS = {
     "/usr/lib/frr/zebra": "frr", "/usr/lib/frr/watchfrr": "frr", "/usr/bin/vtysh": "frr",
     "/usr/sbin/sshd": "openssh-server",
 }
-READY_TIMEOUT = float(os.environ.get("RUNNER_LAB_READY_TIMEOUT", "120"))
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str,
@@ -79,9 +78,17 @@ def _read_pid(path: Path) -> int | None:
 
 
 class NamespaceBackend:
-    """Deploys a topology as network namespaces on this host; needs root, frr and sshd."""
+    """Deploys a topology as network namespaces on this host; needs root, frr and sshd.
+
+    index: where labs up on this machine are listed; ready_timeout: seconds a node's
+    launcher, and all routers' daemons and sshd, may take (the settings' lab_ready_timeout).
+    """
 
     name = NAME
+
+    def __init__(self, index: state.LabIndex, ready_timeout: float) -> None:
+        self.index = index
+        self.ready_timeout = ready_timeout
 
     def unusable_reason(self) -> str | None:
         if os.geteuid() != 0:
@@ -104,7 +111,7 @@ class NamespaceBackend:
                     f"`runner lab down {topo.path}` first, or `up --reconfigure`")
             self.down(previous)
         self._check_conflicts(plan)
-        state.save(state.LabState(NAME, plan, "deploying"))
+        self.index.save(state.LabState(NAME, plan, "deploying"))
         try:
             started = time.monotonic()
             phases: list[tuple[str, Callable[[], object]]] = [
@@ -113,14 +120,13 @@ class NamespaceBackend:
                 ("launch", lambda: self._launch(plan)),
                 ("ready", lambda: self._wait_ready(plan)),
                 ("exec", lambda: self._run_exec(topo, plan)),
-                ("inventory", lambda: inventory.write_client_files(
-                    plan, {n.name: n.password for n in topo.nodes.values()})),
+                ("inventory", lambda: inventory.write_client_files(plan, topo.nodes)),
             ]
             for phase, step in phases:
                 t0 = time.monotonic()
                 step()
                 log.debug("lab %s: %s took %.2fs", plan.lab, phase, time.monotonic() - t0)
-            state.save(state.LabState(NAME, plan, "up"))
+            self.index.save(state.LabState(NAME, plan, "up"))
             log.info("lab %s up: %d nodes in %.1fs", plan.lab, len(plan.nodes),
                      time.monotonic() - started)
         except BaseException:
@@ -198,7 +204,7 @@ class NamespaceBackend:
                                                  stderr=subprocess.STDOUT, text=True)))
         failures = []
         for node, proc in procs:
-            out, _ = proc.communicate(timeout=READY_TIMEOUT)
+            out, _ = proc.communicate(timeout=self.ready_timeout)
             if proc.returncode != 0:
                 failures.append(f"{node.name}: launcher exited {proc.returncode}: "
                                 f"{out.strip()[-500:]}")
@@ -223,7 +229,7 @@ class NamespaceBackend:
             return not pending
 
         try:
-            wait_for(all_ready, READY_TIMEOUT, "routers' daemons and sshd")
+            wait_for(all_ready, self.ready_timeout, "routers' daemons and sshd")
         except LabError as exc:
             raise LabError(f"{exc}: not ready: {', '.join(sorted(pending))} (see "
                            f"{plan.lab_dir}/nodes/<node>/log)") from None
@@ -275,7 +281,7 @@ class NamespaceBackend:
         lab_dir = Path(plan.lab_dir)
         if (lab_dir / state.STATE_FILE).exists():
             shutil.rmtree(lab_dir, ignore_errors=True)
-        state.forget(plan)
+        self.index.forget(plan)
 
     # ---- status and exec --------------------------------------------------------------
 

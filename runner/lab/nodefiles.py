@@ -12,8 +12,9 @@ from functools import cache
 from pathlib import Path
 
 from runner.lab.plan import LabPlan, NodePlan
+from runner.lab.schema import FRR_DAEMONS
 from runner.lab.system import run
-from runner.lab.topology import FRR_DAEMONS, Node
+from runner.lab.topology import Node
 
 VTYSH = "/usr/bin/vtysh"
 FRR_BIN = "/usr/lib/frr"

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import TopologyError
-from runner.lab.topology import ALWAYS_ON_DAEMONS, FRR_DAEMONS, Node, Topology
+from runner.lab.schema import ALWAYS_ON_DAEMONS, FRR_DAEMONS
+from runner.lab.topology import Node, Topology
 
 # Started when the topology says nothing about daemons: zebra/staticd always, what the
 # startup config uses, and bgpd + ospfd so a practice lab can add BGP/OSPF live.

@@ -12,84 +12,87 @@ from runner.lab.clab import ContainerlabBackend
 from runner.lab.netns import NamespaceBackend
 from runner.lab.plan import make_plan
 from runner.lab.topology import load_topology
+from runner.settings import Settings
 
 BACKEND_NAMES = ("auto", "containerlab", "namespace")
 
 
-def backends() -> dict[str, Backend]:
-    return {"containerlab": ContainerlabBackend(), "namespace": NamespaceBackend()}
+class Labs:
+    """The labs of this machine, with the settings the CLI read (where the index of labs is,
+    how long routers may take to be ready) passed down to the backends."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.index = state.LabIndex(settings.lab_index)
+        self.namespace = NamespaceBackend(self.index, settings.lab_ready_timeout)
+        self.backends: dict[str, Backend] = {
+            "containerlab": ContainerlabBackend(self.index), "namespace": self.namespace}
 
-def choose_backend(name: str = "auto") -> Backend:
-    """`auto`: containerlab when it and a Docker engine are usable, else namespaces."""
-    available = backends()
-    if name == "auto":
-        clab = available["containerlab"]
-        return clab if clab.unusable_reason() is None else available["namespace"]
-    if name not in available:
-        raise BackendUnavailable(f"unknown backend {name!r} (expected "
-                                 f"{', '.join(BACKEND_NAMES)})")
-    backend = available[name]
-    reason = backend.unusable_reason()
-    if reason:
-        raise BackendUnavailable(f"the {name} backend cannot run here: {reason}")
-    return backend
+    def choose_backend(self, name: str = "auto") -> Backend:
+        """`auto`: containerlab when it and a Docker engine are usable, else namespaces."""
+        if name == "auto":
+            clab = self.backends["containerlab"]
+            return clab if clab.unusable_reason() is None else self.namespace
+        if name not in self.backends:
+            raise BackendUnavailable(f"unknown backend {name!r} (expected "
+                                     f"{', '.join(BACKEND_NAMES)})")
+        backend = self.backends[name]
+        reason = backend.unusable_reason()
+        if reason:
+            raise BackendUnavailable(f"the {name} backend cannot run here: {reason}")
+        return backend
 
+    def up(self, path: Path, backend: str = "auto", *, reconfigure: bool = False) -> LabStatus:
+        topo = load_topology(path)  # a bad file fails here, before anything is created
+        return self.choose_backend(backend).up(topo, reconfigure=reconfigure)
 
-def up(path: Path, backend: str = "auto", *, reconfigure: bool = False) -> LabStatus:
-    topo = load_topology(path)  # a bad file fails here, before anything is created
-    return choose_backend(backend).up(topo, reconfigure=reconfigure)
-
-
-def find_lab(ref: str) -> state.LabState:
-    """A lab by topology file or by name."""
-    path = Path(ref)
-    if path.is_file():
-        topo = load_topology(path)
-        found = state.load(topo.lab_dir)
-        if found is None:
-            raise LabNotFound(f"lab {topo.name!r} from {path} is not up")
-        return found
-    return state.load_by_name(ref)
-
-
-def down(ref: str) -> bool:
-    """Remove a lab; False when there was nothing to remove. Safe to repeat."""
-    try:
-        lab = find_lab(ref)
-    except LabNotFound:
+    def find_lab(self, ref: str) -> state.LabState:
+        """A lab by topology file or by name."""
         path = Path(ref)
-        if not path.is_file():
+        if path.is_file():
+            topo = load_topology(path)
+            found = state.load(topo.lab_dir)
+            if found is None:
+                raise LabNotFound(f"lab {topo.name!r} from {path} is not up")
+            return found
+        return self.index.load_by_name(ref)
+
+    def down(self, ref: str) -> bool:
+        """Remove a lab; False when there was nothing to remove. Safe to repeat."""
+        try:
+            lab = self.find_lab(ref)
+        except LabNotFound:
+            path = Path(ref)
+            if not path.is_file():
+                return False
+            # No state: still sweep anything left under this lab's names (e.g. a killed up).
+            if self.namespace.unusable_reason() is None:
+                self.namespace.teardown(make_plan(load_topology(path)))
             return False
-        # No state: still sweep anything left under this lab's names (e.g. a killed up).
-        ns = NamespaceBackend()
-        if ns.unusable_reason() is None:
-            ns.teardown(make_plan(load_topology(path)))
-        return False
-    backends()[lab.backend].down(lab)
-    return True
+        self.backends[lab.backend].down(lab)
+        return True
 
+    def status(self, ref: str | None = None) -> list[LabStatus]:
+        labs = [self.find_lab(ref)] if ref else self.index.all_labs()
+        return [self.backends[lab.backend].status(lab) for lab in labs]
 
-def status(ref: str | None = None) -> list[LabStatus]:
-    labs = [find_lab(ref)] if ref else state.all_labs()
-    return [backends()[lab.backend].status(lab) for lab in labs]
+    def lab_of(self, node: str, lab_ref: str | None = None) -> state.LabState:
+        """The lab holding `node`; lab_ref may be omitted when exactly one lab has it."""
+        if lab_ref:
+            return self.find_lab(lab_ref)
+        labs = [lab for lab in self.index.all_labs() if node in lab.plan.nodes]
+        if not labs:
+            raise LabNotFound(f"no lab that is up has a node named {node!r}")
+        if len(labs) > 1:
+            raise LabError(f"node {node!r} is in several labs "
+                           f"({', '.join(lab.plan.lab for lab in labs)}); pass --lab")
+        return labs[0]
 
+    def exec_on(self, node: str, command: list[str], lab_ref: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a program (argv) inside a node's namespaces."""
+        return self.exec_in(self.lab_of(node, lab_ref), node, command, timeout)
 
-def lab_of(node: str, lab_ref: str | None = None) -> state.LabState:
-    """The lab holding `node`; lab_ref may be omitted when exactly one lab has it."""
-    if lab_ref:
-        return find_lab(lab_ref)
-    labs = [lab for lab in state.all_labs() if node in lab.plan.nodes]
-    if not labs:
-        raise LabNotFound(f"no lab that is up has a node named {node!r}")
-    if len(labs) > 1:
-        raise LabError(f"node {node!r} is in several labs "
-                       f"({', '.join(lab.plan.lab for lab in labs)}); pass --lab")
-    return labs[0]
-
-
-def exec_on(node: str, command: list[str], lab_ref: str | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run a program (argv) inside a node's namespaces."""
-    lab = lab_of(node, lab_ref)
-    return backends()[lab.backend].exec(lab, node, command, timeout)
+    def exec_in(self, lab: state.LabState, node: str, command: list[str],
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """exec_on() for a lab already found."""
+        return self.backends[lab.backend].exec(lab, node, command, timeout)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from runner.lab import service
 from runner.lab.converge import wait_converged
 from runner.lab.plan import LabPlan
+from runner.lab.service import Labs
 from runner.lab.state import LabState
+from runner.settings import Settings
 from tests.conftest import LAB_DIR
 from tests.lab.helpers import plan_of, private_copy, runner
 
@@ -30,6 +31,7 @@ class RunningLab:
     topology: Path
     plan: LabPlan
     state: LabState
+    labs: Labs
 
     @property
     def lab_dir(self) -> Path:
@@ -50,8 +52,9 @@ def practice_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLa
     topology = private_copy(LAB_DIR / "practice.clab.yml", workdir, "tpractice", 31)
     try:
         runner("lab", "up", str(topology))
-        lab_state = service.find_lab(str(topology))
-        wait_converged(lab_state, timeout=120)
-        yield RunningLab(topology, plan_of(topology), lab_state)
+        labs = Labs(Settings.from_env())  # the settings the `runner` CLI reads too
+        lab_state = labs.find_lab(str(topology))
+        wait_converged(labs, lab_state, timeout=120)
+        yield RunningLab(topology, plan_of(topology), lab_state, labs)
     finally:
         runner("lab", "down", str(topology), check=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 from runner.lab.plan import LabPlan, make_plan
 from runner.lab.system import link_exists, netns_list, pid_alive
 from runner.lab.topology import load_topology
+from runner.settings import Settings
 
 
 def runner(*args: str, check: bool = True,
@@ -75,7 +76,7 @@ def leftovers(plan: LabPlan, pids: list[int] | None = None) -> list[str]:
                 left.append(f"process {entry}: {cmdline.decode(errors='replace')[:100]}")
     if Path(plan.lab_dir).exists():
         left.append(f"lab dir {plan.lab_dir}")
-    index = Path(os.environ.get("RUNNER_LAB_INDEX", "/run/runner/labs")) / f"{plan.lab}.json"
+    index = Settings.from_env().lab_index / f"{plan.lab}.json"
     if index.exists():
         left.append(f"index entry {index}")
     return left

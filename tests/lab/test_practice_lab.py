@@ -57,7 +57,7 @@ def test_status_lists_every_node_healthy(practice_lab: RunningLab) -> None:
 
 
 def test_ospf_and_bgp_converge_and_carry_the_host_lans(practice_lab: RunningLab) -> None:
-    r1 = routing(practice_lab.state, "r1")
+    r1 = routing(practice_lab.labs, practice_lab.state, "r1")
     assert r1.converged
     assert len(r1.ospf) == 2  # r2 and r4
     assert set(r1.bgp) == {"10.255.0.2", "10.255.0.3", "10.255.0.4"}

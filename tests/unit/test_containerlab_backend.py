@@ -7,15 +7,20 @@ JSON. What is tested is runner's side: which commands it runs and how it reads a
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from runner.errors import BackendUnavailable
-from runner.lab import service, state
 from runner.lab.clab import ContainerlabBackend
 from runner.lab.netns import NamespaceBackend
-from tests.conftest import LAB_DIR
+from runner.lab.service import Labs
+from runner.settings import Settings
+from tests.conftest import LAB_DIR, ROOT
 
 FAKE_CLAB = """#!/bin/sh
 echo "$@" >> "{log}"
@@ -31,6 +36,12 @@ fi
 
 
 @pytest.fixture
+def labs(tmp_path: Path) -> Labs:
+    """The lab service with its index of labs in the test's own directory."""
+    return Labs(Settings(lab_index=tmp_path / "index"))
+
+
+@pytest.fixture
 def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -41,42 +52,63 @@ def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for tool in bindir.iterdir():
         tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin:/usr/sbin:/sbin")
-    monkeypatch.setenv("RUNNER_LAB_INDEX", str(tmp_path / "index"))
     return log
 
 
-def test_auto_prefers_containerlab_when_docker_engine_answers(fake_tools: Path) -> None:
-    assert isinstance(service.choose_backend("auto"), ContainerlabBackend)
+def test_auto_prefers_containerlab_when_docker_engine_answers(fake_tools: Path,
+                                                              labs: Labs) -> None:
+    assert isinstance(labs.choose_backend("auto"), ContainerlabBackend)
 
 
 def test_auto_falls_back_to_namespaces_without_docker_engine(
-        fake_tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        fake_tools: Path, labs: Labs, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_DOCKER_RC", "1")
-    assert isinstance(service.choose_backend("auto"), NamespaceBackend)
+    assert isinstance(labs.choose_backend("auto"), NamespaceBackend)
     with pytest.raises(BackendUnavailable, match="no Docker engine is running"):
-        service.choose_backend("containerlab")
+        labs.choose_backend("containerlab")
 
 
-def test_up_status_down_run_containerlab(fake_tools: Path, tmp_path: Path) -> None:
+def test_up_status_down_run_containerlab(fake_tools: Path, labs: Labs, tmp_path: Path) -> None:
     topo = tmp_path / "practice.clab.yml"
     topo.write_text((LAB_DIR / "practice.clab.yml").read_text(encoding="utf-8"),
                     encoding="utf-8")
     (tmp_path / "practice").symlink_to(LAB_DIR / "practice")
-    st = service.up(topo, "containerlab")
+    st = labs.up(topo, "containerlab")
     assert st.backend == "containerlab"
     nodes = {n.name: n for n in st.nodes}
     assert nodes["r1"].running and nodes["r1"].mgmt_ip == "172.20.20.11"
     assert not nodes["r2"].running
-    assert state.load_by_name("practice").backend == "containerlab"
-    assert service.down(str(topo))
+    assert labs.index.load_by_name("practice").backend == "containerlab"
+    assert (tmp_path / "index" / "practice.json").exists()  # the index the settings name
+    assert labs.down(str(topo))
     calls = fake_tools.read_text(encoding="utf-8").splitlines()
     assert f"deploy -t {topo}" in calls
     assert f"inspect -t {topo} --format json" in calls
     assert f"destroy -t {topo} --cleanup" in calls
-    assert state.all_labs() == []
+    assert labs.index.all_labs() == []
 
 
-def test_unknown_backend_is_refused() -> None:
+def test_unknown_backend_is_refused(labs: Labs) -> None:
     with pytest.raises(BackendUnavailable, match="unknown backend 'docker'"):
-        service.choose_backend("docker")
+        labs.choose_backend("docker")
 
+
+
+def test_cli_passes_the_settings_it_read_down_to_the_lab(
+        fake_tools: Path, labs: Labs, tmp_path: Path) -> None:
+    """RUNNER_LAB_INDEX, read once by the `runner` group, is where `lab status` looks."""
+    topo = tmp_path / "practice.clab.yml"
+    topo.write_text((LAB_DIR / "practice.clab.yml").read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    (tmp_path / "practice").symlink_to(LAB_DIR / "practice")
+    labs.up(topo, "containerlab")
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+           "RUNNER_LAB_INDEX": str(tmp_path / "index"), "RUNNER_LAB_READY_TIMEOUT": "5"}
+    proc = subprocess.run([sys.executable, "-m", "runner", "lab", "status", "--json"],
+                          capture_output=True, text=True, check=False, env=env, cwd=ROOT)
+    assert [lab["lab"] for lab in json.loads(proc.stdout)] == ["practice"], proc.stderr
+    env["RUNNER_LAB_INDEX"] = str(tmp_path / "elsewhere")
+    proc = subprocess.run([sys.executable, "-m", "runner", "lab", "status"],
+                          capture_output=True, text=True, check=False, env=env, cwd=ROOT)
+    assert proc.stdout.strip() == "no labs are up", proc.stderr
+    assert Labs(Settings(lab_ready_timeout=5)).namespace.ready_timeout == 5
