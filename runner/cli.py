@@ -5,16 +5,13 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import click
 
 from runner import __version__
 from runner.errors import RunnerError
 from runner.settings import Settings
-from runner.vocab import EngineChoice
 
 # command -> module that defines it: a command's module (and the libraries it needs: lab,
 # scheduler, Celery) loads only when that command runs, so `runner run` starts quickly.
@@ -54,24 +51,6 @@ def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    """The settings the `runner` group read (or from the environment, for a bare command)."""
-    root = ctx.find_root().obj
-    return root if isinstance(root, Settings) else Settings.from_env()
-
-
-ENGINE_HELP = ("auto: engine processes (one per core) for large runs, else this process; "
-               "local: this process; processes: one engine process per core (--processes); "
-               "celery: shards on `runner worker` machines.")
-
-
-def engine_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--engine, for every command that runs jobs; its value is an EngineChoice."""
-    return click.option("--engine", type=click.Choice([e.value for e in EngineChoice]),
-                        default=EngineChoice.AUTO.value, show_default=True, help=ENGINE_HELP,
-                        callback=lambda _c, _p, value: EngineChoice(value))(fn)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli import engine_option, settings_of
+from runner.cli_common import engine_option, settings_of
 from runner.errors import InputError
 from runner.job.load import load_job
 from runner.job.spec import json_schema

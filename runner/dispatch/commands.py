@@ -15,7 +15,7 @@ from types import FrameType
 
 import click
 
-from runner.cli import settings_of
+from runner.cli_common import settings_of
 from runner.errors import InputError
 from runner.inventory import load_inventory
 from runner.settings import DEFAULT_QUEUE, safe_url

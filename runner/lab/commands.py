@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli import settings_of
+from runner.cli_common import settings_of
 from runner.lab import service
 from runner.lab.backend import LabStatus
 from runner.lab.converge import wait_converged

@@ -1,0 +1,30 @@
+"""What every `runner` subcommand shares: the settings the `runner` group read from the
+environment, and the options that mean the same everywhere (--engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from runner.settings import Settings
+from runner.vocab import EngineChoice
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings the `runner` group read (or from the environment, for a bare command)."""
+    root = ctx.find_root().obj
+    return root if isinstance(root, Settings) else Settings.from_env()
+
+
+ENGINE_HELP = ("auto: engine processes (one per core) for large runs, else this process; "
+               "local: this process; processes: one engine process per core (--processes); "
+               "celery: shards on `runner worker` machines.")
+
+
+def engine_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine, for every command that runs jobs; its value is an EngineChoice."""
+    return click.option("--engine", type=click.Choice([e.value for e in EngineChoice]),
+                        default=EngineChoice.AUTO.value, show_default=True, help=ENGINE_HELP,
+                        callback=lambda _c, _p, value: EngineChoice(value))(fn)
