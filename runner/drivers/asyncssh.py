@@ -85,6 +85,8 @@ class _Reader(asyncssh.SSHClientSession[str]):
         return text
 
 
+# The reader's own low-level events: the tables below map them to runner's errors like a
+# library's exceptions, so they never leave this module.
 class ChannelClosed(ConnectionError):
     """The device closed the session (or the connection died) while runner read from it."""
 

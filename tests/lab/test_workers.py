@@ -26,13 +26,6 @@ VISIBILITY = "8"
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.kill()
-
-
-@pytest.fixture(scope="module")
 def env(redis_server: RedisServer) -> dict[str, str]:
     return {**os.environ, "RUNNER_BROKER_URL": redis_server.url,
             "RUNNER_VISIBILITY_TIMEOUT": VISIBILITY}

@@ -45,13 +45,6 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis-sim"))
-    yield server
-    server.kill()
-
-
-@pytest.fixture(scope="module")
 def env(redis_server: RedisServer) -> dict[str, str]:
     # Redis alone would hand a lost shard to another worker after an hour: only the
     # heartbeat can end these runs in time.
