@@ -84,6 +84,7 @@ class CeleryExecutor:
         self.pending: dict[str, Shard] = {}
         self.reported: set[str] = set()
         self.cancelling = False
+        self._streamed = 0  # how much of the run's finished list has been read
         self._warned = 0.0
 
     def __enter__(self) -> CeleryExecutor:
@@ -141,6 +142,7 @@ class CeleryExecutor:
                 if not self.client.exists(self.keys.dispatcher):
                     self._broker_lost(sink)
                     return
+                self._stream(sink)
                 self._poll(sink)
                 if time.monotonic() >= next_watch:
                     self._watch(sink)
@@ -161,6 +163,19 @@ class CeleryExecutor:
               progress_known: bool = True) -> None:
         self.reported.update(hosts)
         sink.lost(hosts, error, progress_known=progress_known)
+
+    def _stream(self, sink: RecordSink) -> None:
+        """Records of devices finished since the last look, as workers finish them (live
+        progress, and the database written while shards still run)."""
+        hosts = [str(h) for h in self.client.lrange(self.keys.finished, self._streamed, -1)]
+        if not hosts:
+            return
+        self._streamed += len(hosts)
+        new = [h for h in hosts if h not in self.reported]
+        if new:
+            for raw in self.client.mget([self.keys.device("done", h) for h in new]):
+                if raw:
+                    self._finish(sink, DeviceResult.from_json(json.loads(raw)))
 
     def _poll(self, sink: RecordSink) -> None:
         for task_id, shard in list(self.pending.items()):

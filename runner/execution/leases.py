@@ -64,6 +64,12 @@ class RunKeys:
         return f"runner:run:{self.run_id}:started"
 
     @property
+    def finished(self) -> str:
+        """A list of hosts in the order they finished: the dispatcher streams records
+        from it (and their done keys) while shards run."""
+        return f"runner:run:{self.run_id}:finished"
+
+    @property
     def cancel(self) -> str:
         return f"runner:run:{self.run_id}:cancel"
 
@@ -144,8 +150,11 @@ class Coordination:
         return record
 
     async def mark_done(self, host: str, record: dict[str, Any]) -> None:
-        await self.redis.set(self.keys.device("done", host), json.dumps(record),
-                             ex=LEDGER_TTL_S)
+        pipe = self.redis.pipeline(transaction=True)  # the record before its announcement
+        pipe.set(self.keys.device("done", host), json.dumps(record), ex=LEDGER_TTL_S)
+        pipe.rpush(self.keys.finished, host)
+        pipe.expire(self.keys.finished, LEDGER_TTL_S)
+        await pipe.execute()
 
     async def start_config(self, host: str) -> None:
         """Called right before config is first sent to `host` in this run."""
