@@ -20,6 +20,9 @@ it resembles, so callers may catch either.
         ├── HostKeyMismatch
         ├── DeviceTimeout (TimeoutError)
         ├── CommandRejected                      a platform failure indicator in the answer
+        ├── CheckFailed                          an `expect:` condition was false
+        ├── RollbackFailed                       the kept config could not be put back
+        ├── ConfigDrift                          the config moved since the approved preview
         ├── RenderFailed                         a template failed for this device
         ├── ParseFailed
         ├── DeviceBusy                           another run holds the device's lease
@@ -170,6 +173,21 @@ class DeviceTimeout(DeviceError, TimeoutError):
 
 class CommandRejected(DeviceError):
     """The device answered a command with one of its platform's failure indicators."""
+
+
+class CheckFailed(DeviceError):
+    """An `expect:` condition of a command step was false, or could not be evaluated."""
+
+
+class RollbackFailed(DeviceError):
+    """After a failed change, the device's kept config could not be put back."""
+
+
+class ConfigDrift(DeviceError):
+    """The device's running config changed since the preview that was approved: the
+    previewed change is not pushed onto a config it was not made for."""
+
+    status = DeviceStatus.SKIPPED
 
 
 class RenderFailed(DeviceError):

@@ -17,6 +17,8 @@ class DeviceStatus(StrEnum):
     AUTH_FAILED = "auth_failed"
     TIMED_OUT = "timed_out"
     SKIPPED = "skipped"  # never contacted: rollout stopped, run interrupted, device busy
+    # changed, then put back as it was after a later step failed: a failure, config intact
+    ROLLED_BACK = "rolled_back"
 
     @property
     def success(self) -> bool:
@@ -30,6 +32,7 @@ class StepKind(StrEnum):
     COMMAND = "command"
     CONFIG = "config"
     BACKUP = "backup"
+    ROLLBACK = "rollback"  # runner restoring the config it kept (or, dry run, would send)
 
 
 class RunStatus(StrEnum):
@@ -37,6 +40,9 @@ class RunStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # cancelled, Ctrl-C, or its process died
+    AWAITING_APPROVAL = "awaiting_approval"  # a previewed change waiting for an operator
+    REJECTED = "rejected"  # an operator said no to the previewed change
+    EXPIRED = "expired"  # nobody approved it within the approval window
 
 
 class Engine(StrEnum):
@@ -67,6 +73,17 @@ class Overlap(StrEnum):
 
     SKIP = "skip"
     QUEUE = "queue"
+
+
+class NotifyEvent(StrEnum):
+    """What a run may notify about (a notification target's `on:` list)."""
+
+    FAILED = "failed"  # a device ended other than ok/changed
+    CHANGED = "changed"  # a device's config changed
+    BACKUP_CHANGED = "backup_changed"  # a backup commit holds a changed config
+    ROLLED_BACK = "rolled_back"  # a device was put back after a failed change
+    AWAITING_APPROVAL = "awaiting_approval"  # a previewed change waits for an operator
+    ALWAYS = "always"  # every finished run
 
 
 class OccurrenceStatus(StrEnum):
