@@ -33,7 +33,7 @@ def unified(before: str, after: str, label: str = "running-config") -> str:
                                         f"{label} (before)", f"{label} (after)"))
 
 
-def _tree(lines: Iterable[str]) -> list[tuple[tuple[str, ...], str]]:
+def config_tree(lines: Iterable[str]) -> list[tuple[tuple[str, ...], str]]:
     """(section path, line) for each config line.
 
     Sections come from indentation (a line followed by deeper lines is a header, as in a
@@ -77,10 +77,10 @@ def preview(running: str, lines: list[str]) -> str:
     A preview, not a simulation: a line counts as present when the same line stands in the
     same section; `no X` counts as a change when X is present.
     """
-    present = set(_tree(running.splitlines()))
+    present = set(config_tree(running.splitlines()))
     out: list[str] = []
     shown: set[tuple[str, ...]] = set()
-    for path, text in _tree(lines):
+    for path, text in config_tree(lines):
         if text.startswith("no "):
             changes = (path, text[3:]) in present
         else:

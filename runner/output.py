@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from runner.records import DeviceResult, RunResult
-from runner.vocab import SUCCESS
+from runner.vocab import SUCCESS, StepKind
 
 
 def table(rows: Sequence[tuple[str, ...]]) -> str:
@@ -25,15 +25,16 @@ class Progress:
     def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
         self.total = total
         self.stream = stream
-        self.counts: Counter[str] = Counter()
+        self.status: dict[str, str] = {}  # per device: a later record (rollback) replaces
         self.tty = stream.isatty()
         self._lock = threading.Lock()
 
     def __call__(self, device: DeviceResult) -> None:
         with self._lock:
-            self.counts[device.status] += 1
-            done = sum(self.counts.values())
-            failed = done - sum(self.counts[s] for s in SUCCESS)
+            self.status[device.host] = device.status
+            counts = Counter(self.status.values())
+            done = len(self.status)
+            failed = done - sum(counts[s] for s in SUCCESS)
             line = (f"[{done}/{self.total}] done {done}  failed {failed}  "
                     f"remaining {self.total - done}")
             if self.tty:
@@ -68,4 +69,6 @@ def diffs(run: RunResult) -> str:
         for s in d.steps:
             if s.diff:
                 out.append(f"--- {d.host}: {s.name}\n{s.diff.rstrip()}")
+            elif run.dry_run and s.kind is StepKind.ROLLBACK and s.output:
+                out.append(f"--- {d.host}: {s.name}: would send\n{s.output.rstrip()}")
     return "\n".join(out)

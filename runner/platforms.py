@@ -22,6 +22,7 @@ class Platform:
     failure_indicators: tuple[str, ...]
     volatile: tuple[re.Pattern[str], ...]
     secrets: tuple[re.Pattern[str], ...]
+    single_valued: tuple[str, ...]
     cli_prompt: str
     cli_on_open: tuple[str, ...]
     cli_config_enter: str
@@ -61,6 +62,7 @@ def _table() -> dict[str, Platform]:
             failure_indicators=tuple(spec["failure_indicators"]),
             volatile=tuple(re.compile(p, re.M) for p in spec["volatile"]),
             secrets=tuple(re.compile(p, re.M) for p in spec["secrets"]),
+            single_valued=tuple(spec.get("single_valued", ())),
             cli_prompt=spec["cli"]["prompt"], cli_on_open=tuple(spec["cli"]["on_open"]),
             cli_config_enter=spec["cli"]["config_enter"],
             cli_config_exit=spec["cli"]["config_exit"],

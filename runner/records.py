@@ -31,6 +31,22 @@ class StepResult:
 
 
 @dataclass
+class RestorePlan:
+    """How to put a changed device back later (a rollout that stops rolls back earlier
+    batches): the commands, and fingerprints of the config before and after the change."""
+
+    lines: list[str]
+    kept_digest: str  # the config to get back to
+    after_digest: str  # the config this run left: a device that moved since is left alone
+    save: bool = False  # the change was saved: so is its rollback
+    blocked: str | None = None  # why it cannot be used (e.g. it would need secrets)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RestorePlan:
+        return cls(**data)
+
+
+@dataclass
 class DeviceResult:
     host: str
     status: DeviceStatus
@@ -46,6 +62,8 @@ class DeviceResult:
     steps: list[StepResult] = field(default_factory=list)
     # Backup text handed to the backup store; never printed or stored with the record.
     backup: str | None = field(default=None, repr=False)
+    # How to roll the change back later; travels between processes, never stored.
+    restore: RestorePlan | None = field(default=None, repr=False)
 
     @classmethod
     def of_error(cls, host: str, error: DeviceError, *, worker: str | None = None,
@@ -57,16 +75,21 @@ class DeviceResult:
     def fail(self, error: DeviceError) -> None:
         self.status, self.error_class, self.error = error.status, error.error_class, str(error)
 
-    def to_json(self, *, with_backup: bool = False) -> dict[str, Any]:
+    def to_json(self, *, transport: bool = False) -> dict[str, Any]:
+        """The record as JSON; `transport` (between runner's own processes) keeps the
+        backup text and the restore plan, which are never printed or stored."""
         data = asdict(self)
-        if not with_backup:
+        if not transport:
             data.pop("backup")
+            data.pop("restore")
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceResult:
         steps = [StepResult.from_json(s) for s in data.get("steps") or []]
-        return cls(**{**data, "status": DeviceStatus(data["status"]), "steps": steps})
+        plan = data.get("restore")
+        return cls(**{**data, "status": DeviceStatus(data["status"]), "steps": steps,
+                      "restore": RestorePlan.from_json(plan) if plan else None})
 
 
 @dataclass

@@ -21,7 +21,7 @@ from runner.records import DeviceResult, RunResult, now_iso
 from runner.render import Templates
 from runner.results import RecordWriter, ResultsStore
 from runner.settings import Settings
-from runner.vocab import EngineChoice, RunStatus, StepKind
+from runner.vocab import EngineChoice, OnStop, RunStatus, StepKind
 
 
 @dataclass
@@ -62,6 +62,14 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
             backups += 1
             if backups > 1:
                 raise job.error("a job has at most one backup step", ("steps", index))
+    spec = job.spec
+    if spec.rollout is not None and spec.rollout.on_stop is OnStop.ROLLBACK \
+            and not spec.rolls_back:
+        raise job.error("on_stop: rollback needs rollback: true (on the job or a config "
+                        "step)", ("rollout", "on_stop"))
+    if spec.rollback and not any(isinstance(s, ConfigStep) for s in spec.steps):
+        raise job.error("rollback: true, but the job has no config step to roll back",
+                        ("rollback",))
 
 
 def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import InputError
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 DEFAULT_QUEUE = "runner"
+
+
+def default_lock_dir() -> Path:
+    """Machine-wide, so runs started from any directory see each other's locks."""
+    if os.geteuid() == 0:
+        return Path("/run/runner/locks")
+    return Path(tempfile.gettempdir()) / f"runner-{os.geteuid()}" / "locks"
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,9 @@ class Settings:
     # RUNNER_WORKER_LOST_AFTER: seconds a worker may be silent (no heartbeat) before the
     # dispatcher gives its shards to a live worker, or records their devices WorkerLost.
     worker_lost_after: float = 20.0
+    # RUNNER_LOCK_DIR: without a broker, runs that change config hold a lock file per device
+    # here, so two runs on one machine never interleave config sessions on a device.
+    lock_dir: Path = field(default_factory=default_lock_dir)
     lab_index: Path = Path("/run/runner/labs")  # RUNNER_LAB_INDEX: labs up on this machine
     lab_ready_timeout: float = 120.0  # RUNNER_LAB_READY_TIMEOUT: routers' daemons and sshd
 
@@ -62,6 +73,7 @@ class Settings:
             route_key=env.get("RUNNER_ROUTE_KEY") or base.route_key,
             visibility_timeout=number("RUNNER_VISIBILITY_TIMEOUT", base.visibility_timeout, 1),
             worker_lost_after=number("RUNNER_WORKER_LOST_AFTER", base.worker_lost_after, 1),
+            lock_dir=Path(env.get("RUNNER_LOCK_DIR") or base.lock_dir),
             lab_index=Path(env.get("RUNNER_LAB_INDEX") or base.lab_index),
             lab_ready_timeout=number("RUNNER_LAB_READY_TIMEOUT", base.lab_ready_timeout, 1),
         )

@@ -1,25 +1,40 @@
-"""What each step kind does on one device's open session; failures raise DeviceErrors after
-the step's partial result is recorded."""
+"""What each step kind does on one device's open session, and how a failed change is put
+back; failures raise DeviceErrors after the step's partial result is recorded."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import diffing
+from runner import diffing, restore
+from runner.checks import check
 from runner.drivers.base import Session
-from runner.errors import CommandRejected
+from runner.errors import CheckFailed, CommandRejected
 from runner.job.spec import BackupStep, CommandStep, ConfigStep, JobSpec
 from runner.parsing import parse
 from runner.platforms import Platform
-from runner.records import DeviceResult, StepResult
+from runner.records import DeviceResult, RestorePlan, StepResult
 from runner.vocab import StepKind
 
 # Config lines of a step, given the results so far ({step name: {output, parsed}}).
 Renderer = Callable[[dict[str, dict[str, Any]]], list[str]]
+
+
+@dataclass
+class Change:
+    """What rollback needs to know about one device's change so far."""
+
+    kept: str | None = None  # running config before the first config step with rollback
+    touched: bool = False  # config was sent: the device may differ from `kept`
+    saved: bool = False  # a config step wrote memory: a rollback writes it again
+    current: str | None = None  # the running config after the last config step
+
+    @property
+    def to_undo(self) -> bool:
+        return self.kept is not None and self.touched
 
 
 @dataclass
@@ -30,8 +45,11 @@ class StepContext:
     dry_run: bool
     command_timeout: float
     templates_dir: Path
+    # What `expect:` conditions may name besides output/parsed: host and vars.
+    variables: dict[str, Any] = field(default_factory=dict)
     # Awaited right before config is first sent (the run ledger's no-second-push guard).
     before_config: Callable[[], Awaitable[None]] | None = None
+    change: Change = field(default_factory=Change)
 
 
 def _checked(ctx: StepContext, step: StepResult, output: str) -> str:
@@ -58,32 +76,55 @@ async def run_command(ctx: StepContext, step: CommandStep, name: str) -> None:
             except Exception as exc:
                 record.failed, record.error = True, str(exc)
                 raise
+        for condition in step.expect:
+            try:
+                check(condition, {"output": output, "parsed": record.parsed, **ctx.variables})
+            except CheckFailed as exc:
+                record.failed, record.error = True, str(exc)
+                raise
 
 
 async def _running(ctx: StepContext, extra_volatile: tuple[re.Pattern[str], ...] = ()) -> str:
-    text = await ctx.session.command(ctx.platform.running_config, ctx.command_timeout)
-    return diffing.normalize(text, (*ctx.platform.volatile, *extra_volatile))
+    return await running_config(ctx.session, ctx.platform, ctx.command_timeout,
+                                extra_volatile)
 
 
-async def run_config(ctx: StepContext, step: ConfigStep, name: str, lines: list[str]) -> None:
+async def running_config(session: Session, platform: Platform, timeout: float,
+                         extra_volatile: tuple[re.Pattern[str], ...] = ()) -> str:
+    """The device's running config with its volatile lines dropped."""
+    text = await session.command(platform.running_config, timeout)
+    return diffing.normalize(text, (*platform.volatile, *extra_volatile))
+
+
+async def run_config(ctx: StepContext, step: ConfigStep, name: str, lines: list[str],
+                     rollback: bool) -> None:
     record = StepResult(name=name, kind=StepKind.CONFIG)
     ctx.result.steps.append(record)
-    before = await _running(ctx)
+    change = ctx.change
+    before = change.current if ctx.dry_run and change.current is not None \
+        else await _running(ctx)
+    if rollback and change.kept is None:
+        change.kept = before
     if ctx.dry_run:
         record.diff = diffing.preview(before, lines)
         record.changed = bool(record.diff)
         record.output = "\n".join(lines) + "\n"  # what would be sent
+        # later steps preview against the config as this one would leave it
+        change.current = restore.simulate(before, lines, ctx.platform.single_valued)
         return
     if ctx.before_config is not None:
         await ctx.before_config()
+    change.touched = True
     transcript = await ctx.session.configure(lines, ctx.command_timeout)
     try:
         _checked(ctx, record, transcript)
     finally:
         after = await _running(ctx)  # even a rejected change may have applied some lines
+        change.current = after
         record.diff = diffing.unified(before, after)
         record.changed = bool(record.diff)
     if step.config.save and record.changed:
+        change.saved = True
         saved = await ctx.session.command(ctx.platform.save_config, ctx.command_timeout)
         _checked(ctx, record, transcript + "\n" + saved)
 
@@ -103,6 +144,80 @@ async def run_steps(ctx: StepContext, spec: JobSpec, rendered: dict[int, Rendere
             await run_command(ctx, step, name)
         elif isinstance(step, ConfigStep):
             done = {s.name: {"output": s.output, "parsed": s.parsed} for s in ctx.result.steps}
-            await run_config(ctx, step, name, rendered[index](done))
+            rollback = step.config.rollback if step.config.rollback is not None \
+                else spec.rollback
+            await run_config(ctx, step, name, rendered[index](done), rollback)
         else:
             await run_backup(ctx, step, name)
+    change = ctx.change
+    if ctx.dry_run and change.kept is not None and change.current is not None:
+        ctx.result.steps.append(StepResult(
+            name="rollback (if a step fails)", kind=StepKind.ROLLBACK,
+            output="\n".join(restore.restore_lines(change.current, change.kept)) + "\n"))
+
+
+@dataclass
+class Restored:
+    """How a rollback went: its step record, and whether the config is back."""
+
+    step: StepResult
+    back: bool
+
+
+async def roll_back(session: Session, platform: Platform, timeout: float, kept: str,
+                    save: bool, name: str = "rollback") -> Restored:
+    """Send the inverse of the difference between the device's config and `kept`, then
+    read the config again and compare (volatile lines masked)."""
+    record = StepResult(name=name, kind=StepKind.ROLLBACK)
+    current = await running_config(session, platform, timeout)
+    lines = restore.restore_lines(current, kept)
+    transcript = ""
+    if lines:
+        transcript = await session.configure(lines, timeout)
+        rejected = platform.rejected(transcript)
+        if rejected:
+            record.error = f"device rejected a rollback line: {rejected}"
+    after = await running_config(session, platform, timeout)
+    record.output = transcript or "(nothing to send: the config was as kept)"
+    record.diff = diffing.unified(current, after, "running-config (rollback)")
+    back = restore.same_config(after, kept)
+    if back and save and lines:
+        transcript += "\n" + await session.command(platform.save_config, timeout)
+        record.output = transcript
+    if not back:
+        left = diffing.unified(kept, after, "running-config (kept vs now)")
+        record.failed = True
+        record.error = (record.error + "; " if record.error else "") + \
+            f"the config is not back as kept ({left.count(chr(10))} lines differ)"
+        record.diff = (record.diff or "") + left
+    record.changed = bool(lines)
+    return Restored(record, back)
+
+
+async def apply_plan(session: Session, platform: Platform, timeout: float,
+                     plan: RestorePlan) -> Restored:
+    """Roll back a change this run made earlier, from its plan: only if the device is
+    still as the run left it; checked against the fingerprint of the kept config."""
+    record = StepResult(name="rollback (rollout stopped)", kind=StepKind.ROLLBACK)
+    if plan.blocked:
+        record.failed, record.error = True, plan.blocked
+        return Restored(record, False)
+    current = await running_config(session, platform, timeout)
+    if restore.digest(current) != plan.after_digest:
+        record.failed = True
+        record.error = "its config changed since this run changed it: not rolled back"
+        return Restored(record, False)
+    transcript = await session.configure(plan.lines, timeout) if plan.lines else ""
+    rejected = platform.rejected(transcript)
+    after = await running_config(session, platform, timeout)
+    record.output = transcript
+    record.diff = diffing.unified(current, after, "running-config (rollback)")
+    record.changed = bool(record.diff)
+    back = restore.digest(after) == plan.kept_digest
+    if back and plan.save:
+        record.output += "\n" + await session.command(platform.save_config, timeout)
+    if not back:
+        record.failed = True
+        record.error = (f"device rejected a rollback line: {rejected}; " if rejected else "") \
+            + "the config is not back as it was before the run"
+    return Restored(record, back)

@@ -62,6 +62,13 @@ class EngineChoice(StrEnum):
     CELERY = "celery"
 
 
+class OnStop(StrEnum):
+    """What a rollout does when its stop rule fires."""
+
+    SKIP = "skip"  # the remaining devices are skipped
+    ROLLBACK = "rollback"  # ... and devices changed in earlier batches are put back
+
+
 class Driver(StrEnum):
     NETMIKO = "netmiko"
     SCRAPLI = "scrapli"

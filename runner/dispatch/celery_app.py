@@ -24,7 +24,7 @@ from runner.execution.leases import LEDGER_TTL_S, RunKeys
 from runner.execution.local import LocalExecutor
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.spec import JobSpec
-from runner.records import DeviceResult
+from runner.records import DeviceResult, RestorePlan
 from runner.settings import DEFAULT_QUEUE, Settings
 
 TASK = "runner.run_shard"
@@ -94,7 +94,10 @@ class _Collect:
 
 def run_shard(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
     config: WorkerConfig = task.app.runner_worker
-    keys, shard = RunKeys(payload["run_id"]), ShardKeys(task.request.id)
+    plans = payload.get("restore")
+    restore = None if plans is None else {h: RestorePlan.from_json(p) for h, p in plans.items()}
+    work_id = f"{payload['run_id']}:restore" if restore is not None else payload["run_id"]
+    keys, shard = RunKeys(work_id), ShardKeys(task.request.id)
     client = sync_client(config.settings.broker)
     client.set(shard.holder, config.incarnation, ex=LEDGER_TTL_S)
     why_not = _refused(client, keys, shard)
@@ -107,7 +110,7 @@ def run_shard(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
         f"host is not in worker {config.name}'s inventory"), worker=config.name)
         for h in payload["hosts"] if h not in inventory.hosts]
     work = Work(spec, inventory, config.templates, payload["run_id"], config.settings,
-                dry_run=bool(payload.get("dry_run")))
+                dry_run=bool(payload.get("dry_run")), restore=restore)
     # Each delivery is its own owner: a redelivered shard must not pass for the lost one.
     owner = f"{config.name}:{task.request.id}:{secrets.token_hex(3)}"
     sink = _Collect()
@@ -116,7 +119,7 @@ def run_shard(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
         with ShardWatch(client, keys, shard, cancel):
             LocalExecutor(work, worker=config.name, owner=owner, coordinate=True).run(
                 known, sink, cancel)
-    return {"devices": [d.to_json(with_backup=True) for d in [*sink.records, *missing]]}
+    return {"devices": [d.to_json(transport=True) for d in [*sink.records, *missing]]}
 
 
 def _refused(client: redis.Redis, keys: RunKeys, shard: ShardKeys) -> str | None:

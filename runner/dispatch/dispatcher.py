@@ -11,7 +11,7 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
@@ -75,9 +75,11 @@ class CeleryExecutor:
         self.app = make_app(settings)
         self.client = redis.Redis.from_url(settings.broker, socket_timeout=5,
                                            socket_connect_timeout=5, decode_responses=True)
-        self.keys = RunKeys(work.run_id)
-        self.payload: dict[str, Any] = {"job": work.spec.model_dump(mode="json"),
-                                        "run_id": work.run_id, "dry_run": work.dry_run}
+        self.keys = RunKeys(work.ledger_id)
+        self.payload: dict[str, Any] = {
+            "job": work.spec.model_dump(mode="json"), "run_id": work.run_id,
+            "dry_run": work.dry_run, "restore": None if work.restore is None else
+            {h: asdict(p) for h, p in work.restore.items()}}
         spec = work.spec
         self.budget = spec.timeouts.device * math.ceil(work.shard_size / spec.concurrency) \
             * (spec.retries.count + 1) + spec.busy_wait + SLACK_S

@@ -13,9 +13,17 @@
 
 from __future__ import annotations
 
-from runner.execution.executor import CancelFlag, Work, builtin_executors, choose_engine
+from dataclasses import replace
+
+from runner.execution.executor import (
+    CancelFlag,
+    Executor,
+    Work,
+    builtin_executors,
+    choose_engine,
+)
 from runner.execution.rollout import RecordCallback, run_rollout
-from runner.records import DeviceResult
+from runner.records import DeviceResult, RestorePlan
 from runner.vocab import Engine
 
 
@@ -24,8 +32,13 @@ def run_devices(work: Work, hosts: list[str], engine: Engine,
                 cancel: CancelFlag | None = None) -> list[DeviceResult]:
     """Run the job on `hosts` with `engine` (see choose_engine): one record per host, in
     `hosts` order, each passed to on_record as it is known."""
-    with builtin_executors().create(engine, work) as executor:
-        return run_rollout(work.spec, hosts, executor, on_record, cancel)
+    registry = builtin_executors()
+
+    def restorer(plans: dict[str, RestorePlan]) -> Executor:
+        return registry.create(engine, replace(work, restore=plans))
+
+    with registry.create(engine, work) as executor:
+        return run_rollout(work.spec, hosts, executor, on_record, cancel, restorer)
 
 
 __all__ = ["Work", "choose_engine", "run_devices"]

@@ -7,22 +7,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from runner import platforms
+from runner import platforms, restore
 from runner.drivers import Session, Timeouts
-from runner.errors import CoordinationFailed, DeviceError, DeviceTimeout, InternalError
+from runner.errors import (
+    CoordinationFailed,
+    DeviceError,
+    DeviceTimeout,
+    InternalError,
+    RollbackFailed,
+)
 from runner.execution.executor import Work
-from runner.execution.leases import Coordination
+from runner.execution.leases import Coordination, LocalLeases
 from runner.execution.retries import open_with_retries
 from runner.inventory import FleetInventory
 from runner.job.spec import ConfigStep, JobSpec
-from runner.records import DeviceResult, now_iso
+from runner.platforms import Platform
+from runner.records import DeviceResult, RestorePlan, StepResult, now_iso
 from runner.redact import Redactor
 from runner.render import Templates
-from runner.steps import Renderer, StepContext, run_steps
+from runner.steps import Change, Renderer, StepContext, apply_plan, roll_back, run_steps
 from runner.vocab import DeviceStatus, StepKind
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,12 @@ class DeviceRunner:
         self.worker = worker
         self.templates = Templates(work.templates_dir)
         self._redactors: dict[str, Redactor] = {}
+        # Without a broker, a run that changes config locks each device on this machine.
+        changes = work.restore is not None or (not work.dry_run and any(
+            isinstance(s, ConfigStep) for s in work.spec.steps))
+        self.local_leases = LocalLeases(work.settings.lock_dir,
+                                        f"run {work.run_id} (pid {os.getpid()})") \
+            if changes else None
 
     async def run(self, host: str, pool: ThreadPoolExecutor,
                   coordination: Coordination | None) -> DeviceResult:
@@ -89,10 +104,20 @@ class DeviceRunner:
             return DeviceResult.from_json(done)
         result = await self._device(host, pool, coordination)
         try:
-            await coordination.mark_done(host, result.to_json(with_backup=True))
+            await coordination.mark_done(host, result.to_json(transport=True))
         except Exception as exc:  # the record still counts; a redelivery may redo the device
             log.warning("%s: could not mark done in the run ledger: %s", host, exc)
         return result
+
+    def _lease(self, host: str, driver: str,
+               coordination: Coordination | None) -> AbstractAsyncContextManager[None]:
+        if coordination is not None:
+            return coordination.lease(host, self.spec.busy_wait)
+        if self.local_leases is not None:
+            params = self.inventory.connect_params(host, driver)
+            return self.local_leases.lease(f"{params.hostname}:{params.port}",
+                                           self.spec.busy_wait)
+        return contextlib.nullcontext()
 
     async def _device(self, host: str, pool: ThreadPoolExecutor,
                       coordination: Coordination | None) -> DeviceResult:
@@ -100,52 +125,130 @@ class DeviceRunner:
         result = DeviceResult(host=host, status=DeviceStatus.OK, driver=driver,
                               started=now_iso(), worker=self.worker)
         t0 = time.monotonic()
+        change = Change()
+        plan = self.work.restore.get(host) if self.work.restore is not None else None
         try:
-            rendered = render_all(self.spec, self.inventory, host, self.templates)
-            await asyncio.wait_for(self._work(host, result, pool, rendered, coordination),
-                                   self.spec.timeouts.device)
-        except DeviceError as exc:  # first: DeviceTimeout is a TimeoutError too
-            log.debug("%s: %s: %s", host, exc.error_class, exc, exc_info=exc)  # -vv: cause
+            rendered = {} if plan else render_all(self.spec, self.inventory, host,
+                                                  self.templates)
+            async with self._lease(host, driver, coordination):
+                result.started = now_iso()  # when it got the device, after any wait
+                error = await self._within_budget(host, result, pool, rendered, coordination,
+                                                  change, plan)
+                if error is not None:
+                    result.fail(error)
+                    if change.to_undo and not self.work.dry_run:
+                        await self._roll_back(host, result, pool, change, error)
+        except DeviceError as exc:  # the lease, or rendering: nothing was sent
             result.fail(exc)
-        except TimeoutError:
-            result.fail(DeviceTimeout(
-                f"device did not finish within {self.spec.timeouts.device:g}s"))
-        except Exception as exc:  # a bug must cost one device, not the run
-            log.exception("internal error on %s", host)
-            result.fail(InternalError(f"{type(exc).__name__}: {exc}"))
-        result.changed = any(s.changed for s in result.steps if s.kind is StepKind.CONFIG)
+        # changed: the run left the device's config changed (a rollback undid it)
+        result.changed = result.status is not DeviceStatus.ROLLED_BACK and any(
+            s.changed for s in result.steps if s.kind is StepKind.CONFIG)
         if result.status is DeviceStatus.OK and result.changed:
             result.status = DeviceStatus.CHANGED
+        if result.status is DeviceStatus.CHANGED and change.to_undo \
+                and change.current is not None and change.kept is not None:
+            result.restore = RestorePlan(
+                restore.restore_lines(change.current, change.kept),
+                restore.digest(change.kept), restore.digest(change.current), change.saved)
         result.duration_s = round(time.monotonic() - t0, 3)
         result.finished = now_iso()
         return self._redacted(host, result)
 
-    async def _work(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor,
-                    rendered: dict[int, Renderer], coordination: Coordination | None) -> None:
-        if coordination is None:
-            await self._session_work(host, result, pool, rendered, None)
-            return
-        async with coordination.lease(host, self.spec.busy_wait):
-            result.started = now_iso()  # when it got the device, after any wait
-            await self._session_work(host, result, pool, rendered, coordination)
+    async def _within_budget(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor,
+                             rendered: dict[int, Renderer], coordination: Coordination | None,
+                             change: Change, plan: RestorePlan | None) -> DeviceError | None:
+        """The device's session work within its time budget; the error it ended with."""
+        budget = self.spec.timeouts.device
+        try:
+            async with asyncio.timeout(budget):
+                if plan is not None:
+                    await self._restore(host, result, pool, plan)
+                else:
+                    await self._session_work(host, result, pool, rendered, coordination,
+                                             change)
+        except DeviceError as exc:  # first: DeviceTimeout is a TimeoutError too
+            log.debug("%s: %s: %s", host, exc.error_class, exc, exc_info=exc)  # -vv: cause
+            return exc
+        except TimeoutError:
+            return DeviceTimeout(f"device did not finish within {budget:g}s")
+        except Exception as exc:  # a bug must cost one device, not the run
+            log.exception("internal error on %s", host)
+            return InternalError(f"{type(exc).__name__}: {exc}")
+        return None
 
-    async def _session_work(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor,
-                            rendered: dict[int, Renderer],
-                            coordination: Coordination | None) -> None:
+    def _platform(self, host: str) -> Platform:
         platform = platforms.get(self.inventory.hosts[host].platform or "")
         assert platform is not None  # checked when targets were selected
+        return platform
+
+    async def _open(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor) -> Session:
         timeouts = Timeouts(self.spec.timeouts.connect, self.spec.timeouts.command)
         driver = result.driver or self.spec.driver
-        session = await open_with_retries(driver, self.inventory.connect_params(host, driver),
-                                          timeouts, self.spec.retries, pool, result)
+        return await open_with_retries(driver, self.inventory.connect_params(host, driver),
+                                       timeouts, self.spec.retries, pool, result)
+
+    async def _session_work(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor,
+                            rendered: dict[int, Renderer], coordination: Coordination | None,
+                            change: Change) -> None:
+        session = await self._open(host, result, pool)
         try:
-            ctx = StepContext(session, platform, result, self.work.dry_run,
+            ctx = StepContext(session, self._platform(host), result, self.work.dry_run,
                               self.spec.timeouts.command, self.work.templates_dir,
+                              variables={"host": self.inventory.template_vars(host),
+                                         "vars": self.spec.vars},
                               before_config=(lambda: coordination.start_config(host))
-                              if coordination else None)
+                              if coordination else None, change=change)
             await run_steps(ctx, self.spec, rendered)
         finally:
             await asyncio.shield(_close_quietly(session))
+
+    async def _roll_back(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor,
+                         change: Change, error: DeviceError) -> None:
+        """Put the device back as kept, in a session of its own (the failed one may be
+        lost or mid-command) and a budget of its own; the record says how it went."""
+        assert change.kept is not None
+        budget = self.spec.timeouts.rollback
+        reason = None
+        try:
+            async with asyncio.timeout(budget):
+                session = await self._open(host, DeviceResult(host, DeviceStatus.OK,
+                                                              driver=result.driver), pool)
+                try:
+                    done = await roll_back(session, self._platform(host),
+                                           self.spec.timeouts.command, change.kept,
+                                           change.saved)
+                finally:
+                    await asyncio.shield(_close_quietly(session))
+            result.steps.append(done.step)
+            if done.back:
+                result.status = DeviceStatus.ROLLED_BACK
+                result.error = f"{error}; rolled back: the config is as it was before the run"
+                return
+            reason = done.step.error
+        except DeviceError as exc:
+            reason = f"{exc.error_class}: {exc}"
+        except TimeoutError:
+            reason = f"it did not finish within {budget:g}s"
+        if reason is not None and not any(s.kind is StepKind.ROLLBACK for s in result.steps):
+            result.steps.append(StepResult(name="rollback", kind=StepKind.ROLLBACK,
+                                           failed=True, error=reason))
+        result.fail(RollbackFailed(f"rollback failed ({reason}) after the change failed: "
+                                   f"{error.error_class}: {error}"))
+
+    async def _restore(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor,
+                       plan: RestorePlan) -> None:
+        """The restore pass of a stopped rollout: put back a change this run made, if the
+        device is still as the run left it."""
+        session = await self._open(host, result, pool)
+        try:
+            done = await apply_plan(session, self._platform(host), self.spec.timeouts.command,
+                                    plan)
+        finally:
+            await asyncio.shield(_close_quietly(session))
+        result.steps.append(done.step)
+        if not done.back:
+            raise RollbackFailed(done.step.error or "the config is not back")
+        result.status = DeviceStatus.ROLLED_BACK
 
     def _redacted(self, host: str, result: DeviceResult) -> DeviceResult:
         """The one boundary where secrets are masked out of a record."""
@@ -158,6 +261,12 @@ class DeviceRunner:
             step.parsed = redactor.value(step.parsed)
         if result.backup is not None:
             result.backup = redactor.text(result.backup)
+        if result.restore is not None:
+            masked = [redactor.text(line) for line in result.restore.lines]
+            if masked != result.restore.lines:  # secrets never leave: nor can it restore
+                result.restore.blocked = ("the change touched lines holding secrets, which "
+                                          "runner does not keep; put them back by hand")
+            result.restore.lines = masked
         return result
 
     def _redactor(self, host: str) -> Redactor:
@@ -168,7 +277,6 @@ class DeviceRunner:
         if key not in self._redactors:  # most fleets share a handful of credentials
             self._redactors[key] = Redactor(secrets, platform.secrets if platform else ())
         return self._redactors[key]
-
 
 async def _close_quietly(session: Session) -> None:
     with contextlib.suppress(TimeoutError, DeviceError):

@@ -15,7 +15,7 @@ from typing import Protocol, Self, cast
 from runner.errors import InputError, NotRun
 from runner.inventory import FleetInventory
 from runner.job.spec import JobSpec
-from runner.records import DeviceResult
+from runner.records import DeviceResult, RestorePlan
 from runner.settings import Settings
 from runner.vocab import Engine, EngineChoice
 
@@ -73,6 +73,14 @@ class Work:
     dry_run: bool = False
     processes: int | None = None  # engine processes; None: one per usable core
     shard_size: int = 50  # hosts per Celery shard
+    # Set for the pass that rolls back devices a stopped rollout had changed: per host,
+    # how; the devices are put back instead of running the steps.
+    restore: dict[str, RestorePlan] | None = None
+
+    @property
+    def ledger_id(self) -> str:
+        """The run ledger's name (Redis): a restore pass keeps its own."""
+        return f"{self.run_id}:restore" if self.restore is not None else self.run_id
 
 
 ExecutorFactory = Callable[[Work], Executor]

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
+import os
+import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -165,3 +169,49 @@ class Coordination:
             raise ConfigAlreadyAttempted(
                 "an earlier attempt of this run began configuring this device and was "
                 f"lost ({holder}); not configured a second time")
+
+
+class LocalLeases:
+    """Device leases without a broker: an exclusive lock (flock) on a file per device
+    address in a machine-wide directory, with the Redis lease's wait semantics. The kernel
+    drops the lock when its holder dies, so a killed run never leaves a device locked."""
+
+    _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+    def __init__(self, directory: Path, owner: str) -> None:
+        self.directory = directory
+        self.owner = owner
+
+    @contextlib.asynccontextmanager
+    async def lease(self, address: str, wait: float) -> AsyncIterator[None]:
+        """Hold the lock for `address` (host:port) while the block runs; DeviceBusy after
+        `wait` seconds."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / (self._UNSAFE.sub("_", address) + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while not _try_lock(fd):
+                if loop.time() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                    raise DeviceBusy(f"device busy: {holder or 'another run'} holds its "
+                                     f"lock on this machine"
+                                     + (f"; waited {wait:g}s" if wait else ""))
+                await asyncio.sleep(0.2)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self.owner.encode(), 0)  # who holds it, for the busy message
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

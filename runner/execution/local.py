@@ -47,7 +47,7 @@ class LocalExecutor:
     async def run_async(self, hosts: list[str], sink: RecordSink, cancel: CancelFlag) -> None:
         """Devices not finished when `cancel` is set are cancelled (their sessions closed)
         and left unreported: the rollout records them as interrupted."""
-        coordination = Coordination(self.broker, self.work.run_id, self.owner) \
+        coordination = Coordination(self.broker, self.work.ledger_id, self.owner) \
             if self.broker else None
         concurrency = max(1, min(self.work.spec.concurrency, len(hosts)))
         try:

@@ -45,7 +45,7 @@ class _PipeSink:
         self.conn.send(("started", host))
 
     def finished(self, record: DeviceResult) -> None:
-        self.conn.send(("record", record.to_json(with_backup=True)))
+        self.conn.send(("record", record.to_json(transport=True)))
 
     def lost(self, hosts: Any, error: Any, *, progress_known: bool = True) -> None:
         # a local engine never loses a device

@@ -8,12 +8,13 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
-from runner.errors import Interrupted, NotRun, RolloutStopped, WorkerLost
+from runner.errors import Interrupted, NotRun, RollbackFailed, RolloutStopped, WorkerLost
 from runner.execution.executor import CancelFlag, Executor
 from runner.job.spec import JobSpec, Rollout
-from runner.records import DeviceResult
-from runner.vocab import DeviceStatus
+from runner.records import DeviceResult, RestorePlan
+from runner.vocab import DeviceStatus, OnStop
 
 log = logging.getLogger(__name__)
 RecordCallback = Callable[[DeviceResult], None]
@@ -101,6 +102,24 @@ class Tally:
         for host in self.missing(self.hosts):
             self.finished(DeviceResult.of_error(host, RolloutStopped(reason)))
 
+    def amend(self, rollback: DeviceResult, reason: str) -> None:
+        """A changed device's record after the restore pass of a stopped rollout: its own
+        steps, then the rollback's; rolled_back, or failed (RollbackFailed)."""
+        original = self.records.get(rollback.host)
+        if original is None or original.restore is None:
+            return  # not a device this pass was asked to put back (or already amended)
+        amended = replace(original, steps=[*original.steps, *rollback.steps], restore=None)
+        if rollback.status is DeviceStatus.ROLLED_BACK:
+            amended.changed = False
+            amended.fail(RolloutStopped(f"{reason}; this device's change was rolled back"))
+            amended.status = DeviceStatus.ROLLED_BACK
+        else:
+            amended.fail(RollbackFailed(f"{reason}; rolling this device's change back failed:"
+                                        f" {rollback.error_class}: {rollback.error}"))
+        self.records[rollback.host] = amended
+        if self._on_record is not None:
+            self._on_record(amended)
+
     def ordered(self) -> list[DeviceResult]:
         return [self.records[h] for h in self.hosts]
 
@@ -116,9 +135,46 @@ class _Either:
         return self.own.is_set() or (self.outer is not None and self.outer.is_set())
 
 
+class _Restores:
+    """The RecordSink of a stopped rollout's restore pass: amends the tally's records."""
+
+    def __init__(self, tally: Tally, reason: str) -> None:
+        self.tally = tally
+        self.reason = reason
+
+    def started(self, host: str) -> None:
+        pass
+
+    def finished(self, record: DeviceResult) -> None:
+        self.tally.amend(record, self.reason)
+
+    def lost(self, hosts: Iterable[str], error: NotRun, *, progress_known: bool = True) -> None:
+        for host in hosts:
+            self.tally.amend(DeviceResult.of_error(host, error), self.reason)
+
+
+def _roll_back_earlier(tally: Tally, restorer: Restorer, reason: str,
+                       cancel: CancelFlag) -> None:
+    """on_stop: rollback: put back every device the earlier batches changed."""
+    plans = {h: r.restore for h, r in tally.records.items()
+             if r.status is DeviceStatus.CHANGED and r.restore is not None}
+    if not plans:
+        return
+    log.warning("rollout stopped: rolling back %d changed device(s)", len(plans))
+    sink = _Restores(tally, reason)
+    with restorer(plans) as executor:
+        executor.run(list(plans), sink, cancel)
+    sink.lost([h for h in plans if tally.records[h].restore is not None],
+              WorkerLost("the restore pass returned no record for this device"))
+
+
+Restorer = Callable[[dict[str, RestorePlan]], Executor]
+
+
 def run_rollout(spec: JobSpec, hosts: list[str], executor: Executor,
                 on_record: RecordCallback | None = None,
-                cancel: CancelFlag | None = None) -> list[DeviceResult]:
+                cancel: CancelFlag | None = None,
+                restorer: Restorer | None = None) -> list[DeviceResult]:
     """Work `hosts` batch by batch on any executor: the next batch is released only when
     the previous batch's records are in and the stop rule says go on. Every host gets
     exactly one record, in `hosts` order, whatever happens to the executor."""
@@ -140,6 +196,9 @@ def run_rollout(spec: JobSpec, hosts: list[str], executor: Executor,
             reason = stop_reason(spec.rollout, tally.records.values(), len(hosts))
             if reason:
                 tally.skip_rest(reason)
+                if spec.rollout is not None and spec.rollout.on_stop is OnStop.ROLLBACK \
+                        and restorer is not None:
+                    _roll_back_earlier(tally, restorer, reason, flag)
                 break
     except KeyboardInterrupt:
         flag.own.set()

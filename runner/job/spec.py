@@ -15,8 +15,9 @@ from pydantic import (
     model_validator,
 )
 
+from runner.checks import problem
 from runner.schedule.spec import ScheduleSpec
-from runner.vocab import Driver
+from runner.vocab import Driver, OnStop
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -43,6 +44,9 @@ class Timeouts(_Model):
     command: float = Field(30, gt=0, le=3600, description="Seconds per command.")
     device: float = Field(300, gt=0, le=86400,
                           description="Seconds for everything on one device.")
+    rollback: float = Field(120, gt=0, le=3600,
+                            description="Seconds for putting a device back after a failed "
+                                        "change (a budget of its own, after the device's).")
 
 
 class Retries(_Model):
@@ -58,6 +62,9 @@ class Rollout(_Model):
 
     batch_size: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\d{1,3}%$")]
     max_fail_percentage: float = Field(100, ge=0, le=100)
+    on_stop: OnStop = Field(OnStop.SKIP, description=(
+        "When the stop rule fires: skip the remaining devices, or also roll back every "
+        "device the earlier batches changed (needs rollback: true)."))
 
 
 class ParserSpec(_Model):
@@ -77,6 +84,19 @@ class CommandStep(_Model):
     parse: Literal["textfsm", "json"] | ParserSpec | None = Field(
         None, description="textfsm (ntc-templates by platform+command), json, or "
                           "{textfsm: file} / {ttp: template}.")
+    expect: list[str] = Field(default_factory=list, description=(
+        "Checks: Jinja2 expressions on `output`, `parsed`, `host` and `vars`; a false one "
+        "fails the device (CheckFailed). Before a config step: pre-checks, after: "
+        "post-checks (with rollback, a failing post-check puts the device back)."))
+
+    @field_validator("expect")
+    @classmethod
+    def _conditions(cls, value: list[str]) -> list[str]:
+        for source in value:
+            why = problem(source)
+            if why:
+                raise ValueError(f"{source!r}: {why}")
+        return value
 
     @field_validator("command")
     @classmethod
@@ -95,6 +115,9 @@ class ConfigSpec(_Model):
     lines: list[str] | None = Field(None, description="Config lines, sent in order.")
     template: str | None = Field(None, description="Jinja2 template in templates/.")
     save: bool = Field(False, description="Write memory after the change.")
+    rollback: bool | None = Field(None, description=(
+        "Put the device back as it was before this step if it or a later step fails "
+        "(default: the job's rollback)."))
 
     @model_validator(mode="after")
     def _one(self) -> ConfigSpec:
@@ -173,9 +196,19 @@ class JobSpec(_Model):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: Retries = Field(default_factory=Retries)
     rollout: Rollout | None = None
+    rollback: bool = Field(False, description=(
+        "Keep each device's running config before its first config step and put it back "
+        "when a later step fails (rejected line, post-check, lost session, budget)."))
     vars: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
     schedule: ScheduleSpec | None = Field(None, description="When `runner serve` runs it.")
     steps: list[Step] = Field(min_length=1)
+
+    @property
+    def rolls_back(self) -> bool:
+        """Whether any config step puts devices back when the change fails."""
+        return any(isinstance(s, ConfigStep) and (
+            s.config.rollback if s.config.rollback is not None else self.rollback)
+            for s in self.steps)
 
     def step_name(self, index: int) -> str:
         step = self.steps[index]

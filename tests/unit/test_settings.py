@@ -21,10 +21,12 @@ def test_defaults_and_every_variable() -> None:
         "RUNNER_BROKER_URL": "redis://:pw@broker:6379/0", "RUNNER_RESULT_URL": "redis://r/1",
         "RUNNER_ROUTE_KEY": "region", "RUNNER_VISIBILITY_TIMEOUT": "600",
         "RUNNER_WORKER_LOST_AFTER": "7.5", "RUNNER_LAB_INDEX": "/tmp/labs",
-        "RUNNER_LAB_READY_TIMEOUT": "30"})
-    assert got == Settings(Path("/srv/runner"), "postgresql+psycopg://db/runner",
-                           "redis://:pw@broker:6379/0", "redis://r/1", "region", 600.0, 7.5,
-                           Path("/tmp/labs"), 30.0)
+        "RUNNER_LAB_READY_TIMEOUT": "30", "RUNNER_LOCK_DIR": "/var/lock/runner"})
+    assert got == Settings(
+        home=Path("/srv/runner"), db_url="postgresql+psycopg://db/runner",
+        broker_url="redis://:pw@broker:6379/0", result_url="redis://r/1", route_key="region",
+        visibility_timeout=600.0, worker_lost_after=7.5, lock_dir=Path("/var/lock/runner"),
+        lab_index=Path("/tmp/labs"), lab_ready_timeout=30.0)
     assert got.results_backend == "redis://r/1"
     assert Settings().broker == "redis://127.0.0.1:6379/0" and Settings().broker_url is None
 

@@ -1,0 +1,117 @@
+"""`expect:` checks: Jinja2 expressions in the templates' sandbox, evaluated on a command's
+output; a false one fails the device (CheckFailed), naming itself and the values it saw."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from jinja2 import nodes
+from jinja2.environment import TemplateExpression
+from jinja2.sandbox import SandboxedEnvironment
+
+from runner.errors import CheckFailed
+
+# What a condition may name: the command's text and parsed result, the host, job vars.
+NAMES = ("output", "parsed", "host", "vars")
+_SHOWN = 200  # characters of a value shown when a check fails
+_OPS = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<=",
+        "in": "in", "notin": "not in"}
+
+
+@cache
+def sandbox() -> SandboxedEnvironment:
+    """The same sandbox templates render in (StrictUndefined: a missing key is an error,
+    not a silent false)."""
+    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def problem(source: str) -> str | None:
+    """Why `source` cannot be a condition (for validating job files), or None."""
+    env = sandbox()
+    try:
+        _parse(env, source)
+        unknown = sorted(jinja2.meta.find_undeclared_variables(env.parse(
+            "{{ " + source + " }}")) - set(NAMES) - set(env.globals))
+    except jinja2.TemplateSyntaxError as exc:
+        return f"not a Jinja2 expression: {exc.message}"
+    expr = _parse(env, source)
+    for node in expr.find_all((nodes.Filter, nodes.Test)):
+        known = env.filters if isinstance(node, nodes.Filter) else env.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            return f"no Jinja2 {kind} named {node.name!r}"
+    if unknown:
+        return (f"unknown name {unknown[0]!r} (a condition may use {', '.join(NAMES)} and "
+                "Jinja2's filters and tests)")
+    return None
+
+
+def _parse(env: SandboxedEnvironment, source: str) -> nodes.Expr:
+    parser = env._parse("{{ " + source + " }}", None, None)
+    body = parser.body
+    if len(body) != 1 or not isinstance(body[0], nodes.Output) or len(body[0].nodes) != 1:
+        raise jinja2.TemplateSyntaxError("expected one expression", 1)
+    expr = body[0].nodes[0]
+    assert isinstance(expr, nodes.Expr)
+    return expr
+
+
+def _compile(env: SandboxedEnvironment, expr: nodes.Expr) -> TemplateExpression:
+    """An expression node as a callable, as Environment.compile_expression builds one."""
+    body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+    return TemplateExpression(env.from_string(nodes.Template(body, lineno=1)), False)
+
+
+@cache
+def _condition(source: str) -> tuple[nodes.Expr, TemplateExpression]:
+    env = sandbox()
+    expr = _parse(env, source)
+    return expr, _compile(env, expr)
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + f"... ({len(text)} characters)"
+
+
+def _saw(expr: nodes.Expr, context: dict[str, Any]) -> list[str]:
+    """The values a false condition was made of: each comparison with its operands."""
+    env = sandbox()
+    if isinstance(expr, nodes.Not):
+        return _saw(expr.node, context)
+    if isinstance(expr, nodes.And | nodes.Or):
+        parts = [expr.left, expr.right]
+        false = [p for p in parts if not _compile(env, p)(**context)]
+        return [s for p in (false or parts) for s in _saw(p, context)]
+    if isinstance(expr, nodes.Compare):
+        values = [_compile(env, expr.expr)(**context),
+                  *(_compile(env, op.expr)(**context) for op in expr.ops)]
+        text = _shown(values[0])
+        for op, value in zip(expr.ops, values[1:], strict=True):
+            text += f" {_OPS.get(op.op, op.op)} {_shown(value)}"
+        return [text]
+    return [_shown(_compile(env, expr)(**context))]
+
+
+def check(source: str, context: dict[str, Any]) -> None:
+    """Evaluate one condition; CheckFailed when it is false or cannot be evaluated."""
+    try:
+        expr, compiled = _condition(source)
+        if compiled(**context):
+            return
+        seen = _saw(expr, context)
+    except CheckFailed:
+        raise
+    except jinja2.UndefinedError as exc:
+        raise CheckFailed(f"check {source!r} could not be evaluated: {exc.message}") from exc
+    except Exception as exc:  # filters on this device's data: the device's failure
+        raise CheckFailed(f"check {source!r} could not be evaluated: "
+                          f"{type(exc).__name__}: {exc}"[:500]) from exc
+    raise CheckFailed(f"check {source!r} is false: saw {'; '.join(seen)}")
