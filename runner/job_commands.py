@@ -15,13 +15,35 @@ from runner.job.spec import json_schema
 from runner.output import Progress, diffs, run_table, table
 from runner.results import ResultsStore
 from runner.run import RunOptions, check_job, execute, prepare
-from runner.vocab import EngineChoice
+from runner.vocab import DeviceStatus, EngineChoice
 
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
 
 
 def _store(ctx: click.Context) -> ResultsStore:
     return ResultsStore(settings_of(ctx).database_url())
+
+
+def _statuses(_ctx: click.Context, _param: click.Parameter,
+              value: str | None) -> list[DeviceStatus] | None:
+    if value is None:
+        return None
+    try:
+        return [DeviceStatus(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}; expected some of {', '.join(DeviceStatus)}") \
+            from None
+
+
+def _to_rerun(store: ResultsStore, run_id: str, job: str,
+              statuses: list[DeviceStatus] | None) -> tuple[str, list[str]]:
+    """(the full run id, its devices to run again, in its order)."""
+    _row, earlier = store.get_run(run_id)
+    if earlier.job != job:
+        raise InputError(f"run {earlier.run_id} was of job {earlier.job!r}, not {job!r}",
+                         field="--rerun")
+    wanted = set(statuses) if statuses else {s for s in DeviceStatus if not s.success}
+    return earlier.run_id, [d.host for d in earlier.devices if d.status in wanted]
 
 
 @click.command()
@@ -40,17 +62,32 @@ def _store(ctx: click.Context) -> ResultsStore:
               help="Hosts per shard with --engine celery.")
 @click.option("--processes", type=click.IntRange(0, 256), default=0, show_default=True,
               help="Local engine processes; 0: one per usable core when the run is large.")
+@click.option("--rerun", "rerun_of", metavar="RUN_ID",
+              help="Only the devices of that run (of this job) that did not end ok or changed.")
+@click.option("--status", "statuses", metavar="STATUS,...", callback=_statuses,
+              help="With --rerun: only devices that ended with these statuses "
+                   f"({', '.join(DeviceStatus)}).")
 @click.pass_context
 def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         limit: str | None, dry_run: bool, as_json: bool, show_diff: bool | None,
-        engine: EngineChoice, shard_size: int, processes: int) -> None:
+        engine: EngineChoice, shard_size: int, processes: int, rerun_of: str | None,
+        statuses: list[DeviceStatus] | None) -> None:
     """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 1: any other; 2: bad input."""
-    prep = prepare(job_file, inventory, templates, limit)
     store = _store(ctx)
+    only = None
+    if statuses and not rerun_of:
+        raise InputError("--status goes with --rerun RUN_ID", field="--status")
+    if rerun_of:
+        job = load_job(job_file)
+        rerun_of, only = _to_rerun(store, rerun_of, job.spec.name, statuses)
+        if not only:
+            click.echo(f"run {rerun_of}: no device to run again", err=True)
+            sys.exit(0)
+    prep = prepare(job_file, inventory, templates, limit, only)
     progress = Progress(len(prep.hosts))
     run_result = execute(prep, store, RunOptions(
         settings=settings_of(ctx), dry_run=dry_run, on_device_done=[progress], engine=engine,
-        shard_size=shard_size, processes=processes or None))
+        shard_size=shard_size, processes=processes or None, rerun_of=rerun_of))
     if as_json:
         click.echo(json.dumps(run_result.to_json(), indent=2))
     else:
@@ -115,11 +152,16 @@ def history(ctx: click.Context, limit: int, job: str | None, as_json: bool) -> N
 @click.command()
 @click.argument("run_id")
 @click.option("--host", help="Only this device, with its steps' output.")
+@click.option("--failed", is_flag=True,
+              help="Only the devices that did not end ok or changed (what --rerun runs).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def show(ctx: click.Context, run_id: str, host: str | None, as_json: bool) -> None:
+def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
+         as_json: bool) -> None:
     """Show one run (a unique prefix of its id is enough)."""
     row, run_result = _store(ctx).get_run(run_id)
+    if failed:
+        run_result.devices = [d for d in run_result.devices if not d.status.success]
     if host is not None:
         run_result.devices = [d for d in run_result.devices if d.host == host]
         if not run_result.devices:
@@ -129,7 +171,9 @@ def show(ctx: click.Context, run_id: str, host: str | None, as_json: bool) -> No
         data["status"] = row["status"]
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(f"status {row['status']}  started {row['started']}  finished {row['finished']}")
+    rerun = f"  rerun of {row['rerun_of']}" if row.get("rerun_of") else ""
+    click.echo(f"status {row['status']}  started {row['started']}  finished "
+               f"{row['finished']}{rerun}")
     click.echo(run_table(run_result))
     if host is not None:
         for step in run_result.devices[0].steps:

@@ -104,6 +104,7 @@ class RunResult:
     engine: Engine = Engine.LOCAL
     occurrence: str | None = None
     backup_commit: str | None = None
+    rerun_of: str | None = None  # the run whose failed devices this one ran again
 
     @property
     def summary(self) -> dict[str, int]:
@@ -121,6 +122,7 @@ class RunResult:
             "run_id": self.run_id, "job": self.job, "job_file": self.job_file,
             "started": self.started, "finished": self.finished, "dry_run": self.dry_run,
             "engine": self.engine, "occurrence": self.occurrence,
-            "backup_commit": self.backup_commit, "summary": self.summary,
+            "backup_commit": self.backup_commit, "rerun_of": self.rerun_of,
+            "summary": self.summary,
             "devices": [d.to_json() for d in self.devices],
         }

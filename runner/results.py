@@ -49,6 +49,7 @@ runs = Table(
     Column("occurrence", String(100), index=True),
     Column("summary", JSON),
     Column("backup_commit", String(64)),
+    Column("rerun_of", String(32)),  # the run whose failed devices this one ran again
 )
 devices = Table(
     "devices", metadata,
@@ -92,12 +93,14 @@ class ResultsStore:
 
     def _add_missing_columns(self) -> None:
         """Columns added since a database was created (create_all only makes tables)."""
-        existing = {c["name"] for c in inspect(self.engine).get_columns("devices")}
         with self.engine.begin() as conn:
-            for column in devices.columns:
-                if column.name not in existing:
-                    kind = column.type.compile(self.engine.dialect)
-                    conn.execute(text(f'ALTER TABLE devices ADD COLUMN "{column.name}" {kind}'))
+            for table in (runs, devices):
+                existing = {c["name"] for c in inspect(conn).get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in existing:
+                        kind = column.type.compile(self.engine.dialect)
+                        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN '
+                                          f'"{column.name}" {kind}'))
 
     def _safe_url(self) -> str:
         try:
@@ -110,7 +113,7 @@ class ResultsStore:
             conn.execute(insert(runs).values(
                 run_id=run.run_id, job=run.job, job_file=run.job_file, started=run.started,
                 status=RunStatus.RUNNING, dry_run=run.dry_run, engine=run.engine,
-                occurrence=run.occurrence, summary=run.summary))
+                occurrence=run.occurrence, summary=run.summary, rerun_of=run.rerun_of))
 
     def record_devices(self, run_id: str, batch: list[DeviceResult]) -> None:
         """Finished devices in one transaction (a device's newer record wins); RecordWriter
@@ -177,7 +180,8 @@ class ResultsStore:
         run = RunResult(run_id=full, job=row["job"], started=row["started"],
                         finished=row["finished"], devices=devs, dry_run=row["dry_run"],
                         job_file=row["job_file"], engine=EngineName(row["engine"]),
-                        occurrence=row["occurrence"], backup_commit=row["backup_commit"])
+                        occurrence=row["occurrence"], backup_commit=row["backup_commit"],
+                        rerun_of=row.get("rerun_of"))
         return row, run
 
 

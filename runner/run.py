@@ -15,7 +15,7 @@ from runner.errors import InputError
 from runner.execution import Work, choose_engine, run_devices
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.load import JobFile, load_job
-from runner.job.spec import BackupStep, CommandStep, ConfigStep
+from runner.job.spec import BackupStep, CommandStep, ConfigStep, Targets
 from runner.parsing import check_parser
 from runner.records import DeviceResult, RunResult, now_iso
 from runner.render import Templates
@@ -41,6 +41,7 @@ class RunOptions:
     run_id: str | None = None
     engine: EngineChoice = EngineChoice.AUTO
     shard_size: int = 50  # hosts per shard with the celery engine
+    rerun_of: str | None = None  # the run whose failed devices this one runs again
     processes: int | None = None  # engine processes; None: one per core for big runs
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
 
@@ -73,19 +74,21 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
 
 
 def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,
-            limit: str | None = None) -> Prepared:
+            limit: str | None = None, only: list[str] | None = None) -> Prepared:
     """Everything that can be wrong with the input, found before a session is opened."""
-    return prepare_job(load_job(job_path), inventory_path, templates_dir, limit)
+    return prepare_job(load_job(job_path), inventory_path, templates_dir, limit, only)
 
 
 def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
-                limit: str | None = None) -> Prepared:
+                limit: str | None = None, only: list[str] | None = None) -> Prepared:
     """prepare() for a job already loaded (the scheduler runs the version it validated,
-    even if the file has since been edited into something invalid)."""
+    even if the file has since been edited into something invalid). `only`: these hosts
+    instead of the job's targets (a rerun of another run's failed devices)."""
     check_job(job, templates_dir)
     inventory = load_inventory(inventory_path)
+    targets = job.spec.targets if only is None else Targets(hosts=only)
     try:
-        hosts = inventory.select(job.spec.targets, limit)
+        hosts = inventory.select(targets, limit)
     except InputError as exc:
         if exc.path is not None and exc.path != inventory_path:
             raise  # a problem in the inventory itself: it names its own file
@@ -93,6 +96,8 @@ def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
         for name, index in re.findall(r"(\w+)|\[(\d+)\]", exc.field or ""):
             loc += (name,) if name else (int(index),)
         raise job.error(exc.message, loc) from None
+    if only is not None:
+        hosts = [h for h in only if h in hosts]  # the order of the run being rerun
     if not hosts:
         raise job.error(f"no host in {inventory_path} matches the targets"
                         + (f" and --limit {limit!r}" if limit else ""), ("targets",))
@@ -107,7 +112,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     spec = prep.job.spec
     run = RunResult(run_id=options.run_id or new_run_id(), job=spec.name, started=now_iso(),
                     finished=None, devices=[], dry_run=options.dry_run,
-                    job_file=str(prep.job.path), occurrence=options.occurrence)
+                    job_file=str(prep.job.path), occurrence=options.occurrence,
+                    rerun_of=options.rerun_of)
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
     run.engine = engine
     store.start_run(run)
