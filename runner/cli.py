@@ -18,7 +18,8 @@ from runner.settings import Settings
 COMMANDS = {
     "run": "runner.job_commands", "validate": "runner.job_commands",
     "schema": "runner.job_commands", "history": "runner.job_commands",
-    "show": "runner.job_commands", "serve": "runner.schedule.commands",
+    "show": "runner.job_commands", "approve": "runner.job_commands",
+    "reject": "runner.job_commands", "serve": "runner.schedule.commands",
     "schedule": "runner.schedule.commands", "worker": "runner.dispatch.commands",
     "lab": "runner.lab.commands",
 }

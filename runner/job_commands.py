@@ -184,3 +184,45 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
                     click.echo(f"-- {label}\n{value.rstrip()}")
             if step.parsed is not None:
                 click.echo(f"-- parsed\n{json.dumps(step.parsed, indent=2)}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("-i", "--inventory", type=click.Path(path_type=Path),
+              help="Inventory (default: the one the preview used).")
+@click.option("--templates", type=click.Path(path_type=Path),
+              help="Templates directory (default: the one the preview used).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@engine_option
+@click.option("--shard-size", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="Hosts per shard with --engine celery.")
+@click.option("--processes", type=click.IntRange(0, 256), default=0, show_default=True,
+              help="Local engine processes; 0: one per usable core when the run is large.")
+@click.pass_context
+def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: Path | None,
+            as_json: bool, engine: EngineChoice, shard_size: int, processes: int) -> None:
+    """Carry out the change that preview RUN_ID showed (status awaiting_approval): the job
+    as previewed, on the devices it would change; a device whose config moved since the
+    preview is skipped (ConfigDrift). Exit codes as `runner run`."""
+    from runner.approval import approve as carry_out
+
+    store = _store(ctx)
+    _, preview = store.get_run(run_id)
+    progress = Progress(len([d for d in preview.devices if d.status is DeviceStatus.CHANGED]))
+    result = carry_out(store, run_id, RunOptions(
+        settings=settings_of(ctx), on_device_done=[progress], engine=engine,
+        shard_size=shard_size, processes=processes or None), inventory, templates)
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else
+               f"approved {preview.run_id}\n{run_table(result)}")
+    sys.exit(0 if result.ok else 1)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--reason", help="Why (recorded with the decision).")
+@click.pass_context
+def reject(ctx: click.Context, run_id: str, reason: str | None) -> None:
+    """Say no to the change that preview RUN_ID showed; nothing is sent."""
+    from runner.approval import reject as say_no
+
+    click.echo(f"rejected {say_no(_store(ctx), run_id, reason)}")

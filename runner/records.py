@@ -24,6 +24,9 @@ class StepResult:
     changed: bool = False
     failed: bool = False
     error: str | None = None
+    # config steps: a fingerprint of the running config the step started from (an
+    # approved change is only pushed onto the config it was previewed on)
+    digest: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepResult:
@@ -43,6 +46,19 @@ class RestorePlan:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RestorePlan:
+        return cls(**data)
+
+
+@dataclass
+class ApprovedChange:
+    """What an operator approved for one device: the config it was previewed on (its
+    fingerprint) and each config step's lines as previewed (secrets masked)."""
+
+    digest: str
+    lines: dict[str, str]  # config step index -> the preview's text of its lines
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ApprovedChange:
         return cls(**data)
 
 
@@ -105,6 +121,7 @@ class RunResult:
     occurrence: str | None = None
     backup_commit: str | None = None
     rerun_of: str | None = None  # the run whose failed devices this one ran again
+    approves: str | None = None  # the approved preview this run carries out
 
     @property
     def summary(self) -> dict[str, int]:
@@ -123,6 +140,7 @@ class RunResult:
             "started": self.started, "finished": self.finished, "dry_run": self.dry_run,
             "engine": self.engine, "occurrence": self.occurrence,
             "backup_commit": self.backup_commit, "rerun_of": self.rerun_of,
+            "approves": self.approves,
             "summary": self.summary,
             "devices": [d.to_json() for d in self.devices],
         }

@@ -43,13 +43,20 @@ runs = Table(
     Column("job_file", Text),
     Column("started", String(40), nullable=False, index=True),
     Column("finished", String(40)),
-    Column("status", String(20), nullable=False),  # running | ok | failed | interrupted
+    Column("status", String(20), nullable=False, index=True),  # a RunStatus
     Column("dry_run", Boolean, nullable=False, default=False),
     Column("engine", String(20), nullable=False, default="local"),
     Column("occurrence", String(100), index=True),
     Column("summary", JSON),
     Column("backup_commit", String(64)),
     Column("rerun_of", String(32)),  # the run whose failed devices this one ran again
+    # Approval: a preview awaiting approval keeps the job as previewed and where its inputs
+    # were, until its deadline; the run that carries it out names it (`approves`).
+    Column("approval_deadline", String(40)),
+    Column("job_spec", JSON),
+    Column("inputs", JSON),
+    Column("approves", String(32), index=True),
+    Column("decision", JSON),  # who approved, rejected (and why) or expired it, and when
 )
 devices = Table(
     "devices", metadata,
@@ -113,7 +120,8 @@ class ResultsStore:
             conn.execute(insert(runs).values(
                 run_id=run.run_id, job=run.job, job_file=run.job_file, started=run.started,
                 status=RunStatus.RUNNING, dry_run=run.dry_run, engine=run.engine,
-                occurrence=run.occurrence, summary=run.summary, rerun_of=run.rerun_of))
+                occurrence=run.occurrence, summary=run.summary, rerun_of=run.rerun_of,
+                approves=run.approves))
 
     def record_devices(self, run_id: str, batch: list[DeviceResult]) -> None:
         """Finished devices in one transaction (a device's newer record wins); RecordWriter
@@ -137,6 +145,38 @@ class ResultsStore:
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),
                 backup_commit=run.backup_commit))
+
+    # -- approval -------------------------------------------------------------------------
+
+    def await_approval(self, run_id: str, deadline: str, job_spec: dict[str, Any],
+                       inputs: dict[str, str]) -> None:
+        """A finished preview waits for an operator until `deadline`."""
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(
+                status=RunStatus.AWAITING_APPROVAL, approval_deadline=deadline,
+                job_spec=job_spec, inputs=inputs))
+
+    def decide(self, run_id: str, status: RunStatus, decision: dict[str, Any],
+               now: str) -> bool:
+        """Move a preview out of awaiting_approval, once: False when it was not awaiting
+        approval any more (decided, or expired, by anyone) or its deadline passed."""
+        with self.engine.begin() as conn:
+            query = update(runs).where(runs.c.run_id == run_id,
+                                       runs.c.status == RunStatus.AWAITING_APPROVAL)
+            if status is not RunStatus.EXPIRED:
+                query = query.where(runs.c.approval_deadline > now)
+            return bool(conn.execute(query.values(status=status, decision=decision))
+                        .rowcount == 1)
+
+    def expire_overdue(self, now: str) -> list[str]:
+        """Previews whose approval window has passed become expired; their ids."""
+        with self.engine.connect() as conn:
+            due = [str(r[0]) for r in conn.execute(select(runs.c.run_id).where(
+                runs.c.status == RunStatus.AWAITING_APPROVAL,
+                runs.c.approval_deadline <= now))]
+        return [r for r in due if self.decide(r, RunStatus.EXPIRED,
+                                              {"by": "runner", "at": now,
+                                               "reason": "approval window passed"}, now)]
 
     def interrupt(self, run_id: str | None, finished: str) -> None:
         """A run its process never finished (killed): recorded as interrupted."""
@@ -181,7 +221,7 @@ class ResultsStore:
                         finished=row["finished"], devices=devs, dry_run=row["dry_run"],
                         job_file=row["job_file"], engine=EngineName(row["engine"]),
                         occurrence=row["occurrence"], backup_commit=row["backup_commit"],
-                        rerun_of=row.get("rerun_of"))
+                        rerun_of=row.get("rerun_of"), approves=row.get("approves"))
         return row, run
 
 

@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from runner.backups import BackupRepo
@@ -17,11 +18,11 @@ from runner.inventory import FleetInventory, load_inventory
 from runner.job.load import JobFile, load_job
 from runner.job.spec import BackupStep, CommandStep, ConfigStep, Targets
 from runner.parsing import check_parser
-from runner.records import DeviceResult, RunResult, now_iso
+from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
 from runner.render import Templates
 from runner.results import RecordWriter, ResultsStore
 from runner.settings import Settings
-from runner.vocab import EngineChoice, OnStop, RunStatus, StepKind
+from runner.vocab import Approval, EngineChoice, OnStop, RunStatus, StepKind
 
 
 @dataclass
@@ -42,6 +43,11 @@ class RunOptions:
     engine: EngineChoice = EngineChoice.AUTO
     shard_size: int = 50  # hosts per shard with the celery engine
     rerun_of: str | None = None  # the run whose failed devices this one runs again
+    # A preview that waits for approval this long (seconds): a dry run whose status ends
+    # awaiting_approval, with the job as previewed kept for `runner approve`.
+    preview_window: float | None = None
+    approves: str | None = None  # carrying out this approved preview ...
+    approved: dict[str, ApprovedChange] | None = None  # ... and what was approved
     processes: int | None = None  # engine processes; None: one per core for big runs
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
 
@@ -68,6 +74,10 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
             and not spec.rolls_back:
         raise job.error("on_stop: rollback needs rollback: true (on the job or a config "
                         "step)", ("rollout", "on_stop"))
+    if spec.schedule is not None and spec.schedule.approval is Approval.REQUIRED and not any(
+            isinstance(s, ConfigStep) for s in spec.steps):
+        raise job.error("approval: required, but the job has no config step: nothing to "
+                        "approve", ("schedule", "approval"))
     if spec.rollback and not any(isinstance(s, ConfigStep) for s in spec.steps):
         raise job.error("rollback: true, but the job has no config step to roll back",
                         ("rollback",))
@@ -96,8 +106,6 @@ def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
         for name, index in re.findall(r"(\w+)|\[(\d+)\]", exc.field or ""):
             loc += (name,) if name else (int(index),)
         raise job.error(exc.message, loc) from None
-    if only is not None:
-        hosts = [h for h in only if h in hosts]  # the order of the run being rerun
     if not hosts:
         raise job.error(f"no host in {inventory_path} matches the targets"
                         + (f" and --limit {limit!r}" if limit else ""), ("targets",))
@@ -110,10 +118,11 @@ def new_run_id() -> str:
 
 def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResult:
     spec = prep.job.spec
+    dry_run = options.dry_run or options.preview_window is not None
     run = RunResult(run_id=options.run_id or new_run_id(), job=spec.name, started=now_iso(),
-                    finished=None, devices=[], dry_run=options.dry_run,
+                    finished=None, devices=[], dry_run=dry_run,
                     job_file=str(prep.job.path), occurrence=options.occurrence,
-                    rerun_of=options.rerun_of)
+                    rerun_of=options.rerun_of, approves=options.approves)
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
     run.engine = engine
     store.start_run(run)
@@ -127,7 +136,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
             callback(device)
 
     work = Work(spec, prep.inventory, prep.templates_dir, run.run_id, options.settings,
-                dry_run=options.dry_run, processes=processes, shard_size=options.shard_size)
+                dry_run=dry_run, processes=processes, shard_size=options.shard_size,
+                approved=options.approved)
     try:
         run.devices = run_devices(work, prep.hosts, engine, done, options.cancel)
     except BaseException:
@@ -140,8 +150,22 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     commit_backups(prep, run)
     run.finished = now_iso()
     interrupted = options.cancel is not None and options.cancel.is_set()
+    if options.preview_window is not None and not interrupted:
+        store.finish_run(run, status=RunStatus.AWAITING_APPROVAL)
+        store.await_approval(run.run_id, deadline(options.preview_window),
+                             spec.model_dump(mode="json"),
+                             {"job_file": str(prep.job.path),
+                              "inventory": str(prep.inventory.source),
+                              "templates": str(prep.templates_dir)})
+        return run
     store.finish_run(run, status=RunStatus.INTERRUPTED if interrupted else None)
     return run
+
+
+def deadline(window_s: float) -> str:
+    """now + window_s, in the form runs' times are stored in (comparable as text)."""
+    moment = datetime.now(UTC) + timedelta(seconds=window_s)
+    return moment.isoformat(timespec="milliseconds")
 
 
 def commit_backups(prep: Prepared, run: RunResult) -> None:

@@ -12,11 +12,11 @@ from typing import Any
 from runner import diffing, restore
 from runner.checks import check
 from runner.drivers.base import Session
-from runner.errors import CheckFailed, CommandRejected
+from runner.errors import CheckFailed, CommandRejected, ConfigDrift
 from runner.job.spec import BackupStep, CommandStep, ConfigStep, JobSpec
 from runner.parsing import parse
 from runner.platforms import Platform
-from runner.records import DeviceResult, RestorePlan, StepResult
+from runner.records import ApprovedChange, DeviceResult, RestorePlan, StepResult
 from runner.vocab import StepKind
 
 # Config lines of a step, given the results so far ({step name: {output, parsed}}).
@@ -50,6 +50,10 @@ class StepContext:
     # Awaited right before config is first sent (the run ledger's no-second-push guard).
     before_config: Callable[[], Awaitable[None]] | None = None
     change: Change = field(default_factory=Change)
+    # Carrying out an approved preview: what was approved, and the record's masking (the
+    # preview's lines were stored masked).
+    approved: ApprovedChange | None = None
+    mask: Callable[[str], str] = str
 
 
 def _checked(ctx: StepContext, step: StepResult, output: str) -> str:
@@ -96,13 +100,29 @@ async def running_config(session: Session, platform: Platform, timeout: float,
     return diffing.normalize(text, (*platform.volatile, *extra_volatile))
 
 
+def _as_approved(ctx: StepContext, index: int, lines: list[str], before: str) -> None:
+    """ConfigDrift unless this is the change that was approved, on the config it was
+    previewed on."""
+    approved = ctx.approved
+    if approved is None:
+        return
+    if ctx.change.current is None and restore.digest(before) != approved.digest:
+        raise ConfigDrift("the running config changed since the approved preview: the "
+                          "change was not pushed onto a config it was not made for")
+    if ctx.mask("\n".join(lines) + "\n") != approved.lines.get(str(index)):
+        raise ConfigDrift("the change renders differently now than in the approved preview "
+                          "(its template, variables or inventory changed): not pushed")
+
+
 async def run_config(ctx: StepContext, step: ConfigStep, name: str, lines: list[str],
-                     rollback: bool) -> None:
+                     rollback: bool, index: int = 0) -> None:
     record = StepResult(name=name, kind=StepKind.CONFIG)
     ctx.result.steps.append(record)
     change = ctx.change
     before = change.current if ctx.dry_run and change.current is not None \
         else await _running(ctx)
+    record.digest = restore.digest(before)
+    _as_approved(ctx, index, lines, before)
     if rollback and change.kept is None:
         change.kept = before
     if ctx.dry_run:
@@ -146,7 +166,7 @@ async def run_steps(ctx: StepContext, spec: JobSpec, rendered: dict[int, Rendere
             done = {s.name: {"output": s.output, "parsed": s.parsed} for s in ctx.result.steps}
             rollback = step.config.rollback if step.config.rollback is not None \
                 else spec.rollback
-            await run_config(ctx, step, name, rendered[index](done), rollback)
+            await run_config(ctx, step, name, rendered[index](done), rollback, index)
         else:
             await run_backup(ctx, step, name)
     change = ctx.change

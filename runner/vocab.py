@@ -41,6 +41,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # cancelled, Ctrl-C, or its process died
     AWAITING_APPROVAL = "awaiting_approval"  # a previewed change waiting for an operator
+    APPROVED = "approved"  # an operator said yes: a run of its own carries the change out
     REJECTED = "rejected"  # an operator said no to the previewed change
     EXPIRED = "expired"  # nobody approved it within the approval window
 
@@ -93,11 +94,19 @@ class NotifyEvent(StrEnum):
     ALWAYS = "always"  # every finished run
 
 
+class Approval(StrEnum):
+    """Whether a scheduled change waits for an operator."""
+
+    NONE = "none"  # it runs at its time
+    REQUIRED = "required"  # at its time a dry run previews it; `runner approve` runs it
+
+
 class OccurrenceStatus(StrEnum):
     """What became of one scheduled occurrence."""
 
     RUNNING = "running"
     DONE = "done"
+    AWAITING_APPROVAL = "awaiting_approval"  # previewed; the change waits for an operator
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     MISSED = "missed"  # misfired (too late) or coalesced into a later one

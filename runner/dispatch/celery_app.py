@@ -24,7 +24,7 @@ from runner.execution.leases import LEDGER_TTL_S, RunKeys
 from runner.execution.local import LocalExecutor
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.spec import JobSpec
-from runner.records import DeviceResult, RestorePlan
+from runner.records import ApprovedChange, DeviceResult, RestorePlan
 from runner.settings import DEFAULT_QUEUE, Settings
 
 TASK = "runner.run_shard"
@@ -110,7 +110,9 @@ def run_shard(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
         f"host is not in worker {config.name}'s inventory"), worker=config.name)
         for h in payload["hosts"] if h not in inventory.hosts]
     work = Work(spec, inventory, config.templates, payload["run_id"], config.settings,
-                dry_run=bool(payload.get("dry_run")), restore=restore)
+                dry_run=bool(payload.get("dry_run")), restore=restore,
+                approved=None if payload.get("approved") is None else
+                {h: ApprovedChange.from_json(a) for h, a in payload["approved"].items()})
     # Each delivery is its own owner: a redelivered shard must not pass for the lost one.
     owner = f"{config.name}:{task.request.id}:{secrets.token_hex(3)}"
     sink = _Collect()

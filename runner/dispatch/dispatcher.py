@@ -79,7 +79,9 @@ class CeleryExecutor:
         self.payload: dict[str, Any] = {
             "job": work.spec.model_dump(mode="json"), "run_id": work.run_id,
             "dry_run": work.dry_run, "restore": None if work.restore is None else
-            {h: asdict(p) for h, p in work.restore.items()}}
+            {h: asdict(p) for h, p in work.restore.items()},
+            "approved": None if work.approved is None else
+            {h: asdict(a) for h, a in work.approved.items()}}
         spec = work.spec
         self.budget = spec.timeouts.device * math.ceil(work.shard_size / spec.concurrency) \
             * (spec.retries.count + 1) + spec.busy_wait + SLACK_S

@@ -197,7 +197,10 @@ class DeviceRunner:
                               variables={"host": self.inventory.template_vars(host),
                                          "vars": self.spec.vars},
                               before_config=(lambda: coordination.start_config(host))
-                              if coordination else None, change=change)
+                              if coordination else None, change=change,
+                              approved=self.work.approved.get(host)
+                              if self.work.approved is not None else None,
+                              mask=self._redactor(host).text)
             await run_steps(ctx, self.spec, rendered)
         finally:
             await asyncio.shield(_close_quietly(session))

@@ -15,7 +15,7 @@ from typing import Protocol, Self, cast
 from runner.errors import InputError, NotRun
 from runner.inventory import FleetInventory
 from runner.job.spec import JobSpec
-from runner.records import DeviceResult, RestorePlan
+from runner.records import ApprovedChange, DeviceResult, RestorePlan
 from runner.settings import Settings
 from runner.vocab import Engine, EngineChoice
 
@@ -76,6 +76,8 @@ class Work:
     # Set for the pass that rolls back devices a stopped rollout had changed: per host,
     # how; the devices are put back instead of running the steps.
     restore: dict[str, RestorePlan] | None = None
+    # Set when carrying out an approved preview: per host, what was approved.
+    approved: dict[str, ApprovedChange] | None = None
 
     @property
     def ledger_id(self) -> str:

@@ -16,7 +16,7 @@ from runner.results import ResultsStore
 from runner.run import RunOptions, execute, prepare
 from runner.schedule.server import Clock, JobsDir, Scheduler
 from runner.schedule.store import ScheduleStore
-from runner.vocab import EngineChoice
+from runner.vocab import Approval, EngineChoice
 
 JOBS = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
                     show_default=True, help="Directory of job files.")
@@ -113,8 +113,15 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
                          f"(scheduled: {', '.join(sorted(jobs.jobs)) or 'none'})")
     prep = prepare(jobs.jobs[name].job.path, inventory, templates)
     results = ResultsStore(settings_of(ctx).database_url())
-    result = execute(prep, results, RunOptions(settings=settings_of(ctx),
-                                               occurrence=f"{name}@manual-{now_iso()}",
-                                               on_device_done=[Progress(len(prep.hosts))]))
+    schedule = prep.job.spec.schedule
+    preview = schedule is not None and schedule.approval is Approval.REQUIRED
+    result = execute(prep, results, RunOptions(
+        settings=settings_of(ctx), occurrence=f"{name}@manual-{now_iso()}",
+        on_device_done=[Progress(len(prep.hosts))],
+        preview_window=schedule.approval_seconds if preview and schedule else None))
     click.echo(run_table(result))
+    if preview:
+        click.echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
+                   f"{result.run_id})")
+        sys.exit(0)
     sys.exit(0 if result.ok else 1)

@@ -17,13 +17,14 @@ from types import FrameType
 
 from runner.errors import InputError
 from runner.job.load import JobFile, load_job
+from runner.records import now_iso
 from runner.results import ResultsStore
 from runner.run import RunOptions, execute, new_run_id, prepare_job
 from runner.schedule.policy import Slot, due
 from runner.schedule.store import ScheduleStore, server_id
 from runner.schedule.triggers import Trigger
 from runner.settings import Settings
-from runner.vocab import EngineChoice, OccurrenceStatus
+from runner.vocab import Approval, EngineChoice, OccurrenceStatus
 
 log = logging.getLogger("runner.serve")
 
@@ -177,6 +178,8 @@ class Scheduler:
                      f", took over from {other}" if other else "")
             if other:
                 self._interrupted_by(other, now)
+        for expired in self.results.expire_overdue(now_iso()):
+            log.warning("run %s: its approval window passed: expired", expired)
         waits = []
         for sched in list(self.jobs.jobs.values()):
             waits.append(self._fire_due(sched, now))
@@ -279,11 +282,18 @@ class Scheduler:
         if spec is not None and spec.jitter and cancel.wait(random.uniform(0, spec.jitter)):  # noqa: S311
             return OccurrenceStatus.INTERRUPTED
         prep = prepare_job(sched.job, self.inventory, self.templates)
+        preview = spec is not None and spec.approval is Approval.REQUIRED
         result = execute(prep, self.results, RunOptions(
             settings=self.settings, occurrence=f"{sched.name}@{occurrence.isoformat()}",
-            cancel=cancel, run_id=run_id, engine=self.engine, shard_size=self.shard_size))
+            cancel=cancel, run_id=run_id, engine=self.engine, shard_size=self.shard_size,
+            preview_window=spec.approval_seconds if preview and spec else None))
         if cancel.is_set():
             return OccurrenceStatus.INTERRUPTED
+        if preview:
+            log.warning("%s: occurrence %s previewed as run %s: awaiting approval "
+                        "(runner approve %s)", sched.name, occurrence.isoformat(), run_id,
+                        run_id)
+            return OccurrenceStatus.AWAITING_APPROVAL
         return OccurrenceStatus.DONE if result.ok else OccurrenceStatus.FAILED
 
     # -- the process ----------------------------------------------------------------------

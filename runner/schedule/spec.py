@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runner.schedule import triggers as _t
-from runner.vocab import Overlap
+from runner.vocab import Approval, Overlap
 
 if TYPE_CHECKING:
     from runner.schedule.triggers import Trigger
@@ -47,6 +47,12 @@ class ScheduleSpec(BaseModel):
                                "later ones are recorded as misfired, not run.")
     coalesce: bool = Field(True, description="After downtime, run once for all the missed "
                                              "occurrences still within grace, not each.")
+    approval: Approval = Field(Approval.NONE, description=(
+        "required: at each occurrence a dry run previews the change (diffs stored, run "
+        "status awaiting_approval); `runner approve RUN` carries out exactly that change."))
+    approval_timeout: str | float = Field(
+        "8h", description="How long a preview waits for approval before it expires: "
+                          "seconds, or '90m', '8h', '1d'.")
     overlap: Overlap = Field(
         Overlap.SKIP, description="A previous run still going when the next is due: skip the new "
                             "occurrence, or queue one to start when it ends.")
@@ -76,6 +82,19 @@ class ScheduleSpec(BaseModel):
         if seconds < 1:
             raise ValueError("the interval must be at least 1 second")
         return value
+
+    @field_validator("approval_timeout")
+    @classmethod
+    def _window(cls, value: str | float) -> str | float:
+        seconds = _t.parse_interval(value) if isinstance(value, str) else value
+        if seconds < 60:
+            raise ValueError("the approval window must be at least 60 seconds")
+        return value
+
+    @property
+    def approval_seconds(self) -> float:
+        window = self.approval_timeout
+        return _t.parse_interval(window) if isinstance(window, str) else float(window)
 
     @model_validator(mode="after")
     def _check(self) -> ScheduleSpec:

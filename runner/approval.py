@@ -1,0 +1,91 @@
+"""Approval of scheduled changes: a preview (a dry run) waits for an operator; approving it
+carries out exactly the previewed change, once, on the devices whose config has not moved;
+rejecting or letting the window pass ends it."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from pathlib import Path
+from typing import Any
+
+from runner.errors import InputError
+from runner.job.load import JobFile
+from runner.job.spec import ConfigStep, JobSpec
+from runner.records import ApprovedChange, RunResult, now_iso
+from runner.results import ResultsStore
+from runner.run import RunOptions, execute, prepare_job
+from runner.vocab import DeviceStatus, RunStatus, StepKind
+
+
+def who() -> str:
+    """The operator deciding, as `user@host` (recorded with the decision)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _waiting(store: ResultsStore, run_id: str) -> tuple[dict[str, Any], RunResult]:
+    row, preview = store.get_run(run_id)
+    status = row["status"]
+    if status != RunStatus.AWAITING_APPROVAL:
+        decided = row.get("decision") or {}
+        by = f" by {decided['by']} at {decided['at']}" if decided.get("by") else ""
+        raise InputError(f"run {preview.run_id} is not awaiting approval: it is "
+                         f"{status}{by}")
+    if row["approval_deadline"] <= now_iso():
+        store.decide(preview.run_id, RunStatus.EXPIRED, {"by": "runner", "at": now_iso(),
+                                                         "reason": "approval window passed"},
+                     now_iso())
+        raise InputError(f"run {preview.run_id}: its approval window ended at "
+                         f"{row['approval_deadline']}; it has expired")
+    return row, preview
+
+
+def reject(store: ResultsStore, run_id: str, reason: str | None) -> str:
+    """Say no to a preview; its full run id."""
+    _, preview = _waiting(store, run_id)
+    if not store.decide(preview.run_id, RunStatus.REJECTED,
+                        {"by": who(), "at": now_iso(), "reason": reason}, now_iso()):
+        raise InputError(f"run {preview.run_id} was decided by someone else just now")
+    return preview.run_id
+
+
+def approved_changes(spec: JobSpec, preview: RunResult) -> dict[str, ApprovedChange]:
+    """Per device the preview would change: its config's fingerprint and each config
+    step's previewed lines."""
+    indexes = [i for i, s in enumerate(spec.steps) if isinstance(s, ConfigStep)]
+    out: dict[str, ApprovedChange] = {}
+    for device in preview.devices:
+        if device.status is not DeviceStatus.CHANGED:
+            continue  # failed in the preview, or nothing to change: not part of it
+        config = [s for s in device.steps if s.kind is StepKind.CONFIG]
+        if len(config) != len(indexes) or config[0].digest is None:
+            continue
+        out[device.host] = ApprovedChange(
+            config[0].digest, {str(i): s.output or "" for i, s in zip(indexes, config,
+                                                                     strict=True)})
+    return out
+
+
+def approve(store: ResultsStore, run_id: str, options: RunOptions,
+            inventory: Path | None = None, templates: Path | None = None) -> RunResult:
+    """Carry out the approved preview: the job as it was previewed, on the devices it
+    would have changed, each checked against its preview (ConfigDrift otherwise)."""
+    row, preview = _waiting(store, run_id)
+    spec = JobSpec.model_validate(row["job_spec"])
+    inputs = row.get("inputs") or {}
+    changes = approved_changes(spec, preview)
+    if not store.decide(preview.run_id, RunStatus.APPROVED,
+                        {"by": who(), "at": now_iso()}, now_iso()):
+        raise InputError(f"run {preview.run_id} was decided by someone else just now")
+    if not changes:
+        raise InputError(f"run {preview.run_id} previewed no change to carry out")
+    job = JobFile(spec, Path(inputs.get("job_file", "job.yml")), row["job_spec"])
+    prep = prepare_job(job, inventory or Path(inputs["inventory"]),
+                       templates or Path(inputs["templates"]), only=list(changes))
+    options.approves = preview.run_id
+    options.approved = changes
+    return execute(prep, store, options)
