@@ -4,6 +4,8 @@ output; a false one fails the device (CheckFailed), naming itself and the values
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -18,6 +20,7 @@ from runner.errors import CheckFailed
 # What a condition may name: the command's text and parsed result, the host, job vars.
 NAMES = ("output", "parsed", "host", "vars")
 _SHOWN = 200  # characters of a value shown when a check fails
+_TEST_ARGUMENT = {"select": 0, "reject": 0, "selectattr": 1, "rejectattr": 1}
 _OPS = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<=",
         "in": "in", "notin": "not in"}
 
@@ -25,8 +28,18 @@ _OPS = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<="
 @cache
 def sandbox() -> SandboxedEnvironment:
     """The same sandbox templates render in (StrictUndefined: a missing key is an error,
-    not a silent false)."""
-    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    not a silent false), with the regex tests Ansible users reach for: `match` (from the
+    start) and `search` (anywhere), e.g. `selectattr('state', 'match', 'Full')`."""
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    env.tests["match"] = _regex(re.match)
+    env.tests["search"] = _regex(re.search)
+    return env
+
+
+def _regex(how: Callable[[str, str], re.Match[str] | None]) -> Callable[[Any, str], bool]:
+    def test(value: Any, pattern: str) -> bool:
+        return how(pattern, str(value)) is not None
+    return test
 
 
 def problem(source: str) -> str | None:
@@ -44,6 +57,12 @@ def problem(source: str) -> str | None:
         if node.name not in known:
             kind = "filter" if isinstance(node, nodes.Filter) else "test"
             return f"no Jinja2 {kind} named {node.name!r}"
+        # select/reject name a test by string: a misspelt one only fails on a device
+        at = _TEST_ARGUMENT.get(node.name) if isinstance(node, nodes.Filter) else None
+        named = node.args[at] if at is not None and len(node.args) > at else None
+        if isinstance(named, nodes.Const) and named.value not in env.tests:
+            return (f"no Jinja2 test named {named.value!r} (in {node.name}; tests are e.g. "
+                    "eq, ne, in, defined, none, string, number)")
     if unknown:
         return (f"unknown name {unknown[0]!r} (a condition may use {', '.join(NAMES)} and "
                 "Jinja2's filters and tests)")

@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -78,25 +79,27 @@ class ParserSpec(_Model):
         return self
 
 
+def _condition(source: str) -> str:
+    why = problem(source)
+    if why:
+        raise ValueError(why)
+    return source
+
+
+Condition = Annotated[str, AfterValidator(_condition)]
+
+
 class CommandStep(_Model):
     name: str | None = None
     command: str | list[str] = Field(description="One or more show commands.")
     parse: Literal["textfsm", "json"] | ParserSpec | None = Field(
         None, description="textfsm (ntc-templates by platform+command), json, or "
                           "{textfsm: file} / {ttp: template}.")
-    expect: list[str] = Field(default_factory=list, description=(
+    expect: list[Condition] = Field(default_factory=list, description=(
         "Checks: Jinja2 expressions on `output`, `parsed`, `host` and `vars`; a false one "
         "fails the device (CheckFailed). Before a config step: pre-checks, after: "
         "post-checks (with rollback, a failing post-check puts the device back)."))
 
-    @field_validator("expect")
-    @classmethod
-    def _conditions(cls, value: list[str]) -> list[str]:
-        for source in value:
-            why = problem(source)
-            if why:
-                raise ValueError(f"{source!r}: {why}")
-        return value
 
     @field_validator("command")
     @classmethod
