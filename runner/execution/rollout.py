@@ -30,11 +30,11 @@ def batches(hosts: list[str], rollout: Rollout | None) -> list[list[str]]:
     return [hosts[i:i + n] for i in range(0, len(hosts), n)]
 
 
-def stop_reason(rollout: Rollout | None, records: Iterable[DeviceResult],
-                total: int) -> str | None:
-    """Why the rollout stops after this batch, or None to go on."""
+def stop_reason(rollout: Rollout | None, records: Iterable[DeviceResult]) -> str | None:
+    """Why the rollout stops after this batch (even the last one: on_stop: rollback then
+    still puts the changed devices back), or None to go on."""
     done = list(records)
-    if rollout is None or not done or len(done) >= total:
+    if rollout is None or not done:
         return None
     failed = sum(1 for r in done if not r.status.success)
     percent = 100.0 * failed / len(done)
@@ -193,7 +193,7 @@ def run_rollout(spec: JobSpec, hosts: list[str], executor: Executor,
                           executor.engine, len(unreported))
                 tally.lost(unreported, WorkerLost(f"the {executor.engine} engine returned "
                                                   "without reporting this device"))
-            reason = stop_reason(spec.rollout, tally.records.values(), len(hosts))
+            reason = stop_reason(spec.rollout, tally.records.values())
             if reason:
                 tally.skip_rest(reason)
                 if spec.rollout is not None and spec.rollout.on_stop is OnStop.ROLLBACK \

@@ -303,3 +303,43 @@ def test_ctrl_c_on_a_celery_run_reaches_the_workers(
     for host, device in devices.items():
         if device["status"] == "skipped":
             assert sessions_with(sim, host, f"ntp server 192.0.2.1 key {marker}") == 0
+
+
+def test_a_stopped_rollout_rolls_back_through_the_workers(
+        sim: SimProcess, workers: Workers, env: dict[str, str], tmp_path: Path) -> None:
+    ensure(workers, sim, "w1", "w2")
+    hosts = [h for h in hosts_of(sim) if h not in faults(sim)][:4]
+    before = {h: archive(sim, h).count("\n") for h in hosts}
+    line = f"ntp server 192.0.2.44 key {uuid.uuid4().hex[:6]}"
+    job = write_job(tmp_path / "stopped.yml", driver="asyncssh", rollback=True,
+                    targets={"hosts": hosts},
+                    rollout={"batch_size": 2, "max_fail_percentage": 0, "on_stop": "rollback"},
+                    steps=[{"config": {"lines": [line]}},
+                           {"name": "post", "command": "show clock",
+                            "expect": [f"host.name != '{hosts[2]}'"]}])
+    code, result, err = run(tmp_path, env, job, sim.inventory, "--engine", "celery",
+                            "--shard-size", "1")
+    assert code == 1, err
+    assert outcome(result["devices"]) == [
+        (hosts[0], "rolled_back", "RolloutStopped"), (hosts[1], "rolled_back", "RolloutStopped"),
+        (hosts[2], "rolled_back", "CheckFailed"), (hosts[3], "rolled_back", "RolloutStopped")]
+    # each device: the change and its rollback, by a worker; in its config: nothing left
+    for host in hosts:
+        log = archive(sim, host)
+        assert log.count("\n") == before[host] + 2 and f"|no {line}" in log
+        assert line not in _running(sim, host)
+
+
+def _running(sim: SimProcess, host: str) -> str:
+    import asyncssh
+
+    hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
+
+    async def go() -> str:
+        async with asyncssh.connect(
+                hosts[host]["hostname"], hosts[host]["port"], username=defaults["username"],
+                password=defaults["password"],
+                known_hosts=str(sim.inventory.parent / "known_hosts")) as conn:
+            return str((await conn.run("show running-config")).stdout)
+    return asyncio.run(go())

@@ -235,11 +235,25 @@ class Shell:
         key = next((k for k in _SINGLE if line.strip().startswith(k + " ")), None)
         at = next((i for i, c in enumerate(children)
                    if key and c.strip().startswith(key + " ")), None)
-        if at is None:
-            children.append(line)
-        else:
+        if at is not None:
             children[at] = line  # replaces the old value where it stood, as IOS shows it
+            return Reply("")
+        # IOS lists a section's lines in its own order, not in the order they were typed
+        rank = _rank(line)
+        at = next((i for i, c in enumerate(children) if _rank(c) > rank), len(children))
+        children.insert(at, line)
         return Reply("")
+
+
+# The order IOS shows a sub-mode's lines in; anything else sits between `ip ...` and duplex.
+_ORDER = ("description", "encapsulation", "vrf", "ip address", "ip", "ipv6", "", "duplex",
+          "speed", "negotiation", "shutdown")
+
+
+def _rank(line: str) -> int:
+    text = line.strip()
+    return next((i for i, key in enumerate(_ORDER)
+                 if key and (text == key or text.startswith(key + " "))), _ORDER.index(""))
 
 
 def _interface_name(word: str) -> str:
