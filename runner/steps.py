@@ -3,6 +3,7 @@ back; failures raise DeviceErrors after the step's partial result is recorded.""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -66,26 +67,48 @@ def _checked(ctx: StepContext, step: StepResult, output: str) -> str:
     return output
 
 
+RECHECK_S = 2.0  # how often expect_within runs a command again
+
+
 async def run_command(ctx: StepContext, step: CommandStep, name: str) -> None:
+    if step.wait:
+        await asyncio.sleep(step.wait)
     for command in step.commands:
         record = StepResult(name=name if len(step.commands) == 1 else command,
                             kind=StepKind.COMMAND)
         ctx.result.steps.append(record)
-        output = await ctx.session.command(command, ctx.command_timeout)
-        _checked(ctx, record, output)
-        if step.parse is not None:
+        loop = asyncio.get_running_loop()
+        deadline, tries = loop.time() + step.expect_within, 0
+        while True:
+            tries += 1
             try:
-                record.parsed = parse(output, step.parse, platform=ctx.platform.ntc_templates,
-                                      command=command, templates_dir=ctx.templates_dir)
-            except Exception as exc:
-                record.failed, record.error = True, str(exc)
-                raise
-        for condition in step.expect:
-            try:
-                check(condition, {"output": output, "parsed": record.parsed, **ctx.variables})
+                await _command_once(ctx, step, command, record)
+                break
             except CheckFailed as exc:
-                record.failed, record.error = True, str(exc)
-                raise
+                left = deadline - loop.time()
+                if left <= 0:
+                    if tries > 1:
+                        exc = CheckFailed(f"{exc} (after {tries} tries in "
+                                          f"{step.expect_within:g}s)")
+                    record.failed, record.error = True, str(exc)
+                    raise exc from None
+                await asyncio.sleep(min(RECHECK_S, left))
+
+
+async def _command_once(ctx: StepContext, step: CommandStep, command: str,
+                        record: StepResult) -> None:
+    output = await ctx.session.command(command, ctx.command_timeout)
+    _checked(ctx, record, output)
+    record.parsed = None
+    if step.parse is not None:
+        try:
+            record.parsed = parse(output, step.parse, platform=ctx.platform.ntc_templates,
+                                  command=command, templates_dir=ctx.templates_dir)
+        except Exception as exc:
+            record.failed, record.error = True, str(exc)
+            raise
+    for condition in step.expect:
+        check(condition, {"output": output, "parsed": record.parsed, **ctx.variables})
 
 
 async def _running(ctx: StepContext, extra_volatile: tuple[re.Pattern[str], ...] = ()) -> str:

@@ -99,6 +99,11 @@ class CommandStep(_Model):
         "Checks: Jinja2 expressions on `output`, `parsed`, `host` and `vars`; a false one "
         "fails the device (CheckFailed). Before a config step: pre-checks, after: "
         "post-checks (with rollback, a failing post-check puts the device back)."))
+    wait: float = Field(0, ge=0, le=3600, description=(
+        "Seconds to wait before running the command (let a change settle)."))
+    expect_within: float = Field(0, ge=0, le=3600, description=(
+        "Run the command again (every 2 s) until its checks hold or this many seconds have "
+        "passed (a network converging); 0: one try."))
 
 
     @field_validator("command")

@@ -1,0 +1,37 @@
+"""The README's worked example on real FRR routers, with every driver: a change that breaks
+OSPF on the first router is caught by the post-check, that router is rolled back (its
+config read back from vtysh is as before, OSPF comes back), and the rollout stops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.lab.converge import wait_converged
+from tests.lab.conftest import RunningLab
+from tests.lab.test_jobs import DRIVERS, job_file, run_job, step, vtysh
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_change_that_breaks_ospf_is_rolled_back_and_the_rollout_stops(
+        practice_lab: RunningLab, tmp_path: Path, driver: str) -> None:
+    inventory = practice_lab.lab_dir / "inventory"
+    before = {r: vtysh(practice_lab, r, "show", "running-config") for r in ("r1", "r2")}
+    job = job_file(tmp_path, "ospf-area.yml", driver=driver)
+    preview = run_job(tmp_path, job, inventory, "--dry-run", expect=0)
+    rollback = step(preview["devices"][0], "rollback (if a step fails)")
+    assert "no ip ospf area 1" in rollback["output"] and "ip ospf area 0" in rollback["output"]
+    result = run_job(tmp_path, job, inventory, expect=1)
+    by = {d["host"]: d for d in result["devices"]}
+    assert (by["r1"]["status"], by["r1"]["error_class"]) == ("rolled_back", "CheckFailed")
+    assert "parsed.neighbors | length == 2" in by["r1"]["error"]
+    assert "+ ip ospf area 1" in step(by["r1"], "links to area 1")["diff"]
+    assert not step(by["r1"], "rollback")["failed"]
+    for router in ("r2", "r3", "r4"):
+        assert (by[router]["status"], by[router]["error_class"]) == ("skipped",
+                                                                    "RolloutStopped")
+    # what the routers say: r1's config is as it was, r2 was never touched, OSPF recovers
+    after = {r: vtysh(practice_lab, r, "show", "running-config") for r in ("r1", "r2")}
+    assert after == before
+    wait_converged(practice_lab.labs, practice_lab.state, timeout=60)
