@@ -49,6 +49,7 @@ runs = Table(
     Column("occurrence", String(100), index=True),
     Column("summary", JSON),
     Column("backup_commit", String(64)),
+    Column("notifications", JSON),  # outcome per notification target (runner.notify)
 )
 devices = Table(
     "devices", metadata,
@@ -92,12 +93,14 @@ class ResultsStore:
 
     def _add_missing_columns(self) -> None:
         """Columns added since a database was created (create_all only makes tables)."""
-        existing = {c["name"] for c in inspect(self.engine).get_columns("devices")}
-        with self.engine.begin() as conn:
-            for column in devices.columns:
-                if column.name not in existing:
-                    kind = column.type.compile(self.engine.dialect)
-                    conn.execute(text(f'ALTER TABLE devices ADD COLUMN "{column.name}" {kind}'))
+        for table in (runs, devices):
+            existing = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
+            with self.engine.begin() as conn:
+                for column in table.columns:
+                    if column.name not in existing:
+                        kind = column.type.compile(self.engine.dialect)
+                        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN '
+                                          f'"{column.name}" {kind}'))
 
     def _safe_url(self) -> str:
         try:
@@ -134,6 +137,14 @@ class ResultsStore:
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),
                 backup_commit=run.backup_commit))
+
+    def add_notifications(self, run_id: str, outcomes: list[dict[str, Any]]) -> None:
+        """Outcomes of notifications about a run, after those already recorded."""
+        with self.engine.begin() as conn:
+            before = conn.execute(select(runs.c.notifications).where(
+                runs.c.run_id == run_id).with_for_update()).scalar()
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(
+                notifications=[*(before or []), *outcomes]))
 
     def interrupt(self, run_id: str | None, finished: str) -> None:
         """A run its process never finished (killed): recorded as interrupted."""
