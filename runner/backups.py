@@ -7,7 +7,7 @@ import fcntl
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,3 +73,17 @@ class BackupRepo:
                        + "\n".join(sorted(changed)) + "\n")
             _git(self.path, "commit", "-q", "-F", "-", input_=message)
             return _git(self.path, "rev-parse", "HEAD").strip(), changed
+
+    def changes(self, commit: str, hosts: Iterable[str]) -> dict[str, str | None]:
+        """What `commit` changed in each host's file: the diff's hunks, or None for a file
+        the commit added (a first backup: its diff would be the whole config)."""
+        names = {self.file_for(h).name: h for h in hosts}
+        text = _git(self.path, "show", "--format=", "--no-color", "--no-ext-diff",
+                    "--no-renames", commit, "--")
+        out: dict[str, str | None] = {}
+        for chunk in re.split(r"^diff --git ", text, flags=re.M)[1:]:
+            head, _, hunks = chunk.partition("\n@@")
+            host = names.get(head.split(" ", 1)[0].removeprefix("a/"))
+            if host is not None:
+                out[host] = None if "\nnew file mode" in head else "@@" + hunks
+        return out

@@ -169,12 +169,16 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
     if as_json:
         data = run_result.to_json()
         data["status"] = row["status"]
+        data["notifications"] = row["notifications"] or []
         click.echo(json.dumps(data, indent=2))
         return
     rerun = f"  rerun of {row['rerun_of']}" if row.get("rerun_of") else ""
     click.echo(f"status {row['status']}  started {row['started']}  finished "
                f"{row['finished']}{rerun}")
     click.echo(run_table(run_result))
+    for sent in row["notifications"] or []:
+        outcome = "delivered" if sent["delivered"] else f"NOT delivered: {sent['error']}"
+        click.echo(f"notified {sent['url']} ({', '.join(sent['events'])}): {outcome}")
     if host is not None:
         for step in run_result.devices[0].steps:
             click.echo(f"\n== {step.name} ({step.kind})" + (" FAILED" if step.failed else ""))

@@ -53,6 +53,18 @@ class Redactor:
                                + MASK, text)
         return text
 
+    def diff(self, text: str) -> str:
+        """A diff (unified, or a preview): each line masked as the config line it shows.
+        The `+`, `-` or space in front would otherwise keep the line-anchored patterns
+        (`snmp-server community ...`) from matching."""
+        out = []
+        for line in text.splitlines(keepends=True):
+            if line[:1] in ("+", "-", " ") and not line.startswith(("+++ ", "--- ")):
+                out.append(line[0] + self.text(line[1:]))
+            else:
+                out.append(self.text(line))
+        return "".join(out)
+
     def value(self, value: Any) -> Any:
         """Recursively mask strings inside dicts/lists (parsed output, records)."""
         if isinstance(value, str):

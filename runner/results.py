@@ -57,6 +57,7 @@ runs = Table(
     Column("inputs", JSON),
     Column("approves", String(32), index=True),
     Column("decision", JSON),  # who approved, rejected (and why) or expired it, and when
+    Column("notifications", JSON),  # outcome per notification target (runner.notify)
 )
 devices = Table(
     "devices", metadata,
@@ -177,6 +178,14 @@ class ResultsStore:
         return [r for r in due if self.decide(r, RunStatus.EXPIRED,
                                               {"by": "runner", "at": now,
                                                "reason": "approval window passed"}, now)]
+
+    def add_notifications(self, run_id: str, outcomes: list[dict[str, Any]]) -> None:
+        """Outcomes of notifications about a run, after those already recorded."""
+        with self.engine.begin() as conn:
+            before = conn.execute(select(runs.c.notifications).where(
+                runs.c.run_id == run_id).with_for_update()).scalar()
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(
+                notifications=[*(before or []), *outcomes]))
 
     def interrupt(self, run_id: str | None, finished: str) -> None:
         """A run its process never finished (killed): recorded as interrupted."""

@@ -3,6 +3,7 @@ device's record as it finishes, commit backups; used by the CLI, scheduler and w
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import uuid
@@ -17,12 +18,15 @@ from runner.execution import Work, choose_engine, run_devices
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.load import JobFile, load_job
 from runner.job.spec import BackupStep, CommandStep, ConfigStep, Targets
+from runner.notify import NotifyTarget, notify_run, secrets_of, targets_for
 from runner.parsing import check_parser
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
 from runner.render import Templates
 from runner.results import RecordWriter, ResultsStore
 from runner.settings import Settings
 from runner.vocab import Approval, EngineChoice, OnStop, RunStatus, StepKind
+
+log = logging.getLogger("runner.run")
 
 
 @dataclass
@@ -50,6 +54,7 @@ class RunOptions:
     approved: dict[str, ApprovedChange] | None = None  # ... and what was approved
     processes: int | None = None  # engine processes; None: one per core for big runs
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
+    notify: list[NotifyTarget] = field(default_factory=list)  # for jobs that name none
 
 
 def check_job(job: JobFile, templates_dir: Path) -> None:
@@ -157,8 +162,11 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                              {"job_file": str(prep.job.path),
                               "inventory": str(prep.inventory.source),
                               "templates": str(prep.templates_dir)})
+        notify_finished(prep, store, run, RunStatus.AWAITING_APPROVAL, options.notify)
         return run
-    store.finish_run(run, status=RunStatus.INTERRUPTED if interrupted else None)
+    status = RunStatus.INTERRUPTED if interrupted else None
+    store.finish_run(run, status=status)
+    notify_finished(prep, store, run, status, options.notify)
     return run
 
 
@@ -166,6 +174,21 @@ def deadline(window_s: float) -> str:
     """now + window_s, in the form runs' times are stored in (comparable as text)."""
     moment = datetime.now(UTC) + timedelta(seconds=window_s)
     return moment.isoformat(timespec="milliseconds")
+
+
+def notify_finished(prep: Prepared, store: ResultsStore, run: RunResult,
+                    status: RunStatus | None, defaults: list[NotifyTarget]) -> None:
+    """Send the run's notifications and record their outcomes; never fails the run."""
+    spec = prep.job.spec
+    targets = targets_for(spec.notify, "notify" in spec.model_fields_set, defaults)
+    if not targets:
+        return
+    backup = next((s for s in spec.steps if isinstance(s, BackupStep)), None)
+    try:
+        notify_run(store, run, status, targets, secrets_of(prep.inventory, prep.hosts),
+                   backup_dir=Path(backup.backup.dir) if backup else None)
+    except Exception:  # the run is done and stored: a notification problem stays one
+        log.exception("run %s: notifications failed", run.run_id)
 
 
 def commit_backups(prep: Prepared, run: RunResult) -> None:

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from runner.checks import problem
+from runner.notify import NotifyTarget
 from runner.schedule.spec import ScheduleSpec
 from runner.vocab import Driver, OnStop
 
@@ -209,6 +210,12 @@ class JobSpec(_Model):
         "when a later step fails (rejected line, post-check, lost session, budget)."))
     vars: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
     schedule: ScheduleSpec | None = Field(None, description="When `runner serve` runs it.")
+    # exclude: the URLs may hold credentials, and workers never notify: they stay out of the
+    # job as it is sent to workers
+    notify: list[NotifyTarget] = Field(
+        default_factory=list, exclude=True,
+        description="Notification targets (Apprise URLs) and the events that send each. Left "
+                    "out: `runner serve --notify` targets apply; `[]`: no notifications.")
     steps: list[Step] = Field(min_length=1)
 
     @property

@@ -10,13 +10,14 @@ import click
 
 from runner.cli_common import engine_option, settings_of
 from runner.errors import InputError
+from runner.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.output import Progress, run_table, table
 from runner.records import now_iso
 from runner.results import ResultsStore
 from runner.run import RunOptions, execute, prepare
 from runner.schedule.server import Clock, JobsDir, Scheduler
 from runner.schedule.store import ScheduleStore
-from runner.vocab import Approval, EngineChoice
+from runner.vocab import Approval, EngineChoice, NotifyEvent
 
 JOBS = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
                     show_default=True, help="Directory of job files.")
@@ -44,21 +45,40 @@ def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, Sc
               help="Seconds running jobs get to finish on SIGTERM before interruption.")
 @engine_option
 @click.option("--shard-size", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--notify", "notify_urls", metavar="URL", multiple=True,
+              help="Apprise URL notified about runs of jobs that name no `notify:` targets "
+                   "(repeatable).")
+@click.option("--notify-on", type=click.Choice([e.value for e in NotifyEvent]), multiple=True,
+              help="Events that send the --notify targets (repeatable; default: "
+                   f"{', '.join(DEFAULT_EVENTS)}).")
 @click.pass_context
 def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
           store_url: str | None, max_runs: int, stop_grace: float, engine: EngineChoice,
-          shard_size: int) -> None:
+          shard_size: int, notify_urls: tuple[str, ...], notify_on: tuple[str, ...]) -> None:
     """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them."""
     if not jobs_dir.is_dir():
         raise InputError("jobs directory not found", path=jobs_dir)
+    notify = notify_targets(notify_urls, notify_on)
     logging.getLogger("runner").setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     results, store = _stores(ctx, store_url)
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
                           stop_grace=stop_grace, engine=engine, shard_size=shard_size,
-                          settings=settings_of(ctx))
+                          settings=settings_of(ctx), notify=notify)
     sys.exit(scheduler.serve())
+
+
+def notify_targets(urls: tuple[str, ...], events: tuple[str, ...]) -> list[NotifyTarget]:
+    """--notify URLs (checked now; errors never quote them) with the --notify-on events."""
+    if events and not urls:
+        raise InputError("--notify-on needs a --notify URL to apply to", field="--notify-on")
+    on = [NotifyEvent(e) for e in events] or list(DEFAULT_EVENTS)
+    for url in urls:
+        problem = url_problem(url)
+        if problem:
+            raise InputError(problem, field="--notify")
+    return [NotifyTarget(url=url, on=on) for url in urls]
 
 
 @click.group()

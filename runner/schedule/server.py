@@ -17,6 +17,7 @@ from types import FrameType
 
 from runner.errors import InputError
 from runner.job.load import JobFile, load_job
+from runner.notify import NotifyTarget
 from runner.records import now_iso
 from runner.results import ResultsStore
 from runner.run import RunOptions, execute, new_run_id, prepare_job
@@ -130,8 +131,10 @@ class Scheduler:
                  max_runs: int = 4, stop_grace: float = 60, lease_ttl: float = 15,
                  run: RunFunction | None = None, owner: str | None = None,
                  engine: EngineChoice = EngineChoice.AUTO, shard_size: int = 50,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None,
+                 notify: list[NotifyTarget] | None = None) -> None:
         self.engine = engine
+        self.notify = notify or []  # for jobs that name no notification targets
         self.settings = settings or Settings()
         self.shard_size = shard_size
         self.jobs = JobsDir(jobs_dir)
@@ -286,7 +289,8 @@ class Scheduler:
         result = execute(prep, self.results, RunOptions(
             settings=self.settings, occurrence=f"{sched.name}@{occurrence.isoformat()}",
             cancel=cancel, run_id=run_id, engine=self.engine, shard_size=self.shard_size,
-            preview_window=spec.approval_seconds if preview and spec else None))
+            preview_window=spec.approval_seconds if preview and spec else None,
+            notify=self.notify))
         if cancel.is_set():
             return OccurrenceStatus.INTERRUPTED
         if preview:
