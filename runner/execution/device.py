@@ -259,7 +259,7 @@ class DeviceRunner:
         result.error = redactor.text(result.error) if result.error else None
         for step in result.steps:
             step.output = redactor.text(step.output) if step.output else step.output
-            step.diff = redactor.text(step.diff) if step.diff else step.diff
+            step.diff = redactor.diff(step.diff) if step.diff else step.diff
             step.error = redactor.text(step.error) if step.error else step.error
             step.parsed = redactor.value(step.parsed)
         if result.backup is not None:

@@ -4,6 +4,9 @@ config read back from vtysh is as before, OSPF comes back), and the rollout stop
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from runner.lab.converge import wait_converged
 from tests.lab.conftest import RunningLab
 from tests.lab.test_jobs import DRIVERS, job_file, run_job, step, vtysh
+from tests.receivers import JsonReceiver
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -18,7 +22,9 @@ def test_a_change_that_breaks_ospf_is_rolled_back_and_the_rollout_stops(
         practice_lab: RunningLab, tmp_path: Path, driver: str) -> None:
     inventory = practice_lab.lab_dir / "inventory"
     before = {r: vtysh(practice_lab, r, "show", "running-config") for r in ("r1", "r2")}
-    job = job_file(tmp_path, "ospf-area.yml", driver=driver)
+    hook = JsonReceiver()
+    job = job_file(tmp_path, "ospf-area.yml", driver=driver,
+                   notify=[{"url": hook.url("ospf"), "on": ["failed", "rolled_back"]}])
     preview = run_job(tmp_path, job, inventory, "--dry-run", expect=0)
     rollback = step(preview["devices"][0], "rollback (if a step fails)")
     assert "no ip ospf area 1" in rollback["output"] and "ip ospf area 0" in rollback["output"]
@@ -35,3 +41,13 @@ def test_a_change_that_breaks_ospf_is_rolled_back_and_the_rollout_stops(
     after = {r: vtysh(practice_lab, r, "show", "running-config") for r in ("r1", "r2")}
     assert after == before
     wait_converged(practice_lab.labs, practice_lab.state, timeout=60)
+    # and the notification that says so
+    message = hook.wait(1, 30)[0]
+    hook.close()
+    assert result["run_id"] in message["message"]
+    assert "r1: rolled_back, CheckFailed" in message["message"]
+    assert "r2: skipped, RolloutStopped: rollout stopped" in message["message"]
+    shown = json.loads(subprocess.run(
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}", "show",
+         result["run_id"], "--json"], capture_output=True, text=True, check=True).stdout)
+    assert [n["delivered"] for n in shown["notifications"]] == [True]
