@@ -87,8 +87,8 @@ class ScheduleSpec(BaseModel):
     @classmethod
     def _window(cls, value: str | float) -> str | float:
         seconds = _t.parse_interval(value) if isinstance(value, str) else value
-        if seconds < 60:
-            raise ValueError("the approval window must be at least 60 seconds")
+        if seconds < 5:
+            raise ValueError("the approval window must be at least 5 seconds")
         return value
 
     @property

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +322,36 @@ def test_a_rejected_or_expired_preview_sends_nothing(fleet: Fleet, tmp_path: Pat
                              text=True, check=False)
     assert expired.returncode == 2 and "it is expired" in expired.stderr
     assert fleet.sessions(hosts[0]) == 0
+
+
+def test_serve_previews_each_occurrence_once_and_expires_what_nobody_approved(
+        fleet: Fleet, tmp_path: Path) -> None:
+    hosts = fleet.take(1)
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    at = datetime.now(UTC) + timedelta(seconds=4)
+    write_job(jobs / "tonight.yml", driver="asyncssh", targets={"hosts": hosts},
+              schedule={"at": at.isoformat(timespec="seconds"), "approval": "required",
+                        "approval_timeout": "5s"},
+              steps=[{"config": {"lines": ["snmp-server contact noc"]}}])
+    serves = [subprocess.Popen(
+        runner(tmp_path, "serve", "--jobs", str(jobs), "-i", str(fleet.sim.inventory),
+               "--templates", str(ROOT / "templates")),
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / f"serve{i}.log").open("w"))
+        for i in range(2)]  # two servers on one store
+    store = ResultsStore(f"sqlite:///{tmp_path / 'runner.db'}")
+    try:
+        wait_for(lambda: bool(store.list_runs(5)) and store.list_runs(5)[0]["status"] in (
+            "awaiting_approval", "expired"), 60, "the occurrence's preview")
+        # the active server expires it when its window passes
+        wait_for(lambda: store.list_runs(5)[0]["status"] == "expired", 60, "the expiry")
+    finally:
+        for serve in serves:
+            serve.terminate()
+            serve.wait(30)
+    runs = store.list_runs(10)
+    assert len(runs) == 1 and runs[0]["dry_run"]  # one preview for the one occurrence
+    assert runs[0]["decision"]["reason"] == "approval window passed"
+    logs = "".join((tmp_path / f"serve{i}.log").read_text() for i in range(2))
+    assert "awaiting approval (runner approve" in logs and "expired" in logs
+    assert fleet.sessions(hosts[0]) == 0  # nothing was sent
