@@ -76,13 +76,14 @@ devices = Table(
     Column("started", String(40)),
     Column("finished", String(40)),
     Column("steps", JSON),
+    Column("position", Integer),  # the device's place in the run's targets (listing order)
     UniqueConstraint("run_id", "host", name="one_record_per_device"),
 )
 
 
-def _device_row(run_id: str, d: DeviceResult) -> dict[str, Any]:
+def _device_row(run_id: str, d: DeviceResult, position: int | None) -> dict[str, Any]:
     data = d.to_json()
-    return {"run_id": run_id, **{k: data[k] for k in (
+    return {"run_id": run_id, "position": position, **{k: data[k] for k in (
         "host", "status", "changed", "duration_s", "error", "error_class", "attempts",
         "driver", "worker", "started", "finished", "steps")}}
 
@@ -124,14 +125,18 @@ class ResultsStore:
                 occurrence=run.occurrence, summary=run.summary, rerun_of=run.rerun_of,
                 approves=run.approves))
 
-    def record_devices(self, run_id: str, batch: list[DeviceResult]) -> None:
+    def record_devices(self, run_id: str, batch: list[DeviceResult],
+                       positions: dict[str, int] | None = None) -> None:
         """Finished devices in one transaction (a device's newer record wins); RecordWriter
-        calls it moments after each device finishes, so a crash loses no finished device."""
+        calls it moments after each device finishes, so a crash loses no finished device.
+        `positions`: each host's place in the run's targets, the order runs are shown in."""
         latest = {d.host: d for d in batch}
+        places = positions or {}
         with self.engine.begin() as conn:
             conn.execute(delete(devices).where(devices.c.run_id == run_id,
                                                devices.c.host.in_(list(latest))))
-            conn.execute(insert(devices), [_device_row(run_id, d) for d in latest.values()])
+            conn.execute(insert(devices), [_device_row(run_id, d, places.get(d.host))
+                                           for d in latest.values()])
 
     def finish_run(self, run: RunResult, status: RunStatus | None = None) -> None:
         with self.engine.begin() as conn:
@@ -223,9 +228,10 @@ class ResultsStore:
         with self.engine.connect() as conn:
             row = dict(conn.execute(select(runs).where(runs.c.run_id == full)).one()._mapping)
             rows = conn.execute(select(devices).where(devices.c.run_id == full)
-                                .order_by(devices.c.id)).all()
+                                .order_by(devices.c.position, devices.c.id)).all()
         devs = [DeviceResult.from_json({k: v for k, v in dict(r._mapping).items()
-                                        if k not in ("id", "run_id")}) for r in rows]
+                                        if k not in ("id", "run_id", "position")})
+                for r in rows]
         run = RunResult(run_id=full, job=row["job"], started=row["started"],
                         finished=row["finished"], devices=devs, dry_run=row["dry_run"],
                         job_file=row["job_file"], engine=EngineName(row["engine"]),
@@ -252,9 +258,10 @@ class RecordWriter:
     """Stores device records from a background thread, a batch per transaction, so the
     engine never waits on the database and a finished device is on disk within moments."""
 
-    def __init__(self, store: ResultsStore, run_id: str) -> None:
+    def __init__(self, store: ResultsStore, run_id: str, hosts: list[str] | None = None) -> None:
         self._store = store
         self._run_id = run_id
+        self._positions = {h: i for i, h in enumerate(hosts or [])}
         self._queue: queue.SimpleQueue[DeviceResult | None] = queue.SimpleQueue()
         self._error: Exception | None = None
         self._thread = threading.Thread(target=self._loop, name=RECORDS_THREAD, daemon=True)
@@ -283,7 +290,7 @@ class RecordWriter:
             done = item is None
             if batch and self._error is None:
                 try:
-                    self._store.record_devices(self._run_id, batch)
+                    self._store.record_devices(self._run_id, batch, self._positions)
                 except Exception as exc:  # reported by close(), in the caller's thread
                     self._error = exc
 

@@ -131,7 +131,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
     run.engine = engine
     store.start_run(run)
-    writer = RecordWriter(store, run.run_id)
+    writer = RecordWriter(store, run.run_id, prep.hosts)
     finished: list[DeviceResult] = []
 
     def done(device: DeviceResult) -> None:

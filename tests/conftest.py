@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from tests.receivers import JsonReceiver, SmtpReceiver
     from tests.workers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,3 +34,23 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.kill()
+
+
+@pytest.fixture
+def webhook() -> Iterator[JsonReceiver]:
+    """A JSON webhook on loopback (Apprise's json://) that records what it is sent."""
+    from tests.receivers import JsonReceiver
+
+    receiver = JsonReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    """A real SMTP server (aiosmtpd) on loopback that keeps every message."""
+    from tests.receivers import SmtpReceiver
+
+    receiver = SmtpReceiver()
+    yield receiver
+    receiver.close()

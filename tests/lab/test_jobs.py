@@ -222,7 +222,7 @@ def test_faults_are_classified_and_the_others_succeed(practice_lab: RunningLab, 
     assert result["summary"] == {"ok": result["summary"]["ok"],
                                  "changed": result["summary"]["changed"], "failed": 1,
                                  "unreachable": 1, "auth_failed": 1, "timed_out": 0,
-                                 "skipped": 0}
+                                 "skipped": 0, "rolled_back": 0}
     for text in (proc.stdout, proc.stderr, (tmp_path / "r.db").read_bytes().decode(
             errors="replace")):
         assert wrong not in text

@@ -43,3 +43,22 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield Fleet(sim)
     finally:
         sim.stop()
+
+
+def on_device(inventory: Path, host: str, command: str) -> str:
+    """One command on a simulated device over SSH, as any client would run it (host key
+    checked against the simulator's known_hosts); carriage returns dropped."""
+    import asyncio
+
+    import asyncssh
+
+    hosts = yaml.safe_load((inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    defaults = yaml.safe_load((inventory / "defaults.yaml").read_text(encoding="utf-8"))
+
+    async def go() -> str:
+        async with asyncssh.connect(
+                hosts[host]["hostname"], hosts[host]["port"], username=defaults["username"],
+                password=defaults["password"],
+                known_hosts=str(inventory.parent / "known_hosts")) as conn:
+            return str((await conn.run(command)).stdout).replace("\r", "")
+    return asyncio.run(go())

@@ -6,7 +6,6 @@ workers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -24,6 +23,7 @@ import yaml
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
 from tests.conftest import ROOT, free_port
+from tests.sim.conftest import on_device
 from tests.workers import RedisServer, Workers
 
 LOST_AFTER = "4"  # seconds a worker may be silent: short, so the tests end soon
@@ -98,18 +98,7 @@ def run(tmp_path: Path, env: dict[str, str], job: Path, inventory: Path,
 
 def archive(sim: SimProcess, host: str) -> str:
     """The device's own log of config lines, by config session (IOS `archive log`)."""
-    import asyncssh
-
-    hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
-    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
-
-    async def go() -> str:
-        async with asyncssh.connect(
-                hosts[host]["hostname"], hosts[host]["port"], username=defaults["username"],
-                password=defaults["password"],
-                known_hosts=str(sim.inventory.parent / "known_hosts")) as conn:
-            return str((await conn.run("show archive log config all")).stdout).replace("\r", "")
-    return asyncio.run(go())
+    return on_device(sim.inventory, host, "show archive log config all")
 
 
 def sessions_with(sim: SimProcess, host: str, line: str) -> int:
@@ -327,19 +316,5 @@ def test_a_stopped_rollout_rolls_back_through_the_workers(
     for host in hosts:
         log = archive(sim, host)
         assert log.count("\n") == before[host] + 2 and f"|no {line}" in log
-        assert line not in _running(sim, host)
+        assert line not in on_device(sim.inventory, host, "show running-config")
 
-
-def _running(sim: SimProcess, host: str) -> str:
-    import asyncssh
-
-    hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
-    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
-
-    async def go() -> str:
-        async with asyncssh.connect(
-                hosts[host]["hostname"], hosts[host]["port"], username=defaults["username"],
-                password=defaults["password"],
-                known_hosts=str(sim.inventory.parent / "known_hosts")) as conn:
-            return str((await conn.run("show running-config")).stdout)
-    return asyncio.run(go())

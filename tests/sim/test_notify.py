@@ -38,20 +38,6 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
         process.stop()
 
 
-@pytest.fixture
-def webhook() -> Iterator[JsonReceiver]:
-    receiver = JsonReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver()
-    yield receiver
-    receiver.close()
-
-
 def hosts_of(sim: SimProcess) -> tuple[list[str], str]:
     """(healthy devices, the one refusing logins)."""
     hosts = list(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))

@@ -5,7 +5,6 @@ one device without a broker."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -15,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncssh
 import pytest
 import yaml
 
@@ -23,6 +21,7 @@ from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
 from runner.results import ResultsStore
 from tests.conftest import ROOT, free_port
+from tests.sim.conftest import on_device
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 
@@ -40,13 +39,10 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
         process.stop()
 
 
-class Fleet:
+class Devices:
     def __init__(self, sim: SimProcess) -> None:
         self.sim = sim
         hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
-        self.hosts = dict(hosts)
-        self.defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(
-            encoding="utf-8"))
         faults = dict(sim.state["faults"])
         self.healthy = [h for h in hosts if h not in faults]
         self.slow = [h for h, f in faults.items() if f == "slow"]
@@ -60,13 +56,7 @@ class Fleet:
         return free
 
     def run_on(self, host: str, command: str) -> str:
-        async def go() -> str:
-            async with asyncssh.connect(
-                    self.hosts[host]["hostname"], self.hosts[host]["port"],
-                    username=self.defaults["username"], password=self.defaults["password"],
-                    known_hosts=str(self.sim.inventory.parent / "known_hosts")) as conn:
-                return str((await conn.run(command)).stdout).replace("\r", "")
-        return asyncio.run(go())
+        return on_device(self.sim.inventory, host, command)
 
     def config(self, host: str) -> str:
         return self.run_on(host, "show running-config").split("\n!", 1)[1]
@@ -78,8 +68,8 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def fleet(sim: SimProcess) -> Fleet:
-    return Fleet(sim)
+def devices(sim: SimProcess) -> Devices:
+    return Devices(sim)
 
 
 def write_job(path: Path, **fields: Any) -> Path:
@@ -93,10 +83,10 @@ def runner(tmp_path: Path, *args: str) -> list[str]:
             *args]
 
 
-def run(tmp_path: Path, fleet: Fleet, job: Path, *args: str,
+def run(tmp_path: Path, devices: Devices, job: Path, *args: str,
         expect: int | None = None) -> dict[str, Any]:
     proc = subprocess.run(
-        runner(tmp_path, "run", str(job), "-i", str(fleet.sim.inventory), "--templates",
+        runner(tmp_path, "run", str(job), "-i", str(devices.sim.inventory), "--templates",
                str(ROOT / "templates"), "--json", *args),
         capture_output=True, text=True, check=False, timeout=300, cwd=tmp_path)
     if expect is not None:
@@ -110,17 +100,17 @@ BREAK = ["interface GigabitEthernet0/3", " description broken by a change",
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_a_failing_post_check_rolls_the_change_back(fleet: Fleet, tmp_path: Path,
+def test_a_failing_post_check_rolls_the_change_back(devices: Devices, tmp_path: Path,
                                                      driver: str) -> None:
-    hosts = fleet.take(2)
-    before = {h: fleet.config(h) for h in hosts}
+    hosts = devices.take(2)
+    before = {h: devices.config(h) for h in hosts}
     job = write_job(tmp_path / "change.yml", driver=driver, rollback=True, steps=[
         {"name": "pre", "command": "show interfaces description",
          "expect": ["'broken' not in output"]},
         {"config": {"lines": BREAK, "save": True}},
         {"name": "post", "command": "show interfaces description",
          "expect": ["'broken' not in output"]}])
-    result = run(tmp_path, fleet, job, "--limit", ",".join(hosts), expect=1)
+    result = run(tmp_path, devices, job, "--limit", ",".join(hosts), expect=1)
     for device in result["devices"]:
         assert (device["status"], device["error_class"]) == ("rolled_back", "CheckFailed")
         assert device["changed"] is False
@@ -131,49 +121,49 @@ def test_a_failing_post_check_rolls_the_change_back(fleet: Fleet, tmp_path: Path
         rollback = steps["rollback"]
         assert not rollback["failed"] and "no ntp server 192.0.2.201" in rollback["output"]
         # the device's own account: its config is as it was, saved too
-        assert fleet.config(device["host"]) == before[device["host"]]
-        startup = fleet.run_on(device["host"], "show startup-config")
+        assert devices.config(device["host"]) == before[device["host"]]
+        startup = devices.run_on(device["host"], "show startup-config")
         assert "broken by a change" not in startup
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_a_rejected_line_rolls_back_what_was_applied_and_a_dry_run_shows_the_rollback(
-        fleet: Fleet, tmp_path: Path, driver: str) -> None:
-    host, = fleet.take(1)
-    before = fleet.config(host)
+        devices: Devices, tmp_path: Path, driver: str) -> None:
+    host, = devices.take(1)
+    before = devices.config(host)
     job = write_job(tmp_path / "reject.yml", driver=driver, rollback=True, steps=[
         {"config": {"lines": ["logging host 192.0.2.77", "frobnicate everything",
                               "ntp server 192.0.2.78"]}}])
-    preview = run(tmp_path, fleet, job, "--limit", host, "--dry-run", expect=0)
+    preview = run(tmp_path, devices, job, "--limit", host, "--dry-run", expect=0)
     shown = next(s for s in preview["devices"][0]["steps"] if s["kind"] == "rollback")
     assert shown["output"].splitlines()[:1] == ["no logging host 192.0.2.77"]
-    assert fleet.config(host) == before  # a dry run sends nothing
-    result = run(tmp_path, fleet, job, "--limit", host, expect=1)
+    assert devices.config(host) == before  # a dry run sends nothing
+    result = run(tmp_path, devices, job, "--limit", host, expect=1)
     device = result["devices"][0]
     assert (device["status"], device["error_class"]) == ("rolled_back", "CommandRejected")
     assert "logging host 192.0.2.77" in device["steps"][0]["diff"]  # it had applied
-    assert fleet.config(host) == before
+    assert devices.config(host) == before
 
 
 def test_a_device_budget_running_out_after_the_push_rolls_back_in_a_session_of_its_own(
-        fleet: Fleet, tmp_path: Path) -> None:
-    host = fleet.slow[0]
-    before = fleet.config(host)
+        devices: Devices, tmp_path: Path) -> None:
+    host = devices.slow[0]
+    before = devices.config(host)
     job = write_job(tmp_path / "budget.yml", driver="asyncssh", rollback=True,
                     timeouts={"connect": 20, "command": 20, "device": 8, "rollback": 60},
                     steps=[{"config": {"lines": ["ntp server 192.0.2.90"]}},
                            {"command": ["show clock"] * 40}])
-    result = run(tmp_path, fleet, job, "--limit", host, expect=1)
+    result = run(tmp_path, devices, job, "--limit", host, expect=1)
     device = result["devices"][0]
     assert (device["status"], device["error_class"]) == ("rolled_back", "DeviceTimeout")
     assert "did not finish within 8s" in device["error"]
-    assert fleet.config(host) == before
+    assert devices.config(host) == before
 
 
-def test_a_stopped_rollout_rolls_back_every_device_it_changed(fleet: Fleet,
+def test_a_stopped_rollout_rolls_back_every_device_it_changed(devices: Devices,
                                                               tmp_path: Path) -> None:
-    hosts = fleet.take(6)
-    before = {h: fleet.config(h) for h in hosts}
+    hosts = devices.take(6)
+    before = {h: devices.config(h) for h in hosts}
     bad = hosts[3]
     job = write_job(tmp_path / "rollout.yml", driver="asyncssh", rollback=True,
                     targets={"hosts": hosts},
@@ -181,7 +171,7 @@ def test_a_stopped_rollout_rolls_back_every_device_it_changed(fleet: Fleet,
                     steps=[{"config": {"lines": ["ntp server 192.0.2.91"]}},
                            {"name": "post", "command": "show clock",
                             "expect": [f"host.name != '{bad}'"]}])
-    result = run(tmp_path, fleet, job, "--engine", "processes", "--processes", "2",
+    result = run(tmp_path, devices, job, "--engine", "processes", "--processes", "2",
                  expect=1)
     by = {d["host"]: d for d in result["devices"]}
     assert [(by[h]["status"], by[h]["error_class"]) for h in hosts] == [
@@ -190,42 +180,42 @@ def test_a_stopped_rollout_rolls_back_every_device_it_changed(fleet: Fleet,
         ("skipped", "RolloutStopped"), ("skipped", "RolloutStopped")]
     assert "this device's change was rolled back" in by[hosts[0]]["error"]
     for host in hosts:
-        assert fleet.config(host) == before[host], host
-    assert [fleet.sessions(h) for h in hosts] == [2, 2, 2, 2, 0, 0]  # change, rollback
+        assert devices.config(host) == before[host], host
+    assert [devices.sessions(h) for h in hosts] == [2, 2, 2, 2, 0, 0]  # change, rollback
 
 
-def test_rerun_runs_only_what_failed_and_says_which_run_it_reran(fleet: Fleet,
+def test_rerun_runs_only_what_failed_and_says_which_run_it_reran(devices: Devices,
                                                                  tmp_path: Path) -> None:
-    hosts = fleet.take(4)
+    hosts = devices.take(4)
     bad = hosts[1:3]
     job = write_job(tmp_path / "fix.yml", driver="asyncssh", targets={"hosts": hosts},
                     steps=[{"command": "show clock",
                             "expect": [f"host.name not in {bad!r}"]}])
-    first = run(tmp_path, fleet, job, expect=1)
+    first = run(tmp_path, devices, job, expect=1)
     failed = subprocess.run(runner(tmp_path, "show", first["run_id"], "--failed", "--json"),
                             capture_output=True, text=True, check=True)
     assert [d["host"] for d in json.loads(failed.stdout)["devices"]] == bad
     write_job(tmp_path / "fix.yml", driver="asyncssh", targets={"hosts": hosts},
               steps=[{"command": "show clock"}])
-    again = run(tmp_path, fleet, job, "--rerun", first["run_id"][:6], expect=0)
+    again = run(tmp_path, devices, job, "--rerun", first["run_id"][:6], expect=0)
     assert [d["host"] for d in again["devices"]] == bad
     assert again["rerun_of"] == first["run_id"]
     nothing = subprocess.run(
-        runner(tmp_path, "run", str(job), "-i", str(fleet.sim.inventory), "--rerun",
+        runner(tmp_path, "run", str(job), "-i", str(devices.sim.inventory), "--rerun",
                first["run_id"], "--status", "timed_out"), capture_output=True, text=True,
         check=False)
     assert nothing.returncode == 0 and "no device to run again" in nothing.stderr
     other = write_job(tmp_path / "other.yml", steps=[{"command": "show clock"}])
-    wrong = subprocess.run(runner(tmp_path, "run", str(other), "-i", str(fleet.sim.inventory),
+    wrong = subprocess.run(runner(tmp_path, "run", str(other), "-i", str(devices.sim.inventory),
                                   "--rerun", first["run_id"]), capture_output=True,
                            text=True, check=False)
     assert wrong.returncode == 2
     assert "was of job 'fix', not 'other'" in wrong.stderr
 
 
-def test_two_runs_on_one_device_without_a_broker_never_interleave(fleet: Fleet,
+def test_two_runs_on_one_device_without_a_broker_never_interleave(devices: Devices,
                                                                   tmp_path: Path) -> None:
-    host = fleet.slow[1]
+    host = devices.slow[1]
     lines = [f"ntp server 192.0.2.{i}" for i in range(100, 106)]
     first = write_job(tmp_path / "first.yml", driver="asyncssh", steps=[
         {"config": {"lines": lines}}])
@@ -236,14 +226,14 @@ def test_two_runs_on_one_device_without_a_broker_never_interleave(fleet: Fleet,
     env = {**os.environ, "RUNNER_LOCK_DIR": str(tmp_path / "locks")}
 
     def start(job: Path) -> subprocess.Popen[str]:
-        return subprocess.Popen(runner(tmp_path, "run", str(job), "-i", str(fleet.sim.inventory),
+        return subprocess.Popen(runner(tmp_path, "run", str(job), "-i", str(devices.sim.inventory),
                                        "--limit", host, "--json"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 cwd=tmp_path, env=env)
 
     procs = [start(first)]
     # the first is configuring the device (a slow one: its push takes seconds)
-    wait_for(lambda: "192.0.2.100" in fleet.run_on(host, "show archive log config all"), 60,
+    wait_for(lambda: "192.0.2.100" in devices.run_on(host, "show archive log config all"), 60,
              "the first run to be configuring the device")
     procs += [start(second), start(impatient)]
     outs = [json.loads(p.communicate(timeout=300)[0])["devices"][0] for p in procs]
@@ -251,12 +241,12 @@ def test_two_runs_on_one_device_without_a_broker_never_interleave(fleet: Fleet,
     assert outs[1]["started"] >= outs[0]["finished"]  # it waited for the first
     assert (outs[2]["status"], outs[2]["error_class"]) == ("skipped", "DeviceBusy")
     assert "holds its lock on this machine" in outs[2]["error"]
-    log = fleet.run_on(host, "show archive log config all").splitlines()[1:]
+    log = devices.run_on(host, "show archive log config all").splitlines()[1:]
     sessions = [line.split()[1] for line in log if line.strip()]
     assert sessions == sorted(sessions)  # each run's lines together, one session each
 
 
-def previewed(tmp_path: Path, fleet: Fleet, hosts: list[str], marker: str) -> str:
+def previewed(tmp_path: Path, devices: Devices, hosts: list[str], marker: str) -> str:
     jobs = tmp_path / "jobs"
     jobs.mkdir(exist_ok=True)
     write_job(jobs / "nightly.yml", driver="asyncssh", rollback=True,
@@ -265,7 +255,7 @@ def previewed(tmp_path: Path, fleet: Fleet, hosts: list[str], marker: str) -> st
                         "approval_timeout": "2h"},
               steps=[{"config": {"lines": [f"snmp-server location {marker}"]}}])
     proc = subprocess.run(runner(tmp_path, "schedule", "run", "nightly", "--jobs", str(jobs),
-                                 "-i", str(fleet.sim.inventory), "--templates",
+                                 "-i", str(devices.sim.inventory), "--templates",
                                  str(ROOT / "templates")),
                           capture_output=True, text=True, check=True)
     assert "awaiting approval: runner approve" in proc.stdout
@@ -275,14 +265,14 @@ def previewed(tmp_path: Path, fleet: Fleet, hosts: list[str], marker: str) -> st
 
 
 def test_an_approved_preview_is_carried_out_once_and_not_onto_a_moved_config(
-        fleet: Fleet, tmp_path: Path) -> None:
-    hosts = fleet.take(3)
-    preview = previewed(tmp_path, fleet, hosts, "rack-7")
-    assert all(fleet.sessions(h) == 0 for h in hosts)  # the preview sent nothing
+        devices: Devices, tmp_path: Path) -> None:
+    hosts = devices.take(3)
+    preview = previewed(tmp_path, devices, hosts, "rack-7")
+    assert all(devices.sessions(h) == 0 for h in hosts)  # the preview sent nothing
     # someone changes one device meanwhile: its preview no longer holds
     job = write_job(tmp_path / "meanwhile.yml", driver="asyncssh",
                     steps=[{"config": {"lines": ["ntp server 192.0.2.5"]}}])
-    run(tmp_path, fleet, job, "--limit", hosts[2], expect=0)
+    run(tmp_path, devices, job, "--limit", hosts[2], expect=0)
     # two operators approve at once: exactly one carries it out
     procs = [subprocess.Popen(runner(tmp_path, "approve", preview[:8], "--json"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -297,16 +287,16 @@ def test_an_approved_preview_is_carried_out_once_and_not_onto_a_moved_config(
     by = {d["host"]: (d["status"], d["error_class"]) for d in carried["devices"]}
     assert by == {hosts[0]: ("changed", None), hosts[1]: ("changed", None),
                   hosts[2]: ("skipped", "ConfigDrift")}
-    assert [fleet.sessions(h) for h in hosts] == [1, 1, 1]  # the third: only "meanwhile"
-    assert "snmp-server location rack-7" in fleet.config(hosts[0])
+    assert [devices.sessions(h) for h in hosts] == [1, 1, 1]  # the third: only "meanwhile"
+    assert "snmp-server location rack-7" in devices.config(hosts[0])
     history = ResultsStore(f"sqlite:///{tmp_path / 'runner.db'}")
     row, _ = history.get_run(preview)
     assert row["status"] == "approved" and row["decision"]["by"]
 
 
-def test_a_rejected_or_expired_preview_sends_nothing(fleet: Fleet, tmp_path: Path) -> None:
-    hosts = fleet.take(1)
-    preview = previewed(tmp_path, fleet, hosts, "rack-8")
+def test_a_rejected_or_expired_preview_sends_nothing(devices: Devices, tmp_path: Path) -> None:
+    hosts = devices.take(1)
+    preview = previewed(tmp_path, devices, hosts, "rack-8")
     rejected = subprocess.run(runner(tmp_path, "reject", preview, "--reason", "not tonight"),
                               capture_output=True, text=True, check=True)
     assert rejected.stdout.strip() == f"rejected {preview}"
@@ -315,18 +305,18 @@ def test_a_rejected_or_expired_preview_sends_nothing(fleet: Fleet, tmp_path: Pat
     assert late.returncode == 2 and "it is rejected by" in late.stderr
     store = ResultsStore(f"sqlite:///{tmp_path / 'runner.db'}")
     assert store.get_run(preview)[0]["decision"]["reason"] == "not tonight"
-    second = previewed(tmp_path, fleet, hosts, "rack-9")
+    second = previewed(tmp_path, devices, hosts, "rack-9")
     # the approval window passes (as `runner serve` checks on each tick)
     assert store.expire_overdue("2999-01-01T00:00:00.000+00:00") == [second]
     expired = subprocess.run(runner(tmp_path, "approve", second), capture_output=True,
                              text=True, check=False)
     assert expired.returncode == 2 and "it is expired" in expired.stderr
-    assert fleet.sessions(hosts[0]) == 0
+    assert devices.sessions(hosts[0]) == 0
 
 
 def test_serve_previews_each_occurrence_once_and_expires_what_nobody_approved(
-        fleet: Fleet, tmp_path: Path) -> None:
-    hosts = fleet.take(1)
+        devices: Devices, tmp_path: Path) -> None:
+    hosts = devices.take(1)
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     at = datetime.now(UTC) + timedelta(seconds=4)
@@ -335,7 +325,7 @@ def test_serve_previews_each_occurrence_once_and_expires_what_nobody_approved(
                         "approval_timeout": "5s"},
               steps=[{"config": {"lines": ["snmp-server contact noc"]}}])
     serves = [subprocess.Popen(
-        runner(tmp_path, "serve", "--jobs", str(jobs), "-i", str(fleet.sim.inventory),
+        runner(tmp_path, "serve", "--jobs", str(jobs), "-i", str(devices.sim.inventory),
                "--templates", str(ROOT / "templates")),
         stdout=subprocess.DEVNULL, stderr=(tmp_path / f"serve{i}.log").open("w"))
         for i in range(2)]  # two servers on one store
@@ -354,4 +344,4 @@ def test_serve_previews_each_occurrence_once_and_expires_what_nobody_approved(
     assert runs[0]["decision"]["reason"] == "approval window passed"
     logs = "".join((tmp_path / f"serve{i}.log").read_text() for i in range(2))
     assert "awaiting approval (runner approve" in logs and "expired" in logs
-    assert fleet.sessions(hosts[0]) == 0  # nothing was sent
+    assert devices.sessions(hosts[0]) == 0  # nothing was sent

@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,20 +59,6 @@ def a_run(*devices: DeviceResult, dry_run: bool = False,
 
 def diff_of(lines: int, tag: str = "line") -> str:
     return "\n".join(f"+interface {tag} {i}" for i in range(lines)) + "\n"
-
-
-@pytest.fixture
-def webhook() -> Iterator[JsonReceiver]:
-    receiver = JsonReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver()
-    yield receiver
-    receiver.close()
 
 
 # -- events ---------------------------------------------------------------------------------
