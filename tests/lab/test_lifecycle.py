@@ -67,6 +67,14 @@ def test_failed_up_rolls_back(tmp_path: Path) -> None:
     assert leftovers(plan) == []
 
 
+def command_of(pid: str) -> str | None:
+    """A process's command name, or None when it is gone (it may end at any moment)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
 def start_up_and_wait_for_exec_phase(topo: Path) -> subprocess.Popen[str]:
     """Start `lab up` on a lab whose host runs a long exec, and wait until it is in it."""
     plan = plan_of(topo)
@@ -76,8 +84,7 @@ def start_up_and_wait_for_exec_phase(topo: Path) -> subprocess.Popen[str]:
     def in_exec_phase() -> bool:
         out = subprocess.run(["ip", "netns", "pids", plan.nodes["h1"].netns],
                              capture_output=True, text=True, check=False).stdout.split()
-        return any(Path(f"/proc/{p}/comm").read_text().strip() == "sleep" for p in out
-                   if Path(f"/proc/{p}/comm").exists())
+        return any(command_of(p) == "sleep" for p in out)
 
     wait_for(in_exec_phase, 60, "the host's exec command to run")
     state = json.loads((Path(plan.lab_dir) / "runner-lab.json").read_text(encoding="utf-8"))
