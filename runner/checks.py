@@ -16,6 +16,7 @@ from jinja2.environment import TemplateExpression
 from jinja2.sandbox import SandboxedEnvironment
 
 from runner.errors import CheckFailed
+from runner.render import BoundedSandbox, bounded
 
 # What a condition may name: the command's text and parsed result, the host, job vars.
 NAMES = ("output", "parsed", "host", "vars")
@@ -30,7 +31,7 @@ def sandbox() -> SandboxedEnvironment:
     """The same sandbox templates render in (StrictUndefined: a missing key is an error,
     not a silent false), with the regex tests Ansible users reach for: `match` (from the
     start) and `search` (anywhere), e.g. `selectattr('state', 'match', 'Full')`."""
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    env = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
     env.tests["match"] = _regex(re.match)
     env.tests["search"] = _regex(re.search)
     return env
@@ -123,9 +124,9 @@ def check(source: str, context: dict[str, Any]) -> None:
     """Evaluate one condition; CheckFailed when it is false or cannot be evaluated."""
     try:
         expr, compiled = _condition(source)
-        if compiled(**context):
+        if bounded(lambda: compiled(**context)):
             return
-        seen = _saw(expr, context)
+        seen = bounded(lambda: _saw(expr, context))
     except CheckFailed:
         raise
     except jinja2.UndefinedError as exc:

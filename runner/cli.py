@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 from dataclasses import replace
+from types import FrameType
 
 import click
 
@@ -23,6 +25,9 @@ COMMANDS = {
     "schedule": "runner.schedule.commands", "worker": "runner.dispatch.commands",
     "lab": "runner.lab.commands",
 }
+
+
+SSH_LIBRARIES = ("netmiko", "paramiko", "scrapli", "asyncssh")
 
 
 class LazyGroup(click.Group):
@@ -52,14 +57,30 @@ def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    # The SSH libraries log what they send and receive at INFO and DEBUG (enable secrets,
+    # whole configs): their warnings only, whatever -v asks for.
+    for library in SSH_LIBRARIES:
+        logging.getLogger(library).setLevel(logging.WARNING)
+
+
+_TERMINATED: list[bool] = []  # SIGTERM arrived (asyncio may re-raise it as a plain Ctrl-C)
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM stops a command as Ctrl-C does (runs finish as interrupted, with a record
+    per device; a lab being brought up is removed), with exit code 143."""
+    _TERMINATED.append(True)
+    raise KeyboardInterrupt
 
 
 def main() -> None:
+    # Commands with their own SIGTERM handling (serve, worker) install it over this one.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort:  # click's form of Ctrl-C (and of our SIGTERM)
+        click.echo("terminated" if _TERMINATED else "aborted", err=True)
+        sys.exit(143 if _TERMINATED else 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -67,5 +88,5 @@ def main() -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        click.echo("terminated" if _TERMINATED else "interrupted", err=True)
+        sys.exit(143 if _TERMINATED else 130)

@@ -24,6 +24,7 @@ it resembles, so callers may catch either.
         ├── RollbackFailed                       the kept config could not be put back
         ├── ConfigDrift                          the config moved since the approved preview
         ├── RenderFailed                         a template failed for this device
+        ├── OutputTooLarge                       an answer past the job's limits.output
         ├── ParseFailed
         ├── DeviceBusy                           another run holds the device's lease
         ├── ConfigAlreadyAttempted               a lost attempt of this run began a push
@@ -188,6 +189,10 @@ class ConfigDrift(DeviceError):
     previewed change is not pushed onto a config it was not made for."""
 
     status = DeviceStatus.SKIPPED
+
+
+class OutputTooLarge(DeviceError):
+    """A device answered with more than the job's limits.output allows."""
 
 
 class RenderFailed(DeviceError):

@@ -90,10 +90,12 @@ class FleetInventory:
         attr = builtin_drivers().get(driver).platform_attr
         driver_platform = opts.platform if opts.platform and opts.platform != platform \
             else (getattr(plat, attr) if plat else platform)
+        checking = _lookup(host, "host_key_checking")
         return ConnectParams(
             host=name, hostname=opts.hostname or name, port=opts.port or 22,
             username=opts.username, password=opts.password, platform=platform,
             driver_platform=driver_platform, extras=dict(opts.extras or {}),
+            host_key_checking=checking is not False,
         )
 
     def template_vars(self, name: str) -> dict[str, Any]:

@@ -168,13 +168,15 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
             raise InputError(f"run {run_result.run_id} has no device {host!r}")
     if as_json:
         data = run_result.to_json()
-        data["status"] = row["status"]
+        data["status"], data["error"] = row["status"], row.get("error")
         data["notifications"] = row["notifications"] or []
         click.echo(json.dumps(data, indent=2))
         return
     rerun = f"  rerun of {row['rerun_of']}" if row.get("rerun_of") else ""
     click.echo(f"status {row['status']}  started {row['started']}  finished "
                f"{row['finished']}{rerun}")
+    if row.get("error"):
+        click.echo(f"error: {row['error']}")
     click.echo(run_table(run_result))
     for sent in row["notifications"] or []:
         outcome = "delivered" if sent["delivered"] else f"NOT delivered: {sent['error']}"

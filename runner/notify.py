@@ -210,7 +210,7 @@ class _DiffSection:
         shown, more = _lines(diff, min(DIFF_LINES, self.budget[0]))
         self.budget[0] -= len(shown)
         # masked after the cut: lines are cut whole, never a secret in half
-        self.out += self.redactor.diff("\n".join(shown)).splitlines()
+        self.out += self.redactor.text("\n".join(shown)).splitlines()
         if more:
             self.out.append(f"... {more} more lines")
 

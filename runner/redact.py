@@ -24,12 +24,20 @@ def _combined(patterns: tuple[re.Pattern[str], ...]) -> re.Pattern[str] | None:
     flags = 0
     for pattern in patterns:
         flags |= pattern.flags
-    return re.compile("^(?:" + "|".join(bodies) + ")", flags | re.M)
+    return re.compile(f"^(?P<prefix>{_PREFIX})?(?:" + "|".join(bodies) + ")", flags | re.M)
+
+
+# What may stand before a config line and hide it from the line-anchored patterns: a diff's
+# + or - (a context line's space is the patterns' own leading blanks), or a CLI prompt
+# echoing the line as it was sent (`r1(config)#username u secret x`).
+_PREFIX = r"[+-]|[\w.\-@/:+]{1,63}(?:\([\w.\-@/:+ ]{0,63}\))?[>#] ?"
 
 
 def _mask(match: re.Match[str]) -> str:
-    kept = next((v for k, v in match.groupdict().items() if v is not None), "")
-    return kept + MASK
+    prefix = match.group("prefix") or ""
+    kept = next((v for k, v in match.groupdict().items()
+                 if k.startswith("keep") and v is not None), "")
+    return prefix + kept + MASK
 
 
 class Redactor:
@@ -52,18 +60,6 @@ class Redactor:
             text = pattern.sub(lambda m: (m.group("keep") if "keep" in m.groupdict() else "")
                                + MASK, text)
         return text
-
-    def diff(self, text: str) -> str:
-        """A diff (unified, or a preview): each line masked as the config line it shows.
-        The `+`, `-` or space in front would otherwise keep the line-anchored patterns
-        (`snmp-server community ...`) from matching."""
-        out = []
-        for line in text.splitlines(keepends=True):
-            if line[:1] in ("+", "-", " ") and not line.startswith(("+++ ", "--- ")):
-                out.append(line[0] + self.text(line[1:]))
-            else:
-                out.append(self.text(line))
-        return "".join(out)
 
     def value(self, value: Any) -> Any:
         """Recursively mask strings inside dicts/lists (parsed output, records)."""

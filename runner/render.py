@@ -1,27 +1,81 @@
-"""Config templates: Jinja2, sandboxed, StrictUndefined, loaded only from templates/."""
+"""Config templates: Jinja2, sandboxed and bounded (loop iterations, string sizes, output),
+StrictUndefined, loaded only from templates/."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 import jinja2.meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment, safe_range
 
 from runner.errors import RenderFailed
+
+MAX_ITERATIONS = 1_000_000  # range() items one render may produce, nested loops included
+MAX_SEQUENCE = 1_000_000  # characters (or items) `*` may build
+MAX_RENDERED = 1_048_576  # bytes a rendered template may hold (a job's limits.rendered)
+T = TypeVar("T")
+# What is left of the current render's iteration budget (set around each render).
+_BUDGET: ContextVar[list[int] | None] = ContextVar("runner_jinja_budget", default=None)
+
+
+def _bounded_range(*args: int) -> range:
+    items = safe_range(*args)  # Jinja's own cap on one range
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget[0] -= len(items)
+        if budget[0] < 0:
+            raise SecurityError(f"the template loops more than {MAX_ITERATIONS:,} times")
+    return items
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """Jinja's sandbox (no attribute escapes), plus bounds a hostile or careless template
+    would otherwise blow through: nested loops and huge strings or powers."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = _bounded_range
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(count, int) \
+                        and len(seq) * count > MAX_SEQUENCE:
+                    raise SecurityError(f"the template builds a sequence of more than "
+                                        f"{MAX_SEQUENCE:,} items")
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 100 \
+                and isinstance(left, int | float) and abs(left) > 1:
+            raise SecurityError("the template raises to a power above 100")
+        return super().call_binop(context, operator, left, right)
+
+
+def bounded(render: Callable[[], T]) -> T:
+    """Run one render (or expression) with a fresh iteration budget."""
+    token = _BUDGET.set([MAX_ITERATIONS])
+    try:
+        return render()
+    finally:
+        _BUDGET.reset(token)
 
 
 class Templates:
     """Templates of one project; `<platform>/<name>` is preferred over the flat `<name>`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_rendered: int = MAX_RENDERED) -> None:
         self.root = Path(root)
+        self.max_rendered = max_rendered
 
     @cached_property
     def env(self) -> SandboxedEnvironment:
-        return SandboxedEnvironment(
+        return BoundedSandbox(
             loader=jinja2.FileSystemLoader(str(self.root)),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
@@ -63,11 +117,15 @@ class Templates:
         if found is None:
             raise RenderFailed(f"template {name!r} not found for platform {platform!r}")
         try:
-            text = self.env.get_template(found).render(**context)
+            template = self.env.get_template(found)
+            text = bounded(lambda: template.render(**context))
         except jinja2.UndefinedError as exc:
             raise RenderFailed(f"template {found}: {exc.message}") from None
         except jinja2.TemplateError as exc:
             raise RenderFailed(f"template {found}: {exc}") from None
         except Exception as exc:  # errors raised by filters on this host's data
             raise RenderFailed(f"template {found}: {type(exc).__name__}: {exc}") from None
+        if len(text) > self.max_rendered:
+            raise RenderFailed(f"template {found} rendered {len(text):,} characters, more "
+                               f"than the job's limits.rendered ({self.max_rendered:,})")
         return [line.rstrip() for line in text.splitlines() if line.strip()]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import queue
+import socket
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -30,10 +34,48 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from runner.errors import InputError, RunnerError
-from runner.records import DeviceResult, RunResult
+from runner.errors import InputError, Interrupted, RunnerError
+from runner.records import DeviceResult, RunResult, now_iso
 from runner.vocab import Engine as EngineName
 from runner.vocab import RunStatus, StepKind
+
+log = logging.getLogger(__name__)
+HEARTBEAT_S = 30.0  # how often a running run says it is alive
+STALE_S = 600.0  # a run on another machine silent this long is taken for dead
+
+
+def _start_ticks(pid: int | str) -> str | None:
+    """When the process started (clock ticks after boot): a pid reused by another process
+    has another start."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks('self')}"
+
+
+def owner_alive(owner: str | None, heartbeat: str | None) -> bool:
+    """Whether the process that owns a running run still runs: on this host, by its pid
+    and start time; elsewhere, by a heartbeat newer than STALE_S."""
+    if not owner:
+        return heartbeat is not None and _age(heartbeat) < STALE_S
+    host, _, rest = owner.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname():
+        return heartbeat is not None and _age(heartbeat) < STALE_S
+    return pid.isdigit() and _start_ticks(pid) == started
+
+
+def _age(moment: str) -> float:
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(moment)).total_seconds()
+    except ValueError:
+        return float("inf")
+
 
 metadata = MetaData()
 runs = Table(
@@ -58,6 +100,12 @@ runs = Table(
     Column("approves", String(32), index=True),
     Column("decision", JSON),  # who approved, rejected (and why) or expired it, and when
     Column("notifications", JSON),  # outcome per notification target (runner.notify)
+    # Which process runs it, and when it last said so: a run whose process died (SIGKILL,
+    # a power cut) is found and finished as interrupted by the next runner on this store.
+    Column("owner", String(200)),
+    Column("heartbeat", String(40)),
+    Column("hosts", JSON),  # the run's targets: records of the devices it never recorded
+    Column("error", Text),  # what failed the run as a whole (a backup commit, ...)
 )
 devices = Table(
     "devices", metadata,
@@ -97,8 +145,12 @@ class ResultsStore:
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
             self._add_missing_columns()
+            reaped = self.reap()
         except Exception as exc:
             raise RunnerError(f"results database {self._safe_url()}: {exc}") from None
+        for run_id in reaped:
+            log.warning("run %s was left running by a runner process that is gone: recorded "
+                        "as interrupted", run_id)
 
     def _add_missing_columns(self) -> None:
         """Columns added since a database was created (create_all only makes tables)."""
@@ -117,9 +169,10 @@ class ResultsStore:
         except AttributeError:
             return self.url.split("@")[-1]
 
-    def start_run(self, run: RunResult) -> None:
+    def start_run(self, run: RunResult, hosts: list[str] | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(runs).values(
+                owner=process_identity(), heartbeat=now_iso(), hosts=hosts,
                 run_id=run.run_id, job=run.job, job_file=run.job_file, started=run.started,
                 status=RunStatus.RUNNING, dry_run=run.dry_run, engine=run.engine,
                 occurrence=run.occurrence, summary=run.summary, rerun_of=run.rerun_of,
@@ -138,7 +191,45 @@ class ResultsStore:
             conn.execute(insert(devices), [_device_row(run_id, d, places.get(d.host))
                                            for d in latest.values()])
 
-    def finish_run(self, run: RunResult, status: RunStatus | None = None) -> None:
+    def beat(self, run_id: str) -> None:
+        """The run's process is alive (RecordWriter calls this while the run goes)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id,
+                                            runs.c.status == RunStatus.RUNNING)
+                         .values(heartbeat=now_iso()))
+
+    def reap(self) -> list[str]:
+        """Runs left `running` by a process that is gone: finished as interrupted, with a
+        record for each device that has none. Their ids."""
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(select(
+                runs.c.run_id, runs.c.owner, runs.c.heartbeat, runs.c.hosts).where(
+                runs.c.status == RunStatus.RUNNING))]
+        reaped = []
+        for row in rows:
+            if owner_alive(row["owner"], row["heartbeat"]):
+                continue
+            _, run = self.get_run(row["run_id"])
+            recorded = {d.host for d in run.devices}
+            lost = [DeviceResult.of_error(h, Interrupted(
+                "the runner process running this run ended without recording this device "
+                "(killed?); its configuration may be partly changed"))
+                for h in (row["hosts"] or []) if h not in recorded]
+            if lost:
+                self.record_devices(run.run_id, lost, {h: i for i, h in
+                                                       enumerate(row["hosts"] or [])})
+            run.devices += lost
+            with self.engine.begin() as conn:
+                done = conn.execute(update(runs).where(
+                    runs.c.run_id == run.run_id, runs.c.status == RunStatus.RUNNING).values(
+                    status=RunStatus.INTERRUPTED, finished=now_iso(), summary=run.summary,
+                    error="its runner process ended without finishing it"))
+            if done.rowcount:
+                reaped.append(run.run_id)
+        return reaped
+
+    def finish_run(self, run: RunResult, status: RunStatus | None = None,
+                   error: str | None = None) -> None:
         with self.engine.begin() as conn:
             # Stored as each device finished; only backup steps learn more afterwards
             # (whether the commit changed the device's file).
@@ -150,7 +241,7 @@ class ResultsStore:
             conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),
-                backup_commit=run.backup_commit))
+                backup_commit=run.backup_commit, error=error))
 
     # -- approval -------------------------------------------------------------------------
 
@@ -272,9 +363,19 @@ class RecordWriter:
 
     def _loop(self) -> None:
         done = False
+        beat = time.monotonic()
         while not done:
             batch: list[DeviceResult] = []
-            item = self._queue.get()
+            if time.monotonic() - beat >= HEARTBEAT_S:
+                beat = time.monotonic()
+                try:
+                    self._store.beat(self._run_id)
+                except Exception as exc:  # the records matter more; say so and go on
+                    log.warning("run %s: heartbeat not stored: %s", self._run_id, exc)
+            try:
+                item = self._queue.get(timeout=HEARTBEAT_S)
+            except queue.Empty:
+                continue
             # Gather what finishes within a moment: one transaction per batch costs a
             # tenth of one per record, and the engine shares this process's CPU.
             deadline = time.monotonic() + FLUSH_S

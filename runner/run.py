@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from runner.backups import BackupRepo
-from runner.errors import InputError
+from runner.errors import BackupError, InputError, InventoryError, RunnerError
 from runner.execution import Work, choose_engine, run_devices
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.load import JobFile, load_job
@@ -21,6 +21,7 @@ from runner.job.spec import BackupStep, CommandStep, ConfigStep, Targets
 from runner.notify import NotifyTarget, notify_run, secrets_of, targets_for
 from runner.parsing import check_parser
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
+from runner.redact import MIN_SECRET_LEN
 from runner.render import Templates
 from runner.results import RecordWriter, ResultsStore
 from runner.settings import Settings
@@ -111,10 +112,23 @@ def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
         for name, index in re.findall(r"(\w+)|\[(\d+)\]", exc.field or ""):
             loc += (name,) if name else (int(index),)
         raise job.error(exc.message, loc) from None
+    _refuse_short_secrets(inventory, hosts)
     if not hosts:
         raise job.error(f"no host in {inventory_path} matches the targets"
                         + (f" and --limit {limit!r}" if limit else ""), ("targets",))
     return Prepared(job, inventory, hosts, templates_dir)
+
+
+def _refuse_short_secrets(inventory: FleetInventory, hosts: list[str]) -> None:
+    """A credential shorter than the masking floor could not be kept out of outputs
+    (masking it would mangle ordinary words): refused before any device is contacted."""
+    for host in hosts:
+        short = [v for v in inventory.secrets([host]) if len(v) < MIN_SECRET_LEN]
+        if short:
+            raise InventoryError(
+                f"host {host!r}: a credential (password, secret or passphrase) of "
+                f"{len(short[0])} characters is too short to be masked in outputs; use "
+                f"{MIN_SECRET_LEN} characters or more", path=inventory.source)
 
 
 def new_run_id() -> str:
@@ -130,7 +144,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                     rerun_of=options.rerun_of, approves=options.approves)
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
     run.engine = engine
-    store.start_run(run)
+    store.start_run(run, prep.hosts)
     writer = RecordWriter(store, run.run_id, prep.hosts)
     finished: list[DeviceResult] = []
 
@@ -145,14 +159,24 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                 approved=options.approved)
     try:
         run.devices = run_devices(work, prep.hosts, engine, done, options.cancel)
-    except BaseException:
+    except BaseException as exc:  # Ctrl-C, SIGTERM, or a bug: the run still ends, recorded
         run.finished = now_iso()
         run.devices = finished  # the summary counts what did finish
         writer.close()
-        store.finish_run(run, status=RunStatus.INTERRUPTED)
+        store.finish_run(run, status=RunStatus.INTERRUPTED, error=None if isinstance(
+            exc, KeyboardInterrupt) else f"runner stopped on an internal error: "
+                                         f"{type(exc).__name__}: {exc}"[:500])
         raise
     writer.close()
-    commit_backups(prep, run)
+    try:
+        commit_backups(prep, run)
+    except Exception as exc:  # the devices' records stand; the run failed as a whole
+        error = exc if isinstance(exc, RunnerError) else BackupError(
+            f"the backups could not be committed: {type(exc).__name__}: {exc}")
+        run.finished = now_iso()
+        store.finish_run(run, status=RunStatus.FAILED, error=str(error))
+        notify_finished(prep, store, run, RunStatus.FAILED, options.notify)
+        raise error from exc
     run.finished = now_iso()
     interrupted = options.cancel is not None and options.cancel.is_set()
     if options.preview_window is not None and not interrupted:

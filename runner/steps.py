@@ -13,7 +13,7 @@ from typing import Any
 from runner import diffing, restore
 from runner.checks import check
 from runner.drivers.base import Session
-from runner.errors import CheckFailed, CommandRejected, ConfigDrift
+from runner.errors import CheckFailed, CommandRejected, ConfigDrift, OutputTooLarge
 from runner.job.spec import BackupStep, CommandStep, ConfigStep, JobSpec
 from runner.parsing import parse
 from runner.platforms import Platform
@@ -55,10 +55,17 @@ class StepContext:
     # preview's lines were stored masked).
     approved: ApprovedChange | None = None
     mask: Callable[[str], str] = str
+    max_output: int = 16 * 1024 * 1024  # the job's limits.output
 
 
 def _checked(ctx: StepContext, step: StepResult, output: str) -> str:
     """Record output; a failure indicator in it fails the step and the device."""
+    if len(output) > ctx.max_output:
+        step.output = output[:ctx.max_output // 16] + "\n..."
+        step.failed = True
+        step.error = (f"the answer has {len(output):,} characters, more than the job's "
+                      f"limits.output ({ctx.max_output:,}); kept its start")
+        raise OutputTooLarge(step.error)
     step.output = output
     rejected = ctx.platform.rejected(output)
     if rejected:
@@ -101,9 +108,10 @@ async def _command_once(ctx: StepContext, step: CommandStep, command: str,
     _checked(ctx, record, output)
     record.parsed = None
     if step.parse is not None:
-        try:
-            record.parsed = parse(output, step.parse, platform=ctx.platform.ntc_templates,
-                                  command=command, templates_dir=ctx.templates_dir)
+        try:  # in a thread: a slow parse counts against the device budget, not the loop
+            record.parsed = await asyncio.to_thread(
+                parse, output, step.parse, platform=ctx.platform.ntc_templates,
+                command=command, templates_dir=ctx.templates_dir)
         except Exception as exc:
             record.failed, record.error = True, str(exc)
             raise
@@ -189,7 +197,8 @@ async def run_steps(ctx: StepContext, spec: JobSpec, rendered: dict[int, Rendere
             done = {s.name: {"output": s.output, "parsed": s.parsed} for s in ctx.result.steps}
             rollback = step.config.rollback if step.config.rollback is not None \
                 else spec.rollback
-            await run_config(ctx, step, name, rendered[index](done), rollback, index)
+            lines = await asyncio.to_thread(rendered[index], done)  # within the budget
+            await run_config(ctx, step, name, lines, rollback, index)
         else:
             await run_backup(ctx, step, name)
     change = ctx.change

@@ -146,7 +146,8 @@ class AsyncsshSession:
                 params.hostname, params.port, username=params.username,
                 password=params.password, client_keys=[key] if key else None,
                 known_hosts=known_hosts_for(extras.get("known_hosts"))
-                if extras.get("strict_host_keys", True) else None,
+                if params.host_key_checking and extras.get("strict_host_keys", True)
+                else None,
                 agent_path=None, config=None, login_timeout=timeouts.connect,
                 encryption_algs=list(_CIPHERS),
                 keepalive_interval=extras.get("keepalive", 0)), timeouts.connect)

@@ -16,6 +16,7 @@ session's credentials masked, or a fixed text (authentication failures).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -48,12 +49,21 @@ class ConnectParams:
     platform: str  # runner platform (platforms.yaml)
     driver_platform: str  # netmiko device_type or scrapli definition name
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Refuse a host key not in the known_hosts file (the inventory's, else ~/.ssh's);
+    # only `host_key_checking: false` in the inventory turns it off, with a warning.
+    host_key_checking: bool = True
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """The credential values of this session: never part of an error message."""
         values = [self.password, *(self.extras.get(k) for k in _SECRET_EXTRAS)]
         return tuple(v for v in values if isinstance(v, str) and v)
+
+
+def default_known_hosts() -> str | None:
+    """~/.ssh/known_hosts, when the inventory names no file of its own."""
+    path = os.path.expanduser("~/.ssh/known_hosts")
+    return path if os.path.exists(path) else None
 
 
 class Session(Protocol):

@@ -121,6 +121,12 @@ class NetmikoSession:
     async def open(cls, params: ConnectParams, timeouts: Timeouts,
                    executor: ThreadPoolExecutor | None) -> NetmikoSession:
         extras = {k: v for k, v in params.extras.items() if k in _EXTRAS}
+        if params.host_key_checking:  # netmiko's default trusts any key: never that
+            extras["ssh_strict"] = True
+            if not extras.get("alt_key_file"):
+                extras["system_host_keys"] = True  # ~/.ssh/known_hosts, if any
+        else:
+            extras["ssh_strict"] = False
         holder: list[socket.socket] = []
 
         def connect() -> BaseConnection:

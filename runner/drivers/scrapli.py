@@ -19,7 +19,7 @@ from scrapli import (
 from scrapli.exceptions import FFIException, ScrapliException, TimeoutException
 from scrapli.ffi_types import Cancel
 
-from runner.drivers.base import ConnectParams, ErrorTable, Rule, Timeouts
+from runner.drivers.base import ConnectParams, ErrorTable, Rule, Timeouts, default_known_hosts
 from runner.errors import (
     AuthFailed,
     ConnectFailed,
@@ -125,7 +125,12 @@ class ScrapliSession:
     async def open(cls, params: ConnectParams, timeouts: Timeouts,
                    executor: ThreadPoolExecutor | None) -> ScrapliSession:
         extras = params.extras
-        known_hosts = extras.get("known_hosts_path")
+        checking = params.host_key_checking and extras.get("enable_strict_key", True)
+        known_hosts = extras.get("known_hosts_path") or (default_known_hosts() if checking
+                                                         else None)
+        if checking and known_hosts is None:  # nothing to check against: refused
+            raise HostKeyMismatch("no known_hosts file to check its host key against (name "
+                                  "one in the inventory, or host_key_checking: false)")
         transport: TransportBinOptions | TransportSsh2Options
         # OpenSSH ("bin") by default: it says why a session failed (auth, host key,
         # refused); libssh2 ("ssh2") runs in-process but reports auth failures without a
@@ -134,8 +139,7 @@ class ScrapliSession:
             transport = TransportSsh2Options(known_hosts_path=known_hosts)
         else:
             transport = TransportBinOptions(known_hosts_path=known_hosts,
-                                            enable_strict_key=bool(extras.get(
-                                                "enable_strict_key", known_hosts is not None)))
+                                            enable_strict_key=bool(checking))
         cli = Cli(
             host=params.hostname, port=params.port,
             definition_file_or_name=params.driver_platform,

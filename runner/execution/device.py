@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -79,8 +80,10 @@ class DeviceRunner:
         self.spec = work.spec
         self.inventory = work.inventory
         self.worker = worker
-        self.templates = Templates(work.templates_dir)
+        self.templates = Templates(work.templates_dir, work.spec.limits.rendered)
+        self.renders = any(isinstance(s, ConfigStep) for s in work.spec.steps)
         self._redactors: dict[str, Redactor] = {}
+        self._warned_keys = False
         # Without a broker, a run that changes config locks each device on this machine.
         changes = work.restore is not None or (not work.dry_run and any(
             isinstance(s, ConfigStep) for s in work.spec.steps))
@@ -127,13 +130,16 @@ class DeviceRunner:
         t0 = time.monotonic()
         change = Change()
         plan = self.work.restore.get(host) if self.work.restore is not None else None
+        budget = self.spec.timeouts.device
         try:
-            rendered = {} if plan else render_all(self.spec, self.inventory, host,
-                                                  self.templates)
+            # Rendered before the device is leased (a bad template costs no lease), in a
+            # thread and within the device's budget, which the rest of its work then gets.
+            rendered = await self._render(host, budget) if self.renders and not plan else {}
             async with self._lease(host, driver, coordination):
                 result.started = now_iso()  # when it got the device, after any wait
+                left = budget - (time.monotonic() - t0)
                 error = await self._within_budget(host, result, pool, rendered, coordination,
-                                                  change, plan)
+                                                  change, plan, left)
                 if error is not None:
                     result.fail(error)
                     if change.to_undo and not self.work.dry_run:
@@ -154,20 +160,32 @@ class DeviceRunner:
         result.finished = now_iso()
         return self._redacted(host, result)
 
+    async def _render(self, host: str, budget: float) -> dict[int, Renderer]:
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(
+                render_all, self.spec, self.inventory, host, self.templates), budget)
+        except TimeoutError:
+            raise DeviceTimeout(f"rendering its config did not finish within {budget:g}s") \
+                from None
+
     async def _within_budget(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor,
                              rendered: dict[int, Renderer], coordination: Coordination | None,
-                             change: Change, plan: RestorePlan | None) -> DeviceError | None:
-        """The device's session work within its time budget; the error it ended with."""
+                             change: Change, plan: RestorePlan | None,
+                             left: float) -> DeviceError | None:
+        """The device's session work within what is left of its time budget; the error it
+        ended with."""
         budget = self.spec.timeouts.device
         try:
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout(max(left, 0.001)):
                 if plan is not None:
                     await self._restore(host, result, pool, plan)
                 else:
                     await self._session_work(host, result, pool, rendered, coordination,
                                              change)
         except DeviceError as exc:  # first: DeviceTimeout is a TimeoutError too
-            log.debug("%s: %s: %s", host, exc.error_class, exc, exc_info=exc)  # -vv: cause
+            if log.isEnabledFor(logging.DEBUG):  # -vv: with the library's cause, masked
+                log.debug("%s: %s", host, self._redactor(host).text(
+                    "".join(traceback.format_exception(exc)).rstrip()))
             return exc
         except TimeoutError:
             return DeviceTimeout(f"device did not finish within {budget:g}s")
@@ -184,8 +202,14 @@ class DeviceRunner:
     async def _open(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor) -> Session:
         timeouts = Timeouts(self.spec.timeouts.connect, self.spec.timeouts.command)
         driver = result.driver or self.spec.driver
-        return await open_with_retries(driver, self.inventory.connect_params(host, driver),
-                                       timeouts, self.spec.retries, pool, result)
+        params = self.inventory.connect_params(host, driver)
+        if not params.host_key_checking and not self._warned_keys:
+            self._warned_keys = True
+            log.warning("run %s: host key checking is off (inventory host_key_checking: "
+                        "false): %s and others are not verified to be who they say",
+                        self.work.run_id, host)
+        return await open_with_retries(driver, params, timeouts, self.spec.retries, pool,
+                                       result)
 
     async def _session_work(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor,
                             rendered: dict[int, Renderer], coordination: Coordination | None,
@@ -200,7 +224,8 @@ class DeviceRunner:
                               if coordination else None, change=change,
                               approved=self.work.approved.get(host)
                               if self.work.approved is not None else None,
-                              mask=self._redactor(host).text)
+                              mask=self._redactor(host).text,
+                              max_output=self.spec.limits.output)
             await run_steps(ctx, self.spec, rendered)
         finally:
             await asyncio.shield(_close_quietly(session))
@@ -259,7 +284,7 @@ class DeviceRunner:
         result.error = redactor.text(result.error) if result.error else None
         for step in result.steps:
             step.output = redactor.text(step.output) if step.output else step.output
-            step.diff = redactor.diff(step.diff) if step.diff else step.diff
+            step.diff = redactor.text(step.diff) if step.diff else step.diff
             step.error = redactor.text(step.error) if step.error else step.error
             step.parsed = redactor.value(step.parsed)
         if result.backup is not None:

@@ -204,6 +204,11 @@ def run_rollout(spec: JobSpec, hosts: list[str], executor: Executor,
         flag.own.set()
         tally.interrupt_rest()
         raise
+    except Exception as exc:  # a bug in an engine: every device still gets its record
+        flag.own.set()
+        tally.lost(tally.missing(hosts), Interrupted(
+            f"runner stopped on an internal error ({type(exc).__name__}: {exc})"[:300]))
+        raise
     if flag.is_set():
         tally.interrupt_rest()
     return tally.ordered()

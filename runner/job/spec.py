@@ -51,6 +51,16 @@ class Timeouts(_Model):
                                         "change (a budget of its own, after the device's).")
 
 
+class Limits(_Model):
+    """Bounds on what one device's steps may produce: past them the device fails with a
+    clear error instead of filling memory and the database."""
+
+    output: int = Field(16 * 1024 * 1024, ge=1024, le=1024 ** 3, description=(
+        "Characters one command's answer (or a config transcript) may hold."))
+    rendered: int = Field(1024 * 1024, ge=1024, le=256 * 1024 * 1024, description=(
+        "Characters a rendered config template may hold."))
+
+
 class Retries(_Model):
     """Retries of connection failures (unreachable, connect timeout); never of auth."""
 
@@ -204,6 +214,7 @@ class JobSpec(_Model):
                                        "(through workers); then it is skipped as busy.")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: Retries = Field(default_factory=Retries)
+    limits: Limits = Field(default_factory=Limits)
     rollout: Rollout | None = None
     rollback: bool = Field(False, description=(
         "Keep each device's running config before its first config step and put it back "

@@ -170,3 +170,19 @@ def test_ctrl_c_inside_an_executor_still_records_every_device() -> None:
     assert [(r.host, r.status) for r in seen] == [
         ("d0", DeviceStatus.OK), ("d1", DeviceStatus.FAILED), ("d2", DeviceStatus.SKIPPED),
         ("d3", DeviceStatus.SKIPPED)]
+
+
+def test_a_bug_in_an_engine_still_records_every_device() -> None:
+    def crashes(hosts: list[str], sink: RecordSink, _c: CancelFlag) -> None:
+        sink.finished(ok(hosts[0]))
+        sink.started(hosts[1])
+        raise RuntimeError("engine bug")
+
+    seen: list[DeviceResult] = []
+    with pytest.raises(RuntimeError):
+        run_rollout(job(), HOSTS[:3], Scripted(crashes), seen.append)
+    assert [(r.host, r.status, r.error_class) for r in seen] == [
+        ("d0", DeviceStatus.OK, None), ("d1", DeviceStatus.FAILED, "Interrupted"),
+        ("d2", DeviceStatus.FAILED, "Interrupted")]
+    assert "runner stopped on an internal error (RuntimeError: engine bug)" in (
+        seen[1].error or "")

@@ -1,0 +1,278 @@
+"""Hostile and careless use, on the simulator, with every driver: secrets stay out of every
+output (diffs, previews, config echoes, -vv logs, the database), unknown and changed host
+keys are refused, runs never stay `running` (SIGTERM, SIGKILL, a failing backup dir), and
+templates and answers are bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runner.lab.netns import wait_for
+from runner.lab.sim.process import SimProcess
+from tests.conftest import ROOT, free_port
+
+DRIVERS = ["netmiko", "scrapli", "asyncssh"]
+ENABLE = "Ena6le-h4rden"
+# Secret config lines that are not inventory credentials: each value must never show.
+SECRET_LINES = {"snmp-server community C0mmunityX RO": "C0mmunityX",
+                "username ops secret 0 Us3rS3cretX": "Us3rS3cretX",
+                "tacacs-server key T4cacsKeyX": "T4cacsKeyX"}
+BGP = ["router bgp 65000", " neighbor 192.0.2.7 password N3ighb0rX"]
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+    # logins land in user exec: every driver sends the enable secret
+    process = SimProcess(tmp_path_factory.mktemp("sim-hard") / "sim", 16,
+                         address="127.110.0.1", port=free_port(), faults=["slow=4"],
+                         slow_delay=0.5, extra=["--enable-secret", ENABLE])
+    try:
+        process.start()
+        yield process
+    finally:
+        process.stop()
+
+
+def password(sim: SimProcess) -> str:
+    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
+    return str(defaults["password"])
+
+
+def write_job(path: Path, **fields: Any) -> Path:
+    path.write_text(yaml.safe_dump({"name": path.stem, **fields}, sort_keys=False),
+                    encoding="utf-8")
+    return path
+
+
+def runner(tmp_path: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'r.db'}", *args]
+
+
+def run(tmp_path: Path, inventory: Path, job: Path, *args: str,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`runner run JOB --json ARGS`; a leading -vv goes before `run`."""
+    verbose = [a for a in args if a == "-vv"]
+    rest = [a for a in args if a != "-vv"]
+    return subprocess.run(
+        runner(tmp_path, *verbose, "run", str(job), "-i", str(inventory), "--templates",
+               str(ROOT / "templates"), "--json", *rest),
+        capture_output=True, text=True, check=False, timeout=300, cwd=tmp_path, env=env)
+
+
+def healthy(sim: SimProcess) -> list[str]:
+    hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    return [h for h in hosts if h not in sim.state["faults"]]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_secret_lines_never_show_in_previews_diffs_echoes_logs_or_the_database(
+        sim: SimProcess, tmp_path: Path, driver: str) -> None:
+    host = healthy(sim)[DRIVERS.index(driver)]
+    job = write_job(tmp_path / "secrets.yml", driver=driver, steps=[
+        {"config": {"lines": [*SECRET_LINES, *BGP]}},
+        {"command": "show running-config"}])
+    secrets = [*SECRET_LINES.values(), "N3ighb0rX", ENABLE, password(sim)]
+    outputs = []
+    for args in (("--dry-run",), ("-vv",)):
+        proc = run(tmp_path, sim.inventory, job, *args, "--limit", host)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs += [proc.stdout, proc.stderr]
+        device = json.loads(proc.stdout)["devices"][0]
+        assert device["status"] == "changed"
+        assert "snmp-server community ********" in device["steps"][0]["diff"]
+    shown = subprocess.run(runner(tmp_path, "show", json.loads(proc.stdout)["run_id"],
+                                  "--host", host), capture_output=True, text=True, check=True)
+    outputs.append(shown.stdout)
+    outputs.append((tmp_path / "r.db").read_bytes().decode(errors="replace"))
+    assert "DEBUG" in outputs[3]  # -vv did log
+    for text in outputs:
+        for secret in secrets:
+            assert secret not in text, (secret, text[:3000])
+
+
+def test_a_credential_too_short_to_mask_is_refused_before_any_device(sim: SimProcess,
+                                                                    tmp_path: Path) -> None:
+    inventory = tmp_path / "inv"
+    inventory.mkdir()
+    for name in ("hosts.yaml", "groups.yaml"):
+        (inventory / name).write_text((sim.inventory / name).read_text(encoding="utf-8"))
+    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
+    defaults["password"] = "abc"
+    (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults), encoding="utf-8")
+    job = write_job(tmp_path / "show.yml", driver="asyncssh",
+                    steps=[{"command": "show clock"}])
+    proc = run(tmp_path, inventory, job, "--limit", healthy(sim)[0])
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (
+        f"error: {inventory}: host '{healthy(sim)[0]}': a credential (password, secret or "
+        "passphrase) of 3 characters is too short to be masked in outputs; use 4 "
+        "characters or more")
+
+
+def inventory_without_known_hosts(sim: SimProcess, tmp_path: Path, **data: Any) -> Path:
+    """The simulator's inventory with no known_hosts for any driver (as many inventories
+    are written), plus host data."""
+    inventory = tmp_path / "no-known-hosts"
+    inventory.mkdir()
+    (inventory / "hosts.yaml").write_text((sim.inventory / "hosts.yaml").read_text())
+    (inventory / "groups.yaml").write_text(yaml.safe_dump({"sim": {"data": data}}))
+    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
+    for options in defaults["connection_options"].values():
+        extras = options["extras"]
+        options["extras"] = {"secret": extras["secret"]}
+    (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults), encoding="utf-8")
+    return inventory
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_unknown_host_keys_are_refused_unless_the_inventory_opts_out(
+        sim: SimProcess, tmp_path: Path, driver: str) -> None:
+    host = healthy(sim)[3]
+    env = {**os.environ, "HOME": str(tmp_path)}  # no ~/.ssh/known_hosts to fall back on
+    job = write_job(tmp_path / "show.yml", driver=driver, retries={"count": 2, "backoff": 0},
+                    steps=[{"command": "show clock"}])
+    refused = run(tmp_path, inventory_without_known_hosts(sim, tmp_path), job, "--limit",
+                  host, env=env)
+    device = json.loads(refused.stdout)["devices"][0]
+    assert (device["status"], device["error_class"], device["attempts"]) == (
+        "failed", "HostKeyMismatch", 1), device
+    opted_out = tmp_path / "opted"
+    opted_out.mkdir()
+    allowed = run(opted_out, inventory_without_known_hosts(sim, opted_out,
+                                                           host_key_checking=False),
+                  job, "--limit", host, env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "host key checking is off" in allowed.stderr
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_changed_host_key_is_a_mismatch_never_retried(sim: SimProcess, tmp_path: Path,
+                                                        driver: str) -> None:
+    host = healthy(sim)[4]
+    inventory = tmp_path / "inv"
+    inventory.mkdir()
+    text = {n: (sim.inventory / n).read_text() for n in ("hosts.yaml", "groups.yaml",
+                                                         "defaults.yaml")}
+    forged = tmp_path / "known_hosts"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                    str(tmp_path / "k")], check=True)
+    key = (tmp_path / "k.pub").read_text().split()[:2]
+    hosts = yaml.safe_load(text["hosts.yaml"])
+    forged.write_text(f"[{hosts[host]['hostname']}]:{hosts[host]['port']} {' '.join(key)}\n")
+    for name, body in text.items():
+        known = str(sim.inventory.parent / "known_hosts")
+        (inventory / name).write_text(body.replace(known, str(forged)))
+    job = write_job(tmp_path / "show.yml", driver=driver, retries={"count": 2, "backoff": 0},
+                    steps=[{"command": "show clock"}])
+    proc = run(tmp_path, inventory, job, "--limit", host)
+    device = json.loads(proc.stdout)["devices"][0]
+    assert (device["status"], device["error_class"], device["attempts"]) == (
+        "failed", "HostKeyMismatch", 1), device
+
+
+def slow_job(tmp_path: Path, sim: SimProcess) -> tuple[Path, list[str]]:
+    slow = [h for h, f in sim.state["faults"].items() if f == "slow"]
+    job = write_job(tmp_path / "slow.yml", driver="asyncssh", concurrency=2,
+                    targets={"hosts": slow}, steps=[{"command": ["show clock"] * 20}])
+    return job, slow
+
+
+def stored(tmp_path: Path) -> tuple[dict[str, Any], list[tuple[str, str, str | None]]]:
+    history = json.loads(subprocess.run(runner(tmp_path, "history", "--json"),
+                                        capture_output=True, text=True, check=True).stdout)
+    db = sqlite3.connect(tmp_path / "r.db")
+    rows = db.execute("select host, status, error_class from devices where run_id = ?",
+                      (history[0]["run_id"],)).fetchall()
+    db.close()
+    return history[0], rows
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_run_killed_or_terminated_is_never_left_running(sim: SimProcess, tmp_path: Path,
+                                                          how: str) -> None:
+    job, slow = slow_job(tmp_path, sim)
+    proc = subprocess.Popen(runner(tmp_path, "run", str(job), "-i", str(sim.inventory)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        wait_for(lambda: (tmp_path / "r.db").exists() and stored(tmp_path)[0]["status"]
+                 == "running", 60, "the run to start")
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 143 and "terminated" in err
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: nothing cleans up
+            proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_row, rows = stored(tmp_path)  # this runner start finds the dead run (SIGKILL)
+    assert run_row["status"] == "interrupted"
+    assert sorted(r[0] for r in rows) == sorted(slow)  # one record per device
+    in_flight = [r for r in rows if r[1] == "failed"]
+    assert in_flight and all(r[2] == "Interrupted" for r in in_flight)
+    if how == "SIGTERM":
+        assert {r[1:] for r in rows} <= {("failed", "Interrupted"),
+                                        ("skipped", "Interrupted")}
+
+
+def test_a_backup_that_cannot_be_written_fails_the_run_clearly(sim: SimProcess,
+                                                              tmp_path: Path) -> None:
+    (tmp_path / "backups").write_text("a file where the backup repository should be")
+    job = write_job(tmp_path / "backup.yml", driver="asyncssh",
+                    steps=[{"backup": {"dir": str(tmp_path / "backups")}}])
+    proc = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[5])
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    run_row, rows = stored(tmp_path)
+    assert run_row["status"] == "failed" and len(rows) == 1
+    shown = json.loads(subprocess.run(runner(tmp_path, "show", run_row["run_id"], "--json"),
+                                      capture_output=True, text=True, check=True).stdout)
+    assert shown["error"] and str(tmp_path / "backups") in shown["error"]
+
+
+def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,
+                                                       tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "loops.j2").write_text(
+        "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}\n")
+    (templates / "huge.j2").write_text("description {{ 'a' * 10**8 }}\n")
+    (templates / "wide.j2").write_text(
+        "{% for i in range(90000) %}description {{ i }} padding padding\n{% endfor %}")
+    for name, expected in (("loops.j2", "loops more than 1,000,000 times"),
+                           ("huge.j2", "a sequence of more than 1,000,000 items"),
+                           ("wide.j2", "more than the job's limits.rendered (1,048,576)")):
+        job = write_job(tmp_path / "t.yml", driver="asyncssh", timeouts={"device": 10},
+                        steps=[{"config": {"template": name}}])
+        proc = subprocess.run(runner(tmp_path, "run", str(job), "-i", str(sim.inventory),
+                                     "--templates", str(templates), "--json", "--limit",
+                                     healthy(sim)[6]),
+                              capture_output=True, text=True, check=False, timeout=120)
+        device = json.loads(proc.stdout)["devices"][0]
+        assert (device["status"], device["error_class"]) == ("failed", "RenderFailed")
+        assert expected in device["error"]
+    assert (tmp_path / "r.db").stat().st_size < 5_000_000  # nothing huge was stored
+
+
+def test_an_answer_past_the_output_limit_fails_the_device_clearly(sim: SimProcess,
+                                                                 tmp_path: Path) -> None:
+    job = write_job(tmp_path / "big.yml", driver="asyncssh", limits={"output": 2048},
+                    steps=[{"command": "show clock"}, {"command": "show running-config"}])
+    proc = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[7])
+    device = json.loads(proc.stdout)["devices"][0]
+    assert (device["status"], device["error_class"]) == ("failed", "OutputTooLarge")
+    assert "more than the job's limits.output (2,048)" in device["error"]
+    assert len(device["steps"][1]["output"]) < 2048
