@@ -276,3 +276,19 @@ def test_an_answer_past_the_output_limit_fails_the_device_clearly(sim: SimProces
     assert (device["status"], device["error_class"]) == ("failed", "OutputTooLarge")
     assert "more than the job's limits.output (2,048)" in device["error"]
     assert len(device["steps"][1]["output"]) < 2048
+
+
+def test_celery_with_the_broker_down_is_a_record_per_device_not_a_traceback(
+        sim: SimProcess, tmp_path: Path) -> None:
+    job = write_job(tmp_path / "show.yml", driver="asyncssh",
+                    steps=[{"command": "show clock"}])
+    hosts = healthy(sim)[:3]
+    env = {**os.environ, "RUNNER_BROKER_URL": f"redis://:Br0kerPw9@127.0.0.1:{free_port()}/0"}
+    proc = run(tmp_path, sim.inventory, job, "--engine", "celery", "--limit",
+               ",".join(hosts), env=env)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "Br0kerPw9" not in proc.stderr + proc.stdout
+    devices = json.loads(proc.stdout)["devices"]
+    assert [(d["host"], d["status"], d["error_class"]) for d in devices] == [
+        (h, "failed", "BrokerLost") for h in hosts]
+    assert "is unreachable" in devices[0]["error"] and "not contacted" in devices[0]["error"]

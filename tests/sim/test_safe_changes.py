@@ -239,6 +239,10 @@ def test_two_runs_on_one_device_without_a_broker_never_interleave(devices: Devic
     outs = [json.loads(p.communicate(timeout=300)[0])["devices"][0] for p in procs]
     assert outs[0]["status"] == "changed" and outs[1]["status"] == "changed"
     assert outs[1]["started"] >= outs[0]["finished"]  # it waited for the first
+    # and each run's record holds only its own change
+    assert "+ntp server 192.0.2.100" in outs[0]["steps"][0]["diff"]
+    assert "192.0.2.100" not in "".join(line for line in outs[1]["steps"][0]["diff"]
+                                        .splitlines() if line.startswith(("+", "-")))
     assert (outs[2]["status"], outs[2]["error_class"]) == ("skipped", "DeviceBusy")
     assert "holds its lock on this machine" in outs[2]["error"]
     log = devices.run_on(host, "show archive log config all").splitlines()[1:]
