@@ -47,11 +47,16 @@ def lab() -> None:
 @click.option("--backend", type=click.Choice(service.BACKEND_NAMES), default="auto",
               show_default=True, help="containerlab needs Docker; namespace needs root.")
 @click.option("--reconfigure", is_flag=True, help="Tear the lab down first if it is up.")
+@click.option("--allow-outside-files", is_flag=True,
+              help="Let the topology read files outside its own directory (startup-config, "
+                   "binds); device files and FIFOs stay refused.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lab status as JSON.")
-def up(topology: Path, backend: str, reconfigure: bool, as_json: bool) -> None:
+def up(topology: Path, backend: str, reconfigure: bool, allow_outside_files: bool,
+       as_json: bool) -> None:
     """Bring up the lab described by TOPOLOGY (a *.clab.yml file)."""
     started = time.monotonic()
-    st = _labs().up(topology, backend, reconfigure=reconfigure)
+    st = _labs().up(topology, backend, reconfigure=reconfigure,
+                    allow_outside_files=allow_outside_files)
     if as_json:
         click.echo(json.dumps(st.to_json(), indent=2))
         return

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import json
 import logging
 import os
 import shutil
@@ -17,11 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from runner.errors import LabError
-from runner.lab import inventory, nodefiles, state
+from runner.lab import hostcheck, inventory, nodefiles, state
 from runner.lab.backend import LabStatus, NodeStatus
 from runner.lab.plan import LabPlan, NodePlan, make_plan
 from runner.lab.system import (
     ip_batch,
+    link_alias,
     link_exists,
     netns_list,
     netns_pids,
@@ -29,7 +28,6 @@ from runner.lab.system import (
     process_name,
     require_root,
     require_tools,
-    run,
 )
 from runner.lab.topology import Node, Topology
 
@@ -104,11 +102,14 @@ class NamespaceBackend:
         require_tools(TOOLS)
         plan = make_plan(topo)
         previous = state.load(topo.lab_dir)
+        if previous is not None and not reconfigure:
+            raise LabError(
+                f"lab {topo.name!r} is already up (state in {topo.lab_dir}); run "
+                f"`runner lab down {topo.path}` first, or `up --reconfigure`")
+        # Input errors (exit 2) before anything changes, even before a reconfigure's down.
+        hostcheck.check_subnet(topo, own_dev=previous.plan.bridge if previous else None)
+        hostcheck.check_sysctls(topo)
         if previous is not None:
-            if not reconfigure:
-                raise LabError(
-                    f"lab {topo.name!r} is already up (state in {topo.lab_dir}); run "
-                    f"`runner lab down {topo.path}` first, or `up --reconfigure`")
             self.down(previous)
         self._check_conflicts(plan)
         self.index.save(state.LabState(NAME, plan, "deploying"))
@@ -142,26 +143,12 @@ class NamespaceBackend:
                            "(another lab with the same names? `runner lab status` lists labs)")
         if link_exists(plan.bridge):
             raise LabError(f"interface {plan.bridge} already exists on this host")
-        subnet = ipaddress.IPv4Network(plan.subnet)
-        routes = json.loads(run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout
-                            or "[]")
-        for route in routes:
-            dst = route.get("dst", "")
-            if dst in ("default", "") or route.get("type") in ("local", "broadcast"):
-                continue
-            try:
-                net = ipaddress.IPv4Network(dst, strict=False)
-            except ValueError:
-                continue
-            if net.overlaps(subnet):
-                raise LabError(
-                    f"management subnet {subnet} overlaps {net} on {route.get('dev', '?')} "
-                    "of this host; set mgmt.ipv4-subnet in the topology to a free subnet")
 
     def _prepare_files(self, topo: Topology, plan: LabPlan) -> None:
         lab_dir = Path(plan.lab_dir)
         shutil.rmtree(lab_dir / "nodes", ignore_errors=True)
-        lab_dir.chmod(0o755)
+        # Root only: node configs (maybe with passwords), the lab's private key, logs.
+        lab_dir.chmod(0o700)
         pubkeys = inventory.client_public_keys(lab_dir)
         (lab_dir / "authorized_keys").write_text(pubkeys, encoding="utf-8")
         def prepare(node: Node) -> None:
@@ -180,11 +167,18 @@ class NamespaceBackend:
 
     def _create_network(self, plan: LabPlan) -> None:
         cmds = [f"netns add {n.netns}" for n in plan.nodes.values()]
+        # Each interface, and each namespace's eth0, carries the lab's mark (its alias), so a
+        # `down` without the lab's state removes only what this lab created.
         cmds += [f"link add {plan.bridge} type bridge",
+                 f"link set {plan.bridge} alias {plan.mark}",
                  f"addr add {plan.gateway}/{plan.prefixlen} dev {plan.bridge}",
                  f"link set {plan.bridge} up"]
         for node in plan.nodes.values():
-            cmds += [f"link add {node.host_veth} type veth peer name eth0 netns {node.netns}",
+            peer = "rp" + node.host_veth[2:]  # a free name until it moves in as eth0
+            cmds += [f"link add {node.host_veth} type veth peer name {peer}",
+                     f"link set {node.host_veth} alias {plan.mark}",
+                     f"link set {peer} alias {plan.mark}",
+                     f"link set {peer} netns {node.netns} name eth0",
                      f"link set {node.host_veth} master {plan.bridge} up"]
         for link in plan.links:
             mtu = f" mtu {link.mtu}" if link.mtu else ""
@@ -214,8 +208,9 @@ class NamespaceBackend:
             boot_log = plan.node_dir(node.name) / "log" / nodefiles.BOOT_LOG
             errors = [ln for ln in _read_lines(boot_log) if "% " in ln or "rror" in ln]
             if errors:
-                log.warning("router %s: startup config lines rejected by FRR (%s):\n  %s",
-                            node.name, boot_log, "\n  ".join(errors[:10]))
+                # Counted, never quoted: the lines may be anyone's secrets (a wrong file).
+                log.warning("router %s: FRR rejected %d line(s) of its startup config; "
+                            "see %s (readable by root only)", node.name, len(errors), boot_log)
 
     def _wait_ready(self, plan: LabPlan) -> None:
         pending = {n.name for n in plan.nodes.values() if n.role == "router"}
@@ -249,11 +244,25 @@ class NamespaceBackend:
         require_root("the namespace lab backend")
         self.teardown(lab.plan)
 
-    def teardown(self, plan: LabPlan) -> None:
-        """Remove every trace of the lab; idempotent, and safe on a half-built lab."""
+    def teardown(self, plan: LabPlan, *, only_marked: bool = False) -> None:
+        """Remove every trace of the lab; idempotent, and safe on a half-built lab.
+
+        only_marked: the plan comes from a topology file, not from the lab's state: remove
+        only namespaces and interfaces that carry this lab's mark, so a file naming
+        another lab's namespaces or a host interface (mgmt.bridge: eth0) removes nothing
+        of theirs.
+        """
         namespaces = [n.netns for n in plan.nodes.values()]
         existing = netns_list()
         live = [ns for ns in namespaces if ns in existing]
+        links = [plan.bridge, *(n.host_veth for n in plan.nodes.values())]
+        if only_marked:
+            foreign = [ns for ns in live if link_alias("eth0", ns) != plan.mark]
+            live = namespaces = [ns for ns in live if ns not in foreign]
+            links = [i for i in links if link_alias(i) == plan.mark]
+            if foreign:
+                log.warning("lab %s: left alone namespaces this lab did not create: %s",
+                            plan.lab, ", ".join(foreign))
         # watchfrr first: it restarts daemons that die.
         for ns in live:
             for pid in netns_pids(ns):
@@ -268,19 +277,13 @@ class NamespaceBackend:
 
         wait_for(all_dead, 30, "lab processes to exit")
         cmds = [f"netns del {ns}" for ns in live]
-        cmds += [f"link del {n.host_veth}" for n in plan.nodes.values()
-                 if link_exists(n.host_veth)]
-        if link_exists(plan.bridge):
-            cmds.append(f"link del {plan.bridge}")
+        cmds += [f"link del {i}" for i in links if link_exists(i)]
         ip_batch(cmds, force=True)
-        left = (netns_list() & set(namespaces)) | {
-            i for i in [plan.bridge, *(n.host_veth for n in plan.nodes.values())]
-            if link_exists(i)}
+        left = (netns_list() & set(namespaces)) | {i for i in links if link_exists(i)}
         if left:
             raise LabError(f"could not remove: {', '.join(sorted(left))}")
-        lab_dir = Path(plan.lab_dir)
-        if (lab_dir / state.STATE_FILE).exists():
-            shutil.rmtree(lab_dir, ignore_errors=True)
+        if _own_state(plan):
+            shutil.rmtree(plan.lab_dir, ignore_errors=True)
         self.index.forget(plan)
 
     # ---- status and exec --------------------------------------------------------------
@@ -337,6 +340,16 @@ class NamespaceBackend:
         full_env = {**os.environ, **(env or {})}
         return subprocess.run([*prefix, *argv], capture_output=True, text=True,
                               timeout=timeout, env=full_env, check=False)
+
+
+def _own_state(plan: LabPlan) -> bool:
+    """True when the plan's lab dir holds this lab's state, written by runner: only then is
+    the directory removed (a plan from the index could name any directory)."""
+    try:
+        found = state.load(Path(plan.lab_dir))
+    except (LabError, OSError, ValueError, KeyError):
+        return False
+    return found is not None and found.plan.lab == plan.lab
 
 
 def _kill(pid: int) -> None:

@@ -7,7 +7,6 @@ import os
 import pwd
 import re
 import shlex
-import shutil
 from functools import cache
 from pathlib import Path
 
@@ -97,8 +96,9 @@ def write_frr_files(ndir: Path, node: Node, daemons: list[str]) -> None:
     _owned_dir(etc_frr, frr.pw_uid, gid, 0o775)
     _owned_dir(ndir / "run-frr", frr.pw_uid, gid, 0o775)
     for bind in node.binds:
-        if bind.target.startswith("/etc/frr/") and bind.source.is_file():
-            shutil.copyfile(bind.source, etc_frr / bind.target.removeprefix("/etc/frr/"))
+        # The text read (and checked) when the topology was loaded, never the path again.
+        if bind.target.startswith("/etc/frr/") and bind.text is not None:
+            _write(etc_frr / bind.target.removeprefix("/etc/frr/"), bind.text, 0o640)
     conf = etc_frr / "frr.conf"
     if node.frr_file("frr.conf") is None:
         conf.write_text(node.startup_config or DEFAULT_FRR_CONF.format(name=node.name),
@@ -208,6 +208,10 @@ def write_launcher(plan: LabPlan, node: NodePlan, sysctls: dict[str, str]) -> Pa
             f"-E {q(str(ndir / 'log' / 'sshd.log'))}",
         ]
     path = ndir / "launch.sh"
-    (ndir / "log").mkdir(parents=True, exist_ok=True)
+    log_dir = ndir / "log"
+    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Created here, root-only, so the shell's `>` keeps the mode: FRR echoes rejected config
+    # lines into it, and those may hold passwords.
+    _write(log_dir / BOOT_LOG, "", 0o600)
     _write(path, "\n".join(lines) + "\n", 0o700)
     return path

@@ -90,6 +90,11 @@ class LabPlan:
     def node_dir(self, node: str) -> Path:
         return Path(self.lab_dir) / "nodes" / node
 
+    @property
+    def mark(self) -> str:
+        """The alias set on the lab's interfaces: which ones this lab created."""
+        return "runner-lab:" + short_hash(self.lab_dir, 16)
+
 
 def short_hash(text: str, length: int) -> str:
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:length]
@@ -98,8 +103,8 @@ def short_hash(text: str, length: int) -> str:
 def daemons_for(node: Node) -> list[str]:
     """FRR daemons to run, besides the always-on ones, in containerlab's order of sources."""
     bound = node.frr_file("daemons")
-    if bound is not None:
-        text = bound.source.read_text(encoding="utf-8")
+    if bound is not None and bound.text is not None:  # text: read once when loaded
+        text = bound.text
         on = {m.group(1) for m in re.finditer(r"^\s*(\w+)\s*=\s*yes\b", text, re.M)}
         return [d for d in FRR_DAEMONS if d in on]
     if node.daemons is not None:
@@ -107,7 +112,7 @@ def daemons_for(node: Node) -> list[str]:
     config = node.startup_config or ""
     bound_conf = node.frr_file("frr.conf")
     if bound_conf is not None:
-        config = bound_conf.source.read_text(encoding="utf-8")
+        config = bound_conf.text or ""
     wanted = set(BASELINE_DAEMONS)
     wanted.update(daemon for pattern, daemon in _CONFIG_DAEMONS if pattern.search(config))
     return [d for d in FRR_DAEMONS if d in wanted]

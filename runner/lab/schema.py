@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
+from runner.lab import rules
 from runner.validation import Strict, describe, problem
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
@@ -75,8 +76,9 @@ def _prefix(prefix: str) -> str:
 
 
 def _node_name(name: str) -> str:
-    if not NAME_RE.match(name):
-        raise problem("node names use letters, digits, '.', '_' and '-'")
+    why = rules.hostname_problem(name)
+    if why is not None:
+        raise problem(why)
     return name
 
 
@@ -90,6 +92,9 @@ def _subnet(value: Any) -> Any:
         raise problem(f"{text!r} is not an IPv4 subnet such as 172.20.20.0/24") from None
     if subnet.prefixlen > 29:
         raise problem(f"{text} is too small for a management network (use /29 or larger)")
+    why = rules.subnet_problem(subnet)
+    if why is not None:
+        raise problem(why)
     return subnet
 
 

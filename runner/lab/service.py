@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
@@ -11,10 +12,13 @@ from runner.lab.backend import Backend, LabStatus
 from runner.lab.clab import ContainerlabBackend
 from runner.lab.netns import NamespaceBackend
 from runner.lab.plan import make_plan
-from runner.lab.topology import load_topology
+from runner.lab.topology import FileAccess, load_topology
 from runner.settings import Settings
 
 BACKEND_NAMES = ("auto", "containerlab", "namespace")
+# status and down need only a lab's names: the files its topology names are not opened.
+NAMES_ONLY = FileAccess(read=False)
+log = logging.getLogger(__name__)
 
 
 class Labs:
@@ -41,15 +45,20 @@ class Labs:
             raise BackendUnavailable(f"the {name} backend cannot run here: {reason}")
         return backend
 
-    def up(self, path: Path, backend: str = "auto", *, reconfigure: bool = False) -> LabStatus:
-        topo = load_topology(path)  # a bad file fails here, before anything is created
+    def up(self, path: Path, backend: str = "auto", *, reconfigure: bool = False,
+           allow_outside_files: bool = False) -> LabStatus:
+        """allow_outside_files: the topology may name files outside its own directory."""
+        # A bad file fails here, before anything is created.
+        topo = load_topology(path, files=FileAccess(allow_outside=allow_outside_files))
+        for warning in topo.warnings:
+            log.warning("%s", warning)
         return self.choose_backend(backend).up(topo, reconfigure=reconfigure)
 
     def find_lab(self, ref: str) -> state.LabState:
         """A lab by topology file or by name."""
         path = Path(ref)
         if path.is_file():
-            topo = load_topology(path)
+            topo = load_topology(path, files=NAMES_ONLY)
             found = state.load(topo.lab_dir)
             if found is None:
                 raise LabNotFound(f"lab {topo.name!r} from {path} is not up")
@@ -66,7 +75,8 @@ class Labs:
                 return False
             # No state: still sweep anything left under this lab's names (e.g. a killed up).
             if self.namespace.unusable_reason() is None:
-                self.namespace.teardown(make_plan(load_topology(path)))
+                topo = load_topology(path, files=NAMES_ONLY)
+                self.namespace.teardown(make_plan(topo), only_marked=True)
             return False
         self.backends[lab.backend].down(lab)
         return True

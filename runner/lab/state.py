@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import LabNotFound
+from runner.errors import LabError, LabNotFound
 from runner.lab.plan import LabPlan
 
 STATE_FILE = "runner-lab.json"
@@ -27,12 +29,47 @@ class LabState:
         return cls(data["backend"], LabPlan.from_json(data["plan"]), data["phase"])
 
 
+def untrusted(path: Path) -> str | None:
+    """Why `path` cannot be trusted as written by runner, or None: it must not be a symlink,
+    and must belong to root or this user with no one else allowed to write it. A lab's state
+    says what `down` deletes; a file another user could write must not decide that."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if stat.S_ISLNK(info.st_mode):
+        return f"{path} is a symbolic link"
+    if info.st_uid not in (0, os.geteuid()):
+        return f"{path} belongs to uid {info.st_uid}"
+    if info.st_mode & 0o022:
+        return f"{path} is writable by others (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
+def prepare_dir(lab_dir: Path) -> None:
+    """Create the lab's directory for this user only; an existing one must be trusted."""
+    try:
+        lab_dir.mkdir(mode=0o700)
+    except FileExistsError:
+        why = untrusted(lab_dir)
+        if why is not None:
+            raise LabError(f"refusing to use {lab_dir}: {why}; remove it and try again") \
+                from None
+
+
 def load(lab_dir: Path) -> LabState | None:
     """The state a lab keeps in its own directory, if it is (being) deployed."""
     path = lab_dir / STATE_FILE
     if not path.exists():
         return None
-    return LabState.from_json(json.loads(path.read_text(encoding="utf-8")))
+    why = untrusted(lab_dir) or untrusted(path)
+    if why is not None:
+        raise LabError(f"refusing to read lab state {path}: {why}")
+    found = LabState.from_json(json.loads(path.read_text(encoding="utf-8")))
+    if Path(found.plan.lab_dir) != lab_dir:
+        raise LabError(f"refusing to read lab state {path}: it is the state of "
+                       f"{found.plan.lab_dir}")
+    return found
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -51,7 +88,7 @@ class LabIndex:
     def save(self, state: LabState) -> None:
         """Written before anything is created, so `down` can undo a failed or killed `up`."""
         lab_dir = Path(state.plan.lab_dir)
-        lab_dir.mkdir(parents=True, exist_ok=True)
+        prepare_dir(lab_dir)
         text = json.dumps(state.to_json(), indent=2)
         _atomic_write(lab_dir / STATE_FILE, text)
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -55,6 +56,17 @@ def netns_pids(netns: str) -> list[int]:
 
 def link_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
+
+
+def link_alias(name: str, netns: str | None = None) -> str | None:
+    """An interface's alias (`ip link set X alias A`), here or in a namespace; None if unset."""
+    argv = ["ip", *(["-n", netns] if netns else []), "-j", "link", "show", "dev", name]
+    proc = run(argv, check=False)
+    try:
+        alias = json.loads(proc.stdout)[0].get("ifalias")
+    except (ValueError, IndexError, AttributeError):
+        return None
+    return str(alias) if alias else None
 
 
 def process_name(pid: int) -> str | None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner.errors import TopologyError
+from runner.lab import labfiles, rules
 from runner.lab.kinds import Kind, KindRegistry, Role, default_registry, is_frr_image
 from runner.lab.schema import (
     IFNAME_MAX,
@@ -23,6 +27,7 @@ from runner.yamlsrc import line_of, load_yaml
 DEFAULT_MGMT_SUBNET = ipaddress.IPv4Network("172.20.20.0/24")
 FRR_DIR = "/etc/frr/"
 HOST_ENDPOINTS = ("host", "mgmt-net", "macvlan", "ovs-bridge", "bridge")
+FRR_FILE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"  # one file directly in /etc/frr, no '..'
 _Source = YamlSource[TopologyError]
 
 
@@ -48,6 +53,19 @@ class Bind:
     source: Path
     target: str
     line: int
+    text: str | None = None  # an /etc/frr file's content, read once at load
+
+
+@dataclass(frozen=True)
+class FileAccess:
+    """How a topology's own files (startup-config, bind sources) are treated at load.
+
+    allow_outside: files outside the topology's directory too (`--allow-outside-files`);
+    read: False when only names and addresses are wanted (status, down): nothing is opened.
+    """
+
+    allow_outside: bool = False
+    read: bool = True
 
 
 @dataclass
@@ -68,6 +86,7 @@ class Node:
     labels: dict[str, str]
     env: dict[str, str]
     sysctls: dict[str, str]
+    sysctl_locs: dict[str, Loc]  # where each sysctl key was written, for errors
     username: str
     password: str
     daemons: list[str] | None  # extras.frr.daemons; None = not given
@@ -94,6 +113,13 @@ class Topology:
     nodes: dict[str, Node]
     links: list[Link]
     warnings: list[str] = field(default_factory=list)
+    source: _Source | None = field(default=None, repr=False, compare=False)
+
+    def error(self, message: str, loc: Loc) -> TopologyError:
+        """An error at `loc` in the topology file, for checks made after loading it."""
+        if self.source is None:
+            return TopologyError(message, path=self.path)
+        return self.source.error(message, loc)
 
     @property
     def lab_dir(self) -> Path:
@@ -112,14 +138,25 @@ class Topology:
         return [n for n in self.nodes.values() if n.role == "router"]
 
 
-def load_topology(path: Path, registry: KindRegistry | None = None) -> Topology:
+def load_topology(path: Path, registry: KindRegistry | None = None,
+                  files: FileAccess = FileAccess()) -> Topology:
     """Read and check a containerlab topology file; raise TopologyError naming file+line."""
     path = Path(path).resolve() if Path(path).exists() else Path(path)
+    try:
+        info = os.stat(path)
+    except OSError:
+        info = None  # load_yaml says what is wrong
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise TopologyError("a topology file must be a regular file", path=path)
+    if info is not None and info.st_size > labfiles.MAX_BYTES:
+        raise TopologyError(f"a topology file is at most {labfiles.MAX_BYTES >> 20} MiB",
+                            path=path)
     raw = load_yaml(path, TopologyError)
-    return parse_topology(raw, path, registry or default_registry())
+    return parse_topology(raw, path, registry or default_registry(), files)
 
 
-def parse_topology(raw: Any, path: Path, registry: KindRegistry) -> Topology:
+def parse_topology(raw: Any, path: Path, registry: KindRegistry,
+                   files: FileAccess = FileAccess()) -> Topology:
     """The file's structure is validated first (pydantic); then what needs several fields:
     merging, kinds, groups, files it names, links between nodes, addresses."""
     if not isinstance(raw, dict):
@@ -134,13 +171,15 @@ def parse_topology(raw: Any, path: Path, registry: KindRegistry) -> Topology:
                         ("mgmt", "ipv4-gw"))
 
     warnings: list[str] = []
-    nodes = {name: _node(src, doc, name, registry, warnings) for name in doc.topology.nodes}
+    nodes = {name: _node(src, doc, name, registry, warnings, files)
+             for name in doc.topology.nodes}
     topology = Topology(
         path=path, name=doc.name, prefix=doc.prefix, mgmt_subnet=subnet, mgmt_gateway=gateway,
         mgmt_bridge=doc.mgmt.bridge, nodes=nodes, links=_links(src, doc, nodes),
-        warnings=warnings,
+        warnings=warnings, source=src,
     )
     _check_mgmt_addresses(src, topology)
+    _check_sysctls(src, topology)
     for ns_name in (topology.long_name(n) for n in nodes):
         if len(ns_name) > 64:
             raise src.error(f"namespace name {ns_name!r} is too long; shorten the lab or node "
@@ -155,14 +194,18 @@ class _Merged:
     def __init__(self, src: _Source, levels: list[tuple[NodeFields, Loc]],
                  warnings: list[str]) -> None:
         self.values: dict[str, tuple[Any, Loc]] = {}
+        self.key_locs: dict[str, dict[str, Loc]] = {}  # maps: where each key was written
         for level, loc in levels:
             for name, info in NodeFields.model_fields.items():
                 if name not in level.model_fields_set:
                     continue
                 key = info.alias or name
                 value = getattr(level, name)
-                if name in ("labels", "env", "sysctls") and name in self.values:
-                    value = {**self.get(name), **value}  # maps merge key by key
+                if name in ("labels", "env", "sysctls"):
+                    if name in self.values:
+                        value = {**self.get(name), **value}  # maps merge key by key
+                    self.key_locs.setdefault(name, {}).update(
+                        {k: (*loc, key, k) for k in getattr(level, name) or {}})
                 self.values[name] = (value, (*loc, key))
             for key in level.model_extra or {}:
                 field_name, line = src.locate((*loc, key))
@@ -190,7 +233,7 @@ def _node_kind(src: _Source, doc: TopologyFile, node: NodeFields, node_loc: Loc,
 
 
 def _node(src: _Source, doc: TopologyFile, name: str, registry: KindRegistry,
-          warnings: list[str]) -> Node:
+          warnings: list[str], files: FileAccess) -> Node:
     topo = doc.topology
     node, node_loc = topo.nodes[name], ("topology", "nodes", name)
     group_name = node.group
@@ -206,7 +249,7 @@ def _node(src: _Source, doc: TopologyFile, name: str, registry: KindRegistry,
                       (group, group_loc), (node, node_loc)], warnings)
 
     image: str | None = m.get("image")
-    binds = [_bind(src, text, (*m.at("binds"), i))
+    binds = [_bind(src, text, (*m.at("binds"), i), files, warnings)
              for i, text in enumerate(m.get("binds") or [])]
     role: Role = kind.role or (
         "router" if is_frr_image(image) or any(b.target.startswith(FRR_DIR) for b in binds)
@@ -214,8 +257,8 @@ def _node(src: _Source, doc: TopologyFile, name: str, registry: KindRegistry,
 
     startup_config = startup_source = None
     if m.get("startup_config") is not None:
-        startup_config, startup_source = _read_startup_config(src, m.get("startup_config"),
-                                                              m.at("startup_config"))
+        startup_config, startup_source = _read_startup_config(
+            src, m.get("startup_config"), m.at("startup_config"), files)
         if role != "router":
             raise src.error("startup-config is only applied to FRR routers; this node is a "
                             "plain Linux host (use an FRR image or kind: frr)",
@@ -229,6 +272,7 @@ def _node(src: _Source, doc: TopologyFile, name: str, registry: KindRegistry,
         startup_config_source=startup_source, binds=binds, exec=list(m.get("exec") or []),
         labels=dict(m.get("labels") or {}), env=dict(m.get("env") or {}),
         sysctls=dict(m.get("sysctls") or {}),
+        sysctl_locs=m.key_locs.get("sysctls", {}),
         username=(creds and creds.username) or kind.username,
         password=(creds and creds.password) or kind.password,
         daemons=list(extras.frr.daemons) if extras and extras.frr.daemons is not None
@@ -237,27 +281,47 @@ def _node(src: _Source, doc: TopologyFile, name: str, registry: KindRegistry,
     )
 
 
-def _bind(src: _Source, text: str, loc: Loc) -> Bind:
+def _bind(src: _Source, text: str, loc: Loc, files: FileAccess, warnings: list[str]) -> Bind:
     host_path, target = text.split(":")[:2]  # the form was checked with the file's structure
-    source = Path(host_path)
-    if not source.is_absolute():
-        source = src.path.parent / source
-    if target.startswith(FRR_DIR) and not source.is_file():
-        raise src.error(f"bind source {host_path!r} does not exist (looked for {source})", loc)
-    return Bind(source=source, target=target, line=src.locate(loc)[1] or 0)
+    base = src.path.parent
+    line = src.locate(loc)[1] or 0
+    if not target.startswith(FRR_DIR):
+        # Not used here, but containerlab would mount it: the same rule on where it may be.
+        if files.read:
+            try:
+                labfiles.check_inside("bind source", host_path,
+                                      labfiles.resolve(host_path, base), base,
+                                      files.allow_outside)
+            except TopologyError as exc:
+                raise src.error(exc.message, loc) from None
+        warnings.append(f"{src.path}:{line}: bind to {target} is ignored by the namespace "
+                        "backend (it uses only files bound into /etc/frr/)")
+        return Bind(source=base / host_path, target=target, line=line)
+    if not re.fullmatch(FRR_FILE_NAME, target.removeprefix(FRR_DIR)):
+        raise src.error(f"bind target {target!r} must name a file directly in {FRR_DIR} "
+                        "(such as /etc/frr/frr.conf)", loc)
+    if not files.read:
+        return Bind(source=base / host_path, target=target, line=line)
+    try:
+        source, content = labfiles.read_text("bind source", host_path, base,
+                                             files.allow_outside)
+    except TopologyError as exc:
+        raise src.error(exc.message, loc) from None
+    return Bind(source=source, target=target, line=line, text=content)
 
 
-def _read_startup_config(src: _Source, text: str, loc: Loc) -> tuple[str, str]:
+def _read_startup_config(src: _Source, text: str, loc: Loc,
+                         files: FileAccess) -> tuple[str | None, str]:
     if "\n" in text:  # an embedded config blob, as containerlab allows
         return text, "embedded"
-    source = Path(text)
-    if not source.is_absolute():
-        source = src.path.parent / source
+    if not files.read:
+        return None, text
     try:
-        return source.read_text(encoding="utf-8"), str(source)
-    except OSError:
-        raise src.error(f"startup-config file {text!r} not found (looked for {source})",
-                        loc) from None
+        source, content = labfiles.read_text("startup-config file", text, src.path.parent,
+                                             files.allow_outside)
+    except TopologyError as exc:
+        raise src.error(exc.message, loc) from None
+    return content, str(source)
 
 
 def _endpoint(src: _Source, value: str | EndpointRef, loc: Loc,
@@ -322,3 +386,16 @@ def _check_mgmt_addresses(src: _Source, topo: Topology) -> None:
         if ip in seen:
             raise src.error(f"{ip} is already the management address of {seen[ip]}", loc)
         seen[ip] = node.name
+
+
+def _check_sysctls(src: _Source, topo: Topology) -> None:
+    """Only per-namespace keys: anything else would change this machine's own value."""
+    interfaces: dict[str, list[str]] = {name: [] for name in topo.nodes}
+    for link in topo.links:
+        for end in (link.a, link.b):
+            interfaces[end.node].append(end.iface)
+    for node in topo.nodes.values():
+        for key, value in node.sysctls.items():
+            problem = rules.sysctl_problem(key, value, interfaces[node.name])
+            if problem is not None:
+                raise src.error(f"node {node.name}: {problem}", node.sysctl_locs[key])

@@ -57,9 +57,10 @@ def test_down_removes_everything_and_is_safe_twice(tmp_path: Path) -> None:
 
 
 def test_failed_up_rolls_back(tmp_path: Path) -> None:
-    # An unknown sysctl makes r1's launcher fail after the network was built.
+    # A value the kernel refuses makes r1's launcher fail after the network was built (an
+    # unknown key is refused earlier, before anything is created).
     topo = small_lab(tmp_path, "tfail", 42,
-                     extra="      sysctls: {net.ipv4.no_such_knob: '1'}")
+                     extra="      sysctls: {net.ipv4.ip_forward: 'bogus'}")
     plan = plan_of(topo)
     proc = runner("lab", "up", str(topo), check=False)
     assert proc.returncode == 1
@@ -137,8 +138,9 @@ def test_subnet_in_use_is_refused_before_creating_anything(tmp_path: Path) -> No
         runner("lab", "up", str(first))
         before = netns_list()
         proc = runner("lab", "up", str(second), check=False)
-        assert proc.returncode == 1
-        assert "management subnet 172.20.45.0/24 overlaps" in proc.stderr
+        assert proc.returncode == 2
+        assert ":3: mgmt.ipv4-subnet: management subnet 172.20.45.0/24 overlaps the route " \
+            "172.20.45.0/24" in proc.stderr
         assert netns_list() == before
         assert leftovers(plan_of(second)) == []
     finally:
