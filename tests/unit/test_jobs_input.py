@@ -179,7 +179,8 @@ def test_device_budget_ends_a_hanging_device_as_timed_out(
     inv.mkdir()
     (inv / "hosts.yaml").write_text(
         f"hang: {{hostname: 127.0.0.1, port: {silent_listener}, platform: cisco_ios, "
-        "username: u, password: p4ssw0rd-x}\n", encoding="utf-8")
+        "username: u, password: p4ssw0rd-x, data: {host_key_checking: false}}\n",
+        encoding="utf-8")  # a listener has no host key to know: this test is the budget
     job = tmp_path / "job.yml"
     job.write_text(f"name: hang\ndriver: {driver}\ntimeouts: {{connect: 60, device: 2}}\n"
                    "steps:\n  - command: show version\n", encoding="utf-8")
