@@ -232,8 +232,8 @@ class NamespaceBackend:
     def _run_exec(self, topo: Topology, plan: LabPlan) -> None:
         for node in topo.nodes.values():
             for command in node.exec:
-                proc = self._in_node(plan, plan.nodes[node.name], ["sh", "-c", command],
-                                     timeout=60, env=node.env)
+                proc = self._in_node(plan, plan.nodes[node.name],
+                                     [*READ_ONLY_HOST, command], timeout=60, env=node.env)
                 if proc.returncode != 0:
                     log.warning("node %s: exec %r exited %d: %s", node.name, command,
                                 proc.returncode, (proc.stderr or proc.stdout).strip())
@@ -340,6 +340,20 @@ class NamespaceBackend:
         full_env = {**os.environ, **(env or {})}
         return subprocess.run([*prefix, *argv], capture_output=True, text=True,
                               timeout=timeout, env=full_env, check=False)
+
+
+# A topology's `exec:` commands are the file's, not the user's: they run in the node's
+# network namespace and in a mount namespace of their own where every filesystem of the
+# host is read-only (a fresh /tmp aside), so they configure the node's network and nothing
+# on the host. (`runner lab exec` runs what the user typed, as the user asked.)
+READ_ONLY_HOST = [
+    "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+    'for m in $(cut -d" " -f2 /proc/self/mounts | sort -u); do '
+    'mount -o remount,bind,ro "$m" 2>/dev/null; done; '
+    # fail closed: the command runs only if the host's / did become read-only
+    'touch /.runner-exec-probe 2>/dev/null && { rm -f /.runner-exec-probe; '
+    'echo "the host filesystem could not be made read-only" >&2; exit 97; }; '
+    'mount -t tmpfs -o size=16m tmpfs /tmp && cd / && exec sh -c "$0"']
 
 
 def _own_state(plan: LabPlan) -> bool:

@@ -196,3 +196,42 @@ def _no_leftover_labs_of_ours() -> None:
     ours = {ns for ns in netns_list() if ns.startswith(("clab-thsys-", "clab-thglob-",
                                                         "clab-thnet"))}
     assert not ours, f"leftovers from an earlier run: {sorted(ours)}"
+
+
+def test_exec_commands_configure_the_node_and_cannot_write_the_host(tmp_path: Path) -> None:
+    probe = Path("/root/runner-exec-probe")
+    probe.unlink(missing_ok=True)
+    path = tmp_path / "thexec.clab.yml"
+    path.write_text(f"""\
+name: thexec
+mgmt: {{ipv4-subnet: 172.20.74.0/24}}
+topology:
+  nodes:
+    h1:
+      kind: linux
+      image: alpine:3
+      exec:
+        - ip addr add 10.74.0.10/24 dev eth1
+        - touch {probe}
+        - echo hostile >> /etc/hosts
+        - sysctl -w vm.stat_interval=7
+  links:
+    - endpoints: [h1:eth1, h1:eth2]
+""", encoding="utf-8")
+    hosts, interval = Path("/etc/hosts").read_text(), host_value("vm.stat_interval")
+    plan = plan_of(path)
+    try:
+        up = runner("lab", "up", str(path))
+        assert up.returncode == 0, up.stderr
+        # the network half of exec worked; the host half did not
+        addresses = runner("lab", "exec", "--lab", str(path), "h1", "--", "ip", "-4", "addr",
+                           "show", "eth1").stdout
+        assert "10.74.0.10/24" in addresses
+        assert not probe.exists()
+        assert Path("/etc/hosts").read_text() == hosts
+        assert host_value("vm.stat_interval") == interval
+        assert "exec 'touch /root/runner-exec-probe' exited" in up.stderr
+    finally:
+        runner("lab", "down", str(path), check=False)
+        probe.unlink(missing_ok=True)
+    assert leftovers(plan) == []
