@@ -1,11 +1,21 @@
 """Config backups in a git repository: one file per device, one commit per run, nothing
-committed for a device whose configuration did not change."""
+committed for a device whose configuration did not change.
+
+A run's commit is built beside the repository (objects, a temporary index) and made with one
+atomic ref update, so a write that fails (disk full, a read-only or foreign path) leaves
+HEAD, the index and every file as they were; the files in the work tree are updated after
+the commit, each by rename. What changed is decided against HEAD, never against the work
+tree, so a failed run cannot make a later one skip a change. A `.git` left half-created (a
+full disk during `git init`) is initialised again, which git documents as safe."""
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import logging
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -13,73 +23,247 @@ from pathlib import Path
 
 from runner.errors import BackupError
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+log = logging.getLogger("runner.backups")
+
+_SAFE = re.compile(r"[A-Za-z0-9._-]")
+_MAX_STEM = 200  # bytes before ".cfg"; file systems allow 255
+_TMP = "runner-tmp"  # in .git: this run's temporary files, removed when it ends
+# git reads these from the environment: a runner started from a git hook must not write the
+# hook's repository
+_GIT_ENV_OWN = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CEILING_DIRECTORIES")
 
 
-def _git(repo: Path, *args: str, input_: str | None = None) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "runner", "GIT_AUTHOR_EMAIL": "runner@localhost",
-           "GIT_COMMITTER_NAME": "runner", "GIT_COMMITTER_EMAIL": "runner@localhost",
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          input=input_, env=env, check=False)
-    if proc.returncode != 0:
-        raise BackupError(f"git {' '.join(args)} in {repo}: {proc.stderr.strip()}")
-    return proc.stdout
+def file_name(host: str) -> str:
+    """The backup file of `host`, different for different hosts. Names made of
+    [A-Za-z0-9._-] stay as they always were (existing repositories keep their history);
+    any other byte becomes %XX, so `a/b`, `a_b` and `a b` are a%2Fb, a_b and a%20b; a name
+    too long for a file system is cut and ends in `~` and a hash of the whole name (no other
+    name holds a `~`)."""
+    stem = "".join(c if _SAFE.fullmatch(c) else "".join(f"%{b:02X}" for b in c.encode(
+        "utf-8", "surrogatepass")) for c in host)
+    if len(stem) > _MAX_STEM:
+        digest = hashlib.sha256(host.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+        stem = f"{stem[:_MAX_STEM - 21]}~{digest}"
+    return f"{stem}.cfg"
+
+
+def _one_line(text: str) -> str:
+    """git's complaint in one line (its first lines often say why: "No space left")."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    reason = "; ".join(dict.fromkeys(lines)) or "no reason given"
+    return reason if len(reason) <= 600 else reason[:597] + "..."
+
+
+def _full(path: Path) -> bool:
+    """Whether the file system holding `path` is (nearly) full: git does not always say
+    that this is why a write failed ("couldn't write .../main.lock")."""
+    for candidate in (path, *path.parents):
+        try:
+            st = os.statvfs(candidate)
+        except OSError:
+            continue
+        return st.f_bavail * st.f_frsize < 1024 * 1024
+    return False
 
 
 class BackupRepo:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.git_dir = self.path / ".git"
 
     def file_for(self, host: str) -> Path:
-        return self.path / f"{_SAFE.sub('_', host)}.cfg"
+        return self.path / file_name(host)
+
+    def _git(self, *args: str, input_: bytes | None = None,
+             env: dict[str, str] | None = None) -> str:
+        """Run git on this repository only: with its .git named, git never looks further up
+        for another repository (the project's own, when .git is missing or broken)."""
+        where = [] if args[0] == "init" else [f"--git-dir={self.git_dir}",
+                                               f"--work-tree={self.path}"]
+        base = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_OWN}
+        base.update({"GIT_AUTHOR_NAME": "runner", "GIT_AUTHOR_EMAIL": "runner@localhost",
+                     "GIT_COMMITTER_NAME": "runner", "GIT_COMMITTER_EMAIL": "runner@localhost",
+                     "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", **(env or {})})
+        try:
+            proc = subprocess.run(
+                ["git", *where, *args],
+                capture_output=True, input=input_, env=base, check=False)
+        except OSError as exc:
+            raise BackupError(f"backup repository {self.path}: cannot run git: "
+                              f"{exc.strerror or exc}") from None
+        if proc.returncode != 0:
+            reason = _one_line(proc.stderr.decode("utf-8", "replace"))
+            if _full(self.path):
+                reason += " (its file system has less than 1 MiB free)"
+            raise BackupError(f"backup repository {self.path}: git {args[0]} failed: {reason}")
+        return proc.stdout.decode("utf-8", "replace")
+
+    def _is_repository(self) -> bool:
+        try:
+            self._git("rev-parse", "--git-dir")
+        except BackupError:
+            return False
+        return True
 
     def ensure(self) -> None:
-        if (self.path / ".git").is_dir():
+        """The directory and its repository exist; a half-initialised one is completed."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.git_dir.mkdir(exist_ok=True)
+        except FileExistsError:
+            what = self.path if not self.path.is_dir() else self.git_dir
+            raise BackupError(f"backup repository {self.path}: {what} exists and is not a "
+                              "directory") from None
+        except OSError as exc:
+            raise BackupError(f"backup repository {self.path}: cannot create it: "
+                              f"{exc.strerror or exc}") from None
+
+    def _initialise(self) -> None:
+        """Under the lock: `git init` when .git is not (yet, or no longer) a repository."""
+        if self._is_repository():
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        _git(self.path, "init", "-q", "-b", "main")
+        # `git init` on an existing .git only adds what is missing ("safe", says git): a
+        # half-created one is completed, history in one that lost its HEAD is kept.
+        if any(p.name != "runner.lock" for p in self.git_dir.iterdir()):
+            log.warning("backup repository %s: .git is not a usable repository (a full disk "
+                        "during git init?); initialising it again", self.path)
+        self._git("init", "-q", "-b", "main", str(self.path))
+        if not self._is_repository():
+            raise BackupError(f"backup repository {self.path}: .git is damaged and git init "
+                              "could not repair it")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """Runs that share a repository commit one after the other."""
-        with (self.path / ".git" / "runner.lock").open("w") as fh:
+        try:
+            fh = (self.git_dir / "runner.lock").open("a")
+        except OSError as exc:
+            raise BackupError(f"backup repository {self.path}: cannot lock it: "
+                              f"{exc.strerror or exc}") from None
+        with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def _head(self) -> str | None:
+        try:
+            return self._git("rev-parse", "--verify", "-q", "HEAD^{commit}").strip()
+        except BackupError:
+            return None  # no commit yet
+
+    def _committed(self, head: str | None) -> dict[str, str]:
+        """File name -> blob id of each file in HEAD's top directory."""
+        if head is None:
+            return {}
+        out: dict[str, str] = {}
+        for entry in self._git("ls-tree", "-z", head).split("\0"):
+            meta, _, name = entry.partition("\t")
+            if meta.endswith(" ") or not name:
+                continue
+            out[name] = meta.split()[2]
+        return out
+
+    def _blob_id(self, data: bytes, algorithm: str) -> str:
+        return hashlib.new(algorithm, b"blob %d\0" % len(data) + data).hexdigest()
+
+    def _changed(self, configs: dict[str, str], head: str | None) -> set[str]:
+        committed = self._committed(head)
+        algorithm = self._git("rev-parse", "--show-object-format").strip() or "sha1"
+        return {host for host, text in configs.items()
+                if committed.get(file_name(host)) != self._blob_id(text.encode(), algorithm)}
+
     def changed_hosts(self, configs: dict[str, str]) -> set[str]:
-        """Hosts whose config differs from the file in the repository."""
-        changed = set()
-        for host, text in configs.items():
-            path = self.file_for(host)
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                changed.add(host)
-        return changed
+        """Hosts whose config differs from their file in the last commit (a dry run: all of
+        them when there is no usable repository yet; nothing is created)."""
+        if not self.git_dir.is_dir() or not self._is_repository():
+            return set(configs)
+        return self._changed(configs, self._head())
 
     def commit(self, configs: dict[str, str], title: str) -> tuple[str | None, set[str]]:
-        """Write changed configs and commit them once; (commit sha or None, changed hosts)."""
+        """Commit the changed configs at once; (commit sha or None, changed hosts).
+        BackupError (one line) when the repository cannot be written: then nothing of this
+        run is in it, and a later run commits these changes."""
         self.ensure()
         with self._locked():
-            changed = self.changed_hosts(configs)
-            if not changed:
-                return None, set()
-            for host in sorted(changed):
-                self.file_for(host).write_text(configs[host], encoding="utf-8")
-            _git(self.path, "add", "--", *(self.file_for(h).name for h in sorted(changed)))
-            message = (f"{title}: {len(changed)} device(s) changed\n\n"
-                       + "\n".join(sorted(changed)) + "\n")
-            _git(self.path, "commit", "-q", "-F", "-", input_=message)
-            return _git(self.path, "rev-parse", "HEAD").strip(), changed
+            self._initialise()
+            head = self._head()
+            changed = self._changed(configs, head)
+            sha = None
+            if changed:
+                message = (f"{title}: {len(changed)} device(s) changed\n\n"
+                           + "\n".join(sorted(changed)) + "\n")
+                sha = self._commit({file_name(h): configs[h].encode() for h in changed},
+                                   head, message)
+            self._update_work_tree(configs, sha or head)
+            return sha, changed
+
+    @contextmanager
+    def _scratch(self) -> Iterator[Path]:
+        """A directory for this commit's temporary files, in .git (the same file system as
+        the work tree, for renames); removed afterwards, with any a killed run left."""
+        shutil.rmtree(self.git_dir / _TMP, ignore_errors=True)
+        try:
+            (self.git_dir / _TMP).mkdir()
+            yield self.git_dir / _TMP
+        except OSError as exc:
+            raise BackupError(f"backup repository {self.path}: cannot write: "
+                              f"{exc.strerror or exc}") from None
+        finally:
+            shutil.rmtree(self.git_dir / _TMP, ignore_errors=True)
+
+    def _commit(self, files: dict[str, bytes], head: str | None, message: str) -> str:
+        with self._scratch() as tmp:
+            paths = []
+            for i, data in enumerate(files.values()):
+                path = tmp / f"{i}.cfg"
+                path.write_bytes(data)
+                paths.append(str(path))
+            blobs = self._git("hash-object", "-w", "--no-filters", "--stdin-paths",
+                              input_="\n".join(paths).encode() + b"\n").split()
+            env = {"GIT_INDEX_FILE": str(tmp / "index")}
+            if head is not None:
+                self._git("read-tree", head, env=env)
+            entries = "".join(f"100644 {blob}\t{name}\n"
+                              for name, blob in zip(files, blobs, strict=True))
+            self._git("update-index", "--index-info", input_=entries.encode(), env=env)
+            tree = self._git("write-tree", env=env).strip()
+            parents = ["-p", head] if head is not None else []
+            sha = self._git("commit-tree", tree, *parents, input_=message.encode()).strip()
+            # the commit exists from here on only if HEAD still is what the run read
+            self._git("update-ref", "-m", message.splitlines()[0], "HEAD", sha, head or "")
+            return sha
+
+    def _update_work_tree(self, configs: dict[str, str], head: str | None) -> None:
+        """The files (each replaced by rename, never half-written) and the index follow
+        HEAD. Not a failure of the backup when they cannot (it is in git): logged, and the
+        next run writes them again."""
+        try:
+            with self._scratch() as tmp:
+                for host, text in sorted(configs.items()):
+                    path, data = self.file_for(host), text.encode()
+                    try:
+                        if path.read_bytes() == data:
+                            continue
+                    except FileNotFoundError:
+                        pass
+                    (tmp / "file").write_bytes(data)
+                    os.replace(tmp / "file", path)
+            if head is not None:
+                self._git("reset", "-q")
+        except (OSError, BackupError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            log.warning("backup repository %s: committed, but the files in it are not all "
+                        "up to date: %s", self.path, reason)
 
     def changes(self, commit: str, hosts: Iterable[str]) -> dict[str, str | None]:
         """What `commit` changed in each host's file: the diff's hunks, or None for a file
         the commit added (a first backup: its diff would be the whole config)."""
-        names = {self.file_for(h).name: h for h in hosts}
-        text = _git(self.path, "show", "--format=", "--no-color", "--no-ext-diff",
-                    "--no-renames", commit, "--")
+        names = {file_name(h): h for h in hosts}
+        text = self._git("show", "--format=", "--no-color", "--no-ext-diff", "--no-renames",
+                         commit, "--")
         out: dict[str, str | None] = {}
         for chunk in re.split(r"^diff --git ", text, flags=re.M)[1:]:
             head, _, hunks = chunk.partition("\n@@")

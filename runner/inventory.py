@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from nornir.core.inventory import (
     ConnectionOptions,
@@ -18,14 +18,14 @@ from nornir.core.inventory import (
     Inventory,
     ParentGroups,
 )
-from pydantic import BeforeValidator, RootModel
+from pydantic import BeforeValidator, ConfigDict, Field, RootModel
 
 from runner import platforms
 from runner.drivers.base import ConnectParams
 from runner.drivers.registry import DRIVERS, builtin_drivers
 from runner.errors import InputError, InventoryError
 from runner.job.spec import Targets
-from runner.validation import Loc, Strict, YamlSource, problem
+from runner.validation import Loc, Strict, YamlSource, problem, shown
 from runner.yamlsrc import LineDict, line_of, load_yaml
 
 
@@ -184,6 +184,34 @@ class _Entry(Strict):
     not_a_mapping = "expected a mapping"
 
 
+class ExtrasEntry(_Entry):
+    """`connection_options.<driver>.extras`: the driver's own options. Those runner or its
+    drivers read are typed here (a secret of 12345 is refused where it is written, not
+    found by a session); any other key goes to the driver as written."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    unknown_field = None
+
+    secret: str | None = None
+    passphrase: str | None = None
+    private_key_passphrase: str | None = None
+    auth_private_key_passphrase: str | None = None
+    private_key_path: str | None = None
+    key_file: str | None = None
+    alt_key_file: str | None = None
+    known_hosts: str | None = None
+    known_hosts_path: str | None = None
+    transport: Literal["bin", "ssh2"] | None = None
+    strict_host_keys: bool | None = None
+    enable_strict_key: bool | None = None
+    ssh_strict: bool | None = None
+    system_host_keys: bool | None = None
+    alt_host_keys: bool | None = None
+    use_keys: bool | None = None
+    allow_agent: bool | None = None
+    keepalive: Annotated[float, Field(ge=0)] | None = None
+
+
 class ConnectionOptionsEntry(_Entry):
     """`connection_options.<driver>`: what the driver uses instead of the host's values."""
 
@@ -192,7 +220,7 @@ class ConnectionOptionsEntry(_Entry):
     username: str | None = None
     password: str | None = None
     platform: str | None = None
-    extras: Data = None
+    extras: ExtrasEntry | None = None
 
 
 class DefaultsEntry(_Entry):
@@ -225,7 +253,9 @@ class EntriesFile(RootModel[dict[Name, HostEntry | None]]):
 
 def _conn_options(entry: DefaultsEntry) -> dict[str, ConnectionOptions]:
     return {name: ConnectionOptions(hostname=c.hostname, port=c.port, username=c.username,
-                                    password=c.password, platform=c.platform, extras=c.extras)
+                                    password=c.password, platform=c.platform,
+                                    extras=None if c.extras is None
+                                    else c.extras.model_dump(exclude_unset=True))
             for name, c in (entry.connection_options or {}).items()}
 
 
@@ -241,7 +271,7 @@ def _source(path: Path, required: bool, root: str | None = None) -> YamlSource[I
         if required:
             raise InventoryError("inventory file not found", path=path)
         return YamlSource(path, LineDict(), InventoryError, root=root)
-    data = load_yaml(path, InventoryError)
+    data = load_yaml(path, InventoryError, root)
     if data is None:
         data = LineDict()
     if not isinstance(data, LineDict):
@@ -260,7 +290,10 @@ def _check_values(source: YamlSource[InventoryError], entry: DefaultsEntry,
     driver = (entry.data or {}).get("driver")
     if driver is not None:
         try:
-            builtin_drivers().get(driver if isinstance(driver, str) else str(driver))
+            if not isinstance(driver, str):
+                raise InputError(f"expected a driver name: one of {', '.join(DRIVERS)} "
+                                 f"(got {shown(driver)})")
+            builtin_drivers().get(driver)
         except InputError as exc:
             raise source.error(exc.message, (*loc, "data", "driver")) from None
 
@@ -271,6 +304,38 @@ def _check_groups(source: YamlSource[InventoryError], name: str, entry: HostEntr
         if group not in known:
             raise source.error(f"group {group!r} is not defined{where}", (name, "groups", i))
     return ParentGroups([known[g] for g in entry.groups or []])
+
+
+MAX_GROUP_DEPTH = 100  # Nornir resolves inherited values recursively, one call per level
+
+
+def _check_group_nesting(source: YamlSource[InventoryError],
+                         entries: Mapping[str, HostEntry]) -> None:
+    """Refuse a group that is its own ancestor, and chains of groups deeper than Nornir can
+    follow; iterative, so the check itself cannot run out of stack."""
+    parents = {name: entry.groups or [] for name, entry in entries.items()}
+    height: dict[str, int] = {}  # levels of groups above and including each one
+    for start in parents:
+        path, next_index = [start], [0]
+        while path:
+            name, i = path[-1], next_index[-1]
+            if i < len(parents[name]):
+                next_index[-1] += 1
+                parent = parents[name][i]
+                if parent in path:
+                    cycle = " -> ".join([*path[path.index(parent):], parent])
+                    raise source.error(f"group cycle: {cycle}", (name, "groups", i))
+                if parent not in height:
+                    path.append(parent)
+                    next_index.append(0)
+                continue
+            height[name] = 1 + max((height[p] for p in parents[name]), default=0)
+            if height[name] > MAX_GROUP_DEPTH:
+                i, top = max(enumerate(parents[name]), key=lambda item: height[item[1]])
+                raise source.error(f"groups nested deeper than {MAX_GROUP_DEPTH} levels "
+                                   f"({name} -> {top} -> ...)", (name, "groups", i))
+            path.pop()
+            next_index.pop()
 
 
 def load_inventory(path: Path) -> FleetInventory:
@@ -303,6 +368,7 @@ def load_inventory(path: Path) -> FleetInventory:
         groups[name] = Group(name=name, groups=None, defaults=defaults, **_fields(entry))
     for name, entry in group_entries.items():
         groups[name].groups = _check_groups(group_src, name, entry, groups, "")
+    _check_group_nesting(group_src, group_entries)
 
     hosts = Hosts()
     for name, entry in host_entries.items():

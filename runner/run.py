@@ -68,9 +68,9 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
             if problem:
                 raise job.error(problem, ("steps", index, "config", "config", "template"))
         elif isinstance(step, CommandStep) and step.parse is not None:
-            problem = check_parser(step.parse, templates_dir)
-            if problem:
-                raise job.error(problem, ("steps", index, "command", "parse"))
+            found = check_parser(step.parse, templates_dir)
+            if found:
+                raise job.error(found[1], ("steps", index, "command", "parse", found[0]))
         elif isinstance(step, BackupStep):
             backups += 1
             if backups > 1:

@@ -57,10 +57,16 @@ def _expected(error: Mapping[str, Any]) -> str:
     return _EXPECTED.get(error["type"], str(error["msg"]))
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """repr(value), cut: a message stays one readable line whatever the file held."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _got(error: Mapping[str, Any]) -> str:
     value = error.get("input")
     if isinstance(value, str | int | float | bool) and value != "":
-        return f" (got {value!r})"
+        return f" (got {shown(value)})"
     if isinstance(value, dict):
         return " (got a mapping)"
     if isinstance(value, list):
@@ -173,7 +179,7 @@ class Strict(BaseModel):
             known = _known_keys(cls)
             expected = ", ".join(sorted(known))
             errors += [InitErrorDetails(
-                type=problem(cls.unknown_field.format(key=repr(key), expected=expected),
+                type=problem(cls.unknown_field.format(key=shown(key), expected=expected),
                              "unknown_field"), loc=(str(key),), input=value)
                 for key, value in data.items() if key not in known and key not in cls.tolerated]
         errors += [InitErrorDetails(type=problem(message, "missing_key"), loc=(key,),

@@ -1,13 +1,22 @@
-"""YAML loading that remembers the line of every key and item, for errors that name lines."""
+"""YAML loading that remembers the line of every key and item, for errors that name lines,
+and refuses files built to exhaust runner (deep nesting, alias bombs, endless numbers)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
 from runner.errors import InputError
+
+MAX_DEPTH = 100  # nested mappings/lists; runner's files need a handful
+# values a file may expand to through aliases (or 10 per value written, if that is more)
+MAX_ALIASED = 1_000_000
+MAX_INT_CHARS = 1000  # an integer's text; Python refuses str() of ints past 4300 digits
+MAX_BYTES = 64 * 1024 * 1024  # a file; a fleet of 100,000 hosts takes a fraction of this
 
 
 class LineDict(dict[Any, Any]):
@@ -48,6 +57,15 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
     source: Path
     error_class: type[InputError]
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except InputError:
+            raise
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date like 2026-13-01
+            raise self.error_class(f"invalid YAML: cannot read this value: {exc}",
+                                   path=self.source, line=node.start_mark.line + 1) from None
+
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     loader.flatten_mapping(node)
@@ -57,6 +75,9 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
+        if isinstance(key, dict | list):
+            raise loader.error_class("invalid YAML: a key is a single value, not a list or "
+                                     "mapping", path=loader.source, line=line)
         if key in result:
             raise loader.error_class(
                 f"duplicate key {key!r} (first defined on line {result.lines[key]})",
@@ -79,18 +100,151 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-def load_yaml(path: Path, error_class: type[InputError] = InputError) -> Any:
-    """Parse one YAML file; syntax errors become an `error_class` naming file and line."""
+@dataclass(slots=True)
+class _Open:
+    """A mapping or list being read by the shape check."""
+
+    anchor: str | None
+    is_mapping: bool
+    key: Any = None  # mappings: the key whose value is read next
+    at_key: bool = True  # mappings: the next node is a key
+    index: int = 0  # lists: the item read next
+    height: int = 1  # nesting below and including this one
+    size: int = 1  # values, with aliases expanded
+
+
+class _Shape:
+    """The shape check of one file, fed its events one by one (libyaml's parser keeps its
+    own stack: nothing recursive sees the data before this check passed). Refuses nesting
+    deeper than MAX_DEPTH (directly or through aliases), aliases that multiply the data (a
+    "billion laughs") and integers too long to be printed."""
+
+    def __init__(self, loader: Any, path: Path, error_class: type[InputError],
+                 root: str | None) -> None:
+        self.loader, self.path, self.error_class, self.root = loader, path, error_class, root
+        self.stack: list[_Open] = []
+        self.anchors: dict[str, tuple[int, int]] = {}  # anchor -> (height, size) of its node
+        self.written = self.expanded = 0
+
+    def fail(self, message: str, event: yaml.Event) -> NoReturn:
+        mark = event.start_mark
+        raise self.error_class(message, path=self.path, line=mark.line + 1 if mark else None,
+                               field=self.field())
+
+    def field(self) -> str | None:
+        """Where the check is, as a field name (the first levels only)."""
+        parts = [str(o.key)[:40] if o.is_mapping else f"[{o.index}]" for o in self.stack]
+        if self.root is not None:
+            parts.insert(0, self.root)
+        name = ""
+        for part in parts[:3]:
+            name += part if part.startswith("[") or not name else f".{part}"
+        return (name + ("..." if len(parts) > 3 else "")) or None
+
+    def begin(self, event: yaml.NodeEvent) -> None:
+        """Any node: counted, and named if it is a mapping's key."""
+        self.written += 1
+        if self.stack and self.stack[-1].is_mapping and self.stack[-1].at_key:
+            self.stack[-1].key = event.value if isinstance(event, yaml.ScalarEvent) else "?"
+
+    def finish(self, anchor: str | None, height: int, size: int) -> None:
+        """A node (scalar, alias or ended collection) of the container around it."""
+        if anchor is not None:
+            self.anchors[anchor] = (height, size)
+        if self.stack:
+            parent = self.stack[-1]
+            parent.height = max(parent.height, height + 1)
+            parent.size += size
+            if parent.is_mapping:
+                parent.at_key = not parent.at_key
+            else:
+                parent.index += 1
+
+    def scalar(self, event: yaml.ScalarEvent) -> None:
+        self.begin(event)
+        self.expanded += 1
+        if len(event.value) > MAX_INT_CHARS:
+            tag = event.tag
+            if tag is None or tag == "!":  # as the composer resolves it
+                tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            if tag == "tag:yaml.org,2002:int":
+                self.fail(f"a number of {len(event.value)} characters is too long (at most "
+                          f"{MAX_INT_CHARS})", event)
+        self.finish(event.anchor, 0, 1)
+
+    def alias(self, event: yaml.AliasEvent) -> None:
+        self.begin(event)
+        # an anchor still open (a recursive alias) is the constructor's to refuse
+        height, size = self.anchors.get(str(event.anchor), (0, 1))
+        if len(self.stack) + height > MAX_DEPTH:
+            self.fail(f"nested deeper than {MAX_DEPTH} levels (through alias "
+                      f"*{event.anchor})", event)
+        self.expanded += size
+        limit = max(MAX_ALIASED, 10 * self.written)
+        if self.expanded > limit:
+            self.fail(f"aliases expand this file to more than {limit} values: refused as a "
+                      "YAML bomb", event)
+        self.finish(None, height, size)
+
+    def start(self, event: yaml.CollectionStartEvent) -> None:
+        self.begin(event)
+        if len(self.stack) >= MAX_DEPTH:
+            self.fail(f"nested deeper than {MAX_DEPTH} levels", event)
+        self.expanded += 1
+        self.stack.append(_Open(event.anchor, isinstance(event, yaml.MappingStartEvent)))
+
+    def end(self, _event: yaml.CollectionEndEvent) -> None:
+        node = self.stack.pop()
+        self.finish(node.anchor, node.height, node.size)
+
+
+def _check_shape(text: str, path: Path, error_class: type[InputError],
+                 root: str | None = None) -> None:
+    loader = _Base(text)
+    shape = _Shape(loader, path, error_class, root)
+    handlers: dict[type[yaml.Event], Callable[[Any], None]] = {
+        yaml.ScalarEvent: shape.scalar, yaml.AliasEvent: shape.alias,
+        yaml.MappingStartEvent: shape.start, yaml.SequenceStartEvent: shape.start,
+        yaml.MappingEndEvent: shape.end, yaml.SequenceEndEvent: shape.end}
     try:
-        text = path.read_text(encoding="utf-8")
+        while True:
+            event = loader.get_event()
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(event)
+            elif isinstance(event, yaml.StreamEndEvent):
+                return
+    finally:
+        loader.dispose()
+
+
+def _read(path: Path, error_class: type[InputError]) -> str:
+    try:
+        with path.open("rb") as fh:  # at most MAX_BYTES + 1: a device such as /dev/zero ends
+            data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise error_class("file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error_class(f"cannot read file: {exc}", path=path) from None
-    loader = _Loader(text)
-    loader.source = path
-    loader.error_class = error_class
+    except OSError as exc:
+        raise error_class(f"cannot read file: {exc.strerror or exc}", path=path) from None
+    if len(data) > MAX_BYTES:
+        raise error_class(f"file too large (over {MAX_BYTES // (1024 * 1024)} MiB)", path=path)
     try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error_class(f"cannot read file: {exc}", path=path) from None
+
+
+def load_yaml(path: Path, error_class: type[InputError] = InputError,
+              root: str | None = None) -> Any:
+    """Parse one YAML file; syntax errors become an `error_class` naming file and line (and
+    the field, `root` first if given, where the shape check refused it)."""
+    text = _read(path, error_class)
+    loader: _Loader | None = None
+    try:
+        _check_shape(text, path, error_class, root)
+        loader = _Loader(text)
+        loader.source = path
+        loader.error_class = error_class
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -102,4 +256,5 @@ def load_yaml(path: Path, error_class: type[InputError] = InputError) -> Any:
     except yaml.YAMLError as exc:
         raise error_class(f"invalid YAML: {exc}", path=path) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

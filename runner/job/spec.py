@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from runner import ttpguard
 from runner.checks import problem
 from runner.notify import NotifyTarget
 from runner.schedule.spec import ScheduleSpec
@@ -79,9 +81,41 @@ class Rollout(_Model):
         "device the earlier batches changed (needs rollback: true)."))
 
 
+def is_inline_ttp(template: str) -> bool:
+    """Inline TTP has match variables; anything else names a file in templates/."""
+    return "{{" in template
+
+
+def _template_file(name: str) -> str:
+    path = PurePosixPath(name)
+    if not name.strip() or path.is_absolute() or ".." in path.parts or "\0" in name:
+        raise ValueError(f"expected a file in the templates directory: a relative path "
+                         f"without '..' (got {name[:60]!r})")
+    return name
+
+
 class ParserSpec(_Model):
     textfsm: str | None = Field(None, description="TextFSM template file (in templates/).")
-    ttp: str | None = Field(None, description="TTP template: inline text or a file.")
+    ttp: str | None = Field(None, description=(
+        "TTP template: inline text (with {{ match variables }}) or a file in templates/. "
+        "Only <group> tags and functions with plain arguments: TTP runs the rest as Python."))
+
+    @field_validator("textfsm")
+    @classmethod
+    def _textfsm_file(cls, value: str | None) -> str | None:
+        return None if value is None else _template_file(value)
+
+    @field_validator("ttp")
+    @classmethod
+    def _ttp(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not is_inline_ttp(value):
+            return _template_file(value)
+        why = ttpguard.problem(value)
+        if why:
+            raise ValueError(why)
+        return value
 
     @model_validator(mode="after")
     def _one(self) -> ParserSpec:

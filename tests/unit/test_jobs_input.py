@@ -24,33 +24,6 @@ BAD = sorted((Path(__file__).parent / "bad_jobs").glob("*.yml"))
 
 
 @pytest.fixture
-def listener() -> Iterator[tuple[int, list[tuple[str, int]]]]:
-    """A TCP listener on loopback that records every connection made to it."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    srv.settimeout(0.2)
-    seen: list[tuple[str, int]] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, addr = srv.accept()
-            except OSError:
-                continue
-            seen.append(addr)
-            conn.close()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield srv.getsockname()[1], seen
-    stop.set()
-    thread.join()
-    srv.close()
-
-
-@pytest.fixture
 def project(tmp_path: Path, listener: tuple[int, list[tuple[str, int]]]) -> Path:
     """A project dir: inventory of two hosts that point at the listener, and templates."""
     port, _ = listener
@@ -65,6 +38,11 @@ def project(tmp_path: Path, listener: tuple[int, list[tuple[str, int]]]) -> Path
     templates = tmp_path / "templates"
     templates.mkdir()
     (templates / "broken.j2").write_text("hostname x\n{% for x in %}\n", encoding="utf-8")
+    # hostile: parser templates that lead outside templates/, or run code in TTP
+    (templates / "shadow.ttp").symlink_to("/etc/shadow")
+    (templates / "etc").symlink_to("/etc")
+    (templates / "vars.ttp").write_text('<vars load="python">\nimport os\n</vars>\n{{ x }}\n',
+                                        encoding="utf-8")
     return tmp_path
 
 
@@ -84,7 +62,11 @@ def test_bad_job_file_error_names_file_line_field(path: Path, project: Path) -> 
     assert text in str(err), str(err)
 
 
-@pytest.mark.parametrize("path", BAD[:6], ids=[p.stem for p in BAD[:6]])
+# the first few, and every input of the red-team pass (issue 12): tracebacks before
+CLI = BAD[:6] + [p for p in BAD[6:] if p.name.startswith("hostile_")]
+
+
+@pytest.mark.parametrize("path", CLI, ids=[p.stem for p in CLI])
 def test_cli_run_exits_2_and_contacts_no_device(
         path: Path, project: Path, listener: tuple[int, list[tuple[str, int]]]) -> None:
     _, seen = listener
@@ -94,7 +76,9 @@ def test_cli_run_exits_2_and_contacts_no_device(
         capture_output=True, text=True, check=False, cwd=project)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert proc.stderr.startswith(f"error: {path}:")
+    line, text = expectation(path)
+    assert proc.stderr.startswith(f"error: {path}:{line}: "), proc.stderr
+    assert text in proc.stderr
     assert seen == []
 
 
