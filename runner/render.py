@@ -57,6 +57,24 @@ class BoundedSandbox(SandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+class _ContainedLoader(jinja2.FileSystemLoader):
+    """Templates (and what they include) only from inside the templates directory: a
+    symlink leading out of it is refused, or a template could send any file of this
+    machine to the devices as config."""
+
+    def get_source(self, environment: jinja2.Environment,
+                   template: str) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if not _inside(Path(filename), Path(self.searchpath[0])):
+            raise jinja2.TemplateNotFound(f"{template} (it leads out of the templates "
+                                          "directory)")
+        return source, filename, uptodate
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
 def bounded(render: Callable[[], T]) -> T:
     """Run one render (or expression) with a fresh iteration budget."""
     token = _BUDGET.set([MAX_ITERATIONS])
@@ -76,7 +94,7 @@ class Templates:
     @cached_property
     def env(self) -> SandboxedEnvironment:
         return BoundedSandbox(
-            loader=jinja2.FileSystemLoader(str(self.root)),
+            loader=_ContainedLoader(str(self.root)),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
             autoescape=False,  # device config, not HTML
@@ -96,6 +114,9 @@ class Templates:
         found = [p for p in [self.root / name, *self.root.glob(f"*/{name}")] if p.is_file()]
         if not found:
             return f"template {name!r} not found in {self.root} (or {self.root}/<platform>/)"
+        for path in found:
+            if not _inside(path, self.root):
+                return f"template {path} leads out of {self.root} (a symlink): not used"
         for path in found:
             try:
                 self.env.parse(path.read_text(encoding="utf-8"))

@@ -75,6 +75,11 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
             backups += 1
             if backups > 1:
                 raise job.error("a job has at most one backup step", ("steps", index))
+            target = Path(step.backup.dir)
+            if target.exists() and not target.is_dir():
+                raise job.error(f"{target} exists and is not a directory (expected the "
+                                "backup git repository, or a path to create it at)",
+                                ("steps", index, "backup", "backup", "dir"))
     spec = job.spec
     if spec.rollout is not None and spec.rollout.on_stop is OnStop.ROLLBACK \
             and not spec.rolls_back:

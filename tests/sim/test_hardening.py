@@ -228,19 +228,43 @@ def test_a_run_killed_or_terminated_is_never_left_running(sim: SimProcess, tmp_p
                                         ("skipped", "Interrupted")}
 
 
-def test_a_backup_that_cannot_be_written_fails_the_run_clearly(sim: SimProcess,
-                                                              tmp_path: Path) -> None:
+def test_a_backup_dir_that_is_a_file_is_refused_before_any_device(sim: SimProcess,
+                                                                   tmp_path: Path) -> None:
     (tmp_path / "backups").write_text("a file where the backup repository should be")
     job = write_job(tmp_path / "backup.yml", driver="asyncssh",
                     steps=[{"backup": {"dir": str(tmp_path / "backups")}}])
     proc = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[5])
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
-    run_row, rows = stored(tmp_path)
-    assert run_row["status"] == "failed" and len(rows) == 1
-    shown = json.loads(subprocess.run(runner(tmp_path, "show", run_row["run_id"], "--json"),
-                                      capture_output=True, text=True, check=True).stdout)
-    assert shown["error"] and str(tmp_path / "backups") in shown["error"]
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (
+        f"error: {job}:5: steps[0].backup.dir: {tmp_path / 'backups'} exists and is not a "
+        "directory (expected the backup git repository, or a path to create it at)")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs")
+def test_a_backup_on_a_full_disk_fails_the_run_clearly_and_loses_nothing(
+        sim: SimProcess, tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                   check=True)
+    try:
+        (disk / "filler").write_bytes(b"\0" * (256 * 1024 - 4096))
+        job = write_job(tmp_path / "backup.yml", driver="asyncssh",
+                        steps=[{"backup": {"dir": str(disk / "backups")}}])
+        proc = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[5])
+        assert proc.returncode == 1
+        assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+        run_row, rows = stored(tmp_path)
+        assert run_row["status"] == "failed" and [r[1] for r in rows] == ["ok"]
+        shown = json.loads(subprocess.run(runner(tmp_path, "show", run_row["run_id"],
+                                                 "--json"), capture_output=True, text=True,
+                                          check=True).stdout)
+        assert shown["error"] and "backup" in shown["error"].lower()
+        (disk / "filler").unlink()  # space again: the next run backs up as usual
+        again = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[5])
+        assert again.returncode == 0, again.stderr
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,

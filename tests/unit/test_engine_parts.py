@@ -155,3 +155,19 @@ def test_templates_strict_sandboxed_and_platform_first(tmp_path: Path) -> None:
     with pytest.raises(RenderFailed, match="unsafe"):
         t.render("evil.j2", "cisco_ios", {})
     assert t.check("../etc/passwd") is not None
+
+
+def test_a_template_leading_out_of_the_templates_directory_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "templates"
+    root.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("enable secret s3cret-on-the-jump-host\n", encoding="utf-8")
+    (root / "leak.j2").symlink_to(secret)
+    (root / "includes.j2").write_text("{% include 'leak.j2' %}\n", encoding="utf-8")
+    templates = Templates(root)
+    assert "leads out of" in (templates.check("leak.j2") or "")
+    for name in ("leak.j2", "includes.j2"):
+        with pytest.raises(RenderFailed) as info:
+            templates.render(name, "cisco_ios", {})
+        assert "leads out of the templates directory" in str(info.value)
+        assert "s3cret" not in str(info.value)
