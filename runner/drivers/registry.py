@@ -5,14 +5,13 @@ platforms.yaml attribute that names the device's platform in the driver's own te
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol, cast
 
 from runner.drivers.base import ConnectParams, Session, Timeouts
-from runner.errors import InputError
+from runner.registry import Registry
 from runner.vocab import Driver
 
 
@@ -38,33 +37,11 @@ class DriverEntry:
                                            self.class_name))
 
 
-class DriverRegistry:
-    """Drivers by name; registering a name twice is refused, an unknown name is an error
-    naming the known ones (never a silent fallback to another driver)."""
+class DriverRegistry(Registry[DriverEntry]):
+    """Drivers by name (never a silent fallback to another driver)."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, DriverEntry] = {}
-
-    def register(self, entry: DriverEntry) -> None:
-        if entry.name in self._entries:
-            raise ValueError(f"driver {str(entry.name)!r} is already registered")
-        self._entries[entry.name] = entry
-
-    def get(self, name: str) -> DriverEntry:
-        entry = self._entries.get(name)
-        if entry is None:
-            raise InputError(f"unknown driver {name!r} (expected one of "
-                             f"{', '.join(self.names())})")
-        return entry
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __iter__(self) -> Iterator[DriverEntry]:
-        return iter(self._entries.values())
-
-    def names(self) -> list[str]:
-        return list(self._entries)
+        super().__init__("driver", lambda entry: entry.name)
 
 
 @cache

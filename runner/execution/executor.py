@@ -12,10 +12,11 @@ from functools import cache
 from pathlib import Path
 from typing import Protocol, Self, cast
 
-from runner.errors import InputError, NotRun
+from runner.errors import NotRun
 from runner.inventory import FleetInventory
 from runner.job.spec import JobSpec
 from runner.records import ApprovedChange, DeviceResult, RestorePlan
+from runner.registry import Registry
 from runner.settings import Settings
 from runner.vocab import Engine, EngineChoice
 
@@ -99,27 +100,14 @@ class ExecutorEntry:
                                              self.class_name))
 
 
-class ExecutorRegistry:
-    """Engines by name; a duplicate is refused, an unknown name is an error naming the
-    known ones."""
+class ExecutorRegistry(Registry[ExecutorEntry]):
+    """Engines by name."""
 
     def __init__(self) -> None:
-        self._entries: dict[Engine, ExecutorEntry] = {}
-
-    def register(self, entry: ExecutorEntry) -> None:
-        if entry.engine in self._entries:
-            raise ValueError(f"engine {entry.engine!r} is already registered")
-        self._entries[entry.engine] = entry
+        super().__init__("engine", lambda entry: entry.engine)
 
     def create(self, engine: Engine, work: Work) -> Executor:
-        entry = self._entries.get(engine)
-        if entry is None:
-            raise InputError(f"unknown engine {engine!r} (expected one of "
-                             f"{', '.join(self._entries)})")
-        return entry.load()(work)
-
-    def names(self) -> list[str]:
-        return list(self._entries)
+        return self.get(engine).load()(work)
 
 
 @cache
