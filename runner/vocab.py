@@ -111,3 +111,13 @@ class OccurrenceStatus(StrEnum):
     INTERRUPTED = "interrupted"
     MISSED = "missed"  # misfired (too late) or coalesced into a later one
     SKIPPED = "skipped"  # the previous run was still going (overlap: skip)
+
+
+class SchemaState(StrEnum):
+    """Where a database stands in runner's migration history (`runner db current`)."""
+
+    CURRENT = "current"  # at this runner's head revision
+    BEHIND = "behind"  # an older revision: an upgrade brings it to head
+    UNVERSIONED = "unversioned"  # runner's tables without a version: a runner before Alembic
+    EMPTY = "empty"  # none of runner's tables yet
+    AHEAD = "ahead"  # a revision this runner does not know: a newer runner migrated it
