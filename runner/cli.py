@@ -61,6 +61,8 @@ def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
     # whole configs): their warnings only, whatever -v asks for.
     for library in SSH_LIBRARIES:
         logging.getLogger(library).setLevel(logging.WARNING)
+    # Alembic says "Context impl ..." at every start; runner.migrate logs what it upgrades.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 _TERMINATED: list[bool] = []  # SIGTERM arrived (asyncio may re-raise it as a plain Ctrl-C)

@@ -1,6 +1,7 @@
 """Two `runner serve` started together on one fresh store, on SQLite and on a real PostgreSQL
 server, against simulated devices: both start (the schema is made once), one leads and the
-other stands by, the leader stops and the other takes over, and every occurrence ran once."""
+other stands by, the leader stops and the other takes over, and every occurrence ran once.
+And one server through a PostgreSQL restart: it waits for its store, then fires again."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
 from runner.results import ResultsStore
 from tests.conftest import ROOT, free_port
+from tests.pg import PASSWORD, PgServer
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +97,35 @@ def test_two_servers_started_together_run_each_occurrence_once(
     assert sum(r["status"] == "ok" for r in runs) >= 6
     for log in (leader.text(), other.text()):
         assert "Traceback" not in log
+
+
+def test_serve_rides_out_a_postgresql_restart(postgres: PgServer, sim: SimProcess,
+                                              tmp_path: Path) -> None:
+    url = postgres.new_database()
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "tick.yml").write_text(TICK, encoding="utf-8")
+    server = Serve(tmp_path, url, sim.inventory, "a")
+    try:
+        wait_for(lambda: sum(r["status"] == "ok" for r in runs_of(url)) >= 2, 60,
+                 "runs before the restart")
+        postgres.stop("fast")
+        try:
+            wait_for(lambda: "schedule store postgresql+psycopg://runner:***@127.0.0.1"
+                     in server.text() and "unreachable" in server.text(), 60,
+                     "the server to find its store gone")
+            assert server.proc.poll() is None  # still serving
+        finally:
+            postgres.start()
+        wait_for(lambda: "schedule store reachable again" in server.text(), 60,
+                 "the store to be back")
+        count = len(runs_of(url))
+        wait_for(lambda: sum(r["status"] == "ok" for r in runs_of(url)) >= count + 2, 60,
+                 "runs after the restart")
+    finally:
+        code = server.stop()
+    log = server.text()
+    assert code == 0, log[-3000:]
+    assert PASSWORD not in log and "Traceback" not in log
+    runs = runs_of(url)
+    assert [o for o, n in Counter(r["occurrence"] for r in runs).items() if n > 1] == []
+    assert {r["status"] for r in runs} <= {"ok", "interrupted"}, runs

@@ -304,3 +304,45 @@ def test_records_the_database_does_not_take_in_time_are_named(postgres: PgServer
     assert writer.error is not None and "for 1s (RUNNER_DB_RETRY)" in writer.error
     assert PASSWORD not in writer.error and "runner:***@127.0.0.1" in writer.error
     assert stored_hosts(store, run.run_id) == ["r1"]  # nothing half-written either
+
+
+def test_the_migrations_ship_with_the_package(tmp_path: Path) -> None:
+    """Only what setuptools installs (packages found as pyproject says, their modules and
+    package-data), copied aside: `runner db upgrade` works from that copy alone."""
+    import fnmatch
+    import shutil
+    import sysconfig
+    import tomllib
+
+    from setuptools import find_packages
+
+    from tests.conftest import ROOT
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+    packages = find_packages(str(ROOT), include=config["setuptools"]["packages"]["find"]
+                             ["include"])
+    assert {"runner.migrations", "runner.migrations.versions"} <= set(packages)
+    data = config["setuptools"]["package-data"]["runner"]
+    for source in (ROOT / "runner").rglob("*"):
+        relative = source.relative_to(ROOT)
+        package = ".".join(relative.parent.parts)
+        shipped = source.is_file() and package in packages and (
+            source.suffix == ".py" or any(fnmatch.fnmatch(
+                str(source.relative_to(ROOT / "runner")), p) for p in data))
+        if shipped:
+            (tmp_path / "site" / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp_path / "site" / relative)
+    # -S: no .pth files, so not the editable install of this checkout; the dependencies
+    # from site-packages, after the copy.
+    env = {"PYTHONPATH": f"{tmp_path / 'site'}:{sysconfig.get_paths()['purelib']}",
+           "PATH": "/usr/bin:/bin"}
+    python = [sys.executable, "-S"]
+    where = subprocess.run([*python, "-c", "import runner; print(runner.__file__)"],
+                           capture_output=True, text=True, env=env, check=True,
+                           cwd=tmp_path)
+    assert where.stdout.startswith(str(tmp_path / "site"))
+    done = subprocess.run([*python, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'r.db'}",
+                           "db", "upgrade"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"to {migrate.head()} (head)" in done.stdout
