@@ -45,18 +45,25 @@ class PgServer:
             account = pwd.getpwnam("postgres")
             os.chown(self.dir, account.pw_uid, account.pw_gid)
             self._as = ["runuser", "-u", "postgres", "--"]
-        pwfile = self.dir / "pwfile"
-        pwfile.write_text(PASSWORD + "\n", encoding="utf-8")
-        if self._as:
-            os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)
-        self._run("initdb", "-D", str(self.data), "-U", USER, "--pwfile", str(pwfile),
-                  "--auth", "scram-sha-256", "-E", "UTF8", "--no-sync")
-        pwfile.unlink()
-        self.start()
+        try:
+            pwfile = self.dir / "pwfile"
+            pwfile.write_text(PASSWORD + "\n", encoding="utf-8")
+            if self._as:
+                os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)
+            self._run("initdb", "-D", str(self.data), "-U", USER, "--pwfile", str(pwfile),
+                      "--auth", "scram-sha-256", "-E", "UTF8", "--no-sync")
+            pwfile.unlink()
+            self.start()
+        except BaseException:
+            self.close()  # a half-made cluster is stopped and removed too
+            raise
 
     def _run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self._as, str(self.bin / tool), *args], check=True,
-                       capture_output=True, timeout=120, cwd=self.dir)
+        done = subprocess.run([*self._as, str(self.bin / tool), *args], capture_output=True,
+                              text=True, timeout=120, cwd=self.dir, check=False)
+        if done.returncode != 0:
+            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise RuntimeError(f"{tool} exited {done.returncode}: {done.stderr.strip()}\n{log}")
 
     def start(self) -> None:
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} "

@@ -140,7 +140,19 @@ def test_a_database_gone_past_the_bound_fails_loudly_and_keeps_every_record(
                                str(kept)], capture_output=True, text=True, cwd=tmp_path,
                               env=_env(), timeout=120, check=False)
     assert imported.returncode == 0, imported.stderr
+    # that start first finished the run it found left running (placeholders for the
+    # records it lacked); the import put the real records and status in their place
+    assert "left running by a runner process that is gone" in imported.stderr
     assert stored(url) == hosts_of(sim)
+    again = subprocess.run([sys.executable, "-m", "runner", "--db", url, "db", "import",
+                            str(kept)], capture_output=True, text=True, cwd=tmp_path,
+                           env=_env(), timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    history = json.loads(subprocess.run(
+        [sys.executable, "-m", "runner", "--db", url, "history", "--json"],
+        capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=120,
+        check=True).stdout)
+    assert [(r["run_id"], r["status"]) for r in history] == [(result["run_id"], "ok")]
     shown = json.loads(subprocess.run(
         [sys.executable, "-m", "runner", "--db", url, "show", result["run_id"], "--json"],
         capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=120,
