@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from runner.cli_common import engine_option, settings_of
+from runner.cli_common import ALL_DEVICES, engine_option, settings_of
 from runner.errors import InputError
 from runner.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.output import Progress, run_table, table
@@ -152,9 +152,10 @@ def _listing(sched: Scheduled, store: ScheduleStore, results: ResultsStore, now:
 @JOBS
 @INVENTORY
 @TEMPLATES
+@ALL_DEVICES
 @click.pass_context
 def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
-            templates: Path) -> None:
+            templates: Path, show_all: bool) -> None:
     """Fire job NAME now (outside its schedule), in the foreground."""
     jobs = JobsDir(jobs_dir)
     jobs.reload()
@@ -169,7 +170,7 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
         settings=settings_of(ctx), occurrence=f"{name}@manual-{now_iso()}",
         on_device_done=[Progress(len(prep.hosts))],
         preview_window=schedule.approval_seconds if preview and schedule else None))
-    click.echo(run_table(result))
+    click.echo(run_table(result, show_all))
     if preview:
         click.echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
                    f"{result.run_id})")
