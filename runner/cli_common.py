@@ -39,3 +39,9 @@ def engine_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--engine", type=click.Choice([e.value for e in EngineChoice]),
                         default=EngineChoice.AUTO.value, show_default=True, help=ENGINE_HELP,
                         callback=lambda _c, _p, value: EngineChoice(value))(fn)
+
+
+ALL_DEVICES = click.option(
+    "--all", "show_all", is_flag=True,
+    help="List every device in the table (past 50 devices only the ones that did not end "
+         "ok or changed are listed, the rest counted).")

@@ -235,12 +235,13 @@ class ResultsStore:
                     error: str | None) -> None:
         with self.engine.begin() as conn:
             # Stored as each device finished; only backup steps learn more afterwards
-            # (whether the commit changed the device's file).
+            # (whether the commit changed the device's file, and so the device's status).
             for device in (d for d in run.devices
                            if any(s.kind is StepKind.BACKUP for s in d.steps)):
                 conn.execute(update(devices).where(
                     devices.c.run_id == run.run_id, devices.c.host == device.host).values(
-                    steps=device.to_json()["steps"]))
+                    steps=device.to_json()["steps"], status=device.status,
+                    changed=device.changed))
             conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),

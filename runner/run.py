@@ -27,7 +27,7 @@ from runner.render import Templates
 from runner.results import RecordWriter, ResultsStore
 from runner.settings import Settings
 from runner.unsaved import not_stored
-from runner.vocab import Approval, EngineChoice, OnStop, RunStatus, StepKind
+from runner.vocab import Approval, DeviceStatus, EngineChoice, OnStop, RunStatus, StepKind
 
 log = logging.getLogger("runner.run")
 
@@ -289,3 +289,6 @@ def commit_backups(prep: Prepared, run: RunResult) -> None:
             if s.kind is StepKind.BACKUP:
                 s.changed = device.host in changed
                 s.output = str(repo.file_for(device.host)) if device.backup else None
+        if device.host in changed and device.status is DeviceStatus.OK:
+            # known only now: a device whose backed-up config changed is `changed`
+            device.status, device.changed = DeviceStatus.CHANGED, True

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
-from runner.cli_common import engine_option, results_store, settings_of
+from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
 from runner.errors import InputError
 from runner.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.output import Progress, run_table, table
 from runner.records import now_iso
 from runner.results import ResultsStore
 from runner.run import RunOptions, execute, prepare
-from runner.schedule.server import Clock, JobsDir, Scheduler
+from runner.schedule.policy import is_occurrence
+from runner.schedule.server import Clock, JobsDir, Scheduled, Scheduler
 from runner.schedule.store import ScheduleStore
 from runner.vocab import Approval, EngineChoice, NotifyEvent
 
@@ -89,9 +94,12 @@ def schedule() -> None:
 @schedule.command(name="list")
 @JOBS
 @STORE
-@click.option("-n", "--next", "count", type=int, default=3, show_default=True)
+@click.option("-n", "--next", "count", type=click.IntRange(0, 1000), default=3,
+              show_default=True, help="Fire times to show per job.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (a list of jobs).")
 @click.pass_context
-def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int) -> None:
+def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
+          as_json: bool) -> None:
     """Each scheduled job, its trigger in words, next fire times, last run."""
     jobs = JobsDir(jobs_dir)
     for message in jobs.reload():
@@ -99,22 +107,44 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int)
             click.echo(f"warning: {message}", err=True)
     results, store = _stores(ctx, store_url)
     now = Clock().now()
+    listed = [_listing(sched, store, results, now, count)
+              for _, sched in sorted(jobs.jobs.items())]
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
     rows = [("JOB", "WHEN", "NEXT", "LAST RUN")]
-    for name, sched in sorted(jobs.jobs.items()):
-        known, moment = store.next_fire(name, sched.key)
-        if not known or (moment is not None and moment < now):
-            moment = sched.trigger.next_after(now)  # overdue ones are handled at next start
-        times: list[str] = []
-        zone = sched.job.spec.schedule.zone if sched.job.spec.schedule else None
-        while moment is not None and len(times) < count:
-            times.append(moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"))
-            moment = sched.trigger.next_after(moment)
-        last = results.last_run(name)
+    for item in listed:
+        zone = ZoneInfo(item["timezone"])
+        times = [datetime.fromisoformat(t).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+                 for t in item["next"]]
+        last = item["last_run"]
         last_text = f"{last['started'][:19]} {last['status']} ({last['run_id']})" if last \
             else "never"
-        rows.append((name, sched.trigger.describe(), ", ".join(times) or "no more",
-                     last_text))
+        rows.append((item["job"], item["when"], ", ".join(times) or "no more", last_text))
     click.echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
+
+
+def _listing(sched: Scheduled, store: ScheduleStore, results: ResultsStore, now: datetime,
+             count: int) -> dict[str, Any]:
+    """One job of `schedule list`: its schedule as written, in words, and what comes next."""
+    spec = sched.job.spec.schedule
+    assert spec is not None
+    known, moment = store.next_fire(sched.name, sched.key)
+    if not known or not is_occurrence(sched.trigger, moment) or \
+            (moment is not None and moment < now):
+        moment = sched.trigger.next_after(now)  # overdue ones are handled at next start
+    times: list[str] = []
+    while moment is not None and len(times) < count:
+        times.append(moment.astimezone(UTC).isoformat())
+        moment = sched.trigger.next_after(moment)
+    last = results.last_run(sched.name)
+    return {
+        "job": sched.name, "file": str(sched.job.path), "when": sched.trigger.describe(),
+        "schedule": spec.model_dump(mode="json", exclude_defaults=True),
+        "timezone": spec.timezone, "next": times,
+        "last_run": {k: last[k] for k in ("run_id", "status", "started", "finished")}
+        if last else None,
+    }
 
 
 @schedule.command(name="run")
@@ -122,9 +152,10 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int)
 @JOBS
 @INVENTORY
 @TEMPLATES
+@ALL_DEVICES
 @click.pass_context
 def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
-            templates: Path) -> None:
+            templates: Path, show_all: bool) -> None:
     """Fire job NAME now (outside its schedule), in the foreground."""
     jobs = JobsDir(jobs_dir)
     jobs.reload()
@@ -139,7 +170,7 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
         settings=settings_of(ctx), occurrence=f"{name}@manual-{now_iso()}",
         on_device_done=[Progress(len(prep.hosts))],
         preview_window=schedule.approval_seconds if preview and schedule else None))
-    click.echo(run_table(result))
+    click.echo(run_table(result, show_all))
     if preview:
         click.echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
                    f"{result.run_id})")

@@ -23,7 +23,7 @@ from runner.notify import NotifyTarget
 from runner.records import now_iso
 from runner.results import ResultsStore
 from runner.run import RunOptions, execute, new_run_id, prepare_job
-from runner.schedule.policy import Slot, due
+from runner.schedule.policy import Slot, due, is_occurrence
 from runner.schedule.store import ScheduleStore, server_id
 from runner.schedule.triggers import Trigger
 from runner.settings import Settings
@@ -205,6 +205,8 @@ class Scheduler:
         spec = sched.job.spec.schedule
         assert spec is not None
         known, next_fire = self.store.next_fire(sched.name, sched.key)
+        if known and not is_occurrence(sched.trigger, next_fire):
+            known = False  # stored by a runner that read the schedule otherwise: recompute
         if not known:
             next_fire = sched.trigger.next_after(now)
             self.store.set_next_fire(sched.name, sched.key, next_fire)
