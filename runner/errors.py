@@ -32,6 +32,7 @@ it resembles, so callers may catch either.
         ├── ConfigAlreadyAttempted               a lost attempt of this run began a push
         ├── CoordinationFailed                   the run ledger is unreachable
         ├── NotInInventory                       the worker's inventory lacks the host
+        ├── SecretUnavailable                    a secret reference could not be resolved
         ├── InternalError                        a bug, confined to one device
         └── NotRun                               the device got no result of its own:
             ├── RolloutStopped                   an earlier batch failed too much
@@ -243,6 +244,11 @@ class CoordinationFailed(DeviceError):
 
 class NotInInventory(DeviceError):
     """The worker that received the device has no such host in its inventory."""
+
+
+class SecretUnavailable(DeviceError):
+    """A secret reference ({env: NAME} or {file: PATH}) could not be resolved on the machine
+    that opens the device's session: the variable is unset, the file unreadable."""
 
 
 class InternalError(DeviceError):

@@ -134,9 +134,17 @@ def validate(job_files: tuple[Path, ...], templates: Path, inventory: Path | Non
 
 
 @click.command()
-def schema() -> None:
-    """Print the job file JSON Schema (for editors)."""
-    click.echo(json.dumps(json_schema(), indent=2))
+@click.argument("kind", type=click.Choice(["job", "hosts", "defaults"]), default="job")
+def schema(kind: str) -> None:
+    """Print a JSON Schema (for editors): of job files (default), of the inventory's
+    hosts.yaml and groups.yaml (and containerlab's flat file), or of its defaults.yaml."""
+    if kind == "job":
+        click.echo(json.dumps(json_schema(), indent=2))
+        return
+    from runner.inventory_files import inventory_schema
+
+    click.echo(json.dumps(inventory_schema("hosts" if kind == "hosts" else "defaults"),
+                          indent=2))
 
 
 @click.command()

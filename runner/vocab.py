@@ -76,6 +76,13 @@ class Driver(StrEnum):
     ASYNCSSH = "asyncssh"
 
 
+class SecretSource(StrEnum):
+    """Where a secret reference (`{env: NAME}`, `{file: PATH}`) takes its value from."""
+
+    ENV = "env"  # an environment variable of the process that opens the session
+    FILE = "file"  # a file on the machine that opens the session
+
+
 class Overlap(StrEnum):
     """A scheduled run still going when the next occurrence is due."""
 

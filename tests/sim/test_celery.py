@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from runner.lab.netns import wait_for
@@ -324,3 +325,130 @@ def test_a_stopped_rollout_rolls_back_through_the_workers(
         assert log.count("\n") == before[host] + 2 and f"|no {line}" in log
         assert line not in on_device(sim.inventory, host, "show running-config")
 
+
+
+class RedisMonitor:
+    """Every command Redis executes while it runs (MONITOR on a connection of its own)."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(b"MONITOR\r\n")
+        self.chunks: list[bytes] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.chunks.append(data)
+
+    def stop(self) -> bytes:
+        import socket
+
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(10)
+        return b"".join(self.chunks)
+
+
+def redis_dump(client: Any) -> bytes:
+    """Every key and value in Redis: strings, lists (queues), hashes, sets, sorted sets."""
+    out = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        values: list[Any] = []
+        if kind == "string":
+            values = [client.get(key)]
+        elif kind == "list":
+            values = client.lrange(key, 0, -1)
+        elif kind == "hash":
+            values = [x for kv in client.hgetall(key).items() for x in kv]
+        elif kind == "set":
+            values = list(client.smembers(key))
+        elif kind == "zset":
+            values = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+        for item in [key, *values]:
+            out.append(item if isinstance(item, bytes) else str(item).encode())
+    return b"\n".join(out)
+
+
+def decoded(raw: bytes) -> str:
+    """The text and every base64 run in it decoded (kombu sends message bodies in base64),
+    with MONITOR's escaping undone."""
+    import base64
+    import codecs
+
+    text = codecs.escape_decode(raw)[0].decode(errors="replace")  # type: ignore[attr-defined]
+    parts = [text]
+    for run in re.findall(r"[A-Za-z0-9+/]{16,}={0,2}", text):
+        try:
+            parts.append(base64.b64decode(run + "=" * (-len(run) % 4)).decode(errors="replace"))
+        except ValueError:
+            continue
+    return "\n".join(parts)
+
+
+def test_secrets_are_read_by_the_workers_and_never_cross_the_broker(
+        sim: SimProcess, env: dict[str, str], redis_server: RedisServer,
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The inventory's password is {env: ...} and the job has a secret var: the workers
+    read both from their own environment (the dispatcher has neither), and no value is in
+    anything Redis was sent or holds: MONITOR during the run, and every key after it."""
+    password = str(yaml.safe_load((sim.inventory / "defaults.yaml").read_text())["password"])
+    community = "C0mmunity-" + uuid.uuid4().hex[:8]
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yaml").write_text((sim.inventory / "hosts.yaml").read_text())
+    # a queue of its own: only the workers started here, with the secrets, take its shards
+    (inventory / "groups.yaml").write_text(yaml.safe_dump({"sim": {"data": {"site": "sec"}}}))
+    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text())
+    defaults["password"] = {"env": "RUNNER_CELERY_TEST_PASSWORD"}
+    (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults))
+    assert password not in "".join(p.read_text() for p in inventory.iterdir())
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "community.j2").write_text("logging host 192.0.2.45 vrf {{ community }}\n")
+    job = write_job(tmp_path / "secret.yml", driver="asyncssh", secret_vars={
+        "community": {"env": "RUNNER_CELERY_TEST_COMMUNITY"}}, steps=[
+        {"config": {"template": "community.j2"}},
+        {"command": "show running-config", "expect": [
+            "('logging host 192.0.2.45 vrf ' ~ vars.community) in output"]}])
+    healthy = [h for h in hosts_of(sim) if h not in faults(sim)][:4]
+    assert "RUNNER_CELERY_TEST_PASSWORD" not in env
+    worker_env = {**env, "RUNNER_CELERY_TEST_PASSWORD": password,
+                  "RUNNER_CELERY_TEST_COMMUNITY": community}
+    pool = Workers(tmp_path_factory.mktemp("secret-workers"), worker_env)
+    try:
+        for name in ("s1", "s2"):
+            pool.start(name, inventory, queues=("sec",), templates=templates)
+        monitor = RedisMonitor(redis_server.port)
+        proc = subprocess.run(
+            [sys.executable, "-m", "runner", "-vv", "--db",
+             f"sqlite:///{tmp_path / 'runner.db'}", "run", str(job), "-i", str(inventory),
+             "--templates", str(templates), "--engine", "celery", "--shard-size", "2",
+             "--json", "--limit", ",".join(healthy)],
+            capture_output=True, text=True, env=env, timeout=300, check=False)
+        traffic = decoded(monitor.stop())
+        stored = decoded(redis_dump(redis.Redis.from_url(redis_server.url)))
+        logs = pool.log("s1") + pool.log("s2")
+    finally:
+        pool.stop_all()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert {d["status"] for d in result["devices"]} == {"changed"}
+    assert {d["worker"] for d in result["devices"]} <= {"s1", "s2"}
+    # MONITOR saw the shards go out: the job, with the secret var's reference only
+    assert "RUNNER_CELERY_TEST_COMMUNITY" in traffic and "run_shard" in traffic
+    for value in (password, community):
+        for text in (traffic, stored, proc.stdout, proc.stderr, logs,
+                     (tmp_path / "runner.db").read_bytes().decode(errors="replace")):
+            assert value not in text, (value, text[:3000])
