@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from runner.errors import InputError, Interrupted, RunnerError
+from runner.errors import InputError, Interrupted, NotFound, RunnerError
 from runner.records import DeviceResult, RunResult, now_iso
 from runner.vocab import Engine as EngineName
 from runner.vocab import RunStatus, StepKind
@@ -309,7 +309,7 @@ class ResultsStore:
             found = [r[0] for r in conn.execute(
                 select(runs.c.run_id).where(runs.c.run_id.startswith(run_id)).limit(3))]
         if not found:
-            raise InputError(f"no run {run_id!r} in {self._safe_url()}")
+            raise NotFound(f"no run {run_id!r} in {self._safe_url()}")
         if len(found) > 1:
             raise InputError(f"run id {run_id!r} is ambiguous ({', '.join(found)}, ...)")
         return str(found[0])

@@ -111,3 +111,13 @@ class OccurrenceStatus(StrEnum):
     INTERRUPTED = "interrupted"
     MISSED = "missed"  # misfired (too late) or coalesced into a later one
     SKIPPED = "skipped"  # the previous run was still going (overlap: skip)
+
+
+class Role(StrEnum):
+    """What a `runner web` token may do."""
+
+    VIEWER = "viewer"  # read runs, schedules, backups, labs and metrics
+    OPERATOR = "operator"  # ... and run, cancel, approve and reject
+
+    def allows(self, needed: Role) -> bool:
+        return self is Role.OPERATOR or needed is Role.VIEWER
