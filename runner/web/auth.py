@@ -6,8 +6,10 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runner.errors import AccessDenied, RoleTooLow
 from runner.vocab import Role
@@ -63,7 +65,12 @@ def identify(request: Request) -> Principal | None:
     return Principal(token.id, token.name, token.role, "session")
 
 
-def viewer(request: Request) -> Principal:
+BEARER = HTTPBearer(auto_error=False, description="A token from `runner token create`.")
+
+
+def viewer(request: Request,
+           _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
+           ) -> Principal:
     """Any valid token (dependency of every read)."""
     who = identify(request)
     if who is None:
@@ -72,7 +79,9 @@ def viewer(request: Request) -> Principal:
     return who
 
 
-def operator(request: Request) -> Principal:
+def operator(request: Request,
+             _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
+             ) -> Principal:
     """An operator's token (runs, cancel, approve, reject); a session must also send the
     CSRF token (the page's scripts do, in the X-CSRF-Token header)."""
     who = viewer(request)

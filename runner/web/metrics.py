@@ -25,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import ColumnElement, DateTime, Float, case, cast, func, select
 
+from runner.errors import InputError
 from runner.results import ResultsStore, devices, runs
 from runner.schedule.store import ScheduleStore, occurrences
 from runner.settings import DEFAULT_QUEUE, Settings, safe_url
@@ -257,3 +258,17 @@ def registry(results: ResultsStore, schedule: ScheduleStore | None,
     reg = CollectorRegistry(auto_describe=False)
     reg.register(RunnerCollector(results, schedule, settings))
     return reg
+
+
+def serve_metrics(port: int, results: ResultsStore, schedule: ScheduleStore | None,
+                  settings: Settings) -> None:
+    """`runner serve --metrics-port`: the same metrics on 127.0.0.1:port, from a thread."""
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=registry(results, schedule,
+                                                                    settings))
+    except OSError as exc:
+        raise InputError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}",
+                         field="--metrics-port") from None
+    log.info("metrics on http://127.0.0.1:%d/metrics", port)

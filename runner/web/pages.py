@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -59,6 +60,15 @@ def _when(value: str | None) -> str:
                                                   and not moment.utcoffset() else "")
 
 
+def _zoned(value: str, zone: str) -> str:
+    """A UTC time in a schedule's time zone: 2026-11-24 02:30 CET."""
+    try:
+        moment = datetime.fromisoformat(value).astimezone(ZoneInfo(zone))
+    except (ValueError, KeyError):
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
 def _took(start: str | None, end: str | None) -> str:
     if not start or not end:
         return ""
@@ -98,6 +108,7 @@ def _diff_lines(text: str | None) -> list[tuple[str, str]]:
 
 templates.env.filters["when"] = _when
 templates.env.filters["seconds"] = _seconds
+templates.env.filters["zoned"] = _zoned
 templates.env.filters["diff_lines"] = _diff_lines
 templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=False)
 templates.env.globals["took"] = _took
@@ -240,7 +251,7 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
                                    or r["status"] == DeviceStatus.ROLLED_BACK])
     failed = [r for r in rows if r["status"] not in SUCCESS][:100]
     cancellable = full in svc.launcher.running()
-    return render(request, "run.html", who, run=head, counts=counts, done=done, total=total,
+    return render(request, "run.html", who, run=head, by_status=counts, done=done, total=total,
                   rows=rows, diffs=diffs, failed=failed, page=page, pages=pages,
                   status=status or "", cancellable=cancellable,
                   again=(head["hosts"] or [])[:500] if len(head["hosts"] or []) <= 500
