@@ -324,8 +324,8 @@ def backups_page(request: Request, who: Viewer) -> HTMLResponse:
     return render(request, "backups.html", who, repos=repos)
 
 
-@router.get("/backups/{repo}/{host:path}")
-def backup_page(request: Request, repo: str, host: str, who: Viewer,
+@router.get("/backups/{host:path}")
+def backup_page(request: Request, host: str, who: Viewer, repo: str | None = None,
                 old: Annotated[str | None, Query(alias="from")] = None,
                 new: Annotated[str | None, Query(alias="to")] = None) -> HTMLResponse:
     config = services(request).config

@@ -8,40 +8,53 @@ from html import escape
 
 from runner.web.labs import DrawnNode, Topology
 
-WIDTH, HEIGHT = 960, 720
 ROUTER_R = 30  # a router's circle
 HOST_W, HOST_H = 70, 34  # a host's box
-LABEL_AT = 0.3  # interface labels sit this far along a link from their node
+HOST_GAP = 240  # a host sits this far outside its router
+MARGIN = 90
+LABEL_AT = 0.32  # interface labels sit this far along a link from their node
+LABEL_OFF = 8  # ... and this far beside it
+
+
+def _ring(topo: Topology) -> float:
+    routers = sum(1 for n in topo.nodes if n.role == "router")
+    return 0.0 if routers <= 1 else max(170.0, routers * 160 / (2 * math.pi))
+
+
+def _size(topo: Topology) -> float:
+    hosts = any(n.role != "router" for n in topo.nodes)
+    return 2 * (_ring(topo) + (HOST_GAP if hosts else 0) + MARGIN)
 
 
 def _layout(topo: Topology) -> dict[str, tuple[float, float]]:
-    cx, cy = WIDTH / 2, HEIGHT / 2
+    size = _size(topo)
+    cx = cy = size / 2
+    ring = _ring(topo)
     routers = [n for n in topo.nodes if n.role == "router"]
     others = [n for n in topo.nodes if n.role != "router"]
-    ring = min(WIDTH, HEIGHT) * (0.26 if others else 0.36)
     places: dict[str, tuple[float, float]] = {}
     angles: dict[str, float] = {}
     for i, node in enumerate(routers):
         angle = -math.pi / 2 - math.pi / 4 + 2 * math.pi * i / max(1, len(routers))
-        ring_r = 0.0 if len(routers) == 1 else ring
         angles[node.name] = angle
-        places[node.name] = (cx + ring_r * math.cos(angle), cy + ring_r * math.sin(angle))
+        places[node.name] = (cx + ring * math.cos(angle), cy + ring * math.sin(angle))
     # Hosts: outside the router they are linked to, fanned out when a router has several.
     attached: dict[str, list[str]] = {}
     loose: list[str] = []
     for node in others:
-        peer = next((lk.b if lk.a == node.name else lk.a for lk in topo.links
-                     if node.name in (lk.a, lk.b) and (lk.b if lk.a == node.name else lk.a)
-                     in angles), None)
+        peers = [lk.b if lk.a == node.name else lk.a for lk in topo.links
+                 if node.name in (lk.a, lk.b)]
+        peer = next((p for p in peers if p in angles), None)
         if peer is None:
             loose.append(node.name)
         else:
             attached.setdefault(peer, []).append(node.name)
-    outer = min(WIDTH, HEIGHT) * 0.43
     for router, hosts in attached.items():
+        rx, ry = places[router]
         for j, host in enumerate(hosts):
-            angle = angles[router] + (j - (len(hosts) - 1) / 2) * 0.35
-            places[host] = (cx + outer * math.cos(angle), cy + outer * math.sin(angle))
+            angle = angles[router] + (j - (len(hosts) - 1) / 2) * 0.6
+            places[host] = (rx + HOST_GAP * math.cos(angle), ry + HOST_GAP * math.sin(angle))
+    outer = ring + HOST_GAP
     for k, host in enumerate(loose):
         angle = math.pi / 2 + 2 * math.pi * k / max(1, len(loose))
         places[host] = (cx + outer * math.cos(angle), cy + outer * math.sin(angle))
@@ -75,9 +88,10 @@ def _node(node: DrawnNode, x: float, y: float) -> str:
 def render(topo: Topology) -> str:
     """The whole drawing, as a standalone SVG document (also inlined in the lab page)."""
     places = _layout(topo)
+    size = round(_size(topo))
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" class="topology" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" '
+        f'width="{size}" height="{size}" class="topology" role="img" '
         f'aria-label="topology of lab {escape(topo.lab)}">',
         "<style>.link{stroke:#6b7280;stroke-width:2}"
         ".router{fill:#dbeafe;stroke:#1d4ed8;stroke-width:2}"
@@ -98,11 +112,21 @@ def render(topo: Topology) -> str:
         for end, iface, (x0, y0), (x1, y1) in (
                 (link.a, link.a_iface, (ax, ay), (bx, by)),
                 (link.b, link.b_iface, (bx, by), (ax, ay))):
-            lx, ly = x0 + LABEL_AT * (x1 - x0), y0 + LABEL_AT * (y1 - y0)
+            length = math.hypot(x1 - x0, y1 - y0) or 1.0
+            ux, uy = (x1 - x0) / length, (y1 - y0) / length
+            along = min(max(ROUTER_R + 42, LABEL_AT * length), length / 2 - 8)
+            # beside the line: below a flat link, to the outside of a steep one
+            nx, ny = -uy, ux
+            if ny < 0 or (abs(ny) < 0.3 and nx * (x0 - size / 2) < 0):
+                nx, ny = -nx, -ny
+            lx = x0 + along * ux + nx * LABEL_OFF * (1 + 2 * abs(nx))
+            ly = y0 + along * uy + ny * LABEL_OFF + 4
             lines = [iface, *topo.addresses.get((end, iface), [])]
+            anchor = "middle" if abs(nx) < 0.5 else ("start" if nx > 0 else "end")
             parts.append(f'<g class="end" data-end="{escape(end)}:{escape(iface)}">'
-                         + _text(lx, ly - 4, lines[:1], "iface")
-                         + (_text(lx, ly + 9, lines[1:], "addr") if lines[1:] else "")
+                         + _text(lx, ly, lines[:1], "iface", anchor)
+                         + (_text(lx, ly + 12, lines[1:], "addr", anchor)
+                            if lines[1:] else "")
                          + "</g>")
     for node in topo.nodes:
         if node.name in places:

@@ -160,3 +160,37 @@ def web(tmp_path_factory: pytest.TempPathFactory, fleet: Fleet) -> Iterator[Web]
         yield server.start()
     finally:
         server.stop()
+
+
+def fake_lab(web: Web) -> str:
+    """A lab in this server's lab index as `runner lab up` records it (two routers and a
+    host; its namespaces do not exist, so every node is absent): its name. The routers'
+    frr.conf in the lab directory hold the links' addresses."""
+    from runner.lab.plan import LabPlan, LinkPlan, NodePlan
+    from runner.lab.state import LabState
+
+    lab_dir = web.workdir / "clab-webtest"
+    nodes = {}
+    for name, role, mgmt, ifaces in (("r1", "router", "172.31.254.11", ["eth1", "eth2"]),
+                                     ("r2", "router", "172.31.254.12", ["eth1"]),
+                                     ("h1", "host", "172.31.254.21", ["eth1"])):
+        nodes[name] = NodePlan(name=name, netns=f"clab-webtest-{name}", role=role,
+                               kind="linux", mgmt_ip=mgmt, host_veth=f"vwt{name}",
+                               interfaces=ifaces, daemons=["ospfd"] if role == "router"
+                               else [], username="admin", group=None)
+    for router, conf in (("r1", "interface eth1\n ip address 10.0.12.1/30\nexit\n"
+                                "interface eth2\n ip address 10.1.1.1/24\nexit\n"),
+                         ("r2", "interface eth1\n ip address 10.0.12.2/30\nexit\n")):
+        etc = lab_dir / "nodes" / router / "etc-frr"
+        etc.mkdir(parents=True)
+        (etc / "frr.conf").write_text(f"hostname {router}\n{conf}", encoding="utf-8")
+    plan = LabPlan(lab="webtest", topology=str(web.workdir / "webtest.clab.yml"),
+                   lab_dir=str(lab_dir), bridge="br-webtest", subnet="172.31.254.0/24",
+                   gateway="172.31.254.1", nodes=nodes, links=[
+                       LinkPlan("clab-webtest-r1", "eth1", "clab-webtest-r2", "eth1", None),
+                       LinkPlan("clab-webtest-r1", "eth2", "clab-webtest-h1", "eth1", None)])
+    index = web.workdir / "labs"
+    index.mkdir(exist_ok=True)
+    (index / "webtest.json").write_text(json.dumps(LabState("namespace", plan, "up")
+                                                   .to_json()), encoding="utf-8")
+    return "webtest"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from runner.schedule.store import ScheduleStore
 from runner.vocab import DeviceStatus, OccurrenceStatus, RunStatus, StepKind
 from tests.conftest import ROOT
 from tests.sim.conftest import on_device
-from tests.web.conftest import Fleet, Web
+from tests.web.conftest import Fleet, Web, fake_lab
 
 
 @pytest.fixture(scope="module")
@@ -304,9 +305,28 @@ def test_backups_history_and_diff(web: Web, op: httpx.Client, viewer: httpx.Clie
     assert unknown.status_code == 404
 
 
-def test_labs_as_runner_lab_status_prints_them(web: Web, viewer: httpx.Client) -> None:
-    assert viewer.get("/api/labs").json() == json.loads(
-        web.cli("lab", "status", "--json").stdout) == []
+def test_labs_as_runner_lab_status_prints_them_and_their_drawing(
+        web: Web, viewer: httpx.Client) -> None:
+    name = fake_lab(web)
+    listed = viewer.get("/api/labs").json()
+    assert listed == json.loads(web.cli("lab", "status", "--json", check=False).stdout)
+    assert [lab["lab"] for lab in listed] == [name]
+    assert {n["name"]: n["running"] for n in listed[0]["nodes"]} == {
+        "r1": False, "r2": False, "h1": False}
+    drawing = viewer.get(f"/labs/{name}/topology.svg")
+    assert drawing.headers["content-type"] == "image/svg+xml"
+    svg = ElementTree.fromstring(drawing.text)  # noqa: S314 (our own server's drawing)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert {g.get("data-node") for g in svg.iterfind(".//s:g[@class='node']", ns)} == {
+        "r1", "r2", "h1"}
+    assert len(svg.findall(".//s:line[@class='link']", ns)) == 2
+    ends = {g.get("data-end"): " ".join(t for t in g.itertext())
+            for g in svg.iterfind(".//s:g[@class='end']", ns)}
+    assert ends["r1:eth1"] == "eth1 10.0.12.1/30"
+    assert ends["r2:eth1"] == "eth1 10.0.12.2/30"
+    assert ends["r1:eth2"] == "eth2 10.1.1.1/24"
+    assert ends["h1:eth1"] == "eth1"  # a host's addresses come from its namespace only
+    assert viewer.get("/labs/nosuchlab/topology.svg").status_code == 404
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
