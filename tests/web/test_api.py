@@ -373,3 +373,33 @@ def test_no_secret_in_any_answer(web: Web, op: httpx.Client,
     for text in seen:
         assert password not in text
         assert tokens["operator"] not in text and tokens["viewer"] not in text
+
+
+def test_runner_serve_exposes_the_same_metrics(web: Web, viewer: httpx.Client,
+                                               history: list[RunResult]) -> None:
+    import subprocess
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    empty = web.workdir / "no-jobs"
+    empty.mkdir(exist_ok=True)
+    serve = subprocess.Popen(web.argv("serve", "--jobs", str(empty), "--metrics-port",
+                                      str(port)), env=web.env, cwd=web.workdir,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def scraped() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(scraped, 60, "runner serve's metrics")
+        theirs = _samples(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+    finally:
+        serve.terminate()
+        assert serve.wait(60) == 0
+    ours = _samples(viewer.get("/metrics").text)
+    key = ("runner_runs_total", (("job", "audit-b"), ("status", "failed")))
+    assert theirs[key] == ours[key] == 2
+    assert theirs[("runner_run_duration_seconds_count", (("job", "audit-b"),))] == 6
