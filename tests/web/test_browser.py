@@ -17,6 +17,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from runner.backups import BackupRepo
@@ -68,6 +69,15 @@ class Person:
             lambda d: d.find_elements(By.CSS_SELECTOR, css))
         return self.find(css)
 
+    def click(self, element: WebElement) -> None:
+        """Click a link or a submit button and wait until the next page has loaded (a click
+        returns before the browser has navigated)."""
+        page = self.find("html")
+        element.click()
+        WebDriverWait(self.driver, 90, poll_frequency=0.1).until(staleness_of(page))
+        WebDriverWait(self.driver, 30, poll_frequency=0.1).until(
+            lambda d: d.execute_script("return document.readyState") == "complete")
+
     def screenshot(self, name: str) -> Path:
         path = self.shots / f"{name}.png"
         assert self.driver.save_screenshot(str(path))
@@ -76,7 +86,7 @@ class Person:
     def log_in(self, token: str) -> None:
         self.open("/login")
         self.find("#token").send_keys(token)
-        self.find("form button[type=submit]").click()
+        self.click(self.find("form button[type=submit]"))
 
     def colour(self, element: WebElement, prop: str) -> str:
         return str(element.value_of_css_property(prop))
@@ -108,7 +118,7 @@ def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
     # a dry run from the jobs page: the run's page follows it and shows the diff
     person.open("/jobs")
     person.screenshot("jobs")
-    person.find("form[data-job='ntp'] button[value='dry-run']").click()
+    person.click(person.find("form[data-job='ntp'] button[value='dry-run']"))
     assert re.search(r"/runs/[0-9a-f]{12}$", person.driver.current_url)
     run_url = person.driver.current_url
     person.wait("h1 .st-failed")  # the page reloads by itself when the run has ended
@@ -126,14 +136,14 @@ def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
     assert "st-auth_failed" in (failed.get_attribute("class") or "")
     assert person.colour(failed, "background-color") == RED
     assert person.colour(cells[1], "background-color") != RED
-    failed.click()
+    person.click(failed)
     assert person.find("h1").text.startswith(fleet.refusing[0])
     assert "AuthFailed" in person.find(".error").text
     person.screenshot("device-failed")
 
     # a changed device's own page: its diff, coloured
     person.driver.get(run_url)
-    person.find(f".grid .cell[data-host='{fleet.healthy[1]}']").click()
+    person.click(person.find(f".grid .cell[data-host='{fleet.healthy[1]}']"))
     assert "+ ntp server 192.0.2.11" in person.find("pre.diff").text
     assert person.colour(person.find("pre.diff .add"), "color") == ADDED_GREEN
     person.screenshot("device-diff")
@@ -159,7 +169,7 @@ def test_schedules_backups_labs_pages(person: Person, web: Web) -> None:
     assert "CET" in logging.text or "CEST" in logging.text  # next fires in its own zone
     person.screenshot("schedules")
     person.open("/backups")
-    person.find("a[href^='/backups/core-1?']").click()
+    person.click(person.find("a[href^='/backups/core-1?']"))
     assert "-ntp server 192.0.2.1" in person.find("pre.diff").text
     assert "+ntp server 192.0.2.2" in person.find("pre.diff").text
     assert second and first and second[:10] in person.find("h2").text
@@ -176,8 +186,10 @@ def test_schedules_backups_labs_pages(person: Person, web: Web) -> None:
 
 
 def test_a_viewer_sees_no_actions_and_logs_out(person: Person, web: Web) -> None:
+    person.log_in(web.token("operator", "dave"))
     person.open("/runs")
-    person.find("header .who button").click()  # log out (a CSRF-checked post)
+    assert "dave" in person.find("header .who").text
+    person.click(person.find("header .who button"))  # log out (a CSRF-checked post)
     assert person.driver.current_url.startswith(web.base + "/login")
     person.open("/runs")
     assert person.driver.current_url.startswith(web.base + "/login")
