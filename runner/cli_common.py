@@ -4,18 +4,29 @@ environment, and the options that mean the same everywhere (--engine)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from runner.settings import Settings
 from runner.vocab import EngineChoice
 
+if TYPE_CHECKING:
+    from runner.results import ResultsStore
+
 
 def settings_of(ctx: click.Context) -> Settings:
     """The settings the `runner` group read (or from the environment, for a bare command)."""
     root = ctx.find_root().obj
     return root if isinstance(root, Settings) else Settings.from_env()
+
+
+def results_store(ctx: click.Context) -> ResultsStore:
+    """The results database the settings name (--db, RUNNER_DB_URL), its schema at head."""
+    from runner.results import ResultsStore
+
+    settings = settings_of(ctx)
+    return ResultsStore(settings.database_url(), settings.db_retry)
 
 
 ENGINE_HELP = ("auto: engine processes (one per core) for large runs, else this process; "

@@ -8,6 +8,8 @@ it resembles, so callers may catch either.
     │   ├── TopologyError              a containerlab topology file
     │   └── NotFound (LookupError)     no such run, device, job, token, lab or backup
     ├── StoreError                     the results or schedule database failed
+    │   ├── SchemaError                the schema cannot be brought to this runner's head
+    │   └── RecordsNotStored           a run's records could not be written: kept in a file
     ├── Conflict                       the request does not fit the current state
     ├── AccessDenied (PermissionError) runner web: no valid token (401)
     │   └── RoleTooLow                 a valid token whose role may not do this (403)
@@ -49,8 +51,12 @@ the record's status: the vocabulary of device outcomes is this tree.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.vocab import DeviceStatus
+
+if TYPE_CHECKING:
+    from runner.records import RunResult
 
 
 class RunnerError(Exception):
@@ -119,6 +125,23 @@ class AccessDenied(RunnerError, PermissionError):
 
 class RoleTooLow(AccessDenied):
     """A valid token whose role does not allow the action (a viewer starting a run)."""
+
+
+class SchemaError(StoreError):
+    """The database's schema is not one this runner can bring to its head revision (a
+    newer runner upgraded it, or an upgrade failed)."""
+
+
+class RecordsNotStored(StoreError):
+    """Records of a run could not be written to the database within RUNNER_DB_RETRY: the
+    run's every record is kept in a file instead (`path`), nothing is dropped."""
+
+    def __init__(self, message: str, *, unsaved: int, path: Path | None,
+                 run: RunResult | None = None) -> None:
+        super().__init__(message)
+        self.unsaved = unsaved
+        self.path = path
+        self.run = run  # the run as it ended, for the caller's own output
 
 
 class BrokerError(RunnerError, ConnectionError):

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import click
 
-from runner.cli_common import engine_option, settings_of
-from runner.errors import InputError
+from runner.cli_common import engine_option, results_store, settings_of
+from runner.errors import InputError, RecordsNotStored
 from runner.job.load import load_job
 from runner.job.spec import json_schema
 from runner.output import Progress, diffs, run_table, table
 from runner.queries import RunFilter, run_document, run_rows
+from runner.records import RunResult
 from runner.results import ResultsStore
 from runner.run import RunOptions, check_job, execute, prepare
 from runner.vocab import DeviceStatus, EngineChoice
@@ -22,7 +23,7 @@ INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defau
 
 
 def _store(ctx: click.Context) -> ResultsStore:
-    return ResultsStore(settings_of(ctx).database_url())
+    return results_store(ctx)
 
 
 def _statuses(_ctx: click.Context, _param: click.Parameter,
@@ -86,18 +87,28 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
             sys.exit(0)
     prep = prepare(job_file, inventory, templates, limit, only)
     progress = Progress(len(prep.hosts))
-    run_result = execute(prep, store, RunOptions(
-        settings=settings_of(ctx), dry_run=dry_run, on_device_done=[progress], engine=engine,
-        shard_size=shard_size, processes=processes or None, rerun_of=rerun_of))
+    try:
+        run_result = execute(prep, store, RunOptions(
+            settings=settings_of(ctx), dry_run=dry_run, on_device_done=[progress],
+            engine=engine, shard_size=shard_size, processes=processes or None,
+            rerun_of=rerun_of))
+    except RecordsNotStored as exc:  # the run's outcome still shows; then the error, exit 1
+        if exc.run is not None:
+            _show(exc.run, as_json, show_diff if show_diff is not None else dry_run)
+        raise
+    _show(run_result, as_json, show_diff if show_diff is not None else dry_run)
+    sys.exit(0 if run_result.ok else 1)
+
+
+def _show(run_result: RunResult, as_json: bool, with_diffs: bool) -> None:
     if as_json:
         click.echo(json.dumps(run_result.to_json(), indent=2))
-    else:
-        if show_diff if show_diff is not None else dry_run:
-            text = diffs(run_result)
-            if text:
-                click.echo(text + "\n")
-        click.echo(run_table(run_result))
-    sys.exit(0 if run_result.ok else 1)
+        return
+    if with_diffs:
+        text = diffs(run_result)
+        if text:
+            click.echo(text + "\n")
+    click.echo(run_table(run_result))
 
 
 @click.command()

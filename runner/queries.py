@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Index, case, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import case, func, select
 
 from runner.errors import InputError, NotFound
 from runner.records import DeviceResult, RunResult
@@ -17,31 +16,14 @@ from runner.results import ResultsStore, devices, runs
 from runner.vocab import DeviceStatus, RunStatus
 from runner.vocab import Engine as EngineName
 
-# A run as listed (history, the runs page): not its targets (thousands of names), the job as
-# previewed, nor which process owns it.
+# A run as listed (history, the runs page): not its targets (thousands of names) nor the
+# job and inputs as previewed (`runner show`, approval).
 LISTED = ("run_id", "job", "job_file", "started", "finished", "status", "dry_run", "engine",
           "occurrence", "summary", "backup_commit", "rerun_of", "approval_deadline",
-          "approves", "decision", "notifications", "error")
+          "approves", "decision", "notifications", "owner", "heartbeat", "error")
 # A device as listed on a run's page: everything but its steps' outputs.
 DEVICE_LISTED = ("host", "status", "changed", "duration_s", "error", "error_class",
                  "attempts", "driver", "worker", "started", "finished")
-
-# Indexes the listing queries need: a page of one job's runs newest first, or one status's;
-# a run's devices in target order, or of one status. TODO(issue 13, branch wt-db): these
-# become an Alembic migration in the results schema's history once that lands; until then
-# ensure_indexes() creates them (IF NOT EXISTS) on the databases `runner web` opens.
-INDEXES = (
-    Index("ix_runs_job_started", runs.c.job, runs.c.started),
-    Index("ix_runs_status_started", runs.c.status, runs.c.started),
-    Index("ix_devices_run_position", devices.c.run_id, devices.c.position),
-    Index("ix_devices_run_status", devices.c.run_id, devices.c.status),
-)
-
-
-def ensure_indexes(engine: Engine) -> None:
-    for index in INDEXES:
-        index.create(engine, checkfirst=True)
-
 
 def _moment(value: str, name: str, *, end: bool) -> str:
     """A filter bound as stored times compare (UTC ISO text): a date means its whole day."""

@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from runner.backups import BackupRepo
-from runner.errors import BackupError, InputError, InventoryError, RunnerError
+from runner.errors import BackupError, InputError, InventoryError, RunnerError, StoreError
 from runner.execution import Work, choose_engine, run_devices
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.load import JobFile, load_job
 from runner.job.spec import BackupStep, CommandStep, ConfigStep, Targets
+from runner.migrate import describe
 from runner.notify import NotifyTarget, notify_run, secrets_of, targets_for
 from runner.parsing import check_parser
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
@@ -25,6 +26,7 @@ from runner.redact import MIN_SECRET_LEN
 from runner.render import Templates
 from runner.results import RecordWriter, ResultsStore
 from runner.settings import Settings
+from runner.unsaved import not_stored
 from runner.vocab import Approval, EngineChoice, OnStop, RunStatus, StepKind
 
 log = logging.getLogger("runner.run")
@@ -167,25 +169,32 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     except BaseException as exc:  # Ctrl-C, SIGTERM, or a bug: the run still ends, recorded
         run.finished = now_iso()
         run.devices = finished  # the summary counts what did finish
-        writer.close()
-        store.finish_run(run, status=RunStatus.INTERRUPTED, error=None if isinstance(
-            exc, KeyboardInterrupt) else f"runner stopped on an internal error: "
-                                         f"{type(exc).__name__}: {exc}"[:500])
+        why = None if isinstance(exc, KeyboardInterrupt) else \
+            f"runner stopped on an internal error: {type(exc).__name__}: {exc}"[:500]
+        unsaved = writer.close(give_up=True)  # no waiting for a database that is away
+        problem = _last_try(store, run, prep.hosts, unsaved, RunStatus.INTERRUPTED, why,
+                            writer.error) if unsaved else \
+            _finish(store, run, RunStatus.INTERRUPTED, why)
+        if problem:
+            log.error("%s", not_stored(run, RunStatus.INTERRUPTED, why, prep.hosts,
+                                       unsaved, options.settings.unsaved_dir, problem))
         raise
-    writer.close()
+    unsaved = writer.close()
     try:
         commit_backups(prep, run)
     except Exception as exc:  # the devices' records stand; the run failed as a whole
         error = exc if isinstance(exc, RunnerError) else BackupError(
             f"the backups could not be committed: {type(exc).__name__}: {exc}")
         run.finished = now_iso()
-        store.finish_run(run, status=RunStatus.FAILED, error=str(error))
+        _store_end(store, run, RunStatus.FAILED, str(error), prep.hosts, unsaved,
+                   writer.error, options)
         notify_finished(prep, store, run, RunStatus.FAILED, options.notify)
         raise error from exc
     run.finished = now_iso()
     interrupted = options.cancel is not None and options.cancel.is_set()
     if options.preview_window is not None and not interrupted:
-        store.finish_run(run, status=RunStatus.AWAITING_APPROVAL)
+        _store_end(store, run, RunStatus.AWAITING_APPROVAL, None, prep.hosts, unsaved,
+                   writer.error, options)
         store.await_approval(run.run_id, deadline(options.preview_window),
                              spec.model_dump(mode="json"),
                              {"job_file": str(prep.job.path),
@@ -194,9 +203,53 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
         notify_finished(prep, store, run, RunStatus.AWAITING_APPROVAL, options.notify)
         return run
     status = RunStatus.INTERRUPTED if interrupted else None
-    store.finish_run(run, status=status)
+    _store_end(store, run, status, None, prep.hosts, unsaved, writer.error, options)
     notify_finished(prep, store, run, status, options.notify)
     return run
+
+
+def _finish(store: ResultsStore, run: RunResult, status: RunStatus | None,
+            error: str | None) -> str | None:
+    """Record the run's end; why that failed (the database stayed away), or None."""
+    try:
+        store.finish_run(run, status=status, error=error)
+    except StoreError as exc:
+        return str(exc)
+    return None
+
+
+def _last_try(store: ResultsStore, run: RunResult, hosts: list[str], unsaved: set[str],
+              status: RunStatus | None, error: str | None,
+              records_error: str | None) -> str | None:
+    """One more attempt, without waiting, at the records the writer gave up on and the
+    run's end (the database may be back by now); why it failed, or None."""
+    positions = {h: i for i, h in enumerate(hosts)}
+    try:
+        store.record_devices(run.run_id, [d for d in run.devices if d.host in unsaved],
+                             positions)
+        store.finish_run(run, status=status, error=error, retry=False)
+    except Exception as exc:
+        return f"{records_error}; a last attempt as the run ended failed too: {describe(exc)}"
+    log.warning("run %s: the %d device record(s) held back were stored after all",
+                run.run_id, len(unsaved))
+    return None
+
+
+def _store_end(store: ResultsStore, run: RunResult, status: RunStatus | None,
+               error: str | None, hosts: list[str], unsaved: set[str],
+               records_error: str | None, options: RunOptions) -> None:
+    """Record the run's end. When its records (or its end) could not be stored, the whole
+    run is kept in a file and RecordsNotStored raised: a loud failure, nothing dropped."""
+    if unsaved:
+        problem = _last_try(store, run, hosts, unsaved, status, error, records_error)
+    else:
+        problem = _finish(store, run, status, error)
+    if problem:
+        final = status or (RunStatus.OK if run.ok else RunStatus.FAILED)
+        if final is RunStatus.AWAITING_APPROVAL:  # a preview nobody can approve: failed
+            final = RunStatus.FAILED
+        raise not_stored(run, final, error, hosts, unsaved, options.settings.unsaved_dir,
+                         problem)
 
 
 def deadline(window_s: float) -> str:

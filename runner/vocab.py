@@ -121,3 +121,13 @@ class Role(StrEnum):
 
     def allows(self, needed: Role) -> bool:
         return self is Role.OPERATOR or needed is Role.VIEWER
+
+
+class SchemaState(StrEnum):
+    """Where a database stands in runner's migration history (`runner db current`)."""
+
+    CURRENT = "current"  # at this runner's head revision
+    BEHIND = "behind"  # an older revision: an upgrade brings it to head
+    UNVERSIONED = "unversioned"  # runner's tables without a version: a runner before Alembic
+    EMPTY = "empty"  # none of runner's tables yet
+    AHEAD = "ahead"  # a revision this runner does not know: a newer runner migrated it

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli_common import engine_option, settings_of
+from runner.cli_common import engine_option, results_store, settings_of
 from runner.errors import InputError
 from runner.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.output import Progress, run_table, table
@@ -30,7 +30,7 @@ STORE = click.option("--store", "store_url", metavar="URL",
 
 
 def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, ScheduleStore]:
-    results = ResultsStore(settings_of(ctx).database_url())
+    results = results_store(ctx)
     return results, ScheduleStore(store_url or results.url)
 
 
@@ -139,7 +139,7 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
         raise InputError(f"no scheduled job named {name!r} in {jobs_dir} "
                          f"(scheduled: {', '.join(sorted(jobs.jobs)) or 'none'})")
     prep = prepare(jobs.jobs[name].job.path, inventory, templates)
-    results = ResultsStore(settings_of(ctx).database_url())
+    results = results_store(ctx)
     schedule = prep.job.spec.schedule
     preview = schedule is not None and schedule.approval is Approval.REQUIRED
     result = execute(prep, results, RunOptions(

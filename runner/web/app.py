@@ -30,7 +30,6 @@ from runner.errors import (
     RoleTooLow,
     RunnerError,
 )
-from runner.queries import ensure_indexes
 from runner.results import ResultsStore
 from runner.schedule.store import ScheduleStore
 from runner.web.config import WebConfig
@@ -93,7 +92,6 @@ def error_body(exc: RunnerError) -> dict[str, Any]:
 def create_app(config: WebConfig) -> FastAPI:
     config = config.with_secret()
     results = ResultsStore(config.settings.database_url())
-    ensure_indexes(results.engine)
     schedule = ScheduleStore(config.store_url or results.url)
     shared = Services(config, results, schedule, TokenStore(results.engine),
                       Launcher(config, results))

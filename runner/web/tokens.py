@@ -10,16 +10,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, select, update
+from sqlalchemy import Column, MetaData, String, Table, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from runner.database import open_engine
 from runner.errors import InputError, NotFound
 from runner.records import now_iso
 from runner.vocab import Role
 
-# TODO(issue 13, branch wt-db): this table gets its own Alembic migration in the results
-# schema's history once that lands; until then TokenStore creates it with create_all.
+# In the results database; created by migration 0002 (runner/migrations), which every
+# runner start applies.
 metadata = MetaData()
 web_tokens = Table(
     "web_tokens", metadata,
@@ -61,9 +62,9 @@ class Token:
 
 class TokenStore:
     def __init__(self, url_or_engine: str | Engine) -> None:
-        self.engine = create_engine(url_or_engine) if isinstance(url_or_engine, str) \
+        """On the results database (its schema brought to head when given a URL)."""
+        self.engine = open_engine(url_or_engine) if isinstance(url_or_engine, str) \
             else url_or_engine
-        metadata.create_all(self.engine)
 
     def create(self, role: Role, name: str | None = None) -> tuple[Token, str]:
         """A new token: (its record, the token itself, which is not kept anywhere)."""

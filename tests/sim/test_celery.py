@@ -34,8 +34,10 @@ DEVICES = 24
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     # 12 slow devices keep a run going while a worker is killed; one refuses logins.
+    # 127.111.0.1-24: the store tests' block (tests/sim/test_db_loss.py and
+    # test_serve_store.py use .101 and .201 on), as two of these tests run on PostgreSQL.
     process = SimProcess(tmp_path_factory.mktemp("sim-celery") / "sim", DEVICES,
-                         address="127.107.0.1", port=free_port(),
+                         address="127.111.0.1", port=free_port(),
                          faults=["slow=12", "refuse=1"], slow_delay=SLOW_DELAY)
     try:
         process.start()
@@ -82,16 +84,20 @@ def write_job(path: Path, **fields: Any) -> Path:
     return path
 
 
-def runner(tmp_path: Path, env: dict[str, str], job: Path, inventory: Path,
+def runner(db: str, env: dict[str, str], job: Path, inventory: Path,
            *args: str) -> list[str]:
-    return [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
-            "run", str(job), "-i", str(inventory), "--templates", str(ROOT / "templates"),
-            "--json", *args]
+    return [sys.executable, "-m", "runner", "--db", db, "run", str(job), "-i", str(inventory),
+            "--templates", str(ROOT / "templates"), "--json", *args]
+
+
+def sqlite(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'runner.db'}"
 
 
 def run(tmp_path: Path, env: dict[str, str], job: Path, inventory: Path,
         *args: str) -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run(runner(tmp_path, env, job, inventory, *args), capture_output=True,
+    proc = subprocess.run(runner(sqlite(tmp_path), env, job, inventory, *args),
+                          capture_output=True,
                           text=True, env=env, timeout=300, check=False)
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 
@@ -156,11 +162,11 @@ def test_a_failing_batch_stops_the_rollout_alike_on_every_engine(
         *[("skipped", "RolloutStopped")] * 6]
 
 
-def start(tmp_path: Path, env: dict[str, str], client: Any, job: Path, inventory: Path,
+def start(db: str, env: dict[str, str], client: Any, job: Path, inventory: Path,
           *args: str) -> tuple[subprocess.Popen[str], str]:
     """`runner run` in the background, and its run id once it dispatched (from Redis)."""
     before = set(client.scan_iter("runner:run:*:dispatcher"))
-    proc = subprocess.Popen(runner(tmp_path, env, job, inventory, *args),
+    proc = subprocess.Popen(runner(db, env, job, inventory, *args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     new: list[str] = []
     wait_for(lambda: bool(new.extend(set(client.scan_iter("runner:run:*:dispatcher")) - before)
@@ -185,12 +191,13 @@ def slow_push(tmp_path: Path, sim: SimProcess, marker: str) -> tuple[Path, list[
 
 def test_a_worker_machine_killed_mid_run_gives_its_devices_to_a_live_worker_once(
         sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
-        tmp_path: Path) -> None:
+        tmp_path: Path, db_url: str) -> None:
+    """On SQLite and on PostgreSQL (db_url): the dispatcher stores every record."""
     ensure(workers, sim, "w1", "w2")
     marker = uuid.uuid4().hex[:8]
     job, slow = slow_push(tmp_path, sim, marker)
     client = redis_server.client()
-    proc, run_id = start(tmp_path, env, client, job, sim.inventory, "--engine", "celery",
+    proc, run_id = start(db_url, env, client, job, sim.inventory, "--engine", "celery",
                          "--shard-size", "3")
     try:
         # w1 has finished a device of a shard and is in the middle of the next ones
@@ -220,8 +227,7 @@ def test_a_worker_machine_killed_mid_run_gives_its_devices_to_a_live_worker_once
     resent = sum(int(n) for n in re.findall(r"; (\d+) device\(s\) of its shard sent", err))
     begun = sum(d["error_class"] == "ConfigAlreadyAttempted" for d in devices.values())
     assert resent > begun
-    stored = subprocess.run([sys.executable, "-m", "runner", "--db",
-                             f"sqlite:///{tmp_path / 'runner.db'}", "show",
+    stored = subprocess.run([sys.executable, "-m", "runner", "--db", db_url, "show",
                              result["run_id"], "--json"], capture_output=True, text=True,
                             check=True)
     assert sorted(d["host"] for d in json.loads(stored.stdout)["devices"]) == sorted(slow)
@@ -233,8 +239,8 @@ def test_with_no_live_worker_left_the_run_ends_with_worker_lost_records(
     ensure(workers, sim, "w1", "w2")
     job, slow = slow_push(tmp_path, sim, uuid.uuid4().hex[:8])
     client = redis_server.client()
-    proc, run_id = start(tmp_path, env, client, job, sim.inventory, "--engine", "celery",
-                         "--shard-size", "3")
+    proc, run_id = start(sqlite(tmp_path), env, client, job, sim.inventory, "--engine",
+                         "celery", "--shard-size", "3")
     try:
         wait_for(lambda: client.scard(f"runner:run:{run_id}:started") >= 2, 60,
                  "devices to be in progress")
@@ -257,12 +263,13 @@ def test_with_no_live_worker_left_the_run_ends_with_worker_lost_records(
 
 def test_ctrl_c_on_a_celery_run_reaches_the_workers(
         sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
-        tmp_path: Path) -> None:
+        tmp_path: Path, db_url: str) -> None:
+    """On SQLite and on PostgreSQL (db_url): the interrupted run and its records stored."""
     ensure(workers, sim, "w1", "w2")
     marker = uuid.uuid4().hex[:8]
     job, slow = slow_push(tmp_path, sim, marker)
     client = redis_server.client()
-    proc, run_id = start(tmp_path, env, client, job, sim.inventory, "--engine", "celery",
+    proc, run_id = start(db_url, env, client, job, sim.inventory, "--engine", "celery",
                          "--shard-size", "2")
     try:
         wait_for(lambda: len(finished_by(client, run_id)) >= 1, 60, "a device to finish")
@@ -272,14 +279,13 @@ def test_ctrl_c_on_a_celery_run_reaches_the_workers(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    show = subprocess.run([sys.executable, "-m", "runner", "--db",
-                           f"sqlite:///{tmp_path / 'runner.db'}", "history", "--json"],
-                          capture_output=True, text=True, check=True)
+    show = subprocess.run([sys.executable, "-m", "runner", "--db", db_url, "history",
+                           "--json"], capture_output=True, text=True, check=True)
     row = json.loads(show.stdout)[0]
     assert row["status"] == "interrupted"
     stored = json.loads(subprocess.run(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
-         "show", row["run_id"], "--json"], capture_output=True, text=True, check=True).stdout)
+        [sys.executable, "-m", "runner", "--db", db_url, "show", row["run_id"], "--json"],
+        capture_output=True, text=True, check=True).stdout)
     devices = {d["host"]: d for d in stored["devices"]}
     assert sorted(devices) == sorted(slow)
     statuses = {(d["status"], d["error_class"]) for d in devices.values()}

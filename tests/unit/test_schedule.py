@@ -165,8 +165,8 @@ def write_job(jobs: Path, name: str, schedule: str) -> Path:
     return path
 
 
-def make(tmp_path: Path, clock: FakeClock, runs: FakeRuns, owner: str) -> Scheduler:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+def make(tmp_path: Path, url: str, clock: FakeClock, runs: FakeRuns, owner: str) -> Scheduler:
+    """A scheduler on the store at `url` (db_url: SQLite, and a real PostgreSQL server)."""
     sched = Scheduler(tmp_path / "jobs", ScheduleStore(url), ResultsStore(url),
                       tmp_path / "inv", tmp_path / "templates", clock=clock, run=runs,
                       owner=owner, lease_ttl=15)
@@ -178,11 +178,11 @@ def settle(sched: Scheduler) -> None:
     wait_for(lambda: not sched.running, 10, "fake runs to finish")
 
 
-def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path) -> None:
+def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "jobs").mkdir()
     write_job(tmp_path / "jobs", "audit", "{interval: 1m, misfire_grace: 150, coalesce: true}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
-    first = make(tmp_path, clock, runs, "host:1")
+    first = make(tmp_path, db_url, clock, runs, "host:1")
     first.tick()  # learns the next fire time: 09:01
     clock.moment = T0 + timedelta(minutes=1, seconds=1)
     first.tick()
@@ -190,7 +190,7 @@ def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path) -> N
     assert runs.started == [("audit", T0 + timedelta(minutes=1))]
     # "killed": it never releases its lease; a new server starts 10 minutes later
     clock.moment = T0 + timedelta(minutes=11, seconds=30)
-    second = make(tmp_path, clock, runs, "host:2")
+    second = make(tmp_path, db_url, clock, runs, "host:2")
     second.tick()
     settle(second)
     assert runs.started[1:] == [("audit", T0 + timedelta(minutes=11))]
@@ -202,12 +202,12 @@ def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path) -> N
     assert rows["2026-11-22T09:11:00+00:00"]["status"] == "done"
 
 
-def test_second_scheduler_stands_by_and_takes_over(tmp_path: Path) -> None:
+def test_second_scheduler_stands_by_and_takes_over(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "jobs").mkdir()
     write_job(tmp_path / "jobs", "audit", "{interval: 1m}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
-    a = make(tmp_path, clock, runs, "host-a:1")
-    b = make(tmp_path, clock, runs, "host-b:1")
+    a = make(tmp_path, db_url, clock, runs, "host-a:1")
+    b = make(tmp_path, db_url, clock, runs, "host-b:1")
     a.tick()
     b.tick()
     for minute in range(1, 4):
@@ -226,11 +226,11 @@ def test_second_scheduler_stands_by_and_takes_over(tmp_path: Path) -> None:
     assert not a.leader  # it finds b holding the lease and stands by
 
 
-def test_an_occurrence_claimed_elsewhere_is_not_run_again(tmp_path: Path) -> None:
+def test_an_occurrence_claimed_elsewhere_is_not_run_again(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "jobs").mkdir()
     write_job(tmp_path / "jobs", "audit", "{interval: 1m}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
-    a = make(tmp_path, clock, runs, "host-a:1")
+    a = make(tmp_path, db_url, clock, runs, "host-a:1")
     a.tick()
     a.store.claim("audit", T0 + timedelta(minutes=1), "running", "host-z:9", clock.moment)
     clock.moment = T0 + timedelta(minutes=1, seconds=1)
@@ -240,12 +240,12 @@ def test_an_occurrence_claimed_elsewhere_is_not_run_again(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("overlap", ["skip", "queue"])
-def test_overlap_policy_in_the_scheduler(tmp_path: Path, overlap: str) -> None:
+def test_overlap_policy_in_the_scheduler(tmp_path: Path, db_url: str, overlap: str) -> None:
     (tmp_path / "jobs").mkdir()
     write_job(tmp_path / "jobs", "slow", f"{{interval: 1m, overlap: {overlap}}}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
     runs.hold.clear()  # the first run does not finish until released
-    s = make(tmp_path, clock, runs, "host:1")
+    s = make(tmp_path, db_url, clock, runs, "host:1")
     s.tick()
     for minute in (1, 2, 3):
         clock.moment = T0 + timedelta(minutes=minute, seconds=1)
