@@ -23,7 +23,8 @@ COMMANDS = {
     "show": "runner.job_commands", "approve": "runner.job_commands",
     "reject": "runner.job_commands", "serve": "runner.schedule.commands",
     "schedule": "runner.schedule.commands", "worker": "runner.dispatch.commands",
-    "lab": "runner.lab.commands", "db": "runner.db_commands",
+    "lab": "runner.lab.commands", "db": "runner.db_commands", "web": "runner.web.commands",
+    "token": "runner.web.commands",
 }
 
 

@@ -5,10 +5,14 @@ it resembles, so callers may catch either.
     ├── InputError (ValueError)        bad input: names file, line, field; exit code 2
     │   ├── JobError                   a job file (or its inventory, template, flags)
     │   ├── InventoryError             an inventory file
-    │   └── TopologyError              a containerlab topology file
+    │   ├── TopologyError              a containerlab topology file
+    │   └── NotFound (LookupError)     no such run, device, job, token, lab or backup
     ├── StoreError                     the results or schedule database failed
     │   ├── SchemaError                the schema cannot be brought to this runner's head
     │   └── RecordsNotStored           a run's records could not be written: kept in a file
+    ├── Conflict                       the request does not fit the current state
+    ├── AccessDenied (PermissionError) runner web: no valid token (401)
+    │   └── RoleTooLow                 a valid token whose role may not do this (403)
     ├── BrokerError (ConnectionError)  the Redis broker is unreachable or lost its data
     ├── BackupError                    the backup git repository failed
     ├── LabError                       a lab operation failed on this machine
@@ -104,8 +108,24 @@ class TopologyError(InputError):
     """A containerlab topology file that cannot be deployed as written."""
 
 
+class NotFound(InputError, LookupError):
+    """What the input names does not exist: a run, a device of a run, a job, a token."""
+
+
 class StoreError(RunnerError):
     """The results or schedule database could not be used."""
+
+
+class Conflict(RunnerError):
+    """The request does not fit the current state (cancel a run that is not running here)."""
+
+
+class AccessDenied(RunnerError, PermissionError):
+    """A `runner web` request without a valid token or session."""
+
+
+class RoleTooLow(AccessDenied):
+    """A valid token whose role does not allow the action (a viewer starting a run)."""
 
 
 class SchemaError(StoreError):

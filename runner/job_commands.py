@@ -13,6 +13,7 @@ from runner.errors import InputError, RecordsNotStored
 from runner.job.load import load_job
 from runner.job.spec import json_schema
 from runner.output import Progress, diffs, run_table, table
+from runner.queries import RunFilter, run_document, run_rows
 from runner.records import RunResult
 from runner.results import ResultsStore
 from runner.run import RunOptions, check_job, execute, prepare
@@ -154,7 +155,7 @@ def schema(kind: str) -> None:
 @click.pass_context
 def history(ctx: click.Context, limit: int, job: str | None, as_json: bool) -> None:
     """List recent runs."""
-    rows = _store(ctx).list_runs(limit, job)
+    rows = run_rows(_store(ctx), RunFilter(job=job), limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -188,10 +189,7 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
         if not run_result.devices:
             raise InputError(f"run {run_result.run_id} has no device {host!r}")
     if as_json:
-        data = run_result.to_json()
-        data["status"], data["error"] = row["status"], row.get("error")
-        data["notifications"] = row["notifications"] or []
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(run_document(row, run_result), indent=2))
         return
     rerun = f"  rerun of {row['rerun_of']}" if row.get("rerun_of") else ""
     click.echo(f"status {row['status']}  started {row['started']}  finished "

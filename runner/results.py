@@ -18,6 +18,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from runner.database import open_engine, retrying
-from runner.errors import InputError, Interrupted, RunnerError, StoreError
+from runner.errors import InputError, Interrupted, NotFound, RunnerError, StoreError
 from runner.migrate import describe, masked
 from runner.records import DeviceResult, RunResult, now_iso
 from runner.settings import DEFAULT_DB_RETRY_S
@@ -127,6 +128,12 @@ devices = Table(
     Column("position", Integer),  # the device's place in the run's targets (listing order)
     UniqueConstraint("run_id", "host", name="one_record_per_device"),
 )
+# The listings of `runner history` and `runner web` (runner/queries.py): a page of one job's
+# or one status's runs newest first; a run's devices in target order, or of one status.
+Index("ix_runs_job_started", runs.c.job, runs.c.started)
+Index("ix_runs_status_started", runs.c.status, runs.c.started)
+Index("ix_devices_run_position", devices.c.run_id, devices.c.position)
+Index("ix_devices_run_status", devices.c.run_id, devices.c.status)
 
 
 def _device_row(run_id: str, d: DeviceResult, position: int | None) -> dict[str, Any]:
@@ -332,7 +339,7 @@ class ResultsStore:
             found = [r[0] for r in conn.execute(
                 select(runs.c.run_id).where(runs.c.run_id.startswith(run_id)).limit(3))]
         if not found:
-            raise InputError(f"no run {run_id!r} in {self._safe_url()}")
+            raise NotFound(f"no run {run_id!r} in {self._safe_url()}")
         if len(found) > 1:
             raise InputError(f"run id {run_id!r} is ambiguous ({', '.join(found)}, ...)")
         return str(found[0])

@@ -120,6 +120,16 @@ class OccurrenceStatus(StrEnum):
     SKIPPED = "skipped"  # the previous run was still going (overlap: skip)
 
 
+class Role(StrEnum):
+    """What a `runner web` token may do."""
+
+    VIEWER = "viewer"  # read runs, schedules, backups, labs and metrics
+    OPERATOR = "operator"  # ... and run, cancel, approve and reject
+
+    def allows(self, needed: Role) -> bool:
+        return self is Role.OPERATOR or needed is Role.VIEWER
+
+
 class SchemaState(StrEnum):
     """Where a database stands in runner's migration history (`runner db current`)."""
 

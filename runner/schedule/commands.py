@@ -56,10 +56,13 @@ def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, Sc
 @click.option("--notify-on", type=click.Choice([e.value for e in NotifyEvent]), multiple=True,
               help="Events that send the --notify targets (repeatable; default: "
                    f"{', '.join(DEFAULT_EVENTS)}).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve Prometheus metrics (as runner web's /metrics) on 127.0.0.1:PORT.")
 @click.pass_context
 def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
           store_url: str | None, max_runs: int, stop_grace: float, engine: EngineChoice,
-          shard_size: int, notify_urls: tuple[str, ...], notify_on: tuple[str, ...]) -> None:
+          shard_size: int, notify_urls: tuple[str, ...], notify_on: tuple[str, ...],
+          metrics_port: int | None) -> None:
     """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them."""
     if not jobs_dir.is_dir():
         raise InputError("jobs directory not found", path=jobs_dir)
@@ -68,6 +71,10 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     results, store = _stores(ctx, store_url)
+    if metrics_port is not None:
+        from runner.web.metrics import serve_metrics
+
+        serve_metrics(metrics_port, results, store, settings_of(ctx))
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
                           stop_grace=stop_grace, engine=engine, shard_size=shard_size,
                           settings=settings_of(ctx), notify=notify)

@@ -25,6 +25,7 @@ from runner.results import metadata as results_metadata
 from runner.schedule.store import ScheduleStore
 from runner.schedule.store import metadata as schedule_metadata
 from runner.vocab import DeviceStatus, OccurrenceStatus, RunStatus, SchemaState, StepKind
+from runner.web.tokens import metadata as web_metadata
 from tests.pg import PASSWORD, PgServer
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -40,7 +41,7 @@ def runner(db_url: str, *args: str, cwd: Path | None = None,
 def code_schema() -> MetaData:
     """Every table the stores' code reads and writes, in one MetaData."""
     merged = MetaData()
-    for meta in (results_metadata, schedule_metadata):
+    for meta in (results_metadata, schedule_metadata, web_metadata):
         for table in meta.tables.values():
             table.to_metadata(merged)
     return merged
@@ -184,7 +185,7 @@ def test_a_database_of_the_first_release_is_adopted_with_its_runs(db_url: str,
     assert [(d["host"], d["status"], d["error_class"]) for d in run["devices"]] == [
         ("r1", "ok", None), ("r2", "unreachable", "ConnectFailed")]
     assert run["devices"][0]["steps"][0]["output"] == "FRRouting 8.4.4"
-    assert "upgrading to 0001" in shown.stderr
+    assert f"upgrading to {migrate.head()}" in shown.stderr
     after = version(db_url)
     assert after.state is SchemaState.CURRENT and after.revision == migrate.head()
     assert schema_drift(db_url) == []  # every later column, index and table is there
