@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -19,8 +18,8 @@ from runner.output import Progress, run_table, table
 from runner.records import now_iso
 from runner.results import ResultsStore
 from runner.run import RunOptions, execute, prepare
-from runner.schedule.policy import is_occurrence
-from runner.schedule.server import Clock, JobsDir, Scheduled, Scheduler
+from runner.schedule.listing import schedule_list
+from runner.schedule.server import JobsDir, Scheduler
 from runner.schedule.store import ScheduleStore
 from runner.vocab import Approval, EngineChoice, NotifyEvent
 
@@ -108,14 +107,9 @@ def schedule() -> None:
 def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
           as_json: bool) -> None:
     """Each scheduled job, its trigger in words, next fire times, last run."""
-    jobs = JobsDir(jobs_dir)
-    for message in jobs.reload():
-        if "invalid" in message or "already used" in message:
-            click.echo(f"warning: {message}", err=True)
     results, store = _stores(ctx, store_url)
-    now = Clock().now()
-    listed = [_listing(sched, store, results, now, count)
-              for _, sched in sorted(jobs.jobs.items())]
+    listed = schedule_list(jobs_dir, store, results, count,
+                           warn=lambda message: click.echo(f"warning: {message}", err=True))
     if as_json:
         click.echo(json.dumps(listed, indent=2))
         return
@@ -129,29 +123,6 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
             else "never"
         rows.append((item["job"], item["when"], ", ".join(times) or "no more", last_text))
     click.echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
-
-
-def _listing(sched: Scheduled, store: ScheduleStore, results: ResultsStore, now: datetime,
-             count: int) -> dict[str, Any]:
-    """One job of `schedule list`: its schedule as written, in words, and what comes next."""
-    spec = sched.job.spec.schedule
-    assert spec is not None
-    known, moment = store.next_fire(sched.name, sched.key)
-    if not known or not is_occurrence(sched.trigger, moment) or \
-            (moment is not None and moment < now):
-        moment = sched.trigger.next_after(now)  # overdue ones are handled at next start
-    times: list[str] = []
-    while moment is not None and len(times) < count:
-        times.append(moment.astimezone(UTC).isoformat())
-        moment = sched.trigger.next_after(moment)
-    last = results.last_run(sched.name)
-    return {
-        "job": sched.name, "file": str(sched.job.path), "when": sched.trigger.describe(),
-        "schedule": spec.model_dump(mode="json", exclude_defaults=True),
-        "timezone": spec.timezone, "next": times,
-        "last_run": {k: last[k] for k in ("run_id", "status", "started", "finished")}
-        if last else None,
-    }
 
 
 @schedule.command(name="run")

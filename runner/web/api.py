@@ -21,12 +21,13 @@ from runner.queries import (
     run_rows,
     status_counts,
 )
+from runner.schedule.listing import schedule_list
 from runner.vocab import DeviceStatus, RunStatus
 from runner.web import backups as backup_repos
 from runner.web.app import services
 from runner.web.auth import Principal, identify, operator, viewer
 from runner.web.labs import lab_statuses
-from runner.web.schedules import recent_occurrences, schedule_list
+from runner.web.schedules import recent_occurrences
 
 router = APIRouter(prefix="/api")
 Viewer = Annotated[Principal, Depends(viewer)]

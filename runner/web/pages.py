@@ -31,12 +31,13 @@ from runner.queries import (
     status_counts,
 )
 from runner.results import devices
+from runner.schedule.listing import schedule_list
 from runner.vocab import SUCCESS, DeviceStatus, RunStatus
 from runner.web import backups as backup_repos
 from runner.web import labs as lab_data
 from runner.web.app import services
 from runner.web.auth import CSRF_FIELD, Principal, check_csrf, csrf_token, identify, log_in, viewer
-from runner.web.schedules import recent_occurrences, schedule_list
+from runner.web.schedules import recent_occurrences
 from runner.web.svg import render as render_svg
 
 router = APIRouter(include_in_schema=False)

@@ -1,50 +1,15 @@
-"""Scheduled jobs for the web: the document `runner schedule list --json` prints (each job,
-its trigger in words, next fire times in UTC, last run) and each job's last occurrences."""
+"""Scheduled jobs for the web: each job's last occurrences (the list itself is
+runner.schedule.listing's, the document `runner schedule list --json` prints)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from runner.results import ResultsStore, runs
-from runner.schedule.server import Clock, JobsDir, Scheduled
 from runner.schedule.store import ScheduleStore, occurrences
-
-
-def listing(sched: Scheduled, store: ScheduleStore, results: ResultsStore, now: datetime,
-            count: int) -> dict[str, Any]:
-    """One job of `schedule list --json`: its schedule as written, in words, what comes next.
-    (The same shape as the CLI's on branch wt-sched; one of the two should call the other
-    once both are merged.)"""
-    spec = sched.job.spec.schedule
-    assert spec is not None
-    known, moment = store.next_fire(sched.name, sched.key)
-    if not known or (moment is not None and moment < now):
-        moment = sched.trigger.next_after(now)  # overdue ones are handled at next start
-    times: list[str] = []
-    while moment is not None and len(times) < count:
-        times.append(moment.astimezone(UTC).isoformat())
-        moment = sched.trigger.next_after(moment)
-    last = results.last_run(sched.name)
-    return {
-        "job": sched.name, "file": str(sched.job.path), "when": sched.trigger.describe(),
-        "schedule": spec.model_dump(mode="json", exclude_defaults=True),
-        "timezone": spec.timezone, "next": times,
-        "last_run": {k: last[k] for k in ("run_id", "status", "started", "finished")}
-        if last else None,
-    }
-
-
-def schedule_list(jobs_dir: Path, store: ScheduleStore, results: ResultsStore,
-                  count: int = 3) -> list[dict[str, Any]]:
-    jobs = JobsDir(jobs_dir)
-    jobs.reload()
-    now = Clock().now()
-    return [listing(sched, store, results, now, count)
-            for _, sched in sorted(jobs.jobs.items())]
 
 
 def recent_occurrences(store: ScheduleStore, results: ResultsStore, job: str,
