@@ -279,6 +279,12 @@ def test_schedules_and_their_occurrences(web: Web, viewer: httpx.Client) -> None
     assert by_job["logging"]["schedule"]["approval"] == "required"
     assert len(by_job["facts"]["next"]) == 3
     assert all(t.endswith("+00:00") for t in by_job["facts"]["next"])
+    # the same document `runner schedule list --json` prints
+    cli = json.loads(web.cli("schedule", "list", "--json", "--jobs", str(web.jobs)).stdout)
+    for mine, theirs in zip(cli, listed, strict=True):
+        # an hour may turn between the two calls: fire times then differ by one
+        assert len(set(mine.pop("next")) & set(theirs.pop("next"))) >= 2
+        assert mine == theirs
     occurrences = viewer.get("/api/schedules/facts/occurrences").json()
     assert occurrences[0]["status"] == "missed"
     assert occurrences[0]["reason"].startswith("misfired")
