@@ -4,6 +4,7 @@ file) loaded with file:line errors, target selection, per-host connection parame
 from __future__ import annotations
 
 import fnmatch
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ from runner.job.spec import Targets
 from runner.secretref import SecretRef, SecretRefSpec, SecretResolver
 from runner.validation import Loc, YamlSource, shown
 from runner.yamlsrc import LineDict, line_of, load_yaml
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,13 @@ class FleetInventory:
             raise self._platform_origin(name).error(
                 f"unknown platform {platform!r} of host {name!r} (runner knows {known})"
                 + _more(unknown))
+        untested = set(platforms.untested())
+        for platform in sorted({self.platform_of(n) or "" for n in chosen} & untested):
+            hosts = [n for n in chosen if self.platform_of(n) == platform]
+            log.warning("platform %s (hosts %s) is untested: its settings in platforms.yaml "
+                        "are IOS's and no test has run against such a device",
+                        platform, ", ".join(hosts[:5]) + (f" and {len(hosts) - 5} more"
+                                                          if len(hosts) > 5 else ""))
 
     def _platform_origin(self, name: str) -> Where:
         """Where the host's platform was written, in Nornir's order of resolution."""

@@ -29,6 +29,7 @@ class Platform:
     cli_config_exit: str
     cli_enable: str
     cli_password_prompt: str
+    tested: bool = False
 
     @property
     def asyncssh(self) -> str:
@@ -68,12 +69,18 @@ def _table() -> dict[str, Platform]:
             cli_config_exit=spec["cli"]["config_exit"],
             cli_enable=spec["cli"]["enable"],
             cli_password_prompt=spec["cli"]["password_prompt"],
+            tested=spec.get("tested", False) is True,
         )
     return table
 
 
 def names() -> list[str]:
     return sorted(_table())
+
+
+def untested() -> list[str]:
+    """Platforms no test has run against a device of (platforms.yaml `tested: false`)."""
+    return sorted(name for name, p in _table().items() if not p.tested)
 
 
 def get(name: str) -> Platform | None:

@@ -365,3 +365,29 @@ def test_prepare_takes_the_jobs_platform_for_hosts_without_one(tmp_path: Path) -
     assert isinstance(prep.inventory, FleetInventory)
     assert prep.inventory.platform_of("h1") == "cisco_nxos"
     assert prep.inventory.connect_params("h1", "netmiko").driver_platform == "cisco_nxos"
+
+
+@pytest.mark.parametrize("platform", ["cisco_nxos", "arista_eos", "cisco_ios"])
+def test_untested_platforms_warn_when_targeted(
+        tmp_path: Path, listener: tuple[int, list[tuple[str, int]]], platform: str) -> None:
+    """cisco_nxos and arista_eos are IOS's settings that no test has run against such a
+    device (platforms.yaml `tested: false`): a run targeting them says so on stderr, and
+    runs; a tested platform does not warn."""
+    from runner import platforms
+
+    assert platforms.untested() == ["arista_eos", "cisco_nxos"]
+    port, seen = listener
+    inv = write(tmp_path, f"d1: {{hostname: 127.0.0.1, port: {port}, platform: {platform}}}\n"
+                          "d2: {hostname: 10.0.0.9, platform: cisco_ios}\n")
+    job = tmp_path / "job.yml"
+    job.write_text("name: j\ntargets: {hosts: [d1]}\ntimeouts: {connect: 3}\n"
+                   "steps:\n  - command: show version\n", encoding="utf-8")
+    ran = subprocess.run(
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'r.db'}", "run",
+         str(job), "-i", str(inv), "--json"], capture_output=True, text=True, check=False,
+        cwd=tmp_path)
+    assert ran.returncode == 1, ran.stderr  # the listener speaks no SSH: unreachable
+    assert seen, "the host was contacted"
+    warning = (f"WARNING runner.inventory: platform {platform} (hosts d1) is untested: its "
+               "settings in platforms.yaml are IOS's and no test has run against such a device")
+    assert (warning in ran.stderr.splitlines()) == (platform != "cisco_ios"), ran.stderr
