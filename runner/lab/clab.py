@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import BackendUnavailable, LabError
-from runner.lab import state
+from runner.lab import inventory, state
 from runner.lab.backend import LabStatus, NodeStatus
 from runner.lab.plan import make_plan
 from runner.lab.system import run
@@ -51,7 +51,45 @@ class ContainerlabBackend:
             raise LabError(f"containerlab deploy failed: {proc.stderr.strip()[-2000:]}")
         lab = state.LabState(NAME, make_plan(topo), "up")
         self.index.save(lab)
+        self._write_client_files(lab, topo)
         return self.status(lab)
+
+    def _write_client_files(self, lab: state.LabState, topo: Topology) -> None:
+        """The namespace backend's client files (inventory/, known_hosts, ssh_config) from
+        what containerlab reports: each router's management address from `inspect`, its
+        host keys from its container's /etc/ssh. containerlab's own
+        nornir-simple-inventory.yml is left as it wrote it, and there is no lab key: the
+        routers take the password, or the ~/.ssh keys containerlab authorised."""
+        rows = {str(r.get("name", "")): r for r in self._inspect(lab)}
+        addresses: dict[str, str] = {}
+        keys: dict[str, list[str]] = {}
+        for node in lab.plan.nodes.values():
+            if node.role != "router":
+                continue
+            row = rows.get(node.netns, {})
+            ip = str(row.get("ipv4_address", "")).split("/")[0]
+            if ip:
+                addresses[node.name] = ip
+            keys[node.name] = self._host_keys(node.netns)
+        inventory.write_client_files(lab.plan, topo.nodes, addresses=addresses, keys=keys,
+                                     client_key=False, flat_file=False)
+
+    def _host_keys(self, container: str) -> list[str]:
+        """The container's SSH host public keys (`type base64`), none if it has no sshd
+        keys in /etc/ssh or does not answer."""
+        try:
+            proc = run(["docker", "exec", container, "sh", "-c",
+                        "cat /etc/ssh/ssh_host_*_key.pub"], check=False, timeout=30)
+        except subprocess.TimeoutExpired:
+            return []
+        if proc.returncode != 0:
+            return []
+        found = []
+        for line in proc.stdout.splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and (fields[0].startswith(("ssh-", "ecdsa-"))):
+                found.append(f"{fields[0]} {fields[1]}")
+        return found
 
     def down(self, lab: state.LabState) -> None:
         self._require()

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from runner.lab.kinds import Kind
-from runner.lab.plan import LabPlan
+from runner.lab.plan import LabPlan, NodePlan
 from runner.lab.system import run
 from runner.lab.topology import Node
 
@@ -53,34 +53,52 @@ def _common(values: list[str], fallback: str) -> str:
     return Counter(values).most_common(1)[0][0] if values else fallback
 
 
-def write_client_files(plan: LabPlan, nodes: Mapping[str, Node]) -> Path:
-    """Write inventory/, the containerlab-style inventory, known_hosts and ssh_config.
-
-    nodes: the topology's nodes (login password, and the kind's automation platforms).
-    Returns the inventory directory.
-    """
+def _write_ssh_files(plan: LabPlan, routers: list[NodePlan], address: Mapping[str, str],
+                     keys: Mapping[str, list[str]] | None, *, client_key: bool) -> None:
+    """known_hosts (every router's host keys, by address and names) and ssh_config."""
     lab_dir = Path(plan.lab_dir)
-    routers = [n for n in plan.nodes.values() if n.role == "router"]
     known_hosts = lab_dir / KNOWN_HOSTS
-
     lines = []
     for node in routers:
-        for key in host_keys(plan, node.name):
-            lines.append(f"{node.mgmt_ip},{node.name},{node.netns} {key}")
+        for key in (keys.get(node.name, []) if keys is not None
+                    else host_keys(plan, node.name)):
+            lines.append(f"{address[node.name]},{node.name},{node.netns} {key}")
     known_hosts.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     ssh_config = []
     for node in routers:
         ssh_config += [
             f"Host {node.name} {node.netns}",
-            f"    HostName {node.mgmt_ip}",
+            f"    HostName {address[node.name]}",
             f"    User {node.username}",
-            f"    IdentityFile {lab_dir / CLIENT_KEY}",
+            *([f"    IdentityFile {lab_dir / CLIENT_KEY}"] if client_key else []),
             f"    UserKnownHostsFile {known_hosts}",
             "    StrictHostKeyChecking yes",
             "",
         ]
     (lab_dir / SSH_CONFIG).write_text("\n".join(ssh_config), encoding="utf-8")
+
+
+def write_client_files(plan: LabPlan, nodes: Mapping[str, Node], *,
+                       addresses: Mapping[str, str] | None = None,
+                       keys: Mapping[str, list[str]] | None = None,
+                       client_key: bool = True, flat_file: bool = True) -> Path:
+    """Write inventory/, the containerlab-style inventory, known_hosts and ssh_config.
+
+    nodes: the topology's nodes (login password, and the kind's automation platforms).
+    addresses, keys: each router's management address and host keys when another backend
+    (containerlab) knows them, instead of the plan's and the node directories'.
+    client_key: the lab's own key (id_ed25519) is authorised on the routers.
+    flat_file: write nornir-simple-inventory.yml (containerlab writes its own).
+    Returns the inventory directory.
+    """
+    lab_dir = Path(plan.lab_dir)
+    lab_dir.mkdir(mode=0o700, exist_ok=True)
+    routers = [n for n in plan.nodes.values() if n.role == "router"]
+    known_hosts = lab_dir / KNOWN_HOSTS
+    address = {n.name: (addresses or {}).get(n.name) or n.mgmt_ip for n in routers}
+
+    _write_ssh_files(plan, routers, address, keys, client_key=client_key)
 
     # Each router's platforms come from its kind: what most routers share goes in defaults,
     # a router of another kind carries its own.
@@ -94,7 +112,7 @@ def write_client_files(plan: LabPlan, nodes: Mapping[str, Node]) -> Path:
     groups: dict[str, Any] = {}
     for node in routers:
         kind = kinds[node.name]
-        host: dict[str, Any] = {"hostname": node.mgmt_ip, "groups": []}
+        host: dict[str, Any] = {"hostname": address[node.name], "groups": []}
         if node.group:
             host["groups"].append(node.group)
             groups.setdefault(node.group, {"data": {}})
@@ -127,7 +145,8 @@ def write_client_files(plan: LabPlan, nodes: Mapping[str, Node]) -> Path:
                 "known_hosts_path": str(known_hosts), "enable_strict_key": True}},
             "asyncssh": {"extras": {"known_hosts": str(known_hosts)}},
         },
-        "data": {"lab": plan.lab, "ssh_key_file": str(lab_dir / CLIENT_KEY)},
+        "data": {"lab": plan.lab, **({"ssh_key_file": str(lab_dir / CLIENT_KEY)}
+                                     if client_key else {})},
     }
     inv = lab_dir / INVENTORY_DIR
     inv.mkdir(exist_ok=True)
@@ -137,10 +156,14 @@ def write_client_files(plan: LabPlan, nodes: Mapping[str, Node]) -> Path:
     _dump(inv / "defaults.yaml", defaults, header)
 
     # The flat file containerlab writes, for tools that expect it.
-    clab = {node.name: {"username": node.username, "password": nodes[node.name].password,
-                        "platform": kinds[node.name].platform, "hostname": node.mgmt_ip}
-            for node in routers}
-    _dump(lab_dir / CLAB_INVENTORY, clab, header)
-    for path in (inv / "hosts.yaml", inv / "defaults.yaml", lab_dir / CLAB_INVENTORY):
+    written = [inv / "hosts.yaml", inv / "defaults.yaml"]
+    if flat_file:
+        clab = {node.name: {"username": node.username, "password": nodes[node.name].password,
+                            "platform": kinds[node.name].platform,
+                            "hostname": address[node.name]}
+                for node in routers}
+        _dump(lab_dir / CLAB_INVENTORY, clab, header)
+        written.append(lab_dir / CLAB_INVENTORY)
+    for path in written:
         path.chmod(0o600)  # credentials inside
     return inv

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import BackendUnavailable
+from runner.inventory import load_inventory
+from runner.job.spec import Targets
 from runner.lab.clab import ContainerlabBackend
 from runner.lab.netns import NamespaceBackend
 from runner.lab.service import Labs
@@ -25,14 +27,37 @@ from tests.conftest import LAB_DIR, ROOT
 
 FAKE_CLAB = """#!/bin/sh
 echo "$@" >> "{log}"
+if [ "$1" = deploy ]; then  # containerlab makes the lab directory and its own flat file
+  mkdir -p "$(dirname "$3")/clab-practice"
+  echo "# containerlab's own" > "$(dirname "$3")/clab-practice/nornir-simple-inventory.yml"
+fi
 if [ "$1" = inspect ]; then
   cat <<'JSON'
 {{"practice": [
   {{"name": "clab-practice-r1", "state": "running", "ipv4_address": "172.20.20.11/24"}},
-  {{"name": "clab-practice-r2", "state": "exited", "ipv4_address": ""}}
+  {{"name": "clab-practice-r2", "state": "exited", "ipv4_address": ""}},
+  {{"name": "clab-practice-r3", "state": "running", "ipv4_address": "172.20.20.99/24"}}
 ]}}
 JSON
 fi
+"""
+
+# Host keys as `docker exec NODE sh -c 'cat /etc/ssh/ssh_host_*_key.pub'` prints them: r1
+# and r3 run sshd, r2's container has exited.
+KEY_R1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qta2V5LW9mLXIxLXJ1bm5lci10ZXN0cw"
+KEY_R3 = ("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHRl"
+          "c3Qta2V5LW9mLXIz")
+FAKE_DOCKER = f"""#!/bin/sh
+echo "docker $@" >> "{{log}}"
+if [ "$1" = exec ]; then
+  case "$2" in
+    clab-practice-r1) echo "{KEY_R1} root@r1";;
+    clab-practice-r3) echo "{KEY_R3} root@r3"; echo "not a key";;
+    *) echo "Error response from daemon: container is not running" >&2; exit 1;;
+  esac
+  exit 0
+fi
+exit "${{{{FAKE_DOCKER_RC:-0}}}}"
 """
 
 
@@ -48,8 +73,7 @@ def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bindir.mkdir()
     log = tmp_path / "calls.log"
     (bindir / "containerlab").write_text(FAKE_CLAB.format(log=log), encoding="utf-8")
-    (bindir / "docker").write_text(f'#!/bin/sh\necho "docker $@" >> "{log}"\n'
-                                   'exit "${FAKE_DOCKER_RC:-0}"\n', encoding="utf-8")
+    (bindir / "docker").write_text(FAKE_DOCKER.format(log=log), encoding="utf-8")
     for tool in bindir.iterdir():
         tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin:/usr/sbin:/sbin")
@@ -113,3 +137,53 @@ def test_cli_passes_the_settings_it_read_down_to_the_lab(
                           capture_output=True, text=True, check=False, env=env, cwd=ROOT)
     assert proc.stdout.strip() == "no labs are up", proc.stderr
     assert Labs(Settings(lab_ready_timeout=5)).namespace.ready_timeout == 5
+
+
+def test_containerlab_up_writes_the_client_files(fake_tools: Path, labs: Labs,
+                                                 tmp_path: Path) -> None:
+    """After a containerlab deploy, `-i clab-X/inventory`, known_hosts and ssh_config exist
+    as the namespace backend writes them, from `inspect`'s management addresses (r3 has
+    none in the topology: docker chose .99) and the containers' host keys; containerlab's
+    own flat inventory stays as it wrote it."""
+    topo = tmp_path / "practice.clab.yml"
+    text = (LAB_DIR / "practice.clab.yml").read_text(encoding="utf-8")
+    assert "      mgmt-ipv4: 172.20.20.13\n" in text
+    topo.write_text(text.replace("      mgmt-ipv4: 172.20.20.13\n", ""), encoding="utf-8")
+    shutil.copytree(LAB_DIR / "practice", tmp_path / "practice")
+    labs.up(topo, "containerlab")
+    lab_dir = tmp_path / "clab-practice"
+    assert (lab_dir / "nornir-simple-inventory.yml").read_text(
+        encoding="utf-8") == "# containerlab's own\n"
+    calls = fake_tools.read_text(encoding="utf-8").splitlines()
+    assert "docker exec clab-practice-r1 sh -c cat /etc/ssh/ssh_host_*_key.pub" in calls
+
+    known_hosts = lab_dir / "known_hosts"
+    assert known_hosts.read_text(encoding="utf-8").splitlines() == [
+        f"172.20.20.11,r1,clab-practice-r1 {KEY_R1}",
+        f"172.20.20.99,r3,clab-practice-r3 {KEY_R3}"]
+
+    inv = load_inventory(lab_dir / "inventory")
+    assert inv.select(Targets(groups=["routers"])) == ["r1", "r2", "r3", "r4"]
+    assert {h: inv.address(h, "netmiko")[0] for h in ("r1", "r2", "r3", "r4")} == {
+        "r1": "172.20.20.11", "r2": "172.20.20.12", "r3": "172.20.20.99",
+        "r4": "172.20.20.14"}
+    for driver in ("netmiko", "scrapli", "asyncssh"):
+        params = inv.connect_params("r3", driver)
+        assert (params.hostname, params.port, params.username) == ("172.20.20.99", 22, "admin")
+        assert params.host_key_checking
+        assert str(known_hosts) in json.dumps(params.extras)
+    assert "ssh_key_file" not in inv.nornir.defaults.data  # no lab key on this backend
+    for name in ("inventory/hosts.yaml", "inventory/defaults.yaml"):
+        assert (lab_dir / name).stat().st_mode & 0o077 == 0, name
+
+    # OpenSSH itself reads the ssh_config: address, user, the lab's known_hosts, strict
+    ssh = subprocess.run(["ssh", "-G", "-F", str(lab_dir / "ssh_config"), "r3"],
+                         capture_output=True, text=True, check=True)
+    options = dict(line.split(" ", 1) for line in ssh.stdout.splitlines() if " " in line)
+    assert options["hostname"] == "172.20.20.99"
+    assert options["user"] == "admin"
+    assert options["userknownhostsfile"] == str(known_hosts)
+    assert options["stricthostkeychecking"] in ("true", "yes")
+    assert str(lab_dir / "id_ed25519") not in ssh.stdout
+    assert not (lab_dir / "id_ed25519").exists()
+    assert labs.down(str(topo))
