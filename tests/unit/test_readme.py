@@ -1,0 +1,84 @@
+"""Every `runner` command the README and docs/tutorial.md show exists, with every option it
+is written with (resolved through runner.cli's real click tree), and each command is run by
+a named test. tests/sim/test_readme.py runs the simulator-applicable lines themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import ROOT
+from tests.readme_commands import check, documented
+
+# Where each documented command is run for real. "readme" = tests/sim/test_readme.py runs
+# the documents' own lines (paths substituted); the others run the same command (or, where
+# said, the function behind it) with their own arguments.
+README = "tests/sim/test_readme.py"
+COVERAGE: dict[tuple[str, ...], list[str]] = {
+    ("lab", "sim"): [README, "tests/sim/conftest.py"],
+    ("run",): [README, "tests/lab/test_jobs.py", "tests/lab/test_safe_changes.py",
+               "tests/sim/test_safe_changes.py (--rerun)", "tests/sim/test_celery.py (celery)"],
+    ("history",): [README],
+    ("show",): [README, "tests/sim/test_safe_changes.py (--failed)"],
+    ("schedule", "list"): [README],
+    ("schedule", "run"): [README],
+    ("serve",): [README, "tests/lab/test_serve.py", "tests/sim/test_notify.py (--notify)",
+                 "tests/web/test_api.py (--metrics-port)"],
+    ("validate",): [README, "tests/unit/test_jobs_input.py"],
+    ("schema",): [README, "tests/unit/test_jobs_input.py"],
+    ("token", "create"): [README, "tests/web/conftest.py"],
+    ("token", "list"): [README],
+    ("token", "revoke"): [README, "tests/web/test_api.py"],
+    ("db",): [README],
+    ("db", "current"): [README, "tests/unit/test_store.py"],
+    ("db", "upgrade"): [README, "tests/unit/test_store.py"],
+    ("db", "import"): ["tests/sim/test_db_loss.py"],
+    ("approve",): ["tests/sim/test_safe_changes.py"],
+    ("reject",): ["tests/sim/test_safe_changes.py"],
+    ("web",): ["tests/web/conftest.py"],
+    ("worker",): ["tests/sim/test_celery.py", "tests/lab/test_workers.py"],
+    # the lab (root, FRR): tests/lab, never run here beside other sessions' labs
+    ("lab", "up"): ["tests/lab/test_lifecycle.py", "tests/lab/test_hardening.py"],
+    ("lab", "down"): ["tests/lab/test_lifecycle.py"],
+    ("lab", "exec"): ["tests/lab/test_practice_lab.py"],
+    ("lab", "status"): ["tests/lab/test_lifecycle.py",
+                        "tests/unit/test_containerlab_backend.py"],
+    # `runner lab wait` itself is run by no test: tests/lab/conftest.py calls
+    # runner.lab.converge.wait_converged, the function behind it (./dev demo runs the command)
+    ("lab", "wait"): ["tests/lab/conftest.py"],
+}
+
+
+def test_every_documented_command_and_option_exists() -> None:
+    commands = documented()
+    assert len(commands) > 40
+    problems = []
+    for command in commands:
+        _path, found = check(command.argv)
+        problems += [f"{command.where}: {command.text}: {p}" for p in found]
+    assert problems == []
+
+
+def test_the_checker_finds_what_does_not_exist() -> None:
+    assert check(("run", "jobs/x.yml", "-i", "inv", "--dry-run")) == (("run",), [])
+    assert check(("--db", "URL", "db", "current", "--json")) == (("db", "current"), [])
+    assert check(("lab", "exec", "r1", "--", "ping", "-c", "3")) == (("lab", "exec"), [])
+    assert check(("run", "--dryrun"))[1] == ["`runner run` has no option --dryrun"]
+    assert check(("schedule", "lst"))[1] == ["`runner schedule` has no command 'lst'"]
+    assert check(("--nope", "history"))[1] == ["`runner ` has no option --nope"]
+
+
+def test_every_documented_command_is_run_by_a_named_test() -> None:
+    unclassified = sorted({f"{c.where}: {c.text}" for c in documented()
+                           if c.argv and check(c.argv)[0] not in COVERAGE})
+    assert unclassified == []
+    for where in COVERAGE.values():
+        assert where
+        for test in where:
+            assert (ROOT / test.split(" ")[0]).is_file(), test
+
+
+def test_the_tutorial_exists_and_is_read() -> None:
+    tutorial = ROOT / "docs" / "tutorial.md"
+    assert tutorial.is_file()
+    assert any(c.doc == tutorial for c in documented())
+    assert Path("README.md").name in {c.doc.name for c in documented()}
