@@ -107,7 +107,7 @@ def check(argv: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
             break
         if word.startswith("-"):
             name = word.split("=", 1)[0]
-            if name == "--help" or name == "-h":
+            if name in {"--help", "-h"}:
                 continue
             known = {o for p in command.get_params(ctx) for o in
                      (*p.opts, *getattr(p, "secondary_opts", []))}
