@@ -111,3 +111,17 @@ class OccurrenceStatus(StrEnum):
     INTERRUPTED = "interrupted"
     MISSED = "missed"  # misfired (too late) or coalesced into a later one
     SKIPPED = "skipped"  # the previous run was still going (overlap: skip)
+
+
+class LinkState(StrEnum):
+    """A lab link interface's administrative state (`runner lab link`)."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+class NetemMethod(StrEnum):
+    """How `runner lab netem` impaired a link on this kernel."""
+
+    NETEM = "netem"  # one tc netem qdisc, as containerlab does
+    TBF_NFT = "tbf+nftables"  # no sch_netem in the kernel: tbf for rate, nftables for loss
