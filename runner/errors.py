@@ -5,7 +5,8 @@ it resembles, so callers may catch either.
     ├── InputError (ValueError)        bad input: names file, line, field; exit code 2
     │   ├── JobError                   a job file (or its inventory, template, flags)
     │   ├── InventoryError             an inventory file
-    │   └── TopologyError              a containerlab topology file
+    │   ├── TopologyError              a containerlab topology file
+    │   └── ExerciseError              a practice exercise file (lab/exercises/)
     ├── StoreError                     the results or schedule database failed
     ├── BrokerError (ConnectionError)  the Redis broker is unreachable or lost its data
     ├── BackupError                    the backup git repository failed
@@ -95,6 +96,10 @@ class InventoryError(InputError):
 
 class TopologyError(InputError):
     """A containerlab topology file that cannot be deployed as written."""
+
+
+class ExerciseError(InputError):
+    """A practice exercise file that cannot be used as written."""
 
 
 class StoreError(RunnerError):

@@ -125,3 +125,11 @@ class NetemMethod(StrEnum):
 
     NETEM = "netem"  # one tc netem qdisc, as containerlab does
     TBF_NFT = "tbf+nftables"  # no sch_netem in the kernel: tbf for rate, nftables for loss
+
+
+class GoalKind(StrEnum):
+    """What an exercise goal tests (`runner lab exercise check`)."""
+
+    REACHES = "reaches"  # NODE reaches ADDRESS: a ping from the node gets answers
+    BGP = "bgp"  # NODE has BGP STATE with PEER
+    OSPF = "ospf"  # NODE has OSPF STATE with NEIGHBOUR (a node or a router id)

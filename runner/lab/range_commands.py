@@ -100,6 +100,12 @@ def start(node: str, daemon: str | None, lab_ref: str | None) -> None:
     click.echo(Impair(labs).start(labs.lab_of(node, lab_ref), node, daemon))
 
 
-COMMANDS: list[click.Command] = [link, netem, stop, start]
+def _commands() -> list[click.Command]:
+    from runner.lab.exercise.commands import exercise
+
+    return [link, netem, stop, start, exercise]
+
+
+COMMANDS = _commands()
 
 
