@@ -133,3 +133,12 @@ class GoalKind(StrEnum):
     REACHES = "reaches"  # NODE reaches ADDRESS: a ping from the node gets answers
     BGP = "bgp"  # NODE has BGP STATE with PEER
     OSPF = "ospf"  # NODE has OSPF STATE with NEIGHBOUR (a node or a router id)
+
+
+class GraphFormat(StrEnum):
+    """What `runner lab graph` writes."""
+
+    DOT = "dot"  # Graphviz source
+    MERMAID = "mermaid"  # a mermaid flowchart (renders in GitHub, GitLab, Notion...)
+    SVG = "svg"  # through Graphviz
+    PNG = "png"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
 from runner.cli_common import settings_of
-from runner.lab import service
+from runner.lab import service, state
 from runner.lab.faults import Netem, split_endpoint
 from runner.lab.impair import Impair
 from runner.lab.state import LabState
-from runner.vocab import LinkState
+from runner.vocab import GraphFormat, LinkState
 
 LAB_OPTION = click.option("--lab", "lab_ref", metavar="TOPOLOGY|NAME",
                           help="Which lab, when several are up.")
@@ -100,10 +103,85 @@ def start(node: str, daemon: str | None, lab_ref: str | None) -> None:
     click.echo(Impair(labs).start(labs.lab_of(node, lab_ref), node, daemon))
 
 
+@click.command()
+@click.argument("endpoint", metavar="NODE:IF")
+@click.option("-w", "--write", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a pcap file (else: pcap to stdout when it is a pipe, decoded "
+                   "packets on a terminal).")
+@click.option("-c", "--count", type=click.IntRange(1), help="Stop after this many packets.")
+@LAB_OPTION
+def capture(endpoint: str, out: Path | None, count: int | None, lab_ref: str | None) -> None:
+    """Capture packets on a node's interface with tcpdump, inside the node's namespace.
+
+    Examples: runner lab capture r1:eth1 | wireshark -k -i -
+              runner lab capture r1:eth1 -w r1-eth1.pcap --count 100
+    """
+    from runner.lab.capture import capture as run_capture
+
+    labs = _labs()
+    lab = _lab_of_endpoint(labs, endpoint, lab_ref)
+    sys.exit(run_capture(lab, endpoint, count, out, sys.stdout.isatty()))
+
+
+@click.command()
+@click.argument("topology", metavar="TOPOLOGY|NAME")
+@click.option("-f", "--format", "fmt", type=click.Choice([f.value for f in GraphFormat]),
+              help="Default: from --output's suffix, else dot.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here instead of stdout.")
+def graph(topology: str, fmt: str | None, output: Path | None) -> None:
+    """Draw the topology: nodes, links with interfaces and addresses; when the lab is up,
+    link state and OSPF/BGP adjacencies in colour (green up, orange not Full, red down).
+
+    Example: runner lab graph lab/practice.clab.yml -o practice.svg
+    """
+    from runner.lab import graph as drawing
+    from runner.lab.topology import FileAccess, load_topology
+
+    labs = _labs()
+    path = Path(topology)
+    lab = None
+    if not path.is_file():
+        lab = labs.find_lab(topology)
+        path = Path(lab.plan.topology)
+    topo = load_topology(path, files=FileAccess(allow_outside=True))
+    if lab is None:
+        lab = state.load(topo.lab_dir)
+    if fmt is None:
+        suffix = output.suffix.lstrip(".") if output else ""
+        fmt = suffix if suffix in [f.value for f in GraphFormat] else GraphFormat.DOT.value
+    live = lab is not None and lab.backend == "namespace" and lab.phase == "up"
+    picture = drawing.build(topo, labs if live else None, lab if live else None)
+    data = drawing.render(picture, GraphFormat(fmt))
+    if output is not None:
+        output.write_bytes(data)
+        click.echo(f"wrote {output}", err=True)
+    elif fmt in ("svg", "png") and sys.stdout.isatty():
+        raise click.UsageError(f"{fmt} is binary: give -o FILE, or pipe it")
+    else:
+        sys.stdout.buffer.write(data)
+
+
+@click.command()
+@click.argument("lab_ref", metavar="TOPOLOGY|NAME")
+@click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path),
+              help="Save to DIR/<node>/frr.conf instead of the topology's own files.")
+@click.option("--allow-outside-files", is_flag=True,
+              help="Let a startup-config or bind outside the topology's directory be written.")
+def save(lab_ref: str, to: Path | None, allow_outside_files: bool) -> None:
+    """`write memory` on every router, and copy each saved config to the topology's
+    startup-config or frr.conf bind file (or DIR), so the next `lab up` starts from it."""
+    from runner.lab.save import save as save_lab
+
+    labs = _labs()
+    for saved in save_lab(labs, labs.find_lab(lab_ref), to, allow_outside_files):
+        click.echo(f"{saved.node}: {saved.path or ''}{saved.note}")
+
+
 def _commands() -> list[click.Command]:
     from runner.lab.exercise.commands import exercise
 
-    return [link, netem, stop, start, exercise]
+    return [link, netem, stop, start, capture, graph, save, exercise]
 
 
 COMMANDS = _commands()
