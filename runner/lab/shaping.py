@@ -52,11 +52,11 @@ def apply(netns: str, iface: str, spec: Netem) -> NetemMethod:
             "latency", "400ms")
     if spec.loss:
         per_10k = round(spec.loss * 100)
+        share = "" if per_10k >= 10000 else f"numgen random mod 10000 < {per_10k} "
         rules = (f"table netdev {NFT_TABLE} {{}}\n"
                  f"add chain netdev {NFT_TABLE} {_chain(iface)} {{ type filter hook egress "
                  f'device "{iface}" priority 0; policy accept; }}\n'
-                 f"add rule netdev {NFT_TABLE} {_chain(iface)} numgen random mod 10000 < "
-                 f"{per_10k} counter drop\n")
+                 f"add rule netdev {NFT_TABLE} {_chain(iface)} {share}counter drop\n")
         proc = run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input_=rules, check=False)
         if proc.returncode != 0:
             clear(netns, iface)
