@@ -17,7 +17,8 @@ from runner.lab.system import require_root
 PCAP_MAGIC = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")  # little- and big-endian pcap
 
 
-def tcpdump_argv(lab: LabState, endpoint: str, count: int | None, pcap: bool) -> list[str]:
+def tcpdump_argv(lab: LabState, endpoint: str, count: int | None, pcap: bool,
+                 expression: list[str] | None = None) -> list[str]:
     """tcpdump in the node's namespace (containerlab names its containers' namespaces the
     same way, so this serves both backends): pcap on stdout, or decoded lines."""
     name, iface = split_endpoint(endpoint)
@@ -32,18 +33,20 @@ def tcpdump_argv(lab: LabState, endpoint: str, count: int | None, pcap: bool) ->
     argv += ["-U", "-w", "-"] if pcap else ["-l"]
     if count is not None:
         argv += ["-c", str(count)]
+    if expression:
+        argv += ["--", *expression]  # a pcap filter: `icmp`, `port 179`, `not arp`
     return argv
 
 
 def capture(lab: LabState, endpoint: str, count: int | None, out: Path | None,
-            to_terminal: bool) -> int:
+            to_terminal: bool, expression: list[str] | None = None) -> int:
     """Run tcpdump until --count packets or Ctrl-C: a pcap file (out), pcap on stdout when
     it is a pipe, decoded lines on a terminal. Its exit code."""
     require_root("capturing in a lab")
     if shutil.which("tcpdump") is None:
         raise BackendUnavailable("tcpdump is not installed (./dev setup installs it)")
     pcap = out is not None or not to_terminal
-    argv = tcpdump_argv(lab, endpoint, count, pcap)
+    argv = tcpdump_argv(lab, endpoint, count, pcap, expression)
     if out is None:
         return subprocess.run(argv, check=False).returncode  # straight to our stdout
     # Written by runner, not by tcpdump (which drops privileges to its own user first).

@@ -105,22 +105,25 @@ def start(node: str, daemon: str | None, lab_ref: str | None) -> None:
 
 @click.command()
 @click.argument("endpoint", metavar="NODE:IF")
+@click.argument("expression", nargs=-1, metavar="[FILTER]...")
 @click.option("-w", "--write", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a pcap file (else: pcap to stdout when it is a pipe, decoded "
                    "packets on a terminal).")
 @click.option("-c", "--count", type=click.IntRange(1), help="Stop after this many packets.")
 @LAB_OPTION
-def capture(endpoint: str, out: Path | None, count: int | None, lab_ref: str | None) -> None:
-    """Capture packets on a node's interface with tcpdump, inside the node's namespace.
+def capture(endpoint: str, expression: tuple[str, ...], out: Path | None, count: int | None,
+            lab_ref: str | None) -> None:
+    """Capture packets on a node's interface with tcpdump, inside the node's namespace;
+    FILTER is a pcap filter (tcpdump's: icmp, port 179, not arp).
 
     Examples: runner lab capture r1:eth1 | wireshark -k -i -
-              runner lab capture r1:eth1 -w r1-eth1.pcap --count 100
+              runner lab capture r1:eth1 -w r1-eth1.pcap --count 100 port 179
     """
     from runner.lab.capture import capture as run_capture
 
     labs = _labs()
     lab = _lab_of_endpoint(labs, endpoint, lab_ref)
-    sys.exit(run_capture(lab, endpoint, count, out, sys.stdout.isatty()))
+    sys.exit(run_capture(lab, endpoint, count, out, sys.stdout.isatty(), list(expression)))
 
 
 @click.command()

@@ -184,7 +184,7 @@ def test_capture_writes_a_pcap_and_streams_one_to_a_pipe(lab: RunningLab,
     pinger = subprocess.Popen(["ip", "netns", "exec", lab.plan.nodes["r1"].netns, "ping",
                                "-i", "0.2", "10.0.12.1"], stdout=subprocess.DEVNULL)
     try:
-        rl(lab, "capture", "r1:eth1", "--count", "6", "-w", str(pcap))
+        rl(lab, "capture", "r1:eth1", "--count", "6", "-w", str(pcap), "icmp")
         piped = subprocess.run([sys.executable, "-m", "runner", "lab", "capture", "r1:eth1",
                                 "-c", "2", "--lab", lab.plan.lab], capture_output=True,
                                timeout=60, check=True)
@@ -194,7 +194,7 @@ def test_capture_writes_a_pcap_and_streams_one_to_a_pipe(lab: RunningLab,
     assert pcap.read_bytes()[:4] in PCAP_MAGIC
     decoded = subprocess.run(["tcpdump", "-r", str(pcap), "-n"], capture_output=True,
                              text=True, check=True).stdout.splitlines()
-    assert len(decoded) == 6
+    assert len(decoded) == 6 and all("ICMP" in line for line in decoded), decoded
     assert any("10.0.12.0 > 10.0.12.1: ICMP echo request" in line for line in decoded)
     assert piped.stdout[:4] in PCAP_MAGIC  # a pcap on the pipe, for `| wireshark -k -i -`
     assert b"2 packets captured" in piped.stderr
