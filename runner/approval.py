@@ -44,11 +44,12 @@ def _waiting(store: ResultsStore, run_id: str) -> tuple[dict[str, Any], RunResul
     return row, preview
 
 
-def reject(store: ResultsStore, run_id: str, reason: str | None) -> str:
-    """Say no to a preview; its full run id."""
+def reject(store: ResultsStore, run_id: str, reason: str | None,
+           by: str | None = None) -> str:
+    """Say no to a preview; its full run id. `by`: who decides (default: user@host)."""
     _, preview = _waiting(store, run_id)
     if not store.decide(preview.run_id, RunStatus.REJECTED,
-                        {"by": who(), "at": now_iso(), "reason": reason}, now_iso()):
+                        {"by": by or who(), "at": now_iso(), "reason": reason}, now_iso()):
         raise InputError(f"run {preview.run_id} was decided by someone else just now")
     return preview.run_id
 
@@ -71,15 +72,17 @@ def approved_changes(spec: JobSpec, preview: RunResult) -> dict[str, ApprovedCha
 
 
 def approve(store: ResultsStore, run_id: str, options: RunOptions,
-            inventory: Path | None = None, templates: Path | None = None) -> RunResult:
+            inventory: Path | None = None, templates: Path | None = None,
+            by: str | None = None) -> RunResult:
     """Carry out the approved preview: the job as it was previewed, on the devices it
-    would have changed, each checked against its preview (ConfigDrift otherwise)."""
+    would have changed, each checked against its preview (ConfigDrift otherwise). `by`:
+    who decides (default: user@host)."""
     row, preview = _waiting(store, run_id)
     spec = JobSpec.model_validate(row["job_spec"])
     inputs = row.get("inputs") or {}
     changes = approved_changes(spec, preview)
     if not store.decide(preview.run_id, RunStatus.APPROVED,
-                        {"by": who(), "at": now_iso()}, now_iso()):
+                        {"by": by or who(), "at": now_iso()}, now_iso()):
         raise InputError(f"run {preview.run_id} was decided by someone else just now")
     if not changes:
         raise InputError(f"run {preview.run_id} previewed no change to carry out")

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner.errors import BackupError
+from runner.errors import BackupError, InputError, NotFound
 
 log = logging.getLogger("runner.backups")
 
@@ -271,3 +271,55 @@ class BackupRepo:
             if host is not None:
                 out[host] = None if "\nnew file mode" in head else "@@" + hunks
         return out
+
+    # -- reading the history (runner web) -------------------------------------------------
+
+    def hosts(self) -> list[str]:
+        """The devices with a backup in the last commit, by name."""
+        if not self.git_dir.is_dir() or not self._is_repository():
+            return []
+        return sorted(host_of(name) for name in self._committed(self._head())
+                      if name.endswith(".cfg"))
+
+    def history(self, host: str, limit: int = 200) -> list[dict[str, str]]:
+        """The commits that changed a device's backup, newest first: commit, date, title."""
+        if not self._is_repository():
+            return []
+        out = self._git("log", f"--max-count={limit}", "--format=%H%x09%cI%x09%s", "HEAD",
+                        "--", file_name(host))
+        rows = [line.split("\t", 2) for line in out.splitlines() if line.count("\t") >= 2]
+        return [{"commit": c, "date": d, "title": t} for c, d, t in rows]
+
+    def text_at(self, host: str, commit: str) -> str:
+        """A device's backup as of `commit` (a full or abbreviated commit id)."""
+        return self._git("show", f"{self._known(commit)}:{file_name(host)}")
+
+    def diff(self, host: str, old: str, new: str) -> str:
+        """The unified diff of a device's backup between two commits."""
+        return self._git("diff", "--no-color", "--no-ext-diff", "--no-renames",
+                         self._known(old), self._known(new), "--", file_name(host))
+
+    def _known(self, commit: str) -> str:
+        """A commit of this repository, by a full or abbreviated id (hex only: never an
+        option or a revision expression); NotFound otherwise."""
+        if not _COMMIT_ID.fullmatch(commit):
+            raise InputError(f"{commit!r} is not a commit id (4 to 64 hexadecimal digits)",
+                             field="commit")
+        try:
+            return self._git("rev-parse", "--verify", "-q", f"{commit}^{{commit}}").strip()
+        except BackupError:
+            raise NotFound(f"backup repository {self.path}: no commit {commit}",
+                           field="commit") from None
+
+
+_COMMIT_ID = re.compile(r"[0-9a-f]{4,64}")
+
+
+def host_of(name: str) -> str:
+    """The device a backup file belongs to (file_name() undone; a shortened name stays as
+    it is)."""
+    stem = name.removesuffix(".cfg")
+    if "~" in stem:
+        return stem
+    return re.sub(rb"%([0-9A-F]{2})", lambda m: bytes([int(m.group(1), 16)]),
+                  stem.encode()).decode("utf-8", "surrogatepass")

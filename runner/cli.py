@@ -23,7 +23,8 @@ COMMANDS = {
     "show": "runner.job_commands", "approve": "runner.job_commands",
     "reject": "runner.job_commands", "serve": "runner.schedule.commands",
     "schedule": "runner.schedule.commands", "worker": "runner.dispatch.commands",
-    "lab": "runner.lab.commands",
+    "lab": "runner.lab.commands", "db": "runner.db_commands", "web": "runner.web.commands",
+    "token": "runner.web.commands",
 }
 
 
@@ -61,6 +62,8 @@ def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
     # whole configs): their warnings only, whatever -v asks for.
     for library in SSH_LIBRARIES:
         logging.getLogger(library).setLevel(logging.WARNING)
+    # Alembic says "Context impl ..." at every start; runner.migrate logs what it upgrades.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 _TERMINATED: list[bool] = []  # SIGTERM arrived (asyncio may re-raise it as a plain Ctrl-C)

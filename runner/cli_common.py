@@ -4,18 +4,29 @@ environment, and the options that mean the same everywhere (--engine)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from runner.settings import Settings
 from runner.vocab import EngineChoice
 
+if TYPE_CHECKING:
+    from runner.results import ResultsStore
+
 
 def settings_of(ctx: click.Context) -> Settings:
     """The settings the `runner` group read (or from the environment, for a bare command)."""
     root = ctx.find_root().obj
     return root if isinstance(root, Settings) else Settings.from_env()
+
+
+def results_store(ctx: click.Context) -> ResultsStore:
+    """The results database the settings name (--db, RUNNER_DB_URL), its schema at head."""
+    from runner.results import ResultsStore
+
+    settings = settings_of(ctx)
+    return ResultsStore(settings.database_url(), settings.db_retry)
 
 
 ENGINE_HELP = ("auto: engine processes (one per core) for large runs, else this process; "
@@ -28,3 +39,9 @@ def engine_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--engine", type=click.Choice([e.value for e in EngineChoice]),
                         default=EngineChoice.AUTO.value, show_default=True, help=ENGINE_HELP,
                         callback=lambda _c, _p, value: EngineChoice(value))(fn)
+
+
+ALL_DEVICES = click.option(
+    "--all", "show_all", is_flag=True,
+    help="List every device in the table (past 50 devices only the ones that did not end "
+         "ok or changed are listed, the rest counted).")

@@ -6,8 +6,14 @@ it resembles, so callers may catch either.
     │   ├── JobError                   a job file (or its inventory, template, flags)
     │   ├── InventoryError             an inventory file
     │   ├── TopologyError              a containerlab topology file
-    │   └── ExerciseError              a practice exercise file (lab/exercises/)
+    │   ├── ExerciseError              a practice exercise file (lab/exercises/)
+    │   └── NotFound (LookupError)     no such run, device, job, token, lab or backup
     ├── StoreError                     the results or schedule database failed
+    │   ├── SchemaError                the schema cannot be brought to this runner's head
+    │   └── RecordsNotStored           a run's records could not be written: kept in a file
+    ├── Conflict                       the request does not fit the current state
+    ├── AccessDenied (PermissionError) runner web: no valid token (401)
+    │   └── RoleTooLow                 a valid token whose role may not do this (403)
     ├── BrokerError (ConnectionError)  the Redis broker is unreachable or lost its data
     ├── BackupError                    the backup git repository failed
     ├── LabError                       a lab operation failed on this machine
@@ -31,6 +37,7 @@ it resembles, so callers may catch either.
         ├── ConfigAlreadyAttempted               a lost attempt of this run began a push
         ├── CoordinationFailed                   the run ledger is unreachable
         ├── NotInInventory                       the worker's inventory lacks the host
+        ├── SecretUnavailable                    a secret reference could not be resolved
         ├── InternalError                        a bug, confined to one device
         └── NotRun                               the device got no result of its own:
             ├── RolloutStopped                   an earlier batch failed too much
@@ -46,8 +53,12 @@ the record's status: the vocabulary of device outcomes is this tree.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.vocab import DeviceStatus
+
+if TYPE_CHECKING:
+    from runner.records import RunResult
 
 
 class RunnerError(Exception):
@@ -102,8 +113,41 @@ class ExerciseError(InputError):
     """A practice exercise file that cannot be used as written."""
 
 
+class NotFound(InputError, LookupError):
+    """What the input names does not exist: a run, a device of a run, a job, a token."""
+
+
 class StoreError(RunnerError):
     """The results or schedule database could not be used."""
+
+
+class Conflict(RunnerError):
+    """The request does not fit the current state (cancel a run that is not running here)."""
+
+
+class AccessDenied(RunnerError, PermissionError):
+    """A `runner web` request without a valid token or session."""
+
+
+class RoleTooLow(AccessDenied):
+    """A valid token whose role does not allow the action (a viewer starting a run)."""
+
+
+class SchemaError(StoreError):
+    """The database's schema is not one this runner can bring to its head revision (a
+    newer runner upgraded it, or an upgrade failed)."""
+
+
+class RecordsNotStored(StoreError):
+    """Records of a run could not be written to the database within RUNNER_DB_RETRY: the
+    run's every record is kept in a file instead (`path`), nothing is dropped."""
+
+    def __init__(self, message: str, *, unsaved: int, path: Path | None,
+                 run: RunResult | None = None) -> None:
+        super().__init__(message)
+        self.unsaved = unsaved
+        self.path = path
+        self.run = run  # the run as it ended, for the caller's own output
 
 
 class BrokerError(RunnerError, ConnectionError):
@@ -225,6 +269,11 @@ class CoordinationFailed(DeviceError):
 
 class NotInInventory(DeviceError):
     """The worker that received the device has no such host in its inventory."""
+
+
+class SecretUnavailable(DeviceError):
+    """A secret reference ({env: NAME} or {file: PATH}) could not be resolved on the machine
+    that opens the device's session: the variable is unset, the file unreadable."""
 
 
 class InternalError(DeviceError):

@@ -1,12 +1,13 @@
-"""The fleet inventory: Nornir SimpleInventory files (or containerlab's flat file), checked with
-file:line errors, target selection, and per-host connection parameters."""
+"""The fleet inventory as Nornir resolves it: SimpleInventory files (or containerlab's flat
+file) loaded with file:line errors, target selection, per-host connection parameters."""
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, cast
 
 from nornir.core.inventory import (
     ConnectionOptions,
@@ -18,31 +19,79 @@ from nornir.core.inventory import (
     Inventory,
     ParentGroups,
 )
-from pydantic import BeforeValidator, ConfigDict, Field, RootModel
 
 from runner import platforms
-from runner.drivers.base import ConnectParams
+from runner.drivers.base import SECRET_EXTRAS, ConnectParams
 from runner.drivers.registry import DRIVERS, builtin_drivers
 from runner.errors import InputError, InventoryError
+from runner.inventory_files import (
+    ConnectionOptionsEntry,
+    DefaultsEntry,
+    EntriesFile,
+    ExtrasEntry,
+    HostEntry,
+)
 from runner.job.spec import Targets
-from runner.validation import Loc, Strict, YamlSource, problem, shown
+from runner.secretref import SecretRef, SecretRefSpec, SecretResolver
+from runner.validation import Loc, YamlSource, shown
 from runner.yamlsrc import LineDict, line_of, load_yaml
 
 
-class FleetInventory:
-    """A loaded inventory; hosts keep Nornir's group/default inheritance."""
+@dataclass(frozen=True)
+class Where:
+    """Where something was written in an inventory file: errors found later name it."""
 
-    def __init__(self, inventory: Inventory, source: Path) -> None:
+    path: Path
+    line: int | None
+    field: str
+
+    def error(self, message: str) -> InventoryError:
+        return InventoryError(message, path=self.path, line=self.line, field=self.field)
+
+
+@dataclass
+class Origins:
+    """Lines of the loaded files: each host's entry, and each platform where written
+    (keys ("host", name), ("group", name), ("defaults", ""))."""
+
+    hosts: dict[str, Where] = field(default_factory=dict)
+    platforms: dict[tuple[str, str], Where] = field(default_factory=dict)
+
+
+class FleetInventory:
+    """A loaded inventory; hosts keep Nornir's group/default inheritance. Credentials may
+    be secret references (SecretRef), resolved only when a session needs them."""
+
+    def __init__(self, inventory: Inventory, source: Path, origins: Origins | None = None,
+                 default_platform: str | None = None) -> None:
         self.nornir = inventory
         self.source = source
-        self._secrets: dict[str, frozenset[str]] = {}
+        self.origins = origins or Origins()
+        # The job's `platform:`, for hosts whose inventory resolves none.
+        self.default_platform = default_platform
+        self._credentials: dict[str, tuple[frozenset[object], frozenset[object]]] = {}
+
+    def with_platform(self, platform: str | None) -> FleetInventory:
+        """This inventory for a job that names a platform for hosts that have none (the
+        hosts are shared, not copied)."""
+        if platform is None or platform == self.default_platform:
+            return self
+        view = FleetInventory(self.nornir, self.source, self.origins, platform)
+        view._credentials = self._credentials
+        return view
 
     @property
     def hosts(self) -> Mapping[str, Host]:
         return self.nornir.hosts
 
+    def platform_of(self, name: str) -> str | None:
+        """The host's platform as Nornir resolves it (host, groups, defaults), else the
+        job's."""
+        return self.nornir.hosts[name].platform or self.default_platform
+
     def select(self, targets: Targets, limit: str | None = None) -> list[str]:
-        """Host names for a job's targets (unknown names are InputErrors), then --limit."""
+        """Host names for a job's targets (unknown names are InputErrors), then --limit.
+        A chosen host without a platform runner knows is an InventoryError naming it."""
         hosts = self.nornir.hosts
         for key, names in (("hosts", targets.hosts), ("exclude", targets.exclude)):
             for i, name in enumerate(names):
@@ -59,21 +108,47 @@ class FleetInventory:
         else:
             chosen = list(hosts)
         if targets.platforms:
-            chosen = [n for n in chosen if hosts[n].platform in targets.platforms]
+            chosen = [n for n in chosen if self.platform_of(n) in targets.platforms]
         for key, wanted in targets.where.items():
             accepted = wanted if isinstance(wanted, list) else [wanted]
-            chosen = [n for n in chosen if _lookup(hosts[n], key) in accepted]
+            chosen = [n for n in chosen if (self.platform_of(n) if key == "platform"
+                                            else _lookup(hosts[n], key)) in accepted]
         chosen = [n for n in chosen if n not in targets.exclude]
         if limit:
             patterns = [p.strip() for p in limit.split(",") if p.strip()]
             chosen = [n for n in chosen if any(
                 fnmatch.fnmatchcase(n, p) or hosts[n].has_parent_group(p) for p in patterns)]
-        for name in chosen:
-            if not hosts[name].platform:
-                raise InventoryError(f"host {name!r} has no platform (set it on the host, a "
-                                     f"group or defaults; runner knows "
-                                     f"{', '.join(platforms.names())})", path=self.source)
+        self._check_platforms(chosen)
         return chosen
+
+    def _check_platforms(self, chosen: list[str]) -> None:
+        """Every chosen host has a platform runner knows: else one error naming the first
+        such host, where its platform was written (or the host, when it has none)."""
+        missing = [n for n in chosen if not self.platform_of(n)]
+        unknown = [n for n in chosen if n not in missing
+                   and platforms.get(self.platform_of(n) or "") is None]
+        known = ", ".join(platforms.names())
+        if missing:
+            name = missing[0]
+            where = self.origins.hosts.get(name, Where(self.source, None, name))
+            raise where.error(
+                f"host {name!r} has no platform (set it on the host, a group or defaults, or "
+                f"give the job a `platform:`; runner knows {known})" + _more(missing))
+        if unknown:
+            name = unknown[0]
+            platform = self.platform_of(name)
+            raise self._platform_origin(name).error(
+                f"unknown platform {platform!r} of host {name!r} (runner knows {known})"
+                + _more(unknown))
+
+    def _platform_origin(self, name: str) -> Where:
+        """Where the host's platform was written, in Nornir's order of resolution."""
+        host = self.nornir.hosts[name]
+        keys = [("host", name)]
+        if object.__getattribute__(host, "platform") is None:
+            keys = [("group", g.name) for g in host.extended_groups()
+                    if object.__getattribute__(g, "platform") is not None] + [("defaults", "")]
+        return self.origins.platforms.get(keys[0], Where(self.source, None, f"{name}.platform"))
 
     def driver_for(self, name: str, default: str) -> str:
         """The host's (or its groups', or the defaults') `driver` data, else the job's
@@ -81,31 +156,53 @@ class FleetInventory:
         value = _lookup(self.nornir.hosts[name], "driver")
         return default if value is None else str(value)
 
-    def connect_params(self, name: str, driver: str) -> ConnectParams:
+    def address(self, name: str, driver: str) -> tuple[str, int]:
+        """(hostname, port) a session to the host goes to; no secret is read."""
+        opts = self.nornir.hosts[name].get_connection_parameters(driver)
+        return opts.hostname or name, opts.port or 22
+
+    def secret_refs(self, name: str, driver: str) -> list[SecretRef]:
+        """The secret references a session to the host with this driver reads."""
+        opts = self.nornir.hosts[name].get_connection_parameters(driver)
+        values: list[object] = [opts.username, opts.password,
+                                *((opts.extras or {}).get(k) for k in SECRET_EXTRAS)]
+        return [v for v in values if isinstance(v, SecretRef)]
+
+    def connect_params(self, name: str, driver: str,
+                       resolver: SecretResolver | None = None) -> ConnectParams:
+        """What a session needs; secret references are read now, on this machine
+        (SecretUnavailable when one cannot be)."""
+        resolver = resolver or SecretResolver()
         host = self.nornir.hosts[name]
         opts = host.get_connection_parameters(driver)
-        platform = host.platform or ""
+        platform = self.platform_of(name) or ""
         plat = platforms.get(platform)
         # An explicit per-driver platform wins; else the driver's name for runner's platform.
         attr = builtin_drivers().get(driver).platform_attr
-        driver_platform = opts.platform if opts.platform and opts.platform != platform \
-            else (getattr(plat, attr) if plat else platform)
+        own = opts.platform if opts.platform != host.platform else None
+        driver_platform = own or (getattr(plat, attr) if plat else platform)
         checking = _lookup(host, "host_key_checking")
+        extras = {key: resolver.value(value) if key in SECRET_EXTRAS else value
+                  for key, value in (opts.extras or {}).items()}
         return ConnectParams(
             host=name, hostname=opts.hostname or name, port=opts.port or 22,
-            username=opts.username, password=opts.password, platform=platform,
-            driver_platform=driver_platform, extras=dict(opts.extras or {}),
+            username=resolver.value(opts.username), password=resolver.value(opts.password),
+            platform=platform, driver_platform=driver_platform, extras=extras,
             host_key_checking=checking is not False,
         )
 
     def template_vars(self, name: str) -> dict[str, Any]:
         host = self.nornir.hosts[name]
-        return {"name": name, "hostname": host.hostname, "platform": host.platform,
+        return {"name": name, "hostname": host.hostname, "platform": self.platform_of(name),
                 "groups": [g.name for g in host.groups], "data": dict(host.items())}
 
-    def secrets(self, names: list[str]) -> set[str]:
-        """Credential values of these hosts, to be masked wherever they might leak."""
+    def credentials(self, names: list[str], resolver: SecretResolver | None
+                    ) -> tuple[set[str], set[str]]:
+        """(secret values, usernames) of these hosts, to be masked wherever they might leak.
+        Secret references count when `resolver` can read them here; without a resolver
+        (a dispatcher: workers read them) they are left out."""
         values: set[str] = set()
+        usernames: set[str] = set()
         for name in names:
             host = self.nornir.hosts[name]
             # Hosts without credentials of their own share their groups' and the defaults':
@@ -114,24 +211,45 @@ class FleetInventory:
                       for a in ("username", "password")) or \
                 bool(object.__getattribute__(host, "connection_options"))
             key = name if own else "\0groups:" + ",".join(g.name for g in host.groups)
-            if key not in self._secrets:
-                self._secrets[key] = frozenset(self._host_secrets(name))
-            values |= self._secrets[key]
-        return values
+            if key not in self._credentials:
+                self._credentials[key] = self._raw_credentials(name)
+            raw_values, raw_users = self._credentials[key]
+            for value in raw_values:
+                known = resolver.known(value) if resolver else value
+                if isinstance(known, str) and known:
+                    values.add(known)
+            usernames |= {u for u in raw_users if isinstance(u, str)}
+        return values, usernames
 
-    def _host_secrets(self, name: str) -> set[str]:
-        values: set[str] = set()
+    def _raw_credentials(self, name: str) -> tuple[frozenset[object], frozenset[object]]:
+        """Secret values (or references) and plain usernames, for every driver."""
+        values: set[object] = set()
+        usernames: set[object] = set()
         host = self.nornir.hosts[name]
         for driver in DRIVERS:
             opts = host.get_connection_parameters(driver)
-            if opts.password and opts.password != opts.username:
-                values.add(opts.password)
-            for key in ("passphrase", "auth_private_key_passphrase", "secret",
-                        "private_key_passphrase"):
+            # references are kept in Nornir's str fields (see _Reader)
+            password: object = opts.password
+            username: object = opts.username
+            if password:
+                values.add(password)
+            if isinstance(username, SecretRef):  # referenced: a secret like the rest
+                values.add(username)
+            elif username:
+                usernames.add(username)
+            for key in SECRET_EXTRAS:
                 value = (opts.extras or {}).get(key)
-                if isinstance(value, str):
+                if isinstance(value, str | SecretRef):
                     values.add(value)
-        return values
+        return frozenset(values), frozenset(usernames)
+
+
+def _more(names: list[str]) -> str:
+    rest = names[1:]
+    if not rest:
+        return ""
+    shown_names = ", ".join(rest[:5]) + (", ..." if len(rest) > 5 else "")
+    return f"; {len(rest)} more targeted host(s) too: {shown_names}"
 
 
 def _lookup(host: Host, dotted: str) -> Any:
@@ -151,118 +269,53 @@ def _lookup(host: Host, dotted: str) -> Any:
     return value
 
 
-# ---- the files' structure ------------------------------------------------------------
-
-
-def _port(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-        raise problem("expected a TCP port number")
-    return value
-
-
-def _group_names(value: Any) -> Any:
-    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
-        raise problem("expected a list of group names")
-    return value
-
-
-def _mapping(value: Any) -> Any:
-    if value is not None and not isinstance(value, dict):
-        raise problem("expected a mapping")
-    return value
-
-
-Port = Annotated[int, BeforeValidator(_port)]
-# A host's, group's or the defaults' `port:` or `groups:` written without a value is an error
-# (the validator runs before pydantic's None check), as it always was.
-WrittenPort = Annotated[int | None, BeforeValidator(_port)]
-Data = Annotated[dict[Any, Any] | None, BeforeValidator(_mapping)]
-Name = Annotated[str, BeforeValidator(str)]  # YAML may read a name such as 7 as a number
-
-
-class _Entry(Strict):
-    not_a_mapping = "expected a mapping"
-
-
-class ExtrasEntry(_Entry):
-    """`connection_options.<driver>.extras`: the driver's own options. Those runner or its
-    drivers read are typed here (a secret of 12345 is refused where it is written, not
-    found by a session); any other key goes to the driver as written."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    unknown_field = None
-
-    secret: str | None = None
-    passphrase: str | None = None
-    private_key_passphrase: str | None = None
-    auth_private_key_passphrase: str | None = None
-    private_key_path: str | None = None
-    key_file: str | None = None
-    alt_key_file: str | None = None
-    known_hosts: str | None = None
-    known_hosts_path: str | None = None
-    transport: Literal["bin", "ssh2"] | None = None
-    strict_host_keys: bool | None = None
-    enable_strict_key: bool | None = None
-    ssh_strict: bool | None = None
-    system_host_keys: bool | None = None
-    alt_host_keys: bool | None = None
-    use_keys: bool | None = None
-    allow_agent: bool | None = None
-    keepalive: Annotated[float, Field(ge=0)] | None = None
-
-
-class ConnectionOptionsEntry(_Entry):
-    """`connection_options.<driver>`: what the driver uses instead of the host's values."""
-
-    hostname: str | None = None
-    port: Port | None = None
-    username: str | None = None
-    password: str | None = None
-    platform: str | None = None
-    extras: ExtrasEntry | None = None
-
-
-class DefaultsEntry(_Entry):
-    """defaults.yaml: values every host has unless it or one of its groups sets them."""
-
-    unknown_field = "unknown field {key} (expected {expected})"
-
-    hostname: str | None = None
-    port: WrittenPort = None
-    username: str | None = None
-    password: str | None = None
-    platform: str | None = None
-    data: Data = None
-    connection_options: Annotated[dict[str, ConnectionOptionsEntry] | None,
-                                  BeforeValidator(_mapping)] = None
-
-
-class HostEntry(DefaultsEntry):
-    """One host (hosts.yaml, containerlab's flat file) or group (groups.yaml)."""
-
-    groups: Annotated[list[str] | None, BeforeValidator(_group_names)] = None
-
-
-class EntriesFile(RootModel[dict[Name, HostEntry | None]]):
-    """hosts.yaml, groups.yaml or containerlab's nornir-simple-inventory.yml: name -> entry."""
-
-
 # ---- loading ---------------------------------------------------------------------------
 
 
-def _conn_options(entry: DefaultsEntry) -> dict[str, ConnectionOptions]:
-    return {name: ConnectionOptions(hostname=c.hostname, port=c.port, username=c.username,
-                                    password=c.password, platform=c.platform,
-                                    extras=None if c.extras is None
-                                    else c.extras.model_dump(exclude_unset=True))
-            for name, c in (entry.connection_options or {}).items()}
+class _Reader:
+    """Turns one file's validated entries into Nornir's objects; secret references keep
+    where they were written."""
 
+    def __init__(self, source: YamlSource[InventoryError]) -> None:
+        self.source = source
 
-def _fields(entry: DefaultsEntry) -> dict[str, Any]:
-    return {"hostname": entry.hostname, "port": entry.port, "username": entry.username,
-            "password": entry.password, "platform": entry.platform, "data": entry.data,
-            "connection_options": _conn_options(entry)}
+    def where(self, loc: Loc) -> Where:
+        name, line = self.source.locate(loc)
+        return Where(self.source.path, line, name or "")
+
+    def credential(self, value: str | SecretRefSpec | None, loc: Loc) -> str | SecretRef | None:
+        if isinstance(value, SecretRefSpec):
+            where = self.where(loc)
+            return value.ref(str(where.path), where.line, where.field)
+        return value
+
+    def extras(self, extras: ExtrasEntry | None, loc: Loc) -> dict[str, Any] | None:
+        if extras is None:
+            return None
+        values = extras.model_dump(exclude_unset=True)
+        for key in SECRET_EXTRAS:
+            if key in values:
+                values[key] = self.credential(getattr(extras, key), (*loc, key))
+        return values
+
+    def conn_options(self, entry: DefaultsEntry, loc: Loc) -> dict[str, ConnectionOptions]:
+        options = {}
+        for name, written in (entry.connection_options or {}).items():
+            c = written or ConnectionOptionsEntry()
+            at = (*loc, "connection_options", name)
+            options[name] = ConnectionOptions(
+                hostname=c.hostname, port=c.port,
+                username=cast(str | None, self.credential(c.username, (*at, "username"))),
+                password=cast(str | None, self.credential(c.password, (*at, "password"))),
+                platform=c.platform, extras=self.extras(c.extras, (*at, "extras")))
+        return options
+
+    def fields(self, entry: DefaultsEntry, loc: Loc) -> dict[str, Any]:
+        return {"hostname": entry.hostname, "port": entry.port,
+                "username": self.credential(entry.username, (*loc, "username")),
+                "password": self.credential(entry.password, (*loc, "password")),
+                "platform": entry.platform, "data": entry.data,
+                "connection_options": self.conn_options(entry, loc)}
 
 
 def _source(path: Path, required: bool, root: str | None = None) -> YamlSource[InventoryError]:
@@ -280,13 +333,10 @@ def _source(path: Path, required: bool, root: str | None = None) -> YamlSource[I
     return YamlSource(path, data, InventoryError, root=root)
 
 
-def _check_values(source: YamlSource[InventoryError], entry: DefaultsEntry,
-                  loc: Loc) -> None:
-    """Platform and driver names, checked where they are written (inherited values were
-    checked where they came from)."""
-    if entry.platform is not None and platforms.get(entry.platform) is None:
-        raise source.error(f"unknown platform {entry.platform!r} (runner knows "
-                           f"{', '.join(platforms.names())})", (*loc, "platform"))
+def _check_driver(source: YamlSource[InventoryError], entry: DefaultsEntry, loc: Loc) -> None:
+    """A `driver` named in data, checked where it is written (inherited values were
+    checked where they came from). Platforms are checked for the hosts a job targets:
+    an inventory may hold hosts of platforms runner does not drive (Nornir's own does)."""
     driver = (entry.data or {}).get("driver")
     if driver is not None:
         try:
@@ -340,9 +390,11 @@ def _check_group_nesting(source: YamlSource[InventoryError],
 
 def load_inventory(path: Path) -> FleetInventory:
     """A directory with hosts.yaml (+ groups.yaml, defaults.yaml), or one hosts file such as
-    containerlab's nornir-simple-inventory.yml."""
+    containerlab's nornir-simple-inventory.yml (whose hosts name groups it does not define:
+    they are groups without values of their own)."""
     path = Path(path)
-    if path.is_dir():
+    flat = not path.is_dir()
+    if not flat:
         host_file, group_file, defaults_file = (path / "hosts.yaml", path / "groups.yaml",
                                                 path / "defaults.yaml")
     elif path.exists():
@@ -350,10 +402,13 @@ def load_inventory(path: Path) -> FleetInventory:
     else:
         raise InventoryError("inventory not found (a directory with hosts.yaml, or a hosts "
                              "file)", path=path)
+    origins = Origins()
     defaults_src = _source(defaults_file, required=False, root="defaults")
     defaults_entry = defaults_src.validate(DefaultsEntry)
-    _check_values(defaults_src, defaults_entry, ())
-    defaults = Defaults(**_fields(defaults_entry))
+    _check_driver(defaults_src, defaults_entry, ())
+    defaults = Defaults(**_Reader(defaults_src).fields(defaults_entry, ()))
+    if defaults_entry.platform is not None:
+        origins.platforms["defaults", ""] = _Reader(defaults_src).where(("platform",))
 
     group_src = _source(group_file, required=False)
     host_src = _source(host_file, required=True)
@@ -361,18 +416,32 @@ def load_inventory(path: Path) -> FleetInventory:
                      for name, entry in group_src.validate(EntriesFile).root.items()}
     host_entries = {name: entry or HostEntry()
                     for name, entry in host_src.validate(EntriesFile).root.items()}
+    if flat:
+        for entry in host_entries.values():
+            for group in entry.groups or []:
+                group_entries.setdefault(group, HostEntry())
 
     groups = Groups()
+    reader = _Reader(group_src)
     for name, entry in group_entries.items():
-        _check_values(group_src, entry, (name,))
-        groups[name] = Group(name=name, groups=None, defaults=defaults, **_fields(entry))
+        _check_driver(group_src, entry, (name,))
+        groups[name] = Group(name=name, groups=None, defaults=defaults,
+                             **reader.fields(entry, (name,)))
+        if entry.platform is not None:
+            origins.platforms["group", name] = reader.where((name, "platform"))
     for name, entry in group_entries.items():
         groups[name].groups = _check_groups(group_src, name, entry, groups, "")
     _check_group_nesting(group_src, group_entries)
 
     hosts = Hosts()
+    reader = _Reader(host_src)
     for name, entry in host_entries.items():
         parents = _check_groups(host_src, name, entry, groups, f" in {group_file.name}")
-        _check_values(host_src, entry, (name,))
-        hosts[name] = Host(name=name, groups=parents, defaults=defaults, **_fields(entry))
-    return FleetInventory(Inventory(hosts=hosts, groups=groups, defaults=defaults), path)
+        _check_driver(host_src, entry, (name,))
+        hosts[name] = Host(name=name, groups=parents, defaults=defaults,
+                           **reader.fields(entry, (name,)))
+        origins.hosts[name] = reader.where((name,))
+        if entry.platform is not None:
+            origins.platforms["host", name] = reader.where((name, "platform"))
+    return FleetInventory(Inventory(hosts=hosts, groups=groups, defaults=defaults), path,
+                          origins)

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import click
 
-from runner.cli_common import engine_option, settings_of
-from runner.errors import InputError
+from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
+from runner.errors import InputError, RecordsNotStored
 from runner.job.load import load_job
 from runner.job.spec import json_schema
 from runner.output import Progress, diffs, run_table, table
+from runner.queries import RunFilter, run_document, run_rows
+from runner.records import RunResult
 from runner.results import ResultsStore
 from runner.run import RunOptions, check_job, execute, prepare
 from runner.vocab import DeviceStatus, EngineChoice
@@ -21,7 +23,7 @@ INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defau
 
 
 def _store(ctx: click.Context) -> ResultsStore:
-    return ResultsStore(settings_of(ctx).database_url())
+    return results_store(ctx)
 
 
 def _statuses(_ctx: click.Context, _param: click.Parameter,
@@ -67,11 +69,12 @@ def _to_rerun(store: ResultsStore, run_id: str, job: str,
 @click.option("--status", "statuses", metavar="STATUS,...", callback=_statuses,
               help="With --rerun: only devices that ended with these statuses "
                    f"({', '.join(DeviceStatus)}).")
+@ALL_DEVICES
 @click.pass_context
 def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         limit: str | None, dry_run: bool, as_json: bool, show_diff: bool | None,
         engine: EngineChoice, shard_size: int, processes: int, rerun_of: str | None,
-        statuses: list[DeviceStatus] | None) -> None:
+        statuses: list[DeviceStatus] | None, show_all: bool) -> None:
     """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 1: any other; 2: bad input."""
     store = _store(ctx)
     only = None
@@ -85,18 +88,28 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
             sys.exit(0)
     prep = prepare(job_file, inventory, templates, limit, only)
     progress = Progress(len(prep.hosts))
-    run_result = execute(prep, store, RunOptions(
-        settings=settings_of(ctx), dry_run=dry_run, on_device_done=[progress], engine=engine,
-        shard_size=shard_size, processes=processes or None, rerun_of=rerun_of))
+    try:
+        run_result = execute(prep, store, RunOptions(
+            settings=settings_of(ctx), dry_run=dry_run, on_device_done=[progress],
+            engine=engine, shard_size=shard_size, processes=processes or None,
+            rerun_of=rerun_of))
+    except RecordsNotStored as exc:  # the run's outcome still shows; then the error, exit 1
+        if exc.run is not None:
+            _show(exc.run, as_json, show_diff if show_diff is not None else dry_run, show_all)
+        raise
+    _show(run_result, as_json, show_diff if show_diff is not None else dry_run, show_all)
+    sys.exit(0 if run_result.ok else 1)
+
+
+def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool) -> None:
     if as_json:
         click.echo(json.dumps(run_result.to_json(), indent=2))
-    else:
-        if show_diff if show_diff is not None else dry_run:
-            text = diffs(run_result)
-            if text:
-                click.echo(text + "\n")
-        click.echo(run_table(run_result))
-    sys.exit(0 if run_result.ok else 1)
+        return
+    if with_diffs:
+        text = diffs(run_result)
+        if text:
+            click.echo(text + "\n")
+    click.echo(run_table(run_result, show_all))
 
 
 @click.command()
@@ -122,9 +135,17 @@ def validate(job_files: tuple[Path, ...], templates: Path, inventory: Path | Non
 
 
 @click.command()
-def schema() -> None:
-    """Print the job file JSON Schema (for editors)."""
-    click.echo(json.dumps(json_schema(), indent=2))
+@click.argument("kind", type=click.Choice(["job", "hosts", "defaults"]), default="job")
+def schema(kind: str) -> None:
+    """Print a JSON Schema (for editors): of job files (default), of the inventory's
+    hosts.yaml and groups.yaml (and containerlab's flat file), or of its defaults.yaml."""
+    if kind == "job":
+        click.echo(json.dumps(json_schema(), indent=2))
+        return
+    from runner.inventory_files import inventory_schema
+
+    click.echo(json.dumps(inventory_schema("hosts" if kind == "hosts" else "defaults"),
+                          indent=2))
 
 
 @click.command()
@@ -134,7 +155,7 @@ def schema() -> None:
 @click.pass_context
 def history(ctx: click.Context, limit: int, job: str | None, as_json: bool) -> None:
     """List recent runs."""
-    rows = _store(ctx).list_runs(limit, job)
+    rows = run_rows(_store(ctx), RunFilter(job=job), limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -155,9 +176,10 @@ def history(ctx: click.Context, limit: int, job: str | None, as_json: bool) -> N
 @click.option("--failed", is_flag=True,
               help="Only the devices that did not end ok or changed (what --rerun runs).")
 @click.option("--json", "as_json", is_flag=True)
+@ALL_DEVICES
 @click.pass_context
 def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
-         as_json: bool) -> None:
+         as_json: bool, show_all: bool) -> None:
     """Show one run (a unique prefix of its id is enough)."""
     row, run_result = _store(ctx).get_run(run_id)
     if failed:
@@ -167,17 +189,14 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
         if not run_result.devices:
             raise InputError(f"run {run_result.run_id} has no device {host!r}")
     if as_json:
-        data = run_result.to_json()
-        data["status"], data["error"] = row["status"], row.get("error")
-        data["notifications"] = row["notifications"] or []
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(run_document(row, run_result), indent=2))
         return
     rerun = f"  rerun of {row['rerun_of']}" if row.get("rerun_of") else ""
     click.echo(f"status {row['status']}  started {row['started']}  finished "
                f"{row['finished']}{rerun}")
     if row.get("error"):
         click.echo(f"error: {row['error']}")
-    click.echo(run_table(run_result))
+    click.echo(run_table(run_result, show_all))
     for sent in row["notifications"] or []:
         outcome = "delivered" if sent["delivered"] else f"NOT delivered: {sent['error']}"
         click.echo(f"notified {sent['url']} ({', '.join(sent['events'])}): {outcome}")
@@ -204,9 +223,11 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
               help="Hosts per shard with --engine celery.")
 @click.option("--processes", type=click.IntRange(0, 256), default=0, show_default=True,
               help="Local engine processes; 0: one per usable core when the run is large.")
+@ALL_DEVICES
 @click.pass_context
 def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: Path | None,
-            as_json: bool, engine: EngineChoice, shard_size: int, processes: int) -> None:
+            as_json: bool, engine: EngineChoice, shard_size: int, processes: int,
+            show_all: bool) -> None:
     """Carry out the change that preview RUN_ID showed (status awaiting_approval): the job
     as previewed, on the devices it would change; a device whose config moved since the
     preview is skipped (ConfigDrift). Exit codes as `runner run`."""
@@ -219,7 +240,7 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
         settings=settings_of(ctx), on_device_done=[progress], engine=engine,
         shard_size=shard_size, processes=processes or None), inventory, templates)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else
-               f"approved {preview.run_id}\n{run_table(result)}")
+               f"approved {preview.run_id}\n{run_table(result, show_all)}")
     sys.exit(0 if result.ok else 1)
 
 

@@ -25,6 +25,7 @@ from runner.vocab import DeviceStatus, NotifyEvent, RunStatus, StepKind
 if TYPE_CHECKING:
     from runner.inventory import FleetInventory
     from runner.results import ResultsStore
+    from runner.secretref import SecretResolver
 
 log = logging.getLogger("runner.notify")
 
@@ -396,14 +397,18 @@ def backup_changes(run: RunResult, backup_dir: Path | None) -> dict[str, str | N
         return None
 
 
-def secrets_of(inventory: FleetInventory, hosts: list[str]) -> Redactor:
-    """The run's hosts' credentials and their platforms' secret-line patterns."""
+def secrets_of(inventory: FleetInventory, hosts: list[str],
+               resolver: SecretResolver | None = None,
+               values: Iterable[str] = ()) -> Redactor:
+    """The run's hosts' credentials (secret references too, when `resolver` reads them on
+    this machine), other secret `values`, and their platforms' secret-line patterns."""
     patterns: dict[str, re.Pattern[str]] = {}
     for host in hosts:
-        platform = platforms.get(inventory.nornir.hosts[host].platform or "")
+        platform = platforms.get(inventory.platform_of(host) or "")
         for pattern in platform.secrets if platform else ():
             patterns.setdefault(pattern.pattern, pattern)
-    return Redactor(inventory.secrets(hosts), patterns.values())
+    known, usernames = inventory.credentials(hosts, resolver)
+    return Redactor(known | set(values), patterns.values(), usernames)
 
 
 def notify_run(store: ResultsStore, run: RunResult, status: RunStatus | None,

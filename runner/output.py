@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import TextIO
 
 from runner.records import DeviceResult, RunResult
-from runner.vocab import SUCCESS, StepKind
+from runner.vocab import SUCCESS, DeviceStatus, StepKind
 
 
 def table(rows: Sequence[tuple[str, ...]]) -> str:
@@ -18,48 +20,87 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
                      for r in rows)
 
 
+# Past this many devices the run table lists only the devices that did not end ok or
+# changed, and counts the rest (`--all` lists every device).
+FULL_TABLE_UP_TO = 50
+BAR_WIDTH = 24
+
+
 class Progress:
-    """Devices done / failed / remaining: one updating line on a terminal, else a line per
-    device as it finishes (log-friendly)."""
+    """Devices done by status: on a terminal one live bar (counts per status, a rate),
+    redrawn in place; otherwise a line per device as it finishes (log-friendly)."""
 
     def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
         self.total = total
         self.stream = stream
-        self.status: dict[str, str] = {}  # per device: a later record (rollback) replaces
+        self.status: dict[str, DeviceStatus] = {}  # per device: a later record replaces
         self.tty = stream.isatty()
+        self.began = time.monotonic()
         self._lock = threading.Lock()
 
     def __call__(self, device: DeviceResult) -> None:
         with self._lock:
             self.status[device.host] = device.status
-            counts = Counter(self.status.values())
             done = len(self.status)
-            failed = done - sum(counts[s] for s in SUCCESS)
-            line = (f"[{done}/{self.total}] done {done}  failed {failed}  "
-                    f"remaining {self.total - done}")
             if self.tty:
-                self.stream.write(f"\r{line}  ({device.host}: {device.status})\033[K")
+                self.stream.write("\r" + self._fit(self.bar()) + "\033[K")
                 if done == self.total:
                     self.stream.write("\n")
             else:
+                counts = Counter(self.status.values())
+                failed = done - sum(counts[s] for s in SUCCESS)
+                line = (f"[{done}/{self.total}] done {done}  failed {failed}  "
+                        f"remaining {self.total - done}")
                 error = f"  {device.error}" if device.error else ""
                 self.stream.write(f"{line}  {device.host}: {device.status}{error}\n")
             self.stream.flush()
 
+    def bar(self) -> str:
+        """`[=====>     ] 120/400  ok 100  changed 10  failed 10  40.0/s`."""
+        done = len(self.status)
+        filled = BAR_WIDTH * done // self.total if self.total else BAR_WIDTH
+        head = ">" if 0 < filled < BAR_WIDTH else ""
+        bar = ("=" * filled + head).ljust(BAR_WIDTH)[:BAR_WIDTH]
+        counts = Counter(self.status.values())
+        by_status = "  ".join(f"{s} {counts[s]}" for s in DeviceStatus if counts[s])
+        elapsed = time.monotonic() - self.began
+        rate = f"  {done / elapsed:.1f}/s" if elapsed > 0 else ""
+        return f"[{bar}] {done}/{self.total}  {by_status}{rate}"
 
-def run_table(run: RunResult) -> str:
+    def _fit(self, line: str) -> str:
+        """Cut to the terminal's width: a wrapped line could not be redrawn in place."""
+        try:
+            width = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError):
+            return line
+        return line[:width - 1] if width > 1 else line  # 0: the terminal did not say
+
+
+def run_table(run: RunResult, show_all: bool = False) -> str:
+    """The per-device table; past FULL_TABLE_UP_TO devices only the ones that did not end
+    ok or changed are listed (every one of them), the rest counted per status."""
+    devices = run.devices
+    hidden: Counter[DeviceStatus] = Counter()
+    if len(devices) > FULL_TABLE_UP_TO and not show_all:
+        hidden = Counter(d.status for d in devices if d.status in SUCCESS)
+        devices = [d for d in devices if d.status not in SUCCESS]
     rows = [("DEVICE", "STATUS", "CHANGED", "DURATION", "ERROR")]
-    for d in run.devices:
+    for d in devices:
         error = f"{d.error_class}: {d.error}" if d.error else ""
         rows.append((d.host, d.status, "yes" if d.changed else "no", f"{d.duration_s:.1f}s",
                      error[:120]))
     summary = "  ".join(f"{k} {v}" for k, v in run.summary.items() if v)
     mode = " (dry run: nothing was sent)" if run.dry_run else ""
     head = f"run {run.run_id}  job {run.job}{mode}"
+    body = table(rows) if len(rows) > 1 else "every device ended ok or changed"
+    if hidden:
+        counted = ", ".join(f"{n} {s}" for s, n in sorted(hidden.items()))
+        body += f"\n... and {sum(hidden.values())} more not listed ({counted}; --all lists " \
+                "every device)"
     tail = f"\n{summary}"
     if run.backup_commit:
         tail += f"\nbackups: commit {run.backup_commit[:12]}"
-    return f"{head}\n{table(rows)}{tail}"
+    return f"{head}\n{body}{tail}"
 
 
 def diffs(run: RunResult) -> str:

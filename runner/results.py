@@ -8,6 +8,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,25 +18,25 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
     delete,
-    event,
     insert,
-    inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Engine
 
-from runner.errors import InputError, Interrupted, RunnerError
+from runner.database import open_engine, retrying
+from runner.errors import InputError, Interrupted, NotFound, RunnerError, StoreError
+from runner.migrate import describe, masked
 from runner.records import DeviceResult, RunResult, now_iso
+from runner.settings import DEFAULT_DB_RETRY_S
 from runner.vocab import Engine as EngineName
 from runner.vocab import RunStatus, StepKind
 
@@ -127,6 +128,12 @@ devices = Table(
     Column("position", Integer),  # the device's place in the run's targets (listing order)
     UniqueConstraint("run_id", "host", name="one_record_per_device"),
 )
+# The listings of `runner history` and `runner web` (runner/queries.py): a page of one job's
+# or one status's runs newest first; a run's devices in target order, or of one status.
+Index("ix_runs_job_started", runs.c.job, runs.c.started)
+Index("ix_runs_status_started", runs.c.status, runs.c.started)
+Index("ix_devices_run_position", devices.c.run_id, devices.c.position)
+Index("ix_devices_run_status", devices.c.run_id, devices.c.status)
 
 
 def _device_row(run_id: str, d: DeviceResult, position: int | None) -> dict[str, Any]:
@@ -137,46 +144,41 @@ def _device_row(run_id: str, d: DeviceResult, position: int | None) -> dict[str,
 
 
 class ResultsStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retry_s: float = DEFAULT_DB_RETRY_S) -> None:
+        """Opens the database at `url`, its schema brought to head (runner.migrate), and
+        finishes runs whose process is gone. `retry_s`: how long a run's writes wait for a
+        database that went away (RUNNER_DB_RETRY)."""
         self.url = url
+        self.retry_s = retry_s
+        self.engine: Engine = open_engine(url)
         try:
-            self.engine: Engine = create_engine(self.url)
-            if self.engine.dialect.name == "sqlite":
-                event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
-            self._add_missing_columns()
             reaped = self.reap()
         except Exception as exc:
-            raise RunnerError(f"results database {self._safe_url()}: {exc}") from None
+            raise StoreError(f"results database {self._safe_url()}: {describe(exc)}") \
+                from None
         for run_id in reaped:
             log.warning("run %s was left running by a runner process that is gone: recorded "
                         "as interrupted", run_id)
 
-    def _add_missing_columns(self) -> None:
-        """Columns added since a database was created (create_all only makes tables)."""
-        with self.engine.begin() as conn:
-            for table in (runs, devices):
-                existing = {c["name"] for c in inspect(conn).get_columns(table.name)}
-                for column in table.columns:
-                    if column.name not in existing:
-                        kind = column.type.compile(self.engine.dialect)
-                        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN '
-                                          f'"{column.name}" {kind}'))
-
     def _safe_url(self) -> str:
-        try:
-            return self.engine.url.render_as_string(hide_password=True)
-        except AttributeError:
-            return self.url.split("@")[-1]
+        return masked(self.engine)
+
+    def _retrying(self, what: str, action: Callable[[], None]) -> None:
+        retrying(self.engine, what, action, self.retry_s)
 
     def start_run(self, run: RunResult, hosts: list[str] | None = None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(insert(runs).values(
-                owner=process_identity(), heartbeat=now_iso(), hosts=hosts,
-                run_id=run.run_id, job=run.job, job_file=run.job_file, started=run.started,
-                status=RunStatus.RUNNING, dry_run=run.dry_run, engine=run.engine,
-                occurrence=run.occurrence, summary=run.summary, rerun_of=run.rerun_of,
-                approves=run.approves))
+        def insert_run() -> None:
+            with self.engine.begin() as conn:
+                if conn.execute(select(runs.c.run_id).where(
+                        runs.c.run_id == run.run_id)).first() is not None:
+                    return  # stored by an attempt whose answer the lost connection ate
+                conn.execute(insert(runs).values(
+                    owner=process_identity(), heartbeat=now_iso(), hosts=hosts,
+                    run_id=run.run_id, job=run.job, job_file=run.job_file,
+                    started=run.started, status=RunStatus.RUNNING, dry_run=run.dry_run,
+                    engine=run.engine, occurrence=run.occurrence, summary=run.summary,
+                    rerun_of=run.rerun_of, approves=run.approves))
+        self._retrying(f"starting run {run.run_id}", insert_run)
 
     def record_devices(self, run_id: str, batch: list[DeviceResult],
                        positions: dict[str, int] | None = None) -> None:
@@ -229,29 +231,57 @@ class ResultsStore:
         return reaped
 
     def finish_run(self, run: RunResult, status: RunStatus | None = None,
-                   error: str | None = None) -> None:
+                   error: str | None = None, *, retry: bool = True) -> None:
+        if not retry:
+            self._finish_run(run, status, error)
+            return
+        self._retrying(f"finishing run {run.run_id}",
+                       lambda: self._finish_run(run, status, error))
+
+    def _finish_run(self, run: RunResult, status: RunStatus | None,
+                    error: str | None) -> None:
         with self.engine.begin() as conn:
             # Stored as each device finished; only backup steps learn more afterwards
-            # (whether the commit changed the device's file).
+            # (whether the commit changed the device's file, and so the device's status).
             for device in (d for d in run.devices
                            if any(s.kind is StepKind.BACKUP for s in d.steps)):
                 conn.execute(update(devices).where(
                     devices.c.run_id == run.run_id, devices.c.host == device.host).values(
-                    steps=device.to_json()["steps"]))
+                    steps=device.to_json()["steps"], status=device.status,
+                    changed=device.changed))
             conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),
                 backup_commit=run.backup_commit, error=error))
+
+    def import_run(self, run: RunResult, status: RunStatus, error: str | None,
+                   hosts: list[str]) -> None:
+        """Store a run kept in a file because the database was away (runner.unsaved): its
+        row (made, or brought up to date: the next runner start may have finished it as
+        interrupted meanwhile) and every device record, replacing placeholders."""
+        with self.engine.begin() as conn:
+            if conn.execute(select(runs.c.run_id).where(
+                    runs.c.run_id == run.run_id)).first() is None:
+                conn.execute(insert(runs).values(
+                    run_id=run.run_id, job=run.job, job_file=run.job_file,
+                    started=run.started, status=status, dry_run=run.dry_run,
+                    engine=run.engine, occurrence=run.occurrence, rerun_of=run.rerun_of,
+                    approves=run.approves, hosts=hosts))
+        if run.devices:
+            self.record_devices(run.run_id, run.devices, {h: i for i, h in enumerate(hosts)})
+        self._finish_run(run, status, error)
 
     # -- approval -------------------------------------------------------------------------
 
     def await_approval(self, run_id: str, deadline: str, job_spec: dict[str, Any],
                        inputs: dict[str, str]) -> None:
         """A finished preview waits for an operator until `deadline`."""
-        with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.run_id == run_id).values(
-                status=RunStatus.AWAITING_APPROVAL, approval_deadline=deadline,
-                job_spec=job_spec, inputs=inputs))
+        def store() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(update(runs).where(runs.c.run_id == run_id).values(
+                    status=RunStatus.AWAITING_APPROVAL, approval_deadline=deadline,
+                    job_spec=job_spec, inputs=inputs))
+        self._retrying(f"storing preview {run_id}", store)
 
     def decide(self, run_id: str, status: RunStatus, decision: dict[str, Any],
                now: str) -> bool:
@@ -309,7 +339,7 @@ class ResultsStore:
             found = [r[0] for r in conn.execute(
                 select(runs.c.run_id).where(runs.c.run_id.startswith(run_id)).limit(3))]
         if not found:
-            raise InputError(f"no run {run_id!r} in {self._safe_url()}")
+            raise NotFound(f"no run {run_id!r} in {self._safe_url()}")
         if len(found) > 1:
             raise InputError(f"run id {run_id!r} is ambiguous ({', '.join(found)}, ...)")
         return str(found[0])
@@ -331,30 +361,25 @@ class ResultsStore:
         return row, run
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # WAL: readers (history, a second server) never block the writer, and a commit costs
-    # no fsync of the whole database; busy_timeout rides out another process's write.
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
 FLUSH_S = 0.25  # a finished device is on disk this long after at most
 RECORDS_THREAD = "runner-records"
 
 
 class RecordWriter:
     """Stores device records from a background thread, a batch per transaction, so the
-    engine never waits on the database and a finished device is on disk within moments."""
+    engine never waits on the database and a finished device is on disk within moments.
+    While the database is away the run goes on and records wait here, written when it is
+    back; after the store's retry bound they are given up on, and close() names them (the
+    caller keeps the run elsewhere: nothing is dropped silently)."""
 
     def __init__(self, store: ResultsStore, run_id: str, hosts: list[str] | None = None) -> None:
         self._store = store
         self._run_id = run_id
         self._positions = {h: i for i, h in enumerate(hosts or [])}
         self._queue: queue.SimpleQueue[DeviceResult | None] = queue.SimpleQueue()
-        self._error: Exception | None = None
+        self._give_up = threading.Event()
+        self.error: str | None = None  # why records could not be stored
+        self.unsaved: set[str] = set()  # hosts whose record is not in the database
         self._thread = threading.Thread(target=self._loop, name=RECORDS_THREAD, daemon=True)
         self._thread.start()
 
@@ -366,12 +391,13 @@ class RecordWriter:
         beat = time.monotonic()
         while not done:
             batch: list[DeviceResult] = []
-            if time.monotonic() - beat >= HEARTBEAT_S:
+            if time.monotonic() - beat >= HEARTBEAT_S and self.error is None:
                 beat = time.monotonic()
                 try:
                     self._store.beat(self._run_id)
                 except Exception as exc:  # the records matter more; say so and go on
-                    log.warning("run %s: heartbeat not stored: %s", self._run_id, exc)
+                    log.warning("run %s: heartbeat not stored: %s", self._run_id,
+                                describe(exc))
             try:
                 item = self._queue.get(timeout=HEARTBEAT_S)
             except queue.Empty:
@@ -389,16 +415,31 @@ class RecordWriter:
                 except queue.Empty:
                     break
             done = item is None
-            if batch and self._error is None:
-                try:
-                    self._store.record_devices(self._run_id, batch, self._positions)
-                except Exception as exc:  # reported by close(), in the caller's thread
-                    self._error = exc
+            if batch:
+                self._store_batch(batch)
 
-    def close(self) -> None:
-        """Wait until every record put so far is stored; raise if storing failed."""
+    def _store_batch(self, batch: list[DeviceResult]) -> None:
+        if self.error is None:
+            try:
+                retrying(self._store.engine, f"storing records of run {self._run_id}",
+                         lambda: self._store.record_devices(self._run_id, batch,
+                                                            self._positions),
+                         self._store.retry_s, self._give_up)
+            except Exception as exc:
+                self.error = str(exc) if isinstance(exc, RunnerError) else \
+                    f"results database {self._store._safe_url()}: {describe(exc)}"
+                log.error("run %s: %s; its records are kept until it ends", self._run_id,
+                          self.error)
+            else:
+                return
+        self.unsaved |= {d.host for d in batch}
+
+    def close(self, *, give_up: bool = False) -> set[str]:
+        """Wait until every record put so far is stored, or (`give_up`: the run was
+        interrupted) stop waiting for a database that is away. The hosts whose records
+        could not be stored (see `error`)."""
+        if give_up:
+            self._give_up.set()
         self._queue.put(None)
         self._thread.join()
-        if self._error is not None:
-            raise RunnerError(f"results database {self._store._safe_url()}: "
-                              f"{self._error}") from None
+        return set(self.unsaved)

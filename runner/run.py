@@ -13,19 +13,28 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from runner.backups import BackupRepo
-from runner.errors import BackupError, InputError, InventoryError, RunnerError
+from runner.errors import (
+    BackupError,
+    InputError,
+    InventoryError,
+    RunnerError,
+    SecretUnavailable,
+    StoreError,
+)
 from runner.execution import Work, choose_engine, run_devices
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.load import JobFile, load_job
 from runner.job.spec import BackupStep, CommandStep, ConfigStep, Targets
+from runner.migrate import describe
 from runner.notify import NotifyTarget, notify_run, secrets_of, targets_for
 from runner.parsing import check_parser
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
-from runner.redact import MIN_SECRET_LEN
 from runner.render import Templates
 from runner.results import RecordWriter, ResultsStore
+from runner.secretref import SecretRef, SecretResolver
 from runner.settings import Settings
-from runner.vocab import Approval, EngineChoice, OnStop, RunStatus, StepKind
+from runner.unsaved import not_stored
+from runner.vocab import Approval, DeviceStatus, Engine, EngineChoice, OnStop, RunStatus, StepKind
 
 log = logging.getLogger("runner.run")
 
@@ -81,6 +90,7 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
                                 "backup git repository, or a path to create it at)",
                                 ("steps", index, "backup", "backup", "dir"))
     spec = job.spec
+    _check_variables(job)
     if spec.rollout is not None and spec.rollout.on_stop is OnStop.ROLLBACK \
             and not spec.rolls_back:
         raise job.error("on_stop: rollback needs rollback: true (on the job or a config "
@@ -92,6 +102,13 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
     if spec.rollback and not any(isinstance(s, ConfigStep) for s in spec.steps):
         raise job.error("rollback: true, but the job has no config step to roll back",
                         ("rollback",))
+
+
+def _check_variables(job: JobFile) -> None:
+    for name in job.spec.secret_vars:
+        if name in job.spec.vars:
+            raise job.error(f"{name!r} is also in vars: a variable is either plain or "
+                            "secret", ("secret_vars", name))
 
 
 def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,
@@ -106,34 +123,47 @@ def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
     even if the file has since been edited into something invalid). `only`: these hosts
     instead of the job's targets (a rerun of another run's failed devices)."""
     check_job(job, templates_dir)
-    inventory = load_inventory(inventory_path)
+    inventory = load_inventory(inventory_path).with_platform(job.spec.platform)
     targets = job.spec.targets if only is None else Targets(hosts=only)
     try:
         hosts = inventory.select(targets, limit)
     except InputError as exc:
-        if exc.path is not None and exc.path != inventory_path:
-            raise  # a problem in the inventory itself: it names its own file
+        if isinstance(exc, InventoryError):
+            raise  # a problem in the inventory itself (a host's platform): it names its file
         loc: tuple[int | str, ...] = ("targets",)
         for name, index in re.findall(r"(\w+)|\[(\d+)\]", exc.field or ""):
             loc += (name,) if name else (int(index),)
         raise job.error(exc.message, loc) from None
-    _refuse_short_secrets(inventory, hosts)
     if not hosts:
         raise job.error(f"no host in {inventory_path} matches the targets"
                         + (f" and --limit {limit!r}" if limit else ""), ("targets",))
     return Prepared(job, inventory, hosts, templates_dir)
 
 
-def _refuse_short_secrets(inventory: FleetInventory, hosts: list[str]) -> None:
-    """A credential shorter than the masking floor could not be kept out of outputs
-    (masking it would mangle ordinary words): refused before any device is contacted."""
-    for host in hosts:
-        short = [v for v in inventory.secrets([host]) if len(v) < MIN_SECRET_LEN]
-        if short:
-            raise InventoryError(
-                f"host {host!r}: a credential (password, secret or passphrase) of "
-                f"{len(short[0])} characters is too short to be masked in outputs; use "
-                f"{MIN_SECRET_LEN} characters or more", path=inventory.source)
+def read_secrets(prep: Prepared) -> SecretResolver:
+    """Read every secret reference the run's sessions and templates use, here: for engines
+    that open sessions on this machine. A variable that is not set or a file that cannot be
+    read is an input error naming the field and the variable or file (exit 2), before any
+    device is touched. (Celery workers read them themselves; the dispatcher never does.)"""
+    resolver = SecretResolver()
+    seen: set[SecretRef] = set()
+    for host in prep.hosts:
+        driver = prep.inventory.driver_for(host, prep.job.spec.driver)
+        for ref in prep.inventory.secret_refs(host, driver):
+            if ref in seen:
+                continue
+            seen.add(ref)
+            try:
+                resolver.value(ref)
+            except SecretUnavailable as exc:
+                raise InventoryError(str(exc).removeprefix(ref.where), path=ref.path,
+                                     line=ref.line, field=ref.field) from None
+    for name, spec in prep.job.spec.secret_vars.items():
+        try:
+            resolver.value(spec.ref())
+        except SecretUnavailable as exc:
+            raise prep.job.error(str(exc), ("secret_vars", name)) from None
+    return resolver
 
 
 def new_run_id() -> str:
@@ -148,6 +178,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                     job_file=str(prep.job.path), occurrence=options.occurrence,
                     rerun_of=options.rerun_of, approves=options.approves)
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
+    # Sessions opened here read secrets here; Celery workers read their own.
+    resolver = None if engine is Engine.CELERY else read_secrets(prep)
     run.engine = engine
     store.start_run(run, prep.hosts)
     writer = RecordWriter(store, run.run_id, prep.hosts)
@@ -167,36 +199,88 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     except BaseException as exc:  # Ctrl-C, SIGTERM, or a bug: the run still ends, recorded
         run.finished = now_iso()
         run.devices = finished  # the summary counts what did finish
-        writer.close()
-        store.finish_run(run, status=RunStatus.INTERRUPTED, error=None if isinstance(
-            exc, KeyboardInterrupt) else f"runner stopped on an internal error: "
-                                         f"{type(exc).__name__}: {exc}"[:500])
+        why = None if isinstance(exc, KeyboardInterrupt) else \
+            f"runner stopped on an internal error: {type(exc).__name__}: {exc}"[:500]
+        unsaved = writer.close(give_up=True)  # no waiting for a database that is away
+        problem = _last_try(store, run, prep.hosts, unsaved, RunStatus.INTERRUPTED, why,
+                            writer.error) if unsaved else \
+            _finish(store, run, RunStatus.INTERRUPTED, why)
+        if problem:
+            log.error("%s", not_stored(run, RunStatus.INTERRUPTED, why, prep.hosts,
+                                       unsaved, options.settings.unsaved_dir, problem))
         raise
-    writer.close()
+    unsaved = writer.close()
     try:
         commit_backups(prep, run)
     except Exception as exc:  # the devices' records stand; the run failed as a whole
         error = exc if isinstance(exc, RunnerError) else BackupError(
             f"the backups could not be committed: {type(exc).__name__}: {exc}")
         run.finished = now_iso()
-        store.finish_run(run, status=RunStatus.FAILED, error=str(error))
-        notify_finished(prep, store, run, RunStatus.FAILED, options.notify)
+        _store_end(store, run, RunStatus.FAILED, str(error), prep.hosts, unsaved,
+                   writer.error, options)
+        notify_finished(prep, store, run, RunStatus.FAILED, options.notify, resolver)
         raise error from exc
     run.finished = now_iso()
     interrupted = options.cancel is not None and options.cancel.is_set()
     if options.preview_window is not None and not interrupted:
-        store.finish_run(run, status=RunStatus.AWAITING_APPROVAL)
+        _store_end(store, run, RunStatus.AWAITING_APPROVAL, None, prep.hosts, unsaved,
+                   writer.error, options)
         store.await_approval(run.run_id, deadline(options.preview_window),
                              spec.model_dump(mode="json"),
                              {"job_file": str(prep.job.path),
                               "inventory": str(prep.inventory.source),
                               "templates": str(prep.templates_dir)})
-        notify_finished(prep, store, run, RunStatus.AWAITING_APPROVAL, options.notify)
+        notify_finished(prep, store, run, RunStatus.AWAITING_APPROVAL, options.notify,
+                        resolver)
         return run
     status = RunStatus.INTERRUPTED if interrupted else None
-    store.finish_run(run, status=status)
-    notify_finished(prep, store, run, status, options.notify)
+    _store_end(store, run, status, None, prep.hosts, unsaved, writer.error, options)
+    notify_finished(prep, store, run, status, options.notify, resolver)
     return run
+
+
+def _finish(store: ResultsStore, run: RunResult, status: RunStatus | None,
+            error: str | None) -> str | None:
+    """Record the run's end; why that failed (the database stayed away), or None."""
+    try:
+        store.finish_run(run, status=status, error=error)
+    except StoreError as exc:
+        return str(exc)
+    return None
+
+
+def _last_try(store: ResultsStore, run: RunResult, hosts: list[str], unsaved: set[str],
+              status: RunStatus | None, error: str | None,
+              records_error: str | None) -> str | None:
+    """One more attempt, without waiting, at the records the writer gave up on and the
+    run's end (the database may be back by now); why it failed, or None."""
+    positions = {h: i for i, h in enumerate(hosts)}
+    try:
+        store.record_devices(run.run_id, [d for d in run.devices if d.host in unsaved],
+                             positions)
+        store.finish_run(run, status=status, error=error, retry=False)
+    except Exception as exc:
+        return f"{records_error}; a last attempt as the run ended failed too: {describe(exc)}"
+    log.warning("run %s: the %d device record(s) held back were stored after all",
+                run.run_id, len(unsaved))
+    return None
+
+
+def _store_end(store: ResultsStore, run: RunResult, status: RunStatus | None,
+               error: str | None, hosts: list[str], unsaved: set[str],
+               records_error: str | None, options: RunOptions) -> None:
+    """Record the run's end. When its records (or its end) could not be stored, the whole
+    run is kept in a file and RecordsNotStored raised: a loud failure, nothing dropped."""
+    if unsaved:
+        problem = _last_try(store, run, hosts, unsaved, status, error, records_error)
+    else:
+        problem = _finish(store, run, status, error)
+    if problem:
+        final = status or (RunStatus.OK if run.ok else RunStatus.FAILED)
+        if final is RunStatus.AWAITING_APPROVAL:  # a preview nobody can approve: failed
+            final = RunStatus.FAILED
+        raise not_stored(run, final, error, hosts, unsaved, options.settings.unsaved_dir,
+                         problem)
 
 
 def deadline(window_s: float) -> str:
@@ -206,15 +290,21 @@ def deadline(window_s: float) -> str:
 
 
 def notify_finished(prep: Prepared, store: ResultsStore, run: RunResult,
-                    status: RunStatus | None, defaults: list[NotifyTarget]) -> None:
-    """Send the run's notifications and record their outcomes; never fails the run."""
+                    status: RunStatus | None, defaults: list[NotifyTarget],
+                    resolver: SecretResolver | None = None) -> None:
+    """Send the run's notifications and record their outcomes; never fails the run. The
+    records are masked already; this masks again, with the secrets read on this machine
+    (`resolver`: none when Celery workers read them)."""
     spec = prep.job.spec
     targets = targets_for(spec.notify, "notify" in spec.model_fields_set, defaults)
     if not targets:
         return
     backup = next((s for s in spec.steps if isinstance(s, BackupStep)), None)
     try:
-        notify_run(store, run, status, targets, secrets_of(prep.inventory, prep.hosts),
+        secret_vars = [] if resolver is None else [
+            v for v in map(resolver.known, (s.ref() for s in spec.secret_vars.values())) if v]
+        notify_run(store, run, status, targets,
+                   secrets_of(prep.inventory, prep.hosts, resolver, secret_vars),
                    backup_dir=Path(backup.backup.dir) if backup else None)
     except Exception:  # the run is done and stored: a notification problem stays one
         log.exception("run %s: notifications failed", run.run_id)
@@ -236,3 +326,6 @@ def commit_backups(prep: Prepared, run: RunResult) -> None:
             if s.kind is StepKind.BACKUP:
                 s.changed = device.host in changed
                 s.output = str(repo.file_for(device.host)) if device.backup else None
+        if device.host in changed and device.status is DeviceStatus.OK:
+            # known only now: a device whose backed-up config changed is `changed`
+            device.status, device.changed = DeviceStatus.CHANGED, True

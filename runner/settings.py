@@ -14,6 +14,7 @@ from runner.errors import InputError
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 DEFAULT_QUEUE = "runner"
+DEFAULT_DB_RETRY_S = 300.0
 
 
 def default_lock_dir() -> Path:
@@ -29,6 +30,9 @@ class Settings:
 
     home: Path = Path(".runner")  # RUNNER_HOME: the default results database lives here
     db_url: str | None = None  # RUNNER_DB_URL (or --db): any SQLAlchemy URL
+    # RUNNER_DB_RETRY: seconds a run's writes wait for a database that went away (server
+    # restart, network) before its records are kept in a file and the run fails loudly.
+    db_retry: float = DEFAULT_DB_RETRY_S
     # RUNNER_BROKER_URL: Redis for `runner worker` and `--engine celery`; when set, local runs
     # take the same device leases as workers do.
     broker_url: str | None = None
@@ -68,6 +72,7 @@ class Settings:
         return cls(
             home=Path(env.get("RUNNER_HOME") or base.home),
             db_url=env.get("RUNNER_DB_URL") or None,
+            db_retry=number("RUNNER_DB_RETRY", base.db_retry, 0),
             broker_url=env.get("RUNNER_BROKER_URL") or None,
             result_url=env.get("RUNNER_RESULT_URL") or None,
             route_key=env.get("RUNNER_ROUTE_KEY") or base.route_key,
@@ -93,6 +98,11 @@ class Settings:
             return self.db_url
         self.home.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.home.resolve() / 'results.db'}"
+
+    @property
+    def unsaved_dir(self) -> Path:
+        """Where runs whose records the database could not take are kept, as JSON."""
+        return self.home / "unsaved"
 
 
 def safe_url(url: str) -> str:

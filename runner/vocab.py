@@ -76,6 +76,13 @@ class Driver(StrEnum):
     ASYNCSSH = "asyncssh"
 
 
+class SecretSource(StrEnum):
+    """Where a secret reference (`{env: NAME}`, `{file: PATH}`) takes its value from."""
+
+    ENV = "env"  # an environment variable of the process that opens the session
+    FILE = "file"  # a file on the machine that opens the session
+
+
 class Overlap(StrEnum):
     """A scheduled run still going when the next occurrence is due."""
 
@@ -111,6 +118,26 @@ class OccurrenceStatus(StrEnum):
     INTERRUPTED = "interrupted"
     MISSED = "missed"  # misfired (too late) or coalesced into a later one
     SKIPPED = "skipped"  # the previous run was still going (overlap: skip)
+
+
+class Role(StrEnum):
+    """What a `runner web` token may do."""
+
+    VIEWER = "viewer"  # read runs, schedules, backups, labs and metrics
+    OPERATOR = "operator"  # ... and run, cancel, approve and reject
+
+    def allows(self, needed: Role) -> bool:
+        return self is Role.OPERATOR or needed is Role.VIEWER
+
+
+class SchemaState(StrEnum):
+    """Where a database stands in runner's migration history (`runner db current`)."""
+
+    CURRENT = "current"  # at this runner's head revision
+    BEHIND = "behind"  # an older revision: an upgrade brings it to head
+    UNVERSIONED = "unversioned"  # runner's tables without a version: a runner before Alembic
+    EMPTY = "empty"  # none of runner's tables yet
+    AHEAD = "ahead"  # a revision this runner does not know: a newer runner migrated it
 
 
 class LinkState(StrEnum):

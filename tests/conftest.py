@@ -1,5 +1,6 @@
 """Shared test helpers: paths of the repository and its shipped files, a free port, a real
-Redis server for the tiers that need one."""
+Redis server for the tiers that need one, a real PostgreSQL server and `db_url`: each
+store test runs on SQLite and on PostgreSQL, a fresh database each time."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from tests.pg import PgServer
     from tests.receivers import JsonReceiver, SmtpReceiver
     from tests.workers import RedisServer
 
@@ -54,3 +56,30 @@ def smtp() -> Iterator[SmtpReceiver]:
     receiver = SmtpReceiver()
     yield receiver
     receiver.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL server for the session (Debian's `postgresql`, which
+    ./dev setup installs), always stopped and removed."""
+    from tests.pg import PgServer, bindir
+
+    binaries = bindir()
+    if binaries is None:
+        pytest.skip("PostgreSQL server binaries not found (Debian package postgresql: "
+                    "./dev setup installs it)")
+    server = PgServer(binaries)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or a database of its own on the session's
+    PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runner.db'}"
+    server: PgServer = request.getfixturevalue("postgres")
+    return server.new_database()

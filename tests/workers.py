@@ -56,10 +56,10 @@ class Workers:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, inventory: Path, queues: tuple[str, ...] = (),
-              concurrency: int = 2) -> None:
+              concurrency: int = 2, templates: Path = ROOT / "templates") -> None:
         log = self.workdir / f"worker-{name}.log"
         argv = [sys.executable, "-m", "runner", "worker", "-n", name, "-i", str(inventory),
-                "--templates", str(ROOT / "templates"), "-c", str(concurrency)]
+                "--templates", str(templates), "-c", str(concurrency)]
         for queue in queues:
             argv += ["-Q", queue]
         self.procs[name] = subprocess.Popen(argv, stdout=log.open("wb"),

@@ -1,7 +1,8 @@
 """The Celery application and its one task: run a shard of a job's hosts on this worker.
 
 Only JSON crosses the broker: the job spec and host names go out, device records come
-back. Credentials never travel: each worker resolves hosts in its own inventory.
+back. Credentials never travel: each worker resolves hosts in its own inventory, and reads
+secret references (its inventory's, the job's secret_vars) from its own environment and files.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import redis
 from celery import Celery
 
+from runner import platforms
 from runner.dispatch.heartbeat import ShardKeys, ShardWatch, sync_client
 from runner.errors import NotInInventory
 from runner.execution.executor import Work
@@ -104,11 +106,13 @@ def run_shard(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
     if why_not:  # e.g. a shard Redis delivered again after the dispatcher moved on
         return {"devices": [], "not_run": why_not}
     spec = JobSpec.model_validate(payload["job"])
-    inventory = worker_inventory(config.inventory)
-    known = [h for h in payload["hosts"] if h in inventory.hosts]
-    missing = [DeviceResult.of_error(h, NotInInventory(
-        f"host is not in worker {config.name}'s inventory"), worker=config.name)
-        for h in payload["hosts"] if h not in inventory.hosts]
+    # Secret references in the worker's inventory and the job's secret_vars are read by
+    # this worker, from its own environment and files, when each session opens.
+    inventory = worker_inventory(config.inventory).with_platform(spec.platform)
+    problems = {h: _not_runnable(inventory, h, config.name) for h in payload["hosts"]}
+    known = [h for h, why in problems.items() if why is None]
+    missing = [DeviceResult.of_error(h, NotInInventory(why), worker=config.name)
+               for h, why in problems.items() if why is not None]
     work = Work(spec, inventory, config.templates, payload["run_id"], config.settings,
                 dry_run=bool(payload.get("dry_run")), restore=restore,
                 approved=None if payload.get("approved") is None else
@@ -122,6 +126,17 @@ def run_shard(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
             LocalExecutor(work, worker=config.name, owner=owner, coordinate=True).run(
                 known, sink, cancel)
     return {"devices": [d.to_json(transport=True) for d in [*sink.records, *missing]]}
+
+
+def _not_runnable(inventory: FleetInventory, host: str, worker: str) -> str | None:
+    """Why this worker's inventory cannot run the host (None: it can)."""
+    if host not in inventory.hosts:
+        return f"host is not in worker {worker}'s inventory"
+    platform = inventory.platform_of(host)
+    if platforms.get(platform or "") is None:
+        return (f"host has no platform runner knows in worker {worker}'s inventory "
+                f"(got {platform!r})")
+    return None
 
 
 def _refused(client: redis.Redis, keys: RunKeys, shard: ShardKeys) -> str | None:

@@ -27,7 +27,7 @@ from runner.redact import Redactor
 
 REASON_MAX = 300  # characters of a library's reason kept in a runner error message
 # extras that hold credentials, masked in error messages like the password
-_SECRET_EXTRAS = ("secret", "passphrase", "private_key_passphrase",
+SECRET_EXTRAS = ("secret", "passphrase", "private_key_passphrase",
                   "auth_private_key_passphrase")
 
 
@@ -56,7 +56,7 @@ class ConnectParams:
     @property
     def secrets(self) -> tuple[str, ...]:
         """The credential values of this session: never part of an error message."""
-        values = [self.password, *(self.extras.get(k) for k in _SECRET_EXTRAS)]
+        values = [self.password, *(self.extras.get(k) for k in SECRET_EXTRAS)]
         return tuple(v for v in values if isinstance(v, str) and v)
 
 

@@ -32,6 +32,7 @@ from runner.platforms import Platform
 from runner.records import DeviceResult, RestorePlan, StepResult, now_iso
 from runner.redact import Redactor
 from runner.render import Templates
+from runner.secretref import SecretResolver
 from runner.steps import Change, Renderer, StepContext, apply_plan, roll_back, run_steps
 from runner.vocab import DeviceStatus, StepKind
 
@@ -39,13 +40,14 @@ log = logging.getLogger(__name__)
 
 
 def render_all(spec: JobSpec, inventory: FleetInventory, host: str,
-               templates: Templates) -> dict[int, Renderer]:
+               templates: Templates, variables: dict[str, Any]) -> dict[int, Renderer]:
     """Config lines of every config step for one host, rendered before any session opens
     (a missing variable fails the device with nothing sent). A template that uses `steps`
-    (earlier steps' results) is rendered just before its own step instead."""
+    (earlier steps' results) is rendered just before its own step instead. `variables`:
+    the job's vars and secret_vars."""
     rendered: dict[int, Renderer] = {}
-    platform = inventory.hosts[host].platform or ""
-    base = {**spec.vars, "host": inventory.template_vars(host)}
+    platform = inventory.platform_of(host) or ""
+    base = {**variables, "host": inventory.template_vars(host)}
     for index, step in enumerate(spec.steps):
         if not isinstance(step, ConfigStep):
             continue
@@ -83,6 +85,9 @@ class DeviceRunner:
         self.templates = Templates(work.templates_dir, work.spec.limits.rendered)
         self.renders = any(isinstance(s, ConfigStep) for s in work.spec.steps)
         self._redactors: dict[str, Redactor] = {}
+        # Secret references (the inventory's credentials, the job's secret_vars) are read
+        # here, on the machine that opens the sessions, once per run.
+        self.secrets = SecretResolver()
         self._warned_keys = False
         # Without a broker, a run that changes config locks each device on this machine.
         changes = work.restore is not None or (not work.dry_run and any(
@@ -117,9 +122,8 @@ class DeviceRunner:
         if coordination is not None:
             return coordination.lease(host, self.spec.busy_wait)
         if self.local_leases is not None:
-            params = self.inventory.connect_params(host, driver)
-            return self.local_leases.lease(f"{params.hostname}:{params.port}",
-                                           self.spec.busy_wait)
+            hostname, port = self.inventory.address(host, driver)
+            return self.local_leases.lease(f"{hostname}:{port}", self.spec.busy_wait)
         return contextlib.nullcontext()
 
     async def _device(self, host: str, pool: ThreadPoolExecutor,
@@ -160,10 +164,17 @@ class DeviceRunner:
         result.finished = now_iso()
         return self._redacted(host, result)
 
+    def _variables(self) -> dict[str, Any]:
+        """The job's vars and its secret_vars' values (SecretUnavailable when one cannot be
+        read on this machine: the device fails before anything is sent)."""
+        return {**self.spec.vars, **self.secrets.variables(self.spec.secret_vars)}
+
     async def _render(self, host: str, budget: float) -> dict[int, Renderer]:
+        variables = self._variables()
         try:
             return await asyncio.wait_for(asyncio.to_thread(
-                render_all, self.spec, self.inventory, host, self.templates), budget)
+                render_all, self.spec, self.inventory, host, self.templates, variables),
+                budget)
         except TimeoutError:
             raise DeviceTimeout(f"rendering its config did not finish within {budget:g}s") \
                 from None
@@ -195,14 +206,14 @@ class DeviceRunner:
         return None
 
     def _platform(self, host: str) -> Platform:
-        platform = platforms.get(self.inventory.hosts[host].platform or "")
+        platform = platforms.get(self.inventory.platform_of(host) or "")
         assert platform is not None  # checked when targets were selected
         return platform
 
     async def _open(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor) -> Session:
         timeouts = Timeouts(self.spec.timeouts.connect, self.spec.timeouts.command)
         driver = result.driver or self.spec.driver
-        params = self.inventory.connect_params(host, driver)
+        params = self.inventory.connect_params(host, driver, self.secrets)
         if not params.host_key_checking and not self._warned_keys:
             self._warned_keys = True
             log.warning("run %s: host key checking is off (inventory host_key_checking: "
@@ -214,12 +225,13 @@ class DeviceRunner:
     async def _session_work(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor,
                             rendered: dict[int, Renderer], coordination: Coordination | None,
                             change: Change) -> None:
+        variables = self._variables()  # before the session: a missing secret sends nothing
         session = await self._open(host, result, pool)
         try:
             ctx = StepContext(session, self._platform(host), result, self.work.dry_run,
                               self.spec.timeouts.command, self.work.templates_dir,
                               variables={"host": self.inventory.template_vars(host),
-                                         "vars": self.spec.vars},
+                                         "vars": variables},
                               before_config=(lambda: coordination.start_config(host))
                               if coordination else None, change=change,
                               approved=self.work.approved.get(host)
@@ -298,12 +310,15 @@ class DeviceRunner:
         return result
 
     def _redactor(self, host: str) -> Redactor:
-        nornir_host = self.inventory.nornir.hosts[host]
-        platform = platforms.get(nornir_host.platform or "")
-        secrets = frozenset(self.inventory.secrets([host]))
-        key = f"{nornir_host.platform}\0" + "\0".join(sorted(secrets))
+        name = self.inventory.platform_of(host) or ""
+        platform = platforms.get(name)
+        values, usernames = self.inventory.credentials([host], self.secrets)
+        values |= {v for v in map(self.secrets.known, (
+            s.ref() for s in self.spec.secret_vars.values())) if v}
+        key = "\0".join([name, *sorted(values), "\1", *sorted(usernames)])
         if key not in self._redactors:  # most fleets share a handful of credentials
-            self._redactors[key] = Redactor(secrets, platform.secrets if platform else ())
+            self._redactors[key] = Redactor(values, platform.secrets if platform else (),
+                                            usernames)
         return self._redactors[key]
 
 async def _close_quietly(session: Session) -> None:

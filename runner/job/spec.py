@@ -17,13 +17,18 @@ from pydantic import (
     model_validator,
 )
 
-from runner import ttpguard
+from runner import platforms, ttpguard
 from runner.checks import problem
 from runner.notify import NotifyTarget
 from runner.schedule.spec import ScheduleSpec
+from runner.secretref import SecretRefSpec
 from runner.vocab import Driver, OnStop
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def _platform_names(schema: dict[str, Any]) -> None:
+    schema["enum"] = platforms.names()
 
 
 class _Model(BaseModel):
@@ -242,6 +247,9 @@ class JobSpec(_Model):
         Driver.NETMIKO, description="Default session driver (asyncssh: runner's own, the fastest "
                                "for large fleets); inventory data `driver` on a host or group "
                                "overrides it.")
+    platform: str | None = Field(None, json_schema_extra=_platform_names, description=(
+        "Platform of targeted hosts for which the inventory gives none (unset on the host, "
+        "its groups and the defaults), e.g. in containerlab's flat inventory."))
     concurrency: int = Field(20, ge=1, le=5000, description="Devices at once.")
     busy_wait: float = Field(
         60, ge=0, le=3600, description="Seconds to wait for a device another run holds "
@@ -254,6 +262,10 @@ class JobSpec(_Model):
         "Keep each device's running config before its first config step and put it back "
         "when a later step fails (rejected line, post-check, lost session, budget)."))
     vars: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
+    secret_vars: dict[str, SecretRefSpec] = Field(default_factory=dict, description=(
+        "Template variables that are secrets, each {env: NAME} or {file: /absolute/path}: "
+        "read on the machine that opens the session (a worker, not the dispatcher), masked "
+        "in everything runner writes; only the reference is stored or sent."))
     schedule: ScheduleSpec | None = Field(None, description="When `runner serve` runs it.")
     # exclude: the URLs may hold credentials, and workers never notify: they stay out of the
     # job as it is sent to workers
@@ -262,6 +274,14 @@ class JobSpec(_Model):
         description="Notification targets (Apprise URLs) and the events that send each. Left "
                     "out: `runner serve --notify` targets apply; `[]`: no notifications.")
     steps: list[Step] = Field(min_length=1)
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str | None) -> str | None:
+        if value is not None and platforms.get(value) is None:
+            raise ValueError(f"unknown platform {value!r} (runner knows "
+                             f"{', '.join(platforms.names())})")
+        return value
 
     @property
     def rolls_back(self) -> bool:

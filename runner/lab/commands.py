@@ -167,7 +167,7 @@ def wait(lab_ref: str, timeout: float) -> None:
               help="SSH port every device listens on.")
 @click.option("--fault", "faults", multiple=True, metavar="NAME=SHARE%|COUNT",
               help="Inject a fault: slow, refuse (logins), drop (session mid-command), hang. "
-                   "Repeatable, e.g. --fault slow=2%% --fault refuse=5.")
+                   "Repeatable, e.g. --fault slow=2% --fault refuse=5.")
 @click.option("--slow-delay", type=click.FloatRange(0, 3600), default=2.0, show_default=True,
               help="Seconds a slow device waits before each answer.")
 @click.option("--seed", type=int, default=1, show_default=True,

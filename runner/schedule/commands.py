@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
-from runner.cli_common import engine_option, settings_of
+from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
 from runner.errors import InputError
 from runner.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.output import Progress, run_table, table
 from runner.records import now_iso
 from runner.results import ResultsStore
 from runner.run import RunOptions, execute, prepare
-from runner.schedule.server import Clock, JobsDir, Scheduler
+from runner.schedule.listing import schedule_list
+from runner.schedule.server import JobsDir, Scheduler
 from runner.schedule.store import ScheduleStore
 from runner.vocab import Approval, EngineChoice, NotifyEvent
 
@@ -30,7 +34,7 @@ STORE = click.option("--store", "store_url", metavar="URL",
 
 
 def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, ScheduleStore]:
-    results = ResultsStore(settings_of(ctx).database_url())
+    results = results_store(ctx)
     return results, ScheduleStore(store_url or results.url)
 
 
@@ -51,10 +55,13 @@ def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, Sc
 @click.option("--notify-on", type=click.Choice([e.value for e in NotifyEvent]), multiple=True,
               help="Events that send the --notify targets (repeatable; default: "
                    f"{', '.join(DEFAULT_EVENTS)}).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve Prometheus metrics (as runner web's /metrics) on 127.0.0.1:PORT.")
 @click.pass_context
 def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
           store_url: str | None, max_runs: int, stop_grace: float, engine: EngineChoice,
-          shard_size: int, notify_urls: tuple[str, ...], notify_on: tuple[str, ...]) -> None:
+          shard_size: int, notify_urls: tuple[str, ...], notify_on: tuple[str, ...],
+          metrics_port: int | None) -> None:
     """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them."""
     if not jobs_dir.is_dir():
         raise InputError("jobs directory not found", path=jobs_dir)
@@ -63,6 +70,10 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     results, store = _stores(ctx, store_url)
+    if metrics_port is not None:
+        from runner.web.metrics import serve_metrics
+
+        serve_metrics(metrics_port, results, store, settings_of(ctx))
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
                           stop_grace=stop_grace, engine=engine, shard_size=shard_size,
                           settings=settings_of(ctx), notify=notify)
@@ -89,31 +100,28 @@ def schedule() -> None:
 @schedule.command(name="list")
 @JOBS
 @STORE
-@click.option("-n", "--next", "count", type=int, default=3, show_default=True)
+@click.option("-n", "--next", "count", type=click.IntRange(0, 1000), default=3,
+              show_default=True, help="Fire times to show per job.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (a list of jobs).")
 @click.pass_context
-def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int) -> None:
+def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
+          as_json: bool) -> None:
     """Each scheduled job, its trigger in words, next fire times, last run."""
-    jobs = JobsDir(jobs_dir)
-    for message in jobs.reload():
-        if "invalid" in message or "already used" in message:
-            click.echo(f"warning: {message}", err=True)
     results, store = _stores(ctx, store_url)
-    now = Clock().now()
+    listed = schedule_list(jobs_dir, store, results, count,
+                           warn=lambda message: click.echo(f"warning: {message}", err=True))
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
     rows = [("JOB", "WHEN", "NEXT", "LAST RUN")]
-    for name, sched in sorted(jobs.jobs.items()):
-        known, moment = store.next_fire(name, sched.key)
-        if not known or (moment is not None and moment < now):
-            moment = sched.trigger.next_after(now)  # overdue ones are handled at next start
-        times: list[str] = []
-        zone = sched.job.spec.schedule.zone if sched.job.spec.schedule else None
-        while moment is not None and len(times) < count:
-            times.append(moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"))
-            moment = sched.trigger.next_after(moment)
-        last = results.last_run(name)
+    for item in listed:
+        zone = ZoneInfo(item["timezone"])
+        times = [datetime.fromisoformat(t).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+                 for t in item["next"]]
+        last = item["last_run"]
         last_text = f"{last['started'][:19]} {last['status']} ({last['run_id']})" if last \
             else "never"
-        rows.append((name, sched.trigger.describe(), ", ".join(times) or "no more",
-                     last_text))
+        rows.append((item["job"], item["when"], ", ".join(times) or "no more", last_text))
     click.echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
 
 
@@ -122,9 +130,10 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int)
 @JOBS
 @INVENTORY
 @TEMPLATES
+@ALL_DEVICES
 @click.pass_context
 def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
-            templates: Path) -> None:
+            templates: Path, show_all: bool) -> None:
     """Fire job NAME now (outside its schedule), in the foreground."""
     jobs = JobsDir(jobs_dir)
     jobs.reload()
@@ -132,14 +141,14 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
         raise InputError(f"no scheduled job named {name!r} in {jobs_dir} "
                          f"(scheduled: {', '.join(sorted(jobs.jobs)) or 'none'})")
     prep = prepare(jobs.jobs[name].job.path, inventory, templates)
-    results = ResultsStore(settings_of(ctx).database_url())
+    results = results_store(ctx)
     schedule = prep.job.spec.schedule
     preview = schedule is not None and schedule.approval is Approval.REQUIRED
     result = execute(prep, results, RunOptions(
         settings=settings_of(ctx), occurrence=f"{name}@manual-{now_iso()}",
         on_device_done=[Progress(len(prep.hosts))],
         preview_window=schedule.approval_seconds if preview and schedule else None))
-    click.echo(run_table(result))
+    click.echo(run_table(result, show_all))
     if preview:
         click.echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
                    f"{result.run_id})")

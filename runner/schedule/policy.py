@@ -4,10 +4,17 @@ are missed and why; and the overlap rule for one job. Tested with literal date-t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from runner.schedule.triggers import Trigger
 from runner.vocab import Overlap
+
+
+def is_occurrence(trigger: Trigger, moment: datetime | None) -> bool:
+    """Whether `moment` is one of the trigger's fire times (None: the trigger is done)."""
+    if moment is None:
+        return True
+    return trigger.next_after(moment - timedelta(microseconds=1)) == moment
 
 
 @dataclass

@@ -15,13 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from runner.errors import InputError
+from runner.database import lost_connection, retrying
+from runner.errors import InputError, StoreError
 from runner.job.load import JobFile, load_job
+from runner.migrate import describe
 from runner.notify import NotifyTarget
 from runner.records import now_iso
 from runner.results import ResultsStore
 from runner.run import RunOptions, execute, new_run_id, prepare_job
-from runner.schedule.policy import Slot, due
+from runner.schedule.policy import Slot, due, is_occurrence
 from runner.schedule.store import ScheduleStore, server_id
 from runner.schedule.triggers import Trigger
 from runner.settings import Settings
@@ -154,6 +156,7 @@ class Scheduler:
         self.reload_requested = threading.Event()
         self.leader = False
         self._standby_logged: str | None = None
+        self._store_lost = False  # the store is unreachable (said once per outage)
 
     # -- one pass of the loop -------------------------------------------------------------
 
@@ -202,6 +205,8 @@ class Scheduler:
         spec = sched.job.spec.schedule
         assert spec is not None
         known, next_fire = self.store.next_fire(sched.name, sched.key)
+        if known and not is_occurrence(sched.trigger, next_fire):
+            known = False  # stored by a runner that read the schedule otherwise: recompute
         if not known:
             next_fire = sched.trigger.next_after(now)
             self.store.set_next_fire(sched.name, sched.key, next_fire)
@@ -268,16 +273,27 @@ class Scheduler:
             reason = str(exc)
             log.error("%s: occurrence %s not run: %s", sched.name, occurrence.isoformat(),
                       exc)
+        except StoreError as exc:  # e.g. its records kept in a file: the error says where
+            reason = str(exc)
+            log.error("%s: occurrence %s: %s", sched.name, occurrence.isoformat(), exc)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             log.exception("%s: occurrence %s failed", sched.name, occurrence.isoformat())
         finally:
             now = self.clock.now()
-            self.store.finish(sched.name, occurrence, status, now, run_id=run_id,
-                              reason=reason)
-            log.info("%s: occurrence %s finished: %s (run %s)", sched.name,
-                     occurrence.isoformat(), status, run_id)
-            self._release(sched, now)
+            try:
+                retrying(self.store.engine, f"recording occurrence {occurrence.isoformat()}"
+                         f" of {sched.name}", lambda: self.store.finish(
+                             sched.name, occurrence, status, now, run_id=run_id,
+                             reason=reason), self.settings.db_retry)
+                log.info("%s: occurrence %s finished: %s (run %s)", sched.name,
+                         occurrence.isoformat(), status, run_id)
+            except Exception:  # the run itself is stored (or kept in a file) by execute
+                log.exception("%s: occurrence %s finished (%s, run %s) but the schedule "
+                              "store did not take it", sched.name, occurrence.isoformat(),
+                              status, run_id)
+            finally:
+                self._release(sched, now)
 
     def _execute(self, sched: Scheduled, occurrence: datetime, run_id: str,
                  cancel: threading.Event) -> OccurrenceStatus:
@@ -320,9 +336,31 @@ class Scheduler:
             if self.reload_requested.is_set() or self.jobs.changed():
                 self.reload_requested.clear()
                 self.reload()
-            wait = self.tick()
+            wait = self._tick_riding_out_store_loss()
             self.stopping.wait(min(1.0, max(0.05, wait)))
         return self.shutdown()
+
+    def _tick_riding_out_store_loss(self) -> float:
+        """tick(), except that a store gone away (a database restart, the network) stops
+        firing until it is back instead of stopping the server; running runs go on (their
+        records wait for the database: see RecordWriter)."""
+        try:
+            wait = self.tick()
+        except Exception as exc:
+            if not lost_connection(exc):
+                raise
+            if not self._store_lost:
+                log.warning("schedule store %s unreachable (%s): firing nothing until it "
+                            "is back; running runs go on",
+                            self.store.engine.url.render_as_string(hide_password=True),
+                            describe(exc))
+            self._store_lost = True
+            self.leader = False  # the lease may lapse meanwhile: taken anew when back
+            return 1.0  # look again in a moment
+        if self._store_lost:
+            log.warning("schedule store reachable again")
+            self._store_lost = False
+        return wait
 
     def shutdown(self) -> int:
         with self.lock:
@@ -338,6 +376,10 @@ class Scheduler:
                 cancel.set()
             wait_futures(list(late), timeout=60)
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.store.release(self.owner)
+        try:
+            self.store.release(self.owner)
+        except Exception as exc:  # it lapses by itself within the lease's ttl
+            log.warning("scheduler lease not released (%s): it expires by itself",
+                        describe(exc))
         log.info("stopped")
         return 0

@@ -40,8 +40,11 @@ class ScheduleSpec(BaseModel):
     timezone: str = Field("UTC", description="IANA time zone for cron, at, start and end.")
     jitter: float = Field(0, ge=0, le=3600,
                           description="Start up to this many seconds late, at random.")
-    start: datetime | None = None
-    end: datetime | None = None
+    start: datetime | None = Field(
+        None, description="No occurrence before this date-time (inclusive; cron, interval "
+                          "and at). An interval counts from it.")
+    end: datetime | None = Field(None, description="No occurrence after this date-time "
+                                                   "(inclusive).")
     misfire_grace: float = Field(
         300, ge=0, description="Seconds late an occurrence may still start (after downtime); "
                                "later ones are recorded as misfired, not run.")
@@ -103,6 +106,10 @@ class ScheduleSpec(BaseModel):
             raise ValueError("give exactly one of cron, interval, at")
         if self.start and self.end and self.aware(self.start) >= self.aware(self.end):
             raise ValueError("start must be before end")
+        if self.at is not None and (
+                (self.start and self.aware(self.at) < self.aware(self.start))
+                or (self.end and self.aware(self.at) > self.aware(self.end))):
+            raise ValueError("at is outside the start/end window: it would never fire")
         return self
 
     @property
@@ -120,12 +127,17 @@ class ScheduleSpec(BaseModel):
         return self.interval.total
 
     def trigger(self) -> Trigger:
+        """The occurrences, limited to start..end (both inclusive) whatever the kind."""
         start = self.aware(self.start) if self.start else None
         end = self.aware(self.end) if self.end else None
+        inner: Trigger
         if self.cron is not None:
-            return _t.CronSchedule(self.cron, self.zone, start, end)
-        if self.interval is not None:
-            return _t.IntervalSchedule(self.interval_seconds,
-                                    (start or _t.EPOCH).astimezone(UTC), end)
-        assert self.at is not None
-        return _t.AtSchedule(self.aware(self.at))
+            inner = _t.CronSchedule(self.cron, self.zone)
+        elif self.interval is not None:
+            # an interval counts from its start: occurrences are start + k*interval
+            inner = _t.IntervalSchedule(self.interval_seconds,
+                                        (start or _t.EPOCH).astimezone(UTC))
+        else:
+            assert self.at is not None
+            inner = _t.AtSchedule(self.aware(self.at))
+        return _t.Window(inner, start, end) if start or end else inner

@@ -15,7 +15,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     delete,
     insert,
     select,
@@ -23,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from runner.database import open_engine
 from runner.vocab import OccurrenceStatus
 
 metadata = MetaData()
@@ -64,8 +64,9 @@ def _pid_dead_here(owner: str) -> bool:
 
 class ScheduleStore:
     def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
-        metadata.create_all(self.engine)
+        """Opens the database at `url`, its schema brought to head (runner.migrate: the
+        tables above are created by the migration history, not here)."""
+        self.engine = open_engine(url)
 
     # -- next fire times ------------------------------------------------------------------
 

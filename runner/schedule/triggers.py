@@ -37,6 +37,34 @@ class Trigger(Protocol):
     def describe(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class Window:
+    """A trigger limited to [start, end], both inclusive, the same way for cron, interval
+    and at. (APScheduler's CronTrigger ignores its start_date once given a previous fire
+    time, which is how runner walks occurrences: so the window is applied here.)"""
+
+    inner: Trigger
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def next_after(self, moment: datetime) -> datetime | None:
+        if self.start is not None and moment < self.start:
+            moment = self.start - timedelta(microseconds=1)  # the start itself may fire
+        found = self.inner.next_after(moment)
+        if found is None or (self.end is not None and found > self.end):
+            return None
+        return found
+
+    def describe(self) -> str:
+        text = self.inner.describe()
+        fmt = "%Y-%m-%d %H:%M %Z"
+        if self.start is not None:
+            text += f", from {self.start.strftime(fmt)}"
+        if self.end is not None:
+            text += f", until {self.end.strftime(fmt)}"
+        return text
+
+
 def _expand(field: str, low: int, high: int, names: list[str] | None, base: int) -> set[int]:
     """Values of one cron field (numbers, names, ranges, steps, lists)."""
     values: set[int] = set()
@@ -81,8 +109,6 @@ def _aps_field(values: set[int], low: int, high: int) -> str:
 class CronSchedule:
     expression: str
     timezone: ZoneInfo
-    start: datetime | None = None
-    end: datetime | None = None
 
     def __post_init__(self) -> None:
         self._triggers()  # validate early
@@ -110,8 +136,7 @@ class CronSchedule:
         std = sets[4]
         aps_dow = {(d - 1) % 7 for d in std}
         common = {"minute": _aps_field(sets[0], 0, 59), "hour": _aps_field(sets[1], 0, 23),
-                  "month": _aps_field(sets[3], 1, 12), "timezone": self.timezone,
-                  "start_date": self.start, "end_date": self.end}
+                  "month": _aps_field(sets[3], 1, 12), "timezone": self.timezone}
         dom_f, dow_f = _aps_field(sets[2], 1, 31), _aps_field(aps_dow, 0, 6)
         if dom != "*" and dow != "*":  # either may match: two triggers
             return [CronTrigger(day=dom_f, **common), CronTrigger(day_of_week=dow_f, **common)]
@@ -177,13 +202,11 @@ class CronSchedule:
 class IntervalSchedule:
     seconds: float
     anchor: datetime  # occurrences are anchor + k*interval: the same on every server
-    end: datetime | None = None
 
     def next_after(self, moment: datetime) -> datetime | None:
         from apscheduler.triggers.interval import IntervalTrigger
 
-        trigger = IntervalTrigger(seconds=self.seconds, start_date=self.anchor, timezone=UTC,
-                                  end_date=self.end)
+        trigger = IntervalTrigger(seconds=self.seconds, start_date=self.anchor, timezone=UTC)
         found: datetime | None = trigger.get_next_fire_time(
             None, moment.astimezone(UTC) + timedelta(microseconds=1))
         return found.astimezone(UTC) if found else None

@@ -146,11 +146,20 @@ def test_backups_commit_only_what_changed(practice_lab: RunningLab, tmp_path: Pa
     assert git(backups, "rev-list", "--count", "HEAD").strip() == "1"
     assert sorted(p.name for p in backups.glob("*.cfg")) == [f"r{i}.cfg" for i in range(1, 5)]
     assert all(step(d, "backup")["changed"] for d in first["devices"])
+    # a device whose backup changed is `changed`, in the run's output and in the store
+    assert {(d["status"], d["changed"]) for d in first["devices"]} == {("changed", True)}
+    assert first["summary"] == {"changed": 4}
+    stored = json.loads(subprocess.run(
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}",
+         "show", first["run_id"], "--json"], capture_output=True, text=True,
+        check=True).stdout)
+    assert {(d["status"], d["changed"]) for d in stored["devices"]} == {("changed", True)}
 
     second = run_job(tmp_path, job, inventory)
     assert second["backup_commit"] is None
     assert git(backups, "rev-list", "--count", "HEAD").strip() == "1"
     assert not any(step(d, "backup")["changed"] for d in second["devices"])
+    assert {(d["status"], d["changed"]) for d in second["devices"]} == {("ok", False)}
 
     secret = f"Bgp-{uuid.uuid4().hex[:8]}"
     vtysh(practice_lab, "r2", "configure terminal\nrouter bgp 65000\n"
@@ -161,6 +170,7 @@ def test_backups_commit_only_what_changed(practice_lab: RunningLab, tmp_path: Pa
         assert git(backups, "rev-list", "--count", "HEAD").strip() == "2"
         assert git(backups, "show", "--name-only", "--format=", "HEAD").split() == ["r2.cfg"]
         assert [d["host"] for d in third["devices"] if step(d, "backup")["changed"]] == ["r2"]
+        assert [d["host"] for d in third["devices"] if d["status"] == "changed"] == ["r2"]
         r2 = (backups / "r2.cfg").read_text(encoding="utf-8")
         assert "neighbor 10.255.0.1 password ********" in r2
         assert secret not in r2 and secret not in json.dumps(third)

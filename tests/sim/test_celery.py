@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from runner.lab.netns import wait_for
@@ -34,8 +35,10 @@ DEVICES = 24
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     # 12 slow devices keep a run going while a worker is killed; one refuses logins.
+    # 127.111.0.1-24: the store tests' block (tests/sim/test_db_loss.py and
+    # test_serve_store.py use .101 and .201 on), as two of these tests run on PostgreSQL.
     process = SimProcess(tmp_path_factory.mktemp("sim-celery") / "sim", DEVICES,
-                         address="127.107.0.1", port=free_port(),
+                         address="127.111.0.1", port=free_port(),
                          faults=["slow=12", "refuse=1"], slow_delay=SLOW_DELAY)
     try:
         process.start()
@@ -82,16 +85,20 @@ def write_job(path: Path, **fields: Any) -> Path:
     return path
 
 
-def runner(tmp_path: Path, env: dict[str, str], job: Path, inventory: Path,
+def runner(db: str, env: dict[str, str], job: Path, inventory: Path,
            *args: str) -> list[str]:
-    return [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
-            "run", str(job), "-i", str(inventory), "--templates", str(ROOT / "templates"),
-            "--json", *args]
+    return [sys.executable, "-m", "runner", "--db", db, "run", str(job), "-i", str(inventory),
+            "--templates", str(ROOT / "templates"), "--json", *args]
+
+
+def sqlite(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'runner.db'}"
 
 
 def run(tmp_path: Path, env: dict[str, str], job: Path, inventory: Path,
         *args: str) -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run(runner(tmp_path, env, job, inventory, *args), capture_output=True,
+    proc = subprocess.run(runner(sqlite(tmp_path), env, job, inventory, *args),
+                          capture_output=True,
                           text=True, env=env, timeout=300, check=False)
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 
@@ -156,11 +163,11 @@ def test_a_failing_batch_stops_the_rollout_alike_on_every_engine(
         *[("skipped", "RolloutStopped")] * 6]
 
 
-def start(tmp_path: Path, env: dict[str, str], client: Any, job: Path, inventory: Path,
+def start(db: str, env: dict[str, str], client: Any, job: Path, inventory: Path,
           *args: str) -> tuple[subprocess.Popen[str], str]:
     """`runner run` in the background, and its run id once it dispatched (from Redis)."""
     before = set(client.scan_iter("runner:run:*:dispatcher"))
-    proc = subprocess.Popen(runner(tmp_path, env, job, inventory, *args),
+    proc = subprocess.Popen(runner(db, env, job, inventory, *args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     new: list[str] = []
     wait_for(lambda: bool(new.extend(set(client.scan_iter("runner:run:*:dispatcher")) - before)
@@ -185,12 +192,13 @@ def slow_push(tmp_path: Path, sim: SimProcess, marker: str) -> tuple[Path, list[
 
 def test_a_worker_machine_killed_mid_run_gives_its_devices_to_a_live_worker_once(
         sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
-        tmp_path: Path) -> None:
+        tmp_path: Path, db_url: str) -> None:
+    """On SQLite and on PostgreSQL (db_url): the dispatcher stores every record."""
     ensure(workers, sim, "w1", "w2")
     marker = uuid.uuid4().hex[:8]
     job, slow = slow_push(tmp_path, sim, marker)
     client = redis_server.client()
-    proc, run_id = start(tmp_path, env, client, job, sim.inventory, "--engine", "celery",
+    proc, run_id = start(db_url, env, client, job, sim.inventory, "--engine", "celery",
                          "--shard-size", "3")
     try:
         # w1 has finished a device of a shard and is in the middle of the next ones
@@ -220,8 +228,7 @@ def test_a_worker_machine_killed_mid_run_gives_its_devices_to_a_live_worker_once
     resent = sum(int(n) for n in re.findall(r"; (\d+) device\(s\) of its shard sent", err))
     begun = sum(d["error_class"] == "ConfigAlreadyAttempted" for d in devices.values())
     assert resent > begun
-    stored = subprocess.run([sys.executable, "-m", "runner", "--db",
-                             f"sqlite:///{tmp_path / 'runner.db'}", "show",
+    stored = subprocess.run([sys.executable, "-m", "runner", "--db", db_url, "show",
                              result["run_id"], "--json"], capture_output=True, text=True,
                             check=True)
     assert sorted(d["host"] for d in json.loads(stored.stdout)["devices"]) == sorted(slow)
@@ -233,8 +240,8 @@ def test_with_no_live_worker_left_the_run_ends_with_worker_lost_records(
     ensure(workers, sim, "w1", "w2")
     job, slow = slow_push(tmp_path, sim, uuid.uuid4().hex[:8])
     client = redis_server.client()
-    proc, run_id = start(tmp_path, env, client, job, sim.inventory, "--engine", "celery",
-                         "--shard-size", "3")
+    proc, run_id = start(sqlite(tmp_path), env, client, job, sim.inventory, "--engine",
+                         "celery", "--shard-size", "3")
     try:
         wait_for(lambda: client.scard(f"runner:run:{run_id}:started") >= 2, 60,
                  "devices to be in progress")
@@ -257,12 +264,13 @@ def test_with_no_live_worker_left_the_run_ends_with_worker_lost_records(
 
 def test_ctrl_c_on_a_celery_run_reaches_the_workers(
         sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
-        tmp_path: Path) -> None:
+        tmp_path: Path, db_url: str) -> None:
+    """On SQLite and on PostgreSQL (db_url): the interrupted run and its records stored."""
     ensure(workers, sim, "w1", "w2")
     marker = uuid.uuid4().hex[:8]
     job, slow = slow_push(tmp_path, sim, marker)
     client = redis_server.client()
-    proc, run_id = start(tmp_path, env, client, job, sim.inventory, "--engine", "celery",
+    proc, run_id = start(db_url, env, client, job, sim.inventory, "--engine", "celery",
                          "--shard-size", "2")
     try:
         wait_for(lambda: len(finished_by(client, run_id)) >= 1, 60, "a device to finish")
@@ -272,14 +280,13 @@ def test_ctrl_c_on_a_celery_run_reaches_the_workers(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    show = subprocess.run([sys.executable, "-m", "runner", "--db",
-                           f"sqlite:///{tmp_path / 'runner.db'}", "history", "--json"],
-                          capture_output=True, text=True, check=True)
+    show = subprocess.run([sys.executable, "-m", "runner", "--db", db_url, "history",
+                           "--json"], capture_output=True, text=True, check=True)
     row = json.loads(show.stdout)[0]
     assert row["status"] == "interrupted"
     stored = json.loads(subprocess.run(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
-         "show", row["run_id"], "--json"], capture_output=True, text=True, check=True).stdout)
+        [sys.executable, "-m", "runner", "--db", db_url, "show", row["run_id"], "--json"],
+        capture_output=True, text=True, check=True).stdout)
     devices = {d["host"]: d for d in stored["devices"]}
     assert sorted(devices) == sorted(slow)
     statuses = {(d["status"], d["error_class"]) for d in devices.values()}
@@ -318,3 +325,130 @@ def test_a_stopped_rollout_rolls_back_through_the_workers(
         assert log.count("\n") == before[host] + 2 and f"|no {line}" in log
         assert line not in on_device(sim.inventory, host, "show running-config")
 
+
+
+class RedisMonitor:
+    """Every command Redis executes while it runs (MONITOR on a connection of its own)."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(b"MONITOR\r\n")
+        self.chunks: list[bytes] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.chunks.append(data)
+
+    def stop(self) -> bytes:
+        import socket
+
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(10)
+        return b"".join(self.chunks)
+
+
+def redis_dump(client: Any) -> bytes:
+    """Every key and value in Redis: strings, lists (queues), hashes, sets, sorted sets."""
+    out = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        values: list[Any] = []
+        if kind == "string":
+            values = [client.get(key)]
+        elif kind == "list":
+            values = client.lrange(key, 0, -1)
+        elif kind == "hash":
+            values = [x for kv in client.hgetall(key).items() for x in kv]
+        elif kind == "set":
+            values = list(client.smembers(key))
+        elif kind == "zset":
+            values = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+        for item in [key, *values]:
+            out.append(item if isinstance(item, bytes) else str(item).encode())
+    return b"\n".join(out)
+
+
+def decoded(raw: bytes) -> str:
+    """The text and every base64 run in it decoded (kombu sends message bodies in base64),
+    with MONITOR's escaping undone."""
+    import base64
+    import codecs
+
+    text = codecs.escape_decode(raw)[0].decode(errors="replace")  # type: ignore[attr-defined]
+    parts = [text]
+    for run in re.findall(r"[A-Za-z0-9+/]{16,}={0,2}", text):
+        try:
+            parts.append(base64.b64decode(run + "=" * (-len(run) % 4)).decode(errors="replace"))
+        except ValueError:
+            continue
+    return "\n".join(parts)
+
+
+def test_secrets_are_read_by_the_workers_and_never_cross_the_broker(
+        sim: SimProcess, env: dict[str, str], redis_server: RedisServer,
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The inventory's password is {env: ...} and the job has a secret var: the workers
+    read both from their own environment (the dispatcher has neither), and no value is in
+    anything Redis was sent or holds: MONITOR during the run, and every key after it."""
+    password = str(yaml.safe_load((sim.inventory / "defaults.yaml").read_text())["password"])
+    community = "C0mmunity-" + uuid.uuid4().hex[:8]
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yaml").write_text((sim.inventory / "hosts.yaml").read_text())
+    # a queue of its own: only the workers started here, with the secrets, take its shards
+    (inventory / "groups.yaml").write_text(yaml.safe_dump({"sim": {"data": {"site": "sec"}}}))
+    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text())
+    defaults["password"] = {"env": "RUNNER_CELERY_TEST_PASSWORD"}
+    (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults))
+    assert password not in "".join(p.read_text() for p in inventory.iterdir())
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "community.j2").write_text("logging host 192.0.2.45 vrf {{ community }}\n")
+    job = write_job(tmp_path / "secret.yml", driver="asyncssh", secret_vars={
+        "community": {"env": "RUNNER_CELERY_TEST_COMMUNITY"}}, steps=[
+        {"config": {"template": "community.j2"}},
+        {"command": "show running-config", "expect": [
+            "('logging host 192.0.2.45 vrf ' ~ vars.community) in output"]}])
+    healthy = [h for h in hosts_of(sim) if h not in faults(sim)][:4]
+    assert "RUNNER_CELERY_TEST_PASSWORD" not in env
+    worker_env = {**env, "RUNNER_CELERY_TEST_PASSWORD": password,
+                  "RUNNER_CELERY_TEST_COMMUNITY": community}
+    pool = Workers(tmp_path_factory.mktemp("secret-workers"), worker_env)
+    try:
+        for name in ("s1", "s2"):
+            pool.start(name, inventory, queues=("sec",), templates=templates)
+        monitor = RedisMonitor(redis_server.port)
+        proc = subprocess.run(
+            [sys.executable, "-m", "runner", "-vv", "--db",
+             f"sqlite:///{tmp_path / 'runner.db'}", "run", str(job), "-i", str(inventory),
+             "--templates", str(templates), "--engine", "celery", "--shard-size", "2",
+             "--json", "--limit", ",".join(healthy)],
+            capture_output=True, text=True, env=env, timeout=300, check=False)
+        traffic = decoded(monitor.stop())
+        stored = decoded(redis_dump(redis.Redis.from_url(redis_server.url)))
+        logs = pool.log("s1") + pool.log("s2")
+    finally:
+        pool.stop_all()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert {d["status"] for d in result["devices"]} == {"changed"}
+    assert {d["worker"] for d in result["devices"]} <= {"s1", "s2"}
+    # MONITOR saw the shards go out: the job, with the secret var's reference only
+    assert "RUNNER_CELERY_TEST_COMMUNITY" in traffic and "run_shard" in traffic
+    for value in (password, community):
+        for text in (traffic, stored, proc.stdout, proc.stderr, logs,
+                     (tmp_path / "runner.db").read_bytes().decode(errors="replace")):
+            assert value not in text, (value, text[:3000])

@@ -101,25 +101,6 @@ def test_secret_lines_never_show_in_previews_diffs_echoes_logs_or_the_database(
             assert secret not in text, (secret, text[:3000])
 
 
-def test_a_credential_too_short_to_mask_is_refused_before_any_device(sim: SimProcess,
-                                                                    tmp_path: Path) -> None:
-    inventory = tmp_path / "inv"
-    inventory.mkdir()
-    for name in ("hosts.yaml", "groups.yaml"):
-        (inventory / name).write_text((sim.inventory / name).read_text(encoding="utf-8"))
-    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
-    defaults["password"] = "abc"
-    (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults), encoding="utf-8")
-    job = write_job(tmp_path / "show.yml", driver="asyncssh",
-                    steps=[{"command": "show clock"}])
-    proc = run(tmp_path, inventory, job, "--limit", healthy(sim)[0])
-    assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == (
-        f"error: {inventory}: host '{healthy(sim)[0]}': a credential (password, secret or "
-        "passphrase) of 3 characters is too short to be masked in outputs; use 4 "
-        "characters or more")
-
-
 def inventory_without_known_hosts(sim: SimProcess, tmp_path: Path, **data: Any) -> Path:
     """The simulator's inventory with no known_hosts for any driver (as many inventories
     are written), plus host data."""

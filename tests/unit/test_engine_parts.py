@@ -79,7 +79,9 @@ def test_redactor_masks_known_values_and_secret_lines() -> None:
     assert f" enable secret {MASK}" in text
     assert "description old" in text  # ordinary lines untouched
     assert r.value({"a": ["Hunter2-pass", 1]}) == {"a": [MASK, 1]}
-    assert Redactor(["abc"]).text("abc") == "abc"  # too short to mask safely
+    # too short to mask inside words; where it stands as a credential, it is
+    # (tests/unit/test_secrets.py)
+    assert Redactor(["abc"]).text("abcdef tabc") == "abcdef tabc"
 
 
 def test_failure_indicators() -> None:
@@ -122,7 +124,6 @@ b2: {groups: [site_b], data: {role: spine, driver: scrapli}}
 
 @pytest.mark.parametrize(("hosts", "groups", "message", "line"), [
     ("r1: {groups: [nope]}\n", "", "group 'nope' is not defined in groups.yaml", 1),
-    ("r1:\n  platform: junos_xyz\n", "", "unknown platform 'junos_xyz'", 2),
     ("r1:\n  hostname: 10.0.0.1\n  pasword: x\n", "", "unknown field 'pasword'", 3),
     ("r1: {port: 99999}\n", "", "expected a TCP port number", 1),
     ("r1: [a]\n", "", "expected a mapping", 1),

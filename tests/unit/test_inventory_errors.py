@@ -66,12 +66,6 @@ CASES = {
     "unknown_parent_group": (
         "groups.yaml", "r1: {}\n", "g1: {}\ng2:\n  groups: [g1, g3]\n", DEFAULTS, 3,
         "g2.groups[1]: group 'g3' is not defined"),
-    "unknown_platform": (
-        "hosts.yaml", "r1:\n  hostname: 10.0.0.1\n  platform: junos_xyz\n", "", DEFAULTS, 3,
-        f"r1.platform: unknown platform 'junos_xyz' (runner knows {PLATFORMS})"),
-    "unknown_platform_in_group": (
-        "groups.yaml", "r1: {groups: [core]}\n", "core:\n  platform: junos_xyz\n", DEFAULTS, 2,
-        f"core.platform: unknown platform 'junos_xyz' (runner knows {PLATFORMS})"),
     "unknown_driver": (
         "hosts.yaml", "r1:\n  data:\n    driver: paramiko\n", "", DEFAULTS, 3,
         f"r1.data.driver: unknown driver 'paramiko' (expected one of {DRIVERS})"),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +19,7 @@ from runner.lab.netns import wait_for
 from runner.results import ResultsStore
 from runner.schedule.policy import Slot, due
 from runner.schedule.server import JobsDir, Scheduled, Scheduler
+from runner.schedule.spec import ScheduleSpec
 from runner.schedule.store import ScheduleStore
 from runner.schedule.triggers import CronSchedule, IntervalSchedule
 from runner.vocab import Overlap
@@ -165,8 +169,8 @@ def write_job(jobs: Path, name: str, schedule: str) -> Path:
     return path
 
 
-def make(tmp_path: Path, clock: FakeClock, runs: FakeRuns, owner: str) -> Scheduler:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+def make(tmp_path: Path, url: str, clock: FakeClock, runs: FakeRuns, owner: str) -> Scheduler:
+    """A scheduler on the store at `url` (db_url: SQLite, and a real PostgreSQL server)."""
     sched = Scheduler(tmp_path / "jobs", ScheduleStore(url), ResultsStore(url),
                       tmp_path / "inv", tmp_path / "templates", clock=clock, run=runs,
                       owner=owner, lease_ttl=15)
@@ -178,11 +182,11 @@ def settle(sched: Scheduler) -> None:
     wait_for(lambda: not sched.running, 10, "fake runs to finish")
 
 
-def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path) -> None:
+def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "jobs").mkdir()
     write_job(tmp_path / "jobs", "audit", "{interval: 1m, misfire_grace: 150, coalesce: true}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
-    first = make(tmp_path, clock, runs, "host:1")
+    first = make(tmp_path, db_url, clock, runs, "host:1")
     first.tick()  # learns the next fire time: 09:01
     clock.moment = T0 + timedelta(minutes=1, seconds=1)
     first.tick()
@@ -190,7 +194,7 @@ def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path) -> N
     assert runs.started == [("audit", T0 + timedelta(minutes=1))]
     # "killed": it never releases its lease; a new server starts 10 minutes later
     clock.moment = T0 + timedelta(minutes=11, seconds=30)
-    second = make(tmp_path, clock, runs, "host:2")
+    second = make(tmp_path, db_url, clock, runs, "host:2")
     second.tick()
     settle(second)
     assert runs.started[1:] == [("audit", T0 + timedelta(minutes=11))]
@@ -202,12 +206,12 @@ def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path) -> N
     assert rows["2026-11-22T09:11:00+00:00"]["status"] == "done"
 
 
-def test_second_scheduler_stands_by_and_takes_over(tmp_path: Path) -> None:
+def test_second_scheduler_stands_by_and_takes_over(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "jobs").mkdir()
     write_job(tmp_path / "jobs", "audit", "{interval: 1m}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
-    a = make(tmp_path, clock, runs, "host-a:1")
-    b = make(tmp_path, clock, runs, "host-b:1")
+    a = make(tmp_path, db_url, clock, runs, "host-a:1")
+    b = make(tmp_path, db_url, clock, runs, "host-b:1")
     a.tick()
     b.tick()
     for minute in range(1, 4):
@@ -226,11 +230,11 @@ def test_second_scheduler_stands_by_and_takes_over(tmp_path: Path) -> None:
     assert not a.leader  # it finds b holding the lease and stands by
 
 
-def test_an_occurrence_claimed_elsewhere_is_not_run_again(tmp_path: Path) -> None:
+def test_an_occurrence_claimed_elsewhere_is_not_run_again(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "jobs").mkdir()
     write_job(tmp_path / "jobs", "audit", "{interval: 1m}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
-    a = make(tmp_path, clock, runs, "host-a:1")
+    a = make(tmp_path, db_url, clock, runs, "host-a:1")
     a.tick()
     a.store.claim("audit", T0 + timedelta(minutes=1), "running", "host-z:9", clock.moment)
     clock.moment = T0 + timedelta(minutes=1, seconds=1)
@@ -240,12 +244,12 @@ def test_an_occurrence_claimed_elsewhere_is_not_run_again(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("overlap", ["skip", "queue"])
-def test_overlap_policy_in_the_scheduler(tmp_path: Path, overlap: str) -> None:
+def test_overlap_policy_in_the_scheduler(tmp_path: Path, db_url: str, overlap: str) -> None:
     (tmp_path / "jobs").mkdir()
     write_job(tmp_path / "jobs", "slow", f"{{interval: 1m, overlap: {overlap}}}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
     runs.hold.clear()  # the first run does not finish until released
-    s = make(tmp_path, clock, runs, "host:1")
+    s = make(tmp_path, db_url, clock, runs, "host:1")
     s.tick()
     for minute in (1, 2, 3):
         clock.moment = T0 + timedelta(minutes=minute, seconds=1)
@@ -305,3 +309,117 @@ def test_schedule_errors_name_file_line_field(tmp_path: Path) -> None:
         with pytest.raises(InputError) as info:
             load_job(path)
         assert str(info.value).startswith(f"{path}:{line}: {text}"), str(info.value)
+
+
+def occurrences(schedule: dict[str, object], after: datetime, n: int = 5) -> list[str]:
+    """Up to n fire times of a `schedule:` section after `after`, in UTC."""
+    trigger = ScheduleSpec.model_validate(schedule).trigger()
+    out: list[str] = []
+    moment: datetime | None = after
+    while len(out) < n:
+        assert moment is not None
+        moment = trigger.next_after(moment)
+        if moment is None:
+            break
+        out.append(moment.astimezone(UTC).isoformat())
+    return out
+
+
+NOV = datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+
+def test_cron_start_is_honoured_and_inclusive() -> None:
+    # the issue's case: a daily 02:30 job starting in March lists (and fires) in March
+    assert occurrences({"cron": "30 2 * * *", "start": "2027-03-26T00:00:00"}, NOV, 2) == [
+        "2027-03-26T02:30:00+00:00", "2027-03-27T02:30:00+00:00"]
+    # a start exactly on an occurrence fires then; one minute later skips to the next day
+    assert occurrences({"cron": "30 2 * * *", "start": "2027-03-26T02:30:00"}, NOV, 1) == [
+        "2027-03-26T02:30:00+00:00"]
+    assert occurrences({"cron": "30 2 * * *", "start": "2027-03-26T02:31:00"}, NOV, 1) == [
+        "2027-03-27T02:30:00+00:00"]
+    # start in the schedule's time zone (Amsterdam is UTC+1 in March before the 28th)
+    assert occurrences({"cron": "30 2 * * *", "timezone": "Europe/Amsterdam",
+                        "start": "2027-03-26T02:30:00"}, NOV, 1) == ["2027-03-26T01:30:00+00:00"]
+    # a start in the past changes nothing
+    assert occurrences({"cron": "30 2 * * *", "start": "2026-01-01T00:00:00"}, NOV, 1) == [
+        "2026-11-24T02:30:00+00:00"]
+
+
+def test_end_is_inclusive_for_every_trigger_kind() -> None:
+    assert occurrences({"cron": "30 2 * * *", "end": "2026-11-25T02:30:00"}, NOV) == [
+        "2026-11-24T02:30:00+00:00", "2026-11-25T02:30:00+00:00"]
+    assert occurrences({"cron": "30 2 * * *", "end": "2026-11-25T02:29:59"}, NOV) == [
+        "2026-11-24T02:30:00+00:00"]
+    assert occurrences({"cron": "30 2 * * *", "end": "2026-11-20T00:00:00"}, NOV) == []
+    # an interval counts from its start and stops at its end
+    assert occurrences({"interval": "1h", "start": "2026-11-23T12:30:00",
+                        "end": "2026-11-23T14:30:00"}, NOV) == [
+        "2026-11-23T12:30:00+00:00", "2026-11-23T13:30:00+00:00", "2026-11-23T14:30:00+00:00"]
+    assert occurrences({"interval": "1h", "start": "2026-11-23T12:30:00",
+                        "end": "2026-11-23T14:29:59"}, NOV) == [
+        "2026-11-23T12:30:00+00:00", "2026-11-23T13:30:00+00:00"]
+
+
+def test_at_inside_its_window_fires_once_and_outside_is_an_error(tmp_path: Path) -> None:
+    assert occurrences({"at": "2026-12-01T02:00:00", "start": "2026-12-01T02:00:00",
+                        "end": "2026-12-01T03:00:00"}, NOV) == ["2026-12-01T02:00:00+00:00"]
+    assert occurrences({"at": "2026-12-01T02:00:00", "start": "2026-12-01T01:00:00",
+                        "end": "2026-12-01T02:00:00"}, NOV) == ["2026-12-01T02:00:00+00:00"]
+    for window in ("start: 2026-12-02T00:00:00", "end: 2026-11-30T00:00:00"):
+        path = tmp_path / "j.yml"
+        path.write_text(f"name: j\nschedule:\n  at: 2026-12-01T02:00:00\n  {window}\n"
+                        "steps:\n  - command: show clock\n", encoding="utf-8")
+        with pytest.raises(InputError, match="at is outside the start/end window"):
+            load_job(path)
+
+
+def test_the_server_fires_a_cron_job_only_from_its_start(tmp_path: Path, db_url: str) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    write_job(jobs, "audit", "{cron: '30 2 * * *', start: 2027-03-26T00:00:00}")
+    clock, runs = FakeClock(NOV), FakeRuns()
+    server = make(tmp_path, db_url, clock, runs, "host:1")
+    assert server.jobs.jobs["audit"].trigger.describe() == \
+        "every day at 02:30 (UTC), from 2027-03-26 00:00 UTC"
+    # a next fire time stored by a runner that ignored start is recomputed, not fired
+    server.store.set_next_fire("audit", server.jobs.jobs["audit"].key,
+                               datetime(2026, 11, 24, 2, 30, tzinfo=UTC))
+    for moment in (NOV, datetime(2026, 11, 24, 2, 30, 5, tzinfo=UTC),
+                   datetime(2027, 3, 26, 2, 29, tzinfo=UTC)):
+        clock.moment = moment
+        server.tick()
+        settle(server)
+    assert runs.started == []
+    clock.moment = datetime(2027, 3, 26, 2, 30, 5, tzinfo=UTC)
+    server.tick()
+    settle(server)
+    assert runs.started == [("audit", datetime(2027, 3, 26, 2, 30, tzinfo=UTC))]
+
+
+def test_schedule_list_json_honours_start_and_matches_the_table(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    start = (datetime.now(UTC) + timedelta(days=120)).replace(microsecond=0, tzinfo=None)
+    write_job(jobs, "backup", f"{{cron: '30 2 * * *', start: {start.isoformat()}}}")
+    write_job(jobs, "audit", "{interval: 1h, end: 2020-01-01T00:00:00}")
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'r.db'}",
+             "schedule", "list", "--jobs", str(jobs), *args],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    listed = {item["job"]: item for item in json.loads(cli("--json", "-n", "2"))}
+    assert set(listed) == {"backup", "audit"}
+    backup = listed["backup"]
+    fires = [datetime.fromisoformat(t) for t in backup["next"]]
+    assert len(fires) == 2 and all(f >= start.replace(tzinfo=UTC) for f in fires)
+    assert [(f.hour, f.minute) for f in fires] == [(2, 30), (2, 30)]
+    assert backup["schedule"] == {"cron": "30 2 * * *", "start": start.isoformat()}
+    assert backup["when"].startswith("every day at 02:30 (UTC), from ")
+    assert backup["last_run"] is None and backup["timezone"] == "UTC"
+    assert listed["audit"]["next"] == []  # its window ended
+    text = cli()
+    assert "no more" in text and fires[0].strftime("%Y-%m-%d 02:30:00 UTC") in text

@@ -21,12 +21,13 @@ def test_defaults_and_every_variable() -> None:
         "RUNNER_BROKER_URL": "redis://:pw@broker:6379/0", "RUNNER_RESULT_URL": "redis://r/1",
         "RUNNER_ROUTE_KEY": "region", "RUNNER_VISIBILITY_TIMEOUT": "600",
         "RUNNER_WORKER_LOST_AFTER": "7.5", "RUNNER_LAB_INDEX": "/tmp/labs",
-        "RUNNER_LAB_READY_TIMEOUT": "30", "RUNNER_LOCK_DIR": "/var/lock/runner"})
+        "RUNNER_LAB_READY_TIMEOUT": "30", "RUNNER_LOCK_DIR": "/var/lock/runner",
+        "RUNNER_DB_RETRY": "45"})
     assert got == Settings(
         home=Path("/srv/runner"), db_url="postgresql+psycopg://db/runner",
         broker_url="redis://:pw@broker:6379/0", result_url="redis://r/1", route_key="region",
         visibility_timeout=600.0, worker_lost_after=7.5, lock_dir=Path("/var/lock/runner"),
-        lab_index=Path("/tmp/labs"), lab_ready_timeout=30.0)
+        lab_index=Path("/tmp/labs"), lab_ready_timeout=30.0, db_retry=45.0)
     assert got.results_backend == "redis://r/1"
     assert Settings().broker == "redis://127.0.0.1:6379/0" and Settings().broker_url is None
 
@@ -71,3 +72,11 @@ def test_engine_choice() -> None:
         assert choose_engine(EngineChoice.AUTO, None, 64 * usable_cores())[0] \
             is Engine.PROCESSES
     assert builtin_executors().names() == ["local", "processes", "celery"]
+
+
+def test_db_retry_may_be_0_but_not_negative() -> None:
+    assert Settings.from_env({"RUNNER_DB_RETRY": "0"}).db_retry == 0.0
+    assert Settings().db_retry == 300.0
+    with pytest.raises(InputError) as info:
+        Settings.from_env({"RUNNER_DB_RETRY": "-5"})
+    assert str(info.value) == "environment variable RUNNER_DB_RETRY='-5': expected at least 0"

@@ -1,0 +1,198 @@
+"""The database schema's version: Alembic's one history (runner/migrations) brought to head
+on start, one process at a time (a lock file on SQLite, an advisory lock on PostgreSQL)."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, Engine
+
+from runner.errors import SchemaError
+from runner.vocab import SchemaState
+
+log = logging.getLogger(__name__)
+
+SCRIPTS = "runner:migrations"
+# Not alembic_version: a database runner shares with an application of its own keeps both.
+VERSION_TABLE = "runner_alembic_version"
+# pg_advisory_lock's key for "runner migrates this database": any bigint, fixed forever.
+PG_LOCK_KEY = 0x72756E6E65720001
+# Tables an earlier runner (before migrations) made: their presence marks its database.
+LEGACY_TABLES = frozenset({"runs", "devices", "schedule_state", "schedule_occurrences",
+                           "schedule_lease"})
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", SCRIPTS)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
+def head() -> str:
+    found = scripts().get_current_head()
+    assert found is not None, "runner/migrations has no revision"
+    return found
+
+
+@dataclass(frozen=True)
+class Version:
+    """Where a database stands in the history."""
+
+    revision: str | None  # None: no version recorded
+    head: str
+    state: SchemaState
+    url: str  # the database, its password hidden
+
+    @property
+    def at_head(self) -> bool:
+        return self.state is SchemaState.CURRENT
+
+    def describe(self) -> str:
+        return {
+            SchemaState.CURRENT: f"{self.revision} (head)",
+            SchemaState.BEHIND: f"{self.revision}, behind head {self.head}: "
+                                "`runner db upgrade` (or any runner start) upgrades it",
+            SchemaState.UNVERSIONED: f"no version: made by a runner before migrations; "
+                                     f"`runner db upgrade` adopts it at head {self.head}, "
+                                     "keeping every run",
+            SchemaState.EMPTY: f"empty: `runner db upgrade` creates the schema at head "
+                               f"{self.head}",
+            SchemaState.AHEAD: f"{self.revision}, unknown to this runner (head {self.head}): "
+                               "a newer runner upgraded it; upgrade runner",
+        }[self.state]
+
+
+def masked(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def describe(exc: BaseException) -> str:
+    """A database error in one line, without the statement and parameters SQLAlchemy adds
+    (parameters hold device output)."""
+    orig = getattr(exc, "orig", None)
+    text_ = str(orig if orig is not None else exc).strip()
+    return (text_.splitlines() or [type(exc).__name__])[0]
+
+
+def _read(conn: Connection, url: str) -> Version:
+    revisions = MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
+    top = head()
+    if len(revisions) > 1:
+        raise SchemaError(f"database {url}: several schema heads {sorted(revisions)}")
+    revision = revisions[0] if revisions else None
+    if revision is None:
+        legacy = LEGACY_TABLES & set(inspect(conn).get_table_names())
+        state = SchemaState.UNVERSIONED if legacy else SchemaState.EMPTY
+    elif revision == top:
+        state = SchemaState.CURRENT
+    else:
+        try:
+            known = scripts().get_revision(revision) is not None
+        except Exception:  # alembic: "No such revision"
+            known = False
+        state = SchemaState.BEHIND if known else SchemaState.AHEAD
+    return Version(revision, top, state, url)
+
+
+def current(engine: Engine) -> Version:
+    """The database's version, read without changing anything."""
+    with engine.connect() as conn:
+        found = _read(conn, masked(engine))
+        conn.rollback()
+    return found
+
+
+def ensure_head(engine: Engine) -> Version:
+    """Bring the database to head if it is not (what every runner start does). Processes
+    starting at once on one database take turns; the first upgrades, the rest find it done."""
+    found = current(engine)
+    if found.at_head:
+        return found
+    return upgrade(engine)
+
+
+def upgrade(engine: Engine) -> Version:
+    """Upgrade to head under the database's migration lock; the version it ends at."""
+    url = masked(engine)
+    with engine.connect() as conn, _migration_lock(conn, engine):
+        before = _read(conn, url)
+        conn.rollback()  # Alembic runs the upgrade in a transaction of its own
+        if before.state is SchemaState.AHEAD:
+            raise SchemaError(f"database {url}: schema {before.describe()}")
+        if before.at_head:
+            return before
+        (log.info if before.state is SchemaState.EMPTY else log.warning)(
+            "database %s: schema %s: upgrading to %s", url, before.revision or before.state,
+            before.head)
+        try:
+            command.upgrade(_config(conn), "head")
+        except Exception as exc:  # another process (unlocked dialects) may have won the race
+            conn.rollback()
+            after = _read(conn, url)
+            conn.rollback()
+            if after.at_head:
+                return after
+            raise SchemaError(f"database {url}: upgrading the schema from "
+                              f"{before.revision or before.state} to {before.head} failed: "
+                              f"{describe(exc)}") from exc
+        after = _read(conn, url)
+        conn.commit()
+    if not after.at_head:
+        raise SchemaError(f"database {url}: upgraded, yet its schema is {after.describe()}")
+    return after
+
+
+@contextmanager
+def _migration_lock(conn: Connection, engine: Engine) -> Iterator[None]:
+    """One migrating process at a time: an exclusive flock on a file beside a SQLite
+    database, pg_advisory_lock on PostgreSQL (held by this connection's session). Other
+    databases go unlocked: a racing upgrade that fails is looked at again (see upgrade)."""
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            try:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
+                conn.commit()
+            except Exception:  # the session (and so its lock) must not go back to the pool
+                conn.invalidate()
+        return
+    path = _sqlite_file(engine) if dialect == "sqlite" else None
+    if path is None:
+        yield
+        return
+    fd = os.open(f"{path}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()

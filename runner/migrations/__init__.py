@@ -1,0 +1,1 @@
+"""Alembic's migration history of runner's database: the results and schedule stores."""

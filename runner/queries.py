@@ -1,0 +1,153 @@
+"""Read-side queries of the results store (pages of runs, a run's devices failed first,
+counts per status) and the JSON documents that `runner history|show --json` print and
+`runner web` serves: one function each, so both say the same."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from runner.errors import InputError, NotFound
+from runner.records import DeviceResult, RunResult
+from runner.results import ResultsStore, devices, runs
+from runner.vocab import DeviceStatus, RunStatus
+from runner.vocab import Engine as EngineName
+
+# A run as listed (history, the runs page): not its targets (thousands of names) nor the
+# job and inputs as previewed (`runner show`, approval).
+LISTED = ("run_id", "job", "job_file", "started", "finished", "status", "dry_run", "engine",
+          "occurrence", "summary", "backup_commit", "rerun_of", "approval_deadline",
+          "approves", "decision", "notifications", "owner", "heartbeat", "error")
+# A device as listed on a run's page: everything but its steps' outputs.
+DEVICE_LISTED = ("host", "status", "changed", "duration_s", "error", "error_class",
+                 "attempts", "driver", "worker", "started", "finished")
+
+def _moment(value: str, name: str, *, end: bool) -> str:
+    """A filter bound as stored times compare (UTC ISO text): a date means its whole day."""
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value) + (timedelta(days=1) if end else timedelta())
+            return day.isoformat()
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{value!r} is not a date (YYYY-MM-DD) or ISO date-time",
+                         field=name) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs to list: of a job, of a status, started within [since, until]."""
+
+    job: str | None = None
+    status: RunStatus | None = None
+    since: str | None = None  # a date (that day on) or an ISO date-time
+    until: str | None = None  # a date (up to the end of that day) or an ISO date-time
+
+    def where(self) -> list[Any]:
+        out: list[Any] = []
+        if self.job:
+            out.append(runs.c.job == self.job)
+        if self.status:
+            out.append(runs.c.status == self.status)
+        if self.since:
+            out.append(runs.c.started >= _moment(self.since, "since", end=False))
+        if self.until:
+            out.append(runs.c.started < _moment(self.until, "until", end=True))
+        return out
+
+
+def run_rows(store: ResultsStore, where: RunFilter | None = None, limit: int = 20,
+             offset: int = 0) -> list[dict[str, Any]]:
+    """Runs newest first, as `runner history --json` prints them."""
+    query = select(*(runs.c[c] for c in LISTED)).where(*(where or RunFilter()).where()) \
+        .order_by(runs.c.started.desc(), runs.c.run_id.desc()).limit(limit).offset(offset)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def count_runs(store: ResultsStore, where: RunFilter | None = None) -> int:
+    query = select(func.count()).select_from(runs).where(*(where or RunFilter()).where())
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
+def job_names(store: ResultsStore) -> list[str]:
+    """Every job that has runs (the runs page's filter)."""
+    with store.engine.connect() as conn:
+        return [str(r[0]) for r in conn.execute(select(runs.c.job).distinct()
+                                                .order_by(runs.c.job))]
+
+
+def run_document(row: dict[str, Any], run: RunResult) -> dict[str, Any]:
+    """`runner show --json`: the run, its status and error, notifications, its devices."""
+    data = run.to_json()
+    data["status"], data["error"] = row["status"], row.get("error")
+    data["notifications"] = row.get("notifications") or []
+    return data
+
+
+def run_head(store: ResultsStore, run_id: str) -> dict[str, Any]:
+    """A run's row without its devices (a unique prefix of its id is enough)."""
+    full = store.resolve(run_id)
+    with store.engine.connect() as conn:
+        row = conn.execute(select(*(runs.c[c] for c in LISTED), runs.c.hosts)
+                           .where(runs.c.run_id == full)).one()
+    return dict(row._mapping)
+
+
+def _result_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
+    return RunResult(run_id=row["run_id"], job=row["job"], started=row["started"],
+                     finished=row["finished"], devices=records, dry_run=row["dry_run"],
+                     job_file=row["job_file"], engine=EngineName(row["engine"]),
+                     occurrence=row["occurrence"], backup_commit=row["backup_commit"],
+                     rerun_of=row.get("rerun_of"), approves=row.get("approves"))
+
+
+def device_document(store: ResultsStore, run_id: str, host: str) -> dict[str, Any]:
+    """`runner show RUN --host HOST --json`, reading only that device's record."""
+    row = run_head(store, run_id)
+    with store.engine.connect() as conn:
+        found = conn.execute(select(devices).where(devices.c.run_id == row["run_id"],
+                                                   devices.c.host == host)).first()
+    if found is None:
+        raise NotFound(f"run {row['run_id']} has no device {host!r}")
+    record = DeviceResult.from_json({k: v for k, v in dict(found._mapping).items()
+                                     if k not in ("id", "run_id", "position")})
+    return run_document(row, _result_of(row, [record]))
+
+
+def status_counts(store: ResultsStore, run_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per run, how many devices are recorded in each status (live, while runs go)."""
+    if not run_ids:
+        return {}
+    query = select(devices.c.run_id, devices.c.status, func.count()).where(
+        devices.c.run_id.in_(run_ids)).group_by(devices.c.run_id, devices.c.status)
+    out: dict[str, dict[str, int]] = {r: dict.fromkeys(DeviceStatus, 0) for r in run_ids}
+    with store.engine.connect() as conn:
+        for run_id, status, count in conn.execute(query):
+            out[run_id][status] = int(count)
+    return out
+
+
+_SUCCESS = [str(s) for s in DeviceStatus if s.success]
+# Failed first, then skipped, then the devices that ended well; each in target order.
+_FAILED_FIRST = case((devices.c.status.in_(_SUCCESS), 2),
+                     (devices.c.status == DeviceStatus.SKIPPED, 1), else_=0)
+
+
+def device_rows(store: ResultsStore, run_id: str, status: DeviceStatus | None = None,
+                limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+    """A page of a run's devices without their steps, failed first."""
+    query = select(*(devices.c[c] for c in DEVICE_LISTED)).where(devices.c.run_id == run_id)
+    if status is not None:
+        query = query.where(devices.c.status == status)
+    query = query.order_by(_FAILED_FIRST, devices.c.position, devices.c.id) \
+        .limit(limit).offset(offset)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]

@@ -1,0 +1,218 @@
+"""The REST API under /api/: runs, devices, jobs, schedules, backups and labs as the CLI's
+--json documents; starting, cancelling, approving and rejecting runs (operators)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.errors import AccessDenied
+from runner.queries import (
+    RunFilter,
+    count_runs,
+    device_document,
+    device_rows,
+    run_document,
+    run_head,
+    run_rows,
+    status_counts,
+)
+from runner.schedule.listing import schedule_list
+from runner.vocab import DeviceStatus, RunStatus
+from runner.web import backups as backup_repos
+from runner.web.app import services
+from runner.web.auth import Principal, identify, operator, viewer
+from runner.web.labs import lab_statuses
+from runner.web.schedules import recent_occurrences
+
+router = APIRouter(prefix="/api")
+Viewer = Annotated[Principal, Depends(viewer)]
+Operator = Annotated[Principal, Depends(operator)]
+MAX_PAGE = 500
+
+
+class RunRequest(BaseModel):
+    """A run to start now."""
+
+    model_config = ConfigDict(extra="forbid")
+    job: str = Field(description="The job's name (or its file's name) in the jobs directory.")
+    dry_run: bool = Field(False, description="Render and diff, send nothing.")
+    limit: str | None = Field(None, description="Only these hosts or groups (comma-separated, "
+                                                "globs), as `runner run --limit`.")
+
+
+class RejectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(None, max_length=1000)
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+@router.get("/runs", summary="Runs, newest first (`runner history --json`)")
+def list_runs(request: Request, response: Response, _who: Viewer,
+              job: str | None = None, status: RunStatus | None = None,
+              since: Annotated[str | None, Query(description="date or ISO date-time")] = None,
+              until: Annotated[str | None, Query(description="date or ISO date-time")] = None,
+              limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+              offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+    store = services(request).results
+    where = RunFilter(job, status, since, until)
+    response.headers["X-Total-Count"] = str(count_runs(store, where))
+    return run_rows(store, where, limit, offset)
+
+
+@router.post("/runs", status_code=202, summary="Start a run of a job now (operators)")
+def start_run(request: Request, response: Response, body: RunRequest,
+              _who: Operator) -> dict[str, Any]:
+    run_id = services(request).launcher.start(body.job, dry_run=body.dry_run,
+                                              limit=body.limit)
+    response.headers["Location"] = f"/api/runs/{run_id}"
+    return {"run_id": run_id, "job": body.job, "dry_run": body.dry_run,
+            "status": RunStatus.RUNNING, "url": f"/api/runs/{run_id}"}
+
+
+@router.get("/runs/{run_id}", summary="One run with every device (`runner show --json`)")
+def get_run(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
+    row, run = services(request).results.get_run(run_id)
+    return run_document(row, run)
+
+
+@router.get("/runs/{run_id}/progress", summary="How far a run is: counts per status")
+def progress(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
+    return run_progress(request, run_id)
+
+
+def run_progress(request: Request, run_id: str) -> dict[str, Any]:
+    store = services(request).results
+    head = run_head(store, run_id)
+    counts = status_counts(store, [head["run_id"]])[head["run_id"]]
+    done = sum(counts.values())
+    return {"run_id": head["run_id"], "job": head["job"], "status": head["status"],
+            "dry_run": head["dry_run"], "started": head["started"],
+            "finished": head["finished"], "total": len(head["hosts"] or []) or done,
+            "done": done, "summary": counts}
+
+
+@router.get("/runs/{run_id}/devices", summary="A page of a run's devices (no step output), "
+            "failed first")
+def list_devices(request: Request, response: Response, run_id: str, _who: Viewer,
+                 status: DeviceStatus | None = None,
+                 limit: Annotated[int, Query(ge=1, le=MAX_PAGE * 4)] = 500,
+                 offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+    store = services(request).results
+    full = store.resolve(run_id)
+    counts = status_counts(store, [full])[full]
+    response.headers["X-Total-Count"] = str(counts[status] if status else
+                                            sum(counts.values()))
+    return device_rows(store, full, status, limit, offset)
+
+
+@router.get("/runs/{run_id}/devices/{host:path}",
+            summary="One device's record (`runner show RUN --host HOST --json`)")
+def get_device(request: Request, run_id: str, host: str, _who: Viewer) -> dict[str, Any]:
+    return device_document(services(request).results, run_id, host)
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202,
+             summary="Cancel a run this server started (operators)")
+def cancel_run(request: Request, run_id: str, _who: Operator) -> dict[str, Any]:
+    full = services(request).launcher.cancel(run_id)
+    return {"run_id": full, "cancel": "requested"}
+
+
+@router.post("/runs/{run_id}/approve", status_code=202,
+             summary="Carry out a previewed change awaiting approval (operators)")
+def approve_run(request: Request, run_id: str, who: Operator) -> dict[str, Any]:
+    launcher = services(request).launcher
+    preview = services(request).results.resolve(run_id)
+    new_id = launcher.approve(preview, by=who.label)
+    return {"run_id": new_id, "approves": preview, "url": f"/api/runs/{new_id}"}
+
+
+@router.post("/runs/{run_id}/reject", summary="Reject a previewed change (operators)")
+def reject_run(request: Request, run_id: str, who: Operator,
+               body: RejectRequest | None = None) -> dict[str, Any]:
+    from runner.approval import reject
+
+    full = reject(services(request).results, run_id, body.reason if body else None,
+                  by=who.label)
+    return {"run_id": full, "status": RunStatus.REJECTED}
+
+
+# -- jobs, schedules, backups, labs ---------------------------------------------------------
+
+
+@router.get("/jobs", summary="The jobs of the jobs directory that can be run")
+def list_jobs(request: Request, _who: Viewer) -> list[dict[str, Any]]:
+    return [{"job": j.name, "file": str(j.path), "description": j.description,
+             "changes_config": j.changes_config, "scheduled": j.scheduled}
+            for j in services(request).launcher.jobs()]
+
+
+@router.get("/schedules", summary="Scheduled jobs (`runner schedule list --json`)")
+def schedules(request: Request, _who: Viewer,
+              next: Annotated[int, Query(ge=0, le=100)] = 3) -> list[dict[str, Any]]:
+    svc = services(request)
+    return schedule_list(svc.config.jobs_dir, svc.schedule, svc.results, next)
+
+
+@router.get("/schedules/{job}/occurrences", summary="A job's last occurrences, newest first")
+def occurrences(request: Request, job: str, _who: Viewer,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 30) -> list[dict[str, Any]]:
+    svc = services(request)
+    return recent_occurrences(svc.schedule, svc.results, job, limit)
+
+
+@router.get("/backups", summary="Backup repositories and the devices in each")
+def list_backups(request: Request, _who: Viewer) -> list[dict[str, Any]]:
+    config = services(request).config
+    return [repo.to_json() for repo in backup_repos.repositories(config.jobs_dir,
+                                                                config.backups)]
+
+
+@router.get("/backups/{host:path}/diff", summary="Diff of a device's backup between two "
+            "versions")
+def backup_diff(request: Request, host: str, _who: Viewer,
+                old: Annotated[str, Query(alias="from", description="commit id")],
+                new: Annotated[str, Query(alias="to", description="commit id")],
+                repo: str | None = None) -> dict[str, Any]:
+    config = services(request).config
+    found = backup_repos.repository(config.jobs_dir, config.backups, repo)
+    return backup_repos.device_diff(found, host, old, new)
+
+
+@router.get("/backups/{host:path}", summary="A device's backup history, newest first")
+def backup_history(request: Request, host: str, _who: Viewer,
+                   repo: str | None = None) -> dict[str, Any]:
+    config = services(request).config
+    found = backup_repos.repository(config.jobs_dir, config.backups, repo)
+    return backup_repos.device_history(found, host)
+
+
+@router.get("/labs", summary="Labs up on this machine (`runner lab status --json`)")
+def labs(request: Request, _who: Viewer) -> list[dict[str, Any]]:
+    return lab_statuses(services(request).config.settings)
+
+
+@router.get("/whoami", summary="The token this request is authenticated with")
+def whoami(who: Viewer) -> dict[str, Any]:
+    return {"name": who.name, "role": who.role, "id": who.token_id}
+
+
+# -- metrics (not under /api/, but answered in JSON on errors like the API) ----------------
+
+metrics_router = APIRouter()
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    svc = services(request)
+    if not svc.config.metrics_public and identify(request) is None:
+        raise AccessDenied("/metrics needs a token (or runner web --metrics-public)")
+    return PlainTextResponse(generate_latest(request.app.state.metrics),
+                             media_type=CONTENT_TYPE_LATEST)

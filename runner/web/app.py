@@ -1,0 +1,173 @@
+"""The FastAPI application: the stores and services it shares, sessions, security headers,
+runner's errors mapped to HTTP (JSON under /api/, a page or the login form elsewhere)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from runner import __version__
+from runner.errors import (
+    AccessDenied,
+    BackupError,
+    Conflict,
+    InputError,
+    LabError,
+    NotFound,
+    RoleTooLow,
+    RunnerError,
+)
+from runner.results import ResultsStore
+from runner.schedule.store import ScheduleStore
+from runner.web.config import WebConfig
+from runner.web.launcher import Launcher
+from runner.web.metrics import registry
+from runner.web.tokens import TokenStore
+
+log = logging.getLogger("runner.web")
+SESSION_COOKIE = "runner_session"
+SESSION_MAX_AGE = 12 * 3600
+PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+# Swagger UI starts itself with an inline script (its files are vendored, not from a CDN).
+DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+
+
+@dataclass
+class Services:
+    config: WebConfig
+    results: ResultsStore
+    schedule: ScheduleStore
+    tokens: TokenStore
+    launcher: Launcher
+
+
+def services(request: Request) -> Services:
+    found = request.app.state.services
+    assert isinstance(found, Services)
+    return found
+
+
+def _status_of(exc: RunnerError) -> int:
+    if isinstance(exc, RoleTooLow):
+        return 403
+    if isinstance(exc, AccessDenied):
+        return 401
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, InputError):
+        return 400
+    if isinstance(exc, BackupError | LabError):
+        return 502
+    return 500
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith(("/api/", "/metrics"))
+
+
+def error_body(exc: RunnerError) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": str(exc), "kind": type(exc).__name__}
+    if isinstance(exc, InputError) and exc.field:
+        body["field"] = exc.field
+    return body
+
+
+def create_app(config: WebConfig) -> FastAPI:
+    config = config.with_secret()
+    results = ResultsStore(config.settings.database_url())
+    schedule = ScheduleStore(config.store_url or results.url)
+    shared = Services(config, results, schedule, TokenStore(results.engine),
+                      Launcher(config, results))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        shared.launcher.close()  # runs started here end as interrupted, each device recorded
+
+    app = FastAPI(title="runner", version=__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None, description="runner's REST API: runs, devices, schedules, "
+                  "backups, labs. Authenticate with `Authorization: Bearer TOKEN` "
+                  "(`runner token create --role viewer|operator`).")
+    app.state.services = shared
+    app.state.metrics = registry(results, schedule, config.settings)
+    app.add_middleware(SessionMiddleware, secret_key=config.secret_key,
+                       session_cookie=SESSION_COOKIE, max_age=SESSION_MAX_AGE,
+                       same_site="lax", https_only=False)
+
+    @app.middleware("http")
+    async def headers(request: Request,
+                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        began = time.perf_counter()
+        response = await call_next(request)
+        # the server's own time for the answer (browsers' dev tools and bench/web.py show it)
+        response.headers["Server-Timing"] = \
+            f"app;dur={(time.perf_counter() - began) * 1000:.1f}"
+        docs = request.url.path == "/docs"
+        response.headers.setdefault("Content-Security-Policy", DOCS_CSP if docs else PAGE_CSP)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.exception_handler(RunnerError)
+    async def runner_error(request: Request, exc: RunnerError) -> Response:
+        status = _status_of(exc)
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        if _wants_json(request):
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return JSONResponse(error_body(exc), status_code=status, headers=headers)
+        if status == 401:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        from runner.web.pages import error_page
+
+        return error_page(request, exc, status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+            problems.append({"field": where, "error": str(error.get("msg", ""))})
+        first = problems[0] if problems else {"field": "", "error": "invalid request"}
+        return JSONResponse({"error": f"{first['field']}: {first['error']}",
+                             "field": first["field"], "problems": problems},
+                            status_code=422)
+
+    swagger = Path(str(resources.files("fastapi_offline") / "static"))
+    app.mount("/static/docs", StaticFiles(directory=swagger), name="docs-static")
+    static = Path(str(resources.files("runner.web") / "static"))
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="runner API",
+                                   swagger_js_url="/static/docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/docs/swagger-ui.css",
+                                   swagger_favicon_url="/static/docs/favicon.png")
+
+    from runner.web import api, pages
+
+    app.include_router(api.router)
+    app.include_router(api.metrics_router)
+    app.include_router(pages.router)
+    return app

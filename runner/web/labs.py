@@ -1,0 +1,118 @@
+"""Labs for the web: what `runner lab status --json` prints, and a lab's topology (nodes,
+links with their interfaces, and each interface's addresses) to draw."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import LabError, NotFound
+from runner.lab.plan import LabPlan, NodePlan
+from runner.lab.service import Labs
+from runner.settings import Settings
+
+
+def lab_statuses(settings: Settings) -> list[dict[str, Any]]:
+    """Every lab up on this machine, as `runner lab status --json` prints them."""
+    return [st.to_json() for st in Labs(settings).status()]
+
+
+@dataclass
+class DrawnNode:
+    name: str
+    role: str  # router | host
+    kind: str
+    mgmt_ip: str
+    running: bool
+
+
+@dataclass
+class DrawnLink:
+    a: str
+    a_iface: str
+    b: str
+    b_iface: str
+
+
+@dataclass
+class Topology:
+    lab: str
+    nodes: list[DrawnNode]
+    links: list[DrawnLink]
+    # (node, interface) -> addresses with prefix length ("10.0.12.1/30")
+    addresses: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+
+def topology(settings: Settings, name: str) -> Topology:
+    labs = Labs(settings)
+    try:
+        state = labs.index.load_by_name(name)
+    except LabError as exc:
+        raise NotFound(str(exc)) from None
+    status = labs.backends[state.backend].status(state)
+    running = {n.name: n.running for n in status.nodes}
+    plan = state.plan
+    by_netns = {n.netns: n.name for n in plan.nodes.values()}
+    nodes = [DrawnNode(n.name, n.role, n.kind, n.mgmt_ip, running.get(n.name, False))
+             for n in plan.nodes.values()]
+    links = [DrawnLink(by_netns.get(lk.a_netns, lk.a_netns), lk.a_iface,
+                       by_netns.get(lk.b_netns, lk.b_netns), lk.b_iface)
+             for lk in plan.links]
+    addresses: dict[tuple[str, str], list[str]] = {}
+    for node in plan.nodes.values():
+        found = live_addresses(node) if running.get(node.name) else {}
+        if not found and node.role == "router":
+            found = configured_addresses(plan, node)
+        for iface, addrs in found.items():
+            addresses[(node.name, iface)] = addrs
+    return Topology(plan.lab, nodes, links, addresses)
+
+
+def live_addresses(node: NodePlan) -> dict[str, list[str]]:
+    """The node's interfaces' IPv4 and global IPv6 addresses, read from its namespace (needs
+    root; nothing when it cannot be read)."""
+    try:
+        proc = subprocess.run(["ip", "-j", "-n", node.netns, "addr", "show"],
+                              capture_output=True, text=True, timeout=5, check=False)
+        data = json.loads(proc.stdout) if proc.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return {}
+    out: dict[str, list[str]] = {}
+    for iface in data if isinstance(data, list) else []:
+        name = str(iface.get("ifname", ""))
+        addrs = [f"{a['local']}/{a['prefixlen']}" for a in iface.get("addr_info", [])
+                 if a.get("family") == "inet" or (a.get("family") == "inet6"
+                                                  and a.get("scope") == "global")]
+        if name and name != "lo" and addrs:
+            out[name] = addrs
+    return out
+
+
+_IFACE = re.compile(r"^interface (\S+)")
+_ADDR = re.compile(r"^\s+(?:ip|ipv6) address (\S+/\d+)")
+
+
+def configured_addresses(plan: LabPlan, node: NodePlan) -> dict[str, list[str]]:
+    """A router's interface addresses from its frr.conf in the lab directory."""
+    conf = Path(plan.node_dir(node.name)) / "etc-frr" / "frr.conf"
+    try:
+        text = conf.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        match = _IFACE.match(line)
+        if match:
+            current = match.group(1)
+            continue
+        if not line.startswith(" "):
+            current = None
+        addr = _ADDR.match(line)
+        if current and addr:
+            out.setdefault(current, []).append(addr.group(1))
+    return out

@@ -1,0 +1,202 @@
+"""Runs started from the web: jobs found by name in the jobs directory, every input checked
+before the request returns, then run in a background thread through the same path as
+`runner run`; cancellable (and approvals carried out) the same way."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from runner.errors import Conflict, InputError, NotFound
+from runner.job.load import JobFile, load_job
+from runner.records import RunResult
+from runner.results import ResultsStore
+from runner.run import RunOptions, execute, new_run_id, prepare
+from runner.vocab import RunStatus
+from runner.web.config import WebConfig
+
+log = logging.getLogger("runner.web")
+START_TIMEOUT_S = 30.0  # how long a request waits for its run to be recorded
+
+
+@dataclass(frozen=True)
+class JobEntry:
+    name: str
+    path: Path
+    description: str
+    changes_config: bool
+    scheduled: bool
+
+
+def job_files(jobs_dir: Path) -> list[Path]:
+    return sorted([*jobs_dir.glob("*.yml"), *jobs_dir.glob("*.yaml")])
+
+
+class _Announcing:
+    """The results store, telling the launcher when the run's row exists."""
+
+    def __init__(self, store: ResultsStore) -> None:
+        self._store = store
+        self.started = threading.Event()
+
+    def start_run(self, run: RunResult, hosts: list[str] | None = None) -> None:
+        self._store.start_run(run, hosts)
+        self.started.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class Launcher:
+    def __init__(self, config: WebConfig, store: ResultsStore) -> None:
+        self.config = config
+        self.store = store
+        self.pool = ThreadPoolExecutor(max_workers=config.max_runs,
+                                       thread_name_prefix="web-run")
+        self.cancels: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.futures: set[Future[None]] = set()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def jobs(self) -> list[JobEntry]:
+        """The valid job files of the jobs directory (invalid ones are left out)."""
+        from runner.job.spec import ConfigStep
+
+        out = []
+        for path in job_files(self.config.jobs_dir):
+            try:
+                job = load_job(path)
+            except InputError:
+                continue
+            spec = job.spec
+            out.append(JobEntry(spec.name, path, spec.description,
+                                any(isinstance(s, ConfigStep) for s in spec.steps),
+                                spec.schedule is not None))
+        return out
+
+    def find(self, name: str) -> JobFile:
+        """A job of the jobs directory by its name (or its file's name without .yml)."""
+        by_stem = None
+        for path in job_files(self.config.jobs_dir):
+            try:
+                job = load_job(path)
+            except InputError as exc:
+                if path.stem == name:
+                    raise InputError(f"job {name!r}: {exc}", field="job") from None
+                continue
+            if job.spec.name == name:
+                return job
+            if path.stem == name:
+                by_stem = job
+        if by_stem is not None:
+            return by_stem
+        known = ", ".join(j.name for j in self.jobs()) or "none"
+        raise NotFound(f"no job named {name!r} in {self.config.jobs_dir} (jobs: {known})",
+                       field="job")
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start(self, job_name: str, *, dry_run: bool, limit: str | None = None) -> str:
+        """Check every input, start the run in the background; its run id once recorded."""
+        job = self.find(job_name)
+        prep = prepare(job.path, self.config.inventory, self.config.templates, limit or None)
+        run_id = new_run_id()
+        store = _Announcing(self.store)
+        options = RunOptions(settings=self.config.settings, dry_run=dry_run, run_id=run_id,
+                             engine=self.config.engine)
+        self._launch(run_id, options, store, lambda: execute(
+            prep, cast(ResultsStore, store), options))
+        return run_id
+
+    def approve(self, run_id: str, by: str | None = None) -> str:
+        """Carry out an approved preview in the background; the new run's id."""
+        from runner.approval import approve
+
+        full = self.store.resolve(run_id)
+        new_id = new_run_id()
+        store = _Announcing(self.store)
+        options = RunOptions(settings=self.config.settings, run_id=new_id,
+                             engine=self.config.engine)
+        return self._launch(new_id, options, store, lambda: approve(
+            cast(ResultsStore, store), full, options, by=by))
+
+    def _launch(self, run_id: str, options: RunOptions, store: _Announcing,
+                work: Callable[[], RunResult]) -> str:
+        with self.lock:
+            if len(self.futures) >= self.config.max_runs:
+                raise Conflict(f"{len(self.futures)} runs started here are still going "
+                               f"(runner web --max-runs {self.config.max_runs}); try again "
+                               "when one has finished")
+            options.cancel = self.cancels[run_id] = threading.Event()
+            future = self.pool.submit(self._run, work, run_id)
+            self.futures.add(future)
+        future.add_done_callback(self._forget)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not store.started.wait(0.05) and time.monotonic() < deadline:
+            if future.done():
+                error = future.exception()
+                if isinstance(error, InputError):
+                    raise error
+                raise Conflict(f"run {run_id} ended before it was recorded: {error}")
+        return run_id
+
+    def _forget(self, future: Future[None]) -> None:
+        with self.lock:
+            self.futures.discard(future)
+
+    def _run(self, work: Callable[[], RunResult], run_id: str) -> None:
+        try:
+            result = work()
+            log.info("run %s of %s finished (%s)", run_id, result.job,
+                     "ok" if result.ok else "not all ok")
+        except InputError as exc:
+            log.error("run %s not started: %s", run_id, exc)
+            raise
+        except Exception:
+            log.exception("run %s failed", run_id)
+            raise
+        finally:
+            with self.lock:
+                self.cancels.pop(run_id, None)
+
+    def cancel(self, run_id: str) -> str:
+        """Cancel a running run this process started; Conflict for any other run."""
+        row_status, full = self._status(run_id)
+        with self.lock:
+            event = self.cancels.get(full)
+        if event is not None:
+            event.set()
+            return full
+        if row_status != RunStatus.RUNNING:
+            raise Conflict(f"run {full} is not running (it is {row_status})")
+        raise Conflict(f"run {full} is running in another runner process (runner run, "
+                       "serve, or another runner web): only that process can cancel it "
+                       "(Ctrl-C or SIGTERM there)")
+
+    def _status(self, run_id: str) -> tuple[str, str]:
+        full = self.store.resolve(run_id)
+        from runner.queries import run_head
+
+        return str(run_head(self.store, full)["status"]), full
+
+    def running(self) -> list[str]:
+        with self.lock:
+            return list(self.cancels)
+
+    def close(self, grace: float = 30.0) -> None:
+        """Stop: cancel what runs (recorded as interrupted) and wait for it to end."""
+        with self.lock:
+            events = list(self.cancels.values())
+            futures = list(self.futures)
+        for event in events:
+            event.set()
+        wait_futures(futures, timeout=grace)
+        self.pool.shutdown(wait=False, cancel_futures=True)

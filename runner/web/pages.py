@@ -1,0 +1,355 @@
+"""The server-rendered pages (runs, a run, a device, jobs, schedules, backups, labs), the
+login form, and the operators' form actions (each post checked against the session's CSRF
+token)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from runner import __version__
+from runner.errors import InputError, RoleTooLow, RunnerError
+from runner.queries import (
+    RunFilter,
+    count_runs,
+    device_document,
+    device_rows,
+    job_names,
+    run_head,
+    run_rows,
+    status_counts,
+)
+from runner.results import devices
+from runner.schedule.listing import schedule_list
+from runner.vocab import SUCCESS, DeviceStatus, RunStatus
+from runner.web import backups as backup_repos
+from runner.web import labs as lab_data
+from runner.web.app import services
+from runner.web.auth import CSRF_FIELD, Principal, check_csrf, csrf_token, identify, log_in, viewer
+from runner.web.schedules import recent_occurrences
+from runner.web.svg import render as render_svg
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(str(resources.files("runner.web") / "templates")))
+RUNS_PER_PAGE = 50
+DEVICES_PER_PAGE = 500
+DIFFS_PER_PAGE = 50
+Viewer = Annotated[Principal, Depends(viewer)]
+FAILURES = [str(s) for s in DeviceStatus if s not in SUCCESS and s is not DeviceStatus.SKIPPED]
+
+
+def _when(value: str | None) -> str:
+    """A stored UTC time as people read it: 2026-11-23 01:30:05Z."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + ("Z" if moment.utcoffset() is not None
+                                                  and not moment.utcoffset() else "")
+
+
+def _zoned(value: str, zone: str) -> str:
+    """A UTC time in a schedule's time zone: 2026-11-24 02:30 CET."""
+    try:
+        moment = datetime.fromisoformat(value).astimezone(ZoneInfo(zone))
+    except (ValueError, KeyError):
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _took(start: str | None, end: str | None) -> str:
+    if not start or not end:
+        return ""
+    try:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except ValueError:
+        return ""
+    return _seconds(seconds)
+
+
+def _seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _diff_lines(text: str | None) -> list[tuple[str, str]]:
+    """(css class, line) for each line of a unified diff."""
+    out = []
+    for line in (text or "").splitlines():
+        if line.startswith(("+++", "---")):
+            css = "meta"
+        elif line.startswith("@@"):
+            css = "hunk"
+        elif line.startswith("+"):
+            css = "add"
+        elif line.startswith("-"):
+            css = "del"
+        else:
+            css = "ctx"
+        out.append((css, line))
+    return out
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["seconds"] = _seconds
+templates.env.filters["zoned"] = _zoned
+templates.env.filters["diff_lines"] = _diff_lines
+templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=False)
+templates.env.globals["took"] = _took
+templates.env.globals["version"] = __version__
+templates.env.globals["failures"] = FAILURES
+
+
+def render(request: Request, name: str, who: Principal | None, http_status: int = 200,
+           **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {
+        "who": who, "csrf": csrf_token(request) if who else "", "csrf_field": CSRF_FIELD,
+        **context}, status_code=http_status)
+
+
+def error_page(request: Request, exc: RunnerError, status: int) -> HTMLResponse:
+    return render(request, "error.html", identify(request), http_status=status,
+                  error=str(exc), code=status)
+
+
+def _back(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def form_operator(request: Request, csrf: Annotated[str, Form()] = "") -> Principal:
+    """An operator's session posting a form with this session's CSRF token."""
+    who = viewer(request)
+    check_csrf(request, csrf)
+    if not who.operator:
+        raise RoleTooLow(f"token {who.name!r} is a viewer: this needs an operator token")
+    return who
+
+
+FormOperator = Annotated[Principal, Depends(form_operator)]
+
+
+# -- login ----------------------------------------------------------------------------------
+
+
+def _safe_next(target: str | None) -> str:
+    return target if target and target.startswith("/") and not target.startswith("//") \
+        else "/runs"
+
+
+@router.get("/login")
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", None, next=_safe_next(next),
+                  login_csrf=csrf_token(request))
+
+
+@router.post("/login")
+def login(request: Request, token: Annotated[str, Form()] = "",
+          csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/runs",
+          ) -> Response:
+    check_csrf(request, csrf)
+    if log_in(request, token) is None:
+        return render(request, "login.html", None, http_status=401, next=_safe_next(next),
+                      login_csrf=csrf_token(request),
+                      error="That token is not valid (or was revoked).")
+    return _back(_safe_next(next))
+
+
+@router.post("/logout")
+def logout(request: Request, _who: Viewer, csrf: Annotated[str, Form()] = "") -> Response:
+    check_csrf(request, csrf)
+    request.session.clear()
+    return _back("/login")
+
+
+@router.get("/")
+def home() -> Response:
+    return _back("/runs")
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+@router.get("/runs")
+def runs_page(request: Request, who: Viewer, job: str | None = None,
+              status: str | None = None, since: str | None = None, until: str | None = None,
+              page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+    store = services(request).results
+    try:
+        run_status = RunStatus(status) if status else None
+    except ValueError:
+        raise InputError(f"{status!r} is not a run status (one of "
+                         f"{', '.join(RunStatus)})", field="status") from None
+    where = RunFilter(job or None, run_status, since or None, until or None)
+    total = count_runs(store, where)
+    pages = max(1, math.ceil(total / RUNS_PER_PAGE))
+    rows = run_rows(store, where, RUNS_PER_PAGE, (min(page, pages) - 1) * RUNS_PER_PAGE)
+    live = status_counts(store, [r["run_id"] for r in rows if r["status"] == RunStatus.RUNNING])
+    for row in rows:
+        row["counts"] = live.get(row["run_id"]) or row["summary"] or {}
+    query = {k: v for k, v in (("job", job), ("status", status), ("since", since),
+                               ("until", until)) if v}
+    return render(request, "runs.html", who, rows=rows, total=total, page=min(page, pages),
+                  pages=pages, jobs=job_names(store), statuses=list(RunStatus),
+                  filters=query, query=urlencode(query))
+
+
+def _diffs(request: Request, run_id: str, hosts: list[str]) -> list[dict[str, Any]]:
+    """The config diffs (and dry-run rollback previews) of these devices, in their order."""
+    if not hosts:
+        return []
+    store = services(request).results
+    with store.engine.connect() as conn:
+        found = {r.host: r.steps for r in conn.execute(
+            select(devices.c.host, devices.c.steps).where(devices.c.run_id == run_id,
+                                                         devices.c.host.in_(hosts)))}
+    out = []
+    for host in hosts:
+        steps = [s for s in found.get(host) or [] if s.get("diff")]
+        if steps:
+            out.append({"host": host, "steps": steps})
+        if len(out) >= DIFFS_PER_PAGE:
+            break
+    return out
+
+
+@router.get("/runs/{run_id}")
+def run_page(request: Request, run_id: str, who: Viewer, status: str | None = None,
+             page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+    svc = services(request)
+    store = svc.results
+    head = run_head(store, run_id)
+    full = head["run_id"]
+    try:
+        device_status = DeviceStatus(status) if status else None
+    except ValueError:
+        raise InputError(f"{status!r} is not a device status", field="status") from None
+    counts = status_counts(store, [full])[full]
+    done = sum(counts.values())
+    total = len(head["hosts"] or []) or done
+    shown = counts[device_status] if device_status else done
+    pages = max(1, math.ceil(shown / DEVICES_PER_PAGE))
+    page = min(page, pages)
+    rows = device_rows(store, full, device_status, DEVICES_PER_PAGE,
+                       (page - 1) * DEVICES_PER_PAGE)
+    diffs = _diffs(request, full, [r["host"] for r in rows if r["changed"]
+                                   or r["status"] == DeviceStatus.ROLLED_BACK])
+    failed = [r for r in rows if r["status"] not in SUCCESS][:100]
+    cancellable = full in svc.launcher.running()
+    return render(request, "run.html", who, run=head, by_status=counts, done=done, total=total,
+                  rows=rows, diffs=diffs, failed=failed, page=page, pages=pages,
+                  status=status or "", cancellable=cancellable,
+                  again=(head["hosts"] or [])[:500] if len(head["hosts"] or []) <= 500
+                  else None)
+
+
+@router.get("/runs/{run_id}/devices/{host:path}")
+def device_page(request: Request, run_id: str, host: str, who: Viewer) -> HTMLResponse:
+    document = device_document(services(request).results, run_id, host)
+    return render(request, "device.html", who, run=document, device=document["devices"][0])
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel_action(request: Request, run_id: str, _who: FormOperator) -> Response:
+    full = services(request).launcher.cancel(run_id)
+    return _back(f"/runs/{full}")
+
+
+@router.post("/runs/{run_id}/approve")
+def approve_action(request: Request, run_id: str, who: FormOperator) -> Response:
+    new_id = services(request).launcher.approve(run_id, by=who.label)
+    return _back(f"/runs/{new_id}")
+
+
+@router.post("/runs/{run_id}/reject")
+def reject_action(request: Request, run_id: str, who: FormOperator,
+                  reason: Annotated[str, Form(max_length=1000)] = "") -> Response:
+    from runner.approval import reject
+
+    full = reject(services(request).results, run_id, reason or None, by=who.label)
+    return _back(f"/runs/{full}")
+
+
+# -- jobs -----------------------------------------------------------------------------------
+
+
+@router.get("/jobs")
+def jobs_page(request: Request, who: Viewer) -> HTMLResponse:
+    return render(request, "jobs.html", who, jobs=services(request).launcher.jobs())
+
+
+@router.post("/jobs/run")
+def run_action(request: Request, _who: FormOperator, job: Annotated[str, Form()],
+               limit: Annotated[str, Form()] = "",
+               mode: Annotated[str, Form()] = "dry-run") -> Response:
+    if mode not in ("dry-run", "run"):
+        raise InputError(f"mode {mode!r}: expected dry-run or run", field="mode")
+    run_id = services(request).launcher.start(job, dry_run=mode == "dry-run",
+                                              limit=limit.strip() or None)
+    return _back(f"/runs/{run_id}")
+
+
+# -- schedules, backups, labs ---------------------------------------------------------------
+
+
+@router.get("/schedules")
+def schedules_page(request: Request, who: Viewer) -> HTMLResponse:
+    svc = services(request)
+    listed = schedule_list(svc.config.jobs_dir, svc.schedule, svc.results, 5)
+    for item in listed:
+        item["occurrences"] = recent_occurrences(svc.schedule, svc.results, item["job"], 30)
+    return render(request, "schedules.html", who, schedules=listed,
+                  jobs_dir=svc.config.jobs_dir)
+
+
+@router.get("/backups")
+def backups_page(request: Request, who: Viewer) -> HTMLResponse:
+    config = services(request).config
+    repos = [r.to_json() for r in backup_repos.repositories(config.jobs_dir, config.backups)]
+    return render(request, "backups.html", who, repos=repos)
+
+
+@router.get("/backups/{host:path}")
+def backup_page(request: Request, host: str, who: Viewer, repo: str | None = None,
+                old: Annotated[str | None, Query(alias="from")] = None,
+                new: Annotated[str | None, Query(alias="to")] = None) -> HTMLResponse:
+    config = services(request).config
+    found = backup_repos.repository(config.jobs_dir, config.backups, repo)
+    history = backup_repos.device_history(found, host)
+    versions = history["versions"]
+    if new is None:
+        new = versions[0]["commit"]
+    if old is None and len(versions) > 1:
+        old = versions[1]["commit"]
+    diff = backup_repos.device_diff(found, host, old, new)["diff"] if old else None
+    return render(request, "backup.html", who, repo=found.name, host=host,
+                  versions=versions, old=old, new=new, diff=diff)
+
+
+@router.get("/labs")
+def labs_page(request: Request, who: Viewer) -> HTMLResponse:
+    return render(request, "labs.html", who,
+                  labs=lab_data.lab_statuses(services(request).config.settings))
+
+
+@router.get("/labs/{name}/topology.svg")
+def topology_svg(request: Request, name: str, _who: Viewer) -> Response:
+    drawn = lab_data.topology(services(request).config.settings, name)
+    return Response(render_svg(drawn), media_type="image/svg+xml", headers={
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})

@@ -1,0 +1,320 @@
+"""Secrets from outside the files: `{env: NAME}` / `{file: /path}` references in inventories
+and a job's secret_vars, checked where written, read only where sessions open, masked like
+passwords; and weak credentials (short, or equal to the username) masked without
+shredding device output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from runner.errors import InventoryError, JobError, SecretUnavailable
+from runner.execution import Work, run_devices
+from runner.inventory import load_inventory
+from runner.inventory_files import inventory_schema
+from runner.job.load import load_job
+from runner.job.spec import JobSpec, json_schema
+from runner.redact import MASK, Redactor
+from runner.run import prepare, read_secrets
+from runner.secretref import SecretRef, SecretResolver
+from runner.settings import Settings
+from runner.vocab import Engine, SecretSource
+from tests.conftest import ROOT
+
+ENV = "RUNNER_TEST_ROUTER_PASSWORD"
+
+
+def write(tmp_path: Path, hosts: str, groups: str = "", defaults: str = "") -> Path:
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    for name, text in (("hosts.yaml", hosts), ("groups.yaml", groups),
+                       ("defaults.yaml", defaults)):
+        (inv / name).write_text(text, encoding="utf-8")
+    return inv
+
+
+# ---- the syntax, where it is written ----------------------------------------------------
+
+BAD_REFERENCES = {
+    "env_name": ("r1:\n  password: {env: 1BAD}\n", 2, "r1.password.env: expected an "
+                 "environment variable name: letters, digits and _, not first a digit "
+                 "(got '1BAD')"),
+    "both": ("r1:\n  password: {env: A, file: /b}\n", 2,
+             "r1.password: give exactly one of env or file: {env: NAME} or "
+             "{file: /absolute/path}"),
+    "neither": ("r1:\n  password: {}\n", 2, "r1.password: give exactly one of env or file"),
+    "misspelt": ("r1:\n  password:\n    evn: A\n", 3, "r1.password.evn: unknown field 'evn' "
+                 "(a secret reference is {env: NAME} or {file: /absolute/path})"),
+    "relative_file": ("r1:\n  connection_options:\n    netmiko:\n      password: "
+                      "{file: secrets/r1}\n", 4, "r1.connection_options.netmiko.password.file:"
+                      " expected an absolute path: it is read on the machine that opens the "
+                      "session (got 'secrets/r1')"),
+    "extras_secret": ("r1:\n  connection_options:\n    asyncssh:\n      extras:\n"
+                      "        secret: {env: [A]}\n", 5,
+                      "r1.connection_options.asyncssh.extras.secret.env: expected a string"),
+    "number_still_a_string_error": ("r1:\n  username: 1234\n", 2,
+                                    "r1.username: expected a string (got 1234)"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REFERENCES.values(), ids=BAD_REFERENCES.keys())
+def test_a_bad_reference_names_file_line_and_field(tmp_path: Path,
+                                                   case: tuple[str, int, str]) -> None:
+    hosts, line, text = case
+    inv = write(tmp_path, hosts, defaults="platform: cisco_ios\n")
+    with pytest.raises(InventoryError) as info:
+        load_inventory(inv)
+    assert str(info.value).startswith(f"{inv / 'hosts.yaml'}:{line}: {text}"), str(info.value)
+
+
+def test_references_are_in_the_json_schemas(tmp_path: Path) -> None:
+    job_schema, hosts_schema = json_schema(), inventory_schema("hosts")
+    defaults_schema = inventory_schema("defaults")
+    for schema in (job_schema, hosts_schema, defaults_schema):
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    job = {"name": "j", "steps": [{"command": "show version"}],
+           "secret_vars": {"community": {"env": "SNMP_COMMUNITY"},
+                           "key": {"file": "/run/secrets/key"}}}
+    jsonschema.validate(job, job_schema)
+    for bad in ({"env": "A", "file": "/b"}, {}, "literal", {"file": "relative"},
+                {"env": "1A"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**job, "secret_vars": {"x": bad}}, job_schema)
+    hosts = {"r1": {"password": {"env": "P"}, "username": "u", "connection_options": {
+        "netmiko": {"password": {"file": "/p"}, "extras": {"secret": {"env": "S"}}}}}}
+    jsonschema.validate(hosts, hosts_schema)
+    jsonschema.validate({"password": {"file": "/run/secrets/router"}, "port": None},
+                        defaults_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"r1": {"password": {"env": "A", "file": "/b"}}}, hosts_schema)
+    # Nornir's own test inventory and the shipped one validate
+    for directory in (Path(__file__).parent / "data" / "nornir_inventory", ROOT / "inventory"):
+        for name, schema in (("hosts.yaml", hosts_schema), ("groups.yaml", hosts_schema),
+                             ("defaults.yaml", defaults_schema)):
+            if (directory / name).exists():
+                jsonschema.validate(yaml.safe_load((directory / name).read_text()) or {},
+                                    schema)
+    proc = subprocess.run([sys.executable, "-m", "runner", "schema", "hosts"],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout) == hosts_schema
+
+
+# ---- reading a reference -----------------------------------------------------------------
+
+
+def test_env_and_file_references_read_on_this_machine(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "Fr0m-the-env")
+    assert SecretRef(SecretSource.ENV, ENV).read() == "Fr0m-the-env"
+    secret = tmp_path / "router"
+    secret.write_text("Fr0m-a-file\n", encoding="utf-8")
+    assert SecretRef(SecretSource.FILE, str(secret)).read() == "Fr0m-a-file"
+    secret.write_text("two  \nlines\r\n", encoding="utf-8")
+    assert SecretRef(SecretSource.FILE, str(secret)).read() == "two  \nlines"
+    where = dict(path="hosts.yaml", line=3, field="r1.password")
+    problems = {
+        SecretRef(SecretSource.ENV, "RUNNER_TEST_UNSET_VAR", **where):
+            "hosts.yaml:3: r1.password: environment variable RUNNER_TEST_UNSET_VAR is not set "
+            "on this machine",
+        SecretRef(SecretSource.FILE, str(tmp_path / "nope")):
+            f"file {tmp_path / 'nope'} cannot be read on this machine: No such file or "
+            "directory",
+        SecretRef(SecretSource.FILE, str(tmp_path)): f"file {tmp_path} is not a regular file",
+    }
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # refused without being opened: reading it would block forever
+    problems[SecretRef(SecretSource.FILE, str(fifo))] = f"file {fifo} is not a regular file"
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (64 * 1024 + 1))
+    problems[SecretRef(SecretSource.FILE, str(big))] = f"file {big} is larger than 64 KiB"
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe")
+    problems[SecretRef(SecretSource.FILE, str(binary))] = f"file {binary} is not UTF-8 text"
+    empty = tmp_path / "empty"
+    empty.write_text("\n", encoding="utf-8")
+    problems[SecretRef(SecretSource.FILE, str(empty))] = f"file {empty} is empty"
+    monkeypatch.setenv("RUNNER_TEST_EMPTY", "")
+    problems[SecretRef(SecretSource.ENV, "RUNNER_TEST_EMPTY")] = \
+        "environment variable RUNNER_TEST_EMPTY is empty"
+    for ref, message in problems.items():
+        with pytest.raises(SecretUnavailable) as info:
+            ref.read()
+        assert str(info.value) == message
+        assert info.value.error_class == "SecretUnavailable"
+
+
+def test_the_inventory_keeps_references_until_a_session_needs_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    key = tmp_path / "enable"
+    key.write_text("En4ble-from-file\n", encoding="utf-8")
+    inv = load_inventory(write(
+        tmp_path, "r1: {groups: [core]}\nr2: {password: Plain-text-pw}\n",
+        "core:\n  password: {env: " + ENV + "}\n",
+        "platform: cisco_ios\nusername: ops\nconnection_options:\n  asyncssh:\n    extras:\n"
+        f"      secret: {{file: {key}}}\n"))
+    # loading reads nothing: the variable is not even set yet
+    ref = inv.hosts["r1"].password
+    assert isinstance(ref, SecretRef) and str(ref) == "{env: " + ENV + "}"
+    assert inv.secret_refs("r1", "asyncssh") == [
+        SecretRef(SecretSource.ENV, ENV, str(inv.source / "groups.yaml"), 2, "core.password"),
+        SecretRef(SecretSource.FILE, str(key), str(inv.source / "defaults.yaml"), 6,
+                  "defaults.connection_options.asyncssh.extras.secret")]
+    with pytest.raises(SecretUnavailable, match=rf"groups.yaml:2: core.password: environment "
+                                                rf"variable {ENV} is not set"):
+        inv.connect_params("r1", "asyncssh")
+    assert inv.credentials(["r1"], SecretResolver()) == ({"En4ble-from-file"}, {"ops"})
+    assert inv.credentials(["r1"], None) == (set(), {"ops"})  # a dispatcher reads nothing
+    monkeypatch.setenv(ENV, "Rout3r-from-env")
+    params = inv.connect_params("r1", "asyncssh")
+    assert (params.username, params.password, params.extras["secret"]) == (
+        "ops", "Rout3r-from-env", "En4ble-from-file")
+    assert "Rout3r-from-env" not in repr(params)
+    assert inv.credentials(["r1", "r2"], SecretResolver()) == (
+        {"Rout3r-from-env", "En4ble-from-file", "Plain-text-pw"}, {"ops"})
+
+
+def project(tmp_path: Path, port: int, password: str = "{env: " + ENV + "}",
+            job_extra: str = "") -> tuple[Path, Path]:
+    inv = write(tmp_path, f"r1: {{hostname: 127.0.0.1, port: {port}}}\n",
+                defaults=f"platform: cisco_ios\nusername: admin\npassword: {password}\n")
+    job = tmp_path / "job.yml"
+    job.write_text(f"name: j\ntimeouts: {{connect: 3}}\n{job_extra}"
+                   "steps:\n  - command: show version\n", encoding="utf-8")
+    return inv, job
+
+
+def test_a_reference_that_cannot_be_read_is_an_input_error_before_any_device(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        listener: tuple[int, list[tuple[str, int]]]) -> None:
+    port, seen = listener
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.delenv("RUNNER_TEST_COMMUNITY", raising=False)
+    inv, job = project(tmp_path, port,
+                       job_extra="secret_vars:\n  community: {env: RUNNER_TEST_COMMUNITY}\n")
+    prep = prepare(job, inv, tmp_path)  # loading and selecting read nothing
+    with pytest.raises(InventoryError) as info:
+        read_secrets(prep)
+    assert str(info.value) == (f"{inv / 'defaults.yaml'}:3: defaults.password: environment "
+                               f"variable {ENV} is not set on this machine")
+    monkeypatch.setenv(ENV, "Sup3r-from-env")
+    with pytest.raises(JobError) as job_info:
+        read_secrets(prep)
+    assert str(job_info.value) == (f"{job}:4: secret_vars.community: environment variable "
+                                   "RUNNER_TEST_COMMUNITY is not set on this machine")
+    env = {k: v for k, v in os.environ.items() if k not in (ENV, "RUNNER_TEST_COMMUNITY")}
+    cli = [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'r.db'}", "run",
+           str(job), "-i", str(inv), "--json"]
+    proc = subprocess.run(cli, capture_output=True, text=True, check=False, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"error: {inv / 'defaults.yaml'}:3: defaults.password: environment variable {ENV} is "
+        "not set on this machine"]
+    assert seen == []
+    assert not (tmp_path / "r.db").exists() or b"Sup3r" not in (tmp_path / "r.db").read_bytes()
+    env.update({ENV: "Sup3r-from-env", "RUNNER_TEST_COMMUNITY": "C0mmunity-from-env"})
+    proc = subprocess.run(cli, capture_output=True, text=True, check=False, env=env)
+    assert proc.returncode == 1, proc.stderr  # read: the listener was contacted (no SSH)
+    assert seen
+    assert json.loads(proc.stdout)["devices"][0]["status"] == "unreachable"
+    for value in ("Sup3r-from-env", "C0mmunity-from-env"):
+        assert value not in proc.stdout + proc.stderr
+        assert value.encode() not in (tmp_path / "r.db").read_bytes()
+
+
+def test_on_a_worker_an_unreadable_reference_fails_that_device_clearly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        listener: tuple[int, list[tuple[str, int]]]) -> None:
+    """What a Celery worker runs (the local executor on the worker's inventory): the device
+    whose secret cannot be read fails with SecretUnavailable, nothing is contacted."""
+    port, seen = listener
+    monkeypatch.delenv(ENV, raising=False)
+    inv, job = project(tmp_path, port)
+    spec = load_job(job).spec
+    for engine in (Engine.LOCAL, Engine.PROCESSES):
+        (record,) = run_devices(Work(spec, load_inventory(inv), ROOT / "templates", "t",
+                                     Settings(lock_dir=tmp_path / "locks"), processes=1),
+                                ["r1"], engine)
+        assert (record.status, record.error_class, record.error) == (
+            "failed", "SecretUnavailable", f"{inv / 'defaults.yaml'}:3: defaults.password: "
+            f"environment variable {ENV} is not set on this machine")
+    spec = JobSpec.model_validate({**spec.model_dump(mode="json"),
+                                   "secret_vars": {"c": {"file": str(tmp_path / "none")}}})
+    monkeypatch.setenv(ENV, "Sup3r-from-env")
+    (record,) = run_devices(Work(spec, load_inventory(inv), ROOT / "templates", "t",
+                                 Settings(lock_dir=tmp_path / "locks")), ["r1"], Engine.LOCAL)
+    assert (record.error_class, record.error) == ("SecretUnavailable", (
+        f"secret_vars.c: file {tmp_path / 'none'} cannot be read on this machine: No such "
+        "file or directory"))
+    assert seen == []
+
+
+def test_secret_vars_travel_as_references_and_render_as_values(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = tmp_path / "job.yml"
+    job.write_text("name: j\nvars: {site: ams}\nsecret_vars:\n  community: {env: SNMP_C}\n"
+                   "  key: {file: /run/secrets/tacacs}\nsteps:\n  - command: show version\n",
+                   encoding="utf-8")
+    spec = load_job(job).spec
+    sent = json.dumps(spec.model_dump(mode="json"))  # what crosses the broker
+    assert '"secret_vars": {"community": {"env": "SNMP_C", "file": null}, "key": ' \
+           '{"env": null, "file": "/run/secrets/tacacs"}}' in sent
+    assert JobSpec.model_validate(json.loads(sent)) == spec
+    monkeypatch.setenv("SNMP_C", "C0mmunity-value")
+    resolver = SecretResolver()
+    with pytest.raises(SecretUnavailable, match=r"secret_vars\.key: file /run/secrets/tacacs"):
+        resolver.variables(spec.secret_vars)
+    one = {"community": spec.secret_vars["community"]}
+    assert resolver.variables(one) == {"community": "C0mmunity-value"}
+    assert "C0mmunity-value" not in sent
+
+
+# ---- masking -------------------------------------------------------------------------------
+
+OUTPUT = """\
+r1#show running-config
+username admin privilege 15 secret 5 $1$abc
+username ab password 0 ab
+snmp-server community ab RO
+interface Ethernet0/1
+ description link to abcore, tab, ab-1, lab
+ ip address 10.0.0.1 255.255.255.0
+administratively down 1 1 ab
+{"password": "ab", "user": "admin"}
+login as admin with password: ab
+"""
+
+
+def test_weak_credentials_are_masked_where_they_are_credentials_and_nowhere_else() -> None:
+    # "ab": shorter than 4; "admin": the username is the password
+    redactor = Redactor(["ab", "admin"], usernames=["admin"])
+    text = redactor.text(OUTPUT)
+    assert text.splitlines() == [
+        "r1#show running-config",
+        f"username {MASK} privilege 15 secret 5 $1$abc",
+        f"username ab password 0 {MASK}",
+        f"snmp-server community {MASK} RO",
+        "interface Ethernet0/1",
+        " description link to abcore, tab, ab-1, lab",
+        " ip address 10.0.0.1 255.255.255.0",
+        "administratively down 1 1 ab",
+        f'{{"password": "{MASK}", "user": "{MASK}"}}',
+        f"login as {MASK} with password: {MASK}",
+    ]
+    assert redactor.value({"pw": "ab", "n": ["admin", "ab c", 1]}) == \
+        {"pw": MASK, "n": [MASK, "ab c", 1]}
+    # a 1-character password shreds nothing but itself as a credential
+    one = Redactor(["1"])
+    assert one.text("Gi0/1 up 1 1\npassword 1\nsecret 7 1\n") == \
+        f"Gi0/1 up 1 1\npassword {MASK}\nsecret 7 {MASK}\n"
+    # a strong value is masked anywhere, as before
+    assert Redactor(["Hunter2"]).text("xHunter2y") == f"x{MASK}y"
+    # a password equal to the username but not known as one: an ordinary value
+    assert Redactor(["admin"]).text("administrator") == f"{MASK}istrator"

@@ -1,0 +1,411 @@
+"""The REST API of a real `runner web` process over HTTP: tokens and roles, the documents the
+CLI prints, runs started, cancelled, approved and rejected on simulated devices, schedules,
+backups, labs and metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from runner.backups import BackupRepo
+from runner.lab.netns import wait_for
+from runner.records import DeviceResult, RunResult, StepResult
+from runner.results import ResultsStore
+from runner.schedule.store import ScheduleStore
+from runner.vocab import DeviceStatus, OccurrenceStatus, RunStatus, StepKind
+from tests.conftest import ROOT
+from tests.sim.conftest import on_device
+from tests.web.conftest import Fleet, Web, fake_lab
+
+
+@pytest.fixture(scope="module")
+def tokens(web: Web) -> dict[str, str]:
+    return {"operator": web.token("operator", "ci-bot"), "viewer": web.token("viewer", "noc")}
+
+
+@pytest.fixture(scope="module")
+def op(web: Web, tokens: dict[str, str]) -> httpx.Client:
+    return web.client(tokens["operator"])
+
+
+@pytest.fixture(scope="module")
+def viewer(web: Web, tokens: dict[str, str]) -> httpx.Client:
+    return web.client(tokens["viewer"])
+
+
+def _store(web: Web) -> ResultsStore:
+    return ResultsStore(web.db)
+
+
+def _history(web: Web) -> list[RunResult]:
+    """Finished runs of two audit jobs over three days, written through the results store
+    as `runner run` writes them: 12 runs, every third failed, one of them with a device
+    whose error holds an inventory password masked as the engine masks it."""
+    store = _store(web)
+    made = []
+    for i in range(12):
+        job = "audit-a" if i % 2 == 0 else "audit-b"
+        day = 10 + i // 4
+        failed = i % 3 == 0
+        run = RunResult(run_id=f"hist{i:08d}", job=job, started=f"2026-01-{day}T0{i % 4}:00"
+                        ":00.000+00:00", finished=f"2026-01-{day}T0{i % 4}:00:09.500+00:00",
+                        devices=[])
+        store.start_run(run, ["a1", "a2"])
+        run.devices = [
+            DeviceResult("a1", DeviceStatus.OK, duration_s=1.5, steps=[
+                StepResult("show version", StepKind.COMMAND, output="IOS 15.2",
+                           parsed={"version": "15.2"})]),
+            DeviceResult("a2", DeviceStatus.FAILED if failed else DeviceStatus.CHANGED,
+                         changed=not failed, duration_s=3.0,
+                         error="% Invalid input detected (password ****)" if failed else None,
+                         error_class="CommandRejected" if failed else None,
+                         steps=[StepResult("config", StepKind.CONFIG,
+                                           diff="- ntp server 192.0.2.1\n+ ntp server "
+                                                "192.0.2.2\n", changed=True)])]
+        store.record_devices(run.run_id, run.devices, {"a1": 0, "a2": 1})
+        store.finish_run(run)
+        made.append(run)
+    return made
+
+
+@pytest.fixture(scope="module")
+def history(web: Web) -> list[RunResult]:
+    return _history(web)
+
+
+# -- auth -------------------------------------------------------------------------------------
+
+
+def test_no_token_is_401_and_a_viewer_may_not_act(web: Web, viewer: httpx.Client,
+                                                  tokens: dict[str, str]) -> None:
+    anonymous = web.client()
+    answer = anonymous.get("/api/runs")
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert "token" in answer.json()["error"]
+    assert web.client("runner_000000000000_" + "x" * 43).get("/api/runs").status_code == 401
+    assert web.client("not-even-a-token").get("/api/runs").status_code == 401
+    assert anonymous.post("/api/runs", json={"job": "facts"}).status_code == 401
+    assert viewer.get("/api/runs").status_code == 200
+    refused = viewer.post("/api/runs", json={"job": "facts", "dry_run": True})
+    assert refused.status_code == 403
+    assert "viewer" in refused.json()["error"]
+    assert viewer.post("/api/runs/whatever/cancel").status_code == 403
+    assert viewer.get("/api/whoami").json() == {"name": "noc", "role": "viewer",
+                                                "id": tokens["viewer"].split("_")[1]}
+
+
+def test_a_revoked_token_stops_at_once(web: Web) -> None:
+    secret = web.token("operator", "short-lived")
+    client = web.client(secret)
+    assert client.get("/api/runs").status_code == 200
+    listed = json.loads(web.cli("token", "list", "--json").stdout)
+    mine = next(t for t in listed if t["name"] == "short-lived")
+    assert "token" not in mine and secret not in json.dumps(listed)  # only its hash is kept
+    web.cli("token", "revoke", "short-lived")
+    assert client.get("/api/runs").status_code == 401
+    db = Path(web.db.removeprefix("sqlite:///")).read_bytes()
+    assert secret.encode() not in db
+
+
+# -- runs and devices -------------------------------------------------------------------------
+
+
+def test_runs_newest_first_filtered_and_paged(web: Web, viewer: httpx.Client,
+                                              history: list[RunResult]) -> None:
+    everything = viewer.get("/api/runs", params={"since": "2026-01-10", "until":
+                                                 "2026-01-12"}).json()
+    assert [r["run_id"] for r in everything] == [r.run_id for r in reversed(history)]
+    page = viewer.get("/api/runs", params={"job": "audit-a", "limit": 2, "offset": 2,
+                                           "until": "2026-01-12"})
+    assert page.headers["x-total-count"] == "6"
+    assert [r["run_id"] for r in page.json()] == ["hist00000006", "hist00000004"]
+    failed = viewer.get("/api/runs", params={"status": "failed", "until": "2026-01-12"})
+    assert [r["run_id"] for r in failed.json()] == ["hist00000009", "hist00000006",
+                                                     "hist00000003", "hist00000000"]
+    one_day = viewer.get("/api/runs", params={"since": "2026-01-11", "until": "2026-01-11"})
+    assert {r["run_id"] for r in one_day.json()} == {f"hist{i:08d}" for i in range(4, 8)}
+    # the same document as `runner history --json`
+    cli = json.loads(web.cli("history", "--json", "--job", "audit-b", "-n", "3").stdout)
+    assert viewer.get("/api/runs", params={"job": "audit-b", "limit": 3}).json() == cli
+
+
+def test_bad_filters_name_the_field(viewer: httpx.Client) -> None:
+    answer = viewer.get("/api/runs", params={"status": "sideways"})
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "query.status"
+    answer = viewer.get("/api/runs", params={"since": "last tuesday"})
+    assert answer.status_code == 400
+    assert answer.json()["field"] == "since"
+    assert "last tuesday" in answer.json()["error"]
+    assert viewer.get("/api/runs", params={"limit": 100_000}).status_code == 422
+    missing = viewer.get("/api/runs/nosuchrun")
+    assert missing.status_code == 404
+    assert "no run 'nosuchrun'" in missing.json()["error"]
+
+
+def test_a_run_and_a_device_as_runner_show_prints_them(web: Web, viewer: httpx.Client,
+                                                       history: list[RunResult]) -> None:
+    run_id = history[3].run_id
+    document = viewer.get(f"/api/runs/{run_id}")
+    assert document.status_code == 200
+    assert document.json() == json.loads(web.cli("show", run_id, "--json").stdout)
+    device = viewer.get(f"/api/runs/{run_id}/devices/a2").json()
+    assert device == json.loads(web.cli("show", run_id, "--host", "a2", "--json").stdout)
+    assert device["devices"][0]["error_class"] == "CommandRejected"
+    page = viewer.get(f"/api/runs/{run_id}/devices")
+    assert [d["host"] for d in page.json()] == ["a2", "a1"]  # failed first
+    assert "steps" not in page.json()[0]
+    ambiguous = viewer.get("/api/runs/hist0000")
+    assert ambiguous.status_code == 400 and "ambiguous" in ambiguous.json()["error"]
+    gone = viewer.get(f"/api/runs/{run_id}/devices/zz9")
+    assert gone.status_code == 404 and "no device 'zz9'" in gone.json()["error"]
+
+
+# -- starting runs on the simulated fleet -----------------------------------------------------
+
+
+def test_a_dry_run_started_over_http_shows_its_diff_and_sends_nothing(
+        web: Web, op: httpx.Client, fleet: Fleet) -> None:
+    host = fleet.healthy[0]
+    before = on_device(fleet.inventory, host, "show running-config")
+    answer = op.post("/api/runs", json={"job": "ntp", "dry_run": True})
+    assert answer.status_code == 202, answer.text
+    run_id = answer.json()["run_id"]
+    assert answer.headers["location"] == f"/api/runs/{run_id}"
+    web.wait_finished(op, run_id)
+    run = op.get(f"/api/runs/{run_id}").json()
+    assert run["dry_run"] is True
+    records = {d["host"]: d for d in run["devices"]}
+    assert records[fleet.refusing[0]]["status"] == "auth_failed"
+    config = next(s for s in records[host]["steps"] if s["kind"] == "config")
+    assert "+ ntp server 192.0.2.10" in config["diff"]
+    assert on_device(fleet.inventory, host, "show running-config") == before
+    progress = op.get(f"/api/runs/{run_id}/progress").json()
+    assert (progress["done"], progress["total"]) == (4, 4)
+    assert progress["summary"]["changed"] == 3
+
+
+def test_bad_run_requests_name_the_field(op: httpx.Client) -> None:
+    unknown = op.post("/api/runs", json={"job": "no-such-job"})
+    assert unknown.status_code == 404
+    assert unknown.json()["field"] == "job" and "facts" in unknown.json()["error"]
+    extra = op.post("/api/runs", json={"job": "facts", "dryrun": True})
+    assert extra.status_code == 422 and extra.json()["problems"][0]["field"] == "dryrun"
+    typed = op.post("/api/runs", json={"job": "facts", "dry_run": "maybe"})
+    assert typed.status_code == 422 and typed.json()["field"] == "dry_run"
+    nobody = op.post("/api/runs", json={"job": "facts", "limit": "nosuchhost"})
+    assert nobody.status_code == 400
+    assert "no host" in nobody.json()["error"] and nobody.json()["field"] == "targets"
+
+
+def test_cancel_a_running_run(web: Web, op: httpx.Client, fleet: Fleet) -> None:
+    run_id = op.post("/api/runs", json={"job": "slow"}).json()["run_id"]
+    # the healthy device finishes; the slow one answers each line after 20 s
+    wait_for(lambda: op.get(f"/api/runs/{run_id}/progress").json()["done"] == 1, 60,
+             "the quick device's record")
+    answer = op.post(f"/api/runs/{run_id}/cancel")
+    assert answer.status_code == 202
+    web.wait_finished(op, run_id, 60)
+    run = op.get(f"/api/runs/{run_id}").json()
+    assert run["status"] == "interrupted"
+    slow = next(d for d in run["devices"] if d["host"] == fleet.slow[0])
+    assert (slow["status"], slow["error_class"]) == ("failed", "Interrupted")
+    again = op.post(f"/api/runs/{run_id}/cancel")
+    assert again.status_code == 409 and "not running" in again.json()["error"]
+
+
+def test_a_run_of_another_process_cannot_be_cancelled_here(web: Web,
+                                                           op: httpx.Client) -> None:
+    store = _store(web)
+    run = RunResult(run_id="elsewhere001", job="audit-a", started="2026-01-20T00:00:00.000"
+                    "+00:00", finished=None, devices=[])
+    store.start_run(run, ["a1"])  # owned by this (live) test process
+    answer = op.post("/api/runs/elsewhere001/cancel")
+    assert answer.status_code == 409
+    assert "another runner process" in answer.json()["error"]
+    store.finish_run(run, RunStatus.INTERRUPTED)
+
+
+def test_approve_and_reject_previews(web: Web, op: httpx.Client, fleet: Fleet) -> None:
+    previews = []
+    for _ in range(2):
+        out = web.cli("schedule", "run", "logging", "--jobs", str(web.jobs), "-i",
+                      str(fleet.inventory), "--templates", str(ROOT / "templates"))
+        found = re.search(r"runner approve (\w+)", out.stdout)
+        assert found, out.stdout
+        previews.append(found.group(1))
+    rejected = op.post(f"/api/runs/{previews[0]}/reject", json={"reason": "not tonight"})
+    assert rejected.status_code == 200, rejected.text
+    row = op.get("/api/runs", params={"job": "logging", "status": "rejected"}).json()[0]
+    assert row["decision"]["by"] == "ci-bot (runner web)"
+    assert row["decision"]["reason"] == "not tonight"
+    twice = op.post(f"/api/runs/{previews[0]}/approve")
+    assert twice.status_code == 400 and "not awaiting approval" in twice.json()["error"]
+    approved = op.post(f"/api/runs/{previews[1]}/approve")
+    assert approved.status_code == 202, approved.text
+    carried = approved.json()["run_id"]
+    web.wait_finished(op, carried)
+    run = op.get(f"/api/runs/{carried}").json()
+    assert run["approves"] == previews[1]
+    assert {d["status"] for d in run["devices"]} == {"changed"}
+    host = run["devices"][0]["host"]
+    assert "logging host 192.0.2.77" in on_device(fleet.inventory, host,
+                                                  "show running-config")
+
+
+# -- schedules, backups, labs, metrics --------------------------------------------------------
+
+
+def test_schedules_and_their_occurrences(web: Web, viewer: httpx.Client) -> None:
+    from datetime import UTC, datetime
+
+    store = ScheduleStore(web.db)
+    now = datetime.now(UTC)
+    due = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
+    store.claim("facts", due, OccurrenceStatus.MISSED, "srv:1", now,
+                reason="misfired: 2h late (misfire_grace 300s)")
+    listed = viewer.get("/api/schedules").json()
+    by_job = {s["job"]: s for s in listed}
+    assert set(by_job) == {"facts", "logging"}
+    assert by_job["facts"]["when"] == "every 1 hour"
+    assert by_job["logging"]["timezone"] == "Europe/Amsterdam"
+    assert by_job["logging"]["schedule"]["approval"] == "required"
+    assert len(by_job["facts"]["next"]) == 3
+    assert all(t.endswith("+00:00") for t in by_job["facts"]["next"])
+    # the same document `runner schedule list --json` prints
+    cli = json.loads(web.cli("schedule", "list", "--json", "--jobs", str(web.jobs)).stdout)
+    for mine, theirs in zip(cli, listed, strict=True):
+        # an hour may turn between the two calls: fire times then differ by one
+        assert len(set(mine.pop("next")) & set(theirs.pop("next"))) >= 2
+        assert mine == theirs
+    occurrences = viewer.get("/api/schedules/facts/occurrences").json()
+    assert occurrences[0]["status"] == "missed"
+    assert occurrences[0]["reason"].startswith("misfired")
+
+
+def test_backups_history_and_diff(web: Web, op: httpx.Client, viewer: httpx.Client) -> None:
+    repo = BackupRepo(web.workdir / "backups")
+    first, _ = repo.commit({"r1": "hostname r1\nntp server 192.0.2.1\n"}, "run one")
+    second, _ = repo.commit({"r1": "hostname r1\nntp server 192.0.2.2\n"}, "run two")
+    assert first and second
+    listed = viewer.get("/api/backups").json()
+    mine = next(r for r in listed if r["path"] == str(web.workdir / "backups"))
+    assert "r1" in mine["hosts"] and mine["jobs"] == ["ntp"]
+    history = viewer.get("/api/backups/r1", params={"repo": mine["repo"]}).json()
+    assert [v["commit"] for v in history["versions"]] == [second, first]
+    diff = viewer.get("/api/backups/r1/diff", params={"repo": mine["repo"], "from": first,
+                                                      "to": second[:10]}).json()["diff"]
+    assert "-ntp server 192.0.2.1" in diff and "+ntp server 192.0.2.2" in diff
+    bad = viewer.get("/api/backups/r1/diff", params={"repo": mine["repo"], "from": "--all",
+                                                     "to": second})
+    assert bad.status_code == 400 and bad.json()["field"] == "commit"
+    unknown = viewer.get("/api/backups/r1/diff", params={"repo": mine["repo"],
+                                                         "from": "abcdef12", "to": second})
+    assert unknown.status_code == 404
+
+
+def test_labs_as_runner_lab_status_prints_them_and_their_drawing(
+        web: Web, viewer: httpx.Client) -> None:
+    name = fake_lab(web)
+    listed = viewer.get("/api/labs").json()
+    assert listed == json.loads(web.cli("lab", "status", "--json", check=False).stdout)
+    assert [lab["lab"] for lab in listed] == [name]
+    assert {n["name"]: n["running"] for n in listed[0]["nodes"]} == {
+        "r1": False, "r2": False, "h1": False}
+    drawing = viewer.get(f"/labs/{name}/topology.svg")
+    assert drawing.headers["content-type"] == "image/svg+xml"
+    svg = ElementTree.fromstring(drawing.text)  # noqa: S314 (our own server's drawing)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert {g.get("data-node") for g in svg.iterfind(".//s:g[@class='node']", ns)} == {
+        "r1", "r2", "h1"}
+    assert len(svg.findall(".//s:line[@class='link']", ns)) == 2
+    ends = {g.get("data-end"): " ".join(t for t in g.itertext())
+            for g in svg.iterfind(".//s:g[@class='end']", ns)}
+    assert ends["r1:eth1"] == "eth1 10.0.12.1/30"
+    assert ends["r2:eth1"] == "eth1 10.0.12.2/30"
+    assert ends["r1:eth2"] == "eth2 10.1.1.1/24"
+    assert ends["h1:eth1"] == "eth1"  # a host's addresses come from its namespace only
+    assert viewer.get("/labs/nosuchlab/topology.svg").status_code == 404
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_need_a_token_and_count_runs(web: Web, viewer: httpx.Client,
+                                             history: list[RunResult]) -> None:
+    from datetime import UTC, datetime
+
+    ScheduleStore(web.db).claim("facts", datetime(2026, 1, 6, 3, 0, tzinfo=UTC),
+                                OccurrenceStatus.MISSED, "srv:1", datetime.now(UTC),
+                                reason="coalesced into a later occurrence")
+    assert web.client().get("/metrics").status_code == 401
+    answer = viewer.get("/metrics")
+    assert answer.status_code == 200
+    samples = _samples(answer.text)
+    assert samples[("runner_runs_total", (("job", "audit-a"), ("status", "failed")))] == 2
+    assert samples[("runner_runs_total", (("job", "audit-b"), ("status", "ok")))] == 4
+    assert samples[("runner_device_results_total",
+                    (("job", "audit-a"), ("status", "failed")))] == 2
+    count = samples[("runner_run_duration_seconds_count", (("job", "audit-a"),))]
+    assert count == 6
+    assert samples[("runner_run_duration_seconds_bucket", (("job", "audit-a"),
+                                                           ("le", "5.0")))] == 0
+    assert samples[("runner_run_duration_seconds_bucket", (("job", "audit-a"),
+                                                           ("le", "15.0")))] == 6
+    assert samples[("runner_device_duration_seconds_bucket", (("job", "audit-a"),
+                                                              ("le", "2.5")))] == 6
+    assert ("runner_schedule_misfires_total", (("job", "facts"),)) in samples
+    assert samples[("runner_devices_leased_local", ())] == 0
+
+
+def test_no_secret_in_any_answer(web: Web, op: httpx.Client,
+                                 tokens: dict[str, str]) -> None:
+    """The inventory's password and the tokens never come back, whatever is asked."""
+    inventory = (web.inventory / "defaults.yaml").read_text()
+    password = next(line.split(":", 1)[1].strip() for line in inventory.splitlines()
+                    if line.startswith("password:"))
+    runs = op.get("/api/runs", params={"limit": 500}).json()
+    seen = [op.get("/api/runs").text, op.get("/metrics").text, op.get("/api/jobs").text]
+    seen += [op.get(f"/api/runs/{r['run_id']}").text for r in runs]
+    for text in seen:
+        assert password not in text
+        assert tokens["operator"] not in text and tokens["viewer"] not in text
+
+
+def test_runner_serve_exposes_the_same_metrics(web: Web, viewer: httpx.Client,
+                                               history: list[RunResult]) -> None:
+    import subprocess
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    empty = web.workdir / "no-jobs"
+    empty.mkdir(exist_ok=True)
+    serve = subprocess.Popen(web.argv("serve", "--jobs", str(empty), "--metrics-port",
+                                      str(port)), env=web.env, cwd=web.workdir,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def scraped() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(scraped, 60, "runner serve's metrics")
+        theirs = _samples(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+    finally:
+        serve.terminate()
+        assert serve.wait(60) == 0
+    ours = _samples(viewer.get("/metrics").text)
+    key = ("runner_runs_total", (("job", "audit-b"), ("status", "failed")))
+    assert theirs[key] == ours[key] == 2
+    assert theirs[("runner_run_duration_seconds_count", (("job", "audit-b"),))] == 6

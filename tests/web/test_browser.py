@@ -1,0 +1,226 @@
+"""The dashboard in Debian's chromium (headless, through chromium-driver), as a person uses
+it: log in with a token, start a dry run from the jobs page and see its diff, see the device
+that failed in red and open it, open a changed device's diff, look at schedules, backups and
+labs; a screenshot of each page is saved in the test's temporary directory. Form posts
+without the session's CSRF token are refused."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import WebDriverWait
+
+from runner.backups import BackupRepo
+from tests.web.conftest import Fleet, Web, fake_lab
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+RED = "rgba(185, 28, 28, 1)"  # the failed device's cell (--failed in style.css)
+ADDED_GREEN = "rgba(22, 101, 52, 1)"  # an added line of a diff
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), \
+        "Debian's chromium and chromium-driver are needed (./dev setup installs them)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--disable-gpu", "--window-size=1280,900", "--lang=en-US"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Person:
+    """What someone at the browser does and sees."""
+
+    def __init__(self, driver: WebDriver, web: Web, shots: Path) -> None:
+        self.driver = driver
+        self.web = web
+        self.shots = shots
+        shots.mkdir(exist_ok=True)
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.web.base + path)
+
+    def find(self, css: str) -> WebElement:
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def all(self, css: str) -> list[WebElement]:
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def wait(self, css: str, timeout: float = 90) -> WebElement:
+        WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, css))
+        return self.find(css)
+
+    def click(self, element: WebElement) -> None:
+        """Click a link or a submit button and wait until the next page has loaded (a click
+        returns before the browser has navigated)."""
+        page = self.find("html")
+        element.click()
+        WebDriverWait(self.driver, 90, poll_frequency=0.1).until(staleness_of(page))
+        WebDriverWait(self.driver, 30, poll_frequency=0.1).until(
+            lambda d: d.execute_script("return document.readyState") == "complete")
+
+    def screenshot(self, name: str) -> Path:
+        path = self.shots / f"{name}.png"
+        assert self.driver.save_screenshot(str(path))
+        return path
+
+    def log_in(self, token: str) -> None:
+        self.open("/login")
+        self.find("#token").send_keys(token)
+        self.click(self.find("form button[type=submit]"))
+
+    def colour(self, element: WebElement, prop: str) -> str:
+        return str(element.value_of_css_property(prop))
+
+    def errors(self) -> list[str]:
+        """What the browser's console reported (failed loads, CSP refusals, script errors)."""
+        return [e["message"] for e in self.driver.get_log("browser")
+                if e["level"] == "SEVERE"]
+
+
+@pytest.fixture(scope="module")
+def person(browser: WebDriver, web: Web,
+           tmp_path_factory: pytest.TempPathFactory) -> Person:
+    return Person(browser, web, tmp_path_factory.mktemp("screenshots"))
+
+
+def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
+                                                       fleet: Fleet) -> None:
+    person.open("/runs")
+    assert person.driver.current_url.startswith(web.base + "/login")  # not logged in yet
+    person.log_in("runner_000000000000_" + "x" * 43)
+    assert "not valid" in person.find("[role=alert]").text
+    assert [e for e in person.errors() if "401" not in e] == []  # (reading clears them)
+    person.screenshot("login")
+    person.log_in(web.token("operator", "alice"))
+    assert person.driver.current_url == web.base + "/runs"
+    assert "alice" in person.find("header .who").text
+
+    # a dry run from the jobs page: the run's page follows it and shows the diff
+    person.open("/jobs")
+    person.screenshot("jobs")
+    person.click(person.find("form[data-job='ntp'] button[value='dry-run']"))
+    assert re.search(r"/runs/[0-9a-f]{12}$", person.driver.current_url)
+    run_url = person.driver.current_url
+    person.wait("h1 .st-failed")  # the page reloads by itself when the run has ended
+    assert "nothing was sent" in person.find(".note").text
+    diff = person.find(f"details.devdiff[data-host='{fleet.healthy[0]}'] pre.diff")
+    assert "+ ntp server 192.0.2.10" in diff.text
+    added = diff.find_element(By.CSS_SELECTOR, ".add")
+    assert person.colour(added, "color") == ADDED_GREEN
+    person.screenshot("run")
+
+    # the device that refused the login is red, listed first, and opens its record
+    cells = person.all(".grid .cell")
+    failed = cells[0]
+    assert failed.get_attribute("data-host") == fleet.refusing[0]
+    assert "st-auth_failed" in (failed.get_attribute("class") or "")
+    assert person.colour(failed, "background-color") == RED
+    assert person.colour(cells[1], "background-color") != RED
+    person.click(failed)
+    assert person.find("h1").text.startswith(fleet.refusing[0])
+    assert "AuthFailed" in person.find(".error").text
+    person.screenshot("device-failed")
+
+    # a changed device's own page: its diff, coloured
+    person.driver.get(run_url)
+    person.click(person.find(f".grid .cell[data-host='{fleet.healthy[1]}']"))
+    assert "+ ntp server 192.0.2.11" in person.find("pre.diff").text
+    assert person.colour(person.find("pre.diff .add"), "color") == ADDED_GREEN
+    person.screenshot("device-diff")
+
+    # the runs page lists it, failed (one device refused the login), as a dry run
+    person.open("/runs")
+    row = person.find(f"a[href='{run_url.removeprefix(web.base)}']")
+    assert row.find_element(By.XPATH, "../..").find_element(
+        By.CSS_SELECTOR, ".st-failed").text == "failed"
+    person.screenshot("runs")
+    assert person.errors() == []
+
+
+def test_schedules_backups_labs_pages(person: Person, web: Web) -> None:
+    repo = BackupRepo(web.workdir / "backups")
+    first, _ = repo.commit({"core-1": "hostname core-1\nntp server 192.0.2.1\n"}, "one")
+    second, _ = repo.commit({"core-1": "hostname core-1\nntp server 192.0.2.2\n"}, "two")
+    fake_lab(web)
+    person.open("/schedules")
+    jobs = [s.get_attribute("data-job") for s in person.all("section.schedule")]
+    assert jobs == ["facts", "logging"]
+    logging = person.find("section.schedule[data-job='logging']")
+    assert "CET" in logging.text or "CEST" in logging.text  # next fires in its own zone
+    person.screenshot("schedules")
+    person.open("/backups")
+    person.click(person.find("a[href^='/backups/core-1?']"))
+    assert "-ntp server 192.0.2.1" in person.find("pre.diff").text
+    assert "+ntp server 192.0.2.2" in person.find("pre.diff").text
+    assert second and first and second[:10] in person.find("h2").text
+    person.screenshot("backup")
+    person.open("/labs")
+    assert person.find("section.lab[data-lab='webtest'] table").text.count("absent") == 3
+    image = person.find("img.topology")
+    assert person.driver.execute_script("return arguments[0].naturalWidth", image) > 0
+    person.screenshot("labs")
+    person.open("/docs")
+    person.wait(".swagger-ui .opblock", 30)  # served from the package, no CDN
+    person.screenshot("api-docs")
+    assert person.errors() == []
+
+
+def test_a_viewer_sees_no_actions_and_logs_out(person: Person, web: Web) -> None:
+    person.log_in(web.token("operator", "dave"))
+    person.open("/runs")
+    assert "dave" in person.find("header .who").text
+    person.click(person.find("header .who button"))  # log out (a CSRF-checked post)
+    assert person.driver.current_url.startswith(web.base + "/login")
+    person.open("/runs")
+    assert person.driver.current_url.startswith(web.base + "/login")
+    person.log_in(web.token("viewer", "bob"))
+    person.open("/jobs")
+    assert person.all("form.run") == []
+    assert "viewer" in person.find(".note").text
+
+
+def test_form_posts_need_the_session_csrf_token(web: Web, fleet: Fleet) -> None:
+    token = web.token("operator", "carol")
+    with httpx.Client(base_url=web.base, follow_redirects=False) as client:
+        page = client.get("/login").text
+        login_csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert login_csrf
+        assert client.post("/login", data={"token": token, "csrf": login_csrf.group(1)}
+                           ).status_code == 303
+        cookie = client.cookies.get("runner_session")
+        assert cookie
+        jobs = client.get("/jobs").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', jobs)
+        assert csrf
+        forged = client.post("/jobs/run", data={"job": "facts", "mode": "dry-run"})
+        assert forged.status_code == 403
+        wrong = client.post("/jobs/run", data={"job": "facts", "mode": "dry-run",
+                                               "csrf": "guess"})
+        assert wrong.status_code == 403
+        # the session may call the API too, but a post needs the token in a header
+        assert client.post("/api/runs", json={"job": "facts"}).status_code == 403
+        done = client.post("/jobs/run", data={"job": "facts", "mode": "dry-run",
+                                              "csrf": csrf.group(1)})
+        assert done.status_code == 303 and done.headers["location"].startswith("/runs/")
+    set_cookie = httpx.get(f"{web.base}/login").headers["set-cookie"].lower()
+    assert "httponly" in set_cookie and "samesite=lax" in set_cookie
