@@ -6,6 +6,7 @@ it resembles, so callers may catch either.
     │   ├── JobError                   a job file (or its inventory, template, flags)
     │   ├── InventoryError             an inventory file
     │   ├── TopologyError              a containerlab topology file
+    │   ├── ExerciseError              a practice exercise file (lab/exercises/)
     │   └── NotFound (LookupError)     no such run, device, job, token, lab or backup
     ├── StoreError                     the results or schedule database failed
     │   ├── SchemaError                the schema cannot be brought to this runner's head
@@ -106,6 +107,10 @@ class InventoryError(InputError):
 
 class TopologyError(InputError):
     """A containerlab topology file that cannot be deployed as written."""
+
+
+class ExerciseError(InputError):
+    """A practice exercise file that cannot be used as written."""
 
 
 class NotFound(InputError, LookupError):

@@ -138,3 +138,34 @@ class SchemaState(StrEnum):
     UNVERSIONED = "unversioned"  # runner's tables without a version: a runner before Alembic
     EMPTY = "empty"  # none of runner's tables yet
     AHEAD = "ahead"  # a revision this runner does not know: a newer runner migrated it
+
+
+class LinkState(StrEnum):
+    """A lab link interface's administrative state (`runner lab link`)."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+class NetemMethod(StrEnum):
+    """How `runner lab netem` impaired a link on this kernel."""
+
+    NETEM = "netem"  # one tc netem qdisc, as containerlab does
+    TBF_NFT = "tbf+nftables"  # no sch_netem in the kernel: tbf for rate, nftables for loss
+
+
+class GoalKind(StrEnum):
+    """What an exercise goal tests (`runner lab exercise check`)."""
+
+    REACHES = "reaches"  # NODE reaches ADDRESS: a ping from the node gets answers
+    BGP = "bgp"  # NODE has BGP STATE with PEER
+    OSPF = "ospf"  # NODE has OSPF STATE with NEIGHBOUR (a node or a router id)
+
+
+class GraphFormat(StrEnum):
+    """What `runner lab graph` writes."""
+
+    DOT = "dot"  # Graphviz source
+    MERMAID = "mermaid"  # a mermaid flowchart (renders in GitHub, GitLab, Notion...)
+    SVG = "svg"  # through Graphviz
+    PNG = "png"

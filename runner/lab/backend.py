@@ -6,6 +6,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from runner.lab.faults import ROUTER
 from runner.lab.state import LabState
 from runner.lab.topology import Topology
 
@@ -19,10 +20,17 @@ class NodeStatus:
     running: bool
     daemons: dict[str, bool] = field(default_factory=dict)
     ssh: bool | None = None  # None: the node runs no sshd (a plain host)
+    stopped: list[str] = field(default_factory=list)  # daemons (or "router") stopped on purpose
 
     @property
     def healthy(self) -> bool:
-        return self.running and all(self.daemons.values()) and self.ssh is not False
+        """Running as it should: what `runner lab stop` stopped is not a failure."""
+        if not self.running:
+            return False
+        if ROUTER in self.stopped:
+            return True
+        return all(ok for d, ok in self.daemons.items() if d not in self.stopped) and (
+            self.ssh is not False)
 
 
 @dataclass
@@ -33,6 +41,8 @@ class LabStatus:
     lab_dir: str
     inventory: str | None
     nodes: list[NodeStatus]
+    faults: dict[str, Any] = field(default_factory=dict)  # Faults.to_json()
+    exercise: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -123,7 +123,8 @@ class ContainerlabBackend:
         inv = Path(lab.plan.lab_dir) / "nornir-simple-inventory.yml"
         return LabStatus(lab=lab.plan.lab, backend=NAME, topology=lab.plan.topology,
                          lab_dir=lab.plan.lab_dir,
-                         inventory=str(inv) if inv.exists() else None, nodes=nodes)
+                         inventory=str(inv) if inv.exists() else None, nodes=nodes,
+                         faults=lab.faults.to_json(), exercise=lab.exercise)
 
     def exec(self, lab: state.LabState, node: str, command: list[str],
              timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -11,8 +11,9 @@ import click
 
 from runner.cli_common import settings_of
 from runner.lab import service
-from runner.lab.backend import LabStatus
+from runner.lab.backend import LabStatus, NodeStatus
 from runner.lab.converge import wait_converged
+from runner.lab.faults import ROUTER, Faults
 
 
 def _labs() -> service.Labs:
@@ -26,15 +27,35 @@ def _print_status(st: LabStatus) -> None:
         click.echo(f"inventory: {st.inventory}")
     rows = [("NODE", "KIND", "ROLE", "MGMT IPV4", "STATE", "DAEMONS", "SSH")]
     for n in st.nodes:
-        down = [d for d, ok in n.daemons.items() if not ok]
-        daemons = "-" if not n.daemons else (
-            f"{len(n.daemons)} up" if not down else f"DOWN: {' '.join(down)}")
-        ssh = "-" if n.ssh is None else ("up" if n.ssh else "DOWN")
-        rows.append((n.name, n.kind, n.role, n.mgmt_ip, "running" if n.running else "absent",
-                     daemons, ssh))
+        rows.append((n.name, n.kind, n.role, n.mgmt_ip or "-", _node_state(n),
+                     _daemons(n), "-" if n.ssh is None else ("up" if n.ssh else "DOWN")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    lines = Faults.from_json(st.faults).describe()
+    if lines:
+        click.echo("faults (`runner lab link|netem|start` mends them):")
+        for line in lines:
+            click.echo(f"  {line}")
+    if st.exercise:
+        click.echo(f"exercise: {st.exercise} (`runner lab exercise check {st.exercise}`)")
+
+
+def _node_state(n: NodeStatus) -> str:
+    if not n.running:
+        return "absent"
+    return "STOPPED" if ROUTER in n.stopped else "running"
+
+
+def _daemons(n: NodeStatus) -> str:
+    if not n.daemons or ROUTER in n.stopped:
+        return "-"
+    down = [d for d, ok in n.daemons.items() if not ok and d not in n.stopped]
+    up = sum(n.daemons.values())
+    parts = [f"{up} up"] if not down else [f"DOWN: {' '.join(down)}"]
+    if n.stopped:
+        parts.append(f"stopped: {' '.join(n.stopped)}")
+    return ", ".join(parts)
 
 
 @click.group()
@@ -188,3 +209,14 @@ def sim(devices: int, directory: Path, address: str, port: int, faults: tuple[st
         click.echo(f"inventory: {state['inventory']}\nCtrl-C (or SIGTERM) stops it.")
 
     asyncio.run(run_sim(directory, fleet, ready))
+
+
+def _register() -> None:
+    """The practice-range commands (faults, capture, graph, save, exercises) live apart."""
+    from runner.lab import range_commands
+
+    for command in range_commands.COMMANDS:
+        lab.add_command(command)
+
+
+_register()

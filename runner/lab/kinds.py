@@ -72,6 +72,11 @@ class KindRegistry:
         kind = self._kinds.get(name)
         if kind is not None:
             return kind
+        if name in ("bridge", "ovs-bridge"):
+            raise TopologyError(f"kind {name!r} is a bridge of this host, which containerlab "
+                                "attaches containers to; the namespace backend links nodes "
+                                "only by veth pairs (link them directly, or use --backend "
+                                "containerlab)")
         if name in CONTAINERLAB_ONLY_KINDS:
             raise TopologyError(f"kind {name!r} needs containerlab with Docker and its vendor "
                                 f"image; the namespace backend builds only "

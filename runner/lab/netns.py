@@ -229,6 +229,12 @@ class NamespaceBackend:
             raise LabError(f"{exc}: not ready: {', '.join(sorted(pending))} (see "
                            f"{plan.lab_dir}/nodes/<node>/log)") from None
 
+    def wait_router(self, plan: LabPlan, node: NodePlan) -> None:
+        """Until one router's daemons and sshd are up (after `runner lab start`)."""
+        wait_for(lambda: all(self._daemon_states(plan, node).values())
+                 and self._ssh_up(plan, node), self.ready_timeout,
+                 f"router {node.name}'s daemons and sshd")
+
     def _run_exec(self, topo: Topology, plan: LabPlan) -> None:
         for node in topo.nodes.values():
             for command in node.exec:
@@ -312,11 +318,12 @@ class NamespaceBackend:
                 running=running,
                 daemons=self._daemon_states(plan, node) if router and running else {},
                 ssh=(running and self._ssh_up(plan, node)) if router else None,
+                stopped=list(lab.faults.stopped.get(node.name, [])),
             ))
         inv = Path(plan.lab_dir) / inventory.INVENTORY_DIR
         return LabStatus(lab=plan.lab, backend=NAME, topology=plan.topology,
                          lab_dir=plan.lab_dir, inventory=str(inv) if inv.exists() else None,
-                         nodes=nodes)
+                         nodes=nodes, faults=lab.faults.to_json(), exercise=lab.exercise)
 
     def exec(self, lab: state.LabState, node: str, command: list[str],
              timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -330,9 +337,10 @@ class NamespaceBackend:
     def _in_node(self, plan: LabPlan, node: NodePlan, argv: list[str], *, timeout: float,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         if node.role == "router":
-            pid = _read_pid(plan.node_dir(node.name) / "run-frr" / "zebra.pid")
-            if pid is None or not pid_alive(pid):
-                raise LabError(f"router {node.name} is not running (no zebra)")
+            pid = router_pid(plan, node)
+            if pid is None:
+                raise LabError(f"router {node.name} is not running (no FRR daemon nor sshd; "
+                               f"`runner lab start {node.name}` starts it)")
             # Enter the router's own mount and UTS namespaces too: its /etc/frr, hostname.
             prefix = ["nsenter", "-t", str(pid), "-m", "-u", "-n"]
         else:
@@ -354,6 +362,21 @@ READ_ONLY_HOST = [
     'touch /.runner-exec-probe 2>/dev/null && { rm -f /.runner-exec-probe; '
     'echo "the host filesystem could not be made read-only" >&2; exit 97; }; '
     'mount -t tmpfs -o size=16m tmpfs /tmp && cd / && exec sh -c "$0"']
+
+
+def read_pid(path: Path) -> int | None:
+    """The live process a pid file names, or None."""
+    pid = _read_pid(path)
+    return pid if pid is not None and pid_alive(pid) else None
+
+
+def router_pid(plan: LabPlan, node: NodePlan) -> int | None:
+    """A live process of the router (zebra first): its mount and UTS namespaces are the
+    router's own /etc/frr, /run/frr and hostname, which nsenter joins."""
+    run_frr = plan.node_dir(node.name) / "run-frr"
+    candidates = [run_frr / f"{d}.pid" for d in ("zebra", "watchfrr", "staticd", *node.daemons)]
+    candidates.append(plan.node_dir(node.name) / "sshd.pid")
+    return next((pid for pid in map(read_pid, candidates) if pid is not None), None)
 
 
 def _own_state(plan: LabPlan) -> bool:

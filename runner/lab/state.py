@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner.errors import LabError, LabNotFound
+from runner.lab.faults import Faults
 from runner.lab.plan import LabPlan
 
 STATE_FILE = "runner-lab.json"
@@ -20,13 +21,17 @@ class LabState:
     backend: str
     plan: LabPlan
     phase: str  # "deploying" until `up` finished, then "up"
+    faults: Faults = field(default_factory=Faults)  # broken on purpose: `lab status` shows it
+    exercise: str | None = None  # the practice exercise started on this lab, if any
 
     def to_json(self) -> dict[str, Any]:
-        return {"backend": self.backend, "phase": self.phase, "plan": self.plan.to_json()}
+        return {"backend": self.backend, "phase": self.phase, "plan": self.plan.to_json(),
+                "faults": self.faults.to_json(), "exercise": self.exercise}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LabState:
-        return cls(data["backend"], LabPlan.from_json(data["plan"]), data["phase"])
+        return cls(data["backend"], LabPlan.from_json(data["plan"]), data["phase"],
+                   Faults.from_json(data.get("faults")), data.get("exercise"))
 
 
 def untrusted(path: Path) -> str | None:

@@ -26,7 +26,17 @@ from runner.yamlsrc import line_of, load_yaml
 
 DEFAULT_MGMT_SUBNET = ipaddress.IPv4Network("172.20.20.0/24")
 FRR_DIR = "/etc/frr/"
-HOST_ENDPOINTS = ("host", "mgmt-net", "macvlan", "ovs-bridge", "bridge")
+# containerlab's special endpoints, which reach outside the lab, and what to do instead.
+_CONTAINERLAB = "use --backend containerlab on a machine with Docker"
+HOST_ENDPOINTS = {
+    "host": "a veth into this host's own namespace; reach a router from the host over its "
+            "management address instead (ssh, runner lab exec)",
+    "mgmt-net": "the management bridge; every node already has eth0 on it",
+    "macvlan": "it would put the lab on a physical network of this host, which a lab here "
+               f"never touches; {_CONTAINERLAB}",
+    "ovs-bridge": f"Open vSwitch bridges are not built here; {_CONTAINERLAB}",
+    "bridge": f"a Linux bridge of the host; {_CONTAINERLAB}, or link the nodes directly",
+}
 FRR_FILE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"  # one file directly in /etc/frr, no '..'
 _Source = YamlSource[TopologyError]
 
@@ -264,6 +274,12 @@ def _node(src: _Source, doc: TopologyFile, name: str, registry: KindRegistry,
                             "plain Linux host (use an FRR image or kind: frr)",
                             m.at("startup_config"))
 
+    if m.get("env") and not m.get("exec"):
+        field_name, line = src.locate(m.at("env"))
+        warnings.append(f"{src.path}:{line}: {field_name} is ignored by the namespace backend "
+                        f"for node {name}: it sets the environment of `exec` commands only, "
+                        "and the node has none")
+
     creds = m.get("credentials")
     extras = m.get("extras")
     return Node(
@@ -334,7 +350,8 @@ def _endpoint(src: _Source, value: str | EndpointRef, loc: Loc,
         node_at = iface_at = loc
     if node in HOST_ENDPOINTS:
         raise src.error(f"endpoint {node}:{iface} connects to the host; the namespace backend "
-                        "only builds links between lab nodes", node_at)
+                        f"only builds links between lab nodes: {HOST_ENDPOINTS[node]}",
+                        node_at)
     if node not in nodes:
         raise src.error(f"unknown node {node!r} in link (nodes are: {', '.join(nodes)})",
                         node_at)
