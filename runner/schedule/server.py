@@ -298,8 +298,12 @@ class Scheduler:
     def _execute(self, sched: Scheduled, occurrence: datetime, run_id: str,
                  cancel: threading.Event) -> OccurrenceStatus:
         spec = sched.job.spec.schedule
-        if spec is not None and spec.jitter and cancel.wait(random.uniform(0, spec.jitter)):  # noqa: S311
-            return OccurrenceStatus.INTERRUPTED
+        if spec is not None and spec.jitter:
+            delay = random.uniform(0, spec.jitter)  # noqa: S311 (spreading load, not secrecy)
+            log.info("%s: occurrence %s waits %.3fs (jitter %gs)", sched.name,
+                     occurrence.isoformat(), delay, spec.jitter)
+            if cancel.wait(delay):
+                return OccurrenceStatus.INTERRUPTED
         prep = prepare_job(sched.job, self.inventory, self.templates)
         preview = spec is not None and spec.approval is Approval.REQUIRED
         result = execute(prep, self.results, RunOptions(
