@@ -36,9 +36,13 @@ class Command:
 
 def _split(text: str) -> list[str]:
     """Words of a shell line, comments dropped; `<run id>` stays one word, `[--json]` is
-    `--json`, a trailing `&` goes."""
+    `--json`, a trailing `&` goes, and a pipe or redirect ends the line."""
     text = re.sub(r"<([^>]*)>", lambda m: "<" + m.group(1).replace(" ", "_") + ">", text)
     words = shlex.split(text, comments=True)
+    for end, word in enumerate(words):  # a pipe or redirect: the rest is another program
+        if word in {"|", "||", "&&", ";", ">", ">>", "2>"}:
+            words = words[:end]
+            break
     words = [w.strip("[]") for w in words if w.strip("[]")]
     return words[:-1] if words and words[-1] == "&" else words
 

@@ -71,3 +71,16 @@ def test_env_without_exec_is_reported_not_dropped(tmp_path: Path) -> None:
     warnings = load_topology(topo).warnings
     assert any(w.startswith(f"{topo}:6: topology.nodes.r1.env is ignored") for w in warnings)
     assert any(w.startswith(f"{topo}:7: topology.nodes.r1.ports is ignored") for w in warnings)
+
+
+def test_exercise_list_names_every_shipped_exercise_with_its_title() -> None:
+    proc = subprocess.run([sys.executable, "-m", "runner", "lab", "exercise", "list", "--dir",
+                           str(LAB_DIR / "exercises")], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = dict(line.split(None, 1) for line in proc.stdout.splitlines())
+    shipped = sorted(p.stem for p in (LAB_DIR / "exercises").glob("*.yml"))
+    assert sorted(listed) == shipped and len(shipped) >= 5
+    for name in shipped:
+        assert listed[name].strip() == \
+            load_exercise(LAB_DIR / "exercises" / f"{name}.yml").spec.title

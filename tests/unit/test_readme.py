@@ -46,6 +46,18 @@ COVERAGE: dict[tuple[str, ...], list[str]] = {
     # `runner lab wait` itself is run by no test: tests/lab/conftest.py calls
     # runner.lab.converge.wait_converged, the function behind it (./dev demo runs the command)
     ("lab", "wait"): ["tests/lab/conftest.py"],
+    # the practice range (root, FRR)
+    ("lab", "link"): ["tests/lab/test_faults.py"],
+    ("lab", "netem"): ["tests/lab/test_faults.py"],
+    ("lab", "stop"): ["tests/lab/test_faults.py"],
+    ("lab", "start"): ["tests/lab/test_faults.py"],
+    ("lab", "capture"): ["tests/lab/test_faults.py"],
+    ("lab", "graph"): ["tests/lab/test_faults.py"],
+    ("lab", "save"): ["tests/lab/test_faults.py"],
+    ("lab", "exercise", "list"): ["tests/unit/test_exercises.py"],
+    ("lab", "exercise", "start"): ["tests/lab/test_exercises.py"],
+    ("lab", "exercise", "check"): ["tests/lab/test_exercises.py"],
+    ("lab", "exercise", "solve"): ["tests/lab/test_exercises.py"],
 }
 
 
