@@ -246,6 +246,24 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
 
 @click.command()
 @click.argument("run_id")
+@click.pass_context
+def cancel(ctx: click.Context, run_id: str) -> None:
+    """Stop a running run, whichever process or machine runs it: that process sees the
+    request within seconds; devices in progress end as interrupted, the others skipped."""
+    import getpass
+    import socket
+
+    store = _store(ctx)
+    full = store.resolve(run_id)
+    if not store.request_cancel(full, f"runner cancel ({getpass.getuser()}@"
+                                      f"{socket.gethostname()})"):
+        status = store.get_run(full)[0]["status"]
+        raise InputError(f"run {full} is not running (it is {status})")
+    click.echo(f"cancel requested for run {full}")
+
+
+@click.command()
+@click.argument("run_id")
 @click.option("--reason", help="Why (recorded with the decision).")
 @click.pass_context
 def reject(ctx: click.Context, run_id: str, reason: str | None) -> None:

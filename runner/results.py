@@ -42,6 +42,7 @@ from runner.vocab import RunStatus, StepKind
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0  # how often a running run says it is alive
+CANCEL_POLL_S = 2.0  # how often a running run looks for a cancel request from elsewhere
 STALE_S = 600.0  # a run on another machine silent this long is taken for dead
 
 
@@ -107,6 +108,9 @@ runs = Table(
     Column("heartbeat", String(40)),
     Column("hosts", JSON),  # the run's targets: records of the devices it never recorded
     Column("error", Text),  # what failed the run as a whole (a backup commit, ...)
+    # Another process (`runner cancel`, `runner web`) asked the run's own process to stop it.
+    Column("cancel_requested", String(40)),
+    Column("cancel_requested_by", String(100)),
 )
 devices = Table(
     "devices", metadata,
@@ -199,6 +203,22 @@ class ResultsStore:
             conn.execute(update(runs).where(runs.c.run_id == run_id,
                                             runs.c.status == RunStatus.RUNNING)
                          .values(heartbeat=now_iso()))
+
+    def request_cancel(self, run_id: str, by: str) -> bool:
+        """Ask the process running `run_id` to stop it (it looks every CANCEL_POLL_S): False
+        when the run is not running."""
+        with self.engine.begin() as conn:
+            done = conn.execute(update(runs).where(
+                runs.c.run_id == run_id, runs.c.status == RunStatus.RUNNING).values(
+                cancel_requested=now_iso(), cancel_requested_by=by[:100]))
+            return bool(done.rowcount)
+
+    def cancel_requested(self, run_id: str) -> str | None:
+        """Who asked to cancel the run, if anyone did."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(runs.c.cancel_requested, runs.c.cancel_requested_by)
+                               .where(runs.c.run_id == run_id)).first()
+        return None if row is None or row[0] is None else str(row[1] or "someone")
 
     def reap(self) -> list[str]:
         """Runs left `running` by a process that is gone: finished as interrupted, with a
@@ -372,8 +392,10 @@ class RecordWriter:
     back; after the store's retry bound they are given up on, and close() names them (the
     caller keeps the run elsewhere: nothing is dropped silently)."""
 
-    def __init__(self, store: ResultsStore, run_id: str, hosts: list[str] | None = None) -> None:
+    def __init__(self, store: ResultsStore, run_id: str, hosts: list[str] | None = None,
+                 cancel: threading.Event | None = None) -> None:
         self._store = store
+        self._cancel = cancel  # set when another process asks to cancel the run
         self._run_id = run_id
         self._positions = {h: i for i, h in enumerate(hosts or [])}
         self._queue: queue.SimpleQueue[DeviceResult | None] = queue.SimpleQueue()
@@ -388,9 +410,13 @@ class RecordWriter:
 
     def _loop(self) -> None:
         done = False
-        beat = time.monotonic()
+        beat = looked = time.monotonic()
         while not done:
             batch: list[DeviceResult] = []
+            if self._cancel is not None and not self._cancel.is_set() and \
+                    time.monotonic() - looked >= CANCEL_POLL_S and self.error is None:
+                looked = time.monotonic()
+                self._look_for_cancel(self._cancel)
             if time.monotonic() - beat >= HEARTBEAT_S and self.error is None:
                 beat = time.monotonic()
                 try:
@@ -399,7 +425,7 @@ class RecordWriter:
                     log.warning("run %s: heartbeat not stored: %s", self._run_id,
                                 describe(exc))
             try:
-                item = self._queue.get(timeout=HEARTBEAT_S)
+                item = self._queue.get(timeout=CANCEL_POLL_S if self._cancel else HEARTBEAT_S)
             except queue.Empty:
                 continue
             # Gather what finishes within a moment: one transaction per batch costs a
@@ -417,6 +443,16 @@ class RecordWriter:
             done = item is None
             if batch:
                 self._store_batch(batch)
+
+    def _look_for_cancel(self, cancel: threading.Event) -> None:
+        try:
+            by = self._store.cancel_requested(self._run_id)
+        except Exception as exc:  # the database is away: records and heartbeat say so
+            log.debug("run %s: cancel requests not read: %s", self._run_id, describe(exc))
+            return
+        if by is not None:
+            log.warning("run %s: cancelled by %s", self._run_id, by)
+            cancel.set()
 
     def _store_batch(self, batch: list[DeviceResult]) -> None:
         if self.error is None:

@@ -182,7 +182,9 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     resolver = None if engine is Engine.CELERY else read_secrets(prep)
     run.engine = engine
     store.start_run(run, prep.hosts)
-    writer = RecordWriter(store, run.run_id, prep.hosts)
+    # `runner cancel` and `runner web` reach a run of this process through the store
+    cancel = options.cancel if options.cancel is not None else threading.Event()
+    writer = RecordWriter(store, run.run_id, prep.hosts, cancel)
     finished: list[DeviceResult] = []
 
     def done(device: DeviceResult) -> None:
@@ -195,7 +197,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                 dry_run=dry_run, processes=processes, shard_size=options.shard_size,
                 approved=options.approved)
     try:
-        run.devices = run_devices(work, prep.hosts, engine, done, options.cancel)
+        run.devices = run_devices(work, prep.hosts, engine, done, cancel)
     except BaseException as exc:  # Ctrl-C, SIGTERM, or a bug: the run still ends, recorded
         run.finished = now_iso()
         run.devices = finished  # the summary counts what did finish
@@ -221,7 +223,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
         notify_finished(prep, store, run, RunStatus.FAILED, options.notify, resolver)
         raise error from exc
     run.finished = now_iso()
-    interrupted = options.cancel is not None and options.cancel.is_set()
+    interrupted = cancel.is_set()
     if options.preview_window is not None and not interrupted:
         _store_end(store, run, RunStatus.AWAITING_APPROVAL, None, prep.hosts, unsaved,
                    writer.error, options)
@@ -326,6 +328,6 @@ def commit_backups(prep: Prepared, run: RunResult) -> None:
             if s.kind is StepKind.BACKUP:
                 s.changed = device.host in changed
                 s.output = str(repo.file_for(device.host)) if device.backup else None
-        if device.host in changed and device.status is DeviceStatus.OK:
+        if device.host in changed and device.status == DeviceStatus.OK:
             # known only now: a device whose backed-up config changed is `changed`
             device.status, device.changed = DeviceStatus.CHANGED, True

@@ -120,8 +120,8 @@ def get_device(request: Request, run_id: str, host: str, _who: Viewer) -> dict[s
 
 @router.post("/runs/{run_id}/cancel", status_code=202,
              summary="Cancel a run this server started (operators)")
-def cancel_run(request: Request, run_id: str, _who: Operator) -> dict[str, Any]:
-    full = services(request).launcher.cancel(run_id)
+def cancel_run(request: Request, run_id: str, who: Operator) -> dict[str, Any]:
+    full = services(request).launcher.cancel(run_id, by=who.label)
     return {"run_id": full, "cancel": "requested"}
 
 

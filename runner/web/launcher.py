@@ -167,19 +167,19 @@ class Launcher:
             with self.lock:
                 self.cancels.pop(run_id, None)
 
-    def cancel(self, run_id: str) -> str:
-        """Cancel a running run this process started; Conflict for any other run."""
+    def cancel(self, run_id: str, by: str = "runner web") -> str:
+        """Cancel a running run: this process's at once; another process's (runner run,
+        serve, another web) through a request in the store, seen there within seconds.
+        Conflict when the run is not running."""
         row_status, full = self._status(run_id)
         with self.lock:
             event = self.cancels.get(full)
         if event is not None:
             event.set()
             return full
-        if row_status != RunStatus.RUNNING:
+        if row_status != RunStatus.RUNNING or not self.store.request_cancel(full, by):
             raise Conflict(f"run {full} is not running (it is {row_status})")
-        raise Conflict(f"run {full} is running in another runner process (runner run, "
-                       "serve, or another runner web): only that process can cancel it "
-                       "(Ctrl-C or SIGTERM there)")
+        return full
 
     def _status(self, run_id: str) -> tuple[str, str]:
         full = self.store.resolve(run_id)

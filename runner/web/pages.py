@@ -251,7 +251,7 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
     diffs = _diffs(request, full, [r["host"] for r in rows if r["changed"]
                                    or r["status"] == DeviceStatus.ROLLED_BACK])
     failed = [r for r in rows if r["status"] not in SUCCESS][:100]
-    cancellable = full in svc.launcher.running()
+    cancellable = head["status"] == RunStatus.RUNNING
     return render(request, "run.html", who, run=head, by_status=counts, done=done, total=total,
                   rows=rows, diffs=diffs, failed=failed, page=page, pages=pages,
                   status=status or "", cancellable=cancellable,
@@ -266,8 +266,8 @@ def device_page(request: Request, run_id: str, host: str, who: Viewer) -> HTMLRe
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel_action(request: Request, run_id: str, _who: FormOperator) -> Response:
-    full = services(request).launcher.cancel(run_id)
+def cancel_action(request: Request, run_id: str, who: FormOperator) -> Response:
+    full = services(request).launcher.cancel(run_id, by=who.label)
     return _back(f"/runs/{full}")
 
 

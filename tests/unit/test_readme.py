@@ -35,6 +35,7 @@ COVERAGE: dict[tuple[str, ...], list[str]] = {
     ("db", "import"): ["tests/sim/test_db_loss.py"],
     ("approve",): ["tests/sim/test_safe_changes.py"],
     ("reject",): ["tests/sim/test_safe_changes.py"],
+    ("cancel",): ["tests/web/test_api.py"],
     ("web",): ["tests/web/conftest.py"],
     ("worker",): ["tests/sim/test_celery.py", "tests/lab/test_workers.py"],
     # the lab (root, FRR): tests/lab, never run here beside other sessions' labs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -18,7 +19,7 @@ from runner.lab.netns import wait_for
 from runner.records import DeviceResult, RunResult, StepResult
 from runner.results import ResultsStore
 from runner.schedule.store import ScheduleStore
-from runner.vocab import DeviceStatus, OccurrenceStatus, RunStatus, StepKind
+from runner.vocab import DeviceStatus, OccurrenceStatus, StepKind
 from tests.conftest import ROOT
 from tests.sim.conftest import on_device
 from tests.web.conftest import Fleet, Web, fake_lab
@@ -221,16 +222,51 @@ def test_cancel_a_running_run(web: Web, op: httpx.Client, fleet: Fleet) -> None:
     assert again.status_code == 409 and "not running" in again.json()["error"]
 
 
-def test_a_run_of_another_process_cannot_be_cancelled_here(web: Web,
-                                                           op: httpx.Client) -> None:
-    store = _store(web)
-    run = RunResult(run_id="elsewhere001", job="audit-a", started="2026-01-20T00:00:00.000"
-                    "+00:00", finished=None, devices=[])
-    store.start_run(run, ["a1"])  # owned by this (live) test process
-    answer = op.post("/api/runs/elsewhere001/cancel")
-    assert answer.status_code == 409
-    assert "another runner process" in answer.json()["error"]
-    store.finish_run(run, RunStatus.INTERRUPTED)
+def test_runs_of_other_processes_are_cancelled_through_the_store(
+        web: Web, op: httpx.Client, fleet: Fleet) -> None:
+    # `runner run`s of their own (not started by the web): one cancelled through the API,
+    # the next with `runner cancel`; each process sees the request and ends its run
+    def cancelled(how: str) -> tuple[str, str]:
+        proc = subprocess.Popen(web.argv("run", str(web.jobs / "slow.yml"), "-i",
+                                         str(fleet.inventory), "--templates",
+                                         str(ROOT / "templates"), "--json"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=web.env,
+                                cwd=web.workdir, text=True)
+        try:
+            def running() -> list[str]:
+                rows = op.get("/api/runs", params={"job": "slow", "status": "running"}).json()
+                return [r["run_id"] for r in rows
+                        if op.get(f"/api/runs/{r['run_id']}/progress").json()["done"] == 1]
+
+            wait_for(lambda: len(running()) == 1, 60, "the run's quick device")
+            run_id = running()[0]
+            if how == "api":
+                assert op.post(f"/api/runs/{run_id}/cancel").status_code == 202
+            else:
+                assert web.cli("cancel", run_id[:8]).stdout == \
+                    f"cancel requested for run {run_id}\n"
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 1, err
+        return run_id, err
+
+    by_api, api_log = cancelled("api")
+    by_cli, cli_log = cancelled("cli")
+    for run_id in (by_api, by_cli):
+        run = op.get(f"/api/runs/{run_id}").json()
+        assert run["status"] == "interrupted"
+        slow = next(d for d in run["devices"] if d["host"] == fleet.slow[0])
+        assert (slow["status"], slow["error_class"]) == ("failed", "Interrupted")
+        assert len(run["devices"]) == 2
+    assert f"run {by_api}: cancelled by " in api_log and "(runner web)" in api_log
+    assert f"run {by_cli}: cancelled by runner cancel (" in cli_log
+    # a run that is not running cannot be cancelled, by either
+    assert op.post(f"/api/runs/{by_api}/cancel").status_code == 409
+    refused = web.cli("cancel", by_cli, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"error: run {by_cli} is not running (it is interrupted)"
 
 
 def test_approve_and_reject_previews(web: Web, op: httpx.Client, fleet: Fleet) -> None:
