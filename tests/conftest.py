@@ -21,6 +21,16 @@ LAB_DIR = ROOT / "lab"
 SHARED = ROOT.parent / "shared"
 
 
+def write_inventory(tmp_path: Path, hosts: str, groups: str = "", defaults: str = "") -> Path:
+    """A Nornir SimpleInventory directory (tmp_path/inv) with these three files' texts."""
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    for name, text in (("hosts.yaml", hosts), ("groups.yaml", groups),
+                       ("defaults.yaml", defaults)):
+        (inv / name).write_text(text, encoding="utf-8")
+    return inv
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now (on 127.0.0.1)."""
     with socket.socket() as s:

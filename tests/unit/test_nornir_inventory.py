@@ -17,6 +17,7 @@ from runner.errors import InventoryError
 from runner.inventory import FleetInventory, load_inventory
 from runner.job.spec import Targets
 from runner.run import prepare
+from tests.conftest import write_inventory
 
 NORNIR_DATA = Path(__file__).parent / "data" / "nornir_inventory"
 PLATFORMS = "arista_eos, cisco_ios, cisco_iosxe, cisco_nxos"
@@ -93,15 +94,6 @@ def test_the_oracle_comparison_sees_a_difference(tmp_path: Path) -> None:
         oracle["dev2.group_1"].password == "from_group1"
 
 
-def write(tmp_path: Path, hosts: str, groups: str = "", defaults: str = "") -> Path:
-    inv = tmp_path / "inv"
-    inv.mkdir()
-    for name, text in (("hosts.yaml", hosts), ("groups.yaml", groups),
-                       ("defaults.yaml", defaults)):
-        (inv / name).write_text(text, encoding="utf-8")
-    return inv
-
-
 NULLS_HOSTS = """\
 r1:
   hostname: 10.0.0.1
@@ -149,7 +141,7 @@ connection_options:
 
 
 def test_null_means_unset_and_inherits_depth_first_then_defaults(tmp_path: Path) -> None:
-    directory = write(tmp_path, NULLS_HOSTS, NULLS_GROUPS, NULLS_DEFAULTS)
+    directory = write_inventory(tmp_path, NULLS_HOSTS, NULLS_GROUPS, NULLS_DEFAULTS)
     inv, oracle = load_inventory(directory), nornir_oracle(directory)
     r1, r2 = inv.hosts["r1"], inv.hosts["r2"]
     # edge (port unset) -> its parent wan (2222) before core (3333): depth first
@@ -177,7 +169,7 @@ def test_null_means_unset_and_inherits_depth_first_then_defaults(tmp_path: Path)
 
 def test_a_platform_runner_does_not_drive_is_an_error_only_for_targeted_hosts(
         tmp_path: Path) -> None:
-    inv = load_inventory(write(
+    inv = load_inventory(write_inventory(
         tmp_path, "r1: {}\nsrv1:\n  groups: [servers]\nsw1:\n  platform: junos_xyz\n",
         "servers:\n  platform: linux\n", "platform: cisco_ios\n"))
     assert inv.select(Targets(hosts=["r1"])) == ["r1"]
@@ -200,7 +192,7 @@ def test_a_platform_runner_does_not_drive_is_an_error_only_for_targeted_hosts(
 
 def test_a_host_without_platform_is_named_only_when_targeted_or_takes_the_jobs(
         tmp_path: Path) -> None:
-    inv = load_inventory(write(tmp_path, "r1: {platform: cisco_ios}\n"
+    inv = load_inventory(write_inventory(tmp_path, "r1: {platform: cisco_ios}\n"
                                          "h1:\n  hostname: 10.0.0.9\nh2: {}\n"))
     assert inv.select(Targets(hosts=["r1"])) == ["r1"]
     with pytest.raises(InventoryError) as info:
@@ -357,7 +349,7 @@ def test_a_host_without_platform_through_the_cli(
 
 
 def test_prepare_takes_the_jobs_platform_for_hosts_without_one(tmp_path: Path) -> None:
-    inv = write(tmp_path, "h1: {hostname: 10.0.0.9}\n")
+    inv = write_inventory(tmp_path, "h1: {hostname: 10.0.0.9}\n")
     job = tmp_path / "job.yml"
     job.write_text("name: j\nplatform: cisco_nxos\nsteps:\n  - command: show version\n",
                    encoding="utf-8")
@@ -377,8 +369,9 @@ def test_untested_platforms_warn_when_targeted(
 
     assert platforms.untested() == ["arista_eos", "cisco_nxos"]
     port, seen = listener
-    inv = write(tmp_path, f"d1: {{hostname: 127.0.0.1, port: {port}, platform: {platform}}}\n"
-                          "d2: {hostname: 10.0.0.9, platform: cisco_ios}\n")
+    inv = write_inventory(
+        tmp_path, f"d1: {{hostname: 127.0.0.1, port: {port}, platform: {platform}}}\n"
+                  "d2: {hostname: 10.0.0.9, platform: cisco_ios}\n")
     job = tmp_path / "job.yml"
     job.write_text("name: j\ntargets: {hosts: [d1]}\ntimeouts: {connect: 3}\n"
                    "steps:\n  - command: show version\n", encoding="utf-8")

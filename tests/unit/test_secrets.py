@@ -26,18 +26,9 @@ from runner.run import prepare, read_secrets
 from runner.secretref import SecretRef, SecretResolver
 from runner.settings import Settings
 from runner.vocab import Engine, SecretSource
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_inventory
 
 ENV = "RUNNER_TEST_ROUTER_PASSWORD"
-
-
-def write(tmp_path: Path, hosts: str, groups: str = "", defaults: str = "") -> Path:
-    inv = tmp_path / "inv"
-    inv.mkdir()
-    for name, text in (("hosts.yaml", hosts), ("groups.yaml", groups),
-                       ("defaults.yaml", defaults)):
-        (inv / name).write_text(text, encoding="utf-8")
-    return inv
 
 
 # ---- the syntax, where it is written ----------------------------------------------------
@@ -68,7 +59,7 @@ BAD_REFERENCES = {
 def test_a_bad_reference_names_file_line_and_field(tmp_path: Path,
                                                    case: tuple[str, int, str]) -> None:
     hosts, line, text = case
-    inv = write(tmp_path, hosts, defaults="platform: cisco_ios\n")
+    inv = write_inventory(tmp_path, hosts, defaults="platform: cisco_ios\n")
     with pytest.raises(InventoryError) as info:
         load_inventory(inv)
     assert str(info.value).startswith(f"{inv / 'hosts.yaml'}:{line}: {text}"), str(info.value)
@@ -155,7 +146,7 @@ def test_the_inventory_keeps_references_until_a_session_needs_them(
     monkeypatch.delenv(ENV, raising=False)
     key = tmp_path / "enable"
     key.write_text("En4ble-from-file\n", encoding="utf-8")
-    inv = load_inventory(write(
+    inv = load_inventory(write_inventory(
         tmp_path, "r1: {groups: [core]}\nr2: {password: Plain-text-pw}\n",
         "core:\n  password: {env: " + ENV + "}\n",
         "platform: cisco_ios\nusername: ops\nconnection_options:\n  asyncssh:\n    extras:\n"
@@ -183,7 +174,7 @@ def test_the_inventory_keeps_references_until_a_session_needs_them(
 
 def project(tmp_path: Path, port: int, password: str = "{env: " + ENV + "}",
             job_extra: str = "") -> tuple[Path, Path]:
-    inv = write(tmp_path, f"r1: {{hostname: 127.0.0.1, port: {port}}}\n",
+    inv = write_inventory(tmp_path, f"r1: {{hostname: 127.0.0.1, port: {port}}}\n",
                 defaults=f"platform: cisco_ios\nusername: admin\npassword: {password}\n")
     job = tmp_path / "job.yml"
     job.write_text(f"name: j\ntimeouts: {{connect: 3}}\n{job_extra}"
