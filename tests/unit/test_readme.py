@@ -44,9 +44,7 @@ COVERAGE: dict[tuple[str, ...], list[str]] = {
     ("lab", "exec"): ["tests/lab/test_practice_lab.py"],
     ("lab", "status"): ["tests/lab/test_lifecycle.py",
                         "tests/unit/test_containerlab_backend.py"],
-    # `runner lab wait` itself is run by no test: tests/lab/conftest.py calls
-    # runner.lab.converge.wait_converged, the function behind it (./dev demo runs the command)
-    ("lab", "wait"): ["tests/lab/conftest.py"],
+    ("lab", "wait"): ["tests/lab/test_tutorial.py"],
     # the practice range (root, FRR)
     ("lab", "link"): ["tests/lab/test_faults.py"],
     ("lab", "netem"): ["tests/lab/test_faults.py"],
