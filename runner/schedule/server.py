@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -208,7 +208,12 @@ class Scheduler:
         if known and not is_occurrence(sched.trigger, next_fire):
             known = False  # stored by a runner that read the schedule otherwise: recompute
         if not known:
-            next_fire = sched.trigger.next_after(now)
+            # A one-off `at` first seen just after its time (the server was starting, the
+            # file was written late) still runs within misfire_grace; a cron or interval
+            # job first seen starts from now, as crontab does.
+            since = now - timedelta(seconds=spec.misfire_grace) if spec.at is not None \
+                else now
+            next_fire = sched.trigger.next_after(since)
             self.store.set_next_fire(sched.name, sched.key, next_fire)
             if next_fire:
                 log.info("%s: next run %s", sched.name, next_fire.isoformat())

@@ -423,3 +423,23 @@ def test_schedule_list_json_honours_start_and_matches_the_table(tmp_path: Path) 
     assert listed["audit"]["next"] == []  # its window ended
     text = cli()
     assert "no more" in text and fires[0].strftime("%Y-%m-%d 02:30:00 UTC") in text
+
+
+def test_an_at_job_first_seen_just_after_its_time_still_runs_within_grace(
+        tmp_path: Path) -> None:
+    # the server was still starting at 09:00:00; it first looks at 09:00:07
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    write_job(jobs, "once", "{at: 2026-11-22T09:00:00, misfire_grace: 60}")
+    write_job(jobs, "stale", "{at: 2026-11-22T08:00:00, misfire_grace: 60}")
+    write_job(jobs, "cron", "{cron: '0 9 * * *'}")  # crontab: never retroactive
+    clock, runs = FakeClock(T0 + timedelta(seconds=7)), FakeRuns()
+    server = make(tmp_path, f"sqlite:///{tmp_path / 'store.db'}", clock, runs, "host:1")
+    server.tick()
+    settle(server)
+    assert runs.started == [("once", T0)]
+    clock.moment = T0 + timedelta(hours=2)
+    server.tick()
+    settle(server)
+    assert runs.started == [("once", T0)]  # once only; the stale one and the cron never
+    assert [o["job"] for o in server.store.occurrences()] == ["once"]
