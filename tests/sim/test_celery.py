@@ -37,14 +37,10 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     # 12 slow devices keep a run going while a worker is killed; one refuses logins.
     # 127.111.0.1-24: the store tests' block (tests/sim/test_db_loss.py and
     # test_serve_store.py use .101 and .201 on), as two of these tests run on PostgreSQL.
-    process = SimProcess(tmp_path_factory.mktemp("sim-celery") / "sim", DEVICES,
-                         address="127.111.0.1", port=free_port(),
-                         faults=["slow=12", "refuse=1"], slow_delay=SLOW_DELAY)
-    try:
-        process.start()
+    with SimProcess(tmp_path_factory.mktemp("sim-celery") / "sim", DEVICES,
+                    address="127.111.0.1", port=free_port(),
+                    faults=["slow=12", "refuse=1"], slow_delay=SLOW_DELAY) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,10 @@ DEVICES = 6
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     """Six devices of their own (127.111.0.101-106), every one slow: each answer waits."""
-    process = SimProcess(tmp_path_factory.mktemp("sim-dbloss") / "sim", DEVICES,
-                         address="127.111.0.101", port=free_port(),
-                         faults=[f"slow={DEVICES}"], slow_delay=0.4)
-    try:
-        process.start()
+    with SimProcess(tmp_path_factory.mktemp("sim-dbloss") / "sim", DEVICES,
+                    address="127.111.0.101", port=free_port(),
+                    faults=[f"slow={DEVICES}"], slow_delay=0.4) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def hosts_of(sim: SimProcess) -> list[str]:

@@ -34,14 +34,10 @@ BGP = ["router bgp 65000", " neighbor 192.0.2.7 password N3ighb0rX"]
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     # logins land in user exec: every driver sends the enable secret
-    process = SimProcess(tmp_path_factory.mktemp("sim-hard") / "sim", 16,
-                         address="127.110.0.1", port=free_port(), faults=["slow=4"],
-                         slow_delay=0.5, extra=["--enable-secret", ENABLE])
-    try:
-        process.start()
+    with SimProcess(tmp_path_factory.mktemp("sim-hard") / "sim", 16,
+                    address="127.110.0.1", port=free_port(), faults=["slow=4"],
+                    slow_delay=0.5, extra=["--enable-secret", ENABLE]) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def password(sim: SimProcess) -> str:

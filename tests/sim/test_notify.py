@@ -29,13 +29,9 @@ NTP = "ntp server 192.0.2.44"
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     """Four devices of their own (127.108.0.x: no other test uses it), one refusing logins."""
-    process = SimProcess(tmp_path_factory.mktemp("sim-notify") / "sim", DEVICES,
-                         address="127.108.0.1", port=free_port(), faults=["refuse=1"])
-    try:
-        process.start()
+    with SimProcess(tmp_path_factory.mktemp("sim-notify") / "sim", DEVICES,
+                    address="127.108.0.1", port=free_port(), faults=["refuse=1"]) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def hosts_of(sim: SimProcess) -> tuple[list[str], str]:

@@ -28,14 +28,10 @@ REFUSED = 3
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    process = SimProcess(tmp_path_factory.mktemp("sim-out") / "sim", DEVICES,
-                         address="127.113.0.1", port=free_port(),
-                         faults=[f"refuse={REFUSED}"])
-    try:
-        process.start()
+    with SimProcess(tmp_path_factory.mktemp("sim-out") / "sim", DEVICES,
+                    address="127.113.0.1", port=free_port(),
+                    faults=[f"refuse={REFUSED}"]) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def run_on_a_terminal(sim: SimProcess, tmp_path: Path, *args: str,

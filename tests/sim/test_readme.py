@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from runner.lab.netns import wait_for
+from runner.lab.sim.process import stop_process
 from tests.conftest import ROOT, free_port
 from tests.readme_commands import Command, check, documented
 
@@ -59,13 +60,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workdir]:
         yield wd
     finally:
         for proc in wd.sims:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
 
 
 def substitute(command: Command, wd: Workdir) -> list[str]:
@@ -109,9 +104,7 @@ def start_sim(wd: Workdir, args: list[str]) -> Path:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wd.sims.append(proc)
     state = directory / "sim.json"
-    deadline = time.monotonic() + 60
-    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: state.exists() or proc.poll() is not None, 60, f"{args} to start")
     assert state.exists(), proc.stderr.read().decode() if proc.stderr else proc.returncode
     return directory
 
@@ -131,18 +124,22 @@ def routers_inventory(wd: Workdir, sim_inventory: Path) -> Path:
 
 def serve_until_sigterm(wd: Workdir, args: list[str]) -> None:
     """`runner serve` as documented: it runs until SIGTERM, then exits 0."""
-    proc = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=wd.path, env=wd.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = wd.path / "serve.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=wd.path,
+                                env=wd.env, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        time.sleep(3)
-        assert proc.poll() is None, proc.communicate()
+        # serving once it holds the scheduler lease (or it exited: the assert says why)
+        wait_for(lambda: "active scheduler" in log.read_text(encoding="utf-8")
+                 or proc.poll() is not None, 60, f"{args} to start serving")
+        assert proc.poll() is None, log.read_text(encoding="utf-8")
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, log.read_text(encoding="utf-8")
 
 
 def applies(command: Command) -> bool:

@@ -29,14 +29,10 @@ DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     # slow devices answer each line after 0.4 s: a device budget runs out mid-job
-    process = SimProcess(tmp_path_factory.mktemp("sim-safe") / "sim", 40,
-                         address="127.109.0.1", port=free_port(), faults=["slow=4"],
-                         slow_delay=0.4)
-    try:
-        process.start()
+    with SimProcess(tmp_path_factory.mktemp("sim-safe") / "sim", 40,
+                    address="127.109.0.1", port=free_port(), faults=["slow=4"],
+                    slow_delay=0.4) as process:
         yield process
-    finally:
-        process.stop()
 
 
 class Devices:

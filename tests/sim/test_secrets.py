@@ -25,21 +25,18 @@ ENABLE = "Ena6le-fr0m-file"
 COMMUNITY = "C0mmunity-fr0m-env"
 
 
-def start(tmp_path_factory: pytest.TempPathFactory, address: str, *,
-          password: str | None = None, extra: tuple[str, ...] = ()) -> SimProcess:
-    process = SimProcess(tmp_path_factory.mktemp("sim-secrets") / "sim", 4, address=address,
-                         port=free_port(), password=password, extra=list(extra))
-    process.start()
-    return process
+def simulator(tmp_path_factory: pytest.TempPathFactory, address: str, *,
+              password: str | None = None, extra: tuple[str, ...] = ()) -> SimProcess:
+    """Four devices of their own (started and stopped by `with`)."""
+    return SimProcess(tmp_path_factory.mktemp("sim-secrets") / "sim", 4, address=address,
+                      port=free_port(), password=password, extra=list(extra))
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    process = start(tmp_path_factory, "127.112.0.1", extra=("--enable-secret", ENABLE))
-    try:
+    with simulator(tmp_path_factory, "127.112.0.1",
+                   extra=("--enable-secret", ENABLE)) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def hosts_of(sim: SimProcess) -> list[str]:
@@ -137,8 +134,7 @@ def test_a_short_password_runs_and_is_masked_where_it_is_a_credential(
     """Refused before (exit 2); now the run works and the password is masked as a
     credential and as a whole parsed value, without shredding the rest."""
     short = "q~7"
-    sim = start(tmp_path_factory, "127.112.0.11", password=short)
-    try:
+    with simulator(tmp_path_factory, "127.112.0.11", password=short) as sim:
         host = hosts_of(sim)[0]
         job = {"name": "short", "driver": "asyncssh", "targets": {"hosts": [host]}, "steps": [
             {"config": {"lines": [f"snmp-server community {short} RO"]}},
@@ -154,16 +150,13 @@ def test_a_short_password_runs_and_is_masked_where_it_is_a_credential(
         assert "interface" in steps[2]["output"]  # the rest of the config is intact
         for text in everything_written(tmp_path, *procs):
             assert short not in text, text[:2000]
-    finally:
-        sim.stop()
 
 
 def test_a_password_equal_to_the_username_runs_and_is_masked(
         tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     same = "netops"
-    sim = start(tmp_path_factory, "127.112.0.21", password=same,
-                extra=("--username", same))
-    try:
+    with simulator(tmp_path_factory, "127.112.0.21", password=same,
+                   extra=("--username", same)) as sim:
         host = hosts_of(sim)[0]
         job = {"name": "same", "driver": "netmiko", "targets": {"hosts": [host]}, "steps": [
             {"config": {"lines": [f"username {same} privilege 15 password 0 {same}",
@@ -177,5 +170,3 @@ def test_a_password_equal_to_the_username_runs_and_is_masked(
         assert "interface" in output
         for text in everything_written(tmp_path, *procs):
             assert same not in text, text[:2000]
-    finally:
-        sim.stop()

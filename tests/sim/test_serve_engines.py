@@ -28,13 +28,9 @@ JITTER = 1.5
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    process = SimProcess(tmp_path_factory.mktemp("sim-serve-engines") / "sim", 2,
-                         address="127.117.0.1", port=free_port())
-    try:
-        process.start()
+    with SimProcess(tmp_path_factory.mktemp("sim-serve-engines") / "sim", 2,
+                    address="127.117.0.1", port=free_port()) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def test_serve_with_celery_fires_at_once_and_jitters_each_occurrence(

@@ -26,13 +26,9 @@ from tests.pg import PASSWORD, PgServer
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     """Two devices of their own (127.111.0.201-202)."""
-    process = SimProcess(tmp_path_factory.mktemp("sim-serve") / "sim", 2,
-                         address="127.111.0.201", port=free_port())
-    try:
-        process.start()
+    with SimProcess(tmp_path_factory.mktemp("sim-serve") / "sim", 2,
+                    address="127.111.0.201", port=free_port()) as process:
         yield process
-    finally:
-        process.stop()
 
 
 TICK = """name: tick

@@ -112,14 +112,10 @@ class Fleet:
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """8 simulated devices on 127.114.0.1..8: one refuses logins, one answers slowly."""
-    sim = SimProcess(tmp_path_factory.mktemp("web-sim") / "sim", SIM_DEVICES,
-                     address="127.114.0.1", port=free_port(), faults=["refuse=1", "slow=1"],
-                     slow_delay=20)
-    try:
-        sim.start()
+    with SimProcess(tmp_path_factory.mktemp("web-sim") / "sim", SIM_DEVICES,
+                    address="127.114.0.1", port=free_port(), faults=["refuse=1", "slow=1"],
+                    slow_delay=20) as sim:
         yield Fleet(sim)
-    finally:
-        sim.stop()
 
 
 def write_job(jobs: Path, name: str, **fields: Any) -> Path:

@@ -101,8 +101,12 @@ class SimProcess:
                                      stderr=subprocess.PIPE)
         proc = self.proc
         state_file = self.directory / fleet_files.STATE
-        wait_for(lambda: state_file.exists() or proc.poll() is not None, timeout,
-                 "the simulator to start")
+        try:
+            wait_for(lambda: state_file.exists() or proc.poll() is not None, timeout,
+                     "the simulator to start")
+        except LabError:
+            self.stop()  # not ready in time: no simulator is left behind
+            raise
         if proc.poll() is not None:
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             raise LabError(f"the simulator exited with {proc.returncode}: {err.strip()}")
@@ -114,15 +118,8 @@ class SimProcess:
         return Path(self.state["inventory"])
 
     def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def __enter__(self) -> SimProcess:
         self.start()
@@ -130,3 +127,16 @@ class SimProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM a simulator (it closes its sessions and removes its state file), SIGKILL if
+    it has not exited after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
