@@ -11,10 +11,9 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from runner.errors import InputError, NotFound
-from runner.records import DeviceResult, RunResult
-from runner.results import ResultsStore, devices, runs
+from runner.records import RunResult
+from runner.results import ResultsStore, devices, record_of, run_of, runs
 from runner.vocab import DeviceStatus, RunStatus
-from runner.vocab import Engine as EngineName
 
 # A run as listed (history, the runs page): not its targets (thousands of names) nor the
 # job and inputs as previewed (`runner show`, approval).
@@ -101,14 +100,6 @@ def run_head(store: ResultsStore, run_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-def _result_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
-    return RunResult(run_id=row["run_id"], job=row["job"], started=row["started"],
-                     finished=row["finished"], devices=records, dry_run=row["dry_run"],
-                     job_file=row["job_file"], engine=EngineName(row["engine"]),
-                     occurrence=row["occurrence"], backup_commit=row["backup_commit"],
-                     rerun_of=row.get("rerun_of"), approves=row.get("approves"))
-
-
 def device_document(store: ResultsStore, run_id: str, host: str) -> dict[str, Any]:
     """`runner show RUN --host HOST --json`, reading only that device's record."""
     row = run_head(store, run_id)
@@ -117,9 +108,7 @@ def device_document(store: ResultsStore, run_id: str, host: str) -> dict[str, An
                                                    devices.c.host == host)).first()
     if found is None:
         raise NotFound(f"run {row['run_id']} has no device {host!r}")
-    record = DeviceResult.from_json({k: v for k, v in dict(found._mapping).items()
-                                     if k not in ("id", "run_id", "position")})
-    return run_document(row, _result_of(row, [record]))
+    return run_document(row, run_of(row, [record_of(dict(found._mapping))]))
 
 
 def status_counts(store: ResultsStore, run_ids: list[str]) -> dict[str, dict[str, int]]:

@@ -370,15 +370,22 @@ class ResultsStore:
             row = dict(conn.execute(select(runs).where(runs.c.run_id == full)).one()._mapping)
             rows = conn.execute(select(devices).where(devices.c.run_id == full)
                                 .order_by(devices.c.position, devices.c.id)).all()
-        devs = [DeviceResult.from_json({k: v for k, v in dict(r._mapping).items()
-                                        if k not in ("id", "run_id", "position")})
-                for r in rows]
-        run = RunResult(run_id=full, job=row["job"], started=row["started"],
-                        finished=row["finished"], devices=devs, dry_run=row["dry_run"],
-                        job_file=row["job_file"], engine=EngineName(row["engine"]),
-                        occurrence=row["occurrence"], backup_commit=row["backup_commit"],
-                        rerun_of=row.get("rerun_of"), approves=row.get("approves"))
-        return row, run
+        return row, run_of(row, [record_of(dict(r._mapping)) for r in rows])
+
+
+def record_of(row: dict[str, Any]) -> DeviceResult:
+    """A device's record from its row in `devices`."""
+    return DeviceResult.from_json({k: v for k, v in row.items()
+                                   if k not in ("id", "run_id", "position")})
+
+
+def run_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
+    """A run from its row in `runs` and its devices' records."""
+    return RunResult(run_id=row["run_id"], job=row["job"], started=row["started"],
+                     finished=row["finished"], devices=records, dry_run=row["dry_run"],
+                     job_file=row["job_file"], engine=EngineName(row["engine"]),
+                     occurrence=row["occurrence"], backup_commit=row["backup_commit"],
+                     rerun_of=row.get("rerun_of"), approves=row.get("approves"))
 
 
 FLUSH_S = 0.25  # a finished device is on disk this long after at most
