@@ -23,7 +23,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, DateTime, Float, case, cast, func, select
+from sqlalchemy import ColumnElement, Connection, DateTime, Float, Select, case, cast, func, select
 
 from runner.errors import InputError
 from runner.results import ResultsStore, devices, runs
@@ -62,6 +62,18 @@ def _bucketed(values: dict[str, list[float]],
               buckets: tuple[float, ...]) -> list[tuple[str, list[int], int, float]]:
     return [(key, [sum(1 for v in vs if v <= b) for b in buckets], len(vs), sum(vs))
             for key, vs in sorted(values.items())]
+
+
+def _sql_buckets(conn: Connection, query: Select[Any], key: ColumnElement[Any],
+                 value: ColumnElement[Any], buckets: tuple[float, ...],
+                 ) -> list[tuple[str, list[int], int, float]]:
+    """Histogram rows per `key` counted by the database (no row fetched per run or device):
+    (key, cumulative count per bucket, count, sum)."""
+    sums = [func.sum(case((value <= b, 1), else_=0)) for b in buckets]
+    grouped = query.with_only_columns(key, func.count(), func.sum(value), *sums) \
+        .group_by(key)
+    return [(k, [int(c or 0) for c in cs], int(n), float(total or 0))
+            for k, n, total, *cs in conn.execute(grouped)]
 
 
 class RunnerCollector(Collector):
@@ -104,21 +116,24 @@ class RunnerCollector(Collector):
                 if status == RunStatus.RUNNING:
                     running.add_metric([job], int(n))
         duration = _seconds_between(engine.dialect.name, runs.c.started, runs.c.finished)
-        values: dict[str, list[float]] = {}
+        finished = runs.c.finished.is_not(None)
         with engine.connect() as conn:
-            if duration is not None:
-                query = select(runs.c.job, duration).where(runs.c.finished.is_not(None))
-                for job, seconds in conn.execute(query):
-                    values.setdefault(job, []).append(max(0.0, float(seconds or 0)))
+            if duration is not None:  # bucketed by the database, as device durations are
+                known = func.coalesce(duration, 0.0)
+                seconds = func.max(known, 0.0) if engine.dialect.name == "sqlite" \
+                    else func.greatest(known, 0.0)
+                rows = _sql_buckets(conn, select(runs.c.job).where(finished), runs.c.job,
+                                    seconds, RUN_BUCKETS)
             else:  # any other database: the arithmetic in Python
+                values: dict[str, list[float]] = {}
                 for job, start, end in conn.execute(select(
-                        runs.c.job, runs.c.started, runs.c.finished)
-                        .where(runs.c.finished.is_not(None))):
+                        runs.c.job, runs.c.started, runs.c.finished).where(finished)):
                     values.setdefault(job, []).append(max(0.0, (
                         datetime.fromisoformat(end)
                         - datetime.fromisoformat(start)).total_seconds()))
+                rows = _bucketed(values, RUN_BUCKETS)
         hist = _histogram("runner_run_duration_seconds", "Finished runs' durations, by job.",
-                          "job", _bucketed(values, RUN_BUCKETS), RUN_BUCKETS)
+                          "job", rows, RUN_BUCKETS)
         return [counts, running, hist]
 
     def _devices(self) -> list[Metric]:
@@ -126,16 +141,13 @@ class RunnerCollector(Collector):
                                      "status.", labels=["job", "status"])
         joined = devices.join(runs, devices.c.run_id == runs.c.run_id)
         seconds = cast(func.coalesce(devices.c.duration_s, 0.0), Float)
-        buckets = [func.sum(case((seconds <= b, 1), else_=0)) for b in DEVICE_BUCKETS]
         with self.results.engine.connect() as conn:
             for job, status, n in conn.execute(
                     select(runs.c.job, devices.c.status, func.count()).select_from(joined)
                     .group_by(runs.c.job, devices.c.status)):
                 counts.add_metric([job, status], int(n))
-            rows = [(job, [int(c or 0) for c in cs], int(n), float(total or 0))
-                    for job, n, total, *cs in conn.execute(
-                        select(runs.c.job, func.count(), func.sum(seconds), *buckets)
-                        .select_from(joined).group_by(runs.c.job))]
+            rows = _sql_buckets(conn, select(runs.c.job).select_from(joined), runs.c.job,
+                                seconds, DEVICE_BUCKETS)
         hist = _histogram("runner_device_duration_seconds", "Devices' durations in runs, by "
                           "job.", "job", rows, DEVICE_BUCKETS)
         return [counts, hist]
