@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from runner.errors import LabError
 from runner.lab.service import Labs
@@ -33,12 +34,17 @@ class RouterRouting:
                 f"BGP {est}/{len(self.bgp)} established")
 
 
-def _vtysh_json(labs: Labs, lab: LabState, node: str, command: str) -> dict[str, object]:
+def vtysh_json(labs: Labs, lab: LabState, node: str, command: str, *,
+               required: bool = False) -> dict[str, Any]:
+    """`COMMAND json` in a router's vtysh: its object; {} when it answers no JSON (the
+    daemon is not configured), or with `required` a LabError quoting what it answered."""
     proc = labs.exec_in(lab, node, ["vtysh", "-c", f"{command} json"], timeout=30)
-    if proc.returncode != 0:
-        raise LabError(f"{node}: {command}: {proc.stderr.strip() or proc.stdout.strip()}")
     text = proc.stdout.strip()
-    return json.loads(text) if text.startswith("{") else {}
+    if proc.returncode != 0 or (required and not text.startswith("{")):
+        raise LabError(f"{node}: `{command}` answered: "
+                       f"{(proc.stderr or proc.stdout).strip()[:200] or 'nothing'}")
+    data = json.loads(text) if text.startswith("{") else {}
+    return data if isinstance(data, dict) else {}
 
 
 def routing(labs: Labs, lab: LabState, node: str) -> RouterRouting:
@@ -46,7 +52,7 @@ def routing(labs: Labs, lab: LabState, node: str) -> RouterRouting:
     daemons = lab.plan.nodes[node].daemons
     try:
         if "ospfd" in daemons:
-            data = _vtysh_json(labs, lab, node, "show ip ospf neighbor")
+            data = vtysh_json(labs, lab, node, "show ip ospf neighbor")
             neighbors = data.get("neighbors", {})
             assert isinstance(neighbors, dict)
             for nid, entries in neighbors.items():
@@ -54,7 +60,7 @@ def routing(labs: Labs, lab: LabState, node: str) -> RouterRouting:
                     result.ospf[f"{nid}@{entry.get('ifaceName', '')}"] = str(
                         entry.get("nbrState", entry.get("state", "")))
         if "bgpd" in daemons:
-            data = _vtysh_json(labs, lab, node, "show bgp summary")
+            data = vtysh_json(labs, lab, node, "show bgp summary")
             for afi in data.values():
                 if isinstance(afi, dict):
                     for peer, info in afi.get("peers", {}).items():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import LabError
+from runner.lab.converge import vtysh_json
 from runner.lab.exercise.spec import Goal
 from runner.lab.service import Labs
 from runner.lab.state import LabState
@@ -23,16 +24,6 @@ class Verdict:
         return {"goal": self.goal.text, "holds": self.holds, "evidence": self.evidence}
 
 
-def _vtysh_json(labs: Labs, lab: LabState, node: str, command: str) -> dict[str, Any]:
-    proc = labs.exec_in(lab, node, ["vtysh", "-c", f"{command} json"], timeout=30)
-    text = proc.stdout.strip()
-    if proc.returncode != 0 or not text.startswith("{"):
-        raise LabError(f"{node}: `{command}` answered: "
-                       f"{(proc.stderr or proc.stdout).strip()[:200] or 'nothing'}")
-    data = json.loads(text)
-    return data if isinstance(data, dict) else {}
-
-
 def _reaches(labs: Labs, lab: LabState, goal: Goal) -> Verdict:
     proc = labs.exec_in(lab, goal.node, ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1",
                                          goal.target], timeout=30)
@@ -44,7 +35,7 @@ def _reaches(labs: Labs, lab: LabState, goal: Goal) -> Verdict:
 
 
 def _bgp(labs: Labs, lab: LabState, goal: Goal) -> Verdict:
-    data = _vtysh_json(labs, lab, goal.node, "show bgp summary")
+    data = vtysh_json(labs, lab, goal.node, "show bgp summary", required=True)
     peers: dict[str, str] = {}
     for afi in data.values():
         if isinstance(afi, dict):
@@ -62,7 +53,7 @@ def _bgp(labs: Labs, lab: LabState, goal: Goal) -> Verdict:
 def _router_id(labs: Labs, lab: LabState, target: str) -> str:
     if target[0].isdigit() and target.count(".") == 3:
         return target
-    data = _vtysh_json(labs, lab, target, "show ip ospf")
+    data = vtysh_json(labs, lab, target, "show ip ospf", required=True)
     rid = data.get("routerId")
     if not rid:
         raise LabError(f"{target} runs no OSPF (no router id)")
@@ -72,7 +63,8 @@ def _router_id(labs: Labs, lab: LabState, target: str) -> str:
 def _ospf(labs: Labs, lab: LabState, goal: Goal) -> Verdict:
     rid = _router_id(labs, lab, goal.target)
     who = goal.target if goal.target == rid else f"{goal.target} ({rid})"
-    data = _vtysh_json(labs, lab, goal.node, "show ip ospf neighbor")
+    data = vtysh_json(labs, lab, goal.node, "show ip ospf neighbor",
+                      required=True)
     neighbors = data.get("neighbors", {})
     entries = neighbors.get(rid, []) if isinstance(neighbors, dict) else []
     if not entries:
