@@ -3,7 +3,6 @@ is up, link state and OSPF/BGP adjacencies coloured; as Graphviz dot, mermaid, S
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from runner.errors import BackendUnavailable, LabError
 from runner.lab.converge import routing
 from runner.lab.service import Labs
 from runner.lab.state import LabState
-from runner.lab.system import run
+from runner.lab.system import interfaces
 from runner.lab.topology import Node, Topology
 from runner.vocab import GraphFormat
 
@@ -69,14 +68,8 @@ def _file_addresses(node: Node) -> dict[str, str]:
 
 def _live_links(lab: LabState, node: str) -> dict[str, tuple[str, list[str]]]:
     """interface -> (oper state, its IPv4 addresses/prefix) inside the node's namespace."""
-    ns = lab.plan.nodes[node].netns
-    proc = run(["ip", "-n", ns, "-j", "addr", "show"], check=False)
-    out: dict[str, tuple[str, list[str]]] = {}
-    for entry in json.loads(proc.stdout or "[]"):
-        addrs = [f"{a['local']}/{a['prefixlen']}" for a in entry.get("addr_info", [])
-                 if a.get("family") == "inet"]
-        out[entry["ifname"]] = (str(entry.get("operstate", "UNKNOWN")), addrs)
-    return out
+    return {name: (state, [a for a in addrs if ":" not in a])
+            for name, (state, addrs) in interfaces(lab.plan.nodes[node].netns).items()}
 
 
 def build(topo: Topology, labs: Labs | None, lab: LabState | None) -> Picture:

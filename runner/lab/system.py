@@ -54,6 +54,26 @@ def netns_pids(netns: str) -> list[int]:
     return [int(p) for p in proc.stdout.split() if p.isdigit()]
 
 
+def interfaces(netns: str) -> dict[str, tuple[str, list[str]]]:
+    """Interface -> (oper state, its IPv4 and global IPv6 addresses with prefix length)
+    inside a namespace; empty when it cannot be read (not root, gone)."""
+    try:
+        proc = subprocess.run(["ip", "-n", netns, "-j", "addr", "show"], capture_output=True,
+                              text=True, timeout=5, check=False)
+        data = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout else []
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return {}
+    out: dict[str, tuple[str, list[str]]] = {}
+    for entry in data if isinstance(data, list) else []:
+        name = str(entry.get("ifname", ""))
+        if name:
+            out[name] = (str(entry.get("operstate", "UNKNOWN")), [
+                f"{a['local']}/{a['prefixlen']}" for a in entry.get("addr_info", [])
+                if a.get("family") == "inet" or (a.get("family") == "inet6"
+                                                 and a.get("scope") == "global")])
+    return out
+
+
 def link_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
 

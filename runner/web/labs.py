@@ -3,9 +3,7 @@ links with their interfaces, and each interface's addresses) to draw."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 from runner.errors import LabError, NotFound
 from runner.lab.plan import LabPlan, NodePlan
 from runner.lab.service import Labs
+from runner.lab.system import interfaces
 from runner.settings import Settings
 
 
@@ -75,21 +74,8 @@ def topology(settings: Settings, name: str) -> Topology:
 def live_addresses(node: NodePlan) -> dict[str, list[str]]:
     """The node's interfaces' IPv4 and global IPv6 addresses, read from its namespace (needs
     root; nothing when it cannot be read)."""
-    try:
-        proc = subprocess.run(["ip", "-j", "-n", node.netns, "addr", "show"],
-                              capture_output=True, text=True, timeout=5, check=False)
-        data = json.loads(proc.stdout) if proc.returncode == 0 else []
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        return {}
-    out: dict[str, list[str]] = {}
-    for iface in data if isinstance(data, list) else []:
-        name = str(iface.get("ifname", ""))
-        addrs = [f"{a['local']}/{a['prefixlen']}" for a in iface.get("addr_info", [])
-                 if a.get("family") == "inet" or (a.get("family") == "inet6"
-                                                  and a.get("scope") == "global")]
-        if name and name != "lo" and addrs:
-            out[name] = addrs
-    return out
+    return {name: addrs for name, (_, addrs) in interfaces(node.netns).items()
+            if name != "lo" and addrs}
 
 
 _IFACE = re.compile(r"^interface (\S+)")
