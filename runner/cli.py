@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import signal
 import sys
 from dataclasses import replace
@@ -11,7 +10,7 @@ from types import FrameType
 
 import click
 
-from runner import __version__
+from runner import __version__, logsetup
 from runner.errors import RunnerError
 from runner.settings import Settings
 
@@ -27,9 +26,6 @@ COMMANDS = {
     "lab": "runner.lab.commands", "db": "runner.db_commands", "web": "runner.web.commands",
     "token": "runner.web.commands",
 }
-
-
-SSH_LIBRARIES = ("netmiko", "paramiko", "scrapli", "asyncssh")
 
 
 class LazyGroup(click.Group):
@@ -56,15 +52,7 @@ def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
     """Network-automation job runner for device fleets."""
     settings = Settings.from_env()  # the one read of the environment; passed down from here
     ctx.obj = settings if db is None else replace(settings, db_url=db)
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    # The SSH libraries log what they send and receive at INFO and DEBUG (enable secrets,
-    # whole configs): their warnings only, whatever -v asks for.
-    for library in SSH_LIBRARIES:
-        logging.getLogger(library).setLevel(logging.WARNING)
-    # Alembic says "Context impl ..." at every start; runner.migrate logs what it upgrades.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logsetup.configure(verbose)
 
 
 _TERMINATED: list[bool] = []  # SIGTERM arrived (asyncio may re-raise it as a plain Ctrl-C)

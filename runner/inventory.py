@@ -90,7 +90,9 @@ class FleetInventory:
     def platform_of(self, name: str) -> str | None:
         """The host's platform as Nornir resolves it (host, groups, defaults), else the
         job's."""
-        return self.nornir.hosts[name].platform or self.default_platform
+        raw = self.nornir.hosts[name].platform or self.default_platform
+        # runner's name for napalm's `eos` and the like; an unknown name stays for the error
+        return (platforms.canonical(raw) or raw) if raw else raw
 
     def select(self, targets: Targets, limit: str | None = None) -> list[str]:
         """Host names for a job's targets (unknown names are InputErrors), then --limit.
@@ -114,6 +116,8 @@ class FleetInventory:
             chosen = [n for n in chosen if self.platform_of(n) in targets.platforms]
         for key, wanted in targets.where.items():
             accepted = wanted if isinstance(wanted, list) else [wanted]
+            if key == "platform":
+                accepted = [platforms.canonical(str(a)) or a for a in accepted]
             chosen = [n for n in chosen if (self.platform_of(n) if key == "platform"
                                             else _lookup(hosts[n], key)) in accepted]
         chosen = [n for n in chosen if n not in targets.exclude]
@@ -139,9 +143,8 @@ class FleetInventory:
                 f"give the job a `platform:`; runner knows {known})" + _more(missing))
         if unknown:
             name = unknown[0]
-            platform = self.platform_of(name)
             raise self._platform_origin(name).error(
-                f"unknown platform {platform!r} of host {name!r} (runner knows {known})"
+                f"host {name!r}: {platforms.unknown(self.platform_of(name) or '')}"
                 + _more(unknown))
         untested = set(platforms.untested())
         for platform in sorted({self.platform_of(n) or "" for n in chosen} & untested):

@@ -1,5 +1,7 @@
 """Platform knowledge (failure indicators, config commands, volatile and secret lines) loaded
-from platforms.yaml, so adding a platform is a data change."""
+from platforms.yaml, so adding a platform is a data change; the names other libraries give a
+platform (napalm's `eos`, ansible's `cisco.ios.ios`, scrapli's `cisco_iosxe`...) resolve to
+runner's through netutils' mapping, the field's shared table."""
 
 from __future__ import annotations
 
@@ -83,5 +85,56 @@ def untested() -> list[str]:
     return sorted(name for name, p in _table().items() if not p.tested)
 
 
+# The libraries whose platform names an inventory may use, as netutils' lib_mapper names them.
+ALIAS_LIBRARIES = ("napalm", "netmiko", "scrapli", "ansible")
+
+
 def get(name: str) -> Platform | None:
-    return _table().get(name)
+    """The platform of a runner name or of any library's name for it."""
+    found = canonical(name)
+    return None if found is None else _table()[found]
+
+
+@cache
+def canonical(name: str) -> str | None:
+    """runner's name for `name` (its own, or napalm's, netmiko's, scrapli's or ansible's
+    name for a platform runner has settings for), else None."""
+    table = _table()
+    if name in table:
+        return name
+    for normal in _normalized(name):
+        if normal in table:
+            return normal
+    return None
+
+
+def _normalized(name: str) -> list[str]:
+    """netutils' normalized names for `name` in each library that knows it."""
+    from netutils.lib_mapper import MAIN_LIB_MAPPER, NAME_TO_LIB_MAPPER
+
+    key = name.strip().lower()
+    found = [NAME_TO_LIB_MAPPER[lib].get(key) for lib in ALIAS_LIBRARIES]
+    found.append(MAIN_LIB_MAPPER.get(key))
+    return list(dict.fromkeys(n for n in found if n))
+
+
+def accepted_names() -> list[str]:
+    """Every name `canonical` accepts: runner's and the libraries' names for them."""
+    from netutils.lib_mapper import NAME_TO_LIB_MAPPER
+
+    table = _table()
+    aliases = {alias for lib in ALIAS_LIBRARIES
+               for alias, normal in NAME_TO_LIB_MAPPER[lib].items() if normal in table}
+    return sorted(set(table) | aliases)
+
+
+def unknown(name: str) -> str:
+    """Why `name` is no platform runner can drive, for an error message."""
+    known = ", ".join(names())
+    others = _normalized(name)
+    if others:
+        label = repr(name) if others[0] == name else f"{name!r} ({others[0]})"
+        return (f"platform {label} has no settings in runner (runner drives {known}; their "
+                "napalm, netmiko, scrapli and ansible names work too)")
+    return (f"unknown platform {name!r}: not a name of runner, napalm, netmiko, scrapli or "
+            f"ansible (runner drives {known})")

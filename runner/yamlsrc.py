@@ -200,7 +200,30 @@ class _Shape:
 
 def _check_shape(text: str, path: Path, error_class: type[InputError],
                  root: str | None = None) -> None:
-    loader = _Base(text)
+    try:
+        _walk_shape(_Base, text, path, error_class, root)
+    except yaml.MarkedYAMLError as exc:
+        if not _is_depth_refusal(exc):
+            raise
+        # libyaml (PyYAML >= 6.0.4) refuses deep nesting itself, while scanning ahead and
+        # before the first event: walk the text up to where it stopped with the Python
+        # parser, which reaches runner's own, shallower, check there and names the field.
+        mark = exc.problem_mark or exc.context_mark
+        end = mark.index if mark is not None else len(text)
+        _walk_shape(yaml.SafeLoader, text[:end], path, error_class, root)
+        raise error_class(f"nested deeper than {MAX_DEPTH} levels", path=path,
+                          line=mark.line + 1 if mark is not None else None) from None
+
+
+def _is_depth_refusal(exc: yaml.MarkedYAMLError) -> bool:
+    """A YAML library's own refusal of deep nesting (its wording is not runner's)."""
+    text = f"{exc.problem or ''} {exc.context or ''}".lower()
+    return "nesting" in text or "depth" in text
+
+
+def _walk_shape(base: Any, text: str, path: Path, error_class: type[InputError],
+                root: str | None) -> None:
+    loader = base(text)
     shape = _Shape(loader, path, error_class, root)
     handlers: dict[type[yaml.Event], Callable[[Any], None]] = {
         yaml.ScalarEvent: shape.scalar, yaml.AliasEvent: shape.alias,

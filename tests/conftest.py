@@ -4,7 +4,10 @@ store test runs on SQLite and on PostgreSQL, a fresh database each time."""
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +21,32 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_DIR = ROOT / "lab"
-SHARED = ROOT.parent / "shared"
+
+# Tests read only what the repository carries: a file beside the clone (../shared on a
+# developer's machine) is missing from a user's clone. Every open of such a file by a test
+# process is recorded and fails the test that did it.
+_BESIDE = str(ROOT.parent) + os.sep
+_INSIDE = (str(ROOT) + os.sep, os.path.realpath(tempfile.gettempdir()) + os.sep,
+           str(Path.home()) + os.sep)
+OUTSIDE_READS: list[str] = []
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if event != "open" or not isinstance(args[0], str | bytes | os.PathLike):
+        return
+    path = os.path.abspath(os.fsdecode(args[0]))
+    if os.sep != _BESIDE and path.startswith(_BESIDE) and not path.startswith(_INSIDE):
+        OUTSIDE_READS.append(path)
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture(autouse=True)
+def _reads_only_the_repository() -> Iterator[None]:
+    OUTSIDE_READS.clear()
+    yield
+    assert not OUTSIDE_READS, f"the test read files outside the repository: {OUTSIDE_READS}"
 
 
 def write_inventory(tmp_path: Path, hosts: str, groups: str = "", defaults: str = "") -> Path:

@@ -5,6 +5,7 @@ streams back over a pipe as it happens, as from one engine."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import multiprocessing
 import signal
@@ -14,6 +15,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from runner import logsetup
 from runner.errors import WorkerLost
 from runner.execution.executor import CancelFlag, RecordSink, Work, usable_cores
 from runner.execution.local import LocalExecutor
@@ -52,9 +54,10 @@ class _PipeSink:
         raise AssertionError("unreachable")
 
 
-def _child(conn: Connection, work: Work, owner: str, cancel: Any) -> None:
+def _child(conn: Connection, work: Work, owner: str, cancel: Any, log_level: int) -> None:
     """An engine process: works each list of hosts it is sent, reporting every device."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    logsetup.inherit(log_level)
     executor = LocalExecutor(work, owner=owner)
     sink = _PipeSink(conn)
     while True:
@@ -70,7 +73,8 @@ class _Engine:
         self.index = index
         self.conn, child_conn = ctx.Pipe()
         owner = f"local:{work.run_id}:p{index}"
-        self.process = ctx.Process(target=_child, args=(child_conn, work, owner, cancel),
+        level = logging.getLogger().getEffectiveLevel()
+        self.process = ctx.Process(target=_child, args=(child_conn, work, owner, cancel, level),
                                    name=f"runner-engine-{index}", daemon=True)
         self.process.start()
         child_conn.close()

@@ -28,7 +28,21 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 def _platform_names(schema: dict[str, Any]) -> None:
-    schema["enum"] = platforms.names()
+    schema["enum"] = platforms.accepted_names()
+
+
+def _canonical_platform(value: str) -> str:
+    """runner's name for a platform named as runner, napalm, netmiko, scrapli or ansible
+    name it (stored and shown so), else a ValueError saying why."""
+    found = platforms.canonical(value)
+    if found is None:
+        raise ValueError(platforms.unknown(value))
+    return found
+
+
+# A platform as a job names it: runner's name or another library's, stored as runner's.
+PlatformName = Annotated[str, AfterValidator(_canonical_platform),
+                         Field(json_schema_extra=_platform_names)]
 
 
 class _Model(BaseModel):
@@ -40,7 +54,9 @@ class Targets(_Model):
 
     hosts: list[str] = Field(default_factory=list, description="Host names.")
     groups: list[str] = Field(default_factory=list, description="Members of these groups.")
-    platforms: list[str] = Field(default_factory=list, description="Only these platforms.")
+    platforms: list[PlatformName] = Field(
+        default_factory=list, description="Only these platforms (runner's names or napalm's, "
+                                          "netmiko's, scrapli's or ansible's).")
     where: dict[str, str | int | bool | list[str | int | bool]] = Field(
         default_factory=dict,
         description="Inventory data filters, key (dotted for nested data) -> value or list of "
@@ -247,7 +263,7 @@ class JobSpec(_Model):
         Driver.NETMIKO, description="Default session driver (asyncssh: runner's own, the fastest "
                                "for large fleets); inventory data `driver` on a host or group "
                                "overrides it.")
-    platform: str | None = Field(None, json_schema_extra=_platform_names, description=(
+    platform: PlatformName | None = Field(None, description=(
         "Platform of targeted hosts for which the inventory gives none (unset on the host, "
         "its groups and the defaults), e.g. in containerlab's flat inventory."))
     concurrency: int = Field(20, ge=1, le=5000, description="Devices at once.")
@@ -274,14 +290,6 @@ class JobSpec(_Model):
         description="Notification targets (Apprise URLs) and the events that send each. Left "
                     "out: `runner serve --notify` targets apply; `[]`: no notifications.")
     steps: list[Step] = Field(min_length=1)
-
-    @field_validator("platform")
-    @classmethod
-    def _platform(cls, value: str | None) -> str | None:
-        if value is not None and platforms.get(value) is None:
-            raise ValueError(f"unknown platform {value!r} (runner knows "
-                             f"{', '.join(platforms.names())})")
-        return value
 
     @property
     def rolls_back(self) -> bool:

@@ -21,7 +21,11 @@ from tests.conftest import write_inventory
 
 NORNIR_DATA = Path(__file__).parent / "data" / "nornir_inventory"
 PLATFORMS = "arista_eos, cisco_ios, cisco_iosxe, cisco_nxos"
+ALIASES_TOO = "their napalm, netmiko, scrapli and ansible names work too"
 RUNNER_DRIVERS = ("netmiko", "scrapli", "asyncssh")
+# napalm's names in Nornir's test inventory, as runner stores and shows them; `junos` is
+# juniper_junos (runner has no settings for it) and `linux` no library's: both unchanged
+CANONICAL = {"eos": "arista_eos"}
 
 
 def nornir_oracle(directory: Path) -> dict[str, Host]:
@@ -56,7 +60,8 @@ def test_nornirs_own_test_inventory_resolves_field_by_field_as_nornir_does() -> 
         host = inv.hosts[name]
         for attr in ("hostname", "port", "username", "password", "platform"):
             assert getattr(host, attr) == getattr(expected, attr), (name, attr)
-        assert inv.platform_of(name) == expected.platform, name
+        platform = CANONICAL.get(expected.platform, expected.platform)
+        assert inv.platform_of(name) == platform, name
         assert [g.name for g in host.groups] == [g.name for g in expected.groups], name
         assert [g.name for g in host.extended_groups()] == \
             [g.name for g in expected.extended_groups()], name
@@ -66,7 +71,7 @@ def test_nornirs_own_test_inventory_resolves_field_by_field_as_nornir_does() -> 
         # what templates see of the host is the same resolution
         seen = inv.template_vars(name)
         assert (seen["hostname"], seen["platform"], seen["groups"], seen["data"]) == (
-            expected.hostname, expected.platform, [g.name for g in expected.groups],
+            expected.hostname, platform, [g.name for g in expected.groups],
             dict(expected.items())), name
         for connection in sorted(connections):
             assert host.get_connection_parameters(connection).dict() == \
@@ -176,18 +181,89 @@ def test_a_platform_runner_does_not_drive_is_an_error_only_for_targeted_hosts(
     with pytest.raises(InventoryError) as info:
         inv.select(Targets(groups=["servers"]))
     assert str(info.value) == (
-        f"{inv.source / 'groups.yaml'}:2: servers.platform: unknown platform 'linux' of host "
-        f"'srv1' (runner knows {PLATFORMS})")
+        f"{inv.source / 'groups.yaml'}:2: servers.platform: host 'srv1': platform 'linux' has "
+        f"no settings in runner (runner drives {PLATFORMS}; {ALIASES_TOO})")
     with pytest.raises(InventoryError) as info:
         inv.select(Targets())
     assert str(info.value) == (
-        f"{inv.source / 'groups.yaml'}:2: servers.platform: unknown platform 'linux' of host "
-        f"'srv1' (runner knows {PLATFORMS}); 1 more targeted host(s) too: sw1")
+        f"{inv.source / 'groups.yaml'}:2: servers.platform: host 'srv1': platform 'linux' has "
+        f"no settings in runner (runner drives {PLATFORMS}; {ALIASES_TOO}); 1 more targeted "
+        "host(s) too: sw1")
     with pytest.raises(InventoryError) as info:
         inv.select(Targets(hosts=["sw1"]))
-    assert str(info.value).startswith(f"{inv.source / 'hosts.yaml'}:5: sw1.platform: "
-                                      "unknown platform 'junos_xyz' of host 'sw1'")
+    assert str(info.value) == (
+        f"{inv.source / 'hosts.yaml'}:5: sw1.platform: host 'sw1': unknown platform "
+        "'junos_xyz': not a name of runner, napalm, netmiko, scrapli or ansible (runner "
+        f"drives {PLATFORMS})")
     assert inv.select(Targets(platforms=["cisco_ios"])) == ["r1"]
+
+
+NAPALM_STYLE = """\
+r1: {hostname: 10.0.0.1, platform: ios}
+r2: {hostname: 10.0.0.2, platform: cisco_iosxe}
+r3: {hostname: 10.0.0.3, platform: cisco.ios.ios}
+s1: {hostname: 10.0.0.4, platform: eos}
+s2: {hostname: 10.0.0.5, platform: arista.eos.eos}
+n1: {hostname: 10.0.0.6, platform: nxos_ssh}
+n2: {hostname: 10.0.0.7, platform: cisco.nxos.nxos}
+"""
+
+
+@pytest.mark.parametrize(("host", "canonical", "netmiko", "scrapli"), [
+    ("r1", "cisco_ios", "cisco_ios", "cisco_iosxe"),          # napalm
+    ("r2", "cisco_iosxe", "cisco_ios", "cisco_iosxe"),        # scrapli (runner's own name too)
+    ("r3", "cisco_ios", "cisco_ios", "cisco_iosxe"),          # ansible
+    ("s1", "arista_eos", "arista_eos", "arista_eos"),         # napalm
+    ("s2", "arista_eos", "arista_eos", "arista_eos"),         # ansible
+    ("n1", "cisco_nxos", "cisco_nxos", "cisco_nxos"),         # napalm's ssh flavour
+    ("n2", "cisco_nxos", "cisco_nxos", "cisco_nxos")])        # ansible
+def test_platform_names_of_other_libraries_resolve_to_runners(
+        tmp_path: Path, host: str, canonical: str, netmiko: str, scrapli: str) -> None:
+    """What inventories written for napalm, scrapli or ansible say is runner's platform, by
+    netutils' mapping: stored, shown and given to each driver as runner's."""
+    inv = load_inventory(write_inventory(tmp_path, NAPALM_STYLE))
+    assert inv.platform_of(host) == canonical
+    assert inv.template_vars(host)["platform"] == canonical
+    assert inv.connect_params(host, "netmiko").driver_platform == netmiko
+    assert inv.connect_params(host, "scrapli").driver_platform == scrapli
+    assert inv.connect_params(host, "asyncssh").platform == canonical
+    # a job's platform filter may use any library's name, too
+    assert host in inv.select(Targets(platforms=[canonical]))
+
+
+def test_a_job_filter_and_where_take_other_libraries_names(tmp_path: Path) -> None:
+    inv = load_inventory(write_inventory(tmp_path, NAPALM_STYLE))
+    assert Targets(platforms=["eos", "nxos"]).platforms == ["arista_eos", "cisco_nxos"]
+    assert inv.select(Targets(platforms=["eos"])) == ["s1", "s2"]
+    assert inv.select(Targets(where={"platform": "arista.eos.eos"})) == ["s1", "s2"]
+    assert inv.select(Targets(where={"platform": ["ios", "nxos"]})) == ["r1", "r3", "n1", "n2"]
+
+
+def test_nornirs_test_inventory_with_a_job_on_group_1(tmp_path: Path) -> None:
+    """Nornir's own test inventory, written for nornir_napalm: dev1 says `eos` (runner's
+    arista_eos), dev2 `junos` (juniper_junos, which runner has no settings for)."""
+    job = tmp_path / "job.yml"
+    job.write_text("name: j\ntargets: {groups: [group_1]}\nsteps:\n  - command: show version\n",
+                   encoding="utf-8")
+    with pytest.raises(InventoryError) as info:
+        prepare(job, NORNIR_DATA, tmp_path)
+    assert str(info.value) == (
+        f"{NORNIR_DATA / 'hosts.yaml'}:42: dev2.group_1.platform: host 'dev2.group_1': platform "
+        f"'junos' (juniper_junos) has no settings in runner (runner drives {PLATFORMS}; "
+        f"{ALIASES_TOO})")
+    job.write_text("name: j\ntargets: {groups: [group_1], platforms: [eos]}\n"
+                   "steps:\n  - command: show version\n", encoding="utf-8")
+    prep = prepare(job, NORNIR_DATA, tmp_path)
+    assert isinstance(prep.inventory, FleetInventory)
+    assert prep.hosts == ["dev1.group_1"]
+    assert prep.inventory.platform_of("dev1.group_1") == "arista_eos"
+    assert prep.inventory.connect_params("dev1.group_1", "netmiko").driver_platform == \
+        "arista_eos"
+    # `runner validate` names the platform as runner does (untested: it warns so)
+    ran = subprocess.run([sys.executable, "-m", "runner", "validate", str(job), "-i",
+                          str(NORNIR_DATA)], capture_output=True, text=True, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert "platform arista_eos (hosts dev1.group_1) is untested" in ran.stderr
 
 
 def test_a_host_without_platform_is_named_only_when_targeted_or_takes_the_jobs(
@@ -300,9 +376,9 @@ def test_containerlabs_flat_inventory_loads_as_containerlab_writes_it(
     if text is CLAB_GROUPS:
         assert inv.hosts["node4"].username is None and inv.hosts["node4"].password is None
         assert sorted(inv.nornir.groups) == ["extra_group", "second_extra_group", "spine"]
-        with pytest.raises(InventoryError, match=r"unknown platform 'nokia_srlinux' of host "
-                                                 r"'node2'.*1 more targeted host\(s\) too: "
-                                                 r"node3"):
+        with pytest.raises(InventoryError, match=r"host 'node2': platform 'nokia_srlinux' "
+                                                 r"\(nokia_srl\) has no settings in runner.*1 "
+                                                 r"more targeted host\(s\) too: node3"):
             inv.select(Targets(groups=["extra_group"]))
     if text is CLAB_SCRAPLI:
         assert inv.select(Targets(platforms=["arista_eos"])) == ["node1", "node2", "node3"]

@@ -12,7 +12,7 @@ import yaml
 
 from runner.lab.plan import LabPlan, daemons_for, make_plan
 from runner.lab.topology import load_topology
-from tests.conftest import LAB_DIR, SHARED
+from tests.conftest import LAB_DIR, ROOT
 
 PRACTICE = LAB_DIR / "practice.clab.yml"
 
@@ -184,17 +184,19 @@ topology:
 
 
 SHIPPED = sorted(LAB_DIR.glob("*.clab.yml"))
+# containerlab's schema as vendored in tests/data/containerlab (README there: the commit)
+CLAB_SCHEMA = ROOT / "tests" / "data" / "containerlab" / "clab.schema.json"
+CLAB_SCHEMA_RELEASE = "v0.79.0"  # the first release that carries this schema
 
 
 def clab_schema() -> dict[str, object]:
-    """containerlab's schema, its Go/ECMA letter-or-digit class spelled for Python's `re`.
+    """containerlab's schema (release CLAB_SCHEMA_RELEASE), its Go/ECMA letter-or-digit
+    class spelled for Python's `re`.
 
     The JSON text holds `[\\\\p{N}\\\\p{L}]`; `[^\\\\W_]` is the same set (Unicode letters and
     digits) in a form jsonschema's `re`-based `pattern` check can compile.
     """
-    schema_path = SHARED / "schemas" / "clab.schema.json"
-    assert schema_path.exists(), f"{schema_path} is missing: ../shared must sit beside the repo"
-    text = schema_path.read_text(encoding="utf-8").replace(r"[\\p{N}\\p{L}]", r"[^\\W_]")
+    text = CLAB_SCHEMA.read_text(encoding="utf-8").replace(r"[\\p{N}\\p{L}]", r"[^\\W_]")
     schema: dict[str, object] = json.loads(text)
     jsonschema.validators.validator_for(schema).check_schema(schema)
     return schema
@@ -208,7 +210,7 @@ def test_shipped_topologies_validate_against_containerlab_schema(path: Path) -> 
 
 
 def test_schema_validation_can_fail() -> None:
-    # The Aug 2026 schema has no `kind: frr`: why the shipped labs use linux + FRR image.
+    # The v0.79.0 schema has no `kind: frr`: why the shipped labs use linux + FRR image.
     bad = {"name": "x", "topology": {"nodes": {"r1": {"kind": "frr"}}}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, clab_schema())
