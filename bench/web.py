@@ -26,7 +26,7 @@ from sqlalchemy import insert
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.results import ResultsStore, devices, runs  # noqa: E402
+from runner.store.results import ResultsStore, devices, runs  # noqa: E402
 from runner.vocab import DeviceStatus, RunStatus  # noqa: E402
 
 TARGET_MS = 300.0

@@ -17,13 +17,13 @@ from runner.settings import Settings
 # command -> module that defines it: a command's module (and the libraries it needs: lab,
 # scheduler, Celery) loads only when that command runs, so `runner run` starts quickly.
 COMMANDS = {
-    "run": "runner.job_commands", "validate": "runner.job_commands",
-    "schema": "runner.job_commands", "history": "runner.job_commands",
-    "show": "runner.job_commands", "approve": "runner.job_commands",
-    "reject": "runner.job_commands", "cancel": "runner.job_commands",
+    "run": "runner.job.commands", "validate": "runner.job.commands",
+    "schema": "runner.job.commands", "history": "runner.job.commands",
+    "show": "runner.job.commands", "approve": "runner.job.commands",
+    "reject": "runner.job.commands", "cancel": "runner.job.commands",
     "serve": "runner.schedule.commands",
     "schedule": "runner.schedule.commands", "worker": "runner.dispatch.commands",
-    "lab": "runner.lab.commands", "db": "runner.db_commands", "web": "runner.web.commands",
+    "lab": "runner.lab.commands", "db": "runner.store.commands", "web": "runner.web.commands",
     "token": "runner.web.commands",
 }
 

@@ -12,7 +12,7 @@ from runner.settings import Settings
 from runner.vocab import EngineChoice
 
 if TYPE_CHECKING:
-    from runner.results import ResultsStore
+    from runner.store.results import ResultsStore
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -23,7 +23,7 @@ def settings_of(ctx: click.Context) -> Settings:
 
 def results_store(ctx: click.Context) -> ResultsStore:
     """The results database the settings name (--db, RUNNER_DB_URL), its schema at head."""
-    from runner.results import ResultsStore
+    from runner.store.results import ResultsStore
 
     settings = settings_of(ctx)
     return ResultsStore(settings.database_url(), settings.db_retry)

@@ -18,13 +18,13 @@ from typing import Any
 import redis
 from celery import Celery
 
-from runner import platforms
 from runner.dispatch.heartbeat import ShardKeys, ShardWatch, sync_client
 from runner.errors import NotInInventory
 from runner.execution.executor import Work
 from runner.execution.leases import LEDGER_TTL_S, RunKeys
 from runner.execution.local import LocalExecutor
-from runner.inventory import FleetInventory, load_inventory
+from runner.inventory import platforms
+from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.job.spec import JobSpec
 from runner.records import ApprovedChange, DeviceResult, RestorePlan
 from runner.settings import DEFAULT_QUEUE, Settings

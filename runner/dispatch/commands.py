@@ -17,7 +17,7 @@ import click
 
 from runner.cli_common import settings_of
 from runner.errors import InputError
-from runner.inventory import load_inventory
+from runner.inventory.fleet import load_inventory
 from runner.settings import DEFAULT_QUEUE, safe_url
 
 

@@ -22,7 +22,7 @@ from runner.dispatch.heartbeat import ShardKeys, live_workers, worker_of
 from runner.errors import BrokerLost, WorkerError, WorkerLost
 from runner.execution.executor import CancelFlag, RecordSink, Work
 from runner.execution.leases import LEDGER_TTL_S, RunKeys, lease_key
-from runner.inventory import FleetInventory
+from runner.inventory.fleet import FleetInventory
 from runner.records import DeviceResult
 from runner.settings import DEFAULT_QUEUE, safe_url
 from runner.vocab import Engine

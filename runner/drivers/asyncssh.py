@@ -13,7 +13,6 @@ from typing import cast
 
 import asyncssh
 
-from runner import platforms
 from runner.drivers.base import ConnectParams, ErrorTable, Rule, Timeouts
 from runner.errors import (
     AuthFailed,
@@ -22,6 +21,7 @@ from runner.errors import (
     HostKeyMismatch,
     SessionLost,
 )
+from runner.inventory import platforms
 
 # Only the last line of output is tested against the prompt: output lines end in a newline,
 # a prompt does not, so a '#' inside output never ends a read early.

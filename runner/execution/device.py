@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from runner import platforms, restore
 from runner.drivers import Session, Timeouts
 from runner.errors import (
     CoordinationFailed,
@@ -26,14 +25,16 @@ from runner.errors import (
 from runner.execution.executor import Work
 from runner.execution.leases import Coordination, LocalLeases
 from runner.execution.retries import open_with_retries
-from runner.inventory import FleetInventory
+from runner.inventory import platforms
+from runner.inventory.fleet import FleetInventory
+from runner.inventory.platforms import Platform
+from runner.inventory.secretref import SecretResolver
+from runner.job import restore
+from runner.job.render import Templates
 from runner.job.spec import ConfigStep, JobSpec
-from runner.platforms import Platform
+from runner.job.steps import Change, Renderer, StepContext, apply_plan, roll_back, run_steps
 from runner.records import DeviceResult, RestorePlan, StepResult, now_iso
 from runner.redact import Redactor
-from runner.render import Templates
-from runner.secretref import SecretResolver
-from runner.steps import Change, Renderer, StepContext, apply_plan, roll_back, run_steps
 from runner.vocab import DeviceStatus, StepKind
 
 log = logging.getLogger(__name__)

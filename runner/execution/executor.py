@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol, Self, cast
 
 from runner.errors import NotRun
-from runner.inventory import FleetInventory
+from runner.inventory.fleet import FleetInventory
 from runner.job.spec import JobSpec
 from runner.records import ApprovedChange, DeviceResult, RestorePlan
 from runner.registry import Registry

@@ -8,8 +8,8 @@ from typing import Any
 
 from runner.errors import JobError
 from runner.job.spec import JobSpec
-from runner.validation import Loc, YamlSource
-from runner.yamlsrc import line_of, load_yaml
+from runner.source.validation import Loc, YamlSource
+from runner.source.yamlsrc import line_of, load_yaml
 
 # A step's kind is a discriminated union: pydantic names the kind after the step's index.
 _STEP_TAGS = {"steps": frozenset({"command", "config", "backup"})}

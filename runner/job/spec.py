@@ -17,11 +17,12 @@ from pydantic import (
     model_validator,
 )
 
-from runner import platforms, ttpguard
-from runner.checks import problem
-from runner.notify import NotifyTarget
+from runner.inventory import platforms
+from runner.inventory.secretref import SecretRefSpec
+from runner.job import ttpguard
+from runner.job.checks import problem
+from runner.job.notify import NotifyTarget
 from runner.schedule.spec import ScheduleSpec
-from runner.secretref import SecretRefSpec
 from runner.vocab import Driver, OnStop
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from runner import platforms
 from runner.errors import TopologyError
+from runner.inventory import platforms
 
 Role = Literal["router", "host"]
 

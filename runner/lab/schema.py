@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 from runner.lab import rules
-from runner.validation import Strict, describe, problem
+from runner.source.validation import Strict, describe, problem
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
 IFNAME_RE = re.compile(r"^[^\s/:]+$")

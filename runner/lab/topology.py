@@ -21,8 +21,8 @@ from runner.lab.schema import (
     NodeFields,
     TopologyFile,
 )
-from runner.validation import Loc, YamlSource, describe
-from runner.yamlsrc import line_of, load_yaml
+from runner.source.validation import Loc, YamlSource, describe
+from runner.source.yamlsrc import line_of, load_yaml
 
 DEFAULT_MGMT_SUBNET = ipaddress.IPv4Network("172.20.20.0/24")
 FRR_DIR = "/etc/frr/"

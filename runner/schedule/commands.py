@@ -13,14 +13,14 @@ import click
 
 from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
 from runner.errors import InputError
-from runner.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
-from runner.output import Progress, run_table, table
+from runner.job.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
+from runner.job.output import Progress, run_table, table
+from runner.job.run import RunOptions, execute, prepare
 from runner.records import now_iso
-from runner.results import ResultsStore
-from runner.run import RunOptions, execute, prepare
 from runner.schedule.listing import schedule_list
 from runner.schedule.server import JobsDir, Scheduler
 from runner.schedule.store import ScheduleStore
+from runner.store.results import ResultsStore
 from runner.vocab import Approval, EngineChoice, NotifyEvent
 
 JOBS = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),

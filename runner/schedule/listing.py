@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.results import ResultsStore
 from runner.schedule.policy import is_occurrence
 from runner.schedule.server import Clock, JobsDir, Scheduled
 from runner.schedule.store import ScheduleStore
+from runner.store.results import ResultsStore
 
 
 def listing(sched: Scheduled, store: ScheduleStore, results: ResultsStore, now: datetime,

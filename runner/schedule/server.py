@@ -15,18 +15,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
-from runner.database import lost_connection, retrying
 from runner.errors import InputError, StoreError
 from runner.job.load import JobFile, load_job
-from runner.migrate import describe
-from runner.notify import NotifyTarget
+from runner.job.notify import NotifyTarget
+from runner.job.run import RunOptions, execute, new_run_id, prepare_job
 from runner.records import now_iso
-from runner.results import ResultsStore
-from runner.run import RunOptions, execute, new_run_id, prepare_job
 from runner.schedule.policy import Slot, due, is_occurrence
 from runner.schedule.store import ScheduleStore, server_id
 from runner.schedule.triggers import Trigger
 from runner.settings import Settings
+from runner.store.database import lost_connection, retrying
+from runner.store.migrate import describe
+from runner.store.results import ResultsStore
 from runner.vocab import Approval, EngineChoice, OccurrenceStatus
 
 log = logging.getLogger("runner.serve")

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from runner.database import open_engine
+from runner.store.database import open_engine
 from runner.vocab import OccurrenceStatus
 
 metadata = MetaData()
@@ -64,7 +64,7 @@ def _pid_dead_here(owner: str) -> bool:
 
 class ScheduleStore:
     def __init__(self, url: str) -> None:
-        """Opens the database at `url`, its schema brought to head (runner.migrate: the
+        """Opens the database at `url`, its schema brought to head (runner.store.migrate: the
         tables above are created by the migration history, not here)."""
         self.engine = open_engine(url)
 

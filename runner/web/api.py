@@ -11,7 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.errors import AccessDenied
-from runner.queries import (
+from runner.schedule.listing import schedule_list
+from runner.store.queries import (
     RunFilter,
     count_runs,
     device_document,
@@ -21,7 +22,6 @@ from runner.queries import (
     run_rows,
     status_counts,
 )
-from runner.schedule.listing import schedule_list
 from runner.vocab import DeviceStatus, RunStatus
 from runner.web import backups as backup_repos
 from runner.web.app import services
@@ -137,7 +137,7 @@ def approve_run(request: Request, run_id: str, who: Operator) -> dict[str, Any]:
 @router.post("/runs/{run_id}/reject", summary="Reject a previewed change (operators)")
 def reject_run(request: Request, run_id: str, who: Operator,
                body: RejectRequest | None = None) -> dict[str, Any]:
-    from runner.approval import reject
+    from runner.job.approval import reject
 
     full = reject(services(request).results, run_id, body.reason if body else None,
                   by=who.label)

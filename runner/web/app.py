@@ -30,8 +30,8 @@ from runner.errors import (
     RoleTooLow,
     RunnerError,
 )
-from runner.results import ResultsStore
 from runner.schedule.store import ScheduleStore
+from runner.store.results import ResultsStore
 from runner.web.config import WebConfig
 from runner.web.launcher import Launcher
 from runner.web.metrics import registry

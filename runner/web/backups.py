@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.backups import BackupRepo
 from runner.errors import InputError, NotFound
+from runner.job.backups import BackupRepo
 from runner.job.load import load_job
 from runner.job.spec import BackupStep
 from runner.web.launcher import job_files

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from runner.cli_common import engine_option, settings_of
-from runner.output import table
-from runner.results import ResultsStore
+from runner.job.output import table
+from runner.store.results import ResultsStore
 from runner.vocab import EngineChoice, Role
 from runner.web.tokens import TokenStore
 

@@ -16,9 +16,9 @@ from typing import Any, cast
 
 from runner.errors import Conflict, InputError, NotFound
 from runner.job.load import JobFile, load_job
+from runner.job.run import RunOptions, execute, new_run_id, prepare
 from runner.records import RunResult
-from runner.results import ResultsStore
-from runner.run import RunOptions, execute, new_run_id, prepare
+from runner.store.results import ResultsStore
 from runner.vocab import RunStatus
 from runner.web.config import WebConfig
 
@@ -118,7 +118,7 @@ class Launcher:
 
     def approve(self, run_id: str, by: str | None = None) -> str:
         """Carry out an approved preview in the background; the new run's id."""
-        from runner.approval import approve
+        from runner.job.approval import approve
 
         full = self.store.resolve(run_id)
         new_id = new_run_id()
@@ -183,7 +183,7 @@ class Launcher:
 
     def _status(self, run_id: str) -> tuple[str, str]:
         full = self.store.resolve(run_id)
-        from runner.queries import run_head
+        from runner.store.queries import run_head
 
         return str(run_head(self.store, full)["status"]), full
 

@@ -26,9 +26,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import ColumnElement, Connection, DateTime, Float, Select, case, cast, func, select
 
 from runner.errors import InputError
-from runner.results import ResultsStore, devices, runs
 from runner.schedule.store import ScheduleStore, occurrences
 from runner.settings import DEFAULT_QUEUE, Settings, safe_url
+from runner.store.results import ResultsStore, devices, runs
 from runner.vocab import OccurrenceStatus, RunStatus
 
 log = logging.getLogger("runner.web.metrics")

@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from runner import __version__
 from runner.errors import InputError, RoleTooLow, RunnerError
-from runner.queries import (
+from runner.schedule.listing import schedule_list
+from runner.store.queries import (
     RunFilter,
     count_runs,
     device_document,
@@ -30,8 +31,7 @@ from runner.queries import (
     run_rows,
     status_counts,
 )
-from runner.results import devices
-from runner.schedule.listing import schedule_list
+from runner.store.results import devices
 from runner.vocab import SUCCESS, DeviceStatus, RunStatus
 from runner.web import backups as backup_repos
 from runner.web import labs as lab_data
@@ -280,7 +280,7 @@ def approve_action(request: Request, run_id: str, who: FormOperator) -> Response
 @router.post("/runs/{run_id}/reject")
 def reject_action(request: Request, run_id: str, who: FormOperator,
                   reason: Annotated[str, Form(max_length=1000)] = "") -> Response:
-    from runner.approval import reject
+    from runner.job.approval import reject
 
     full = reject(services(request).results, run_id, reason or None, by=who.label)
     return _back(f"/runs/{full}")

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from runner.results import ResultsStore, runs
 from runner.schedule.store import ScheduleStore, occurrences
+from runner.store.results import ResultsStore, runs
 
 
 def recent_occurrences(store: ScheduleStore, results: ResultsStore, job: str,

@@ -14,12 +14,12 @@ from sqlalchemy import Column, MetaData, String, Table, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from runner.database import open_engine
 from runner.errors import InputError, NotFound
 from runner.records import now_iso
+from runner.store.database import open_engine
 from runner.vocab import Role
 
-# In the results database; created by migration 0002 (runner/migrations), which every
+# In the results database; created by migration 0002 (runner/store/migrations), which every
 # runner start applies.
 metadata = MetaData()
 web_tokens = Table(

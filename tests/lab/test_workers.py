@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from runner.lab.netns import wait_for
-from runner.results import ResultsStore
 from runner.settings import Settings
+from runner.store.results import ResultsStore
 from tests.conftest import ROOT
 from tests.lab.conftest import RunningLab
 from tests.workers import RedisServer, Workers, run_celery

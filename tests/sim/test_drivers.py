@@ -15,7 +15,7 @@ import yaml
 
 from runner.drivers import Timeouts, open_session
 from runner.errors import DeviceError, SessionLost
-from runner.inventory import load_inventory
+from runner.inventory.fleet import load_inventory
 from runner.lab.sim.process import SimProcess
 from tests.conftest import free_port
 from tests.sim.conftest import Fleet

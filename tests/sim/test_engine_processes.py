@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from runner.execution import Work, run_devices
-from runner.inventory import FleetInventory, load_inventory
+from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.job.spec import JobSpec
 from runner.lab.netns import wait_for
 from runner.records import DeviceResult

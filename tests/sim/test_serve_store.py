@@ -18,7 +18,7 @@ import pytest
 
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
-from runner.results import ResultsStore
+from runner.store.results import ResultsStore
 from tests.conftest import ROOT, free_port
 from tests.pg import PASSWORD, PgServer
 

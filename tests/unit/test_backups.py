@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.backups import BackupRepo, file_name
 from runner.errors import BackupError
+from runner.job.backups import BackupRepo, file_name
 
 
 def git(repo: Path, *args: str) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from runner.checks import check, problem
 from runner.errors import CheckFailed
-from runner.restore import digest, restore_lines, same_config, simulate
+from runner.job.checks import check, problem
+from runner.job.restore import digest, restore_lines, same_config, simulate
 
 NEIGHBORS = [{"neighbor_id": "10.255.0.2", "state": "Full/DR"},
              {"neighbor_id": "10.255.0.4", "state": "Init/DROther"}]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import BackendUnavailable
-from runner.inventory import load_inventory
+from runner.inventory.fleet import load_inventory
 from runner.job.spec import Targets
 from runner.lab.clab import ContainerlabBackend
 from runner.lab.netns import NamespaceBackend

@@ -19,7 +19,6 @@ from netmiko.exceptions import (
 )
 from scrapli.exceptions import OperationException
 
-from runner import platforms
 from runner.drivers import asyncssh as asyncssh_driver
 from runner.drivers import netmiko as netmiko_driver
 from runner.drivers import scrapli as scrapli_driver
@@ -34,6 +33,7 @@ from runner.errors import (
     InputError,
     SessionLost,
 )
+from runner.inventory import platforms
 from runner.redact import MASK
 from runner.vocab import Driver
 
@@ -78,7 +78,7 @@ def test_every_driver_is_registered_with_the_same_open_signature() -> None:
 
 
 def test_every_platform_names_itself_for_every_driver() -> None:
-    raw = yaml.safe_load(resources.files("runner").joinpath("platforms.yaml")
+    raw = yaml.safe_load(resources.files("runner.inventory").joinpath("platforms.yaml")
                          .read_text(encoding="utf-8"))
     assert raw and sorted(raw) == platforms.names()
     fields = {f for f in dir(platforms.Platform) if not f.startswith("_")} | \

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from runner import platforms
-from runner.diffing import normalize, preview, unified
 from runner.errors import InputError, RenderFailed
-from runner.inventory import load_inventory
+from runner.inventory import platforms
+from runner.inventory.fleet import load_inventory
+from runner.job.diffing import normalize, preview, unified
+from runner.job.render import Templates
 from runner.job.spec import Targets
 from runner.redact import MASK, Redactor
-from runner.render import Templates
 
 RUNNING = """Building configuration...
 

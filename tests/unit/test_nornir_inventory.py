@@ -14,9 +14,9 @@ from nornir import InitNornir
 from nornir.core.inventory import Host
 
 from runner.errors import InventoryError
-from runner.inventory import FleetInventory, load_inventory
+from runner.inventory.fleet import FleetInventory, load_inventory
+from runner.job.run import prepare
 from runner.job.spec import Targets
-from runner.run import prepare
 from tests.conftest import write_inventory
 
 NORNIR_DATA = Path(__file__).parent / "data" / "nornir_inventory"
@@ -441,7 +441,7 @@ def test_untested_platforms_warn_when_targeted(
     """cisco_nxos and arista_eos are IOS's settings that no test has run against such a
     device (platforms.yaml `tested: false`): a run targeting them says so on stderr, and
     runs; a tested platform does not warn."""
-    from runner import platforms
+    from runner.inventory import platforms
 
     assert platforms.untested() == ["arista_eos", "cisco_nxos"]
     port, seen = listener
@@ -457,6 +457,6 @@ def test_untested_platforms_warn_when_targeted(
         cwd=tmp_path)
     assert ran.returncode == 1, ran.stderr  # the listener speaks no SSH: unreachable
     assert seen, "the host was contacted"
-    warning = (f"WARNING runner.inventory: platform {platform} (hosts d1) is untested: its "
+    warning = (f"WARNING runner.inventory.fleet: platform {platform} (hosts d1) is untested: its "
                "settings in platforms.yaml are IOS's and no test has run against such a device")
     assert (warning in ran.stderr.splitlines()) == (platform != "cisco_ios"), ran.stderr

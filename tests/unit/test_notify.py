@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from runner.backups import BackupRepo
-from runner.inventory import load_inventory
-from runner.job.spec import JobSpec
-from runner.notify import (
+from runner.inventory.fleet import load_inventory
+from runner.job.backups import BackupRepo
+from runner.job.notify import (
     DIFF_LINES,
     LISTED_DEVICES,
     NotifyTarget,
@@ -26,9 +25,10 @@ from runner.notify import (
     secrets_of,
     targets_for,
 )
+from runner.job.spec import JobSpec
 from runner.records import DeviceResult, RunResult, StepResult
 from runner.redact import Redactor
-from runner.results import ResultsStore
+from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, NotifyEvent, RunStatus, StepKind
 from tests.conftest import ROOT, free_port
 from tests.receivers import JsonReceiver, SmtpReceiver, dripping_server, silent_listener
@@ -418,7 +418,7 @@ def test_a_hung_receiver_does_not_hold_the_process_at_exit() -> None:
     threads are daemons, so a process that notified a hung receiver still exits at once."""
     with dripping_server() as port:
         code = (
-            "from runner.notify import NotifyTarget, notify\n"
+            "from runner.job.notify import NotifyTarget, notify\n"
             "from runner.redact import Redactor\n"
             "from tests.unit.test_notify import FAILED_RUN\n"
             f"out = notify(FAILED_RUN, None, [NotifyTarget(url='json://127.0.0.1:{port}/h')],"

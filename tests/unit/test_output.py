@@ -3,7 +3,7 @@ that did not end ok or changed, and the rest counted per status."""
 
 from __future__ import annotations
 
-from runner.output import FULL_TABLE_UP_TO, run_table
+from runner.job.output import FULL_TABLE_UP_TO, run_table
 from runner.records import DeviceResult, RunResult
 from runner.vocab import DeviceStatus
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import ttpguard
 from runner.errors import ParseFailed
+from runner.job import ttpguard
+from runner.job.parsing import parse
 from runner.job.spec import ParserSpec
-from runner.parsing import parse
 from tests.conftest import ROOT
 
 SECRET = "root:$6$not-for-your-eyes:19000:0:99999:7:::"
@@ -65,7 +65,7 @@ def test_ttp_says_nothing(tmp_path: Path) -> None:
         "import logging, pathlib, sys\n"
         "logging.basicConfig(level=logging.DEBUG)\n"
         "from runner.job.spec import ParserSpec\n"
-        "from runner.parsing import parse\n"
+        "from runner.job.parsing import parse\n"
         "print(parse('hello world', ParserSpec(ttp=sys.argv[1] + '\\n{{ a }} {{ b }}'),\n"
         "            platform='cisco_ios', command='show x', templates_dir=pathlib.Path('.')))\n")
     proc = subprocess.run([sys.executable, "-c", script, SECRET], capture_output=True,

@@ -16,12 +16,12 @@ import pytest
 from runner.errors import InputError
 from runner.job.load import load_job
 from runner.lab.netns import wait_for
-from runner.results import ResultsStore
 from runner.schedule.policy import Slot, due
 from runner.schedule.server import JobsDir, Scheduled, Scheduler
 from runner.schedule.spec import ScheduleSpec
 from runner.schedule.store import ScheduleStore
 from runner.schedule.triggers import CronSchedule, IntervalSchedule
+from runner.store.results import ResultsStore
 from runner.vocab import Overlap
 
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -17,13 +17,13 @@ import yaml
 
 from runner.errors import InventoryError, JobError, SecretUnavailable
 from runner.execution import Work, run_devices
-from runner.inventory import load_inventory
-from runner.inventory_files import inventory_schema
+from runner.inventory.files import inventory_schema
+from runner.inventory.fleet import load_inventory
+from runner.inventory.secretref import SecretRef, SecretResolver
 from runner.job.load import load_job
+from runner.job.run import prepare, read_secrets
 from runner.job.spec import JobSpec, json_schema
 from runner.redact import MASK, Redactor
-from runner.run import prepare, read_secrets
-from runner.secretref import SecretRef, SecretResolver
 from runner.settings import Settings
 from runner.vocab import Engine, SecretSource
 from tests.conftest import ROOT, write_inventory

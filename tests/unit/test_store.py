@@ -17,13 +17,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, inspect, text
 
-from runner import migrate
 from runner.lab.netns import wait_for
 from runner.records import DeviceResult, RunResult, StepResult
-from runner.results import RecordWriter, ResultsStore
-from runner.results import metadata as results_metadata
 from runner.schedule.store import ScheduleStore
 from runner.schedule.store import metadata as schedule_metadata
+from runner.store import migrate
+from runner.store.results import RecordWriter, ResultsStore
+from runner.store.results import metadata as results_metadata
 from runner.vocab import DeviceStatus, OccurrenceStatus, RunStatus, SchemaState, StepKind
 from runner.web.tokens import metadata as web_metadata
 from tests.pg import PASSWORD, PgServer
@@ -322,7 +322,7 @@ def test_the_migrations_ship_with_the_package(tmp_path: Path) -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
     packages = find_packages(str(ROOT), include=config["setuptools"]["packages"]["find"]
                              ["include"])
-    assert {"runner.migrations", "runner.migrations.versions"} <= set(packages)
+    assert {"runner.store.migrations", "runner.store.migrations.versions"} <= set(packages)
     data = config["setuptools"]["package-data"]["runner"]
     for source in (ROOT / "runner").rglob("*"):
         relative = source.relative_to(ROOT)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import yamlsrc
 from runner.errors import InputError, InventoryError
-from runner.yamlsrc import MAX_BYTES, load_yaml
+from runner.source import yamlsrc
+from runner.source.yamlsrc import MAX_BYTES, load_yaml
 
 
 def test_a_million_levels_is_refused_not_a_crash(tmp_path: Path) -> None:

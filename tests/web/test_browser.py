@@ -20,7 +20,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
-from runner.backups import BackupRepo
+from runner.job.backups import BackupRepo
 from tests.web.conftest import Fleet, Web, fake_lab
 
 CHROMIUM = "/usr/bin/chromium"

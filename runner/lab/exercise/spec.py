@@ -13,9 +13,9 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from runner.errors import ExerciseError
 from runner.lab.faults import Netem, split_endpoint
-from runner.validation import Strict, YamlSource, describe, problem
+from runner.source.validation import Strict, YamlSource, describe, problem
+from runner.source.yamlsrc import load_yaml
 from runner.vocab import GoalKind, LinkState
-from runner.yamlsrc import load_yaml
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _NODE = r"(?P<node>[A-Za-z0-9][A-Za-z0-9.-]*)"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from runner.errors import BackupError, InputError, NotFound
 
-log = logging.getLogger("runner.backups")
+log = logging.getLogger("runner.job.backups")
 
 _SAFE = re.compile(r"[A-Za-z0-9._-]")
 _MAX_STEM = 200  # bytes before ".cfg"; file systems allow 255

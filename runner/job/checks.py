@@ -16,7 +16,7 @@ from jinja2.environment import TemplateExpression
 from jinja2.sandbox import SandboxedEnvironment
 
 from runner.errors import CheckFailed
-from runner.render import BoundedSandbox, bounded
+from runner.job.render import BoundedSandbox, bounded
 
 # What a condition may name: the command's text and parsed result, the host, job vars.
 NAMES = ("output", "parsed", "host", "vars")

@@ -15,19 +15,19 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from runner import platforms
 from runner.errors import RunnerError
+from runner.inventory import platforms
 from runner.records import RunResult, now_iso
 from runner.redact import Redactor
-from runner.validation import problem
+from runner.source.validation import problem
 from runner.vocab import DeviceStatus, NotifyEvent, RunStatus, StepKind
 
 if TYPE_CHECKING:
-    from runner.inventory import FleetInventory
-    from runner.results import ResultsStore
-    from runner.secretref import SecretResolver
+    from runner.inventory.fleet import FleetInventory
+    from runner.inventory.secretref import SecretResolver
+    from runner.store.results import ResultsStore
 
-log = logging.getLogger("runner.notify")
+log = logging.getLogger("runner.job.notify")
 
 # What a target hears about unless it says otherwise: what needs a person.
 DEFAULT_EVENTS = (NotifyEvent.FAILED, NotifyEvent.ROLLED_BACK, NotifyEvent.AWAITING_APPROVAL)
@@ -387,7 +387,7 @@ def backup_changes(run: RunResult, backup_dir: Path | None) -> dict[str, str | N
     """Each changed device's diff in the run's backup commit (None: its first backup)."""
     if backup_dir is None or not run.backup_commit:
         return None
-    from runner.backups import BackupRepo
+    from runner.job.backups import BackupRepo
 
     try:
         return BackupRepo(backup_dir).changes(run.backup_commit,

@@ -32,11 +32,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from runner.database import open_engine, retrying
 from runner.errors import InputError, Interrupted, NotFound, RunnerError, StoreError
-from runner.migrate import describe, masked
 from runner.records import DeviceResult, RunResult, now_iso
 from runner.settings import DEFAULT_DB_RETRY_S
+from runner.store.database import open_engine, retrying
+from runner.store.migrate import describe, masked
 from runner.vocab import Engine as EngineName
 from runner.vocab import RunStatus, StepKind
 
@@ -101,7 +101,7 @@ runs = Table(
     Column("inputs", JSON),
     Column("approves", String(32), index=True),
     Column("decision", JSON),  # who approved, rejected (and why) or expired it, and when
-    Column("notifications", JSON),  # outcome per notification target (runner.notify)
+    Column("notifications", JSON),  # outcome per notification target (runner.job.notify)
     # Which process runs it, and when it last said so: a run whose process died (SIGKILL,
     # a power cut) is found and finished as interrupted by the next runner on this store.
     Column("owner", String(200)),
@@ -132,7 +132,7 @@ devices = Table(
     Column("position", Integer),  # the device's place in the run's targets (listing order)
     UniqueConstraint("run_id", "host", name="one_record_per_device"),
 )
-# The listings of `runner history` and `runner web` (runner/queries.py): a page of one job's
+# The listings of `runner history` and `runner web` (runner/store/queries.py): a page of one job's
 # or one status's runs newest first; a run's devices in target order, or of one status.
 Index("ix_runs_job_started", runs.c.job, runs.c.started)
 Index("ix_runs_status_started", runs.c.status, runs.c.started)
@@ -149,7 +149,7 @@ def _device_row(run_id: str, d: DeviceResult, position: int | None) -> dict[str,
 
 class ResultsStore:
     def __init__(self, url: str, retry_s: float = DEFAULT_DB_RETRY_S) -> None:
-        """Opens the database at `url`, its schema brought to head (runner.migrate), and
+        """Opens the database at `url`, its schema brought to head (runner.store.migrate), and
         finishes runs whose process is gone. `retry_s`: how long a run's writes wait for a
         database that went away (RUNNER_DB_RETRY)."""
         self.url = url
@@ -276,7 +276,7 @@ class ResultsStore:
 
     def import_run(self, run: RunResult, status: RunStatus, error: str | None,
                    hosts: list[str]) -> None:
-        """Store a run kept in a file because the database was away (runner.unsaved): its
+        """Store a run kept in a file because the database was away (runner.store.unsaved): its
         row (made, or brought up to date: the next runner start may have finished it as
         interrupted meanwhile) and every device record, replacing placeholders."""
         with self.engine.begin() as conn:

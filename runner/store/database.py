@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from runner.errors import StoreError
-from runner.migrate import describe, ensure_head, masked
+from runner.store.migrate import describe, ensure_head, masked
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -21,21 +21,21 @@ from nornir.core.inventory import (
     ParentGroups,
 )
 
-from runner import platforms
 from runner.drivers.base import SECRET_EXTRAS, ConnectParams
 from runner.drivers.registry import DRIVERS, builtin_drivers
 from runner.errors import InputError, InventoryError
-from runner.inventory_files import (
+from runner.inventory import platforms
+from runner.inventory.files import (
     ConnectionOptionsEntry,
     DefaultsEntry,
     EntriesFile,
     ExtrasEntry,
     HostEntry,
 )
+from runner.inventory.secretref import SecretRef, SecretRefSpec, SecretResolver
 from runner.job.spec import Targets
-from runner.secretref import SecretRef, SecretRefSpec, SecretResolver
-from runner.validation import Loc, YamlSource, shown
-from runner.yamlsrc import LineDict, line_of, load_yaml
+from runner.source.validation import Loc, YamlSource, shown
+from runner.source.yamlsrc import LineDict, line_of, load_yaml
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from runner import ttpguard
 from runner.errors import ParseFailed
+from runner.job import ttpguard
 from runner.job.spec import ParserSpec, is_inline_ttp
 
 # TTP logs template and data lines as warnings (a file it was pointed at, line by line):

@@ -1,5 +1,5 @@
 """Alembic's environment: migrations run on the connection runner hands over (see
-runner.migrate), with runner's own version table."""
+runner.store.migrate), with runner's own version table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from runner.errors import StoreError
-from runner.migrate import VERSION_TABLE
+from runner.store.migrate import VERSION_TABLE
 
 
 def run_migrations() -> None:

@@ -11,10 +11,10 @@ from typing import Any
 
 from runner.errors import InputError
 from runner.job.load import JobFile
+from runner.job.run import RunOptions, execute, prepare_job
 from runner.job.spec import ConfigStep, JobSpec
 from runner.records import ApprovedChange, RunResult, now_iso
-from runner.results import ResultsStore
-from runner.run import RunOptions, execute, prepare_job
+from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, RunStatus, StepKind
 
 

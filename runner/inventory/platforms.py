@@ -54,7 +54,7 @@ def _indicators(indicators: tuple[str, ...]) -> re.Pattern[str]:
 
 @cache
 def _table() -> dict[str, Platform]:
-    text = resources.files("runner").joinpath("platforms.yaml").read_text(encoding="utf-8")
+    text = resources.files(__package__).joinpath("platforms.yaml").read_text(encoding="utf-8")
     raw = yaml.safe_load(text)
     table = {}
     for name, spec in raw.items():

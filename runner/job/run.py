@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from runner.backups import BackupRepo
 from runner.errors import (
     BackupError,
     InputError,
@@ -22,21 +21,22 @@ from runner.errors import (
     StoreError,
 )
 from runner.execution import Work, choose_engine, run_devices
-from runner.inventory import FleetInventory, load_inventory
+from runner.inventory.fleet import FleetInventory, load_inventory
+from runner.inventory.secretref import SecretRef, SecretResolver
+from runner.job.backups import BackupRepo
 from runner.job.load import JobFile, load_job
+from runner.job.notify import NotifyTarget, notify_run, secrets_of, targets_for
+from runner.job.parsing import check_parser
+from runner.job.render import Templates
 from runner.job.spec import BackupStep, CommandStep, ConfigStep, Targets
-from runner.migrate import describe
-from runner.notify import NotifyTarget, notify_run, secrets_of, targets_for
-from runner.parsing import check_parser
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
-from runner.render import Templates
-from runner.results import RecordWriter, ResultsStore
-from runner.secretref import SecretRef, SecretResolver
 from runner.settings import Settings
-from runner.unsaved import not_stored
+from runner.store.migrate import describe
+from runner.store.results import RecordWriter, ResultsStore
+from runner.store.unsaved import not_stored
 from runner.vocab import Approval, DeviceStatus, Engine, EngineChoice, OnStop, RunStatus, StepKind
 
-log = logging.getLogger("runner.run")
+log = logging.getLogger("runner.job.run")
 
 
 @dataclass

@@ -11,12 +11,12 @@ import click
 from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
 from runner.errors import InputError, RecordsNotStored
 from runner.job.load import load_job
+from runner.job.output import Progress, diffs, run_table, table
+from runner.job.run import RunOptions, check_job, execute, prepare
 from runner.job.spec import json_schema
-from runner.output import Progress, diffs, run_table, table
-from runner.queries import RunFilter, run_document, run_rows
 from runner.records import RunResult
-from runner.results import ResultsStore
-from runner.run import RunOptions, check_job, execute, prepare
+from runner.store.queries import RunFilter, run_document, run_rows
+from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, EngineChoice
 
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
@@ -142,7 +142,7 @@ def schema(kind: str) -> None:
     if kind == "job":
         click.echo(json.dumps(json_schema(), indent=2))
         return
-    from runner.inventory_files import inventory_schema
+    from runner.inventory.files import inventory_schema
 
     click.echo(json.dumps(inventory_schema("hosts" if kind == "hosts" else "defaults"),
                           indent=2))
@@ -231,7 +231,7 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     """Carry out the change that preview RUN_ID showed (status awaiting_approval): the job
     as previewed, on the devices it would change; a device whose config moved since the
     preview is skipped (ConfigDrift). Exit codes as `runner run`."""
-    from runner.approval import approve as carry_out
+    from runner.job.approval import approve as carry_out
 
     store = _store(ctx)
     _, preview = store.get_run(run_id)
@@ -268,6 +268,6 @@ def cancel(ctx: click.Context, run_id: str) -> None:
 @click.pass_context
 def reject(ctx: click.Context, run_id: str, reason: str | None) -> None:
     """Say no to the change that preview RUN_ID showed; nothing is sent."""
-    from runner.approval import reject as say_no
+    from runner.job.approval import reject as say_no
 
     click.echo(f"rejected {say_no(_store(ctx), run_id, reason)}")

@@ -12,7 +12,7 @@ from sqlalchemy import case, func, select
 
 from runner.errors import InputError, NotFound
 from runner.records import RunResult
-from runner.results import ResultsStore, devices, record_of, run_of, runs
+from runner.store.results import ResultsStore, devices, record_of, run_of, runs
 from runner.vocab import DeviceStatus, RunStatus
 
 # A run as listed (history, the runs page): not its targets (thousands of names) nor the

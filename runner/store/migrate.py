@@ -1,4 +1,4 @@
-"""The database schema's version: Alembic's one history (runner/migrations) brought to head
+"""The database schema's version: Alembic's one history (runner/store/migrations) brought to head
 on start, one process at a time (a lock file on SQLite, an advisory lock on PostgreSQL)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from runner.vocab import SchemaState
 
 log = logging.getLogger(__name__)
 
-SCRIPTS = "runner:migrations"
+SCRIPTS = "runner.store:migrations"
 # Not alembic_version: a database runner shares with an application of its own keeps both.
 VERSION_TABLE = "runner_alembic_version"
 # pg_advisory_lock's key for "runner migrates this database": any bigint, fixed forever.
@@ -47,7 +47,7 @@ def scripts() -> ScriptDirectory:
 
 def head() -> str:
     found = scripts().get_current_head()
-    assert found is not None, "runner/migrations has no revision"
+    assert found is not None, "runner/store/migrations has no revision"
     return found
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from runner.errors import InputError
-from runner.yamlsrc import line_of
+from runner.source.yamlsrc import line_of
 
 Loc = tuple[int | str, ...]  # a pydantic-style location: keys and list indexes
 E = TypeVar("E", bound=InputError)
@@ -88,7 +88,7 @@ def _message(error: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class YamlSource(Generic[E]):
-    """A YAML file's data (as runner.yamlsrc loads it, with lines) and its path: any error
+    """A YAML file's data (as runner.source.yamlsrc loads it, with lines) and its path: any error
     found in it, by pydantic or by later checks, names the file, the line and the field."""
 
     path: Path

@@ -8,7 +8,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from runner.diffing import config_tree
+from runner.job.diffing import config_tree
 
 Path_ = tuple[str, ...]
 

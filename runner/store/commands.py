@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from runner import migrate, unsaved
 from runner.cli_common import results_store, settings_of
-from runner.database import open_engine
+from runner.store import migrate, unsaved
+from runner.store.database import open_engine
 
 
 def _version_json(version: migrate.Version) -> dict[str, Any]:

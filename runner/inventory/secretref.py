@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from runner.errors import SecretUnavailable
-from runner.validation import Strict
+from runner.source.validation import Strict
 from runner.vocab import SecretSource
 
 SYNTAX = "{env: NAME} or {file: /absolute/path}"

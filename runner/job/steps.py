@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import diffing, restore
-from runner.checks import check
 from runner.drivers.base import Session
 from runner.errors import CheckFailed, CommandRejected, ConfigDrift, OutputTooLarge
+from runner.inventory.platforms import Platform
+from runner.job import diffing, restore
+from runner.job.checks import check
+from runner.job.parsing import parse
 from runner.job.spec import BackupStep, CommandStep, ConfigStep, JobSpec
-from runner.parsing import parse
-from runner.platforms import Platform
 from runner.records import ApprovedChange, DeviceResult, RestorePlan, StepResult
 from runner.vocab import StepKind
 

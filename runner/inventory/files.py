@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, RootModel, Tag
 
-from runner.secretref import SecretRefSpec
-from runner.validation import Strict, problem
+from runner.inventory.secretref import SecretRefSpec
+from runner.source.validation import Strict, problem
 
 # Nornir's SimpleInventory semantics: a field written without a value (`port:`) is unset
 # there and inherits from the host's groups, then the defaults.
@@ -41,7 +41,7 @@ def _credential_kind(value: Any) -> str:
 
 
 # Branch labels of the credential union; pydantic puts them in error locations, and a
-# label with "[" is not taken for a key of the file (runner.validation).
+# label with "[" is not taken for a key of the file (runner.source.validation).
 TEXT, REFERENCE = "[text]", "[reference]"
 Port = Annotated[int | None, BeforeValidator(_port)]
 Data = Annotated[dict[Any, Any] | None, BeforeValidator(_mapping)]

@@ -1,0 +1,1 @@
+"""The fleet inventory: Nornir files, target selection, secret references and platforms."""

@@ -1,0 +1,2 @@
+"""Reading input files: YAML that remembers lines, and validation errors that name
+file:line: field."""
