@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from runner.errors import DeviceError
 from runner.vocab import DeviceStatus, Engine, StepKind
+
+# The thread that stores a run's records as they come (it holds no lock a forked engine
+# process could inherit: runner.execution.processes may fork beside it).
+RECORDS_THREAD = "runner-records"
+
+class Failure(Protocol):
+    """What a record keeps of a device's failure (runner.errors.DeviceError is one)."""
+
+    @property
+    def status(self) -> DeviceStatus: ...
+
+    @property
+    def error_class(self) -> str: ...
+
 
 
 def now_iso() -> str:
@@ -82,13 +95,13 @@ class DeviceResult:
     restore: RestorePlan | None = field(default=None, repr=False)
 
     @classmethod
-    def of_error(cls, host: str, error: DeviceError, *, worker: str | None = None,
+    def of_error(cls, host: str, error: Failure, *, worker: str | None = None,
                  status: DeviceStatus | None = None) -> DeviceResult:
         """The record of a device that ended with `error` before any step ran."""
         return cls(host=host, status=status or error.status, error=str(error),
                    error_class=error.error_class, worker=worker, finished=now_iso())
 
-    def fail(self, error: DeviceError) -> None:
+    def fail(self, error: Failure) -> None:
         self.status, self.error_class, self.error = error.status, error.error_class, str(error)
 
     def to_json(self, *, transport: bool = False) -> dict[str, Any]:

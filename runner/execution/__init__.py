@@ -1,6 +1,7 @@
 """How a job's devices are worked on, by any engine.
 
     executor.py   the Executor protocol, Work (what it is given), the engine registry
+    engines.py    this machine's engines (runner.job.run adds the dispatcher's)
     rollout.py    batches and the stop rule, cancel, one record per device, records of
                   devices that never ran: the same for every engine
     device.py     one device: lease, session, steps, record (secrets masked)
@@ -15,11 +16,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from runner.execution.engines import LOCAL_ENGINES
 from runner.execution.executor import (
     CancelFlag,
     Executor,
+    ExecutorRegistry,
     Work,
-    builtin_executors,
     choose_engine,
 )
 from runner.execution.rollout import RecordCallback, run_rollout
@@ -28,11 +30,12 @@ from runner.vocab import Engine
 
 
 def run_devices(work: Work, hosts: list[str], engine: Engine,
-                on_record: RecordCallback | None = None,
-                cancel: CancelFlag | None = None) -> list[DeviceResult]:
-    """Run the job on `hosts` with `engine` (see choose_engine): one record per host, in
-    `hosts` order, each passed to on_record as it is known."""
-    registry = builtin_executors()
+                on_record: RecordCallback | None = None, cancel: CancelFlag | None = None,
+                *, registry: ExecutorRegistry | None = None) -> list[DeviceResult]:
+    """Run the job on `hosts` with `engine` (see choose_engine) from `registry` (default:
+    this machine's engines): one record per host, in `hosts` order, each passed to
+    on_record as it is known."""
+    registry = registry or ExecutorRegistry(LOCAL_ENGINES)
 
     def restorer(plans: dict[str, RestorePlan]) -> Executor:
         return registry.create(engine, replace(work, restore=plans))
@@ -41,4 +44,4 @@ def run_devices(work: Work, hosts: list[str], engine: Engine,
         return run_rollout(work.spec, hosts, executor, on_record, cancel, restorer)
 
 
-__all__ = ["Work", "choose_engine", "run_devices"]
+__all__ = ["ExecutorRegistry", "Work", "choose_engine", "run_devices"]

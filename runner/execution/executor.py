@@ -3,14 +3,12 @@ that maps an engine name to its executor (imported only when chosen)."""
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Protocol, Self, cast
+from typing import Protocol, Self
 
 from runner.errors import NotRun
 from runner.inventory.fleet import FleetInventory
@@ -92,33 +90,20 @@ ExecutorFactory = Callable[[Work], Executor]
 @dataclass(frozen=True)
 class ExecutorEntry:
     engine: Engine
-    module: str
-    class_name: str
-
-    def load(self) -> ExecutorFactory:
-        return cast(ExecutorFactory, getattr(importlib.import_module(self.module),
-                                             self.class_name))
+    # Loads the executor class when a run uses the engine (Celery loads only for celery).
+    load: Callable[[], ExecutorFactory]
 
 
 class ExecutorRegistry(Registry[ExecutorEntry]):
     """Engines by name."""
 
-    def __init__(self) -> None:
+    def __init__(self, entries: Iterable[ExecutorEntry] = ()) -> None:
         super().__init__("engine", lambda entry: entry.engine)
+        for entry in entries:
+            self.register(entry)
 
     def create(self, engine: Engine, work: Work) -> Executor:
         return self.get(engine).load()(work)
-
-
-@cache
-def builtin_executors() -> ExecutorRegistry:
-    registry = ExecutorRegistry()
-    registry.register(ExecutorEntry(Engine.LOCAL, "runner.execution.local", "LocalExecutor"))
-    registry.register(ExecutorEntry(Engine.PROCESSES, "runner.execution.processes",
-                                    "ProcessExecutor"))
-    registry.register(ExecutorEntry(Engine.CELERY, "runner.dispatch.dispatcher",
-                                    "CeleryExecutor"))
-    return registry
 
 
 def usable_cores() -> int:

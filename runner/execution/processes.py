@@ -19,8 +19,7 @@ from runner import logsetup
 from runner.errors import WorkerLost
 from runner.execution.executor import CancelFlag, RecordSink, Work, usable_cores
 from runner.execution.local import LocalExecutor
-from runner.records import DeviceResult
-from runner.store.results import RECORDS_THREAD
+from runner.records import RECORDS_THREAD, DeviceResult
 from runner.vocab import Engine
 
 # How long in-flight devices get to wind down after cancel or Ctrl-C.

@@ -33,7 +33,7 @@ from runner.inventory.files import (
     HostEntry,
 )
 from runner.inventory.secretref import SecretRef, SecretRefSpec, SecretResolver
-from runner.job.spec import Targets
+from runner.inventory.targets import Targets
 from runner.source.validation import Loc, YamlSource, shown
 from runner.source.yamlsrc import LineDict, line_of, load_yaml
 

@@ -25,7 +25,6 @@ from runner.vocab import DeviceStatus, NotifyEvent, RunStatus, StepKind
 if TYPE_CHECKING:
     from runner.inventory.fleet import FleetInventory
     from runner.inventory.secretref import SecretResolver
-    from runner.store.results import ResultsStore
 
 log = logging.getLogger("runner.job.notify")
 
@@ -409,15 +408,3 @@ def secrets_of(inventory: FleetInventory, hosts: list[str],
             patterns.setdefault(pattern.pattern, pattern)
     known, usernames = inventory.credentials(hosts, resolver)
     return Redactor(known | set(values), patterns.values(), usernames)
-
-
-def notify_run(store: ResultsStore, run: RunResult, status: RunStatus | None,
-               targets: Iterable[NotifyTarget], secrets: Redactor, *,
-               backup_dir: Path | None = None,
-               timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:
-    """Notify about `run` in `status` (a finished run, or one awaiting approval) and add the
-    outcomes to the run's record in the results store."""
-    outcomes = notify(run, status, targets, secrets, backup_dir=backup_dir, timeout=timeout)
-    if outcomes:
-        store.add_notifications(run.run_id, outcomes)
-    return outcomes

@@ -7,11 +7,14 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
+from typing import Any
 
+from runner.dispatch import CELERY_ENGINE
 from runner.errors import (
     BackupError,
     InputError,
@@ -20,16 +23,19 @@ from runner.errors import (
     SecretUnavailable,
     StoreError,
 )
-from runner.execution import Work, choose_engine, run_devices
+from runner.execution import ExecutorRegistry, Work, choose_engine, run_devices
+from runner.execution.engines import LOCAL_ENGINES
 from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.inventory.secretref import SecretRef, SecretResolver
+from runner.inventory.targets import Targets
 from runner.job.backups import BackupRepo
 from runner.job.load import JobFile, load_job
-from runner.job.notify import NotifyTarget, notify_run, secrets_of, targets_for
+from runner.job.notify import NotifyTarget, notify, secrets_of, targets_for
 from runner.job.parsing import check_parser
 from runner.job.render import Templates
-from runner.job.spec import BackupStep, CommandStep, ConfigStep, Targets
+from runner.job.spec import BackupStep, CommandStep, ConfigStep
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
+from runner.redact import Redactor
 from runner.settings import Settings
 from runner.store.migrate import describe
 from runner.store.results import RecordWriter, ResultsStore
@@ -197,7 +203,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                 dry_run=dry_run, processes=processes, shard_size=options.shard_size,
                 approved=options.approved)
     try:
-        run.devices = run_devices(work, prep.hosts, engine, done, cancel)
+        run.devices = run_devices(work, prep.hosts, engine, done, cancel,
+                                  registry=engines())
     except BaseException as exc:  # Ctrl-C, SIGTERM, or a bug: the run still ends, recorded
         run.finished = now_iso()
         run.devices = finished  # the summary counts what did finish
@@ -331,3 +338,20 @@ def commit_backups(prep: Prepared, run: RunResult) -> None:
         if device.host in changed and device.status == DeviceStatus.OK:
             # known only now: a device whose backed-up config changed is `changed`
             device.status, device.changed = DeviceStatus.CHANGED, True
+
+
+def notify_run(store: ResultsStore, run: RunResult, status: RunStatus | None,
+               targets: Iterable[NotifyTarget], secrets: Redactor, *,
+               backup_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Notify about `run` in `status` (a finished run, or one awaiting approval) and add the
+    outcomes to the run's record in the results store."""
+    outcomes = notify(run, status, targets, secrets, backup_dir=backup_dir)
+    if outcomes:
+        store.add_notifications(run.run_id, outcomes)
+    return outcomes
+
+
+@cache
+def engines() -> ExecutorRegistry:
+    """Every engine a run can use: this machine's and the Celery dispatcher's."""
+    return ExecutorRegistry((*LOCAL_ENGINES, CELERY_ENGINE))

@@ -17,52 +17,19 @@ from pydantic import (
     model_validator,
 )
 
-from runner.inventory import platforms
 from runner.inventory.secretref import SecretRefSpec
+from runner.inventory.targets import PlatformName, Targets
 from runner.job import ttpguard
 from runner.job.checks import problem
 from runner.job.notify import NotifyTarget
-from runner.schedule.spec import ScheduleSpec
+from runner.job.schedule import ScheduleSpec
 from runner.vocab import Driver, OnStop
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-def _platform_names(schema: dict[str, Any]) -> None:
-    schema["enum"] = platforms.accepted_names()
-
-
-def _canonical_platform(value: str) -> str:
-    """runner's name for a platform named as runner, napalm, netmiko, scrapli or ansible
-    name it (stored and shown so), else a ValueError saying why."""
-    found = platforms.canonical(value)
-    if found is None:
-        raise ValueError(platforms.unknown(value))
-    return found
-
-
-# A platform as a job names it: runner's name or another library's, stored as runner's.
-PlatformName = Annotated[str, AfterValidator(_canonical_platform),
-                         Field(json_schema_extra=_platform_names)]
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Targets(_Model):
-    """Which inventory hosts: (hosts + members of groups, or all) narrowed by the rest."""
-
-    hosts: list[str] = Field(default_factory=list, description="Host names.")
-    groups: list[str] = Field(default_factory=list, description="Members of these groups.")
-    platforms: list[PlatformName] = Field(
-        default_factory=list, description="Only these platforms (runner's names or napalm's, "
-                                          "netmiko's, scrapli's or ansible's).")
-    where: dict[str, str | int | bool | list[str | int | bool]] = Field(
-        default_factory=dict,
-        description="Inventory data filters, key (dotted for nested data) -> value or list of "
-                    "accepted values.")
-    exclude: list[str] = Field(default_factory=list, description="Host names to leave out.")
 
 
 class Timeouts(_Model):

@@ -19,8 +19,8 @@ from runner.job.run import RunOptions, execute, prepare
 from runner.records import now_iso
 from runner.schedule.listing import schedule_list
 from runner.schedule.server import JobsDir, Scheduler
-from runner.schedule.store import ScheduleStore
 from runner.store.results import ResultsStore
+from runner.store.schedule import ScheduleStore
 from runner.vocab import Approval, EngineChoice, NotifyEvent
 
 JOBS = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
@@ -71,7 +71,7 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     results, store = _stores(ctx, store_url)
     if metrics_port is not None:
-        from runner.web.metrics import serve_metrics
+        from runner.store.metrics import serve_metrics
 
         serve_metrics(metrics_port, results, store, settings_of(ctx))
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,

@@ -10,8 +10,8 @@ from typing import Any
 
 from runner.schedule.policy import is_occurrence
 from runner.schedule.server import Clock, JobsDir, Scheduled
-from runner.schedule.store import ScheduleStore
 from runner.store.results import ResultsStore
+from runner.store.schedule import ScheduleStore
 
 
 def listing(sched: Scheduled, store: ScheduleStore, results: ResultsStore, now: datetime,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from runner.schedule.triggers import Trigger
+from runner.job.triggers import Trigger
 from runner.vocab import Overlap
 
 

@@ -19,14 +19,14 @@ from runner.errors import InputError, StoreError
 from runner.job.load import JobFile, load_job
 from runner.job.notify import NotifyTarget
 from runner.job.run import RunOptions, execute, new_run_id, prepare_job
+from runner.job.triggers import Trigger
 from runner.records import now_iso
 from runner.schedule.policy import Slot, due, is_occurrence
-from runner.schedule.store import ScheduleStore, server_id
-from runner.schedule.triggers import Trigger
 from runner.settings import Settings
 from runner.store.database import lost_connection, retrying
 from runner.store.migrate import describe
 from runner.store.results import ResultsStore
+from runner.store.schedule import ScheduleStore, server_id
 from runner.vocab import Approval, EngineChoice, OccurrenceStatus
 
 log = logging.getLogger("runner.serve")

@@ -140,3 +140,12 @@ def device_rows(store: ResultsStore, run_id: str, status: DeviceStatus | None = 
         .limit(limit).offset(offset)
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def device_steps(store: ResultsStore, run_id: str, hosts: list[str]
+                 ) -> dict[str, list[dict[str, Any]]]:
+    """The stored steps of these devices of a run (their diffs, outputs...), by host."""
+    with store.engine.connect() as conn:
+        return {r.host: r.steps or [] for r in conn.execute(
+            select(devices.c.host, devices.c.steps).where(devices.c.run_id == run_id,
+                                                         devices.c.host.in_(hosts)))}

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from runner.errors import InputError, Interrupted, NotFound, RunnerError, StoreError
-from runner.records import DeviceResult, RunResult, now_iso
+from runner.records import RECORDS_THREAD, DeviceResult, RunResult, now_iso
 from runner.settings import DEFAULT_DB_RETRY_S
 from runner.store.database import open_engine, retrying
 from runner.store.migrate import describe, masked
@@ -389,7 +389,6 @@ def run_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
 
 
 FLUSH_S = 0.25  # a finished device is on disk this long after at most
-RECORDS_THREAD = "runner-records"
 
 
 class RecordWriter:

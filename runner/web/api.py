@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner.errors import AccessDenied
 from runner.schedule.listing import schedule_list
+from runner.store.occurrences import recent_occurrences
 from runner.store.queries import (
     RunFilter,
     count_runs,
@@ -24,10 +25,9 @@ from runner.store.queries import (
 )
 from runner.vocab import DeviceStatus, RunStatus
 from runner.web import backups as backup_repos
-from runner.web.app import services
 from runner.web.auth import Principal, identify, operator, viewer
 from runner.web.labs import lab_statuses
-from runner.web.schedules import recent_occurrences
+from runner.web.services import services
 
 router = APIRouter(prefix="/api")
 Viewer = Annotated[Principal, Depends(viewer)]

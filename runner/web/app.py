@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,13 @@ from runner.errors import (
     RoleTooLow,
     RunnerError,
 )
-from runner.schedule.store import ScheduleStore
+from runner.store.metrics import registry
 from runner.store.results import ResultsStore
+from runner.store.schedule import ScheduleStore
+from runner.store.tokens import TokenStore
 from runner.web.config import WebConfig
 from runner.web.launcher import Launcher
-from runner.web.metrics import registry
-from runner.web.tokens import TokenStore
+from runner.web.services import Services
 
 log = logging.getLogger("runner.web")
 SESSION_COOKIE = "runner_session"
@@ -45,21 +45,6 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-
 # Swagger UI starts itself with an inline script (its files are vendored, not from a CDN).
 DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
             "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
-
-
-@dataclass
-class Services:
-    config: WebConfig
-    results: ResultsStore
-    schedule: ScheduleStore
-    tokens: TokenStore
-    launcher: Launcher
-
-
-def services(request: Request) -> Services:
-    found = request.app.state.services
-    assert isinstance(found, Services)
-    return found
 
 
 def _status_of(exc: RunnerError) -> int:

@@ -12,8 +12,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runner.errors import AccessDenied, RoleTooLow
+from runner.store.tokens import TokenStore
 from runner.vocab import Role
-from runner.web.tokens import TokenStore
 
 SESSION_TOKEN = "token_id"  # noqa: S105 (a session key's name)
 SESSION_CSRF = "csrf"

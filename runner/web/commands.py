@@ -12,8 +12,8 @@ import click
 from runner.cli_common import engine_option, settings_of
 from runner.job.output import table
 from runner.store.results import ResultsStore
+from runner.store.tokens import TokenStore
 from runner.vocab import EngineChoice, Role
-from runner.web.tokens import TokenStore
 
 log = logging.getLogger("runner.web")
 

@@ -16,28 +16,27 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from runner import __version__
 from runner.errors import InputError, RoleTooLow, RunnerError
 from runner.schedule.listing import schedule_list
+from runner.store.occurrences import recent_occurrences
 from runner.store.queries import (
     RunFilter,
     count_runs,
     device_document,
     device_rows,
+    device_steps,
     job_names,
     run_head,
     run_rows,
     status_counts,
 )
-from runner.store.results import devices
 from runner.vocab import SUCCESS, DeviceStatus, RunStatus
 from runner.web import backups as backup_repos
 from runner.web import labs as lab_data
-from runner.web.app import services
 from runner.web.auth import CSRF_FIELD, Principal, check_csrf, csrf_token, identify, log_in, viewer
-from runner.web.schedules import recent_occurrences
+from runner.web.services import services
 from runner.web.svg import render as render_svg
 
 router = APIRouter(include_in_schema=False)
@@ -214,11 +213,7 @@ def _diffs(request: Request, run_id: str, hosts: list[str]) -> list[dict[str, An
     """The config diffs (and dry-run rollback previews) of these devices, in their order."""
     if not hosts:
         return []
-    store = services(request).results
-    with store.engine.connect() as conn:
-        found = {r.host: r.steps for r in conn.execute(
-            select(devices.c.host, devices.c.steps).where(devices.c.run_id == run_id,
-                                                         devices.c.host.in_(hosts)))}
+    found = device_steps(services(request).results, run_id, hosts)
     out = []
     for host in hosts:
         steps = [s for s in found.get(host) or [] if s.get("diff")]

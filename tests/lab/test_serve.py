@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.lab.netns import wait_for
-from runner.schedule.store import ScheduleStore
 from runner.store.results import ResultsStore
+from runner.store.schedule import ScheduleStore
 from tests.conftest import ROOT
 from tests.lab.conftest import RunningLab
 

@@ -18,7 +18,7 @@ import pytest
 
 from runner.errors import BackendUnavailable
 from runner.inventory.fleet import load_inventory
-from runner.job.spec import Targets
+from runner.inventory.targets import Targets
 from runner.lab.clab import ContainerlabBackend
 from runner.lab.netns import NamespaceBackend
 from runner.lab.service import Labs

@@ -15,8 +15,8 @@ from nornir.core.inventory import Host
 
 from runner.errors import InventoryError
 from runner.inventory.fleet import FleetInventory, load_inventory
+from runner.inventory.targets import Targets
 from runner.job.run import prepare
-from runner.job.spec import Targets
 from tests.conftest import write_inventory
 
 NORNIR_DATA = Path(__file__).parent / "data" / "nornir_inventory"

@@ -21,10 +21,10 @@ from runner.job.notify import (
     build_message,
     events_of,
     notify,
-    notify_run,
     secrets_of,
     targets_for,
 )
+from runner.job.run import notify_run
 from runner.job.spec import JobSpec
 from runner.records import DeviceResult, RunResult, StepResult
 from runner.redact import Redactor

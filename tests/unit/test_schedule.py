@@ -15,13 +15,13 @@ import pytest
 
 from runner.errors import InputError
 from runner.job.load import load_job
+from runner.job.schedule import ScheduleSpec
+from runner.job.triggers import CronSchedule, IntervalSchedule
 from runner.lab.netns import wait_for
 from runner.schedule.policy import Slot, due
 from runner.schedule.server import JobsDir, Scheduled, Scheduler
-from runner.schedule.spec import ScheduleSpec
-from runner.schedule.store import ScheduleStore
-from runner.schedule.triggers import CronSchedule, IntervalSchedule
 from runner.store.results import ResultsStore
+from runner.store.schedule import ScheduleStore
 from runner.vocab import Overlap
 
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InputError
-from runner.execution.executor import builtin_executors, choose_engine, usable_cores
+from runner.execution.executor import choose_engine, usable_cores
+from runner.job.run import engines
 from runner.settings import Settings, safe_url
 from runner.vocab import Engine, EngineChoice
 
@@ -71,7 +72,7 @@ def test_engine_choice() -> None:
     if usable_cores() > 1:
         assert choose_engine(EngineChoice.AUTO, None, 64 * usable_cores())[0] \
             is Engine.PROCESSES
-    assert builtin_executors().names() == ["local", "processes", "celery"]
+    assert engines().names() == ["local", "processes", "celery"]
 
 
 def test_db_retry_may_be_0_but_not_negative() -> None:

@@ -19,13 +19,13 @@ from sqlalchemy import MetaData, create_engine, inspect, text
 
 from runner.lab.netns import wait_for
 from runner.records import DeviceResult, RunResult, StepResult
-from runner.schedule.store import ScheduleStore
-from runner.schedule.store import metadata as schedule_metadata
 from runner.store import migrate
 from runner.store.results import RecordWriter, ResultsStore
 from runner.store.results import metadata as results_metadata
+from runner.store.schedule import ScheduleStore
+from runner.store.schedule import metadata as schedule_metadata
+from runner.store.tokens import metadata as web_metadata
 from runner.vocab import DeviceStatus, OccurrenceStatus, RunStatus, SchemaState, StepKind
-from runner.web.tokens import metadata as web_metadata
 from tests.pg import PASSWORD, PgServer
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)

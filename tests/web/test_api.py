@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from runner.job.backups import BackupRepo
 from runner.lab.netns import wait_for
 from runner.records import DeviceResult, RunResult, StepResult
-from runner.schedule.store import ScheduleStore
 from runner.store.results import ResultsStore
+from runner.store.schedule import ScheduleStore
 from runner.vocab import DeviceStatus, OccurrenceStatus, StepKind
 from tests.conftest import ROOT
 from tests.sim.conftest import on_device

@@ -26,12 +26,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import ColumnElement, Connection, DateTime, Float, Select, case, cast, func, select
 
 from runner.errors import InputError
-from runner.schedule.store import ScheduleStore, occurrences
 from runner.settings import DEFAULT_QUEUE, Settings, safe_url
 from runner.store.results import ResultsStore, devices, runs
+from runner.store.schedule import ScheduleStore, occurrences
 from runner.vocab import OccurrenceStatus, RunStatus
 
-log = logging.getLogger("runner.web.metrics")
+log = logging.getLogger("runner.store.metrics")
 RUN_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 DEVICE_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 LAG_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0)

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from runner.schedule import triggers as _t
+from runner.job import triggers as _t
 from runner.vocab import Approval, Overlap
 
 if TYPE_CHECKING:
-    from runner.schedule.triggers import Trigger
+    from runner.job.triggers import Trigger
 
 
 class IntervalSpec(BaseModel):

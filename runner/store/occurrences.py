@@ -1,4 +1,4 @@
-"""Scheduled jobs for the web: each job's last occurrences (the list itself is
+"""A job's last occurrences with the runs they became (the list of scheduled jobs itself is
 runner.schedule.listing's, the document `runner schedule list --json` prints)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from runner.schedule.store import ScheduleStore, occurrences
 from runner.store.results import ResultsStore, runs
+from runner.store.schedule import ScheduleStore, occurrences
 
 
 def recent_occurrences(store: ScheduleStore, results: ResultsStore, job: str,
