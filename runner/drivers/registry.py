@@ -25,12 +25,24 @@ class SessionOpener(Protocol):
 
 @dataclass(frozen=True)
 class DriverEntry:
+    """A driver, by convention from its name alone (the Driver enum is the one list): its
+    module runner.drivers.<name> holds class <Name>Session, and platforms.yaml's field
+    <name> names the platform in the driver's own terms (netmiko's device_type, scrapli's
+    definition; runner's own driver uses runner's name)."""
+
     name: Driver
-    module: str
-    class_name: str
-    # The Platform field (platforms.yaml) holding this driver's name for the platform:
-    # netmiko's device_type, scrapli's definition; runner's own driver uses runner's name.
-    platform_attr: str
+
+    @property
+    def module(self) -> str:
+        return f"{__package__}.{self.name.value}"
+
+    @property
+    def class_name(self) -> str:
+        return f"{self.name.value.capitalize()}Session"
+
+    @property
+    def platform_attr(self) -> str:
+        return self.name.value
 
     def load(self) -> SessionOpener:
         return cast(SessionOpener, getattr(importlib.import_module(self.module),
@@ -46,14 +58,8 @@ class DriverRegistry(Registry[DriverEntry]):
 
 @cache
 def builtin_drivers() -> DriverRegistry:
+    """Every driver of the Driver vocabulary."""
     registry = DriverRegistry()
-    registry.register(DriverEntry(Driver.NETMIKO, "runner.drivers.netmiko", "NetmikoSession",
-                                  "netmiko"))
-    registry.register(DriverEntry(Driver.SCRAPLI, "runner.drivers.scrapli", "ScrapliSession",
-                                  "scrapli"))
-    registry.register(DriverEntry(Driver.ASYNCSSH, "runner.drivers.asyncssh",
-                                  "AsyncsshSession", "asyncssh"))
+    for name in Driver:
+        registry.register(DriverEntry(name))
     return registry
-
-
-DRIVERS = tuple(Driver)  # every name the registry above holds (job schema, inventory data)

@@ -22,7 +22,7 @@ from nornir.core.inventory import (
 )
 
 from runner.drivers.base import SECRET_EXTRAS, ConnectParams
-from runner.drivers.registry import DRIVERS, builtin_drivers
+from runner.drivers.registry import builtin_drivers
 from runner.errors import InputError, InventoryError
 from runner.inventory import platforms
 from runner.inventory.files import (
@@ -239,7 +239,7 @@ class FleetInventory:
         values: set[object] = set()
         usernames: set[object] = set()
         host = self.nornir.hosts[name]
-        for driver in DRIVERS:
+        for driver in builtin_drivers().names():
             opts = host.get_connection_parameters(driver)
             # references are kept in Nornir's str fields (see _Reader)
             password: object = opts.password
@@ -354,8 +354,8 @@ def _check_driver(source: YamlSource[InventoryError], entry: DefaultsEntry, loc:
     if driver is not None:
         try:
             if not isinstance(driver, str):
-                raise InputError(f"expected a driver name: one of {', '.join(DRIVERS)} "
-                                 f"(got {shown(driver)})")
+                known = ", ".join(builtin_drivers().names())
+                raise InputError(f"expected a driver name: one of {known} (got {shown(driver)})")
             builtin_drivers().get(driver)
         except InputError as exc:
             raise source.error(exc.message, (*loc, "data", "driver")) from None

@@ -12,6 +12,8 @@ from importlib import resources
 
 import yaml
 
+from runner.registry import Registry
+
 
 @dataclass(frozen=True)
 class Platform:
@@ -53,12 +55,12 @@ def _indicators(indicators: tuple[str, ...]) -> re.Pattern[str]:
 
 
 @cache
-def _table() -> dict[str, Platform]:
+def _table() -> Registry[Platform]:
     text = resources.files(__package__).joinpath("platforms.yaml").read_text(encoding="utf-8")
     raw = yaml.safe_load(text)
-    table = {}
+    table: Registry[Platform] = Registry("platform", lambda p: p.name)
     for name, spec in raw.items():
-        table[name] = Platform(
+        table.register(Platform(
             name=name, netmiko=spec["netmiko"], scrapli=spec["scrapli"],
             ntc_templates=spec["ntc_templates"], running_config=spec["running_config"],
             save_config=spec["save_config"],
@@ -72,17 +74,17 @@ def _table() -> dict[str, Platform]:
             cli_enable=spec["cli"]["enable"],
             cli_password_prompt=spec["cli"]["password_prompt"],
             tested=spec.get("tested", False) is True,
-        )
+        ))
     return table
 
 
 def names() -> list[str]:
-    return sorted(_table())
+    return sorted(_table().names())
 
 
 def untested() -> list[str]:
     """Platforms no test has run against a device of (platforms.yaml `tested: false`)."""
-    return sorted(name for name, p in _table().items() if not p.tested)
+    return sorted(p.name for p in _table() if not p.tested)
 
 
 # The libraries whose platform names an inventory may use, as netutils' lib_mapper names them.
@@ -92,7 +94,7 @@ ALIAS_LIBRARIES = ("napalm", "netmiko", "scrapli", "ansible")
 def get(name: str) -> Platform | None:
     """The platform of a runner name or of any library's name for it."""
     found = canonical(name)
-    return None if found is None else _table()[found]
+    return None if found is None else _table().get(found)
 
 
 @cache
@@ -125,7 +127,7 @@ def accepted_names() -> list[str]:
     table = _table()
     aliases = {alias for lib in ALIAS_LIBRARIES
                for alias, normal in NAME_TO_LIB_MAPPER[lib].items() if normal in table}
-    return sorted(set(table) | aliases)
+    return sorted(set(table.names()) | aliases)
 
 
 def unknown(name: str) -> str:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from runner.errors import TopologyError
 from runner.inventory import platforms
+from runner.registry import Registry
 
 Role = Literal["router", "host"]
 
@@ -49,43 +50,37 @@ class Kind:
     scrapli_platform: str = "cisco_iosxe"
 
 
-class KindRegistry:
+class KindRegistry(Registry[Kind]):
     """Kinds known to one lab loader; each kind is registered explicitly, with aliases.
     A name registered twice is refused; an unknown one is an error naming the known ones."""
 
     def __init__(self) -> None:
-        self._kinds: dict[str, Kind] = {}
+        super().__init__("kind", lambda kind: kind.name, error=TopologyError)
 
-    def register(self, kind: Kind, *aliases: str) -> None:
-        names = (kind.name, *aliases)
-        for name in names:
-            if name in self._kinds or names.count(name) > 1:
-                raise ValueError(f"kind {name!r} is already registered")
-        if platforms.get(kind.platform) is None:
-            raise ValueError(f"kind {kind.name!r}: platform {kind.platform!r} is not in "
+    def register(self, entry: Kind, *aliases: str) -> None:
+        if platforms.get(entry.platform) is None:
+            raise ValueError(f"kind {entry.name!r}: platform {entry.platform!r} is not in "
                              f"platforms.yaml (runner knows {', '.join(platforms.names())})")
-        for name in names:
-            self._kinds[name] = kind
+        super().register(entry, *aliases)
 
-    def get(self, name: str) -> Kind:
-        """The kind by name or alias; TopologyError (without a location) when unknown."""
-        kind = self._kinds.get(name)
-        if kind is not None:
-            return kind
+    def unknown(self, name: str) -> TopologyError:
+        """TopologyError (without a location): bridges and vendor kinds say what to do."""
         if name in ("bridge", "ovs-bridge"):
-            raise TopologyError(f"kind {name!r} is a bridge of this host, which containerlab "
-                                "attaches containers to; the namespace backend links nodes "
-                                "only by veth pairs (link them directly, or use --backend "
-                                "containerlab)")
+            return TopologyError(f"kind {name!r} is a bridge of this host, which containerlab "
+                                 "attaches containers to; the namespace backend links nodes "
+                                 "only by veth pairs (link them directly, or use --backend "
+                                 "containerlab)")
         if name in CONTAINERLAB_ONLY_KINDS:
-            raise TopologyError(f"kind {name!r} needs containerlab with Docker and its vendor "
-                                f"image; the namespace backend builds only "
-                                f"{', '.join(self.names())}")
-        raise TopologyError(f"unknown kind {name!r} (expected one of {', '.join(self.names())}"
-                            ", or a containerlab kind with --backend containerlab)")
+            return TopologyError(f"kind {name!r} needs containerlab with Docker and its vendor "
+                                 f"image; the namespace backend builds only "
+                                 f"{', '.join(self.names(aliases=True))}")
+        return TopologyError(f"unknown kind {name!r} (expected one of "
+                             f"{', '.join(self.names(aliases=True))}, or a containerlab kind "
+                             "with --backend containerlab)")
 
-    def names(self) -> list[str]:
-        return sorted(self._kinds)
+    def names(self, *, aliases: bool = True) -> list[str]:
+        """Kinds and their aliases, sorted: a topology may use any of them."""
+        return sorted(super().names(aliases=aliases))
 
 
 def default_registry() -> KindRegistry:

@@ -13,9 +13,11 @@ from runner.lab.clab import ContainerlabBackend
 from runner.lab.netns import NamespaceBackend
 from runner.lab.plan import make_plan
 from runner.lab.topology import FileAccess, load_topology
+from runner.registry import Registry
 from runner.settings import Settings
 
-BACKEND_NAMES = ("auto", "containerlab", "namespace")
+# --backend: auto, or one of the backends below (their names are theirs)
+BACKEND_NAMES = ("auto", ContainerlabBackend.name, NamespaceBackend.name)
 # status and down need only a lab's names: the files its topology names are not opened.
 NAMES_ONLY = FileAccess(read=False)
 log = logging.getLogger(__name__)
@@ -28,18 +30,16 @@ class Labs:
     def __init__(self, settings: Settings) -> None:
         self.index = state.LabIndex(settings.lab_index)
         self.namespace = NamespaceBackend(self.index, settings.lab_ready_timeout)
-        self.backends: dict[str, Backend] = {
-            "containerlab": ContainerlabBackend(self.index), "namespace": self.namespace}
+        self.backends: Registry[Backend] = Registry(
+            "backend", lambda b: b.name, (ContainerlabBackend(self.index), self.namespace),
+            error=BackendUnavailable)
 
     def choose_backend(self, name: str = "auto") -> Backend:
         """`auto`: containerlab when it and a Docker engine are usable, else namespaces."""
         if name == "auto":
-            clab = self.backends["containerlab"]
+            clab = self.backends.get("containerlab")
             return clab if clab.unusable_reason() is None else self.namespace
-        if name not in self.backends:
-            raise BackendUnavailable(f"unknown backend {name!r} (expected "
-                                     f"{', '.join(BACKEND_NAMES)})")
-        backend = self.backends[name]
+        backend = self.backends.get(name)
         reason = backend.unusable_reason()
         if reason:
             raise BackendUnavailable(f"the {name} backend cannot run here: {reason}")
@@ -78,12 +78,12 @@ class Labs:
                 topo = load_topology(path, files=NAMES_ONLY)
                 self.namespace.teardown(make_plan(topo), only_marked=True)
             return False
-        self.backends[lab.backend].down(lab)
+        self.backends.get(lab.backend).down(lab)
         return True
 
     def status(self, ref: str | None = None) -> list[LabStatus]:
         labs = [self.find_lab(ref)] if ref else self.index.all_labs()
-        return [self.backends[lab.backend].status(lab) for lab in labs]
+        return [self.backends.get(lab.backend).status(lab) for lab in labs]
 
     def lab_of(self, node: str, lab_ref: str | None = None) -> state.LabState:
         """The lab holding `node`; lab_ref may be omitted when exactly one lab has it."""
@@ -105,4 +105,4 @@ class Labs:
     def exec_in(self, lab: state.LabState, node: str, command: list[str],
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """exec_on() for a lab already found."""
-        return self.backends[lab.backend].exec(lab, node, command, timeout)
+        return self.backends.get(lab.backend).exec(lab, node, command, timeout)

@@ -52,7 +52,7 @@ def topology(settings: Settings, name: str) -> Topology:
         state = labs.index.load_by_name(name)
     except LabError as exc:
         raise NotFound(str(exc)) from None
-    status = labs.backends[state.backend].status(state)
+    status = labs.backends.get(state.backend).status(state)
     running = {n.name: n.running for n in status.nodes}
     plan = state.plan
     by_netns = {n.netns: n.name for n in plan.nodes.values()}

@@ -44,10 +44,10 @@ PASSWORD = "Pw-8c1e93-secret"
 
 def test_a_driver_name_registered_twice_is_refused() -> None:
     registry = DriverRegistry()
-    entry = DriverEntry(Driver.NETMIKO, "runner.drivers.netmiko", "NetmikoSession", "netmiko")
+    entry = DriverEntry(Driver.NETMIKO)
     registry.register(entry)
     with pytest.raises(ValueError, match="'netmiko' is already registered"):
-        registry.register(DriverEntry(Driver.NETMIKO, "elsewhere", "Other", "netmiko"))
+        registry.register(DriverEntry(Driver.NETMIKO))
     assert registry.names() == ["netmiko"]
     assert registry.get("netmiko") is entry
 
