@@ -40,7 +40,7 @@ from runner.settings import Settings
 from runner.store.migrate import describe
 from runner.store.results import RecordWriter, ResultsStore
 from runner.store.unsaved import not_stored
-from runner.vocab import Approval, DeviceStatus, Engine, EngineChoice, OnStop, RunStatus, StepKind
+from runner.vocab import DeviceStatus, Engine, EngineChoice, RunStatus, StepKind
 
 log = logging.getLogger("runner.job.run")
 
@@ -74,9 +74,9 @@ class RunOptions:
 
 
 def check_job(job: JobFile, templates_dir: Path) -> None:
-    """Checks that need files besides the job: templates exist and parse, parsers load."""
+    """Checks that need files besides the job (its own rules are JobSpec's): templates
+    exist and parse, parsers load, the backup directory can be one."""
     templates = Templates(templates_dir)
-    backups = 0
     for index, step in enumerate(job.spec.steps):
         if isinstance(step, ConfigStep) and step.config.template is not None:
             problem = templates.check(step.config.template)
@@ -87,34 +87,11 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
             if found:
                 raise job.error(found[1], ("steps", index, "command", "parse", found[0]))
         elif isinstance(step, BackupStep):
-            backups += 1
-            if backups > 1:
-                raise job.error("a job has at most one backup step", ("steps", index))
             target = Path(step.backup.dir)
             if target.exists() and not target.is_dir():
                 raise job.error(f"{target} exists and is not a directory (expected the "
                                 "backup git repository, or a path to create it at)",
                                 ("steps", index, "backup", "backup", "dir"))
-    spec = job.spec
-    _check_variables(job)
-    if spec.rollout is not None and spec.rollout.on_stop is OnStop.ROLLBACK \
-            and not spec.rolls_back:
-        raise job.error("on_stop: rollback needs rollback: true (on the job or a config "
-                        "step)", ("rollout", "on_stop"))
-    if spec.schedule is not None and spec.schedule.approval is Approval.REQUIRED and not any(
-            isinstance(s, ConfigStep) for s in spec.steps):
-        raise job.error("approval: required, but the job has no config step: nothing to "
-                        "approve", ("schedule", "approval"))
-    if spec.rollback and not any(isinstance(s, ConfigStep) for s in spec.steps):
-        raise job.error("rollback: true, but the job has no config step to roll back",
-                        ("rollback",))
-
-
-def _check_variables(job: JobFile) -> None:
-    for name in job.spec.secret_vars:
-        if name in job.spec.vars:
-            raise job.error(f"{name!r} is also in vars: a variable is either plain or "
-                            "secret", ("secret_vars", name))
 
 
 def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,

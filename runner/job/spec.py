@@ -23,7 +23,8 @@ from runner.job import ttpguard
 from runner.job.checks import problem
 from runner.job.notify import NotifyTarget
 from runner.job.schedule import ScheduleSpec
-from runner.vocab import Driver, OnStop
+from runner.source.validation import located
+from runner.vocab import Approval, Driver, OnStop
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -258,6 +259,32 @@ class JobSpec(_Model):
         description="Notification targets (Apprise URLs) and the events that send each. Left "
                     "out: `runner serve --notify` targets apply; `[]`: no notifications.")
     steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _rules(self) -> JobSpec:
+        """Rules across fields: part of the model, so `runner schema`'s users, the worker's
+        model_validate and every loader see them (each names its field)."""
+        here = type(self).__name__
+        config = any(isinstance(s, ConfigStep) for s in self.steps)
+        backups = [i for i, s in enumerate(self.steps) if isinstance(s, BackupStep)]
+        if len(backups) > 1:
+            raise located(here, "a job has at most one backup step", ("steps", backups[1]))
+        for name in self.secret_vars:
+            if name in self.vars:
+                raise located(here, f"{name!r} is also in vars: a variable is either plain "
+                              "or secret", ("secret_vars", name))
+        if self.rollout is not None and self.rollout.on_stop is OnStop.ROLLBACK \
+                and not self.rolls_back:
+            raise located(here, "on_stop: rollback needs rollback: true (on the job or a "
+                          "config step)", ("rollout", "on_stop"))
+        if self.schedule is not None and self.schedule.approval is Approval.REQUIRED \
+                and not config:
+            raise located(here, "approval: required, but the job has no config step: "
+                          "nothing to approve", ("schedule", "approval"))
+        if self.rollback and not config:
+            raise located(here, "rollback: true, but the job has no config step to roll "
+                          "back", ("rollback",))
+        return self
 
     @property
     def rolls_back(self) -> bool:

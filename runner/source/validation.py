@@ -39,6 +39,13 @@ def problem(message: str, kind: str = "invalid") -> PydanticCustomError:
     return PydanticCustomError(kind, message)
 
 
+def located(model: str, message: str, loc: Loc) -> ValidationError:
+    """An error for a model validator to raise, at `loc` inside the model (pydantic puts
+    the model's own location in front), its text reported exactly as given."""
+    return ValidationError.from_exception_data(
+        model, [InitErrorDetails(type=problem(message, "rule"), loc=loc, input=None)])
+
+
 def describe(value: Any) -> str:
     """What a YAML value is, for messages such as 'expected a mapping, got a list'."""
     if value is None:

@@ -177,3 +177,21 @@ def test_device_budget_ends_a_hanging_device_as_timed_out(
     assert device["status"] == "timed_out"
     assert device["error_class"] == "DeviceTimeout"
     assert "did not finish within 2s" in device["error"]
+
+
+RULES = ["two_backups", "secret_var_in_vars", "on_stop_without_rollback",
+         "approval_without_config", "rollback_without_config"]
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_rules_across_fields_are_the_models_own(name: str) -> None:
+    """What a worker's model_validate sees (no file, no loader) refuses the same jobs."""
+    from pydantic import ValidationError
+
+    from runner.job.spec import JobSpec
+
+    path = Path(__file__).parent / "bad_jobs" / f"{name}.yml"
+    _, text = expectation(path)
+    with pytest.raises(ValidationError) as info:
+        JobSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    assert text.split(": ", 1)[1] in str(info.value)
