@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import yaml
 
 from runner.cli import cli
 from tests.conftest import ROOT
 
-DOCS = (ROOT / "README.md", ROOT / "docs" / "tutorial.md")
+# The README, then the docs site's pages in its navigation order (mkdocs.yml)
+DOCS = (ROOT / "README.md", *(ROOT / "docs" / next(iter(page.values()))
+                              for page in yaml.safe_load((ROOT / "mkdocs.yml").read_text(
+                                  encoding="utf-8"))["nav"]))
 RUNNER_PREFIXES = ("runner", "$R", ".venv/bin/runner")
 # Inline spans that name something other than a command line.
 NOT_COMMANDS = {"runner <job>: <status>, <counts>"}
