@@ -186,7 +186,7 @@ def test_the_documents_commands_run_on_the_simulator(work: Workdir) -> None:
                 latest = json.loads(runner(work, ["history", "--json"]).stdout)
                 runs = latest["runs"] if isinstance(latest, dict) else latest
                 work.values["<run_id_prefix>"] = runs[0]["run_id"][:8]
-                work.values["<run>"] = runs[0]["run_id"]
+                work.values["<run>"] = work.values["<run_id>"] = runs[0]["run_id"]
             if path == ("show",):
                 assert work.values["r1"] in proc.stdout or "--host" not in args
         work.ran.append(f"{command.where}: {command.text}")
