@@ -17,6 +17,7 @@ from typing import Any
 
 from runner import logsetup
 from runner.errors import WorkerLost
+from runner.execution import lifeline
 from runner.execution.executor import CancelFlag, RecordSink, Work, usable_cores
 from runner.execution.local import LocalExecutor
 from runner.records import DeviceResult
@@ -54,8 +55,11 @@ class _PipeSink:
         raise AssertionError("unreachable")
 
 
-def _child(conn: Connection, work: Work, owner: str, cancel: Any, log_level: int) -> None:
-    """An engine process: works each list of hosts it is sent, reporting every device."""
+def _child(conn: Connection, work: Work, owner: str, cancel: Any, log_level: int,
+           controller: lifeline.Controller) -> None:
+    """An engine process: works each list of hosts it is sent, reporting every device; it
+    dies with the run's process (lifeline), never working on for a run nobody controls."""
+    lifeline.bind(controller)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     logsetup.inherit(log_level)
     executor = LocalExecutor(work, owner=owner)
@@ -74,7 +78,8 @@ class _Engine:
         self.conn, child_conn = ctx.Pipe()
         owner = f"local:{work.run_id}:p{index}"
         level = logging.getLogger().getEffectiveLevel()
-        self.process = ctx.Process(target=_child, args=(child_conn, work, owner, cancel, level),
+        self.process = ctx.Process(target=_child, args=(child_conn, work, owner, cancel, level,
+                                                        lifeline.Controller.this_process()),
                                    name=f"runner-engine-{index}", daemon=True)
         self.process.start()
         child_conn.close()

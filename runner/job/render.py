@@ -75,6 +75,11 @@ def _inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
+def has_template(line: str) -> bool:
+    """Whether a config line holds Jinja2 syntax ({{ }}, {% %} or {# #}): it is rendered."""
+    return "{{" in line or "{%" in line or "{#" in line
+
+
 def bounded(render: Callable[[], T]) -> T:
     """Run one render (or expression) with a fresh iteration budget."""
     token = _BUDGET.set([MAX_ITERATIONS])
@@ -131,6 +136,52 @@ class Templates:
             return False
         source = (self.root / found).read_text(encoding="utf-8")
         return variable in jinja2.meta.find_undeclared_variables(self.env.parse(source))
+
+    def render_lines(self, lines: list[str], context: dict[str, Any]) -> list[str]:
+        """A config step's `lines:`, each rendered like a template (`{{ vars.site }}`,
+        `{% if %}`), in the same sandbox and bounds: a line that renders empty is left out,
+        one that renders to several lines gives each. RenderFailed names the line."""
+        out: list[str] = []
+        total = 0
+        for number, line in enumerate(lines, 1):
+            if not has_template(line):
+                out.append(line)
+                continue
+            try:
+                template = self.env.from_string(line)
+                text = bounded(lambda: template.render(**context))  # noqa: B023 (now)
+            except jinja2.UndefinedError as exc:
+                raise RenderFailed(f"config line {number} ({line!r}): {exc.message}") \
+                    from None
+            except Exception as exc:  # syntax (checked at validation), filters' errors
+                raise RenderFailed(f"config line {number} ({line!r}): "
+                                   f"{type(exc).__name__}: {exc}") from None
+            total += len(text)
+            if total > self.max_rendered:
+                raise RenderFailed(f"config lines rendered {total:,} characters, more than "
+                                   f"the job's limits.rendered ({self.max_rendered:,})")
+            out += [part.rstrip() for part in text.splitlines() if part.strip()]
+        return out
+
+    def line_problem(self, line: str, names: set[str]) -> str | None:
+        """For validation: why config line `line` cannot be rendered with these variable
+        names (syntax, a name that is not one of them), or None."""
+        try:
+            parsed = self.env.parse(line)
+        except jinja2.TemplateSyntaxError as exc:
+            return f"template syntax error in a config line: {exc.message}"
+        unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - names
+                         - set(self.env.globals))
+        if unknown:
+            return (f"unknown name {unknown[0]!r} in a config line (a line may use the "
+                    f"job's vars and secret_vars, as NAME or vars.NAME, host and steps, as "
+                    f"templates do)")
+        return None
+
+    def line_uses(self, lines: list[str], variable: str) -> bool:
+        """Whether any of these config lines refers to `variable`."""
+        return any(has_template(line) and variable in jinja2.meta.find_undeclared_variables(
+            self.env.parse(line)) for line in lines)
 
     def render(self, name: str, platform: str, context: dict[str, Any]) -> list[str]:
         """Config lines for one device; RenderFailed names the template and what is wrong."""

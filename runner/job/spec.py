@@ -23,7 +23,7 @@ from runner.job import ttpguard
 from runner.job.checks import problem
 from runner.job.notify import NotifyTarget
 from runner.schedule.spec import ScheduleSpec
-from runner.vocab import Driver, OnStop
+from runner.vocab import Approval, Driver, OnStop
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -291,6 +291,12 @@ class JobSpec(_Model):
         description="Notification targets (Apprise URLs) and the events that send each. Left "
                     "out: `runner serve --notify` targets apply; `[]`: no notifications.")
     steps: list[Step] = Field(min_length=1)
+
+    @property
+    def needs_approval(self) -> bool:
+        """Whether a real run must carry out an approved preview (`schedule: {approval:
+        required}`): from every entry point, not only the scheduler's."""
+        return self.schedule is not None and self.schedule.approval is Approval.REQUIRED
 
     @property
     def rolls_back(self) -> bool:

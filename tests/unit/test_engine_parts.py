@@ -38,23 +38,38 @@ IOS = platforms.get("cisco_ios")
 assert IOS is not None
 
 
-def test_preview_reports_only_missing_lines_in_their_section() -> None:
-    assert preview(RUNNING, ["interface lo", "description old", "exit"]) == ""
+def _changes(diff: str) -> list[str]:
+    return [line for line in diff.splitlines()
+            if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
+
+
+def test_a_preview_is_the_diff_a_real_run_records_additions_and_removals() -> None:
+    single = IOS.single_valued
+    assert preview(RUNNING, ["interface lo", "description old", "exit"], single).diff == ""
     assert preview(RUNNING, ["router bgp 65000", " address-family ipv4 unicast",
-                             "  network 10.1.1.0/24", " exit-address-family"]) == ""
+                             "  network 10.1.1.0/24", " exit-address-family"]).diff == ""
     out = preview(RUNNING, ["interface lo", " description new", "exit",
                             "router bgp 65000", "address-family ipv4 unicast",
                             "network 10.9.9.0/24", "exit-address-family",
-                            "no neighbor 10.0.0.2 remote-as 65000", "no bgp bestpath med"])
-    assert out.splitlines() == [
-        "  interface lo", "+  description new", "  router bgp 65000",
-        "   address-family ipv4 unicast", "+   network 10.9.9.0/24",
-        "+  no neighbor 10.0.0.2 remote-as 65000"]
+                            "no neighbor 10.0.0.2 remote-as 65000", "no bgp bestpath med"],
+                  single)
+    # the same unified diff as a real run's: a replaced value, a removal, an addition
+    assert out.diff.startswith("--- running-config (before)\n+++ running-config (after)\n")
+    assert _changes(out.diff) == [
+        "- description old", "+ description new",
+        "- neighbor 10.0.0.2 remote-as 65000", "+  network 10.9.9.0/24"]
+    assert unified(RUNNING, out.after) == out.diff  # `after` is the config it would leave
 
 
-def test_description_line_in_other_section_is_not_taken_as_present() -> None:
-    out = preview(RUNNING, ["interface eth1", "description old"])
-    assert "+  description old" in out
+def test_a_removed_section_goes_whole_and_a_new_one_is_made() -> None:
+    out = preview(RUNNING, ["no interface lo", "interface eth1", "description old", "exit",
+                            "ntp server 192.0.2.1"], IOS.single_valued)
+    assert _changes(out.diff) == [
+        "-interface lo", "- description old", "- ip address 10.0.0.1/32", "-exit",
+        "+interface eth1", "+ description old", "+exit", "+ntp server 192.0.2.1"]
+    # a description in another section is not taken as present; `no X` of what is absent
+    # changes nothing
+    assert preview(RUNNING, ["no ntp server 192.0.2.99"]).diff == ""
 
 
 def test_normalize_drops_volatile_lines_and_unified_diff() -> None:
