@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import jinja2
 import jinja2.meta
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment, safe_range
 
@@ -19,6 +20,8 @@ from runner.errors import RenderFailed
 MAX_ITERATIONS = 1_000_000  # range() items one render may produce, nested loops included
 MAX_SEQUENCE = 1_000_000  # characters (or items) `*` may build
 MAX_RENDERED = 1_048_576  # bytes a rendered template may hold (a job's limits.rendered)
+# What `host` holds in a render (FleetInventory.template_vars).
+HOST_FIELDS = ("name", "hostname", "platform", "groups", "data")
 T = TypeVar("T")
 # What is left of the current render's iteration budget (set around each render).
 _BUDGET: ContextVar[list[int] | None] = ContextVar("runner_jinja_budget", default=None)
@@ -163,15 +166,30 @@ class Templates:
             out += [part.rstrip() for part in text.splitlines() if part.strip()]
         return out
 
-    def line_problem(self, line: str, names: set[str]) -> str | None:
-        """For validation: why config line `line` cannot be rendered with these variable
-        names (syntax, a name that is not one of them), or None."""
+    def line_problem(self, line: str, variables: set[str]) -> str | None:
+        """For validation: why config line `line` cannot be rendered with the job's
+        `variables` (vars and secret_vars, by name or as vars.NAME), host (HOST_FIELDS)
+        and steps: its syntax, or a name it uses that no render gives. None: it can."""
         try:
             parsed = self.env.parse(line)
         except jinja2.TemplateSyntaxError as exc:
             return f"template syntax error in a config line: {exc.message}"
-        unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - names
-                         - set(self.env.globals))
+        given = variables | {"host", "vars", "steps"} | set(self.env.globals)
+        unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - given)
+        for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
+            owner: object = None
+            key: object = None
+            if isinstance(node, nodes.Getattr):
+                owner, key = node.node, node.attr
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+                owner, key = node.node, node.arg.value
+            if not isinstance(owner, nodes.Name) or not isinstance(key, str):
+                continue
+            if owner.name == "vars" and key not in variables:
+                unknown.append(key)
+            elif owner.name == "host" and key not in HOST_FIELDS:
+                return (f"unknown name 'host.{key}' in a config line (host has "
+                        f"{', '.join(HOST_FIELDS)})")
         if unknown:
             return (f"unknown name {unknown[0]!r} in a config line (a line may use the "
                     f"job's vars and secret_vars, as NAME or vars.NAME, host and steps, as "

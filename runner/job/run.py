@@ -116,9 +116,9 @@ def _check_config(job: JobFile, templates: Templates, index: int, step: ConfigSt
         if problem:
             raise job.error(problem, ("steps", index, "config", "config", "template"))
         return
-    names = {"host", "vars", "steps", *job.spec.vars, *job.spec.secret_vars}
+    variables = {*job.spec.vars, *job.spec.secret_vars}
     for number, line in enumerate(step.config.lines or []):
-        problem = templates.line_problem(line, names) if has_template(line) else None
+        problem = templates.line_problem(line, variables) if has_template(line) else None
         if problem:
             raise job.error(problem, ("steps", index, "config", "config", "lines", number))
 

@@ -187,3 +187,57 @@ def test_a_template_leading_out_of_the_templates_directory_is_refused(tmp_path: 
             templates.render(name, "cisco_ios", {})
         assert "leads out of the templates directory" in str(info.value)
         assert "s3cret" not in str(info.value)
+
+
+def test_config_lines_render_as_templates_do_and_are_checked_first(tmp_path: Path) -> None:
+    templates = Templates(tmp_path)
+    context = {"site": "ams", "vars": {"site": "ams"},
+               "host": {"name": "r1", "hostname": "10.0.0.1", "platform": "cisco_ios",
+                        "groups": ["core"], "data": {}}}
+    assert templates.render_lines([
+        "snmp-server location {{ vars.site }}-{{ host.name }}", "ntp server 192.0.2.1",
+        "{% if 'edge' in host.groups %}logging host 192.0.2.9{% endif %}",
+        "{{ site }}"], context) == ["snmp-server location ams-r1", "ntp server 192.0.2.1",
+                                    "ams"]
+    with pytest.raises(RenderFailed, match=r"config line 1 .*has no attribute 'nope'"):
+        templates.render_lines(["{{ vars.nope }}"], context)
+    known = {"site"}
+    assert templates.line_problem("location {{ vars.site }} {{ site }} {{ host.name }}",
+                                  known) is None
+    assert templates.line_problem("{{ steps['show version'].output }}", known) is None
+    for line, said in (("{{ vars.location }}", "unknown name 'location'"),
+                       ("{{ vars['location'] }}", "unknown name 'location'"),
+                       ("{{ location }}", "unknown name 'location'"),
+                       ("{{ host.site }}", "unknown name 'host.site'"),
+                       ("{{ site ", "template syntax error"),
+                       ("{% for x in %}", "template syntax error")):
+        problem = templates.line_problem(line, known)
+        assert problem is not None and said in problem, (line, problem)
+
+
+def test_one_device_key_whatever_the_inventory_calls_the_device() -> None:
+    from runner.execution.leases import device_key, lease_key
+
+    assert device_key("10.0.0.1", 22) == "10.0.0.1:22"
+    assert device_key("Core-R1.Example.NET.", 22) == device_key("core-r1.example.net", 22)
+    assert device_key("2001:db8::1", 830) == "[2001:db8::1]:830"
+    assert device_key("10.0.0.1", 22) != device_key("10.0.0.1", 2022)
+    assert lease_key(device_key("10.0.0.1", 22)) == "runner:lease:10.0.0.1:22"
+
+
+def test_an_occurrence_follows_its_preview_then_the_run_that_carried_it_out() -> None:
+    from runner.schedule.listing import occurrence_status
+
+    waiting = "awaiting_approval"
+    assert occurrence_status(waiting, "awaiting_approval", None) == "awaiting_approval"
+    assert occurrence_status(waiting, "rejected", None) == "rejected"
+    assert occurrence_status(waiting, "expired", None) == "expired"
+    assert occurrence_status(waiting, "approved", None) == "approved"
+    assert occurrence_status(waiting, "approved", "running") == "approved"
+    assert occurrence_status(waiting, "approved", "ok") == "done"
+    assert occurrence_status(waiting, "approved", "failed") == "failed"
+    assert occurrence_status(waiting, "approved", "interrupted") == "interrupted"
+    assert occurrence_status(waiting, "failed", None) == "failed"  # the preview itself
+    # occurrences without approval keep what the scheduler recorded
+    assert occurrence_status("done", "ok", None) == "done"
+    assert occurrence_status("missed", None, None) == "missed"
