@@ -1,22 +1,28 @@
-"""An engine process's tie to the process that controls its run: it dies with it (the
-kernel's parent-death signal), and it looks before each device and each config push that
-the controller still runs, so a run whose `runner` was killed (SIGKILL, the OOM killer)
-contacts no device after that.
+"""An engine process's tie to the process that controls its run, so a run whose `runner`
+was killed (SIGKILL, the OOM killer) contacts no device after that. Three ties, each
+enough where it applies:
 
-The parent-death signal fires when the engine's parent exits: the run's process itself
-with the fork start method; the multiprocessing forkserver (which exits as soon as the
-run's process is gone) otherwise. The look is a check of the controller's pid and start
-time in /proc (a pid reused by another process does not pass for it)."""
+- the kernel's parent-death signal (prctl PR_SET_PDEATHSIG, SIGKILL): fires when the
+  engine's parent exits, which is the run's process with the fork start method;
+- a lifeline pipe whose only writer the run's process holds, read by a thread of the
+  engine: its end of file comes the moment that process is gone, whatever started the
+  engine (from `runner serve` and `runner web` engines start from multiprocessing's
+  forkserver, which outlives the run's process as long as its children live);
+- a look at the controller's pid and start time in /proc before each device and each
+  config push (a pid reused by another process does not pass for it)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from functools import cache
+from multiprocessing.connection import Connection
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -77,12 +83,26 @@ def die_with_parent(sig: int = signal.SIGKILL) -> bool:
 _BOUND: list[Controller] = []  # this engine process's controller, once bound
 
 
-def bind(controller: Controller) -> None:
-    """Tie this engine process to `controller`: it dies with its parent, and check() ends
-    it when the controller is gone. Checked at once: the parent may have died already."""
+def bind(controller: Controller, pipe: Connection | None = None) -> None:
+    """Tie this engine process to `controller`: it dies with its parent, at the end of
+    file of `pipe` (the read end of a pipe only the controller writes to), and check()
+    ends it when the controller is gone. Checked at once: it may be gone already."""
     _BOUND[:] = [controller]
     die_with_parent()
     check()
+    if pipe is not None:
+        threading.Thread(target=_watch, args=(pipe, controller), name="runner-lifeline",
+                         daemon=True).start()
+
+
+def _watch(pipe: Connection, controller: Controller) -> None:
+    """Block on the lifeline: nothing is ever written to it, so a read returns only when
+    the controller's end closed (it exited or was killed), or it says the run is over."""
+    with contextlib.suppress(EOFError, OSError):
+        pipe.recv_bytes()
+    log.error("the process controlling this run (pid %d) is gone: engine process %d stops "
+              "at once", controller.pid, os.getpid())
+    os._exit(GONE_EXIT)
 
 
 def check() -> None:
