@@ -186,21 +186,22 @@ def read_secrets(prep: Prepared) -> SecretResolver:
 
 
 def rerun_targets(store: ResultsStore, run_id: str | None, job: str,
-                  statuses: list[DeviceStatus] | None = None) -> tuple[str, list[str]]:
+                  statuses: list[DeviceStatus] | None = None,
+                  field: str = "--rerun") -> tuple[str, list[str]]:
     """For a rerun: (the full id of run `run_id`, its devices to run again, in its order):
     those that did not end ok or changed, or that ended with one of `statuses`. An empty or
-    unknown run id, or a run of another job, is an error: never "every target"."""
+    unknown run id, or a run of another job, is an error naming `field`: never "every
+    target"."""
     if run_id is None or not run_id.strip():
         raise InputError("an empty run id names no run to rerun (expected the id, or a "
-                         "unique prefix of it, of an earlier run of this job)",
-                         field="--rerun")
+                         "unique prefix of it, of an earlier run of this job)", field=field)
     try:
         _row, earlier = store.get_run(run_id.strip())
     except InputError as exc:
-        raise type(exc)(exc.message, field="--rerun") from None
+        raise type(exc)(exc.message, field=field) from None
     if earlier.job != job:
         raise InputError(f"run {earlier.run_id} was of job {earlier.job!r}, not {job!r}",
-                         field="--rerun")
+                         field=field)
     wanted = set(statuses) if statuses else {s for s in DeviceStatus if not s.success}
     return earlier.run_id, [d.host for d in earlier.devices if d.status in wanted]
 

@@ -160,7 +160,8 @@ class Launcher:
         job = self.find(job_name)
         only = None
         if rerun_of is not None:
-            rerun_of, only = rerun_targets(self.store, rerun_of, job.spec.name, statuses)
+            rerun_of, only = rerun_targets(self.store, rerun_of, job.spec.name, statuses,
+                                           field="rerun")
             if not only:
                 raise Conflict(f"run {rerun_of}: no device to run again")
         elif statuses:

@@ -9,11 +9,9 @@ follows its run through approval to the carried-out run's outcome."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -30,11 +28,9 @@ from runner.lab.sim.process import SimProcess
 from runner.schedule.store import ScheduleStore
 from runner.store.results import ResultsStore
 from runner.vocab import OccurrenceStatus
-from tests.conftest import ROOT, free_port
+from tests.conftest import ME, ROOT, free_port
 from tests.sim.conftest import on_device
 from tests.workers import RedisServer
-
-ME = f"{getpass.getuser()}@{socket.gethostname()}"  # who the CLI records
 
 
 @pytest.fixture(scope="module")
