@@ -121,12 +121,14 @@ class Launcher:
         except InputError:
             return None
 
-    def actions(self, head: dict[str, Any], counts: dict[str, int]) -> list[str]:
+    def actions(self, head: dict[str, Any], counts: dict[str, int],
+                needs_approval: bool | None = None) -> list[str]:
         """What an operator may do with a run now (the run page's buttons, the API's
         `actions`): cancel a running run; approve (when it previewed a change) or reject a
         preview awaiting approval; run a plain dry run for real on its devices (a preview
         for a job that needs approval); rerun a finished run's failed devices. A decided
-        preview (approved, rejected, expired) offers nothing."""
+        preview (approved, rejected, expired) offers nothing. `needs_approval`: the job's,
+        when the caller knows it already."""
         status = head["status"]
         if status == RunStatus.RUNNING:
             return ["cancel"]
@@ -138,7 +140,9 @@ class Launcher:
         if head.get("approval_deadline") or status in (
                 RunStatus.APPROVED, RunStatus.REJECTED, RunStatus.EXPIRED):
             return []  # a preview, decided: nothing of it may be run
-        if self.needs_approval(head["job"]) is None:
+        if needs_approval is None:
+            needs_approval = self.needs_approval(head["job"])
+        if needs_approval is None:
             return []  # the job file is gone (or invalid) now
         if head.get("dry_run"):
             return ["run"]

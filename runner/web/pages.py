@@ -251,11 +251,12 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
     diffs = _diffs(request, full, [r["host"] for r in rows if r["changed"]
                                    or r["status"] == DeviceStatus.ROLLED_BACK])
     failed = [r for r in rows if r["status"] not in SUCCESS][:100]
+    needs_approval = svc.launcher.needs_approval(head["job"])
     return render(request, "run.html", who, run=head, by_status=counts, done=done, total=total,
                   rows=rows, diffs=diffs, failed=failed, page=page, pages=pages,
-                  status=status or "", actions=svc.launcher.actions(head, counts),
-                  links=run_links(store, head),
-                  needs_approval=svc.launcher.needs_approval(head["job"]),
+                  status=status or "",
+                  actions=svc.launcher.actions(head, counts, needs_approval),
+                  links=run_links(store, head), needs_approval=needs_approval,
                   again=(head["hosts"] or [])[:500] if len(head["hosts"] or []) <= 500
                   else None)
 

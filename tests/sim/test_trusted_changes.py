@@ -354,8 +354,10 @@ def test_two_inventories_naming_one_device_differently_share_its_lease(
     host, = devices.take(1, devices.slow)
     other = renamed(tmp_path, devices, host, "core-router")
     lines = [f"ntp server 192.0.2.{i}" for i in range(100, 106)]
+    # the device stays leased for its show commands too: ~10 s, however slowly the other
+    # runs' processes start on a busy machine
     first = write_job(tmp_path / "first.yml", driver="asyncssh", steps=[
-        {"config": {"lines": lines}}])
+        {"config": {"lines": lines}}, {"command": ["show clock"] * 20}])
     impatient = write_job(tmp_path / "impatient.yml", driver="asyncssh", busy_wait=0,
                           steps=[{"config": {"lines": ["logging host 192.0.2.251"]}}])
     patient = write_job(tmp_path / "patient.yml", driver="asyncssh", busy_wait=120,

@@ -241,3 +241,33 @@ def test_an_occurrence_follows_its_preview_then_the_run_that_carried_it_out() ->
     # occurrences without approval keep what the scheduler recorded
     assert occurrence_status("done", "ok", None) == "done"
     assert occurrence_status("missed", None, None) == "missed"
+
+
+def test_no_path_runs_a_change_that_needs_approval_without_it(tmp_path: Path) -> None:
+    """execute()'s own guard, for any caller that does not make a preview first (every
+    entry point does: runner run, schedule run, serve, the web, approve)."""
+    from runner.errors import ApprovalRequired
+    from runner.job.approval import gate, override
+    from runner.job.run import RunOptions, check_approval, prepare
+
+    inventory = tmp_path / "inv"
+    inventory.mkdir()
+    (inventory / "hosts.yaml").write_text("r1: {hostname: 127.0.0.1, platform: cisco_ios}\n")
+    job = tmp_path / "nightly.yml"
+    job.write_text("name: nightly\nschedule: {cron: '30 2 * * *', approval: required}\n"
+                   "steps:\n  - config: {lines: [ntp server 192.0.2.1]}\n")
+    prep = prepare(job, inventory, tmp_path)
+    with pytest.raises(ApprovalRequired, match="only through an approved preview"):
+        check_approval(prep, RunOptions())
+    # half an approval is none: an approved change without its decision, or the reverse
+    with pytest.raises(ApprovalRequired):
+        check_approval(prep, RunOptions(approves="p", approved={}))
+    with pytest.raises(ApprovalRequired):
+        check_approval(prep, RunOptions(override={"reason": "nobody said who"}))
+    check_approval(prep, RunOptions(dry_run=True))
+    check_approval(prep, RunOptions(override=override("a@b", None)))
+    check_approval(prep, RunOptions(approves="p", approved={}, decision={"by": "a@b"}))
+    options = RunOptions()
+    assert gate(prep.job.spec, options) is True and options.preview_window == 8 * 3600
+    check_approval(prep, options)  # a preview now
+    assert gate(prep.job.spec, RunOptions(override=override("a@b", "P1"))) is False
