@@ -7,7 +7,9 @@ it resembles, so callers may catch either.
     │   ├── InventoryError             an inventory file
     │   ├── TopologyError              a containerlab topology file
     │   ├── ExerciseError              a practice exercise file (lab/exercises/)
-    │   └── NotFound (LookupError)     no such run, device, job, token, lab or backup
+    │   ├── NotFound (LookupError)     no such run, device, job, token, lab or backup
+    │   ├── ApprovalRequired           a real run of a change that needs an approved preview
+    │   └── ApprovalTaken              the preview was decided (or expired) just now
     ├── StoreError                     the results or schedule database failed
     │   ├── SchemaError                the schema cannot be brought to this runner's head
     │   └── RecordsNotStored           a run's records could not be written: kept in a file
@@ -44,7 +46,8 @@ it resembles, so callers may catch either.
             ├── Interrupted                      the run was cancelled
             ├── WorkerLost                       the process or machine running it died
             ├── WorkerError                      its shard failed on the worker
-            └── BrokerLost                       Redis lost the run's queued work
+            ├── BrokerLost                       Redis lost the run's queued work
+            └── NotApproved                      a worker refused an unapproved change
 
 A DeviceError's class name is the `error_class` of the device's record, and its `status`
 the record's status: the vocabulary of device outcomes is this tree.
@@ -115,6 +118,15 @@ class ExerciseError(InputError):
 
 class NotFound(InputError, LookupError):
     """What the input names does not exist: a run, a device of a run, a job, a token."""
+
+
+class ApprovalRequired(InputError):
+    """A real run of a job whose schedule says `approval: required`, without an approved
+    preview or a recorded override: refused (callers start a preview instead)."""
+
+
+class ApprovalTaken(InputError):
+    """The preview being approved was decided by someone else, or expired, just now."""
 
 
 class StoreError(RunnerError):
@@ -304,3 +316,10 @@ class WorkerError(NotRun):
 
 class BrokerLost(NotRun):
     """Redis lost the run's queued or running work (restarted without its data)."""
+
+
+class NotApproved(NotRun):
+    """A worker refused to change the device: the job needs an approved preview and the
+    shard carried neither an approved change nor a recorded override."""
+
+    status = DeviceStatus.SKIPPED

@@ -40,6 +40,8 @@ class StepResult:
     # config steps: a fingerprint of the running config the step started from (an
     # approved change is only pushed onto the config it was previewed on)
     digest: str | None = None
+    # why the step was not run, e.g. a post-check in a dry run: "not evaluated (dry run)"
+    not_run: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepResult:
@@ -135,6 +137,9 @@ class RunResult:
     backup_commit: str | None = None
     rerun_of: str | None = None  # the run whose failed devices this one ran again
     approves: str | None = None  # the approved preview this run carries out
+    started_by: str | None = None  # user@host, a web token's name, or the scheduler
+    # a change that needed approval run without one: {"by", "at", "reason"}
+    override: dict[str, Any] | None = None
 
     @property
     def summary(self) -> dict[str, int]:
@@ -153,7 +158,8 @@ class RunResult:
             "started": self.started, "finished": self.finished, "dry_run": self.dry_run,
             "engine": self.engine, "occurrence": self.occurrence,
             "backup_commit": self.backup_commit, "rerun_of": self.rerun_of,
-            "approves": self.approves,
+            "approves": self.approves, "started_by": self.started_by,
+            "override": self.override,
             "summary": self.summary,
             "devices": [d.to_json() for d in self.devices],
         }

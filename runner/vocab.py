@@ -114,6 +114,11 @@ class OccurrenceStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     AWAITING_APPROVAL = "awaiting_approval"  # previewed; the change waits for an operator
+    # then, as its preview is decided (runner.schedule.listing: read from the runs):
+    APPROVED = "approved"  # approved; the run carrying it out is going
+    REJECTED = "rejected"  # an operator said no
+    EXPIRED = "expired"  # nobody decided within the approval window
+    # ... and once the approved change was carried out: done, failed or interrupted
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     MISSED = "missed"  # misfired (too late) or coalesced into a later one
@@ -125,9 +130,11 @@ class Role(StrEnum):
 
     VIEWER = "viewer"  # read runs, schedules, backups, labs and metrics
     OPERATOR = "operator"  # ... and run, cancel, approve and reject
+    ADMIN = "admin"  # ... and run a change that needs approval without one (recorded)
 
     def allows(self, needed: Role) -> bool:
-        return self is Role.OPERATOR or needed is Role.VIEWER
+        order = (Role.VIEWER, Role.OPERATOR, Role.ADMIN)
+        return order.index(self) >= order.index(needed)
 
 
 class SchemaState(StrEnum):

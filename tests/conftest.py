@@ -4,6 +4,7 @@ store test runs on SQLite and on PostgreSQL, a fresh database each time."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 import sys
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_DIR = ROOT / "lab"
+# Who the command line records as having done something (runner.job.approval.who).
+ME = f"{getpass.getuser()}@{socket.gethostname()}"
 
 # Tests read only what the repository carries: a file beside the clone (../shared on a
 # developer's machine) is missing from a user's clone. Every open of such a file by a test

@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 
 from runner.dispatch.heartbeat import ShardKeys, ShardWatch, sync_client
-from runner.errors import NotInInventory
+from runner.errors import NotApproved, NotInInventory
 from runner.execution.executor import Work
 from runner.execution.leases import LEDGER_TTL_S, RunKeys
 from runner.execution.local import LocalExecutor
@@ -102,10 +102,15 @@ def run_shard(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
     keys, shard = RunKeys(work_id), ShardKeys(task.request.id)
     client = sync_client(config.settings.broker)
     client.set(shard.holder, config.incarnation, ex=LEDGER_TTL_S)
-    why_not = _refused(client, keys, shard)
+    why_not = _refused(client, keys, shard, watch=bool(payload.get("dispatcher_alive")))
     if why_not:  # e.g. a shard Redis delivered again after the dispatcher moved on
         return {"devices": [], "not_run": why_not}
     spec = JobSpec.model_validate(payload["job"])
+    unapproved = _unapproved(spec, payload)
+    if unapproved:  # whoever sent it: a change that needs approval comes approved
+        return {"devices": [DeviceResult.of_error(h, NotApproved(unapproved),
+                                                  worker=config.name).to_json()
+                            for h in payload["hosts"]]}
     # Secret references in the worker's inventory and the job's secret_vars are read by
     # this worker, from its own environment and files, when each session opens.
     inventory = worker_inventory(config.inventory).with_platform(spec.platform)
@@ -122,10 +127,22 @@ def run_shard(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
     sink = _Collect()
     cancel = threading.Event()
     if known:
-        with ShardWatch(client, keys, shard, cancel):
+        with ShardWatch(client, keys, shard, cancel,
+                        watch_dispatcher=bool(payload.get("dispatcher_alive"))):
             LocalExecutor(work, worker=config.name, owner=owner, coordinate=True).run(
                 known, sink, cancel)
     return {"devices": [d.to_json(transport=True) for d in [*sink.records, *missing]]}
+
+
+def _unapproved(spec: JobSpec, payload: dict[str, Any]) -> str | None:
+    """Why a worker refuses the shard's change (None: it may run): a real run of a job that
+    needs approval carries an approved change, or is a recorded override, or is the
+    restore pass of such a run."""
+    if not spec.needs_approval or payload.get("dry_run") or payload.get("restore") \
+            is not None or payload.get("approved") is not None or payload.get("override"):
+        return None
+    return (f"job {spec.name!r} changes config only through an approved preview, and this "
+            "shard carried no approved change: the worker sent nothing")
 
 
 def _not_runnable(inventory: FleetInventory, host: str, worker: str) -> str | None:
@@ -139,14 +156,18 @@ def _not_runnable(inventory: FleetInventory, host: str, worker: str) -> str | No
     return None
 
 
-def _refused(client: redis.Redis, keys: RunKeys, shard: ShardKeys) -> str | None:
-    closed, dropped, cancelled = client.mget([keys.closed, shard.dropped, keys.cancel])
+def _refused(client: redis.Redis, keys: RunKeys, shard: ShardKeys,
+             watch: bool = False) -> str | None:
+    closed, dropped, cancelled, alive = client.mget([keys.closed, shard.dropped,
+                                                     keys.cancel, keys.alive])
     if closed:
         return "the run had already finished"
     if dropped:
         return "the dispatcher had given this shard to another worker"
     if cancelled:
         return "the run was cancelled"
+    if watch and not alive:
+        return "the run's dispatcher is gone (its process ended without finishing the run)"
     return None
 
 

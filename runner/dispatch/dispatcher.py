@@ -18,10 +18,10 @@ import redis
 from celery.result import AsyncResult
 
 from runner.dispatch.celery_app import TASK, make_app
-from runner.dispatch.heartbeat import ShardKeys, live_workers, worker_of
+from runner.dispatch.heartbeat import DispatcherAlive, ShardKeys, live_workers, worker_of
 from runner.errors import BrokerLost, WorkerError, WorkerLost
 from runner.execution.executor import CancelFlag, RecordSink, Work
-from runner.execution.leases import LEDGER_TTL_S, RunKeys, lease_key
+from runner.execution.leases import LEDGER_TTL_S, RunKeys, device_key, lease_key
 from runner.inventory.fleet import FleetInventory
 from runner.records import DeviceResult
 from runner.settings import DEFAULT_QUEUE, safe_url
@@ -81,10 +81,15 @@ class CeleryExecutor:
             "dry_run": work.dry_run, "restore": None if work.restore is None else
             {h: asdict(p) for h, p in work.restore.items()},
             "approved": None if work.approved is None else
-            {h: asdict(a) for h, a in work.approved.items()}}
+            {h: asdict(a) for h, a in work.approved.items()}, "override": work.override}
         spec = work.spec
         self.budget = spec.timeouts.device * math.ceil(work.shard_size / spec.concurrency) \
             * (spec.retries.count + 1) + spec.busy_wait + SLACK_S
+        # While this process lives, the workers may work the run's shards (the payload
+        # tells them to watch): a dispatcher killed mid-run stops them within the bound.
+        self.payload["dispatcher_alive"] = True
+        self.alive = DispatcherAlive(self.client, self.keys, self.bound)
+        self.alive_started = False
         self.pending: dict[str, Shard] = {}
         self.reported: set[str] = set()
         self.cancelling = False
@@ -101,6 +106,7 @@ class CeleryExecutor:
         # A shard Redis delivers again later must not run: the run is over.
         with contextlib.suppress(*BROKER_ERRORS):
             self.client.set(self.keys.closed, "1", ex=LEDGER_TTL_S)
+        self.alive.stop()
         self.client.close()
 
     # -- one batch ------------------------------------------------------------------------
@@ -108,6 +114,9 @@ class CeleryExecutor:
     def run(self, hosts: list[str], sink: RecordSink, cancel: CancelFlag) -> None:
         try:
             self.client.set(self.keys.dispatcher, "1", ex=LEDGER_TTL_S)
+            if not self.alive_started:
+                self.alive.start()
+                self.alive_started = True
         except BROKER_ERRORS as exc:
             sink.lost(hosts, BrokerLost(f"the broker {safe_url(self.work.settings.broker)} "
                                         f"is unreachable ({safe_url(str(exc))})"))
@@ -236,7 +245,8 @@ class CeleryExecutor:
         if not rest:
             return
         for host in rest:  # free the leases the lost shard still holds, not to wait them out
-            self.client.eval(_FREE_LEASE, 1, lease_key(host), f":{shard.task_id}:")
+            self.client.eval(_FREE_LEASE, 1, lease_key(self._address(host)),
+                             f":{shard.task_id}:")
         takers = [w for w, queues in live.items() if shard.queue in queues]
         if redeliver and takers and shard.attempt < MAX_REDELIVERIES:
             log.warning("run %s: %s; %d device(s) of its shard sent to queue %s again",
@@ -248,6 +258,13 @@ class CeleryExecutor:
         log.warning("run %s: %s; %d device(s) recorded as WorkerLost", self.work.run_id,
                     reason, len(rest))
         self._lost(sink, rest, WorkerLost(reason))
+
+    def _address(self, host: str) -> str:
+        """The device's lease name as this inventory gives its address (a worker whose
+        inventory says otherwise holds another key: that lease lapses by its TTL)."""
+        inventory = self.work.inventory
+        return device_key(*inventory.address(host, inventory.driver_for(
+            host, self.work.spec.driver)))
 
     def _salvage(self, shard: Shard, sink: RecordSink) -> list[str]:
         """Records the shard's worker left in the run ledger; the devices it had started.

@@ -126,16 +126,50 @@ def live_workers(client: redis.Redis) -> dict[str, list[str]]:
     return live
 
 
+class DispatcherAlive:
+    """The dispatcher's own heartbeat for one run: a key renewed every quarter of `ttl` by
+    a thread of its process, so that it expires `ttl` seconds after the process dies
+    (SIGKILL, the OOM killer, a power cut) and the workers stop the run's shards."""
+
+    def __init__(self, client: redis.Redis, keys: RunKeys, ttl: float) -> None:
+        self.client = client
+        self.key = keys.alive
+        self.ttl_ms = max(1000, int(ttl * 1000))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="runner-dispatcher-alive",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self.client.set(self.key, "1", px=self.ttl_ms)  # before the first shard is sent
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.ttl_ms / 4000):
+            try:
+                self.client.set(self.key, "1", px=self.ttl_ms)
+            except redis.RedisError as exc:  # the gather loop says the broker is away
+                log.debug("dispatcher heartbeat not renewed: %s", safe_url(str(exc)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        with contextlib.suppress(redis.RedisError):
+            self.client.delete(self.key)
+
+
 class ShardWatch:
-    """While a shard runs: sets `cancel` when the run is cancelled or the dispatcher
-    dropped the shard (it decided this worker was lost and gave the devices to another)."""
+    """While a shard runs: sets `cancel` when the run is cancelled, the dispatcher dropped
+    the shard (it decided this worker was lost and gave the devices to another), or
+    (`watch_dispatcher`) the dispatcher's process is gone: its heartbeat key expired."""
 
     def __init__(self, client: redis.Redis, keys: RunKeys, shard: ShardKeys,
-                 cancel: threading.Event) -> None:
+                 cancel: threading.Event, watch_dispatcher: bool = False) -> None:
         self.client = client
         self.keys = keys
         self.shard = shard
         self.cancel = cancel
+        self.watch_dispatcher = watch_dispatcher
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="runner-shard-watch",
                                         daemon=True)
@@ -152,8 +186,13 @@ class ShardWatch:
     def _loop(self) -> None:
         while not self._done.wait(WATCH_S):
             try:
-                if any(self.client.mget([self.keys.cancel, self.shard.dropped])):
-                    self.cancel.set()
-                    return
+                cancelled, dropped, alive = self.client.mget(
+                    [self.keys.cancel, self.shard.dropped, self.keys.alive])
             except redis.RedisError:
                 continue  # the broker is away: keep working, look again
+            if cancelled or dropped or (self.watch_dispatcher and not alive):
+                if self.watch_dispatcher and not alive:
+                    log.warning("run %s: its dispatcher is gone (no heartbeat): this shard "
+                                "stops, no further device is contacted", self.keys.run_id)
+                self.cancel.set()
+                return

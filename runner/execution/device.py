@@ -10,8 +10,8 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from runner.drivers import Session, Timeouts
@@ -22,8 +22,9 @@ from runner.errors import (
     InternalError,
     RollbackFailed,
 )
+from runner.execution import lifeline
 from runner.execution.executor import Work
-from runner.execution.leases import Coordination, LocalLeases
+from runner.execution.leases import Coordination, LocalLeases, device_key
 from runner.execution.retries import open_with_retries
 from runner.inventory import platforms
 from runner.inventory.fleet import FleetInventory
@@ -48,13 +49,18 @@ def render_all(spec: JobSpec, inventory: FleetInventory, host: str,
     the job's vars and secret_vars."""
     rendered: dict[int, Renderer] = {}
     platform = inventory.platform_of(host) or ""
-    base = {**variables, "host": inventory.template_vars(host)}
+    # A job var is NAME and vars.NAME, in templates and config lines alike.
+    base = {**variables, "vars": variables, "host": inventory.template_vars(host)}
     for index, step in enumerate(spec.steps):
         if not isinstance(step, ConfigStep):
             continue
         name = step.config.template
         if name is None:
-            rendered[index] = _fixed(list(step.config.lines or []))
+            lines = list(step.config.lines or [])
+            if templates.line_uses(lines, "steps"):
+                rendered[index] = _deferred_lines(templates, lines, base)
+            else:
+                rendered[index] = _fixed(templates.render_lines(lines, base))
         elif templates.uses(name, platform, "steps"):
             rendered[index] = _deferred(templates, name, platform, base)
         else:
@@ -65,6 +71,13 @@ def render_all(spec: JobSpec, inventory: FleetInventory, host: str,
 def _fixed(lines: list[str]) -> Renderer:
     def render(_steps: dict[str, dict[str, Any]]) -> list[str]:
         return lines
+    return render
+
+
+def _deferred_lines(templates: Templates, lines: list[str],
+                    base: dict[str, Any]) -> Renderer:
+    def render(steps: dict[str, dict[str, Any]]) -> list[str]:
+        return templates.render_lines(lines, {**base, "steps": steps})
     return render
 
 
@@ -101,6 +114,7 @@ class DeviceRunner:
                   coordination: Coordination | None) -> DeviceResult:
         """The device's record. With coordination (a broker), a device an earlier attempt
         of this run finished keeps that record, and the new record goes in the ledger."""
+        lifeline.check()  # an engine process whose run's process is gone goes no further
         if coordination is None:
             return await self._device(host, pool, None)
         try:
@@ -118,14 +132,22 @@ class DeviceRunner:
             log.warning("%s: could not mark done in the run ledger: %s", host, exc)
         return result
 
-    def _lease(self, host: str, driver: str,
-               coordination: Coordination | None) -> AbstractAsyncContextManager[None]:
-        if coordination is not None:
-            return coordination.lease(host, self.spec.busy_wait)
-        if self.local_leases is not None:
-            hostname, port = self.inventory.address(host, driver)
-            return self.local_leases.lease(f"{hostname}:{port}", self.spec.busy_wait)
-        return contextlib.nullcontext()
+    @contextlib.asynccontextmanager
+    async def _lease(self, host: str, driver: str,
+                     coordination: Coordination | None) -> AsyncIterator[None]:
+        """The device's lease, by its address (device_key), not by this inventory's name
+        for it: the Redis lease with a broker, and, for a run that changes config, this
+        machine's lock too (taken second, always in that order: a run without a broker on
+        this machine waits for it as well)."""
+        address = device_key(*self.inventory.address(host, driver))
+        async with contextlib.AsyncExitStack() as held:
+            if coordination is not None:
+                await held.enter_async_context(coordination.lease(address,
+                                                                  self.spec.busy_wait))
+            if self.local_leases is not None:
+                await held.enter_async_context(self.local_leases.lease(address,
+                                                                       self.spec.busy_wait))
+            yield
 
     async def _device(self, host: str, pool: ThreadPoolExecutor,
                       coordination: Coordination | None) -> DeviceResult:
@@ -238,7 +260,7 @@ class DeviceRunner:
                               approved=self.work.approved.get(host)
                               if self.work.approved is not None else None,
                               mask=self._redactor(host).text,
-                              max_output=self.spec.limits.output)
+                              max_output=self.spec.limits.output, guard=lifeline.check)
             await run_steps(ctx, self.spec, rendered)
         finally:
             await asyncio.shield(_close_quietly(session))
@@ -248,6 +270,7 @@ class DeviceRunner:
         """Put the device back as kept, in a session of its own (the failed one may be
         lost or mid-command) and a budget of its own; the record says how it went."""
         assert change.kept is not None
+        lifeline.check()
         budget = self.spec.timeouts.rollback
         reason = None
         try:

@@ -77,6 +77,9 @@ class Work:
     restore: dict[str, RestorePlan] | None = None
     # Set when carrying out an approved preview: per host, what was approved.
     approved: dict[str, ApprovedChange] | None = None
+    # A change that needs approval run without one, by a recorded override (workers
+    # refuse such a change otherwise: runner.dispatch.celery_app).
+    override: bool = False
 
     @property
     def ledger_id(self) -> str:

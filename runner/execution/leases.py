@@ -87,9 +87,27 @@ class RunKeys:
         """Set while the dispatcher runs: gone means Redis lost its data."""
         return f"runner:run:{self.run_id}:dispatcher"
 
+    @property
+    def alive(self) -> str:
+        """Renewed by the dispatcher's process while it lives (a short TTL): gone, the
+        workers stop the run's shards, for nobody controls the run any more."""
+        return f"runner:run:{self.run_id}:alive"
 
-def lease_key(host: str) -> str:
-    return f"runner:lease:{host}"
+
+def device_key(hostname: str, port: int) -> str:
+    """One name per device, whatever an inventory calls it: the address its sessions go to
+    (`hostname:port`, the hostname lower-cased without a trailing dot; an IPv6 address in
+    brackets). Redis leases and local locks both use it, so two inventories naming one
+    device differently still wait for each other."""
+    name = hostname.strip().lower().rstrip(".")
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"
+    return f"{name}:{port}"
+
+
+def lease_key(address: str) -> str:
+    """The Redis lease of a device, by its device_key()."""
+    return f"runner:lease:{address}"
 
 
 def lease_token(owner: str, run_id: str) -> str:
@@ -116,9 +134,10 @@ class Coordination:
     # -- device lease ---------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def lease(self, host: str, wait: float) -> AsyncIterator[None]:
-        """Hold host's lease while the block runs; DeviceBusy after `wait` seconds."""
-        key = lease_key(host)
+    async def lease(self, address: str, wait: float) -> AsyncIterator[None]:
+        """Hold the lease of the device at `address` (its device_key) while the block runs;
+        DeviceBusy after `wait` seconds."""
+        key = lease_key(address)
         token = lease_token(self.owner, self.run_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -184,8 +203,8 @@ class LocalLeases:
 
     @contextlib.asynccontextmanager
     async def lease(self, address: str, wait: float) -> AsyncIterator[None]:
-        """Hold the lock for `address` (host:port) while the block runs; DeviceBusy after
-        `wait` seconds."""
+        """Hold the lock for `address` (the device_key) while the block runs; DeviceBusy
+        after `wait` seconds."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / (self._UNSAFE.sub("_", address) + ".lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

@@ -17,6 +17,7 @@ from typing import Any
 
 from runner import logsetup
 from runner.errors import WorkerLost
+from runner.execution import lifeline
 from runner.execution.executor import CancelFlag, RecordSink, Work, usable_cores
 from runner.execution.local import LocalExecutor
 from runner.records import RECORDS_THREAD, DeviceResult
@@ -53,8 +54,11 @@ class _PipeSink:
         raise AssertionError("unreachable")
 
 
-def _child(conn: Connection, work: Work, owner: str, cancel: Any, log_level: int) -> None:
-    """An engine process: works each list of hosts it is sent, reporting every device."""
+def _child(conn: Connection, work: Work, owner: str, cancel: Any, log_level: int,
+           controller: lifeline.Controller, pipe: Connection) -> None:
+    """An engine process: works each list of hosts it is sent, reporting every device; it
+    dies with the run's process (lifeline), never working on for a run nobody controls."""
+    lifeline.bind(controller, pipe)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     logsetup.inherit(log_level)
     executor = LocalExecutor(work, owner=owner)
@@ -68,12 +72,15 @@ def _child(conn: Connection, work: Work, owner: str, cancel: Any, log_level: int
 
 
 class _Engine:
-    def __init__(self, ctx: Any, index: int, work: Work, cancel: Any) -> None:
+    def __init__(self, ctx: Any, index: int, work: Work, cancel: Any,
+                 pipe: Connection) -> None:
         self.index = index
         self.conn, child_conn = ctx.Pipe()
         owner = f"local:{work.run_id}:p{index}"
         level = logging.getLogger().getEffectiveLevel()
-        self.process = ctx.Process(target=_child, args=(child_conn, work, owner, cancel, level),
+        self.process = ctx.Process(target=_child, args=(child_conn, work, owner, cancel, level,
+                                                        lifeline.Controller.this_process(),
+                                                        pipe),
                                    name=f"runner-engine-{index}", daemon=True)
         self.process.start()
         child_conn.close()
@@ -98,6 +105,7 @@ class ProcessExecutor:
         self._ctx = multiprocessing.get_context(start_method())
         self._cancel = self._ctx.Event()  # shared by every engine: their loops stop as one
         self._engines: list[_Engine] = []
+        self._lifeline: Connection | None = None  # the write end: never written to
 
     def __enter__(self) -> ProcessExecutor:
         return self
@@ -111,7 +119,10 @@ class ProcessExecutor:
         count = max(1, min(self.count, hosts))
         child = replace(self.work, spec=self.work.spec.model_copy(update={
             "concurrency": math.ceil(self.work.spec.concurrency / count)}))
-        self._engines = [_Engine(self._ctx, i, child, self._cancel) for i in range(count)]
+        reader, self._lifeline = self._ctx.Pipe(duplex=False)
+        self._engines = [_Engine(self._ctx, i, child, self._cancel, reader)
+                         for i in range(count)]
+        reader.close()  # the engines hold it; this process holds only the write end
 
     def run(self, hosts: list[str], sink: RecordSink, cancel: CancelFlag) -> None:
         self._start(len(hosts))
@@ -177,3 +188,6 @@ class ProcessExecutor:
                 engine.process.kill()
                 engine.process.join()
         self._engines = []
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None

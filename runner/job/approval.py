@@ -1,6 +1,7 @@
-"""Approval of scheduled changes: a preview (a dry run) waits for an operator; approving it
+"""Approval of changes: a job whose schedule says `approval: required` reaches devices only
+through a preview (a dry run) an operator approved, or a recorded override. Approving
 carries out exactly the previewed change, once, on the devices whose config has not moved;
-rejecting or letting the window pass ends it."""
+rejecting or letting the window pass ends it. Every decision names who made it."""
 
 from __future__ import annotations
 
@@ -19,12 +20,28 @@ from runner.vocab import DeviceStatus, RunStatus, StepKind
 
 
 def who() -> str:
-    """The operator deciding, as `user@host` (recorded with the decision)."""
+    """The operator at this command line, as `user@host` (recorded with what they do)."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def override(by: str, reason: str | None) -> dict[str, Any]:
+    """The record of running a change that needs approval without one."""
+    return {"by": by, "at": now_iso(), "reason": reason}
+
+
+def gate(spec: JobSpec, options: RunOptions) -> bool:
+    """A real run of a job that needs approval becomes a preview awaiting approval (unless
+    it carries out an approved preview or an override was given): True when it did."""
+    if options.dry_run or options.preview_window is not None or not spec.needs_approval \
+            or options.approves is not None or options.override is not None:
+        return False
+    assert spec.schedule is not None
+    options.preview_window = spec.schedule.approval_seconds
+    return True
 
 
 def _waiting(store: ResultsStore, run_id: str) -> tuple[dict[str, Any], RunResult]:
@@ -76,19 +93,23 @@ def approve(store: ResultsStore, run_id: str, options: RunOptions,
             by: str | None = None) -> RunResult:
     """Carry out the approved preview: the job as it was previewed, on the devices it
     would have changed, each checked against its preview (ConfigDrift otherwise). `by`:
-    who decides (default: user@host)."""
+    who decides (default: user@host). Nothing is recorded unless the run starts: the
+    decision and the run that carries it out are stored in one transaction, and a preview
+    with nothing to change is refused and stays as it was."""
     row, preview = _waiting(store, run_id)
     spec = JobSpec.model_validate(row["job_spec"])
     inputs = row.get("inputs") or {}
     changes = approved_changes(spec, preview)
-    if not store.decide(preview.run_id, RunStatus.APPROVED,
-                        {"by": by or who(), "at": now_iso()}, now_iso()):
-        raise InputError(f"run {preview.run_id} was decided by someone else just now")
     if not changes:
-        raise InputError(f"run {preview.run_id} previewed no change to carry out")
+        raise InputError(f"run {preview.run_id} previewed no change to carry out: there is "
+                         "nothing to approve (it stays awaiting approval; `runner reject` "
+                         "closes it)")
     job = JobFile(spec, Path(inputs.get("job_file", "job.yml")), row["job_spec"])
     prep = prepare_job(job, inventory or Path(inputs["inventory"]),
                        templates or Path(inputs["templates"]), only=list(changes))
+    decider = by or who()
     options.approves = preview.run_id
     options.approved = changes
+    options.decision = {"by": decider, "at": now_iso()}
+    options.started_by = decider
     return execute(prep, store, options)

@@ -9,13 +9,13 @@ from pathlib import Path
 import click
 
 from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
-from runner.errors import InputError, RecordsNotStored
+from runner.errors import InputError, RecordsNotStored, RunnerError
 from runner.job.load import load_job
-from runner.job.output import Progress, diffs, run_table, table
-from runner.job.run import RunOptions, check_job, execute, prepare
+from runner.job.output import Progress, account_lines, diffs, run_table, table
+from runner.job.run import RunOptions, check_job, execute, prepare, rerun_targets
 from runner.job.spec import json_schema
 from runner.records import RunResult
-from runner.store.queries import RunFilter, run_document, run_rows
+from runner.store.queries import RunFilter, run_document, run_links, run_rows
 from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, EngineChoice
 
@@ -35,17 +35,6 @@ def _statuses(_ctx: click.Context, _param: click.Parameter,
     except ValueError as exc:
         raise click.BadParameter(f"{exc}; expected some of {', '.join(DeviceStatus)}") \
             from None
-
-
-def _to_rerun(store: ResultsStore, run_id: str, job: str,
-              statuses: list[DeviceStatus] | None) -> tuple[str, list[str]]:
-    """(the full run id, its devices to run again, in its order)."""
-    _row, earlier = store.get_run(run_id)
-    if earlier.job != job:
-        raise InputError(f"run {earlier.run_id} was of job {earlier.job!r}, not {job!r}",
-                         field="--rerun")
-    wanted = set(statuses) if statuses else {s for s in DeviceStatus if not s.success}
-    return earlier.run_id, [d.host for d in earlier.devices if d.status in wanted]
 
 
 @click.command()
@@ -69,41 +58,79 @@ def _to_rerun(store: ResultsStore, run_id: str, job: str,
 @click.option("--status", "statuses", metavar="STATUS,...", callback=_statuses,
               help="With --rerun: only devices that ended with these statuses "
                    f"({', '.join(DeviceStatus)}).")
+@click.option("--no-approval", "no_approval", is_flag=True,
+              help="For a job whose schedule says approval: required: send the change now, "
+                   "without an approved preview (recorded as an override, with who and "
+                   "--reason). Without it such a job is previewed for approval.")
+@click.option("--reason", metavar="TEXT", help="Why (recorded with --no-approval).")
 @ALL_DEVICES
 @click.pass_context
 def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         limit: str | None, dry_run: bool, as_json: bool, show_diff: bool | None,
         engine: EngineChoice, shard_size: int, processes: int, rerun_of: str | None,
-        statuses: list[DeviceStatus] | None, show_all: bool) -> None:
-    """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 1: any other; 2: bad input."""
+        statuses: list[DeviceStatus] | None, no_approval: bool, reason: str | None,
+        show_all: bool) -> None:
+    """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 1: any other; 2: bad input.
+    A job whose schedule says `approval: required` is previewed instead (status
+    awaiting_approval; `runner approve RUN_ID` carries it out), unless --no-approval."""
+    from runner.job.approval import gate, override, who
+
     store = _store(ctx)
     only = None
-    if statuses and not rerun_of:
+    if statuses and rerun_of is None:
         raise InputError("--status goes with --rerun RUN_ID", field="--status")
-    if rerun_of:
+    if reason is not None and not no_approval:
+        raise InputError("--reason goes with --no-approval", field="--reason")
+    if no_approval and dry_run:
+        raise InputError("--no-approval sends a change; --dry-run sends nothing: choose one",
+                         field="--no-approval")
+    if rerun_of is not None:  # "" (an unset variable) is an error, not "every target"
         job = load_job(job_file)
-        rerun_of, only = _to_rerun(store, rerun_of, job.spec.name, statuses)
+        rerun_of, only = rerun_targets(store, rerun_of, job.spec.name, statuses)
         if not only:
             click.echo(f"run {rerun_of}: no device to run again", err=True)
             sys.exit(0)
     prep = prepare(job_file, inventory, templates, limit, only)
-    progress = Progress(len(prep.hosts))
+    spec = prep.job.spec
+    if no_approval and not spec.needs_approval:
+        raise InputError(f"job {spec.name!r} needs no approval (its schedule does not say "
+                         "approval: required): --no-approval overrides nothing",
+                         field="--no-approval")
+    me = who()
+    options = RunOptions(
+        settings=settings_of(ctx), dry_run=dry_run, on_device_done=[Progress(len(prep.hosts))],
+        engine=engine, shard_size=shard_size, processes=processes or None, rerun_of=rerun_of,
+        started_by=me, override=override(me, reason) if no_approval else None)
+    preview = gate(spec, options)
+    if preview:
+        click.echo(f"job {spec.name} needs approval (schedule.approval: required): this run "
+                   "previews the change and sends nothing", err=True)
     try:
-        run_result = execute(prep, store, RunOptions(
-            settings=settings_of(ctx), dry_run=dry_run, on_device_done=[progress],
-            engine=engine, shard_size=shard_size, processes=processes or None,
-            rerun_of=rerun_of))
+        run_result = execute(prep, store, options)
     except RecordsNotStored as exc:  # the run's outcome still shows; then the error, exit 1
         if exc.run is not None:
             _show(exc.run, as_json, show_diff if show_diff is not None else dry_run, show_all)
         raise
-    _show(run_result, as_json, show_diff if show_diff is not None else dry_run, show_all)
+    shown_diffs = show_diff if show_diff is not None else (dry_run or preview)
+    _show(run_result, as_json, shown_diffs, show_all, store)
+    if preview:
+        click.echo(f"awaiting approval: runner approve {run_result.run_id} (or runner "
+                   f"reject {run_result.run_id})", err=as_json)
+        sys.exit(0)
     sys.exit(0 if run_result.ok else 1)
 
 
-def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool) -> None:
+def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool,
+          store: ResultsStore | None = None) -> None:
     if as_json:
-        click.echo(json.dumps(run_result.to_json(), indent=2))
+        document = run_result.to_json()
+        if store is not None:  # as `runner show --json`: with its status and who did what
+            try:
+                row, stored = store.get_run(run_result.run_id)
+                document = run_document(row, stored, run_links(store, row))
+            except RunnerError:  # the database went away since: what this process knows
+                pass
+        click.echo(json.dumps(document, indent=2))
         return
     if with_diffs:
         text = diffs(run_result)
@@ -162,11 +189,11 @@ def history(ctx: click.Context, limit: int, job: str | None, as_json: bool) -> N
     if not rows:
         click.echo("no runs yet")
         return
-    out = [("RUN", "JOB", "STARTED", "STATUS", "DRY", "SUMMARY")]
+    out = [("RUN", "JOB", "STARTED", "STATUS", "DRY", "BY", "SUMMARY")]
     for r in rows:
         summary = " ".join(f"{k}={v}" for k, v in (r["summary"] or {}).items() if v)
         out.append((r["run_id"], r["job"], r["started"][:19], r["status"],
-                    "yes" if r["dry_run"] else "", summary))
+                    "yes" if r["dry_run"] else "", r.get("started_by") or "", summary))
     click.echo(table(out))
 
 
@@ -188,12 +215,16 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
         run_result.devices = [d for d in run_result.devices if d.host == host]
         if not run_result.devices:
             raise InputError(f"run {run_result.run_id} has no device {host!r}")
+    store = _store(ctx)
+    links = run_links(store, row)
     if as_json:
-        click.echo(json.dumps(run_document(row, run_result), indent=2))
+        click.echo(json.dumps(run_document(row, run_result, links), indent=2))
         return
     rerun = f"  rerun of {row['rerun_of']}" if row.get("rerun_of") else ""
     click.echo(f"status {row['status']}  started {row['started']}  finished "
                f"{row['finished']}{rerun}")
+    for line in account_lines(row, links):
+        click.echo(line)
     if row.get("error"):
         click.echo(f"error: {row['error']}")
     click.echo(run_table(run_result, show_all))
@@ -202,7 +233,8 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
         click.echo(f"notified {sent['url']} ({', '.join(sent['events'])}): {outcome}")
     if host is not None:
         for step in run_result.devices[0].steps:
-            click.echo(f"\n== {step.name} ({step.kind})" + (" FAILED" if step.failed else ""))
+            click.echo(f"\n== {step.name} ({step.kind})" + (" FAILED" if step.failed else "")
+                       + (f" {step.not_run}" if step.not_run else ""))
             for label, value in (("output", step.output), ("diff", step.diff),
                                  ("error", step.error)):
                 if value:
@@ -232,15 +264,18 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     as previewed, on the devices it would change; a device whose config moved since the
     preview is skipped (ConfigDrift). Exit codes as `runner run`."""
     from runner.job.approval import approve as carry_out
+    from runner.job.approval import who
 
     store = _store(ctx)
     _, preview = store.get_run(run_id)
     progress = Progress(len([d for d in preview.devices if d.status is DeviceStatus.CHANGED]))
     result = carry_out(store, run_id, RunOptions(
         settings=settings_of(ctx), on_device_done=[progress], engine=engine,
-        shard_size=shard_size, processes=processes or None), inventory, templates)
+        shard_size=shard_size, processes=processes or None), inventory, templates,
+        by=who())
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else
-               f"approved {preview.run_id}\n{run_table(result, show_all)}")
+               f"approved {preview.run_id} by {result.started_by}: carried out as run "
+               f"{result.run_id}\n{run_table(result, show_all)}")
     sys.exit(0 if result.ok else 1)
 
 
@@ -250,13 +285,11 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
 def cancel(ctx: click.Context, run_id: str) -> None:
     """Stop a running run, whichever process or machine runs it: that process sees the
     request within seconds; devices in progress end as interrupted, the others skipped."""
-    import getpass
-    import socket
+    from runner.job.approval import who
 
     store = _store(ctx)
     full = store.resolve(run_id)
-    if not store.request_cancel(full, f"runner cancel ({getpass.getuser()}@"
-                                      f"{socket.gethostname()})"):
+    if not store.request_cancel(full, who()):
         status = store.get_run(full)[0]["status"]
         raise InputError(f"run {full} is not running (it is {status})")
     click.echo(f"cancel requested for run {full}")

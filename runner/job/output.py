@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from runner.records import DeviceResult, RunResult
 from runner.vocab import SUCCESS, DeviceStatus, StepKind
@@ -113,3 +113,34 @@ def diffs(run: RunResult) -> str:
             elif run.dry_run and s.kind is StepKind.ROLLBACK and s.output:
                 out.append(f"--- {d.host}: {s.name}: would send\n{s.output.rstrip()}")
     return "\n".join(out)
+
+
+def account_lines(row: dict[str, Any], links: dict[str, Any]) -> list[str]:
+    """Who did what to a run, for `runner show`: who started it, the override it ran under,
+    the decision on a preview and the run that carried it out, the approval a run carried
+    out, who asked to cancel it."""
+    out = []
+    if row.get("started_by"):
+        out.append(f"started by {row['started_by']}")
+    override = row.get("override")
+    if override:
+        why = f": {override['reason']}" if override.get("reason") else ""
+        out.append(f"approval overridden by {override.get('by')} at {override.get('at')}"
+                   f"{why}")
+    approval = links.get("approval")
+    if approval:
+        out.append(f"carries out preview {approval['preview']}, approved by "
+                   f"{approval.get('by')} at {approval.get('at')}")
+    decision = row.get("decision")
+    if decision and decision.get("by"):
+        why = f": {decision['reason']}" if decision.get("reason") else ""
+        out.append(f"{row['status']} by {decision['by']} at {decision.get('at')}{why}")
+    elif row.get("status") == "awaiting_approval":
+        out.append(f"awaiting approval until {row.get('approval_deadline')}: runner approve "
+                   f"{row['run_id']} (or runner reject {row['run_id']})")
+    if links.get("carried_out_by"):
+        out.append(f"carried out by run {links['carried_out_by']}")
+    if row.get("cancel_requested"):
+        out.append(f"cancel requested by {row.get('cancel_requested_by')} at "
+                   f"{row['cancel_requested']}")
+    return out

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import jinja2
 import jinja2.meta
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment, safe_range
 
@@ -19,6 +20,8 @@ from runner.errors import RenderFailed
 MAX_ITERATIONS = 1_000_000  # range() items one render may produce, nested loops included
 MAX_SEQUENCE = 1_000_000  # characters (or items) `*` may build
 MAX_RENDERED = 1_048_576  # bytes a rendered template may hold (a job's limits.rendered)
+# What `host` holds in a render (FleetInventory.template_vars).
+HOST_FIELDS = ("name", "hostname", "platform", "groups", "data")
 T = TypeVar("T")
 # What is left of the current render's iteration budget (set around each render).
 _BUDGET: ContextVar[list[int] | None] = ContextVar("runner_jinja_budget", default=None)
@@ -73,6 +76,11 @@ class _ContainedLoader(jinja2.FileSystemLoader):
 
 def _inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
+
+
+def has_template(line: str) -> bool:
+    """Whether a config line holds Jinja2 syntax ({{ }}, {% %} or {# #}): it is rendered."""
+    return "{{" in line or "{%" in line or "{#" in line
 
 
 def bounded(render: Callable[[], T]) -> T:
@@ -131,6 +139,67 @@ class Templates:
             return False
         source = (self.root / found).read_text(encoding="utf-8")
         return variable in jinja2.meta.find_undeclared_variables(self.env.parse(source))
+
+    def render_lines(self, lines: list[str], context: dict[str, Any]) -> list[str]:
+        """A config step's `lines:`, each rendered like a template (`{{ vars.site }}`,
+        `{% if %}`), in the same sandbox and bounds: a line that renders empty is left out,
+        one that renders to several lines gives each. RenderFailed names the line."""
+        out: list[str] = []
+        total = 0
+        for number, line in enumerate(lines, 1):
+            if not has_template(line):
+                out.append(line)
+                continue
+            try:
+                template = self.env.from_string(line)
+                text = bounded(lambda: template.render(**context))  # noqa: B023 (now)
+            except jinja2.UndefinedError as exc:
+                raise RenderFailed(f"config line {number} ({line!r}): {exc.message}") \
+                    from None
+            except Exception as exc:  # syntax (checked at validation), filters' errors
+                raise RenderFailed(f"config line {number} ({line!r}): "
+                                   f"{type(exc).__name__}: {exc}") from None
+            total += len(text)
+            if total > self.max_rendered:
+                raise RenderFailed(f"config lines rendered {total:,} characters, more than "
+                                   f"the job's limits.rendered ({self.max_rendered:,})")
+            out += [part.rstrip() for part in text.splitlines() if part.strip()]
+        return out
+
+    def line_problem(self, line: str, variables: set[str]) -> str | None:
+        """For validation: why config line `line` cannot be rendered with the job's
+        `variables` (vars and secret_vars, by name or as vars.NAME), host (HOST_FIELDS)
+        and steps: its syntax, or a name it uses that no render gives. None: it can."""
+        try:
+            parsed = self.env.parse(line)
+        except jinja2.TemplateSyntaxError as exc:
+            return f"template syntax error in a config line: {exc.message}"
+        given = variables | {"host", "vars", "steps"} | set(self.env.globals)
+        unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - given)
+        for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
+            owner: object = None
+            key: object = None
+            if isinstance(node, nodes.Getattr):
+                owner, key = node.node, node.attr
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+                owner, key = node.node, node.arg.value
+            if not isinstance(owner, nodes.Name) or not isinstance(key, str):
+                continue
+            if owner.name == "vars" and key not in variables:
+                unknown.append(key)
+            elif owner.name == "host" and key not in HOST_FIELDS:
+                return (f"unknown name 'host.{key}' in a config line (host has "
+                        f"{', '.join(HOST_FIELDS)})")
+        if unknown:
+            return (f"unknown name {unknown[0]!r} in a config line (a line may use the "
+                    f"job's vars and secret_vars, as NAME or vars.NAME, host and steps, as "
+                    f"templates do)")
+        return None
+
+    def line_uses(self, lines: list[str], variable: str) -> bool:
+        """Whether any of these config lines refers to `variable`."""
+        return any(has_template(line) and variable in jinja2.meta.find_undeclared_variables(
+            self.env.parse(line)) for line in lines)
 
     def render(self, name: str, platform: str, context: dict[str, Any]) -> list[str]:
         """Config lines for one device; RenderFailed names the template and what is wrong."""

@@ -8,7 +8,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from runner.job.diffing import config_tree
+from runner.job.diffing import apply_lines, config_tree
 
 Path_ = tuple[str, ...]
 
@@ -67,34 +67,10 @@ def restore_lines(current: str, kept: str) -> list[str]:
     return _restore(_build(current), _build(kept), 0)
 
 
-def _render(node: _Node, depth: int = 0) -> list[str]:
-    out: list[str] = []
-    for line, child in node.children.items():
-        out.append(" " * depth + line)
-        out += _render(child, depth + 1)
-    return out
-
-
-def _replaces(line: str, other: str, single_valued: tuple[str, ...]) -> bool:
-    """Whether setting `line` replaces `other` (one value per section: description, ...)."""
-    return any(line.startswith(k + " ") and other.startswith(k + " ") for k in single_valued)
-
-
 def simulate(running: str, lines: list[str], single_valued: tuple[str, ...] = ()) -> str:
     """The running config as it would be after sending `lines` (for a dry run's rollback
-    preview): `no X` removes X, a single-valued setting replaces its old value."""
-    root = _build(running)
-    for path, line in config_tree(lines):
-        node = root
-        for header in path:
-            node = node.children.setdefault(header, _Node())
-        if line.startswith("no "):
-            node.children.pop(line[3:], None)
-            continue
-        for old in [o for o in node.children if _replaces(line, o, single_valued)]:
-            del node.children[old]
-        node.children.setdefault(line, _Node())
-    return "\n".join(_render(root)) + "\n"
+    preview): diffing.apply_lines, the one model of a change runner has."""
+    return apply_lines(running, lines, single_valued)
 
 
 def _canonical(text: str) -> Counter[tuple[Path_, str]]:

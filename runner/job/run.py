@@ -16,6 +16,7 @@ from typing import Any
 
 from runner.dispatch import CELERY_ENGINE
 from runner.errors import (
+    ApprovalRequired,
     BackupError,
     InputError,
     InventoryError,
@@ -32,7 +33,7 @@ from runner.job.backups import BackupRepo
 from runner.job.load import JobFile, load_job
 from runner.job.notify import NotifyTarget, notify, secrets_of, targets_for
 from runner.job.parsing import check_parser
-from runner.job.render import Templates
+from runner.job.render import Templates, has_template
 from runner.job.spec import BackupStep, CommandStep, ConfigStep
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
 from runner.redact import Redactor
@@ -67,7 +68,11 @@ class RunOptions:
     # awaiting_approval, with the job as previewed kept for `runner approve`.
     preview_window: float | None = None
     approves: str | None = None  # carrying out this approved preview ...
-    approved: dict[str, ApprovedChange] | None = None  # ... and what was approved
+    approved: dict[str, ApprovedChange] | None = None  # ... what was approved ...
+    decision: dict[str, Any] | None = None  # ... and who approved it, stored as it starts
+    started_by: str | None = None  # user@host, a web token's name, the scheduler
+    # A real run of a job that needs approval, without one: {"by", "at", "reason"}
+    override: dict[str, Any] | None = None
     processes: int | None = None  # engine processes; None: one per core for big runs
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
     notify: list[NotifyTarget] = field(default_factory=list)  # for jobs that name none
@@ -78,10 +83,8 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
     exist and parse, parsers load, the backup directory can be one."""
     templates = Templates(templates_dir)
     for index, step in enumerate(job.spec.steps):
-        if isinstance(step, ConfigStep) and step.config.template is not None:
-            problem = templates.check(step.config.template)
-            if problem:
-                raise job.error(problem, ("steps", index, "config", "config", "template"))
+        if isinstance(step, ConfigStep):
+            _check_config(job, templates, index, step)
         elif isinstance(step, CommandStep) and step.parse is not None:
             found = check_parser(step.parse, templates_dir)
             if found:
@@ -92,6 +95,21 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
                 raise job.error(f"{target} exists and is not a directory (expected the "
                                 "backup git repository, or a path to create it at)",
                                 ("steps", index, "backup", "backup", "dir"))
+
+
+def _check_config(job: JobFile, templates: Templates, index: int, step: ConfigStep) -> None:
+    """A config step's template exists and parses; `{{ ... }}` in its lines (rendered as a
+    template is, never sent as written) parses and names only what a render is given."""
+    if step.config.template is not None:
+        problem = templates.check(step.config.template)
+        if problem:
+            raise job.error(problem, ("steps", index, "config", "config", "template"))
+        return
+    variables = {*job.spec.vars, *job.spec.secret_vars}
+    for number, line in enumerate(step.config.lines or []):
+        problem = templates.line_problem(line, variables) if has_template(line) else None
+        if problem:
+            raise job.error(problem, ("steps", index, "config", "config", "lines", number))
 
 
 def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,
@@ -149,22 +167,64 @@ def read_secrets(prep: Prepared) -> SecretResolver:
     return resolver
 
 
+def rerun_targets(store: ResultsStore, run_id: str | None, job: str,
+                  statuses: list[DeviceStatus] | None = None,
+                  field: str = "--rerun") -> tuple[str, list[str]]:
+    """For a rerun: (the full id of run `run_id`, its devices to run again, in its order):
+    those that did not end ok or changed, or that ended with one of `statuses`. An empty or
+    unknown run id, or a run of another job, is an error naming `field`: never "every
+    target"."""
+    if run_id is None or not run_id.strip():
+        raise InputError("an empty run id names no run to rerun (expected the id, or a "
+                         "unique prefix of it, of an earlier run of this job)", field=field)
+    try:
+        _row, earlier = store.get_run(run_id.strip())
+    except InputError as exc:
+        raise type(exc)(exc.message, field=field) from None
+    if earlier.job != job:
+        raise InputError(f"run {earlier.run_id} was of job {earlier.job!r}, not {job!r}",
+                         field=field)
+    wanted = set(statuses) if statuses else {s for s in DeviceStatus if not s.success}
+    return earlier.run_id, [d.host for d in earlier.devices if d.status in wanted]
+
+
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def check_approval(prep: Prepared, options: RunOptions) -> None:
+    """The last guard before any device is touched, whoever starts the run: a real run of a
+    job that needs approval carries out an approved preview or a recorded override, or is
+    refused (ApprovalRequired)."""
+    spec = prep.job.spec
+    if options.dry_run or options.preview_window is not None or not spec.needs_approval:
+        return
+    if options.override is not None and options.override.get("by"):
+        return
+    if options.approves is not None and options.approved is not None \
+            and options.decision is not None:
+        return
+    raise ApprovalRequired(
+        f"job {spec.name!r} changes config only through an approved preview (its schedule "
+        "says approval: required): run it without --dry-run to make a preview, then "
+        "`runner approve RUN_ID`; or override with `runner run --no-approval` (recorded)",
+        path=prep.job.path, field="schedule.approval")
+
+
 def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResult:
     spec = prep.job.spec
+    check_approval(prep, options)
     dry_run = options.dry_run or options.preview_window is not None
     run = RunResult(run_id=options.run_id or new_run_id(), job=spec.name, started=now_iso(),
                     finished=None, devices=[], dry_run=dry_run,
                     job_file=str(prep.job.path), occurrence=options.occurrence,
-                    rerun_of=options.rerun_of, approves=options.approves)
+                    rerun_of=options.rerun_of, approves=options.approves,
+                    started_by=options.started_by, override=options.override)
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
     # Sessions opened here read secrets here; Celery workers read their own.
     resolver = None if engine is Engine.CELERY else read_secrets(prep)
     run.engine = engine
-    store.start_run(run, prep.hosts)
+    store.start_run(run, prep.hosts, options.decision)
     # `runner cancel` and `runner web` reach a run of this process through the store
     cancel = options.cancel if options.cancel is not None else threading.Event()
     writer = RecordWriter(store, run.run_id, prep.hosts, cancel)
@@ -178,7 +238,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
 
     work = Work(spec, prep.inventory, prep.templates_dir, run.run_id, options.settings,
                 dry_run=dry_run, processes=processes, shard_size=options.shard_size,
-                approved=options.approved)
+                approved=options.approved, override=options.override is not None)
     try:
         run.devices = run_devices(work, prep.hosts, engine, done, cancel,
                                   registry=engines())

@@ -287,6 +287,12 @@ class JobSpec(_Model):
         return self
 
     @property
+    def needs_approval(self) -> bool:
+        """Whether a real run must carry out an approved preview (`schedule: {approval:
+        required}`): from every entry point, not only the scheduler's."""
+        return self.schedule is not None and self.schedule.approval is Approval.REQUIRED
+
+    @property
     def rolls_back(self) -> bool:
         """Whether any config step puts devices back when the change fails."""
         return any(isinstance(s, ConfigStep) and (

@@ -56,6 +56,9 @@ class StepContext:
     approved: ApprovedChange | None = None
     mask: Callable[[str], str] = str
     max_output: int = 16 * 1024 * 1024  # the job's limits.output
+    # Called right before each config push: ends an engine process whose run's process is
+    # gone (runner.execution.lifeline), so no device is changed by a run nobody controls.
+    guard: Callable[[], None] | None = None
 
 
 def _checked(ctx: StepContext, step: StepResult, output: str) -> str:
@@ -157,12 +160,15 @@ async def run_config(ctx: StepContext, step: ConfigStep, name: str, lines: list[
     if rollback and change.kept is None:
         change.kept = before
     if ctx.dry_run:
-        record.diff = diffing.preview(before, lines)
+        would = diffing.preview(before, lines, ctx.platform.single_valued)
+        record.diff = would.diff  # the diff a real run would record
         record.changed = bool(record.diff)
         record.output = "\n".join(lines) + "\n"  # what would be sent
         # later steps preview against the config as this one would leave it
-        change.current = restore.simulate(before, lines, ctx.platform.single_valued)
+        change.current = would.after
         return
+    if ctx.guard is not None:
+        ctx.guard()
     if ctx.before_config is not None:
         await ctx.before_config()
     change.touched = True
@@ -188,12 +194,31 @@ async def run_backup(ctx: StepContext, step: BackupStep, name: str) -> None:
     # `changed` (the file differs from the last backup) is set when the run commits.
 
 
+NOT_EVALUATED = "not evaluated (dry run)"
+
+
+def not_evaluated(ctx: StepContext, step: CommandStep, name: str) -> None:
+    """A post-check in a dry run: recorded, not sent. The device was not changed, so its
+    answer would say nothing about the change (and its checks would fail a change that
+    verifies itself); it neither fails the device nor counts toward the rollout's stop
+    rule."""
+    for command in step.commands:
+        ctx.result.steps.append(StepResult(
+            name=name if len(step.commands) == 1 else command, kind=StepKind.COMMAND,
+            not_run=NOT_EVALUATED))
+
+
 async def run_steps(ctx: StepContext, spec: JobSpec, rendered: dict[int, Renderer]) -> None:
+    after_change = False  # a command step after a config step is a post-check
     for index, step in enumerate(spec.steps):
         name = spec.step_name(index)
         if isinstance(step, CommandStep):
-            await run_command(ctx, step, name)
+            if ctx.dry_run and after_change:
+                not_evaluated(ctx, step, name)
+            else:
+                await run_command(ctx, step, name)
         elif isinstance(step, ConfigStep):
+            after_change = True
             done = {s.name: {"output": s.output, "parsed": s.parsed} for s in ctx.result.steps}
             rollback = step.config.rollback if step.config.rollback is not None \
                 else spec.rollback

@@ -19,6 +19,7 @@ from runner.job.run import RunOptions, execute, prepare
 from runner.records import now_iso
 from runner.schedule.listing import schedule_list
 from runner.schedule.server import JobsDir, Scheduler
+from runner.store.occurrences import recent_occurrences
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
 from runner.vocab import Approval, EngineChoice, NotifyEvent
@@ -125,6 +126,36 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
     click.echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
 
 
+@schedule.command(name="occurrences")
+@click.argument("name")
+@STORE
+@click.option("-n", "--limit", type=click.IntRange(1, 1000), default=30, show_default=True,
+              help="Occurrences to show, newest first.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document (as GET /api/schedules/NAME/occurrences).")
+@click.pass_context
+def occurrences_(ctx: click.Context, name: str, store_url: str | None, limit: int,
+                 as_json: bool) -> None:
+    """Job NAME's last occurrences: what became of each (done, failed, missed, skipped, or
+    awaiting approval, then approved, rejected or expired, then the carried-out run's
+    outcome), its run and why."""
+    results, store = _stores(ctx, store_url)
+    found = recent_occurrences(store, results, name, limit)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo(f"no occurrences of {name} recorded")
+        return
+    rows = [("OCCURRENCE", "STATUS", "RUN", "CARRIED OUT BY", "BY", "REASON")]
+    for item in found:
+        decision = item["decision"] or {}
+        rows.append((item["occurrence"], item["status"], item["run_id"] or "",
+                     item["carried_out_by"] or "", decision.get("by") or "",
+                     (item["reason"] or decision.get("reason") or "")[:80]))
+    click.echo(table(rows))
+
+
 @schedule.command(name="run")
 @click.argument("name")
 @JOBS
@@ -144,9 +175,11 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
     results = results_store(ctx)
     schedule = prep.job.spec.schedule
     preview = schedule is not None and schedule.approval is Approval.REQUIRED
+    from runner.job.approval import who
+
     result = execute(prep, results, RunOptions(
         settings=settings_of(ctx), occurrence=f"{name}@manual-{now_iso()}",
-        on_device_done=[Progress(len(prep.hosts))],
+        on_device_done=[Progress(len(prep.hosts))], started_by=who(),
         preview_window=schedule.approval_seconds if preview and schedule else None))
     click.echo(run_table(result, show_all))
     if preview:

@@ -1,5 +1,6 @@
 """The `schedule list --json` document (each job, its trigger in words, next fire times in
-UTC, last run): one function for the CLI and the web."""
+UTC, last run) and a job's last occurrences, each with a status that follows its run
+through approval: one function each for the CLI, the web and the API."""
 
 from __future__ import annotations
 

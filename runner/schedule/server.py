@@ -315,7 +315,7 @@ class Scheduler:
             settings=self.settings, occurrence=f"{sched.name}@{occurrence.isoformat()}",
             cancel=cancel, run_id=run_id, engine=self.engine, shard_size=self.shard_size,
             preview_window=spec.approval_seconds if preview and spec else None,
-            notify=self.notify))
+            notify=self.notify, started_by=f"runner serve ({self.owner})"))
         if cancel.is_set():
             return OccurrenceStatus.INTERRUPTED
         if preview:

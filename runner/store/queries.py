@@ -19,7 +19,11 @@ from runner.vocab import DeviceStatus, RunStatus
 # job and inputs as previewed (`runner show`, approval).
 LISTED = ("run_id", "job", "job_file", "started", "finished", "status", "dry_run", "engine",
           "occurrence", "summary", "backup_commit", "rerun_of", "approval_deadline",
-          "approves", "decision", "notifications", "owner", "heartbeat", "error")
+          "approves", "decision", "notifications", "owner", "heartbeat", "error",
+          "started_by", "override", "cancel_requested", "cancel_requested_by")
+# Who did what to a run, in every document of it (`runner show --json`, the API).
+ACCOUNT = ("started_by", "override", "decision", "approval_deadline", "cancel_requested",
+           "cancel_requested_by")
 # A device as listed on a run's page: everything but its steps' outputs.
 DEVICE_LISTED = ("host", "status", "changed", "duration_s", "error", "error_class",
                  "attempts", "driver", "worker", "started", "finished")
@@ -83,12 +87,36 @@ def job_names(store: ResultsStore) -> list[str]:
                                                 .order_by(runs.c.job))]
 
 
-def run_document(row: dict[str, Any], run: RunResult) -> dict[str, Any]:
-    """`runner show --json`: the run, its status and error, notifications, its devices."""
+def run_document(row: dict[str, Any], run: RunResult,
+                 links: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`runner show --json`: the run, its status and error, who started, decided, overrode
+    or cancelled it, notifications, its devices. `links`: run_links() of it."""
     data = run.to_json()
     data["status"], data["error"] = row["status"], row.get("error")
+    for key in ACCOUNT:
+        data[key] = row.get(key)
+    data.update(links or {})
     data["notifications"] = row.get("notifications") or []
     return data
+
+
+def run_links(store: ResultsStore, row: dict[str, Any]) -> dict[str, Any]:
+    """How a run and an approval belong together, for the history to tell: a preview's
+    `carried_out_by` (the run that carried out its approved change), and a carrying-out
+    run's `approval` (its preview, who approved it and when)."""
+    out: dict[str, Any] = {"carried_out_by": None, "approval": None}
+    with store.engine.connect() as conn:
+        if row.get("approves"):
+            found = conn.execute(select(runs.c.decision, runs.c.status).where(
+                runs.c.run_id == row["approves"])).first()
+            decision = (found[0] if found else None) or {}
+            out["approval"] = {"preview": row["approves"], "by": decision.get("by"),
+                               "at": decision.get("at")}
+        if row.get("status") == RunStatus.APPROVED or row.get("approval_deadline"):
+            carried = conn.execute(select(runs.c.run_id).where(
+                runs.c.approves == row["run_id"]).order_by(runs.c.started)).first()
+            out["carried_out_by"] = carried[0] if carried else None
+    return out
 
 
 def run_head(store: ResultsStore, run_id: str) -> dict[str, Any]:
@@ -108,7 +136,8 @@ def device_document(store: ResultsStore, run_id: str, host: str) -> dict[str, An
                                                    devices.c.host == host)).first()
     if found is None:
         raise NotFound(f"run {row['run_id']} has no device {host!r}")
-    return run_document(row, run_of(row, [record_of(dict(found._mapping))]))
+    return run_document(row, run_of(row, [record_of(dict(found._mapping))]),
+                        run_links(store, row))
 
 
 def status_counts(store: ResultsStore, run_ids: list[str]) -> dict[str, dict[str, int]]:

@@ -30,9 +30,16 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from runner.errors import InputError, Interrupted, NotFound, RunnerError, StoreError
+from runner.errors import (
+    ApprovalTaken,
+    InputError,
+    Interrupted,
+    NotFound,
+    RunnerError,
+    StoreError,
+)
 from runner.records import RECORDS_THREAD, DeviceResult, RunResult, now_iso
 from runner.settings import DEFAULT_DB_RETRY_S
 from runner.store.database import open_engine, retrying
@@ -111,6 +118,10 @@ runs = Table(
     # Another process (`runner cancel`, `runner web`) asked the run's own process to stop it.
     Column("cancel_requested", String(40)),
     Column("cancel_requested_by", String(100)),
+    # Who started it (user@host, a web token's name, the scheduler), and the override when
+    # it ran a change that needed approval without one: {"by", "at", "reason"} (0004).
+    Column("started_by", String(200)),
+    Column("override", JSON),
 )
 devices = Table(
     "devices", metadata,
@@ -170,19 +181,40 @@ class ResultsStore:
     def _retrying(self, what: str, action: Callable[[], None]) -> None:
         retrying(self.engine, what, action, self.retry_s)
 
-    def start_run(self, run: RunResult, hosts: list[str] | None = None) -> None:
+    def start_run(self, run: RunResult, hosts: list[str] | None = None,
+                  decision: dict[str, Any] | None = None) -> None:
+        """Record a run as running. `decision`: the run carries out preview run.approves,
+        approved so: the preview's decision and this run's row are one transaction, taken
+        only while the preview still awaits approval within its window (ApprovalTaken
+        otherwise, and nothing is recorded)."""
         def insert_run() -> None:
             with self.engine.begin() as conn:
                 if conn.execute(select(runs.c.run_id).where(
                         runs.c.run_id == run.run_id)).first() is not None:
                     return  # stored by an attempt whose answer the lost connection ate
+                if decision is not None:
+                    self._take_approval(conn, run, decision)
                 conn.execute(insert(runs).values(
                     owner=process_identity(), heartbeat=now_iso(), hosts=hosts,
                     run_id=run.run_id, job=run.job, job_file=run.job_file,
                     started=run.started, status=RunStatus.RUNNING, dry_run=run.dry_run,
                     engine=run.engine, occurrence=run.occurrence, summary=run.summary,
-                    rerun_of=run.rerun_of, approves=run.approves))
+                    rerun_of=run.rerun_of, approves=run.approves,
+                    started_by=run.started_by, override=run.override))
         self._retrying(f"starting run {run.run_id}", insert_run)
+
+    @staticmethod
+    def _take_approval(conn: Connection, run: RunResult, decision: dict[str, Any]) -> None:
+        """Move preview run.approves to approved, naming the run that carries it out."""
+        assert run.approves is not None
+        now = now_iso()
+        taken = conn.execute(update(runs).where(
+            runs.c.run_id == run.approves, runs.c.status == RunStatus.AWAITING_APPROVAL,
+            runs.c.approval_deadline > now).values(
+            status=RunStatus.APPROVED, decision={**decision, "run": run.run_id}))
+        if taken.rowcount != 1:
+            raise ApprovalTaken(f"run {run.approves} was decided by someone else just now "
+                                "(or its approval window ended): nothing was sent")
 
     def record_devices(self, run_id: str, batch: list[DeviceResult],
                        positions: dict[str, int] | None = None) -> None:
@@ -286,7 +318,8 @@ class ResultsStore:
                     run_id=run.run_id, job=run.job, job_file=run.job_file,
                     started=run.started, status=status, dry_run=run.dry_run,
                     engine=run.engine, occurrence=run.occurrence, rerun_of=run.rerun_of,
-                    approves=run.approves, hosts=hosts))
+                    approves=run.approves, hosts=hosts, started_by=run.started_by,
+                    override=run.override))
         if run.devices:
             self.record_devices(run.run_id, run.devices, {h: i for i, h in enumerate(hosts)})
         self._finish_run(run, status, error)
@@ -354,10 +387,16 @@ class ResultsStore:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def resolve(self, run_id: str) -> str:
-        """A full run id from an unambiguous prefix."""
+        """A full run id from an unambiguous prefix (an empty one names no run: it is an
+        error, never "every run"; `%` and `_` are plain characters, not wildcards)."""
+        if not run_id or not run_id.strip():
+            raise InputError("an empty run id names no run (expected a run id or a unique "
+                             "prefix of one, as `runner history` lists them)",
+                             field="run id")
         with self.engine.connect() as conn:
             found = [r[0] for r in conn.execute(
-                select(runs.c.run_id).where(runs.c.run_id.startswith(run_id)).limit(3))]
+                select(runs.c.run_id).where(runs.c.run_id.startswith(run_id, autoescape=True))
+                .limit(3))]
         if not found:
             raise NotFound(f"no run {run_id!r} in {self._safe_url()}")
         if len(found) > 1:
@@ -385,7 +424,8 @@ def run_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
                      finished=row["finished"], devices=records, dry_run=row["dry_run"],
                      job_file=row["job_file"], engine=EngineName(row["engine"]),
                      occurrence=row["occurrence"], backup_commit=row["backup_commit"],
-                     rerun_of=row.get("rerun_of"), approves=row.get("approves"))
+                     rerun_of=row.get("rerun_of"), approves=row.get("approves"),
+                     started_by=row.get("started_by"), override=row.get("override"))
 
 
 FLUSH_S = 0.25  # a finished device is on disk this long after at most

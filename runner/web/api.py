@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.errors import AccessDenied
+from runner.errors import AccessDenied, InputError, RoleTooLow
 from runner.schedule.listing import schedule_list
 from runner.store.occurrences import recent_occurrences
 from runner.store.queries import (
@@ -20,6 +20,7 @@ from runner.store.queries import (
     device_rows,
     run_document,
     run_head,
+    run_links,
     run_rows,
     status_counts,
 )
@@ -43,6 +44,16 @@ class RunRequest(BaseModel):
     dry_run: bool = Field(False, description="Render and diff, send nothing.")
     limit: str | None = Field(None, description="Only these hosts or groups (comma-separated, "
                                                 "globs), as `runner run --limit`.")
+    rerun: str | None = Field(None, description=(
+        "Only the devices of this earlier run of the job that did not end ok or changed "
+        "(`runner run --rerun`); an empty or unknown id is an error."))
+    statuses: list[DeviceStatus] | None = Field(None, description=(
+        "With rerun: only its devices that ended with these statuses."))
+    no_approval: bool = Field(False, description=(
+        "For a job that needs approval: send the change without an approved preview (admin "
+        "tokens only; recorded with the token's name and `reason`). Without it a real run "
+        "of such a job is a preview awaiting approval."))
+    reason: str | None = Field(None, max_length=1000, description="Why (with no_approval).")
 
 
 class RejectRequest(BaseModel):
@@ -66,20 +77,32 @@ def list_runs(request: Request, response: Response, _who: Viewer,
     return run_rows(store, where, limit, offset)
 
 
-@router.post("/runs", status_code=202, summary="Start a run of a job now (operators)")
+@router.post("/runs", status_code=202, summary="Start a run of a job now (operators); a "
+             "real run of a job that needs approval is a preview awaiting approval")
 def start_run(request: Request, response: Response, body: RunRequest,
-              _who: Operator) -> dict[str, Any]:
-    run_id = services(request).launcher.start(body.job, dry_run=body.dry_run,
-                                              limit=body.limit)
-    response.headers["Location"] = f"/api/runs/{run_id}"
-    return {"run_id": run_id, "job": body.job, "dry_run": body.dry_run,
-            "status": RunStatus.RUNNING, "url": f"/api/runs/{run_id}"}
+              who: Operator) -> dict[str, Any]:
+    if body.no_approval and not who.admin:
+        raise RoleTooLow(f"token {who.name!r} is an {who.role}: running a change without "
+                         "its approval (no_approval) needs an admin token")
+    if body.reason is not None and not body.no_approval:
+        raise InputError("reason goes with no_approval", field="reason")
+    started = services(request).launcher.start(
+        body.job, dry_run=body.dry_run, by=who.label, limit=body.limit, rerun_of=body.rerun,
+        statuses=body.statuses, no_approval=body.no_approval, reason=body.reason)
+    response.headers["Location"] = f"/api/runs/{started.run_id}"
+    return {"run_id": started.run_id, "job": body.job, "dry_run": started.dry_run,
+            "awaiting_approval": started.preview, "status": RunStatus.RUNNING,
+            "started_by": who.label, "url": f"/api/runs/{started.run_id}"}
 
 
-@router.get("/runs/{run_id}", summary="One run with every device (`runner show --json`)")
+@router.get("/runs/{run_id}", summary="One run with every device (`runner show --json`), "
+            "who did what to it, and what may be done with it now (`actions`)")
 def get_run(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
-    row, run = services(request).results.get_run(run_id)
-    return run_document(row, run)
+    svc = services(request)
+    row, run = svc.results.get_run(run_id)
+    document = run_document(row, run, run_links(svc.results, row))
+    document["actions"] = svc.launcher.actions(row, run.summary)
+    return document
 
 
 @router.get("/runs/{run_id}/progress", summary="How far a run is: counts per status")
@@ -131,7 +154,8 @@ def approve_run(request: Request, run_id: str, who: Operator) -> dict[str, Any]:
     launcher = services(request).launcher
     preview = services(request).results.resolve(run_id)
     new_id = launcher.approve(preview, by=who.label)
-    return {"run_id": new_id, "approves": preview, "url": f"/api/runs/{new_id}"}
+    return {"run_id": new_id, "approves": preview, "approved_by": who.label,
+            "url": f"/api/runs/{new_id}"}
 
 
 @router.post("/runs/{run_id}/reject", summary="Reject a previewed change (operators)")
@@ -150,7 +174,8 @@ def reject_run(request: Request, run_id: str, who: Operator,
 @router.get("/jobs", summary="The jobs of the jobs directory that can be run")
 def list_jobs(request: Request, _who: Viewer) -> list[dict[str, Any]]:
     return [{"job": j.name, "file": str(j.path), "description": j.description,
-             "changes_config": j.changes_config, "scheduled": j.scheduled}
+             "changes_config": j.changes_config, "scheduled": j.scheduled,
+             "needs_approval": j.needs_approval}
             for j in services(request).launcher.jobs()]
 
 

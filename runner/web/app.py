@@ -89,7 +89,7 @@ def create_app(config: WebConfig) -> FastAPI:
     app = FastAPI(title="runner", version=__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None, description="runner's REST API: runs, devices, schedules, "
                   "backups, labs. Authenticate with `Authorization: Bearer TOKEN` "
-                  "(`runner token create --role viewer|operator`).")
+                  "(`runner token create --role viewer|operator|admin`).")
     app.state.services = shared
     app.state.metrics = registry(results, schedule, config.settings)
     app.add_middleware(SessionMiddleware, secret_key=config.secret_key,

@@ -33,9 +33,14 @@ class Principal:
         return self.role.allows(Role.OPERATOR)
 
     @property
+    def admin(self) -> bool:
+        return self.role.allows(Role.ADMIN)
+
+    @property
     def label(self) -> str:
-        """How decisions by this principal are recorded."""
-        return f"{self.name} (runner web)"
+        """How what this principal does is recorded: the token's name (a token is made
+        for a person or a system: `runner token create --name`)."""
+        return self.name
 
 
 def tokens_of(request: Request) -> TokenStore:

@@ -82,7 +82,8 @@ def _tokens(ctx: click.Context) -> TokenStore:
 
 @token.command()
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True,
-              help="viewer: read; operator: also run, cancel, approve, reject.")
+              help="viewer: read; operator: also run, cancel, approve, reject; admin: also "
+                   "run a change that needs approval without one (recorded).")
 @click.option("--name", help="What it is for (default: token-<id>); unique.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -109,7 +110,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps([t.to_json() for t in tokens], indent=2))
         return
     if not tokens:
-        click.echo("no tokens (runner token create --role viewer|operator)")
+        click.echo("no tokens (runner token create --role viewer|operator|admin)")
         return
     rows = [("ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED")]
     rows += [(t.id, t.name, t.role, t.created[:19], (t.last_used or "never")[:19],

@@ -16,10 +16,10 @@ from typing import Any, cast
 
 from runner.errors import Conflict, InputError, NotFound
 from runner.job.load import JobFile, load_job
-from runner.job.run import RunOptions, execute, new_run_id, prepare
-from runner.records import RunResult
+from runner.job.run import RunOptions, execute, new_run_id, prepare_job, rerun_targets
+from runner.records import RunResult, now_iso
 from runner.store.results import ResultsStore
-from runner.vocab import RunStatus
+from runner.vocab import DeviceStatus, RunStatus
 from runner.web.config import WebConfig
 
 log = logging.getLogger("runner.web")
@@ -33,6 +33,17 @@ class JobEntry:
     description: str
     changes_config: bool
     scheduled: bool
+    needs_approval: bool  # its schedule says approval: required: "run" previews
+
+
+@dataclass(frozen=True)
+class Started:
+    """A run started from the web: its id, and whether it is a dry run and, of those, a
+    preview that waits for approval (a real run of a job that needs approval)."""
+
+    run_id: str
+    dry_run: bool
+    preview: bool
 
 
 def job_files(jobs_dir: Path) -> list[Path]:
@@ -46,8 +57,9 @@ class _Announcing:
         self._store = store
         self.started = threading.Event()
 
-    def start_run(self, run: RunResult, hosts: list[str] | None = None) -> None:
-        self._store.start_run(run, hosts)
+    def start_run(self, run: RunResult, hosts: list[str] | None = None,
+                  decision: dict[str, Any] | None = None) -> None:
+        self._store.start_run(run, hosts, decision)
         self.started.set()
 
     def __getattr__(self, name: str) -> Any:
@@ -79,7 +91,7 @@ class Launcher:
             spec = job.spec
             out.append(JobEntry(spec.name, path, spec.description,
                                 any(isinstance(s, ConfigStep) for s in spec.steps),
-                                spec.schedule is not None))
+                                spec.schedule is not None, spec.needs_approval))
         return out
 
     def find(self, name: str) -> JobFile:
@@ -102,22 +114,83 @@ class Launcher:
         raise NotFound(f"no job named {name!r} in {self.config.jobs_dir} (jobs: {known})",
                        field="job")
 
+    def needs_approval(self, job_name: str) -> bool | None:
+        """Whether the job (as its file says now) needs approval; None if it is gone."""
+        try:
+            return self.find(job_name).spec.needs_approval
+        except InputError:
+            return None
+
+    def actions(self, head: dict[str, Any], counts: dict[str, int],
+                needs_approval: bool | None = None) -> list[str]:
+        """What an operator may do with a run now (the run page's buttons, the API's
+        `actions`): cancel a running run; approve (when it previewed a change) or reject a
+        preview awaiting approval; run a plain dry run for real on its devices (a preview
+        for a job that needs approval); rerun a finished run's failed devices. A decided
+        preview (approved, rejected, expired) offers nothing. `needs_approval`: the job's,
+        when the caller knows it already."""
+        status = head["status"]
+        if status == RunStatus.RUNNING:
+            return ["cancel"]
+        if status == RunStatus.AWAITING_APPROVAL:
+            deadline = head.get("approval_deadline") or ""
+            if deadline <= now_iso():
+                return []  # expired: `runner serve` (or the next decision) records it
+            return (["approve"] if counts.get(DeviceStatus.CHANGED) else []) + ["reject"]
+        if head.get("approval_deadline") or status in (
+                RunStatus.APPROVED, RunStatus.REJECTED, RunStatus.EXPIRED):
+            return []  # a preview, decided: nothing of it may be run
+        if needs_approval is None:
+            needs_approval = self.needs_approval(head["job"])
+        if needs_approval is None:
+            return []  # the job file is gone (or invalid) now
+        if head.get("dry_run"):
+            return ["run"]
+        failed = sum(n for s, n in counts.items() if not DeviceStatus(s).success)
+        return ["rerun"] if failed else []
+
     # -- runs -------------------------------------------------------------------------------
 
-    def start(self, job_name: str, *, dry_run: bool, limit: str | None = None) -> str:
-        """Check every input, start the run in the background; its run id once recorded."""
+    def start(self, job_name: str, *, dry_run: bool, by: str, limit: str | None = None,
+              rerun_of: str | None = None, statuses: list[DeviceStatus] | None = None,
+              no_approval: bool = False, reason: str | None = None) -> Started:
+        """Check every input, start the run in the background; its run id once recorded.
+        `by`: who starts it (recorded). `rerun_of`: only that run's devices that did not end
+        ok or changed (or ended in `statuses`). A real run of a job that needs approval is
+        a preview awaiting approval, unless `no_approval` (the caller checked the role:
+        recorded as an override with `reason`)."""
+        from runner.job.approval import gate, override
+
         job = self.find(job_name)
-        prep = prepare(job.path, self.config.inventory, self.config.templates, limit or None)
+        only = None
+        if rerun_of is not None:
+            rerun_of, only = rerun_targets(self.store, rerun_of, job.spec.name, statuses,
+                                           field="rerun")
+            if not only:
+                raise Conflict(f"run {rerun_of}: no device to run again")
+        elif statuses:
+            raise InputError("statuses go with rerun", field="statuses")
+        if no_approval and dry_run:
+            raise InputError("no_approval sends a change; dry_run sends nothing: choose one",
+                             field="no_approval")
+        if no_approval and not job.spec.needs_approval:
+            raise InputError(f"job {job.spec.name!r} needs no approval: no_approval "
+                             "overrides nothing", field="no_approval")
+        prep = prepare_job(job, self.config.inventory, self.config.templates, limit or None,
+                           only)
         run_id = new_run_id()
         store = _Announcing(self.store)
         options = RunOptions(settings=self.config.settings, dry_run=dry_run, run_id=run_id,
-                             engine=self.config.engine)
+                             engine=self.config.engine, started_by=by, rerun_of=rerun_of,
+                             override=override(by, reason) if no_approval else None)
+        preview = gate(job.spec, options)
         self._launch(run_id, options, store, lambda: execute(
             prep, cast(ResultsStore, store), options))
-        return run_id
+        return Started(run_id, dry_run or preview, preview)
 
-    def approve(self, run_id: str, by: str | None = None) -> str:
-        """Carry out an approved preview in the background; the new run's id."""
+    def approve(self, run_id: str, by: str) -> str:
+        """Carry out an approved preview in the background; the new run's id. Refused
+        (nothing recorded) when there is nothing to approve or someone decided first."""
         from runner.job.approval import approve
 
         full = self.store.resolve(run_id)
@@ -167,17 +240,19 @@ class Launcher:
             with self.lock:
                 self.cancels.pop(run_id, None)
 
-    def cancel(self, run_id: str, by: str = "runner web") -> str:
+    def cancel(self, run_id: str, by: str) -> str:
         """Cancel a running run: this process's at once; another process's (runner run,
         serve, another web) through a request in the store, seen there within seconds.
-        Conflict when the run is not running."""
+        Either way the request (who, when) is recorded with the run. Conflict when the run
+        is not running."""
         row_status, full = self._status(run_id)
+        asked = row_status == RunStatus.RUNNING and self.store.request_cancel(full, by)
         with self.lock:
             event = self.cancels.get(full)
         if event is not None:
             event.set()
             return full
-        if row_status != RunStatus.RUNNING or not self.store.request_cancel(full, by):
+        if not asked:
             raise Conflict(f"run {full} is not running (it is {row_status})")
         return full
 

@@ -29,6 +29,7 @@ from runner.store.queries import (
     device_steps,
     job_names,
     run_head,
+    run_links,
     run_rows,
     status_counts,
 )
@@ -246,10 +247,12 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
     diffs = _diffs(request, full, [r["host"] for r in rows if r["changed"]
                                    or r["status"] == DeviceStatus.ROLLED_BACK])
     failed = [r for r in rows if r["status"] not in SUCCESS][:100]
-    cancellable = head["status"] == RunStatus.RUNNING
+    needs_approval = svc.launcher.needs_approval(head["job"])
     return render(request, "run.html", who, run=head, by_status=counts, done=done, total=total,
                   rows=rows, diffs=diffs, failed=failed, page=page, pages=pages,
-                  status=status or "", cancellable=cancellable,
+                  status=status or "",
+                  actions=svc.launcher.actions(head, counts, needs_approval),
+                  links=run_links(store, head), needs_approval=needs_approval,
                   again=(head["hosts"] or [])[:500] if len(head["hosts"] or []) <= 500
                   else None)
 
@@ -290,14 +293,23 @@ def jobs_page(request: Request, who: Viewer) -> HTMLResponse:
 
 
 @router.post("/jobs/run")
-def run_action(request: Request, _who: FormOperator, job: Annotated[str, Form()],
+def run_action(request: Request, who: FormOperator, job: Annotated[str, Form()],
                limit: Annotated[str, Form()] = "",
-               mode: Annotated[str, Form()] = "dry-run") -> Response:
-    if mode not in ("dry-run", "run"):
-        raise InputError(f"mode {mode!r}: expected dry-run or run", field="mode")
-    run_id = services(request).launcher.start(job, dry_run=mode == "dry-run",
-                                              limit=limit.strip() or None)
-    return _back(f"/runs/{run_id}")
+               mode: Annotated[str, Form()] = "dry-run",
+               rerun: Annotated[str | None, Form()] = None,
+               reason: Annotated[str, Form(max_length=1000)] = "") -> Response:
+    """Start a run: a dry run, a run (a preview awaiting approval for a job that needs
+    approval), or (admins) a run without approval, recorded with its reason; `rerun`: only
+    that run's devices that did not end ok or changed."""
+    if mode not in ("dry-run", "run", "no-approval"):
+        raise InputError(f"mode {mode!r}: expected dry-run, run or no-approval", field="mode")
+    if mode == "no-approval" and not who.admin:
+        raise RoleTooLow(f"token {who.name!r} is an {who.role}: running a change without "
+                         "its approval needs an admin token")
+    started = services(request).launcher.start(
+        job, dry_run=mode == "dry-run", by=who.label, limit=limit.strip() or None,
+        rerun_of=rerun, no_approval=mode == "no-approval", reason=reason.strip() or None)
+    return _back(f"/runs/{started.run_id}")
 
 
 # -- schedules, backups, labs ---------------------------------------------------------------

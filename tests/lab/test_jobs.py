@@ -77,6 +77,12 @@ def test_facts_parsed_fields_match_the_routers(practice_lab: RunningLab, tmp_pat
         assert {p["state"] for p in bgp.values()} == {"Established"} and len(bgp) == 3
 
 
+def changed_lines(diff: str) -> set[str]:
+    """A diff's added and removed config lines, separators aside."""
+    return {line for line in diff.splitlines() if line[:1] in "+-"
+            and not line.startswith(("+++", "---")) and line[1:].strip() not in ("!", "exit")}
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_dry_run_then_change_then_no_change(practice_lab: RunningLab, tmp_path: Path,
                                             driver: str) -> None:
@@ -88,10 +94,13 @@ def test_dry_run_then_change_then_no_change(practice_lab: RunningLab, tmp_path: 
 
     dry = run_job(tmp_path, job, inventory, "--dry-run")
     assert dry["dry_run"] is True
+    previews = {}
     for device in dry["devices"]:
         diff = step(device, "descriptions")["diff"]
-        assert f"+  description {device['host']} loopback, {site}" in diff
+        assert f"+ description {device['host']} loopback, {site}" in diff
         assert device["status"] == "changed"
+        assert step(device, "check")["not_run"] == "not evaluated (dry run)"
+        previews[device["host"]] = changed_lines(diff)
     for node in ("r1", "r2", "r3", "r4"):  # read in a separate session: nothing was sent
         assert site not in vtysh(practice_lab, node, "show", "running-config")
 
@@ -101,6 +110,7 @@ def test_dry_run_then_change_then_no_change(practice_lab: RunningLab, tmp_path: 
         node = device["host"]
         diff = step(device, "descriptions")["diff"]
         assert f"+ description {node} loopback, {site}" in diff
+        assert changed_lines(diff) == previews[node]  # the preview was the real diff
         running = vtysh(practice_lab, node, "show", "running-config")
         assert f" description {node} loopback, {site}" in running
         saved = practice_lab.lab_dir / "nodes" / node / "etc-frr" / "frr.conf"

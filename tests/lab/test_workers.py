@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from runner.execution.leases import device_key, lease_key
+from runner.inventory.fleet import load_inventory
 from runner.lab.netns import wait_for
 from runner.settings import Settings
 from runner.store.results import ResultsStore
@@ -212,8 +214,11 @@ def test_two_jobs_on_one_device_the_lease_holds(
     patient = write_job(tmp_path / "patient.yml", targets={"hosts": ["r1"]}, busy_wait=120,
                         driver="scrapli", steps=[{"command": "show version"}])
     client = redis_server.client()
+    # the lease is the device's, by its address (whatever an inventory calls it)
+    lab = load_inventory(inventory)
+    key = lease_key(device_key(*lab.address("r1", lab.driver_for("r1", "netmiko"))))
     first = run_celery(tmp_path, env, long_job, inventory, background=True)
-    wait_for(lambda: client.exists("runner:lease:r1") == 1, 60, "the long job's lease")
+    wait_for(lambda: client.exists(key) == 1, 60, "the long job's lease")
     code, impatient, _ = run_celery(tmp_path, env, busy0, inventory)
     waiter = run_celery(tmp_path, env, patient, inventory, background=True)
     out, err1 = first.communicate(timeout=300)

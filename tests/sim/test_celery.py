@@ -21,6 +21,8 @@ import pytest
 import redis
 import yaml
 
+from runner.execution.leases import device_key, lease_key
+from runner.inventory.fleet import load_inventory
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
 from tests.conftest import ROOT, free_port
@@ -108,6 +110,12 @@ def sessions_with(sim: SimProcess, host: str, line: str) -> int:
     """How many config sessions sent `line` to the device."""
     return len({m.group(1) for m in re.finditer(
         rf"^\s*\d+\s+(\d+)\s+\S+\s+\|{re.escape(line)}$", archive(sim, host), re.M)})
+
+
+def lease_keys(sim: SimProcess, hosts: list[str]) -> list[str]:
+    """The devices' Redis leases: by address and port, as every run names them."""
+    inventory = load_inventory(sim.inventory)
+    return [lease_key(device_key(*inventory.address(h, "asyncssh"))) for h in hosts]
 
 
 def outcome(devices: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
@@ -290,7 +298,7 @@ def test_ctrl_c_on_a_celery_run_reaches_the_workers(
                         ("skipped", "Interrupted")}
     assert ("skipped", "Interrupted") in statuses and ("changed", None) in statuses
     # the workers stopped: nothing that was not started is configured afterwards
-    wait_for(lambda: not client.exists(*[f"runner:lease:{h}" for h in slow]), 30,
+    wait_for(lambda: not client.exists(*lease_keys(sim, slow)), 30,
              "the workers to let go of every device")
     for host, device in devices.items():
         if device["status"] == "skipped":
@@ -448,3 +456,94 @@ def test_secrets_are_read_by_the_workers_and_never_cross_the_broker(
         for text in (traffic, stored, proc.stdout, proc.stderr, logs,
                      (tmp_path / "runner.db").read_bytes().decode(errors="replace")):
             assert value not in text, (value, text[:3000])
+
+
+def test_a_change_that_needs_approval_reaches_the_workers_only_approved(
+        sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        tmp_path: Path) -> None:
+    ensure(workers, sim, "w1", "w2")
+    hosts = [h for h in hosts_of(sim) if h not in faults(sim)][-3:]
+    line = f"snmp-server location celery-{uuid.uuid4().hex[:8]}"
+    job = write_job(tmp_path / "nightly.yml", driver="asyncssh", targets={"hosts": hosts},
+                    schedule={"cron": "30 2 * * *", "approval": "required"},
+                    steps=[{"config": {"lines": [line]}}])
+    # a real run asked for through the workers: they preview it, nothing is sent
+    code, preview, err = run(tmp_path, env, job, sim.inventory, "--engine", "celery",
+                             "--shard-size", "2")
+    assert code == 0, err
+    assert (preview["status"], preview["engine"]) == ("awaiting_approval", "celery")
+    assert {d["worker"] for d in preview["devices"]} <= {"w1", "w2"}
+    assert [sessions_with(sim, h, line) for h in hosts] == [0, 0, 0]
+    # a shard sent to the workers some other way, without the approval: refused there
+    from runner.dispatch.celery_app import make_app
+    from runner.job.load import load_job
+    from runner.settings import Settings
+
+    app = make_app(Settings(broker_url=redis_server.url))
+    forged = {"job": load_job(job).spec.model_dump(mode="json"), "dry_run": False,
+              "run_id": f"forged{uuid.uuid4().hex[:6]}", "hosts": hosts[:1]}
+    answer = app.send_task("runner.run_shard", args=[forged], queue="runner").get(120)
+    assert [(d["status"], d["error_class"]) for d in answer["devices"]] == [
+        ("skipped", "NotApproved")]
+    assert sessions_with(sim, hosts[0], line) == 0
+    # approved: the workers carry out exactly the previewed change
+    approved = subprocess.run(
+        [sys.executable, "-m", "runner", "--db", sqlite(tmp_path), "approve",
+         preview["run_id"], "--engine", "celery", "--json"], capture_output=True, text=True,
+        env=env, timeout=300, check=False)
+    assert approved.returncode == 0, approved.stderr[-3000:]
+    carried = json.loads(approved.stdout)
+    assert carried["approves"] == preview["run_id"] and carried["engine"] == "celery"
+    assert {d["status"] for d in carried["devices"]} == {"changed"}
+    assert {d["worker"] for d in carried["devices"]} <= {"w1", "w2"}
+    assert [sessions_with(sim, h, line) for h in hosts] == [1, 1, 1]
+
+
+def test_a_killed_dispatcher_stops_its_shards_on_the_workers(
+        sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        tmp_path: Path) -> None:
+    """SIGKILL of `runner run --engine celery` (the OOM killer's way): its heartbeat in
+    Redis lapses after RUNNER_WORKER_LOST_AFTER, the workers stop the run's shards, and the
+    devices their shards had not reached are never configured."""
+    ensure(workers, sim, "w1", "w2")
+    slow = [h for h, f in faults(sim).items() if f == "slow"]
+    marker = uuid.uuid4().hex[:8]
+    line = f"ntp server 192.0.2.1 key {marker}"
+    # a device takes ~12 s (40 answers at 0.25 s); shards of 4, one device at a time
+    job = write_job(tmp_path / "long.yml", targets={"hosts": slow}, driver="asyncssh",
+                    concurrency=1, timeouts={"command": 30, "device": 300},
+                    steps=[{"config": {"lines": [line]}}, {"command": ["show clock"] * 40}])
+    client = redis_server.client()
+    done_before = sum(workers.log(n).count("succeeded in") for n in ("w1", "w2"))
+    before = set(client.scan_iter("runner:run:*:dispatcher"))
+    proc = subprocess.Popen(runner(sqlite(tmp_path), env, job, sim.inventory, "--engine",
+                                   "celery", "--shard-size", "4"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    try:
+        new: list[str] = []
+        wait_for(lambda: bool(new.extend(set(client.scan_iter("runner:run:*:dispatcher"))
+                                         - before) or new), 60, "the run to dispatch")
+        run_id = new[0].split(":")[2]
+        wait_for(lambda: client.scard(f"runner:run:{run_id}:started") >= 1, 60,
+                 "a device to be in progress")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        # the three shards end on the workers (stopped, not finished: 4 devices take 48 s)
+        wait_for(lambda: sum(workers.log(n).count("succeeded in") for n in ("w1", "w2"))
+                 >= done_before + 3, 60, "the workers to stop the run's shards")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "its dispatcher is gone" in workers.log("w1") + workers.log("w2")
+    configured = [h for h in slow if sessions_with(sim, h, line)]
+    # at most the device each shard was on: none of the others, now or later
+    assert 1 <= len(configured) <= 3, configured
+    assert client.scard(f"runner:run:{run_id}:started") == len(configured)
+    wait_for(lambda: not client.exists(*lease_keys(sim, slow)), 30, "every lease let go")
+    assert [h for h in slow if sessions_with(sim, h, line)] == configured
+    # the next runner on the database finishes the dead run: interrupted, every device
+    history = json.loads(subprocess.run(
+        [sys.executable, "-m", "runner", "--db", sqlite(tmp_path), "history", "--json"],
+        capture_output=True, text=True, check=True, env=env).stdout)
+    assert (history[0]["run_id"], history[0]["status"]) == (run_id, "interrupted")

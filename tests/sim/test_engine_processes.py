@@ -1,5 +1,6 @@
 """The local engine over several processes: a lost engine process or a cancelled run still
-leaves exactly one record per device, saying what happened to it."""
+leaves exactly one record per device, saying what happened to it; a killed `runner` takes
+its engine processes with it, and no device is touched after."""
 
 from __future__ import annotations
 
@@ -11,19 +12,24 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from runner.execution import Work, run_devices
 from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.job.spec import JobSpec
 from runner.lab.netns import wait_for
+from runner.lab.sim.process import SimProcess
 from runner.records import DeviceResult
 from runner.settings import Settings
 from runner.vocab import Engine
-from tests.conftest import ROOT
-from tests.sim.conftest import Fleet
+from tests.conftest import ROOT, free_port
+from tests.sim.conftest import Fleet, on_device
 
 # Hung devices answer nothing after login: they stay in flight until the run ends them.
 HANGING_JOB = {"name": "hang", "driver": "asyncssh",
@@ -144,3 +150,105 @@ def test_rollout_over_engine_processes_stops_after_the_failing_batch(fleet: Flee
     for host in hosts[10:]:  # the batches after the failing one never ran
         assert by_host[host].status == "skipped"
         assert by_host[host].error_class == "RolloutStopped"
+
+
+# -- a killed run stops touching devices ------------------------------------------------------
+
+KILL_DEVICES = 12
+
+
+@pytest.fixture(scope="module")
+def slow_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+    """Every device answers each line after 0.4 s: a push of 20 lines takes 8 s."""
+    with SimProcess(tmp_path_factory.mktemp("sim-kill") / "sim", KILL_DEVICES,
+                    address="127.122.0.1", port=free_port(),
+                    faults=[f"slow={KILL_DEVICES}"], slow_delay=0.4) as sim:
+        yield sim
+
+
+def _group(pgid: int) -> list[int]:
+    """Live processes (not zombies) of a process group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def _archive(sim: SimProcess, host: str) -> str:
+    return on_device(sim.inventory, host, "show archive log config all")
+
+
+@pytest.mark.parametrize("how", ["run", "serve"])
+def test_a_killed_run_leaves_no_engine_process_and_touches_no_device_after(
+        slow_fleet: SimProcess, tmp_path: Path, how: str) -> None:
+    """SIGKILL of the `runner` process (only it, as the OOM killer does) mid-push: its engine
+    processes die with it (fork from `runner run`, forkserver from `runner serve`), the
+    devices not reached by then are never configured, and the run ends interrupted."""
+    hosts = list(yaml.safe_load((slow_fleet.inventory / "hosts.yaml").read_text()))
+    marker = f"k{os.getpid()}{how}"
+    lines = [f"ntp server 192.0.2.{i} key {marker}" for i in range(10, 30)]
+    spec: dict[str, Any] = {"name": f"kill-{how}", "driver": "asyncssh", "concurrency": 2,
+                            "targets": {"hosts": hosts},
+                            "timeouts": {"command": 60, "device": 300},
+                            "steps": [{"config": {"lines": lines}}]}
+    db = f"sqlite:///{tmp_path / 'runner.db'}"
+    env = {**os.environ, "RUNNER_LOCK_DIR": str(tmp_path / "locks")}
+    if how == "run":
+        job = tmp_path / "kill.yml"
+        job.write_text(yaml.safe_dump(spec), encoding="utf-8")
+        argv = ["run", str(job), "-i", str(slow_fleet.inventory), "--engine", "processes",
+                "--processes", "2"]
+    else:
+        jobs = tmp_path / "jobs"
+        jobs.mkdir()
+        at = datetime.now(UTC) + timedelta(seconds=3)
+        spec["schedule"] = {"at": at.isoformat(timespec="seconds")}
+        (jobs / "kill.yml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+        argv = ["serve", "--jobs", str(jobs), "-i", str(slow_fleet.inventory), "--engine",
+                "processes"]
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "--db", db, *argv], env=env,
+                            cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=(tmp_path / "runner.log").open("wb"),
+                            start_new_session=True)
+    try:
+        # engine processes deal devices round-robin, one at a time each: the first two
+        # devices are being configured; the others wait their turn
+        wait_for(lambda: marker in _archive(slow_fleet, hosts[0]), 120,
+                 "the first device to be mid-push")
+        assert len(_group(proc.pid)) >= 3, "the runner and its engine processes"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        wait_for(lambda: not _group(proc.pid), 30, "every engine process to be gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _group(proc.pid):  # the test fails above; nothing is left behind
+            os.kill(pid, signal.SIGKILL)
+    before = {h: _archive(slow_fleet, h) for h in hosts}
+    # the next runner on the database finishes the dead run: interrupted, every device
+    history = json.loads(subprocess.run(
+        [sys.executable, "-m", "runner", "--db", db, "history", "--json"], env=env,
+        capture_output=True, text=True, check=True).stdout)
+    assert history[0]["status"] == "interrupted"
+    shown = json.loads(subprocess.run(
+        [sys.executable, "-m", "runner", "--db", db, "show", history[0]["run_id"], "--json"],
+        env=env, capture_output=True, text=True, check=True).stdout)
+    assert sorted(d["host"] for d in shown["devices"]) == sorted(hosts)
+    assert {d["error_class"] for d in shown["devices"]} == {"Interrupted"}
+    # the devices' own account: only the two in progress were touched, in one session
+    # each, and their pushes stopped with the kill (a push takes 8 s; the kill came at its
+    # first lines); no other device was configured, and none is after (the archives are as
+    # they were when the engines were found gone)
+    sent = {h: [line.split()[1] for line in before[h].splitlines() if marker in line]
+            for h in hosts}
+    assert len(set(sent[hosts[0]])) == 1 and len(sent[hosts[0]]) < len(lines), sent
+    assert len(set(sent[hosts[1]])) <= 1 and len(sent[hosts[1]]) < len(lines), sent
+    assert [h for h in hosts[2:] if sent[h]] == []
+    assert {h: _archive(slow_fleet, h) for h in hosts} == before

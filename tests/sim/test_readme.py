@@ -28,8 +28,9 @@ from tests.readme_commands import Command, check, documented
 # Lines of these commands are run here; `run` only for jobs that fit simulated devices
 # (facts, bgp-descriptions and ospf-area read FRR's output: tests/lab).
 RUN_HERE = {("lab", "sim"), ("run",), ("history",), ("show",), ("schedule", "list"),
-            ("schedule", "run"), ("serve",), ("validate",), ("schema",), ("token", "create"),
-            ("token", "list"), ("token", "revoke"), ("db", "current"), ("db", "upgrade")}
+            ("schedule", "run"), ("schedule", "occurrences"), ("serve",), ("validate",),
+            ("schema",), ("token", "create"), ("token", "list"), ("token", "revoke"),
+            ("db", "current"), ("db", "upgrade")}
 SIM_JOBS = {"jobs/backup.yml", "bench/jobs/show.yml"}
 NEEDS_OTHER_PARTS = ("--engine", "--notify", "--metrics-port")  # celery, hooks: elsewhere
 ADDRESSES = iter(f"127.116.0.{n}" for n in (1, 21, 41, 61))
@@ -194,6 +195,7 @@ def test_the_documents_commands_run_on_the_simulator(work: Workdir) -> None:
     for expected in ("lab sim --devices 1000 --dir sim", "run bench/jobs/show.yml",
                      "run jobs/backup.yml -i $INV", "history --json", "show <run_id_prefix>",
                      "schedule list --json -n 5", "schedule run backup -i inventory",
+                     "schedule occurrences backup",
                      "serve --jobs jobs -i inventory", "token revoke noc",
                      "db current --json", "db upgrade", "validate jobs/*.yml",
                      "schema hosts"):

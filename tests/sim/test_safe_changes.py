@@ -213,8 +213,10 @@ def test_two_runs_on_one_device_without_a_broker_never_interleave(devices: Devic
                                                                   tmp_path: Path) -> None:
     host = devices.slow[1]
     lines = [f"ntp server 192.0.2.{i}" for i in range(100, 106)]
+    # the device stays leased for its show commands too: ~10 s, however slowly the other
+    # runs' processes start on a busy machine
     first = write_job(tmp_path / "first.yml", driver="asyncssh", steps=[
-        {"config": {"lines": lines}}])
+        {"config": {"lines": lines}}, {"command": ["show clock"] * 20}])
     second = write_job(tmp_path / "second.yml", driver="asyncssh", busy_wait=120, steps=[
         {"config": {"lines": ["logging host 192.0.2.250"]}}])
     impatient = write_job(tmp_path / "impatient.yml", driver="asyncssh", busy_wait=0,

@@ -38,23 +38,38 @@ IOS = platforms.get("cisco_ios")
 assert IOS is not None
 
 
-def test_preview_reports_only_missing_lines_in_their_section() -> None:
-    assert preview(RUNNING, ["interface lo", "description old", "exit"]) == ""
+def _changes(diff: str) -> list[str]:
+    return [line for line in diff.splitlines()
+            if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
+
+
+def test_a_preview_is_the_diff_a_real_run_records_additions_and_removals() -> None:
+    single = IOS.single_valued
+    assert preview(RUNNING, ["interface lo", "description old", "exit"], single).diff == ""
     assert preview(RUNNING, ["router bgp 65000", " address-family ipv4 unicast",
-                             "  network 10.1.1.0/24", " exit-address-family"]) == ""
+                             "  network 10.1.1.0/24", " exit-address-family"]).diff == ""
     out = preview(RUNNING, ["interface lo", " description new", "exit",
                             "router bgp 65000", "address-family ipv4 unicast",
                             "network 10.9.9.0/24", "exit-address-family",
-                            "no neighbor 10.0.0.2 remote-as 65000", "no bgp bestpath med"])
-    assert out.splitlines() == [
-        "  interface lo", "+  description new", "  router bgp 65000",
-        "   address-family ipv4 unicast", "+   network 10.9.9.0/24",
-        "+  no neighbor 10.0.0.2 remote-as 65000"]
+                            "no neighbor 10.0.0.2 remote-as 65000", "no bgp bestpath med"],
+                  single)
+    # the same unified diff as a real run's: a replaced value, a removal, an addition
+    assert out.diff.startswith("--- running-config (before)\n+++ running-config (after)\n")
+    assert _changes(out.diff) == [
+        "- description old", "+ description new",
+        "- neighbor 10.0.0.2 remote-as 65000", "+  network 10.9.9.0/24"]
+    assert unified(RUNNING, out.after) == out.diff  # `after` is the config it would leave
 
 
-def test_description_line_in_other_section_is_not_taken_as_present() -> None:
-    out = preview(RUNNING, ["interface eth1", "description old"])
-    assert "+  description old" in out
+def test_a_removed_section_goes_whole_and_a_new_one_is_made() -> None:
+    out = preview(RUNNING, ["no interface lo", "interface eth1", "description old", "exit",
+                            "ntp server 192.0.2.1"], IOS.single_valued)
+    assert _changes(out.diff) == [
+        "-interface lo", "- description old", "- ip address 10.0.0.1/32", "-exit",
+        "+interface eth1", "+ description old", "+exit", "+ntp server 192.0.2.1"]
+    # a description in another section is not taken as present; `no X` of what is absent
+    # changes nothing
+    assert preview(RUNNING, ["no ntp server 192.0.2.99"]).diff == ""
 
 
 def test_normalize_drops_volatile_lines_and_unified_diff() -> None:
@@ -172,3 +187,87 @@ def test_a_template_leading_out_of_the_templates_directory_is_refused(tmp_path: 
             templates.render(name, "cisco_ios", {})
         assert "leads out of the templates directory" in str(info.value)
         assert "s3cret" not in str(info.value)
+
+
+def test_config_lines_render_as_templates_do_and_are_checked_first(tmp_path: Path) -> None:
+    templates = Templates(tmp_path)
+    context = {"site": "ams", "vars": {"site": "ams"},
+               "host": {"name": "r1", "hostname": "10.0.0.1", "platform": "cisco_ios",
+                        "groups": ["core"], "data": {}}}
+    assert templates.render_lines([
+        "snmp-server location {{ vars.site }}-{{ host.name }}", "ntp server 192.0.2.1",
+        "{% if 'edge' in host.groups %}logging host 192.0.2.9{% endif %}",
+        "{{ site }}"], context) == ["snmp-server location ams-r1", "ntp server 192.0.2.1",
+                                    "ams"]
+    with pytest.raises(RenderFailed, match=r"config line 1 .*has no attribute 'nope'"):
+        templates.render_lines(["{{ vars.nope }}"], context)
+    known = {"site"}
+    assert templates.line_problem("location {{ vars.site }} {{ site }} {{ host.name }}",
+                                  known) is None
+    assert templates.line_problem("{{ steps['show version'].output }}", known) is None
+    for line, said in (("{{ vars.location }}", "unknown name 'location'"),
+                       ("{{ vars['location'] }}", "unknown name 'location'"),
+                       ("{{ location }}", "unknown name 'location'"),
+                       ("{{ host.site }}", "unknown name 'host.site'"),
+                       ("{{ site ", "template syntax error"),
+                       ("{% for x in %}", "template syntax error")):
+        problem = templates.line_problem(line, known)
+        assert problem is not None and said in problem, (line, problem)
+
+
+def test_one_device_key_whatever_the_inventory_calls_the_device() -> None:
+    from runner.execution.leases import device_key, lease_key
+
+    assert device_key("10.0.0.1", 22) == "10.0.0.1:22"
+    assert device_key("Core-R1.Example.NET.", 22) == device_key("core-r1.example.net", 22)
+    assert device_key("2001:db8::1", 830) == "[2001:db8::1]:830"
+    assert device_key("10.0.0.1", 22) != device_key("10.0.0.1", 2022)
+    assert lease_key(device_key("10.0.0.1", 22)) == "runner:lease:10.0.0.1:22"
+
+
+def test_an_occurrence_follows_its_preview_then_the_run_that_carried_it_out() -> None:
+    from runner.store.occurrences import occurrence_status
+
+    waiting = "awaiting_approval"
+    assert occurrence_status(waiting, "awaiting_approval", None) == "awaiting_approval"
+    assert occurrence_status(waiting, "rejected", None) == "rejected"
+    assert occurrence_status(waiting, "expired", None) == "expired"
+    assert occurrence_status(waiting, "approved", None) == "approved"
+    assert occurrence_status(waiting, "approved", "running") == "approved"
+    assert occurrence_status(waiting, "approved", "ok") == "done"
+    assert occurrence_status(waiting, "approved", "failed") == "failed"
+    assert occurrence_status(waiting, "approved", "interrupted") == "interrupted"
+    assert occurrence_status(waiting, "failed", None) == "failed"  # the preview itself
+    # occurrences without approval keep what the scheduler recorded
+    assert occurrence_status("done", "ok", None) == "done"
+    assert occurrence_status("missed", None, None) == "missed"
+
+
+def test_no_path_runs_a_change_that_needs_approval_without_it(tmp_path: Path) -> None:
+    """execute()'s own guard, for any caller that does not make a preview first (every
+    entry point does: runner run, schedule run, serve, the web, approve)."""
+    from runner.errors import ApprovalRequired
+    from runner.job.approval import gate, override
+    from runner.job.run import RunOptions, check_approval, prepare
+
+    inventory = tmp_path / "inv"
+    inventory.mkdir()
+    (inventory / "hosts.yaml").write_text("r1: {hostname: 127.0.0.1, platform: cisco_ios}\n")
+    job = tmp_path / "nightly.yml"
+    job.write_text("name: nightly\nschedule: {cron: '30 2 * * *', approval: required}\n"
+                   "steps:\n  - config: {lines: [ntp server 192.0.2.1]}\n")
+    prep = prepare(job, inventory, tmp_path)
+    with pytest.raises(ApprovalRequired, match="only through an approved preview"):
+        check_approval(prep, RunOptions())
+    # half an approval is none: an approved change without its decision, or the reverse
+    with pytest.raises(ApprovalRequired):
+        check_approval(prep, RunOptions(approves="p", approved={}))
+    with pytest.raises(ApprovalRequired):
+        check_approval(prep, RunOptions(override={"reason": "nobody said who"}))
+    check_approval(prep, RunOptions(dry_run=True))
+    check_approval(prep, RunOptions(override=override("a@b", None)))
+    check_approval(prep, RunOptions(approves="p", approved={}, decision={"by": "a@b"}))
+    options = RunOptions()
+    assert gate(prep.job.spec, options) is True and options.preview_window == 8 * 3600
+    check_approval(prep, options)  # a preview now
+    assert gate(prep.job.spec, RunOptions(override=override("a@b", "P1"))) is False

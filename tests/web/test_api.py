@@ -20,7 +20,7 @@ from runner.records import DeviceResult, RunResult, StepResult
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
 from runner.vocab import DeviceStatus, OccurrenceStatus, StepKind
-from tests.conftest import ROOT
+from tests.conftest import ME, ROOT
 from tests.sim.conftest import on_device
 from tests.web.conftest import Fleet, Web, fake_lab
 
@@ -156,7 +156,11 @@ def test_a_run_and_a_device_as_runner_show_prints_them(web: Web, viewer: httpx.C
     run_id = history[3].run_id
     document = viewer.get(f"/api/runs/{run_id}")
     assert document.status_code == 200
-    assert document.json() == json.loads(web.cli("show", run_id, "--json").stdout)
+    # the CLI's document, and what may be done with the run now (the page's buttons): a
+    # history run whose job file is not in this server's jobs directory offers nothing
+    api = document.json()
+    assert api.pop("actions") == []
+    assert api == json.loads(web.cli("show", run_id, "--json").stdout)
     device = viewer.get(f"/api/runs/{run_id}/devices/a2").json()
     assert device == json.loads(web.cli("show", run_id, "--host", "a2", "--json").stdout)
     assert device["devices"][0]["error_class"] == "CommandRejected"
@@ -186,7 +190,7 @@ def test_a_dry_run_started_over_http_shows_its_diff_and_sends_nothing(
     records = {d["host"]: d for d in run["devices"]}
     assert records[fleet.refusing[0]]["status"] == "auth_failed"
     config = next(s for s in records[host]["steps"] if s["kind"] == "config")
-    assert "+ ntp server 192.0.2.10" in config["diff"]
+    assert "+ntp server 192.0.2.10" in config["diff"]  # the diff a real run would record
     assert on_device(fleet.inventory, host, "show running-config") == before
     progress = op.get(f"/api/runs/{run_id}/progress").json()
     assert (progress["done"], progress["total"]) == (4, 4)
@@ -216,6 +220,9 @@ def test_cancel_a_running_run(web: Web, op: httpx.Client, fleet: Fleet) -> None:
     web.wait_finished(op, run_id, 60)
     run = op.get(f"/api/runs/{run_id}").json()
     assert run["status"] == "interrupted"
+    # who started and who cancelled it: the token's name, in the run's record
+    assert (run["started_by"], run["cancel_requested_by"]) == ("ci-bot", "ci-bot")
+    assert run["cancel_requested"] and run["actions"] == ["rerun"]  # what was interrupted
     slow = next(d for d in run["devices"] if d["host"] == fleet.slow[0])
     assert (slow["status"], slow["error_class"]) == ("failed", "Interrupted")
     again = op.post(f"/api/runs/{run_id}/cancel")
@@ -260,8 +267,10 @@ def test_runs_of_other_processes_are_cancelled_through_the_store(
         slow = next(d for d in run["devices"] if d["host"] == fleet.slow[0])
         assert (slow["status"], slow["error_class"]) == ("failed", "Interrupted")
         assert len(run["devices"]) == 2
-    assert f"run {by_api}: cancelled by " in api_log and "(runner web)" in api_log
-    assert f"run {by_cli}: cancelled by runner cancel (" in cli_log
+    assert f"run {by_api}: cancelled by ci-bot" in api_log
+    assert f"run {by_cli}: cancelled by {ME}" in cli_log
+    assert op.get(f"/api/runs/{by_api}").json()["cancel_requested_by"] == "ci-bot"
+    assert op.get(f"/api/runs/{by_cli}").json()["cancel_requested_by"] == ME
     # a run that is not running cannot be cancelled, by either
     assert op.post(f"/api/runs/{by_api}/cancel").status_code == 409
     refused = web.cli("cancel", by_cli, check=False)
@@ -277,23 +286,140 @@ def test_approve_and_reject_previews(web: Web, op: httpx.Client, fleet: Fleet) -
         found = re.search(r"runner approve (\w+)", out.stdout)
         assert found, out.stdout
         previews.append(found.group(1))
+    waiting = op.get(f"/api/runs/{previews[0]}").json()
+    assert (waiting["status"], waiting["actions"]) == ("awaiting_approval",
+                                                      ["approve", "reject"])
+    assert waiting["started_by"] == ME  # `runner schedule run` at this command line
     rejected = op.post(f"/api/runs/{previews[0]}/reject", json={"reason": "not tonight"})
     assert rejected.status_code == 200, rejected.text
     row = op.get("/api/runs", params={"job": "logging", "status": "rejected"}).json()[0]
-    assert row["decision"]["by"] == "ci-bot (runner web)"
+    assert row["decision"]["by"] == "ci-bot"  # the token's name
     assert row["decision"]["reason"] == "not tonight"
+    # a rejected preview offers nothing to run, and cannot be approved after all
+    assert op.get(f"/api/runs/{previews[0]}").json()["actions"] == []
     twice = op.post(f"/api/runs/{previews[0]}/approve")
     assert twice.status_code == 400 and "not awaiting approval" in twice.json()["error"]
     approved = op.post(f"/api/runs/{previews[1]}/approve")
     assert approved.status_code == 202, approved.text
+    assert approved.json()["approved_by"] == "ci-bot"
     carried = approved.json()["run_id"]
     web.wait_finished(op, carried)
     run = op.get(f"/api/runs/{carried}").json()
-    assert run["approves"] == previews[1]
+    assert run["approves"] == previews[1] and run["started_by"] == "ci-bot"
+    assert run["approval"]["preview"] == previews[1] and run["approval"]["by"] == "ci-bot"
     assert {d["status"] for d in run["devices"]} == {"changed"}
+    preview = op.get(f"/api/runs/{previews[1]}").json()
+    assert (preview["status"], preview["carried_out_by"]) == ("approved", carried)
+    assert preview["decision"] == {"by": "ci-bot", "at": preview["decision"]["at"],
+                                   "run": carried}
+    assert preview["actions"] == []
     host = run["devices"][0]["host"]
     assert "logging host 192.0.2.77" in on_device(fleet.inventory, host,
                                                   "show running-config")
+
+
+def _config_sessions(fleet: Fleet, host: str) -> int:
+    log = on_device(fleet.inventory, host, "show archive log config all").splitlines()[1:]
+    return len({line.split()[1] for line in log if line.strip()})
+
+
+def test_a_change_that_needs_approval_is_previewed_over_http_unless_an_admin_overrides(
+        web: Web, op: httpx.Client, fleet: Fleet) -> None:
+    hosts = fleet.healthy[3:5]  # the `logging` job's devices
+    before = [_config_sessions(fleet, h) for h in hosts]
+    jobs = {j["job"]: j for j in op.get("/api/jobs").json()}
+    assert jobs["logging"]["needs_approval"] and not jobs["ntp"]["needs_approval"]
+    # a real run asked for: a preview awaiting approval; nothing is sent
+    answer = op.post("/api/runs", json={"job": "logging"})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["awaiting_approval"] is True and answer.json()["dry_run"] is True
+    preview = answer.json()["run_id"]
+    web.wait_finished(op, preview)
+    run = op.get(f"/api/runs/{preview}").json()
+    assert (run["status"], run["dry_run"], run["started_by"]) == (
+        "awaiting_approval", True, "ci-bot")
+    # the earlier test carried this change out: the preview has nothing to change, so
+    # approving it is refused and leaves it as it was
+    assert run["summary"]["changed"] == 0 and run["actions"] == ["reject"]
+    nothing = op.post(f"/api/runs/{preview}/approve")
+    assert nothing.status_code == 400
+    assert "previewed no change to carry out" in nothing.json()["error"]
+    again = op.get(f"/api/runs/{preview}").json()
+    assert (again["status"], again["decision"], again["carried_out_by"]) == (
+        "awaiting_approval", None, None)
+    assert [_config_sessions(fleet, h) for h in hosts] == before
+    # the override: an operator may not, an admin may, and it is recorded
+    refused = op.post("/api/runs", json={"job": "logging", "no_approval": True})
+    assert refused.status_code == 403 and "admin" in refused.json()["error"]
+    admin = web.client(web.token("admin", "duty-manager"))
+    unreasoned = admin.post("/api/runs", json={"job": "logging", "reason": "why"})
+    assert unreasoned.status_code == 400 and unreasoned.json()["field"] == "reason"
+    pointless = admin.post("/api/runs", json={"job": "facts", "no_approval": True})
+    assert pointless.status_code == 400 and "needs no approval" in pointless.json()["error"]
+    forced = admin.post("/api/runs", json={"job": "logging", "no_approval": True,
+                                           "reason": "CHG-1234 emergency"})
+    assert forced.status_code == 202, forced.text
+    assert forced.json()["awaiting_approval"] is False and forced.json()["dry_run"] is False
+    web.wait_finished(admin, forced.json()["run_id"])
+    done = admin.get(f"/api/runs/{forced.json()['run_id']}").json()
+    assert done["status"] == "ok" and done["started_by"] == "duty-manager"
+    assert (done["override"]["by"], done["override"]["reason"]) == (
+        "duty-manager", "CHG-1234 emergency")
+    assert [_config_sessions(fleet, h) for h in hosts] == [n + 1 for n in before]
+
+
+def test_a_rejected_or_expired_preview_offers_nothing_and_its_occurrence_follows(
+        web: Web, op: httpx.Client, fleet: Fleet) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    previews = []
+    for _ in range(3):
+        started = op.post("/api/runs", json={"job": "logging"}).json()["run_id"]
+        web.wait_finished(op, started)
+        previews.append(started)
+    # as `runner serve` records occurrences it previewed for approval
+    store = ScheduleStore(web.db)
+    due = [datetime(2026, 2, d, 3, 0, tzinfo=UTC) for d in (1, 2, 3)]
+    for when, run_id in zip(due, previews, strict=True):
+        store.claim("logging", when, OccurrenceStatus.AWAITING_APPROVAL, "srv:1",
+                    datetime.now(UTC), run_id=run_id)
+
+    def statuses() -> list[str]:
+        found = op.get("/api/schedules/logging/occurrences").json()
+        by = {o["run_id"]: o["status"] for o in found}
+        return [by[p] for p in previews]
+
+    assert statuses() == ["awaiting_approval"] * 3
+    op.post(f"/api/runs/{previews[0]}/reject", json={"reason": "freeze"})
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    assert set(ResultsStore(web.db).expire_overdue(future)) >= {previews[1], previews[2]}
+    assert statuses() == ["rejected", "expired", "expired"]
+    for preview in previews[:2]:
+        run = op.get(f"/api/runs/{preview}").json()
+        assert run["actions"] == [] and run["carried_out_by"] is None
+    # the CLI says the same
+    cli = json.loads(web.cli("schedule", "occurrences", "logging", "--json").stdout)
+    assert {o["run_id"]: o["status"] for o in cli if o["run_id"] in previews} == {
+        previews[0]: "rejected", previews[1]: "expired", previews[2]: "expired"}
+
+
+def test_rerun_over_http_runs_what_failed_and_refuses_an_empty_id(
+        web: Web, op: httpx.Client, fleet: Fleet) -> None:
+    first = op.post("/api/runs", json={"job": "ntp", "dry_run": True}).json()["run_id"]
+    web.wait_finished(op, first)
+    for body, code, field in (({"rerun": ""}, 400, "rerun"), ({"rerun": "  "}, 400, "rerun"),
+                              ({"rerun": "nosuchrun"}, 404, "rerun"),
+                              ({"rerun": "%"}, 404, "rerun"),
+                              ({"statuses": ["failed"]}, 400, "statuses")):
+        answer = op.post("/api/runs", json={"job": "ntp", "dry_run": True, **body})
+        assert (answer.status_code, answer.json().get("field")) == (code, field), body
+    again = op.post("/api/runs", json={"job": "ntp", "dry_run": True, "rerun": first[:8]})
+    assert again.status_code == 202, again.text
+    web.wait_finished(op, again.json()["run_id"])
+    run = op.get(f"/api/runs/{again.json()['run_id']}").json()
+    assert run["rerun_of"] == first and run["started_by"] == "ci-bot"
+    assert [d["host"] for d in run["devices"]] == fleet.refusing  # what had failed
+    assert op.get(f"/api/runs/{first}").json()["actions"] == ["run"]
 
 
 # -- schedules, backups, labs, metrics --------------------------------------------------------

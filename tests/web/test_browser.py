@@ -17,7 +17,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.expected_conditions import alert_is_present, staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from runner.job.backups import BackupRepo
@@ -124,7 +124,7 @@ def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
     person.wait("h1 .st-failed")  # the page reloads by itself when the run has ended
     assert "nothing was sent" in person.find(".note").text
     diff = person.find(f"details.devdiff[data-host='{fleet.healthy[0]}'] pre.diff")
-    assert "+ ntp server 192.0.2.10" in diff.text
+    assert "+ntp server 192.0.2.10" in diff.text  # the diff a real run would record
     added = diff.find_element(By.CSS_SELECTOR, ".add")
     assert person.colour(added, "color") == ADDED_GREEN
     person.screenshot("run")
@@ -144,7 +144,7 @@ def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
     # a changed device's own page: its diff, coloured
     person.driver.get(run_url)
     person.click(person.find(f".grid .cell[data-host='{fleet.healthy[1]}']"))
-    assert "+ ntp server 192.0.2.11" in person.find("pre.diff").text
+    assert "+ntp server 192.0.2.11" in person.find("pre.diff").text
     assert person.colour(person.find("pre.diff .add"), "color") == ADDED_GREEN
     person.screenshot("device-diff")
 
@@ -154,6 +154,50 @@ def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
     assert row.find_element(By.XPATH, "../..").find_element(
         By.CSS_SELECTOR, ".st-failed").text == "failed"
     person.screenshot("runs")
+    assert person.errors() == []
+
+
+def test_a_change_that_needs_approval_is_previewed_and_decided_by_name(
+        person: Person, web: Web) -> None:
+    person.log_in(web.token("operator", "erin"))
+    person.open("/jobs")
+    form = person.find("form.run[data-job='logging']")
+    labels = [b.text for b in form.find_elements(By.CSS_SELECTOR, "button")]
+    assert labels == ["Dry run", "Preview for approval"]  # no button sends it at once
+    assert person.all("form.override") == []  # an operator may not override approval
+    person.click(form.find_element(By.CSS_SELECTOR, "button[value='run']"))
+    person.wait("h1 .st-awaiting_approval")
+    assert person.find(".note").text.startswith("Preview for approval: nothing was sent")
+    assert person.find("[data-started-by]").text == "erin"
+    actions = (person.find(".actions").get_attribute("data-actions") or "").split()
+    changed = "changed" in person.find("[data-counts]").text
+    assert actions == (["approve", "reject"] if changed else ["reject"])
+    person.screenshot("preview-awaiting-approval")
+    reject = person.find("form[action$='/reject']")
+    reject.find_element(By.NAME, "reason").send_keys("change freeze")
+    person.click(reject.find_element(By.CSS_SELECTOR, "button"))
+    person.wait("h1 .st-rejected")
+    decision = person.find("[data-decision]").text
+    assert "rejected by erin" in decision and "change freeze" in decision
+    assert person.all(".actions") == []  # a rejected preview offers nothing to run
+    person.screenshot("preview-rejected")
+
+    # an admin may run it without approval: recorded, with the reason
+    person.log_in(web.token("admin", "frank"))
+    person.open("/jobs")
+    override = person.find("form.override[data-job='logging']")
+    override.find_element(By.NAME, "reason").send_keys("CHG-99 outage")
+    page = person.find("html")
+    override.find_element(By.CSS_SELECTOR, "button[value='no-approval']").click()
+    WebDriverWait(person.driver, 10).until(alert_is_present())
+    person.driver.switch_to.alert.accept()  # "Send logging's change now WITHOUT approval?"
+    WebDriverWait(person.driver, 90, poll_frequency=0.1).until(staleness_of(page))
+    person.wait("h1 .st-ok")
+    assert "frank" in person.find("[data-override]").text
+    assert "CHG-99 outage" in person.find("[data-override]").text
+    assert person.find("[data-started-by]").text == "frank"
+    assert person.all(".note") == []  # a real run
+    person.screenshot("approval-overridden")
     assert person.errors() == []
 
 
