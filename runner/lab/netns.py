@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from runner.errors import LabError
+from runner.errors import LabError, LabNotFound
 from runner.lab import hostcheck, inventory, nodefiles, state
 from runner.lab.backend import LabStatus, NodeStatus
 from runner.lab.plan import LabPlan, NodePlan, make_plan
@@ -106,6 +106,7 @@ class NamespaceBackend:
             raise LabError(
                 f"lab {topo.name!r} is already up (state in {topo.lab_dir}); run "
                 f"`runner lab down {topo.path}` first, or `up --reconfigure`")
+        self._check_name_free(topo)
         # Input errors (exit 2) before anything changes, even before a reconfigure's down.
         hostcheck.check_subnet(topo, own_dev=previous.plan.bridge if previous else None)
         hostcheck.check_sysctls(topo)
@@ -135,6 +136,21 @@ class NamespaceBackend:
             self.teardown(plan)
             raise
         return self.status(state.LabState(NAME, plan, "up"))
+
+    def _check_name_free(self, topo: Topology) -> None:
+        """A lab of this name up from another file shares its namespaces and bridge: say so
+        (and whether its processes died, as after a killed run) before the subnet check,
+        which would only see the bridge's route."""
+        try:
+            other = self.index.load_by_name(topo.name)
+        except LabNotFound:
+            return
+        if other.plan.lab_dir == str(topo.lab_dir):
+            return
+        alive = any(netns_pids(n.netns) for n in other.plan.nodes.values())
+        how = "" if alive else " (its processes have stopped: left by a run that died?)"
+        raise LabError(f"a lab named {topo.name!r} is already up from {other.plan.topology}"
+                       f"{how}; `runner lab down {topo.name}` removes it")
 
     def _check_conflicts(self, plan: LabPlan) -> None:
         taken = netns_list() & {n.netns for n in plan.nodes.values()}

@@ -15,7 +15,7 @@ from runner.lab.service import Labs
 from runner.lab.state import LabState
 from runner.settings import Settings
 from tests.conftest import LAB_DIR
-from tests.lab.helpers import plan_of, private_copy, runner
+from tests.lab.helpers import plan_of, private_copy, remove_dead_runs_labs, runner
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -24,6 +24,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.lab)
             if os.geteuid() != 0:
                 item.add_marker(pytest.mark.skip(reason="lab tests need root"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dead_runs_labs_removed(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Labs a killed test run left are taken down before any lab test: their names and
+    subnets would refuse this run's labs."""
+    if os.geteuid() == 0:
+        remove_dead_runs_labs(tmp_path_factory.getbasetemp().parent)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from runner.lab.plan import LabPlan, make_plan
+from runner.lab.state import LabIndex
 from runner.lab.system import link_exists, netns_list, pid_alive
 from runner.lab.topology import load_topology
 from runner.settings import Settings
@@ -24,6 +25,28 @@ def runner(*args: str, check: bool = True,
         raise AssertionError(f"runner {' '.join(args)} exited {proc.returncode}:\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def run_alive(run_dir: Path) -> bool:
+    """Whether the pytest run owning this basetemp dir still runs: pytest writes its pid in
+    .lock there and removes the file when it ends normally."""
+    try:
+        return pid_alive(int((run_dir / ".lock").read_text(encoding="utf-8").strip()))
+    except (OSError, ValueError):
+        return False
+
+
+def remove_dead_runs_labs(root: Path) -> list[str]:
+    """`lab down` every lab whose files are in a pytest run dir under `root` (pytest-N/...)
+    whose run has ended: what a killed run left. The names taken down."""
+    root = root.resolve()
+    removed = []
+    for lab in LabIndex(Settings.from_env().lab_index).all_labs():
+        lab_dir = Path(lab.plan.lab_dir).resolve()
+        if root in lab_dir.parents and not run_alive(root / lab_dir.relative_to(root).parts[0]):
+            runner("lab", "down", lab.plan.lab, check=False)
+            removed.append(lab.plan.lab)
+    return removed
 
 
 def private_copy(src: Path, dest_dir: Path, name: str, subnet_octet: int) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from runner.lab.netns import wait_for
 from runner.lab.system import netns_list
-from tests.lab.helpers import lab_pids, leftovers, plan_of, runner
+from tests.lab.helpers import lab_pids, leftovers, plan_of, remove_dead_runs_labs, runner
 
 
 def small_lab(tmp_path: Path, name: str, octet: int, extra: str = "", host_exec: str = "")\
@@ -161,3 +162,33 @@ def test_status_and_down_by_name_or_file(tmp_path: Path, ref: str) -> None:
     finally:
         runner("lab", "down", key, check=False)
     assert leftovers(plan) == []
+
+
+def test_a_lab_of_the_same_name_up_from_another_file_is_named(tmp_path: Path) -> None:
+    # A run killed mid-test leaves its lab; the next run's `up` of that name must say so
+    # (not only that the subnet is taken) and the lab fixtures take such labs down.
+    run_dir = tmp_path / "pytest-1"
+    run_dir.mkdir()
+    first = small_lab(run_dir, "tsame", 48)
+    other = tmp_path / "other"
+    other.mkdir()
+    second = small_lab(other, "tsame", 49)
+    plan = plan_of(first)
+    try:
+        runner("lab", "up", str(first))
+        proc = runner("lab", "up", str(second), check=False)
+        assert proc.returncode != 0
+        assert f"a lab named 'tsame' is already up from {first}; `runner lab down tsame` " \
+            "removes it" in proc.stderr
+        (run_dir / ".lock").write_text(f"{2 ** 22 + 1}\n", encoding="utf-8")  # above any pid_max
+        for pid in lab_pids(plan):
+            os.kill(pid, signal.SIGKILL)
+        proc = runner("lab", "up", str(second), check=False)
+        assert "(its processes have stopped: left by a run that died?)" in proc.stderr
+        assert remove_dead_runs_labs(tmp_path) == ["tsame"]
+        assert leftovers(plan) == []
+        runner("lab", "up", str(second))
+    finally:
+        runner("lab", "down", str(second), check=False)
+        runner("lab", "down", str(first), check=False)
+    assert leftovers(plan_of(second)) == [] and leftovers(plan) == []
