@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 # Capability sets (bounding sets: what the process and its children may ever hold).
 FRR_CAPS = ("net_admin", "net_raw", "net_bind_service", "sys_admin", "setuid", "setgid",
@@ -39,6 +40,20 @@ CONFINED_EXIT = 97  # the node could not be confined: it does not start
 _PRIVATE_DIRS = ("/run", "/dev", "/dev/pts", "/dev/shm", "/tmp", "/var/tmp", "/var/log",
                  "/proc/sys/net")
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+
+def unavailable(sysctl: str = "/proc/sys/user/max_user_namespaces") -> str | None:
+    """Why nodes cannot be confined on this machine (no user namespaces to lock their
+    mounts with), or None."""
+    try:
+        allowed = int(Path(sysctl).read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None  # a kernel without the knob: unshare itself will say
+    if allowed <= 0:
+        return ("user namespaces are disabled (sysctl user.max_user_namespaces=0); the lab "
+                "locks each node's view of the host read-only with one, and does not start "
+                "nodes it cannot confine")
+    return None
 
 
 def caps_arg(caps: Sequence[str]) -> str:

@@ -20,7 +20,7 @@ from runner.errors import LabError
 from runner.lab.schema import FRR_DAEMONS
 
 _OPTIONS_RE = re.compile(r'^\s*(\w+)_options\s*=\s*(["\']?)(.*?)\2\s*(#.*)?$')
-_PROFILE_RE = re.compile(r'^\s*frr_profile\s*=\s*["\']?([A-Za-z]+)["\']?\s*$')
+_PROFILE_RE = re.compile(r'^\s*frr_profile\s*=\s*(.*?)\s*$')
 _MODULE_RE = re.compile(r"^[A-Za-z0-9_]+(:[A-Za-z0-9_,=.-]*)?$")
 PROFILES = ("traditional", "datacenter")
 RUN = frozenset(("zebra", "staticd", *FRR_DAEMONS))  # daemons whose options are used
@@ -116,10 +116,11 @@ def parse(text: str) -> DaemonsFile:
     options: dict[str, list[str]] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if m := _PROFILE_RE.match(line):
-            if m.group(1) not in PROFILES:
-                raise LabError(f"line {number}: frr_profile {m.group(1)!r} is not one of "
+            value = m.group(1).strip("\"'")
+            if value not in PROFILES:
+                raise LabError(f"line {number}: frr_profile {value!r} is not one of "
                                f"{', '.join(PROFILES)}")
-            profile = m.group(1)
+            profile = value
         elif (m := _OPTIONS_RE.match(line)) and m.group(1) in RUN:
             try:
                 options[m.group(1)] = check_options(m.group(1), m.group(3))

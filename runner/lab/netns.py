@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from runner.errors import LabError
+from runner.errors import BackendUnavailable, LabError
 from runner.lab import confine, hostcheck, inventory, nodefiles, state
 from runner.lab.backend import LabStatus, NodeStatus
 from runner.lab.plan import LabPlan, NodePlan, make_plan
@@ -96,13 +96,18 @@ class NamespaceBackend:
             return "needs root"
         missing = [t for t in TOOLS if not (Path(t).exists() if t.startswith("/")
                                              else shutil.which(t))]
-        return f"missing {', '.join(missing)}" if missing else None
+        if missing:
+            return f"missing {', '.join(missing)}"
+        return confine.unavailable()
 
     # ---- up -------------------------------------------------------------------------
 
     def up(self, topo: Topology, *, reconfigure: bool = False) -> LabStatus:
         require_root("the namespace lab backend")
         require_tools(TOOLS)
+        why_not = confine.unavailable()
+        if why_not:
+            raise BackendUnavailable(why_not)
         plan = make_plan(topo)
         previous = state.load(topo.lab_dir)
         if previous is not None and not reconfigure:
