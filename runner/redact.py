@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
+from runner.inventory.secretlines import BOUNDARY
+
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words in device output
 # Words after which a value is a credential, and what may stand between them and it:
@@ -27,30 +29,39 @@ _CONTEXT = (r"(?P<ctx>(?i:\b(?:password|passwd|passphrase|pass|pwd|secret|commun
 
 @cache
 def _combined(patterns: tuple[re.Pattern[str], ...]) -> re.Pattern[str] | None:
-    """Line-anchored secret patterns as one, the `^` factored out front: one pass over a
-    large config, failing fast mid-line (3x faster than a pass per pattern). Each
-    pattern's `keep` group (text kept before the mask) is renamed apart."""
-    head = "(?P<keep>^"
-    if not patterns or not all(p.pattern.startswith(head) for p in patterns):
+    """The platforms' secret-line rules (each starting with secretlines.BOUNDARY, its
+    `secret` group the value) as one pattern, the boundary factored out front: one pass
+    over a large config, failing fast at every position no command can start from. Each
+    rule's group is renamed apart (secret0, secret1...)."""
+    if not patterns:
         return None
-    bodies = [f"(?P<keep{i}>" + p.pattern[len(head):] for i, p in enumerate(patterns)]
-    flags = 0
-    for pattern in patterns:
-        flags |= pattern.flags
-    return re.compile(f"^(?P<prefix>{_PREFIX})?(?:" + "|".join(bodies) + ")", flags | re.M)
-
-
-# What may stand before a config line and hide it from the line-anchored patterns: a diff's
-# + or - (a context line's space is the patterns' own leading blanks), or a CLI prompt
-# echoing the line as it was sent (`r1(config)#username u secret x`).
-_PREFIX = r"[+-]|[\w.\-@/:+]{1,63}(?:\([\w.\-@/:+ ]{0,63}\))?[>#] ?"
+    bodies = []
+    for i, pattern in enumerate(patterns):
+        if not pattern.pattern.startswith(BOUNDARY) or "(?P<secret>" not in pattern.pattern:
+            raise ValueError(f"not a secret-line rule: {pattern.pattern!r}")
+        body = pattern.pattern[len(BOUNDARY):].replace("(?P<secret>", f"(?P<secret{i}>")
+        bodies.append(f"(?:{body})")
+    return re.compile(f"{BOUNDARY}(?:{'|'.join(bodies)})", re.M)
 
 
 def _mask(match: re.Match[str]) -> str:
-    prefix = match.group("prefix") or ""
-    kept = next((v for k, v in match.groupdict().items()
-                 if k.startswith("keep") and v is not None), "")
-    return prefix + kept + MASK
+    """The match up to its secret, then the mask."""
+    for name, value in match.groupdict().items():
+        if value is not None and name.startswith("secret"):
+            return match.string[match.start():match.start(name)] + MASK
+    return match.group(0)
+
+
+# Keys of structured data (parsed output, JSON a device printed) whose values are secrets.
+SECRET_KEY = re.compile(r"(?i)^[\w-]*(?:pass(?:word|wd|phrase)?|secret|community|"
+                        r"key[-_]?string|psk|pre[-_]?shared[-_]?key|"
+                        r"auth(?:entication)?[-_]?key|private[-_]?key|token|credentials?)$")
+# `"password": "x"`, `secret=x` in text a device or a library printed (not `community`:
+# BGP output is full of public `Community: 65000:1`).
+_KEY_VALUE = re.compile(
+    r"(?P<keep>(?<![\w.-])(?P<q>[\"']?)(?i:[\w-]*(?:password|passwd|secret|"
+    r"key-?string|pre-?shared-?key|auth-?key|private-?key))(?P=q)[ \t]*[:=][ \t]*)"
+    r"(?P<secret>\"[^\"\n]*\"|'[^'\n]*'|[^\s,;}\]]+)")
 
 
 def _alternatives(values: Iterable[str], before: str = "", after: str = ""
@@ -90,18 +101,46 @@ class Redactor:
         if self._contexts is not None:
             text = self._contexts.sub(lambda m: m.group("ctx") + MASK, text)
         if self._lines is not None:
-            return self._lines.sub(_mask, text)
-        for pattern in self._patterns:
-            text = pattern.sub(lambda m: (m.group("keep") if "keep" in m.groupdict() else "")
-                               + MASK, text)
-        return text
+            text = self._secret_lines(text)
+        return _KEY_VALUE.sub(lambda m: m.group("keep") + _quoted_mask(m.group("secret")),
+                              text)
+
+    def _secret_lines(self, text: str) -> str:
+        """Every rule applied to each line the combined pattern finds a secret in (a line
+        may hold several: SNMPv3's auth and priv); other lines are only scanned once."""
+        assert self._lines is not None
+        parts: list[str] = []
+        done = 0
+        for match in self._lines.finditer(text):
+            start = text.rfind("\n", 0, match.start()) + 1
+            if start < done:
+                continue  # a line already masked whole
+            end = text.find("\n", match.end())
+            end = len(text) if end < 0 else end
+            line = text[start:end]
+            for rule in self._patterns:
+                line = rule.sub(_mask, line)
+            parts += [text[done:start], line]
+            done = end
+        return "".join(parts) + text[done:] if parts else text
 
     def value(self, value: Any) -> Any:
-        """Recursively mask strings inside dicts/lists (parsed output, records)."""
+        """Recursively mask strings inside dicts/lists (parsed output, records); the value
+        of a key that names a secret (password, secret, community, key-string...) whole."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
+            return {k: MASK if _secret_key(k, v) else self.value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+def _quoted_mask(value: str) -> str:
+    quote = value[0] if value[:1] in ("'", '"') and value[-1:] == value[:1] else ""
+    return f"{quote}{MASK}{quote}"
+
+
+def _secret_key(key: object, value: object) -> bool:
+    return isinstance(key, str) and bool(SECRET_KEY.match(key)) and \
+        isinstance(value, str | int | float) and not isinstance(value, bool) and value != ""

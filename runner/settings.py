@@ -49,6 +49,10 @@ class Settings:
     lock_dir: Path = field(default_factory=default_lock_dir)
     lab_index: Path = Path("/run/runner/labs")  # RUNNER_LAB_INDEX: labs up on this machine
     lab_ready_timeout: float = 120.0  # RUNNER_LAB_READY_TIMEOUT: routers' daemons and sshd
+    # RUNNER_SECRETS_DIR: directories (absolute, separated by ':') that `{file: ...}` secret
+    # references may read from, besides the directory of the file that writes the reference
+    # (the job's, the inventory's). Nothing else on the machine is read as a secret.
+    secrets_dirs: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +85,7 @@ class Settings:
             lock_dir=Path(env.get("RUNNER_LOCK_DIR") or base.lock_dir),
             lab_index=Path(env.get("RUNNER_LAB_INDEX") or base.lab_index),
             lab_ready_timeout=number("RUNNER_LAB_READY_TIMEOUT", base.lab_ready_timeout, 1),
+            secrets_dirs=_directories("RUNNER_SECRETS_DIR", env.get("RUNNER_SECRETS_DIR")),
         )
 
     @property
@@ -103,6 +108,20 @@ class Settings:
     def unsaved_dir(self) -> Path:
         """Where runs whose records the database could not take are kept, as JSON."""
         return self.home / "unsaved"
+
+
+def _directories(name: str, raw: str | None) -> tuple[Path, ...]:
+    """Absolute directories separated by os.pathsep; InputError naming the variable."""
+    dirs = []
+    for part in (raw or "").split(os.pathsep):
+        if not part:
+            continue
+        path = Path(part)
+        if not path.is_absolute():
+            raise InputError(f"environment variable {name}: {part!r} is not an absolute path "
+                             f"(directories separated by {os.pathsep!r})")
+        dirs.append(path)
+    return tuple(dirs)
 
 
 def safe_url(url: str) -> str:

@@ -14,6 +14,7 @@ from typing import Protocol, Self, cast
 
 from runner.errors import NotRun
 from runner.inventory.fleet import FleetInventory
+from runner.inventory.secretref import SecretResolver, roots
 from runner.job.spec import JobSpec
 from runner.records import ApprovedChange, DeviceResult, RestorePlan
 from runner.registry import Registry
@@ -79,6 +80,14 @@ class Work:
     restore: dict[str, RestorePlan] | None = None
     # Set when carrying out an approved preview: per host, what was approved.
     approved: dict[str, ApprovedChange] | None = None
+    # The job file's directory, where its secret_vars' `{file: ...}` may point (with
+    # RUNNER_SECRETS_DIR's); None on a Celery worker, which trusts only its own settings.
+    job_dir: Path | None = None
+
+    def secret_resolver(self) -> SecretResolver:
+        """Secret references of this work, read on this machine from where they may be."""
+        dirs = self.settings.secrets_dirs
+        return SecretResolver(roots(dirs, self.inventory.directory), roots(dirs, self.job_dir))
 
     @property
     def ledger_id(self) -> str:

@@ -16,7 +16,7 @@ from jinja2.environment import TemplateExpression
 from jinja2.sandbox import SandboxedEnvironment
 
 from runner.errors import CheckFailed
-from runner.job.render import BoundedSandbox, bounded
+from runner.job.sandbox import MAX_VALUE, BoundedSandbox, bounded
 
 # What a condition may name: the command's text and parsed result, the host, job vars.
 NAMES = ("output", "parsed", "host", "vars")
@@ -122,15 +122,20 @@ def _saw(expr: nodes.Expr, context: dict[str, Any]) -> list[str]:
 
 def check(source: str, context: dict[str, Any]) -> None:
     """Evaluate one condition; CheckFailed when it is false or cannot be evaluated."""
+    # Bounds in proportion to what the condition is given (a command's answer may be
+    # megabytes): values up to four times the answer, all values built up to four times that.
+    size = max(MAX_VALUE, 4 * len(str(context.get("output", ""))))
     try:
         expr, compiled = _condition(source)
-        if bounded(lambda: compiled(**context)):
+        if bounded(lambda: compiled(**context), size, 4 * size):
             return
-        seen = bounded(lambda: _saw(expr, context))
+        seen = bounded(lambda: _saw(expr, context), size, 4 * size)
     except CheckFailed:
         raise
     except jinja2.UndefinedError as exc:
         raise CheckFailed(f"check {source!r} could not be evaluated: {exc.message}") from exc
+    except MemoryError:
+        raise CheckFailed(f"check {source!r} could not be evaluated: out of memory") from None
     except Exception as exc:  # filters on this device's data: the device's failure
         raise CheckFailed(f"check {source!r} could not be evaluated: "
                           f"{type(exc).__name__}: {exc}"[:500]) from exc

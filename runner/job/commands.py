@@ -12,7 +12,7 @@ from runner.cli_common import ALL_DEVICES, engine_option, results_store, setting
 from runner.errors import InputError, RecordsNotStored
 from runner.job.load import load_job
 from runner.job.output import Progress, diffs, run_table, table
-from runner.job.run import RunOptions, check_job, execute, prepare
+from runner.job.run import RunOptions, check_job, check_secret_files, execute, prepare
 from runner.job.spec import json_schema
 from runner.records import RunResult
 from runner.store.queries import RunFilter, run_document, run_rows
@@ -118,13 +118,16 @@ def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool
               show_default=True)
 @click.option("-i", "--inventory", type=click.Path(path_type=Path),
               help="Also check the targets against this inventory.")
-def validate(job_files: tuple[Path, ...], templates: Path, inventory: Path | None) -> None:
+@click.pass_context
+def validate(ctx: click.Context, job_files: tuple[Path, ...], templates: Path,
+             inventory: Path | None) -> None:
     """Check job files without contacting any device. Exit 2 when one is invalid."""
     failed = False
     for path in job_files:
         try:
             if inventory is not None:
-                prepare(path, inventory, templates)
+                check_secret_files(prepare(path, inventory, templates),
+                                   settings_of(ctx).secrets_dirs)
             else:
                 check_job(load_job(path), templates)
             click.echo(f"{path}: ok")

@@ -246,6 +246,8 @@ def test_a_backup_on_a_full_disk_fails_the_run_clearly_and_loses_nothing(
 
 def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,
                                                        tmp_path: Path) -> None:
+    """Loops, sizes and memory: each bomb fails its device, and the `runner run` process
+    that rendered it stays small (its peak RSS read by wait4)."""
     templates = tmp_path / "templates"
     templates.mkdir()
     (templates / "loops.j2").write_text(
@@ -253,18 +255,29 @@ def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,
     (templates / "huge.j2").write_text("description {{ 'a' * 10**8 }}\n")
     (templates / "wide.j2").write_text(
         "{% for i in range(90000) %}description {{ i }} padding padding\n{% endfor %}")
+    (templates / "zfill.j2").write_text("description {{ 'a'.zfill(3000000000) }}\n")
+    (templates / "doubling.j2").write_text(
+        "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}description {{ ns.s }}\n")
+    too_big = "more than the 1,048,576 bytes one value may hold (limits.template_value)"
     for name, expected in (("loops.j2", "loops more than 1,000,000 times"),
-                           ("huge.j2", "a sequence of more than 1,000,000 items"),
-                           ("wide.j2", "more than the job's limits.rendered (1,048,576)")):
+                           ("huge.j2", too_big),
+                           ("wide.j2", "more than the job's limits.rendered (1,048,576"),
+                           ("zfill.j2", "padded text (about 3,000,000,000 bytes), " + too_big),
+                           ("doubling.j2", too_big)):
         job = write_job(tmp_path / "t.yml", driver="asyncssh", timeouts={"device": 10},
                         steps=[{"config": {"template": name}}])
-        proc = subprocess.run(runner(tmp_path, "run", str(job), "-i", str(sim.inventory),
-                                     "--templates", str(templates), "--json", "--limit",
-                                     healthy(sim)[6]),
-                              capture_output=True, text=True, check=False, timeout=120)
-        device = json.loads(proc.stdout)["devices"][0]
+        proc = subprocess.Popen(runner(tmp_path, "run", str(job), "-i", str(sim.inventory),
+                                       "--templates", str(templates), "--json", "--limit",
+                                       healthy(sim)[6]), stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, _, usage = os.wait4(proc.pid, 0)
+        proc.returncode = 0
+        device = json.loads(out)["devices"][0]
         assert (device["status"], device["error_class"]) == ("failed", "RenderFailed")
         assert expected in device["error"]
+        assert usage.ru_maxrss < 300 * 1024, (name, usage.ru_maxrss)  # KiB
     assert (tmp_path / "r.db").stat().st_size < 5_000_000  # nothing huge was stored
 
 

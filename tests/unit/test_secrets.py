@@ -106,9 +106,10 @@ def test_env_and_file_references_read_on_this_machine(tmp_path: Path,
     assert SecretRef(SecretSource.ENV, ENV).read() == "Fr0m-the-env"
     secret = tmp_path / "router"
     secret.write_text("Fr0m-a-file\n", encoding="utf-8")
-    assert SecretRef(SecretSource.FILE, str(secret)).read() == "Fr0m-a-file"
+    here = (tmp_path,)
+    assert SecretRef(SecretSource.FILE, str(secret)).read(here) == "Fr0m-a-file"
     secret.write_text("two  \nlines\r\n", encoding="utf-8")
-    assert SecretRef(SecretSource.FILE, str(secret)).read() == "two  \nlines"
+    assert SecretRef(SecretSource.FILE, str(secret)).read(here) == "two  \nlines"
     where = dict(path="hosts.yaml", line=3, field="r1.password")
     problems = {
         SecretRef(SecretSource.ENV, "RUNNER_TEST_UNSET_VAR", **where):
@@ -136,7 +137,7 @@ def test_env_and_file_references_read_on_this_machine(tmp_path: Path,
         "environment variable RUNNER_TEST_EMPTY is empty"
     for ref, message in problems.items():
         with pytest.raises(SecretUnavailable) as info:
-            ref.read()
+            ref.read(here)
         assert str(info.value) == message
         assert info.value.error_class == "SecretUnavailable"
 
@@ -144,7 +145,8 @@ def test_env_and_file_references_read_on_this_machine(tmp_path: Path,
 def test_the_inventory_keeps_references_until_a_session_needs_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV, raising=False)
-    key = tmp_path / "enable"
+    (tmp_path / "inv").mkdir()
+    key = tmp_path / "inv" / "enable"  # the inventory's own directory: no setting needed
     key.write_text("En4ble-from-file\n", encoding="utf-8")
     inv = load_inventory(write_inventory(
         tmp_path, "r1: {groups: [core]}\nr2: {password: Plain-text-pw}\n",
@@ -161,14 +163,16 @@ def test_the_inventory_keeps_references_until_a_session_needs_them(
     with pytest.raises(SecretUnavailable, match=rf"groups.yaml:2: core.password: environment "
                                                 rf"variable {ENV} is not set"):
         inv.connect_params("r1", "asyncssh")
-    assert inv.credentials(["r1"], SecretResolver()) == ({"En4ble-from-file"}, {"ops"})
+    assert inv.credentials(["r1"], SecretResolver([inv.directory])) == (
+        {"En4ble-from-file"}, {"ops"})
+    assert inv.credentials(["r1"], SecretResolver()) == (set(), {"ops"})  # may read no file
     assert inv.credentials(["r1"], None) == (set(), {"ops"})  # a dispatcher reads nothing
     monkeypatch.setenv(ENV, "Rout3r-from-env")
     params = inv.connect_params("r1", "asyncssh")
     assert (params.username, params.password, params.extras["secret"]) == (
         "ops", "Rout3r-from-env", "En4ble-from-file")
     assert "Rout3r-from-env" not in repr(params)
-    assert inv.credentials(["r1", "r2"], SecretResolver()) == (
+    assert inv.credentials(["r1", "r2"], SecretResolver([inv.directory])) == (
         {"Rout3r-from-env", "En4ble-from-file", "Plain-text-pw"}, {"ops"})
 
 
@@ -239,8 +243,15 @@ def test_on_a_worker_an_unreadable_reference_fails_that_device_clearly(
     spec = JobSpec.model_validate({**spec.model_dump(mode="json"),
                                    "secret_vars": {"c": {"file": str(tmp_path / "none")}}})
     monkeypatch.setenv(ENV, "Sup3r-from-env")
+    # A worker reads files only under its own RUNNER_SECRETS_DIR (whatever the job says).
     (record,) = run_devices(Work(spec, load_inventory(inv), ROOT / "templates", "t",
                                  Settings(lock_dir=tmp_path / "locks")), ["r1"], Engine.LOCAL)
+    assert (record.error_class, record.error) == ("SecretUnavailable", (
+        f"secret_vars.c: file {tmp_path / 'none'} is outside the directories secrets are "
+        "read from (nowhere); put it there, or name its directory in RUNNER_SECRETS_DIR"))
+    (record,) = run_devices(Work(spec, load_inventory(inv), ROOT / "templates", "t",
+                                 Settings(lock_dir=tmp_path / "locks",
+                                          secrets_dirs=(tmp_path,))), ["r1"], Engine.LOCAL)
     assert (record.error_class, record.error) == ("SecretUnavailable", (
         f"secret_vars.c: file {tmp_path / 'none'} cannot be read on this machine: No such "
         "file or directory"))
