@@ -97,6 +97,57 @@ def test_secret_lines_never_show_in_previews_diffs_echoes_logs_or_the_database(
             assert secret not in text, (secret, text[:3000])
 
 
+# Secret lines as people type them and devices echo them: case, blanks, abbreviations, the
+# secret mid-line, both SNMPv3 passwords, in sub-modes. Each value must reach nothing
+# runner stores: --json, `runner show --json`, the database, the backup repository.
+MEANING = ["USERNAME  carol  SECRET  0  Cx7Upper1", "username dave sec 0 Dx7Abbrev2",
+           "username erin secret 0 Ex7Second3 privilege 15", "enable  Secret  9  $9$Fx7En4",
+           "snmp-server  COMMUNITY  Gx7Comm5  RO",
+           "snmp-server host 192.0.2.9 version 2c Hx7Trap6",
+           "snmp-server user mon grp v3 auth sha Ix7Auth7 priv aes 128 Jx7Priv8",
+           "tacacs-server host 192.0.2.10 key 7 Kx7Tacacs9",
+           "radius-server host 192.0.2.11 auth-port 1645 acct-port 1646 key Lx7Radius10",
+           "crypto isakmp key 0 Mx7Isakmp11 address 192.0.2.20",
+           "ntp authentication-key 1 md5 Nx7Ntp12 7",
+           "interface GigabitEthernet0/1", " ip ospf authentication-key 7 Ox7Ospf13",
+           " ip ospf message-digest-key 1 md5 Px7Md5x14",
+           " standby 1 authentication md5 key-string 7 Qx7Hsrp15",
+           "router bgp 65000", " neighbor 192.0.2.7 password 7 Rx7Bgp16",
+           "line vty 0 4", " password 7 Sx7Vty17"]
+
+
+def test_secret_lines_found_by_meaning_reach_no_stored_data(sim: SimProcess,
+                                                            tmp_path: Path) -> None:
+    secrets = sorted({w for line in MEANING for w in line.split() if "x7" in w})
+    assert len(secrets) == 17
+    backups = tmp_path / "backups"
+    job = write_job(tmp_path / "meaning.yml", driver="asyncssh", steps=[
+        {"config": {"lines": MEANING}},
+        {"command": "show running-config"},
+        # the archive log: each line as it was typed, after a `|`
+        {"command": "show archive log config all"},
+        {"backup": {"dir": str(backups)}}])
+    proc = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[8])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    device = json.loads(proc.stdout)["devices"][0]
+    assert device["status"] == "changed", device
+    archive = device["steps"][2]["output"]
+    assert "|USERNAME  carol  SECRET  0  ********" in archive
+    assert "|snmp-server user mon grp v3 auth sha ******** priv aes 128 ********" in archive
+    shown = subprocess.run(runner(tmp_path, "show", json.loads(proc.stdout)["run_id"],
+                                  "--json"), capture_output=True, text=True, check=True)
+    history = subprocess.run(["git", "-C", str(backups), "log", "-p", "--all"],
+                             capture_output=True, text=True, check=True)
+    stored = [proc.stdout, proc.stderr, shown.stdout, history.stdout,
+              (tmp_path / "r.db").read_bytes().decode(errors="replace"),
+              *(p.read_text(encoding="utf-8") for p in backups.rglob("*")
+                if p.is_file() and ".git" not in p.parts)]
+    assert any("snmp-server  COMMUNITY" in t or "snmp-server COMMUNITY" in t for t in stored)
+    for text in stored:
+        for secret in secrets:
+            assert secret not in text, (secret, text[:3000])
+
+
 def inventory_without_known_hosts(sim: SimProcess, tmp_path: Path, **data: Any) -> Path:
     """The simulator's inventory with no known_hosts for any driver (as many inventories
     are written), plus host data."""
