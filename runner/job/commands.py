@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
+from runner.cli_common import ALL_DEVICES, echo, engine_option, results_store, settings_of
 from runner.errors import InputError, RecordsNotStored
 from runner.job.load import load_job
 from runner.job.output import Progress, diffs, run_table, table
@@ -84,7 +84,7 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         job = load_job(job_file)
         rerun_of, only = _to_rerun(store, rerun_of, job.spec.name, statuses)
         if not only:
-            click.echo(f"run {rerun_of}: no device to run again", err=True)
+            echo(f"run {rerun_of}: no device to run again", err=True)
             sys.exit(0)
     prep = prepare(job_file, inventory, templates, limit, only)
     progress = Progress(len(prep.hosts))
@@ -103,13 +103,13 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
 
 def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool) -> None:
     if as_json:
-        click.echo(json.dumps(run_result.to_json(), indent=2))
+        echo(json.dumps(run_result.to_json(), indent=2))
         return
     if with_diffs:
         text = diffs(run_result)
         if text:
-            click.echo(text + "\n")
-    click.echo(run_table(run_result, show_all))
+            echo(text + "\n")
+    echo(run_table(run_result, show_all))
 
 
 @click.command()
@@ -130,9 +130,9 @@ def validate(ctx: click.Context, job_files: tuple[Path, ...], templates: Path,
                                    settings_of(ctx).secrets_dirs)
             else:
                 check_job(load_job(path), templates)
-            click.echo(f"{path}: ok")
+            echo(f"{path}: ok")
         except InputError as exc:
-            click.echo(f"error: {exc}", err=True)
+            echo(f"error: {exc}", err=True)
             failed = True
     sys.exit(2 if failed else 0)
 
@@ -143,11 +143,11 @@ def schema(kind: str) -> None:
     """Print a JSON Schema (for editors): of job files (default), of the inventory's
     hosts.yaml and groups.yaml (and containerlab's flat file), or of its defaults.yaml."""
     if kind == "job":
-        click.echo(json.dumps(json_schema(), indent=2))
+        echo(json.dumps(json_schema(), indent=2))
         return
     from runner.inventory.files import inventory_schema
 
-    click.echo(json.dumps(inventory_schema("hosts" if kind == "hosts" else "defaults"),
+    echo(json.dumps(inventory_schema("hosts" if kind == "hosts" else "defaults"),
                           indent=2))
 
 
@@ -160,17 +160,17 @@ def history(ctx: click.Context, limit: int, job: str | None, as_json: bool) -> N
     """List recent runs."""
     rows = run_rows(_store(ctx), RunFilter(job=job), limit)
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        echo(json.dumps(rows, indent=2, default=str))
         return
     if not rows:
-        click.echo("no runs yet")
+        echo("no runs yet")
         return
     out = [("RUN", "JOB", "STARTED", "STATUS", "DRY", "SUMMARY")]
     for r in rows:
         summary = " ".join(f"{k}={v}" for k, v in (r["summary"] or {}).items() if v)
         out.append((r["run_id"], r["job"], r["started"][:19], r["status"],
                     "yes" if r["dry_run"] else "", summary))
-    click.echo(table(out))
+    echo(table(out))
 
 
 @click.command()
@@ -192,26 +192,26 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
         if not run_result.devices:
             raise InputError(f"run {run_result.run_id} has no device {host!r}")
     if as_json:
-        click.echo(json.dumps(run_document(row, run_result), indent=2))
+        echo(json.dumps(run_document(row, run_result), indent=2))
         return
     rerun = f"  rerun of {row['rerun_of']}" if row.get("rerun_of") else ""
-    click.echo(f"status {row['status']}  started {row['started']}  finished "
+    echo(f"status {row['status']}  started {row['started']}  finished "
                f"{row['finished']}{rerun}")
     if row.get("error"):
-        click.echo(f"error: {row['error']}")
-    click.echo(run_table(run_result, show_all))
+        echo(f"error: {row['error']}")
+    echo(run_table(run_result, show_all))
     for sent in row["notifications"] or []:
         outcome = "delivered" if sent["delivered"] else f"NOT delivered: {sent['error']}"
-        click.echo(f"notified {sent['url']} ({', '.join(sent['events'])}): {outcome}")
+        echo(f"notified {sent['url']} ({', '.join(sent['events'])}): {outcome}")
     if host is not None:
         for step in run_result.devices[0].steps:
-            click.echo(f"\n== {step.name} ({step.kind})" + (" FAILED" if step.failed else ""))
+            echo(f"\n== {step.name} ({step.kind})" + (" FAILED" if step.failed else ""))
             for label, value in (("output", step.output), ("diff", step.diff),
                                  ("error", step.error)):
                 if value:
-                    click.echo(f"-- {label}\n{value.rstrip()}")
+                    echo(f"-- {label}\n{value.rstrip()}")
             if step.parsed is not None:
-                click.echo(f"-- parsed\n{json.dumps(step.parsed, indent=2)}")
+                echo(f"-- parsed\n{json.dumps(step.parsed, indent=2)}")
 
 
 @click.command()
@@ -242,7 +242,7 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     result = carry_out(store, run_id, RunOptions(
         settings=settings_of(ctx), on_device_done=[progress], engine=engine,
         shard_size=shard_size, processes=processes or None), inventory, templates)
-    click.echo(json.dumps(result.to_json(), indent=2) if as_json else
+    echo(json.dumps(result.to_json(), indent=2) if as_json else
                f"approved {preview.run_id}\n{run_table(result, show_all)}")
     sys.exit(0 if result.ok else 1)
 
@@ -262,7 +262,7 @@ def cancel(ctx: click.Context, run_id: str) -> None:
                                       f"{socket.gethostname()})"):
         status = store.get_run(full)[0]["status"]
         raise InputError(f"run {full} is not running (it is {status})")
-    click.echo(f"cancel requested for run {full}")
+    echo(f"cancel requested for run {full}")
 
 
 @click.command()
@@ -273,4 +273,4 @@ def reject(ctx: click.Context, run_id: str, reason: str | None) -> None:
     """Say no to the change that preview RUN_ID showed; nothing is sent."""
     from runner.job.approval import reject as say_no
 
-    click.echo(f"rejected {say_no(_store(ctx), run_id, reason)}")
+    echo(f"rejected {say_no(_store(ctx), run_id, reason)}")

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
+from runner.cli_common import ALL_DEVICES, echo, engine_option, results_store, settings_of
 from runner.errors import InputError
 from runner.job.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.job.output import Progress, run_table, table
@@ -109,9 +109,9 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
     """Each scheduled job, its trigger in words, next fire times, last run."""
     results, store = _stores(ctx, store_url)
     listed = schedule_list(jobs_dir, store, results, count,
-                           warn=lambda message: click.echo(f"warning: {message}", err=True))
+                           warn=lambda message: echo(f"warning: {message}", err=True))
     if as_json:
-        click.echo(json.dumps(listed, indent=2))
+        echo(json.dumps(listed, indent=2))
         return
     rows = [("JOB", "WHEN", "NEXT", "LAST RUN")]
     for item in listed:
@@ -122,7 +122,7 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
         last_text = f"{last['started'][:19]} {last['status']} ({last['run_id']})" if last \
             else "never"
         rows.append((item["job"], item["when"], ", ".join(times) or "no more", last_text))
-    click.echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
+    echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
 
 
 @schedule.command(name="run")
@@ -148,9 +148,9 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
         settings=settings_of(ctx), occurrence=f"{name}@manual-{now_iso()}",
         on_device_done=[Progress(len(prep.hosts))],
         preview_window=schedule.approval_seconds if preview and schedule else None))
-    click.echo(run_table(result, show_all))
+    echo(run_table(result, show_all))
     if preview:
-        click.echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
+        echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
                    f"{result.run_id})")
         sys.exit(0)
     sys.exit(0 if result.ok else 1)

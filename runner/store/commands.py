@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from runner.cli_common import results_store, settings_of
+from runner.cli_common import echo, results_store, settings_of
 from runner.errors import Conflict, InputError
 from runner.store import migrate, unsaved
 from runner.store.database import open_engine
@@ -36,9 +36,9 @@ def current(ctx: click.Context, as_json: bool) -> None:
     nothing."""
     version = migrate.current(open_engine(settings_of(ctx).database_url(), migrate=False))
     if as_json:
-        click.echo(json.dumps(_version_json(version), indent=2))
+        echo(json.dumps(_version_json(version), indent=2))
     else:
-        click.echo(f"{version.url}: {version.describe()}")
+        echo(f"{version.url}: {version.describe()}")
 
 
 @db.command()
@@ -51,12 +51,12 @@ def upgrade(ctx: click.Context, as_json: bool) -> None:
     before = migrate.current(engine)
     after = migrate.upgrade(engine)
     if as_json:
-        click.echo(json.dumps({**_version_json(after), "before": before.revision,
+        echo(json.dumps({**_version_json(after), "before": before.revision,
                                "before_state": before.state}, indent=2))
     elif before.at_head:
-        click.echo(f"{after.url}: already at head {after.head}")
+        echo(f"{after.url}: already at head {after.head}")
     else:
-        click.echo(f"{after.url}: upgraded from {before.revision or before.state} to "
+        echo(f"{after.url}: upgraded from {before.revision or before.state} to "
                    f"{after.revision} (head)")
 
 
@@ -83,5 +83,5 @@ def import_runs(ctx: click.Context, files: tuple[Path, ...], replace: bool,
             outcome = store.import_run(run, status, error, hosts, replace=replace)
         except Conflict as exc:
             raise InputError(str(exc), path=path) from None
-        click.echo(f"{path}: run {run.run_id} {outcome} ({len(run.devices)} device records, "
+        echo(f"{path}: run {run.run_id} {outcome} ({len(run.devices)} device records, "
                    f"{status})")

@@ -391,7 +391,8 @@ class ResultsStore:
         """A full run id from an unambiguous prefix."""
         with self.engine.connect() as conn:
             found = [r[0] for r in conn.execute(
-                select(runs.c.run_id).where(runs.c.run_id.startswith(run_id)).limit(3))]
+                select(runs.c.run_id).where(runs.c.run_id.startswith(run_id, autoescape=True))
+                .limit(3))]  # `%` and `_` are characters of the prefix, not wildcards
         if not found:
             raise NotFound(f"no run {run_id!r} in {self._safe_url()}")
         if len(found) > 1:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from runner.settings import Settings
 from runner.vocab import EngineChoice
+from runner.web.limits import DEFAULT_MAX_BODY
 
 SECRET_FILE = "web-secret"  # noqa: S105 (a file name)
 
@@ -25,6 +26,8 @@ class WebConfig:
     engine: EngineChoice = EngineChoice.AUTO
     max_runs: int = 4  # runs started from the web at once
     metrics_public: bool = False  # /metrics without a token
+    max_body: int = DEFAULT_MAX_BODY  # bytes of a request body; larger: 413, unread
+    secure_cookies: bool = False  # the session cookie only over HTTPS (behind a TLS proxy)
     secret_key: str = field(default="", repr=False)  # signs session cookies
 
     def with_secret(self) -> WebConfig:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -149,3 +150,15 @@ def test_an_unfinished_run_is_completed_and_a_second_import_changes_nothing(
     assert store.get_run(run.run_id)[0]["status"] == RunStatus.OK
     fresh = kept_file(tmp_path / "new", a_run("5e7e11e00000"))
     assert "run 5e7e11e00000 stored" in cli(db, str(fresh)).stdout
+
+
+def test_run_id_prefixes_are_characters_not_wildcards(tmp_path: Path, db: str) -> None:
+    store = ResultsStore(db)
+    for run_id in ("ab12cd34ef56", "ab_2cd34ef00"):
+        run = a_run(run_id)
+        store.start_run(run, ["r1", "r2"])
+    assert store.resolve("ab_2") == "ab_2cd34ef00"  # `_` is no single-character wildcard
+    assert store.resolve("ab1") == "ab12cd34ef56"
+    for wildcard in ("%", "ab%", "a_", "__"):
+        with pytest.raises(Exception, match=f"no run {re.escape(repr(wildcard))}"):
+            store.resolve(wildcard)
