@@ -101,7 +101,7 @@ class Settings:
         """The results database: --db / RUNNER_DB_URL, else SQLite under RUNNER_HOME."""
         if self.db_url:
             return self.db_url
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # its owner's only
         return f"sqlite:///{self.home.resolve() / 'results.db'}"
 
     @property

@@ -36,7 +36,7 @@ class WebConfig:
         if self.secret_key:
             return self
         path = self.settings.home / SECRET_FILE
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

@@ -162,3 +162,22 @@ def test_run_id_prefixes_are_characters_not_wildcards(tmp_path: Path, db: str) -
     for wildcard in ("%", "ab%", "a_", "__"):
         with pytest.raises(Exception, match=f"no run {re.escape(repr(wildcard))}"):
             store.resolve(wildcard)
+
+
+def test_the_database_and_its_directory_are_its_owners_only(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proc = subprocess.run([sys.executable, "-m", "runner", "history"], capture_output=True,
+                          text=True, check=False, env={**os.environ, "RUNNER_HOME": str(home),
+                                                       "RUNNER_DB_URL": ""}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (home.stat().st_mode & 0o777, (home / "results.db").stat().st_mode & 0o777) == \
+        (0o700, 0o600)
+    for extra in ("-wal", "-shm"):
+        if (home / f"results.db{extra}").exists():
+            assert (home / f"results.db{extra}").stat().st_mode & 0o077 == 0
+    # a database an older runner made world-readable is tightened; --db files too
+    loose = tmp_path / "old.db"
+    ResultsStore(f"sqlite:///{loose}")
+    loose.chmod(0o644)
+    ResultsStore(f"sqlite:///{loose}")
+    assert loose.stat().st_mode & 0o777 == 0o600
