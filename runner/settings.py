@@ -53,6 +53,12 @@ class Settings:
     # references may read from, besides the directory of the file that writes the reference
     # (the job's, the inventory's). Nothing else on the machine is read as a secret.
     secrets_dirs: tuple[Path, ...] = ()
+    # RUNNER_BROKER_KEY, RUNNER_BROKER_CERT, RUNNER_BROKER_TRUSTED: sign what crosses the
+    # broker (Celery's `auth` serializer): this process's private key and certificate, and
+    # a directory of the certificates (*.pem) whose signatures it accepts. All or none.
+    broker_key: Path | None = None
+    broker_cert: Path | None = None
+    broker_trusted: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -86,7 +92,12 @@ class Settings:
             lab_index=Path(env.get("RUNNER_LAB_INDEX") or base.lab_index),
             lab_ready_timeout=number("RUNNER_LAB_READY_TIMEOUT", base.lab_ready_timeout, 1),
             secrets_dirs=_directories("RUNNER_SECRETS_DIR", env.get("RUNNER_SECRETS_DIR")),
+            **_signing(env),
         )
+
+    @property
+    def signs_broker_messages(self) -> bool:
+        return self.broker_key is not None
 
     @property
     def broker(self) -> str:
@@ -108,6 +119,19 @@ class Settings:
     def unsaved_dir(self) -> Path:
         """Where runs whose records the database could not take are kept, as JSON."""
         return self.home / "unsaved"
+
+
+SIGNING = ("RUNNER_BROKER_KEY", "RUNNER_BROKER_CERT", "RUNNER_BROKER_TRUSTED")
+
+
+def _signing(env: Mapping[str, str]) -> dict[str, Path | None]:
+    given = {name: env.get(name) or None for name in SIGNING}
+    if any(given.values()) and not all(given.values()):
+        missing = ", ".join(n for n, v in given.items() if not v)
+        raise InputError(f"broker message signing needs all of {', '.join(SIGNING)} "
+                         f"({missing} not set)")
+    key, cert, trusted = (Path(v) if v else None for v in given.values())
+    return {"broker_key": key, "broker_cert": cert, "broker_trusted": trusted}
 
 
 def _directories(name: str, raw: str | None) -> tuple[Path, ...]:

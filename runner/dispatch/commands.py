@@ -45,6 +45,10 @@ def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int, invent
         raise InputError("templates directory not found", path=templates)
     worker_name = name or f"{socket.gethostname()}:{os.getpid()}"
     if not child:
+        if settings_of(ctx).signs_broker_messages:  # a bad key fails here, once
+            from runner.dispatch.celery_app import make_app
+
+            make_app(settings_of(ctx))
         sys.exit(supervise([*sys.argv[1:], "--child", "--name", worker_name]))
     from celery.signals import task_received, worker_ready, worker_shutdown
 
