@@ -178,6 +178,13 @@ def _opened_path(fd: int, name: str) -> str:
         return os.path.realpath(name)
 
 
+class SecretValue(str):
+    """A secret variable's value: a str that says it is one (for `expect:` messages, which
+    must not show what a check made of it)."""
+
+    __slots__ = ()
+
+
 class SecretResolver:
     """Resolves the references of one run on this machine, each variable or file once (a
     fleet shares a few); plain values pass through unchanged. Files are read only from
@@ -216,7 +223,8 @@ class SecretResolver:
 
     def variables(self, refs: Mapping[str, SecretRefSpec]) -> dict[str, str]:
         """A job's secret_vars, by name."""
-        return {name: str(self.value(spec.ref(field=f"secret_vars.{name}"), self.job_roots))
+        return {name: SecretValue(self.value(spec.ref(field=f"secret_vars.{name}"),
+                                             self.job_roots))
                 for name, spec in refs.items()}
 
 

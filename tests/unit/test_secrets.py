@@ -425,3 +425,20 @@ def test_lines_that_depend_on_a_secret_are_found_whatever_the_filter(tmp_path: P
     _, derived = secret_dependent(lambda c: templates.render("shape.j2", "cisco_ios", c),
                                   context, ["community"])
     assert {"a", "b"} <= derived
+
+
+def test_a_false_check_never_shows_what_it_made_of_a_secret() -> None:
+    from runner.errors import CheckFailed
+    from runner.inventory.secretref import SecretValue
+    from runner.job.checks import check
+
+    context = {"output": "snmp community is public", "parsed": [], "host": {},
+               "vars": {"community": SecretValue("S3cret-Comm"), "site": "ams"}}
+    with pytest.raises(CheckFailed) as info:
+        check("(vars.community | upper) in output and vars.site == 'ams'", context)
+    message = str(info.value)
+    assert "S3CRET-COMM" not in message and "S3cret" not in message
+    assert message.endswith("is false: saw (a value made of a secret)")
+    with pytest.raises(CheckFailed) as info:
+        check("vars.site == 'rtm'", context)  # no secret in it: values shown as before
+    assert 'saw "ams" == "rtm"' in str(info.value)
