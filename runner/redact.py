@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from runner.inventory.secretlines import BOUNDARY
+from runner.inventory.secretlines import BOUNDARY, keyword, prefix, required
 
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words in device output
@@ -56,6 +56,7 @@ def _mask(match: re.Match[str]) -> str:
 SECRET_KEY = re.compile(r"(?i)^[\w-]*(?:pass(?:word|wd|phrase)?|secret|community|"
                         r"key[-_]?string|psk|pre[-_]?shared[-_]?key|"
                         r"auth(?:entication)?[-_]?key|private[-_]?key|token|credentials?)$")
+_KEY_VALUE_WORDS = ("pass", "secret", "key")  # one of them is in every _KEY_VALUE match
 # `"password": "x"`, `secret=x` in text a device or a library printed (not `community`:
 # BGP output is full of public `Community: 65000:1`).
 _KEY_VALUE = re.compile(
@@ -90,6 +91,11 @@ class Redactor:
         self._whole = frozenset(weak)
         self._patterns = tuple(patterns)
         self._lines = _combined(self._patterns)
+        # Each rule with its required keywords as prefixes (substring tests on a line), and
+        # one pattern finding the lines that hold one of the most selective as a word.
+        self._rules = [(rule, tuple(frozenset(map(prefix, g)) for g in required(rule)))
+                       for rule in self._patterns]
+        self._probes = _probes([required(rule) for rule in self._patterns])
 
     def text(self, text: str) -> str:
         if self._whole and text.strip() in self._whole:
@@ -100,29 +106,46 @@ class Redactor:
             text = self._words.sub(MASK, text)
         if self._contexts is not None:
             text = self._contexts.sub(lambda m: m.group("ctx") + MASK, text)
-        if self._lines is not None:
-            text = self._secret_lines(text)
-        return _KEY_VALUE.sub(lambda m: m.group("keep") + _quoted_mask(m.group("secret")),
-                              text)
+        return self._secret_lines(text)
 
     def _secret_lines(self, text: str) -> str:
-        """Every rule applied to each line the combined pattern finds a secret in (a line
-        may hold several: SNMPv3's auth and priv); other lines are only scanned once."""
-        assert self._lines is not None
+        """Each line that holds, as a word, one of the most selective keywords some rule
+        requires (found by plain substring search, then checked where found), masked by
+        every rule whose required words it holds (a line may carry several secrets:
+        SNMPv3's auth and priv); no other line is looked at again."""
+        lower = text.lower()
+        starts: set[int] = {0}  # the first line (an empty one costs nothing)
+        for probe, word in self._probes:
+            at = lower.find(probe)
+            while at >= 0:
+                before = lower[at - 1] if at else " "
+                # a word of its own: not inside another (a diff's -/+ is no letter)
+                inside = before.isalnum() or before == "_" or (
+                    before == "-" and at >= 2 and lower[at - 2] not in "\n \t+-")
+                if word is None or (not inside and word.match(text, at)):
+                    starts.add(lower.rfind("\n", 0, at) + 1)
+                at = lower.find(probe, at + 1)
         parts: list[str] = []
         done = 0
-        for match in self._lines.finditer(text):
-            start = text.rfind("\n", 0, match.start()) + 1
-            if start < done:
-                continue  # a line already masked whole
-            end = text.find("\n", match.end())
+        for start in sorted(starts):
+            end = text.find("\n", start)
             end = len(text) if end < 0 else end
             line = text[start:end]
-            for rule in self._patterns:
-                line = rule.sub(_mask, line)
-            parts += [text[done:start], line]
-            done = end
+            masked = self._mask_line(line)
+            if masked != line:
+                parts += [text[done:start], masked]
+                done = end
         return "".join(parts) + text[done:] if parts else text
+
+    def _mask_line(self, line: str) -> str:
+        lower = line.lower()
+        for rule, groups in self._rules:
+            if all(any(w in lower for w in group) for group in groups):
+                line = rule.sub(_mask, line)
+        if any(w in lower for w in _KEY_VALUE_WORDS):
+            line = _KEY_VALUE.sub(lambda m: m.group("keep") + _quoted_mask(m.group("secret")),
+                                  line)
+        return line
 
     def value(self, value: Any) -> Any:
         """Recursively mask strings inside dicts/lists (parsed output, records); the value
@@ -134,6 +157,28 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+# Word prefixes too common in configs to pick lines by (every interface has
+# `ip ospf authentication message-digest`, `description`, `ip address`).
+_COMMON = frozenset({"aut", "int", "des", "add", "sta", "pas", "sec", "ena", "ser", "use"})
+
+
+def _probes(rules: list[tuple[frozenset[str], ...]]
+            ) -> list[tuple[str, re.Pattern[str] | None]]:
+    """What marks a line some rule (or the key/value form) could mask: of each rule, its
+    most selective required keywords (longest shortest form, then the fewest common
+    words), each as (its shortest form to search for, its pattern as a word there); and
+    the key/value form's keys (found anywhere: `"enable_password": ...`)."""
+    words: set[str] = set()
+    for groups in rules:
+        if not groups:  # a rule with no required word: every line is a candidate
+            return [("\n", None)]
+        words |= max(groups, key=lambda g: (min(len(prefix(w)) for w in g),
+                                             -len({prefix(w) for w in g} & _COMMON)))
+    probes: list[tuple[str, re.Pattern[str] | None]] = [
+        (prefix(w), re.compile(keyword(w))) for w in sorted(words)]
+    return probes + [(k, None) for k in ("passw", "passphrase", "secret", "key")]
 
 
 def _quoted_mask(value: str) -> str:

@@ -125,6 +125,61 @@ def _tokens(rule: str) -> list[str]:
     return re.findall(r"[()\[\]|]|[^\s()\[\]|]+", rule)
 
 
+# Per compiled rule: for each of its required keywords (or groups of them), the prefixes
+# one of which every line it matches contains (lower case): candidate lines are found
+# with plain substring tests before any rule's pattern runs.
+_REQUIRED: dict[str, tuple[frozenset[str], ...]] = {}
+
+
+def _prefix(tok: str) -> str:
+    word, _, least = tok.partition("~")
+    return word[:int(least) if least else min(len(word), MIN_ABBREVIATION)].lower()
+
+
+def _required_words(tokens: list[str]) -> list[frozenset[str]]:
+    """For each required keyword or required group of keywords of a rule, the keywords
+    one of which (abbreviated or not) a matching line holds."""
+    found: list[frozenset[str]] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok in ("(", "["):
+            depth, j = 1, i + 1
+            while depth:
+                depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(tokens[j], 0)
+                j += 1
+            if tok == "(":
+                branches: list[list[str]] = [[]]
+                depth = 0
+                for inner in tokens[i + 1:j - 1]:
+                    if inner == "|" and depth == 0:
+                        branches.append([])
+                        continue
+                    depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(inner, 0)
+                    branches[-1].append(inner)
+                firsts = [_required_words(b) for b in branches]
+                if all(firsts):
+                    found.append(frozenset().union(*(f[-1] for f in firsts)))
+            i = j
+            continue
+        if not tok.startswith("<") and tok != "|":
+            found.append(frozenset({tok}))
+        i += 1
+    return found
+
+
+def required(pattern: re.Pattern[str]) -> tuple[frozenset[str], ...]:
+    """What every line `pattern` (a compiled rule) matches holds: one keyword of each set
+    (rule tokens, `word~N`; see keyword() and prefix()). Empty for a pattern that is not
+    a compiled rule."""
+    return _REQUIRED.get(pattern.pattern, ())
+
+
+def prefix(tok: str) -> str:
+    """The shortest form of a keyword token the rules accept, lower case."""
+    return _prefix(tok)
+
+
 @cache
 def compile_rule(rule: str) -> re.Pattern[str]:
     """One rule as a pattern whose `secret` group is the secret (RuleError if malformed)."""
@@ -135,6 +190,8 @@ def compile_rule(rule: str) -> re.Pattern[str]:
     if parser.secrets != 1 or last not in ("<secret>", "<keyed>"):
         raise RuleError("a rule has exactly one <secret> (or <keyed>), at its end")
     try:
-        return re.compile(BOUNDARY + body, re.M)
+        compiled = re.compile(BOUNDARY + body, re.M)
     except re.error as exc:
         raise RuleError(str(exc)) from None
+    _REQUIRED[compiled.pattern] = tuple(_required_words(tokens))
+    return compiled

@@ -174,7 +174,8 @@ def variants(line: str) -> list[str]:
     return [
         line, line.upper(), spaced, last.replace(" ", "\t"), spaced.upper(),
         abbreviated(last),
-        f"+{last}", f"-{last.strip()}", f"r1(config-if)#{last.strip()}",
+        f"+{last}", f"-{last.strip()}", f" hostname r1\n-{last.strip()}\n+{last.strip()}\n",
+        f"r1(config-if)#{last.strip()}",
         f"    4     2          admin@vty0     |{last.strip()}",
         f"*Dec  7 01:02:03: %PARSER-5-CFGLOG_LOGGEDCMD: User:ops  logged command:{last.strip()}",
         json.dumps({"lines": [last.strip()]}),
