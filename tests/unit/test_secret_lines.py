@@ -155,6 +155,9 @@ BGP routing table entry for 10.1.0.0/16
   Community: 65000:100
 Youngest key id is 1
   Message digest authentication enabled
+enable refused: the secret was not accepted
+% Bad password for user ops
+Password: 
 Interface    IP-Address      OK? Method Status                Protocol
 Gi0/1        10.0.0.1        YES NVRAM  up                    up
 """
