@@ -68,7 +68,7 @@ def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int, invent
     worker_shutdown.connect(lambda **_: heartbeat.stop(), weak=False)
     task_received.connect(lambda request=None, **_: heartbeat.hold(request.id), weak=False)
     echo(f"runner worker {worker_name}: broker {safe_url(settings.broker)}, queues "
-               f"{', '.join(queue_list)}", err=True)
+         f"{', '.join(queue_list)}", err=True)
     try:
         # prefork: one process per concurrent shard. scrapli v2 runs many sessions on one
         # event loop, but event loops in two threads of one process race in its native core.
@@ -108,6 +108,6 @@ def supervise(argv: list[str]) -> int:
             return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
         delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
         echo(f"runner worker: the Celery worker exited ({code}); starting it again "
-                   f"in {delay:g}s", err=True)
+             f"in {delay:g}s", err=True)
         if stopping.wait(delay):
             return 0

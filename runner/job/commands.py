@@ -196,7 +196,7 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
         return
     rerun = f"  rerun of {row['rerun_of']}" if row.get("rerun_of") else ""
     echo(f"status {row['status']}  started {row['started']}  finished "
-               f"{row['finished']}{rerun}")
+         f"{row['finished']}{rerun}")
     if row.get("error"):
         echo(f"error: {row['error']}")
     echo(run_table(run_result, show_all))
@@ -243,7 +243,7 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
         settings=settings_of(ctx), on_device_done=[progress], engine=engine,
         shard_size=shard_size, processes=processes or None), inventory, templates)
     echo(json.dumps(result.to_json(), indent=2) if as_json else
-               f"approved {preview.run_id}\n{run_table(result, show_all)}")
+         f"approved {preview.run_id}\n{run_table(result, show_all)}")
     sys.exit(0 if result.ok else 1)
 
 

@@ -83,10 +83,10 @@ def up(topology: Path, backend: str, reconfigure: bool, allow_outside_files: boo
         echo(json.dumps(st.to_json(), indent=2))
         return
     echo(f"lab {st.lab} is up: {len(st.nodes)} nodes in "
-               f"{time.monotonic() - started:.1f}s\n")
+         f"{time.monotonic() - started:.1f}s\n")
     _print_status(st)
     echo(f"\nssh: ssh -F {Path(st.lab_dir) / 'ssh_config'} <node>   "
-               f"tear down: runner lab down {topology}")
+         f"tear down: runner lab down {topology}")
 
 
 @lab.command()
@@ -204,8 +204,8 @@ def sim(devices: int, directory: Path, address: str, port: int, faults: tuple[st
 
     def ready(state: dict[str, object]) -> None:
         echo(f"simulator: {state['devices']} devices on {state['first']}.."
-                   f"{state['last']} port {state['port']}, up in {state['start_s']}s, "
-                   f"{state['rss_mib']} MiB")
+             f"{state['last']} port {state['port']}, up in {state['start_s']}s, "
+             f"{state['rss_mib']} MiB")
         if state["faults"]:
             counts: dict[str, int] = {}
             for fault in dict(state["faults"]).values():  # type: ignore[call-overload]

@@ -151,6 +151,6 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
     echo(run_table(result, show_all))
     if preview:
         echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
-                   f"{result.run_id})")
+             f"{result.run_id})")
         sys.exit(0)
     sys.exit(0 if result.ok else 1)

@@ -57,7 +57,7 @@ def upgrade(ctx: click.Context, as_json: bool) -> None:
         echo(f"{after.url}: already at head {after.head}")
     else:
         echo(f"{after.url}: upgraded from {before.revision or before.state} to "
-                   f"{after.revision} (head)")
+             f"{after.revision} (head)")
 
 
 @db.command(name="import")
@@ -84,4 +84,4 @@ def import_runs(ctx: click.Context, files: tuple[Path, ...], replace: bool,
         except Conflict as exc:
             raise InputError(str(exc), path=path) from None
         echo(f"{path}: run {run.run_id} {outcome} ({len(run.devices)} device records, "
-                   f"{status})")
+             f"{status})")

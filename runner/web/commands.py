@@ -72,10 +72,10 @@ def web(ctx: click.Context, host: str, port: int, jobs_dir: Path, inventory: Pat
     app = create_app(config)
     if not _loopback(host) and not secure_cookies:
         echo(f"warning: listening on {host}: tokens and session cookies cross the "
-                   "network in clear unless a TLS proxy is in front (then add "
-                   "--secure-cookies)", err=True)
+             "network in clear unless a TLS proxy is in front (then add "
+             "--secure-cookies)", err=True)
     echo(f"runner web on http://{host}:{port}/ (API docs: /docs; metrics: /metrics"
-               f"{', public' if metrics_public else ', token required'})", err=True)
+         f"{', public' if metrics_public else ', token required'})", err=True)
     logging.getLogger("runner").setLevel(logging.INFO)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 server_header=False, proxy_headers=False)
@@ -105,7 +105,7 @@ def create(ctx: click.Context, role: str, name: str | None, as_json: bool) -> No
         return
     echo(secret)
     echo(f"token {record.name} ({record.role}, id {record.id}): shown this once; "
-               "keep it in a secret store", err=True)
+         "keep it in a secret store", err=True)
 
 
 @token.command(name="list")

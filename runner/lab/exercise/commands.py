@@ -69,7 +69,7 @@ def start(name: str, lab_ref: str | None, directory: Path | None, wait: float) -
     if play.all_hold(verdicts):
         echo(f"\nwarning: every goal still holds after {wait:.0f}s", err=True)
     echo(f"\ncheck: runner lab exercise check {ex.name}   "
-               f"a fix: runner lab exercise solve {ex.name}")
+         f"a fix: runner lab exercise solve {ex.name}")
 
 
 @exercise.command()
