@@ -11,6 +11,7 @@ from types import FrameType
 import click
 
 from runner import __version__, logsetup
+from runner.cli_common import echo
 from runner.errors import RunnerError
 from runner.settings import Settings
 
@@ -71,14 +72,14 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:  # click's form of Ctrl-C (and of our SIGTERM)
-        click.echo("terminated" if _TERMINATED else "aborted", err=True)
+        echo("terminated" if _TERMINATED else "aborted", err=True)
         sys.exit(143 if _TERMINATED else 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except RunnerError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("terminated" if _TERMINATED else "interrupted", err=True)
+        echo("terminated" if _TERMINATED else "interrupted", err=True)
         sys.exit(143 if _TERMINATED else 130)

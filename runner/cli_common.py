@@ -8,11 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from runner.logsetup import terminal_safe
 from runner.settings import Settings
 from runner.vocab import EngineChoice
 
 if TYPE_CHECKING:
     from runner.store.results import ResultsStore
+
+
+def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
+    """click.echo, with control characters escaped (logsetup.terminal_safe): what runner
+    prints comes from devices, exercise and topology files as well as from runner."""
+    click.echo(terminal_safe(str(message)), err=err, nl=nl)
 
 
 def settings_of(ctx: click.Context) -> Settings:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
 from typing import TextIO
@@ -16,6 +17,31 @@ SSH_LIBRARIES = ("netmiko", "paramiko", "scrapli", "asyncssh")
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger("runner.warnings")
+# Control characters a terminal would obey: C0 but tab and newline, DEL, C1. Device output,
+# exercise files and topologies are printed through terminal_safe(), never raw: an escape
+# sequence in a banner must not retitle, clear or rewrite the operator's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    r"""`text` with each control character shown as its escape (`\x1b`); CRLF line ends
+    become newlines (a lone CR, which would overwrite the line, is escaped)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\r\n", "\n"))
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines as the terminal may show them (see terminal_safe)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))
+
+
+def _handler(stream: TextIO) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(SafeFormatter(FORMAT))
+    return handler
+
+
 _RUNNER_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -28,7 +54,7 @@ def configure(verbose: int, stream: TextIO | None = None) -> None:
     """The logging of a `runner` command (its engine processes inherit it or call
     `route_warnings` with the same level)."""
     level = level_for(verbose)
-    logging.basicConfig(level=level, format=FORMAT, stream=stream or sys.stderr)
+    logging.basicConfig(level=level, handlers=[_handler(stream or sys.stderr)])
     for library in SSH_LIBRARIES:
         logging.getLogger(library).setLevel(logging.WARNING)
     # Alembic says "Context impl ..." at every start; runner's migrations log what they do.
@@ -62,5 +88,5 @@ def route_warnings() -> None:
 def inherit(level: int) -> None:
     """A process started from scratch (a forkserver engine) logs as its parent does; a
     forked one already does, and this changes nothing there."""
-    logging.basicConfig(level=level, format=FORMAT, stream=sys.stderr)
+    logging.basicConfig(level=level, handlers=[_handler(sys.stderr)])
     route_warnings()

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
+from runner.inventory.secretlines import BOUNDARY, keyword, prefix, required
+
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words in device output
 # Words after which a value is a credential, and what may stand between them and it:
@@ -27,30 +29,40 @@ _CONTEXT = (r"(?P<ctx>(?i:\b(?:password|passwd|passphrase|pass|pwd|secret|commun
 
 @cache
 def _combined(patterns: tuple[re.Pattern[str], ...]) -> re.Pattern[str] | None:
-    """Line-anchored secret patterns as one, the `^` factored out front: one pass over a
-    large config, failing fast mid-line (3x faster than a pass per pattern). Each
-    pattern's `keep` group (text kept before the mask) is renamed apart."""
-    head = "(?P<keep>^"
-    if not patterns or not all(p.pattern.startswith(head) for p in patterns):
+    """The platforms' secret-line rules (each starting with secretlines.BOUNDARY, its
+    `secret` group the value) as one pattern, the boundary factored out front: one pass
+    over a large config, failing fast at every position no command can start from. Each
+    rule's group is renamed apart (secret0, secret1...)."""
+    if not patterns:
         return None
-    bodies = [f"(?P<keep{i}>" + p.pattern[len(head):] for i, p in enumerate(patterns)]
-    flags = 0
-    for pattern in patterns:
-        flags |= pattern.flags
-    return re.compile(f"^(?P<prefix>{_PREFIX})?(?:" + "|".join(bodies) + ")", flags | re.M)
-
-
-# What may stand before a config line and hide it from the line-anchored patterns: a diff's
-# + or - (a context line's space is the patterns' own leading blanks), or a CLI prompt
-# echoing the line as it was sent (`r1(config)#username u secret x`).
-_PREFIX = r"[+-]|[\w.\-@/:+]{1,63}(?:\([\w.\-@/:+ ]{0,63}\))?[>#] ?"
+    bodies = []
+    for i, pattern in enumerate(patterns):
+        if not pattern.pattern.startswith(BOUNDARY) or "(?P<secret>" not in pattern.pattern:
+            raise ValueError(f"not a secret-line rule: {pattern.pattern!r}")
+        body = pattern.pattern[len(BOUNDARY):].replace("(?P<secret>", f"(?P<secret{i}>")
+        bodies.append(f"(?:{body})")
+    return re.compile(f"{BOUNDARY}(?:{'|'.join(bodies)})", re.M)
 
 
 def _mask(match: re.Match[str]) -> str:
-    prefix = match.group("prefix") or ""
-    kept = next((v for k, v in match.groupdict().items()
-                 if k.startswith("keep") and v is not None), "")
-    return prefix + kept + MASK
+    """The match up to its secret, then the mask."""
+    for name, value in match.groupdict().items():
+        if value is not None and name.startswith("secret"):
+            return match.string[match.start():match.start(name)] + MASK
+    return match.group(0)
+
+
+# Keys of structured data (parsed output, JSON a device printed) whose values are secrets.
+SECRET_KEY = re.compile(r"(?i)^[\w-]*(?:pass(?:word|wd|phrase)?|secret|community|"
+                        r"key[-_]?string|psk|pre[-_]?shared[-_]?key|"
+                        r"auth(?:entication)?[-_]?key|private[-_]?key|token|credentials?)$")
+_KEY_VALUE_WORDS = ("pass", "secret", "key")  # one of them is in every _KEY_VALUE match
+# `"password": "x"`, `secret=x` in text a device or a library printed (not `community`:
+# BGP output is full of public `Community: 65000:1`).
+_KEY_VALUE = re.compile(
+    r"(?P<keep>(?<![\w.-])(?P<q>[\"']?)(?i:[\w-]*(?:password|passwd|secret|"
+    r"key-?string|pre-?shared-?key|auth-?key|private-?key))(?P=q)[ \t]*[:=][ \t]*)"
+    r"(?P<secret>\"[^\"\n]*\"|'[^'\n]*'|[^\s,;}\]]+)")
 
 
 def _alternatives(values: Iterable[str], before: str = "", after: str = ""
@@ -79,6 +91,11 @@ class Redactor:
         self._whole = frozenset(weak)
         self._patterns = tuple(patterns)
         self._lines = _combined(self._patterns)
+        # Each rule with its required keywords as prefixes (substring tests on a line), and
+        # one pattern finding the lines that hold one of the most selective as a word.
+        self._rules = [(rule, tuple(frozenset(map(prefix, g)) for g in required(rule)))
+                       for rule in self._patterns]
+        self._probes = _probes([required(rule) for rule in self._patterns])
 
     def text(self, text: str) -> str:
         if self._whole and text.strip() in self._whole:
@@ -89,19 +106,86 @@ class Redactor:
             text = self._words.sub(MASK, text)
         if self._contexts is not None:
             text = self._contexts.sub(lambda m: m.group("ctx") + MASK, text)
-        if self._lines is not None:
-            return self._lines.sub(_mask, text)
-        for pattern in self._patterns:
-            text = pattern.sub(lambda m: (m.group("keep") if "keep" in m.groupdict() else "")
-                               + MASK, text)
-        return text
+        return self._secret_lines(text)
+
+    def _secret_lines(self, text: str) -> str:
+        """Each line that holds, as a word, one of the most selective keywords some rule
+        requires (found by plain substring search, then checked where found), masked by
+        every rule whose required words it holds (a line may carry several secrets:
+        SNMPv3's auth and priv); no other line is looked at again."""
+        lower = text.lower()
+        starts: set[int] = {0}  # the first line (an empty one costs nothing)
+        for probe, word in self._probes:
+            at = lower.find(probe)
+            while at >= 0:
+                before = lower[at - 1] if at else " "
+                # a word of its own: not inside another (a diff's -/+ is no letter)
+                inside = before.isalnum() or before == "_" or (
+                    before == "-" and at >= 2 and lower[at - 2] not in "\n \t+-")
+                if word is None or (not inside and word.match(text, at)):
+                    starts.add(lower.rfind("\n", 0, at) + 1)
+                at = lower.find(probe, at + 1)
+        parts: list[str] = []
+        done = 0
+        for start in sorted(starts):
+            end = text.find("\n", start)
+            end = len(text) if end < 0 else end
+            line = text[start:end]
+            masked = self._mask_line(line)
+            if masked != line:
+                parts += [text[done:start], masked]
+                done = end
+        return "".join(parts) + text[done:] if parts else text
+
+    def _mask_line(self, line: str) -> str:
+        lower = line.lower()
+        for rule, groups in self._rules:
+            if all(any(w in lower for w in group) for group in groups):
+                line = rule.sub(_mask, line)
+        if any(w in lower for w in _KEY_VALUE_WORDS):
+            line = _KEY_VALUE.sub(lambda m: m.group("keep") + _quoted_mask(m.group("secret")),
+                                  line)
+        return line
 
     def value(self, value: Any) -> Any:
-        """Recursively mask strings inside dicts/lists (parsed output, records)."""
+        """Recursively mask strings inside dicts/lists (parsed output, records); the value
+        of a key that names a secret (password, secret, community, key-string...) whole."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
+            return {k: MASK if _secret_key(k, v) else self.value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+# Word prefixes too common in configs to pick lines by (every interface has
+# `ip ospf authentication message-digest`, `description`, `ip address`).
+_COMMON = frozenset({"aut", "int", "des", "add", "sta", "pas", "sec", "ena", "ser", "use"})
+
+
+def _probes(rules: list[tuple[frozenset[str], ...]]
+            ) -> list[tuple[str, re.Pattern[str] | None]]:
+    """What marks a line some rule (or the key/value form) could mask: of each rule, its
+    most selective required keywords (longest shortest form, then the fewest common
+    words), each as (its shortest form to search for, its pattern as a word there); and
+    the key/value form's keys (found anywhere: `"enable_password": ...`)."""
+    words: set[str] = set()
+    for groups in rules:
+        if not groups:  # a rule with no required word: every line is a candidate
+            return [("\n", None)]
+        words |= max(groups, key=lambda g: (min(len(prefix(w)) for w in g),
+                                             -len({prefix(w) for w in g} & _COMMON)))
+    probes: list[tuple[str, re.Pattern[str] | None]] = [
+        (prefix(w), re.compile(keyword(w))) for w in sorted(words)]
+    return probes + [(k, None) for k in ("passw", "passphrase", "secret", "key")]
+
+
+def _quoted_mask(value: str) -> str:
+    quote = value[0] if value[:1] in ("'", '"') and value[-1:] == value[:1] else ""
+    return f"{quote}{MASK}{quote}"
+
+
+def _secret_key(key: object, value: object) -> bool:
+    return isinstance(key, str) and bool(SECRET_KEY.match(key)) and \
+        isinstance(value, str | int | float) and not isinstance(value, bool) and value != ""

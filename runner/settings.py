@@ -49,6 +49,16 @@ class Settings:
     lock_dir: Path = field(default_factory=default_lock_dir)
     lab_index: Path = Path("/run/runner/labs")  # RUNNER_LAB_INDEX: labs up on this machine
     lab_ready_timeout: float = 120.0  # RUNNER_LAB_READY_TIMEOUT: routers' daemons and sshd
+    # RUNNER_SECRETS_DIR: directories (absolute, separated by ':') that `{file: ...}` secret
+    # references may read from, besides the directory of the file that writes the reference
+    # (the job's, the inventory's). Nothing else on the machine is read as a secret.
+    secrets_dirs: tuple[Path, ...] = ()
+    # RUNNER_BROKER_KEY, RUNNER_BROKER_CERT, RUNNER_BROKER_TRUSTED: sign what crosses the
+    # broker (Celery's `auth` serializer): this process's private key and certificate, and
+    # a directory of the certificates (*.pem) whose signatures it accepts. All or none.
+    broker_key: Path | None = None
+    broker_cert: Path | None = None
+    broker_trusted: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,7 +91,13 @@ class Settings:
             lock_dir=Path(env.get("RUNNER_LOCK_DIR") or base.lock_dir),
             lab_index=Path(env.get("RUNNER_LAB_INDEX") or base.lab_index),
             lab_ready_timeout=number("RUNNER_LAB_READY_TIMEOUT", base.lab_ready_timeout, 1),
+            secrets_dirs=_directories("RUNNER_SECRETS_DIR", env.get("RUNNER_SECRETS_DIR")),
+            **_signing(env),
         )
+
+    @property
+    def signs_broker_messages(self) -> bool:
+        return self.broker_key is not None
 
     @property
     def broker(self) -> str:
@@ -96,13 +112,40 @@ class Settings:
         """The results database: --db / RUNNER_DB_URL, else SQLite under RUNNER_HOME."""
         if self.db_url:
             return self.db_url
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # its owner's only
         return f"sqlite:///{self.home.resolve() / 'results.db'}"
 
     @property
     def unsaved_dir(self) -> Path:
         """Where runs whose records the database could not take are kept, as JSON."""
         return self.home / "unsaved"
+
+
+SIGNING = ("RUNNER_BROKER_KEY", "RUNNER_BROKER_CERT", "RUNNER_BROKER_TRUSTED")
+
+
+def _signing(env: Mapping[str, str]) -> dict[str, Path | None]:
+    given = {name: env.get(name) or None for name in SIGNING}
+    if any(given.values()) and not all(given.values()):
+        missing = ", ".join(n for n, v in given.items() if not v)
+        raise InputError(f"broker message signing needs all of {', '.join(SIGNING)} "
+                         f"({missing} not set)")
+    key, cert, trusted = (Path(v) if v else None for v in given.values())
+    return {"broker_key": key, "broker_cert": cert, "broker_trusted": trusted}
+
+
+def _directories(name: str, raw: str | None) -> tuple[Path, ...]:
+    """Absolute directories separated by os.pathsep; InputError naming the variable."""
+    dirs = []
+    for part in (raw or "").split(os.pathsep):
+        if not part:
+            continue
+        path = Path(part)
+        if not path.is_absolute():
+            raise InputError(f"environment variable {name}: {part!r} is not an absolute path "
+                             f"(directories separated by {os.pathsep!r})")
+        dirs.append(path)
+    return tuple(dirs)
 
 
 def safe_url(url: str) -> str:

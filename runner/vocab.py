@@ -46,6 +46,15 @@ class RunStatus(StrEnum):
     EXPIRED = "expired"  # nobody approved it within the approval window
 
 
+class ImportOutcome(StrEnum):
+    """What `runner db import` did with a kept run."""
+
+    STORED = "stored"  # the database did not have it
+    COMPLETED = "completed"  # it had the run unfinished: the file's records finish it
+    UNCHANGED = "unchanged"  # it had the run as the file has it
+    REPLACED = "replaced"  # --replace: another stored run of that id was overwritten
+
+
 class Engine(StrEnum):
     """Where a run's devices are worked on (the executor registry's keys)."""
 

@@ -55,7 +55,7 @@ def _reads_only_the_repository() -> Iterator[None]:
 def write_inventory(tmp_path: Path, hosts: str, groups: str = "", defaults: str = "") -> Path:
     """A Nornir SimpleInventory directory (tmp_path/inv) with these three files' texts."""
     inv = tmp_path / "inv"
-    inv.mkdir()
+    inv.mkdir(exist_ok=True)
     for name, text in (("hosts.yaml", hosts), ("groups.yaml", groups),
                        ("defaults.yaml", defaults)):
         (inv / name).write_text(text, encoding="utf-8")

@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 
 from runner.dispatch.heartbeat import ShardKeys, ShardWatch, sync_client
-from runner.errors import NotApproved, NotInInventory
+from runner.errors import InputError, NotApproved, NotInInventory
 from runner.execution.executor import Work
 from runner.execution.leases import LEDGER_TTL_S, RunKeys
 from runner.execution.local import LocalExecutor
@@ -27,7 +27,7 @@ from runner.inventory import platforms
 from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.job.spec import JobSpec
 from runner.records import ApprovedChange, DeviceResult, RestorePlan
-from runner.settings import DEFAULT_QUEUE, Settings
+from runner.settings import DEFAULT_QUEUE, SIGNING, Settings
 
 TASK = "runner.run_shard"
 
@@ -62,9 +62,31 @@ def make_app(settings: Settings, worker: WorkerConfig | None = None) -> Celery:
         result_expires=7 * 86400,
         worker_hijack_root_logger=False,
     )
+    if settings.signs_broker_messages:
+        _sign(app, settings)
     app.runner_worker = worker
     app.task(name=TASK, bind=True)(run_shard)
     return app
+
+
+def _sign(app: Celery, settings: Settings) -> None:
+    """Tasks and results signed with this process's key (Celery's `auth` serializer, JSON
+    inside), and only those signed by a trusted certificate accepted: a message written
+    into Redis by anyone else is refused. (Replays of a message once sent are not: see
+    the README's "Redis as a trust boundary".)"""
+    assert settings.broker_trusted is not None
+    app.conf.update(task_serializer="auth", accept_content=["auth"],
+                    result_serializer="auth", result_accept_content=["auth"],
+                    event_serializer="json",
+                    security_key=str(settings.broker_key),
+                    security_certificate=str(settings.broker_cert),
+                    security_cert_store=str(settings.broker_trusted / "*.pem"),
+                    security_digest="sha256")
+    try:
+        app.setup_security(allowed_serializers=["json"], serializer="json")
+    except Exception as exc:  # a missing or unreadable key, a certificate that is not one
+        raise InputError(f"broker message signing ({', '.join(SIGNING)}): "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 @cache

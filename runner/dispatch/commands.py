@@ -15,7 +15,7 @@ from types import FrameType
 
 import click
 
-from runner.cli_common import settings_of
+from runner.cli_common import echo, settings_of
 from runner.errors import InputError
 from runner.inventory.fleet import load_inventory
 from runner.settings import DEFAULT_QUEUE, safe_url
@@ -45,6 +45,10 @@ def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int, invent
         raise InputError("templates directory not found", path=templates)
     worker_name = name or f"{socket.gethostname()}:{os.getpid()}"
     if not child:
+        if settings_of(ctx).signs_broker_messages:  # a bad key fails here, once
+            from runner.dispatch.celery_app import make_app
+
+            make_app(settings_of(ctx))
         sys.exit(supervise([*sys.argv[1:], "--child", "--name", worker_name]))
     from celery.signals import task_received, worker_ready, worker_shutdown
 
@@ -63,8 +67,8 @@ def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int, invent
     worker_ready.connect(lambda **_: heartbeat.start(), weak=False)
     worker_shutdown.connect(lambda **_: heartbeat.stop(), weak=False)
     task_received.connect(lambda request=None, **_: heartbeat.hold(request.id), weak=False)
-    click.echo(f"runner worker {worker_name}: broker {safe_url(settings.broker)}, queues "
-               f"{', '.join(queue_list)}", err=True)
+    echo(f"runner worker {worker_name}: broker {safe_url(settings.broker)}, queues "
+         f"{', '.join(queue_list)}", err=True)
     try:
         # prefork: one process per concurrent shard. scrapli v2 runs many sessions on one
         # event loop, but event loops in two threads of one process race in its native core.
@@ -103,7 +107,7 @@ def supervise(argv: list[str]) -> int:
         if stopping.is_set():
             return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
         delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
-        click.echo(f"runner worker: the Celery worker exited ({code}); starting it again "
-                   f"in {delay:g}s", err=True)
+        echo(f"runner worker: the Celery worker exited ({code}); starting it again "
+             f"in {delay:g}s", err=True)
         if stopping.wait(delay):
             return 0

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,9 +29,8 @@ from runner.execution.retries import open_with_retries
 from runner.inventory import platforms
 from runner.inventory.fleet import FleetInventory
 from runner.inventory.platforms import Platform
-from runner.inventory.secretref import SecretResolver
 from runner.job import restore
-from runner.job.render import Templates
+from runner.job.render import Templates, secret_dependent
 from runner.job.spec import ConfigStep, JobSpec
 from runner.job.steps import Change, Renderer, StepContext, apply_plan, roll_back, run_steps
 from runner.records import DeviceResult, RestorePlan, StepResult, now_iso
@@ -42,30 +41,46 @@ log = logging.getLogger(__name__)
 
 
 def render_all(spec: JobSpec, inventory: FleetInventory, host: str,
-               templates: Templates, variables: dict[str, Any]) -> dict[int, Renderer]:
+               templates: Templates, variables: dict[str, Any],
+               derived: set[str] | None = None) -> dict[int, Renderer]:
     """Config lines of every config step for one host, rendered before any session opens
     (a missing variable fails the device with nothing sent). A template that uses `steps`
     (earlier steps' results) is rendered just before its own step instead. `variables`:
-    the job's vars and secret_vars."""
+    the job's vars and secret_vars; `derived` collects the rendered texts that depend on
+    a secret (render.secret_dependent), which are masked like the secrets."""
     rendered: dict[int, Renderer] = {}
     platform = inventory.platform_of(host) or ""
     # A job var is NAME and vars.NAME, in templates and config lines alike.
     base = {**variables, "vars": variables, "host": inventory.template_vars(host)}
+    collect = set() if derived is None else derived
     for index, step in enumerate(spec.steps):
         if not isinstance(step, ConfigStep):
             continue
         name = step.config.template
         if name is None:
             lines = list(step.config.lines or [])
-            if templates.line_uses(lines, "steps"):
-                rendered[index] = _deferred_lines(templates, lines, base)
-            else:
-                rendered[index] = _fixed(templates.render_lines(lines, base))
-        elif templates.uses(name, platform, "steps"):
-            rendered[index] = _deferred(templates, name, platform, base)
+            render = _line_renderer(templates, lines)
+            later = templates.line_uses(lines, "steps")
         else:
-            rendered[index] = _fixed(templates.render(name, platform, base))
+            render = _renderer(templates, name, platform)
+            later = templates.uses(name, platform, "steps")
+        if later:
+            rendered[index] = _deferred(render, base, spec, collect)
+        else:
+            out, found = secret_dependent(render, base, spec.secret_vars)
+            collect |= found
+            rendered[index] = _fixed(out)
     return rendered
+
+
+def _renderer(templates: Templates, name: str,
+              platform: str) -> Callable[[dict[str, Any]], list[str]]:
+    return lambda context: templates.render(name, platform, context)
+
+
+def _line_renderer(templates: Templates,
+                   lines: list[str]) -> Callable[[dict[str, Any]], list[str]]:
+    return lambda context: templates.render_lines(lines, context)
 
 
 def _fixed(lines: list[str]) -> Renderer:
@@ -74,17 +89,13 @@ def _fixed(lines: list[str]) -> Renderer:
     return render
 
 
-def _deferred_lines(templates: Templates, lines: list[str],
-                    base: dict[str, Any]) -> Renderer:
+def _deferred(renderer: Callable[[dict[str, Any]], list[str]], base: dict[str, Any],
+              spec: JobSpec, derived: set[str]) -> Renderer:
     def render(steps: dict[str, dict[str, Any]]) -> list[str]:
-        return templates.render_lines(lines, {**base, "steps": steps})
-    return render
-
-
-def _deferred(templates: Templates, name: str, platform: str,
-              base: dict[str, Any]) -> Renderer:
-    def render(steps: dict[str, dict[str, Any]]) -> list[str]:
-        return templates.render(name, platform, {**base, "steps": steps})
+        lines, found = secret_dependent(renderer, {**base, "steps": steps},
+                                        spec.secret_vars)
+        derived.update(found)
+        return lines
     return render
 
 
@@ -96,12 +107,16 @@ class DeviceRunner:
         self.spec = work.spec
         self.inventory = work.inventory
         self.worker = worker
-        self.templates = Templates(work.templates_dir, work.spec.limits.rendered)
+        limits = work.spec.limits
+        self.templates = Templates(work.templates_dir, limits.rendered, limits.template_value,
+                                   limits.template_memory)
         self.renders = any(isinstance(s, ConfigStep) for s in work.spec.steps)
         self._redactors: dict[str, Redactor] = {}
+        # Per host: rendered texts that depend on a secret (masked like secrets).
+        self._derived: dict[str, set[str]] = {}
         # Secret references (the inventory's credentials, the job's secret_vars) are read
         # here, on the machine that opens the sessions, once per run.
-        self.secrets = SecretResolver()
+        self.secrets = work.secret_resolver()
         self._warned_keys = False
         # Without a broker, a run that changes config locks each device on this machine.
         changes = work.restore is not None or (not work.dry_run and any(
@@ -194,10 +209,11 @@ class DeviceRunner:
 
     async def _render(self, host: str, budget: float) -> dict[int, Renderer]:
         variables = self._variables()
+        derived = self._derived.setdefault(host, set())
         try:
             return await asyncio.wait_for(asyncio.to_thread(
-                render_all, self.spec, self.inventory, host, self.templates, variables),
-                budget)
+                render_all, self.spec, self.inventory, host, self.templates, variables,
+                derived), budget)
         except TimeoutError:
             raise DeviceTimeout(f"rendering its config did not finish within {budget:g}s") \
                 from None
@@ -259,7 +275,7 @@ class DeviceRunner:
                               if coordination else None, change=change,
                               approved=self.work.approved.get(host)
                               if self.work.approved is not None else None,
-                              mask=self._redactor(host).text,
+                              mask=lambda text: self._redactor(host).text(text),
                               max_output=self.spec.limits.output, guard=lifeline.check)
             await run_steps(ctx, self.spec, rendered)
         finally:
@@ -337,8 +353,9 @@ class DeviceRunner:
         name = self.inventory.platform_of(host) or ""
         platform = platforms.get(name)
         values, usernames = self.inventory.credentials([host], self.secrets)
-        values |= {v for v in map(self.secrets.known, (
-            s.ref() for s in self.spec.secret_vars.values())) if v}
+        values |= {v for v in (self.secrets.known(s.ref(), self.secrets.job_roots)
+                                for s in self.spec.secret_vars.values()) if v}
+        values |= self._derived.get(host, set())
         key = "\0".join([name, *sorted(values), "\1", *sorted(usernames)])
         if key not in self._redactors:  # most fleets share a handful of credentials
             self._redactors[key] = Redactor(values, platform.secrets if platform else (),

@@ -12,6 +12,7 @@ from typing import Protocol, Self
 
 from runner.errors import NotRun
 from runner.inventory.fleet import FleetInventory
+from runner.inventory.secretref import SecretResolver, roots
 from runner.job.spec import JobSpec
 from runner.records import ApprovedChange, DeviceResult, RestorePlan
 from runner.registry import Registry
@@ -80,6 +81,14 @@ class Work:
     # A change that needs approval run without one, by a recorded override (workers
     # refuse such a change otherwise: runner.dispatch.celery_app).
     override: bool = False
+    # The job file's directory, where its secret_vars' `{file: ...}` may point (with
+    # RUNNER_SECRETS_DIR's); None on a Celery worker, which trusts only its own settings.
+    job_dir: Path | None = None
+
+    def secret_resolver(self) -> SecretResolver:
+        """Secret references of this work, read on this machine from where they may be."""
+        dirs = self.settings.secrets_dirs
+        return SecretResolver(roots(dirs, self.inventory.directory), roots(dirs, self.job_dir))
 
     @property
     def ledger_id(self) -> str:

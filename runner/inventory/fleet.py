@@ -174,6 +174,12 @@ class FleetInventory:
         opts = self.nornir.hosts[name].get_connection_parameters(driver)
         return opts.hostname or name, opts.port or 22
 
+    @property
+    def directory(self) -> Path:
+        """The inventory's directory (of its hosts file, for a single-file inventory):
+        where its `{file: ...}` secret references may point without RUNNER_SECRETS_DIR."""
+        return self.source if self.source.is_dir() else self.source.parent
+
     def secret_refs(self, name: str, driver: str) -> list[SecretRef]:
         """The secret references a session to the host with this driver reads."""
         opts = self.nornir.hosts[name].get_connection_parameters(driver)
@@ -185,7 +191,7 @@ class FleetInventory:
                        resolver: SecretResolver | None = None) -> ConnectParams:
         """What a session needs; secret references are read now, on this machine
         (SecretUnavailable when one cannot be)."""
-        resolver = resolver or SecretResolver()
+        resolver = resolver or SecretResolver([self.directory])
         host = self.nornir.hosts[name]
         opts = host.get_connection_parameters(driver)
         platform = self.platform_of(name) or ""

@@ -12,6 +12,7 @@ from importlib import resources
 
 import yaml
 
+from runner.inventory.secretlines import compile_rule
 from runner.registry import Registry
 
 
@@ -66,7 +67,8 @@ def _table() -> Registry[Platform]:
             save_config=spec["save_config"],
             failure_indicators=tuple(spec["failure_indicators"]),
             volatile=tuple(re.compile(p, re.M) for p in spec["volatile"]),
-            secrets=tuple(re.compile(p, re.M) for p in spec["secrets"]),
+            secrets=tuple(compile_rule(r) for r in (*spec["secrets"],
+                                                    *spec.get("secrets_extra", ()))),
             single_valued=tuple(spec.get("single_valued", ())),
             cli_prompt=spec["cli"]["prompt"], cli_on_open=tuple(spec["cli"]["on_open"]),
             cli_config_enter=spec["cli"]["config_enter"],

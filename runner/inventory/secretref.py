@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -107,9 +107,9 @@ class SecretRef:
             text = self.path + (f":{self.line}" if self.line is not None else "") + ": "
         return text + (f"{self.field}: " if self.field else "")
 
-    def read(self) -> str:
+    def read(self, roots: Sequence[Path] = ()) -> str:
         """The value, read now on this machine; SecretUnavailable naming the field and the
-        variable or file when it cannot be."""
+        variable or file when it cannot be. A file is read only from inside `roots`."""
         if self.source is SecretSource.ENV:
             value = os.environ.get(self.name)
             if value is None:
@@ -117,24 +117,48 @@ class SecretRef:
                                         f"not set on this machine")
             what = f"environment variable {self.name}"
         else:
-            value = _read_file(self)
+            value = _read_file(self, roots)
             what = f"file {self.name}"
         if not value:
             raise SecretUnavailable(f"{self.where}{what} is empty")
         return value
 
 
-def _read_file(ref: SecretRef) -> str:
+def confined(path: str | Path, roots: Iterable[Path]) -> bool:
+    """Whether `path` (its symbolic links followed) lies inside one of `roots`."""
+    real = Path(os.path.realpath(path))
+    return any(real.is_relative_to(os.path.realpath(root)) for root in roots)
+
+
+def outside_message(name: str, roots: Sequence[Path]) -> str:
+    """Why a file reference is refused: where secrets may be read from instead."""
+    where = ", ".join(str(r) for r in roots) or "nowhere"
+    return (f"file {name} is outside the directories secrets are read from ({where}); "
+            "put it there, or name its directory in RUNNER_SECRETS_DIR")
+
+
+def _read_file(ref: SecretRef, roots: Sequence[Path]) -> str:
     def unavailable(why: str) -> SecretUnavailable:
         return SecretUnavailable(f"{ref.where}file {ref.name} {why}")
 
+    if not confined(ref.name, roots):  # not even looked at
+        raise SecretUnavailable(ref.where + outside_message(ref.name, roots))
     try:
         info = os.stat(ref.name)  # a FIFO or device is refused before it is opened
         if not stat.S_ISREG(info.st_mode):
             raise unavailable("is not a regular file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise unavailable(f"is larger than {MAX_FILE_BYTES // 1024} KiB")
-        with open(ref.name, "rb") as handle:
+        # Opened without blocking (a FIFO swapped in meanwhile), then checked as opened:
+        # what the descriptor really is, where it really lies.
+        fd = os.open(ref.name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                raise unavailable("is not a regular file")
+            real = _opened_path(fd, ref.name)
+            if not confined(real, roots):
+                raise SecretUnavailable(ref.where + outside_message(ref.name, roots))
+            if opened.st_size > MAX_FILE_BYTES:
+                raise unavailable(f"is larger than {MAX_FILE_BYTES // 1024} KiB")
             data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise unavailable(f"cannot be read on this machine: {exc.strerror or exc}") from None
@@ -147,33 +171,64 @@ def _read_file(ref: SecretRef) -> str:
     return text.removesuffix("\n").removesuffix("\r")
 
 
+def _opened_path(fd: int, name: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc: the name, resolved
+        return os.path.realpath(name)
+
+
+class SecretValue(str):
+    """A secret variable's value: a str that says it is one (for `expect:` messages, which
+    must not show what a check made of it)."""
+
+    __slots__ = ()
+
+
 class SecretResolver:
     """Resolves the references of one run on this machine, each variable or file once (a
-    fleet shares a few); plain values pass through unchanged."""
+    fleet shares a few); plain values pass through unchanged. Files are read only from
+    inside `roots` (the inventory's references) and `job_roots` (a job's secret_vars;
+    default: `roots`); none given: no file at all."""
 
-    def __init__(self) -> None:
-        self._values: dict[tuple[SecretSource, str], str] = {}
+    def __init__(self, roots: Iterable[Path] = (),
+                 job_roots: Iterable[Path] | None = None) -> None:
+        self._values: dict[tuple[SecretSource, str, tuple[Path, ...]], str] = {}
+        self.roots = tuple(roots)
+        self.job_roots = self.roots if job_roots is None else tuple(job_roots)
 
-    def value(self, value: object) -> Any:
+    def value(self, value: object, roots: tuple[Path, ...] | None = None) -> Any:
         """`value` itself, or the value its reference names; SecretUnavailable if that
-        cannot be read."""
+        cannot be read (from `roots`, default the inventory's)."""
         if not isinstance(value, SecretRef):
             return value
-        key = (value.source, value.name)
+        where = self.roots if roots is None else roots
+        key = (value.source, value.name, where)
         if key not in self._values:
-            self._values[key] = value.read()
+            self._values[key] = value.read(where)
         return self._values[key]
 
-    def known(self, value: object) -> str | None:
-        """The value if it is a string or a reference that can be read here, else None
-        (for masking: a value never read cannot leak)."""
+    def known(self, value: object, roots: tuple[Path, ...] | None = None) -> str | None:
+        """The value if it is a string or a reference that was or can be read here, else
+        None (for masking: a value never read cannot leak)."""
+        if isinstance(value, SecretRef):
+            for (source, name, _), read in self._values.items():
+                if (source, name) == (value.source, value.name):
+                    return read
         try:
-            resolved = self.value(value)
+            resolved = self.value(value, roots)
         except SecretUnavailable:
             return None
         return resolved if isinstance(resolved, str) else None
 
     def variables(self, refs: Mapping[str, SecretRefSpec]) -> dict[str, str]:
         """A job's secret_vars, by name."""
-        return {name: str(self.value(spec.ref(field=f"secret_vars.{name}")))
+        return {name: SecretValue(self.value(spec.ref(field=f"secret_vars.{name}"),
+                                             self.job_roots))
                 for name, spec in refs.items()}
+
+
+def roots(secrets_dirs: Iterable[Path], own: Path | None) -> tuple[Path, ...]:
+    """Where a file reference may be read from: RUNNER_SECRETS_DIR's directories and the
+    directory of the file that writes the reference (when known on this machine)."""
+    return (*secrets_dirs, *([own] if own is not None else []))

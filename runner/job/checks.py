@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import jinja2
@@ -16,7 +16,9 @@ from jinja2.environment import TemplateExpression
 from jinja2.sandbox import SandboxedEnvironment
 
 from runner.errors import CheckFailed
-from runner.job.render import BoundedSandbox, bounded
+from runner.inventory.secretref import SecretValue
+from runner.job.render import stand_in
+from runner.job.sandbox import MAX_VALUE, BoundedSandbox, bounded
 
 # What a condition may name: the command's text and parsed result, the host, job vars.
 NAMES = ("output", "parsed", "host", "vars")
@@ -120,17 +122,47 @@ def _saw(expr: nodes.Expr, context: dict[str, Any]) -> list[str]:
     return [_shown(_compile(env, expr)(**context))]
 
 
+def _without_secrets(seen: list[str], expr: nodes.Expr, context: dict[str, Any],
+                     size: int) -> list[str]:
+    """What a false condition saw, each value that depends on a secret variable (the value
+    itself, or what a filter made of it) replaced by a note: found as templates' are, by
+    looking again with stand-ins for the secrets."""
+    plain = context.get("vars")
+    if not isinstance(plain, dict) or not any(isinstance(v, SecretValue)
+                                              for v in plain.values()):
+        return seen
+    shown = []
+    for shift in (1, 2):
+        stand_ins = {k: stand_in(v, shift) if isinstance(v, SecretValue) else v
+                     for k, v in plain.items()}
+        other = {**context, "vars": stand_ins}
+        try:
+            shown.append(bounded(partial(_saw, expr, other), size, 4 * size))
+        except Exception:
+            return ["(values not shown: the condition uses a secret)"]
+    if any(len(other) != len(seen) for other in shown):
+        return ["(values not shown: the condition uses a secret)"]
+    return [text if all(o[i] == text for o in shown) else "(a value made of a secret)"
+            for i, text in enumerate(seen)]
+
+
 def check(source: str, context: dict[str, Any]) -> None:
     """Evaluate one condition; CheckFailed when it is false or cannot be evaluated."""
+    # Bounds in proportion to what the condition is given (a command's answer may be
+    # megabytes): values up to four times the answer, all values built up to four times that.
+    size = max(MAX_VALUE, 4 * len(str(context.get("output", ""))))
     try:
         expr, compiled = _condition(source)
-        if bounded(lambda: compiled(**context)):
+        if bounded(lambda: compiled(**context), size, 4 * size):
             return
-        seen = bounded(lambda: _saw(expr, context))
+        seen = bounded(lambda: _saw(expr, context), size, 4 * size)
+        seen = _without_secrets(seen, expr, context, size)
     except CheckFailed:
         raise
     except jinja2.UndefinedError as exc:
         raise CheckFailed(f"check {source!r} could not be evaluated: {exc.message}") from exc
+    except MemoryError:
+        raise CheckFailed(f"check {source!r} could not be evaluated: out of memory") from None
     except Exception as exc:  # filters on this device's data: the device's failure
         raise CheckFailed(f"check {source!r} could not be evaluated: "
                           f"{type(exc).__name__}: {exc}"[:500]) from exc

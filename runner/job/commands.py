@@ -8,11 +8,18 @@ from pathlib import Path
 
 import click
 
-from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
+from runner.cli_common import ALL_DEVICES, echo, engine_option, results_store, settings_of
 from runner.errors import InputError, RecordsNotStored, RunnerError
 from runner.job.load import load_job
 from runner.job.output import Progress, account_lines, diffs, run_table, table
-from runner.job.run import RunOptions, check_job, execute, prepare, rerun_targets
+from runner.job.run import (
+    RunOptions,
+    check_job,
+    check_secret_files,
+    execute,
+    prepare,
+    rerun_targets,
+)
 from runner.job.spec import json_schema
 from runner.records import RunResult
 from runner.store.queries import RunFilter, run_document, run_links, run_rows
@@ -88,7 +95,7 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         job = load_job(job_file)
         rerun_of, only = rerun_targets(store, rerun_of, job.spec.name, statuses)
         if not only:
-            click.echo(f"run {rerun_of}: no device to run again", err=True)
+            echo(f"run {rerun_of}: no device to run again", err=True)
             sys.exit(0)
     prep = prepare(job_file, inventory, templates, limit, only)
     spec = prep.job.spec
@@ -103,8 +110,8 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         started_by=me, override=override(me, reason) if no_approval else None)
     preview = gate(spec, options)
     if preview:
-        click.echo(f"job {spec.name} needs approval (schedule.approval: required): this run "
-                   "previews the change and sends nothing", err=True)
+        echo(f"job {spec.name} needs approval (schedule.approval: required): this run "
+             "previews the change and sends nothing", err=True)
     try:
         run_result = execute(prep, store, options)
     except RecordsNotStored as exc:  # the run's outcome still shows; then the error, exit 1
@@ -114,8 +121,8 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
     shown_diffs = show_diff if show_diff is not None else (dry_run or preview)
     _show(run_result, as_json, shown_diffs, show_all, store)
     if preview:
-        click.echo(f"awaiting approval: runner approve {run_result.run_id} (or runner "
-                   f"reject {run_result.run_id})", err=as_json)
+        echo(f"awaiting approval: runner approve {run_result.run_id} (or runner "
+             f"reject {run_result.run_id})", err=as_json)
         sys.exit(0)
     sys.exit(0 if run_result.ok else 1)
 
@@ -130,13 +137,13 @@ def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool
                 document = run_document(row, stored, run_links(store, row))
             except RunnerError:  # the database went away since: what this process knows
                 pass
-        click.echo(json.dumps(document, indent=2))
+        echo(json.dumps(document, indent=2))
         return
     if with_diffs:
         text = diffs(run_result)
         if text:
-            click.echo(text + "\n")
-    click.echo(run_table(run_result, show_all))
+            echo(text + "\n")
+    echo(run_table(run_result, show_all))
 
 
 @click.command()
@@ -145,18 +152,21 @@ def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool
               show_default=True)
 @click.option("-i", "--inventory", type=click.Path(path_type=Path),
               help="Also check the targets against this inventory.")
-def validate(job_files: tuple[Path, ...], templates: Path, inventory: Path | None) -> None:
+@click.pass_context
+def validate(ctx: click.Context, job_files: tuple[Path, ...], templates: Path,
+             inventory: Path | None) -> None:
     """Check job files without contacting any device. Exit 2 when one is invalid."""
     failed = False
     for path in job_files:
         try:
             if inventory is not None:
-                prepare(path, inventory, templates)
+                check_secret_files(prepare(path, inventory, templates),
+                                   settings_of(ctx).secrets_dirs)
             else:
                 check_job(load_job(path), templates)
-            click.echo(f"{path}: ok")
+            echo(f"{path}: ok")
         except InputError as exc:
-            click.echo(f"error: {exc}", err=True)
+            echo(f"error: {exc}", err=True)
             failed = True
     sys.exit(2 if failed else 0)
 
@@ -167,11 +177,11 @@ def schema(kind: str) -> None:
     """Print a JSON Schema (for editors): of job files (default), of the inventory's
     hosts.yaml and groups.yaml (and containerlab's flat file), or of its defaults.yaml."""
     if kind == "job":
-        click.echo(json.dumps(json_schema(), indent=2))
+        echo(json.dumps(json_schema(), indent=2))
         return
     from runner.inventory.files import inventory_schema
 
-    click.echo(json.dumps(inventory_schema("hosts" if kind == "hosts" else "defaults"),
+    echo(json.dumps(inventory_schema("hosts" if kind == "hosts" else "defaults"),
                           indent=2))
 
 
@@ -184,17 +194,17 @@ def history(ctx: click.Context, limit: int, job: str | None, as_json: bool) -> N
     """List recent runs."""
     rows = run_rows(_store(ctx), RunFilter(job=job), limit)
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        echo(json.dumps(rows, indent=2, default=str))
         return
     if not rows:
-        click.echo("no runs yet")
+        echo("no runs yet")
         return
     out = [("RUN", "JOB", "STARTED", "STATUS", "DRY", "BY", "SUMMARY")]
     for r in rows:
         summary = " ".join(f"{k}={v}" for k, v in (r["summary"] or {}).items() if v)
         out.append((r["run_id"], r["job"], r["started"][:19], r["status"],
                     "yes" if r["dry_run"] else "", r.get("started_by") or "", summary))
-    click.echo(table(out))
+    echo(table(out))
 
 
 @click.command()
@@ -218,29 +228,29 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
     store = _store(ctx)
     links = run_links(store, row)
     if as_json:
-        click.echo(json.dumps(run_document(row, run_result, links), indent=2))
+        echo(json.dumps(run_document(row, run_result, links), indent=2))
         return
     rerun = f"  rerun of {row['rerun_of']}" if row.get("rerun_of") else ""
-    click.echo(f"status {row['status']}  started {row['started']}  finished "
-               f"{row['finished']}{rerun}")
+    echo(f"status {row['status']}  started {row['started']}  finished "
+         f"{row['finished']}{rerun}")
     for line in account_lines(row, links):
-        click.echo(line)
+        echo(line)
     if row.get("error"):
-        click.echo(f"error: {row['error']}")
-    click.echo(run_table(run_result, show_all))
+        echo(f"error: {row['error']}")
+    echo(run_table(run_result, show_all))
     for sent in row["notifications"] or []:
         outcome = "delivered" if sent["delivered"] else f"NOT delivered: {sent['error']}"
-        click.echo(f"notified {sent['url']} ({', '.join(sent['events'])}): {outcome}")
+        echo(f"notified {sent['url']} ({', '.join(sent['events'])}): {outcome}")
     if host is not None:
         for step in run_result.devices[0].steps:
-            click.echo(f"\n== {step.name} ({step.kind})" + (" FAILED" if step.failed else "")
-                       + (f" {step.not_run}" if step.not_run else ""))
+            echo(f"\n== {step.name} ({step.kind})" + (" FAILED" if step.failed else "")
+                 + (f" {step.not_run}" if step.not_run else ""))
             for label, value in (("output", step.output), ("diff", step.diff),
                                  ("error", step.error)):
                 if value:
-                    click.echo(f"-- {label}\n{value.rstrip()}")
+                    echo(f"-- {label}\n{value.rstrip()}")
             if step.parsed is not None:
-                click.echo(f"-- parsed\n{json.dumps(step.parsed, indent=2)}")
+                echo(f"-- parsed\n{json.dumps(step.parsed, indent=2)}")
 
 
 @click.command()
@@ -273,9 +283,9 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
         settings=settings_of(ctx), on_device_done=[progress], engine=engine,
         shard_size=shard_size, processes=processes or None), inventory, templates,
         by=who())
-    click.echo(json.dumps(result.to_json(), indent=2) if as_json else
-               f"approved {preview.run_id} by {result.started_by}: carried out as run "
-               f"{result.run_id}\n{run_table(result, show_all)}")
+    echo(json.dumps(result.to_json(), indent=2) if as_json else
+         f"approved {preview.run_id} by {result.started_by}: carried out as run "
+         f"{result.run_id}\n{run_table(result, show_all)}")
     sys.exit(0 if result.ok else 1)
 
 
@@ -292,7 +302,7 @@ def cancel(ctx: click.Context, run_id: str) -> None:
     if not store.request_cancel(full, who()):
         status = store.get_run(full)[0]["status"]
         raise InputError(f"run {full} is not running (it is {status})")
-    click.echo(f"cancel requested for run {full}")
+    echo(f"cancel requested for run {full}")
 
 
 @click.command()
@@ -303,4 +313,4 @@ def reject(ctx: click.Context, run_id: str, reason: str | None) -> None:
     """Say no to the change that preview RUN_ID showed; nothing is sent."""
     from runner.job.approval import reject as say_no
 
-    click.echo(f"rejected {say_no(_store(ctx), run_id, reason)}")
+    echo(f"rejected {say_no(_store(ctx), run_id, reason)}")

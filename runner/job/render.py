@@ -1,63 +1,24 @@
-"""Config templates: Jinja2, sandboxed and bounded (loop iterations, string sizes, output),
+"""Config templates: Jinja2, sandboxed and bounded (loops, memory, output: see sandbox.py),
 StrictUndefined, loaded only from templates/."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextvars import ContextVar
-from functools import cached_property
+from collections.abc import Callable, Collection
+from functools import cached_property, partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import jinja2
 import jinja2.meta
 from jinja2 import nodes
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment, safe_range
+from jinja2.sandbox import SandboxedEnvironment
 
 from runner.errors import RenderFailed
+from runner.job.sandbox import MAX_TOTAL, MAX_VALUE, BoundedSandbox, bounded, lines_of
 
-MAX_ITERATIONS = 1_000_000  # range() items one render may produce, nested loops included
-MAX_SEQUENCE = 1_000_000  # characters (or items) `*` may build
 MAX_RENDERED = 1_048_576  # bytes a rendered template may hold (a job's limits.rendered)
 # What `host` holds in a render (FleetInventory.template_vars).
 HOST_FIELDS = ("name", "hostname", "platform", "groups", "data")
-T = TypeVar("T")
-# What is left of the current render's iteration budget (set around each render).
-_BUDGET: ContextVar[list[int] | None] = ContextVar("runner_jinja_budget", default=None)
-
-
-def _bounded_range(*args: int) -> range:
-    items = safe_range(*args)  # Jinja's own cap on one range
-    budget = _BUDGET.get()
-    if budget is not None:
-        budget[0] -= len(items)
-        if budget[0] < 0:
-            raise SecurityError(f"the template loops more than {MAX_ITERATIONS:,} times")
-    return items
-
-
-class BoundedSandbox(SandboxedEnvironment):
-    """Jinja's sandbox (no attribute escapes), plus bounds a hostile or careless template
-    would otherwise blow through: nested loops and huge strings or powers."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.globals["range"] = _bounded_range
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(count, int) \
-                        and len(seq) * count > MAX_SEQUENCE:
-                    raise SecurityError(f"the template builds a sequence of more than "
-                                        f"{MAX_SEQUENCE:,} items")
-        if operator == "**" and isinstance(right, int | float) and abs(right) > 100 \
-                and isinstance(left, int | float) and abs(left) > 1:
-            raise SecurityError("the template raises to a power above 100")
-        return super().call_binop(context, operator, left, right)
 
 
 class _ContainedLoader(jinja2.FileSystemLoader):
@@ -78,26 +39,26 @@ def _inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
+def _generated(template: jinja2.Template, context: dict[str, Any], room: int) -> str | None:
+    return lines_of(template.generate(**context), room)
+
+
 def has_template(line: str) -> bool:
     """Whether a config line holds Jinja2 syntax ({{ }}, {% %} or {# #}): it is rendered."""
     return "{{" in line or "{%" in line or "{#" in line
 
 
-def bounded(render: Callable[[], T]) -> T:
-    """Run one render (or expression) with a fresh iteration budget."""
-    token = _BUDGET.set([MAX_ITERATIONS])
-    try:
-        return render()
-    finally:
-        _BUDGET.reset(token)
-
-
 class Templates:
-    """Templates of one project; `<platform>/<name>` is preferred over the flat `<name>`."""
+    """Templates of one project; `<platform>/<name>` is preferred over the flat `<name>`.
+    max_rendered, max_value, max_total: a job's limits.rendered, .template_value and
+    .template_memory."""
 
-    def __init__(self, root: Path, max_rendered: int = MAX_RENDERED) -> None:
+    def __init__(self, root: Path, max_rendered: int = MAX_RENDERED,
+                 max_value: int = MAX_VALUE, max_total: int = MAX_TOTAL) -> None:
         self.root = Path(root)
         self.max_rendered = max_rendered
+        self.max_value = max_value
+        self.max_total = max_total
 
     @cached_property
     def env(self) -> SandboxedEnvironment:
@@ -151,18 +112,22 @@ class Templates:
                 out.append(line)
                 continue
             try:
-                template = self.env.from_string(line)
-                text = bounded(lambda: template.render(**context))  # noqa: B023 (now)
+                text = bounded(partial(_generated, self.env.from_string(line), context,
+                                       self.max_rendered - total),
+                               self.max_value, self.max_total)
             except jinja2.UndefinedError as exc:
                 raise RenderFailed(f"config line {number} ({line!r}): {exc.message}") \
                     from None
+            except MemoryError:  # a bound the sandbox does not know of
+                raise RenderFailed(f"config line {number} ({line!r}): it ran out of "
+                                   "memory") from None
             except Exception as exc:  # syntax (checked at validation), filters' errors
                 raise RenderFailed(f"config line {number} ({line!r}): "
                                    f"{type(exc).__name__}: {exc}") from None
+            if text is None:
+                raise RenderFailed(f"config lines rendered more than the job's "
+                                   f"limits.rendered ({self.max_rendered:,} characters)")
             total += len(text)
-            if total > self.max_rendered:
-                raise RenderFailed(f"config lines rendered {total:,} characters, more than "
-                                   f"the job's limits.rendered ({self.max_rendered:,})")
             out += [part.rstrip() for part in text.splitlines() if part.strip()]
         return out
 
@@ -208,14 +173,79 @@ class Templates:
             raise RenderFailed(f"template {name!r} not found for platform {platform!r}")
         try:
             template = self.env.get_template(found)
-            text = bounded(lambda: template.render(**context))
+            text = bounded(lambda: lines_of(template.generate(**context), self.max_rendered),
+                           self.max_value, self.max_total)
         except jinja2.UndefinedError as exc:
             raise RenderFailed(f"template {found}: {exc.message}") from None
         except jinja2.TemplateError as exc:
             raise RenderFailed(f"template {found}: {exc}") from None
+        except MemoryError:  # a bound the sandbox does not know of: still this device's
+            raise RenderFailed(f"template {found}: it ran out of memory") from None
         except Exception as exc:  # errors raised by filters on this host's data
             raise RenderFailed(f"template {found}: {type(exc).__name__}: {exc}") from None
-        if len(text) > self.max_rendered:
-            raise RenderFailed(f"template {found} rendered {len(text):,} characters, more "
-                               f"than the job's limits.rendered ({self.max_rendered:,})")
+        if text is None:
+            raise RenderFailed(f"template {found} rendered more than the job's "
+                               f"limits.rendered ({self.max_rendered:,} characters)")
         return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+# ---- what a secret reaches ------------------------------------------------------------------
+# The rule: a rendered line whose text depends on a secret variable (its value, or anything
+# a filter made of it: `upper`, `b64encode`, a slice) is itself a secret. It is masked
+# whole, and so is each word of it that depends on the secret, wherever runner stores or
+# shows it (diffs, echoes, outputs, previews, backups, errors, logs). Which lines depend on
+# a secret is found by rendering again with stand-ins for the secrets (two, each differing
+# from the value in every letter and digit, in the same class so filters such as `int`
+# still apply): a line that changes depends on the secret. When the stand-ins change the
+# number of lines, or fail to render, every line of that template counts as secret.
+
+
+def stand_in(value: str, shift: int) -> str:
+    """`value` with every letter and digit moved `shift` places within its class."""
+    out = []
+    for char in value:
+        moved = char
+        for first, size in (("0", 10), ("a", 26), ("A", 26)):
+            if first <= char <= chr(ord(first) + size - 1):
+                moved = chr(ord(first) + (ord(char) - ord(first) + shift) % size)
+                break
+        out.append(moved)
+    return "".join(out)
+
+
+def secret_dependent(render: Callable[[dict[str, Any]], list[str]], context: dict[str, Any],
+                     secret_names: Collection[str]) -> tuple[list[str], set[str]]:
+    """The rendered lines, and the texts (whole lines, and their words) that depend on the
+    secret variables `secret_names` of `context`."""
+    lines = render(context)
+    secrets = {n: context[n] for n in secret_names if isinstance(context.get(n), str)}
+    if not secrets or not lines:
+        return lines, set()
+    derived: set[str] = set()
+    for shift in (1, 2):
+        swapped = {n: stand_in(v, shift) for n, v in secrets.items()}
+        alt = {**context, **swapped}
+        if isinstance(context.get("vars"), dict):  # the same secrets as vars.NAME
+            alt["vars"] = {**context["vars"], **swapped}
+        try:
+            other = render(alt)
+        except RenderFailed:
+            other = []
+        if len(other) != len(lines):
+            return lines, {line.strip() for line in lines} | _words(lines, None)
+        for line, changed in zip(lines, other, strict=True):
+            if line != changed:
+                derived.add(line.strip())
+                derived |= _words([line], changed)
+    return lines, derived
+
+
+def _words(lines: list[str], other: str | None) -> set[str]:
+    """Words of `lines` (one line when `other`, its stand-in render, is given: the words
+    that differ from it)."""
+    if other is None:
+        return {w for line in lines for w in line.split()}
+    mine, theirs = lines[0].split(), other.split()
+    if len(mine) != len(theirs):
+        return set(mine)
+    return {a for a, b in zip(mine, theirs, strict=True) if a != b}

@@ -27,7 +27,13 @@ from runner.errors import (
 from runner.execution import ExecutorRegistry, Work, choose_engine, run_devices
 from runner.execution.engines import LOCAL_ENGINES
 from runner.inventory.fleet import FleetInventory, load_inventory
-from runner.inventory.secretref import SecretRef, SecretResolver
+from runner.inventory.secretref import (
+    SecretRef,
+    SecretResolver,
+    confined,
+    outside_message,
+    roots,
+)
 from runner.inventory.targets import Targets
 from runner.job.backups import BackupRepo
 from runner.job.load import JobFile, load_job
@@ -41,7 +47,14 @@ from runner.settings import Settings
 from runner.store.migrate import describe
 from runner.store.results import RecordWriter, ResultsStore
 from runner.store.unsaved import not_stored
-from runner.vocab import DeviceStatus, Engine, EngineChoice, RunStatus, StepKind
+from runner.vocab import (
+    DeviceStatus,
+    Engine,
+    EngineChoice,
+    RunStatus,
+    SecretSource,
+    StepKind,
+)
 
 log = logging.getLogger("runner.job.run")
 
@@ -141,12 +154,32 @@ def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
     return Prepared(job, inventory, hosts, templates_dir)
 
 
-def read_secrets(prep: Prepared) -> SecretResolver:
+def check_secret_files(prep: Prepared, secrets_dirs: tuple[Path, ...] = ()) -> None:
+    """Every `{file: ...}` reference the run would read points inside where secrets may be
+    read from (RUNNER_SECRETS_DIR, the directory of the file that writes it): else an input
+    error naming file, line and field, before anything is read or any device touched."""
+    inventory_roots = roots(secrets_dirs, prep.inventory.directory)
+    for host in prep.hosts:
+        driver = prep.inventory.driver_for(host, prep.job.spec.driver)
+        for ref in prep.inventory.secret_refs(host, driver):
+            if ref.source is SecretSource.FILE and not confined(ref.name, inventory_roots):
+                raise InventoryError(outside_message(ref.name, inventory_roots),
+                                     path=ref.path, line=ref.line, field=ref.field)
+    job_roots = roots(secrets_dirs, prep.job.path.parent)
+    for name, spec in prep.job.spec.secret_vars.items():
+        if spec.file is not None and not confined(spec.file, job_roots):
+            raise prep.job.error(outside_message(spec.file, job_roots),
+                                 ("secret_vars", name, "file"))
+
+
+def read_secrets(prep: Prepared, secrets_dirs: tuple[Path, ...] = ()) -> SecretResolver:
     """Read every secret reference the run's sessions and templates use, here: for engines
     that open sessions on this machine. A variable that is not set or a file that cannot be
     read is an input error naming the field and the variable or file (exit 2), before any
     device is touched. (Celery workers read them themselves; the dispatcher never does.)"""
-    resolver = SecretResolver()
+    check_secret_files(prep, secrets_dirs)
+    resolver = SecretResolver(roots(secrets_dirs, prep.inventory.directory),
+                              roots(secrets_dirs, prep.job.path.parent))
     seen: set[SecretRef] = set()
     for host in prep.hosts:
         driver = prep.inventory.driver_for(host, prep.job.spec.driver)
@@ -161,7 +194,7 @@ def read_secrets(prep: Prepared) -> SecretResolver:
                                      line=ref.line, field=ref.field) from None
     for name, spec in prep.job.spec.secret_vars.items():
         try:
-            resolver.value(spec.ref())
+            resolver.value(spec.ref(), resolver.job_roots)
         except SecretUnavailable as exc:
             raise prep.job.error(str(exc), ("secret_vars", name)) from None
     return resolver
@@ -222,7 +255,9 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                     started_by=options.started_by, override=options.override)
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
     # Sessions opened here read secrets here; Celery workers read their own.
-    resolver = None if engine is Engine.CELERY else read_secrets(prep)
+    check_secret_files(prep, options.settings.secrets_dirs)
+    resolver = None if engine is Engine.CELERY else \
+        read_secrets(prep, options.settings.secrets_dirs)
     run.engine = engine
     store.start_run(run, prep.hosts, options.decision)
     # `runner cancel` and `runner web` reach a run of this process through the store
@@ -238,7 +273,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
 
     work = Work(spec, prep.inventory, prep.templates_dir, run.run_id, options.settings,
                 dry_run=dry_run, processes=processes, shard_size=options.shard_size,
-                approved=options.approved, override=options.override is not None)
+                approved=options.approved, override=options.override is not None,
+                job_dir=prep.job.path.parent)
     try:
         run.devices = run_devices(work, prep.hosts, engine, done, cancel,
                                   registry=engines())

@@ -51,6 +51,13 @@ class Limits(_Model):
         "Characters one command's answer (or a config transcript) may hold."))
     rendered: int = Field(1024 * 1024, ge=1024, le=256 * 1024 * 1024, description=(
         "Characters a rendered config template may hold."))
+    template_value: int = Field(1024 * 1024, ge=1024, le=256 * 1024 * 1024, description=(
+        "Bytes (about) one value a template builds may hold: a string, a list, a number. "
+        "Checked before operations that could build more at once (padding, repetition, "
+        "format widths, joins)."))
+    template_memory: int = Field(64 * 1024 * 1024, ge=64 * 1024, le=4 * 1024 ** 3,
+                                 description=(
+        "Bytes (about) everything one render of a template builds may hold together."))
 
 
 class Retries(_Model):

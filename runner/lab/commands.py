@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 
-from runner.cli_common import settings_of
+from runner.cli_common import echo, settings_of
 from runner.lab import service
 from runner.lab.backend import LabStatus, NodeStatus
 from runner.lab.converge import wait_converged
 from runner.lab.faults import ROUTER, Faults
+from runner.logsetup import terminal_safe
 
 
 def _labs() -> service.Labs:
@@ -22,23 +23,23 @@ def _labs() -> service.Labs:
 
 
 def _print_status(st: LabStatus) -> None:
-    click.echo(f"lab {st.lab}  backend: {st.backend}  topology: {st.topology}")
+    echo(f"lab {st.lab}  backend: {st.backend}  topology: {st.topology}")
     if st.inventory:
-        click.echo(f"inventory: {st.inventory}")
+        echo(f"inventory: {st.inventory}")
     rows = [("NODE", "KIND", "ROLE", "MGMT IPV4", "STATE", "DAEMONS", "SSH")]
     for n in st.nodes:
         rows.append((n.name, n.kind, n.role, n.mgmt_ip or "-", _node_state(n),
                      _daemons(n), "-" if n.ssh is None else ("up" if n.ssh else "DOWN")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     lines = Faults.from_json(st.faults).describe()
     if lines:
-        click.echo("faults (`runner lab link|netem|start` mends them):")
+        echo("faults (`runner lab link|netem|start` mends them):")
         for line in lines:
-            click.echo(f"  {line}")
+            echo(f"  {line}")
     if st.exercise:
-        click.echo(f"exercise: {st.exercise} (`runner lab exercise check {st.exercise}`)")
+        echo(f"exercise: {st.exercise} (`runner lab exercise check {st.exercise}`)")
 
 
 def _node_state(n: NodeStatus) -> str:
@@ -79,13 +80,13 @@ def up(topology: Path, backend: str, reconfigure: bool, allow_outside_files: boo
     st = _labs().up(topology, backend, reconfigure=reconfigure,
                     allow_outside_files=allow_outside_files)
     if as_json:
-        click.echo(json.dumps(st.to_json(), indent=2))
+        echo(json.dumps(st.to_json(), indent=2))
         return
-    click.echo(f"lab {st.lab} is up: {len(st.nodes)} nodes in "
-               f"{time.monotonic() - started:.1f}s\n")
+    echo(f"lab {st.lab} is up: {len(st.nodes)} nodes in "
+         f"{time.monotonic() - started:.1f}s\n")
     _print_status(st)
-    click.echo(f"\nssh: ssh -F {Path(st.lab_dir) / 'ssh_config'} <node>   "
-               f"tear down: runner lab down {topology}")
+    echo(f"\nssh: ssh -F {Path(st.lab_dir) / 'ssh_config'} <node>   "
+         f"tear down: runner lab down {topology}")
 
 
 @lab.command()
@@ -93,9 +94,9 @@ def up(topology: Path, backend: str, reconfigure: bool, allow_outside_files: boo
 def down(lab_ref: str) -> None:
     """Remove a lab and everything it created. Safe to run twice."""
     if _labs().down(lab_ref):
-        click.echo(f"lab {lab_ref} removed")
+        echo(f"lab {lab_ref} removed")
     else:
-        click.echo(f"lab {lab_ref} is not up; nothing left to remove")
+        echo(f"lab {lab_ref} is not up; nothing left to remove")
 
 
 @lab.command()
@@ -105,13 +106,13 @@ def status(lab_ref: str | None, as_json: bool) -> None:
     """Nodes, management addresses, kinds, and whether daemons and SSH are up."""
     labs = _labs().status(lab_ref)
     if as_json:
-        click.echo(json.dumps([st.to_json() for st in labs], indent=2))
+        echo(json.dumps([st.to_json() for st in labs], indent=2))
         return
     if not labs:
-        click.echo("no labs are up")
+        echo("no labs are up")
     for i, st in enumerate(labs):
         if i:
-            click.echo()
+            echo()
         _print_status(st)
     if any(not n.healthy for st in labs for n in st.nodes):
         sys.exit(1)
@@ -124,8 +125,11 @@ def status(lab_ref: str | None, as_json: bool) -> None:
               help="Which lab, when several are up.")
 @click.option("--shell", is_flag=True, help="On a router, run COMMAND as a program, not vtysh.")
 @click.option("--timeout", type=float, default=60, show_default=True)
+@click.option("--raw", is_flag=True, help="Write the command's output as it is, control "
+              "characters and escape sequences included (by default they are shown "
+              "escaped, as in all of runner's output).")
 def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, shell: bool,
-          timeout: float) -> None:
+          timeout: float, raw: bool) -> None:
     """Run COMMAND on NODE: a vtysh command on a router, a program on a host.
 
     Example: runner lab exec r1 -- show ip route
@@ -137,8 +141,9 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, shell: bool,
             and not shell:
         argv = ["vtysh", "-c", " ".join(argv)]
     proc = labs.exec_in(lab_state, node, argv, timeout)
-    sys.stdout.write(proc.stdout)
-    sys.stderr.write(proc.stderr)
+    # A node's output is the node's: escaped like every device output runner prints.
+    sys.stdout.write(proc.stdout if raw else terminal_safe(proc.stdout))
+    sys.stderr.write(proc.stderr if raw else terminal_safe(proc.stderr))
     sys.exit(proc.returncode)
 
 
@@ -151,8 +156,8 @@ def wait(lab_ref: str, timeout: float) -> None:
     labs = _labs()
     states = wait_converged(labs, labs.find_lab(lab_ref), timeout)
     for st in states:
-        click.echo(st.summary())
-    click.echo(f"converged after {time.monotonic() - started:.1f}s")
+        echo(st.summary())
+    echo(f"converged after {time.monotonic() - started:.1f}s")
 
 
 @lab.command()
@@ -198,15 +203,15 @@ def sim(devices: int, directory: Path, address: str, port: int, faults: tuple[st
                               enable_secret)
 
     def ready(state: dict[str, object]) -> None:
-        click.echo(f"simulator: {state['devices']} devices on {state['first']}.."
-                   f"{state['last']} port {state['port']}, up in {state['start_s']}s, "
-                   f"{state['rss_mib']} MiB")
+        echo(f"simulator: {state['devices']} devices on {state['first']}.."
+             f"{state['last']} port {state['port']}, up in {state['start_s']}s, "
+             f"{state['rss_mib']} MiB")
         if state["faults"]:
             counts: dict[str, int] = {}
             for fault in dict(state["faults"]).values():  # type: ignore[call-overload]
                 counts[fault] = counts.get(fault, 0) + 1
-            click.echo("faults: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-        click.echo(f"inventory: {state['inventory']}\nCtrl-C (or SIGTERM) stops it.")
+            echo("faults: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        echo(f"inventory: {state['inventory']}\nCtrl-C (or SIGTERM) stops it.")
 
     asyncio.run(run_sim(directory, fleet, ready))
 

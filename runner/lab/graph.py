@@ -121,9 +121,14 @@ def _edge_colour(edge: Edge) -> str:
     return UP if edge.ospf in (None, "Full") else PARTIAL
 
 
+def _dot(text: str) -> str:
+    """Text for inside a DOT double-quoted string (an interface name may hold `"`)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _label(edge: Edge, end: str) -> str:
     iface, addr = (edge.a_if, edge.a_addr) if end == "a" else (edge.b_if, edge.b_addr)
-    return f"{iface}\\n{addr}" if addr else iface
+    return f"{_dot(iface)}\\n{_dot(addr)}" if addr else _dot(iface)
 
 
 def to_dot(pic: Picture) -> str:
@@ -133,7 +138,7 @@ def to_dot(pic: Picture) -> str:
              '  node [fontname="Helvetica"]; edge [fontname="Helvetica", fontsize=8, len=2.6];']
     for name, role in pic.nodes.items():
         shape = {"router": "circle", "host": "box"}.get(role, "ellipse")
-        lines.append(f'  "{name}" [shape={shape}];')
+        lines.append(f'  "{_dot(name)}" [shape={shape}];')
     for e in pic.edges:
         extra = ""
         if e.state is not None:
@@ -141,12 +146,12 @@ def to_dot(pic: Picture) -> str:
             if e.state == "down":
                 extra += ", style=dashed"
         ospf = f'label="OSPF {e.ospf}", ' if e.ospf and e.ospf != "Full" else ""
-        lines.append(f'  "{e.a}" -- "{e.b}" [{ospf}taillabel="{_label(e, "a")}", '
+        lines.append(f'  "{_dot(e.a)}" -- "{_dot(e.b)}" [{ospf}taillabel="{_label(e, "a")}", '
                      f'headlabel="{_label(e, "b")}"{extra}];')
     for s in pic.sessions:
         colour = UP if s.state == "Established" else DOWN
         label = "" if s.state == "Established" else f'label="BGP {s.state}", '
-        lines.append(f'  "{s.a}" -- "{s.b}" [style=dotted, color="{colour}", {label}'
+        lines.append(f'  "{_dot(s.a)}" -- "{_dot(s.b)}" [style=dotted, color="{colour}", {label}'
                      f'fontcolor="{colour}", len=3.5];')
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -159,19 +164,34 @@ def _legend(pic: Picture) -> str:
             "dotted: BGP sessions (green Established, red not)")
 
 
-def _mid(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+_MERMAID_ENTITIES = {"#": "#35;", '"': "#quot;", "|": "#124;", "<": "#lt;", ">": "#gt;",
+                     "[": "#91;", "]": "#93;", "(": "#40;", ")": "#41;", "{": "#123;",
+                     "}": "#125;", "`": "#96;"}
+
+
+def _mtext(text: str) -> str:
+    """Text for inside a mermaid label, its syntax characters as entity codes."""
+    return "".join(_MERMAID_ENTITIES.get(c, c) for c in text)
 
 
 def to_mermaid(pic: Picture) -> str:
+    # Ids of their own (n0, n1...): names such as r-1 and r.1 stay two nodes, and `end`,
+    # `graph` or `style` are labels, never keywords; every label is quoted.
+    ids = {name: f"n{i}" for i, name in enumerate(pic.nodes)}
+
+    def _mid(name: str) -> str:
+        return ids.get(name) or f"n{len(ids)}_{re.sub(r'[^A-Za-z0-9]', '_', name)}"
+
     lines = ["graph LR"]
     for name, role in pic.nodes.items():
-        shape = f"(({name}))" if role == "router" else f"[{name}]"
+        label = f'"{_mtext(name)}"'
+        shape = f"(({label}))" if role == "router" else f"[{label}]"
         lines.append(f"  {_mid(name)}{shape}")
     styles = []
     index = 0
     for e in pic.edges:
-        text = f"{e.a_if} {e.a_addr} -- {e.b_if} {e.b_addr}".replace("  ", " ").strip()
+        text = _mtext(f"{e.a_if} {e.a_addr} -- {e.b_if} {e.b_addr}".replace("  ", " ")
+                      .strip())
         if e.ospf and e.ospf != "Full":
             text += f" (OSPF {e.ospf})"
         arrow = "-.-" if e.state == "down" else "---"
@@ -180,7 +200,7 @@ def to_mermaid(pic: Picture) -> str:
             styles.append(f"  linkStyle {index} stroke:{_edge_colour(e)},stroke-width:2px")
         index += 1
     for s in pic.sessions:
-        lines.append(f'  {_mid(s.a)} -.-|"BGP {s.state}"| {_mid(s.b)}')
+        lines.append(f'  {_mid(s.a)} -.-|"BGP {_mtext(s.state)}"| {_mid(s.b)}')
         colour = UP if s.state == "Established" else DOWN
         styles.append(f"  linkStyle {index} stroke:{colour},stroke-dasharray:3")
         index += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
 from dataclasses import replace
@@ -175,13 +174,11 @@ class Impair:
         if watchfrr is not None:
             _kill_and_wait([watchfrr], f"watchfrr on {node.name} to exit")
         for daemon in starting:
-            self._in_router(plan, node, shlex.split(nodefiles.daemon_command(daemons_file,
-                                                                            daemon)))
-            self._in_router(plan, node, [nodefiles.VTYSH, "-b", "-d", daemon], check=False)
+            self._in_router(plan, node, nodefiles.daemon_argv(daemons_file, daemon))
+            self._in_router(plan, node, nodefiles.vtysh_boot_argv(daemon), check=False)
         keep = [d for d in nodefiles.supervised(node.daemons) if d not in stopped]
         if keep:
-            self._in_router(plan, node, shlex.split(nodefiles.watchfrr_command(daemons_file,
-                                                                              keep)))
+            self._in_router(plan, node, nodefiles.watchfrr_argv(daemons_file, keep))
 
     def _in_router(self, plan: LabPlan, node: NodePlan, argv: list[str],
                    check: bool = True) -> subprocess.CompletedProcess[str]:

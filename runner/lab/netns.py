@@ -14,17 +14,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from runner.errors import LabError, LabNotFound
-from runner.lab import hostcheck, inventory, nodefiles, state
+from runner.errors import BackendUnavailable, LabError, LabNotFound
+from runner.lab import confine, hostcheck, inventory, nodefiles, state
 from runner.lab.backend import LabStatus, NodeStatus
 from runner.lab.plan import LabPlan, NodePlan, make_plan
 from runner.lab.system import (
     ip_batch,
     link_alias,
     link_exists,
+    netns_inode,
     netns_list,
     netns_pids,
     pid_alive,
+    pid_netns_inode,
     process_name,
     require_root,
     require_tools,
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 NAME = "namespace"
 TOOLS = {
     "ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux",
+    "setpriv": "util-linux", "awk": "mawk",
     "ssh-keygen": "openssh-client", "openssl": "openssl",
     "/usr/lib/frr/zebra": "frr", "/usr/lib/frr/watchfrr": "frr", "/usr/bin/vtysh": "frr",
     "/usr/sbin/sshd": "openssh-server",
@@ -93,13 +96,18 @@ class NamespaceBackend:
             return "needs root"
         missing = [t for t in TOOLS if not (Path(t).exists() if t.startswith("/")
                                              else shutil.which(t))]
-        return f"missing {', '.join(missing)}" if missing else None
+        if missing:
+            return f"missing {', '.join(missing)}"
+        return confine.unavailable()
 
     # ---- up -------------------------------------------------------------------------
 
     def up(self, topo: Topology, *, reconfigure: bool = False) -> LabStatus:
         require_root("the namespace lab backend")
         require_tools(TOOLS)
+        why_not = confine.unavailable()
+        if why_not:
+            raise BackendUnavailable(why_not)
         plan = make_plan(topo)
         previous = state.load(topo.lab_dir)
         if previous is not None and not reconfigure:
@@ -253,9 +261,12 @@ class NamespaceBackend:
 
     def _run_exec(self, topo: Topology, plan: LabPlan) -> None:
         for node in topo.nodes.values():
+            nplan = plan.nodes[node.name]
+            uid, gid, groups = nodefiles.exec_identity(node.username, node.role)
             for command in node.exec:
-                proc = self._in_node(plan, plan.nodes[node.name],
-                                     [*READ_ONLY_HOST, command], timeout=60, env=node.env)
+                argv = confine.exec_argv(command, uid, gid, groups, node.env,
+                                         fresh_dev=nplan.role != "router")
+                proc = self._in_node(plan, nplan, argv, timeout=60, env=confine.CLEAN_ENV)
                 if proc.returncode != 0:
                     log.warning("node %s: exec %r exited %d: %s", node.name, command,
                                 proc.returncode, (proc.stderr or proc.stdout).strip())
@@ -319,7 +330,7 @@ class NamespaceBackend:
         return states
 
     def _ssh_up(self, plan: LabPlan, node: NodePlan) -> bool:
-        pid = _read_pid(plan.node_dir(node.name) / "sshd.pid")
+        pid = _read_pid(plan.node_dir(node.name) / nodefiles.SSHD_PID)
         return pid is not None and pid_alive(pid) and tcp_open(node.mgmt_ip, 22)
 
     def status(self, lab: state.LabState) -> LabStatus:
@@ -343,15 +354,25 @@ class NamespaceBackend:
 
     def exec(self, lab: state.LabState, node: str, command: list[str],
              timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Routers: a vtysh command (or argv after `--shell`); hosts: argv in the namespace."""
+        """Routers: a vtysh command (or argv after `--shell`); hosts: argv in the namespace.
+
+        vtysh runs as the router's login user without capabilities: what an SSH login may
+        do, and no more, whoever wrote the lines (an exercise file, a person)."""
         require_root("the namespace lab backend")
         if node not in lab.plan.nodes:
             raise LabError(f"lab {lab.plan.lab} has no node {node!r} (nodes: "
                            f"{', '.join(lab.plan.nodes)})")
-        return self._in_node(lab.plan, lab.plan.nodes[node], command, timeout=timeout)
+        nplan = lab.plan.nodes[node]
+        if nplan.role == "router" and command[:1] in (["vtysh"], [nodefiles.VTYSH]):
+            uid, gid, groups = nodefiles.exec_identity(nplan.username, "router")
+            command = [*confine.setpriv(confine.NO_CAPS, uid=uid, gid=gid, groups=groups),
+                       nodefiles.VTYSH, *command[1:]]
+        return self._in_node(lab.plan, nplan, command, timeout=timeout)
 
     def _in_node(self, plan: LabPlan, node: NodePlan, argv: list[str], *, timeout: float,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """argv inside the node: a router's own namespaces, a host's network namespace.
+        env: the whole environment (default: this process's)."""
         if node.role == "router":
             pid = router_pid(plan, node)
             if pid is None:
@@ -361,23 +382,9 @@ class NamespaceBackend:
             prefix = ["nsenter", "-t", str(pid), "-m", "-u", "-n"]
         else:
             prefix = ["ip", "netns", "exec", node.netns]
-        full_env = {**os.environ, **(env or {})}
         return subprocess.run([*prefix, *argv], capture_output=True, text=True,
-                              timeout=timeout, env=full_env, check=False)
-
-
-# A topology's `exec:` commands are the file's, not the user's: they run in the node's
-# network namespace and in a mount namespace of their own where every filesystem of the
-# host is read-only (a fresh /tmp aside), so they configure the node's network and nothing
-# on the host. (`runner lab exec` runs what the user typed, as the user asked.)
-READ_ONLY_HOST = [
-    "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-    'for m in $(cut -d" " -f2 /proc/self/mounts | sort -u); do '
-    'mount -o remount,bind,ro "$m" 2>/dev/null; done; '
-    # fail closed: the command runs only if the host's / did become read-only
-    'touch /.runner-exec-probe 2>/dev/null && { rm -f /.runner-exec-probe; '
-    'echo "the host filesystem could not be made read-only" >&2; exit 97; }; '
-    'mount -t tmpfs -o size=16m tmpfs /tmp && cd / && exec sh -c "$0"']
+                              timeout=timeout, env=dict(os.environ) if env is None else env,
+                              check=False)
 
 
 def read_pid(path: Path) -> int | None:
@@ -391,8 +398,12 @@ def router_pid(plan: LabPlan, node: NodePlan) -> int | None:
     router's own /etc/frr, /run/frr and hostname, which nsenter joins."""
     run_frr = plan.node_dir(node.name) / "run-frr"
     candidates = [run_frr / f"{d}.pid" for d in ("zebra", "watchfrr", "staticd", *node.daemons)]
-    candidates.append(plan.node_dir(node.name) / "sshd.pid")
-    return next((pid for pid in map(read_pid, candidates) if pid is not None), None)
+    candidates.append(plan.node_dir(node.name) / nodefiles.SSHD_PID)
+    # The pid files are the router's to write: a pid is believed only when that process is
+    # in the router's network namespace (never, say, PID 1's namespaces).
+    own = netns_inode(node.netns)
+    return next((pid for pid in map(read_pid, candidates)
+                 if pid is not None and own is not None and pid_netns_inode(pid) == own), None)
 
 
 def _own_state(plan: LabPlan) -> bool:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import re
 import shlex
 from functools import cache
 from pathlib import Path
 
+from runner.lab import confine, daemonsfile
 from runner.lab.plan import LabPlan, NodePlan
 from runner.lab.schema import FRR_DAEMONS
 from runner.lab.system import run
@@ -18,6 +18,7 @@ from runner.lab.topology import Node
 VTYSH = "/usr/bin/vtysh"
 FRR_BIN = "/usr/lib/frr"
 SSHD = "/usr/sbin/sshd"
+PAM_FRR = "/etc/pam.d/frr"
 BOOT_LOG = "vtysh-boot.log"
 
 VTYSH_CONF = "service integrated-vtysh-config\n"
@@ -44,6 +45,16 @@ def lab_uid(username: str) -> int:
     """A uid no host account uses, so files owned by the lab user mean nothing outside."""
     used = {p.pw_uid for p in pwd.getpwall()}
     return next(uid for uid in range(42000, 60000) if uid not in used)
+
+
+def exec_identity(username: str, role: str) -> tuple[int, int, list[int]]:
+    """uid, gid and groups that a topology's exec lines, and vtysh run for runner, use:
+    the lab's login user, no host account; on a router in frr and frrvty (its vtysh)."""
+    uid = lab_uid(username)
+    if role != "router":
+        return uid, uid, []
+    frrvty, frr = grp.getgrnam("frrvty").gr_gid, grp.getgrnam("frr").gr_gid
+    return uid, frrvty, [frr, frrvty]
 
 
 def _owned_dir(path: Path, uid: int, gid: int, mode: int) -> None:
@@ -81,6 +92,7 @@ def write_accounts(ndir: Path, username: str, password: str, pubkeys: str) -> No
     shadow.append(f"{username}:{password_hash(password)}:19000:0:99999:7:::")
     shadow_gid = grp.getgrnam("shadow").gr_gid
     _write(etc / "shadow", "\n".join(shadow) + "\n", 0o640, 0, shadow_gid)
+    _write(etc / "pam-frr", "auth sufficient pam_permit.so\naccount sufficient pam_permit.so\n")
 
     home = ndir / "home"
     _owned_dir(home, uid, frrvty.gr_gid, 0o755)
@@ -112,12 +124,10 @@ def write_frr_files(ndir: Path, node: Node, daemons: list[str]) -> None:
         path.chmod(0o640)
 
 
-def _daemon_options(daemons_file: Path) -> tuple[str, dict[str, str]]:
-    """The profile flag (-F traditional) and each daemon's options, from the daemons file."""
-    text = daemons_file.read_text(encoding="utf-8")
-    opts = dict(re.findall(r'^\s*(\w+)_options\s*=\s*"([^"]*)"', text, re.M))
-    profile = re.search(r'^\s*frr_profile\s*=\s*"?(\w+)"?', text, re.M)
-    return f"-F {profile.group(1) if profile else 'traditional'}", opts
+def _daemons_file(daemons_file: Path) -> daemonsfile.DaemonsFile:
+    """The profile and each daemon's checked options (read again at every restart: the
+    file lives in the router's /etc/frr, so it is checked again too)."""
+    return daemonsfile.parse(daemons_file.read_text(encoding="utf-8"))
 
 
 def supervised(daemons: list[str]) -> list[str]:
@@ -125,26 +135,38 @@ def supervised(daemons: list[str]) -> list[str]:
     return ["zebra", "staticd", *[d for d in daemons if d not in ("zebra", "staticd")]]
 
 
-def daemon_command(daemons_file: Path, daemon: str) -> str:
-    """How one FRR daemon is started (as frrinit.sh would, with the daemons file's options)."""
-    flag, opts = _daemon_options(daemons_file)
-    return f"{FRR_BIN}/{daemon} -d {flag} {opts.get(daemon, '-A 127.0.0.1')}".rstrip()
+FRR_PRIVS = confine.setpriv(confine.FRR_CAPS)
 
 
-def watchfrr_command(daemons_file: Path, names: list[str]) -> str:
-    """watchfrr supervising `names` (restarting any that dies)."""
-    flag, _ = _daemon_options(daemons_file)
-    return f"{FRR_BIN}/watchfrr -d {flag} {' '.join(names)}"
+def daemon_argv(daemons_file: Path, daemon: str) -> list[str]:
+    """How one FRR daemon is started (as frrinit.sh would, with the daemons file's options),
+    holding only the capabilities FRR needs."""
+    parsed = _daemons_file(daemons_file)
+    opts = parsed.options.get(daemon, ["--vty_addr", "127.0.0.1"])
+    return [*FRR_PRIVS, f"{FRR_BIN}/{daemon}", "-d", "-F", parsed.profile, *opts]
 
 
-def daemon_commands(daemons_file: Path, daemons: list[str], boot_log: Path) -> list[str]:
+def watchfrr_argv(daemons_file: Path, names: list[str]) -> list[str]:
+    """watchfrr supervising `names` (restarting any that dies, with its own capabilities)."""
+    profile = _daemons_file(daemons_file).profile
+    return [*FRR_PRIVS, f"{FRR_BIN}/watchfrr", "-d", "-F", profile, *names]
+
+
+def vtysh_boot_argv(daemon: str | None = None) -> list[str]:
+    """`vtysh -b`: the saved config applied to the daemons (one daemon, given its name)."""
+    return [*FRR_PRIVS, VTYSH, "-b", *(["-d", daemon] if daemon else [])]
+
+
+def daemon_commands(daemons_file: Path, daemons: list[str], boot_log: str,
+                    prefix: str = "") -> list[str]:
     """What frrinit.sh runs, without its shell overhead: each daemon with its options from
     the daemons file, the config applied with `vtysh -b`, then watchfrr to supervise them."""
     names = supervised(daemons)
-    lines = [daemon_command(daemons_file, d) for d in names]
+    lines = [prefix + shlex.join(daemon_argv(daemons_file, d)) for d in names]
     # A bad config line must not stop the router: it is reported from the boot log instead.
-    lines.append(f"{VTYSH} -b >{shlex.quote(str(boot_log))} 2>&1 || true")
-    lines.append(watchfrr_command(daemons_file, names))
+    lines.append(f"{prefix}{shlex.join(vtysh_boot_argv())} >{shlex.quote(boot_log)} 2>&1 "
+                 "|| true")
+    lines.append(prefix + shlex.join(watchfrr_argv(daemons_file, names)))
     return lines
 
 
@@ -162,8 +184,9 @@ def write_sshd(ndir: Path, username: str) -> None:
     config = [
         "# generated by runner lab: sshd of one router, inside its namespace",
         "Port 22",
-        *[f"HostKey {k}" for k in keys],
-        f"PidFile {ndir / 'sshd.pid'}",
+        # Paths as the router sees its own directory (NODE_MOUNT), wherever the lab lives.
+        *[f"HostKey {confine.NODE_MOUNT}/ssh/{k.name}" for k in keys],
+        f"PidFile {confine.NODE_MOUNT}/{SSHD_PID}",
         f"AllowUsers {username}",
         "PermitRootLogin no",
         "UsePAM no",
@@ -195,6 +218,8 @@ def _sysctls(node: NodePlan, extra: dict[str, str]) -> list[str]:
 
 
 BOOT_SCRIPT = "boot.sh"
+SSHD_PID = "sshd.pid"
+SSHD_PRIVS = confine.setpriv(confine.SSHD_CAPS)
 
 
 def write_launcher(plan: LabPlan, node: NodePlan, sysctls: dict[str, str]) -> Path:
@@ -218,27 +243,35 @@ def write_launcher(plan: LabPlan, node: NodePlan, sysctls: dict[str, str]) -> Pa
     log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if node.role == "router":
         user = node.username
+        node_mount = confine.NODE_MOUNT
+        daemons_file = ndir / "etc-frr" / "daemons"
         boot = [
             "#!/bin/sh",
             f"# generated by runner lab: starts router {node.name} (its own UTS and mount "
-            "namespaces)",
+            "namespaces, confined: see runner/lab/confine.py)",
             "set -eu",
             f"hostname {q(node.name)}",  # own UTS namespace: vtysh shows one hostname
-            # A private /run (sshd needs /run/sshd) and this router's own /etc/frr, /run/frr
-            # and accounts, at the default paths, so plain vtysh sees only this router.
-            "mount -t tmpfs -o mode=0755,size=16m runner-run /run",
-            "mkdir -p /run/sshd /run/frr",
-            f"mount --bind {q(str(ndir / 'run-frr'))} /run/frr",
-            f"mount --bind {q(str(ndir / 'etc-frr'))} /etc/frr",
-            *[f"mount --bind {q(str(ndir / 'etc' / f))} /etc/{f}"
+            *confine.router_prepare(str(ndir)),
+            # This router's own /etc/frr, /run/frr and accounts, at the default paths, so
+            # plain vtysh sees only this router.
+            f"mount --bind {node_mount}/run-frr /run/frr",
+            f"mount --bind {node_mount}/etc-frr /etc/frr",
+            *[f"mount --bind {node_mount}/etc/{f} /etc/{f}"
               for f in ("passwd", "group", "shadow")],
-            "mount -t tmpfs -o mode=0755,size=1m runner-home /home",
+            *[f"mount -o remount,bind,ro,nosuid,nodev /etc/{f}"
+              for f in ("passwd", "group", "shadow")],
+            # vtysh asks PAM whether its user may run it: run without privileges (setpriv's
+            # no_new_privs) pam_unix cannot read shadow and says no (vtysh goes on, noisily).
+            # The frrvty group on the sockets is the gate; here PAM says yes.
+            f"[ ! -e {PAM_FRR} ] || mount --bind -o ro {node_mount}/etc/pam-frr {PAM_FRR}",
+            "mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev runner-home /home",
             f"mkdir -p /home/{q(user)}",
-            f"mount --bind {q(str(ndir / 'home'))} /home/{q(user)}",
-            *daemon_commands(ndir / "etc-frr" / "daemons", node.daemons,
-                             ndir / "log" / BOOT_LOG),
-            f"{SSHD} -f {q(str(ndir / 'ssh' / 'sshd_config'))} "
-            f"-E {q(str(ndir / 'log' / 'sshd.log'))}",
+            f"mount --bind {node_mount}/home /home/{q(user)}",
+            *confine.router_lock(("/run/frr", "/etc/frr", "/home", f"/home/{user}")),
+            *daemon_commands(daemons_file, node.daemons, f"{node_mount}/log/{BOOT_LOG}",
+                             prefix="$IN "),
+            f"$IN {shlex.join(SSHD_PRIVS)} {SSHD} -f {node_mount}/ssh/sshd_config "
+            f"-E {node_mount}/log/sshd.log",
         ]
         _write(ndir / BOOT_SCRIPT, "\n".join(boot) + "\n", 0o700)
         lines.append(f". {q(str(ndir / BOOT_SCRIPT))}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli_common import settings_of
+from runner.cli_common import echo, settings_of
 from runner.lab import service, state
 from runner.lab.faults import Netem, split_endpoint
 from runner.lab.impair import Impair
@@ -43,7 +43,7 @@ def link(args: tuple[str, ...]) -> None:
         raise click.BadParameter(f"{word!r} is not up or down", param_hint="state") from None
     labs = _labs()
     lab = _lab_of_endpoint(labs, endpoint, lab_ref[0] if lab_ref else None)
-    click.echo(Impair(labs).link(lab, endpoint, wanted is LinkState.UP))
+    echo(Impair(labs).link(lab, endpoint, wanted is LinkState.UP))
 
 
 @click.command()
@@ -74,7 +74,7 @@ def netem(endpoint: str, delay: str | None, jitter: str | None, loss: str | None
                                      param_hint="--loss") from None
         spec = Netem(delay=delay, jitter=jitter, loss=percent, rate=rate)
     labs = _labs()
-    click.echo(Impair(labs).netem(_lab_of_endpoint(labs, endpoint, lab_ref), endpoint, spec))
+    echo(Impair(labs).netem(_lab_of_endpoint(labs, endpoint, lab_ref), endpoint, spec))
 
 
 @click.command()
@@ -87,7 +87,7 @@ def stop(node: str, daemon: str | None, lab_ref: str | None) -> None:
     Example: runner lab stop r3 bgpd
     """
     labs = _labs()
-    click.echo(Impair(labs).stop(labs.lab_of(node, lab_ref), node, daemon))
+    echo(Impair(labs).stop(labs.lab_of(node, lab_ref), node, daemon))
 
 
 @click.command()
@@ -100,7 +100,7 @@ def start(node: str, daemon: str | None, lab_ref: str | None) -> None:
     A restarted daemon or router reads the saved config (`write memory`), as FRR does.
     """
     labs = _labs()
-    click.echo(Impair(labs).start(labs.lab_of(node, lab_ref), node, daemon))
+    echo(Impair(labs).start(labs.lab_of(node, lab_ref), node, daemon))
 
 
 @click.command()
@@ -158,7 +158,7 @@ def graph(topology: str, fmt: str | None, output: Path | None) -> None:
     data = drawing.render(picture, GraphFormat(fmt))
     if output is not None:
         output.write_bytes(data)
-        click.echo(f"wrote {output}", err=True)
+        echo(f"wrote {output}", err=True)
     elif fmt in ("svg", "png") and sys.stdout.isatty():
         raise click.UsageError(f"{fmt} is binary: give -o FILE, or pipe it")
     else:
@@ -178,7 +178,7 @@ def save(lab_ref: str, to: Path | None, allow_outside_files: bool) -> None:
 
     labs = _labs()
     for saved in save_lab(labs, labs.find_lab(lab_ref), to, allow_outside_files):
-        click.echo(f"{saved.node}: {saved.path or ''}{saved.note}")
+        echo(f"{saved.node}: {saved.path or ''}{saved.note}")
 
 
 def _commands() -> list[click.Command]:

@@ -186,6 +186,18 @@ Str = Annotated[str, BeforeValidator(_text)]  # numbers are taken as their text,
 Text = Annotated[str | None, BeforeValidator(_text)]
 TextList = Annotated[list[Str] | None, BeforeValidator(_text_list)]
 TextMap = Annotated[dict[Key, Str] | None, BeforeValidator(_mapping)]
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env_name(name: str) -> str:
+    if not ENV_NAME_RE.match(name):
+        raise problem(f"environment variable name {name!r} is not a name such as HTTP_PROXY "
+                      "(letters, digits and _, not starting with a digit)")
+    return name
+
+
+EnvMap = Annotated[dict[Annotated[Key, AfterValidator(_env_name)], Str] | None,
+                   BeforeValidator(_mapping)]
 IPv4 = Annotated[ipaddress.IPv4Address | None, BeforeValidator(_ipv4)]
 
 
@@ -245,7 +257,7 @@ class NodeFields(_Model):
     mgmt_ipv4: IPv4 = Field(None, alias="mgmt-ipv4")
     credentials: Credentials | None = None  # None (or no value): the kind's login
     extras: Extras | None = None
-    env: TextMap = None
+    env: EnvMap = None
     sysctls: TextMap = None
 
 

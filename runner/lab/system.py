@@ -74,6 +74,22 @@ def interfaces(netns: str) -> dict[str, tuple[str, list[str]]]:
     return out
 
 
+def netns_inode(netns: str) -> int | None:
+    """The inode of a named network namespace (/run/netns/NAME), None when it is gone."""
+    try:
+        return os.stat(f"/run/netns/{netns}").st_ino
+    except OSError:
+        return None
+
+
+def pid_netns_inode(pid: int) -> int | None:
+    """The inode of a process's network namespace, None when it is gone."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
 def link_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import TopologyError
-from runner.lab import labfiles, rules
+from runner.errors import LabError, TopologyError
+from runner.lab import daemonsfile, labfiles, rules
 from runner.lab.kinds import Kind, KindRegistry, Role, default_registry, is_frr_image
 from runner.lab.schema import (
     IFNAME_MAX,
@@ -323,6 +323,11 @@ def _bind(src: _Source, text: str, loc: Loc, files: FileAccess, warnings: list[s
                                              files.allow_outside)
     except TopologyError as exc:
         raise src.error(exc.message, loc) from None
+    if target == FRR_DIR + "daemons":
+        try:
+            daemonsfile.parse(content)  # its options become command lines: refused early
+        except LabError as exc:
+            raise src.error(f"daemons file {host_path!r}: {exc}", loc) from None
     return Bind(source=source, target=target, line=line, text=content)
 
 

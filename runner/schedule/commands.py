@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
+from runner.cli_common import ALL_DEVICES, echo, engine_option, results_store, settings_of
 from runner.errors import InputError
 from runner.job.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.job.output import Progress, run_table, table
@@ -110,9 +110,9 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
     """Each scheduled job, its trigger in words, next fire times, last run."""
     results, store = _stores(ctx, store_url)
     listed = schedule_list(jobs_dir, store, results, count,
-                           warn=lambda message: click.echo(f"warning: {message}", err=True))
+                           warn=lambda message: echo(f"warning: {message}", err=True))
     if as_json:
-        click.echo(json.dumps(listed, indent=2))
+        echo(json.dumps(listed, indent=2))
         return
     rows = [("JOB", "WHEN", "NEXT", "LAST RUN")]
     for item in listed:
@@ -123,7 +123,7 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
         last_text = f"{last['started'][:19]} {last['status']} ({last['run_id']})" if last \
             else "never"
         rows.append((item["job"], item["when"], ", ".join(times) or "no more", last_text))
-    click.echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
+    echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
 
 
 @schedule.command(name="occurrences")
@@ -142,10 +142,10 @@ def occurrences_(ctx: click.Context, name: str, store_url: str | None, limit: in
     results, store = _stores(ctx, store_url)
     found = recent_occurrences(store, results, name, limit)
     if as_json:
-        click.echo(json.dumps(found, indent=2))
+        echo(json.dumps(found, indent=2))
         return
     if not found:
-        click.echo(f"no occurrences of {name} recorded")
+        echo(f"no occurrences of {name} recorded")
         return
     rows = [("OCCURRENCE", "STATUS", "RUN", "CARRIED OUT BY", "BY", "REASON")]
     for item in found:
@@ -153,7 +153,7 @@ def occurrences_(ctx: click.Context, name: str, store_url: str | None, limit: in
         rows.append((item["occurrence"], item["status"], item["run_id"] or "",
                      item["carried_out_by"] or "", decision.get("by") or "",
                      (item["reason"] or decision.get("reason") or "")[:80]))
-    click.echo(table(rows))
+    echo(table(rows))
 
 
 @schedule.command(name="run")
@@ -181,9 +181,9 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
         settings=settings_of(ctx), occurrence=f"{name}@manual-{now_iso()}",
         on_device_done=[Progress(len(prep.hosts))], started_by=who(),
         preview_window=schedule.approval_seconds if preview and schedule else None))
-    click.echo(run_table(result, show_all))
+    echo(run_table(result, show_all))
     if preview:
-        click.echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
-                   f"{result.run_id})")
+        echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
+             f"{result.run_id})")
         sys.exit(0)
     sys.exit(0 if result.ok else 1)

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from runner.cli_common import results_store, settings_of
+from runner.cli_common import echo, results_store, settings_of
+from runner.errors import Conflict, InputError
 from runner.store import migrate, unsaved
 from runner.store.database import open_engine
 
@@ -35,9 +36,9 @@ def current(ctx: click.Context, as_json: bool) -> None:
     nothing."""
     version = migrate.current(open_engine(settings_of(ctx).database_url(), migrate=False))
     if as_json:
-        click.echo(json.dumps(_version_json(version), indent=2))
+        echo(json.dumps(_version_json(version), indent=2))
     else:
-        click.echo(f"{version.url}: {version.describe()}")
+        echo(f"{version.url}: {version.describe()}")
 
 
 @db.command()
@@ -50,24 +51,37 @@ def upgrade(ctx: click.Context, as_json: bool) -> None:
     before = migrate.current(engine)
     after = migrate.upgrade(engine)
     if as_json:
-        click.echo(json.dumps({**_version_json(after), "before": before.revision,
+        echo(json.dumps({**_version_json(after), "before": before.revision,
                                "before_state": before.state}, indent=2))
     elif before.at_head:
-        click.echo(f"{after.url}: already at head {after.head}")
+        echo(f"{after.url}: already at head {after.head}")
     else:
-        click.echo(f"{after.url}: upgraded from {before.revision or before.state} to "
-                   f"{after.revision} (head)")
+        echo(f"{after.url}: upgraded from {before.revision or before.state} to "
+             f"{after.revision} (head)")
 
 
 @db.command(name="import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--replace", is_flag=True,
+              help="Overwrite a stored run of the same id that this file does not complete "
+                   "(without it, such a run is left as it is and the import fails).")
+@click.option("--max-size", type=click.IntRange(1, 64 * 1024), default=unsaved.MAX_BYTES //
+              (1024 * 1024), show_default=True, metavar="MIB",
+              help="Refuse files larger than this many MiB.")
 @click.pass_context
-def import_runs(ctx: click.Context, files: tuple[Path, ...]) -> None:
+def import_runs(ctx: click.Context, files: tuple[Path, ...], replace: bool,
+                max_size: int) -> None:
     """Store runs that were kept in files (RUNNER_HOME/unsaved/run-ID.json) because the
-    database was away when they ended. Importing a file twice changes nothing."""
+    database was away when they ended. A run the database holds unfinished (running, or
+    interrupted by the start that found it) is completed; one it holds as the file has it
+    is left unchanged (importing twice changes nothing); any other stored run of that id
+    is never overwritten without --replace. Every file is checked before any is stored."""
     store = results_store(ctx)
-    for path in files:
-        run, status, error, hosts = unsaved.load(path)
-        store.import_run(run, status, error, hosts)
-        click.echo(f"{path}: run {run.run_id} stored ({len(run.devices)} device records, "
-                   f"{status})")
+    kept = [(path, unsaved.load(path, max_size * 1024 * 1024)) for path in files]
+    for path, (run, status, error, hosts) in kept:
+        try:
+            outcome = store.import_run(run, status, error, hosts, replace=replace)
+        except Conflict as exc:
+            raise InputError(str(exc), path=path) from None
+        echo(f"{path}: run {run.run_id} {outcome} ({len(run.devices)} device records, "
+             f"{status})")

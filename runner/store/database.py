@@ -3,7 +3,9 @@ its schema brought to head, and writes that ride out a lost connection for a bou
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +31,7 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
     except Exception as exc:  # a malformed URL, a driver that is not installed
         raise StoreError(f"database {_hide(url)}: {describe(exc)}") from None
     if engine.dialect.name == "sqlite":
+        _private_file(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:
         try:
@@ -38,6 +41,24 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
         except Exception as exc:
             raise StoreError(f"database {masked(engine)}: {describe(exc)}") from None
     return engine
+
+
+def _private_file(database: str | None) -> None:
+    """A SQLite database file readable by its owner only (0600; SQLite gives its -wal and
+    -shm files the database's mode): created so before SQLite opens it, tightened if it
+    was made wider by an older runner. Runs hold device output and who did what."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = os.path.abspath(database)
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    with contextlib.suppress(OSError):
+        info = os.stat(path)
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            os.chmod(path, 0o600)
+            for suffix in ("-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(path + suffix, 0o600)
 
 
 def _hide(url: str) -> str:

@@ -35,12 +35,12 @@ def _moment(value: str, name: str, *, end: bool) -> str:
             day = date.fromisoformat(value) + (timedelta(days=1) if end else timedelta())
             return day.isoformat()
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{value!r} is not a date (YYYY-MM-DD) or ISO date-time",
-                         field=name) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    except (ValueError, OverflowError):  # 9999-12-31 has no next day; year 1 at UTC+14
+        raise InputError(f"{value[:40]!r} is not a date (YYYY-MM-DD) or ISO date-time "
+                         "between years 1 and 9999", field=name) from None
 
 
 @dataclass(frozen=True)

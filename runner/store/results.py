@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from runner.errors import (
     ApprovalTaken,
+    Conflict,
     InputError,
     Interrupted,
     NotFound,
@@ -45,7 +46,7 @@ from runner.settings import DEFAULT_DB_RETRY_S
 from runner.store.database import open_engine, retrying
 from runner.store.migrate import describe, masked
 from runner.vocab import Engine as EngineName
-from runner.vocab import RunStatus, StepKind
+from runner.vocab import ImportOutcome, RunStatus, StepKind
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0  # how often a running run says it is alive
@@ -307,13 +308,39 @@ class ResultsStore:
                 backup_commit=run.backup_commit, error=error))
 
     def import_run(self, run: RunResult, status: RunStatus, error: str | None,
-                   hosts: list[str]) -> None:
+                   hosts: list[str], *, replace: bool = False) -> ImportOutcome:
         """Store a run kept in a file because the database was away (runner.store.unsaved): its
         row (made, or brought up to date: the next runner start may have finished it as
-        interrupted meanwhile) and every device record, replacing placeholders."""
+        interrupted meanwhile) and every device record, replacing placeholders.
+
+        A run the database already holds is completed only when it is that run (same job,
+        same start) left unfinished (running, or interrupted by the start that found it);
+        stored as the file has it already: nothing changes. Any other stored run is never
+        overwritten (Conflict) unless `replace`."""
         with self.engine.begin() as conn:
-            if conn.execute(select(runs.c.run_id).where(
-                    runs.c.run_id == run.run_id)).first() is None:
+            row = conn.execute(select(runs.c.job, runs.c.started, runs.c.status,
+                                      runs.c.finished).where(
+                runs.c.run_id == run.run_id)).first()
+            outcome = ImportOutcome.STORED
+            if row is not None:
+                same = row.job == run.job and row.started == run.started
+                if same and row.status == status and row.finished == run.finished:
+                    return ImportOutcome.UNCHANGED
+                unfinished = row.status in (RunStatus.RUNNING, RunStatus.INTERRUPTED)
+                if not (same and unfinished) and not replace:
+                    raise Conflict(
+                        f"run {run.run_id} is already stored (job {row.job!r}, started "
+                        f"{row.started}, {row.status}) and is not the unfinished run this "
+                        "file completes: not overwritten (--replace overwrites it)")
+                outcome = ImportOutcome.COMPLETED if same and unfinished else \
+                    ImportOutcome.REPLACED
+                if outcome is ImportOutcome.REPLACED:
+                    conn.execute(delete(devices).where(devices.c.run_id == run.run_id))
+                    conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
+                        job=run.job, job_file=run.job_file, started=run.started,
+                        dry_run=run.dry_run, engine=run.engine, occurrence=run.occurrence,
+                        rerun_of=run.rerun_of, approves=run.approves, hosts=hosts))
+            else:
                 conn.execute(insert(runs).values(
                     run_id=run.run_id, job=run.job, job_file=run.job_file,
                     started=run.started, status=status, dry_run=run.dry_run,
@@ -323,6 +350,7 @@ class ResultsStore:
         if run.devices:
             self.record_devices(run.run_id, run.devices, {h: i for i, h in enumerate(hosts)})
         self._finish_run(run, status, error)
+        return outcome
 
     # -- approval -------------------------------------------------------------------------
 
@@ -396,7 +424,7 @@ class ResultsStore:
         with self.engine.connect() as conn:
             found = [r[0] for r in conn.execute(
                 select(runs.c.run_id).where(runs.c.run_id.startswith(run_id, autoescape=True))
-                .limit(3))]
+                .limit(3))]  # `%` and `_` are characters of the prefix, not wildcards
         if not found:
             raise NotFound(f"no run {run_id!r} in {self._safe_url()}")
         if len(found) > 1:

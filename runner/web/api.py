@@ -34,6 +34,7 @@ router = APIRouter(prefix="/api")
 Viewer = Annotated[Principal, Depends(viewer)]
 Operator = Annotated[Principal, Depends(operator)]
 MAX_PAGE = 500
+MAX_OFFSET = 10**9  # past any table runner keeps; larger numbers overflow the database's
 
 
 class RunRequest(BaseModel):
@@ -70,7 +71,7 @@ def list_runs(request: Request, response: Response, _who: Viewer,
               since: Annotated[str | None, Query(description="date or ISO date-time")] = None,
               until: Annotated[str | None, Query(description="date or ISO date-time")] = None,
               limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-              offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+              offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> list[dict[str, Any]]:
     store = services(request).results
     where = RunFilter(job, status, since, until)
     response.headers["X-Total-Count"] = str(count_runs(store, where))
@@ -126,7 +127,7 @@ def run_progress(request: Request, run_id: str) -> dict[str, Any]:
 def list_devices(request: Request, response: Response, run_id: str, _who: Viewer,
                  status: DeviceStatus | None = None,
                  limit: Annotated[int, Query(ge=1, le=MAX_PAGE * 4)] = 500,
-                 offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+                 offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> list[dict[str, Any]]:
     store = services(request).results
     full = store.resolve(run_id)
     counts = status_counts(store, [full])[full]

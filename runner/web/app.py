@@ -35,6 +35,7 @@ from runner.store.schedule import ScheduleStore
 from runner.store.tokens import TokenStore
 from runner.web.config import WebConfig
 from runner.web.launcher import Launcher
+from runner.web.limits import BodyLimit
 from runner.web.services import Services
 
 log = logging.getLogger("runner.web")
@@ -94,7 +95,7 @@ def create_app(config: WebConfig) -> FastAPI:
     app.state.metrics = registry(results, schedule, config.settings)
     app.add_middleware(SessionMiddleware, secret_key=config.secret_key,
                        session_cookie=SESSION_COOKIE, max_age=SESSION_MAX_AGE,
-                       same_site="lax", https_only=False)
+                       same_site="lax", https_only=config.secure_cookies)
 
     @app.middleware("http")
     async def headers(request: Request,
@@ -155,4 +156,5 @@ def create_app(config: WebConfig) -> FastAPI:
     app.include_router(api.router)
     app.include_router(api.metrics_router)
     app.include_router(pages.router)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body)  # outermost: before all else
     return app

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 
-from runner.cli_common import engine_option, settings_of
+from runner.cli_common import echo, engine_option, settings_of
 from runner.job.output import table
 from runner.store.results import ResultsStore
 from runner.store.tokens import TokenStore
 from runner.vocab import EngineChoice, Role
+from runner.web.limits import DEFAULT_MAX_BODY
 
 log = logging.getLogger("runner.web")
 
@@ -47,10 +48,17 @@ def _loopback(host: str) -> bool:
               help="Runs started from the web going at once.")
 @click.option("--metrics-public", is_flag=True,
               help="Serve /metrics without a token (for a Prometheus on a trusted network).")
+@click.option("--max-body", type=click.IntRange(1024, 64 * 1024 * 1024),
+              default=DEFAULT_MAX_BODY, show_default=True, metavar="BYTES",
+              help="Largest request body accepted; larger ones are answered 413 unread.")
+@click.option("--secure-cookies", is_flag=True,
+              help="Mark the session cookie Secure: browsers send it over HTTPS only (use "
+                   "it behind a TLS proxy).")
 @click.pass_context
 def web(ctx: click.Context, host: str, port: int, jobs_dir: Path, inventory: Path,
         templates: Path, store_url: str | None, backup_dirs: tuple[Path, ...],
-        engine: EngineChoice, max_runs: int, metrics_public: bool) -> None:
+        engine: EngineChoice, max_runs: int, metrics_public: bool, max_body: int,
+        secure_cookies: bool) -> None:
     """Serve the dashboard, the REST API (/api/, docs at /docs) and /metrics."""
     import uvicorn
 
@@ -59,13 +67,15 @@ def web(ctx: click.Context, host: str, port: int, jobs_dir: Path, inventory: Pat
 
     settings = settings_of(ctx)
     config = WebConfig(settings, jobs_dir, inventory, templates, store_url, backup_dirs,
-                       engine, max_runs, metrics_public)
+                       engine, max_runs, metrics_public, max_body=max_body,
+                       secure_cookies=secure_cookies)
     app = create_app(config)
-    if not _loopback(host):
-        click.echo(f"warning: listening on {host}: tokens and session cookies cross the "
-                   "network in clear unless a TLS proxy is in front", err=True)
-    click.echo(f"runner web on http://{host}:{port}/ (API docs: /docs; metrics: /metrics"
-               f"{', public' if metrics_public else ', token required'})", err=True)
+    if not _loopback(host) and not secure_cookies:
+        echo(f"warning: listening on {host}: tokens and session cookies cross the "
+             "network in clear unless a TLS proxy is in front (then add "
+             "--secure-cookies)", err=True)
+    echo(f"runner web on http://{host}:{port}/ (API docs: /docs; metrics: /metrics"
+         f"{', public' if metrics_public else ', token required'})", err=True)
     logging.getLogger("runner").setLevel(logging.INFO)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 server_header=False, proxy_headers=False)
@@ -92,11 +102,11 @@ def create(ctx: click.Context, role: str, name: str | None, as_json: bool) -> No
     store = _tokens(ctx)
     record, secret = store.create(Role(role), name)
     if as_json:
-        click.echo(json.dumps({**record.to_json(), "token": secret}, indent=2))
+        echo(json.dumps({**record.to_json(), "token": secret}, indent=2))
         return
-    click.echo(secret)
-    click.echo(f"token {record.name} ({record.role}, id {record.id}): shown this once; "
-               "keep it in a secret store", err=True)
+    echo(secret)
+    echo(f"token {record.name} ({record.role}, id {record.id}): shown this once; "
+         "keep it in a secret store", err=True)
 
 
 @token.command(name="list")
@@ -107,15 +117,15 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     store = _tokens(ctx)
     tokens = store.list()
     if as_json:
-        click.echo(json.dumps([t.to_json() for t in tokens], indent=2))
+        echo(json.dumps([t.to_json() for t in tokens], indent=2))
         return
     if not tokens:
-        click.echo("no tokens (runner token create --role viewer|operator|admin)")
+        echo("no tokens (runner token create --role viewer|operator|admin)")
         return
     rows = [("ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED")]
     rows += [(t.id, t.name, t.role, t.created[:19], (t.last_used or "never")[:19],
               (t.revoked or "")[:19]) for t in tokens]
-    click.echo(table(rows))
+    echo(table(rows))
 
 
 @token.command()
@@ -125,4 +135,4 @@ def revoke(ctx: click.Context, id_or_name: str) -> None:
     """Revoke a token (by id or name): its API calls and sessions stop at once."""
     store = _tokens(ctx)
     done = store.revoke(id_or_name)
-    click.echo(f"revoked {done.name} ({done.id})")
+    echo(f"revoked {done.name} ({done.id})")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from runner.settings import Settings
 from runner.vocab import EngineChoice
+from runner.web.limits import DEFAULT_MAX_BODY
 
 SECRET_FILE = "web-secret"  # noqa: S105 (a file name)
 
@@ -25,6 +26,8 @@ class WebConfig:
     engine: EngineChoice = EngineChoice.AUTO
     max_runs: int = 4  # runs started from the web at once
     metrics_public: bool = False  # /metrics without a token
+    max_body: int = DEFAULT_MAX_BODY  # bytes of a request body; larger: 413, unread
+    secure_cookies: bool = False  # the session cookie only over HTTPS (behind a TLS proxy)
     secret_key: str = field(default="", repr=False)  # signs session cookies
 
     def with_secret(self) -> WebConfig:
@@ -33,7 +36,7 @@ class WebConfig:
         if self.secret_key:
             return self
         path = self.settings.home / SECRET_FILE
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

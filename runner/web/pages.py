@@ -45,6 +45,7 @@ templates = Jinja2Templates(directory=Path(str(resources.files("runner.web") / "
 RUNS_PER_PAGE = 50
 DEVICES_PER_PAGE = 500
 DIFFS_PER_PAGE = 50
+MAX_PAGES = 10**6  # a page number past any table runner keeps (larger ones overflow)
 Viewer = Annotated[Principal, Depends(viewer)]
 FAILURES = [str(s) for s in DeviceStatus if s not in SUCCESS and s is not DeviceStatus.SKIPPED]
 
@@ -189,7 +190,7 @@ def home() -> Response:
 @router.get("/runs")
 def runs_page(request: Request, who: Viewer, job: str | None = None,
               status: str | None = None, since: str | None = None, until: str | None = None,
-              page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+              page: Annotated[int, Query(ge=1, le=MAX_PAGES)] = 1) -> HTMLResponse:
     store = services(request).results
     try:
         run_status = RunStatus(status) if status else None
@@ -227,7 +228,7 @@ def _diffs(request: Request, run_id: str, hosts: list[str]) -> list[dict[str, An
 
 @router.get("/runs/{run_id}")
 def run_page(request: Request, run_id: str, who: Viewer, status: str | None = None,
-             page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+             page: Annotated[int, Query(ge=1, le=MAX_PAGES)] = 1) -> HTMLResponse:
     svc = services(request)
     store = svc.results
     head = run_head(store, run_id)

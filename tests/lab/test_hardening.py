@@ -5,16 +5,25 @@ without state removes nothing another lab owns. Labs thsys/thglob/thnet* on 172.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from runner.errors import LabError
 from runner.lab import hostcheck, rules
+from runner.lab.exercise import play
+from runner.lab.exercise.spec import Action
 from runner.lab.plan import LabPlan, make_plan
+from runner.lab.service import Labs
 from runner.lab.system import link_exists, netns_list
 from runner.lab.topology import FileAccess, load_topology
-from tests.lab.helpers import leftovers, plan_of, runner
+from runner.settings import Settings
+from tests.lab.helpers import lab_pids, leftovers, plan_of, runner
 
 HOST_KEYS = ("net.core.somaxconn", "net.ipv4.tcp_keepalive_time")
 
@@ -194,44 +203,229 @@ def status_nodes(topo: Path) -> list[dict[str, object]]:
 def _no_leftover_labs_of_ours() -> None:
     """These names are this module's alone: none may exist before a test."""
     ours = {ns for ns in netns_list() if ns.startswith(("clab-thsys-", "clab-thglob-",
-                                                        "clab-thnet"))}
+                                                        "clab-thnet", "clab-thesc-"))}
     assert not ours, f"leftovers from an earlier run: {sorted(ours)}"
 
 
-def test_exec_commands_configure_the_node_and_cannot_write_the_host(tmp_path: Path) -> None:
-    probe = Path("/root/runner-exec-probe")
-    probe.unlink(missing_ok=True)
-    path = tmp_path / "thexec.clab.yml"
-    path.write_text(f"""\
-name: thexec
-mgmt: {{ipv4-subnet: 172.20.74.0/24}}
-topology:
-  nodes:
-    h1:
-      kind: linux
-      image: alpine:3
-      exec:
-        - ip addr add 10.74.0.10/24 dev eth1
-        - touch {probe}
-        - echo hostile >> /etc/hosts
-        - sysctl -w vm.stat_interval=7
-  links:
-    - endpoints: [h1:eth1, h1:eth2]
-""", encoding="utf-8")
-    hosts, interval = Path("/etc/hosts").read_text(), host_value("vm.stat_interval")
+# ---- the lab's processes cannot reach the host ------------------------------------------------
+# Each attempt would leave its probe file on the host (or change what the test reads back)
+# if it got out. {P} is the probe of the attempt, {LOOP} a loop device of the host backed by
+# a file the test reads back, {PID} a host process, {LABDIR} the lab's own directory.
+ESCAPES = [
+    "sh -c 'mount -o remount,bind,rw / && touch {P}'",
+    "sh -c 'mount -o remount,rw / ; touch {P}'",
+    "sh -c 'mkdir -p /tmp/p && mount -t proc proc /tmp/p && echo 7 > "
+    "/tmp/p/sys/vm/stat_interval; touch /tmp/p/1/root{P}'",
+    "sh -c 'mkdir -p /tmp/s && mount -t sysfs sysfs /tmp/s && "
+    "echo 4321 > /tmp/s/kernel/mm/ksm/sleep_millisecs'",
+    "sh -c 'mkdir -p /tmp/d && mount -t devtmpfs dev /tmp/d && dd if=/dev/zero "
+    "of=/tmp/d/{LOOPNAME} bs=512 count=1 conv=notrunc'",
+    "nsenter -t 1 -m -u -n -i -p -- sh -c 'touch {P}; ip link add runner-esc0 type dummy'",
+    "nsenter --net=/proc/1/ns/net ip link add runner-esc1 type dummy",
+    "nsenter --mount=/proc/1/ns/mnt touch {P}",
+    "touch /proc/1/root{P}",
+    "sh -c 'echo escaped > /proc/1/cwd/{PNAME}'",
+    "touch {P}",
+    "sh -c 'echo 7 > /proc/sys/vm/stat_interval'",
+    "sysctl -w vm.stat_interval=7",
+    "sh -c 'echo 4321 > /sys/kernel/mm/ksm/sleep_millisecs'",
+    "unshare -Urm sh -c 'mount -o remount,rw / ; mount -o remount,bind,rw / ; touch {P}'",
+    "dd if=/dev/zero of={LOOP} bs=512 count=1 conv=notrunc",
+    "sh -c 'mknod /tmp/disk b {LOOPDEV} && dd if=/dev/zero of=/tmp/disk bs=512 count=1 "
+    "conv=notrunc'",
+    "kill -9 {PID}",
+    "hostname runner-escaped",
+    "date -s 2001-01-01",
+    "sh -c 'echo hostile >> {LABDIR}/nodes/r1/boot.sh; echo hostile >> /run/node/boot.sh'",
+    "modprobe dummy",
+    "sh -c 'cat /etc/shadow >&2; exit 5'",
+]
+CONFINED_CAPS = {"net_admin", "net_raw", "net_bind_service", "sys_admin", "setuid", "setgid",
+                 "dac_override", "chown", "fowner", "kill", "sys_chroot", "audit_write"}
+CAP_NAMES = ["chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid",
+             "setuid", "setpcap", "linux_immutable", "net_bind_service", "net_broadcast",
+             "net_admin", "net_raw", "ipc_lock", "ipc_owner", "sys_module", "sys_rawio",
+             "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
+             "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write",
+             "audit_control", "setfcap", "mac_override", "mac_admin", "syslog", "wake_alarm",
+             "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore"]
+PRIVATE_MOUNTS = {"/run", "/dev", "/dev/pts", "/dev/shm", "/tmp", "/var/tmp", "/var/log",
+                  "/proc/sys/net", "/run/node", "/run/frr", "/etc/frr", "/home", "/home/admin"}
+
+
+def status_field(pid: int, name: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {name} for {pid}")
+
+
+def caps(mask: str) -> set[str]:
+    value = int(mask, 16)
+    return {n for i, n in enumerate(CAP_NAMES) if value >> i & 1}
+
+
+def writable_mounts(pid: int) -> set[str]:
+    """Mount points a process sees writable."""
+    out = set()
+    for line in Path(f"/proc/{pid}/mountinfo").read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if fields[5].split(",")[0] != "ro":
+            out.add(fields[4])
+    return out
+
+
+@pytest.fixture
+def probe_dir() -> Iterator[Path]:
+    """A world-writable directory on the host's own disk (not under /tmp or /var/tmp, which
+    a lab node gets fresh): anything of the lab that could write the host could write here."""
+    base = Path(f"/var/lib/runner-escape-{os.getpid()}")
+    (base / "w").mkdir(parents=True)
+    (base / "w").chmod(0o1777)
+    try:
+        yield base / "w"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def preload(tmp_path: Path, probe_dir: Path) -> Path | None:
+    """A shared library that leaves a file in probe_dir when loaded (None without gcc); on
+    the host's disk beside it, so a node sees it too (its /tmp is its own)."""
+    if shutil.which("gcc") is None:
+        return None
+    src = tmp_path / "preload.c"
+    src.write_text('#include <stdio.h>\n__attribute__((constructor)) static void f(void) '
+                   f'{{ FILE *f = fopen("{probe_dir}/preloaded", "a"); if (f) fclose(f); }}\n',
+                   encoding="utf-8")
+    lib = probe_dir.parent / "preload.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    lib.chmod(0o755)
+    return lib
+
+
+@pytest.fixture
+def loop_device(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A loop device of the host backed by a file full of 0xAA: a disk the lab must not
+    reach (writing it would change the file)."""
+    backing = tmp_path / "disk.img"
+    backing.write_bytes(b"\xaa" * 65536)
+    dev = subprocess.run(["losetup", "-f", "--show", str(backing)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    try:
+        yield Path(dev), backing
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_lab_processes_cannot_reach_the_host(
+        tmp_path: Path, loop_device: tuple[Path, Path], probe_dir: Path,
+        preload: Path | None) -> None:
+    loop, backing = loop_device
+    victim = subprocess.Popen(["sleep", "600"])  # a host process nobody in the lab may signal
+    probes = probe_dir
+    tag = "escape"
+    lab_dir = tmp_path / "clab-thesc"
+    loop_dev = os.stat(loop).st_rdev
+
+    def attempt(i: int, node: str, text: str) -> str:
+        return text.format(P=probes / f"{tag}-{node}-{i}", PNAME=f"{tag}-{node}-{i}",
+                           LOOP=loop, LOOPNAME=loop.name, PID=victim.pid, LABDIR=lab_dir,
+                           LOOPDEV=f"{os.major(loop_dev)} {os.minor(loop_dev)}")
+
+    frr_probe = probes / f"{tag}-frr-log"
+    (tmp_path / "r1.conf").write_text(
+        f"hostname r1\nlog file {frr_probe}\ninterface eth1\n ip address 10.75.0.1/24\n"
+        "exit\n", encoding="utf-8")
+    exec_lines = {node: [attempt(i, node, text) for i, text in enumerate(ESCAPES)]
+                  for node in ("r1", "h1")}
+    path = tmp_path / "thesc.clab.yml"
+    path.write_text(json.dumps({
+        "name": "thesc", "mgmt": {"ipv4-subnet": "172.20.74.0/24"},
+        "topology": {
+            "nodes": {
+                "r1": {"kind": "frr", "startup-config": "r1.conf",
+                       "exec": ["ip addr add 10.75.1.1/24 dev eth2", *exec_lines["r1"],
+                                "vtysh -c 'show running-config'"]},
+                "h1": {"kind": "linux",
+                       # The environment is the command's, never the privileged steps'.
+                       "env": {"RUNNER_ALIAS": "set-by-env",
+                               **({"LD_PRELOAD": str(preload)} if preload else {})},
+                       "exec": ["ip addr add 10.75.0.10/24 dev eth1",
+                                "sysctl -w net.ipv4.ip_forward=1",
+                                'sh -c \'ip link set eth1 alias "$RUNNER_ALIAS"\'',
+                                *exec_lines["h1"]]},
+            },
+            "links": [{"endpoints": ["r1:eth1", "h1:eth1"]},
+                      {"endpoints": ["r1:eth2", "h1:eth2"]}],
+        },
+    }), encoding="utf-8")
+    watched = ("vm.stat_interval", "kernel.hostname")
+    before = {key: host_value(key) for key in watched}
+    ksm = Path("/sys/kernel/mm/ksm/sleep_millisecs")
+    ksm_before = ksm.read_text(encoding="utf-8") if ksm.exists() else None
+    year = time.gmtime().tm_year
     plan = plan_of(path)
     try:
         up = runner("lab", "up", str(path))
-        assert up.returncode == 0, up.stderr
-        # the network half of exec worked; the host half did not
-        addresses = runner("lab", "exec", "--lab", str(path), "h1", "--", "ip", "-4", "addr",
-                           "show", "eth1").stdout
-        assert "10.74.0.10/24" in addresses
-        assert not probe.exists()
-        assert Path("/etc/hosts").read_text() == hosts
-        assert host_value("vm.stat_interval") == interval
-        assert "exec 'touch /root/runner-exec-probe' exited" in up.stderr
+        # Routers still come up whole: daemons, sshd, logins, and the node's own network.
+        status = status_nodes(path)
+        assert all(n["running"] for n in status)
+        assert next(n for n in status if n["name"] == "r1")["ssh"] is True
+        ssh = subprocess.run(
+            ["ssh", "-F", str(lab_dir / "ssh_config"), "-o", "BatchMode=yes", "-o",
+             "ConnectTimeout=10", "r1", "show running-config"],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert "hostname r1" in ssh.stdout, ssh.stderr
+        ping = runner("lab", "exec", "--lab", str(path), "h1", "--", "ping", "-c1", "-W5",
+                      "10.75.0.1", check=False)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        inside = runner("lab", "exec", "--lab", str(path), "h1", "--", "sysctl", "-n",
+                        "net.ipv4.ip_forward").stdout.strip()
+        assert inside == "1"  # the node's own network sysctls stay writable by exec
+        alias = subprocess.run(["ip", "-n", plan.nodes["h1"].netns, "-j", "link", "show",
+                                "eth1"], capture_output=True, text=True, check=True).stdout
+        assert json.loads(alias)[0].get("ifalias") == "set-by-env"
+        addresses = runner("lab", "exec", "--lab", str(path), "r1", "--shell", "--", "ip",
+                           "-4", "addr", "show", "eth2").stdout
+        assert "10.75.1.1/24" in addresses  # a router's exec line configured it
+
+        # An exercise's config fault reaches FRR, whose log file stays in the router.
+        labs = Labs(Settings.from_env())
+        lab_state = labs.find_lab(str(path))
+        for target in (probes / f"{tag}-exercise", Path("/etc/runner-escape")):
+            with pytest.raises(LabError, match=f"(?i)r1 rejected the config: can't open "
+                                               f"logfile {target}"):
+                play.apply(labs, lab_state, Action(node="r1", config=[f"log file {target}"]))
+        # Every process of the lab holds only the capabilities of its job, no_new_privs,
+        # and sees the host read-only.
+        pids = lab_pids(plan)
+        assert pids
+        for pid in pids:
+            bounding = caps(status_field(pid, "CapBnd"))
+            assert bounding <= CONFINED_CAPS, (pid, bounding - CONFINED_CAPS)
+            assert status_field(pid, "NoNewPrivs") == "1", pid
+            assert writable_mounts(pid) <= PRIVATE_MOUNTS, (pid, writable_mounts(pid))
+        for node in ("r1", "h1"):
+            direct = attempt(ESCAPES.index("touch {P}"), node, "touch {P}")
+            assert f"exec {direct!r} exited 1: " in up.stderr
+            assert "exec \"sh -c 'cat /etc/shadow >&2; exit 5'\" exited 5: cat: /etc/shadow: " \
+                "Permission denied" in up.stderr
+        assert "root:" not in up.stderr  # /etc/shadow stays unread
+        boot = (lab_dir / "nodes" / "r1" / "boot.sh").read_text(encoding="utf-8")
+        assert "hostile" not in boot
     finally:
         runner("lab", "down", str(path), check=False)
-        probe.unlink(missing_ok=True)
+        alive = victim.poll() is None
+        victim.kill()
+        victim.wait()
     assert leftovers(plan) == []
+    assert sorted(p.name for p in probes.iterdir()) == []
+    assert not Path("/etc/runner-escape").exists()
+    assert {key: host_value(key) for key in watched} == before
+    assert ksm_before is None or ksm.read_text(encoding="utf-8") == ksm_before
+    assert backing.read_bytes() == b"\xaa" * 65536
+    assert alive
+    assert time.gmtime().tm_year == year
+    for link in ("runner-esc0", "runner-esc1"):
+        assert not link_exists(link)

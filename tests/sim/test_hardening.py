@@ -97,6 +97,57 @@ def test_secret_lines_never_show_in_previews_diffs_echoes_logs_or_the_database(
             assert secret not in text, (secret, text[:3000])
 
 
+# Secret lines as people type them and devices echo them: case, blanks, abbreviations, the
+# secret mid-line, both SNMPv3 passwords, in sub-modes. Each value must reach nothing
+# runner stores: --json, `runner show --json`, the database, the backup repository.
+MEANING = ["USERNAME  carol  SECRET  0  Cx7Upper1", "username dave sec 0 Dx7Abbrev2",
+           "username erin secret 0 Ex7Second3 privilege 15", "enable  Secret  9  $9$Fx7En4",
+           "snmp-server  COMMUNITY  Gx7Comm5  RO",
+           "snmp-server host 192.0.2.9 version 2c Hx7Trap6",
+           "snmp-server user mon grp v3 auth sha Ix7Auth7 priv aes 128 Jx7Priv8",
+           "tacacs-server host 192.0.2.10 key 7 Kx7Tacacs9",
+           "radius-server host 192.0.2.11 auth-port 1645 acct-port 1646 key Lx7Radius10",
+           "crypto isakmp key 0 Mx7Isakmp11 address 192.0.2.20",
+           "ntp authentication-key 1 md5 Nx7Ntp12 7",
+           "interface GigabitEthernet0/1", " ip ospf authentication-key 7 Ox7Ospf13",
+           " ip ospf message-digest-key 1 md5 Px7Md5x14",
+           " standby 1 authentication md5 key-string 7 Qx7Hsrp15",
+           "router bgp 65000", " neighbor 192.0.2.7 password 7 Rx7Bgp16",
+           "line vty 0 4", " password 7 Sx7Vty17"]
+
+
+def test_secret_lines_found_by_meaning_reach_no_stored_data(sim: SimProcess,
+                                                            tmp_path: Path) -> None:
+    secrets = sorted({w for line in MEANING for w in line.split() if "x7" in w})
+    assert len(secrets) == 17
+    backups = tmp_path / "backups"
+    job = write_job(tmp_path / "meaning.yml", driver="asyncssh", steps=[
+        {"config": {"lines": MEANING}},
+        {"command": "show running-config"},
+        # the archive log: each line as it was typed, after a `|`
+        {"command": "show archive log config all"},
+        {"backup": {"dir": str(backups)}}])
+    proc = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[8])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    device = json.loads(proc.stdout)["devices"][0]
+    assert device["status"] == "changed", device
+    archive = device["steps"][2]["output"]
+    assert "|USERNAME  carol  SECRET  0  ********" in archive
+    assert "|snmp-server user mon grp v3 auth sha ******** priv aes 128 ********" in archive
+    shown = subprocess.run(runner(tmp_path, "show", json.loads(proc.stdout)["run_id"],
+                                  "--json"), capture_output=True, text=True, check=True)
+    history = subprocess.run(["git", "-C", str(backups), "log", "-p", "--all"],
+                             capture_output=True, text=True, check=True)
+    stored = [proc.stdout, proc.stderr, shown.stdout, history.stdout,
+              (tmp_path / "r.db").read_bytes().decode(errors="replace"),
+              *(p.read_text(encoding="utf-8") for p in backups.rglob("*")
+                if p.is_file() and ".git" not in p.parts)]
+    assert any("snmp-server  COMMUNITY" in t or "snmp-server COMMUNITY" in t for t in stored)
+    for text in stored:
+        for secret in secrets:
+            assert secret not in text, (secret, text[:3000])
+
+
 def inventory_without_known_hosts(sim: SimProcess, tmp_path: Path, **data: Any) -> Path:
     """The simulator's inventory with no known_hosts for any driver (as many inventories
     are written), plus host data."""
@@ -246,6 +297,8 @@ def test_a_backup_on_a_full_disk_fails_the_run_clearly_and_loses_nothing(
 
 def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,
                                                        tmp_path: Path) -> None:
+    """Loops, sizes and memory: each bomb fails its device, and the `runner run` process
+    that rendered it stays small (its peak RSS read by wait4)."""
     templates = tmp_path / "templates"
     templates.mkdir()
     (templates / "loops.j2").write_text(
@@ -253,18 +306,29 @@ def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,
     (templates / "huge.j2").write_text("description {{ 'a' * 10**8 }}\n")
     (templates / "wide.j2").write_text(
         "{% for i in range(90000) %}description {{ i }} padding padding\n{% endfor %}")
+    (templates / "zfill.j2").write_text("description {{ 'a'.zfill(3000000000) }}\n")
+    (templates / "doubling.j2").write_text(
+        "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}description {{ ns.s }}\n")
+    too_big = "more than the 1,048,576 bytes one value may hold (limits.template_value)"
     for name, expected in (("loops.j2", "loops more than 1,000,000 times"),
-                           ("huge.j2", "a sequence of more than 1,000,000 items"),
-                           ("wide.j2", "more than the job's limits.rendered (1,048,576)")):
+                           ("huge.j2", too_big),
+                           ("wide.j2", "more than the job's limits.rendered (1,048,576"),
+                           ("zfill.j2", "padded text (about 3,000,000,000 bytes), " + too_big),
+                           ("doubling.j2", too_big)):
         job = write_job(tmp_path / "t.yml", driver="asyncssh", timeouts={"device": 10},
                         steps=[{"config": {"template": name}}])
-        proc = subprocess.run(runner(tmp_path, "run", str(job), "-i", str(sim.inventory),
-                                     "--templates", str(templates), "--json", "--limit",
-                                     healthy(sim)[6]),
-                              capture_output=True, text=True, check=False, timeout=120)
-        device = json.loads(proc.stdout)["devices"][0]
+        proc = subprocess.Popen(runner(tmp_path, "run", str(job), "-i", str(sim.inventory),
+                                       "--templates", str(templates), "--json", "--limit",
+                                       healthy(sim)[6]), stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, _, usage = os.wait4(proc.pid, 0)
+        proc.returncode = 0
+        device = json.loads(out)["devices"][0]
         assert (device["status"], device["error_class"]) == ("failed", "RenderFailed")
         assert expected in device["error"]
+        assert usage.ru_maxrss < 300 * 1024, (name, usage.ru_maxrss)  # KiB
     assert (tmp_path / "r.db").stat().st_size < 5_000_000  # nothing huge was stored
 
 

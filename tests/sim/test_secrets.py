@@ -90,7 +90,10 @@ def test_secrets_from_env_and_files_are_used_and_written_nowhere(
     templates.mkdir()
     (templates / "community.j2").write_text(
         "snmp-server community {{ community }} RO\n"
-        "logging host 192.0.2.44 vrf {{ community }}\n", encoding="utf-8")
+        "logging host 192.0.2.44 vrf {{ community }}\n"
+        # what a filter makes of a secret is a secret too: the whole line is masked
+        "logging host 192.0.2.46 vrf {{ community | upper }}\n"
+        "logging host 192.0.2.47 vrf {{ community | reverse }}\n", encoding="utf-8")
     job = tmp_path / "job.yml"
     job.write_text(yaml.safe_dump({
         "name": "secrets", "driver": driver,
@@ -102,8 +105,9 @@ def test_secrets_from_env_and_files_are_used_and_written_nowhere(
                       "('logging host 192.0.2.44 vrf ' ~ vars.community) in output",
                       "vars.community | length == 18"]}]}), encoding="utf-8")
     host = hosts_of(sim)[DRIVERS.index(driver)]
+    # the enable secret's file lies beside the inventory: RUNNER_SECRETS_DIR names its place
     env = {**os.environ, "RUNNER_SIM_TEST_PASSWORD": password,
-           "RUNNER_SIM_TEST_COMMUNITY": COMMUNITY}
+           "RUNNER_SIM_TEST_COMMUNITY": COMMUNITY, "RUNNER_SECRETS_DIR": str(tmp_path)}
     procs = [subprocess.run(runner(tmp_path, *verbose, "run", str(job), "-i", str(inventory),
                                    "--templates", str(templates), "--limit", host, "--json"),
                             capture_output=True, text=True, check=False, timeout=300, env=env)
@@ -113,10 +117,12 @@ def test_secrets_from_env_and_files_are_used_and_written_nowhere(
         (device,) = json.loads(proc.stdout)["devices"]
         assert device["status"] in ("changed", "ok"), device
     assert "DEBUG" in procs[1].stderr  # -vv did log
-    assert f"logging host 192.0.2.44 vrf {MASK}" in json.loads(procs[0].stdout)[
-        "devices"][0]["steps"][1]["output"]
+    output = json.loads(procs[0].stdout)["devices"][0]["steps"][1]["output"]
+    assert "logging host 192.0.2.4" not in output  # each line that used it: masked whole
+    assert output.count(MASK) >= 4
+    derived = (COMMUNITY.upper(), COMMUNITY[::-1])
     for text in everything_written(tmp_path, *procs):
-        for value in (password, ENABLE, COMMUNITY):
+        for value in (password, ENABLE, COMMUNITY, *derived):
             assert value not in text, (value, text[:2000])
 
 
@@ -145,8 +151,9 @@ def test_a_short_password_runs_and_is_masked_where_it_is_a_credential(
         for proc in procs:
             assert proc.returncode == 0, proc.stderr[-2000:]
         steps = json.loads(procs[0].stdout)["devices"][0]["steps"]
-        # the simulator's own community line, and the one pushed with the password
-        assert steps[1]["parsed"] == [{"community": "s1mC0mmunity"}, {"community": MASK}]
+        # the simulator's own community line, and the one pushed with the password: a
+        # parsed field named community holds a secret, whatever its value
+        assert steps[1]["parsed"] == [{"community": MASK}, {"community": MASK}]
         assert "interface" in steps[2]["output"]  # the rest of the config is intact
         for text in everything_written(tmp_path, *procs):
             assert short not in text, text[:2000]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import LabError, TopologyError
-from runner.lab import hostcheck, labfiles, rules, state
+from runner.lab import confine, hostcheck, labfiles, nodefiles, rules, state
 from runner.lab.plan import daemons_for, make_plan
 from runner.lab.topology import FileAccess, load_topology
 
@@ -327,3 +327,82 @@ def test_lab_dir_may_not_be_a_symlink(tmp_path: Path) -> None:
     (lab / "clab-t").symlink_to(tmp_path / "target")
     with pytest.raises(LabError, match="is a symbolic link"):
         state.prepare_dir(lab / "clab-t")
+
+
+# ---- what a node's processes are started with -------------------------------------------------
+
+DAEMONS_REFUSED = {
+    "shell": ('zebra_options="-A 127.0.0.1; touch /var/tmp/x"', "-A '127.0.0.1;' is not an IP"),
+    "substitution": ('bgpd_options="-A $(id)"', "-A '$(id)' is not an IP address"),
+    "vrf_netns": ('zebra_options="-A 127.0.0.1 -n"', "option '-n' is not allowed"),
+    "log_file": ('ospfd_options="--log file:/var/tmp/x"', "option '--log' is not allowed"),
+    "log_equals": ('ospfd_options="--log=file:/var/tmp/x"', "option '--log' is not allowed"),
+    "config_file": ('bgpd_options="-f /etc/shadow"', "option '-f' is not allowed"),
+    "pid_file": ('zebra_options="-i /etc/passwd"', "option '-i' is not allowed"),
+    "user": ('bgpd_options="-u root -g root"', "option '-u' is not allowed"),
+    "skip_runas": ('bgpd_options="-S"', "option '-S' is not allowed"),
+    "module_path": ('zebra_options="-M /tmp/evil.so"', "-M '/tmp/evil.so' is not a module"),
+    "module_dir": ('zebra_options="--moduledir /tmp"', "option '--moduledir' is not allowed"),
+    "vty_socket": ('zebra_options="--vty_socket /tmp"', "option '--vty_socket' is not allowed"),
+    "pathspace": ('zebra_options="-N ../../etc"', "option '-N' is not allowed"),
+    "quote": ('zebra_options="-A \'127.0.0.1"', "No closing quotation"),
+    "profile": ('frr_profile="traditional;id"', "is not one of traditional, datacenter"),
+}
+
+
+@pytest.mark.parametrize("case", DAEMONS_REFUSED.values(), ids=DAEMONS_REFUSED.keys())
+def test_daemons_file_options_are_an_allow_list(tmp_path: Path, case: tuple[str, str]) -> None:
+    line, problem = case
+    path = lab_with(tmp_path, "binds: ['daemons:/etc/frr/daemons']")
+    (path.parent / "daemons").write_text(f"bgpd=yes\n{line}\n", encoding="utf-8")
+    with pytest.raises(TopologyError) as info:
+        load_topology(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:6: topology.nodes.r1.binds[0]: daemons file 'daemons': "
+                              "line 2: ")
+    assert problem in message, message
+
+
+def test_allowed_daemon_options_become_quoted_arguments(tmp_path: Path) -> None:
+    daemons = tmp_path / "daemons"
+    daemons.write_text('zebra_options="  -A 127.0.0.1 -s 90000000"\nbgpd_options="-A127.0.0.1 '
+                       '-M rpki -p 1179 --limit-fds=4096"\nfrr_profile="datacenter"\n',
+                       encoding="utf-8")
+    argv = nodefiles.daemon_argv(daemons, "bgpd")
+    assert argv[argv.index("/usr/lib/frr/bgpd"):] == [
+        "/usr/lib/frr/bgpd", "-d", "-F", "datacenter", "-A", "127.0.0.1", "-M", "rpki", "-p",
+        "1179", "--limit-fds", "4096"]
+    assert argv[:argv.index("/usr/lib/frr/bgpd")] == confine.setpriv(confine.FRR_CAPS)
+    # A daemons file changed inside the router after boot is checked again at a restart.
+    daemons.write_text('zebra_options="-A 127.0.0.1 -n"\n', encoding="utf-8")
+    with pytest.raises(LabError, match="option '-n' is not allowed"):
+        nodefiles.daemon_argv(daemons, "zebra")
+
+
+@pytest.mark.parametrize("name", ["1ABC", "A-B", "A B", "LD PRELOAD", ""])
+def test_exec_environment_names_are_names(tmp_path: Path, name: str) -> None:
+    path = lab_with(tmp_path, f"env: {{'{name}': x}}\n      exec: [ip link]")
+    with pytest.raises(TopologyError, match="is not a name such as HTTP_PROXY"):
+        load_topology(path)
+
+
+def test_no_user_namespaces_means_no_lab(tmp_path: Path) -> None:
+    knob = tmp_path / "max_user_namespaces"
+    knob.write_text("0\n", encoding="utf-8")
+    assert "user namespaces are disabled" in (confine.unavailable(str(knob)) or "")
+    knob.write_text("15000\n", encoding="utf-8")
+    assert confine.unavailable(str(knob)) is None
+
+
+def test_capability_sets_keep_only_what_each_process_needs() -> None:
+    dangerous = {"sys_module", "sys_rawio", "sys_ptrace", "sys_boot", "sys_time", "mknod",
+                 "setpcap", "setfcap", "bpf", "perfmon", "syslog", "dac_read_search",
+                 "linux_immutable", "sys_resource", "mac_admin", "mac_override"}
+    for caps in (confine.FRR_CAPS, confine.SSHD_CAPS, confine.EXEC_CAPS):
+        assert not dangerous & set(caps)
+    assert "sys_admin" not in confine.SSHD_CAPS + confine.EXEC_CAPS
+    assert "sys_chroot" not in confine.FRR_CAPS + confine.EXEC_CAPS  # no setns into a mount ns
+    argv = confine.setpriv(confine.EXEC_CAPS, uid=42000, gid=42000)
+    assert "--no-new-privs" in argv and "--clear-groups" in argv
+    assert "--ambient-caps=-all,+net_admin,+net_raw,+net_bind_service" in argv
+    assert confine.mount_escape("/a b\\c") == "/a\\040b\\134c"

@@ -21,6 +21,7 @@ from runner.inventory.files import inventory_schema
 from runner.inventory.fleet import load_inventory
 from runner.inventory.secretref import SecretRef, SecretResolver
 from runner.job.load import load_job
+from runner.job.render import Templates, secret_dependent
 from runner.job.run import prepare, read_secrets
 from runner.job.spec import JobSpec, json_schema
 from runner.redact import MASK, Redactor
@@ -106,9 +107,10 @@ def test_env_and_file_references_read_on_this_machine(tmp_path: Path,
     assert SecretRef(SecretSource.ENV, ENV).read() == "Fr0m-the-env"
     secret = tmp_path / "router"
     secret.write_text("Fr0m-a-file\n", encoding="utf-8")
-    assert SecretRef(SecretSource.FILE, str(secret)).read() == "Fr0m-a-file"
+    here = (tmp_path,)
+    assert SecretRef(SecretSource.FILE, str(secret)).read(here) == "Fr0m-a-file"
     secret.write_text("two  \nlines\r\n", encoding="utf-8")
-    assert SecretRef(SecretSource.FILE, str(secret)).read() == "two  \nlines"
+    assert SecretRef(SecretSource.FILE, str(secret)).read(here) == "two  \nlines"
     where = dict(path="hosts.yaml", line=3, field="r1.password")
     problems = {
         SecretRef(SecretSource.ENV, "RUNNER_TEST_UNSET_VAR", **where):
@@ -136,7 +138,7 @@ def test_env_and_file_references_read_on_this_machine(tmp_path: Path,
         "environment variable RUNNER_TEST_EMPTY is empty"
     for ref, message in problems.items():
         with pytest.raises(SecretUnavailable) as info:
-            ref.read()
+            ref.read(here)
         assert str(info.value) == message
         assert info.value.error_class == "SecretUnavailable"
 
@@ -144,7 +146,8 @@ def test_env_and_file_references_read_on_this_machine(tmp_path: Path,
 def test_the_inventory_keeps_references_until_a_session_needs_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV, raising=False)
-    key = tmp_path / "enable"
+    (tmp_path / "inv").mkdir()
+    key = tmp_path / "inv" / "enable"  # the inventory's own directory: no setting needed
     key.write_text("En4ble-from-file\n", encoding="utf-8")
     inv = load_inventory(write_inventory(
         tmp_path, "r1: {groups: [core]}\nr2: {password: Plain-text-pw}\n",
@@ -161,14 +164,16 @@ def test_the_inventory_keeps_references_until_a_session_needs_them(
     with pytest.raises(SecretUnavailable, match=rf"groups.yaml:2: core.password: environment "
                                                 rf"variable {ENV} is not set"):
         inv.connect_params("r1", "asyncssh")
-    assert inv.credentials(["r1"], SecretResolver()) == ({"En4ble-from-file"}, {"ops"})
+    assert inv.credentials(["r1"], SecretResolver([inv.directory])) == (
+        {"En4ble-from-file"}, {"ops"})
+    assert inv.credentials(["r1"], SecretResolver()) == (set(), {"ops"})  # may read no file
     assert inv.credentials(["r1"], None) == (set(), {"ops"})  # a dispatcher reads nothing
     monkeypatch.setenv(ENV, "Rout3r-from-env")
     params = inv.connect_params("r1", "asyncssh")
     assert (params.username, params.password, params.extras["secret"]) == (
         "ops", "Rout3r-from-env", "En4ble-from-file")
     assert "Rout3r-from-env" not in repr(params)
-    assert inv.credentials(["r1", "r2"], SecretResolver()) == (
+    assert inv.credentials(["r1", "r2"], SecretResolver([inv.directory])) == (
         {"Rout3r-from-env", "En4ble-from-file", "Plain-text-pw"}, {"ops"})
 
 
@@ -239,8 +244,15 @@ def test_on_a_worker_an_unreadable_reference_fails_that_device_clearly(
     spec = JobSpec.model_validate({**spec.model_dump(mode="json"),
                                    "secret_vars": {"c": {"file": str(tmp_path / "none")}}})
     monkeypatch.setenv(ENV, "Sup3r-from-env")
+    # A worker reads files only under its own RUNNER_SECRETS_DIR (whatever the job says).
     (record,) = run_devices(Work(spec, load_inventory(inv), ROOT / "templates", "t",
                                  Settings(lock_dir=tmp_path / "locks")), ["r1"], Engine.LOCAL)
+    assert (record.error_class, record.error) == ("SecretUnavailable", (
+        f"secret_vars.c: file {tmp_path / 'none'} is outside the directories secrets are "
+        "read from (nowhere); put it there, or name its directory in RUNNER_SECRETS_DIR"))
+    (record,) = run_devices(Work(spec, load_inventory(inv), ROOT / "templates", "t",
+                                 Settings(lock_dir=tmp_path / "locks",
+                                          secrets_dirs=(tmp_path,))), ["r1"], Engine.LOCAL)
     assert (record.error_class, record.error) == ("SecretUnavailable", (
         f"secret_vars.c: file {tmp_path / 'none'} cannot be read on this machine: No such "
         "file or directory"))
@@ -309,3 +321,124 @@ def test_weak_credentials_are_masked_where_they_are_credentials_and_nowhere_else
     assert Redactor(["Hunter2"]).text("xHunter2y") == f"x{MASK}y"
     # a password equal to the username but not known as one: an ordinary value
     assert Redactor(["admin"]).text("administrator") == f"{MASK}istrator"
+
+
+# ---- where a {file: ...} may point ---------------------------------------------------------
+
+
+def confined_project(tmp_path: Path, job_ref: str, inv_ref: str | None = None
+                     ) -> tuple[Path, Path]:
+    inv = write_inventory(tmp_path, "r1: {hostname: 127.0.0.1, port: 9}\n",
+                          defaults="platform: cisco_ios\nusername: u\npassword: "
+                          + (inv_ref or "pw-plain") + "\n")
+    job = tmp_path / "jobs" / "job.yml"
+    job.parent.mkdir()
+    job.write_text("name: j\ntimeouts: {connect: 1}\nsecret_vars:\n"
+                   f"  sh: {job_ref}\nsteps:\n  - command: show version\n", encoding="utf-8")
+    return inv, job
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True,
+                          text=True, check=False, env=env)
+
+
+@pytest.mark.parametrize("target", ["/etc/shadow", "/root/.ssh/id_rsa", "/proc/self/environ",
+                                    "../outside/secret", "link-to-shadow"])
+def test_a_file_reference_outside_its_places_is_refused_at_load(tmp_path: Path,
+                                                                target: str) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_text("Outs1de-value\n", encoding="utf-8")
+    inv, job = confined_project(tmp_path, "{file: PLACEHOLDER}")
+    (job.parent / "link-to-shadow").symlink_to("/etc/shadow")  # inside, leading out
+    path = target if target.startswith("/") else str(job.parent / target)
+    job.write_text(job.read_text(encoding="utf-8").replace("PLACEHOLDER", path),
+                   encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    for args in (("run", str(job), "-i", str(inv)), ("validate", str(job), "-i", str(inv))):
+        proc = cli("--db", db, *args)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"error: {job}:4: secret_vars.sh.file: file {path} is outside the "
+            f"directories secrets are read from ({job.parent}); put it there, or name its "
+            "directory in RUNNER_SECRETS_DIR"], proc.stderr
+    assert not (tmp_path / "r.db").exists() or b"Outs1de" not in (tmp_path / "r.db").read_bytes()
+
+
+def test_runner_secrets_dir_and_the_inventory_directory(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    (vault / "key").write_text("Vau1t-value\n", encoding="utf-8")
+    inv, job = confined_project(tmp_path, f"{{file: {vault / 'key'}}}",
+                                f"{{file: {vault / 'key'}}}")
+    proc = cli("validate", str(job), "-i", str(inv))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {inv / 'defaults.yaml'}:3: defaults.password: file "
+                                  f"{vault / 'key'} is outside the directories secrets are "
+                                  f"read from ({inv}); put it there")
+    env = {**os.environ, "RUNNER_SECRETS_DIR": f"/nonexistent{os.pathsep}{vault}"}
+    assert cli("validate", str(job), "-i", str(inv), env=env).returncode == 0
+    bad = cli("validate", str(job), "-i", str(inv), env={**env, "RUNNER_SECRETS_DIR": "vault"})
+    assert bad.returncode == 2
+    assert "RUNNER_SECRETS_DIR: 'vault' is not an absolute path" in bad.stderr
+    # Beside the inventory, its own references need no setting.
+    (inv / "pw").write_text("Inv-value\n", encoding="utf-8")
+    (inv / "defaults.yaml").write_text(f"platform: cisco_ios\nusername: u\npassword: "
+                                       f"{{file: {inv / 'pw'}}}\n", encoding="utf-8")
+    assert cli("validate", str(job), "-i", str(inv), env=env).returncode == 0
+
+
+def test_a_file_swapped_for_a_symlink_after_the_check_is_still_refused(tmp_path: Path) -> None:
+    """The reading side checks what it opened, not the name it checked."""
+    secret = tmp_path / "jobs" / "s"
+    secret.parent.mkdir()
+    secret.symlink_to("/etc/hostname")
+    ref = SecretRef(SecretSource.FILE, str(secret), field="secret_vars.s")
+    with pytest.raises(SecretUnavailable, match="is outside the directories"):
+        ref.read((secret.parent,))
+
+
+# ---- what a secret reaches through a template ----------------------------------------------
+
+
+def test_lines_that_depend_on_a_secret_are_found_whatever_the_filter(tmp_path: Path) -> None:
+    (tmp_path / "t.j2").write_text(
+        "hostname r1\n"
+        "snmp-server community {{ community }} RO\n"
+        "logging host 192.0.2.1 vrf {{ community | upper }}\n"
+        "description {{ community[:3] }}-{{ community | length }}\n"
+        "banner motd {{ community | reverse }}\n"
+        "ntp server 192.0.2.2{{ ' prefer' if community | length > 50 else '' }}\n"
+        "tacacs-server key {{ code | int + 1 }}\n", encoding="utf-8")
+    templates = Templates(tmp_path)
+    context = {"community": "S3cret-Comm", "code": "4711", "host": {}}
+    lines, derived = secret_dependent(lambda c: templates.render("t.j2", "cisco_ios", c),
+                                      context, ["community", "code"])
+    assert lines[0] == "hostname r1" and len(lines) == 7
+    assert {"snmp-server community S3cret-Comm RO", "logging host 192.0.2.1 vrf S3CRET-COMM",
+            "description S3c-11", "banner motd mmoC-terc3S", "tacacs-server key 4712"} <= derived
+    assert {"S3CRET-COMM", "mmoC-terc3S", "S3c-11", "4712"} <= derived
+    assert "hostname r1" not in derived and not any("ntp" in d for d in derived)
+    # a template whose shape depends on the secret: every line counts as secret
+    (tmp_path / "shape.j2").write_text("a\n{% if community == 'S3cret-Comm' %}b\n{% endif %}",
+                                       encoding="utf-8")
+    _, derived = secret_dependent(lambda c: templates.render("shape.j2", "cisco_ios", c),
+                                  context, ["community"])
+    assert {"a", "b"} <= derived
+
+
+def test_a_false_check_never_shows_what_it_made_of_a_secret() -> None:
+    from runner.errors import CheckFailed
+    from runner.inventory.secretref import SecretValue
+    from runner.job.checks import check
+
+    context = {"output": "snmp community is public", "parsed": [], "host": {},
+               "vars": {"community": SecretValue("S3cret-Comm"), "site": "ams"}}
+    with pytest.raises(CheckFailed) as info:
+        check("(vars.community | upper) in output and vars.site == 'ams'", context)
+    message = str(info.value)
+    assert "S3CRET-COMM" not in message and "S3cret" not in message
+    assert message.endswith("is false: saw (a value made of a secret)")
+    with pytest.raises(CheckFailed) as info:
+        check("vars.site == 'rtm'", context)  # no secret in it: values shown as before
+    assert 'saw "ams" == "rtm"' in str(info.value)

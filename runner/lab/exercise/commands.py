@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli_common import settings_of
+from runner.cli_common import echo, settings_of
 from runner.lab.exercise import play
 from runner.lab.exercise.goals import Verdict
 from runner.lab.exercise.spec import exercise_dir, find_exercise, list_exercises
@@ -29,10 +29,10 @@ def _labs() -> Labs:
 
 def _print_verdicts(verdicts: list[Verdict]) -> None:
     for v in verdicts:
-        click.echo(f"  {'ok  ' if v.holds else 'FAIL'}  {v.goal.text}")
-        click.echo(textwrap.indent(textwrap.fill(v.evidence, 88), "          "))
+        echo(f"  {'ok  ' if v.holds else 'FAIL'}  {v.goal.text}")
+        echo(textwrap.indent(textwrap.fill(v.evidence, 88), "          "))
     held = sum(v.holds for v in verdicts)
-    click.echo(f"{held} of {len(verdicts)} goals hold")
+    echo(f"{held} of {len(verdicts)} goals hold")
 
 
 @click.group()
@@ -47,7 +47,7 @@ def list_(directory: Path | None) -> None:
     found = list_exercises(exercise_dir(directory))
     width = max((len(e.name) for e in found), default=0)
     for ex in found:
-        click.echo(f"{ex.name.ljust(width)}  {ex.spec.title}")
+        echo(f"{ex.name.ljust(width)}  {ex.spec.title}")
 
 
 @exercise.command()
@@ -62,14 +62,14 @@ def start(name: str, lab_ref: str | None, directory: Path | None, wait: float) -
     ex = find_exercise(name, directory)
     lab = play.choose_lab(labs, ex, lab_ref)
     verdicts = play.start(labs, lab, ex, wait, click.echo)
-    click.echo(f"\n{ex.spec.title}\n\n{ex.spec.symptom.strip()}\n")
-    click.echo("goals:")
+    echo(f"\n{ex.spec.title}\n\n{ex.spec.symptom.strip()}\n")
+    echo("goals:")
     for goal in ex.goals:
-        click.echo(f"  {goal.text}")
+        echo(f"  {goal.text}")
     if play.all_hold(verdicts):
-        click.echo(f"\nwarning: every goal still holds after {wait:.0f}s", err=True)
-    click.echo(f"\ncheck: runner lab exercise check {ex.name}   "
-               f"a fix: runner lab exercise solve {ex.name}")
+        echo(f"\nwarning: every goal still holds after {wait:.0f}s", err=True)
+    echo(f"\ncheck: runner lab exercise check {ex.name}   "
+         f"a fix: runner lab exercise solve {ex.name}")
 
 
 @exercise.command()
@@ -89,13 +89,13 @@ def check(name: str, lab_ref: str | None, directory: Path | None, wait: float,
     verdicts = play.poll(labs, lab, ex, wait, play.all_hold)
     solved = play.all_hold(verdicts)
     if as_json:
-        click.echo(json.dumps({"exercise": ex.name, "lab": lab.plan.lab, "solved": solved,
+        echo(json.dumps({"exercise": ex.name, "lab": lab.plan.lab, "solved": solved,
                                "goals": [v.to_json() for v in verdicts]}, indent=2))
     else:
-        click.echo(f"exercise {ex.name} on lab {lab.plan.lab}:")
+        echo(f"exercise {ex.name} on lab {lab.plan.lab}:")
         _print_verdicts(verdicts)
         if solved:
-            click.echo("solved")
+            echo("solved")
     sys.exit(0 if solved else 1)
 
 
@@ -113,13 +113,13 @@ def solve(name: str, lab_ref: str | None, directory: Path | None, do_apply: bool
     if do_apply or lab_ref:
         lab = play.choose_lab(labs, ex, lab_ref)
         lab_name = lab.plan.lab
-    click.echo(textwrap.fill(ex.spec.solution.explanation.strip(), 88))
-    click.echo("\nthe fix:")
+    echo(textwrap.fill(ex.spec.solution.explanation.strip(), 88))
+    echo("\nthe fix:")
     for step in ex.spec.solution.steps:
         for line in play.describe(step, lab_name):
-            click.echo(f"  {line}")
+            echo(f"  {line}")
     if do_apply and lab is not None:
-        click.echo()
+        echo()
         for step in ex.spec.solution.steps:
-            click.echo(f"applied: {play.apply(labs, lab, step)}")
-        click.echo(f"now: runner lab exercise check {ex.name} --wait 60")
+            echo(f"applied: {play.apply(labs, lab, step)}")
+        echo(f"now: runner lab exercise check {ex.name} --wait 60")

@@ -76,8 +76,9 @@ def apply(labs: Labs, lab: LabState, action: Action) -> str:
         proc = labs.exec_in(lab, router, argv, timeout=60)
         rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("%")]
         if proc.returncode != 0 or rejected:
-            raise LabError(f"{router} rejected the config: "
-                           f"{'; '.join(rejected) or proc.stderr.strip()}")
+            detail = "; ".join(rejected) or proc.stderr.strip() or proc.stdout.strip()
+            raise LabError(f"{router} rejected the config: {detail or 'vtysh exited '}"
+                           f"{'' if detail else proc.returncode}")
         return f"{router}: configured {len(action.config)} line(s)"
     if action.link is not None:
         return impair.link(lab, action.link, action.state is LinkState.UP)
