@@ -7,7 +7,6 @@ secret references (its inventory's, the job's secret_vars) from its own environm
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from functools import cache
@@ -150,8 +149,3 @@ def _not_runnable(inventory: FleetInventory, host: str, worker: str) -> str | No
                 f"(got {platform!r})")
     return None
 
-
-def worker_name_default() -> str:
-    import socket
-
-    return f"{socket.gethostname()}:{os.getpid()}"

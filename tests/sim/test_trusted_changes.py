@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from runner.schedule.store import ScheduleStore
+from runner.store.schedule import ScheduleStore
 
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
