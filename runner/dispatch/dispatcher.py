@@ -67,6 +67,10 @@ class Shard:
 
 
 class CeleryExecutor:
+    """Records come from a shard's result, the run ledger and its finished stream, late
+    copies included: which devices still lack one is the sink's to say (the run's Tally,
+    sink.missing), never an account kept here."""
+
     engine = Engine.CELERY
 
     def __init__(self, work: Work) -> None:
@@ -85,7 +89,6 @@ class CeleryExecutor:
         self.alive = DispatcherAlive(self.client, self.keys, self.bound)
         self.alive_started = False
         self.pending: dict[str, Shard] = {}
-        # Which devices have their record is the sink's to say (the run's Tally).
         self.cancelling = False
         self._streamed = 0  # how much of the run's finished list has been read
         self._warned = 0.0
