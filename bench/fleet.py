@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from runner.dispatch.heartbeat import live_workers  # noqa: E402
+from runner.execution.control.heartbeat import live_workers  # noqa: E402
 from runner.lab.netns import wait_for  # noqa: E402
 from runner.lab.sim.process import SimProcess, memory_mib  # noqa: E402
 

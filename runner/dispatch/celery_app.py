@@ -7,8 +7,6 @@ secret references (its inventory's, the job's secret_vars) from its own environm
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from dataclasses import dataclass
 from functools import cache
@@ -18,15 +16,14 @@ from typing import Any
 import redis
 from celery import Celery
 
-from runner.dispatch.heartbeat import ShardKeys, ShardWatch, sync_client
 from runner.errors import InputError, NotApproved, NotInInventory
-from runner.execution.executor import Work
-from runner.execution.leases import LEDGER_TTL_S, RunKeys
+from runner.execution.control import payload
+from runner.execution.control.cancel import ShardWatch, shard_stop
+from runner.execution.control.keys import LEDGER_TTL_S, RunKeys, ShardKeys, shard_owner
 from runner.execution.local import LocalExecutor
 from runner.inventory import platforms
 from runner.inventory.fleet import FleetInventory, load_inventory
-from runner.job.spec import JobSpec
-from runner.records import ApprovedChange, DeviceResult, RestorePlan
+from runner.records import DeviceResult
 from runner.settings import DEFAULT_QUEUE, SIGNING, Settings
 
 TASK = "runner.run_shard"
@@ -90,6 +87,13 @@ def _sign(app: Celery, settings: Settings) -> None:
 
 
 @cache
+def sync_client(url: str) -> redis.Redis:
+    """One client per process and broker (created after a pool process forked)."""
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10,
+                                decode_responses=True, health_check_interval=30)
+
+
+@cache
 def _inventory(path: str, mtime_ns: int) -> FleetInventory:
     return load_inventory(Path(path))
 
@@ -101,7 +105,8 @@ def worker_inventory(path: Path) -> FleetInventory:
 
 
 class _Collect:
-    """A shard's RecordSink: its records go back as the task's result."""
+    """A shard's Progress: its records go back as the task's result (the dispatcher's
+    Tally keeps the first of each device)."""
 
     def __init__(self) -> None:
         self.records: list[DeviceResult] = []
@@ -112,59 +117,48 @@ class _Collect:
     def finished(self, record: DeviceResult) -> None:
         self.records.append(record)
 
-    def lost(self, hosts: Any, error: Any, *, progress_known: bool = True) -> None:
-        raise AssertionError("a local engine never loses a device")
 
-
-def run_shard(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
+def run_shard(task: Any, raw: dict[str, Any]) -> dict[str, Any]:
     config: WorkerConfig = task.app.runner_worker
-    plans = payload.get("restore")
-    restore = None if plans is None else {h: RestorePlan.from_json(p) for h, p in plans.items()}
-    work_id = f"{payload['run_id']}:restore" if restore is not None else payload["run_id"]
-    keys, shard = RunKeys(work_id), ShardKeys(task.request.id)
+    order = payload.decode(raw)
+    keys, shard = RunKeys(order.ledger_id), ShardKeys(task.request.id)
     client = sync_client(config.settings.broker)
     client.set(shard.holder, config.incarnation, ex=LEDGER_TTL_S)
-    why_not = _refused(client, keys, shard, watch=bool(payload.get("dispatcher_alive")))
+    why_not = shard_stop(client, keys, shard, order.watch_dispatcher)
     if why_not:  # e.g. a shard Redis delivered again after the dispatcher moved on
         return {"devices": [], "not_run": why_not}
-    spec = JobSpec.model_validate(payload["job"])
-    unapproved = _unapproved(spec, payload)
+    unapproved = _unapproved(order)
     if unapproved:  # whoever sent it: a change that needs approval comes approved
         return {"devices": [DeviceResult.of_error(h, NotApproved(unapproved),
                                                   worker=config.name).to_json()
-                            for h in payload["hosts"]]}
+                            for h in order.hosts]}
     # Secret references in the worker's inventory and the job's secret_vars are read by
     # this worker, from its own environment and files, when each session opens.
-    inventory = worker_inventory(config.inventory).with_platform(spec.platform)
-    problems = {h: _not_runnable(inventory, h, config.name) for h in payload["hosts"]}
+    inventory = worker_inventory(config.inventory).with_platform(order.spec.platform)
+    problems = {h: _not_runnable(inventory, h, config.name) for h in order.hosts}
     known = [h for h, why in problems.items() if why is None]
     missing = [DeviceResult.of_error(h, NotInInventory(why), worker=config.name)
                for h, why in problems.items() if why is not None]
-    work = Work(spec, inventory, config.templates, payload["run_id"], config.settings,
-                dry_run=bool(payload.get("dry_run")), restore=restore,
-                approved=None if payload.get("approved") is None else
-                {h: ApprovedChange.from_json(a) for h, a in payload["approved"].items()})
-    # Each delivery is its own owner: a redelivered shard must not pass for the lost one.
-    owner = f"{config.name}:{task.request.id}:{secrets.token_hex(3)}"
+    work = order.work(inventory, config.templates, config.settings)
+    owner = shard_owner(config.name, task.request.id)
     sink = _Collect()
     cancel = threading.Event()
     if known:
-        with ShardWatch(client, keys, shard, cancel,
-                        watch_dispatcher=bool(payload.get("dispatcher_alive"))):
+        with ShardWatch(client, keys, shard, cancel, watch_dispatcher=order.watch_dispatcher):
             LocalExecutor(work, worker=config.name, owner=owner, coordinate=True).run(
                 known, sink, cancel)
     return {"devices": [d.to_json(transport=True) for d in [*sink.records, *missing]]}
 
 
-def _unapproved(spec: JobSpec, payload: dict[str, Any]) -> str | None:
+def _unapproved(order: payload.ShardOrder) -> str | None:
     """Why a worker refuses the shard's change (None: it may run): a real run of a job that
     needs approval carries an approved change, or is a recorded override, or is the
     restore pass of such a run."""
-    if not spec.needs_approval or payload.get("dry_run") or payload.get("restore") \
-            is not None or payload.get("approved") is not None or payload.get("override"):
+    if not order.spec.needs_approval or order.dry_run or order.restore is not None \
+            or order.approved is not None or order.override:
         return None
-    return (f"job {spec.name!r} changes config only through an approved preview, and this "
-            "shard carried no approved change: the worker sent nothing")
+    return (f"job {order.spec.name!r} changes config only through an approved preview, and "
+            "this shard carried no approved change: the worker sent nothing")
 
 
 def _not_runnable(inventory: FleetInventory, host: str, worker: str) -> str | None:
@@ -177,23 +171,3 @@ def _not_runnable(inventory: FleetInventory, host: str, worker: str) -> str | No
                 f"(got {platform!r})")
     return None
 
-
-def _refused(client: redis.Redis, keys: RunKeys, shard: ShardKeys,
-             watch: bool = False) -> str | None:
-    closed, dropped, cancelled, alive = client.mget([keys.closed, shard.dropped,
-                                                     keys.cancel, keys.alive])
-    if closed:
-        return "the run had already finished"
-    if dropped:
-        return "the dispatcher had given this shard to another worker"
-    if cancelled:
-        return "the run was cancelled"
-    if watch and not alive:
-        return "the run's dispatcher is gone (its process ended without finishing the run)"
-    return None
-
-
-def worker_name_default() -> str:
-    import socket
-
-    return f"{socket.gethostname()}:{os.getpid()}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -53,16 +52,16 @@ def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int, invent
     from celery.signals import task_received, worker_ready, worker_shutdown
 
     from runner.dispatch.celery_app import WorkerConfig, make_app
-    from runner.dispatch.heartbeat import Heartbeat
+    from runner.execution.control.heartbeat import WorkerPresence
+    from runner.execution.control.keys import incarnation as incarnation_of
 
     settings = settings_of(ctx)
     queue_list = list(queues or [DEFAULT_QUEUE])
-    # This process's identity in heartbeats: a restarted worker is a new incarnation, so
-    # shards the old one held are known to be lost even though the name is the same.
-    incarnation = f"{worker_name}#{os.getpid()}.{secrets.token_hex(3)}"
+    incarnation = incarnation_of(worker_name, os.getpid())
     app = make_app(settings, WorkerConfig(settings, inventory.resolve(), templates.resolve(),
                                           worker_name, incarnation))
-    heartbeat = Heartbeat(settings.broker, incarnation, queue_list, settings.worker_lost_after)
+    heartbeat = WorkerPresence(settings.broker, incarnation, queue_list,
+                               settings.worker_lost_after)
     # Present once it consumes (dispatchers send only to live workers), gone when it stops.
     worker_ready.connect(lambda **_: heartbeat.start(), weak=False)
     worker_shutdown.connect(lambda **_: heartbeat.stop(), weak=False)

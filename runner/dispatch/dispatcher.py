@@ -11,17 +11,25 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import redis
 from celery.result import AsyncResult
 
 from runner.dispatch.celery_app import TASK, make_app
-from runner.dispatch.heartbeat import DispatcherAlive, ShardKeys, live_workers, worker_of
 from runner.errors import BrokerLost, WorkerError, WorkerLost
+from runner.execution.control import payload
+from runner.execution.control.cancel import CANCEL_GRACE_S
+from runner.execution.control.heartbeat import DispatcherAlive, live_workers
+from runner.execution.control.keys import (
+    LEDGER_TTL_S,
+    RunKeys,
+    ShardKeys,
+    device_key,
+    worker_of,
+)
 from runner.execution.executor import CancelFlag, RecordSink, Work
-from runner.execution.leases import LEDGER_TTL_S, RunKeys, device_key, lease_key
+from runner.execution.leases import free_shard_leases
 from runner.inventory.fleet import FleetInventory
 from runner.records import DeviceResult
 from runner.settings import DEFAULT_QUEUE, safe_url
@@ -32,14 +40,7 @@ SLACK_S = 30.0
 MAX_REDELIVERIES = 2  # a device is sent to at most this many more workers after a loss
 WATCH_S = 0.5  # how often worker liveness is checked
 POLL_S = 0.05  # how often results are looked for (a few cheap Redis reads)
-CANCEL_GRACE_S = 30.0  # how long in-flight devices get to wind down after cancel
 BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
-# Delete a device's lease only if the lost shard holds it (its token names the task).
-_FREE_LEASE = """
-local v = redis.call('get', KEYS[1])
-if v and string.find(v, ARGV[1], 1, true) then return redis.call('del', KEYS[1]) end
-return 0
-"""
 
 
 def shards(hosts: list[str], inventory: FleetInventory, size: int,
@@ -66,6 +67,10 @@ class Shard:
 
 
 class CeleryExecutor:
+    """Records come from a shard's result, the run ledger and its finished stream, late
+    copies included: which devices still lack one is the sink's to say (the run's Tally,
+    sink.missing), never an account kept here."""
+
     engine = Engine.CELERY
 
     def __init__(self, work: Work) -> None:
@@ -76,22 +81,14 @@ class CeleryExecutor:
         self.client = redis.Redis.from_url(settings.broker, socket_timeout=5,
                                            socket_connect_timeout=5, decode_responses=True)
         self.keys = RunKeys(work.ledger_id)
-        self.payload: dict[str, Any] = {
-            "job": work.spec.model_dump(mode="json"), "run_id": work.run_id,
-            "dry_run": work.dry_run, "restore": None if work.restore is None else
-            {h: asdict(p) for h, p in work.restore.items()},
-            "approved": None if work.approved is None else
-            {h: asdict(a) for h, a in work.approved.items()}, "override": work.override}
         spec = work.spec
         self.budget = spec.timeouts.device * math.ceil(work.shard_size / spec.concurrency) \
             * (spec.retries.count + 1) + spec.busy_wait + SLACK_S
         # While this process lives, the workers may work the run's shards (the payload
         # tells them to watch): a dispatcher killed mid-run stops them within the bound.
-        self.payload["dispatcher_alive"] = True
         self.alive = DispatcherAlive(self.client, self.keys, self.bound)
         self.alive_started = False
         self.pending: dict[str, Shard] = {}
-        self.reported: set[str] = set()
         self.cancelling = False
         self._streamed = 0  # how much of the run's finished list has been read
         self._warned = 0.0
@@ -132,7 +129,7 @@ class CeleryExecutor:
 
     def _send(self, shard: Shard, sink: RecordSink) -> None:
         try:
-            self.app.send_task(TASK, args=[{**self.payload, "hosts": shard.hosts}],
+            self.app.send_task(TASK, args=[payload.encode(self.work, shard.hosts)],
                                queue=shard.queue, task_id=shard.task_id)
         except Exception as exc:  # kombu wraps the broker's errors in its own
             log.warning("run %s: could not send a shard: %s", self.work.run_id,
@@ -168,15 +165,6 @@ class CeleryExecutor:
                 time.sleep(0.5)
             time.sleep(POLL_S)
 
-    def _finish(self, sink: RecordSink, record: DeviceResult) -> None:
-        self.reported.add(record.host)
-        sink.finished(record)
-
-    def _lost(self, sink: RecordSink, hosts: list[str], error: Any,
-              progress_known: bool = True) -> None:
-        self.reported.update(hosts)
-        sink.lost(hosts, error, progress_known=progress_known)
-
     def _stream(self, sink: RecordSink) -> None:
         """Records of devices finished since the last look, as workers finish them (live
         progress, and the database written while shards still run)."""
@@ -184,11 +172,11 @@ class CeleryExecutor:
         if not hosts:
             return
         self._streamed += len(hosts)
-        new = [h for h in hosts if h not in self.reported]
+        new = sink.missing(hosts)
         if new:
             for raw in self.client.mget([self.keys.device("done", h) for h in new]):
                 if raw:
-                    self._finish(sink, DeviceResult.from_json(json.loads(raw)))
+                    sink.finished(DeviceResult.from_json(json.loads(raw)))
 
     def _poll(self, sink: RecordSink) -> None:
         for task_id, shard in list(self.pending.items()):
@@ -198,13 +186,13 @@ class CeleryExecutor:
             del self.pending[task_id]
             if result.successful():
                 for raw in result.result["devices"]:
-                    self._finish(sink, DeviceResult.from_json(raw))
+                    sink.finished(DeviceResult.from_json(raw))
                 rest = self._salvage(shard, sink)
                 if rest and not self.cancelling:  # else: interrupted, the rollout says so
-                    self._lost(sink, rest, WorkerError("no record came back for this device"))
+                    sink.lost(rest, WorkerError("no record came back for this device"))
             else:
                 rest = self._salvage(shard, sink)
-                self._lost(sink, rest, WorkerError(
+                sink.lost(rest, WorkerError(
                     f"the shard failed on its worker: {type(result.result).__name__}: "
                     f"{safe_url(str(result.result))}"[:300]))
 
@@ -244,9 +232,8 @@ class CeleryExecutor:
         rest = self._salvage(shard, sink)
         if not rest:
             return
-        for host in rest:  # free the leases the lost shard still holds, not to wait them out
-            self.client.eval(_FREE_LEASE, 1, lease_key(self._address(host)),
-                             f":{shard.task_id}:")
+        free_shard_leases(self.client, [self._address(h) for h in rest],
+                          ShardKeys(shard.task_id))
         takers = [w for w, queues in live.items() if shard.queue in queues]
         if redeliver and takers and shard.attempt < MAX_REDELIVERIES:
             log.warning("run %s: %s; %d device(s) of its shard sent to queue %s again",
@@ -257,7 +244,7 @@ class CeleryExecutor:
             reason += f", and no live worker consumes queue {shard.queue!r}"
         log.warning("run %s: %s; %d device(s) recorded as WorkerLost", self.work.run_id,
                     reason, len(rest))
-        self._lost(sink, rest, WorkerLost(reason))
+        sink.lost(rest, WorkerLost(reason))
 
     def _address(self, host: str) -> str:
         """The device's lease name as this inventory gives its address (a worker whose
@@ -269,13 +256,13 @@ class CeleryExecutor:
     def _salvage(self, shard: Shard, sink: RecordSink) -> list[str]:
         """Records the shard's worker left in the run ledger; the devices it had started.
         Returns the hosts still without a record."""
-        hosts = [h for h in shard.hosts if h not in self.reported]
+        hosts = sink.missing(shard.hosts)
         if not hosts:
             return []
         for raw in self.client.mget([self.keys.device("done", h) for h in hosts]):
             if raw:
-                self._finish(sink, DeviceResult.from_json(json.loads(raw)))
-        rest = [h for h in hosts if h not in self.reported]
+                sink.finished(DeviceResult.from_json(json.loads(raw)))
+        rest = sink.missing(hosts)
         if rest:
             for host, started in zip(rest, self.client.smismember(self.keys.started, rest),
                                      strict=True):
@@ -284,9 +271,9 @@ class CeleryExecutor:
         return rest
 
     def _broker_lost(self, sink: RecordSink) -> None:
-        hosts = [h for s in self.pending.values() for h in s.hosts if h not in self.reported]
+        hosts = sink.missing([h for s in self.pending.values() for h in s.hosts])
         self.pending.clear()
-        self._lost(sink, hosts, BrokerLost(
+        sink.lost(hosts, BrokerLost(
             "the broker lost its data (Redis restarted) while this device's shard was queued "
             "or running; result unknown"), progress_known=False)
 

@@ -22,9 +22,10 @@ from runner.errors import (
     InternalError,
     RollbackFailed,
 )
-from runner.execution import lifeline
+from runner.execution.control import liveness
+from runner.execution.control.keys import device_key
 from runner.execution.executor import Work
-from runner.execution.leases import Coordination, LocalLeases, device_key
+from runner.execution.leases import Coordination, LocalLeases
 from runner.execution.retries import open_with_retries
 from runner.inventory import platforms
 from runner.inventory.fleet import FleetInventory
@@ -129,7 +130,7 @@ class DeviceRunner:
                   coordination: Coordination | None) -> DeviceResult:
         """The device's record. With coordination (a broker), a device an earlier attempt
         of this run finished keeps that record, and the new record goes in the ledger."""
-        lifeline.check()  # an engine process whose run's process is gone goes no further
+        liveness.check()  # an engine process whose run's process is gone goes no further
         if coordination is None:
             return await self._device(host, pool, None)
         try:
@@ -276,7 +277,7 @@ class DeviceRunner:
                               approved=self.work.approved.get(host)
                               if self.work.approved is not None else None,
                               mask=lambda text: self._redactor(host).text(text),
-                              max_output=self.spec.limits.output, guard=lifeline.check)
+                              max_output=self.spec.limits.output, guard=liveness.check)
             await run_steps(ctx, self.spec, rendered)
         finally:
             await asyncio.shield(_close_quietly(session))
@@ -286,7 +287,7 @@ class DeviceRunner:
         """Put the device back as kept, in a session of its own (the failed one may be
         lost or mid-command) and a budget of its own; the record says how it went."""
         assert change.kept is not None
-        lifeline.check()
+        liveness.check()
         budget = self.spec.timeouts.rollback
         reason = None
         try:

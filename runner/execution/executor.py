@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol, Self
 
 from runner.errors import NotRun
+from runner.execution.control.keys import ledger_id
 from runner.inventory.fleet import FleetInventory
 from runner.inventory.secretref import SecretResolver, roots
 from runner.job.spec import JobSpec
@@ -29,8 +30,8 @@ class CancelFlag(Protocol):
     def is_set(self) -> bool: ...
 
 
-class RecordSink(Protocol):
-    """Where an executor reports what happens to each device (the rollout's tally)."""
+class Progress(Protocol):
+    """What an engine that works devices itself reports (local: it loses none)."""
 
     def started(self, host: str) -> None:
         """The device is being worked on: a session may be open, config may be sent."""
@@ -38,10 +39,19 @@ class RecordSink(Protocol):
     def finished(self, record: DeviceResult) -> None:
         """The device's record; a second record for the same device is ignored."""
 
+
+class RecordSink(Progress, Protocol):
+    """Where an executor reports what happens to each device: the run's Tally
+    (runner.execution.tally), the one keeper of "first record wins, one per device"."""
+
     def lost(self, hosts: Iterable[str], error: NotRun, *, progress_known: bool = True) -> None:
         """No record will come for these devices, for the reason `error` gives; the
         record says whether each was in progress (unless progress_known is False: e.g.
         Redis lost what it knew)."""
+
+    def missing(self, hosts: Iterable[str]) -> list[str]:
+        """Those of `hosts` without a record yet (an engine that gathers records from
+        elsewhere asks, rather than keeping its own account)."""
 
 
 class Executor(Protocol):
@@ -93,7 +103,7 @@ class Work:
     @property
     def ledger_id(self) -> str:
         """The run ledger's name (Redis): a restore pass keeps its own."""
-        return f"{self.run_id}:restore" if self.restore is not None else self.run_id
+        return ledger_id(self.run_id, self.restore is not None)
 
 
 ExecutorFactory = Callable[[Work], Executor]

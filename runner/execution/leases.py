@@ -1,6 +1,7 @@
 """Device leases and the run ledger in Redis, shared by every worker and local run that has
 a broker: one session per device at a time across jobs and machines, and per run which
-devices started, which are done (with their records) and whose config push began."""
+devices started, which are done (with their records) and whose config push began. Without
+a broker, a lock file per device on this machine. (Key names: runner.execution.control.keys.)"""
 
 from __future__ import annotations
 
@@ -10,18 +11,24 @@ import fcntl
 import json
 import os
 import re
-import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 
 from runner.errors import ConfigAlreadyAttempted, DeviceBusy
+from runner.execution.control.keys import (
+    LEASE_TTL_MS,
+    LEDGER_TTL_S,
+    RunKeys,
+    ShardKeys,
+    lease_holder,
+    lease_key,
+    lease_token,
+)
 
-LEASE_TTL_MS = 30_000
-LEDGER_TTL_S = 7 * 86400
 # Delete the lease only if we still hold it (another holder may have it after expiry).
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -43,6 +50,12 @@ if holder == ARGV[1] then
 end
 return holder
 """
+# Delete a device's lease only if a given shard holds it (its token holds the task id).
+_FREE_SHARD_LEASE = """
+local v = redis.call('get', KEYS[1])
+if v and string.find(v, ARGV[1], 1, true) then return redis.call('del', KEYS[1]) end
+return 0
+"""
 # A device's record if it is done in this run; else mark it started, in one round trip.
 _BEGIN = """
 local done = redis.call('get', KEYS[1])
@@ -51,67 +64,6 @@ redis.call('sadd', KEYS[2], ARGV[1])
 redis.call('expire', KEYS[2], ARGV[2])
 return false
 """
-
-
-@dataclass(frozen=True)
-class RunKeys:
-    """Names of one run's keys in Redis (the dispatcher and the workers share them)."""
-
-    run_id: str
-
-    def device(self, kind: str, host: str) -> str:
-        """kind: done (the record) | config (who began the push) | pushes (a count)."""
-        return f"runner:run:{self.run_id}:{kind}:{host}"
-
-    @property
-    def started(self) -> str:
-        return f"runner:run:{self.run_id}:started"
-
-    @property
-    def finished(self) -> str:
-        """A list of hosts in the order they finished: the dispatcher streams records
-        from it (and their done keys) while shards run."""
-        return f"runner:run:{self.run_id}:finished"
-
-    @property
-    def cancel(self) -> str:
-        return f"runner:run:{self.run_id}:cancel"
-
-    @property
-    def closed(self) -> str:
-        """Set when the dispatcher finished: a shard delivered later does nothing."""
-        return f"runner:run:{self.run_id}:closed"
-
-    @property
-    def dispatcher(self) -> str:
-        """Set while the dispatcher runs: gone means Redis lost its data."""
-        return f"runner:run:{self.run_id}:dispatcher"
-
-    @property
-    def alive(self) -> str:
-        """Renewed by the dispatcher's process while it lives (a short TTL): gone, the
-        workers stop the run's shards, for nobody controls the run any more."""
-        return f"runner:run:{self.run_id}:alive"
-
-
-def device_key(hostname: str, port: int) -> str:
-    """One name per device, whatever an inventory calls it: the address its sessions go to
-    (`hostname:port`, the hostname lower-cased without a trailing dot; an IPv6 address in
-    brackets). Redis leases and local locks both use it, so two inventories naming one
-    device differently still wait for each other."""
-    name = hostname.strip().lower().rstrip(".")
-    if ":" in name and not name.startswith("["):
-        name = f"[{name}]"
-    return f"{name}:{port}"
-
-
-def lease_key(address: str) -> str:
-    """The Redis lease of a device, by its device_key()."""
-    return f"runner:lease:{address}"
-
-
-def lease_token(owner: str, run_id: str) -> str:
-    return f"{owner}:{run_id}:{secrets.token_hex(4)}"
 
 
 class Coordination:
@@ -144,7 +96,7 @@ class Coordination:
         while not await self.redis.set(key, token, nx=True, px=LEASE_TTL_MS):
             if loop.time() >= deadline:
                 holder = await self.redis.get(key)
-                who = str(holder).rsplit(":", 1)[0] if holder else "another run"
+                who = lease_holder(str(holder)) if holder else "another run"
                 raise DeviceBusy(f"device busy: its lease is held by {who}"
                                  + (f"; waited {wait:g}s" if wait else ""))
             await asyncio.sleep(0.2)
@@ -188,6 +140,13 @@ class Coordination:
             raise ConfigAlreadyAttempted(
                 "an earlier attempt of this run began configuring this device and was "
                 f"lost ({holder}); not configured a second time")
+
+
+def free_shard_leases(client: redis.Redis, addresses: list[str], shard: ShardKeys) -> None:
+    """Let go of the leases a shard the dispatcher gave up still holds on these devices (by
+    their device_key), not to wait them out; a lease another run took since is left."""
+    for address in addresses:
+        client.eval(_FREE_SHARD_LEASE, 1, lease_key(address), shard.marker)
 
 
 class LocalLeases:

@@ -8,12 +8,11 @@ import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from runner.execution.control.cancel import FLAG_POLL_S
 from runner.execution.device import DeviceRunner
-from runner.execution.executor import CancelFlag, RecordSink, Work
+from runner.execution.executor import CancelFlag, Progress, Work
 from runner.execution.leases import Coordination
 from runner.vocab import Engine
-
-CANCEL_POLL_S = 0.2
 
 
 class LocalExecutor:
@@ -40,11 +39,11 @@ class LocalExecutor:
     def close(self) -> None:
         pass
 
-    def run(self, hosts: list[str], sink: RecordSink, cancel: CancelFlag) -> None:
+    def run(self, hosts: list[str], sink: Progress, cancel: CancelFlag) -> None:
         if hosts:
             asyncio.run(self.run_async(hosts, sink, cancel))
 
-    async def run_async(self, hosts: list[str], sink: RecordSink, cancel: CancelFlag) -> None:
+    async def run_async(self, hosts: list[str], sink: Progress, cancel: CancelFlag) -> None:
         """Devices not finished when `cancel` is set are cancelled (their sessions closed)
         and left unreported: the rollout records them as interrupted."""
         coordination = Coordination(self.broker, self.work.ledger_id, self.owner) \
@@ -67,7 +66,7 @@ class LocalExecutor:
             if coordination is not None:
                 await coordination.close()
 
-    async def _all(self, hosts: list[str], sink: RecordSink, pool: ThreadPoolExecutor,
+    async def _all(self, hosts: list[str], sink: Progress, pool: ThreadPoolExecutor,
                    coordination: Coordination | None, concurrency: int) -> None:
         semaphore = asyncio.Semaphore(concurrency)
 
@@ -82,5 +81,5 @@ class LocalExecutor:
 
 async def _watch(cancel: CancelFlag, main: asyncio.Future[None]) -> None:
     while not cancel.is_set():
-        await asyncio.sleep(CANCEL_POLL_S)
+        await asyncio.sleep(FLAG_POLL_S)
     main.cancel()

@@ -17,14 +17,16 @@ from typing import Any
 
 from runner import logsetup
 from runner.errors import WorkerLost
-from runner.execution import lifeline
+from runner.execution.control import liveness
+from runner.execution.control.cancel import CANCEL_GRACE_S
+from runner.execution.control.heartbeat import RUN_WATCH_THREAD
 from runner.execution.executor import CancelFlag, RecordSink, Work, usable_cores
 from runner.execution.local import LocalExecutor
 from runner.records import RECORDS_THREAD, DeviceResult
 from runner.vocab import Engine
 
-# How long in-flight devices get to wind down after cancel or Ctrl-C.
-CANCEL_GRACE_S = 30.0
+# Threads of the run's own process a forked engine may inherit: they touch only the store.
+RUN_THREADS = (RECORDS_THREAD, RUN_WATCH_THREAD)
 
 
 def start_method() -> str:
@@ -33,12 +35,13 @@ def start_method() -> str:
     lock one of them holds, so the engines start from a clean forkserver process instead
     and receive the job and inventory pickled."""
     others = [t for t in threading.enumerate()
-              if t is not threading.current_thread() and t.name != RECORDS_THREAD]
+              if t is not threading.current_thread() and t.name not in RUN_THREADS]
     return "forkserver" if others else "fork"
 
 
 class _PipeSink:
-    """An engine process's RecordSink: everything goes to the parent as it happens."""
+    """An engine process's Progress: everything goes to the parent (its Tally) as it
+    happens."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -49,16 +52,12 @@ class _PipeSink:
     def finished(self, record: DeviceResult) -> None:
         self.conn.send(("record", record.to_json(transport=True)))
 
-    def lost(self, hosts: Any, error: Any, *, progress_known: bool = True) -> None:
-        # a local engine never loses a device
-        raise AssertionError("unreachable")
-
 
 def _child(conn: Connection, work: Work, owner: str, cancel: Any, log_level: int,
-           controller: lifeline.Controller, pipe: Connection) -> None:
+           controller: liveness.Controller, pipe: Connection) -> None:
     """An engine process: works each list of hosts it is sent, reporting every device; it
-    dies with the run's process (lifeline), never working on for a run nobody controls."""
-    lifeline.bind(controller, pipe)
+    dies with the run's process (liveness.bind), never working on for a run nobody controls."""
+    liveness.bind(controller, pipe)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     logsetup.inherit(log_level)
     executor = LocalExecutor(work, owner=owner)
@@ -79,7 +78,7 @@ class _Engine:
         owner = f"local:{work.run_id}:p{index}"
         level = logging.getLogger().getEffectiveLevel()
         self.process = ctx.Process(target=_child, args=(child_conn, work, owner, cancel, level,
-                                                        lifeline.Controller.this_process(),
+                                                        liveness.Controller.this_process(),
                                                         pipe),
                                    name=f"runner-engine-{index}", daemon=True)
         self.process.start()

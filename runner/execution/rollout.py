@@ -1,6 +1,7 @@
-"""Rollout and record-keeping for every engine: batches and the stop rule, cancel, exactly
-one record per device, and the records of devices that never ran (rollout stopped,
-interrupted, worker lost). Executors only work devices; this module decides the rest."""
+"""Rollout for every engine: batches and the stop rule, cancel, on_stop rollback, exactly
+one record per device (the run's Tally) and the records of devices that never ran
+(rollout stopped, interrupted, worker lost). Executors only work devices; this module
+decides the rest."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from runner.errors import Interrupted, NotRun, RollbackFailed, RolloutStopped, WorkerLost
-from runner.execution.executor import CancelFlag, Executor
+from runner.errors import Interrupted, NotRun, WorkerLost
+from runner.execution.engines import LOCAL_ENGINES
+from runner.execution.executor import CancelFlag, Executor, ExecutorRegistry, Work
+from runner.execution.tally import RecordCallback, Tally
 from runner.job.spec import JobSpec, Rollout
 from runner.records import DeviceResult, RestorePlan
-from runner.vocab import DeviceStatus, OnStop
+from runner.vocab import DeviceStatus, Engine, OnStop
 
 log = logging.getLogger(__name__)
-RecordCallback = Callable[[DeviceResult], None]
 
 
 def batches(hosts: list[str], rollout: Rollout | None) -> list[list[str]]:
@@ -42,86 +44,6 @@ def stop_reason(rollout: Rollout | None, records: Iterable[DeviceResult]) -> str
         return (f"rollout stopped: {failed} of {len(done)} devices failed "
                 f"({percent:.0f}% > max_fail_percentage {rollout.max_fail_percentage:g})")
     return None
-
-
-class Tally:
-    """The run's records: the first record of a device wins, every host gets exactly one,
-    and devices without a record of their own get one saying why."""
-
-    def __init__(self, hosts: list[str], on_record: RecordCallback | None = None) -> None:
-        self.hosts = hosts
-        self._wanted = set(hosts)
-        self.records: dict[str, DeviceResult] = {}
-        self.in_progress: set[str] = set()
-        self._on_record = on_record
-
-    # -- what executors report (the RecordSink protocol) ----------------------------------
-
-    def started(self, host: str) -> None:
-        if host in self._wanted and host not in self.records:
-            self.in_progress.add(host)
-
-    def finished(self, record: DeviceResult) -> None:
-        if record.host not in self._wanted or record.host in self.records:
-            return
-        self.in_progress.discard(record.host)
-        self.records[record.host] = record
-        if self._on_record is not None:
-            self._on_record(record)
-
-    def lost(self, hosts: Iterable[str], error: NotRun, *, progress_known: bool = True) -> None:
-        for host in hosts:
-            if host in self.records or host not in self._wanted:
-                continue
-            if not progress_known:
-                detail = str(error)
-            elif host in self.in_progress:
-                detail = f"{error}; the device was in progress: its configuration may be " \
-                         "partly changed"
-            else:
-                detail = f"{error}; the device had not started: it was not contacted"
-            self.finished(DeviceResult.of_error(host, type(error)(detail)))
-
-    # -- what the rollout decides ---------------------------------------------------------
-
-    def missing(self, hosts: Iterable[str]) -> list[str]:
-        return [h for h in hosts if h not in self.records]
-
-    def interrupt_rest(self) -> None:
-        """Cancelled: in-flight devices failed (may be partly changed), the rest skipped."""
-        for host in self.missing(self.hosts):
-            if host in self.in_progress:
-                self.finished(DeviceResult.of_error(host, Interrupted(
-                    "run interrupted while this device was in progress; its configuration "
-                    "may be partly changed")))
-            else:
-                self.finished(DeviceResult.of_error(host, Interrupted(
-                    "run interrupted before this device started"), status=DeviceStatus.SKIPPED))
-
-    def skip_rest(self, reason: str) -> None:
-        for host in self.missing(self.hosts):
-            self.finished(DeviceResult.of_error(host, RolloutStopped(reason)))
-
-    def amend(self, rollback: DeviceResult, reason: str) -> None:
-        """A changed device's record after the restore pass of a stopped rollout: its own
-        steps, then the rollback's; rolled_back, or failed (RollbackFailed)."""
-        original = self.records.get(rollback.host)
-        if original is None or original.restore is None:
-            return  # not a device this pass was asked to put back (or already amended)
-        amended = replace(original, steps=[*original.steps, *rollback.steps], restore=None)
-        if rollback.status is DeviceStatus.ROLLED_BACK:
-            amended.changed = False
-            amended.fail(RolloutStopped(f"{reason}; this device's change was rolled back"))
-            amended.status = DeviceStatus.ROLLED_BACK
-        else:
-            amended.fail(RollbackFailed(f"{reason}; rolling this device's change back failed:"
-                                        f" {rollback.error_class}: {rollback.error}"))
-        self.records[rollback.host] = amended
-        if self._on_record is not None:
-            self._on_record(amended)
-
-    def ordered(self) -> list[DeviceResult]:
-        return [self.records[h] for h in self.hosts]
 
 
 class _Either:
@@ -152,6 +74,11 @@ class _Restores:
         for host in hosts:
             self.tally.amend(DeviceResult.of_error(host, error), self.reason)
 
+    def missing(self, hosts: Iterable[str]) -> list[str]:
+        """Those of `hosts` whose change still waits to be put back (not amended yet)."""
+        return [h for h in hosts if (r := self.tally.records.get(h)) is not None
+                and r.restore is not None]
+
 
 def _roll_back_earlier(tally: Tally, restorer: Restorer, reason: str,
                        cancel: CancelFlag) -> None:
@@ -164,8 +91,8 @@ def _roll_back_earlier(tally: Tally, restorer: Restorer, reason: str,
     sink = _Restores(tally, reason)
     with restorer(plans) as executor:
         executor.run(list(plans), sink, cancel)
-    sink.lost([h for h in plans if tally.records[h].restore is not None],
-              WorkerLost("the restore pass returned no record for this device"))
+    sink.lost(sink.missing(plans), WorkerLost("the restore pass returned no record for this "
+                                              "device"))
 
 
 Restorer = Callable[[dict[str, RestorePlan]], Executor]
@@ -212,3 +139,18 @@ def run_rollout(spec: JobSpec, hosts: list[str], executor: Executor,
     if flag.is_set():
         tally.interrupt_rest()
     return tally.ordered()
+
+
+def run_devices(work: Work, hosts: list[str], engine: Engine,
+                on_record: RecordCallback | None = None, cancel: CancelFlag | None = None,
+                *, registry: ExecutorRegistry | None = None) -> list[DeviceResult]:
+    """Run the job on `hosts` with `engine` (see choose_engine) from `registry` (default:
+    this machine's engines): one record per host, in `hosts` order, each passed to
+    on_record as it is known."""
+    engines = registry or ExecutorRegistry(LOCAL_ENGINES)
+
+    def restorer(plans: dict[str, RestorePlan]) -> Executor:
+        return engines.create(engine, replace(work, restore=plans))
+
+    with engines.create(engine, work) as executor:
+        return run_rollout(work.spec, hosts, executor, on_record, cancel, restorer)

@@ -24,8 +24,10 @@ from runner.errors import (
     SecretUnavailable,
     StoreError,
 )
-from runner.execution import ExecutorRegistry, Work, choose_engine, run_devices
+from runner.execution.control.heartbeat import RunWatch
 from runner.execution.engines import LOCAL_ENGINES
+from runner.execution.executor import ExecutorRegistry, Work, choose_engine
+from runner.execution.rollout import run_devices
 from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.inventory.secretref import (
     SecretRef,
@@ -262,7 +264,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     store.start_run(run, prep.hosts, options.decision)
     # `runner cancel` and `runner web` reach a run of this process through the store
     cancel = options.cancel if options.cancel is not None else threading.Event()
-    writer = RecordWriter(store, run.run_id, prep.hosts, cancel)
+    writer = RecordWriter(store, run.run_id, prep.hosts)
+    watch = RunWatch(store, run.run_id, cancel, paused=lambda: writer.error is not None)
     finished: list[DeviceResult] = []
 
     def done(device: DeviceResult) -> None:
@@ -276,8 +279,9 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                 approved=options.approved, override=options.override is not None,
                 job_dir=prep.job.path.parent)
     try:
-        run.devices = run_devices(work, prep.hosts, engine, done, cancel,
-                                  registry=engines())
+        with watch:
+            run.devices = run_devices(work, prep.hosts, engine, done, cancel,
+                                      registry=engines())
     except BaseException as exc:  # Ctrl-C, SIGTERM, or a bug: the run still ends, recorded
         run.finished = now_iso()
         run.devices = finished  # the summary counts what did finish

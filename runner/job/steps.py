@@ -57,7 +57,7 @@ class StepContext:
     mask: Callable[[str], str] = str
     max_output: int = 16 * 1024 * 1024  # the job's limits.output
     # Called right before each config push: ends an engine process whose run's process is
-    # gone (runner.execution.lifeline), so no device is changed by a run nobody controls.
+    # gone (runner.execution.control.liveness), so no device is changed by a run nobody controls.
     guard: Callable[[], None] | None = None
 
 

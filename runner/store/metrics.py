@@ -5,7 +5,6 @@ by `runner web` and by `runner serve --metrics-port`."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -207,20 +206,18 @@ class RunnerCollector(Collector):
         try:
             import redis
 
-            from runner.dispatch.heartbeat import WORKERS, presence_key
+            from runner.execution.control.heartbeat import live_workers
+            from runner.execution.control.keys import LEASES
 
             client = redis.Redis.from_url(self.settings.broker_url, socket_timeout=3,
                                           socket_connect_timeout=3, decode_responses=True)
             try:
                 queues = {DEFAULT_QUEUE}
-                members = sorted(str(m) for m in client.smembers(WORKERS))
-                values = client.mget([presence_key(m) for m in members]) if members else []
-                for value in values:
-                    if value:
-                        queues.update(json.loads(value).get("queues", []))
+                for consumed in live_workers(client).values():
+                    queues.update(consumed)
                 for queue in sorted(queues):
                     depth.add_metric([queue], int(client.llen(queue)))
-                count = sum(1 for _ in client.scan_iter(match="runner:lease:*", count=1000))
+                count = sum(1 for _ in client.scan_iter(match=LEASES, count=1000))
                 leased.add_metric(["redis"], count)
             finally:
                 client.close()

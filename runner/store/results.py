@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -36,11 +33,11 @@ from runner.errors import (
     ApprovalTaken,
     Conflict,
     InputError,
-    Interrupted,
     NotFound,
     RunnerError,
     StoreError,
 )
+from runner.execution.control.liveness import Running, process_identity, reap
 from runner.records import RECORDS_THREAD, DeviceResult, RunResult, now_iso
 from runner.settings import DEFAULT_DB_RETRY_S
 from runner.store.database import open_engine, retrying
@@ -49,42 +46,6 @@ from runner.vocab import Engine as EngineName
 from runner.vocab import ImportOutcome, RunStatus, StepKind
 
 log = logging.getLogger(__name__)
-HEARTBEAT_S = 30.0  # how often a running run says it is alive
-CANCEL_POLL_S = 2.0  # how often a running run looks for a cancel request from elsewhere
-STALE_S = 600.0  # a run on another machine silent this long is taken for dead
-
-
-def _start_ticks(pid: int | str) -> str | None:
-    """When the process started (clock ticks after boot): a pid reused by another process
-    has another start."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def process_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks('self')}"
-
-
-def owner_alive(owner: str | None, heartbeat: str | None) -> bool:
-    """Whether the process that owns a running run still runs: on this host, by its pid
-    and start time; elsewhere, by a heartbeat newer than STALE_S."""
-    if not owner:
-        return heartbeat is not None and _age(heartbeat) < STALE_S
-    host, _, rest = owner.partition(":")
-    pid, _, started = rest.partition(":")
-    if host != socket.gethostname():
-        return heartbeat is not None and _age(heartbeat) < STALE_S
-    return pid.isdigit() and _start_ticks(pid) == started
-
-
-def _age(moment: str) -> float:
-    try:
-        return (datetime.now(UTC) - datetime.fromisoformat(moment)).total_seconds()
-    except ValueError:
-        return float("inf")
 
 
 metadata = MetaData()
@@ -162,13 +123,14 @@ def _device_row(run_id: str, d: DeviceResult, position: int | None) -> dict[str,
 class ResultsStore:
     def __init__(self, url: str, retry_s: float = DEFAULT_DB_RETRY_S) -> None:
         """Opens the database at `url`, its schema brought to head (runner.store.migrate), and
-        finishes runs whose process is gone. `retry_s`: how long a run's writes wait for a
-        database that went away (RUNNER_DB_RETRY)."""
+        finishes runs whose process is gone (run control's reap: the store only stores).
+        `retry_s`: how long a run's writes wait for a database that went away
+        (RUNNER_DB_RETRY)."""
         self.url = url
         self.retry_s = retry_s
         self.engine: Engine = open_engine(url)
         try:
-            reaped = self.reap()
+            reaped = reap(self)
         except Exception as exc:
             raise StoreError(f"results database {self._safe_url()}: {describe(exc)}") \
                 from None
@@ -231,15 +193,18 @@ class ResultsStore:
                                            for d in latest.values()])
 
     def beat(self, run_id: str) -> None:
-        """The run's process is alive (RecordWriter calls this while the run goes)."""
-        with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.run_id == run_id,
-                                            runs.c.status == RunStatus.RUNNING)
-                         .values(heartbeat=now_iso()))
+        """The run's process is alive (run control's RunWatch calls this while it goes)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(runs).where(runs.c.run_id == run_id,
+                                                runs.c.status == RunStatus.RUNNING)
+                             .values(heartbeat=now_iso()))
+        except Exception as exc:
+            raise StoreError(describe(exc)) from None
 
     def request_cancel(self, run_id: str, by: str) -> bool:
-        """Ask the process running `run_id` to stop it (it looks every CANCEL_POLL_S): False
-        when the run is not running."""
+        """Ask the process running `run_id` to stop it (its RunWatch looks every
+        REQUEST_POLL_S): False when the run is not running."""
         with self.engine.begin() as conn:
             done = conn.execute(update(runs).where(
                 runs.c.run_id == run_id, runs.c.status == RunStatus.RUNNING).values(
@@ -248,40 +213,21 @@ class ResultsStore:
 
     def cancel_requested(self, run_id: str) -> str | None:
         """Who asked to cancel the run, if anyone did."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(runs.c.cancel_requested, runs.c.cancel_requested_by)
-                               .where(runs.c.run_id == run_id)).first()
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(runs.c.cancel_requested,
+                                          runs.c.cancel_requested_by)
+                                   .where(runs.c.run_id == run_id)).first()
+        except Exception as exc:
+            raise StoreError(describe(exc)) from None
         return None if row is None or row[0] is None else str(row[1] or "someone")
 
-    def reap(self) -> list[str]:
-        """Runs left `running` by a process that is gone: finished as interrupted, with a
-        record for each device that has none. Their ids."""
+    def running(self) -> list[Running]:
+        """Every run recorded as running, with its owner, heartbeat and targets."""
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(select(
-                runs.c.run_id, runs.c.owner, runs.c.heartbeat, runs.c.hosts).where(
-                runs.c.status == RunStatus.RUNNING))]
-        reaped = []
-        for row in rows:
-            if owner_alive(row["owner"], row["heartbeat"]):
-                continue
-            _, run = self.get_run(row["run_id"])
-            recorded = {d.host for d in run.devices}
-            lost = [DeviceResult.of_error(h, Interrupted(
-                "the runner process running this run ended without recording this device "
-                "(killed?); its configuration may be partly changed"))
-                for h in (row["hosts"] or []) if h not in recorded]
-            if lost:
-                self.record_devices(run.run_id, lost, {h: i for i, h in
-                                                       enumerate(row["hosts"] or [])})
-            run.devices += lost
-            with self.engine.begin() as conn:
-                done = conn.execute(update(runs).where(
-                    runs.c.run_id == run.run_id, runs.c.status == RunStatus.RUNNING).values(
-                    status=RunStatus.INTERRUPTED, finished=now_iso(), summary=run.summary,
-                    error="its runner process ended without finishing it"))
-            if done.rowcount:
-                reaped.append(run.run_id)
-        return reaped
+            return [Running(r.run_id, r.owner, r.heartbeat, r.hosts) for r in conn.execute(
+                select(runs.c.run_id, runs.c.owner, runs.c.heartbeat, runs.c.hosts).where(
+                    runs.c.status == RunStatus.RUNNING))]
 
     def finish_run(self, run: RunResult, status: RunStatus | None = None,
                    error: str | None = None, *, retry: bool = True) -> None:
@@ -394,14 +340,18 @@ class ResultsStore:
             conn.execute(update(runs).where(runs.c.run_id == run_id).values(
                 notifications=[*(before or []), *outcomes]))
 
-    def interrupt(self, run_id: str | None, finished: str) -> None:
-        """A run its process never finished (killed): recorded as interrupted."""
+    def interrupt(self, run_id: str | None, finished: str, *,
+                  summary: dict[str, Any] | None = None, error: str | None = None) -> bool:
+        """A run its process never finished (killed): recorded as interrupted, with its
+        summary and why when known. False when it was not running (any more)."""
         if not run_id:
-            return
+            return False
+        extra = {k: v for k, v in (("summary", summary), ("error", error)) if v is not None}
         with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.run_id == run_id,
-                                            runs.c.status == RunStatus.RUNNING).values(
-                status=RunStatus.INTERRUPTED, finished=finished))
+            done = conn.execute(update(runs).where(
+                runs.c.run_id == run_id, runs.c.status == RunStatus.RUNNING).values(
+                status=RunStatus.INTERRUPTED, finished=finished, **extra))
+        return bool(done.rowcount)
 
     def last_run(self, job: str) -> dict[str, Any] | None:
         rows = self.list_runs(1, job)
@@ -464,12 +414,12 @@ class RecordWriter:
     engine never waits on the database and a finished device is on disk within moments.
     While the database is away the run goes on and records wait here, written when it is
     back; after the store's retry bound they are given up on, and close() names them (the
-    caller keeps the run elsewhere: nothing is dropped silently)."""
+    caller keeps the run elsewhere: nothing is dropped silently). The run's heartbeat and
+    its cancel requests are run control's (runner.execution.control.heartbeat.RunWatch)."""
 
-    def __init__(self, store: ResultsStore, run_id: str, hosts: list[str] | None = None,
-                 cancel: threading.Event | None = None) -> None:
+    def __init__(self, store: ResultsStore, run_id: str, hosts: list[str] | None = None) \
+            -> None:
         self._store = store
-        self._cancel = cancel  # set when another process asks to cancel the run
         self._run_id = run_id
         self._positions = {h: i for i, h in enumerate(hosts or [])}
         self._queue: queue.SimpleQueue[DeviceResult | None] = queue.SimpleQueue()
@@ -484,24 +434,9 @@ class RecordWriter:
 
     def _loop(self) -> None:
         done = False
-        beat = looked = time.monotonic()
         while not done:
             batch: list[DeviceResult] = []
-            if self._cancel is not None and not self._cancel.is_set() and \
-                    time.monotonic() - looked >= CANCEL_POLL_S and self.error is None:
-                looked = time.monotonic()
-                self._look_for_cancel(self._cancel)
-            if time.monotonic() - beat >= HEARTBEAT_S and self.error is None:
-                beat = time.monotonic()
-                try:
-                    self._store.beat(self._run_id)
-                except Exception as exc:  # the records matter more; say so and go on
-                    log.warning("run %s: heartbeat not stored: %s", self._run_id,
-                                describe(exc))
-            try:
-                item = self._queue.get(timeout=CANCEL_POLL_S if self._cancel else HEARTBEAT_S)
-            except queue.Empty:
-                continue
+            item = self._queue.get()
             # Gather what finishes within a moment: one transaction per batch costs a
             # tenth of one per record, and the engine shares this process's CPU.
             deadline = time.monotonic() + FLUSH_S
@@ -517,16 +452,6 @@ class RecordWriter:
             done = item is None
             if batch:
                 self._store_batch(batch)
-
-    def _look_for_cancel(self, cancel: threading.Event) -> None:
-        try:
-            by = self._store.cancel_requested(self._run_id)
-        except Exception as exc:  # the database is away: records and heartbeat say so
-            log.debug("run %s: cancel requests not read: %s", self._run_id, describe(exc))
-            return
-        if by is not None:
-            log.warning("run %s: cancelled by %s", self._run_id, by)
-            cancel.set()
 
     def _store_batch(self, batch: list[DeviceResult]) -> None:
         if self.error is None:

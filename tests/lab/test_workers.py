@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from runner.execution.leases import device_key, lease_key
+from runner.execution.control.keys import device_key, lease_key
 from runner.inventory.fleet import load_inventory
 from runner.lab.netns import wait_for
 from runner.settings import Settings

@@ -21,7 +21,7 @@ import pytest
 import redis
 import yaml
 
-from runner.execution.leases import device_key, lease_key
+from runner.execution.control.keys import device_key, lease_key
 from runner.inventory.fleet import load_inventory
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess

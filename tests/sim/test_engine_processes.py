@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from runner.execution import Work, run_devices
+from runner.execution.executor import Work
+from runner.execution.rollout import run_devices
 from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.job.spec import JobSpec
 from runner.lab.netns import wait_for

@@ -216,7 +216,7 @@ def test_config_lines_render_as_templates_do_and_are_checked_first(tmp_path: Pat
 
 
 def test_one_device_key_whatever_the_inventory_calls_the_device() -> None:
-    from runner.execution.leases import device_key, lease_key
+    from runner.execution.control.keys import device_key, lease_key
 
     assert device_key("10.0.0.1", 22) == "10.0.0.1:22"
     assert device_key("Core-R1.Example.NET.", 22) == device_key("core-r1.example.net", 22)

@@ -13,7 +13,7 @@ from runner.errors import BrokerLost, WorkerLost
 from runner.execution.executor import CancelFlag, RecordSink
 from runner.execution.rollout import batches, run_rollout
 from runner.job.spec import JobSpec
-from runner.records import DeviceResult
+from runner.records import DeviceResult, RestorePlan
 from runner.vocab import DeviceStatus, Engine
 
 HOSTS = [f"d{i}" for i in range(10)]
@@ -186,3 +186,44 @@ def test_a_bug_in_an_engine_still_records_every_device() -> None:
         ("d2", DeviceStatus.FAILED, "Interrupted")]
     assert "runner stopped on an internal error (RuntimeError: engine bug)" in (
         seen[1].error or "")
+
+
+def test_an_engine_that_gathers_records_asks_the_tally_what_is_missing() -> None:
+    """The Celery dispatcher's way: records come from several places (a task's result, the
+    run ledger, the finished stream), late copies included; which devices still lack one
+    is for the run's Tally to say, in the run and in the restore pass of a stopped one."""
+    spec = JobSpec.model_validate({
+        "name": "t", "steps": [{"config": {"lines": ["ntp server 10.9.9.9"],
+                                           "rollback": True}}],
+        "rollout": {"batch_size": 2, "max_fail_percentage": 0, "on_stop": "rollback"}})
+    asked: list[list[str]] = []
+
+    def changed(host: str) -> DeviceResult:
+        return DeviceResult(host=host, status=DeviceStatus.CHANGED, changed=True,
+                            restore=RestorePlan(["no ntp server 10.9.9.9"], "k", "a"))
+
+    def gathers(hosts: list[str], sink: RecordSink, _c: CancelFlag) -> None:
+        sink.finished(changed(hosts[0]))
+        asked.append(sink.missing(hosts))
+        sink.finished(DeviceResult(host=hosts[0], status=DeviceStatus.FAILED))  # a late copy
+        for host in sink.missing(hosts):
+            sink.finished(DeviceResult(host=host, status=DeviceStatus.FAILED)
+                          if host == "d3" else changed(host))
+        asked.append(sink.missing(hosts))
+
+    def restores(hosts: list[str], sink: RecordSink, _c: CancelFlag) -> None:
+        asked.append(sink.missing(hosts))
+        sink.finished(DeviceResult(host=hosts[0], status=DeviceStatus.ROLLED_BACK))
+        asked.append(sink.missing(hosts))
+        sink.lost(sink.missing(hosts), WorkerLost("worker w2 went silent"))
+        asked.append(sink.missing(hosts))
+
+    records = run_rollout(spec, HOSTS[:4], Scripted(gathers),
+                          restorer=lambda _plans: Scripted(restores))
+    assert asked == [["d1"], [], ["d3"], [], ["d0", "d1", "d2"], ["d1", "d2"], []]
+    assert [(r.host, r.status, r.error_class) for r in records] == [
+        ("d0", DeviceStatus.ROLLED_BACK, "RolloutStopped"),
+        ("d1", DeviceStatus.FAILED, "RollbackFailed"),
+        ("d2", DeviceStatus.FAILED, "RollbackFailed"),
+        ("d3", DeviceStatus.FAILED, None)]
+    assert "worker w2 went silent" in (records[1].error or "")

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from runner.errors import InventoryError, JobError, SecretUnavailable
-from runner.execution import Work, run_devices
+from runner.execution.executor import Work
+from runner.execution.rollout import run_devices
 from runner.inventory.files import inventory_schema
 from runner.inventory.fleet import load_inventory
 from runner.inventory.secretref import SecretRef, SecretResolver
