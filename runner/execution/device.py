@@ -180,9 +180,11 @@ class DeviceRunner:
             result.status = DeviceStatus.CHANGED
         if result.status is DeviceStatus.CHANGED and change.to_undo \
                 and change.current is not None and change.kept is not None:
+            platform = self._platform(host)
             result.restore = RestorePlan(
-                restore.restore_lines(change.current, change.kept),
-                restore.digest(change.kept), restore.digest(change.current), change.saved)
+                restore.restore_lines(platform, change.current, change.kept),
+                restore.digest(platform, change.kept), restore.digest(platform, change.current),
+                change.saved)
         result.duration_s = round(time.monotonic() - t0, 3)
         result.finished = now_iso()
         return self._redacted(host, result)

@@ -27,6 +27,8 @@ class Platform:
     volatile: tuple[re.Pattern[str], ...]
     secrets: tuple[re.Pattern[str], ...]
     single_valued: tuple[str, ...]
+    modes: tuple[re.Pattern[str], ...]  # lines that enter a CLI sub-mode from global config
+    submodes: tuple[re.Pattern[str], ...]  # ... and from inside one of those
     cli_prompt: str
     cli_on_open: tuple[str, ...]
     cli_config_enter: str
@@ -68,6 +70,8 @@ def _table() -> Registry[Platform]:
             volatile=tuple(re.compile(p, re.M) for p in spec["volatile"]),
             secrets=tuple(re.compile(p, re.M) for p in spec["secrets"]),
             single_valued=tuple(spec.get("single_valued", ())),
+            modes=tuple(re.compile(p) for p in spec.get("modes", ())),
+            submodes=tuple(re.compile(p) for p in spec.get("submodes", ())),
             cli_prompt=spec["cli"]["prompt"], cli_on_open=tuple(spec["cli"]["on_open"]),
             cli_config_enter=spec["cli"]["config_enter"],
             cli_config_exit=spec["cli"]["config_exit"],

@@ -140,7 +140,7 @@ def _as_approved(ctx: StepContext, index: int, lines: list[str], before: str) ->
     approved = ctx.approved
     if approved is None:
         return
-    if ctx.change.current is None and restore.digest(before) != approved.digest:
+    if ctx.change.current is None and restore.digest(ctx.platform, before) != approved.digest:
         raise ConfigDrift("the running config changed since the approved preview: the "
                           "change was not pushed onto a config it was not made for")
     if ctx.mask("\n".join(lines) + "\n") != approved.lines.get(str(index)):
@@ -155,12 +155,12 @@ async def run_config(ctx: StepContext, step: ConfigStep, name: str, lines: list[
     change = ctx.change
     before = change.current if ctx.dry_run and change.current is not None \
         else await _running(ctx)
-    record.digest = restore.digest(before)
+    record.digest = restore.digest(ctx.platform, before)
     _as_approved(ctx, index, lines, before)
     if rollback and change.kept is None:
         change.kept = before
     if ctx.dry_run:
-        would = diffing.preview(before, lines, ctx.platform.single_valued)
+        would = diffing.preview(before, lines, ctx.platform)
         record.diff = would.diff  # the diff a real run would record
         record.changed = bool(record.diff)
         record.output = "\n".join(lines) + "\n"  # what would be sent
@@ -230,7 +230,8 @@ async def run_steps(ctx: StepContext, spec: JobSpec, rendered: dict[int, Rendere
     if ctx.dry_run and change.kept is not None and change.current is not None:
         ctx.result.steps.append(StepResult(
             name="rollback (if a step fails)", kind=StepKind.ROLLBACK,
-            output="\n".join(restore.restore_lines(change.current, change.kept)) + "\n"))
+            output="\n".join(restore.restore_lines(ctx.platform, change.current,
+                                                    change.kept)) + "\n"))
 
 
 @dataclass
@@ -247,7 +248,7 @@ async def roll_back(session: Session, platform: Platform, timeout: float, kept: 
     read the config again and compare (volatile lines masked)."""
     record = StepResult(name=name, kind=StepKind.ROLLBACK)
     current = await running_config(session, platform, timeout)
-    lines = restore.restore_lines(current, kept)
+    lines = restore.restore_lines(platform, current, kept)
     transcript = ""
     if lines:
         transcript = await session.configure(lines, timeout)
@@ -257,7 +258,7 @@ async def roll_back(session: Session, platform: Platform, timeout: float, kept: 
     after = await running_config(session, platform, timeout)
     record.output = transcript or "(nothing to send: the config was as kept)"
     record.diff = diffing.unified(current, after, "running-config (rollback)")
-    back = restore.same_config(after, kept)
+    back = restore.same_config(platform, after, kept)
     if back and save and lines:
         transcript += "\n" + await session.command(platform.save_config, timeout)
         record.output = transcript
@@ -280,7 +281,7 @@ async def apply_plan(session: Session, platform: Platform, timeout: float,
         record.failed, record.error = True, plan.blocked
         return Restored(record, False)
     current = await running_config(session, platform, timeout)
-    if restore.digest(current) != plan.after_digest:
+    if restore.digest(platform, current) != plan.after_digest:
         record.failed = True
         record.error = "its config changed since this run changed it: not rolled back"
         return Restored(record, False)
@@ -290,7 +291,7 @@ async def apply_plan(session: Session, platform: Platform, timeout: float,
     record.output = transcript
     record.diff = diffing.unified(current, after, "running-config (rollback)")
     record.changed = bool(record.diff)
-    back = restore.digest(after) == plan.kept_digest
+    back = restore.digest(platform, after) == plan.kept_digest
     if back and plan.save:
         record.output += "\n" + await session.command(platform.save_config, timeout)
     if not back:
