@@ -30,6 +30,8 @@ it resembles, so callers may catch either.
         ├── DeviceTimeout (TimeoutError)
         ├── CommandRejected                      a platform failure indicator in the answer
         ├── CheckFailed                          an `expect:` condition was false
+        │   └── NotCompliant                     still not compliant after remediation
+        ├── NoBackup                             compliance against a backup it lacks
         ├── RollbackFailed                       the kept config could not be put back
         ├── ConfigDrift                          the config moved since the approved preview
         ├── RenderFailed                         a template failed for this device
@@ -239,6 +241,14 @@ class CommandRejected(DeviceError):
 
 class CheckFailed(DeviceError):
     """An `expect:` condition of a command step was false, or could not be evaluated."""
+
+
+class NotCompliant(CheckFailed):
+    """A remediated device is still not compliant with its intended config (put back)."""
+
+
+class NoBackup(DeviceError):
+    """A compliance step compares with the device's backup, and it has none."""
 
 
 class RollbackFailed(DeviceError):

@@ -290,6 +290,15 @@ class BackupRepo:
         rows = [line.split("\t", 2) for line in out.splitlines() if line.count("\t") >= 2]
         return [{"commit": c, "date": d, "title": t} for c, d, t in rows]
 
+    def latest(self, host: str) -> tuple[str, str] | None:
+        """A device's backup in the last commit (commit id, text); None when it has none."""
+        if not self.git_dir.is_dir() or not self._is_repository():
+            return None
+        head = self._head()
+        if head is None or file_name(host) not in self._committed(head):
+            return None
+        return head, self._git("show", f"{head}:{file_name(host)}")
+
     def text_at(self, host: str, commit: str) -> str:
         """A device's backup as of `commit` (a full or abbreviated commit id)."""
         return self._git("show", f"{self._known(commit)}:{file_name(host)}")

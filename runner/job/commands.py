@@ -117,7 +117,7 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         click.echo(f"awaiting approval: runner approve {run_result.run_id} (or runner "
                    f"reject {run_result.run_id})", err=as_json)
         sys.exit(0)
-    sys.exit(0 if run_result.ok else 1)
+    sys.exit(run_result.exit_code)
 
 
 def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool,
@@ -276,7 +276,7 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else
                f"approved {preview.run_id} by {result.started_by}: carried out as run "
                f"{result.run_id}\n{run_table(result, show_all)}")
-    sys.exit(0 if result.ok else 1)
+    sys.exit(result.exit_code)
 
 
 @click.command()

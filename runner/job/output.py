@@ -48,7 +48,7 @@ class Progress:
                     self.stream.write("\n")
             else:
                 counts = Counter(self.status.values())
-                failed = done - sum(counts[s] for s in SUCCESS)
+                failed = done - sum(n for s, n in counts.items() if s.worked)
                 line = (f"[{done}/{self.total}] done {done}  failed {failed}  "
                         f"remaining {self.total - done}")
                 error = f"  {device.error}" if device.error else ""

@@ -80,8 +80,6 @@ class Launcher:
 
     def jobs(self) -> list[JobEntry]:
         """The valid job files of the jobs directory (invalid ones are left out)."""
-        from runner.job.spec import ConfigStep
-
         out = []
         for path in job_files(self.config.jobs_dir):
             try:
@@ -90,7 +88,7 @@ class Launcher:
                 continue
             spec = job.spec
             out.append(JobEntry(spec.name, path, spec.description,
-                                any(isinstance(s, ConfigStep) for s in spec.steps),
+                                spec.changes_config,
                                 spec.schedule is not None, spec.needs_approval))
         return out
 
