@@ -109,6 +109,7 @@ def approve(store: ResultsStore, run_id: str, options: RunOptions,
                        templates or Path(inputs["templates"]), only=list(changes))
     decider = by or who()
     options.approves = preview.run_id
+    options.remediates = inputs.get("remediates")  # a remediation's, carried out
     options.approved = changes
     options.decision = {"by": decider, "at": now_iso()}
     options.started_by = decider

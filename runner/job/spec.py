@@ -362,9 +362,8 @@ class JobSpec(_Model):
                           "a compliance step to remediate): nothing to approve",
                           ("schedule", "approval"))
         if self.rollback and not config:
-            raise located(here, "rollback: true, but the job has no config step (nor a "
-                          "compliance step with remediate: true) to roll back",
-                          ("rollback",))
+            raise located(here, "rollback: true, but the job has no config step to roll "
+                          "back (nor a compliance step with remediate: true)", ("rollback",))
         return self
 
     @property
