@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -16,16 +15,6 @@ from runner.job.output import Progress, diffs, run_table, table
 from runner.vocab import ComplianceState, EngineChoice
 
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
-
-
-def compliance_document(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The latest states as `runner compliance --json` prints and GET /api/compliance
-    serves them: a summary per feature, and a row per device and feature."""
-    summary: dict[str, dict[str, int]] = {}
-    for row in rows:
-        counts = summary.setdefault(row["feature"], dict.fromkeys(ComplianceState, 0))
-        counts[row["status"]] += 1
-    return {"summary": summary, "devices": len({r["host"] for r in rows}), "latest": rows}
 
 
 @click.command()
@@ -46,6 +35,7 @@ def compliance(ctx: click.Context, feature: str | None, status: str | None,
     found it (or, with --history, its changes). Exit 0: every device listed is compliant;
     3: some are not (drift)."""
     from runner.store import compliance as store_compliance
+    from runner.store.compliance import compliance_document
 
     store = results_store(ctx)
     if history:

@@ -14,7 +14,7 @@ from runner.job.run import Prepared, prepare_job
 from runner.job.spec import ComplianceSpec, ComplianceStep, JobSpec
 from runner.records import RunResult
 from runner.store.results import ResultsStore
-from runner.vocab import ActualSource, DeviceStatus
+from runner.vocab import ActualSource
 
 
 @dataclass
@@ -28,12 +28,13 @@ class Plan:
 
 
 def drifted(run: RunResult, features: list[str]) -> dict[str, list[str]]:
-    """Per device of `run`, the given features it was found out of compliance with."""
+    """Per device of `run`, the given features its compliance check found it out of
+    compliance with (also in a run that went on to preview or fail a remediation)."""
     out: dict[str, list[str]] = {}
     for device in run.devices:
         found = device.compliance or {}
         bad = [f for f in features if f in found and not found[f].get("compliant")]
-        if bad and device.status is DeviceStatus.NON_COMPLIANT:
+        if bad:
             out[device.host] = bad
     return out
 

@@ -161,6 +161,16 @@ def latest(store: ResultsStore, where: StateFilter | None = None) -> list[dict[s
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def compliance_document(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The latest states as `runner compliance --json` prints and GET /api/compliance
+    serves them: a summary per feature, and a row per device and feature."""
+    summary: dict[str, dict[str, int]] = {}
+    for row in rows:
+        tally = summary.setdefault(row["feature"], dict.fromkeys(ComplianceState, 0))
+        tally[row["status"]] += 1
+    return {"summary": summary, "devices": len({r["host"] for r in rows}), "latest": rows}
+
+
 def features(store: ResultsStore) -> list[str]:
     with store.engine.connect() as conn:
         return [str(r[0]) for r in conn.execute(

@@ -186,6 +186,30 @@ class Launcher:
             prep, cast(ResultsStore, store), options))
         return Started(run_id, dry_run or preview, preview)
 
+    def remediate(self, run_id: str, *, by: str, features: list[str] | None = None,
+                  hosts: list[str] | None = None, dry_run: bool = False) -> Started:
+        """Remediate a compliance run's drift (`runner remediate`) in the background: every
+        name checked first; a job that needs approval makes a preview. Conflict when no
+        device of it is out of compliance with those features."""
+        from runner.job.approval import gate
+        from runner.job.remediate import plan
+
+        made = plan(self.store, run_id, self.config.inventory, self.config.templates,
+                    features, hosts)
+        if made.prepared is None:
+            raise Conflict(f"run {made.run_id}: no device is out of compliance with "
+                           f"{', '.join(made.features)}: nothing to remediate")
+        prep = made.prepared
+        run_id = new_run_id()
+        store = _Announcing(self.store)
+        options = RunOptions(settings=self.config.settings, dry_run=dry_run, run_id=run_id,
+                             engine=self.config.engine, started_by=by,
+                             remediates=made.run_id)
+        preview = gate(prep.job.spec, options)
+        self._launch(run_id, options, store, lambda: execute(
+            prep, cast(ResultsStore, store), options))
+        return Started(run_id, dry_run or preview, preview)
+
     def approve(self, run_id: str, by: str) -> str:
         """Carry out an approved preview in the background; the new run's id. Refused
         (nothing recorded) when there is nothing to approve or someone decided first."""
