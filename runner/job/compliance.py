@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hier_config import HConfig, HConfigChild
+from hier_config import HConfig, HConfigChild, MatchRule
 from hier_config.platforms.driver_base import HConfigDriverBase
 
 from runner.inventory.platforms import Platform
@@ -22,8 +22,12 @@ class FeatureResult:
     """One feature of one device: compliant or not, and why, and how to fix it."""
 
     compliant: bool
-    missing: list[str] = field(default_factory=list)  # intended lines the device lacks
-    extra: list[str] = field(default_factory=list)  # the device's lines not intended
+    # intended lines the device lacks, and its lines not intended, each with the lines of
+    # the sections it is in (context); the counts are of the lines themselves
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    missing_count: int = 0
+    extra_count: int = 0
     remediation: list[str] = field(default_factory=list)  # the commands that fix it
     order_differs: bool = False  # ordered: the same lines in another order
 
@@ -74,10 +78,14 @@ def _only_in(a: HConfig | HConfigChild, b: HConfig | HConfigChild,
             out.children.append(inner)
 
 
-def only_in(a: HConfig, b: HConfig) -> list[str]:
+def only_in(a: HConfig, b: HConfig) -> tuple[list[str], int]:
+    """The lines of `a` that `b` lacks, with their sections' headers as context; and how
+    many lines that is, the context aside."""
     out = HConfig(a.driver)
     _only_in(a, b, out)
-    return [line.rstrip() for line in out.lines()]
+    own = sum(1 for c in out.all_children() if b.get_child_deep(
+        tuple(MatchRule(equals=t) for t in c.path())) is None)
+    return [line.rstrip() for line in out.lines()], own
 
 
 def _order(config: HConfig) -> list[tuple[str, ...]]:
@@ -95,7 +103,7 @@ def check_feature(driver: HConfigDriverBase, intended: HConfig, actual: HConfig,
                   feature: Feature, ignore: list[re.Pattern[str]]) -> FeatureResult:
     patterns = ignore + [re.compile(p) for p in feature.ignore]
     want, have = part(intended, feature, patterns), part(actual, feature, patterns)
-    missing, extra = only_in(want, have), only_in(have, want)
+    (missing, missing_count), (extra, extra_count) = only_in(want, have), only_in(have, want)
     order_differs = feature.ordered and not missing and not extra \
         and _order(want) != _order(have)
     if order_differs:
@@ -104,8 +112,8 @@ def check_feature(driver: HConfigDriverBase, intended: HConfig, actual: HConfig,
         fix = configtree.commands(have.config_to_get_to(want).set_order_weight())
     else:
         fix = []
-    return FeatureResult(not (missing or extra or order_differs), missing, extra, fix,
-                         order_differs)
+    return FeatureResult(not (missing or extra or order_differs), missing, extra,
+                         missing_count, extra_count, fix, order_differs)
 
 
 def check(platform: Platform, spec: ComplianceSpec, intended_lines: list[str],
@@ -135,7 +143,7 @@ def report(results: dict[str, FeatureResult]) -> str:
             out.append(f"{name}: compliant")
             continue
         why = "lines in another order" if result.order_differs else \
-            f"{len(result.missing)} missing, {len(result.extra)} extra"
+            f"{result.missing_count} missing, {result.extra_count} extra"
         out.append(f"{name}: NOT compliant ({why})")
         out += [f"  missing  {line}" for line in result.missing]
         out += [f"  extra    {line}" for line in result.extra]

@@ -60,8 +60,8 @@ def compliance(ctx: click.Context, feature: str | None, status: str | None,
                    else "no device matches")
         return
     out = [("DEVICE", "FEATURE", "STATUS", "MISSING", "EXTRA", "SINCE", "CHECKED", "RUN")]
-    out += [(r["host"], r["feature"], r["status"], str(len(r["missing"] or [])),
-             str(len(r["extra"] or [])), r["since"][:19], r["checked"][:19], r["run_id"])
+    out += [(r["host"], r["feature"], r["status"], str(r["missing_count"] or 0),
+             str(r["extra_count"] or 0), r["since"][:19], r["checked"][:19], r["run_id"])
             for r in rows]
     click.echo(table(out))
     summary = compliance_document(rows)["summary"]

@@ -253,8 +253,8 @@ def _drift(run: RunResult, drift: dict[str, list[str]] | None) -> list[str]:
         parts = []
         for name in features:
             result = (found or {}).get(name) or {}
-            parts.append(f"{name} ({len(result.get('missing') or [])} missing, "
-                         f"{len(result.get('extra') or [])} extra)")
+            parts.append(f"{name} ({result.get('missing_count', 0)} missing, "
+                         f"{result.get('extra_count', 0)} extra)")
         body.append(f"- {host}: {', '.join(parts)}")
     if len(drift) > LISTED_DEVICES:
         body.append(f"... {len(drift) - LISTED_DEVICES} more devices")

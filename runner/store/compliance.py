@@ -37,8 +37,10 @@ compliance_state = Table(
     Column("since_run", String(32), nullable=False),  # ... found by this run
     Column("checked", String(40), nullable=False),  # the latest check
     Column("run_id", String(32), nullable=False),  # ... by this run
-    Column("missing", JSON),
+    Column("missing", JSON),  # the lines, with their sections' headers
     Column("extra", JSON),
+    Column("missing_count", Integer),  # the lines themselves, headers aside
+    Column("extra_count", Integer),
     Column("remediation", JSON),
     Column("source", String(40)),  # running, or backup <commit>
 )
@@ -110,6 +112,8 @@ def record_run(store: ResultsStore, run: RunResult) -> list[Change]:
                 values = {"job": run.job, "status": status, "checked": at,
                           "run_id": run.run_id, "missing": result.get("missing") or [],
                           "extra": result.get("extra") or [],
+                          "missing_count": int(result.get("missing_count") or 0),
+                          "extra_count": int(result.get("extra_count") or 0),
                           "remediation": result.get("remediation") or [], "source": source}
                 event = None
                 if row is None:

@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
     # 2 the job's own domain: the spec (with its schedule) and what steps do on a device
     ("runner.job.schedule", "runner.job.triggers", "runner.job.spec", "runner.job.load",
      "runner.job.render", "runner.job.parsing", "runner.job.ttpguard", "runner.job.checks",
-     "runner.job.configtree", "runner.job.diffing", "runner.job.restore", "runner.job.steps", "runner.job.notify",
+     "runner.job.configtree", "runner.job.diffing", "runner.job.restore", "runner.job.steps",
+     "runner.job.notify",
      "runner.job.backups", "runner.job.output", "runner.job.compliance", "runner.job"),
     # 3 running a job on devices: executors, rollout, run control; the store
     ("runner.execution",),

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from runner.errors import CheckFailed
-from runner.job.checks import check, problem
 from runner.inventory import platforms
+from runner.job.checks import check, problem
 from runner.job.diffing import preview
 from runner.job.restore import digest, restore_lines, same_config
 

@@ -40,6 +40,8 @@ def upgrade() -> None:
             sa.Column("run_id", sa.String(32), nullable=False),
             sa.Column("missing", sa.JSON),
             sa.Column("extra", sa.JSON),
+            sa.Column("missing_count", sa.Integer),
+            sa.Column("extra_count", sa.Integer),
             sa.Column("remediation", sa.JSON),
             sa.Column("source", sa.String(40)),
         )
