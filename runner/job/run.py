@@ -129,15 +129,15 @@ def _check_compliance(job: JobFile, templates: Templates, index: int,
     """Its intended config's template exists and parses; a backup repository to compare
     with is one."""
     where = ("steps", index, "compliance", "compliance")
-    problem = templates.check(step.compliance.intended)
-    if problem:
-        raise job.error(problem, (*where, "intended"))
     if step.compliance.actual is ActualSource.BACKUP:
         repo = Path(step.compliance.backups)
         if not (repo / ".git").is_dir():
             raise job.error(f"{repo} is not a backup repository (expected the `dir` of a "
                             "backup step that has run: actual: backup compares with its "
                             "last commit)", (*where, "backups"))
+    problem = templates.check(step.compliance.intended)
+    if problem:
+        raise job.error(problem, (*where, "intended"))
 
 
 def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,
