@@ -122,6 +122,8 @@ def account_lines(row: dict[str, Any], links: dict[str, Any]) -> list[str]:
     out = []
     if row.get("started_by"):
         out.append(f"started by {row['started_by']}")
+    if row.get("remediates"):
+        out.append(f"remediates the drift compliance run {row['remediates']} found")
     override = row.get("override")
     if override:
         why = f": {override['reason']}" if override.get("reason") else ""
