@@ -208,6 +208,15 @@ async def _actual(ctx: StepContext, spec: ComplianceStep) -> tuple[str, str]:
     return diffing.normalize(text, ctx.platform.volatile), f"backup {commit[:12]}"
 
 
+def _intended(ctx: StepContext, step: ComplianceStep, lines: list[str]) -> list[str]:
+    """The intended config as it is compared: against a backup, whose secret values are
+    masked, with its own secrets masked the same way (a secret line is then compared
+    without its value)."""
+    if step.compliance.actual is ActualSource.BACKUP:
+        return ctx.mask("\n".join(lines)).splitlines()
+    return lines
+
+
 def _judged(ctx: StepContext, name: str, results: dict[str, compliance.FeatureResult],
             source: str) -> StepResult:
     record = StepResult(name=name, kind=StepKind.COMPLIANCE,
@@ -225,6 +234,7 @@ async def run_compliance(ctx: StepContext, step: ComplianceStep, name: str,
     preview in a dry run), then judge again: still not compliant fails the device."""
     spec = step.compliance
     actual, source = await _actual(ctx, step)
+    intended = _intended(ctx, step, intended)
     results = await asyncio.to_thread(compliance.check, ctx.platform, spec, intended, actual)
     _judged(ctx, name, results, source)
     fix = compliance.remediation(results)

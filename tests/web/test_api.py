@@ -551,9 +551,11 @@ def test_compliance_latest_history_remediation_and_metric(web: Web, op: httpx.Cl
     history = viewer.get("/api/compliance/history", params={"host": host}).json()
     assert {(e["feature"], e["event"]) for e in history} >= {("ntp", "first"),
                                                              ("logging", "first")}
+    drifted = ("runner_compliance_devices", (("feature", "ntp"), ("status", "non_compliant")))
+    # figures are cached for a few seconds between scrapes
+    wait_for(lambda: drifted in _samples(viewer.get("/metrics").text), 30, "the metric")
     samples = _samples(viewer.get("/metrics").text)
-    assert samples[("runner_compliance_devices", (("feature", "ntp"),
-                                                  ("status", "non_compliant")))] == 1
+    assert samples[drifted] == 1
     assert samples[("runner_compliance_devices", (("feature", "ntp"),
                                                   ("status", "compliant")))] == 0
     # a viewer may not remediate; an operator previews it (nothing sent)
