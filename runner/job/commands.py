@@ -70,7 +70,8 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         engine: EngineChoice, shard_size: int, processes: int, rerun_of: str | None,
         statuses: list[DeviceStatus] | None, no_approval: bool, reason: str | None,
         show_all: bool) -> None:
-    """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 1: any other; 2: bad input.
+    """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 3: drift found (some
+    devices non_compliant, none failed); 1: any other; 2: bad input.
     A job whose schedule says `approval: required` is previewed instead (status
     awaiting_approval; `runner approve RUN_ID` carries it out), unless --no-approval."""
     from runner.job.approval import gate, override, who
