@@ -372,7 +372,19 @@ class _Text:
         if end > head + 1 and self.lines[end - 1].path is None \
                 and self.lines[end - 1].raw.strip() in CLOSERS:
             end -= 1
+        if not node.children:  # a setting goes after its section's settings, before its
+            leaves = [i + 1 for i in range(head + 1, end)  # sub-sections (as devices list)
+                      if self._leaf_child(i, parent)]
+            end = leaves[-1] if leaves else head + 1
         self.lines[end:end] = block
+
+    def _leaf_child(self, at: int, parent: tuple[str, ...]) -> bool:
+        """Whether line `at` is a setting of section `parent` with no lines of its own."""
+        path = self.lines[at].path
+        if path is None or path[:-1] != parent:
+            return False
+        later = next((x.path for x in self.lines[at + 1:] if x.path is not None), None)
+        return later is None or later[:len(path)] != path
 
     def _render(self, node: HConfigChild) -> list[_Line]:
         indent = self.unit * (node.depth() - 1)
