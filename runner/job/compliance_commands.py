@@ -12,7 +12,8 @@ import click
 from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
 from runner.errors import InputError
 from runner.job.output import Progress, diffs, run_table, table
-from runner.vocab import ComplianceState, EngineChoice
+from runner.records import RunResult
+from runner.vocab import ComplianceState, EngineChoice, StepKind
 
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
 
@@ -139,14 +140,26 @@ def remediate(ctx: click.Context, run_id: str, features: tuple[str, ...],
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
-        if dry_run or preview:
-            shown = diffs(result)
-            if shown:
-                click.echo(shown + "\n")
-        click.echo(f"remediates run {made.run_id} ({', '.join(made.features)})")
-        click.echo(run_table(result, show_all))
+        _show(result, dry_run or preview, show_all, made.run_id, made.features)
     if preview:
         click.echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
                    f"{result.run_id})", err=as_json)
         sys.exit(0)
     sys.exit(result.exit_code)
+
+
+def _show(result: RunResult, previewed: bool, show_all: bool, remediated: str,
+          features: list[str]) -> None:
+    """A remediation run as people read it; a preview with what an approver reads: each
+    device's commands line by line, the diff they would make, the rollback."""
+    if previewed:
+        for device in result.devices:
+            for step in device.steps:
+                if step.kind is StepKind.CONFIG and step.output:
+                    click.echo(f"--- {device.host}: {step.name}: would send\n"
+                               f"{step.output.rstrip()}")
+        shown = diffs(result)
+        if shown:
+            click.echo(shown + "\n")
+    click.echo(f"remediates run {remediated} ({', '.join(features)})")
+    click.echo(run_table(result, show_all))
