@@ -16,6 +16,7 @@ from typing import Any
 
 from runner.drivers import Session, Timeouts
 from runner.errors import (
+    ConfigUnreadable,
     CoordinationFailed,
     DeviceError,
     DeviceTimeout,
@@ -189,10 +190,13 @@ class DeviceRunner:
         if result.status is DeviceStatus.CHANGED and change.to_undo \
                 and change.current is not None and change.kept is not None:
             platform = self._platform(host)
-            result.restore = RestorePlan(
-                restore.restore_lines(platform, change.current, change.kept),
-                restore.digest(platform, change.kept), restore.digest(platform, change.current),
-                change.saved)
+            try:
+                result.restore = RestorePlan(
+                    restore.restore_lines(platform, change.current, change.kept),
+                    restore.digest(platform, change.kept),
+                    restore.digest(platform, change.current), change.saved)
+            except ConfigUnreadable as exc:  # read once already: kept for safety's sake
+                result.restore = RestorePlan([], "", "", blocked=str(exc))
         result.duration_s = round(time.monotonic() - t0, 3)
         result.finished = now_iso()
         return self._redacted(host, result)

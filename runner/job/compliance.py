@@ -121,7 +121,7 @@ def check(platform: Platform, spec: ComplianceSpec, intended_lines: list[str],
     """Each feature (of `only`, when given) of the device's `actual` config against the
     rendered intended config."""
     driver = configtree.driver_for(platform, actual)
-    want = configtree.sent(driver, intended_lines, platform)
+    want = configtree.sent(driver, intended_lines, platform, "the intended config")
     have = configtree.parse(driver, actual)
     ignore = [re.compile(p) for p in spec.ignore]
     return {f.name: check_feature(driver, want, have, f, ignore) for f in spec.features

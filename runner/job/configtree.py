@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from functools import cache
 
 from hier_config import HConfig, HConfigChild, WorkflowRemediation, get_hconfig
+from hier_config.exceptions import DuplicateChildError
 from hier_config.models import IdempotentCommandsRule, MatchRule, PerLineSubRule
 from hier_config.platforms.cisco_ios.driver import HConfigDriverCiscoIOS
 from hier_config.platforms.driver_base import HConfigDriverBase, HConfigDriverRules
 
+from runner.errors import ConfigUnreadable
 from runner.inventory.platforms import Platform
 
 # Lines that close a section (FRR writes them; IOS's CLI accepts them): structure, not config.
@@ -129,9 +131,19 @@ def driver_for(platform: Platform, config: str, *, literal: bool = False) -> HCo
 # -- reading ----------------------------------------------------------------------------------
 
 
-def parse(driver: HConfigDriverBase, text: str) -> HConfig:
-    """A running (or intended) config, indented as a device shows it."""
-    return get_hconfig(driver, text)
+def parse(driver: HConfigDriverBase, text: str, what: str = "the running config") -> HConfig:
+    """A running (or intended) config, indented as a device shows it; ConfigUnreadable
+    (naming `what`) when hier_config cannot read it."""
+    try:
+        return get_hconfig(driver, text)
+    except (DuplicateChildError, ValueError, TypeError) as exc:  # hier_config's, mapped here
+        raise ConfigUnreadable(f"{what} cannot be read as {_name(driver)} config: "
+                               f"{exc}") from exc
+
+
+def _name(driver: HConfigDriverBase) -> str:
+    return "FRR" if isinstance(driver, HConfigDriverFRR) else \
+        type(driver).__name__.removeprefix("HConfigDriver")
 
 
 class _Modes:
@@ -207,9 +219,10 @@ def structured(lines: Iterable[str], platform: Platform) -> list[str]:
     return [" " * depth + text for depth, text in modes.out]
 
 
-def sent(driver: HConfigDriverBase, lines: Iterable[str], platform: Platform) -> HConfig:
+def sent(driver: HConfigDriverBase, lines: Iterable[str], platform: Platform,
+         what: str = "the change") -> HConfig:
     """Config lines to send (a change, a template's lines), read into sections."""
-    return get_hconfig(driver, "\n".join(structured(lines, platform)))
+    return parse(driver, "\n".join(structured(lines, platform)), what)
 
 
 def paths(config: HConfig) -> Counter[tuple[str, ...]]:

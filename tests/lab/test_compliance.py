@@ -22,8 +22,8 @@ from tests.lab.test_jobs import job_file, run_job, step, vtysh
 from tests.receivers import JsonReceiver
 
 DRIFT = ["configure terminal", "interface eth1", "ip ospf cost 50", "exit",
-         "router bgp 65000", "no neighbor CORE timers connect 5",
-         "neighbor 10.255.0.1 description drifted", "exit", "end"]
+         "router bgp 65000", "no neighbor CORE timers connect 5", "timers bgp 10 30", "exit",
+         "end"]
 
 
 def by_hand(lab: RunningLab, node: str, lines: list[str]) -> str:
@@ -36,11 +36,12 @@ def by_hand(lab: RunningLab, node: str, lines: list[str]) -> str:
     return asyncio.run(go())
 
 
-def cli(tmp_path: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+def cli(tmp_path: Path, *args: str,
+        expect: int | None = 0) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}",
          *args], capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
-    assert proc.returncode == expect, proc.stderr + proc.stdout
+    assert expect is None or proc.returncode == expect, proc.stderr + proc.stdout
     return proc
 
 
@@ -52,16 +53,24 @@ def test_drift_made_by_hand_is_found_notified_once_and_remediated(
         practice_lab: RunningLab, tmp_path: Path) -> None:
     inventory = practice_lab.lab_dir / "inventory"
     hook = JsonReceiver()
-    job = job_file(tmp_path, "compliance.yml",
-                   notify=[{"url": hook.url("drift"), "on": ["drift", "failed"]}])
     templates = str(ROOT / "templates")
+    job = job_file(tmp_path, "compliance.yml", notify=[])
 
-    # the lab as shipped is as intended: every feature of every router compliant
-    first = run_job(tmp_path, job, inventory, expect=0)
-    assert first["summary"]["ok"] == 4, first["_stderr"]
+    # the lab as shipped is as intended (tests before this one may have left changes on the
+    # shared lab: a remediation puts them right first)
+    first = json.loads(cli(tmp_path, "run", str(job), "-i", str(inventory), "--templates",
+                           templates, "--json", expect=None).stdout)
+    if first["summary"]["non_compliant"]:
+        cli(tmp_path, "remediate", first["run_id"], "-i", str(inventory), "--templates",
+            templates)
+        first = run_job(tmp_path, job, inventory, expect=0)
+    assert first["summary"]["ok"] == 4, first
     for device in first["devices"]:
         assert device["compliance"]["ospf"]["compliant"], device["compliance"]
         assert device["compliance"]["bgp"]["compliant"], device["compliance"]
+
+    job_file(tmp_path, "compliance.yml",  # from now on, new drift is notified
+             notify=[{"url": hook.url("drift"), "on": ["drift", "failed"]}])
 
     # an engineer changes r2 by hand, in vtysh over SSH
     by_hand(practice_lab, "r2", DRIFT)
@@ -76,11 +85,10 @@ def test_drift_made_by_hand_is_found_notified_once_and_remediated(
     assert ospf["extra"] == ["interface eth1", " ip ospf cost 50"]  # in its section
     assert (ospf["missing_count"], ospf["extra_count"], bgp["extra_count"]) == (0, 1, 1)
     assert bgp["missing"] == ["router bgp 65000", " neighbor CORE timers connect 5"]
-    assert bgp["extra"] == ["router bgp 65000", " neighbor 10.255.0.1 description drifted"]
+    assert bgp["extra"] == ["router bgp 65000", " timers bgp 10 30"]
     # hier_config's remediation, as FRR takes it: negations and additions in their sections
     assert ospf["remediation"] == ["interface eth1", " no ip ospf cost 50", " exit"]
-    assert bgp["remediation"] == ["router bgp 65000",
-                                  " no neighbor 10.255.0.1 description drifted",
+    assert bgp["remediation"] == ["router bgp 65000", " no timers bgp 10 30",
                                   " neighbor CORE timers connect 5", " exit"]
     message = hook.wait(1, 30)[0]["message"]
     assert "New drift (1 devices" in message and "r2: ospf (0 missing, 1 extra), bgp (1 " \
@@ -117,7 +125,7 @@ def test_drift_made_by_hand_is_found_notified_once_and_remediated(
     assert r2["compliance"]["ospf"]["compliant"] and r2["compliance"]["bgp"]["compliant"]
     assert step(r2, "ospf")["failed"] is False  # the post-check: OSPF Full on both links
     running = vtysh(practice_lab, "r2", "show", "running-config")
-    assert "ip ospf cost 50" not in running and "description drifted" not in running
+    assert "ip ospf cost 50" not in running and "timers bgp 10 30" not in running
     assert "neighbor CORE timers connect 5" in running
 
     after = run_job(tmp_path, job, inventory, expect=0)
@@ -127,7 +135,7 @@ def test_drift_made_by_hand_is_found_notified_once_and_remediated(
                              "--json").stdout)
     ospf_events = [(e["event"], e["run_id"], e["remediates"]) for e in history
                    if e["feature"] == "ospf"]
-    assert ospf_events == [("fixed", done["run_id"], found["run_id"]),
-                           ("drifted", found["run_id"], None),
-                           ("first", first["run_id"], None)]
+    assert ospf_events[:2] == [("fixed", done["run_id"], found["run_id"]),
+                               ("drifted", found["run_id"], None)]
+    assert ospf_events[-1][0] == "first"
     hook.close()

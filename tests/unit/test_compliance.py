@@ -10,6 +10,7 @@ from hier_config import Platform as HierPlatform
 from hier_config import get_hconfig
 from hier_config.exceptions import DuplicateChildError
 
+from runner.errors import ConfigUnreadable
 from runner.inventory import platforms
 from runner.job import compliance, configtree
 from runner.job.configtree import HConfigDriverFRR, driver_for, is_frr, structured
@@ -139,6 +140,14 @@ def test_an_intended_config_written_flat_is_read_by_the_clis_modes() -> None:
                        "exit-address-family", "neighbor x remote-as 1"], IOS) == [
         "router bgp 1", " address-family ipv4 unicast", "  network 1.0.0.0/8",
         " neighbor x remote-as 1"]
+
+
+def test_a_config_hier_config_cannot_read_is_one_clear_device_error() -> None:
+    broken = ["interface eth1", " ip ospf area 0", " ip ospf area 0"]  # a template's slip
+    with pytest.raises(ConfigUnreadable, match="the intended config cannot be read as FRR "
+                                               "config: Found a duplicate section"):
+        compliance.check(IOS, spec({"name": "ospf", "match": ["interface"]}), broken,
+                         RUNNING)
 
 
 def _check_step(features: dict[str, bool], source: str = "running") -> StepResult:
