@@ -27,12 +27,19 @@ DRIFT = ["configure terminal", "interface eth1", "ip ospf cost 50", "exit",
 
 
 def by_hand(lab: RunningLab, node: str, lines: list[str]) -> str:
-    """An engineer's SSH session to the router's vtysh, typing config lines."""
+    """An engineer's SSH session to the router's vtysh (a terminal, its host key checked),
+    typing config lines one by one at the prompt."""
     async def go() -> str:
         async with asyncssh.connect(lab.ip(node), username="admin", password="admin",
                                     known_hosts=str(lab.known_hosts)) as conn:
-            result = await conn.run(input="\n".join(lines) + "\nexit\n", timeout=60)
-            return str(result.stdout)
+            process = await conn.create_process(term_type="vt100")
+            seen = ""
+            for line in [*lines, "exit"]:
+                process.stdin.write(line + "\n")
+                seen += await asyncio.wait_for(process.stdout.readuntil("#"), 30) \
+                    if line != "exit" else ""
+            await asyncio.wait_for(process.wait_closed(), 30)
+            return seen
     return asyncio.run(go())
 
 
