@@ -22,6 +22,8 @@ COMMANDS = {
     "schema": "runner.job.commands", "history": "runner.job.commands",
     "show": "runner.job.commands", "approve": "runner.job.commands",
     "reject": "runner.job.commands", "cancel": "runner.job.commands",
+    "compliance": "runner.job.compliance_commands",
+    "remediate": "runner.job.compliance_commands",
     "serve": "runner.schedule.commands",
     "schedule": "runner.schedule.commands", "worker": "runner.dispatch.commands",
     "lab": "runner.lab.commands", "db": "runner.store.commands", "web": "runner.web.commands",

@@ -30,6 +30,9 @@ it resembles, so callers may catch either.
         ├── DeviceTimeout (TimeoutError)
         ├── CommandRejected                      a platform failure indicator in the answer
         ├── CheckFailed                          an `expect:` condition was false
+        │   └── NotCompliant                     still not compliant after remediation
+        ├── NoBackup                             compliance against a backup it lacks
+        ├── ConfigUnreadable                     hier_config could not read a config
         ├── RollbackFailed                       the kept config could not be put back
         ├── ConfigDrift                          the config moved since the approved preview
         ├── RenderFailed                         a template failed for this device
@@ -239,6 +242,19 @@ class CommandRejected(DeviceError):
 
 class CheckFailed(DeviceError):
     """An `expect:` condition of a command step was false, or could not be evaluated."""
+
+
+class NotCompliant(CheckFailed):
+    """A remediated device is still not compliant with its intended config (put back)."""
+
+
+class NoBackup(DeviceError):
+    """A compliance step compares with the device's backup, and it has none."""
+
+
+class ConfigUnreadable(DeviceError):
+    """A config (the device's, or an intended one rendered for it) that hier_config cannot
+    read: a line twice in one section, a banner never closed."""
 
 
 class RollbackFailed(DeviceError):

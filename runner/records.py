@@ -106,6 +106,18 @@ class DeviceResult:
     def fail(self, error: Failure) -> None:
         self.status, self.error_class, self.error = error.status, error.error_class, str(error)
 
+    @property
+    def compliance(self) -> dict[str, Any] | None:
+        """Per compliance feature: {compliant, missing, extra, remediation}, as the device's
+        last compliance check observed it (a dry run's check of a previewed remediation is
+        not an observation); None when the job has no compliance step."""
+        for step in reversed(self.steps):
+            if step.kind is StepKind.COMPLIANCE and isinstance(step.parsed, dict) \
+                    and step.parsed.get("source") != "preview":
+                features = step.parsed.get("features")
+                return dict(features) if isinstance(features, dict) else None
+        return None
+
     def to_json(self, *, transport: bool = False) -> dict[str, Any]:
         """The record as JSON; `transport` (between runner's own processes) keeps the
         backup text and the restore plan, which are never printed or stored."""
@@ -113,13 +125,17 @@ class DeviceResult:
         if not transport:
             data.pop("backup")
             data.pop("restore")
+        compliance = self.compliance
+        if compliance is not None:
+            data["compliance"] = compliance
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceResult:
         steps = [StepResult.from_json(s) for s in data.get("steps") or []]
         plan = data.get("restore")
-        return cls(**{**data, "status": DeviceStatus(data["status"]), "steps": steps,
+        fields = {k: v for k, v in data.items() if k != "compliance"}  # derived from steps
+        return cls(**{**fields, "status": DeviceStatus(data["status"]), "steps": steps,
                       "restore": RestorePlan.from_json(plan) if plan else None})
 
 
@@ -137,6 +153,7 @@ class RunResult:
     backup_commit: str | None = None
     rerun_of: str | None = None  # the run whose failed devices this one ran again
     approves: str | None = None  # the approved preview this run carries out
+    remediates: str | None = None  # the compliance run whose drift this run remediates
     started_by: str | None = None  # user@host, a web token's name, or the scheduler
     # a change that needed approval run without one: {"by", "at", "reason"}
     override: dict[str, Any] | None = None
@@ -150,7 +167,19 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return all(d.status.success for d in self.devices)
+        """Every device did what the job asked (a compliance finding is not a failure)."""
+        return all(d.status.worked for d in self.devices)
+
+    @property
+    def drift(self) -> bool:
+        """A compliance step found a device out of compliance."""
+        return any(d.status is DeviceStatus.NON_COMPLIANT for d in self.devices)
+
+    @property
+    def exit_code(self) -> int:
+        """`runner run`'s: 0 every device ok/changed (or compliant), 1 any other outcome,
+        3 every device did its work and some are non-compliant (drift found)."""
+        return 1 if not self.ok else 3 if self.drift else 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,7 +187,8 @@ class RunResult:
             "started": self.started, "finished": self.finished, "dry_run": self.dry_run,
             "engine": self.engine, "occurrence": self.occurrence,
             "backup_commit": self.backup_commit, "rerun_of": self.rerun_of,
-            "approves": self.approves, "started_by": self.started_by,
+            "approves": self.approves, "remediates": self.remediates,
+            "started_by": self.started_by,
             "override": self.override,
             "summary": self.summary,
             "devices": [d.to_json() for d in self.devices],

@@ -19,10 +19,18 @@ class DeviceStatus(StrEnum):
     SKIPPED = "skipped"  # never contacted: rollout stopped, run interrupted, device busy
     # changed, then put back as it was after a later step failed: a failure, config intact
     ROLLED_BACK = "rolled_back"
+    # a compliance step found the config differs from the intended one (drift): the run
+    # worked (not a failure: no stop rule, no `failed` notification); exit code 3
+    NON_COMPLIANT = "non_compliant"
 
     @property
     def success(self) -> bool:
         return self in (DeviceStatus.OK, DeviceStatus.CHANGED)
+
+    @property
+    def worked(self) -> bool:
+        """The device did what the job asked; a drift found is a finding, not a failure."""
+        return self.success or self is DeviceStatus.NON_COMPLIANT
 
 
 SUCCESS = frozenset({DeviceStatus.OK, DeviceStatus.CHANGED})
@@ -33,6 +41,29 @@ class StepKind(StrEnum):
     CONFIG = "config"
     BACKUP = "backup"
     ROLLBACK = "rollback"  # runner restoring the config it kept (or, dry run, would send)
+    COMPLIANCE = "compliance"  # intended vs actual config, per feature
+
+
+class ActualSource(StrEnum):
+    """What a compliance step compares the intended config with."""
+
+    RUNNING = "running"  # the device's running config, read in its session
+    BACKUP = "backup"  # its latest backup (a backup repository's last commit): no session
+
+
+class ComplianceState(StrEnum):
+    """A device's state for one compliance feature (`runner compliance`, the web matrix)."""
+
+    COMPLIANT = "compliant"
+    NON_COMPLIANT = "non_compliant"
+
+
+class ComplianceEvent(StrEnum):
+    """A change in a device's compliance with a feature, kept as its history."""
+
+    FIRST = "first"  # the first check of this device and feature
+    DRIFTED = "drifted"  # it was compliant (or never checked) and is not any more
+    FIXED = "fixed"  # it was not compliant and is now (by a remediation run, or by hand)
 
 
 class RunStatus(StrEnum):
@@ -107,6 +138,9 @@ class NotifyEvent(StrEnum):
     BACKUP_CHANGED = "backup_changed"  # a backup commit holds a changed config
     ROLLED_BACK = "rolled_back"  # a device was put back after a failed change
     AWAITING_APPROVAL = "awaiting_approval"  # a previewed change waits for an operator
+    # a device newly out of compliance with a feature (drift that was there at the last
+    # check is not news: no notification every night for the same drift)
+    DRIFT = "drift"
     ALWAYS = "always"  # every finished run
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from runner.drivers import Session, Timeouts
 from runner.errors import (
+    ConfigUnreadable,
     CoordinationFailed,
     DeviceError,
     DeviceTimeout,
@@ -32,7 +33,7 @@ from runner.inventory.fleet import FleetInventory
 from runner.inventory.platforms import Platform
 from runner.job import restore
 from runner.job.render import Templates, secret_dependent
-from runner.job.spec import ConfigStep, JobSpec
+from runner.job.spec import ComplianceStep, ConfigStep, JobSpec
 from runner.job.steps import Change, Renderer, StepContext, apply_plan, roll_back, run_steps
 from runner.records import DeviceResult, RestorePlan, StepResult, now_iso
 from runner.redact import Redactor
@@ -55,10 +56,14 @@ def render_all(spec: JobSpec, inventory: FleetInventory, host: str,
     base = {**variables, "vars": variables, "host": inventory.template_vars(host)}
     collect = set() if derived is None else derived
     for index, step in enumerate(spec.steps):
-        if not isinstance(step, ConfigStep):
+        if isinstance(step, ComplianceStep):  # its intended config
+            name: str | None = step.compliance.intended
+        elif isinstance(step, ConfigStep):
+            name = step.config.template
+        else:
             continue
-        name = step.config.template
         if name is None:
+            assert isinstance(step, ConfigStep)
             lines = list(step.config.lines or [])
             render = _line_renderer(templates, lines)
             later = templates.line_uses(lines, "steps")
@@ -111,7 +116,8 @@ class DeviceRunner:
         limits = work.spec.limits
         self.templates = Templates(work.templates_dir, limits.rendered, limits.template_value,
                                    limits.template_memory)
-        self.renders = any(isinstance(s, ConfigStep) for s in work.spec.steps)
+        self.renders = any(isinstance(s, ConfigStep | ComplianceStep)
+                           for s in work.spec.steps)
         self._redactors: dict[str, Redactor] = {}
         # Per host: rendered texts that depend on a secret (masked like secrets).
         self._derived: dict[str, set[str]] = {}
@@ -120,8 +126,8 @@ class DeviceRunner:
         self.secrets = work.secret_resolver()
         self._warned_keys = False
         # Without a broker, a run that changes config locks each device on this machine.
-        changes = work.restore is not None or (not work.dry_run and any(
-            isinstance(s, ConfigStep) for s in work.spec.steps))
+        changes = work.restore is not None or (not work.dry_run
+                                               and work.spec.changes_config)
         self.local_leases = LocalLeases(work.settings.lock_dir,
                                         f"run {work.run_id} (pid {os.getpid()})") \
             if changes else None
@@ -194,11 +200,19 @@ class DeviceRunner:
             s.changed for s in result.steps if s.kind is StepKind.CONFIG)
         if result.status is DeviceStatus.OK and result.changed:
             result.status = DeviceStatus.CHANGED
+        found = result.compliance if result.status is DeviceStatus.OK else None
+        if found and not all(f.get("compliant") for f in found.values()):
+            result.status = DeviceStatus.NON_COMPLIANT  # drift found: not a failure
         if result.status is DeviceStatus.CHANGED and change.to_undo \
                 and change.current is not None and change.kept is not None:
-            result.restore = RestorePlan(
-                restore.restore_lines(change.current, change.kept),
-                restore.digest(change.kept), restore.digest(change.current), change.saved)
+            platform = self._platform(host)
+            try:
+                result.restore = RestorePlan(
+                    restore.restore_lines(platform, change.current, change.kept),
+                    restore.digest(platform, change.kept),
+                    restore.digest(platform, change.current), change.saved)
+            except ConfigUnreadable as exc:  # read once already: kept for safety's sake
+                result.restore = RestorePlan([], "", "", blocked=str(exc))
         result.duration_s = round(time.monotonic() - t0, 3)
         result.finished = now_iso()
         return self._redacted(host, result)
@@ -266,7 +280,9 @@ class DeviceRunner:
                             rendered: dict[int, Renderer], coordination: Coordination | None,
                             change: Change) -> None:
         variables = self._variables()  # before the session: a missing secret sends nothing
-        session = await self._open(host, result, pool)
+        # a compliance check against backups alone needs no session
+        session: Session = await self._open(host, result, pool) \
+            if self.spec.needs_session else NoSession()
         try:
             ctx = StepContext(session, self._platform(host), result, self.work.dry_run,
                               self.spec.timeouts.command, self.work.templates_dir,
@@ -362,6 +378,21 @@ class DeviceRunner:
             self._redactors[key] = Redactor(values, platform.secrets if platform else (),
                                             usernames)
         return self._redactors[key]
+
+class NoSession:
+    """The session of a device whose steps need none (compliance against its backup)."""
+
+    driver = "none"
+
+    async def command(self, command: str, timeout: float) -> str:
+        raise InternalError(f"no session was opened, yet a step sent {command!r}")
+
+    async def configure(self, lines: list[str], timeout: float) -> str:
+        raise InternalError("no session was opened, yet a step sent config")
+
+    async def close(self) -> None:
+        return None
+
 
 async def _close_quietly(session: Session) -> None:
     with contextlib.suppress(TimeoutError, DeviceError):

@@ -38,7 +38,7 @@ def stop_reason(rollout: Rollout | None, records: Iterable[DeviceResult]) -> str
     done = list(records)
     if rollout is None or not done:
         return None
-    failed = sum(1 for r in done if not r.status.success)
+    failed = sum(1 for r in done if not r.status.worked)  # drift found is no failure
     percent = 100.0 * failed / len(done)
     if percent > rollout.max_fail_percentage:
         return (f"rollout stopped: {failed} of {len(done)} devices failed "

@@ -28,6 +28,8 @@ class Platform:
     volatile: tuple[re.Pattern[str], ...]
     secrets: tuple[re.Pattern[str], ...]
     single_valued: tuple[str, ...]
+    modes: tuple[re.Pattern[str], ...]  # lines that enter a CLI sub-mode from global config
+    submodes: tuple[re.Pattern[str], ...]  # ... and from inside one of those
     cli_prompt: str
     cli_on_open: tuple[str, ...]
     cli_config_enter: str
@@ -70,6 +72,8 @@ def _table() -> Registry[Platform]:
             secrets=tuple(compile_rule(r) for r in (*spec["secrets"],
                                                     *spec.get("secrets_extra", ()))),
             single_valued=tuple(spec.get("single_valued", ())),
+            modes=tuple(re.compile(p) for p in spec.get("modes", ())),
+            submodes=tuple(re.compile(p) for p in spec.get("submodes", ())),
             cli_prompt=spec["cli"]["prompt"], cli_on_open=tuple(spec["cli"]["on_open"]),
             cli_config_enter=spec["cli"]["config_enter"],
             cli_config_exit=spec["cli"]["config_exit"],

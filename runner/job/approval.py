@@ -13,7 +13,7 @@ from typing import Any
 from runner.errors import InputError
 from runner.job.load import JobFile
 from runner.job.run import RunOptions, execute, prepare_job
-from runner.job.spec import ConfigStep, JobSpec
+from runner.job.spec import JobSpec
 from runner.records import ApprovedChange, RunResult, now_iso
 from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, RunStatus, StepKind
@@ -74,7 +74,7 @@ def reject(store: ResultsStore, run_id: str, reason: str | None,
 def approved_changes(spec: JobSpec, preview: RunResult) -> dict[str, ApprovedChange]:
     """Per device the preview would change: its config's fingerprint and each config
     step's previewed lines."""
-    indexes = [i for i, s in enumerate(spec.steps) if isinstance(s, ConfigStep)]
+    indexes = spec.change_steps  # config steps and remediating compliance steps
     out: dict[str, ApprovedChange] = {}
     for device in preview.devices:
         if device.status is not DeviceStatus.CHANGED:
@@ -109,6 +109,7 @@ def approve(store: ResultsStore, run_id: str, options: RunOptions,
                        templates or Path(inputs["templates"]), only=list(changes))
     decider = by or who()
     options.approves = preview.run_id
+    options.remediates = inputs.get("remediates")  # a remediation's, carried out
     options.approved = changes
     options.decision = {"by": decider, "at": now_iso()}
     options.started_by = decider

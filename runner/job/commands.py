@@ -77,7 +77,8 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         engine: EngineChoice, shard_size: int, processes: int, rerun_of: str | None,
         statuses: list[DeviceStatus] | None, no_approval: bool, reason: str | None,
         show_all: bool) -> None:
-    """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 1: any other; 2: bad input.
+    """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 3: drift found (some
+    devices non_compliant, none failed); 1: any other; 2: bad input.
     A job whose schedule says `approval: required` is previewed instead (status
     awaiting_approval; `runner approve RUN_ID` carries it out), unless --no-approval."""
     from runner.job.approval import gate, override, who
@@ -124,7 +125,7 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         echo(f"awaiting approval: runner approve {run_result.run_id} (or runner "
              f"reject {run_result.run_id})", err=as_json)
         sys.exit(0)
-    sys.exit(0 if run_result.ok else 1)
+    sys.exit(run_result.exit_code)
 
 
 def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool,
@@ -286,7 +287,7 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     echo(json.dumps(result.to_json(), indent=2) if as_json else
          f"approved {preview.run_id} by {result.started_by}: carried out as run "
          f"{result.run_id}\n{run_table(result, show_all)}")
-    sys.exit(0 if result.ok else 1)
+    sys.exit(result.exit_code)
 
 
 @click.command()

@@ -12,7 +12,7 @@ from runner.source.validation import Loc, YamlSource
 from runner.source.yamlsrc import line_of, load_yaml
 
 # A step's kind is a discriminated union: pydantic names the kind after the step's index.
-_STEP_TAGS = {"steps": frozenset({"command", "config", "backup"})}
+_STEP_TAGS = {"steps": frozenset({"command", "config", "backup", "compliance"})}
 
 
 @dataclass(frozen=True)

@@ -153,10 +153,14 @@ def run_status(run: RunResult, status: RunStatus | None = None) -> RunStatus:
     return status or (RunStatus.OK if run.ok else RunStatus.FAILED)
 
 
-def events_of(run: RunResult, status: RunStatus | None = None) -> set[NotifyEvent]:
+def events_of(run: RunResult, status: RunStatus | None = None,
+              drift: dict[str, list[str]] | None = None) -> set[NotifyEvent]:
     """What happened in a run, as notification events. `status` is the run's status where
-    the caller knows more than the records (awaiting_approval, interrupted)."""
+    the caller knows more than the records (awaiting_approval, interrupted); `drift` the
+    devices newly out of compliance (the compliance store knows which are new)."""
     events = {NotifyEvent.ALWAYS}
+    if drift:
+        events.add(NotifyEvent.DRIFT)
     # rolled_back is not a success either: the change the job asked for did not happen
     if not run.ok or status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
         events.add(NotifyEvent.FAILED)
@@ -237,8 +241,28 @@ def _head(run: RunResult, status: RunStatus, counts: str) -> list[str]:
     return body
 
 
+def _drift(run: RunResult, drift: dict[str, list[str]] | None) -> list[str]:
+    """The devices newly out of compliance, with each feature's missing/extra counts."""
+    if not drift:
+        return []
+    records = {d.host: d for d in run.devices}
+    body = ["", f"New drift ({len(drift)} devices; runner compliance lists all, runner "
+                f"remediate {run.run_id} fixes it):"]
+    for host, features in list(drift.items())[:LISTED_DEVICES]:
+        found = records[host].compliance if host in records else None
+        parts = []
+        for name in features:
+            result = (found or {}).get(name) or {}
+            parts.append(f"{name} ({result.get('missing_count', 0)} missing, "
+                         f"{result.get('extra_count', 0)} extra)")
+        body.append(f"- {host}: {', '.join(parts)}")
+    if len(drift) > LISTED_DEVICES:
+        body.append(f"... {len(drift) - LISTED_DEVICES} more devices")
+    return body
+
+
 def _failed(run: RunResult, redactor: Redactor) -> list[str]:
-    failed = [d for d in run.devices if not d.status.success]
+    failed = [d for d in run.devices if not d.status.worked]
     if not failed:
         return []
     body = ["", f"Failed devices ({len(failed)}):"]
@@ -281,7 +305,8 @@ def _diffs(run: RunResult, redactor: Redactor,
 
 
 def build_message(run: RunResult, status: RunStatus | None, redactor: Redactor,
-                  backup_diffs: dict[str, str | None] | None = None) -> Message:
+                  backup_diffs: dict[str, str | None] | None = None,
+                  drift: dict[str, list[str]] | None = None) -> Message:
     """Title and plain-text body: the run, its failed devices with their errors, and the
     config diff (or backup change) of each changed device, long diffs cut with a count.
     Records are masked by the engine already; `redactor` masks again, and the backup text
@@ -289,7 +314,7 @@ def build_message(run: RunResult, status: RunStatus | None, redactor: Redactor,
     status = run_status(run, status)
     counts = ", ".join(f"{n} {s}" for s, n in run.summary.items() if n) or "no devices"
     title = f"runner {run.job}: {status}{' (dry run)' if run.dry_run else ''}, {counts}"
-    body = [*_head(run, status, counts), *_failed(run, redactor),
+    body = [*_head(run, status, counts), *_failed(run, redactor), *_drift(run, drift),
             *_diffs(run, redactor, backup_diffs)]
     kind = ("failure" if NotifyEvent.FAILED in events_of(run, status)
             else "warning" if status is RunStatus.AWAITING_APPROVAL
@@ -367,17 +392,18 @@ def deliver(message: Message, targets: Sequence[tuple[NotifyTarget, list[NotifyE
 
 def notify(run: RunResult, status: RunStatus | None, targets: Iterable[NotifyTarget],
            secrets: Redactor, *, backup_dir: Path | None = None,
-           timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:
+           timeout: float = TIMEOUT_S,
+           drift: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """Notify the targets whose events happened in `run` (with the diffs of its backup
     commit, from `backup_dir`); an outcome per target notified (url masked, events,
     delivered, error). Never raises for a delivery problem."""
     status = run_status(run, status)
-    happened = events_of(run, status)
+    happened = events_of(run, status, drift)
     chosen = [(t, [e for e in t.on if e in happened]) for t in targets]
     chosen = [(t, events) for t, events in chosen if events]
     if not chosen:
         return []
-    message = build_message(run, status, secrets, backup_changes(run, backup_dir))
+    message = build_message(run, status, secrets, backup_changes(run, backup_dir), drift)
     return deliver(message, chosen, secrets, status=status, timeout=timeout,
                    run_id=run.run_id)
 

@@ -48,7 +48,7 @@ class Progress:
                     self.stream.write("\n")
             else:
                 counts = Counter(self.status.values())
-                failed = done - sum(counts[s] for s in SUCCESS)
+                failed = done - sum(n for s, n in counts.items() if s.worked)
                 line = (f"[{done}/{self.total}] done {done}  failed {failed}  "
                         f"remaining {self.total - done}")
                 error = f"  {device.error}" if device.error else ""
@@ -122,6 +122,8 @@ def account_lines(row: dict[str, Any], links: dict[str, Any]) -> list[str]:
     out = []
     if row.get("started_by"):
         out.append(f"started by {row['started_by']}")
+    if row.get("remediates"):
+        out.append(f"remediates the drift compliance run {row['remediates']} found")
     override = row.get("override")
     if override:
         why = f": {override['reason']}" if override.get("reason") else ""

@@ -42,14 +42,17 @@ from runner.job.load import JobFile, load_job
 from runner.job.notify import NotifyTarget, notify, secrets_of, targets_for
 from runner.job.parsing import check_parser
 from runner.job.render import Templates, has_template
-from runner.job.spec import BackupStep, CommandStep, ConfigStep
+from runner.job.spec import BackupStep, CommandStep, ComplianceStep, ConfigStep
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
 from runner.redact import Redactor
 from runner.settings import Settings
+from runner.store.compliance import Change as ComplianceChange
 from runner.store.migrate import describe
 from runner.store.results import RecordWriter, ResultsStore
 from runner.store.unsaved import not_stored
 from runner.vocab import (
+    ActualSource,
+    ComplianceState,
     DeviceStatus,
     Engine,
     EngineChoice,
@@ -82,6 +85,7 @@ class RunOptions:
     # A preview that waits for approval this long (seconds): a dry run whose status ends
     # awaiting_approval, with the job as previewed kept for `runner approve`.
     preview_window: float | None = None
+    remediates: str | None = None  # the compliance run whose drift this run remediates
     approves: str | None = None  # carrying out this approved preview ...
     approved: dict[str, ApprovedChange] | None = None  # ... what was approved ...
     decision: dict[str, Any] | None = None  # ... and who approved it, stored as it starts
@@ -104,6 +108,8 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
             found = check_parser(step.parse, templates_dir)
             if found:
                 raise job.error(found[1], ("steps", index, "command", "parse", found[0]))
+        elif isinstance(step, ComplianceStep):
+            _check_compliance(job, templates, index, step)
         elif isinstance(step, BackupStep):
             target = Path(step.backup.dir)
             if target.exists() and not target.is_dir():
@@ -125,6 +131,22 @@ def _check_config(job: JobFile, templates: Templates, index: int, step: ConfigSt
         problem = templates.line_problem(line, variables) if has_template(line) else None
         if problem:
             raise job.error(problem, ("steps", index, "config", "config", "lines", number))
+
+
+def _check_compliance(job: JobFile, templates: Templates, index: int,
+                      step: ComplianceStep) -> None:
+    """Its intended config's template exists and parses; a backup repository to compare
+    with is one."""
+    where = ("steps", index, "compliance", "compliance")
+    if step.compliance.actual is ActualSource.BACKUP:
+        repo = Path(step.compliance.backups)
+        if not (repo / ".git").is_dir():
+            raise job.error(f"{repo} is not a backup repository (expected the `dir` of a "
+                            "backup step that has run: actual: backup compares with its "
+                            "last commit)", (*where, "backups"))
+    problem = templates.check(step.compliance.intended)
+    if problem:
+        raise job.error(problem, (*where, "intended"))
 
 
 def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,
@@ -254,6 +276,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                     finished=None, devices=[], dry_run=dry_run,
                     job_file=str(prep.job.path), occurrence=options.occurrence,
                     rerun_of=options.rerun_of, approves=options.approves,
+                    remediates=options.remediates,
                     started_by=options.started_by, override=options.override)
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
     # Sessions opened here read secrets here; Celery workers read their own.
@@ -315,14 +338,31 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                              spec.model_dump(mode="json"),
                              {"job_file": str(prep.job.path),
                               "inventory": str(prep.inventory.source),
-                              "templates": str(prep.templates_dir)})
+                              "templates": str(prep.templates_dir),
+                              **({"remediates": run.remediates} if run.remediates else {})})
         notify_finished(prep, store, run, RunStatus.AWAITING_APPROVAL, options.notify,
-                        resolver)
+                        resolver, record_compliance(prep, store, run))
         return run
     status = RunStatus.INTERRUPTED if interrupted else None
     _store_end(store, run, status, None, prep.hosts, unsaved, writer.error, options)
-    notify_finished(prep, store, run, status, options.notify, resolver)
+    notify_finished(prep, store, run, status, options.notify, resolver,
+                    record_compliance(prep, store, run))
     return run
+
+
+def record_compliance(prep: Prepared, store: ResultsStore,
+                      run: RunResult) -> list[ComplianceChange]:
+    """Keep what the run's compliance step found (latest state, history); the devices
+    newly out of compliance. A store problem here is logged: the run's records stand."""
+    if prep.job.spec.compliance is None:
+        return []
+    from runner.store.compliance import record_run
+
+    try:
+        return record_run(store, run)
+    except Exception:
+        log.exception("run %s: its compliance findings could not be stored", run.run_id)
+        return []
 
 
 def _finish(store: ResultsStore, run: RunResult, status: RunStatus | None,
@@ -377,7 +417,8 @@ def deadline(window_s: float) -> str:
 
 def notify_finished(prep: Prepared, store: ResultsStore, run: RunResult,
                     status: RunStatus | None, defaults: list[NotifyTarget],
-                    resolver: SecretResolver | None = None) -> None:
+                    resolver: SecretResolver | None = None,
+                    compliance: list[ComplianceChange] | None = None) -> None:
     """Send the run's notifications and record their outcomes; never fails the run. The
     records are masked already; this masks again, with the secrets read on this machine
     (`resolver`: none when Celery workers read them)."""
@@ -391,7 +432,8 @@ def notify_finished(prep: Prepared, store: ResultsStore, run: RunResult,
             v for v in map(resolver.known, (s.ref() for s in spec.secret_vars.values())) if v]
         notify_run(store, run, status, targets,
                    secrets_of(prep.inventory, prep.hosts, resolver, secret_vars),
-                   backup_dir=Path(backup.backup.dir) if backup else None)
+                   backup_dir=Path(backup.backup.dir) if backup else None,
+                   drift=drift_of(compliance or []))
     except Exception:  # the run is done and stored: a notification problem stays one
         log.exception("run %s: notifications failed", run.run_id)
 
@@ -417,12 +459,24 @@ def commit_backups(prep: Prepared, run: RunResult) -> None:
             device.status, device.changed = DeviceStatus.CHANGED, True
 
 
+def drift_of(changes: list[ComplianceChange]) -> dict[str, list[str]]:
+    """Per device, the features it is newly out of compliance with (a first check that
+    finds drift is news too; drift seen at the last check is not)."""
+    out: dict[str, list[str]] = {}
+    for change in changes:
+        if change.status is ComplianceState.NON_COMPLIANT:
+            out.setdefault(change.host, []).append(change.feature)
+    return out
+
+
 def notify_run(store: ResultsStore, run: RunResult, status: RunStatus | None,
                targets: Iterable[NotifyTarget], secrets: Redactor, *,
-               backup_dir: Path | None = None) -> list[dict[str, Any]]:
+               backup_dir: Path | None = None,
+               drift: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """Notify about `run` in `status` (a finished run, or one awaiting approval) and add the
-    outcomes to the run's record in the results store."""
-    outcomes = notify(run, status, targets, secrets, backup_dir=backup_dir)
+    outcomes to the run's record in the results store. `drift`: devices newly out of
+    compliance, and with which features."""
+    outcomes = notify(run, status, targets, secrets, backup_dir=backup_dir, drift=drift)
     if outcomes:
         store.add_notifications(run.run_id, outcomes)
     return outcomes

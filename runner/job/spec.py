@@ -24,7 +24,7 @@ from runner.job.checks import problem
 from runner.job.notify import NotifyTarget
 from runner.job.schedule import ScheduleSpec
 from runner.source.validation import located
-from runner.vocab import Approval, Driver, OnStop
+from runner.vocab import ActualSource, Approval, Driver, OnStop
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -205,13 +205,86 @@ class BackupStep(_Model):
     backup: BackupSpec = Field(default_factory=BackupSpec)
 
 
+def _regexes(value: list[str]) -> list[str]:
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a valid regex: {exc}") from None
+    return value
+
+
+Regexes = Annotated[list[str], AfterValidator(_regexes)]
+
+
+class Feature(_Model):
+    """A part of the config judged on its own (Golden Config's compliance rule)."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="The feature's name (ntp, bgp...).")
+    match: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description=(
+        "Top-level config lines (or section headers) that are one of these, or one of "
+        "them followed by more words, belong to the feature, with their whole section: "
+        "`ntp server`, `router bgp`, `interface eth1` (not eth10)."))
+    ordered: bool = Field(False, description=(
+        "The lines' order matters (an ACL, a prefix list): the same lines in another order "
+        "are not compliant, and the remediation rewrites the feature in the intended "
+        "order."))
+    ignore: Regexes = Field(default_factory=list, description=(
+        "Regexes: lines (at any depth) that legitimately differ from the intended config "
+        "(a timestamp, a per-device key) are left out of this feature's comparison; a "
+        "section header ignored takes its section with it."))
+
+
+class ComplianceSpec(_Model):
+    intended: str = Field(description=(
+        "The intended config: a Jinja2 template in templates/ (`<platform>/<name>` or "
+        "`<name>`), rendered per device as config steps' templates are."))
+    actual: ActualSource = Field(ActualSource.RUNNING, description=(
+        "What it is compared with: the running config (read in the device's session), or "
+        "the device's latest backup (the last commit of `backups`; no session)."))
+    backups: str = Field("backups", description=(
+        "With actual: backup, the backup git repository (a backup step's `dir`)."))
+    features: list[Feature] = Field(min_length=1)
+    ignore: Regexes = Field(default_factory=list, description=(
+        "Regexes: lines left out of every feature's comparison."))
+    remediate: bool = Field(False, description=(
+        "Push each non-compliant feature's remediation (hier_config's commands) through "
+        "the config pipeline (diff, approval, rollback), then check again: still not "
+        "compliant fails the device (NotCompliant) and puts it back. `runner remediate "
+        "RUN_ID` runs a compliance job this way."))
+
+    @field_validator("intended")
+    @classmethod
+    def _intended(cls, value: str) -> str:
+        return _template_file(value)
+
+    @model_validator(mode="after")
+    def _rules(self) -> ComplianceSpec:
+        names = [f.name for f in self.features]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"feature names are unique: {', '.join(twice)} twice")
+        if self.remediate and self.actual is not ActualSource.RUNNING:
+            raise ValueError("remediate: true needs actual: running (a remediation is "
+                             "computed from the config the device has now)")
+        return self
+
+
+class ComplianceStep(_Model):
+    name: str | None = None
+    compliance: ComplianceSpec
+
+
+_KINDS = ((CommandStep, "command"), (ConfigStep, "config"), (BackupStep, "backup"),
+          (ComplianceStep, "compliance"))
+
+
 def _step_kind(value: Any) -> str | None:
-    for model, tag in ((CommandStep, "command"), (ConfigStep, "config"),
-                       (BackupStep, "backup")):
+    for model, tag in _KINDS:
         if isinstance(value, model):
             return tag
     if isinstance(value, dict):
-        kinds = [k for k in ("command", "config", "backup") if k in value]
+        kinds = [k for _, k in _KINDS if k in value]
         return kinds[0] if len(kinds) == 1 else None
     return None
 
@@ -219,9 +292,11 @@ def _step_kind(value: Any) -> str | None:
 Step = Annotated[
     Annotated[CommandStep, Tag("command")]
     | Annotated[ConfigStep, Tag("config")]
-    | Annotated[BackupStep, Tag("backup")],
+    | Annotated[BackupStep, Tag("backup")]
+    | Annotated[ComplianceStep, Tag("compliance")],
     Discriminator(_step_kind, custom_error_type="step_kind",
-                  custom_error_message="a step has exactly one of command, config, backup",
+                  custom_error_message="a step has exactly one of command, config, backup, "
+                                       "compliance",
                   custom_error_context={}),
 ]
 
@@ -272,10 +347,14 @@ class JobSpec(_Model):
         """Rules across fields: part of the model, so `runner schema`'s users, the worker's
         model_validate and every loader see them (each names its field)."""
         here = type(self).__name__
-        config = any(isinstance(s, ConfigStep) for s in self.steps)
+        config = self.changes_config
         backups = [i for i, s in enumerate(self.steps) if isinstance(s, BackupStep)]
         if len(backups) > 1:
             raise located(here, "a job has at most one backup step", ("steps", backups[1]))
+        checks = [i for i, s in enumerate(self.steps) if isinstance(s, ComplianceStep)]
+        if len(checks) > 1:
+            raise located(here, "a job has at most one compliance step (list its features "
+                          "in one)", ("steps", checks[1]))
         for name in self.secret_vars:
             if name in self.vars:
                 raise located(here, f"{name!r} is also in vars: a variable is either plain "
@@ -285,26 +364,57 @@ class JobSpec(_Model):
             raise located(here, "on_stop: rollback needs rollback: true (on the job or a "
                           "config step)", ("rollout", "on_stop"))
         if self.schedule is not None and self.schedule.approval is Approval.REQUIRED \
-                and not config:
-            raise located(here, "approval: required, but the job has no config step: "
-                          "nothing to approve", ("schedule", "approval"))
+                and not config and not checks:
+            raise located(here, "approval: required, but the job has no config step (nor "
+                          "a compliance step to remediate): nothing to approve",
+                          ("schedule", "approval"))
         if self.rollback and not config:
             raise located(here, "rollback: true, but the job has no config step to roll "
-                          "back", ("rollback",))
+                          "back (nor a compliance step with remediate: true)", ("rollback",))
         return self
+
+    @property
+    def changes_config(self) -> bool:
+        """Whether a real run may change config: a config step, or a compliance step that
+        remediates."""
+        return bool(self.change_steps)
+
+    @property
+    def change_steps(self) -> list[int]:
+        """The indexes of the steps that change config (each records one config step)."""
+        return [i for i, s in enumerate(self.steps) if isinstance(s, ConfigStep)
+                or (isinstance(s, ComplianceStep) and s.compliance.remediate)]
+
+    @property
+    def compliance(self) -> ComplianceStep | None:
+        return next((s for s in self.steps if isinstance(s, ComplianceStep)), None)
+
+    @property
+    def needs_session(self) -> bool:
+        """Whether a device's steps need its session: not for a compliance check against
+        backups alone."""
+        return any(not isinstance(s, ComplianceStep)
+                   or s.compliance.actual is ActualSource.RUNNING for s in self.steps)
 
     @property
     def needs_approval(self) -> bool:
         """Whether a real run must carry out an approved preview (`schedule: {approval:
-        required}`): from every entry point, not only the scheduler's."""
-        return self.schedule is not None and self.schedule.approval is Approval.REQUIRED
+        required}` on a job that changes config; a compliance job's approval is its
+        remediations'): from every entry point, not only the scheduler's."""
+        return self.schedule is not None and self.schedule.approval is Approval.REQUIRED \
+            and self.changes_config
+
+    def rolls_back_step(self, index: int) -> bool:
+        """Whether step `index` (a change) puts devices back when it or a later step fails."""
+        step = self.steps[index]
+        if isinstance(step, ConfigStep) and step.config.rollback is not None:
+            return step.config.rollback
+        return self.rollback
 
     @property
     def rolls_back(self) -> bool:
-        """Whether any config step puts devices back when the change fails."""
-        return any(isinstance(s, ConfigStep) and (
-            s.config.rollback if s.config.rollback is not None else self.rollback)
-            for s in self.steps)
+        """Whether any change step puts devices back when the change fails."""
+        return any(self.rolls_back_step(i) for i in self.change_steps)
 
     def step_name(self, index: int) -> str:
         step = self.steps[index]
@@ -312,6 +422,8 @@ class JobSpec(_Model):
             return step.name
         if isinstance(step, CommandStep):
             return step.commands[0] if len(step.commands) == 1 else f"commands-{index + 1}"
+        if isinstance(step, ComplianceStep):
+            return "compliance"
         return "config" if isinstance(step, ConfigStep) else "backup"
 
 

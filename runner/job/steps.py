@@ -11,14 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from runner.drivers.base import Session
-from runner.errors import CheckFailed, CommandRejected, ConfigDrift, OutputTooLarge
+from runner.errors import (
+    CheckFailed,
+    CommandRejected,
+    ConfigDrift,
+    NoBackup,
+    NotCompliant,
+    OutputTooLarge,
+)
 from runner.inventory.platforms import Platform
-from runner.job import diffing, restore
+from runner.job import compliance, diffing, restore
 from runner.job.checks import check
 from runner.job.parsing import parse
-from runner.job.spec import BackupStep, CommandStep, ConfigStep, JobSpec
+from runner.job.spec import BackupStep, CommandStep, ComplianceStep, ConfigStep, JobSpec
 from runner.records import ApprovedChange, DeviceResult, RestorePlan, StepResult
-from runner.vocab import StepKind
+from runner.vocab import ActualSource, StepKind
 
 # Config lines of a step, given the results so far ({step name: {output, parsed}}).
 Renderer = Callable[[dict[str, dict[str, Any]]], list[str]]
@@ -140,7 +147,7 @@ def _as_approved(ctx: StepContext, index: int, lines: list[str], before: str) ->
     approved = ctx.approved
     if approved is None:
         return
-    if ctx.change.current is None and restore.digest(before) != approved.digest:
+    if ctx.change.current is None and restore.digest(ctx.platform, before) != approved.digest:
         raise ConfigDrift("the running config changed since the approved preview: the "
                           "change was not pushed onto a config it was not made for")
     if ctx.mask("\n".join(lines) + "\n") != approved.lines.get(str(index)):
@@ -148,19 +155,19 @@ def _as_approved(ctx: StepContext, index: int, lines: list[str], before: str) ->
                           "(its template, variables or inventory changed): not pushed")
 
 
-async def run_config(ctx: StepContext, step: ConfigStep, name: str, lines: list[str],
+async def run_config(ctx: StepContext, save: bool, name: str, lines: list[str],
                      rollback: bool, index: int = 0) -> None:
     record = StepResult(name=name, kind=StepKind.CONFIG)
     ctx.result.steps.append(record)
     change = ctx.change
     before = change.current if ctx.dry_run and change.current is not None \
         else await _running(ctx)
-    record.digest = restore.digest(before)
+    record.digest = restore.digest(ctx.platform, before)
     _as_approved(ctx, index, lines, before)
     if rollback and change.kept is None:
         change.kept = before
     if ctx.dry_run:
-        would = diffing.preview(before, lines, ctx.platform.single_valued)
+        would = diffing.preview(before, lines, ctx.platform)
         record.diff = would.diff  # the diff a real run would record
         record.changed = bool(record.diff)
         record.output = "\n".join(lines) + "\n"  # what would be sent
@@ -180,10 +187,75 @@ async def run_config(ctx: StepContext, step: ConfigStep, name: str, lines: list[
         change.current = after
         record.diff = diffing.unified(before, after)
         record.changed = bool(record.diff)
-    if step.config.save and record.changed:
+    if save and record.changed:
         change.saved = True
         saved = await ctx.session.command(ctx.platform.save_config, ctx.command_timeout)
         _checked(ctx, record, transcript + "\n" + saved)
+
+
+async def _actual(ctx: StepContext, spec: ComplianceStep) -> tuple[str, str]:
+    """The config a compliance step judges, and where it came from."""
+    if spec.compliance.actual is ActualSource.RUNNING:
+        return await _running(ctx), str(ActualSource.RUNNING)
+    from runner.job.backups import BackupRepo
+
+    repo = BackupRepo(Path(spec.compliance.backups))
+    found = await asyncio.to_thread(repo.latest, ctx.result.host)
+    if found is None:
+        raise NoBackup(f"{ctx.result.host} has no backup in {repo.path} to compare with "
+                       "(actual: backup): run a backup job first")
+    commit, text = found
+    return diffing.normalize(text, ctx.platform.volatile), f"backup {commit[:12]}"
+
+
+def _intended(ctx: StepContext, step: ComplianceStep, lines: list[str]) -> list[str]:
+    """The intended config as it is compared: against a backup, whose secret values are
+    masked, with its own secrets masked the same way (a secret line is then compared
+    without its value)."""
+    if step.compliance.actual is ActualSource.BACKUP:
+        return ctx.mask("\n".join(lines)).splitlines()
+    return lines
+
+
+def _judged(ctx: StepContext, name: str, results: dict[str, compliance.FeatureResult],
+            source: str) -> StepResult:
+    record = StepResult(name=name, kind=StepKind.COMPLIANCE,
+                        output=compliance.report(results),
+                        parsed={"source": source,
+                                "features": {f: r.to_json() for f, r in results.items()}})
+    ctx.result.steps.append(record)
+    return record
+
+
+async def run_compliance(ctx: StepContext, step: ComplianceStep, name: str,
+                         intended: list[str], rollback: bool, index: int) -> None:
+    """Judge each feature of the device's config against the intended one; with
+    `remediate`, push the non-compliant features' remediation as a config step would (a
+    preview in a dry run), then judge again: still not compliant fails the device."""
+    spec = step.compliance
+    actual, source = await _actual(ctx, step)
+    intended = _intended(ctx, step, intended)
+    results = await asyncio.to_thread(compliance.check, ctx.platform, spec, intended, actual)
+    _judged(ctx, name, results, source)
+    fix = compliance.remediation(results)
+    if not spec.remediate or not fix:
+        return
+    if ctx.dry_run:  # the preview starts from the config just read
+        ctx.change.current = ctx.change.current or actual
+    await run_config(ctx, False, f"{name}: remediation", fix, rollback, index)
+    after = ctx.change.current
+    assert after is not None
+    wrong = [f for f, r in results.items() if not r.compliant]
+    again = await asyncio.to_thread(compliance.check, ctx.platform, spec, intended, after,
+                                    wrong)
+    record = _judged(ctx, f"{name}: after remediation", again,
+                     "preview" if ctx.dry_run else str(ActualSource.RUNNING))
+    still = [f for f, r in again.items() if not r.compliant]
+    if still:
+        record.failed = True
+        record.error = (f"{'would still not be' if ctx.dry_run else 'still not'} compliant "
+                        f"after the remediation: {', '.join(still)}")
+        raise NotCompliant(record.error)
 
 
 async def run_backup(ctx: StepContext, step: BackupStep, name: str) -> None:
@@ -217,20 +289,24 @@ async def run_steps(ctx: StepContext, spec: JobSpec, rendered: dict[int, Rendere
                 not_evaluated(ctx, step, name)
             else:
                 await run_command(ctx, step, name)
-        elif isinstance(step, ConfigStep):
-            after_change = True
+        elif isinstance(step, ConfigStep | ComplianceStep):
             done = {s.name: {"output": s.output, "parsed": s.parsed} for s in ctx.result.steps}
-            rollback = step.config.rollback if step.config.rollback is not None \
-                else spec.rollback
             lines = await asyncio.to_thread(rendered[index], done)  # within the budget
-            await run_config(ctx, step, name, lines, rollback, index)
+            rollback = spec.rolls_back_step(index)
+            if isinstance(step, ConfigStep):
+                after_change = True
+                await run_config(ctx, step.config.save, name, lines, rollback, index)
+            else:
+                after_change = after_change or step.compliance.remediate
+                await run_compliance(ctx, step, name, lines, rollback, index)
         else:
             await run_backup(ctx, step, name)
     change = ctx.change
     if ctx.dry_run and change.kept is not None and change.current is not None:
         ctx.result.steps.append(StepResult(
             name="rollback (if a step fails)", kind=StepKind.ROLLBACK,
-            output="\n".join(restore.restore_lines(change.current, change.kept)) + "\n"))
+            output="\n".join(restore.restore_lines(ctx.platform, change.current,
+                                                    change.kept)) + "\n"))
 
 
 @dataclass
@@ -247,7 +323,7 @@ async def roll_back(session: Session, platform: Platform, timeout: float, kept: 
     read the config again and compare (volatile lines masked)."""
     record = StepResult(name=name, kind=StepKind.ROLLBACK)
     current = await running_config(session, platform, timeout)
-    lines = restore.restore_lines(current, kept)
+    lines = restore.restore_lines(platform, current, kept)
     transcript = ""
     if lines:
         transcript = await session.configure(lines, timeout)
@@ -257,7 +333,7 @@ async def roll_back(session: Session, platform: Platform, timeout: float, kept: 
     after = await running_config(session, platform, timeout)
     record.output = transcript or "(nothing to send: the config was as kept)"
     record.diff = diffing.unified(current, after, "running-config (rollback)")
-    back = restore.same_config(after, kept)
+    back = restore.same_config(platform, after, kept)
     if back and save and lines:
         transcript += "\n" + await session.command(platform.save_config, timeout)
         record.output = transcript
@@ -280,7 +356,7 @@ async def apply_plan(session: Session, platform: Platform, timeout: float,
         record.failed, record.error = True, plan.blocked
         return Restored(record, False)
     current = await running_config(session, platform, timeout)
-    if restore.digest(current) != plan.after_digest:
+    if restore.digest(platform, current) != plan.after_digest:
         record.failed = True
         record.error = "its config changed since this run changed it: not rolled back"
         return Restored(record, False)
@@ -290,7 +366,7 @@ async def apply_plan(session: Session, platform: Platform, timeout: float,
     record.output = transcript
     record.diff = diffing.unified(current, after, "running-config (rollback)")
     record.changed = bool(record.diff)
-    back = restore.digest(after) == plan.kept_digest
+    back = restore.digest(platform, after) == plan.kept_digest
     if back and plan.save:
         record.output += "\n" + await session.command(platform.save_config, timeout)
     if not back:

@@ -28,7 +28,7 @@ from runner.errors import InputError
 from runner.settings import DEFAULT_QUEUE, Settings, safe_url
 from runner.store.results import ResultsStore, devices, runs
 from runner.store.schedule import ScheduleStore, occurrences
-from runner.vocab import OccurrenceStatus, RunStatus
+from runner.vocab import ComplianceState, OccurrenceStatus, RunStatus
 
 log = logging.getLogger("runner.store.metrics")
 RUN_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -94,6 +94,7 @@ class RunnerCollector(Collector):
         out: list[Metric] = []
         out += self._runs()
         out += self._devices()
+        out.append(self._compliance())
         if self.schedule is not None:
             out += self._schedules()
         out += self._broker()
@@ -150,6 +151,19 @@ class RunnerCollector(Collector):
         hist = _histogram("runner_device_duration_seconds", "Devices' durations in runs, by "
                           "job.", "job", rows, DEVICE_BUCKETS)
         return [counts, hist]
+
+    def _compliance(self) -> Metric:
+        """Devices per feature and state, as their latest compliance check found them."""
+        from runner.store.compliance import counts
+
+        gauge = GaugeMetricFamily("runner_compliance_devices", "Devices by compliance "
+                                  "feature and state (compliant, non_compliant), as their "
+                                  "latest check found them.", labels=["feature", "status"])
+        found = counts(self.results)
+        for feature in sorted({f for f, _ in found}):
+            for state in ComplianceState:  # both states, 0 included: alerts see the drop
+                gauge.add_metric([feature, state], found.get((feature, state), 0))
+        return gauge
 
     # -- schedules ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner.errors import AccessDenied, InputError, RoleTooLow
 from runner.schedule.listing import schedule_list
+from runner.store import compliance as store_compliance
 from runner.store.occurrences import recent_occurrences
 from runner.store.queries import (
     RunFilter,
@@ -24,7 +25,7 @@ from runner.store.queries import (
     run_rows,
     status_counts,
 )
-from runner.vocab import DeviceStatus, RunStatus
+from runner.vocab import ComplianceState, DeviceStatus, RunStatus
 from runner.web import backups as backup_repos
 from runner.web.auth import Principal, identify, operator, viewer
 from runner.web.labs import lab_statuses
@@ -55,6 +56,18 @@ class RunRequest(BaseModel):
         "tokens only; recorded with the token's name and `reason`). Without it a real run "
         "of such a job is a preview awaiting approval."))
     reason: str | None = Field(None, max_length=1000, description="Why (with no_approval).")
+
+
+class RemediateRequest(BaseModel):
+    """A compliance run's drift to remediate (`runner remediate`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_id: str = Field(description="The compliance run whose drift to fix.")
+    features: list[str] | None = Field(None, description=(
+        "Only these features (default: every non-compliant one)."))
+    hosts: list[str] | None = Field(None, description=(
+        "Only these devices (default: every non-compliant one)."))
+    dry_run: bool = Field(False, description="Preview the remediation, send nothing.")
 
 
 class RejectRequest(BaseModel):
@@ -167,6 +180,42 @@ def reject_run(request: Request, run_id: str, who: Operator,
     full = reject(services(request).results, run_id, body.reason if body else None,
                   by=who.label)
     return {"run_id": full, "status": RunStatus.REJECTED}
+
+
+# -- compliance ---------------------------------------------------------------------------
+
+
+@router.get("/compliance", summary="Each device's latest compliance per feature (`runner "
+            "compliance --json`): a summary per feature and a row per device and feature")
+def compliance_latest(request: Request, _who: Viewer, feature: str | None = None,
+                      status: ComplianceState | None = None,
+                      host: str | None = None) -> dict[str, Any]:
+    rows = store_compliance.latest(services(request).results,
+                                   store_compliance.StateFilter(feature, status, host))
+    return store_compliance.compliance_document(rows)
+
+
+@router.get("/compliance/history", summary="Compliance changes, newest first: when each "
+            "device drifted and was fixed, by which run (`runner compliance --history`)")
+def compliance_history(request: Request, _who: Viewer, host: str | None = None,
+                       feature: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+                       ) -> list[dict[str, Any]]:
+    return store_compliance.history(services(request).results, host, feature, limit)
+
+
+@router.post("/compliance/remediate", status_code=202, summary="Remediate a compliance "
+             "run's drift through the pipeline (operators; a preview when its job needs "
+             "approval)")
+def remediate(request: Request, response: Response, body: RemediateRequest,
+              who: Operator) -> dict[str, Any]:
+    started = services(request).launcher.remediate(
+        body.run_id, by=who.label, features=body.features, hosts=body.hosts,
+        dry_run=body.dry_run)
+    response.headers["Location"] = f"/api/runs/{started.run_id}"
+    return {"run_id": started.run_id, "remediates": body.run_id, "dry_run": started.dry_run,
+            "awaiting_approval": started.preview, "started_by": who.label,
+            "url": f"/api/runs/{started.run_id}"}
 
 
 # -- jobs, schedules, backups, labs ---------------------------------------------------------

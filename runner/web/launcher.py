@@ -80,8 +80,6 @@ class Launcher:
 
     def jobs(self) -> list[JobEntry]:
         """The valid job files of the jobs directory (invalid ones are left out)."""
-        from runner.job.spec import ConfigStep
-
         out = []
         for path in job_files(self.config.jobs_dir):
             try:
@@ -90,7 +88,7 @@ class Launcher:
                 continue
             spec = job.spec
             out.append(JobEntry(spec.name, path, spec.description,
-                                any(isinstance(s, ConfigStep) for s in spec.steps),
+                                spec.changes_config,
                                 spec.schedule is not None, spec.needs_approval))
         return out
 
@@ -184,6 +182,30 @@ class Launcher:
                              engine=self.config.engine, started_by=by, rerun_of=rerun_of,
                              override=override(by, reason) if no_approval else None)
         preview = gate(job.spec, options)
+        self._launch(run_id, options, store, lambda: execute(
+            prep, cast(ResultsStore, store), options))
+        return Started(run_id, dry_run or preview, preview)
+
+    def remediate(self, run_id: str, *, by: str, features: list[str] | None = None,
+                  hosts: list[str] | None = None, dry_run: bool = False) -> Started:
+        """Remediate a compliance run's drift (`runner remediate`) in the background: every
+        name checked first; a job that needs approval makes a preview. Conflict when no
+        device of it is out of compliance with those features."""
+        from runner.job.approval import gate
+        from runner.job.remediate import plan
+
+        made = plan(self.store, run_id, self.config.inventory, self.config.templates,
+                    features, hosts)
+        if made.prepared is None:
+            raise Conflict(f"run {made.run_id}: no device is out of compliance with "
+                           f"{', '.join(made.features)}: nothing to remediate")
+        prep = made.prepared
+        run_id = new_run_id()
+        store = _Announcing(self.store)
+        options = RunOptions(settings=self.config.settings, dry_run=dry_run, run_id=run_id,
+                             engine=self.config.engine, started_by=by,
+                             remediates=made.run_id)
+        preview = gate(prep.job.spec, options)
         self._launch(run_id, options, store, lambda: execute(
             prep, cast(ResultsStore, store), options))
         return Started(run_id, dry_run or preview, preview)

@@ -18,8 +18,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from runner import __version__
-from runner.errors import InputError, RoleTooLow, RunnerError
+from runner.errors import InputError, NotFound, RoleTooLow, RunnerError
 from runner.schedule.listing import schedule_list
+from runner.store import compliance as store_compliance
 from runner.store.occurrences import recent_occurrences
 from runner.store.queries import (
     RunFilter,
@@ -33,7 +34,7 @@ from runner.store.queries import (
     run_rows,
     status_counts,
 )
-from runner.vocab import SUCCESS, DeviceStatus, RunStatus
+from runner.vocab import ComplianceState, DeviceStatus, RunStatus
 from runner.web import backups as backup_repos
 from runner.web import labs as lab_data
 from runner.web.auth import CSRF_FIELD, Principal, check_csrf, csrf_token, identify, log_in, viewer
@@ -47,7 +48,7 @@ DEVICES_PER_PAGE = 500
 DIFFS_PER_PAGE = 50
 MAX_PAGES = 10**6  # a page number past any table runner keeps (larger ones overflow)
 Viewer = Annotated[Principal, Depends(viewer)]
-FAILURES = [str(s) for s in DeviceStatus if s not in SUCCESS and s is not DeviceStatus.SKIPPED]
+FAILURES = [str(s) for s in DeviceStatus if not s.worked and s is not DeviceStatus.SKIPPED]
 
 
 def _when(value: str | None) -> str:
@@ -247,7 +248,7 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
                        (page - 1) * DEVICES_PER_PAGE)
     diffs = _diffs(request, full, [r["host"] for r in rows if r["changed"]
                                    or r["status"] == DeviceStatus.ROLLED_BACK])
-    failed = [r for r in rows if r["status"] not in SUCCESS][:100]
+    failed = [r for r in rows if not DeviceStatus(r["status"]).worked][:100]
     needs_approval = svc.launcher.needs_approval(head["job"])
     return render(request, "run.html", who, run=head, by_status=counts, done=done, total=total,
                   rows=rows, diffs=diffs, failed=failed, page=page, pages=pages,
@@ -310,6 +311,68 @@ def run_action(request: Request, who: FormOperator, job: Annotated[str, Form()],
     started = services(request).launcher.start(
         job, dry_run=mode == "dry-run", by=who.label, limit=limit.strip() or None,
         rerun_of=rerun, no_approval=mode == "no-approval", reason=reason.strip() or None)
+    return _back(f"/runs/{started.run_id}")
+
+
+# -- compliance -----------------------------------------------------------------------------
+
+
+@router.get("/compliance")
+def compliance_page(request: Request, who: Viewer, feature: str | None = None,
+                    status: str | None = None, host: str | None = None,
+                    page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+    """The matrix: a row per device, a column per feature, each cell its latest state."""
+    store = services(request).results
+    try:
+        state = ComplianceState(status) if status else None
+    except ValueError:
+        raise InputError(f"{status!r} is not a compliance state (one of "
+                         f"{', '.join(ComplianceState)})", field="status") from None
+    rows = store_compliance.latest(store, store_compliance.StateFilter(
+        feature or None, None, None))
+    matrix: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        if host and host.lower() not in row["host"].lower():
+            continue
+        matrix.setdefault(row["host"], {})[row["feature"]] = row
+    if state is not None:  # devices with at least one feature in that state
+        matrix = {h: cells for h, cells in matrix.items()
+                  if any(c["status"] == state for c in cells.values())}
+    shown = [feature] if feature else store_compliance.features(store)
+    hosts = sorted(matrix)
+    pages = max(1, math.ceil(len(hosts) / DEVICES_PER_PAGE))
+    page = min(page, pages)
+    query = {k: v for k, v in (("feature", feature), ("status", status), ("host", host)) if v}
+    return render(request, "compliance.html", who, matrix=matrix, features=shown,
+                  all_features=store_compliance.features(store),
+                  hosts=hosts[(page - 1) * DEVICES_PER_PAGE:page * DEVICES_PER_PAGE],
+                  total=len(hosts), summary=store_compliance.compliance_document(
+                      [r for r in rows if r["host"] in matrix])["summary"],
+                  states=list(ComplianceState), filters=query, query=urlencode(query),
+                  page=page, pages=pages)
+
+
+@router.get("/compliance/cell")
+def compliance_cell(request: Request, who: Viewer, host: str, feature: str) -> HTMLResponse:
+    """One device's feature: its missing and extra lines, the remediation, its history."""
+    store = services(request).results
+    found = store_compliance.latest(store, store_compliance.StateFilter(feature, None, host))
+    if not found:
+        raise NotFound(f"no compliance check of {host!r} for feature {feature!r}")
+    return render(request, "compliance_cell.html", who, cell=found[0],
+                  history=store_compliance.history(store, host, feature, 100))
+
+
+@router.post("/compliance/remediate")
+def remediate_action(request: Request, who: FormOperator, run_id: Annotated[str, Form()],
+                     host: Annotated[str, Form()], feature: Annotated[str, Form()],
+                     mode: Annotated[str, Form()] = "dry-run") -> Response:
+    """Remediate one device's feature as its latest check found it: a preview (dry run) or
+    the change (a preview awaiting approval when its job needs approval)."""
+    if mode not in ("dry-run", "run"):
+        raise InputError(f"mode {mode!r}: expected dry-run or run", field="mode")
+    started = services(request).launcher.remediate(
+        run_id, by=who.label, features=[feature], hosts=[host], dry_run=mode == "dry-run")
     return _back(f"/runs/{started.run_id}")
 
 

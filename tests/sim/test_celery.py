@@ -547,3 +547,30 @@ def test_a_killed_dispatcher_stops_its_shards_on_the_workers(
         [sys.executable, "-m", "runner", "--db", sqlite(tmp_path), "history", "--json"],
         capture_output=True, text=True, check=True, env=env).stdout)
     assert (history[0]["run_id"], history[0]["status"]) == (run_id, "interrupted")
+
+
+def test_compliance_and_its_remediation_run_on_the_workers(
+        sim: SimProcess, workers: Workers, env: dict[str, str], tmp_path: Path) -> None:
+    ensure(workers, sim, "w1", "w2")
+    hosts = [h for h in hosts_of(sim) if h not in faults(sim)][-5:-3]
+    job = write_job(tmp_path / "golden.yml", targets={"hosts": hosts}, driver="asyncssh",
+                    steps=[{"compliance": {"intended": "golden_sim.j2", "features": [
+                        {"name": "ntp", "match": ["ntp server"]},
+                        {"name": "logging", "match": ["logging host"]}]}}])
+    code, found, err = run(tmp_path, env, job, sim.inventory, "--engine", "celery")
+    assert code == 3, err[-3000:]
+    assert {d["status"] for d in found["devices"]} == {"non_compliant"}
+    assert {d["worker"] for d in found["devices"]} <= {"w1", "w2"}
+    assert found["devices"][0]["compliance"]["ntp"]["extra"] == ["ntp server 192.0.2.123"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "--db", sqlite(tmp_path), "remediate",
+         found["run_id"], "-i", str(sim.inventory), "--templates", str(ROOT / "templates"),
+         "--engine", "celery", "--json"],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = json.loads(proc.stdout)
+    assert done["remediates"] == found["run_id"]
+    assert {d["status"] for d in done["devices"]} == {"changed"}
+    for host in hosts:
+        config = on_device(sim.inventory, host, "show running-config")
+        assert "ntp server 192.0.2.10" in config and "192.0.2.123" not in config

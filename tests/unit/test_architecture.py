@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
     # 2 the job's own domain: the spec (with its schedule) and what steps do on a device
     ("runner.job.schedule", "runner.job.triggers", "runner.job.spec", "runner.job.load",
      "runner.job.render", "runner.job.parsing", "runner.job.ttpguard", "runner.job.checks",
-     "runner.job.diffing", "runner.job.restore", "runner.job.steps", "runner.job.notify",
+     "runner.job.configtree", "runner.job.diffing", "runner.job.restore", "runner.job.steps",
+     "runner.job.notify",
      "runner.job.backups", "runner.job.output", "runner.job.compliance", "runner.job"),
     # 3 running a job on devices: executors, rollout, run control; the store
     ("runner.execution",),
@@ -33,6 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runner.dispatch", "runner.store", "runner.cli_common"),
     # 5 orchestration of a run: run, approval, the job's commands
     ("runner.job.run", "runner.job.approval", "runner.job.commands", "runner.job.rehearse",
+     "runner.job.remediate", "runner.job.compliance_commands",
      "runner.twin"),
     # 6 long-running services and the lab
     ("runner.schedule", "runner.lab"),

@@ -1,13 +1,18 @@
-"""Checks (`expect:`) and the config arithmetic behind rollback: the inverse of a change,
-section by section, config equality, a dry run's simulation."""
+"""Checks (`expect:`) and the config arithmetic behind rollback (hier_config's): the inverse of
+a change, section by section, config equality, a dry run's preview."""
 
 from __future__ import annotations
 
 import pytest
 
 from runner.errors import CheckFailed
+from runner.inventory import platforms
 from runner.job.checks import check, problem
-from runner.job.restore import digest, restore_lines, same_config, simulate
+from runner.job.diffing import preview
+from runner.job.restore import digest, restore_lines, same_config
+
+IOS = platforms.get("cisco_ios")
+assert IOS is not None
 
 NEIGHBORS = [{"neighbor_id": "10.255.0.2", "state": "Full/DR"},
              {"neighbor_id": "10.255.0.4", "state": "Init/DROther"}]
@@ -96,39 +101,41 @@ def test_the_inverse_of_a_change_section_by_section() -> None:
         .replace("  network 10.1.1.0/24", "  network 10.1.1.0/24\n  network 10.9.9.0/24") \
         .replace("end\n", "route-map X permit 10\n match tag 5\nexit\n!\nend\n") \
         .replace("hostname r1\n", "")
-    assert restore_lines(changed, FRR) == [
+    assert restore_lines(IOS, changed, FRR) == [
         "no route-map X permit 10",
         "hostname r1",
-        "interface eth1", " no description broken", " description to-r2", " exit",
+        # FRR replaces a description in place: no `no description broken` first
+        "interface eth1", " description to-r2", " exit",
         "router ospf", " no network 10.0.0.0/8 area 1", " network 10.0.0.0/8 area 0",
         " exit",
+        # an address family is left with its own exit
         "router bgp 65000", " address-family ipv4 unicast", "  no network 10.9.9.0/24",
-        "  exit", " exit"]
-    assert restore_lines(FRR, FRR) == []
-    assert not same_config(changed, FRR) and same_config(FRR, FRR)
+        "  exit-address-family", " exit"]
+    assert restore_lines(IOS, FRR, FRR) == []
+    assert not same_config(IOS, changed, FRR) and same_config(IOS, FRR, FRR)
 
 
 def test_a_removed_section_comes_back_whole_and_no_lines_are_undone() -> None:
     without = FRR.replace("interface eth1\n description to-r2\n ip address 10.0.12.1/30\n"
                           "exit\n", "")
-    assert restore_lines(without, FRR) == [
+    assert restore_lines(IOS, without, FRR) == [
         "interface eth1", " description to-r2", " ip address 10.0.12.1/30", " exit"]
     negated = FRR.replace("hostname r1\n", "hostname r1\nno ip forwarding\n")
-    assert restore_lines(negated, FRR) == ["ip forwarding"]
+    assert restore_lines(IOS, negated, FRR) == ["ip forwarding"]
 
 
 def test_equality_ignores_where_a_device_lists_a_restored_section() -> None:
     moved = FRR.replace("router ospf\n ospf router-id 10.255.0.1\n network 10.0.0.0/8 area 0"
                         "\nexit\n!\n", "") + \
         "router ospf\n ospf router-id 10.255.0.1\n network 10.0.0.0/8 area 0\nexit\n"
-    assert same_config(moved, FRR) and digest(moved) == digest(FRR)
-    assert digest(FRR.replace("area 0", "area 1")) != digest(FRR)
-    assert "hostname" not in digest(FRR)
+    assert same_config(IOS, moved, FRR) and digest(IOS, moved) == digest(IOS, FRR)
+    assert digest(IOS, FRR.replace("area 0", "area 1")) != digest(IOS, FRR)
+    assert "hostname" not in digest(IOS, FRR)
 
 
 def test_a_dry_run_simulates_the_change_for_its_rollback_preview() -> None:
-    after = simulate(FRR, ["interface eth1", " description new", "no hostname r1",
-                           "ntp server 192.0.2.1"], ("description", "hostname"))
-    assert restore_lines(after, FRR) == [
+    after = preview(FRR, ["interface eth1", " description new", "no hostname r1",
+                          "ntp server 192.0.2.1"], IOS).after
+    assert restore_lines(IOS, after, FRR) == [
         "no ntp server 192.0.2.1", "hostname r1",
-        "interface eth1", " no description new", " description to-r2", " exit"]
+        "interface eth1", " description to-r2", " exit"]

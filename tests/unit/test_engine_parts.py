@@ -44,15 +44,14 @@ def _changes(diff: str) -> list[str]:
 
 
 def test_a_preview_is_the_diff_a_real_run_records_additions_and_removals() -> None:
-    single = IOS.single_valued
-    assert preview(RUNNING, ["interface lo", "description old", "exit"], single).diff == ""
+    assert preview(RUNNING, ["interface lo", "description old", "exit"], IOS).diff == ""
     assert preview(RUNNING, ["router bgp 65000", " address-family ipv4 unicast",
-                             "  network 10.1.1.0/24", " exit-address-family"]).diff == ""
+                             "  network 10.1.1.0/24", " exit-address-family"], IOS).diff == ""
     out = preview(RUNNING, ["interface lo", " description new", "exit",
                             "router bgp 65000", "address-family ipv4 unicast",
                             "network 10.9.9.0/24", "exit-address-family",
                             "no neighbor 10.0.0.2 remote-as 65000", "no bgp bestpath med"],
-                  single)
+                  IOS)
     # the same unified diff as a real run's: a replaced value, a removal, an addition
     assert out.diff.startswith("--- running-config (before)\n+++ running-config (after)\n")
     assert _changes(out.diff) == [
@@ -63,13 +62,13 @@ def test_a_preview_is_the_diff_a_real_run_records_additions_and_removals() -> No
 
 def test_a_removed_section_goes_whole_and_a_new_one_is_made() -> None:
     out = preview(RUNNING, ["no interface lo", "interface eth1", "description old", "exit",
-                            "ntp server 192.0.2.1"], IOS.single_valued)
+                            "ntp server 192.0.2.1"], IOS)
     assert _changes(out.diff) == [
         "-interface lo", "- description old", "- ip address 10.0.0.1/32", "-exit",
         "+interface eth1", "+ description old", "+exit", "+ntp server 192.0.2.1"]
     # a description in another section is not taken as present; `no X` of what is absent
     # changes nothing
-    assert preview(RUNNING, ["no ntp server 192.0.2.99"]).diff == ""
+    assert preview(RUNNING, ["no ntp server 192.0.2.99"], IOS).diff == ""
 
 
 def test_normalize_drops_volatile_lines_and_unified_diff() -> None:

@@ -291,8 +291,8 @@ def runner_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
      "not a usable slack:// URL: An invalid Slack (third) Token (********) was specified."),
     ('  - {url: "json://127.0.0.1/hook", on: [failed, sometimes]}\n',
      "job.yml:3: notify[0].on[1]",
-     "expected 'failed', 'changed', 'backup_changed', 'rolled_back', 'awaiting_approval' "
-     "or 'always' (got 'sometimes')"),
+     "expected 'failed', 'changed', 'backup_changed', 'rolled_back', 'awaiting_approval', "
+     "'drift' or 'always' (got 'sometimes')"),
 ])
 def test_a_bad_notify_target_is_a_job_error_naming_file_line_field_without_secrets(
         tmp_path: Path, notify_yaml: str, where: str, expected: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import MetaData, create_engine, inspect, text
 from runner.lab.netns import wait_for
 from runner.records import DeviceResult, RunResult, StepResult
 from runner.store import migrate
+from runner.store.compliance import metadata as compliance_metadata
 from runner.store.results import RecordWriter, ResultsStore
 from runner.store.results import metadata as results_metadata
 from runner.store.schedule import ScheduleStore
@@ -41,7 +42,7 @@ def runner(db_url: str, *args: str, cwd: Path | None = None,
 def code_schema() -> MetaData:
     """Every table the stores' code reads and writes, in one MetaData."""
     merged = MetaData()
-    for meta in (results_metadata, schedule_metadata, web_metadata):
+    for meta in (results_metadata, schedule_metadata, web_metadata, compliance_metadata):
         for table in meta.tables.values():
             table.to_metadata(merged)
     return merged

@@ -139,6 +139,11 @@ def fleet_jobs(jobs: Path, fleet: Fleet, backups: Path) -> None:
     write_job(jobs, "slow", targets={"hosts": [*fleet.slow, *fleet.healthy[:1]]},
               driver="asyncssh", timeouts={"connect": 30, "command": 200, "device": 300},
               steps=[{"command": ["show clock"] * 5}])
+    write_job(jobs, "golden", description="NTP and logging as intended",
+              targets={"hosts": fleet.healthy[5:6]}, driver="asyncssh", steps=[
+                  {"compliance": {"intended": "golden_sim.j2", "features": [
+                      {"name": "ntp", "match": ["ntp server"]},
+                      {"name": "logging", "match": ["logging host"]}]}}])
     write_job(jobs, "logging", description="a change that waits for approval",
               targets={"hosts": fleet.healthy[3:5]}, driver="asyncssh",
               schedule={"cron": "0 3 * * *", "approval": "required",

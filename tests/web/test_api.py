@@ -529,6 +529,51 @@ def test_metrics_need_a_token_and_count_runs(web: Web, viewer: httpx.Client,
     assert samples[("runner_devices_leased_local", ())] == 0
 
 
+def test_compliance_latest_history_remediation_and_metric(web: Web, op: httpx.Client,
+                                                          viewer: httpx.Client,
+                                                          fleet: Fleet) -> None:
+    host = fleet.healthy[5]
+    started = op.post("/api/runs", json={"job": "golden"})
+    assert started.status_code == 202, started.text
+    check = started.json()["run_id"]
+    web.wait_finished(op, check)
+    record = op.get(f"/api/runs/{check}").json()
+    device = record["devices"][0]
+    assert (record["status"], device["status"]) == ("ok", "non_compliant")
+    assert device["compliance"]["ntp"]["extra"] == ["ntp server 192.0.2.123"]
+    latest = viewer.get("/api/compliance").json()
+    assert latest["summary"]["ntp"] == {"compliant": 0, "non_compliant": 1}
+    assert latest["summary"]["logging"] == {"compliant": 1, "non_compliant": 0}
+    only = viewer.get("/api/compliance", params={"status": "non_compliant"}).json()
+    assert [(r["host"], r["feature"], r["since_run"]) for r in only["latest"]] == [
+        (host, "ntp", check)]
+    assert viewer.get("/api/compliance", params={"status": "drifting"}).status_code == 422
+    history = viewer.get("/api/compliance/history", params={"host": host}).json()
+    assert {(e["feature"], e["event"]) for e in history} >= {("ntp", "first"),
+                                                             ("logging", "first")}
+    drifted = ("runner_compliance_devices", (("feature", "ntp"), ("status", "non_compliant")))
+    # figures are cached for a few seconds between scrapes
+    wait_for(lambda: drifted in _samples(viewer.get("/metrics").text), 30, "the metric")
+    samples = _samples(viewer.get("/metrics").text)
+    assert samples[drifted] == 1
+    assert samples[("runner_compliance_devices", (("feature", "ntp"),
+                                                  ("status", "compliant")))] == 0
+    # a viewer may not remediate; an operator previews it (nothing sent)
+    body = {"run_id": check, "features": ["ntp"], "dry_run": True}
+    assert viewer.post("/api/compliance/remediate", json=body).status_code == 403
+    bad = op.post("/api/compliance/remediate", json={**body, "features": ["nope"]})
+    assert bad.status_code == 400 and "no feature 'nope'" in bad.json()["error"]
+    preview = op.post("/api/compliance/remediate", json=body)
+    assert preview.status_code == 202, preview.text
+    web.wait_finished(op, preview.json()["run_id"])
+    shown = op.get(f"/api/runs/{preview.json()['run_id']}").json()
+    assert (shown["remediates"], shown["dry_run"]) == (check, True)
+    fix = next(s for s in shown["devices"][0]["steps"] if s["kind"] == "config")
+    assert "no ntp server 192.0.2.123" in fix["output"]
+    assert "ntp server 192.0.2.123" in on_device(fleet.inventory, host,
+                                                  "show running-config")
+
+
 def test_no_secret_in_any_answer(web: Web, op: httpx.Client,
                                  tokens: dict[str, str]) -> None:
     """The inventory's password and the tokens never come back, whatever is asked."""

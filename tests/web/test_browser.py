@@ -27,6 +27,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 RED = "rgba(185, 28, 28, 1)"  # the failed device's cell (--failed in style.css)
 ADDED_GREEN = "rgba(22, 101, 52, 1)"  # an added line of a diff
+NON_COMPLIANT_BG = "rgba(255, 237, 213, 1)"  # --rolled-bg in style.css
+COMPLIANT_BG = "rgba(220, 252, 231, 1)"  # --ok-bg
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +228,45 @@ def test_schedules_backups_labs_pages(person: Person, web: Web) -> None:
     person.open("/docs")
     person.wait(".swagger-ui .opblock", 30)  # served from the package, no CDN
     person.screenshot("api-docs")
+    assert person.errors() == []
+
+
+def test_the_compliance_matrix_a_cells_lines_and_its_remediation(
+        person: Person, web: Web, fleet: Fleet) -> None:
+    host = fleet.healthy[5]
+    token = web.token("operator", "gwen")
+    with web.client(token) as api:
+        check = api.post("/api/runs", json={"job": "golden"}).json()["run_id"]
+        web.wait_finished(api, check)
+    person.log_in(token)
+    person.open("/compliance")
+    cell = person.wait(f"td.cell[data-host='{host}'][data-feature='ntp']")
+    assert cell.get_attribute("data-status") == "non_compliant"
+    assert person.colour(cell, "background-color") == NON_COMPLIANT_BG
+    fine = person.find(f"td.cell[data-host='{host}'][data-feature='logging']")
+    assert person.colour(fine, "background-color") == COMPLIANT_BG
+    assert "2 missing, 1 extra" in cell.text
+    person.screenshot("compliance-matrix")
+    # filtered: only the devices with a feature out of compliance, only that feature
+    form = person.find("form.filters")
+    form.find_element(By.XPATH, ".//select[@name='feature']/option[.='ntp']").click()
+    form.find_element(By.CSS_SELECTOR, "select[name=status] option[value='non_compliant']") \
+        .click()
+    person.click(form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert [th.text for th in person.all("table.compliance thead th")] == ["Device", "ntp"]
+    assert [td.text for td in person.all("table.compliance tbody td.mono")] == [host]
+    person.click(person.find(f"td.cell[data-host='{host}'] a"))
+    assert person.find("pre.missing").text.splitlines() == ["ntp server 192.0.2.10",
+                                                           "ntp server 192.0.2.11"]
+    assert person.find("pre.extra").text.splitlines() == ["ntp server 192.0.2.123"]
+    assert "no ntp server 192.0.2.123" in person.find("pre.remediation").text
+    assert "first" in person.find("table.history").text
+    person.screenshot("compliance-cell")
+    person.click(person.find("form.actions button[value='dry-run']"))
+    person.wait("h1 .st-ok, h1 .st-failed")
+    assert check in person.find("[data-remediates]").text
+    diff = person.find(f"details.devdiff[data-host='{host}'] pre.diff")
+    assert "-ntp server 192.0.2.123" in str(diff.get_attribute("textContent"))
     assert person.errors() == []
 
 
