@@ -12,7 +12,15 @@ from runner.cli_common import ALL_DEVICES, engine_option, results_store, setting
 from runner.errors import InputError, RecordsNotStored, RunnerError
 from runner.job.load import load_job
 from runner.job.output import Progress, account_lines, diffs, run_table, table
-from runner.job.run import RunOptions, check_job, execute, prepare, rerun_targets
+from runner.job.run import (
+    Prepared,
+    RunOptions,
+    blackout_holds,
+    check_job,
+    execute,
+    prepare,
+    rerun_targets,
+)
 from runner.job.spec import json_schema
 from runner.records import RunResult
 from runner.store.queries import RunFilter, run_document, run_links, run_rows
@@ -20,6 +28,33 @@ from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, EngineChoice
 
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
+OVERRIDE_BLACKOUT = click.option(
+    "--override-blackout", metavar="REASON",
+    help="Run even inside a blackout window (blackouts.yml beside the job file, or the "
+         "job's own): recorded with the run, with who and REASON.")
+
+
+def blackout_override(reason: str | None, by: str) -> dict[str, str] | None:
+    """--override-blackout REASON as the run records it (the windows are added as the run
+    starts); an empty reason is refused: the record says why."""
+    if reason is None:
+        return None
+    if not reason.strip():
+        raise InputError("give the reason for overriding the blackout (it is recorded)",
+                         field="--override-blackout")
+    from runner.records import now_iso
+
+    return {"by": by, "at": now_iso(), "reason": reason.strip()[:1000]}
+
+
+def check_override(prep: Prepared, options: RunOptions) -> None:
+    """--override-blackout when no window holds the run: an error, not a silent record."""
+    if options.blackout_override is None:
+        return
+    holds = blackout_holds(prep, options)
+    if not holds.fleet and not holds.devices:
+        raise InputError(f"no blackout window holds job {prep.job.spec.name!r} now: "
+                         "--override-blackout overrides nothing", field="--override-blackout")
 
 
 def _store(ctx: click.Context) -> ResultsStore:
@@ -63,16 +98,19 @@ def _statuses(_ctx: click.Context, _param: click.Parameter,
                    "without an approved preview (recorded as an override, with who and "
                    "--reason). Without it such a job is previewed for approval.")
 @click.option("--reason", metavar="TEXT", help="Why (recorded with --no-approval).")
+@OVERRIDE_BLACKOUT
 @ALL_DEVICES
 @click.pass_context
 def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         limit: str | None, dry_run: bool, as_json: bool, show_diff: bool | None,
         engine: EngineChoice, shard_size: int, processes: int, rerun_of: str | None,
         statuses: list[DeviceStatus] | None, no_approval: bool, reason: str | None,
-        show_all: bool) -> None:
+        override_blackout: str | None, show_all: bool) -> None:
     """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 1: any other; 2: bad input.
     A job whose schedule says `approval: required` is previewed instead (status
-    awaiting_approval; `runner approve RUN_ID` carries it out), unless --no-approval."""
+    awaiting_approval; `runner approve RUN_ID` carries it out), unless --no-approval.
+    Inside a blackout window (blackouts.yml beside the job file) it is refused with exit 2
+    naming the window, unless --override-blackout REASON (recorded)."""
     from runner.job.approval import gate, override, who
 
     store = _store(ctx)
@@ -100,8 +138,10 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
     options = RunOptions(
         settings=settings_of(ctx), dry_run=dry_run, on_device_done=[Progress(len(prep.hosts))],
         engine=engine, shard_size=shard_size, processes=processes or None, rerun_of=rerun_of,
-        started_by=me, override=override(me, reason) if no_approval else None)
+        started_by=me, override=override(me, reason) if no_approval else None,
+        blackout_override=blackout_override(override_blackout, me))
     preview = gate(spec, options)
+    check_override(prep, options)
     if preview:
         click.echo(f"job {spec.name} needs approval (schedule.approval: required): this run "
                    "previews the change and sends nothing", err=True)
@@ -255,11 +295,12 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
               help="Hosts per shard with --engine celery.")
 @click.option("--processes", type=click.IntRange(0, 256), default=0, show_default=True,
               help="Local engine processes; 0: one per usable core when the run is large.")
+@OVERRIDE_BLACKOUT
 @ALL_DEVICES
 @click.pass_context
 def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: Path | None,
             as_json: bool, engine: EngineChoice, shard_size: int, processes: int,
-            show_all: bool) -> None:
+            override_blackout: str | None, show_all: bool) -> None:
     """Carry out the change that preview RUN_ID showed (status awaiting_approval): the job
     as previewed, on the devices it would change; a device whose config moved since the
     preview is skipped (ConfigDrift). Exit codes as `runner run`."""
@@ -269,10 +310,12 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     store = _store(ctx)
     _, preview = store.get_run(run_id)
     progress = Progress(len([d for d in preview.devices if d.status is DeviceStatus.CHANGED]))
+    me = who()
     result = carry_out(store, run_id, RunOptions(
         settings=settings_of(ctx), on_device_done=[progress], engine=engine,
-        shard_size=shard_size, processes=processes or None), inventory, templates,
-        by=who())
+        shard_size=shard_size, processes=processes or None,
+        blackout_override=blackout_override(override_blackout, me)), inventory, templates,
+        by=me)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else
                f"approved {preview.run_id} by {result.started_by}: carried out as run "
                f"{result.run_id}\n{run_table(result, show_all)}")

@@ -18,6 +18,7 @@ from runner.dispatch import CELERY_ENGINE
 from runner.errors import (
     ApprovalRequired,
     BackupError,
+    BlackedOut,
     InputError,
     InventoryError,
     RunnerError,
@@ -30,6 +31,7 @@ from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.inventory.secretref import SecretRef, SecretResolver
 from runner.inventory.targets import Targets
 from runner.job.backups import BackupRepo
+from runner.job.blackouts import Active, Calendar, Holds, load_calendar
 from runner.job.load import JobFile, load_job
 from runner.job.notify import NotifyTarget, notify, secrets_of, targets_for
 from runner.job.parsing import check_parser
@@ -73,6 +75,13 @@ class RunOptions:
     started_by: str | None = None  # user@host, a web token's name, the scheduler
     # A real run of a job that needs approval, without one: {"by", "at", "reason"}
     override: dict[str, Any] | None = None
+    # Blackout windows: the calendar to obey (None: the job file's directory's), the
+    # moment they are asked about (None: now), and an override {"by", "at", "reason"}
+    # (the windows it overrode are added as the run starts).
+    calendar: Calendar | None = None
+    now: datetime | None = None
+    blackout_override: dict[str, Any] | None = None
+    workflow: str | None = None  # the workflow run this run is a step of
     processes: int | None = None  # engine processes; None: one per core for big runs
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
     notify: list[NotifyTarget] = field(default_factory=list)  # for jobs that name none
@@ -211,15 +220,54 @@ def check_approval(prep: Prepared, options: RunOptions) -> None:
         path=prep.job.path, field="schedule.approval")
 
 
+def blackout_holds(prep: Prepared, options: RunOptions) -> Holds:
+    """What the blackout windows say about this run now: the job's directory's calendar
+    (or options.calendar) and the job's own windows. A window naming a site, group or host
+    the inventory lacks is an error (JobError) before any device is touched."""
+    spec = prep.job.spec
+    calendar = options.calendar if options.calendar is not None else \
+        load_calendar(prep.job.path.parent)
+    calendar = calendar.with_job(spec.blackouts, prep.job.path, prep.job.raw)
+    if not calendar:
+        return Holds()
+    changes = spec.changes_config and not options.dry_run and options.preview_window is None
+    moment = options.now or datetime.now(UTC)
+    hosts = prep.inventory.hosts
+    calendar.check_scopes(spec.name, changes, hosts, prep.inventory.nornir.groups)
+    return Holds(calendar.fleet_hold(moment, spec.name, changes),
+                 calendar.device_holds(moment, spec.name, changes, hosts, prep.hosts))
+
+
+def check_blackouts(prep: Prepared, options: RunOptions) -> dict[str, Active]:
+    """The guard beside the approval guard, whoever starts the run: a run inside a
+    fleet-wide blackout window (or with every device in one) is refused (BlackoutActive,
+    exit 2) unless it carries an override, which then records the windows it overrode.
+    The devices a window holds while the run goes on elsewhere: they sit it out."""
+    holds = blackout_holds(prep, options)
+    names = list(dict.fromkeys([*(a.name for a in holds.fleet),
+                                *(a.name for a in holds.devices.values())]))
+    if options.blackout_override is not None:
+        options.blackout_override = {**options.blackout_override, "windows": names} \
+            if names else None  # overriding nothing is not recorded
+        return {}
+    refusal = holds.refusal(prep.job.spec.name, prep.hosts, "--override-blackout")
+    if refusal is not None:
+        refusal.path = prep.job.path
+        raise refusal
+    return holds.devices
+
+
 def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResult:
     spec = prep.job.spec
     check_approval(prep, options)
+    held = check_blackouts(prep, options)
     dry_run = options.dry_run or options.preview_window is not None
     run = RunResult(run_id=options.run_id or new_run_id(), job=spec.name, started=now_iso(),
                     finished=None, devices=[], dry_run=dry_run,
                     job_file=str(prep.job.path), occurrence=options.occurrence,
                     rerun_of=options.rerun_of, approves=options.approves,
-                    started_by=options.started_by, override=options.override)
+                    started_by=options.started_by, override=options.override,
+                    workflow=options.workflow, blackout_override=options.blackout_override)
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
     # Sessions opened here read secrets here; Celery workers read their own.
     resolver = None if engine is Engine.CELERY else read_secrets(prep)
@@ -239,9 +287,13 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     work = Work(spec, prep.inventory, prep.templates_dir, run.run_id, options.settings,
                 dry_run=dry_run, processes=processes, shard_size=options.shard_size,
                 approved=options.approved, override=options.override is not None)
+    for host, active in held.items():  # recorded first: they are known now
+        done(DeviceResult.of_error(host, BlackedOut(f"blackout {active.text()}")))
     try:
-        run.devices = run_devices(work, prep.hosts, engine, done, cancel,
-                                  registry=engines())
+        ran = run_devices(work, [h for h in prep.hosts if h not in held], engine, done,
+                          cancel, registry=engines())
+        records = {d.host: d for d in [*finished[:len(held)], *ran]}
+        run.devices = [records[h] for h in prep.hosts if h in records]
     except BaseException as exc:  # Ctrl-C, SIGTERM, or a bug: the run still ends, recorded
         run.finished = now_iso()
         run.devices = finished  # the summary counts what did finish

@@ -58,12 +58,19 @@ def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, Sc
                    f"{', '.join(DEFAULT_EVENTS)}).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535),
               help="Serve Prometheus metrics (as runner web's /metrics) on 127.0.0.1:PORT.")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Accept signed webhooks, POST /hooks/JOB, for jobs with a "
+                   "trigger.webhook (every server may listen: each delivery runs once).")
+@click.option("--syslog", "syslog_at", metavar="HOST:PORT",
+              help="Receive syslog (UDP and TCP) for jobs with a trigger.syslog rule.")
 @click.pass_context
 def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
           store_url: str | None, max_runs: int, stop_grace: float, engine: EngineChoice,
           shard_size: int, notify_urls: tuple[str, ...], notify_on: tuple[str, ...],
-          metrics_port: int | None) -> None:
-    """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them."""
+          metrics_port: int | None, listen: str | None, syslog_at: str | None) -> None:
+    """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them.
+    Also: workflow steps (`after:`), webhooks (--listen), syslog rules (--syslog),
+    freshness backups, and blackout windows (blackouts.yml in --jobs)."""
     if not jobs_dir.is_dir():
         raise InputError("jobs directory not found", path=jobs_dir)
     notify = notify_targets(notify_urls, notify_on)
@@ -78,7 +85,33 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
                           stop_grace=stop_grace, engine=engine, shard_size=shard_size,
                           settings=settings_of(ctx), notify=notify)
+    listeners(scheduler, listen, syslog_at)
     sys.exit(scheduler.serve())
+
+
+def listeners(scheduler: Scheduler, listen: str | None, syslog_at: str | None) -> None:
+    """--listen and --syslog, bound now (a taken address is an error, exit 2), started
+    with the server."""
+    from runner.schedule.intake import Devices, accept_webhook, find_hook, syslog_handler
+    from runner.schedule.syslog import address
+
+    log = logging.getLogger("runner.serve")
+    if listen is not None:
+        from runner.schedule.hooks import HookServer
+
+        host, port = address(listen, "--listen")
+        hooks = HookServer(host, port, lambda name: find_hook(scheduler, name),
+                           lambda delivery: accept_webhook(scheduler, delivery),
+                           lambda: scheduler.clock.now().timestamp())
+        scheduler.services.append(hooks)
+        log.info("webhooks on http://%s/hooks/JOB", hooks.address)
+    if syslog_at is not None:
+        from runner.schedule.syslog import SyslogListener
+
+        host, port = address(syslog_at, "--syslog")
+        scheduler.services.append(SyslogListener(
+            host, port, syslog_handler(scheduler, Devices(scheduler.inventory))))
+        log.info("syslog on %s:%d (UDP and TCP)", host, port)
 
 
 def notify_targets(urls: tuple[str, ...], events: tuple[str, ...]) -> list[NotifyTarget]:

@@ -20,9 +20,11 @@ from runner.vocab import DeviceStatus, RunStatus
 LISTED = ("run_id", "job", "job_file", "started", "finished", "status", "dry_run", "engine",
           "occurrence", "summary", "backup_commit", "rerun_of", "approval_deadline",
           "approves", "decision", "notifications", "owner", "heartbeat", "error",
-          "started_by", "override", "cancel_requested", "cancel_requested_by")
+          "started_by", "override", "cancel_requested", "cancel_requested_by", "workflow",
+          "blackout_override")
 # Who did what to a run, in every document of it (`runner show --json`, the API).
-ACCOUNT = ("started_by", "override", "decision", "approval_deadline", "cancel_requested",
+ACCOUNT = ("started_by", "override", "blackout_override", "workflow", "decision",
+           "approval_deadline", "cancel_requested",
            "cancel_requested_by")
 # A device as listed on a run's page: everything but its steps' outputs.
 DEVICE_LISTED = ("host", "status", "changed", "duration_s", "error", "error_class",

@@ -122,6 +122,10 @@ runs = Table(
     # it ran a change that needed approval without one: {"by", "at", "reason"} (0004).
     Column("started_by", String(200)),
     Column("override", JSON),
+    # The workflow run it belongs to, and a blackout override: {"by", "at", "reason",
+    # "windows"} (0005).
+    Column("workflow", String(32), index=True),
+    Column("blackout_override", JSON),
 )
 devices = Table(
     "devices", metadata,
@@ -200,7 +204,8 @@ class ResultsStore:
                     started=run.started, status=RunStatus.RUNNING, dry_run=run.dry_run,
                     engine=run.engine, occurrence=run.occurrence, summary=run.summary,
                     rerun_of=run.rerun_of, approves=run.approves,
-                    started_by=run.started_by, override=run.override))
+                    started_by=run.started_by, override=run.override,
+                    workflow=run.workflow, blackout_override=run.blackout_override))
         self._retrying(f"starting run {run.run_id}", insert_run)
 
     @staticmethod
@@ -319,7 +324,8 @@ class ResultsStore:
                     started=run.started, status=status, dry_run=run.dry_run,
                     engine=run.engine, occurrence=run.occurrence, rerun_of=run.rerun_of,
                     approves=run.approves, hosts=hosts, started_by=run.started_by,
-                    override=run.override))
+                    override=run.override, workflow=run.workflow,
+                    blackout_override=run.blackout_override))
         if run.devices:
             self.record_devices(run.run_id, run.devices, {h: i for i, h in enumerate(hosts)})
         self._finish_run(run, status, error)
@@ -425,7 +431,9 @@ def run_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
                      job_file=row["job_file"], engine=EngineName(row["engine"]),
                      occurrence=row["occurrence"], backup_commit=row["backup_commit"],
                      rerun_of=row.get("rerun_of"), approves=row.get("approves"),
-                     started_by=row.get("started_by"), override=row.get("override"))
+                     started_by=row.get("started_by"), override=row.get("override"),
+                     workflow=row.get("workflow"),
+                     blackout_override=row.get("blackout_override"))
 
 
 FLUSH_S = 0.25  # a finished device is on disk this long after at most

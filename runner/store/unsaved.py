@@ -68,7 +68,8 @@ def load(path: Path) -> tuple[RunResult, RunStatus, str | None, list[str]]:
             job_file=data.get("job_file"), engine=Engine(data.get("engine", "local")),
             occurrence=data.get("occurrence"), backup_commit=data.get("backup_commit"),
             rerun_of=data.get("rerun_of"), approves=data.get("approves"),
-            started_by=data.get("started_by"), override=data.get("override"))
+            started_by=data.get("started_by"), override=data.get("override"),
+            workflow=data.get("workflow"), blackout_override=data.get("blackout_override"))
         error = document.get("error")
         return run, RunStatus(document["status"]), None if error is None else str(error), \
             [str(h) for h in document.get("hosts") or []]

@@ -47,7 +47,9 @@ class Started:
 
 
 def job_files(jobs_dir: Path) -> list[Path]:
-    return sorted([*jobs_dir.glob("*.yml"), *jobs_dir.glob("*.yaml")])
+    from runner.job.load import job_files as files
+
+    return files(jobs_dir)
 
 
 class _Announcing:
