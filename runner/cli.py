@@ -22,7 +22,8 @@ COMMANDS = {
     "show": "runner.job.commands", "approve": "runner.job.commands",
     "reject": "runner.job.commands", "cancel": "runner.job.commands",
     "serve": "runner.schedule.commands",
-    "schedule": "runner.schedule.commands", "worker": "runner.dispatch.commands",
+    "schedule": "runner.schedule.commands", "workflow": "runner.schedule.commands",
+    "worker": "runner.dispatch.commands",
     "lab": "runner.lab.commands", "db": "runner.store.commands", "web": "runner.web.commands",
     "token": "runner.web.commands",
 }

@@ -13,10 +13,10 @@ from runner.errors import InputError, RecordsNotStored, RunnerError
 from runner.job.load import load_job
 from runner.job.output import Progress, account_lines, diffs, run_table, table
 from runner.job.run import (
-    Prepared,
     RunOptions,
-    blackout_holds,
+    blackout_override,
     check_job,
+    check_override,
     execute,
     prepare,
     rerun_targets,
@@ -32,29 +32,6 @@ OVERRIDE_BLACKOUT = click.option(
     "--override-blackout", metavar="REASON",
     help="Run even inside a blackout window (blackouts.yml beside the job file, or the "
          "job's own): recorded with the run, with who and REASON.")
-
-
-def blackout_override(reason: str | None, by: str) -> dict[str, str] | None:
-    """--override-blackout REASON as the run records it (the windows are added as the run
-    starts); an empty reason is refused: the record says why."""
-    if reason is None:
-        return None
-    if not reason.strip():
-        raise InputError("give the reason for overriding the blackout (it is recorded)",
-                         field="--override-blackout")
-    from runner.records import now_iso
-
-    return {"by": by, "at": now_iso(), "reason": reason.strip()[:1000]}
-
-
-def check_override(prep: Prepared, options: RunOptions) -> None:
-    """--override-blackout when no window holds the run: an error, not a silent record."""
-    if options.blackout_override is None:
-        return
-    holds = blackout_holds(prep, options)
-    if not holds.fleet and not holds.devices:
-        raise InputError(f"no blackout window holds job {prep.job.spec.name!r} now: "
-                         "--override-blackout overrides nothing", field="--override-blackout")
 
 
 def _store(ctx: click.Context) -> ResultsStore:
@@ -186,14 +163,32 @@ def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool
 @click.option("-i", "--inventory", type=click.Path(path_type=Path),
               help="Also check the targets against this inventory.")
 def validate(job_files: tuple[Path, ...], templates: Path, inventory: Path | None) -> None:
-    """Check job files without contacting any device. Exit 2 when one is invalid."""
+    """Check job files without contacting any device, and blackouts.yml files (the blackout
+    windows beside job files). A job's `after:` is checked against the jobs of its
+    directory (an unknown parent or a workflow cycle is an error at its line). Exit 2 when
+    one is invalid."""
+    from runner.job.blackouts import is_calendar, read_calendar
+    from runner.job.load import load_dir
+
     failed = False
+    graphs: dict[Path, dict[Path, InputError]] = {}
     for path in job_files:
         try:
+            if is_calendar(path):
+                count = len(read_calendar(path).windows)
+                click.echo(f"{path}: ok ({count} blackout window{'s' * (count != 1)})")
+                continue
             if inventory is not None:
                 prepare(path, inventory, templates)
             else:
                 check_job(load_job(path), templates)
+            directory = path.parent.resolve()
+            if directory not in graphs:
+                graphs[directory] = {p.resolve(): e for p, e in load_dir(directory)[1].items()}
+            problem = graphs[directory].get(path.resolve())
+            if problem is not None:  # named as the user named the file
+                raise type(problem)(problem.message, path=path, line=problem.line,
+                                    field=problem.field)
             click.echo(f"{path}: ok")
         except InputError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -202,12 +197,19 @@ def validate(job_files: tuple[Path, ...], templates: Path, inventory: Path | Non
 
 
 @click.command()
-@click.argument("kind", type=click.Choice(["job", "hosts", "defaults"]), default="job")
+@click.argument("kind", type=click.Choice(["job", "blackouts", "hosts", "defaults"]),
+                default="job")
 def schema(kind: str) -> None:
-    """Print a JSON Schema (for editors): of job files (default), of the inventory's
-    hosts.yaml and groups.yaml (and containerlab's flat file), or of its defaults.yaml."""
+    """Print a JSON Schema (for editors): of job files (default), of blackouts.yml (the
+    blackout windows beside the job files), of the inventory's hosts.yaml and groups.yaml
+    (and containerlab's flat file), or of its defaults.yaml."""
     if kind == "job":
         click.echo(json.dumps(json_schema(), indent=2))
+        return
+    if kind == "blackouts":
+        from runner.job.blackouts import blackouts_schema
+
+        click.echo(json.dumps(blackouts_schema(), indent=2))
         return
     from runner.inventory.files import inventory_schema
 
@@ -218,11 +220,13 @@ def schema(kind: str) -> None:
 @click.command()
 @click.option("-n", "--limit", type=int, default=20, show_default=True)
 @click.option("--job", help="Only runs of this job.")
+@click.option("--workflow", metavar="ID", help="Only the runs of this workflow run.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def history(ctx: click.Context, limit: int, job: str | None, as_json: bool) -> None:
+def history(ctx: click.Context, limit: int, job: str | None, workflow: str | None,
+            as_json: bool) -> None:
     """List recent runs."""
-    rows = run_rows(_store(ctx), RunFilter(job=job), limit)
+    rows = run_rows(_store(ctx), RunFilter(job=job, workflow=workflow), limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return

@@ -257,6 +257,29 @@ def check_blackouts(prep: Prepared, options: RunOptions) -> dict[str, Active]:
     return holds.devices
 
 
+def blackout_override(reason: str | None, by: str,
+                      field: str = "--override-blackout") -> dict[str, str] | None:
+    """--override-blackout REASON as the run records it (the windows are added as the run
+    starts); an empty reason is refused: the record says why."""
+    if reason is None:
+        return None
+    if not reason.strip():
+        raise InputError("give the reason for overriding the blackout (it is recorded)",
+                         field=field)
+    return {"by": by, "at": now_iso(), "reason": reason.strip()[:1000]}
+
+
+def check_override(prep: Prepared, options: RunOptions,
+                   field: str = "--override-blackout") -> None:
+    """An override when no window holds the run: an error, not a silent record."""
+    if options.blackout_override is None:
+        return
+    holds = blackout_holds(prep, options)
+    if not holds.fleet and not holds.devices:
+        raise InputError(f"no blackout window holds job {prep.job.spec.name!r} now: "
+                         f"{field} overrides nothing", field=field)
+
+
 def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResult:
     spec = prep.job.spec
     check_approval(prep, options)

@@ -1,4 +1,4 @@
-"""`runner serve` and `runner schedule list|run`."""
+"""`runner serve`, `runner schedule list|occurrences|run` and `runner workflow list|show`."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import click
 
 from runner.cli_common import ALL_DEVICES, engine_option, results_store, settings_of
 from runner.errors import InputError
+from runner.job.commands import OVERRIDE_BLACKOUT
 from runner.job.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.job.output import Progress, run_table, table
-from runner.job.run import RunOptions, execute, prepare
+from runner.job.run import RunOptions, blackout_override, check_override, execute, prepare
 from runner.records import now_iso
 from runner.schedule.listing import schedule_list
 from runner.schedule.server import JobsDir, Scheduler
@@ -140,14 +141,17 @@ def schedule() -> None:
 @click.pass_context
 def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
           as_json: bool) -> None:
-    """Each scheduled job, its trigger in words, next fire times, last run."""
+    """Each job `runner serve` starts by itself (a schedule, `after:`, a webhook or syslog
+    trigger, freshness): when, in words; its next starts outside blackout windows (an
+    occurrence inside one skipped, or moved to the window's end); the window holding it
+    now; its last run."""
     results, store = _stores(ctx, store_url)
     listed = schedule_list(jobs_dir, store, results, count,
                            warn=lambda message: click.echo(f"warning: {message}", err=True))
     if as_json:
         click.echo(json.dumps(listed, indent=2))
         return
-    rows = [("JOB", "WHEN", "NEXT", "LAST RUN")]
+    rows = [("JOB", "WHEN", "NEXT", "BLACKOUT", "LAST RUN")]
     for item in listed:
         zone = ZoneInfo(item["timezone"])
         times = [datetime.fromisoformat(t).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -155,7 +159,15 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
         last = item["last_run"]
         last_text = f"{last['started'][:19]} {last['status']} ({last['run_id']})" if last \
             else "never"
-        rows.append((item["job"], item["when"], ", ".join(times) or "no more", last_text))
+        windows = item["blackouts"]
+        held = "; ".join(w["text"] + (" (some devices)" if w["devices_only"] else "")
+                         for w in windows["now"])
+        if not held and windows["next"]:
+            start = datetime.fromisoformat(windows["next"]["start"]).astimezone(zone)
+            held = f"next: {windows['next']['window']} from {start:%Y-%m-%d %H:%M %Z}"
+        when = "on events" if item["schedule"] is None else "no more"
+        rows.append((item["job"], item["when"], ", ".join(times) or when, held or "-",
+                     last_text))
     click.echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
 
 
@@ -180,11 +192,12 @@ def occurrences_(ctx: click.Context, name: str, store_url: str | None, limit: in
     if not found:
         click.echo(f"no occurrences of {name} recorded")
         return
-    rows = [("OCCURRENCE", "STATUS", "RUN", "CARRIED OUT BY", "BY", "REASON")]
+    rows = [("OCCURRENCE", "TRIGGER", "STATUS", "RUN", "CARRIED OUT BY", "BY", "REASON")]
     for item in found:
         decision = item["decision"] or {}
-        rows.append((item["occurrence"], item["status"], item["run_id"] or "",
-                     item["carried_out_by"] or "", decision.get("by") or "",
+        rows.append((item["occurrence"], item["trigger"], item["status"],
+                     item["run_id"] or "", item["carried_out_by"] or "",
+                     decision.get("by") or item["by"] or "",
                      (item["reason"] or decision.get("reason") or "")[:80]))
     click.echo(table(rows))
 
@@ -194,11 +207,13 @@ def occurrences_(ctx: click.Context, name: str, store_url: str | None, limit: in
 @JOBS
 @INVENTORY
 @TEMPLATES
+@OVERRIDE_BLACKOUT
 @ALL_DEVICES
 @click.pass_context
 def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
-            templates: Path, show_all: bool) -> None:
-    """Fire job NAME now (outside its schedule), in the foreground."""
+            templates: Path, override_blackout: str | None, show_all: bool) -> None:
+    """Fire job NAME now (outside its schedule), in the foreground; inside a blackout
+    window only with --override-blackout REASON (recorded)."""
     jobs = JobsDir(jobs_dir)
     jobs.reload()
     if name not in jobs.jobs:
@@ -210,13 +225,80 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
     preview = schedule is not None and schedule.approval is Approval.REQUIRED
     from runner.job.approval import who
 
-    result = execute(prep, results, RunOptions(
+    me = who()
+    options = RunOptions(
         settings=settings_of(ctx), occurrence=f"{name}@manual-{now_iso()}",
-        on_device_done=[Progress(len(prep.hosts))], started_by=who(),
-        preview_window=schedule.approval_seconds if preview and schedule else None))
+        on_device_done=[Progress(len(prep.hosts))], started_by=me,
+        preview_window=schedule.approval_seconds if preview and schedule else None,
+        blackout_override=blackout_override(override_blackout, me))
+    check_override(prep, options)
+    result = execute(prep, results, options)
     click.echo(run_table(result, show_all))
     if preview:
         click.echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
                    f"{result.run_id})")
         sys.exit(0)
     sys.exit(0 if result.ok else 1)
+
+
+@click.group()
+def workflow() -> None:
+    """Workflow runs: an occurrence of a job that others follow (`after:`) and its steps."""
+
+
+@workflow.command(name="list")
+@STORE
+@click.option("--job", help="Only workflow runs started by this job.")
+@click.option("-n", "--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (as GET "
+              "/api/workflows).")
+@click.pass_context
+def workflow_list(ctx: click.Context, store_url: str | None, job: str | None, limit: int,
+                  as_json: bool) -> None:
+    """Recent workflow runs, newest first: each with its steps' outcomes."""
+    from runner.schedule.listing import workflow_documents
+
+    results, store = _stores(ctx, store_url)
+    found = workflow_documents(store, results, limit, job)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo("no workflow runs recorded")
+        return
+    rows = [("WORKFLOW", "ORIGIN", "STARTED", "STATUS", "STEPS")]
+    for item in found:
+        steps = ", ".join(f"{s['job']}={s['outcome'] or s['status']}" for s in item["steps"])
+        rows.append((item["id"], item["origin"], item["started"][:19], item["status"],
+                     steps))
+    click.echo(table(rows))
+
+
+@workflow.command(name="show")
+@click.argument("workflow_id")
+@STORE
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (as GET "
+              "/api/workflows/ID).")
+@click.pass_context
+def workflow_show(ctx: click.Context, workflow_id: str, store_url: str | None,
+                  as_json: bool) -> None:
+    """One workflow run (a unique prefix of its id is enough): each step, what it
+    waited for, what became of it and why, its run."""
+    from runner.schedule.listing import workflow_document
+
+    results, store = _stores(ctx, store_url)
+    document = workflow_document(store, results, workflow_id)
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    click.echo(f"workflow {document['id']}  {document['status']}  started "
+               f"{document['started']} by {document['origin']}"
+               + (f"  finished {document['finished']}" if document["finished"] else ""))
+    rows = [("STEP", "AFTER", "STATUS", "OUTCOME", "RUN", "WHY")]
+    for step in document["steps"]:
+        after = ", ".join(f"{p['job']} ({p['when']})" for p in step["after"]) or "-"
+        if len(step["after"]) > 1:
+            after = f"{step['join']}: {after}"
+        rows.append((step["job"], after, step["status"], step["outcome"] or "",
+                     step["run_id"] or "", (step["reason"] or "")[:80]))
+    click.echo(table(rows))

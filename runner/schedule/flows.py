@@ -204,8 +204,7 @@ def _advance(s: Scheduling, workflow: dict[str, Any], now: datetime) -> None:
             key = f"wf:{workflow['id']}"
             if verdict:
                 if s.events.add(job, key, EventSource.WORKFLOW, now, workflow=workflow["id"],
-                                by=f"workflow {workflow['id']}", detail={"after": why},
-                                server=s.owner):
+                                detail={"after": why}, server=s.owner):
                     log.info("workflow %s: %s starts (%s)", workflow["id"], job, why)
                     s.wake.set()
                 steps[job] = {"status": OccurrenceStatus.PENDING, "run_id": None,
@@ -228,9 +227,11 @@ def _advance(s: Scheduling, workflow: dict[str, Any], now: datetime) -> None:
 
 def workflow_status(graph: Graph, outcomes: dict[str, str | None]) -> WorkflowStatus:
     """A workflow fails when a job in it failed (or was rejected, expired, blacked out)
-    and no step follows it on failure or always (a handled failure does not fail it)."""
-    handled = {p for _, (parents, _) in graph.steps.items() for p, w in parents
-               if w in (When.FAILURE, When.ALWAYS)}
+    and no step that follows it on failure or always ran (a handled failure does not fail
+    it)."""
+    ran = {"ok", "failed", "interrupted"}
+    handled = {p for job, (parents, _) in graph.steps.items() for p, w in parents
+               if w in (When.FAILURE, When.ALWAYS) and outcomes.get(job) in ran}
     for job, outcome in outcomes.items():
         if outcome in FAILED_OUTCOMES and job not in handled:
             return WorkflowStatus.FAILED

@@ -18,7 +18,7 @@ from runner.inventory.fleet import load_inventory
 from runner.job.events import WebhookSpec
 from runner.job.load import JobFile
 from runner.schedule.hooks import Delivery
-from runner.schedule.starts import Scheduling
+from runner.schedule.starts import Scheduling, inventory_stamp
 from runner.schedule.syslog import Message
 from runner.vocab import EventSource
 
@@ -60,9 +60,7 @@ class Devices:
         self.names: set[str] = set()
 
     def _load(self) -> None:
-        from runner.schedule.starts import _stamp
-
-        stamp = _stamp(self.inventory)
+        stamp = inventory_stamp(self.inventory)
         if stamp == self._stamp:
             return
         fleet = load_inventory(self.inventory)
@@ -91,7 +89,7 @@ def syslog_handler(s: Scheduling, devices: Devices) -> Callable[[Message], None]
     """The listener's callback: every job whose rule matches the message and that targets
     its device gets the device's event (debounced: a burst is one run)."""
     def handle(message: Message) -> None:
-        for name, job in sorted(s.jobs.all.items()):
+        for _name, job in sorted(s.jobs.all.items()):
             rule = job.spec.trigger.syslog if job.spec.trigger is not None else None
             if rule is None or re.search(rule.match, message.text) is None:
                 continue

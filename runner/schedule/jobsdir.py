@@ -143,7 +143,8 @@ class JobsDir:
                 problems = {by_name[n]: str(e) for n, e in graph.items()}
             if not problems:
                 return candidates
-            for path, problem in problems.items():
+            involved = {p: m for p, m in problems.items() if p in fresh}
+            for path, problem in (involved or problems).items():  # the new files first
                 kept = previous.get(path)
                 if path in fresh and kept is not None and kept is not candidates[path]:
                     candidates[path] = kept

@@ -372,10 +372,8 @@ class Scheduler:
             spec = job.spec.model_copy(update={"vars": {**job.spec.vars, **start.vars}})
             job = JobFile(spec, job.path, job.raw)
         prep = prepare_job(job, self.inventory, self.templates, only=start.hosts)
-        who = f"runner serve ({self.owner}): {start.source}" + \
-            (f" by {start.by}" if start.by else "")
         options = self.run_options(job, start.label, start.run_id, cancel, start.workflow,
-                                   who[:200])
+                                   f"runner serve ({self.owner}): {start.cause}"[:200])
         result = execute(prep, self.results, options)
         if cancel.is_set():
             return OccurrenceStatus.INTERRUPTED

@@ -46,6 +46,19 @@ class Start:
         return self.job.spec.name
 
     @property
+    def cause(self) -> str:
+        """Why it runs, in a few words (its run's `started_by` says it)."""
+        if self.source is EventSource.WEBHOOK:
+            return "webhook" + (f" from {self.by}" if self.by else "")
+        if self.source is EventSource.SYSLOG:
+            return "syslog: config changed" + (f" by {self.by}" if self.by else "")
+        if self.source is EventSource.WORKFLOW:
+            return f"workflow {self.workflow}"
+        if self.source is EventSource.DEFERRED:
+            return f"occurrence {self.key.removeprefix('deferred:')} deferred past a blackout"
+        return "freshness round"
+
+    @property
     def label(self) -> str:
         """The run's occurrence: backup@webhook:72d4..., backup@syslog:r1:5f0..."""
         return f"{self.name}@{self.key}"[:100]
@@ -101,7 +114,7 @@ class TargetCache:
         self._cached: dict[str, tuple[object, list[str]]] = {}
 
     def hosts(self, job: JobFile, inventory: Path, templates: Path) -> list[str]:
-        stamp = (id(job), _stamp(inventory))
+        stamp = (id(job), inventory_stamp(inventory))
         found = self._cached.get(job.spec.name)
         if found is not None and found[0] == stamp:
             return found[1]
@@ -110,7 +123,7 @@ class TargetCache:
         return hosts
 
 
-def _stamp(path: Path) -> tuple[tuple[str, int], ...]:
+def inventory_stamp(path: Path) -> tuple[tuple[str, int], ...]:
     files = [path] if path.is_file() else sorted(path.glob("*.y*ml"))
     out = []
     for f in files:

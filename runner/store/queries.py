@@ -47,12 +47,14 @@ def _moment(value: str, name: str, *, end: bool) -> str:
 
 @dataclass(frozen=True)
 class RunFilter:
-    """Which runs to list: of a job, of a status, started within [since, until]."""
+    """Which runs to list: of a job, of a status, started within [since, until], of a
+    workflow run."""
 
     job: str | None = None
     status: RunStatus | None = None
     since: str | None = None  # a date (that day on) or an ISO date-time
     until: str | None = None  # a date (up to the end of that day) or an ISO date-time
+    workflow: str | None = None
 
     def where(self) -> list[Any]:
         out: list[Any] = []
@@ -64,6 +66,8 @@ class RunFilter:
             out.append(runs.c.started >= _moment(self.since, "since", end=False))
         if self.until:
             out.append(runs.c.started < _moment(self.until, "until", end=True))
+        if self.workflow:
+            out.append(runs.c.workflow == self.workflow)
         return out
 
 

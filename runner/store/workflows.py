@@ -131,3 +131,20 @@ def step_outcome(status: str, run_id: str | None, reason: str | None,
     if reason and reason.startswith("blackout"):
         return "blacked out"
     return _NOT_RUN.get(status, "not run")
+
+
+def runs_brief(results: ResultsStore, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Each run's status, start and end, and for an approved preview the status of the
+    run that carried it out (`carried`)."""
+    ids = [r for r in run_ids if r]
+    if not ids:
+        return {}
+    with results.engine.connect() as conn:
+        found = {r.run_id: {"status": r.status, "started": r.started, "finished": r.finished,
+                            "carried": None} for r in conn.execute(
+            select(runs.c.run_id, runs.c.status, runs.c.started, runs.c.finished)
+            .where(runs.c.run_id.in_(ids)))}
+        for approves, status in conn.execute(select(runs.c.approves, runs.c.status)
+                                             .where(runs.c.approves.in_(ids))):
+            found[approves]["carried"] = status
+    return found
