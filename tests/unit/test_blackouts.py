@@ -335,10 +335,10 @@ def test_runner_run_inside_a_window_exits_2_naming_it_and_touches_nothing(
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     now = datetime.now(UTC)
+    start, end = now - timedelta(hours=1), now + timedelta(hours=2)
     (jobs / "blackouts.yml").write_text(
-        f"blackouts:\n  - {{name: emergency-freeze, start: '{now - timedelta(hours=1):%Y-%m-%d %H:%M}',"
-        f" end: '{now + timedelta(hours=2):%Y-%m-%d %H:%M}', description: outage INC-4}}\n",
-        encoding="utf-8")
+        f"blackouts:\n  - {{name: emergency-freeze, start: '{start:%Y-%m-%d %H:%M}',"
+        f" end: '{end:%Y-%m-%d %H:%M}', description: outage INC-4}}\n", encoding="utf-8")
     (jobs / "audit.yml").write_text("name: audit\nsteps:\n  - command: show clock\n",
                                     encoding="utf-8")
     db = f"sqlite:///{tmp_path / 'r.db'}"

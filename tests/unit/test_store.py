@@ -20,9 +20,9 @@ from sqlalchemy import MetaData, create_engine, inspect, text
 from runner.lab.netns import wait_for
 from runner.records import DeviceResult, RunResult, StepResult
 from runner.store import migrate
-from runner.store.results import RecordWriter, ResultsStore
 from runner.store.events import metadata as events_metadata
 from runner.store.freshness import metadata as freshness_metadata
+from runner.store.results import RecordWriter, ResultsStore
 from runner.store.results import metadata as results_metadata
 from runner.store.schedule import ScheduleStore
 from runner.store.schedule import metadata as schedule_metadata
