@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 import yaml
-from runner.schedule.store import ScheduleStore
 
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
+from runner.store.schedule import ScheduleStore
 from runner.vocab import OccurrenceStatus
 from tests.conftest import ME, ROOT, free_port
 from tests.sim.conftest import on_device
