@@ -234,6 +234,7 @@ class HookServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.sock.bind((host, port))
+            self.sock.listen(128)  # senders queue until the server thread accepts them
         except OSError as exc:
             self.sock.close()
             raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
