@@ -276,7 +276,9 @@ def _plan(s: Scheduling, job: JobFile, limit: float, now: datetime) -> None:
         s.freshness.set_state(name, freshness=limit, devices=len(hosts), planned=now.isoformat(),
                               warning=f"paused: blackout {held[0].text()}")
         return
-    found = plan(hosts, s.freshness.ages(name), now, limit, known.get("rate"))
+    last = known.get("planned")
+    since = (now - datetime.fromisoformat(last)).total_seconds() if last else None
+    found = plan(hosts, s.freshness.ages(name), now, limit, known.get("rate"), since=since)
     if found.warning != known.get("warning") and found.warning:
         log.warning("%s: freshness %gs cannot be kept: %s", name, limit, found.warning)
     s.freshness.set_state(name, freshness=limit, devices=len(hosts), warning=found.warning,

@@ -170,14 +170,15 @@ def round_seconds(freshness_s: float) -> float:
 
 def plan_freshness(hosts: list[str], ages: Mapping[str, AgeLike], now: datetime,
                    freshness_s: float, rate: float | None, busy: set[str] | None = None,
-                   ) -> FreshPlan:
+                   since: float | None = None) -> FreshPlan:
     """Which devices to back up now so that none's newest good backup gets older than
     `freshness_s`: failures retried first, then devices never backed up, then those that
     would pass three quarters of the freshness before the next round, then the oldest, up
     to the share of the fleet that keeps the load even over the interval (a fleet all
     backed up at once spreads out again). `rate`: the devices per second the job's runs
-    measured; `busy`: devices a run has now."""
-    step = round_seconds(freshness_s)
+    measured; `busy`: devices a run has now; `since`: seconds since the last round (a round
+    waits for the previous round's run: a longer gap takes a larger share)."""
+    step = max(round_seconds(freshness_s), since or 0.0)
     target = 0.75 * freshness_s
     busy = busy or set()
     failing, never, urgent, rest = [], [], [], []
@@ -199,12 +200,14 @@ def plan_freshness(hosts: list[str], ages: Mapping[str, AgeLike], now: datetime,
     chosen = [h for _, h in sorted(failing, reverse=True)] + [h for _, h in never] + \
         [h for _, h in sorted(urgent, reverse=True)]
     first = len(failing) + len(never)
-    if len(chosen) < share:
-        chosen += [h for _, h in sorted(rest, reverse=True)[:share - len(chosen)]]
+    wanted = share + len(failing)  # retries come on top of the fleet's share
+    if len(chosen) < wanted:
+        chosen += [h for _, h in sorted(rest, reverse=True)[:wanted - len(chosen)]]
     warning = None
     needed = len(hosts) / freshness_s if freshness_s else 0.0
     if rate is not None and hosts and rate < needed:
         warning = (f"{len(hosts)} devices every {freshness_s:g}s needs {needed:.2f} backups/s; "
                    f"the job's runs manage {rate:.2f}/s: raise its concurrency, add workers "
                    f"(--engine celery) or lengthen its freshness")
-    return FreshPlan(chosen, now + timedelta(seconds=step), warning, first)
+    return FreshPlan(chosen, now + timedelta(seconds=round_seconds(freshness_s)), warning,
+                     first)
