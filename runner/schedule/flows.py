@@ -141,12 +141,26 @@ def _run(s: Scheduling, start: Start, cancel: threading.Event) -> None:
             release(s, start.name, now)
 
 
+def folded(s: Scheduling, name: str) -> None:
+    """A run of a freshness job ended: its devices' newest good backups are read at once
+    (the metric and the listings say so without waiting for the next round)."""
+    job = s.jobs.all.get(name)
+    if job is None or job.spec.freshness is None:
+        return
+    try:
+        s.freshness.fold(s.results, name, job.spec.concurrency)
+    except Exception as exc:  # the next round folds it again
+        log.warning("%s: backup ages not updated now (%s): the next round will",
+                    name, type(exc).__name__)
+
+
 def release(s: Scheduling, name: str, now: datetime) -> None:
     """A run of `name` ended: its slot frees (a queued occurrence starts)."""
     scheduled = s.jobs.jobs.get(name)
     if scheduled is not None:
-        s._release(scheduled, now)
+        s._release(scheduled, now)  # folds too
         return
+    folded(s, name)
     with s.lock:
         s.slot(name).finished()
     s.wake.set()

@@ -25,7 +25,7 @@ from runner.job.load import JobFile
 from runner.job.notify import NotifyTarget
 from runner.job.run import RunOptions, execute, new_run_id, prepare_job
 from runner.records import now_iso
-from runner.schedule.flows import advance_workflows, plan_freshness, start_events
+from runner.schedule.flows import advance_workflows, folded, plan_freshness, start_events
 from runner.schedule.jobsdir import JobsDir, Scheduled, scheduled_from
 from runner.schedule.policy import Slot, blackout_fate, due, is_occurrence
 from runner.schedule.starts import EventRunFunction, Start, TargetCache, blackout_reason
@@ -289,6 +289,7 @@ class Scheduler:
         return self.slots.setdefault(name, Slot(Overlap.SKIP))
 
     def _release(self, sched: Scheduled, now: datetime) -> None:
+        folded(self, sched.name)
         with self.lock:
             queued = sched.slot.finished()
         if queued is not None and not self.stopping.is_set():
