@@ -266,7 +266,13 @@ def test_blackouts_skip_defer_hold_a_site_and_refuse_runs(
     (jobs / "blackouts.yml").write_text(
         "blackouts:\n" + window("maint", now - timedelta(minutes=1), end, ", jobs: [audit, push]")
         + window("office-hours", now - timedelta(minutes=1), now + timedelta(hours=1),
-                 ", groups: [site-a], jobs: [facts]"), encoding="utf-8")
+                 ", groups: [site-a], jobs: [facts]")
+        + window("freeze", now - timedelta(minutes=1), now + timedelta(hours=1),
+                 ", changes_only: true, jobs: [ntp]"), encoding="utf-8")
+    (jobs / "ntp.yml").write_text(
+        "name: ntp\ndriver: asyncssh\ntargets: {hosts: [sim0004]}\nschedule: {cron: '0 3 1 1 *',"
+        " approval: required}\nsteps:\n  - config: {lines: [ntp server 192.0.2.44]}\n",
+        encoding="utf-8")
     base = "driver: asyncssh\nsteps:\n  - command: show clock\n"
     (jobs / "audit.yml").write_text("name: audit\nschedule: {interval: 2s, on_blackout: skip}\n"
                                     + base, encoding="utf-8")
@@ -303,6 +309,22 @@ def test_blackouts_skip_defer_hold_a_site_and_refuse_runs(
         shown = cli("show", record["run_id"])
         assert f"blackout maint overridden by {ME} at " in shown.stdout
         assert ": INC-42: the core is down" in shown.stdout
+        fired = cli("schedule", "run", "audit", "--jobs", str(jobs), "-i", str(devices))
+        assert fired.returncode == 2 and "in blackout maint (" in fired.stderr
+        fired = cli("schedule", "run", "audit", "--jobs", str(jobs), "-i", str(devices),
+                    "--override-blackout", "INC-42")
+        assert fired.returncode == 0, fired.stderr
+        # a change freeze: the preview goes on, its approval waits for the freeze's end
+        preview = cli("run", str(jobs / "ntp.yml"), "-i", str(devices), "--json")
+        assert preview.returncode == 0, preview.stderr
+        preview_id = json.loads(preview.stdout)["run_id"]
+        held = cli("approve", preview_id)
+        assert held.returncode == 2 and "job 'ntp' is in blackout freeze (" in held.stderr
+        approved = cli("approve", preview_id, "--json", "--override-blackout", "CAB-9 said yes")
+        assert approved.returncode == 0, approved.stderr
+        carried = json.loads(approved.stdout)
+        assert carried["blackout_override"]["windows"] == ["freeze"]
+        assert carried["blackout_override"]["reason"] == "CAB-9 said yes"
         assert datetime.now(UTC) < end, "the window ended before the server was checked"
         wait_for(lambda: any(r["status"] == "ok" for r in runs(db_url, "audit")
                              if r["occurrence"] and "@20" in r["occurrence"]), 120,
