@@ -285,3 +285,32 @@ def test_a_child_never_starts_after_a_rejected_preview(tmp_path: Path, db_url: s
     assert steps["verify"]["status"] == "skipped"
     assert steps["verify"]["reason"] == "not run: push rejected (it waits for always)"
     assert flow["status"] == "failed"
+
+
+def test_a_step_in_a_blackout_is_skipped_and_its_children_never_start(
+        tmp_path: Path, db_url: str) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    job(jobs, "backup", "schedule: {interval: 1m}\n")
+    job(jobs, "push", "after: {job: backup}\n")
+    job(jobs, "verify", "after: {job: push, when: always}\n")
+    (jobs / "blackouts.yml").write_text(
+        "blackouts:\n  - {name: cab, start: '2026-11-22 08:00', end: '2026-11-22 10:00', "
+        "jobs: [push]}\n", encoding="utf-8")
+    clock = Clock(T0 + timedelta(seconds=1))
+    runs = Runs(ResultsStore(db_url), {})
+    servers = two(tmp_path, db_url, clock, runs)
+    for s in servers:
+        s.tick()
+    clock.moment = T0 + timedelta(minutes=1, seconds=1)
+    for _ in range(4):
+        for s in servers:
+            s.tick()
+        settle(servers)
+    assert [n for n, _ in runs.started] == ["backup"]
+    flow = workflow_documents(servers[0].store, runs.results)[0]
+    steps = {x["job"]: x for x in flow["steps"]}
+    assert steps["push"]["status"] == "skipped" and steps["push"]["outcome"] == "blacked out"
+    assert steps["push"]["reason"].startswith("blackout cab (")
+    assert steps["verify"]["reason"] == "not run: push blacked out (it waits for always)"
+    assert flow["status"] == "failed"
