@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from runner.errors import BlackoutActive, InputError, StoreError
+from runner.job.blackouts import Calendar
 from runner.job.load import JobFile
 from runner.job.notify import NotifyTarget
 from runner.job.run import RunOptions, execute, new_run_id, prepare_job
@@ -191,7 +192,8 @@ class Scheduler:
         approval starts with a preview, which does not)."""
         return job.spec.changes_config and not job.spec.needs_approval
 
-    def calendar(self, job: JobFile) -> Any:
+    def calendar(self, job: JobFile) -> Calendar:
+        """The windows `job` obeys: the directory's calendar and its own."""
         return self.jobs.calendar.with_job(job.spec.blackouts, job.path, job.raw)
 
     def _held(self, sched: Scheduled, occurrence: datetime, now: datetime) -> bool:
