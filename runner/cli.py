@@ -25,7 +25,8 @@ COMMANDS = {
     "compliance": "runner.job.compliance_commands",
     "remediate": "runner.job.compliance_commands",
     "serve": "runner.schedule.commands",
-    "schedule": "runner.schedule.commands", "worker": "runner.dispatch.commands",
+    "schedule": "runner.schedule.commands", "workflow": "runner.schedule.commands",
+    "worker": "runner.dispatch.commands",
     "lab": "runner.lab.commands", "db": "runner.store.commands", "web": "runner.web.commands",
     "token": "runner.web.commands",
 }

@@ -9,7 +9,8 @@ it resembles, so callers may catch either.
     │   ├── ExerciseError              a practice exercise file (lab/exercises/)
     │   ├── NotFound (LookupError)     no such run, device, job, token, lab or backup
     │   ├── ApprovalRequired           a real run of a change that needs an approved preview
-    │   └── ApprovalTaken              the preview was decided (or expired) just now
+    │   ├── ApprovalTaken              the preview was decided (or expired) just now
+    │   └── BlackoutActive             a run refused inside a blackout window (exit 2)
     ├── StoreError                     the results or schedule database failed
     │   ├── SchemaError                the schema cannot be brought to this runner's head
     │   └── RecordsNotStored           a run's records could not be written: kept in a file
@@ -50,7 +51,8 @@ it resembles, so callers may catch either.
             ├── WorkerLost                       the process or machine running it died
             ├── WorkerError                      its shard failed on the worker
             ├── BrokerLost                       Redis lost the run's queued work
-            └── NotApproved                      a worker refused an unapproved change
+            ├── NotApproved                      a worker refused an unapproved change
+            └── BlackedOut                       its site or group is in a blackout window
 
 A DeviceError's class name is the `error_class` of the device's record, and its `status`
 the record's status: the vocabulary of device outcomes is this tree.
@@ -130,6 +132,17 @@ class ApprovalRequired(InputError):
 
 class ApprovalTaken(InputError):
     """The preview being approved was decided by someone else, or expired, just now."""
+
+
+class BlackoutActive(InputError):
+    """A run that would start inside a blackout window (or whose every device is in one),
+    without a recorded `--override-blackout`: refused before any device is touched."""
+
+    def __init__(self, message: str, *, windows: tuple[str, ...] = (),
+                 path: Path | str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message, path=path, line=line, field=field)
+        self.windows = windows  # the windows' names, for the occurrence's record
 
 
 class StoreError(RunnerError):
@@ -337,5 +350,12 @@ class BrokerLost(NotRun):
 class NotApproved(NotRun):
     """A worker refused to change the device: the job needs an approved preview and the
     shard carried neither an approved change nor a recorded override."""
+
+    status = DeviceStatus.SKIPPED
+
+
+class BlackedOut(NotRun):
+    """The device's site, group or name is in a blackout window while the run goes on
+    elsewhere: never contacted (the run's outcome leaves it out: see RunResult.ok)."""
 
     status = DeviceStatus.SKIPPED

@@ -11,6 +11,9 @@ from runner.vocab import DeviceStatus, Engine, StepKind
 # The thread that stores a run's records as they come (it holds no lock a forked engine
 # process could inherit: runner.execution.processes may fork beside it).
 RECORDS_THREAD = "runner-records"
+# A device a blackout window held out of a run that went on elsewhere (runner.errors'
+# BlackedOut): skipped by policy, so it does not make the run fail.
+HELD_BY_POLICY = "BlackedOut"
 
 class Failure(Protocol):
     """What a record keeps of a device's failure (runner.errors.DeviceError is one)."""
@@ -157,6 +160,9 @@ class RunResult:
     started_by: str | None = None  # user@host, a web token's name, or the scheduler
     # a change that needed approval run without one: {"by", "at", "reason"}
     override: dict[str, Any] | None = None
+    workflow: str | None = None  # the workflow run it is a step (or the start) of
+    # run inside a blackout window: {"by", "at", "reason", "windows"}
+    blackout_override: dict[str, Any] | None = None
 
     @property
     def summary(self) -> dict[str, int]:
@@ -167,8 +173,9 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """Every device did what the job asked (a compliance finding is not a failure)."""
-        return all(d.status.worked for d in self.devices)
+        """Every device did what the job asked (a compliance finding is not a failure; a
+        device held out by a blackout window is no failure either)."""
+        return all(d.status.worked or d.error_class == HELD_BY_POLICY for d in self.devices)
 
     @property
     def drift(self) -> bool:
@@ -189,7 +196,8 @@ class RunResult:
             "backup_commit": self.backup_commit, "rerun_of": self.rerun_of,
             "approves": self.approves, "remediates": self.remediates,
             "started_by": self.started_by,
-            "override": self.override,
+            "override": self.override, "workflow": self.workflow,
+            "blackout_override": self.blackout_override,
             "summary": self.summary,
             "devices": [d.to_json() for d in self.devices],
         }

@@ -152,8 +152,9 @@ class Approval(StrEnum):
 
 
 class OccurrenceStatus(StrEnum):
-    """What became of one scheduled occurrence."""
+    """What became of one scheduled occurrence (or event, or workflow step)."""
 
+    PENDING = "pending"  # an event waiting to start: debounce, its parents, a window's end
     RUNNING = "running"
     DONE = "done"
     AWAITING_APPROVAL = "awaiting_approval"  # previewed; the change waits for an operator
@@ -165,7 +166,48 @@ class OccurrenceStatus(StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     MISSED = "missed"  # misfired (too late) or coalesced into a later one
-    SKIPPED = "skipped"  # the previous run was still going (overlap: skip)
+    SKIPPED = "skipped"  # the previous run was still going (overlap: skip), a blackout
+    DEFERRED = "deferred"  # due in a blackout window: a run at the window's end instead
+
+
+class OnBlackout(StrEnum):
+    """What becomes of an occurrence due inside a blackout window."""
+
+    SKIP = "skip"  # recorded as skipped: blackout NAME
+    DEFER = "defer"  # run once the window (and any window joining it) has ended
+
+
+class When(StrEnum):
+    """Which outcomes of a parent start a workflow child (`after: {job, when}`)."""
+
+    SUCCESS = "success"  # the parent's run ended ok
+    FAILURE = "failure"  # the parent's run failed or was interrupted
+    ALWAYS = "always"  # the parent's run ended, whatever its outcome
+
+
+class Join(StrEnum):
+    """How a workflow child with several parents waits for them."""
+
+    ALL = "all"  # every parent ended as its `when` says
+    ANY = "any"  # the first parent that ended as its `when` says
+
+
+class EventSource(StrEnum):
+    """What started a run that no schedule's time did."""
+
+    WEBHOOK = "webhook"  # POST /hooks/JOB on `runner serve --listen`
+    SYSLOG = "syslog"  # a message matching the job's rule on `runner serve --syslog`
+    WORKFLOW = "workflow"  # its parents in a workflow ended (`after:`)
+    DEFERRED = "deferred"  # an occurrence due in a blackout, run at the window's end
+    FRESHNESS = "freshness"  # devices whose newest good backup is getting old
+
+
+class WorkflowStatus(StrEnum):
+    """Where one workflow run (an occurrence of a job with children) stands."""
+
+    RUNNING = "running"  # a step is running or waiting
+    OK = "ok"  # every step that ran ended ok (steps whose `when` did not hold: not run)
+    FAILED = "failed"  # a step failed, was interrupted, rejected or blacked out
 
 
 class Role(StrEnum):

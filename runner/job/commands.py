@@ -14,7 +14,9 @@ from runner.job.load import load_job
 from runner.job.output import Progress, account_lines, diffs, run_table, table
 from runner.job.run import (
     RunOptions,
+    blackout_override,
     check_job,
+    check_override,
     check_secret_files,
     execute,
     prepare,
@@ -27,6 +29,10 @@ from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, EngineChoice
 
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
+OVERRIDE_BLACKOUT = click.option(
+    "--override-blackout", metavar="REASON",
+    help="Run even inside a blackout window (blackouts.yml beside the job file, or the "
+         "job's own): recorded with the run, with who and REASON.")
 
 
 def _store(ctx: click.Context) -> ResultsStore:
@@ -70,17 +76,20 @@ def _statuses(_ctx: click.Context, _param: click.Parameter,
                    "without an approved preview (recorded as an override, with who and "
                    "--reason). Without it such a job is previewed for approval.")
 @click.option("--reason", metavar="TEXT", help="Why (recorded with --no-approval).")
+@OVERRIDE_BLACKOUT
 @ALL_DEVICES
 @click.pass_context
 def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         limit: str | None, dry_run: bool, as_json: bool, show_diff: bool | None,
         engine: EngineChoice, shard_size: int, processes: int, rerun_of: str | None,
         statuses: list[DeviceStatus] | None, no_approval: bool, reason: str | None,
-        show_all: bool) -> None:
+        override_blackout: str | None, show_all: bool) -> None:
     """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 3: drift found (some
     devices non_compliant, none failed); 1: any other; 2: bad input.
     A job whose schedule says `approval: required` is previewed instead (status
-    awaiting_approval; `runner approve RUN_ID` carries it out), unless --no-approval."""
+    awaiting_approval; `runner approve RUN_ID` carries it out), unless --no-approval.
+    Inside a blackout window (blackouts.yml beside the job file) it is refused with exit 2
+    naming the window, unless --override-blackout REASON (recorded)."""
     from runner.job.approval import gate, override, who
 
     store = _store(ctx)
@@ -108,8 +117,10 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
     options = RunOptions(
         settings=settings_of(ctx), dry_run=dry_run, on_device_done=[Progress(len(prep.hosts))],
         engine=engine, shard_size=shard_size, processes=processes or None, rerun_of=rerun_of,
-        started_by=me, override=override(me, reason) if no_approval else None)
+        started_by=me, override=override(me, reason) if no_approval else None,
+        blackout_override=blackout_override(override_blackout, me))
     preview = gate(spec, options)
+    check_override(prep, options)
     if preview:
         echo(f"job {spec.name} needs approval (schedule.approval: required): this run "
              "previews the change and sends nothing", err=True)
@@ -156,15 +167,33 @@ def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool
 @click.pass_context
 def validate(ctx: click.Context, job_files: tuple[Path, ...], templates: Path,
              inventory: Path | None) -> None:
-    """Check job files without contacting any device. Exit 2 when one is invalid."""
+    """Check job files without contacting any device, and blackouts.yml files (the blackout
+    windows beside job files). A job's `after:` is checked against the jobs of its
+    directory (an unknown parent or a workflow cycle is an error at its line). Exit 2 when
+    one is invalid."""
+    from runner.job.blackouts import is_calendar, read_calendar
+    from runner.job.load import load_dir
+
     failed = False
+    graphs: dict[Path, dict[Path, InputError]] = {}
     for path in job_files:
         try:
+            if is_calendar(path):
+                count = len(read_calendar(path).windows)
+                echo(f"{path}: ok ({count} blackout window{'s' * (count != 1)})")
+                continue
             if inventory is not None:
                 check_secret_files(prepare(path, inventory, templates),
                                    settings_of(ctx).secrets_dirs)
             else:
                 check_job(load_job(path), templates)
+            directory = path.parent.resolve()
+            if directory not in graphs:
+                graphs[directory] = {p.resolve(): e for p, e in load_dir(directory)[1].items()}
+            problem = graphs[directory].get(path.resolve())
+            if problem is not None:  # named as the user named the file
+                raise type(problem)(problem.message, path=path, line=problem.line,
+                                    field=problem.field)
             echo(f"{path}: ok")
         except InputError as exc:
             echo(f"error: {exc}", err=True)
@@ -173,12 +202,19 @@ def validate(ctx: click.Context, job_files: tuple[Path, ...], templates: Path,
 
 
 @click.command()
-@click.argument("kind", type=click.Choice(["job", "hosts", "defaults"]), default="job")
+@click.argument("kind", type=click.Choice(["job", "blackouts", "hosts", "defaults"]),
+                default="job")
 def schema(kind: str) -> None:
-    """Print a JSON Schema (for editors): of job files (default), of the inventory's
-    hosts.yaml and groups.yaml (and containerlab's flat file), or of its defaults.yaml."""
+    """Print a JSON Schema (for editors): of job files (default), of blackouts.yml (the
+    blackout windows beside the job files), of the inventory's hosts.yaml and groups.yaml
+    (and containerlab's flat file), or of its defaults.yaml."""
     if kind == "job":
         echo(json.dumps(json_schema(), indent=2))
+        return
+    if kind == "blackouts":
+        from runner.job.blackouts import blackouts_schema
+
+        echo(json.dumps(blackouts_schema(), indent=2))
         return
     from runner.inventory.files import inventory_schema
 
@@ -189,11 +225,13 @@ def schema(kind: str) -> None:
 @click.command()
 @click.option("-n", "--limit", type=int, default=20, show_default=True)
 @click.option("--job", help="Only runs of this job.")
+@click.option("--workflow", metavar="ID", help="Only the runs of this workflow run.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def history(ctx: click.Context, limit: int, job: str | None, as_json: bool) -> None:
+def history(ctx: click.Context, limit: int, job: str | None, workflow: str | None,
+            as_json: bool) -> None:
     """List recent runs."""
-    rows = run_rows(_store(ctx), RunFilter(job=job), limit)
+    rows = run_rows(_store(ctx), RunFilter(job=job, workflow=workflow), limit)
     if as_json:
         echo(json.dumps(rows, indent=2, default=str))
         return
@@ -266,11 +304,12 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
               help="Hosts per shard with --engine celery.")
 @click.option("--processes", type=click.IntRange(0, 256), default=0, show_default=True,
               help="Local engine processes; 0: one per usable core when the run is large.")
+@OVERRIDE_BLACKOUT
 @ALL_DEVICES
 @click.pass_context
 def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: Path | None,
             as_json: bool, engine: EngineChoice, shard_size: int, processes: int,
-            show_all: bool) -> None:
+            override_blackout: str | None, show_all: bool) -> None:
     """Carry out the change that preview RUN_ID showed (status awaiting_approval): the job
     as previewed, on the devices it would change; a device whose config moved since the
     preview is skipped (ConfigDrift). Exit codes as `runner run`."""
@@ -280,10 +319,12 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     store = _store(ctx)
     _, preview = store.get_run(run_id)
     progress = Progress(len([d for d in preview.devices if d.status is DeviceStatus.CHANGED]))
+    me = who()
     result = carry_out(store, run_id, RunOptions(
         settings=settings_of(ctx), on_device_done=[progress], engine=engine,
-        shard_size=shard_size, processes=processes or None), inventory, templates,
-        by=who())
+        shard_size=shard_size, processes=processes or None,
+        blackout_override=blackout_override(override_blackout, me)), inventory, templates,
+        by=me)
     echo(json.dumps(result.to_json(), indent=2) if as_json else
          f"approved {preview.run_id} by {result.started_by}: carried out as run "
          f"{result.run_id}\n{run_table(result, show_all)}")

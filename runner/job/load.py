@@ -6,13 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import JobError
+from runner.errors import InputError, JobError
+from runner.job.blackouts import is_calendar
 from runner.job.spec import JobSpec
+from runner.job.workflow import Node, check_graph, parents
 from runner.source.validation import Loc, YamlSource
 from runner.source.yamlsrc import line_of, load_yaml
 
-# A step's kind is a discriminated union: pydantic names the kind after the step's index.
-_STEP_TAGS = {"steps": frozenset({"command", "config", "backup", "compliance"})}
+# A step's kind is a discriminated union: pydantic names the kind after the step's index;
+# `after:` is one too, its form named right after it.
+_STEP_TAGS = {"steps": frozenset({"command", "config", "backup", "compliance"}),
+              "after": frozenset({"parent", "list", "joined"})}
 
 
 @dataclass(frozen=True)
@@ -40,3 +44,41 @@ def load_job(path: Path) -> JobFile:
         raise JobError("a job file is a mapping with name, targets and steps",
                        path=path, line=line_of(raw))
     return JobFile(_source(path, raw).validate(JobSpec), path, raw)
+
+
+def job_files(directory: Path) -> list[Path]:
+    """A directory's job files: its *.yml and *.yaml, but its blackouts calendar."""
+    return sorted(p for p in [*directory.glob("*.yml"), *directory.glob("*.yaml")]
+                  if not is_calendar(p))
+
+
+def graph_node(job: JobFile) -> Node:
+    """The job as the workflow graph sees it."""
+    found, join = parents(job.spec.after)
+    return Node(job.spec.name, tuple(found), join, job.path, job.raw)
+
+
+def load_dir(directory: Path) -> tuple[dict[str, JobFile], dict[Path, InputError]]:
+    """Every valid job of a directory by name, and the problems of the others: a file that
+    is not valid, a name used twice, an unknown parent or a workflow cycle (at the file and
+    line of the `after:` entry)."""
+    jobs: dict[str, JobFile] = {}
+    problems: dict[Path, InputError] = {}
+    for path in job_files(directory):
+        try:
+            job = load_job(path)
+        except InputError as exc:
+            problems[path] = exc
+            continue
+        if job.spec.name in jobs:
+            problems[path] = JobError(f"job name {job.spec.name!r} is already used by "
+                                      f"{jobs[job.spec.name].path}", path=path,
+                                      line=line_of(job.raw, "name"), field="name")
+            continue
+        jobs[job.spec.name] = job
+    while True:  # a job left out may leave another's parent unknown: until it settles
+        graph = check_graph({n: graph_node(j) for n, j in jobs.items()})
+        if not graph:
+            return jobs, problems
+        for name, error in graph.items():
+            problems[jobs.pop(name).path] = error

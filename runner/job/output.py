@@ -129,6 +129,13 @@ def account_lines(row: dict[str, Any], links: dict[str, Any]) -> list[str]:
         why = f": {override['reason']}" if override.get("reason") else ""
         out.append(f"approval overridden by {override.get('by')} at {override.get('at')}"
                    f"{why}")
+    held = row.get("blackout_override")
+    if held:
+        out.append(f"blackout {', '.join(held.get('windows') or [])} overridden by "
+                   f"{held.get('by')} at {held.get('at')}: {held.get('reason')}")
+    if row.get("workflow"):
+        out.append(f"part of workflow {row['workflow']} (runner workflow show "
+                   f"{row['workflow']})")
     approval = links.get("approval")
     if approval:
         out.append(f"carries out preview {approval['preview']}, approved by "

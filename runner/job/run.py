@@ -18,6 +18,7 @@ from runner.dispatch import CELERY_ENGINE
 from runner.errors import (
     ApprovalRequired,
     BackupError,
+    BlackedOut,
     InputError,
     InventoryError,
     RunnerError,
@@ -38,6 +39,7 @@ from runner.inventory.secretref import (
 )
 from runner.inventory.targets import Targets
 from runner.job.backups import BackupRepo
+from runner.job.blackouts import Active, Calendar, Holds, load_calendar
 from runner.job.load import JobFile, load_job
 from runner.job.notify import NotifyTarget, notify, secrets_of, targets_for
 from runner.job.parsing import check_parser
@@ -92,6 +94,13 @@ class RunOptions:
     started_by: str | None = None  # user@host, a web token's name, the scheduler
     # A real run of a job that needs approval, without one: {"by", "at", "reason"}
     override: dict[str, Any] | None = None
+    # Blackout windows: the calendar to obey (None: the job file's directory's), the
+    # moment they are asked about (None: now), and an override {"by", "at", "reason"}
+    # (the windows it overrode are added as the run starts).
+    calendar: Calendar | None = None
+    now: datetime | None = None
+    blackout_override: dict[str, Any] | None = None
+    workflow: str | None = None  # the workflow run this run is a step of
     processes: int | None = None  # engine processes; None: one per core for big runs
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
     notify: list[NotifyTarget] = field(default_factory=list)  # for jobs that name none
@@ -268,16 +277,83 @@ def check_approval(prep: Prepared, options: RunOptions) -> None:
         path=prep.job.path, field="schedule.approval")
 
 
+def blackout_holds(prep: Prepared, options: RunOptions) -> Holds:
+    """What the blackout windows say about this run now: the job's directory's calendar
+    (or options.calendar) and the job's own windows. A window naming a site, group or host
+    the inventory lacks is an error (JobError) before any device is touched."""
+    spec = prep.job.spec
+    calendar = options.calendar if options.calendar is not None else \
+        load_calendar(prep.job.path.parent)
+    calendar = calendar.with_job(spec.blackouts, prep.job.path, prep.job.raw)
+    if not calendar:
+        return Holds()
+    changes = spec.changes_config and not options.dry_run and options.preview_window is None
+    moment = options.now or datetime.now(UTC)
+    hosts = prep.inventory.hosts
+    calendar.check_scopes(spec.name, changes, hosts, prep.inventory.nornir.groups)
+    return Holds(calendar.fleet_hold(moment, spec.name, changes),
+                 calendar.device_holds(moment, spec.name, changes, hosts, prep.hosts))
+
+
+def check_blackouts(prep: Prepared, options: RunOptions) -> dict[str, Active]:
+    """The guard beside the approval guard, whoever starts the run: a run inside a
+    fleet-wide blackout window (or with every device in one) is refused (BlackoutActive,
+    exit 2) unless it carries an override, which then records the windows it overrode.
+    The devices a window holds while the run goes on elsewhere: they sit it out."""
+    holds = blackout_holds(prep, options)
+    names = list(dict.fromkeys([*(a.name for a in holds.fleet),
+                                *(a.name for a in holds.devices.values())]))
+    if options.blackout_override is not None:
+        options.blackout_override = {**options.blackout_override, "windows": names} \
+            if names else None  # overriding nothing is not recorded
+        return {}
+    refusal = holds.refusal(prep.job.spec.name, prep.hosts, "--override-blackout")
+    if refusal is not None:
+        refusal.path = prep.job.path
+        raise refusal
+    return holds.devices
+
+
+def blackout_override(reason: str | None, by: str,
+                      field: str = "--override-blackout") -> dict[str, str] | None:
+    """--override-blackout REASON as the run records it (the windows are added as the run
+    starts); an empty reason is refused: the record says why."""
+    if reason is None:
+        return None
+    if not reason.strip():
+        raise InputError("give the reason for overriding the blackout (it is recorded)",
+                         field=field)
+    return {"by": by, "at": now_iso(), "reason": reason.strip()[:1000]}
+
+
+def check_override(prep: Prepared, options: RunOptions,
+                   field: str = "--override-blackout") -> None:
+    """An override when no window holds the run: an error, not a silent record."""
+    if options.blackout_override is None:
+        return
+    holds = blackout_holds(prep, options)
+    if not holds.fleet and not holds.devices:
+        raise InputError(f"no blackout window holds job {prep.job.spec.name!r} now: "
+                         f"{field} overrides nothing", field=field)
+
+
+def _new_run(prep: Prepared, options: RunOptions, dry_run: bool) -> RunResult:
+    """The run's record as it starts: what it is, why and by whom."""
+    return RunResult(run_id=options.run_id or new_run_id(), job=prep.job.spec.name,
+                     started=now_iso(), finished=None, devices=[], dry_run=dry_run,
+                     job_file=str(prep.job.path), occurrence=options.occurrence,
+                     rerun_of=options.rerun_of, approves=options.approves,
+                     remediates=options.remediates,
+                     started_by=options.started_by, override=options.override,
+                     workflow=options.workflow, blackout_override=options.blackout_override)
+
+
 def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResult:
     spec = prep.job.spec
     check_approval(prep, options)
+    held = check_blackouts(prep, options)
     dry_run = options.dry_run or options.preview_window is not None
-    run = RunResult(run_id=options.run_id or new_run_id(), job=spec.name, started=now_iso(),
-                    finished=None, devices=[], dry_run=dry_run,
-                    job_file=str(prep.job.path), occurrence=options.occurrence,
-                    rerun_of=options.rerun_of, approves=options.approves,
-                    remediates=options.remediates,
-                    started_by=options.started_by, override=options.override)
+    run = _new_run(prep, options, dry_run)
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
     # Sessions opened here read secrets here; Celery workers read their own.
     check_secret_files(prep, options.settings.secrets_dirs)
@@ -303,8 +379,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                 job_dir=prep.job.path.parent)
     try:
         with watch:
-            run.devices = run_devices(work, prep.hosts, engine, done, cancel,
-                                      registry=engines())
+            run.devices = _devices(work, prep.hosts, held, engine, done, cancel)
     except BaseException as exc:  # Ctrl-C, SIGTERM, or a bug: the run still ends, recorded
         run.finished = now_iso()
         run.devices = finished  # the summary counts what did finish
@@ -334,12 +409,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     if options.preview_window is not None and not interrupted:
         _store_end(store, run, RunStatus.AWAITING_APPROVAL, None, prep.hosts, unsaved,
                    writer.error, options)
-        store.await_approval(run.run_id, deadline(options.preview_window),
-                             spec.model_dump(mode="json"),
-                             {"job_file": str(prep.job.path),
-                              "inventory": str(prep.inventory.source),
-                              "templates": str(prep.templates_dir),
-                              **({"remediates": run.remediates} if run.remediates else {})})
+        _await_approval(prep, store, run, options.preview_window)
         notify_finished(prep, store, run, RunStatus.AWAITING_APPROVAL, options.notify,
                         resolver, record_compliance(prep, store, run))
         return run
@@ -348,6 +418,32 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     notify_finished(prep, store, run, status, options.notify, resolver,
                     record_compliance(prep, store, run))
     return run
+
+
+def _devices(work: Work, hosts: list[str], held: dict[str, Active], engine: Engine,
+             done: Callable[[DeviceResult], None], cancel: threading.Event) \
+        -> list[DeviceResult]:
+    """Every host's record, in inventory order: the devices a blackout window holds are
+    recorded first (they are known now), the others run by the engine."""
+    records = {}
+    for host, active in held.items():
+        records[host] = DeviceResult.of_error(host, BlackedOut(f"blackout {active.text()}"))
+        done(records[host])
+    ran = run_devices(work, [h for h in hosts if h not in held], engine, done, cancel,
+                      registry=engines())
+    records.update((d.host, d) for d in ran)
+    return [records[h] for h in hosts if h in records]
+
+
+def _await_approval(prep: Prepared, store: ResultsStore, run: RunResult,
+                    window_s: float) -> None:
+    """The preview waits for a decision, with what carrying it out needs."""
+    store.await_approval(run.run_id, deadline(window_s),
+                         prep.job.spec.model_dump(mode="json"),
+                         {"job_file": str(prep.job.path),
+                          "inventory": str(prep.inventory.source),
+                          "templates": str(prep.templates_dir),
+                          **({"remediates": run.remediates} if run.remediates else {})})
 
 
 def record_compliance(prep: Prepared, store: ResultsStore,

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runner.job import triggers as _t
-from runner.vocab import Approval, Overlap
+from runner.vocab import Approval, OnBlackout, Overlap
 
 if TYPE_CHECKING:
     from runner.job.triggers import Trigger
@@ -59,6 +59,9 @@ class ScheduleSpec(BaseModel):
     overlap: Overlap = Field(
         Overlap.SKIP, description="A previous run still going when the next is due: skip the new "
                             "occurrence, or queue one to start when it ends.")
+    on_blackout: OnBlackout = Field(OnBlackout.SKIP, description=(
+        "An occurrence due inside a blackout window: skip it (recorded as skipped: "
+        "blackout NAME), or defer it to the window's end (one run, however many were due)."))
 
     @field_validator("timezone")
     @classmethod

@@ -20,9 +20,12 @@ from pydantic import (
 from runner.inventory.secretref import SecretRefSpec
 from runner.inventory.targets import PlatformName, Targets
 from runner.job import ttpguard
+from runner.job.blackouts import BlackoutWindow, first_duplicate
 from runner.job.checks import problem
+from runner.job.events import TriggerSpec, check_freshness, freshness_seconds
 from runner.job.notify import NotifyTarget
 from runner.job.schedule import ScheduleSpec
+from runner.job.workflow import After, Parent, parents
 from runner.source.validation import located
 from runner.vocab import ActualSource, Approval, Driver, OnStop
 
@@ -334,6 +337,16 @@ class JobSpec(_Model):
         "read on the machine that opens the session (a worker, not the dispatcher), masked "
         "in everything runner writes; only the reference is stored or sent."))
     schedule: ScheduleSpec | None = Field(None, description="When `runner serve` runs it.")
+    after: After | None = Field(None, description=(
+        "Workflows: start after these jobs' runs under `runner serve` ({job, when: "
+        "success|failure|always}, a list of them: all, or {all: [...]} / {any: [...]})."))
+    trigger: TriggerSpec | None = Field(None, description=(
+        "Events that start it under `runner serve`: a signed webhook, a syslog rule."))
+    freshness: str | float | None = Field(None, description=(
+        "Backup jobs: `runner serve` backs each device up often enough that its newest good "
+        "backup is never older than this ('1h', '30m', seconds)."))
+    blackouts: list[BlackoutWindow] = Field(default_factory=list, description=(
+        "Blackout windows of this job alone, as in blackouts.yml (without `jobs:`)."))
     # exclude: the URLs may hold credentials, and workers never notify: they stay out of the
     # job as it is sent to workers
     notify: list[NotifyTarget] = Field(
@@ -371,7 +384,56 @@ class JobSpec(_Model):
         if self.rollback and not config:
             raise located(here, "rollback: true, but the job has no config step to roll "
                           "back (nor a compliance step with remediate: true)", ("rollback",))
+        self._serve_rules(here, backups)
         return self
+
+    def _serve_rules(self, here: str, backups: list[int]) -> None:
+        """Rules of the sections `runner serve` reads: workflows, events, freshness and the
+        job's own blackout windows."""
+        try:
+            check_freshness(self.freshness)
+        except ValueError as exc:
+            raise located(here, str(exc), ("freshness",)) from None
+        if self.freshness is not None and not backups:
+            raise located(here, "freshness: is for backup jobs, and this job has no backup "
+                          "step", ("freshness",))
+        names = [p.job for p in parents(self.after)[0]]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise located(here, f"{name!r} is named twice", self._after_loc(index))
+        hook = self.trigger.webhook if self.trigger else None
+        for name in (hook.vars if hook else {}):
+            if name not in self.vars:
+                raise located(here, f"{name!r} is not a variable of the job: declare it in "
+                              "vars: (with its value when no webhook gives one)",
+                              ("trigger", "webhook", "vars", name))
+        for index, window in enumerate(self.blackouts):
+            if window.jobs:
+                raise located(here, "a job's own blackout windows apply to it: leave jobs "
+                              "out", ("blackouts", index, "jobs"))
+        duplicate = first_duplicate(self.blackouts)
+        if duplicate is not None:
+            raise located(here, f"a window named {self.blackouts[duplicate].name!r} is "
+                          "already given", ("blackouts", duplicate, "name"))
+
+    def _after_loc(self, index: int) -> tuple[int | str, ...]:
+        if isinstance(self.after, Parent):
+            return ("after", "job")
+        if isinstance(self.after, list):
+            return ("after", index, "job")
+        assert self.after is not None
+        return ("after", "all" if self.after.all is not None else "any", index, "job")
+
+    @property
+    def freshness_s(self) -> float | None:
+        return None if self.freshness is None else freshness_seconds(self.freshness)
+
+    @property
+    def served(self) -> bool:
+        """Whether `runner serve` starts it by itself: a schedule, an `after:`, a trigger
+        or a freshness."""
+        return any(x is not None for x in (self.schedule, self.after, self.trigger,
+                                           self.freshness))
 
     @property
     def changes_config(self) -> bool:

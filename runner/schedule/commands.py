@@ -1,4 +1,4 @@
-"""`runner serve` and `runner schedule list|run`."""
+"""`runner serve`, `runner schedule list|occurrences|run` and `runner workflow list|show`."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import click
 
 from runner.cli_common import ALL_DEVICES, echo, engine_option, results_store, settings_of
 from runner.errors import InputError
+from runner.job.commands import OVERRIDE_BLACKOUT
 from runner.job.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.job.output import Progress, run_table, table
-from runner.job.run import RunOptions, execute, prepare
+from runner.job.run import RunOptions, blackout_override, check_override, execute, prepare
 from runner.records import now_iso
 from runner.schedule.listing import schedule_list
 from runner.schedule.server import JobsDir, Scheduler
@@ -58,12 +59,19 @@ def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, Sc
                    f"{', '.join(DEFAULT_EVENTS)}).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535),
               help="Serve Prometheus metrics (as runner web's /metrics) on 127.0.0.1:PORT.")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Accept signed webhooks, POST /hooks/JOB, for jobs with a "
+                   "trigger.webhook (every server may listen: each delivery runs once).")
+@click.option("--syslog", "syslog_at", metavar="HOST:PORT",
+              help="Receive syslog (UDP and TCP) for jobs with a trigger.syslog rule.")
 @click.pass_context
 def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
           store_url: str | None, max_runs: int, stop_grace: float, engine: EngineChoice,
           shard_size: int, notify_urls: tuple[str, ...], notify_on: tuple[str, ...],
-          metrics_port: int | None) -> None:
-    """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them."""
+          metrics_port: int | None, listen: str | None, syslog_at: str | None) -> None:
+    """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them.
+    Also: workflow steps (`after:`), webhooks (--listen), syslog rules (--syslog),
+    freshness backups, and blackout windows (blackouts.yml in --jobs)."""
     if not jobs_dir.is_dir():
         raise InputError("jobs directory not found", path=jobs_dir)
     notify = notify_targets(notify_urls, notify_on)
@@ -78,7 +86,33 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
                           stop_grace=stop_grace, engine=engine, shard_size=shard_size,
                           settings=settings_of(ctx), notify=notify)
+    listeners(scheduler, listen, syslog_at)
     sys.exit(scheduler.serve())
+
+
+def listeners(scheduler: Scheduler, listen: str | None, syslog_at: str | None) -> None:
+    """--listen and --syslog, bound now (a taken address is an error, exit 2), started
+    with the server."""
+    from runner.schedule.intake import Devices, accept_webhook, find_hook, syslog_handler
+    from runner.schedule.syslog import address
+
+    log = logging.getLogger("runner.serve")
+    if listen is not None:
+        from runner.schedule.hooks import HookServer
+
+        host, port = address(listen, "--listen")
+        hooks = HookServer(host, port, lambda name: find_hook(scheduler, name),
+                           lambda delivery: accept_webhook(scheduler, delivery),
+                           lambda: scheduler.clock.now().timestamp())
+        scheduler.services.append(hooks)
+        log.info("webhooks on http://%s/hooks/JOB", hooks.address)
+    if syslog_at is not None:
+        from runner.schedule.syslog import SyslogListener
+
+        host, port = address(syslog_at, "--syslog")
+        scheduler.services.append(SyslogListener(
+            host, port, syslog_handler(scheduler, Devices(scheduler.inventory))))
+        log.info("syslog on %s:%d (UDP and TCP)", host, port)
 
 
 def notify_targets(urls: tuple[str, ...], events: tuple[str, ...]) -> list[NotifyTarget]:
@@ -107,14 +141,17 @@ def schedule() -> None:
 @click.pass_context
 def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
           as_json: bool) -> None:
-    """Each scheduled job, its trigger in words, next fire times, last run."""
+    """Each job `runner serve` starts by itself (a schedule, `after:`, a webhook or syslog
+    trigger, freshness): when, in words; its next starts outside blackout windows (an
+    occurrence inside one skipped, or moved to the window's end); the window holding it
+    now; its last run."""
     results, store = _stores(ctx, store_url)
     listed = schedule_list(jobs_dir, store, results, count,
                            warn=lambda message: echo(f"warning: {message}", err=True))
     if as_json:
         echo(json.dumps(listed, indent=2))
         return
-    rows = [("JOB", "WHEN", "NEXT", "LAST RUN")]
+    rows = [("JOB", "WHEN", "NEXT", "BLACKOUT", "LAST RUN")]
     for item in listed:
         zone = ZoneInfo(item["timezone"])
         times = [datetime.fromisoformat(t).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -122,7 +159,15 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
         last = item["last_run"]
         last_text = f"{last['started'][:19]} {last['status']} ({last['run_id']})" if last \
             else "never"
-        rows.append((item["job"], item["when"], ", ".join(times) or "no more", last_text))
+        windows = item["blackouts"]
+        held = "; ".join(w["text"] + (" (some devices)" if w["devices_only"] else "")
+                         for w in windows["now"])
+        if not held and windows["next"]:
+            start = datetime.fromisoformat(windows["next"]["start"]).astimezone(zone)
+            held = f"next: {windows['next']['window']} from {start:%Y-%m-%d %H:%M %Z}"
+        when = "on events" if item["schedule"] is None else "no more"
+        rows.append((item["job"], item["when"], ", ".join(times) or when, held or "-",
+                     last_text))
     echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
 
 
@@ -147,11 +192,12 @@ def occurrences_(ctx: click.Context, name: str, store_url: str | None, limit: in
     if not found:
         echo(f"no occurrences of {name} recorded")
         return
-    rows = [("OCCURRENCE", "STATUS", "RUN", "CARRIED OUT BY", "BY", "REASON")]
+    rows = [("OCCURRENCE", "TRIGGER", "STATUS", "RUN", "CARRIED OUT BY", "BY", "REASON")]
     for item in found:
         decision = item["decision"] or {}
-        rows.append((item["occurrence"], item["status"], item["run_id"] or "",
-                     item["carried_out_by"] or "", decision.get("by") or "",
+        rows.append((item["occurrence"], item["trigger"], item["status"],
+                     item["run_id"] or "", item["carried_out_by"] or "",
+                     decision.get("by") or item["by"] or "",
                      (item["reason"] or decision.get("reason") or "")[:80]))
     echo(table(rows))
 
@@ -161,11 +207,13 @@ def occurrences_(ctx: click.Context, name: str, store_url: str | None, limit: in
 @JOBS
 @INVENTORY
 @TEMPLATES
+@OVERRIDE_BLACKOUT
 @ALL_DEVICES
 @click.pass_context
 def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
-            templates: Path, show_all: bool) -> None:
-    """Fire job NAME now (outside its schedule), in the foreground."""
+            templates: Path, override_blackout: str | None, show_all: bool) -> None:
+    """Fire job NAME now (outside its schedule), in the foreground; inside a blackout
+    window only with --override-blackout REASON (recorded)."""
     jobs = JobsDir(jobs_dir)
     jobs.reload()
     if name not in jobs.jobs:
@@ -177,13 +225,80 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
     preview = schedule is not None and schedule.approval is Approval.REQUIRED
     from runner.job.approval import who
 
-    result = execute(prep, results, RunOptions(
+    me = who()
+    options = RunOptions(
         settings=settings_of(ctx), occurrence=f"{name}@manual-{now_iso()}",
-        on_device_done=[Progress(len(prep.hosts))], started_by=who(),
-        preview_window=schedule.approval_seconds if preview and schedule else None))
+        on_device_done=[Progress(len(prep.hosts))], started_by=me,
+        preview_window=schedule.approval_seconds if preview and schedule else None,
+        blackout_override=blackout_override(override_blackout, me))
+    check_override(prep, options)
+    result = execute(prep, results, options)
     echo(run_table(result, show_all))
     if preview:
         echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
              f"{result.run_id})")
         sys.exit(0)
     sys.exit(result.exit_code)
+
+
+@click.group()
+def workflow() -> None:
+    """Workflow runs: an occurrence of a job that others follow (`after:`) and its steps."""
+
+
+@workflow.command(name="list")
+@STORE
+@click.option("--job", help="Only workflow runs started by this job.")
+@click.option("-n", "--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (as GET "
+              "/api/workflows).")
+@click.pass_context
+def workflow_list(ctx: click.Context, store_url: str | None, job: str | None, limit: int,
+                  as_json: bool) -> None:
+    """Recent workflow runs, newest first: each with its steps' outcomes."""
+    from runner.schedule.listing import workflow_documents
+
+    results, store = _stores(ctx, store_url)
+    found = workflow_documents(store, results, limit, job)
+    if as_json:
+        echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        echo("no workflow runs recorded")
+        return
+    rows = [("WORKFLOW", "ORIGIN", "STARTED", "STATUS", "STEPS")]
+    for item in found:
+        steps = ", ".join(f"{s['job']}={s['outcome'] or s['status']}" for s in item["steps"])
+        rows.append((item["id"], item["origin"], item["started"][:19], item["status"],
+                     steps))
+    echo(table(rows))
+
+
+@workflow.command(name="show")
+@click.argument("workflow_id")
+@STORE
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (as GET "
+              "/api/workflows/ID).")
+@click.pass_context
+def workflow_show(ctx: click.Context, workflow_id: str, store_url: str | None,
+                  as_json: bool) -> None:
+    """One workflow run (a unique prefix of its id is enough): each step, what it
+    waited for, what became of it and why, its run."""
+    from runner.schedule.listing import workflow_document
+
+    results, store = _stores(ctx, store_url)
+    document = workflow_document(store, results, workflow_id)
+    if as_json:
+        echo(json.dumps(document, indent=2))
+        return
+    echo(f"workflow {document['id']}  {document['status']}  started "
+         f"{document['started']} by {document['origin']}"
+         + (f"  finished {document['finished']}" if document["finished"] else ""))
+    rows = [("STEP", "AFTER", "STATUS", "OUTCOME", "RUN", "WHY")]
+    for step in document["steps"]:
+        after = ", ".join(f"{p['job']} ({p['when']})" for p in step["after"]) or "-"
+        if len(step["after"]) > 1:
+            after = f"{step['join']}: {after}"
+        rows.append((step["job"], after, step["status"], step["outcome"] or "",
+                     step["run_id"] or "", (step["reason"] or "")[:80]))
+    echo(table(rows))

@@ -1,5 +1,8 @@
 """`runner serve`: fires every scheduled job's occurrences through the same run path as
-`runner run`, exactly once per occurrence, with the misfire, coalesce and overlap policies."""
+`runner run`, exactly once per occurrence, with the misfire, coalesce, overlap and blackout
+policies; and starts the runs no clock starts (webhooks, syslog messages, workflow steps,
+deferred occurrences, freshness backups), each recorded by any server and started once by
+the active one."""
 
 from __future__ import annotations
 
@@ -10,24 +13,41 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from runner.errors import InputError, StoreError
-from runner.job.load import JobFile, load_job
+from sqlalchemy.engine import Connection
+
+from runner.errors import BlackoutActive, InputError, StoreError
+from runner.job.blackouts import Calendar
+from runner.job.load import JobFile
 from runner.job.notify import NotifyTarget
 from runner.job.run import RunOptions, execute, new_run_id, prepare_job
-from runner.job.triggers import Trigger
 from runner.records import now_iso
-from runner.schedule.policy import Slot, due, is_occurrence
+from runner.schedule.flows import advance_workflows, folded, plan_freshness, start_events
+from runner.schedule.jobsdir import JobsDir, Scheduled, scheduled_from
+from runner.schedule.policy import Slot, blackout_fate, due, is_occurrence
+from runner.schedule.starts import EventRunFunction, Start, TargetCache, blackout_reason
 from runner.settings import Settings
 from runner.store.database import lost_connection, retrying
+from runner.store.events import Events
+from runner.store.freshness import Freshness
 from runner.store.migrate import describe
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore, server_id
-from runner.vocab import Approval, EngineChoice, OccurrenceStatus
+from runner.store.workflows import Workflows, insert_workflow, new_workflow_id
+from runner.vocab import (
+    Approval,
+    EngineChoice,
+    EventSource,
+    OccurrenceStatus,
+    OnBlackout,
+    Overlap,
+)
+
+__all__ = ["Clock", "JobsDir", "Scheduled", "Scheduler", "Start", "scheduled_from"]
 
 log = logging.getLogger("runner.serve")
 
@@ -41,92 +61,6 @@ class Clock:
 RunFunction = Callable[["Scheduled", datetime, str, threading.Event], OccurrenceStatus]
 
 
-@dataclass
-class Scheduled:
-    job: JobFile
-    trigger: Trigger
-    key: str  # identity of the schedule: a changed schedule restarts its fire times
-    slot: Slot
-
-    @property
-    def name(self) -> str:
-        return self.job.spec.name
-
-
-def scheduled_from(job: JobFile) -> Scheduled | None:
-    schedule = job.spec.schedule
-    if schedule is None:
-        return None
-    return Scheduled(job, schedule.trigger(), schedule.model_dump_json(), Slot(schedule.overlap))
-
-
-@dataclass
-class JobsDir:
-    """Job files with a schedule; a file that turns invalid keeps its previous version."""
-
-    path: Path
-    jobs: dict[str, Scheduled] = field(default_factory=dict)
-    _seen: dict[Path, tuple[int, int]] = field(default_factory=dict)
-    _names: dict[Path, str] = field(default_factory=dict)
-
-    def snapshot(self) -> dict[Path, tuple[int, int]]:
-        files = sorted([*self.path.glob("*.yml"), *self.path.glob("*.yaml")])
-        out = {}
-        for f in files:
-            try:
-                st = f.stat()
-            except OSError:
-                continue
-            out[f] = (st.st_mtime_ns, st.st_size)
-        return out
-
-    def changed(self) -> bool:
-        return self.snapshot() != self._seen
-
-    def reload(self) -> list[str]:
-        """Apply added, edited and removed files; returns messages for the log."""
-        messages = []
-        current = self.snapshot()
-        for path in [p for p in self._names if p not in current]:
-            name = self._names.pop(path)
-            self.jobs.pop(name, None)
-            messages.append(f"removed {name} ({path.name} is gone)")
-        for path, stamp in current.items():
-            if self._seen.get(path) == stamp:
-                continue
-            try:
-                job = load_job(path)
-            except InputError as exc:
-                kept = self._names.get(path)
-                outcome = f"keeping the previous version of {kept}" if kept \
-                    else "not scheduled"
-                messages.append(f"invalid job file, {outcome}: {exc}")
-                continue
-            old = self._names.get(path)
-            new = scheduled_from(job)
-            if new is None:
-                if old:
-                    self.jobs.pop(old, None)
-                    self._names.pop(path)
-                    messages.append(f"unscheduled {old} ({path.name} has no schedule now)")
-                continue
-            clash = [p for p, n in self._names.items() if n == new.name and p != path]
-            if clash:
-                messages.append(f"{path}: job name {new.name!r} is already used by "
-                                f"{clash[0]}; not scheduled")
-                continue
-            if old and old != new.name:
-                self.jobs.pop(old, None)
-            if old == new.name and new.key == self.jobs[old].key:
-                new.slot = self.jobs[old].slot  # same schedule: keep its running state
-            self.jobs[new.name] = new
-            self._names[path] = new.name
-            messages.append(f"{'updated' if old else 'scheduled'} {new.name}: "
-                            f"{new.trigger.describe()}")
-        self._seen = current
-        return messages
-
-
 class Scheduler:
     def __init__(self, jobs_dir: Path, store: ScheduleStore, results: ResultsStore,
                  inventory: Path, templates: Path, *, clock: Clock | None = None,
@@ -134,7 +68,8 @@ class Scheduler:
                  run: RunFunction | None = None, owner: str | None = None,
                  engine: EngineChoice = EngineChoice.AUTO, shard_size: int = 50,
                  settings: Settings | None = None,
-                 notify: list[NotifyTarget] | None = None) -> None:
+                 notify: list[NotifyTarget] | None = None,
+                 event_run: EventRunFunction | None = None) -> None:
         self.engine = engine
         self.notify = notify or []  # for jobs that name no notification targets
         self.settings = settings or Settings()
@@ -142,6 +77,9 @@ class Scheduler:
         self.jobs = JobsDir(jobs_dir)
         self.store = store
         self.results = results
+        self.events = Events(store.engine)
+        self.workflows = Workflows(store.engine)
+        self.freshness = Freshness(store.engine)
         self.inventory = inventory
         self.templates = templates
         self.clock = clock or Clock()
@@ -149,14 +87,22 @@ class Scheduler:
         self.lease_ttl = lease_ttl
         self.owner = owner or server_id()
         self.run_function = run or self._execute
+        self.event_run = event_run or self._execute_event
         self.pool = ThreadPoolExecutor(max_workers=max_runs, thread_name_prefix="run")
         self.running: dict[Future[None], tuple[str, datetime, str, threading.Event]] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
+        self.wake = threading.Event()  # an event was recorded here: look at once
         self.leader = False
         self._standby_logged: str | None = None
         self._store_lost = False  # the store is unreachable (said once per outage)
+        self.slots: dict[str, Slot] = {}  # runs of jobs without a schedule
+        self.services: list[Any] = []  # the webhook and syslog listeners (runner.schedule.events)
+        self._pruned = datetime.min.replace(tzinfo=UTC)
+        self._workflow_of_run: dict[str, str | None] = {}  # a scheduled run's workflow
+        self.targets = TargetCache()  # the hosts each freshness job targets
+        self.next_plan: dict[str, datetime] = {}  # each freshness job's next round
 
     # -- one pass of the loop -------------------------------------------------------------
 
@@ -164,8 +110,8 @@ class Scheduler:
         for message in self.jobs.reload():
             (log.error if "invalid" in message or "already used" in message
              else log.info)(message)
-        known = set(self.jobs.jobs)
-        log.debug("scheduled jobs: %s", ", ".join(sorted(known)) or "none")
+        known = set(self.jobs.all)
+        log.debug("jobs: %s", ", ".join(sorted(known)) or "none")
 
     def tick(self) -> float:
         """Fire what is due; seconds until the next thing to do."""
@@ -189,6 +135,12 @@ class Scheduler:
         waits = []
         for sched in list(self.jobs.jobs.values()):
             waits.append(self._fire_due(sched, now))
+        advance_workflows(self, now)
+        waits.append(plan_freshness(self, now))
+        waits.append(start_events(self, now))
+        if now - self._pruned > timedelta(minutes=1):
+            self.events.prune_seen(now - timedelta(hours=1))
+            self._pruned = now
         pending = [w for w in waits if w is not None]
         return max(0.0, min([*pending, self.lease_ttl / 3]))
 
@@ -197,6 +149,9 @@ class Scheduler:
             if occ["status"] == OccurrenceStatus.RUNNING and occ["server"] == other:
                 self.results.interrupt(occ["run_id"], now.isoformat())
         count = self.store.interrupt_running(other, now)
+        for row in self.events.interrupt_running(other, now):
+            self.results.interrupt(row["run_id"], now.isoformat())
+            count += 1
         if count:
             log.warning("%d occurrence(s) left running by %s recorded as interrupted",
                         count, other)
@@ -224,12 +179,60 @@ class Scheduler:
                 log.warning("%s: occurrence %s not run: %s", sched.name,
                             occurrence.isoformat(), reason)
         for occurrence in decision.run:
-            self._offer(sched, occurrence, now)
+            if not self._held(sched, occurrence, now):
+                self._offer(sched, occurrence, now)
         if decision.next_fire != next_fire:
             self.store.set_next_fire(sched.name, sched.key, decision.next_fire)
         if decision.next_fire is None:
             return None
         return (decision.next_fire - now).total_seconds()
+
+    def changes(self, job: JobFile) -> bool:
+        """Whether a start of `job` by the scheduler changes config (a job that needs
+        approval starts with a preview, which does not)."""
+        return job.spec.changes_config and not job.spec.needs_approval
+
+    def calendar(self, job: JobFile) -> Calendar:
+        """The windows `job` obeys: the directory's calendar and its own."""
+        return self.jobs.calendar.with_job(job.spec.blackouts, job.path, job.raw)
+
+    def _held(self, sched: Scheduled, occurrence: datetime, now: datetime) -> bool:
+        """An occurrence due inside a fleet-wide blackout window: recorded as skipped, or
+        deferred (a pending event at the window's end; with coalesce, one for all)."""
+        spec = sched.job.spec.schedule
+        assert spec is not None
+        fate = blackout_fate(self.calendar(sched.job), sched.name, self.changes(sched.job),
+                             now, spec.on_blackout)
+        if fate is None:
+            return False
+        if spec.on_blackout is OnBlackout.SKIP or fate.until is None:
+            if self.store.claim(sched.name, occurrence, OccurrenceStatus.SKIPPED, self.owner,
+                                now, fate.reason):
+                log.warning("%s: occurrence %s skipped: %s", sched.name,
+                            occurrence.isoformat(), fate.reason)
+            return True
+        waiting = [e for e in self.events.open_for(sched.name, EventSource.DEFERRED)
+                   if e["status"] == OccurrenceStatus.PENDING]
+        if waiting and spec.coalesce:
+            reason = f"{fate.reason}: coalesced into the deferred run of " \
+                     f"{waiting[0]['key'].removeprefix('deferred:')}"
+            if self.store.claim(sched.name, occurrence, OccurrenceStatus.MISSED, self.owner,
+                                now, reason):
+                log.warning("%s: occurrence %s %s", sched.name, occurrence.isoformat(), reason)
+            return True
+        until = fate.until
+
+        def defer(conn: Connection) -> None:
+            self.events.add(sched.name, f"deferred:{occurrence.isoformat()}",
+                            EventSource.DEFERRED, now, due=until, conn=conn,
+                            reason=fate.reason, server=self.owner,
+                            detail={"occurrence": occurrence.isoformat()})
+
+        if self.store.claim(sched.name, occurrence, OccurrenceStatus.DEFERRED, self.owner,
+                            now, fate.reason, then=defer):
+            log.warning("%s: occurrence %s deferred: %s", sched.name, occurrence.isoformat(),
+                        fate.reason)
+        return True
 
     def _offer(self, sched: Scheduled, occurrence: datetime, now: datetime) -> None:
         with self.lock:
@@ -243,37 +246,68 @@ class Scheduler:
                               now, action):
             log.warning("%s: occurrence %s %s", sched.name, occurrence.isoformat(), action)
 
+    def workflow_for(self, job: JobFile, key: str, run_id: str,
+                     now: datetime) -> tuple[str | None, Callable[[Connection], None] | None]:
+        """A workflow run for a start of `job` when jobs follow it: its id, and what records
+        it in the start's claim transaction."""
+        graph = self.jobs.graph(job.spec.name)
+        if graph is None:
+            return None, None
+        workflow = new_workflow_id()
+
+        def record(conn: Connection) -> None:
+            insert_workflow(conn, workflow, job.spec.name, key, run_id, graph.to_json(),
+                            now.isoformat())
+        return workflow, record
+
     def _start(self, sched: Scheduled, occurrence: datetime, now: datetime) -> None:
         run_id = new_run_id()
+        workflow, record = self.workflow_for(sched.job, occurrence.isoformat(), run_id, now)
         if not self.store.claim(sched.name, occurrence, OccurrenceStatus.RUNNING, self.owner, now,
-                                run_id=run_id):
+                                run_id=run_id, then=record):
             log.info("%s: occurrence %s was already claimed; not running it again",
                      sched.name, occurrence.isoformat())
             self._release(sched, now)
             return
         cancel = threading.Event()
-        future = self.pool.submit(self._run_and_release, sched, occurrence, run_id, cancel)
+        future = self.pool.submit(self._run_and_release, sched, occurrence, run_id, cancel,
+                                  workflow)
         with self.lock:
             self.running[future] = (sched.name, occurrence, run_id, cancel)
         future.add_done_callback(self._forget)
-        log.info("%s: fired occurrence %s as run %s", sched.name, occurrence.isoformat(),
-                 run_id)
+        log.info("%s: fired occurrence %s as run %s%s", sched.name, occurrence.isoformat(),
+                 run_id, f" (workflow {workflow})" if workflow else "")
 
     def _forget(self, future: Future[None]) -> None:
         with self.lock:
             self.running.pop(future, None)
 
+    def slot(self, name: str) -> Slot:
+        """The overlap slot of a job: its schedule's, or one of its own (events of a job
+        without a schedule wait while one of its runs goes)."""
+        scheduled = self.jobs.jobs.get(name)
+        if scheduled is not None:
+            return scheduled.slot
+        return self.slots.setdefault(name, Slot(Overlap.SKIP))
+
     def _release(self, sched: Scheduled, now: datetime) -> None:
+        folded(self, sched.name)
         with self.lock:
             queued = sched.slot.finished()
         if queued is not None and not self.stopping.is_set():
             self._start(sched, queued, now)
+        self.wake.set()  # events of this job may wait for the slot
 
     def _run_and_release(self, sched: Scheduled, occurrence: datetime, run_id: str,
-                         cancel: threading.Event) -> None:
+                         cancel: threading.Event, workflow: str | None = None) -> None:
         status, reason = OccurrenceStatus.FAILED, None
         try:
+            self._workflow_of_run[run_id] = workflow
             status = self.run_function(sched, occurrence, run_id, cancel)
+        except BlackoutActive as exc:
+            status, reason = OccurrenceStatus.SKIPPED, blackout_reason(exc)
+            log.warning("%s: occurrence %s skipped: %s", sched.name, occurrence.isoformat(),
+                        reason)
         except InputError as exc:
             reason = str(exc)
             log.error("%s: occurrence %s not run: %s", sched.name, occurrence.isoformat(),
@@ -285,6 +319,7 @@ class Scheduler:
             reason = f"{type(exc).__name__}: {exc}"
             log.exception("%s: occurrence %s failed", sched.name, occurrence.isoformat())
         finally:
+            self._workflow_of_run.pop(run_id, None)
             now = self.clock.now()
             try:
                 retrying(self.store.engine, f"recording occurrence {occurrence.isoformat()}"
@@ -300,6 +335,17 @@ class Scheduler:
             finally:
                 self._release(sched, now)
 
+    def run_options(self, job: JobFile, label: str, run_id: str, cancel: threading.Event,
+                    workflow: str | None, started_by: str) -> RunOptions:
+        spec = job.spec.schedule
+        preview = spec is not None and spec.approval is Approval.REQUIRED
+        return RunOptions(
+            settings=self.settings, occurrence=label, cancel=cancel, run_id=run_id,
+            engine=self.engine, shard_size=self.shard_size,
+            preview_window=spec.approval_seconds if preview and spec else None,
+            notify=self.notify, started_by=started_by, workflow=workflow,
+            calendar=self.jobs.calendar, now=self.clock.now())
+
     def _execute(self, sched: Scheduled, occurrence: datetime, run_id: str,
                  cancel: threading.Event) -> OccurrenceStatus:
         spec = sched.job.spec.schedule
@@ -310,18 +356,33 @@ class Scheduler:
             if cancel.wait(delay):
                 return OccurrenceStatus.INTERRUPTED
         prep = prepare_job(sched.job, self.inventory, self.templates)
-        preview = spec is not None and spec.approval is Approval.REQUIRED
-        result = execute(prep, self.results, RunOptions(
-            settings=self.settings, occurrence=f"{sched.name}@{occurrence.isoformat()}",
-            cancel=cancel, run_id=run_id, engine=self.engine, shard_size=self.shard_size,
-            preview_window=spec.approval_seconds if preview and spec else None,
-            notify=self.notify, started_by=f"runner serve ({self.owner})"))
+        options = self.run_options(sched.job, f"{sched.name}@{occurrence.isoformat()}",
+                                   run_id, cancel, self._workflow_of_run.get(run_id),
+                                   f"runner serve ({self.owner})")
+        result = execute(prep, self.results, options)
         if cancel.is_set():
             return OccurrenceStatus.INTERRUPTED
-        if preview:
+        if options.preview_window is not None:
             log.warning("%s: occurrence %s previewed as run %s: awaiting approval "
                         "(runner approve %s)", sched.name, occurrence.isoformat(), run_id,
                         run_id)
+            return OccurrenceStatus.AWAITING_APPROVAL
+        return OccurrenceStatus.DONE if result.ok else OccurrenceStatus.FAILED
+
+    def _execute_event(self, start: Start, cancel: threading.Event) -> OccurrenceStatus:
+        job = start.job
+        if start.vars:
+            spec = job.spec.model_copy(update={"vars": {**job.spec.vars, **start.vars}})
+            job = JobFile(spec, job.path, job.raw)
+        prep = prepare_job(job, self.inventory, self.templates, only=start.hosts)
+        options = self.run_options(job, start.label, start.run_id, cancel, start.workflow,
+                                   f"runner serve ({self.owner}): {start.cause}"[:200])
+        result = execute(prep, self.results, options)
+        if cancel.is_set():
+            return OccurrenceStatus.INTERRUPTED
+        if options.preview_window is not None:
+            log.warning("%s: %s previewed as run %s: awaiting approval (runner approve %s)",
+                        start.name, start.key, start.run_id, start.run_id)
             return OccurrenceStatus.AWAITING_APPROVAL
         return OccurrenceStatus.DONE if result.ok else OccurrenceStatus.FAILED
 
@@ -332,6 +393,7 @@ class Scheduler:
             self.reload_requested.set()
         else:
             self.stopping.set()
+        self.wake.set()
 
     def serve(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -339,6 +401,8 @@ class Scheduler:
         log.info("runner serve: jobs from %s, store %s", self.jobs.path,
                  self.store.engine.url.render_as_string(hide_password=True))
         self.reload()
+        for service in self.services:
+            service.start()
         while not self.stopping.is_set():
             if self.reload_requested.is_set():
                 log.info("reloading job files (SIGHUP)")
@@ -346,7 +410,8 @@ class Scheduler:
                 self.reload_requested.clear()
                 self.reload()
             wait = self._tick_riding_out_store_loss()
-            self.stopping.wait(min(1.0, max(0.05, wait)))
+            self.wake.wait(min(1.0, max(0.05, wait)))
+            self.wake.clear()
         return self.shutdown()
 
     def _tick_riding_out_store_loss(self) -> float:
@@ -372,6 +437,8 @@ class Scheduler:
         return wait
 
     def shutdown(self) -> int:
+        for service in self.services:
+            service.stop()  # no new events are taken in
         with self.lock:
             running = dict(self.running)
         if running:

@@ -102,7 +102,8 @@ class YamlSource(Generic[E]):
     raw: Any
     error_class: type[E]
     # Tags pydantic puts in a location after an item's index, for discriminated unions in
-    # lists under these keys (e.g. a job's steps); they are not keys in the file.
+    # lists under these keys (e.g. a job's steps), or right after the key of a field that is
+    # one (a job's after); they are not keys in the file.
     union_tags: Mapping[str, frozenset[str]] = field(default_factory=dict)
     root: str | None = None  # named before every field (defaults.yaml's fields: defaults.x)
 
@@ -115,6 +116,9 @@ class YamlSource(Generic[E]):
             if i >= 2 and isinstance(loc[i - 1], int) and \
                     key in self.union_tags.get(str(loc[i - 2]), ()):
                 continue
+            before = loc[i - 1] if i >= 1 else None
+            if isinstance(before, str) and key in self.union_tags.get(before, ()):
+                continue  # a tagged union's tag right after its field (a job's after)
             in_file: Any = key
             if isinstance(node, dict) and key not in node:
                 # a key YAML read as a number (7:) is validated as its text

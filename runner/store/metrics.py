@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,7 @@ class RunnerCollector(Collector):
         out.append(self._compliance())
         if self.schedule is not None:
             out += self._schedules()
+            out += self._freshness()
         out += self._broker()
         out.append(self._local_leases())
         return out
@@ -205,6 +206,38 @@ class RunnerCollector(Collector):
                               "started (start minus due time, jitter included), by job.",
                               "job", _bucketed(lags, LAG_BUCKETS), LAG_BUCKETS)
         return [outcomes, misfires, lag_hist]
+
+    def _freshness(self) -> list[Metric]:
+        """Backup freshness per job with `freshness:` (as `runner serve` last folded it)."""
+        assert self.schedule is not None
+        oldest = GaugeMetricFamily("runner_backup_oldest_age_seconds", "Age of the oldest "
+                                   "device's newest good backup, by freshness job.",
+                                   labels=["job"])
+        target = GaugeMetricFamily("runner_backup_freshness_seconds", "The age no device's "
+                                   "newest good backup should pass (the job's freshness).",
+                                   labels=["job"])
+        stale = GaugeMetricFamily("runner_backup_stale_devices", "Devices whose newest good "
+                                  "backup is older than the freshness, or that have none.",
+                                  labels=["job"])
+        rate = GaugeMetricFamily("runner_backup_rate_per_second", "Backups per second the "
+                                 "job's runs manage (measured).", labels=["job"])
+        covered = GaugeMetricFamily("runner_backup_covered", "1 when the fleet can be backed "
+                                    "up within the freshness at the measured rate, else 0.",
+                                    labels=["job"])
+        from runner.store.freshness import Freshness
+
+        for item in Freshness(self.schedule.engine).summaries(datetime.now(UTC)):
+            job = item["job"]
+            target.add_metric([job], item["freshness_s"])
+            stale.add_metric([job], item["stale"])
+            if item["oldest_age_s"] is not None:
+                oldest.add_metric([job], item["oldest_age_s"])
+            if item["rate_per_s"] is not None:
+                rate.add_metric([job], item["rate_per_s"])
+            measured = item["rate_per_s"]
+            covered.add_metric([job], 1 if measured is None or
+                               measured * item["freshness_s"] >= item["devices"] else 0)
+        return [oldest, target, stale, rate, covered]
 
     # -- the broker and leases ------------------------------------------------------------
 

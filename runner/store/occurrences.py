@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from runner.store.events import events
 from runner.store.results import ResultsStore, runs
 from runner.store.schedule import ScheduleStore, occurrences
 from runner.vocab import OccurrenceStatus, RunStatus
@@ -37,21 +38,34 @@ def occurrence_status(stored: str, preview: str | None, carried: str | None) -> 
 
 def recent_occurrences(store: ScheduleStore, results: ResultsStore, job: str,
                        limit: int = 30) -> list[dict[str, Any]]:
-    """A job's last occurrences, newest first: what became of each (ran ok, failed, missed,
-    skipped, awaiting approval, approved, rejected, expired) and why, with its run's status
-    and start (the lag behind its due time), and for an approved preview the run that
-    carried it out."""
+    """A job's last occurrences and events (webhooks, syslog messages, workflow steps,
+    deferred runs, freshness rounds), newest first: what became of each (ran ok, failed,
+    missed, skipped, deferred, pending, awaiting approval, approved, rejected, expired)
+    and why, with its run's status and start (the lag behind its due time), and for an
+    approved preview the run that carried it out."""
     query = select(occurrences).where(occurrences.c.job == job) \
         .order_by(occurrences.c.occurrence.desc()).limit(limit)
+    later = select(events).where(events.c.job == job) \
+        .order_by(events.c.received.desc()).limit(limit)
     with store.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
+        rows = [{**dict(r._mapping), "trigger": "schedule", "key": r.occurrence,
+                 "due": r.occurrence, "by": None, "detail": None, "workflow": None}
+                for r in conn.execute(query)]
+        rows += [{"job": r.job, "occurrence": r.received, "status": r.status,
+                  "reason": r.reason, "run_id": r.run_id, "server": r.server,
+                  "updated": r.updated, "trigger": r.source, "key": r.key, "due": r.due,
+                  "by": r.by, "detail": r.detail, "workflow": r.workflow}
+                 for r in conn.execute(later)]
+    rows.sort(key=lambda r: datetime.fromisoformat(r["occurrence"]), reverse=True)
+    rows = rows[:limit]
     ids = [r["run_id"] for r in rows if r["run_id"]]
     found: dict[str, dict[str, Any]] = {}
     carried: dict[str, dict[str, Any]] = {}
     if ids:
         with results.engine.connect() as conn:
             found = {r.run_id: dict(r._mapping) for r in conn.execute(
-                select(runs.c.run_id, runs.c.status, runs.c.started, runs.c.decision)
+                select(runs.c.run_id, runs.c.status, runs.c.started, runs.c.decision,
+                       runs.c.workflow)
                 .where(runs.c.run_id.in_(ids)))}
             carried = {r.approves: dict(r._mapping) for r in conn.execute(
                 select(runs.c.run_id, runs.c.status, runs.c.approves)
@@ -63,9 +77,11 @@ def recent_occurrences(store: ScheduleStore, results: ResultsStore, job: str,
         lag = None
         if run is not None:
             lag = round((datetime.fromisoformat(run["started"])
-                         - datetime.fromisoformat(row["occurrence"])).total_seconds(), 3)
+                         - datetime.fromisoformat(row["due"])).total_seconds(), 3)
         out.append({
-            "job": row["job"], "occurrence": row["occurrence"],
+            "job": row["job"], "occurrence": row["occurrence"], "trigger": row["trigger"],
+            "key": row["key"], "due": row["due"], "by": row["by"], "detail": row["detail"],
+            "workflow": row["workflow"] or (run["workflow"] if run else None),
             "status": occurrence_status(row["status"], run["status"] if run else None,
                                         after["status"] if after else None),
             "reason": row["reason"], "run_id": row["run_id"],

@@ -20,9 +20,11 @@ from runner.vocab import DeviceStatus, RunStatus
 LISTED = ("run_id", "job", "job_file", "started", "finished", "status", "dry_run", "engine",
           "occurrence", "summary", "backup_commit", "rerun_of", "approval_deadline",
           "approves", "decision", "notifications", "owner", "heartbeat", "error",
-          "started_by", "override", "cancel_requested", "cancel_requested_by", "remediates")
+          "started_by", "override", "cancel_requested", "cancel_requested_by", "remediates",
+          "workflow", "blackout_override")
 # Who did what to a run, in every document of it (`runner show --json`, the API).
-ACCOUNT = ("started_by", "override", "decision", "approval_deadline", "cancel_requested",
+ACCOUNT = ("started_by", "override", "blackout_override", "workflow", "decision",
+           "approval_deadline", "cancel_requested",
            "cancel_requested_by")
 # A device as listed on a run's page: everything but its steps' outputs.
 DEVICE_LISTED = ("host", "status", "changed", "duration_s", "error", "error_class",
@@ -45,12 +47,14 @@ def _moment(value: str, name: str, *, end: bool) -> str:
 
 @dataclass(frozen=True)
 class RunFilter:
-    """Which runs to list: of a job, of a status, started within [since, until]."""
+    """Which runs to list: of a job, of a status, started within [since, until], of a
+    workflow run."""
 
     job: str | None = None
     status: RunStatus | None = None
     since: str | None = None  # a date (that day on) or an ISO date-time
     until: str | None = None  # a date (up to the end of that day) or an ISO date-time
+    workflow: str | None = None
 
     def where(self) -> list[Any]:
         out: list[Any] = []
@@ -62,6 +66,8 @@ class RunFilter:
             out.append(runs.c.started >= _moment(self.since, "since", end=False))
         if self.until:
             out.append(runs.c.started < _moment(self.until, "until", end=True))
+        if self.workflow:
+            out.append(runs.c.workflow == self.workflow)
         return out
 
 

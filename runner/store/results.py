@@ -86,6 +86,10 @@ runs = Table(
     Column("override", JSON),
     # the compliance run whose drift this run remediates (`runner remediate`, 0005)
     Column("remediates", String(32), index=True),
+    # The workflow run it belongs to, and a blackout override: {"by", "at", "reason",
+    # "windows"} (0006).
+    Column("workflow", String(32), index=True),
+    Column("blackout_override", JSON),
 )
 devices = Table(
     "devices", metadata,
@@ -166,7 +170,8 @@ class ResultsStore:
                     engine=run.engine, occurrence=run.occurrence, summary=run.summary,
                     rerun_of=run.rerun_of, approves=run.approves,
                     started_by=run.started_by, override=run.override,
-                    remediates=run.remediates))
+                    remediates=run.remediates, workflow=run.workflow,
+                    blackout_override=run.blackout_override))
         self._retrying(f"starting run {run.run_id}", insert_run)
 
     @staticmethod
@@ -295,7 +300,8 @@ class ResultsStore:
                     started=run.started, status=status, dry_run=run.dry_run,
                     engine=run.engine, occurrence=run.occurrence, rerun_of=run.rerun_of,
                     approves=run.approves, hosts=hosts, started_by=run.started_by,
-                    override=run.override, remediates=run.remediates))
+                    override=run.override, remediates=run.remediates,
+                    workflow=run.workflow, blackout_override=run.blackout_override))
         if run.devices:
             self.record_devices(run.run_id, run.devices, {h: i for i, h in enumerate(hosts)})
         self._finish_run(run, status, error)
@@ -407,7 +413,8 @@ def run_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
                      occurrence=row["occurrence"], backup_commit=row["backup_commit"],
                      rerun_of=row.get("rerun_of"), approves=row.get("approves"),
                      started_by=row.get("started_by"), override=row.get("override"),
-                     remediates=row.get("remediates"))
+                     remediates=row.get("remediates"), workflow=row.get("workflow"),
+                     blackout_override=row.get("blackout_override"))
 
 
 FLUSH_S = 0.25  # a finished device is on disk this long after at most

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from runner.store.database import open_engine
@@ -93,13 +95,18 @@ class ScheduleStore:
     # -- occurrences ----------------------------------------------------------------------
 
     def claim(self, job: str, occurrence: datetime, status: OccurrenceStatus, server: str,
-              now: datetime, reason: str | None = None, run_id: str | None = None) -> bool:
-        """Record an occurrence once: False when it was already claimed (by anyone)."""
+              now: datetime, reason: str | None = None, run_id: str | None = None,
+              then: Callable[[Connection], None] | None = None) -> bool:
+        """Record an occurrence once: False when it was already claimed (by anyone).
+        `then(conn)`: what else to record in the same transaction (the workflow run it
+        starts, the event that runs it after a blackout)."""
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(occurrences).values(
                     job=job, occurrence=occurrence.isoformat(), status=status, reason=reason,
                     run_id=run_id, server=server, updated=now.isoformat()))
+                if then is not None:
+                    then(conn)
         except IntegrityError:
             return False
         return True

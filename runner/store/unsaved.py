@@ -133,7 +133,8 @@ def load(path: Path, max_bytes: int = MAX_BYTES
             job_file=data.get("job_file"), engine=Engine(data.get("engine", "local")),
             occurrence=data.get("occurrence"), backup_commit=data.get("backup_commit"),
             rerun_of=data.get("rerun_of"), approves=data.get("approves"),
-            started_by=data.get("started_by"), override=data.get("override"))
+            started_by=data.get("started_by"), override=data.get("override"),
+            workflow=data.get("workflow"), blackout_override=data.get("blackout_override"))
         error = document.get("error")
         hosts = document.get("hosts") or []
         if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):

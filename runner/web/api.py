@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.errors import AccessDenied, InputError, RoleTooLow
-from runner.schedule.listing import schedule_list
+from runner.schedule.listing import schedule_list, workflow_document, workflow_documents
 from runner.store import compliance as store_compliance
 from runner.store.occurrences import recent_occurrences
 from runner.store.queries import (
@@ -56,6 +56,10 @@ class RunRequest(BaseModel):
         "tokens only; recorded with the token's name and `reason`). Without it a real run "
         "of such a job is a preview awaiting approval."))
     reason: str | None = Field(None, max_length=1000, description="Why (with no_approval).")
+    override_blackout: str | None = Field(None, max_length=1000, description=(
+        "Run even inside a blackout window: why (admin tokens only; recorded with the "
+        "token's name and the windows it overrode). Without it such a run is refused "
+        "(400) naming the window."))
 
 
 class RemediateRequest(BaseModel):
@@ -100,9 +104,13 @@ def start_run(request: Request, response: Response, body: RunRequest,
                          "its approval (no_approval) needs an admin token")
     if body.reason is not None and not body.no_approval:
         raise InputError("reason goes with no_approval", field="reason")
+    if body.override_blackout is not None and not who.admin:
+        raise RoleTooLow(f"token {who.name!r} is an {who.role}: running inside a blackout "
+                         "window (override_blackout) needs an admin token")
     started = services(request).launcher.start(
         body.job, dry_run=body.dry_run, by=who.label, limit=body.limit, rerun_of=body.rerun,
-        statuses=body.statuses, no_approval=body.no_approval, reason=body.reason)
+        statuses=body.statuses, no_approval=body.no_approval, reason=body.reason,
+        override_blackout=body.override_blackout)
     response.headers["Location"] = f"/api/runs/{started.run_id}"
     return {"run_id": started.run_id, "job": body.job, "dry_run": started.dry_run,
             "awaiting_approval": started.preview, "status": RunStatus.RUNNING,
@@ -241,6 +249,21 @@ def occurrences(request: Request, job: str, _who: Viewer,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 30) -> list[dict[str, Any]]:
     svc = services(request)
     return recent_occurrences(svc.schedule, svc.results, job, limit)
+
+
+@router.get("/workflows", summary="Workflow runs, newest first (`runner workflow list "
+            "--json`)")
+def workflows(request: Request, _who: Viewer, job: str | None = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> list[dict[str, Any]]:
+    svc = services(request)
+    return workflow_documents(svc.schedule, svc.results, limit, job)
+
+
+@router.get("/workflows/{workflow_id}", summary="One workflow run and its steps (`runner "
+            "workflow show --json`)")
+def workflow(request: Request, workflow_id: str, _who: Viewer) -> dict[str, Any]:
+    svc = services(request)
+    return workflow_document(svc.schedule, svc.results, workflow_id)
 
 
 @router.get("/backups", summary="Backup repositories and the devices in each")

@@ -47,7 +47,9 @@ class Started:
 
 
 def job_files(jobs_dir: Path) -> list[Path]:
-    return sorted([*jobs_dir.glob("*.yml"), *jobs_dir.glob("*.yaml")])
+    from runner.job.load import job_files as files
+
+    return files(jobs_dir)
 
 
 class _Announcing:
@@ -151,13 +153,16 @@ class Launcher:
 
     def start(self, job_name: str, *, dry_run: bool, by: str, limit: str | None = None,
               rerun_of: str | None = None, statuses: list[DeviceStatus] | None = None,
-              no_approval: bool = False, reason: str | None = None) -> Started:
+              no_approval: bool = False, reason: str | None = None,
+              override_blackout: str | None = None) -> Started:
         """Check every input, start the run in the background; its run id once recorded.
         `by`: who starts it (recorded). `rerun_of`: only that run's devices that did not end
         ok or changed (or ended in `statuses`). A real run of a job that needs approval is
         a preview awaiting approval, unless `no_approval` (the caller checked the role:
-        recorded as an override with `reason`)."""
+        recorded as an override with `reason`). Inside a blackout window the run is
+        refused (400 naming it) unless `override_blackout` says why (recorded)."""
         from runner.job.approval import gate, override
+        from runner.job.run import blackout_override, check_override
 
         job = self.find(job_name)
         only = None
@@ -180,8 +185,11 @@ class Launcher:
         store = _Announcing(self.store)
         options = RunOptions(settings=self.config.settings, dry_run=dry_run, run_id=run_id,
                              engine=self.config.engine, started_by=by, rerun_of=rerun_of,
-                             override=override(by, reason) if no_approval else None)
+                             override=override(by, reason) if no_approval else None,
+                             blackout_override=blackout_override(override_blackout, by,
+                                                                 "override_blackout"))
         preview = gate(job.spec, options)
+        check_override(prep, options, field="override_blackout")
         self._launch(run_id, options, store, lambda: execute(
             prep, cast(ResultsStore, store), options))
         return Started(run_id, dry_run or preview, preview)

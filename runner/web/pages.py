@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from runner import __version__
 from runner.errors import InputError, NotFound, RoleTooLow, RunnerError
-from runner.schedule.listing import schedule_list
+from runner.schedule.listing import schedule_list, workflow_document, workflow_documents
 from runner.store import compliance as store_compliance
 from runner.store.occurrences import recent_occurrences
 from runner.store.queries import (
@@ -387,6 +387,30 @@ def schedules_page(request: Request, who: Viewer) -> HTMLResponse:
         item["occurrences"] = recent_occurrences(svc.schedule, svc.results, item["job"], 30)
     return render(request, "schedules.html", who, schedules=listed,
                   jobs_dir=svc.config.jobs_dir)
+
+
+@router.get("/workflows")
+def workflows_page(request: Request, who: Viewer) -> HTMLResponse:
+    svc = services(request)
+    return render(request, "workflows.html", who,
+                  workflows=workflow_documents(svc.schedule, svc.results, 50))
+
+
+@router.get("/workflows/{workflow_id}")
+def workflow_page(request: Request, workflow_id: str, who: Viewer) -> HTMLResponse:
+    svc = services(request)
+    return render(request, "workflow.html", who,
+                  flow=workflow_document(svc.schedule, svc.results, workflow_id))
+
+
+@router.get("/workflows/{workflow_id}/graph.svg")
+def workflow_svg(request: Request, workflow_id: str, _who: Viewer) -> Response:
+    from runner.web.flowgraph import render as render_flow
+
+    svc = services(request)
+    drawn = render_flow(workflow_document(svc.schedule, svc.results, workflow_id))
+    return Response(drawn, media_type="image/svg+xml", headers={
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
 
 
 @router.get("/backups")

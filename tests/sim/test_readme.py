@@ -29,10 +29,12 @@ from tests.readme_commands import Command, check, documented
 # (facts, bgp-descriptions and ospf-area read FRR's output: tests/lab).
 RUN_HERE = {("lab", "sim"), ("run",), ("history",), ("show",), ("schedule", "list"),
             ("schedule", "run"), ("schedule", "occurrences"), ("serve",), ("validate",),
+            ("workflow", "list"),
             ("schema",), ("token", "create"), ("token", "list"), ("token", "revoke"),
             ("db", "current"), ("db", "upgrade")}
 SIM_JOBS = {"jobs/backup.yml", "bench/jobs/show.yml"}
-NEEDS_OTHER_PARTS = ("--engine", "--notify", "--metrics-port")  # celery, hooks: elsewhere
+# celery, notification hooks, metrics, webhooks and syslog: tested elsewhere (COVERAGE)
+NEEDS_OTHER_PARTS = ("--engine", "--notify", "--metrics-port", "--listen", "--syslog")
 ADDRESSES = iter(f"127.116.0.{n}" for n in (1, 21, 41, 61))
 
 

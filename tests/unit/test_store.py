@@ -21,11 +21,14 @@ from runner.lab.netns import wait_for
 from runner.records import DeviceResult, RunResult, StepResult
 from runner.store import migrate
 from runner.store.compliance import metadata as compliance_metadata
+from runner.store.events import metadata as events_metadata
+from runner.store.freshness import metadata as freshness_metadata
 from runner.store.results import RecordWriter, ResultsStore
 from runner.store.results import metadata as results_metadata
 from runner.store.schedule import ScheduleStore
 from runner.store.schedule import metadata as schedule_metadata
 from runner.store.tokens import metadata as web_metadata
+from runner.store.workflows import metadata as workflows_metadata
 from runner.vocab import DeviceStatus, OccurrenceStatus, RunStatus, SchemaState, StepKind
 from tests.pg import PASSWORD, PgServer
 
@@ -42,7 +45,8 @@ def runner(db_url: str, *args: str, cwd: Path | None = None,
 def code_schema() -> MetaData:
     """Every table the stores' code reads and writes, in one MetaData."""
     merged = MetaData()
-    for meta in (results_metadata, schedule_metadata, web_metadata, compliance_metadata):
+    for meta in (results_metadata, schedule_metadata, web_metadata, compliance_metadata,
+                 events_metadata, workflows_metadata, freshness_metadata):
         for table in meta.tables.values():
             table.to_metadata(merged)
     return merged

@@ -1,0 +1,138 @@
+"""Backup freshness on the 1,000 simulated devices (tests/sim/conftest.py, faults included)
+under a real `runner serve` (issue 26): every healthy device gets a good backup, later
+rounds back up a share of the fleet (the oldest, failures first) rather than all of it,
+no healthy device's newest good backup passes the freshness, the oldest age is a metric;
+a freshness the measured rate cannot keep is a warning in the log, the metric, the
+listing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from runner.lab.netns import wait_for
+from runner.store.events import Events
+from runner.store.freshness import Freshness
+from runner.store.schedule import ScheduleStore
+from tests.conftest import ROOT, free_port
+from tests.sim.conftest import Fleet
+
+JOB = """name: {name}
+driver: asyncssh
+concurrency: 200
+timeouts: {{connect: 10, command: 5, device: 20}}
+freshness: {freshness}
+steps:
+  - backup: {{dir: backups-{name}}}
+"""
+
+
+def serve(project: Path, url: str, inventory: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "--db", url, "serve", "--jobs", str(project / "jobs"),
+         "-i", str(inventory), "--templates", str(ROOT / "templates"), "--engine", "local",
+         "--metrics-port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=(project / "serve.log").open("w"), cwd=project,
+        env=env)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=180)
+
+
+def metric(port: int, name: str, job: str) -> float | None:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
+    for line in text.decode().splitlines():
+        if line.startswith(f'{name}{{job="{job}"}} '):
+            return float(line.split()[-1])
+    return None
+
+
+def test_no_device_s_backup_gets_older_than_the_freshness(fleet: Fleet, tmp_path: Path) -> None:
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "fresh.yml").write_text(JOB.format(name="fresh", freshness="120s"),
+                                                 encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'runner.db'}"
+    port = free_port()
+    healthy = set(fleet.healthy(len(fleet.hosts)))
+    faulty = set(fleet.faults)
+    proc = serve(tmp_path, url, fleet.inventory, port)
+    fresh = Freshness(ScheduleStore(url).engine)
+    events = Events(ScheduleStore(url).engine)
+
+    def backed_up() -> set[str]:
+        return {h for h, a in fresh.ages("fresh").items() if a.last_good is not None}
+
+    def rounds() -> list[dict[str, object]]:
+        # a round with a device that failed ends failed: it ended all the same
+        return sorted((e for e in events.all("fresh") if e["status"] in ("done", "failed")),
+                      key=lambda e: str(e["received"]))
+
+    try:
+        wait_for(lambda: backed_up() >= healthy, 300, "every healthy device's first backup")
+        first = len(rounds())
+        wait_for(lambda: len(rounds()) >= first + 3, 300, "three more rounds")
+        oldest = metric(port, "runner_backup_oldest_age_seconds", "fresh")
+        stale = metric(port, "runner_backup_stale_devices", "fresh")
+        target = metric(port, "runner_backup_freshness_seconds", "fresh")
+        ages = fresh.ages("fresh")
+    finally:
+        code = stop(proc)
+    log = (tmp_path / "serve.log").read_text(encoding="utf-8")
+    assert code == 0 and "Traceback" not in log, log[-3000:]
+    done = rounds()
+    assert len(done[0]["hosts"]) == len(fleet.hosts)  # first: every device, none backed up
+    later = done[1:]
+    for plan in later:
+        hosts = list(plan["hosts"])  # type: ignore[call-overload]
+        assert len(hosts) < len(fleet.hosts)  # a share of the fleet, not all of it again
+        assert set(hosts[:len(faulty)]) == faulty  # the failing devices first
+    refreshed = {h for p in later for h in p["hosts"] if h in healthy}  # type: ignore[attr-defined]
+    assert refreshed  # the oldest good backups were taken again, spread over rounds
+    now = datetime.now(UTC)
+    assert all(ages[h].last_good is not None and
+               (now - ages[h].last_good).total_seconds() <= 120 + 60  # type: ignore[operator]
+               for h in healthy)
+    assert oldest is not None and oldest <= 120 and target == 120
+    assert stale == len(faulty)  # never backed up: refused, dropped, slow, hanging
+    listed = json.loads(subprocess.run(
+        [sys.executable, "-m", "runner", "--db", url, "schedule", "list", "--jobs",
+         str(tmp_path / "jobs"), "--json"], capture_output=True, text=True, check=True,
+        timeout=120).stdout)
+    summary = listed[0]["freshness"]
+    assert summary["devices"] == len(fleet.hosts) and summary["never"] == len(faulty)
+    assert summary["failing"] == len(faulty) and listed[0]["when"] == \
+        "backups no older than 120s"
+
+
+def test_a_freshness_the_fleet_cannot_keep_is_a_warning(fleet: Fleet, tmp_path: Path) -> None:
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "tight.yml").write_text(JOB.format(name="tight", freshness="10s"),
+                                                 encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'runner.db'}"
+    port = free_port()
+    proc = serve(tmp_path, url, fleet.inventory, port)
+    fresh = Freshness(ScheduleStore(url).engine)
+    try:
+        wait_for(lambda: bool((fresh.state("tight") or {}).get("warning")), 300,
+                 "the warning after the first round")
+        covered = metric(port, "runner_backup_covered", "tight")
+    finally:
+        code = stop(proc)
+    log = (tmp_path / "serve.log").read_text(encoding="utf-8")
+    assert code == 0 and "Traceback" not in log
+    warning = str((fresh.state("tight") or {})["warning"])
+    assert warning.startswith("1000 devices every 10s needs 100.00 backups/s; the job's runs "
+                              "manage ")
+    assert "raise its concurrency, add workers (--engine celery) or lengthen" in warning
+    assert f"tight: freshness 10s cannot be kept: {warning}" in log
+    assert covered == 0
