@@ -18,7 +18,9 @@ from tests.conftest import ROOT
 LAYERS: list[tuple[str, ...]] = [
     # 0 foundations: vocabularies, errors, settings, records, masking, input files
     ("runner.vocab", "runner.errors", "runner.settings", "runner.registry", "runner.records",
-     "runner.redact", "runner.logsetup", "runner.source"),
+     "runner.redact", "runner.logsetup", "runner.source",
+     # the rule language of secret lines (platforms.yaml's `secrets:`), masking's own
+     "runner.inventory.secretlines"),
     # 1 what a device is and how to talk to it
     ("runner.inventory", "runner.drivers"),
     # 2 the job's own domain: the spec (with its schedule) and what steps do on a device
