@@ -64,7 +64,7 @@ class ContainerlabBackend:
         addresses: dict[str, str] = {}
         keys: dict[str, list[str]] = {}
         for node in lab.plan.nodes.values():
-            if node.role != "router":
+            if not node.kind_impl.serves_ssh:
                 continue
             row = rows.get(node.netns, {})
             ip = str(row.get("ipv4_address", "")).split("/")[0]
@@ -118,7 +118,7 @@ class ContainerlabBackend:
         for node in lab.plan.nodes.values():
             row = rows.get(node.netns, {})
             ip = str(row.get("ipv4_address", "")).split("/")[0] or node.mgmt_ip
-            nodes.append(NodeStatus(name=node.name, kind=node.kind, role=node.role,
+            nodes.append(NodeStatus(name=node.name, kind=node.kind, role=node.kind_impl.role,
                                     mgmt_ip=ip, running=row.get("state") == "running"))
         inv = Path(lab.plan.lab_dir) / "nornir-simple-inventory.yml"
         return LabStatus(lab=lab.plan.lab, backend=NAME, topology=lab.plan.topology,

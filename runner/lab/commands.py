@@ -137,9 +137,9 @@ def exec_(node: str, command: tuple[str, ...], lab_ref: str | None, shell: bool,
     argv = list(command)
     labs = _labs()
     lab_state = labs.lab_of(node, lab_ref)
-    if node in lab_state.plan.nodes and lab_state.plan.nodes[node].role == "router" \
-            and not shell:
-        argv = ["vtysh", "-c", " ".join(argv)]
+    cli = lab_state.plan.nodes[node].kind_impl.cli if node in lab_state.plan.nodes else None
+    if cli is not None and not shell:
+        argv = [cli, "-c", " ".join(argv)]
     proc = labs.exec_in(lab_state, node, argv, timeout)
     # A node's output is the node's: escaped like every device output runner prints.
     sys.stdout.write(proc.stdout if raw else terminal_safe(proc.stdout))

@@ -77,7 +77,7 @@ def wait_converged(labs: Labs, lab: LabState, timeout: float = 120, interval: fl
     Converged must hold for `stable_polls` polls in a row, so a session that flaps right
     after coming up is not taken for a converged network.
     """
-    routers = [n.name for n in lab.plan.nodes.values() if n.role == "router"]
+    routers = [n.name for n in lab.plan.nodes.values() if n.kind_impl.routes]
     deadline = time.monotonic() + timeout
     streak = 0
     while True:

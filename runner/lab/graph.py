@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from runner.errors import BackendUnavailable, LabError
 from runner.lab.converge import routing
+from runner.lab.kinds import NodeShape
 from runner.lab.service import Labs
 from runner.lab.state import LabState
 from runner.lab.system import interfaces
@@ -41,7 +42,7 @@ class Session:
 @dataclass
 class Picture:
     lab: str
-    nodes: dict[str, str]  # name -> role
+    nodes: dict[str, NodeShape]  # name -> how its kind is drawn
     edges: list[Edge]
     sessions: list[Session] = field(default_factory=list)
     live: bool = False
@@ -79,7 +80,8 @@ def build(topo: Topology, labs: Labs | None, lab: LabState | None) -> Picture:
         edges.append(Edge(link.a.node, link.a.iface, link.b.node, link.b.iface,
                           addrs[link.a.node].get(link.a.iface, ""),
                           addrs[link.b.node].get(link.b.iface, "")))
-    pic = Picture(topo.name, {n: node.role for n, node in topo.nodes.items()}, edges)
+    pic = Picture(topo.name, {n: node.kind_impl.shape for n, node in topo.nodes.items()},
+                  edges)
     if labs is not None and lab is not None:
         _add_live(pic, labs, lab)
     return pic
@@ -90,7 +92,7 @@ def _add_live(pic: Picture, labs: Labs, lab: LabState) -> None:
     live = {n: _live_links(lab, n) for n in lab.plan.nodes}
     owner = {a.split("/")[0]: name for name, ifaces in live.items()
              for _, addrs in ifaces.values() for a in addrs}
-    routers = [n for n, p in lab.plan.nodes.items() if p.role == "router"
+    routers = [n for n, p in lab.plan.nodes.items() if p.kind_impl.routes
                and not lab.faults.router_stopped(n)]
     views = {r: routing(labs, lab, r) for r in routers}
     for edge in pic.edges:
@@ -99,7 +101,7 @@ def _add_live(pic: Picture, labs: Labs, lab: LabState) -> None:
         edge.a_addr = a_addrs[0] if a_addrs else edge.a_addr
         edge.b_addr = b_addrs[0] if b_addrs else edge.b_addr
         edge.state = "up" if a_state == b_state == "UP" else "down"
-        if edge.a in views and lab.plan.nodes[edge.b].role == "router":
+        if edge.a in views and lab.plan.nodes[edge.b].kind_impl.routes:
             states = [s for key, s in views[edge.a].ospf.items()
                       if key.split("@")[1].split(":")[0] == edge.a_if]
             edge.ospf = states[0].split("/")[0] if states else "none"
@@ -131,14 +133,17 @@ def _label(edge: Edge, end: str) -> str:
     return f"{_dot(iface)}\\n{_dot(addr)}" if addr else _dot(iface)
 
 
+_DOT_SHAPES = {NodeShape.ROUND: "circle", NodeShape.BOX: "box"}
+_MERMAID_SHAPES = {NodeShape.ROUND: "(({}))", NodeShape.BOX: "[{}]"}
+
+
 def to_dot(pic: Picture) -> str:
     lines = [f'graph "{pic.lab}" {{',
              '  layout=neato; overlap=false; sep="+20"; splines=true; dpi=110;',
              f'  label="lab {pic.lab}{_legend(pic)}"; fontname="Helvetica"; fontsize=10;',
              '  node [fontname="Helvetica"]; edge [fontname="Helvetica", fontsize=8, len=2.6];']
-    for name, role in pic.nodes.items():
-        shape = {"router": "circle", "host": "box"}.get(role, "ellipse")
-        lines.append(f'  "{_dot(name)}" [shape={shape}];')
+    for name, shape in pic.nodes.items():
+        lines.append(f'  "{_dot(name)}" [shape={_DOT_SHAPES[shape]}];')
     for e in pic.edges:
         extra = ""
         if e.state is not None:
@@ -183,10 +188,9 @@ def to_mermaid(pic: Picture) -> str:
         return ids.get(name) or f"n{len(ids)}_{re.sub(r'[^A-Za-z0-9]', '_', name)}"
 
     lines = ["graph LR"]
-    for name, role in pic.nodes.items():
+    for name, shape in pic.nodes.items():
         label = f'"{_mtext(name)}"'
-        shape = f"(({label}))" if role == "router" else f"[{label}]"
-        lines.append(f"  {_mid(name)}{shape}")
+        lines.append(f"  {_mid(name)}{_MERMAID_SHAPES[shape].format(label)}")
     styles = []
     index = 0
     for e in pic.edges:

@@ -154,7 +154,7 @@ class Impair:
     def _router(self, lab: LabState, name: str) -> NodePlan:
         require_root("stopping and starting lab routers")
         node = _node(lab, name)
-        if node.role != "router":
+        if not node.kind_impl.stoppable:
             raise LabError(f"{name} is a {node.role}, not a router: only routers' daemons can "
                            "be stopped and started (take its link down instead)")
         return node

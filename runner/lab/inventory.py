@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from runner.lab.kinds import Kind
+from runner.lab.kinds import FrrKind, Kind
 from runner.lab.plan import LabPlan, NodePlan
 from runner.lab.system import run
 from runner.lab.topology import Node
@@ -19,7 +19,7 @@ CLAB_INVENTORY = "nornir-simple-inventory.yml"
 KNOWN_HOSTS = "known_hosts"
 SSH_CONFIG = "ssh_config"
 CLIENT_KEY = "id_ed25519"
-_NO_KIND = Kind("", role=None)  # platforms for defaults when a lab has no router
+_NO_KIND: Kind = FrrKind("")  # platforms for defaults when a lab has no router
 
 
 def client_public_keys(lab_dir: Path) -> str:
@@ -94,7 +94,7 @@ def write_client_files(plan: LabPlan, nodes: Mapping[str, Node], *,
     """
     lab_dir = Path(plan.lab_dir)
     lab_dir.mkdir(mode=0o700, exist_ok=True)
-    routers = [n for n in plan.nodes.values() if n.role == "router"]
+    routers = [n for n in plan.nodes.values() if n.kind_impl.serves_ssh]
     known_hosts = lab_dir / KNOWN_HOSTS
     address = {n.name: (addresses or {}).get(n.name) or n.mgmt_ip for n in routers}
 
@@ -102,7 +102,7 @@ def write_client_files(plan: LabPlan, nodes: Mapping[str, Node], *,
 
     # Each router's platforms come from its kind: what most routers share goes in defaults,
     # a router of another kind carries its own.
-    kinds = {node.name: nodes[node.name].kind_spec for node in routers}
+    kinds = {node.name: nodes[node.name].kind_impl for node in routers}
     platform = _common([k.platform for k in kinds.values()], _NO_KIND.platform)
     netmiko = _common([k.netmiko_platform for k in kinds.values()], _NO_KIND.netmiko_platform)
     scrapli = _common([k.scrapli_platform for k in kinds.values()], _NO_KIND.scrapli_platform)

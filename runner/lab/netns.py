@@ -17,6 +17,7 @@ from pathlib import Path
 from runner.errors import BackendUnavailable, LabError, LabNotFound
 from runner.lab import confine, hostcheck, inventory, nodefiles, state
 from runner.lab.backend import LabStatus, NodeStatus
+from runner.lab.kinds import NodeFile
 from runner.lab.plan import LabPlan, NodePlan, make_plan
 from runner.lab.system import (
     ip_batch,
@@ -179,9 +180,12 @@ class NamespaceBackend:
             nplan = plan.nodes[node.name]
             ndir = plan.node_dir(node.name)
             ndir.mkdir(parents=True)
-            if node.role == "router":
+            files = node.kind_impl.files
+            if NodeFile.FRR in files:
                 nodefiles.write_frr_files(ndir, node, nplan.daemons)
+            if NodeFile.ACCOUNTS in files:
                 nodefiles.write_accounts(ndir, node.username, node.password, pubkeys)
+            if NodeFile.SSHD in files:
                 nodefiles.write_sshd(ndir, node.username)
             nodefiles.write_launcher(plan, nplan, node.sysctls)
 
@@ -216,7 +220,7 @@ class NamespaceBackend:
             script = str(plan.node_dir(node.name) / "launch.sh")
             argv = ["ip", "netns", "exec", node.netns]
             # Routers get their own UTS namespace so the hostname is the node's name.
-            argv += ["unshare", "--uts", "sh", script] if node.role == "router" \
+            argv += ["unshare", "--uts", "sh", script] if node.kind_impl.own_namespaces \
                 else ["sh", script]
             procs.append((node, subprocess.Popen(argv, stdout=subprocess.PIPE,
                                                  stderr=subprocess.STDOUT, text=True)))
@@ -237,7 +241,7 @@ class NamespaceBackend:
                             "see %s (readable by root only)", node.name, len(errors), boot_log)
 
     def _wait_ready(self, plan: LabPlan) -> None:
-        pending = {n.name for n in plan.nodes.values() if n.role == "router"}
+        pending = {n.name for n in plan.nodes.values() if n.kind_impl.waits_ready}
 
         def all_ready() -> bool:
             for name in list(pending):
@@ -262,10 +266,10 @@ class NamespaceBackend:
     def _run_exec(self, topo: Topology, plan: LabPlan) -> None:
         for node in topo.nodes.values():
             nplan = plan.nodes[node.name]
-            uid, gid, groups = nodefiles.exec_identity(node.username, node.role)
+            uid, gid, groups = nodefiles.exec_identity(node.username, node.kind_impl)
             for command in node.exec:
                 argv = confine.exec_argv(command, uid, gid, groups, node.env,
-                                         fresh_dev=nplan.role != "router")
+                                         fresh_dev=not nplan.kind_impl.own_namespaces)
                 proc = self._in_node(plan, nplan, argv, timeout=60, env=confine.CLEAN_ENV)
                 if proc.returncode != 0:
                     log.warning("node %s: exec %r exited %d: %s", node.name, command,
@@ -339,12 +343,13 @@ class NamespaceBackend:
         nodes = []
         for node in plan.nodes.values():
             running = node.netns in existing
-            router = node.role == "router"
+            kind = node.kind_impl
             nodes.append(NodeStatus(
-                name=node.name, kind=node.kind, role=node.role, mgmt_ip=node.mgmt_ip,
+                name=node.name, kind=node.kind, role=kind.role, mgmt_ip=node.mgmt_ip,
                 running=running,
-                daemons=self._daemon_states(plan, node) if router and running else {},
-                ssh=(running and self._ssh_up(plan, node)) if router else None,
+                daemons=self._daemon_states(plan, node) if kind.waits_ready and running
+                else {},
+                ssh=(running and self._ssh_up(plan, node)) if kind.serves_ssh else None,
                 stopped=list(lab.faults.stopped.get(node.name, [])),
             ))
         inv = Path(plan.lab_dir) / inventory.INVENTORY_DIR
@@ -363,8 +368,9 @@ class NamespaceBackend:
             raise LabError(f"lab {lab.plan.lab} has no node {node!r} (nodes: "
                            f"{', '.join(lab.plan.nodes)})")
         nplan = lab.plan.nodes[node]
-        if nplan.role == "router" and command[:1] in (["vtysh"], [nodefiles.VTYSH]):
-            uid, gid, groups = nodefiles.exec_identity(nplan.username, "router")
+        kind = nplan.kind_impl
+        if kind.cli is not None and command[:1] in ([kind.cli], [nodefiles.VTYSH]):
+            uid, gid, groups = nodefiles.exec_identity(nplan.username, kind)
             command = [*confine.setpriv(confine.NO_CAPS, uid=uid, gid=gid, groups=groups),
                        nodefiles.VTYSH, *command[1:]]
         return self._in_node(lab.plan, nplan, command, timeout=timeout)
@@ -373,7 +379,7 @@ class NamespaceBackend:
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """argv inside the node: a router's own namespaces, a host's network namespace.
         env: the whole environment (default: this process's)."""
-        if node.role == "router":
+        if node.kind_impl.own_namespaces:
             pid = router_pid(plan, node)
             if pid is None:
                 raise LabError(f"router {node.name} is not running (no FRR daemon nor sshd; "

@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 
 from runner.lab import confine, daemonsfile
+from runner.lab.kinds import Kind
 from runner.lab.plan import LabPlan, NodePlan
 from runner.lab.schema import FRR_DAEMONS
 from runner.lab.system import run
@@ -47,11 +48,12 @@ def lab_uid(username: str) -> int:
     return next(uid for uid in range(42000, 60000) if uid not in used)
 
 
-def exec_identity(username: str, role: str) -> tuple[int, int, list[int]]:
+def exec_identity(username: str, kind: Kind) -> tuple[int, int, list[int]]:
     """uid, gid and groups that a topology's exec lines, and vtysh run for runner, use:
-    the lab's login user, no host account; on a router in frr and frrvty (its vtysh)."""
+    the lab's login user, no host account; on a node with a CLI (a router's vtysh) in frr
+    and frrvty."""
     uid = lab_uid(username)
-    if role != "router":
+    if kind.cli is None:
         return uid, uid, []
     frrvty, frr = grp.getgrnam("frrvty").gr_gid, grp.getgrnam("frr").gr_gid
     return uid, frrvty, [frr, frrvty]
@@ -208,11 +210,7 @@ def write_sshd(ndir: Path, username: str) -> None:
 
 
 def _sysctls(node: NodePlan, extra: dict[str, str]) -> list[str]:
-    base = {"net.ipv6.conf.all.disable_ipv6": "0"}
-    if node.role == "router":
-        # igmp_max_memberships: the default 20 stalls OSPF on a hub with >20 neighbours.
-        base |= {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1",
-                 "net.ipv4.igmp_max_memberships": "512"}
+    base = {"net.ipv6.conf.all.disable_ipv6": "0", **node.kind_impl.sysctls}
     base |= extra
     return [f"sysctl -qw {shlex.quote(f'{k}={v}')}" for k, v in base.items()]
 
@@ -241,7 +239,7 @@ def write_launcher(plan: LabPlan, node: NodePlan, sysctls: dict[str, str]) -> Pa
     lines += [*[f"ip link set {q(i)} up" for i in node.interfaces], *_sysctls(node, sysctls)]
     log_dir = ndir / "log"
     log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if node.role == "router":
+    if node.kind_impl.own_namespaces:
         user = node.username
         node_mount = confine.NODE_MOUNT
         daemons_file = ndir / "etc-frr" / "daemons"

@@ -52,11 +52,11 @@ def save(labs: Labs, lab: LabState, to: Path | None = None,
     if lab.backend != "namespace":
         run(["containerlab", "save", "-t", lab.plan.topology], timeout=300)
         return [Saved(n, None, "saved by containerlab") for n, p in lab.plan.nodes.items()
-                if p.role == "router"]
+                if p.kind_impl.saves_config]
     topo = load_topology(Path(lab.plan.topology))
     base = topo.path.parent
     results = []
-    for node in topo.routers():
+    for node in (n for n in topo.nodes.values() if n.kind_impl.saves_config):
         if lab.faults.router_stopped(node.name):
             results.append(Saved(node.name, None, "stopped: not saved"))
             continue

@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.errors import LabError, TopologyError
 from runner.lab import daemonsfile, labfiles, rules
-from runner.lab.kinds import Kind, KindRegistry, Role, default_registry, is_frr_image
+from runner.lab.kinds import Kind, KindRegistry, Role, default_registry
 from runner.lab.schema import (
     IFNAME_MAX,
     IFNAME_RE,
@@ -84,8 +84,9 @@ class Node:
 
     name: str
     kind: str
-    kind_spec: Kind  # what runner knows about the kind: login defaults, automation platforms
-    role: Role
+    # The node's behaviour (its kind's, or what a linux node's image makes it), its login
+    # defaults and automation platforms: callers ask it, never compare names or roles.
+    kind_impl: Kind
     image: str | None
     group: str | None
     mgmt_ipv4: ipaddress.IPv4Address | None
@@ -101,6 +102,10 @@ class Node:
     password: str
     daemons: list[str] | None  # extras.frr.daemons; None = not given
     line: int
+
+    @property
+    def role(self) -> Role:
+        return self.kind_impl.role
 
     def frr_file(self, name: str) -> Bind | None:
         """The bind that provides /etc/frr/<name>, if any."""
@@ -145,7 +150,8 @@ class Topology:
         return f"{self.prefix}-{self.name}-{node}"
 
     def routers(self) -> list[Node]:
-        return [n for n in self.nodes.values() if n.role == "router"]
+        """Nodes that route (run FRR), in the file's order."""
+        return [n for n in self.nodes.values() if n.kind_impl.routes]
 
 
 def load_topology(path: Path, registry: KindRegistry | None = None,
@@ -261,15 +267,13 @@ def _node(src: _Source, doc: TopologyFile, name: str, registry: KindRegistry,
     image: str | None = m.get("image")
     binds = [_bind(src, text, (*m.at("binds"), i), files, warnings)
              for i, text in enumerate(m.get("binds") or [])]
-    role: Role = kind.role or (
-        "router" if is_frr_image(image) or any(b.target.startswith(FRR_DIR) for b in binds)
-        else "host")
+    kind_impl = kind.for_node(image, any(b.target.startswith(FRR_DIR) for b in binds))
 
     startup_config = startup_source = None
     if m.get("startup_config") is not None:
         startup_config, startup_source = _read_startup_config(
             src, m.get("startup_config"), m.at("startup_config"), files)
-        if role != "router":
+        if not kind_impl.takes_startup_config:
             raise src.error("startup-config is only applied to FRR routers; this node is a "
                             "plain Linux host (use an FRR image or kind: frr)",
                             m.at("startup_config"))
@@ -283,7 +287,7 @@ def _node(src: _Source, doc: TopologyFile, name: str, registry: KindRegistry,
     creds = m.get("credentials")
     extras = m.get("extras")
     return Node(
-        name=name, kind=kind.name, kind_spec=kind, role=role, image=image, group=group_name,
+        name=name, kind=kind.name, kind_impl=kind_impl, image=image, group=group_name,
         mgmt_ipv4=m.get("mgmt_ipv4"), startup_config=startup_config,
         startup_config_source=startup_source, binds=binds, exec=list(m.get("exec") or []),
         labels=dict(m.get("labels") or {}), env=dict(m.get("env") or {}),

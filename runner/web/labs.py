@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LabError, NotFound
+from runner.lab.kinds import NodeFile, NodeShape
 from runner.lab.plan import LabPlan, NodePlan
 from runner.lab.service import Labs
 from runner.lab.system import interfaces
@@ -23,10 +24,11 @@ def lab_statuses(settings: Settings) -> list[dict[str, Any]]:
 @dataclass
 class DrawnNode:
     name: str
-    role: str  # router | host
+    role: str  # router | host, as status shows it
     kind: str
     mgmt_ip: str
     running: bool
+    shape: NodeShape  # how the node's kind is drawn
 
 
 @dataclass
@@ -56,15 +58,15 @@ def topology(settings: Settings, name: str) -> Topology:
     running = {n.name: n.running for n in status.nodes}
     plan = state.plan
     by_netns = {n.netns: n.name for n in plan.nodes.values()}
-    nodes = [DrawnNode(n.name, n.role, n.kind, n.mgmt_ip, running.get(n.name, False))
-             for n in plan.nodes.values()]
+    nodes = [DrawnNode(n.name, n.role, n.kind, n.mgmt_ip, running.get(n.name, False),
+                       n.kind_impl.shape) for n in plan.nodes.values()]
     links = [DrawnLink(by_netns.get(lk.a_netns, lk.a_netns), lk.a_iface,
                        by_netns.get(lk.b_netns, lk.b_netns), lk.b_iface)
              for lk in plan.links]
     addresses: dict[tuple[str, str], list[str]] = {}
     for node in plan.nodes.values():
         found = live_addresses(node) if running.get(node.name) else {}
-        if not found and node.role == "router":
+        if not found and NodeFile.FRR in node.kind_impl.files:
             found = configured_addresses(plan, node)
         for iface, addrs in found.items():
             addresses[(node.name, iface)] = addrs

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from html import escape
 
+from runner.lab.kinds import NodeShape
 from runner.web.labs import DrawnNode, Topology
 
 ROUTER_R = 30  # a router's circle
@@ -17,12 +18,12 @@ LABEL_OFF = 8  # ... and this far beside it
 
 
 def _ring(topo: Topology) -> float:
-    routers = sum(1 for n in topo.nodes if n.role == "router")
+    routers = sum(1 for n in topo.nodes if n.shape is NodeShape.ROUND)
     return 0.0 if routers <= 1 else max(170.0, routers * 160 / (2 * math.pi))
 
 
 def _size(topo: Topology) -> float:
-    hosts = any(n.role != "router" for n in topo.nodes)
+    hosts = any(n.shape is not NodeShape.ROUND for n in topo.nodes)
     return 2 * (_ring(topo) + (HOST_GAP if hosts else 0) + MARGIN)
 
 
@@ -30,8 +31,9 @@ def _layout(topo: Topology) -> dict[str, tuple[float, float]]:
     size = _size(topo)
     cx = cy = size / 2
     ring = _ring(topo)
-    routers = [n for n in topo.nodes if n.role == "router"]
-    others = [n for n in topo.nodes if n.role != "router"]
+    # Round nodes (routers) on the ring, the others outside it.
+    routers = [n for n in topo.nodes if n.shape is NodeShape.ROUND]
+    others = [n for n in topo.nodes if n.shape is not NodeShape.ROUND]
     places: dict[str, tuple[float, float]] = {}
     angles: dict[str, float] = {}
     for i, node in enumerate(routers):
@@ -73,14 +75,14 @@ def _node(node: DrawnNode, x: float, y: float) -> str:
     title = (f"<title>{escape(node.name)}: {escape(node.kind)} {escape(node.role)}, "
              f"management {escape(node.mgmt_ip)}, {'running' if node.running else 'absent'}"
              "</title>")
-    if node.role == "router":
+    if node.shape is NodeShape.ROUND:
         shape = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{ROUTER_R}" '
                  f'class="router {state}"/>')
     else:
         shape = (f'<rect x="{x - HOST_W / 2:.1f}" y="{y - HOST_H / 2:.1f}" width="{HOST_W}" '
                  f'height="{HOST_H}" rx="4" class="host {state}"/>')
     name = _text(x, y + 5, [node.name], "name")
-    below = ROUTER_R if node.role == "router" else HOST_H / 2
+    below = ROUTER_R if node.shape is NodeShape.ROUND else HOST_H / 2
     mgmt = _text(x, y + below + 14, [node.mgmt_ip], "mgmt")
     return f'<g class="node" data-node="{escape(node.name)}">{title}{shape}{name}{mgmt}</g>'
 

@@ -217,7 +217,8 @@ def test_graph_shows_interfaces_addresses_and_live_state(lab: RunningLab,
     down = next(ln for ln in dot.splitlines() if '"r3" -- "h2" [' in ln)
     assert "style=dashed" in down and "#c62828" in down
     assert '"r1" -- "r3" [style=dotted, color="#2e7d32"' in dot  # iBGP session, by loopback
-    assert mermaid.startswith("graph LR") and "r1((r1))" in mermaid and "h1[h1]" in mermaid
+    # each node drawn as its kind says: router r1 round, host h1 a box
+    assert mermaid.startswith("graph LR") and '(("r1"))' in mermaid and '["h1"]' in mermaid
     assert '|"eth3 10.3.3.1/24 -- eth1 10.3.3.10/24"|' in mermaid
     svg = tmp_path / "lab.svg"
     runner("lab", "graph", str(lab.topology), "-o", str(svg))

@@ -14,7 +14,8 @@ import pytest
 
 from runner.errors import LabError, TopologyError
 from runner.lab import confine, hostcheck, labfiles, nodefiles, rules, state
-from runner.lab.plan import daemons_for, make_plan
+from runner.lab.kinds.frr import daemons_for
+from runner.lab.plan import make_plan
 from runner.lab.topology import FileAccess, load_topology
 
 BAD = Path(__file__).parent / "bad_topologies"

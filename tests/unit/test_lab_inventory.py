@@ -12,7 +12,7 @@ import yaml
 from runner.errors import TopologyError
 from runner.inventory.fleet import load_inventory
 from runner.lab.inventory import CLAB_INVENTORY, write_client_files
-from runner.lab.kinds import Kind, default_registry
+from runner.lab.kinds import FrrKind, default_registry
 from runner.lab.plan import make_plan
 from runner.lab.topology import load_topology
 
@@ -31,8 +31,8 @@ topology:
 """
 
 # A kind whose CLI is not IOS-like: its own platform for runner, netmiko and scrapli.
-EOS_LIKE = Kind("eos_like", role="router", platform="arista_eos",
-                netmiko_platform="arista_eos", scrapli_platform="arista_eos")
+EOS_LIKE = FrrKind("eos_like", platform="arista_eos", netmiko_platform="arista_eos",
+                   scrapli_platform="arista_eos")
 
 
 def written_lab(tmp_path: Path) -> Path:
@@ -93,13 +93,13 @@ def test_every_driver_reads_the_written_inventories(tmp_path: Path, driver: str,
 def test_kind_registry_refuses_a_duplicate_name_or_unknown_platform() -> None:
     registry = default_registry()
     with pytest.raises(ValueError, match="kind 'frr' is already registered"):
-        registry.register(Kind("frr", role="router"))
+        registry.register(FrrKind("frr"))
     with pytest.raises(ValueError, match="kind 'frrouting' is already registered"):
-        registry.register(Kind("frr2", role="router"), "frrouting")
+        registry.register(FrrKind("frr2"), "frrouting")
     with pytest.raises(ValueError, match="kind 'x' is already registered"):
-        registry.register(Kind("x", role="router"), "x")
+        registry.register(FrrKind("x"), "x")
     with pytest.raises(ValueError, match=r"platform 'junos' is not in platforms\.yaml"):
-        registry.register(Kind("vjunos", role="router", platform="junos"))
+        registry.register(FrrKind("vjunos", platform="junos"))
     assert registry.names() == ["frr", "frrouting", "linux"]  # nothing half-registered
 
 

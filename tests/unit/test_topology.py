@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from runner.lab.plan import LabPlan, daemons_for, make_plan
+from runner.lab.kinds.frr import daemons_for
+from runner.lab.plan import LabPlan, make_plan
 from runner.lab.topology import load_topology
 from tests.conftest import LAB_DIR, ROOT
 

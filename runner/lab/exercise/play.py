@@ -69,7 +69,7 @@ def apply(labs: Labs, lab: LabState, action: Action) -> str:
     if action.config is not None:
         assert action.node is not None
         router = action.node
-        if lab.plan.nodes[router].role != "router":
+        if lab.plan.nodes[router].kind_impl.cli is None:
             raise ExerciseError(f"{router} is not a router: config lines need vtysh")
         argv = ["vtysh", "-c", "configure terminal", *[a for line in action.config
                                                         for a in ("-c", line)]]
