@@ -150,8 +150,8 @@ def applies(command: Command) -> bool:
     if path not in RUN_HERE:
         return False
     if command.inline and (path in {("run",), ("show",), ("serve",), ("lab", "sim")}
-                           or command.argv == ("validate",)):
-        return False  # a name in a sentence, not a command line
+                           or tuple(command.argv) == path):
+        return False  # a name in a sentence (`runner schedule run`), not a command line
     if any(word in NEEDS_OTHER_PARTS for word in command.argv):
         return False
     if "my-jobs" in command.argv:  # the tutorial's scheduled ospf-area change: the FRR lab

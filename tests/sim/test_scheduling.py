@@ -269,9 +269,11 @@ def test_blackouts_skip_defer_hold_a_site_and_refuse_runs(
                  ", groups: [site-a], jobs: [facts]")
         + window("freeze", now - timedelta(minutes=1), now + timedelta(hours=1),
                  ", changes_only: true, jobs: [ntp]"), encoding="utf-8")
+    # a line new to the session's simulator for each database (the other one's run set its own)
+    server_ip = "192.0.2.44" if db_url.startswith("sqlite") else "192.0.2.45"
     (jobs / "ntp.yml").write_text(
         "name: ntp\ndriver: asyncssh\ntargets: {hosts: [sim0004]}\nschedule: {cron: '0 3 1 1 *',"
-        " approval: required}\nsteps:\n  - config: {lines: [ntp server 192.0.2.44]}\n",
+        f" approval: required}}\nsteps:\n  - config: {{lines: [ntp server {server_ip}]}}\n",
         encoding="utf-8")
     base = "driver: asyncssh\nsteps:\n  - command: show clock\n"
     (jobs / "audit.yml").write_text("name: audit\nschedule: {interval: 2s, on_blackout: skip}\n"
