@@ -161,7 +161,7 @@ def test_the_backup_table_lists_every_targeted_device(
     assert never["state"] == "never" and never["versions"] == 0
     assert never["last_attempt"]["status"] == "auth_failed"
     assert never["last_attempt"]["error"] and never["last_attempt"]["run_id"] == story["ntp"]
-    assert list(rows)[0] == fleet.refusing[0]  # failed and never first
+    assert next(iter(rows)) == fleet.refusing[0]  # failed and never first
     twice = rows[fleet.healthy[0]]
     assert twice["state"] == "ok" and twice["versions"] == 2
     assert twice["last_backup"]["run_id"] == story["more"]
