@@ -296,11 +296,25 @@ class BackupRepo:
         """Every device with a backup in the last commit: its newest version (commit, date,
         title) and how many versions it has, from one `git log` over the whole history (a
         table of 10,000 devices starts one git process, not one per device)."""
-        if not self.git_dir.is_dir() or not self._is_repository() or self._head() is None:
+        if not self.git_dir.is_dir():
             return {}
-        current = {name for name in self._committed(self._head()) if name.endswith(".cfg")}
+        head = self._head_quick()
+        if head is None:
+            return {}
+        key = (str(self.path.resolve()), head)
+        with _SNAPSHOTS_LOCK:
+            kept = _SUMMARIES.get(key)
+        if kept is None:
+            kept = self._summary(head)
+            with _SNAPSHOTS_LOCK:
+                _SUMMARIES.clear()  # the newest commit of the repository last read
+                _SUMMARIES[key] = kept
+        return {host: dict(row) for host, row in kept.items()}
+
+    def _summary(self, head: str) -> dict[str, dict[str, Any]]:
+        current = {name for name in self._committed(head) if name.endswith(".cfg")}
         out = self._git("-c", "core.quotePath=false", "log", "--no-renames", "--name-only",
-                        "--format=%x00%H%x09%cI%x09%s", "HEAD")
+                        "--format=%x00%H%x09%cI%x09%s", head)
         found: dict[str, dict[str, Any]] = {}
         for chunk in out.split("\0")[1:]:
             head, _, names = chunk.partition("\n")
@@ -398,6 +412,8 @@ _COMMIT_ID = re.compile(r"[0-9a-f]{4,64}")
 # The last commit's files of the backup repository compliance checks last read.
 _SNAPSHOTS: dict[tuple[str, str], dict[str, str]] = {}
 _SNAPSHOTS_LOCK = threading.Lock()
+# summary() of the last commit of the repository the web's backup table last read.
+_SUMMARIES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
 
 
 def host_of(name: str) -> str:

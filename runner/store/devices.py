@@ -26,6 +26,7 @@ from runner.store.results import ResultsStore, devices, runs
 from runner.vocab import DeviceStatus
 
 NEVER = "never"  # the status filter's word for devices no run has recorded
+_SUCCESS = frozenset(s for s in DeviceStatus if s.success)
 RUNS_SHOWN = 20  # a device's newest runs in its document
 MAX_VERSIONS = 100_000  # versions counted per device and repository
 
@@ -39,23 +40,36 @@ def _row(found: Any) -> dict[str, Any]:
     return dict(found._mapping)
 
 
-def last_records(store: ResultsStore, jobs: list[str] | None = None,
-                 real_only: bool = False) -> dict[str, dict[str, Any]]:
-    """Each device's newest record (of these jobs' runs; only runs that were not dry
-    runs), with its run: host -> row."""
-    newest = select(func.max(devices.c.id).label("id")).select_from(
-        devices.join(runs, runs.c.run_id == devices.c.run_id))
+def last_statuses(store: ResultsStore, jobs: list[str] | None = None,
+                  real_only: bool = False) -> dict[str, tuple[str, int]]:
+    """Each device's newest record (of these jobs' runs; without dry runs): host ->
+    (its status, the record's id). Two columns of every device: enough to filter and
+    count 10,000 devices; records_of() reads the rows a page shows."""
+    newest = select(devices.c.host, func.max(devices.c.id).label("id"))
+    if jobs is not None or real_only:  # else the (host, id) index alone answers
+        newest = newest.select_from(devices.join(runs, runs.c.run_id == devices.c.run_id))
     if jobs is not None:
         newest = newest.where(runs.c.job.in_(jobs))
     if real_only:
         newest = newest.where(runs.c.dry_run.is_(False))
-    newest = newest.group_by(devices.c.host)
-    query = select(devices.c.host, *_RUN_COLUMNS).select_from(
-        devices.join(runs, runs.c.run_id == devices.c.run_id)).where(
-        devices.c.id.in_(newest.scalar_subquery()))
+    found = newest.group_by(devices.c.host).subquery()
+    query = select(found.c.host, devices.c.status, found.c.id).select_from(
+        found.join(devices, devices.c.id == found.c.id))
     with store.engine.connect() as conn:
-        return {r.host: {k: v for k, v in _row(r).items() if k != "host"}
-                for r in conn.execute(query)}
+        return {host: (status, ident) for host, status, ident in conn.execute(query)}
+
+
+def records_of(store: ResultsStore, ids: list[int]) -> dict[str, dict[str, Any]]:
+    """These device records with their runs: host -> row."""
+    out: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for at in range(0, len(ids), 500):
+            query = select(devices.c.host, *_RUN_COLUMNS).select_from(
+                devices.join(runs, runs.c.run_id == devices.c.run_id)).where(
+                devices.c.id.in_(ids[at:at + 500]))
+            out.update({r.host: {k: v for k, v in _row(r).items() if k != "host"}
+                        for r in conn.execute(query)})
+    return out
 
 
 def host_runs(store: ResultsStore, host: str, limit: int = RUNS_SHOWN,
@@ -131,7 +145,8 @@ class DeviceFilter:
                              f"{known})", field="group")
         return self
 
-    def keeps(self, fleet: FleetInventory, name: str, last: dict[str, Any] | None) -> bool:
+    def keeps(self, fleet: FleetInventory, name: str, last: tuple[str, int] | None
+              ) -> bool:
         host = fleet.hosts[name]
         if self.search:
             needle = self.search.lower()
@@ -143,7 +158,7 @@ class DeviceFilter:
             return False
         if self.status:
             return (last is None) if self.status == NEVER else \
-                (last is not None and last["status"] == self.status)
+                (last is not None and last[0] == self.status)
         return True
 
 
@@ -152,14 +167,15 @@ def device_list(store: ResultsStore, fleet: FleetInventory, where: DeviceFilter 
     """(how many devices match, a page of them in inventory order): each with its facts
     and its last run (`runner device --json`, GET /api/devices)."""
     where = (where or DeviceFilter()).checked(fleet)
-    last = last_records(store)
+    last = last_statuses(store)
     chosen = [n for n in fleet.hosts if where.keeps(fleet, n, last.get(n))]
     page = chosen[offset:None if limit is None else offset + limit]
+    records = records_of(store, [last[n][1] for n in page if n in last])
     out = []
     for name in page:
         item = facts(fleet, name)
         del item["data"], item["in_inventory"]
-        out.append({**item, "last_run": last.get(name)})
+        out.append({**item, "last_run": records.get(name)})
     return len(chosen), out
 
 
@@ -234,27 +250,45 @@ def device_document(store: ResultsStore, fleet: FleetInventory, repos: list[Repo
 # -- a backup repository's table ------------------------------------------------------------
 
 
-def backup_table(store: ResultsStore, repo: Repo, fleet: FleetInventory | None
-                 ) -> dict[str, Any]:
-    """Every device a repository's jobs target, and every device with a backup in it: its
-    last backup (time, commit, the run that made it), the last attempt of the
-    repository's jobs on it (status, error), its number of versions, and its state (ok;
-    failed: the last attempt failed; never: no backup yet). Failed and never first."""
+STATES = ("never", "failed", "ok")  # a device's backup state, in the table's order
+
+
+def backup_table(store: ResultsStore, repo: Repo, targeted: list[str],
+                 state: str | None = None, search: str | None = None, offset: int = 0,
+                 limit: int | None = None) -> dict[str, Any]:
+    """Every device a repository's jobs target (`targeted`: Repo.targeted() of the
+    inventory) and every device with a backup in it: its last backup (time, commit, the
+    run that made it), the last attempt of the repository's jobs on it (status, error),
+    its number of versions, its state (ok; failed: the last attempt failed, the backup is
+    older; never: no backup yet). Never and failed first; `counts` of every state, `rows`
+    the page of those in `state` whose name holds `search`."""
+    if state is not None and state not in STATES:
+        raise InputError(f"{state!r} is not a backup state (one of {', '.join(STATES)})",
+                         field="state")
     summary = BackupRepo(repo.path).summary()
-    targeted = repo.targeted(fleet)
-    hosts = targeted + sorted(set(summary) - set(targeted))
-    attempts = last_records(store, list(repo.jobs), real_only=True) if repo.jobs else {}
-    made_by = runs_of_commits(store, [s["commit"] for s in summary.values()])
-    rows = [_backup_row(repo, host, summary.get(host), (summary.get(host) or {}).get(
-        "versions", 0), made_by.get((summary.get(host) or {}).get("commit", "")),
-        attempts.get(host)) for host in hosts]
-    order = {"never": 0, "failed": 1, "ok": 2}
-    rows.sort(key=lambda r: order[r["state"]])  # stable: inventory order within a state
-    counts = dict.fromkeys(order, 0)
-    for row in rows:
-        counts[row["state"]] += 1
+    known = set(targeted)
+    hosts = targeted + sorted(h for h in summary if h not in known)
+    attempts = last_statuses(store, list(repo.jobs), real_only=True) if repo.jobs else {}
+    states: dict[str, str] = {}
+    for host in hosts:
+        attempt = attempts.get(host)
+        failed = attempt is not None and attempt[0] not in _SUCCESS
+        states[host] = "never" if host not in summary else "failed" if failed else "ok"
+    counts = dict.fromkeys(STATES, 0)
+    for value in states.values():
+        counts[value] += 1
+    order = {s: i for i, s in enumerate(STATES)}
+    chosen = sorted((h for h in hosts if (state is None or states[h] == state)
+                     and (not search or search.lower() in h.lower())),
+                    key=lambda h: order[states[h]])  # stable: inventory order in a state
+    page = chosen[offset:None if limit is None else offset + limit]
+    records = records_of(store, [attempts[h][1] for h in page if h in attempts])
+    made_by = runs_of_commits(store, [summary[h]["commit"] for h in page if h in summary])
+    rows = [_backup_row(repo, h, summary.get(h), (summary.get(h) or {}).get("versions", 0),
+                        made_by.get((summary.get(h) or {}).get("commit", "")),
+                        records.get(h)) for h in page]
     return {"repo": repo.name, "path": str(repo.path), "jobs": list(repo.jobs),
-            "devices": len(rows), "counts": counts, "rows": rows}
+            "devices": len(hosts), "counts": counts, "shown": len(chosen), "rows": rows}
 
 
 def config_at(repo: Repo, host: str, commit: str | None) -> tuple[str, str]:

@@ -25,7 +25,6 @@ pages = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api")
 Viewer = Annotated[Principal, Depends(viewer)]
 ROWS_PER_PAGE = 500
-STATES = ("never", "failed", "ok")
 
 
 def _fleet(request: Request) -> tuple[FleetInventory | None, str | None]:
@@ -48,19 +47,26 @@ def _repo_for(request: Request, name: str | None, host: str) -> Repo:
     return repository(repos, name)
 
 
-def _table(request: Request, repo: Repo, state: str | None, search: str | None
-           ) -> dict[str, Any]:
+_TARGETED: dict[str, tuple[object, Repo, list[str]]] = {}  # per repository, of a fleet
+
+
+def _targeted(fleet: FleetInventory | None, repo: Repo) -> list[str]:
+    """Repo.targeted(), kept while the inventory and the jobs are the same objects (they
+    are made again when their files change: runner.web.devices)."""
+    kept = _TARGETED.get(repo.name)
+    if kept is not None and kept[0] is fleet and kept[1] is repo:
+        return kept[2]
+    found = repo.targeted(fleet)
+    _TARGETED[repo.name] = (fleet, repo, found)
+    return found
+
+
+def _table(request: Request, repo: Repo, state: str | None, search: str | None,
+           offset: int = 0, limit: int | None = None) -> dict[str, Any]:
     fleet, problem = _fleet(request)
-    table = store_devices.backup_table(services(request).results, repo, fleet)
-    if state is not None and state not in STATES:
-        raise InputError(f"{state!r} is not a backup state (one of {', '.join(STATES)})",
-                         field="state")
-    rows = table["rows"]
-    if state:
-        rows = [r for r in rows if r["state"] == state]
-    if search:
-        rows = [r for r in rows if search.lower() in r["host"].lower()]
-    return {**table, "rows": rows, "shown": len(rows), "inventory_error": problem}
+    table = store_devices.backup_table(services(request).results, repo,
+                                       _targeted(fleet, repo), state, search, offset, limit)
+    return {**table, "inventory_error": problem}
 
 
 # -- pages ----------------------------------------------------------------------------------
@@ -75,19 +81,19 @@ def backups_page(request: Request, who: Viewer, repo: str | None = None,
     repos = repos_of(request)
     chosen = [repository(repos, repo)] if repo is not None else repos
     tables = []
+    at = page if repo is not None else 1
     for found in chosen:
-        table = _table(request, found, state or None, q or None)
+        table = _table(request, found, state or None, q or None,
+                       (at - 1) * ROWS_PER_PAGE, ROWS_PER_PAGE)
         pages_n = max(1, math.ceil(table["shown"] / ROWS_PER_PAGE))
-        at = page if repo is not None else 1
         if at > pages_n:
             raise NotFound(f"page {at} of {found.name} does not exist (there are "
                            f"{pages_n})", field="page")
-        table["rows"] = table["rows"][(at - 1) * ROWS_PER_PAGE:at * ROWS_PER_PAGE]
         table.update(page=at, pages=pages_n)
         tables.append(table)
     query = {k: v for k, v in (("state", state), ("q", q)) if v}
     return render(request, "backups.html", who, tables=tables, filters=query,
-                  one=repo is not None, query=urlencode(query), states=STATES)
+                  one=repo is not None, query=urlencode(query), states=store_devices.STATES)
 
 
 @pages.get("/backups/{host:path}")

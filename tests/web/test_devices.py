@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -42,13 +43,16 @@ def _run(web: Web, op: httpx.Client, job: str) -> str:
 def story(web: Web, fleet: Fleet, op: httpx.Client) -> dict[str, str]:
     """The ntp job (config + backup, one device refuses the login), then a second backup
     job into the same repository that changes the first healthy device again (its second
-    version), then the golden config check of another device."""
+    version: an NTP server of this module's own, for the simulated devices keep their
+    config from module to module), then the golden config check of another device.
+    `line`: that server's config line."""
+    line = f"ntp server 198.51.100.{int(re.sub(r'[^0-9]', '', web.workdir.name) or 0) + 1}"
     write_job(web.jobs, "ntp-more", description="one more NTP server, backed up",
               targets={"hosts": fleet.healthy[:1]}, driver="asyncssh", steps=[
-                  {"config": {"lines": ["ntp server 192.0.2.12"]}},
+                  {"config": {"lines": [line]}},
                   {"backup": {"dir": str(web.workdir / "backups")}}])
     return {"ntp": _run(web, op, "ntp"), "more": _run(web, op, "ntp-more"),
-            "golden": _run(web, op, "golden")}
+            "golden": _run(web, op, "golden"), "line": line}
 
 
 def _password(fleet: Fleet) -> str:
@@ -189,17 +193,17 @@ def test_a_config_at_any_version_its_download_and_diff(
         "text/plain")
     assert latest.text == repo.text_at(host, newest["commit"])
     assert latest.headers["X-Backup-Commit"] == newest["commit"]
-    assert "ntp server 192.0.2.12" in latest.text
+    assert story["line"] + "\n" in latest.text
     older = viewer.get(f"/api/backups/{host}/config", params={"at": oldest["commit"][:8]})
     assert older.text == repo.text_at(host, oldest["commit"])
-    assert "ntp server 192.0.2.10" in older.text and "server 192.0.2.12\n" not in older.text
+    assert "ntp server 192.0.2.10" in older.text and story["line"] + "\n" not in older.text
     saved = viewer.get(f"/api/backups/{host}/config", params={"download": 1,
                                                               "at": oldest["commit"]})
     assert saved.headers["Content-Disposition"] == \
         f'attachment; filename="{host}-{oldest["commit"][:10]}.cfg"'
     diff = viewer.get(f"/api/backups/{host}/diff", params={
         "from": oldest["commit"], "to": newest["commit"]}).json()["diff"]
-    assert "+ntp server 192.0.2.12" in diff
+    assert f"+{story['line']}\n" in diff
     for params, status in (({"at": "zz"}, 400), ({"at": "abcdef12"}, 404)):
         answer = viewer.get(f"/api/backups/{host}/config", params=params)
         assert answer.status_code == status and "error" in answer.json()
