@@ -18,20 +18,21 @@ class Repo:
     name: str  # as URLs and documents name it: the directory as the job writes it
     path: Path
     jobs: tuple[str, ...]  # the jobs whose backup step writes it
-    targets: tuple[Targets, ...] = ()  # those jobs' targets
+    targets: tuple[Targets, ...] = ()  # those jobs' targets, in the same order
 
-    def targeted(self, fleet: FleetInventory | None) -> list[str]:
-        """The devices this repository's jobs target in `fleet`, in inventory order (a job
-        whose targets the inventory cannot resolve adds none)."""
+    def targeted(self, fleet: FleetInventory | None) -> tuple[list[str], list[str]]:
+        """(the devices this repository's jobs target in `fleet`, in inventory order; why
+        a job's targets could not be resolved there: its devices are then missing)."""
         if fleet is None:
-            return []
+            return [], []
         chosen: set[str] = set()
-        for targets in self.targets:
+        problems = []
+        for job, targets in zip(self.jobs, self.targets, strict=False):
             try:
                 chosen.update(fleet.select(targets))
-            except InputError:
-                continue  # `runner validate -i` names the problem; the table shows the rest
-        return [host for host in fleet.hosts if host in chosen]
+            except InputError as exc:  # a run of the job says the same and stops
+                problems.append(f"{job}: {exc}")
+        return [host for host in fleet.hosts if host in chosen], problems
 
 
 def repositories(jobs_dir: Path, extra: tuple[Path, ...] = ()) -> list[Repo]:
@@ -49,8 +50,13 @@ def repositories(jobs_dir: Path, extra: tuple[Path, ...] = ()) -> list[Repo]:
                 targets.setdefault(step.backup.dir, []).append(spec.targets)
     for path in extra:
         jobs.setdefault(str(path), [])
-    return [Repo(name, Path(name), tuple(sorted(names)), tuple(targets.get(name, ())))
-            for name, names in sorted(jobs.items())]
+    out = []
+    for name, names in sorted(jobs.items()):
+        pairs = sorted(zip(names, targets.get(name, [None] * len(names)), strict=True),
+                       key=lambda pair: pair[0])
+        out.append(Repo(name, Path(name), tuple(n for n, _ in pairs),
+                        tuple(t for _, t in pairs if t is not None)))
+    return out
 
 
 def repository(repos: list[Repo], name: str | None) -> Repo:

@@ -47,10 +47,10 @@ def _repo_for(request: Request, name: str | None, host: str) -> Repo:
     return repository(repos, name)
 
 
-_TARGETED: dict[str, tuple[object, Repo, list[str]]] = {}  # per repository, of a fleet
+_TARGETED: dict[str, tuple[object, Repo, tuple[list[str], list[str]]]] = {}
 
 
-def _targeted(fleet: FleetInventory | None, repo: Repo) -> list[str]:
+def _targeted(fleet: FleetInventory | None, repo: Repo) -> tuple[list[str], list[str]]:
     """Repo.targeted(), kept while the inventory and the jobs are the same objects (they
     are made again when their files change: runner.web.devices)."""
     kept = _TARGETED.get(repo.name)
@@ -64,9 +64,10 @@ def _targeted(fleet: FleetInventory | None, repo: Repo) -> list[str]:
 def _table(request: Request, repo: Repo, state: str | None, search: str | None,
            offset: int = 0, limit: int | None = None) -> dict[str, Any]:
     fleet, problem = _fleet(request)
-    table = store_devices.backup_table(services(request).results, repo,
-                                       _targeted(fleet, repo), state, search, offset, limit)
-    return {**table, "inventory_error": problem}
+    hosts, problems = _targeted(fleet, repo)
+    table = store_devices.backup_table(services(request).results, repo, hosts, state,
+                                       search, offset, limit)
+    return {**table, "inventory_error": problem, "targets_errors": problems}
 
 
 # -- pages ----------------------------------------------------------------------------------
@@ -159,6 +160,7 @@ def list_backups(request: Request, _who: Viewer, repo: str | None = None,
         out.append({"repo": found.name, "path": str(found.path), "jobs": list(found.jobs),
                     "hosts": BackupRepo(found.path).hosts(), "counts": table["counts"],
                     "inventory_error": table["inventory_error"],
+                    "targets_errors": table["targets_errors"],
                     "devices": table["rows"]})
     return out
 
