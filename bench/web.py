@@ -1,6 +1,9 @@
 """`runner web` at scale: a results database of 100,000 runs (two devices each) and one run of
-10,000 devices, then the server time of the pages and API calls people use, measured
-against a real `runner web` on loopback (the Server-Timing each answer carries is the
+10,000 devices, an inventory of those 10,000 devices and a backup repository of their
+configs (two commits; the devices that failed the big run never backed up), then the
+server time of the pages and API calls people use (runs, a run, the device listing and a
+device's page, the backups table of 10,000 devices), measured against a real `runner web`
+on loopback (the Server-Timing each answer carries is the
 server's own time; the wall time through HTTP is printed beside it). Target: under 300 ms.
 
     .venv/bin/python bench/web.py [--runs 100000] [--devices 10000] [--dir /tmp/bench-web]
@@ -21,11 +24,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import insert
+import yaml
+from sqlalchemy import insert, update
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runner.job.backups import BackupRepo  # noqa: E402
 from runner.store.results import ResultsStore, devices, runs  # noqa: E402
 from runner.vocab import DeviceStatus, RunStatus  # noqa: E402
 
@@ -113,6 +118,43 @@ def fill(url: str, n_runs: int, n_devices: int) -> str:
     return big
 
 
+def fleet_files(directory: Path, url: str, big: str, n_devices: int) -> None:
+    """The big run's devices as an inventory (ten sites), a backup job over all of them,
+    and their configs in its repository: a first commit of every device that ended well,
+    a second that changes a tenth of them; the big run made the second."""
+    hosts = [f"edge{i:05d}" for i in range(n_devices)]
+    inventory = directory / "inventory"
+    inventory.mkdir(parents=True, exist_ok=True)
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump({
+        h: {"hostname": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+            "groups": [f"site{i % 10}"]} for i, h in enumerate(hosts)}), encoding="utf-8")
+    (inventory / "groups.yaml").write_text(yaml.safe_dump({
+        f"site{i}": {"data": {"site": f"site{i}"}} for i in range(10)}), encoding="utf-8")
+    (inventory / "defaults.yaml").write_text(yaml.safe_dump({
+        "platform": "cisco_ios", "username": "admin", "password": "bench-secret"}),
+        encoding="utf-8")
+    jobs = directory / "jobs"
+    jobs.mkdir(exist_ok=True)
+    repo_dir = directory / "backups"
+    (jobs / "backup.yml").write_text(yaml.safe_dump({
+        "name": "backup", "targets": {"groups": [f"site{i}" for i in range(10)]},
+        "steps": [{"backup": {"dir": str(repo_dir)}}]}), encoding="utf-8")
+    store = ResultsStore(url)
+    with store.engine.connect() as conn:
+        ended = {h: s for h, s in conn.execute(
+            devices.select().with_only_columns(devices.c.host, devices.c.status)
+            .where(devices.c.run_id == big))}
+    good = [h for h in hosts if ended.get(h) in ("ok", "changed")]
+    repo = BackupRepo(repo_dir)
+    config = "hostname {h}\n" + "".join(f"interface Gi0/{n}\n description uplink {n}\n!\n"
+                                        for n in range(40))
+    repo.commit({h: config.format(h=h) for h in good}, "runner backup first")
+    second, _ = repo.commit({h: config.format(h=h) + "ntp server 192.0.2.1\n"
+                             for h in good[::10]}, f"runner backup run {big}")
+    with store.engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.run_id == big).values(backup_commit=second))
+
+
 def _cases(session: httpx.Client, client: httpx.Client,
            big: str) -> list[tuple[str, httpx.Client, str]]:
     """(what, who asks: a logged-in browser session or an API token, path)."""
@@ -133,6 +175,17 @@ def _cases(session: httpx.Client, client: httpx.Client,
         ("API one device", client, f"/api/runs/{big}/devices/edge05000"),
         ("API whole run (10,000 devices, steps)", client, f"/api/runs/{big}"),
         ("metrics", client, "/metrics"),
+        ("devices page (10,000 in the inventory)", session, "/devices"),
+        ("devices page, one site, last run failed", session,
+         "/devices?group=site3&status=failed"),
+        ("a device's page (runs, backups, lease)", session, "/devices/edge05000"),
+        ("a device's page, 100,000 runs of it (r1)", session, "/devices/r1"),
+        ("API devices (500)", client, "/api/devices?offset=5000"),
+        ("API one device (runner device --json)", client, "/api/devices/edge05000"),
+        ("backups table, 10,000 devices", session, "/backups"),
+        ("backups table, never backed up", session, "/backups?state=never"),
+        ("a device's backup (versions, config, diff)", session, "/backups/edge00000"),
+        ("API a config at its newest version", client, "/api/backups/edge00000/config"),
     ]
 
 
@@ -179,13 +232,19 @@ def main() -> None:
     else:
         big = "b1g000000000"
         print(f"reusing {db} ({db.stat().st_size / 2**20:.0f} MiB)")
+    if not (args.dir / "backups" / ".git").is_dir():
+        began = time.monotonic()
+        fleet_files(args.dir, url, big, args.devices)
+        print(f"inventory, backup job and repository of {args.devices:,} devices in "
+              f"{time.monotonic() - began:.0f}s")
     runner = [sys.executable, "-m", "runner", "--db", url]
     token = json.loads(subprocess.run([*runner, "token", "create", "--role", "viewer",
                                        "--json"], capture_output=True, text=True, env=env,
                                       check=True).stdout)["token"]
     port = 18000 + os.getpid() % 1000
     server = subprocess.Popen([*runner, "web", "--port", str(port), "--jobs",
-                               str(args.dir / "jobs")], env=env, stderr=subprocess.DEVNULL,
+                               str(args.dir / "jobs"), "-i", str(args.dir / "inventory")],
+                              env=env, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

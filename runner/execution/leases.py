@@ -193,3 +193,39 @@ def _try_lock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def lease_of(address: str, broker_url: str | None, lock_dir: Path) -> dict[str, Any] | None:
+    """Who holds the lease of the device at `address` (its device_key) now: the Redis lease
+    with a broker, else this machine's lock file; None when nobody does. Only reads: a
+    look never takes the lease (a run that does not wait would find the device busy)."""
+    if broker_url:
+        client = redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5,
+                                      decode_responses=True)
+        try:
+            token = client.get(lease_key(address))
+            expires = client.pttl(lease_key(address)) if token else None
+        except redis.RedisError as exc:
+            return {"holder": None, "via": "redis", "error": f"broker unreachable: {exc}"}
+        finally:
+            client.close()
+        if token is None:
+            return None
+        return {"holder": lease_holder(str(token)), "via": "redis",
+                "expires_in_s": round(int(str(expires)) / 1000, 1) if expires else None}
+    path = lock_dir / (LocalLeases._UNSAFE.sub("_", address) + ".lock")
+    try:
+        st = os.stat(path)
+        # the kernel's table of locks held: flock entries by device and inode (waiters, ->)
+        ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} "
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            held = any("FLOCK" in line and "->" not in line and ident in line for line in fh)
+    except OSError:
+        return None
+    if not held:
+        return None
+    try:
+        holder = path.read_text(errors="replace").strip()[:200]
+    except OSError:
+        holder = ""
+    return {"holder": holder or "another run", "via": "lock file", "expires_in_s": None}

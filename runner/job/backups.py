@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from runner.errors import BackupError, InputError, NotFound
 
@@ -291,6 +292,44 @@ class BackupRepo:
         rows = [line.split("\t", 2) for line in out.splitlines() if line.count("\t") >= 2]
         return [{"commit": c, "date": d, "title": t} for c, d, t in rows]
 
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Every device with a backup in the last commit: its newest version (commit, date,
+        title) and how many versions it has, from one `git log` over the whole history (a
+        table of 10,000 devices starts one git process, not one per device)."""
+        if not self.git_dir.is_dir():
+            return {}
+        head = self._head_quick()
+        if head is None:
+            return {}
+        key = (str(self.path.resolve()), head)
+        with _SNAPSHOTS_LOCK:
+            kept = _SUMMARIES.get(key)
+        if kept is None:
+            kept = self._summary(head)
+            with _SNAPSHOTS_LOCK:
+                _SUMMARIES.clear()  # the newest commit of the repository last read
+                _SUMMARIES[key] = kept
+        return {host: dict(row) for host, row in kept.items()}
+
+    def _summary(self, head: str) -> dict[str, dict[str, Any]]:
+        current = {name for name in self._committed(head) if name.endswith(".cfg")}
+        out = self._git("-c", "core.quotePath=false", "log", "--no-renames", "--name-only",
+                        "--format=%x00%H%x09%cI%x09%s", head)
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in out.split("\0")[1:]:
+            head, _, names = chunk.partition("\n")
+            commit, date, title = [*head.split("\t", 2), "", ""][:3]
+            for name in names.split("\n"):
+                if name not in current:
+                    continue
+                seen = found.get(name)
+                if seen is None:  # newest first: the first commit seen is the latest
+                    found[name] = {"commit": commit, "date": date, "title": title,
+                                   "versions": 1}
+                else:
+                    seen["versions"] += 1
+        return {host_of(name): row for name, row in found.items()}
+
     def latest(self, host: str) -> tuple[str, str] | None:
         """A device's backup in the last commit (commit id, text); None when it has none.
         The commit's files are read once (one `git cat-file --batch`) and kept while it is
@@ -352,6 +391,10 @@ class BackupRepo:
         return self._git("diff", "--no-color", "--no-ext-diff", "--no-renames",
                          self._known(old), self._known(new), "--", file_name(host))
 
+    def commit_id(self, commit: str) -> str:
+        """The full id of a commit of this repository (see _known)."""
+        return self._known(commit)
+
     def _known(self, commit: str) -> str:
         """A commit of this repository, by a full or abbreviated id (hex only: never an
         option or a revision expression); NotFound otherwise."""
@@ -369,6 +412,8 @@ _COMMIT_ID = re.compile(r"[0-9a-f]{4,64}")
 # The last commit's files of the backup repository compliance checks last read.
 _SNAPSHOTS: dict[tuple[str, str], dict[str, str]] = {}
 _SNAPSHOTS_LOCK = threading.Lock()
+# summary() of the last commit of the repository the web's backup table last read.
+_SUMMARIES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
 
 
 def host_of(name: str) -> str:

@@ -1,5 +1,6 @@
 """`runner db`: the database's schema version for operators who migrate by hand (`current`,
-`upgrade`), and `import` of runs the database could not take while it was away."""
+`upgrade`), and `import` of runs the database could not take while it was away; `runner
+device`: a device's whole story from the store, the inventory and the backups."""
 
 from __future__ import annotations
 
@@ -85,3 +86,84 @@ def import_runs(ctx: click.Context, files: tuple[Path, ...], replace: bool,
             raise InputError(str(exc), path=path) from None
         echo(f"{path}: run {run.run_id} {outcome} ({len(run.devices)} device records, "
              f"{status})")
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("-i", "--inventory", type=click.Path(path_type=Path), default=Path("inventory"),
+              show_default=True, help="The inventory the devices are in.")
+@click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
+              show_default=True, help="Jobs directory (its backup steps name the backup "
+                                      "repositories).")
+@click.option("--backups", "backup_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="A backup repository besides the jobs' backup dirs (repeatable).")
+@click.option("--search", help="Listing: devices whose name or address holds this.")
+@click.option("--group", help="Listing: devices in this group (or a group nested in it).")
+@click.option("--platform", help="Listing: devices of this platform.")
+@click.option("--status", help="Listing: devices whose last run ended so (ok, failed, ...; "
+                                "`never`: no run recorded them).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (as GET "
+                                                       "/api/devices[/NAME] answers).")
+@click.pass_context
+def device(ctx: click.Context, name: str | None, inventory: Path, jobs_dir: Path,
+           backup_dirs: tuple[Path, ...], search: str | None, group: str | None,
+           platform: str | None, status: str | None, as_json: bool) -> None:
+    """A device's whole story: its inventory facts (never a secret), its newest runs with
+    their status, its backups per repository, its compliance, who holds its lease now.
+    Without NAME: the inventory's devices with their last run."""
+    from runner.inventory.fleet import load_inventory
+    from runner.job.backup_index import repositories
+    from runner.job.output import table
+    from runner.store import devices
+
+    store = results_store(ctx)
+    fleet = load_inventory(inventory)
+    if name is None:
+        _, rows = devices.device_list(store, fleet, devices.DeviceFilter(
+            search, group, platform, status))
+        if as_json:
+            echo(json.dumps(rows, indent=2))
+            return
+        lines = [("DEVICE", "ADDRESS", "PLATFORM", "LAST RUN", "WHEN", "JOB", "ERROR")]
+        for row in rows:
+            last = row["last_run"] or {}
+            lines.append((row["device"], f"{row['hostname']}:{row['port']}",
+                          row["platform"] or "", last.get("status", "never"),
+                          last.get("finished") or "", last.get("job", ""),
+                          (last.get("error") or "")[:80]))
+        echo(table(lines) if rows else "no device matches")
+        return
+    document = devices.device_document(store, fleet, repositories(jobs_dir, backup_dirs),
+                                       settings_of(ctx), name)
+    if as_json:
+        echo(json.dumps(document, indent=2))
+        return
+    echo(_device_text(document))
+
+
+def _device_text(d: dict[str, Any]) -> str:
+    """`runner device NAME` for people."""
+    out = [d["device"] + ("" if d["in_inventory"] else "  (not in the inventory any more)")]
+    if d["in_inventory"]:
+        out.append(f"  address   {d['hostname']}:{d['port']}")
+        out.append(f"  platform  {d['platform'] or '-'}")
+        out.append(f"  groups    {', '.join(d['groups']) or '-'}")
+    lease = d["lease"]
+    out.append("  lease     " + ("free" if lease is None else lease.get("error")
+                                 or f"held by {lease['holder']} ({lease['via']})"))
+    backup = d["last_backup"]
+    out.append("  backup    " + ("none" if backup is None else
+                                 f"{backup['date']} in {backup['repo']} ({backup['commit'][:10]})"))
+    out.append("runs (newest first):" if d["runs"] else "runs: none recorded")
+    for run in d["runs"]:
+        error = f"  {run['error_class'] or 'error'}: {run['error']}" if run["error"] else ""
+        out.append(f"  {run['run_id']}  {run['job']}  {run['finished'] or run['started'] or ''}"
+                   f"  {run['status']}{error}")
+    for b in d["backups"]:
+        attempt = b["last_attempt"] or {}
+        out.append(f"backups in {b['repo']}: {b['state']}, {b['versions']} version(s)"
+                   + (f"; last attempt {attempt['status']}" if attempt else "")
+                   + (f": {attempt['error']}" if attempt.get("error") else ""))
+    for c in d["compliance"]:
+        out.append(f"compliance {c['feature']}: {c['status']} (checked {c['checked']})")
+    return "\n".join(out)

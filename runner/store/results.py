@@ -117,6 +117,8 @@ Index("ix_runs_job_started", runs.c.job, runs.c.started)
 Index("ix_runs_status_started", runs.c.status, runs.c.started)
 Index("ix_devices_run_position", devices.c.run_id, devices.c.position)
 Index("ix_devices_run_status", devices.c.run_id, devices.c.status)
+# A device's records across runs, newest first (runner device, /devices/NAME; 0007).
+Index("ix_devices_host_id", devices.c.host, devices.c.id)
 
 
 def _device_row(run_id: str, d: DeviceResult, position: int | None) -> dict[str, Any]:

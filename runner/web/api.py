@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.errors import AccessDenied, InputError, RoleTooLow
+from runner.errors import AccessDenied, InputError, NotFound, RoleTooLow
 from runner.schedule.listing import schedule_list, workflow_document, workflow_documents
 from runner.store import compliance as store_compliance
 from runner.store.occurrences import recent_occurrences
@@ -26,9 +26,9 @@ from runner.store.queries import (
     status_counts,
 )
 from runner.vocab import ComplianceState, DeviceStatus, RunStatus
-from runner.web import backups as backup_repos
 from runner.web.auth import Principal, identify, operator, viewer
 from runner.web.labs import lab_statuses
+from runner.web.launcher import job_files
 from runner.web.services import services
 
 router = APIRouter(prefix="/api")
@@ -248,7 +248,13 @@ def schedules(request: Request, _who: Viewer,
 def occurrences(request: Request, job: str, _who: Viewer,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 30) -> list[dict[str, Any]]:
     svc = services(request)
-    return recent_occurrences(svc.schedule, svc.results, job, limit)
+    found = recent_occurrences(svc.schedule, svc.results, job, limit)
+    known = {j.name for j in svc.launcher.jobs()} | {p.stem for p in job_files(
+        svc.config.jobs_dir)}  # an invalid file's job too (serve keeps what it had)
+    if not found and job not in known:
+        raise NotFound(f"no job {job!r} in {svc.config.jobs_dir}, and no occurrence of one",
+                       field="job")
+    return found
 
 
 @router.get("/workflows", summary="Workflow runs, newest first (`runner workflow list "
@@ -264,32 +270,6 @@ def workflows(request: Request, _who: Viewer, job: str | None = None,
 def workflow(request: Request, workflow_id: str, _who: Viewer) -> dict[str, Any]:
     svc = services(request)
     return workflow_document(svc.schedule, svc.results, workflow_id)
-
-
-@router.get("/backups", summary="Backup repositories and the devices in each")
-def list_backups(request: Request, _who: Viewer) -> list[dict[str, Any]]:
-    config = services(request).config
-    return [repo.to_json() for repo in backup_repos.repositories(config.jobs_dir,
-                                                                config.backups)]
-
-
-@router.get("/backups/{host:path}/diff", summary="Diff of a device's backup between two "
-            "versions")
-def backup_diff(request: Request, host: str, _who: Viewer,
-                old: Annotated[str, Query(alias="from", description="commit id")],
-                new: Annotated[str, Query(alias="to", description="commit id")],
-                repo: str | None = None) -> dict[str, Any]:
-    config = services(request).config
-    found = backup_repos.repository(config.jobs_dir, config.backups, repo)
-    return backup_repos.device_diff(found, host, old, new)
-
-
-@router.get("/backups/{host:path}", summary="A device's backup history, newest first")
-def backup_history(request: Request, host: str, _who: Viewer,
-                   repo: str | None = None) -> dict[str, Any]:
-    config = services(request).config
-    found = backup_repos.repository(config.jobs_dir, config.backups, repo)
-    return backup_repos.device_history(found, host)
 
 
 @router.get("/labs", summary="Labs up on this machine (`runner lab status --json`)")

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from runner import __version__
@@ -75,6 +76,39 @@ def error_body(exc: RunnerError) -> dict[str, Any]:
     return body
 
 
+async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        problems.append({"field": where, "error": str(error.get("msg", ""))})
+    first = problems[0] if problems else {"field": "", "error": "invalid request"}
+    if not _wants_json(request):  # a page: the error page, never the API's JSON
+        from runner.web.pages import error_page
+
+        where = first["field"].removeprefix("query.").removeprefix("path.")
+        return error_page(request, InputError(f"{where}: {first['error']}"), 400)
+    return JSONResponse({"error": f"{first['field']}: {first['error']}",
+                         "field": first["field"], "problems": problems},
+                        status_code=422)
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """The framework's own answers (no such path, a method a path does not take) in
+    runner's forms: a JSON document under /api/, the error page elsewhere."""
+    reason = {404: f"nothing at {request.url.path}",
+              405: f"{request.method} is not answered at {request.url.path}"}.get(
+        exc.status_code, str(exc.detail))
+    error: RunnerError = NotFound(reason) if exc.status_code == 404 else \
+        InputError(reason)
+    if _wants_json(request) or exc.status_code not in (404, 405):
+        return JSONResponse(error_body(error) if exc.status_code in (404, 405)
+                            else {"error": str(exc.detail), "kind": "HTTPError"},
+                            status_code=exc.status_code, headers=exc.headers)
+    from runner.web.pages import error_page
+
+    return error_page(request, error, exc.status_code)
+
+
 def create_app(config: WebConfig) -> FastAPI:
     config = config.with_secret()
     results = ResultsStore(config.settings.database_url())
@@ -128,16 +162,8 @@ def create_app(config: WebConfig) -> FastAPI:
 
         return error_page(request, exc, status)
 
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-            problems.append({"field": where, "error": str(error.get("msg", ""))})
-        first = problems[0] if problems else {"field": "", "error": "invalid request"}
-        return JSONResponse({"error": f"{first['field']}: {first['error']}",
-                             "field": first["field"], "problems": problems},
-                            status_code=422)
+    app.add_exception_handler(RequestValidationError, bad_request)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
 
     swagger = Path(str(resources.files("fastapi_offline") / "static"))
     app.mount("/static/docs", StaticFiles(directory=swagger), name="docs-static")
@@ -151,8 +177,12 @@ def create_app(config: WebConfig) -> FastAPI:
                                    swagger_css_url="/static/docs/swagger-ui.css",
                                    swagger_favicon_url="/static/docs/favicon.png")
 
-    from runner.web import api, pages
+    from runner.web import api, backups, devices, pages
 
+    # before api and pages: /api/backups/HOST/config is more specific than their routes
+    for module in (devices, backups):
+        app.include_router(module.api)
+        app.include_router(module.pages)
     app.include_router(api.router)
     app.include_router(api.metrics_router)
     app.include_router(pages.router)

@@ -35,7 +35,6 @@ from runner.store.queries import (
     status_counts,
 )
 from runner.vocab import ComplianceState, DeviceStatus, RunStatus
-from runner.web import backups as backup_repos
 from runner.web import labs as lab_data
 from runner.web.auth import CSRF_FIELD, Principal, check_csrf, csrf_token, identify, log_in, viewer
 from runner.web.services import services
@@ -131,6 +130,16 @@ def error_page(request: Request, exc: RunnerError, status: int) -> HTMLResponse:
                   error=str(exc), code=status)
 
 
+def _pages(rows: int, per_page: int, page: int, what: str) -> int:
+    """How many pages `rows` make; a page past the last is NotFound (not the last page
+    shown as if it were the one asked for)."""
+    pages = max(1, math.ceil(rows / per_page))
+    if page > pages:
+        raise NotFound(f"page {page} of {what} does not exist: there "
+                       f"{'is 1 page' if pages == 1 else f'are {pages} pages'}", field="page")
+    return pages
+
+
 def _back(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -200,14 +209,14 @@ def runs_page(request: Request, who: Viewer, job: str | None = None,
                          f"{', '.join(RunStatus)})", field="status") from None
     where = RunFilter(job or None, run_status, since or None, until or None)
     total = count_runs(store, where)
-    pages = max(1, math.ceil(total / RUNS_PER_PAGE))
-    rows = run_rows(store, where, RUNS_PER_PAGE, (min(page, pages) - 1) * RUNS_PER_PAGE)
+    pages = _pages(total, RUNS_PER_PAGE, page, "runs")
+    rows = run_rows(store, where, RUNS_PER_PAGE, (page - 1) * RUNS_PER_PAGE)
     live = status_counts(store, [r["run_id"] for r in rows if r["status"] == RunStatus.RUNNING])
     for row in rows:
         row["counts"] = live.get(row["run_id"]) or row["summary"] or {}
     query = {k: v for k, v in (("job", job), ("status", status), ("since", since),
                                ("until", until)) if v}
-    return render(request, "runs.html", who, rows=rows, total=total, page=min(page, pages),
+    return render(request, "runs.html", who, rows=rows, total=total, page=page,
                   pages=pages, jobs=job_names(store), statuses=list(RunStatus),
                   filters=query, query=urlencode(query))
 
@@ -242,8 +251,7 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
     done = sum(counts.values())
     total = len(head["hosts"] or []) or done
     shown = counts[device_status] if device_status else done
-    pages = max(1, math.ceil(shown / DEVICES_PER_PAGE))
-    page = min(page, pages)
+    pages = _pages(shown, DEVICES_PER_PAGE, page, f"run {full}'s devices")
     rows = device_rows(store, full, device_status, DEVICES_PER_PAGE,
                        (page - 1) * DEVICES_PER_PAGE)
     diffs = _diffs(request, full, [r["host"] for r in rows if r["changed"]
@@ -320,7 +328,7 @@ def run_action(request: Request, who: FormOperator, job: Annotated[str, Form()],
 @router.get("/compliance")
 def compliance_page(request: Request, who: Viewer, feature: str | None = None,
                     status: str | None = None, host: str | None = None,
-                    page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+                    page: Annotated[int, Query(ge=1, le=MAX_PAGES)] = 1) -> HTMLResponse:
     """The matrix: a row per device, a column per feature, each cell its latest state."""
     store = services(request).results
     try:
@@ -340,8 +348,7 @@ def compliance_page(request: Request, who: Viewer, feature: str | None = None,
                   if any(c["status"] == state for c in cells.values())}
     shown = [feature] if feature else store_compliance.features(store)
     hosts = sorted(matrix)
-    pages = max(1, math.ceil(len(hosts) / DEVICES_PER_PAGE))
-    page = min(page, pages)
+    pages = _pages(len(hosts), DEVICES_PER_PAGE, page, "the compliance matrix")
     query = {k: v for k, v in (("feature", feature), ("status", status), ("host", host)) if v}
     return render(request, "compliance.html", who, matrix=matrix, features=shown,
                   all_features=store_compliance.features(store),
@@ -376,7 +383,7 @@ def remediate_action(request: Request, who: FormOperator, run_id: Annotated[str,
     return _back(f"/runs/{started.run_id}")
 
 
-# -- schedules, backups, labs ---------------------------------------------------------------
+# -- schedules, workflows, labs ------------------------------------------------------------
 
 
 @router.get("/schedules")
@@ -411,30 +418,6 @@ def workflow_svg(request: Request, workflow_id: str, _who: Viewer) -> Response:
     drawn = render_flow(workflow_document(svc.schedule, svc.results, workflow_id))
     return Response(drawn, media_type="image/svg+xml", headers={
         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
-
-
-@router.get("/backups")
-def backups_page(request: Request, who: Viewer) -> HTMLResponse:
-    config = services(request).config
-    repos = [r.to_json() for r in backup_repos.repositories(config.jobs_dir, config.backups)]
-    return render(request, "backups.html", who, repos=repos)
-
-
-@router.get("/backups/{host:path}")
-def backup_page(request: Request, host: str, who: Viewer, repo: str | None = None,
-                old: Annotated[str | None, Query(alias="from")] = None,
-                new: Annotated[str | None, Query(alias="to")] = None) -> HTMLResponse:
-    config = services(request).config
-    found = backup_repos.repository(config.jobs_dir, config.backups, repo)
-    history = backup_repos.device_history(found, host)
-    versions = history["versions"]
-    if new is None:
-        new = versions[0]["commit"]
-    if old is None and len(versions) > 1:
-        old = versions[1]["commit"]
-    diff = backup_repos.device_diff(found, host, old, new)["diff"] if old else None
-    return render(request, "backup.html", who, repo=found.name, host=host,
-                  versions=versions, old=old, new=new, diff=diff)
 
 
 @router.get("/labs")

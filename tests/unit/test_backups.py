@@ -289,3 +289,23 @@ def test_a_read_only_file_system(disk: Path) -> None:
     assert changed == {"r0", "r1", "r3"}
     assert history(repo.path) == [sha, first]
     assert_clean(repo.path)
+
+
+def test_the_summary_counts_each_devices_versions_in_one_git_log(tmp_path: Path) -> None:
+    """The web's backup table: per device in the last commit, its newest version and its
+    number of versions, for names that need escaping too; a device removed from the last
+    commit is not listed; a repository without commits has none."""
+    repo = BackupRepo(tmp_path / "b")
+    assert repo.summary() == {}
+    odd = "core 1/a\u00e9"
+    first, _ = repo.commit({"r1": "a\n", "r2": "a\n", odd: "a\n"}, "one")
+    second, _ = repo.commit({"r1": "b\n", "r2": "a\n", odd: "b\n"}, "two\twith a tab")
+    third, _ = repo.commit({"r1": "c\n"}, "three")
+    found = repo.summary()
+    assert set(found) == {"r1", "r2", odd}
+    assert (found["r1"]["versions"], found["r1"]["commit"]) == (3, third)
+    assert (found["r2"]["versions"], found["r2"]["commit"]) == (1, first)
+    assert (found[odd]["versions"], found[odd]["commit"]) == (2, second)
+    assert found[odd]["title"].startswith("two\twith a tab")
+    assert [v["commit"] for v in repo.history(odd)] == [second, first]
+    assert repo.text_at(odd, repo.commit_id(first[:8])) == "a\n"

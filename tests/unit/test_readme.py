@@ -51,6 +51,7 @@ COVERAGE: dict[tuple[str, ...], list[str]] = {
     ("reject",): ["tests/sim/test_safe_changes.py"],
     ("cancel",): ["tests/web/test_api.py"],
     ("web",): ["tests/web/conftest.py"],
+    ("device",): ["tests/web/test_devices.py (equal to GET /api/devices[/NAME])"],
     ("worker",): ["tests/sim/test_celery.py", "tests/lab/test_workers.py"],
     # the lab (root, FRR): tests/lab, never run here beside other sessions' labs
     ("lab", "up"): ["tests/lab/test_lifecycle.py", "tests/lab/test_hardening.py"],

@@ -218,7 +218,7 @@ def test_schedules_backups_labs_pages(person: Person, web: Web) -> None:
     person.click(person.find("a[href^='/backups/core-1?']"))
     assert "-ntp server 192.0.2.1" in person.find("pre.diff").text
     assert "+ntp server 192.0.2.2" in person.find("pre.diff").text
-    assert second and first and second[:10] in person.find("h2").text
+    assert second and first and second[:10] in person.find("h2#diff").text
     person.screenshot("backup")
     person.open("/labs")
     assert person.find("section.lab[data-lab='webtest'] table").text.count("absent") == 3

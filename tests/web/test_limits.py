@@ -131,8 +131,10 @@ VALUES = ["", "-1", "0", "99999999999999999999999999999", "-99999999999999999999
           "a" * 5000, "\x00", "'", "\u202e", "../..", "x\r\nSet-Cookie: a=b", "\x1b[2J"]
 PAGES = {"/runs": ["job", "status", "page", "since", "until"],
          "/runs/{run}": ["status", "page"], "/runs/{run}/devices/r1": [],
-         "/backups/r1": ["repo", "from", "to"], "/login": ["next"], "/jobs": [],
-         "/schedules": [], "/labs": [], "/backups": []}
+         "/backups/r1": ["repo", "at", "from", "to"], "/login": ["next"], "/jobs": [],
+         "/schedules": [], "/labs": [], "/backups": ["repo", "state", "q", "page"],
+         "/devices": ["q", "group", "platform", "status", "page"], "/devices/r1": [],
+         "/compliance": ["feature", "status", "host", "page"]}
 
 
 def test_no_query_value_of_any_route_is_a_500(server: Web) -> None:

@@ -1,0 +1,307 @@
+"""A device's whole story across runs: the listing of the inventory's devices with their
+last run (`runner device`, /devices, GET /api/devices), one device's document (`runner
+device NAME --json`, /devices/NAME, GET /api/devices/NAME: facts without secrets, runs,
+backups, compliance, lease), and each backup repository's table of devices (last backup,
+last attempt, versions). One function per document, so the CLI, the pages and the API
+say the same."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from runner.errors import BackupError, InputError, NotFound
+from runner.execution.control.keys import device_key
+from runner.execution.leases import lease_of
+from runner.inventory.fleet import FleetInventory
+from runner.job.backup_index import Repo
+from runner.job.backups import BackupRepo
+from runner.redact import Redactor
+from runner.settings import Settings
+from runner.store import compliance as store_compliance
+from runner.store.results import ResultsStore, devices, runs
+from runner.vocab import DeviceStatus
+
+NEVER = "never"  # the status filter's word for devices no run has recorded
+_SUCCESS = frozenset(s for s in DeviceStatus if s.success)
+RUNS_SHOWN = 20  # a device's newest runs in its document
+MAX_VERSIONS = 100_000  # versions counted per device and repository
+
+# A device's run as documents show it: the device's record and its run's columns.
+_RUN_COLUMNS = (runs.c.run_id, runs.c.job, runs.c.status.label("run_status"),
+                runs.c.dry_run, devices.c.status, devices.c.changed, devices.c.started,
+                devices.c.finished, devices.c.error, devices.c.error_class)
+
+
+def _row(found: Any) -> dict[str, Any]:
+    return dict(found._mapping)
+
+
+def last_statuses(store: ResultsStore, jobs: list[str] | None = None,
+                  real_only: bool = False) -> dict[str, tuple[str, int]]:
+    """Each device's newest record (of these jobs' runs; without dry runs): host ->
+    (its status, the record's id). Two columns of every device: enough to filter and
+    count 10,000 devices; records_of() reads the rows a page shows."""
+    newest = select(devices.c.host, func.max(devices.c.id).label("id"))
+    if jobs is not None or real_only:  # else the (host, id) index alone answers
+        newest = newest.select_from(devices.join(runs, runs.c.run_id == devices.c.run_id))
+    if jobs is not None:
+        newest = newest.where(runs.c.job.in_(jobs))
+    if real_only:
+        newest = newest.where(runs.c.dry_run.is_(False))
+    found = newest.group_by(devices.c.host).subquery()
+    query = select(found.c.host, devices.c.status, found.c.id).select_from(
+        found.join(devices, devices.c.id == found.c.id))
+    with store.engine.connect() as conn:
+        return {host: (status, ident) for host, status, ident in conn.execute(query)}
+
+
+def records_of(store: ResultsStore, ids: list[int]) -> dict[str, dict[str, Any]]:
+    """These device records with their runs: host -> row."""
+    out: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for at in range(0, len(ids), 500):
+            query = select(devices.c.host, *_RUN_COLUMNS).select_from(
+                devices.join(runs, runs.c.run_id == devices.c.run_id)).where(
+                devices.c.id.in_(ids[at:at + 500]))
+            out.update({r.host: {k: v for k, v in _row(r).items() if k != "host"}
+                        for r in conn.execute(query)})
+    return out
+
+
+def host_runs(store: ResultsStore, host: str, limit: int = RUNS_SHOWN,
+              jobs: list[str] | None = None, real_only: bool = False) -> list[dict[str, Any]]:
+    """A device's records, newest first, each with its run."""
+    query = select(*_RUN_COLUMNS).select_from(
+        devices.join(runs, runs.c.run_id == devices.c.run_id)).where(devices.c.host == host)
+    if jobs is not None:
+        query = query.where(runs.c.job.in_(jobs))
+    if real_only:
+        query = query.where(runs.c.dry_run.is_(False))
+    with store.engine.connect() as conn:
+        return [_row(r) for r in conn.execute(query.order_by(devices.c.id.desc())
+                                              .limit(limit))]
+
+
+def runs_of_commits(store: ResultsStore, commits: list[str]) -> dict[str, str]:
+    """The run that made each backup commit: commit -> run id."""
+    wanted = sorted(set(commits))
+    out: dict[str, str] = {}
+    with store.engine.connect() as conn:
+        for at in range(0, len(wanted), 500):
+            query = select(runs.c.backup_commit, runs.c.run_id).where(
+                runs.c.backup_commit.in_(wanted[at:at + 500]))
+            out.update({c: r for c, r in conn.execute(query)})
+    return out
+
+
+# -- facts ----------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """Inventory data as JSON (a secret reference shows what it refers to, never its
+    value: it is not read here)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def facts(fleet: FleetInventory, name: str) -> dict[str, Any]:
+    """What the inventory says of a device, secrets aside: its address, platform, groups
+    and data (values of keys that name a secret masked); no username or password."""
+    host = fleet.hosts[name]
+    return {"device": name, "in_inventory": True, "hostname": host.hostname or name,
+            "port": host.port or 22, "platform": fleet.platform_of(name),
+            "groups": [g.name for g in host.groups],
+            "data": Redactor().value(_plain(dict(host.items())))}
+
+
+def _absent(name: str) -> dict[str, Any]:
+    return {"device": name, "in_inventory": False, "hostname": None, "port": None,
+            "platform": None, "groups": [], "data": {}}
+
+
+# -- the listing ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceFilter:
+    """Which devices to list: a part of the name (or address), a group, a platform, the
+    status of the last run (`never`: no run recorded it)."""
+
+    search: str | None = None
+    group: str | None = None
+    platform: str | None = None
+    status: str | None = None
+
+    def checked(self, fleet: FleetInventory) -> DeviceFilter:
+        if self.status and self.status != NEVER and self.status not in set(DeviceStatus):
+            raise InputError(f"{self.status!r} is not a device status (one of "
+                             f"{', '.join([*DeviceStatus, NEVER])})", field="status")
+        if self.group and self.group not in fleet.nornir.groups:
+            known = ", ".join(sorted(fleet.nornir.groups)[:20]) or "none"
+            raise InputError(f"group {self.group!r} is not in the inventory (groups: "
+                             f"{known})", field="group")
+        return self
+
+    def keeps(self, fleet: FleetInventory, name: str, last: tuple[str, int] | None
+              ) -> bool:
+        host = fleet.hosts[name]
+        if self.search:
+            needle = self.search.lower()
+            if needle not in name.lower() and needle not in str(host.hostname or "").lower():
+                return False
+        if self.group and not host.has_parent_group(self.group):
+            return False
+        if self.platform and fleet.platform_of(name) != self.platform:
+            return False
+        if self.status:
+            return (last is None) if self.status == NEVER else \
+                (last is not None and last[0] == self.status)
+        return True
+
+
+def device_list(store: ResultsStore, fleet: FleetInventory, where: DeviceFilter | None = None,
+                limit: int | None = None, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+    """(how many devices match, a page of them in inventory order): each with its facts
+    and its last run (`runner device --json`, GET /api/devices)."""
+    where = (where or DeviceFilter()).checked(fleet)
+    last = last_statuses(store)
+    chosen = [n for n in fleet.hosts if where.keeps(fleet, n, last.get(n))]
+    page = chosen[offset:None if limit is None else offset + limit]
+    records = records_of(store, [last[n][1] for n in page if n in last])
+    out = []
+    for name in page:
+        item = facts(fleet, name)
+        del item["data"], item["in_inventory"]
+        out.append({**item, "last_run": records.get(name)})
+    return len(chosen), out
+
+
+def platforms_of(fleet: FleetInventory) -> list[str]:
+    return sorted({p for n in fleet.hosts if (p := fleet.platform_of(n))})
+
+
+# -- one device -----------------------------------------------------------------------------
+
+
+def _backup_of(repo: Repo, store: ResultsStore, host: str) -> dict[str, Any] | None:
+    """A device in one repository: its versions, the newest, the run that made it, the
+    last attempt of the repository's jobs; None when it has neither backup nor attempt."""
+    versions = BackupRepo(repo.path).history(host, MAX_VERSIONS)
+    attempts = host_runs(store, host, 1, list(repo.jobs), real_only=True) if repo.jobs \
+        else []
+    if not versions and not attempts:
+        return None
+    newest = versions[0] if versions else None
+    made_by = runs_of_commits(store, [newest["commit"]]) if newest else {}
+    return _backup_row(repo, host, newest, len(versions),
+                       made_by.get(newest["commit"]) if newest else None,
+                       attempts[0] if attempts else None)
+
+
+def _backup_row(repo: Repo, host: str, newest: dict[str, Any] | None, versions: int,
+                run_id: str | None, attempt: dict[str, Any] | None) -> dict[str, Any]:
+    failed = attempt is not None and not DeviceStatus(attempt["status"]).success
+    state = "never" if newest is None else "failed" if failed else "ok"
+    return {"repo": repo.name, "host": host, "state": state, "versions": versions,
+            "last_backup": None if newest is None else {
+                "commit": newest["commit"], "date": newest["date"], "run_id": run_id},
+            "last_attempt": None if attempt is None else {
+                k: attempt[k] for k in ("run_id", "job", "status", "finished", "error",
+                                        "error_class")}}
+
+
+def device_document(store: ResultsStore, fleet: FleetInventory, repos: list[Repo],
+                    settings: Settings, name: str) -> dict[str, Any]:
+    """`runner device NAME --json` and GET /api/devices/NAME: the inventory's facts (no
+    secret), its newest runs with their status, its backups per repository, the newest of
+    them (`last_backup`), its compliance per feature, and who holds its lease now. A name
+    neither the inventory nor any record knows is NotFound."""
+    history = host_runs(store, name)
+    backups = [b for repo in repos if (b := _backup_of(repo, store, name)) is not None]
+    if name in fleet.hosts:
+        document = facts(fleet, name)
+    elif history or backups:
+        document = _absent(name)  # gone from the inventory: its history stays readable
+    else:
+        raise NotFound(f"no device {name!r} in the inventory ({fleet.source}) or in any "
+                       "run", field="device")
+    dated = [b["last_backup"] for b in backups if b["last_backup"]]
+    newest = max(dated, key=lambda b: b["date"], default=None)
+    lease = None
+    if document["in_inventory"]:
+        hostname, port = fleet.address(name, fleet.driver_for(name, "netmiko"))
+        lease = lease_of(device_key(hostname, port), settings.broker_url, settings.lock_dir)
+    return {**document, "last_run": history[0] if history else None, "runs": history,
+            "backups": backups,
+            "last_backup": None if newest is None else
+            {"repo": next(b["repo"] for b in backups if b["last_backup"] is newest),
+             **newest},
+            "compliance": [{k: row[k] for k in ("feature", "status", "job", "since",
+                                                "checked", "run_id", "missing_count",
+                                                "extra_count", "source")}
+                           for row in store_compliance.latest(
+                               store, store_compliance.StateFilter(host=name))],
+            "lease": lease}
+
+
+# -- a backup repository's table ------------------------------------------------------------
+
+
+STATES = ("never", "failed", "ok")  # a device's backup state, in the table's order
+
+
+def backup_table(store: ResultsStore, repo: Repo, targeted: list[str],
+                 state: str | None = None, search: str | None = None, offset: int = 0,
+                 limit: int | None = None) -> dict[str, Any]:
+    """Every device a repository's jobs target (`targeted`: Repo.targeted() of the
+    inventory) and every device with a backup in it: its last backup (time, commit, the
+    run that made it), the last attempt of the repository's jobs on it (status, error),
+    its number of versions, its state (ok; failed: the last attempt failed, the backup is
+    older; never: no backup yet). Never and failed first; `counts` of every state, `rows`
+    the page of those in `state` whose name holds `search`."""
+    if state is not None and state not in STATES:
+        raise InputError(f"{state!r} is not a backup state (one of {', '.join(STATES)})",
+                         field="state")
+    summary = BackupRepo(repo.path).summary()
+    known = set(targeted)
+    hosts = targeted + sorted(h for h in summary if h not in known)
+    attempts = last_statuses(store, list(repo.jobs), real_only=True) if repo.jobs else {}
+    states: dict[str, str] = {}
+    for host in hosts:
+        attempt = attempts.get(host)
+        failed = attempt is not None and attempt[0] not in _SUCCESS
+        states[host] = "never" if host not in summary else "failed" if failed else "ok"
+    counts = dict.fromkeys(STATES, 0)
+    for value in states.values():
+        counts[value] += 1
+    order = {s: i for i, s in enumerate(STATES)}
+    chosen = sorted((h for h in hosts if (state is None or states[h] == state)
+                     and (not search or search.lower() in h.lower())),
+                    key=lambda h: order[states[h]])  # stable: inventory order in a state
+    page = chosen[offset:None if limit is None else offset + limit]
+    records = records_of(store, [attempts[h][1] for h in page if h in attempts])
+    made_by = runs_of_commits(store, [summary[h]["commit"] for h in page if h in summary])
+    rows = [_backup_row(repo, h, summary.get(h), (summary.get(h) or {}).get("versions", 0),
+                        made_by.get((summary.get(h) or {}).get("commit", "")),
+                        records.get(h)) for h in page]
+    return {"repo": repo.name, "path": str(repo.path), "jobs": list(repo.jobs),
+            "devices": len(hosts), "counts": counts, "shown": len(chosen), "rows": rows}
+
+
+def config_at(repo: Repo, host: str, commit: str | None) -> tuple[str, str]:
+    """(commit, text) of a device's backup at a version; the newest without one."""
+    backups = BackupRepo(repo.path)
+    if commit is None:
+        versions = backups.history(host, 1)
+        if not versions:
+            raise NotFound(f"no backup of {host!r} in {repo.name}", field="host")
+        commit = versions[0]["commit"]
+    full = backups.commit_id(commit)
+    try:
+        return full, backups.text_at(host, full)
+    except BackupError:  # git show: the device has no file in that commit
+        raise NotFound(f"{repo.name} has no backup of {host!r} at {commit}",
+                       field="at") from None
