@@ -14,8 +14,8 @@ from runner.lab.plan import LabPlan
 from runner.lab.service import Labs
 from runner.lab.state import LabState
 from runner.settings import Settings
-from tests.conftest import LAB_DIR
-from tests.lab.helpers import plan_of, private_copy, remove_dead_runs_labs, runner
+from tests.support.base import LAB_DIR
+from tests.support.lab import plan_of, private_copy, remove_dead_runs_labs, runner
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

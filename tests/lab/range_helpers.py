@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 from runner.lab.converge import wait_converged
 from runner.lab.service import Labs
 from runner.settings import Settings
-from tests.conftest import LAB_DIR
+from tests.support.base import LAB_DIR
 from tests.lab.conftest import RunningLab
-from tests.lab.helpers import plan_of, private_copy, runner
+from tests.support.lab import plan_of, private_copy, runner
 
 T = TypeVar("T")
 

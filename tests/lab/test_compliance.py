@@ -16,10 +16,10 @@ from typing import Any
 import asyncssh
 
 from runner.lab.converge import wait_converged
-from tests.conftest import ROOT
+from tests.support.base import ROOT
 from tests.lab.conftest import RunningLab
 from tests.lab.test_jobs import job_file, run_job, step, vtysh
-from tests.receivers import JsonReceiver
+from tests.support.receivers import JsonReceiver
 
 DRIFT = ["configure terminal", "interface eth1", "ip ospf cost 50", "exit",
          "router bgp 65000", "no neighbor CORE timers connect 5", "timers bgp 10 30", "exit",

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from runner.lab.exercise.spec import list_exercises
-from tests.conftest import LAB_DIR
+from tests.support.base import LAB_DIR
 from tests.lab.conftest import RunningLab
-from tests.lab.helpers import runner
+from tests.support.lab import runner
 from tests.lab.range_helpers import poll, practice_copy, status
 
 EXERCISES = LAB_DIR / "exercises"

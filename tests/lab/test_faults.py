@@ -18,7 +18,7 @@ from runner.lab.capture import PCAP_MAGIC
 from runner.lab.converge import routing
 from runner.lab.system import netns_pids, process_name
 from tests.lab.conftest import RunningLab
-from tests.lab.helpers import lab_pids, leftovers, plan_of, runner
+from tests.support.lab import lab_pids, leftovers, plan_of, runner
 from tests.lab.range_helpers import poll, practice_copy, status
 
 

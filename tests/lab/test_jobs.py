@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.base import ROOT
 from tests.lab.conftest import RunningLab
-from tests.lab.helpers import runner
+from tests.support.lab import runner
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 NEIGHBORS = {"r1": {"10.255.0.2", "10.255.0.4"}, "r2": {"10.255.0.1", "10.255.0.3"},

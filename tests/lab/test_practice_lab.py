@@ -15,7 +15,7 @@ from scrapli import AuthOptions, Cli, TransportBinOptions, TransportSsh2Options
 
 from runner.lab.converge import routing
 from tests.lab.conftest import RunningLab
-from tests.lab.helpers import runner, status_json
+from tests.support.lab import runner, status_json
 
 
 def netmiko_session(lab: RunningLab, node: str, **kwargs: object) -> ConnectHandler:

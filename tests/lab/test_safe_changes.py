@@ -14,7 +14,7 @@ import pytest
 from runner.lab.converge import wait_converged
 from tests.lab.conftest import RunningLab
 from tests.lab.test_jobs import DRIVERS, job_file, run_job, step, vtysh
-from tests.receivers import JsonReceiver
+from tests.support.receivers import JsonReceiver
 
 
 @pytest.mark.parametrize("driver", DRIVERS)

@@ -16,7 +16,7 @@ from typing import Any
 from runner.lab.netns import wait_for
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
-from tests.conftest import ROOT
+from tests.support.base import ROOT
 from tests.lab.conftest import RunningLab
 
 

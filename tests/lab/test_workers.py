@@ -20,9 +20,9 @@ from runner.inventory.fleet import load_inventory
 from runner.lab.netns import wait_for
 from runner.settings import Settings
 from runner.store.results import ResultsStore
-from tests.conftest import ROOT
+from tests.support.base import ROOT
 from tests.lab.conftest import RunningLab
-from tests.workers import RedisServer, Workers, run_celery
+from tests.support.workers import RedisServer, Workers, run_celery
 
 VISIBILITY = "8"
 

@@ -19,8 +19,8 @@ import yaml
 
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
-from tests.conftest import ROOT, free_port
-from tests.receivers import JsonReceiver, SmtpReceiver
+from tests.support.base import ROOT, free_port
+from tests.support.receivers import JsonReceiver, SmtpReceiver
 
 DEVICES = 4
 NTP = "ntp server 192.0.2.44"

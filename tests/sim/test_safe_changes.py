@@ -20,8 +20,8 @@ import yaml
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
-from tests.conftest import ROOT, free_port
-from tests.sim.conftest import on_device
+from tests.support.base import ROOT, free_port
+from tests.support.fleet import on_device
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 

@@ -28,9 +28,9 @@ from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
 from runner.vocab import OccurrenceStatus
-from tests.conftest import ME, ROOT, free_port
-from tests.sim.conftest import on_device
-from tests.workers import RedisServer
+from tests.support.base import ME, ROOT, free_port
+from tests.support.fleet import on_device
+from tests.support.workers import RedisServer
 
 
 @pytest.fixture(scope="module")

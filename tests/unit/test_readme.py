@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import ROOT
-from tests.readme_commands import check, documented
+from tests.support.base import ROOT
+from tests.support.readme_commands import check, documented
 
 # Where each documented command is run for real. "readme" = tests/sim/test_readme.py runs
 # the documents' own lines (paths substituted); the others run the same command (or, where

@@ -12,7 +12,7 @@ import yaml
 
 from runner.lab.plan import LabPlan, daemons_for, make_plan
 from runner.lab.topology import load_topology
-from tests.conftest import LAB_DIR, ROOT
+from tests.support.base import LAB_DIR, ROOT
 
 PRACTICE = LAB_DIR / "practice.clab.yml"
 

@@ -20,9 +20,9 @@ from runner.records import DeviceResult, RunResult, StepResult
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
 from runner.vocab import DeviceStatus, OccurrenceStatus, StepKind
-from tests.conftest import ME, ROOT
-from tests.sim.conftest import on_device
-from tests.web.conftest import Fleet, Web, fake_lab
+from tests.support.base import ME, ROOT
+from tests.support.fleet import on_device
+from tests.support.web import Fleet, Web, fake_lab
 
 
 @pytest.fixture(scope="module")
@@ -592,7 +592,7 @@ def test_runner_serve_exposes_the_same_metrics(web: Web, viewer: httpx.Client,
                                                history: list[RunResult]) -> None:
     import subprocess
 
-    from tests.conftest import free_port
+    from tests.support.base import free_port
 
     port = free_port()
     empty = web.workdir / "no-jobs"

@@ -21,7 +21,7 @@ from selenium.webdriver.support.expected_conditions import alert_is_present, sta
 from selenium.webdriver.support.ui import WebDriverWait
 
 from runner.job.backups import BackupRepo
-from tests.web.conftest import Fleet, Web, fake_lab
+from tests.support.web import Fleet, Web, fake_lab
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from runner.lab.netns import wait_for
-from tests.conftest import ROOT
-from tests.web.conftest import Fleet, Web, write_job
+from tests.support.base import ROOT
+from tests.support.web import Fleet, Web, write_job
 
 
 @pytest.fixture(scope="module")
