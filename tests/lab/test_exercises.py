@@ -14,9 +14,7 @@ import pytest
 
 from runner.lab.exercise.spec import list_exercises
 from tests.support.base import LAB_DIR
-from tests.lab.conftest import RunningLab
-from tests.support.lab import runner
-from tests.lab.range_helpers import poll, practice_copy, status
+from tests.support.lab import RunningLab, poll, practice_copy, runner, status
 
 EXERCISES = LAB_DIR / "exercises"
 # The goals each exercise breaks (the others keep holding while it is broken).

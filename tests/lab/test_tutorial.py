@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from tests.support.base import ROOT
-from tests.lab.conftest import RunningLab
+from tests.support.lab import RunningLab
 from tests.support.readme_commands import _split
 
 TUTORIAL = ROOT / "docs" / "tutorial.md"

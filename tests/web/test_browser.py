@@ -21,7 +21,8 @@ from selenium.webdriver.support.expected_conditions import alert_is_present, sta
 from selenium.webdriver.support.ui import WebDriverWait
 
 from runner.job.backups import BackupRepo
-from tests.support.web import Fleet, Web, fake_lab
+from tests.support.fleet import Fleet
+from tests.support.web import Web, fake_lab
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -125,7 +126,7 @@ def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
     run_url = person.driver.current_url
     person.wait("h1 .st-failed")  # the page reloads by itself when the run has ended
     assert "nothing was sent" in person.find(".note").text
-    diff = person.find(f"details.devdiff[data-host='{fleet.healthy[0]}'] pre.diff")
+    diff = person.find(f"details.devdiff[data-host='{fleet.healthy()[0]}'] pre.diff")
     assert "+ntp server 192.0.2.10" in diff.text  # the diff a real run would record
     added = diff.find_element(By.CSS_SELECTOR, ".add")
     assert person.colour(added, "color") == ADDED_GREEN
@@ -145,7 +146,7 @@ def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
 
     # a changed device's own page: its diff, coloured
     person.driver.get(run_url)
-    person.click(person.find(f".grid .cell[data-host='{fleet.healthy[1]}']"))
+    person.click(person.find(f".grid .cell[data-host='{fleet.healthy()[1]}']"))
     assert "+ntp server 192.0.2.11" in person.find("pre.diff").text
     assert person.colour(person.find("pre.diff .add"), "color") == ADDED_GREEN
     person.screenshot("device-diff")
@@ -233,7 +234,7 @@ def test_schedules_backups_labs_pages(person: Person, web: Web) -> None:
 
 def test_the_compliance_matrix_a_cells_lines_and_its_remediation(
         person: Person, web: Web, fleet: Fleet) -> None:
-    host = fleet.healthy[5]
+    host = fleet.healthy()[5]
     token = web.token("operator", "gwen")
     with web.client(token) as api:
         check = api.post("/api/runs", json={"job": "golden"}).json()["run_id"]
