@@ -5,16 +5,13 @@ simulated fleet of the tier that asks for one."""
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.base import ROOT
+from tests.support.reads import OUTSIDE_READS, watch_reads
 
 if TYPE_CHECKING:
     from tests.support.fleet import Fleet, FleetPool, FleetSpec
@@ -22,24 +19,7 @@ if TYPE_CHECKING:
     from tests.support.receivers import JsonReceiver, SmtpReceiver
     from tests.support.workers import RedisServer
 
-# Tests read only what the repository carries: a file beside the clone (../shared on a
-# developer's machine) is missing from a user's clone. Every open of such a file by a test
-# process is recorded and fails the test that did it.
-_BESIDE = str(ROOT.parent) + os.sep
-_INSIDE = (str(ROOT) + os.sep, os.path.realpath(tempfile.gettempdir()) + os.sep,
-           str(Path.home()) + os.sep)
-OUTSIDE_READS: list[str] = []
-
-
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    if event != "open" or not isinstance(args[0], str | bytes | os.PathLike):
-        return
-    path = os.path.abspath(os.fsdecode(args[0]))
-    if os.sep != _BESIDE and path.startswith(_BESIDE) and not path.startswith(_INSIDE):
-        OUTSIDE_READS.append(path)
-
-
-sys.addaudithook(_audit)
+watch_reads()
 
 
 @pytest.fixture(autouse=True)
