@@ -14,7 +14,7 @@ from tests.support.readme_commands import check, documented
 # said, the function behind it) with their own arguments.
 README = "tests/sim/test_readme.py"
 COVERAGE: dict[tuple[str, ...], list[str]] = {
-    ("lab", "sim"): [README, "tests/sim/conftest.py"],
+    ("lab", "sim"): [README, "tests/support/fleet.py"],
     ("run",): [README, "tests/lab/test_jobs.py", "tests/lab/test_safe_changes.py",
                "tests/sim/test_safe_changes.py (--rerun)", "tests/sim/test_celery.py (celery)",
                "tests/sim/test_trusted_changes.py (--no-approval, --reason, --rerun)",
@@ -36,7 +36,7 @@ COVERAGE: dict[tuple[str, ...], list[str]] = {
                     "tests/unit/test_blackouts.py (blackouts.yml)"],
     ("schema",): [README, "tests/unit/test_jobs_input.py",
                   "tests/unit/test_blackouts.py (blackouts)"],
-    ("token", "create"): [README, "tests/web/conftest.py"],
+    ("token", "create"): [README, "tests/support/web.py"],
     ("token", "list"): [README],
     ("token", "revoke"): [README, "tests/web/test_api.py"],
     ("db",): [README],
@@ -50,7 +50,7 @@ COVERAGE: dict[tuple[str, ...], list[str]] = {
                      "tests/web/test_api.py (POST /api/compliance/remediate)"],
     ("reject",): ["tests/sim/test_safe_changes.py"],
     ("cancel",): ["tests/web/test_api.py"],
-    ("web",): ["tests/web/conftest.py"],
+    ("web",): ["tests/support/web.py"],
     ("worker",): ["tests/sim/test_celery.py", "tests/lab/test_workers.py"],
     # the lab (root, FRR): tests/lab, never run here beside other sessions' labs
     ("lab", "up"): ["tests/lab/test_lifecycle.py", "tests/lab/test_hardening.py"],
