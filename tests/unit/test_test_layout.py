@@ -19,11 +19,11 @@ SHARED_FUNCTIONS = {"write_job", "run_job", "run_runner", "run"}
 SHARED_CLASSES = {"Fleet"}
 
 
-def _imported(node: ast.AST, module: str) -> Iterator[str]:
+def _imported(node: ast.Import | ast.ImportFrom, module: str) -> Iterator[str]:
     """The dotted modules an import statement in `module` names (relative ones resolved)."""
     if isinstance(node, ast.Import):
         yield from (alias.name for alias in node.names)
-    elif isinstance(node, ast.ImportFrom):
+    else:
         base = node.module or ""
         if node.level:
             package = module.split(".")[:-node.level]
@@ -49,6 +49,8 @@ def layout_problems(tests_dir: Path) -> list[str]:
         in_support = rel.parts[1] == "support"
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in ast.walk(tree):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
             for name in _imported(node, module):
                 if TEST_MODULE.match(name) and name != module:
                     problems.append(f"{rel}:{node.lineno}: imports {name} "
@@ -69,7 +71,8 @@ def layout_problems(tests_dir: Path) -> list[str]:
                                 "(use tests/support/fleet.py)")
             helper = isinstance(node, ast.FunctionDef) and not _is_fixture(node) and \
                 not node.name.startswith("pytest_")
-            if path.name == "conftest.py" and (isinstance(node, ast.ClassDef) or helper):
+            if path.name == "conftest.py" and isinstance(node, ast.ClassDef | ast.FunctionDef) \
+                    and (isinstance(node, ast.ClassDef) or helper):
                 problems.append(f"{rel}:{node.lineno}: conftest defines {node.name}, "
                                 "neither a fixture nor a pytest hook (put it in "
                                 "tests/support)")
