@@ -53,7 +53,7 @@ def hosts_of(sim: SimProcess) -> list[str]:
 
 def golden(project: Path, hosts: list[str], *after: dict[str, Any], actual: str = "running",
            **fields: Any) -> Path:
-    return write_job(project, "golden", hosts=hosts, driver="asyncssh", **fields, steps=[
+    return write_job(project, "golden", hosts=hosts, **{"driver": "asyncssh", **fields}, steps=[
         {"name": "golden", "compliance": {"intended": "golden.j2", "actual": actual,
                                           "backups": str(project / "backups"),
                                           "features": FEATURES}}, *after])
