@@ -16,10 +16,10 @@ from typing import Any
 import asyncssh
 
 from runner.lab.converge import wait_converged
-from tests.conftest import ROOT
-from tests.lab.conftest import RunningLab
-from tests.lab.test_jobs import job_file, run_job, step, vtysh
-from tests.receivers import JsonReceiver
+from tests.support.base import ROOT
+from tests.support.jobs import run_job, shipped_job
+from tests.support.lab import RunningLab, step, vtysh
+from tests.support.receivers import JsonReceiver
 
 DRIFT = ["configure terminal", "interface eth1", "ip ospf cost 50", "exit",
          "router bgp 65000", "no neighbor CORE timers connect 5", "timers bgp 10 30", "exit",
@@ -46,7 +46,7 @@ def by_hand(lab: RunningLab, node: str, lines: list[str]) -> str:
 def cli(tmp_path: Path, *args: str,
         expect: int | None = 0) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}",
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
          *args], capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
     assert expect is None or proc.returncode == expect, proc.stderr + proc.stdout
     return proc
@@ -61,7 +61,7 @@ def test_drift_made_by_hand_is_found_notified_once_and_remediated(
     inventory = practice_lab.lab_dir / "inventory"
     hook = JsonReceiver()
     templates = str(ROOT / "templates")
-    job = job_file(tmp_path, "compliance.yml", notify=[])
+    job = shipped_job(tmp_path, "compliance.yml", notify=[])
 
     # the lab as shipped is as intended (tests before this one may have left changes on the
     # shared lab: a remediation puts them right first)
@@ -76,7 +76,7 @@ def test_drift_made_by_hand_is_found_notified_once_and_remediated(
         assert device["compliance"]["ospf"]["compliant"], device["compliance"]
         assert device["compliance"]["bgp"]["compliant"], device["compliance"]
 
-    job_file(tmp_path, "compliance.yml",  # from now on, new drift is notified
+    shipped_job(tmp_path, "compliance.yml",  # from now on, new drift is notified
              notify=[{"url": hook.url("drift"), "on": ["drift", "failed"]}])
 
     # an engineer changes r2 by hand, in vtysh over SSH

@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 
 from runner.lab.exercise.spec import list_exercises
-from tests.conftest import LAB_DIR
-from tests.lab.conftest import RunningLab
-from tests.lab.helpers import runner
-from tests.lab.range_helpers import poll, practice_copy, status
+from tests.support.base import LAB_DIR
+from tests.support.lab import RunningLab, poll, practice_copy, runner, status
 
 EXERCISES = LAB_DIR / "exercises"
 # The goals each exercise breaks (the others keep holding while it is broken).

@@ -17,9 +17,16 @@ import pytest
 from runner.lab.capture import PCAP_MAGIC
 from runner.lab.converge import routing
 from runner.lab.system import netns_pids, process_name
-from tests.lab.conftest import RunningLab
-from tests.lab.helpers import lab_pids, leftovers, plan_of, runner
-from tests.lab.range_helpers import poll, practice_copy, status
+from tests.support.lab import (
+    RunningLab,
+    lab_pids,
+    leftovers,
+    plan_of,
+    poll,
+    practice_copy,
+    runner,
+    status,
+)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from runner.lab.service import Labs
 from runner.lab.system import link_exists, netns_list
 from runner.lab.topology import FileAccess, load_topology
 from runner.settings import Settings
-from tests.lab.helpers import lab_pids, leftovers, plan_of, runner
+from tests.support.lab import lab_pids, leftovers, plan_of, runner
 
 HOST_KEYS = ("net.core.somaxconn", "net.ipv4.tcp_keepalive_time")
 

@@ -9,54 +9,23 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.lab.conftest import RunningLab
-from tests.lab.helpers import runner
+from tests.support.base import ROOT
+from tests.support.jobs import run_job, shipped_job
+from tests.support.lab import DRIVERS, RunningLab, runner, step, vtysh
 
-DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 NEIGHBORS = {"r1": {"10.255.0.2", "10.255.0.4"}, "r2": {"10.255.0.1", "10.255.0.3"},
              "r3": {"10.255.0.2", "10.255.0.4"}, "r4": {"10.255.0.1", "10.255.0.3"}}
-
-
-def job_file(tmp_path: Path, shipped: str, **changes: Any) -> Path:
-    data = yaml.safe_load((ROOT / "jobs" / shipped).read_text(encoding="utf-8"))
-    for key, value in changes.items():
-        data[key] = value
-    path = tmp_path / shipped
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def run_job(tmp_path: Path, job: Path, inventory: Path, *args: str,
-            expect: int = 0) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}", "run",
-         str(job), "-i", str(inventory), "--templates", str(ROOT / "templates"), "--json",
-         *args], capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
-    assert proc.returncode == expect, proc.stderr + proc.stdout
-    data: dict[str, Any] = json.loads(proc.stdout)
-    data["_stderr"] = proc.stderr
-    return data
-
-
-def vtysh(lab: RunningLab, node: str, *command: str) -> str:
-    return runner("lab", "exec", "--lab", str(lab.topology), node, "--", *command).stdout
-
-
-def step(device: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(s for s in device["steps"] if s["name"] == name)
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_facts_parsed_fields_match_the_routers(practice_lab: RunningLab, tmp_path: Path,
                                                driver: str) -> None:
-    job = job_file(tmp_path, "facts.yml", driver=driver)
-    result = run_job(tmp_path, job, practice_lab.lab_dir / "inventory")
+    job = shipped_job(tmp_path, "facts.yml", driver=driver)
+    result = run_job(tmp_path, job, practice_lab.lab_dir / "inventory", expect=0)
     assert result["summary"]["ok"] == 4
     for device in result["devices"]:
         node = device["host"]
@@ -88,11 +57,11 @@ def test_dry_run_then_change_then_no_change(practice_lab: RunningLab, tmp_path: 
                                             driver: str) -> None:
     site = f"{driver}-{uuid.uuid4().hex[:6]}"
     base = yaml.safe_load((ROOT / "jobs" / "bgp-descriptions.yml").read_text())
-    job = job_file(tmp_path, "bgp-descriptions.yml", driver=driver,
+    job = shipped_job(tmp_path, "bgp-descriptions.yml", driver=driver,
                    vars={**base["vars"], "site": site})
     inventory = practice_lab.lab_dir / "inventory"
 
-    dry = run_job(tmp_path, job, inventory, "--dry-run")
+    dry = run_job(tmp_path, job, inventory, "--dry-run", expect=0)
     assert dry["dry_run"] is True
     previews = {}
     for device in dry["devices"]:
@@ -104,7 +73,7 @@ def test_dry_run_then_change_then_no_change(practice_lab: RunningLab, tmp_path: 
     for node in ("r1", "r2", "r3", "r4"):  # read in a separate session: nothing was sent
         assert site not in vtysh(practice_lab, node, "show", "running-config")
 
-    real = run_job(tmp_path, job, inventory)
+    real = run_job(tmp_path, job, inventory, expect=0)
     assert {d["status"] for d in real["devices"]} == {"changed"}
     for device in real["devices"]:
         node = device["host"]
@@ -120,19 +89,19 @@ def test_dry_run_then_change_then_no_change(practice_lab: RunningLab, tmp_path: 
         assert {p: peers[p]["nbrDesc"] for p in others} == \
             {a: base["vars"]["bgp_peers"][a] for a in others}
 
-    again = run_job(tmp_path, job, inventory)
+    again = run_job(tmp_path, job, inventory, expect=0)
     assert {d["status"] for d in again["devices"]} == {"ok"}
     assert all(not step(d, "descriptions")["changed"] for d in again["devices"])
 
     # the results database kept all three runs, with every device
     shown = json.loads(subprocess.run(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}",
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
          "show", real["run_id"][:8], "--json"], capture_output=True, text=True,
         check=True).stdout)
     assert shown["run_id"] == real["run_id"] and shown["status"] == "ok"
     assert [d["status"] for d in shown["devices"]] == [d["status"] for d in real["devices"]]
     history = subprocess.run(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}",
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
          "history"], capture_output=True, text=True, check=True).stdout
     for run in (dry, real, again):
         assert run["run_id"] in history
@@ -147,11 +116,11 @@ def git(repo: Path, *args: str) -> str:
 def test_backups_commit_only_what_changed(practice_lab: RunningLab, tmp_path: Path,
                                           driver: str) -> None:
     backups = tmp_path / "backups"
-    job = job_file(tmp_path, "backup.yml", driver=driver,
+    job = shipped_job(tmp_path, "backup.yml", driver=driver,
                    steps=[{"backup": {"dir": str(backups), "volatile": ["^frr version .*$"]}}])
     inventory = practice_lab.lab_dir / "inventory"
 
-    first = run_job(tmp_path, job, inventory)
+    first = run_job(tmp_path, job, inventory, expect=0)
     assert first["backup_commit"]
     assert git(backups, "rev-list", "--count", "HEAD").strip() == "1"
     assert sorted(p.name for p in backups.glob("*.cfg")) == [f"r{i}.cfg" for i in range(1, 5)]
@@ -160,12 +129,12 @@ def test_backups_commit_only_what_changed(practice_lab: RunningLab, tmp_path: Pa
     assert {(d["status"], d["changed"]) for d in first["devices"]} == {("changed", True)}
     assert {k: n for k, n in first["summary"].items() if n} == {"changed": 4}
     stored = json.loads(subprocess.run(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}",
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
          "show", first["run_id"], "--json"], capture_output=True, text=True,
         check=True).stdout)
     assert {(d["status"], d["changed"]) for d in stored["devices"]} == {("changed", True)}
 
-    second = run_job(tmp_path, job, inventory)
+    second = run_job(tmp_path, job, inventory, expect=0)
     assert second["backup_commit"] is None
     assert git(backups, "rev-list", "--count", "HEAD").strip() == "1"
     assert not any(step(d, "backup")["changed"] for d in second["devices"])
@@ -175,7 +144,7 @@ def test_backups_commit_only_what_changed(practice_lab: RunningLab, tmp_path: Pa
     vtysh(practice_lab, "r2", "configure terminal\nrouter bgp 65000\n"
           f"neighbor 10.255.0.1 password {secret}\nend")
     try:
-        third = run_job(tmp_path, job, inventory)
+        third = run_job(tmp_path, job, inventory, expect=0)
         assert third["backup_commit"]
         assert git(backups, "rev-list", "--count", "HEAD").strip() == "2"
         assert git(backups, "show", "--name-only", "--format=", "HEAD").split() == ["r2.cfg"]
@@ -184,7 +153,7 @@ def test_backups_commit_only_what_changed(practice_lab: RunningLab, tmp_path: Pa
         r2 = (backups / "r2.cfg").read_text(encoding="utf-8")
         assert "neighbor 10.255.0.1 password ********" in r2
         assert secret not in r2 and secret not in json.dumps(third)
-        assert secret.encode() not in (tmp_path / "results.db").read_bytes()
+        assert secret.encode() not in (tmp_path / "runner.db").read_bytes()
     finally:
         vtysh(practice_lab, "r2", "configure terminal\nrouter bgp 65000\n"
               "no neighbor 10.255.0.1 password\nend")
@@ -242,7 +211,7 @@ def test_faults_are_classified_and_the_others_succeed(practice_lab: RunningLab, 
     assert result["summary"] == {"ok": result["summary"]["ok"],
                                  "changed": result["summary"]["changed"], "failed": 1,
                                  "unreachable": 1, "auth_failed": 1, "timed_out": 0,
-                                 "skipped": 0, "rolled_back": 0}
+                                 "skipped": 0, "rolled_back": 0, "non_compliant": 0}
     for text in (proc.stdout, proc.stderr, (tmp_path / "r.db").read_bytes().decode(
             errors="replace")):
         assert wrong not in text

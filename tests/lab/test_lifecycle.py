@@ -13,7 +13,7 @@ import pytest
 
 from runner.lab.netns import wait_for
 from runner.lab.system import netns_list
-from tests.lab.helpers import lab_pids, leftovers, plan_of, remove_dead_runs_labs, runner
+from tests.support.lab import lab_pids, leftovers, plan_of, remove_dead_runs_labs, runner
 
 
 def small_lab(tmp_path: Path, name: str, octet: int, extra: str = "", host_exec: str = "")\

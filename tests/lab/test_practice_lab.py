@@ -14,8 +14,7 @@ from nornir_netmiko.tasks import netmiko_send_command
 from scrapli import AuthOptions, Cli, TransportBinOptions, TransportSsh2Options
 
 from runner.lab.converge import routing
-from tests.lab.conftest import RunningLab
-from tests.lab.helpers import runner, status_json
+from tests.support.lab import RunningLab, runner, status_json
 
 
 def netmiko_session(lab: RunningLab, node: str, **kwargs: object) -> ConnectHandler:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from runner.lab.converge import wait_converged
-from tests.lab.conftest import RunningLab
-from tests.lab.test_jobs import DRIVERS, job_file, run_job, step, vtysh
-from tests.receivers import JsonReceiver
+from tests.support.jobs import run_job, shipped_job
+from tests.support.lab import DRIVERS, RunningLab, step, vtysh
+from tests.support.receivers import JsonReceiver
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -23,7 +23,7 @@ def test_a_change_that_breaks_ospf_is_rolled_back_and_the_rollout_stops(
     inventory = practice_lab.lab_dir / "inventory"
     before = {r: vtysh(practice_lab, r, "show", "running-config") for r in ("r1", "r2")}
     hook = JsonReceiver()
-    job = job_file(tmp_path, "ospf-area.yml", driver=driver,
+    job = shipped_job(tmp_path, "ospf-area.yml", driver=driver,
                    notify=[{"url": hook.url("ospf"), "on": ["failed", "rolled_back"]}])
     preview = run_job(tmp_path, job, inventory, "--dry-run", expect=0)
     rollback = step(preview["devices"][0], "rollback (if a step fails)")
@@ -48,6 +48,6 @@ def test_a_change_that_breaks_ospf_is_rolled_back_and_the_rollout_stops(
     assert "r1: rolled_back, CheckFailed" in message["message"]
     assert "r2: skipped, RolloutStopped: rollout stopped" in message["message"]
     shown = json.loads(subprocess.run(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}", "show",
+        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}", "show",
          result["run_id"], "--json"], capture_output=True, text=True, check=True).stdout)
     assert [n["delivered"] for n in shown["notifications"]] == [True]

@@ -16,8 +16,9 @@ from typing import Any
 from runner.lab.netns import wait_for
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
-from tests.conftest import ROOT
-from tests.lab.conftest import RunningLab
+from tests.support.base import ROOT
+from tests.support.jobs import write_job
+from tests.support.lab import RunningLab
 
 
 class Serve:
@@ -36,11 +37,6 @@ class Serve:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=120)
-
-
-def write_job(project: Path, name: str, body: str) -> None:
-    (project / "jobs").mkdir(exist_ok=True)
-    (project / "jobs" / f"{name}.yml").write_text(body, encoding="utf-8")
 
 
 TICK = """name: tick
@@ -68,7 +64,7 @@ def assert_each_occurrence_ran_once(project: Path, job: str) -> list[dict[str, A
 
 def test_serve_survives_sigkill_applies_policy_and_runs_nothing_twice(
         practice_lab: RunningLab, tmp_path: Path) -> None:
-    write_job(tmp_path, "tick", TICK)
+    write_job(tmp_path / "jobs", "tick", text=TICK)
     first = Serve(tmp_path, practice_lab, "first")
     try:
         wait_for(lambda: sum(r["status"] == "ok" for r in runs_of(tmp_path, "tick")) >= 3, 60,
@@ -85,10 +81,11 @@ def test_serve_survives_sigkill_applies_policy_and_runs_nothing_twice(
                               if r["started"] > _iso(restarted)]) >= 2, 60,
                  "runs after the restart")
         # hot reload: a new job file, then an invalid edit that must not unschedule tick
-        write_job(tmp_path, "tock", TICK.replace("name: tick", "name: tock")
+        write_job(tmp_path / "jobs", "tock", text=TICK.replace("name: tick", "name: tock")
                   .replace("interval: 1s", "interval: 2s"))
         wait_for(lambda: len(runs_of(tmp_path, "tock")) >= 1, 60, "the added job to run")
-        write_job(tmp_path, "tick", TICK.replace("interval: 1s", "interval: 1 second"))
+        write_job(tmp_path / "jobs", "tick",
+                  text=TICK.replace("interval: 1s", "interval: 1 second"))
         wait_for(lambda: "keeping the previous version of tick" in second.text(), 30,
                  "the invalid edit to be reported")
         before = len(runs_of(tmp_path, "tick"))
@@ -124,7 +121,7 @@ def _iso(epoch: float) -> str:
 
 def test_two_servers_on_one_store_run_each_occurrence_once(practice_lab: RunningLab,
                                                            tmp_path: Path) -> None:
-    write_job(tmp_path, "tick", TICK)
+    write_job(tmp_path / "jobs", "tick", text=TICK)
     a = Serve(tmp_path, practice_lab, "a")
     wait_for(lambda: "active scheduler" in a.text(), 30, "the first server to lead")
     b = Serve(tmp_path, practice_lab, "b")
@@ -143,7 +140,7 @@ def test_two_servers_on_one_store_run_each_occurrence_once(practice_lab: Running
 
 def test_sigterm_waits_then_interrupts_and_exits_0(practice_lab: RunningLab,
                                                   tmp_path: Path) -> None:
-    write_job(tmp_path, "slow", """name: slow
+    write_job(tmp_path / "jobs", "slow", text="""name: slow
 targets: {groups: [routers]}
 driver: netmiko
 concurrency: 1

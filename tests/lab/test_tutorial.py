@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT
-from tests.lab.conftest import RunningLab
-from tests.readme_commands import _split
+from tests.support.base import ROOT
+from tests.support.lab import RunningLab
+from tests.support.readme_commands import _split
 
 TUTORIAL = ROOT / "docs" / "tutorial.md"
 NOT_HERE = {("lab", "up"), ("lab", "down"), ("serve",), ("web",), ("token", "create")}

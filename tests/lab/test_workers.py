@@ -20,9 +20,10 @@ from runner.inventory.fleet import load_inventory
 from runner.lab.netns import wait_for
 from runner.settings import Settings
 from runner.store.results import ResultsStore
-from tests.conftest import ROOT
-from tests.lab.conftest import RunningLab
-from tests.workers import RedisServer, Workers, run_celery
+from tests.support.base import ROOT
+from tests.support.jobs import write_job
+from tests.support.lab import RunningLab
+from tests.support.workers import RedisServer, Workers, run_celery
 
 VISIBILITY = "8"
 
@@ -49,12 +50,6 @@ def ensure_default_workers(workers: Workers, lab: RunningLab) -> None:
     for name in ("w1", "w2"):
         if not workers.alive(name):
             workers.start(name, lab.lab_dir / "inventory")
-
-
-def write_job(path: Path, **fields: Any) -> Path:
-    path.write_text(yaml.safe_dump({"name": path.stem, **fields}, sort_keys=False),
-                    encoding="utf-8")
-    return path
 
 
 def comparable(device: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +103,7 @@ def test_queue_routing_by_site_and_credentials_stay_on_workers(
     workers.start("wa", worker_inv, ("site-a",))
     workers.start("wb", worker_inv, ("site-b",))
     try:
-        job = write_job(tmp_path / "routed.yml", targets={"groups": ["routers"]},
+        job = write_job(tmp_path, "routed", targets={"groups": ["routers"]},
                         driver="scrapli", steps=[{"command": "show version"}])
         code, result, err = run_celery(tmp_path, env, job, dispatch_inv, "--shard-size", "1")
         assert code == 0, err
@@ -130,7 +125,7 @@ def test_worker_killed_mid_shard_no_device_configured_twice(
     ensure_default_workers(workers, practice_lab)
     marker = uuid.uuid4().hex[:8]
     before = {n: (workers.log(n).count("Task runner.run_shard")) for n in ("w1", "w2")}
-    job = write_job(tmp_path / "push.yml", targets={"groups": ["routers"]}, driver="netmiko",
+    job = write_job(tmp_path, "push", targets={"groups": ["routers"]}, driver="netmiko",
                     concurrency=1, timeouts={"device": 60},
                     steps=[{"config": {"lines": ["interface lo", f"description kill-{marker}"]}},
                            *[{"command": "show running-config"} for _ in range(6)]])
@@ -207,11 +202,11 @@ def test_two_jobs_on_one_device_the_lease_holds(
         redis_server: RedisServer, tmp_path: Path) -> None:
     ensure_default_workers(workers, practice_lab)
     inventory = practice_lab.lab_dir / "inventory"
-    long_job = write_job(tmp_path / "long.yml", targets={"hosts": ["r1"]}, driver="netmiko",
+    long_job = write_job(tmp_path, "long", targets={"hosts": ["r1"]}, driver="netmiko",
                          steps=[{"command": "show running-config"} for _ in range(40)])
-    busy0 = write_job(tmp_path / "impatient.yml", targets={"hosts": ["r1"]}, busy_wait=0,
+    busy0 = write_job(tmp_path, "impatient", targets={"hosts": ["r1"]}, busy_wait=0,
                       driver="scrapli", steps=[{"command": "show version"}])
-    patient = write_job(tmp_path / "patient.yml", targets={"hosts": ["r1"]}, busy_wait=120,
+    patient = write_job(tmp_path, "patient", targets={"hosts": ["r1"]}, busy_wait=120,
                         driver="scrapli", steps=[{"command": "show version"}])
     client = redis_server.client()
     # the lease is the device's, by its address (whatever an inventory calls it)
@@ -239,7 +234,7 @@ def test_redis_restarted_mid_run_ends_clearly_and_records_once(
         practice_lab: RunningLab, workers: Workers, env: dict[str, str],
         redis_server: RedisServer, tmp_path: Path) -> None:
     ensure_default_workers(workers, practice_lab)
-    job = write_job(tmp_path / "slow.yml", targets={"groups": ["routers"]}, driver="netmiko",
+    job = write_job(tmp_path, "slow", targets={"groups": ["routers"]}, driver="netmiko",
                     concurrency=1, steps=[{"command": "show running-config"}
                                           for _ in range(25)])
     proc = run_celery(tmp_path, env, job, practice_lab.lab_dir / "inventory",
@@ -261,7 +256,7 @@ def test_redis_restarted_mid_run_ends_clearly_and_records_once(
     assert row["status"] == "failed"
     assert sorted(d.host for d in stored.devices) == ["r1", "r2", "r3", "r4"]
     # the workers reconnect and serve the next run
-    ok = write_job(tmp_path / "after.yml", targets={"hosts": ["r2"]}, driver="scrapli",
+    ok = write_job(tmp_path, "after", targets={"hosts": ["r2"]}, driver="scrapli",
                    steps=[{"command": "show version"}])
     code, after, err = run_celery(tmp_path, env, ok, practice_lab.lab_dir / "inventory")
     assert code == 0, err

@@ -25,9 +25,10 @@ from runner.execution.control.keys import device_key, lease_key
 from runner.inventory.fleet import load_inventory
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
-from tests.conftest import ROOT, free_port
-from tests.sim.conftest import on_device
-from tests.workers import RedisServer, Workers
+from tests.support.base import ROOT, free_port
+from tests.support.fleet import on_device
+from tests.support.jobs import run_argv, run_job, sqlite_url, write_job
+from tests.support.workers import RedisServer, Workers
 
 LOST_AFTER = "4"  # seconds a worker may be silent: short, so the tests end soon
 SLOW_DELAY = 0.25  # a slow device waits this long before each answer: runs last seconds
@@ -77,30 +78,6 @@ def hosts_of(sim: SimProcess) -> list[str]:
     return list(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))
 
 
-def write_job(path: Path, **fields: Any) -> Path:
-    path.write_text(yaml.safe_dump({"name": path.stem, **fields}, sort_keys=False),
-                    encoding="utf-8")
-    return path
-
-
-def runner(db: str, env: dict[str, str], job: Path, inventory: Path,
-           *args: str) -> list[str]:
-    return [sys.executable, "-m", "runner", "--db", db, "run", str(job), "-i", str(inventory),
-            "--templates", str(ROOT / "templates"), "--json", *args]
-
-
-def sqlite(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'runner.db'}"
-
-
-def run(tmp_path: Path, env: dict[str, str], job: Path, inventory: Path,
-        *args: str) -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run(runner(sqlite(tmp_path), env, job, inventory, *args),
-                          capture_output=True,
-                          text=True, env=env, timeout=300, check=False)
-    return proc.returncode, json.loads(proc.stdout), proc.stderr
-
-
 def archive(sim: SimProcess, host: str) -> str:
     """The device's own log of config lines, by config session (IOS `archive log`)."""
     return on_device(sim.inventory, host, "show archive log config all")
@@ -148,11 +125,10 @@ def test_a_failing_batch_stops_the_rollout_alike_on_every_engine(
                          ("processes", ["--engine", "processes", "--processes", "2"]),
                          ("celery", ["--engine", "celery", "--shard-size", "1"])):
         line = f"logging host 192.0.2.9 vrf r{uuid.uuid4().hex[:6]}"
-        job = write_job(tmp_path / f"{engine}.yml", driver="asyncssh",
+        job = write_job(tmp_path, engine, driver="asyncssh",
                         rollout={"batch_size": 2, "max_fail_percentage": 0},
                         steps=[{"config": {"lines": [line]}}])
-        code, result, err = run(tmp_path, env, job, inventory, *args)
-        assert code == 1, err
+        result = run_job(tmp_path, job, inventory, *args, env=env, expect=1)
         assert result["engine"] == engine
         results[engine] = outcome(result["devices"])
         if engine == "celery":  # the shards of each batch ran on both workers
@@ -171,7 +147,7 @@ def start(db: str, env: dict[str, str], client: Any, job: Path, inventory: Path,
           *args: str) -> tuple[subprocess.Popen[str], str]:
     """`runner run` in the background, and its run id once it dispatched (from Redis)."""
     before = set(client.scan_iter("runner:run:*:dispatcher"))
-    proc = subprocess.Popen(runner(db, env, job, inventory, *args),
+    proc = subprocess.Popen(run_argv(db, job, inventory, *args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     new: list[str] = []
     wait_for(lambda: bool(new.extend(set(client.scan_iter("runner:run:*:dispatcher")) - before)
@@ -187,7 +163,7 @@ def finished_by(client: Any, run_id: str) -> list[str]:
 
 def slow_push(tmp_path: Path, sim: SimProcess, marker: str) -> tuple[Path, list[str]]:
     slow = [h for h, f in faults(sim).items() if f == "slow"]
-    job = write_job(tmp_path / "push.yml", targets={"hosts": slow}, driver="asyncssh",
+    job = write_job(tmp_path, "push", targets={"hosts": slow}, driver="asyncssh",
                     concurrency=1, timeouts={"command": 30, "device": 120},
                     steps=[{"config": {"lines": [f"ntp server 192.0.2.1 key {marker}"]}},
                            {"command": ["show clock"] * 4}])
@@ -244,7 +220,7 @@ def test_with_no_live_worker_left_the_run_ends_with_worker_lost_records(
     ensure(workers, sim, "w1", "w2")
     job, slow = slow_push(tmp_path, sim, uuid.uuid4().hex[:8])
     client = redis_server.client()
-    proc, run_id = start(sqlite(tmp_path), env, client, job, sim.inventory, "--engine",
+    proc, run_id = start(sqlite_url(tmp_path), env, client, job, sim.inventory, "--engine",
                          "celery", "--shard-size", "3")
     try:
         wait_for(lambda: client.scard(f"runner:run:{run_id}:started") >= 2, 60,
@@ -311,15 +287,14 @@ def test_a_stopped_rollout_rolls_back_through_the_workers(
     hosts = [h for h in hosts_of(sim) if h not in faults(sim)][:4]
     before = {h: archive(sim, h).count("\n") for h in hosts}
     line = f"ntp server 192.0.2.44 key {uuid.uuid4().hex[:6]}"
-    job = write_job(tmp_path / "stopped.yml", driver="asyncssh", rollback=True,
+    job = write_job(tmp_path, "stopped", driver="asyncssh", rollback=True,
                     targets={"hosts": hosts},
                     rollout={"batch_size": 2, "max_fail_percentage": 0, "on_stop": "rollback"},
                     steps=[{"config": {"lines": [line]}},
                            {"name": "post", "command": "show clock",
                             "expect": [f"host.name != '{hosts[2]}'"]}])
-    code, result, err = run(tmp_path, env, job, sim.inventory, "--engine", "celery",
-                            "--shard-size", "1")
-    assert code == 1, err
+    result = run_job(tmp_path, job, sim.inventory, "--engine", "celery",
+                            "--shard-size", "1", env=env, expect=1)
     assert outcome(result["devices"]) == [
         (hosts[0], "rolled_back", "RolloutStopped"), (hosts[1], "rolled_back", "RolloutStopped"),
         (hosts[2], "rolled_back", "CheckFailed"), (hosts[3], "rolled_back", "RolloutStopped")]
@@ -421,7 +396,7 @@ def test_secrets_are_read_by_the_workers_and_never_cross_the_broker(
     templates = tmp_path / "templates"
     templates.mkdir()
     (templates / "community.j2").write_text("logging host 192.0.2.45 vrf {{ community }}\n")
-    job = write_job(tmp_path / "secret.yml", driver="asyncssh", secret_vars={
+    job = write_job(tmp_path, "secret", driver="asyncssh", secret_vars={
         "community": {"env": "RUNNER_CELERY_TEST_COMMUNITY"}}, steps=[
         {"config": {"template": "community.j2"}},
         {"command": "show running-config", "expect": [
@@ -464,13 +439,12 @@ def test_a_change_that_needs_approval_reaches_the_workers_only_approved(
     ensure(workers, sim, "w1", "w2")
     hosts = [h for h in hosts_of(sim) if h not in faults(sim)][-3:]
     line = f"snmp-server location celery-{uuid.uuid4().hex[:8]}"
-    job = write_job(tmp_path / "nightly.yml", driver="asyncssh", targets={"hosts": hosts},
+    job = write_job(tmp_path, "nightly", driver="asyncssh", targets={"hosts": hosts},
                     schedule={"cron": "30 2 * * *", "approval": "required"},
                     steps=[{"config": {"lines": [line]}}])
     # a real run asked for through the workers: they preview it, nothing is sent
-    code, preview, err = run(tmp_path, env, job, sim.inventory, "--engine", "celery",
-                             "--shard-size", "2")
-    assert code == 0, err
+    preview = run_job(tmp_path, job, sim.inventory, "--engine", "celery",
+                             "--shard-size", "2", env=env, expect=0)
     assert (preview["status"], preview["engine"]) == ("awaiting_approval", "celery")
     assert {d["worker"] for d in preview["devices"]} <= {"w1", "w2"}
     assert [sessions_with(sim, h, line) for h in hosts] == [0, 0, 0]
@@ -488,7 +462,7 @@ def test_a_change_that_needs_approval_reaches_the_workers_only_approved(
     assert sessions_with(sim, hosts[0], line) == 0
     # approved: the workers carry out exactly the previewed change
     approved = subprocess.run(
-        [sys.executable, "-m", "runner", "--db", sqlite(tmp_path), "approve",
+        [sys.executable, "-m", "runner", "--db", sqlite_url(tmp_path), "approve",
          preview["run_id"], "--engine", "celery", "--json"], capture_output=True, text=True,
         env=env, timeout=300, check=False)
     assert approved.returncode == 0, approved.stderr[-3000:]
@@ -510,13 +484,13 @@ def test_a_killed_dispatcher_stops_its_shards_on_the_workers(
     marker = uuid.uuid4().hex[:8]
     line = f"ntp server 192.0.2.1 key {marker}"
     # a device takes ~12 s (40 answers at 0.25 s); shards of 4, one device at a time
-    job = write_job(tmp_path / "long.yml", targets={"hosts": slow}, driver="asyncssh",
+    job = write_job(tmp_path, "long", targets={"hosts": slow}, driver="asyncssh",
                     concurrency=1, timeouts={"command": 30, "device": 300},
                     steps=[{"config": {"lines": [line]}}, {"command": ["show clock"] * 40}])
     client = redis_server.client()
     done_before = sum(workers.log(n).count("succeeded in") for n in ("w1", "w2"))
     before = set(client.scan_iter("runner:run:*:dispatcher"))
-    proc = subprocess.Popen(runner(sqlite(tmp_path), env, job, sim.inventory, "--engine",
+    proc = subprocess.Popen(run_argv(sqlite_url(tmp_path), job, sim.inventory, "--engine",
                                    "celery", "--shard-size", "4"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)
@@ -544,7 +518,7 @@ def test_a_killed_dispatcher_stops_its_shards_on_the_workers(
     assert [h for h in slow if sessions_with(sim, h, line)] == configured
     # the next runner on the database finishes the dead run: interrupted, every device
     history = json.loads(subprocess.run(
-        [sys.executable, "-m", "runner", "--db", sqlite(tmp_path), "history", "--json"],
+        [sys.executable, "-m", "runner", "--db", sqlite_url(tmp_path), "history", "--json"],
         capture_output=True, text=True, check=True, env=env).stdout)
     assert (history[0]["run_id"], history[0]["status"]) == (run_id, "interrupted")
 
@@ -553,17 +527,16 @@ def test_compliance_and_its_remediation_run_on_the_workers(
         sim: SimProcess, workers: Workers, env: dict[str, str], tmp_path: Path) -> None:
     ensure(workers, sim, "w1", "w2")
     hosts = [h for h in hosts_of(sim) if h not in faults(sim)][-5:-3]
-    job = write_job(tmp_path / "golden.yml", targets={"hosts": hosts}, driver="asyncssh",
+    job = write_job(tmp_path, "golden", targets={"hosts": hosts}, driver="asyncssh",
                     steps=[{"compliance": {"intended": "golden_sim.j2", "features": [
                         {"name": "ntp", "match": ["ntp server"]},
                         {"name": "logging", "match": ["logging host"]}]}}])
-    code, found, err = run(tmp_path, env, job, sim.inventory, "--engine", "celery")
-    assert code == 3, err[-3000:]
+    found = run_job(tmp_path, job, sim.inventory, "--engine", "celery", env=env, expect=3)
     assert {d["status"] for d in found["devices"]} == {"non_compliant"}
     assert {d["worker"] for d in found["devices"]} <= {"w1", "w2"}
     assert found["devices"][0]["compliance"]["ntp"]["extra"] == ["ntp server 192.0.2.123"]
     proc = subprocess.run(
-        [sys.executable, "-m", "runner", "--db", sqlite(tmp_path), "remediate",
+        [sys.executable, "-m", "runner", "--db", sqlite_url(tmp_path), "remediate",
          found["run_id"], "-i", str(sim.inventory), "--templates", str(ROOT / "templates"),
          "--engine", "celery", "--json"],
         capture_output=True, text=True, env=env, timeout=300, check=False)

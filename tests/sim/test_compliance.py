@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from runner.lab.sim.process import SimProcess
-from tests.conftest import free_port
-from tests.sim.conftest import on_device
+from tests.support.base import free_port
+from tests.support.fleet import on_device
+from tests.support.jobs import write_job
 
 DEVICES = 24
 INTENDED = """hostname {{ host.name }}
@@ -50,21 +51,12 @@ def hosts_of(sim: SimProcess) -> list[str]:
     return list(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))
 
 
-def write_job(project: Path, name: str, hosts: list[str], steps: list[dict[str, Any]],
-              **fields: Any) -> Path:
-    path = project / f"{name}.yml"
-    path.write_text(yaml.safe_dump({"name": name, "targets": {"hosts": hosts},
-                                    "driver": "asyncssh", **fields, "steps": steps},
-                                   sort_keys=False), encoding="utf-8")
-    return path
-
-
 def golden(project: Path, hosts: list[str], *after: dict[str, Any], actual: str = "running",
            **fields: Any) -> Path:
-    return write_job(project, "golden", hosts, [
+    return write_job(project, "golden", hosts=hosts, **{"driver": "asyncssh", **fields}, steps=[
         {"name": "golden", "compliance": {"intended": "golden.j2", "actual": actual,
                                           "backups": str(project / "backups"),
-                                          "features": FEATURES}}, *after], **fields)
+                                          "features": FEATURES}}, *after])
 
 
 def cli(project: Path, inventory: Path, *args: str, expect: int | None = 0,
@@ -83,7 +75,7 @@ def cli(project: Path, inventory: Path, *args: str, expect: int | None = 0,
 
 def drift(project: Path, inventory: Path, hosts: list[str]) -> None:
     """Someone changed these devices' logging host and link description."""
-    job = write_job(project, "drift", hosts, [{"config": {"lines": [
+    job = write_job(project, "drift", hosts=hosts, driver="asyncssh", steps=[{"config": {"lines": [
         "no logging host 192.0.2.50", "logging host 192.0.2.66",
         "interface GigabitEthernet0/1", " description changed by hand"]}}])
     cli(project, inventory, "run", str(job))
@@ -166,8 +158,8 @@ def test_a_remediation_that_needs_approval_is_previewed_then_carried_out(
 def test_a_check_against_backups_needs_no_session(sim: SimProcess, project: Path) -> None:
     inventory = sim.inventory
     hosts = hosts_of(sim)[6:8]
-    backup = write_job(project, "backup", hosts, [{"backup": {"dir": str(project /
-                                                                           "backups")}}])
+    backup = write_job(project, "backup", hosts=hosts, driver="asyncssh",
+                       steps=[{"backup": {"dir": str(project / "backups")}}])
     cli(project, inventory, "run", str(backup))
     # the second device's address now answers nothing: a session could not open
     moved = project / "inventory"

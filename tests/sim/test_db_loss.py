@@ -19,8 +19,8 @@ from sqlalchemy import create_engine, text
 
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
-from tests.conftest import ROOT, free_port
-from tests.pg import PASSWORD, PgServer
+from tests.support.base import ROOT, free_port
+from tests.support.pg import PASSWORD, PgServer
 
 DEVICES = 6
 

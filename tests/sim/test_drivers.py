@@ -16,10 +16,9 @@ import yaml
 from runner.drivers import Timeouts, open_session
 from runner.errors import DeviceError, SessionLost
 from runner.inventory.fleet import load_inventory
-from runner.lab.sim.process import SimProcess
-from tests.conftest import free_port
-from tests.sim.conftest import Fleet
-from tests.sim.test_fleet import run, write_job
+from tests.support.base import free_port
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
+from tests.support.jobs import run_job, write_job
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 TIMEOUTS = {"connect": 20, "command": 20, "device": 60}
@@ -30,15 +29,10 @@ RETRIES = {"count": 2, "backoff": 0}
 def drop_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """Twelve devices, half of them dropping their session 200 characters into any long
     answer (`show running-config`, `show version`)."""
-    sim = SimProcess(tmp_path_factory.mktemp("sim-drop") / "sim", 12, address="127.106.0.1",
-                     port=free_port(), faults=["drop=50%"])
-    try:
-        sim.start()
-        fleet = Fleet(sim)
+    with start_fleet(tmp_path_factory.mktemp("sim-drop"),
+                     FleetSpec(12, "127.106.0.1", faults=("drop=50%",))) as fleet:
         assert len(fleet.with_fault("drop")) == 6 and len(fleet.healthy(12)) == 6
         yield fleet
-    finally:
-        sim.stop()
 
 
 def _healthy(fleet: Fleet, driver: str) -> str:
@@ -53,7 +47,7 @@ def test_a_session_dropped_mid_command_is_lost_and_not_retried(drop_fleet: Fleet
     healthy = _healthy(drop_fleet, driver)
     job = write_job(tmp_path, "show", driver=driver, timeouts=TIMEOUTS, retries=RETRIES,
                     steps=[{"name": "config", "command": "show running-config"}])
-    result = run(tmp_path, job, drop_fleet.inventory, "--limit", ",".join([*drops, healthy]),
+    result = run_job(tmp_path, job, drop_fleet.inventory, "--limit", ",".join([*drops, healthy]),
                  expect=1)
     devices = {d["host"]: d for d in result["devices"]}
     for host in drops:
@@ -77,7 +71,7 @@ def test_a_config_push_on_a_dropping_device_is_lost_not_unreachable(drop_fleet: 
     job = write_job(tmp_path, "push", driver=driver, timeouts=TIMEOUTS, retries=RETRIES,
                     steps=[{"name": "push", "config": {"lines": [
                         f"ntp server 192.0.2.{DRIVERS.index(driver) + 40}"]}}])
-    result = run(tmp_path, job, drop_fleet.inventory, "--limit", ",".join(drops), expect=1)
+    result = run_job(tmp_path, job, drop_fleet.inventory, "--limit", ",".join(drops), expect=1)
     assert [d["host"] for d in result["devices"]] == drops
     for device in result["devices"]:
         # the running config read before the push trips the drop
@@ -131,7 +125,7 @@ def test_a_refused_connection_is_unreachable_and_retried(drop_fleet: Fleet, tmp_
     hosts_file.write_text(yaml.safe_dump(hosts, sort_keys=False), encoding="utf-8")
     job = write_job(tmp_path, "show", driver=driver, timeouts=TIMEOUTS, retries=RETRIES,
                     steps=[{"command": "show clock"}])
-    result = run(tmp_path, job, inventory, "--limit", "gone", expect=1)
+    result = run_job(tmp_path, job, inventory, "--limit", "gone", expect=1)
     device = result["devices"][0]
     assert (device["status"], device["error_class"]) == ("unreachable", "ConnectFailed"), \
         device

@@ -29,8 +29,8 @@ from runner.lab.sim.process import SimProcess
 from runner.records import DeviceResult
 from runner.settings import Settings
 from runner.vocab import Engine
-from tests.conftest import ROOT, free_port
-from tests.sim.conftest import Fleet, on_device
+from tests.support.base import ROOT, free_port
+from tests.support.fleet import Fleet, on_device
 
 # Hung devices answer nothing after login: they stay in flight until the run ends them.
 HANGING_JOB = {"name": "hang", "driver": "asyncssh",

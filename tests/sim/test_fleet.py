@@ -5,7 +5,6 @@ engine process or several; and every driver works against the simulator."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import subprocess
 import sys
@@ -17,8 +16,8 @@ import asyncssh
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.sim.conftest import Fleet
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
+from tests.support.jobs import run_job, write_job
 
 EXPECTED = {  # injected fault -> (status, error class)
     "slow": ("timed_out", "DeviceTimeout"),
@@ -26,24 +25,6 @@ EXPECTED = {  # injected fault -> (status, error class)
     "refuse": ("auth_failed", "AuthFailed"),
     "drop": ("failed", "SessionLost"),
 }
-
-
-def write_job(tmp_path: Path, name: str, **data: Any) -> Path:
-    path = tmp_path / f"{name}.yml"
-    path.write_text(yaml.safe_dump({"name": name, **data}, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def run(tmp_path: Path, job: Path, inventory: Path, *args: str,
-        expect: int | None = None) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}", "run",
-         str(job), "-i", str(inventory), "--templates", str(ROOT / "templates"), "--json",
-         *args], capture_output=True, text=True, check=False, cwd=tmp_path, timeout=600)
-    if expect is not None:
-        assert proc.returncode == expect, proc.stderr[-3000:]
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
 
 
 # The command timeout sits far above how long a healthy device may wait for its answer
@@ -65,7 +46,7 @@ def test_a_thousand_devices_one_record_each_faults_classified(fleet: Fleet,
     job = write_job(tmp_path, "show", **SHOW_JOB)
     results = {}
     for processes in ("2", "1"):
-        result = run(tmp_path, job, fleet.inventory, "--processes", processes, expect=1)
+        result = run_job(tmp_path, job, fleet.inventory, "--processes", processes, expect=1)
         devices = result["devices"]
         assert [d["host"] for d in devices] == fleet.hosts  # each once, in inventory order
         results[processes] = {d["host"]: d for d in devices}
@@ -90,7 +71,7 @@ def test_a_thousand_devices_one_record_each_faults_classified(fleet: Fleet,
         assert summary["timed_out"] == len(fleet.with_fault("slow")) + \
             len(fleet.with_fault("hang"))
         # the results database holds exactly one row per device for the run
-        db = sqlite3.connect(tmp_path / "results.db")
+        db = sqlite3.connect(tmp_path / "runner.db")
         rows = db.execute("select count(*), count(distinct host) from devices where run_id = ?",
                           (result["run_id"],)).fetchone()
         db.close()
@@ -129,7 +110,7 @@ def test_every_driver_configures_the_simulated_devices(fleet: Fleet, tmp_path: P
             "interface GigabitEthernet0/2", f" description pushed by {driver}",
             "ntp server 192.0.2.201"], "save": True}},
         {"name": "check", "command": "show interfaces description"}])
-    first = run(tmp_path, job, fleet.inventory, "--limit", ",".join(hosts), expect=0)
+    first = run_job(tmp_path, job, fleet.inventory, "--limit", ",".join(hosts), expect=0)
     for device in first["devices"]:
         assert device["status"] == "changed", device
         diff = device["steps"][0]["diff"]
@@ -138,7 +119,7 @@ def test_every_driver_configures_the_simulated_devices(fleet: Fleet, tmp_path: P
         assert f"pushed by {driver}" in device["steps"][1]["output"]
         saved = read_startup(fleet, device["host"], "show startup-config")
         assert f"description pushed by {driver}" in saved  # save: write memory ran
-    again = run(tmp_path, job, fleet.inventory, "--limit", ",".join(hosts), expect=0)
+    again = run_job(tmp_path, job, fleet.inventory, "--limit", ",".join(hosts), expect=0)
     assert {d["status"] for d in again["devices"]} == {"ok"}
 
 
@@ -148,7 +129,7 @@ def test_rejected_config_line_is_reported_with_the_platform_text(fleet: Fleet,
     job = write_job(tmp_path, "bad", driver="asyncssh", steps=[
         {"config": {"lines": ["logging host 192.0.2.9", "frobnicate everything",
                               "ntp server 192.0.2.10"]}}])
-    result = run(tmp_path, job, fleet.inventory, "--limit", host, expect=1)
+    result = run_job(tmp_path, job, fleet.inventory, "--limit", host, expect=1)
     device = result["devices"][0]
     assert device["status"] == "failed" and device["error_class"] == "CommandRejected"
     assert "% Invalid input detected at '^' marker." in device["error"]
@@ -218,17 +199,9 @@ ENABLE_SECRET = "En4ble-s3cret-x9"
 @pytest.fixture(scope="module")
 def enable_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Six devices whose logins land in user exec: `enable` asks for a secret."""
-    from runner.lab.sim.process import SimProcess
-    from tests.conftest import free_port
-
-    sim = SimProcess(tmp_path_factory.mktemp("sim-enable") / "sim", 6,
-                     address="127.105.0.1", port=free_port(),
-                     extra=["--enable-secret", ENABLE_SECRET])
-    try:
-        sim.start()
-        yield sim.inventory
-    finally:
-        sim.stop()
+    with start_fleet(tmp_path_factory.mktemp("sim-enable"), FleetSpec(
+            6, "127.105.0.1", extra=("--enable-secret", ENABLE_SECRET))) as fleet:
+        yield fleet.inventory
 
 
 @pytest.mark.parametrize("driver", ["netmiko", "scrapli", "asyncssh"])
@@ -244,14 +217,14 @@ def test_every_driver_enters_enable_mode_with_the_secret(enable_fleet: Path, tmp
                     timeouts={"connect": 20, "command": 20, "device": 60},
                     steps=[{"config": {"lines": [f"ntp server 192.0.2.{len(driver)}"]}},
                            {"name": "privilege", "command": "show privilege"}])
-    good = run(tmp_path, job, enable_fleet, "--limit", "sim0001,sim0002", expect=0)
+    good = run_job(tmp_path, job, enable_fleet, "--limit", "sim0001,sim0002", expect=0)
     for device in good["devices"]:
         assert device["status"] in ("ok", "changed"), device
         assert device["steps"][1]["output"].strip() == "Current privilege level is 15"
-    bad = run(tmp_path, job, wrong, "--limit", "sim0003", expect=1)
+    bad = run_job(tmp_path, job, wrong, "--limit", "sim0003", expect=1)
     device = bad["devices"][0]
     assert (device["status"], device["error_class"]) == ("auth_failed", "AuthFailed")
     assert device["error"] == "enable refused: the secret was not accepted"
-    stored = (tmp_path / "results.db").read_bytes()
+    stored = (tmp_path / "runner.db").read_bytes()
     for secret in (ENABLE_SECRET.encode(), b"Wr0ng-s3cret-x9"):
         assert secret not in stored

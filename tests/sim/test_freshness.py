@@ -20,8 +20,8 @@ from runner.lab.netns import wait_for
 from runner.store.events import Events
 from runner.store.freshness import Freshness
 from runner.store.schedule import ScheduleStore
-from tests.conftest import ROOT, free_port
-from tests.sim.conftest import Fleet
+from tests.support.base import ROOT, free_port
+from tests.support.fleet import Fleet
 
 JOB = """name: {name}
 driver: asyncssh

@@ -20,7 +20,8 @@ import yaml
 
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
-from tests.conftest import ROOT, free_port
+from tests.support.base import free_port
+from tests.support.jobs import run_runner, write_job
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 ENABLE = "Ena6le-h4rden"
@@ -45,25 +46,8 @@ def password(sim: SimProcess) -> str:
     return str(defaults["password"])
 
 
-def write_job(path: Path, **fields: Any) -> Path:
-    path.write_text(yaml.safe_dump({"name": path.stem, **fields}, sort_keys=False),
-                    encoding="utf-8")
-    return path
-
-
 def runner(tmp_path: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'r.db'}", *args]
-
-
-def run(tmp_path: Path, inventory: Path, job: Path, *args: str,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`runner run JOB --json ARGS`; a leading -vv goes before `run`."""
-    verbose = [a for a in args if a == "-vv"]
-    rest = [a for a in args if a != "-vv"]
-    return subprocess.run(
-        runner(tmp_path, *verbose, "run", str(job), "-i", str(inventory), "--templates",
-               str(ROOT / "templates"), "--json", *rest),
-        capture_output=True, text=True, check=False, timeout=300, cwd=tmp_path, env=env)
+    return [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}", *args]
 
 
 def healthy(sim: SimProcess) -> list[str]:
@@ -75,13 +59,13 @@ def healthy(sim: SimProcess) -> list[str]:
 def test_secret_lines_never_show_in_previews_diffs_echoes_logs_or_the_database(
         sim: SimProcess, tmp_path: Path, driver: str) -> None:
     host = healthy(sim)[DRIVERS.index(driver)]
-    job = write_job(tmp_path / "secrets.yml", driver=driver, steps=[
+    job = write_job(tmp_path, "secrets", driver=driver, steps=[
         {"config": {"lines": [*SECRET_LINES, *BGP]}},
         {"command": "show running-config"}])
     secrets = [*SECRET_LINES.values(), "N3ighb0rX", ENABLE, password(sim)]
     outputs = []
     for args in (("--dry-run",), ("-vv",)):
-        proc = run(tmp_path, sim.inventory, job, *args, "--limit", host)
+        proc = run_runner(tmp_path, job, sim.inventory, *args, "--limit", host)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outputs += [proc.stdout, proc.stderr]
         device = json.loads(proc.stdout)["devices"][0]
@@ -90,7 +74,7 @@ def test_secret_lines_never_show_in_previews_diffs_echoes_logs_or_the_database(
     shown = subprocess.run(runner(tmp_path, "show", json.loads(proc.stdout)["run_id"],
                                   "--host", host), capture_output=True, text=True, check=True)
     outputs.append(shown.stdout)
-    outputs.append((tmp_path / "r.db").read_bytes().decode(errors="replace"))
+    outputs.append((tmp_path / "runner.db").read_bytes().decode(errors="replace"))
     assert "DEBUG" in outputs[3]  # -vv did log
     for text in outputs:
         for secret in secrets:
@@ -121,13 +105,13 @@ def test_secret_lines_found_by_meaning_reach_no_stored_data(sim: SimProcess,
     secrets = sorted({w for line in MEANING for w in line.split() if "x7" in w})
     assert len(secrets) == 17
     backups = tmp_path / "backups"
-    job = write_job(tmp_path / "meaning.yml", driver="asyncssh", steps=[
+    job = write_job(tmp_path, "meaning", driver="asyncssh", steps=[
         {"config": {"lines": MEANING}},
         {"command": "show running-config"},
         # the archive log: each line as it was typed, after a `|`
         {"command": "show archive log config all"},
         {"backup": {"dir": str(backups)}}])
-    proc = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[8])
+    proc = run_runner(tmp_path, job, sim.inventory, "--limit", healthy(sim)[8])
     assert proc.returncode == 0, proc.stderr[-2000:]
     device = json.loads(proc.stdout)["devices"][0]
     assert device["status"] == "changed", device
@@ -139,7 +123,7 @@ def test_secret_lines_found_by_meaning_reach_no_stored_data(sim: SimProcess,
     history = subprocess.run(["git", "-C", str(backups), "log", "-p", "--all"],
                              capture_output=True, text=True, check=True)
     stored = [proc.stdout, proc.stderr, shown.stdout, history.stdout,
-              (tmp_path / "r.db").read_bytes().decode(errors="replace"),
+              (tmp_path / "runner.db").read_bytes().decode(errors="replace"),
               *(p.read_text(encoding="utf-8") for p in backups.rglob("*")
                 if p.is_file() and ".git" not in p.parts)]
     assert any("snmp-server  COMMUNITY" in t or "snmp-server COMMUNITY" in t for t in stored)
@@ -168,18 +152,17 @@ def test_unknown_host_keys_are_refused_unless_the_inventory_opts_out(
         sim: SimProcess, tmp_path: Path, driver: str) -> None:
     host = healthy(sim)[3]
     env = {**os.environ, "HOME": str(tmp_path)}  # no ~/.ssh/known_hosts to fall back on
-    job = write_job(tmp_path / "show.yml", driver=driver, retries={"count": 2, "backoff": 0},
+    job = write_job(tmp_path, "show", driver=driver, retries={"count": 2, "backoff": 0},
                     steps=[{"command": "show clock"}])
-    refused = run(tmp_path, inventory_without_known_hosts(sim, tmp_path), job, "--limit",
+    refused = run_runner(tmp_path, job, inventory_without_known_hosts(sim, tmp_path), "--limit",
                   host, env=env)
     device = json.loads(refused.stdout)["devices"][0]
     assert (device["status"], device["error_class"], device["attempts"]) == (
         "failed", "HostKeyMismatch", 1), device
     opted_out = tmp_path / "opted"
     opted_out.mkdir()
-    allowed = run(opted_out, inventory_without_known_hosts(sim, opted_out,
-                                                           host_key_checking=False),
-                  job, "--limit", host, env=env)
+    allowed = run_runner(opted_out, job, inventory_without_known_hosts(
+        sim, opted_out, host_key_checking=False), "--limit", host, env=env)
     assert allowed.returncode == 0, allowed.stderr
     assert "host key checking is off" in allowed.stderr
 
@@ -201,9 +184,9 @@ def test_a_changed_host_key_is_a_mismatch_never_retried(sim: SimProcess, tmp_pat
     for name, body in text.items():
         known = str(sim.inventory.parent / "known_hosts")
         (inventory / name).write_text(body.replace(known, str(forged)))
-    job = write_job(tmp_path / "show.yml", driver=driver, retries={"count": 2, "backoff": 0},
+    job = write_job(tmp_path, "show", driver=driver, retries={"count": 2, "backoff": 0},
                     steps=[{"command": "show clock"}])
-    proc = run(tmp_path, inventory, job, "--limit", host)
+    proc = run_runner(tmp_path, job, inventory, "--limit", host)
     device = json.loads(proc.stdout)["devices"][0]
     assert (device["status"], device["error_class"], device["attempts"]) == (
         "failed", "HostKeyMismatch", 1), device
@@ -211,7 +194,7 @@ def test_a_changed_host_key_is_a_mismatch_never_retried(sim: SimProcess, tmp_pat
 
 def slow_job(tmp_path: Path, sim: SimProcess) -> tuple[Path, list[str]]:
     slow = [h for h, f in sim.state["faults"].items() if f == "slow"]
-    job = write_job(tmp_path / "slow.yml", driver="asyncssh", concurrency=2,
+    job = write_job(tmp_path, "slow", driver="asyncssh", concurrency=2,
                     targets={"hosts": slow}, steps=[{"command": ["show clock"] * 20}])
     return job, slow
 
@@ -219,7 +202,7 @@ def slow_job(tmp_path: Path, sim: SimProcess) -> tuple[Path, list[str]]:
 def stored(tmp_path: Path) -> tuple[dict[str, Any], list[tuple[str, str, str | None]]]:
     history = json.loads(subprocess.run(runner(tmp_path, "history", "--json"),
                                         capture_output=True, text=True, check=True).stdout)
-    db = sqlite3.connect(tmp_path / "r.db")
+    db = sqlite3.connect(tmp_path / "runner.db")
     rows = db.execute("select host, status, error_class from devices where run_id = ?",
                       (history[0]["run_id"],)).fetchall()
     db.close()
@@ -234,7 +217,7 @@ def test_a_run_killed_or_terminated_is_never_left_running(sim: SimProcess, tmp_p
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, start_new_session=True)
     try:
-        wait_for(lambda: (tmp_path / "r.db").exists() and stored(tmp_path)[0]["status"]
+        wait_for(lambda: (tmp_path / "runner.db").exists() and stored(tmp_path)[0]["status"]
                  == "running", 60, "the run to start")
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)
@@ -259,9 +242,9 @@ def test_a_run_killed_or_terminated_is_never_left_running(sim: SimProcess, tmp_p
 def test_a_backup_dir_that_is_a_file_is_refused_before_any_device(sim: SimProcess,
                                                                    tmp_path: Path) -> None:
     (tmp_path / "backups").write_text("a file where the backup repository should be")
-    job = write_job(tmp_path / "backup.yml", driver="asyncssh",
+    job = write_job(tmp_path, "backup", driver="asyncssh",
                     steps=[{"backup": {"dir": str(tmp_path / "backups")}}])
-    proc = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[5])
+    proc = run_runner(tmp_path, job, sim.inventory, "--limit", healthy(sim)[5])
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == (
         f"error: {job}:5: steps[0].backup.dir: {tmp_path / 'backups'} exists and is not a "
@@ -277,9 +260,9 @@ def test_a_backup_on_a_full_disk_fails_the_run_clearly_and_loses_nothing(
                    check=True)
     try:
         (disk / "filler").write_bytes(b"\0" * (256 * 1024 - 4096))
-        job = write_job(tmp_path / "backup.yml", driver="asyncssh",
+        job = write_job(tmp_path, "backup", driver="asyncssh",
                         steps=[{"backup": {"dir": str(disk / "backups")}}])
-        proc = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[5])
+        proc = run_runner(tmp_path, job, sim.inventory, "--limit", healthy(sim)[5])
         assert proc.returncode == 1
         assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
         run_row, rows = stored(tmp_path)
@@ -289,7 +272,7 @@ def test_a_backup_on_a_full_disk_fails_the_run_clearly_and_loses_nothing(
                                           check=True).stdout)
         assert shown["error"] and "backup" in shown["error"].lower()
         (disk / "filler").unlink()  # space again: the next run backs up as usual
-        again = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[5])
+        again = run_runner(tmp_path, job, sim.inventory, "--limit", healthy(sim)[5])
         assert again.returncode == 0, again.stderr
     finally:
         subprocess.run(["umount", str(disk)], check=False)
@@ -316,7 +299,7 @@ def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,
                            ("wide.j2", "more than the job's limits.rendered (1,048,576"),
                            ("zfill.j2", "padded text (about 3,000,000,000 bytes), " + too_big),
                            ("doubling.j2", too_big)):
-        job = write_job(tmp_path / "t.yml", driver="asyncssh", timeouts={"device": 10},
+        job = write_job(tmp_path, "t", driver="asyncssh", timeouts={"device": 10},
                         steps=[{"config": {"template": name}}])
         proc = subprocess.Popen(runner(tmp_path, "run", str(job), "-i", str(sim.inventory),
                                        "--templates", str(templates), "--json", "--limit",
@@ -329,14 +312,14 @@ def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,
         assert (device["status"], device["error_class"]) == ("failed", "RenderFailed")
         assert expected in device["error"]
         assert usage.ru_maxrss < 300 * 1024, (name, usage.ru_maxrss)  # KiB
-    assert (tmp_path / "r.db").stat().st_size < 5_000_000  # nothing huge was stored
+    assert (tmp_path / "runner.db").stat().st_size < 5_000_000  # nothing huge was stored
 
 
 def test_an_answer_past_the_output_limit_fails_the_device_clearly(sim: SimProcess,
                                                                  tmp_path: Path) -> None:
-    job = write_job(tmp_path / "big.yml", driver="asyncssh", limits={"output": 2048},
+    job = write_job(tmp_path, "big", driver="asyncssh", limits={"output": 2048},
                     steps=[{"command": "show clock"}, {"command": "show running-config"}])
-    proc = run(tmp_path, sim.inventory, job, "--limit", healthy(sim)[7])
+    proc = run_runner(tmp_path, job, sim.inventory, "--limit", healthy(sim)[7])
     device = json.loads(proc.stdout)["devices"][0]
     assert (device["status"], device["error_class"]) == ("failed", "OutputTooLarge")
     assert "more than the job's limits.output (2,048)" in device["error"]
@@ -345,11 +328,11 @@ def test_an_answer_past_the_output_limit_fails_the_device_clearly(sim: SimProces
 
 def test_celery_with_the_broker_down_is_a_record_per_device_not_a_traceback(
         sim: SimProcess, tmp_path: Path) -> None:
-    job = write_job(tmp_path / "show.yml", driver="asyncssh",
+    job = write_job(tmp_path, "show", driver="asyncssh",
                     steps=[{"command": "show clock"}])
     hosts = healthy(sim)[:3]
     env = {**os.environ, "RUNNER_BROKER_URL": f"redis://:Br0kerPw9@127.0.0.1:{free_port()}/0"}
-    proc = run(tmp_path, sim.inventory, job, "--engine", "celery", "--limit",
+    proc = run_runner(tmp_path, job, sim.inventory, "--engine", "celery", "--limit",
                ",".join(hosts), env=env)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Br0kerPw9" not in proc.stderr + proc.stdout

@@ -19,8 +19,9 @@ import yaml
 
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
-from tests.conftest import ROOT, free_port
-from tests.receivers import JsonReceiver, SmtpReceiver
+from tests.support.base import ROOT, free_port
+from tests.support.jobs import write_job
+from tests.support.receivers import JsonReceiver, SmtpReceiver
 
 DEVICES = 4
 NTP = "ntp server 192.0.2.44"
@@ -44,13 +45,6 @@ def hosts_of(sim: SimProcess) -> tuple[list[str], str]:
 def sim_password(sim: SimProcess) -> str:
     defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
     return str(defaults["password"])
-
-
-def write_job(directory: Path, name: str, **data: Any) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.yml"
-    path.write_text(yaml.safe_dump({"name": name, **data}, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def runner_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from runner.lab.sim.process import SimProcess
-from tests.conftest import ROOT, free_port
+from tests.support.base import ROOT, free_port
 
 DEVICES = 60
 REFUSED = 3

@@ -22,8 +22,8 @@ import yaml
 
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import stop_process
-from tests.conftest import ROOT, free_port
-from tests.readme_commands import Command, check, documented
+from tests.support.base import ROOT, free_port
+from tests.support.readme_commands import Command, check, documented
 
 # Lines of these commands are run here; `run` only for jobs that fit simulated devices
 # (facts, bgp-descriptions and ospf-area read FRR's output: tests/lab).

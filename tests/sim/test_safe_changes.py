@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -20,8 +19,9 @@ import yaml
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
-from tests.conftest import ROOT, free_port
-from tests.sim.conftest import on_device
+from tests.support.base import ROOT, free_port
+from tests.support.fleet import on_device
+from tests.support.jobs import run_job, write_job
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 
@@ -68,27 +68,9 @@ def devices(sim: SimProcess) -> Devices:
     return Devices(sim)
 
 
-def write_job(path: Path, **fields: Any) -> Path:
-    path.write_text(yaml.safe_dump({"name": path.stem, **fields}, sort_keys=False),
-                    encoding="utf-8")
-    return path
-
-
 def runner(tmp_path: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
             *args]
-
-
-def run(tmp_path: Path, devices: Devices, job: Path, *args: str,
-        expect: int | None = None) -> dict[str, Any]:
-    proc = subprocess.run(
-        runner(tmp_path, "run", str(job), "-i", str(devices.sim.inventory), "--templates",
-               str(ROOT / "templates"), "--json", *args),
-        capture_output=True, text=True, check=False, timeout=300, cwd=tmp_path)
-    if expect is not None:
-        assert proc.returncode == expect, proc.stderr[-3000:]
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
 
 
 BREAK = ["interface GigabitEthernet0/3", " description broken by a change",
@@ -100,13 +82,13 @@ def test_a_failing_post_check_rolls_the_change_back(devices: Devices, tmp_path: 
                                                      driver: str) -> None:
     hosts = devices.take(2)
     before = {h: devices.config(h) for h in hosts}
-    job = write_job(tmp_path / "change.yml", driver=driver, rollback=True, steps=[
+    job = write_job(tmp_path, "change", driver=driver, rollback=True, steps=[
         {"name": "pre", "command": "show interfaces description",
          "expect": ["'broken' not in output"]},
         {"config": {"lines": BREAK, "save": True}},
         {"name": "post", "command": "show interfaces description",
          "expect": ["'broken' not in output"]}])
-    result = run(tmp_path, devices, job, "--limit", ",".join(hosts), expect=1)
+    result = run_job(tmp_path, job, devices.sim.inventory, "--limit", ",".join(hosts), expect=1)
     for device in result["devices"]:
         assert (device["status"], device["error_class"]) == ("rolled_back", "CheckFailed")
         assert device["changed"] is False
@@ -127,14 +109,14 @@ def test_a_rejected_line_rolls_back_what_was_applied_and_a_dry_run_shows_the_rol
         devices: Devices, tmp_path: Path, driver: str) -> None:
     host, = devices.take(1)
     before = devices.config(host)
-    job = write_job(tmp_path / "reject.yml", driver=driver, rollback=True, steps=[
+    job = write_job(tmp_path, "reject", driver=driver, rollback=True, steps=[
         {"config": {"lines": ["logging host 192.0.2.77", "frobnicate everything",
                               "ntp server 192.0.2.78"]}}])
-    preview = run(tmp_path, devices, job, "--limit", host, "--dry-run", expect=0)
+    preview = run_job(tmp_path, job, devices.sim.inventory, "--limit", host, "--dry-run", expect=0)
     shown = next(s for s in preview["devices"][0]["steps"] if s["kind"] == "rollback")
     assert shown["output"].splitlines()[:1] == ["no logging host 192.0.2.77"]
     assert devices.config(host) == before  # a dry run sends nothing
-    result = run(tmp_path, devices, job, "--limit", host, expect=1)
+    result = run_job(tmp_path, job, devices.sim.inventory, "--limit", host, expect=1)
     device = result["devices"][0]
     assert (device["status"], device["error_class"]) == ("rolled_back", "CommandRejected")
     assert "logging host 192.0.2.77" in device["steps"][0]["diff"]  # it had applied
@@ -145,11 +127,11 @@ def test_a_device_budget_running_out_after_the_push_rolls_back_in_a_session_of_i
         devices: Devices, tmp_path: Path) -> None:
     host = devices.slow[0]
     before = devices.config(host)
-    job = write_job(tmp_path / "budget.yml", driver="asyncssh", rollback=True,
+    job = write_job(tmp_path, "budget", driver="asyncssh", rollback=True,
                     timeouts={"connect": 20, "command": 20, "device": 8, "rollback": 60},
                     steps=[{"config": {"lines": ["ntp server 192.0.2.90"]}},
                            {"command": ["show clock"] * 40}])
-    result = run(tmp_path, devices, job, "--limit", host, expect=1)
+    result = run_job(tmp_path, job, devices.sim.inventory, "--limit", host, expect=1)
     device = result["devices"][0]
     assert (device["status"], device["error_class"]) == ("rolled_back", "DeviceTimeout")
     assert "did not finish within 8s" in device["error"]
@@ -161,14 +143,14 @@ def test_a_stopped_rollout_rolls_back_every_device_it_changed(devices: Devices,
     hosts = devices.take(6)
     before = {h: devices.config(h) for h in hosts}
     bad = hosts[3]
-    job = write_job(tmp_path / "rollout.yml", driver="asyncssh", rollback=True,
+    job = write_job(tmp_path, "rollout", driver="asyncssh", rollback=True,
                     targets={"hosts": hosts},
                     rollout={"batch_size": 2, "max_fail_percentage": 0, "on_stop": "rollback"},
                     steps=[{"config": {"lines": ["ntp server 192.0.2.91"]}},
                            {"name": "post", "command": "show clock",
                             "expect": [f"host.name != '{bad}'"]}])
-    result = run(tmp_path, devices, job, "--engine", "processes", "--processes", "2",
-                 expect=1)
+    result = run_job(tmp_path, job, devices.sim.inventory, "--engine", "processes",
+                     "--processes", "2", expect=1)
     by = {d["host"]: d for d in result["devices"]}
     assert [(by[h]["status"], by[h]["error_class"]) for h in hosts] == [
         ("rolled_back", "RolloutStopped"), ("rolled_back", "RolloutStopped"),
@@ -184,16 +166,16 @@ def test_rerun_runs_only_what_failed_and_says_which_run_it_reran(devices: Device
                                                                  tmp_path: Path) -> None:
     hosts = devices.take(4)
     bad = hosts[1:3]
-    job = write_job(tmp_path / "fix.yml", driver="asyncssh", targets={"hosts": hosts},
+    job = write_job(tmp_path, "fix", driver="asyncssh", targets={"hosts": hosts},
                     steps=[{"command": "show clock",
                             "expect": [f"host.name not in {bad!r}"]}])
-    first = run(tmp_path, devices, job, expect=1)
+    first = run_job(tmp_path, job, devices.sim.inventory, expect=1)
     failed = subprocess.run(runner(tmp_path, "show", first["run_id"], "--failed", "--json"),
                             capture_output=True, text=True, check=True)
     assert [d["host"] for d in json.loads(failed.stdout)["devices"]] == bad
-    write_job(tmp_path / "fix.yml", driver="asyncssh", targets={"hosts": hosts},
+    write_job(tmp_path, "fix", driver="asyncssh", targets={"hosts": hosts},
               steps=[{"command": "show clock"}])
-    again = run(tmp_path, devices, job, "--rerun", first["run_id"][:6], expect=0)
+    again = run_job(tmp_path, job, devices.sim.inventory, "--rerun", first["run_id"][:6], expect=0)
     assert [d["host"] for d in again["devices"]] == bad
     assert again["rerun_of"] == first["run_id"]
     nothing = subprocess.run(
@@ -201,7 +183,7 @@ def test_rerun_runs_only_what_failed_and_says_which_run_it_reran(devices: Device
                first["run_id"], "--status", "timed_out"), capture_output=True, text=True,
         check=False)
     assert nothing.returncode == 0 and "no device to run again" in nothing.stderr
-    other = write_job(tmp_path / "other.yml", steps=[{"command": "show clock"}])
+    other = write_job(tmp_path, "other", steps=[{"command": "show clock"}])
     wrong = subprocess.run(runner(tmp_path, "run", str(other), "-i", str(devices.sim.inventory),
                                   "--rerun", first["run_id"]), capture_output=True,
                            text=True, check=False)
@@ -215,11 +197,11 @@ def test_two_runs_on_one_device_without_a_broker_never_interleave(devices: Devic
     lines = [f"ntp server 192.0.2.{i}" for i in range(100, 106)]
     # the device stays leased for its show commands too: ~10 s, however slowly the other
     # runs' processes start on a busy machine
-    first = write_job(tmp_path / "first.yml", driver="asyncssh", steps=[
+    first = write_job(tmp_path, "first", driver="asyncssh", steps=[
         {"config": {"lines": lines}}, {"command": ["show clock"] * 20}])
-    second = write_job(tmp_path / "second.yml", driver="asyncssh", busy_wait=120, steps=[
+    second = write_job(tmp_path, "second", driver="asyncssh", busy_wait=120, steps=[
         {"config": {"lines": ["logging host 192.0.2.250"]}}])
-    impatient = write_job(tmp_path / "impatient.yml", driver="asyncssh", busy_wait=0,
+    impatient = write_job(tmp_path, "impatient", driver="asyncssh", busy_wait=0,
                           steps=[{"config": {"lines": ["logging host 192.0.2.251"]}}])
     env = {**os.environ, "RUNNER_LOCK_DIR": str(tmp_path / "locks")}
 
@@ -251,7 +233,7 @@ def test_two_runs_on_one_device_without_a_broker_never_interleave(devices: Devic
 def previewed(tmp_path: Path, devices: Devices, hosts: list[str], marker: str) -> str:
     jobs = tmp_path / "jobs"
     jobs.mkdir(exist_ok=True)
-    write_job(jobs / "nightly.yml", driver="asyncssh", rollback=True,
+    write_job(jobs, "nightly", driver="asyncssh", rollback=True,
               targets={"hosts": hosts},
               schedule={"cron": "30 2 * * *", "approval": "required",
                         "approval_timeout": "2h"},
@@ -272,9 +254,9 @@ def test_an_approved_preview_is_carried_out_once_and_not_onto_a_moved_config(
     preview = previewed(tmp_path, devices, hosts, "rack-7")
     assert all(devices.sessions(h) == 0 for h in hosts)  # the preview sent nothing
     # someone changes one device meanwhile: its preview no longer holds
-    job = write_job(tmp_path / "meanwhile.yml", driver="asyncssh",
+    job = write_job(tmp_path, "meanwhile", driver="asyncssh",
                     steps=[{"config": {"lines": ["ntp server 192.0.2.5"]}}])
-    run(tmp_path, devices, job, "--limit", hosts[2], expect=0)
+    run_job(tmp_path, job, devices.sim.inventory, "--limit", hosts[2], expect=0)
     # two operators approve at once: exactly one carries it out
     procs = [subprocess.Popen(runner(tmp_path, "approve", preview[:8], "--json"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -322,7 +304,7 @@ def test_serve_previews_each_occurrence_once_and_expires_what_nobody_approved(
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     at = datetime.now(UTC) + timedelta(seconds=4)
-    write_job(jobs / "tonight.yml", driver="asyncssh", targets={"hosts": hosts},
+    write_job(jobs, "tonight", driver="asyncssh", targets={"hosts": hosts},
               schedule={"at": at.isoformat(timespec="seconds"), "approval": "required",
                         "approval_timeout": "5s"},
               steps=[{"config": {"lines": ["snmp-server contact noc"]}}])

@@ -31,7 +31,7 @@ from runner.schedule.hooks import sign_github
 from runner.store.events import Events
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
-from tests.conftest import ME, ROOT, free_port
+from tests.support.base import ME, ROOT, free_port
 
 SECRET = "hook-secret-for-tests-5b1d"  # asserted never to appear in a log or an answer
 

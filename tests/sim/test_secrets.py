@@ -18,7 +18,7 @@ import yaml
 
 from runner.lab.sim.process import SimProcess
 from runner.redact import MASK
-from tests.conftest import free_port
+from tests.support.base import free_port
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 ENABLE = "Ena6le-fr0m-file"

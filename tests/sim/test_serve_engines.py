@@ -20,8 +20,8 @@ import pytest
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
-from tests.conftest import ROOT, free_port
-from tests.workers import RedisServer, Workers
+from tests.support.base import ROOT, free_port
+from tests.support.workers import RedisServer, Workers
 
 JITTER = 1.5
 

@@ -19,8 +19,8 @@ import pytest
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
-from tests.conftest import ROOT, free_port
-from tests.pg import PASSWORD, PgServer
+from tests.support.base import ROOT, free_port
+from tests.support.pg import PASSWORD, PgServer
 
 
 @pytest.fixture(scope="module")

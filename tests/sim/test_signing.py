@@ -19,9 +19,9 @@ from runner.dispatch.celery_app import TASK
 from runner.lab.netns import wait_for
 from runner.lab.sim.process import SimProcess
 from runner.settings import DEFAULT_QUEUE
-from tests.conftest import ROOT, free_port, write_inventory
-from tests.sim.conftest import on_device
-from tests.workers import RedisServer, Workers, run_celery
+from tests.support.base import ROOT, free_port, write_inventory
+from tests.support.fleet import on_device
+from tests.support.workers import RedisServer, Workers, run_celery
 
 FORGED_LINE = "logging host 192.0.2.99"
 

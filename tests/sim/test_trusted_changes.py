@@ -28,9 +28,10 @@ from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
 from runner.vocab import OccurrenceStatus
-from tests.conftest import ME, ROOT, free_port
-from tests.sim.conftest import on_device
-from tests.workers import RedisServer
+from tests.support.base import ME, ROOT, free_port
+from tests.support.fleet import on_device
+from tests.support.jobs import run_job, write_job
+from tests.support.workers import RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +79,6 @@ def devices(sim: SimProcess) -> Devices:
     return Devices(sim)
 
 
-def write_job(path: Path, **fields: Any) -> Path:
-    path.write_text(yaml.safe_dump({"name": path.stem, **fields}, sort_keys=False),
-                    encoding="utf-8")
-    return path
-
-
 def cli(tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None,
         expect: int | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
@@ -95,21 +90,13 @@ def cli(tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None,
     return proc
 
 
-def run(tmp_path: Path, devices: Devices, job: Path, *args: str,
-        expect: int | None = None) -> dict[str, Any]:
-    proc = cli(tmp_path, "run", job, "-i", devices.inventory, "--templates",
-               ROOT / "templates", "--json", *args, expect=expect)
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
-
-
 def show(tmp_path: Path, run_id: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(cli(tmp_path, "show", run_id, "--json", expect=0).stdout)
     return data
 
 
 def needs_approval(path: Path, hosts: list[str], lines: list[str], **extra: Any) -> Path:
-    return write_job(path, driver="asyncssh", targets={"hosts": hosts},
+    return write_job(path.parent, path.stem, driver="asyncssh", targets={"hosts": hosts},
                      schedule={"cron": "30 2 * * *", "approval": "required",
                                "approval_timeout": "2h"},
                      steps=[{"config": {"lines": lines}}], **extra)
@@ -133,16 +120,16 @@ def test_a_change_that_needs_approval_reaches_devices_only_approved_or_overridde
     assert "needs approval (schedule.approval: required)" in proc.stderr
     assert [devices.sessions(h) for h in hosts] == [0, 0]
     # a rerun of what failed in it (the refusing device) is a preview as well
-    again = run(tmp_path, devices, job, "--rerun", preview["run_id"], expect=0)
+    again = run_job(tmp_path, job, devices.inventory, "--rerun", preview["run_id"], expect=0)
     assert (again["status"], again["rerun_of"]) == ("awaiting_approval", preview["run_id"])
     assert [d["host"] for d in again["devices"]] == [refusing]
     # a plain dry run stays one: nothing to approve
-    dry = run(tmp_path, devices, job, "--dry-run", expect=1)
+    dry = run_job(tmp_path, job, devices.inventory, "--dry-run", expect=1)
     assert (dry["status"], dry["approval_deadline"]) == ("failed", None)
     assert [devices.sessions(h) for h in hosts] == [0, 0]
     # the override: sent now, recorded with who and why
-    forced = run(tmp_path, devices, job, "--no-approval", "--reason", "P1: rack move tonight",
-                 expect=1)
+    forced = run_job(tmp_path, job, devices.inventory, "--no-approval", "--reason",
+                     "P1: rack move tonight", expect=1)
     assert forced["dry_run"] is False and forced["started_by"] == ME
     assert forced["override"]["by"] == ME
     assert forced["override"]["reason"] == "P1: rack move tonight"
@@ -154,7 +141,7 @@ def test_a_change_that_needs_approval_reaches_devices_only_approved_or_overridde
     listed = cli(tmp_path, "history", expect=0).stdout
     assert ME in listed  # the BY column
     # an override is refused where it means nothing (exit 2, nothing sent)
-    plain = write_job(tmp_path / "plain.yml", driver="asyncssh", targets={"hosts": hosts},
+    plain = write_job(tmp_path, "plain", driver="asyncssh", targets={"hosts": hosts},
                       steps=[{"config": {"lines": ["snmp-server location rack-2"]}}])
     for args, said in (
             ((plain, "--no-approval"), "needs no approval"),
@@ -173,7 +160,7 @@ def test_approving_a_preview_of_nothing_is_refused_and_leaves_it_waiting(
     host, = devices.take(1)
     # every simulated device has this line already: the preview has nothing to change
     same = needs_approval(tmp_path / "same.yml", [host], ["ntp server 192.0.2.123"])
-    preview = run(tmp_path, devices, same, expect=0)
+    preview = run_job(tmp_path, same, devices.inventory, expect=0)
     assert preview["status"] == "awaiting_approval"
     assert preview["summary"]["ok"] == 1 and preview["summary"]["changed"] == 0
     refused = cli(tmp_path, "approve", preview["run_id"], expect=2)
@@ -185,7 +172,7 @@ def test_approving_a_preview_of_nothing_is_refused_and_leaves_it_waiting(
     assert devices.sessions(host) == 0
     # a preview whose carrying out cannot start (its inventory is gone) is not approved
     change = needs_approval(tmp_path / "change.yml", [host], ["snmp-server location rack-3"])
-    second = run(tmp_path, devices, change, expect=0)
+    second = run_job(tmp_path, change, devices.inventory, expect=0)
     gone = cli(tmp_path, "approve", second["run_id"], "-i", tmp_path / "no-inventory",
                expect=2)
     assert "no-inventory" in gone.stderr
@@ -227,7 +214,7 @@ def test_a_dry_run_previews_the_real_diff_and_never_evaluates_post_checks(
         devices: Devices, tmp_path: Path) -> None:
     hosts = devices.take(3)
     job = write_job(
-        tmp_path / "ntp.yml", driver="asyncssh", targets={"hosts": hosts},
+        tmp_path, "ntp", driver="asyncssh", targets={"hosts": hosts},
         vars={"site": "ams-1"}, rollout={"batch_size": 1, "max_fail_percentage": 0},
         steps=[
             {"name": "pre", "command": "show running-config",
@@ -243,7 +230,7 @@ def test_a_dry_run_previews_the_real_diff_and_never_evaluates_post_checks(
             {"name": "post", "command": "show running-config",
              "expect": ["output is search('ntp server 192.0.2.20')",
                         "'192.0.2.123' not in output"]}])
-    dry = run(tmp_path, devices, job, "--dry-run", expect=0)
+    dry = run_job(tmp_path, job, devices.inventory, "--dry-run", expect=0)
     by = {d["host"]: d for d in dry["devices"]}
     assert [by[h]["status"] for h in hosts] == ["changed"] * 3  # the stop rule never fired
     for host in hosts:
@@ -262,7 +249,7 @@ def test_a_dry_run_previews_the_real_diff_and_never_evaluates_post_checks(
     shown = cli(tmp_path, "show", dry["run_id"], "--host", hosts[1], expect=0).stdout
     assert "== post (command) not evaluated (dry run)" in shown
     # the real run: each device's diff is the one its preview showed; post-checks pass
-    real = run(tmp_path, devices, job, expect=0)
+    real = run_job(tmp_path, job, devices.inventory, expect=0)
     for device in real["devices"]:
         steps = {s["name"]: s for s in device["steps"]}
         preview = next(s for s in by[device["host"]]["steps"] if s["name"] == "config")
@@ -270,11 +257,11 @@ def test_a_dry_run_previews_the_real_diff_and_never_evaluates_post_checks(
         assert steps["post"]["output"] and steps["post"]["not_run"] is None
     assert f"description uplink ams-1 {hosts[2]}" in devices.config(hosts[2])
     # and pre-checks are evaluated in a dry run: one that fails fails its device
-    guarded = write_job(tmp_path / "guarded.yml", driver="asyncssh", targets={"hosts": hosts},
+    guarded = write_job(tmp_path, "guarded", driver="asyncssh", targets={"hosts": hosts},
                         steps=[{"name": "pre", "command": "show clock",
                                 "expect": [f"host.name != '{hosts[1]}'"]},
                                {"config": {"lines": ["ntp server 192.0.2.21"]}}])
-    checked = run(tmp_path, devices, guarded, "--dry-run", expect=1)
+    checked = run_job(tmp_path, guarded, devices.inventory, "--dry-run", expect=1)
     assert [(d["status"], d["error_class"]) for d in checked["devices"]] == [
         ("changed", None), ("failed", "CheckFailed"), ("changed", None)]
 
@@ -282,18 +269,18 @@ def test_a_dry_run_previews_the_real_diff_and_never_evaluates_post_checks(
 def test_templates_in_config_lines_are_rendered_or_refused_before_any_device(
         devices: Devices, tmp_path: Path) -> None:
     host, = devices.take(1)
-    job = write_job(tmp_path / "where.yml", driver="asyncssh", targets={"hosts": [host]},
+    job = write_job(tmp_path, "where", driver="asyncssh", targets={"hosts": [host]},
                     vars={"location": "rack-9"},
                     steps=[{"config": {"lines": ["snmp-server location {{ vars.location }}",
                                                  "snmp-server contact {{ host.name }}"]}}])
-    preview = run(tmp_path, devices, job, "--dry-run", expect=0)
+    preview = run_job(tmp_path, job, devices.inventory, "--dry-run", expect=0)
     assert preview["devices"][0]["steps"][0]["output"] == \
         f"snmp-server location rack-9\nsnmp-server contact {host}\n"
-    run(tmp_path, devices, job, expect=0)
+    run_job(tmp_path, job, devices.inventory, expect=0)
     config = devices.config(host)
     assert "snmp-server location rack-9" in config and "{{" not in config
     # a name the job does not give is refused at validation, naming file and line
-    wrong = write_job(tmp_path / "wrong.yml", driver="asyncssh", targets={"hosts": [host]},
+    wrong = write_job(tmp_path, "wrong", driver="asyncssh", targets={"hosts": [host]},
                       steps=[{"config": {"lines": ["snmp-server location {{ vars.nowhere }}"]}}])
     text = wrong.read_text(encoding="utf-8")
     line = text.splitlines().index(next(t for t in text.splitlines() if "nowhere" in t)) + 1
@@ -311,10 +298,10 @@ def test_rerun_of_an_empty_or_unknown_run_is_an_error_never_everything(
         devices: Devices, tmp_path: Path) -> None:
     host, = devices.take(1)
     refusing = devices.refusing[0]
-    job = write_job(tmp_path / "push.yml", driver="asyncssh",
+    job = write_job(tmp_path, "push", driver="asyncssh",
                     targets={"hosts": [host, refusing]},
                     steps=[{"config": {"lines": ["logging host 192.0.2.60"]}}])
-    first = run(tmp_path, devices, job, expect=1)  # the one run in the database
+    first = run_job(tmp_path, job, devices.inventory, expect=1)  # the one run in the database
     assert devices.sessions(host) == 1
     for bad, said in (("", "empty run id"), ("   ", "empty run id"),
                       ("nosuchrun", "no run 'nosuchrun'"),
@@ -356,11 +343,11 @@ def test_two_inventories_naming_one_device_differently_share_its_lease(
     lines = [f"ntp server 192.0.2.{i}" for i in range(100, 106)]
     # the device stays leased for its show commands too: ~10 s, however slowly the other
     # runs' processes start on a busy machine
-    first = write_job(tmp_path / "first.yml", driver="asyncssh", steps=[
+    first = write_job(tmp_path, "first", driver="asyncssh", steps=[
         {"config": {"lines": lines}}, {"command": ["show clock"] * 20}])
-    impatient = write_job(tmp_path / "impatient.yml", driver="asyncssh", busy_wait=0,
+    impatient = write_job(tmp_path, "impatient", driver="asyncssh", busy_wait=0,
                           steps=[{"config": {"lines": ["logging host 192.0.2.251"]}}])
-    patient = write_job(tmp_path / "patient.yml", driver="asyncssh", busy_wait=120,
+    patient = write_job(tmp_path, "patient", driver="asyncssh", busy_wait=120,
                         steps=[{"config": {"lines": ["logging host 192.0.2.250"]}}])
     base = {**os.environ, "RUNNER_LOCK_DIR": str(tmp_path / "locks")}
     base.pop("RUNNER_BROKER_URL", None)
@@ -406,7 +393,7 @@ def test_occurrences_follow_their_runs_through_approval(devices: Devices,
     hosts = devices.take(1)
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    write_job(jobs / "tonight.yml", driver="asyncssh", targets={"hosts": hosts},
+    write_job(jobs, "tonight", driver="asyncssh", targets={"hosts": hosts},
               schedule={"interval": "3s", "approval": "required", "approval_timeout": "2h"},
               steps=[{"config": {"lines": ["snmp-server contact noc-{{ host.name }}"]}}])
     serve = subprocess.Popen(
@@ -450,7 +437,7 @@ def test_occurrences_follow_their_runs_through_approval(devices: Devices,
 
 def test_who_cancelled_a_run_is_recorded_and_shown(devices: Devices, tmp_path: Path) -> None:
     host = devices.take(1, devices.slow)[0]
-    job = write_job(tmp_path / "long.yml", driver="asyncssh", targets={"hosts": [host]},
+    job = write_job(tmp_path, "long", driver="asyncssh", targets={"hosts": [host]},
                     timeouts={"command": 60, "device": 300},
                     steps=[{"command": ["show clock"] * 60}])
     proc = subprocess.Popen(

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.support.base import ROOT
 
 # Layers, lowest first: a module may import its own layer and lower ones only. A prefix
 # names a package or a module; the longest prefix that matches a module decides.

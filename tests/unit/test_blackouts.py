@@ -27,7 +27,7 @@ from runner.store.events import Events
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
 from runner.vocab import OccurrenceStatus, OnBlackout
-from tests.conftest import ROOT, write_inventory
+from tests.support.base import ROOT, write_inventory
 
 AMS = ZoneInfo("Europe/Amsterdam")
 CALENDAR = """blackouts:

@@ -20,7 +20,7 @@ from runner.records import DeviceResult, RunResult, StepResult
 from runner.store import compliance as store
 from runner.store.results import ResultsStore
 from runner.vocab import ComplianceEvent, ComplianceState, DeviceStatus, StepKind
-from tests.conftest import ROOT
+from tests.support.base import ROOT
 
 IOS = platforms.get("cisco_ios")
 assert IOS is not None

@@ -23,7 +23,7 @@ from runner.lab.clab import ContainerlabBackend
 from runner.lab.netns import NamespaceBackend
 from runner.lab.service import Labs
 from runner.settings import Settings
-from tests.conftest import LAB_DIR, ROOT
+from tests.support.base import LAB_DIR, ROOT
 
 FAKE_CLAB = """#!/bin/sh
 echo "$@" >> "{log}"

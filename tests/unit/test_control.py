@@ -63,8 +63,8 @@ from runner.records import ApprovedChange, RestorePlan, RunResult, now_iso
 from runner.settings import Settings
 from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, RunStatus
-from tests.conftest import ROOT, write_inventory
-from tests.workers import RedisServer
+from tests.support.base import ROOT, write_inventory
+from tests.support.workers import RedisServer
 
 HOSTS = ["r1", "r2", "r3"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.base import ROOT
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from runner.errors import ExerciseError
 from runner.lab.exercise.spec import load_exercise, parse_goal
 from runner.lab.topology import load_topology
 from runner.vocab import GoalKind
-from tests.conftest import LAB_DIR
+from tests.support.base import LAB_DIR
 
 SHIPPED = sorted((LAB_DIR / "exercises").glob("*.yml"))
 BAD = sorted((Path(__file__).parent / "bad_exercises").glob("*.yml"))

@@ -25,7 +25,7 @@ from runner.lab.kinds import (
 from runner.lab.kinds.frr import ROUTER_SYSCTLS
 from runner.lab.plan import LabPlan, make_plan
 from runner.lab.topology import load_topology
-from tests.conftest import ROOT
+from tests.support.base import ROOT
 
 KINDS_DIR = ROOT / "runner" / "lab" / "kinds"
 COMPARISONS = (ast.Eq, ast.NotEq, ast.In, ast.NotIn, ast.Is, ast.IsNot)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner import logsetup
-from tests.conftest import free_port, write_inventory
+from tests.support.base import free_port, write_inventory
 
 LIBRARY = "/usr/lib/python3/dist-packages/somelib/crypto.py"
 RUNNER = str(Path(logsetup.__file__).parent / "drivers" / "asyncssh.py")

@@ -17,7 +17,7 @@ from runner.errors import InventoryError
 from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.inventory.targets import Targets
 from runner.job.run import prepare
-from tests.conftest import write_inventory
+from tests.support.base import write_inventory
 
 NORNIR_DATA = Path(__file__).parent / "data" / "nornir_inventory"
 PLATFORMS = "arista_eos, cisco_ios, cisco_iosxe, cisco_nxos"

@@ -30,8 +30,8 @@ from runner.records import DeviceResult, RunResult, StepResult
 from runner.redact import Redactor
 from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, NotifyEvent, RunStatus, StepKind
-from tests.conftest import ROOT, free_port
-from tests.receivers import JsonReceiver, SmtpReceiver, dripping_server, silent_listener
+from tests.support.base import ROOT, free_port
+from tests.support.receivers import JsonReceiver, SmtpReceiver, dripping_server, silent_listener
 
 E = NotifyEvent
 SECRET = "Sup3r-Secret"  # an inventory password

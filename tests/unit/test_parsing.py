@@ -14,7 +14,7 @@ from runner.errors import ParseFailed
 from runner.job import ttpguard
 from runner.job.parsing import parse
 from runner.job.spec import ParserSpec
-from tests.conftest import ROOT
+from tests.support.base import ROOT
 
 SECRET = "root:$6$not-for-your-eyes:19000:0:99999:7:::"
 

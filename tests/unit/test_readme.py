@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import ROOT
-from tests.readme_commands import check, documented
+from tests.support.base import ROOT
+from tests.support.readme_commands import check, documented
 
 # Where each documented command is run for real. "readme" = tests/sim/test_readme.py runs
 # the documents' own lines (paths substituted); the others run the same command (or, where
 # said, the function behind it) with their own arguments.
 README = "tests/sim/test_readme.py"
 COVERAGE: dict[tuple[str, ...], list[str]] = {
-    ("lab", "sim"): [README, "tests/sim/conftest.py"],
+    ("lab", "sim"): [README, "tests/support/fleet.py"],
     ("run",): [README, "tests/lab/test_jobs.py", "tests/lab/test_safe_changes.py",
                "tests/sim/test_safe_changes.py (--rerun)", "tests/sim/test_celery.py (celery)",
                "tests/sim/test_trusted_changes.py (--no-approval, --reason, --rerun)",
@@ -36,7 +36,7 @@ COVERAGE: dict[tuple[str, ...], list[str]] = {
                     "tests/unit/test_blackouts.py (blackouts.yml)"],
     ("schema",): [README, "tests/unit/test_jobs_input.py",
                   "tests/unit/test_blackouts.py (blackouts)"],
-    ("token", "create"): [README, "tests/web/conftest.py"],
+    ("token", "create"): [README, "tests/support/web.py"],
     ("token", "list"): [README],
     ("token", "revoke"): [README, "tests/web/test_api.py"],
     ("db",): [README],
@@ -50,7 +50,7 @@ COVERAGE: dict[tuple[str, ...], list[str]] = {
                      "tests/web/test_api.py (POST /api/compliance/remediate)"],
     ("reject",): ["tests/sim/test_safe_changes.py"],
     ("cancel",): ["tests/web/test_api.py"],
-    ("web",): ["tests/web/conftest.py"],
+    ("web",): ["tests/support/web.py"],
     ("device",): ["tests/web/test_devices.py (equal to GET /api/devices[/NAME])"],
     ("worker",): ["tests/sim/test_celery.py", "tests/lab/test_workers.py"],
     # the lab (root, FRR): tests/lab, never run here beside other sessions' labs

@@ -23,6 +23,7 @@ from runner.schedule.server import JobsDir, Scheduled, Scheduler
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
 from runner.vocab import Overlap
+from tests.support.jobs import write_job
 
 AMS = ZoneInfo("Europe/Amsterdam")
 
@@ -162,11 +163,10 @@ class FakeRuns:
         return "done"
 
 
-def write_job(jobs: Path, name: str, schedule: str) -> Path:
-    path = jobs / f"{name}.yml"
-    path.write_text(f"name: {name}\nschedule: {schedule}\nsteps:\n  - command: show clock\n",
-                    encoding="utf-8")
-    return path
+def scheduled_job(jobs: Path, name: str, schedule: str) -> Path:
+    """A job of one `show clock` with this `schedule:` (YAML flow text, as written)."""
+    return write_job(jobs, name, text=f"name: {name}\nschedule: {schedule}\nsteps:\n"
+                                      "  - command: show clock\n")
 
 
 def make(tmp_path: Path, url: str, clock: FakeClock, runs: FakeRuns, owner: str) -> Scheduler:
@@ -184,7 +184,7 @@ def settle(sched: Scheduler) -> None:
 
 def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "jobs").mkdir()
-    write_job(tmp_path / "jobs", "audit", "{interval: 1m, misfire_grace: 150, coalesce: true}")
+    scheduled_job(tmp_path / "jobs", "audit", "{interval: 1m, misfire_grace: 150, coalesce: true}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
     first = make(tmp_path, db_url, clock, runs, "host:1")
     first.tick()  # learns the next fire time: 09:01
@@ -208,7 +208,7 @@ def test_restart_keeps_next_fire_and_applies_misfire_policy(tmp_path: Path, db_u
 
 def test_second_scheduler_stands_by_and_takes_over(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "jobs").mkdir()
-    write_job(tmp_path / "jobs", "audit", "{interval: 1m}")
+    scheduled_job(tmp_path / "jobs", "audit", "{interval: 1m}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
     a = make(tmp_path, db_url, clock, runs, "host-a:1")
     b = make(tmp_path, db_url, clock, runs, "host-b:1")
@@ -232,7 +232,7 @@ def test_second_scheduler_stands_by_and_takes_over(tmp_path: Path, db_url: str) 
 
 def test_an_occurrence_claimed_elsewhere_is_not_run_again(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "jobs").mkdir()
-    write_job(tmp_path / "jobs", "audit", "{interval: 1m}")
+    scheduled_job(tmp_path / "jobs", "audit", "{interval: 1m}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
     a = make(tmp_path, db_url, clock, runs, "host-a:1")
     a.tick()
@@ -246,7 +246,7 @@ def test_an_occurrence_claimed_elsewhere_is_not_run_again(tmp_path: Path, db_url
 @pytest.mark.parametrize("overlap", ["skip", "queue"])
 def test_overlap_policy_in_the_scheduler(tmp_path: Path, db_url: str, overlap: str) -> None:
     (tmp_path / "jobs").mkdir()
-    write_job(tmp_path / "jobs", "slow", f"{{interval: 1m, overlap: {overlap}}}")
+    scheduled_job(tmp_path / "jobs", "slow", f"{{interval: 1m, overlap: {overlap}}}")
     clock, runs = FakeClock(T0 + timedelta(seconds=1)), FakeRuns()
     runs.hold.clear()  # the first run does not finish until released
     s = make(tmp_path, db_url, clock, runs, "host:1")
@@ -274,7 +274,7 @@ def test_overlap_policy_in_the_scheduler(tmp_path: Path, db_url: str, overlap: s
 def test_reload_keeps_the_previous_version_of_an_invalid_edit(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    path = write_job(jobs, "audit", "{cron: '0 * * * *'}")
+    path = scheduled_job(jobs, "audit", "{cron: '0 * * * *'}")
     d = JobsDir(jobs)
     assert d.reload() == ["scheduled audit: every hour (UTC)"]
     path.write_text("name: audit\nschedule: {cron: '0 25 * * *'}\nsteps: []\n")
@@ -282,10 +282,10 @@ def test_reload_keeps_the_previous_version_of_an_invalid_edit(tmp_path: Path) ->
     assert len(messages) == 1 and "keeping the previous version of audit" in messages[0]
     assert f"{path}:2: schedule.cron: cron hour field '25'" in messages[0]
     assert d.jobs["audit"].trigger.describe() == "every hour (UTC)"
-    write_job(jobs, "audit", "{cron: '30 2 * * 1-5', timezone: Europe/Amsterdam}")
+    scheduled_job(jobs, "audit", "{cron: '30 2 * * 1-5', timezone: Europe/Amsterdam}")
     assert d.reload() == [
         "updated audit: on Mon, Tue, Wed, Thu, Fri at 02:30 (Europe/Amsterdam)"]
-    write_job(jobs, "other", "{interval: 90s}")
+    scheduled_job(jobs, "other", "{interval: 90s}")
     assert d.reload() == ["scheduled other: every 90 seconds"]
     path.unlink()
     assert d.reload() == ["removed audit (audit.yml is gone)"]
@@ -376,7 +376,7 @@ def test_at_inside_its_window_fires_once_and_outside_is_an_error(tmp_path: Path)
 def test_the_server_fires_a_cron_job_only_from_its_start(tmp_path: Path, db_url: str) -> None:
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    write_job(jobs, "audit", "{cron: '30 2 * * *', start: 2027-03-26T00:00:00}")
+    scheduled_job(jobs, "audit", "{cron: '30 2 * * *', start: 2027-03-26T00:00:00}")
     clock, runs = FakeClock(NOV), FakeRuns()
     server = make(tmp_path, db_url, clock, runs, "host:1")
     assert server.jobs.jobs["audit"].trigger.describe() == \
@@ -400,8 +400,8 @@ def test_schedule_list_json_honours_start_and_matches_the_table(tmp_path: Path) 
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     start = (datetime.now(UTC) + timedelta(days=120)).replace(microsecond=0, tzinfo=None)
-    write_job(jobs, "backup", f"{{cron: '30 2 * * *', start: {start.isoformat()}}}")
-    write_job(jobs, "audit", "{interval: 1h, end: 2020-01-01T00:00:00}")
+    scheduled_job(jobs, "backup", f"{{cron: '30 2 * * *', start: {start.isoformat()}}}")
+    scheduled_job(jobs, "audit", "{interval: 1h, end: 2020-01-01T00:00:00}")
 
     def cli(*args: str) -> str:
         done = subprocess.run(
@@ -430,9 +430,9 @@ def test_an_at_job_first_seen_just_after_its_time_still_runs_within_grace(
     # the server was still starting at 09:00:00; it first looks at 09:00:07
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    write_job(jobs, "once", "{at: 2026-11-22T09:00:00, misfire_grace: 60}")
-    write_job(jobs, "stale", "{at: 2026-11-22T08:00:00, misfire_grace: 60}")
-    write_job(jobs, "cron", "{cron: '0 9 * * *'}")  # crontab: never retroactive
+    scheduled_job(jobs, "once", "{at: 2026-11-22T09:00:00, misfire_grace: 60}")
+    scheduled_job(jobs, "stale", "{at: 2026-11-22T08:00:00, misfire_grace: 60}")
+    scheduled_job(jobs, "cron", "{cron: '0 9 * * *'}")  # crontab: never retroactive
     clock, runs = FakeClock(T0 + timedelta(seconds=7)), FakeRuns()
     server = make(tmp_path, f"sqlite:///{tmp_path / 'store.db'}", clock, runs, "host:1")
     server.tick()

@@ -28,7 +28,7 @@ from runner.job.spec import JobSpec, json_schema
 from runner.redact import MASK, Redactor
 from runner.settings import Settings
 from runner.vocab import Engine, SecretSource
-from tests.conftest import ROOT, write_inventory
+from tests.support.base import ROOT, write_inventory
 
 ENV = "RUNNER_TEST_ROUTER_PASSWORD"
 

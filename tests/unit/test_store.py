@@ -30,7 +30,7 @@ from runner.store.schedule import metadata as schedule_metadata
 from runner.store.tokens import metadata as web_metadata
 from runner.store.workflows import metadata as workflows_metadata
 from runner.vocab import DeviceStatus, OccurrenceStatus, RunStatus, SchemaState, StepKind
-from tests.pg import PASSWORD, PgServer
+from tests.support.pg import PASSWORD, PgServer
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -322,7 +322,7 @@ def test_the_migrations_ship_with_the_package(tmp_path: Path) -> None:
 
     from setuptools import find_packages
 
-    from tests.conftest import ROOT
+    from tests.support.base import ROOT
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
     packages = find_packages(str(ROOT), include=config["setuptools"]["packages"]["find"]

@@ -13,7 +13,7 @@ import yaml
 from runner.lab.kinds.frr import daemons_for
 from runner.lab.plan import LabPlan, make_plan
 from runner.lab.topology import load_topology
-from tests.conftest import LAB_DIR, ROOT
+from tests.support.base import LAB_DIR, ROOT
 
 PRACTICE = LAB_DIR / "practice.clab.yml"
 

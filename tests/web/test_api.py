@@ -20,9 +20,9 @@ from runner.records import DeviceResult, RunResult, StepResult
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
 from runner.vocab import DeviceStatus, OccurrenceStatus, StepKind
-from tests.conftest import ME, ROOT
-from tests.sim.conftest import on_device
-from tests.web.conftest import Fleet, Web, fake_lab
+from tests.support.base import ME, ROOT
+from tests.support.fleet import Fleet, on_device
+from tests.support.web import Web, fake_lab
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_a_run_and_a_device_as_runner_show_prints_them(web: Web, viewer: httpx.C
 
 def test_a_dry_run_started_over_http_shows_its_diff_and_sends_nothing(
         web: Web, op: httpx.Client, fleet: Fleet) -> None:
-    host = fleet.healthy[0]
+    host = fleet.healthy()[0]
     before = on_device(fleet.inventory, host, "show running-config")
     answer = op.post("/api/runs", json={"job": "ntp", "dry_run": True})
     assert answer.status_code == 202, answer.text
@@ -325,7 +325,7 @@ def _config_sessions(fleet: Fleet, host: str) -> int:
 
 def test_a_change_that_needs_approval_is_previewed_over_http_unless_an_admin_overrides(
         web: Web, op: httpx.Client, fleet: Fleet) -> None:
-    hosts = fleet.healthy[3:5]  # the `logging` job's devices
+    hosts = fleet.healthy()[3:5]  # the `logging` job's devices
     before = [_config_sessions(fleet, h) for h in hosts]
     jobs = {j["job"]: j for j in op.get("/api/jobs").json()}
     assert jobs["logging"]["needs_approval"] and not jobs["ntp"]["needs_approval"]
@@ -532,7 +532,7 @@ def test_metrics_need_a_token_and_count_runs(web: Web, viewer: httpx.Client,
 def test_compliance_latest_history_remediation_and_metric(web: Web, op: httpx.Client,
                                                           viewer: httpx.Client,
                                                           fleet: Fleet) -> None:
-    host = fleet.healthy[5]
+    host = fleet.healthy()[5]
     started = op.post("/api/runs", json={"job": "golden"})
     assert started.status_code == 202, started.text
     check = started.json()["run_id"]
@@ -592,7 +592,7 @@ def test_runner_serve_exposes_the_same_metrics(web: Web, viewer: httpx.Client,
                                                history: list[RunResult]) -> None:
     import subprocess
 
-    from tests.conftest import free_port
+    from tests.support.base import free_port
 
     port = free_port()
     empty = web.workdir / "no-jobs"

@@ -7,96 +7,24 @@ without the session's CSRF token are refused."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import alert_is_present, staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from runner.job.backups import BackupRepo
-from tests.web.conftest import Fleet, Web, fake_lab
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-RED = "rgba(185, 28, 28, 1)"  # the failed device's cell (--failed in style.css)
-ADDED_GREEN = "rgba(22, 101, 52, 1)"  # an added line of a diff
-NON_COMPLIANT_BG = "rgba(255, 237, 213, 1)"  # --rolled-bg in style.css
-COMPLIANT_BG = "rgba(220, 252, 231, 1)"  # --ok-bg
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), \
-        "Debian's chromium and chromium-driver are needed (./dev setup installs them)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--disable-gpu", "--window-size=1280,900", "--lang=en-US"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-class Person:
-    """What someone at the browser does and sees."""
-
-    def __init__(self, driver: WebDriver, web: Web, shots: Path) -> None:
-        self.driver = driver
-        self.web = web
-        self.shots = shots
-        shots.mkdir(exist_ok=True)
-
-    def open(self, path: str) -> None:
-        self.driver.get(self.web.base + path)
-
-    def find(self, css: str) -> WebElement:
-        return self.driver.find_element(By.CSS_SELECTOR, css)
-
-    def all(self, css: str) -> list[WebElement]:
-        return self.driver.find_elements(By.CSS_SELECTOR, css)
-
-    def wait(self, css: str, timeout: float = 90) -> WebElement:
-        WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(
-            lambda d: d.find_elements(By.CSS_SELECTOR, css))
-        return self.find(css)
-
-    def click(self, element: WebElement) -> None:
-        """Click a link or a submit button and wait until the next page has loaded (a click
-        returns before the browser has navigated)."""
-        page = self.find("html")
-        element.click()
-        WebDriverWait(self.driver, 90, poll_frequency=0.1).until(staleness_of(page))
-        WebDriverWait(self.driver, 30, poll_frequency=0.1).until(
-            lambda d: d.execute_script("return document.readyState") == "complete")
-
-    def screenshot(self, name: str) -> Path:
-        path = self.shots / f"{name}.png"
-        assert self.driver.save_screenshot(str(path))
-        return path
-
-    def log_in(self, token: str) -> None:
-        self.open("/login")
-        self.find("#token").send_keys(token)
-        self.click(self.find("form button[type=submit]"))
-
-    def colour(self, element: WebElement, prop: str) -> str:
-        return str(element.value_of_css_property(prop))
-
-    def errors(self) -> list[str]:
-        """What the browser's console reported (failed loads, CSP refusals, script errors)."""
-        return [e["message"] for e in self.driver.get_log("browser")
-                if e["level"] == "SEVERE"]
+from tests.support.browser import (
+    ADDED_GREEN,
+    COMPLIANT_BG,
+    NON_COMPLIANT_BG,
+    RED,
+    Person,
+)
+from tests.support.fleet import Fleet
+from tests.support.web import Web, fake_lab
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +53,7 @@ def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
     run_url = person.driver.current_url
     person.wait("h1 .st-failed")  # the page reloads by itself when the run has ended
     assert "nothing was sent" in person.find(".note").text
-    diff = person.find(f"details.devdiff[data-host='{fleet.healthy[0]}'] pre.diff")
+    diff = person.find(f"details.devdiff[data-host='{fleet.healthy()[0]}'] pre.diff")
     assert "+ntp server 192.0.2.10" in diff.text  # the diff a real run would record
     added = diff.find_element(By.CSS_SELECTOR, ".add")
     assert person.colour(added, "color") == ADDED_GREEN
@@ -145,7 +73,7 @@ def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
 
     # a changed device's own page: its diff, coloured
     person.driver.get(run_url)
-    person.click(person.find(f".grid .cell[data-host='{fleet.healthy[1]}']"))
+    person.click(person.find(f".grid .cell[data-host='{fleet.healthy()[1]}']"))
     assert "+ntp server 192.0.2.11" in person.find("pre.diff").text
     assert person.colour(person.find("pre.diff .add"), "color") == ADDED_GREEN
     person.screenshot("device-diff")
@@ -233,7 +161,7 @@ def test_schedules_backups_labs_pages(person: Person, web: Web) -> None:
 
 def test_the_compliance_matrix_a_cells_lines_and_its_remediation(
         person: Person, web: Web, fleet: Fleet) -> None:
-    host = fleet.healthy[5]
+    host = fleet.healthy()[5]
     token = web.token("operator", "gwen")
     with web.client(token) as api:
         check = api.post("/api/runs", json={"job": "golden"}).json()["run_id"]

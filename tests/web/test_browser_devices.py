@@ -12,15 +12,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
-from tests.web.conftest import Fleet, Web
-from tests.web.test_browser import ADDED_GREEN, RED, Person, browser  # noqa: F401
-from tests.web.test_devices import op, story  # noqa: F401
+from tests.support.browser import ADDED_GREEN, RED, Person
+from tests.support.fleet import Fleet
+from tests.support.web import Web
 
 FAILED_BG = "rgba(254, 226, 226, 1)"  # --failed-bg in style.css: a failed backup's row
 
 
 @pytest.fixture(scope="module")
-def person(browser: WebDriver, web: Web,  # noqa: F811
+def person(browser: WebDriver, web: Web,
            tmp_path_factory: pytest.TempPathFactory) -> Person:
     someone = Person(browser, web, tmp_path_factory.mktemp("screenshots"))
     someone.log_in(web.token("viewer", "oncall"))
@@ -28,7 +28,7 @@ def person(browser: WebDriver, web: Web,  # noqa: F811
 
 
 def test_find_the_failed_device_and_read_its_story(person: Person, fleet: Fleet,
-                                                   story: dict[str, str]) -> None:  # noqa: F811
+                                                   story: dict[str, str]) -> None:
     person.open("/devices")
     assert person.find("header nav a.here").text == "Devices"
     assert len(person.all("table.devices tbody tr")) == 8
@@ -50,7 +50,7 @@ def test_find_the_failed_device_and_read_its_story(person: Person, fleet: Fleet,
     assert person.find("dd.lease").text == "free"
     person.screenshot("device-failed")
 
-    person.open(f"/devices/{fleet.healthy[0]}")
+    person.open(f"/devices/{fleet.healthy()[0]}")
     runs = person.all("table.device-runs tbody tr")
     assert [r.find_element(By.CSS_SELECTOR, "a.mono").text for r in runs] == [
         story["more"], story["ntp"]]
@@ -60,7 +60,7 @@ def test_find_the_failed_device_and_read_its_story(person: Person, fleet: Fleet,
 
 
 def test_backups_table_versions_configs_and_diffs(person: Person, web: Web, fleet: Fleet,
-                                                  story: dict[str, str]) -> None:  # noqa: F811
+                                                  story: dict[str, str]) -> None:
     person.open("/backups")
     first = person.find("table.backups tbody tr")
     assert first.get_attribute("data-host") == fleet.refusing[0]  # never backed up: first
@@ -68,14 +68,14 @@ def test_backups_table_versions_configs_and_diffs(person: Person, web: Web, flee
     assert person.colour(first.find_element(By.CSS_SELECTOR, "td"), "background-color") \
         == FAILED_BG
     assert "authentication failed" in first.text
-    changed = person.find(f"table.backups tr[data-host='{fleet.healthy[0]}']")
+    changed = person.find(f"table.backups tr[data-host='{fleet.healthy()[0]}']")
     assert changed.find_elements(By.CSS_SELECTOR, "td")[3].text == "2"
     person.screenshot("backups")
     person.click(changed.find_element(By.CSS_SELECTOR, f"a[href='/runs/{story['more']}']"))
     assert person.driver.current_url.endswith(f"/runs/{story['more']}")
 
     person.open("/backups")
-    person.click(person.find(f"a[href^='/backups/{fleet.healthy[0]}?']"))
+    person.click(person.find(f"a[href^='/backups/{fleet.healthy()[0]}?']"))
     assert story["line"] + "\n" in person.find("pre.config").text + "\n"
     added = person.find("pre.diff .add")
     assert f"+{story['line']}" in [a.text for a in person.all("pre.diff .add")]
@@ -91,7 +91,7 @@ def test_backups_table_versions_configs_and_diffs(person: Person, web: Web, flee
         "const done = arguments[arguments.length - 1];"
         "fetch(arguments[0]).then(r => done(r.status + ' ' + "
         "r.headers.get('content-disposition')));", href)
-    assert disposition.startswith("200 attachment;") and fleet.healthy[0] in disposition
+    assert disposition.startswith("200 attachment;") and fleet.healthy()[0] in disposition
     # compare the same two versions the other way round: the line goes
     person.find("table.versions tbody tr:nth-child(1) input[name=from]").click()
     person.find("table.versions tbody tr:nth-child(2) input[name=to]").click()

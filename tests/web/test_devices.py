@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from pathlib import Path
 
 import httpx
@@ -18,41 +17,8 @@ import yaml
 from runner.execution.control.keys import device_key
 from runner.execution.leases import LocalLeases
 from runner.job.backups import BackupRepo
-from tests.web.conftest import Fleet, Web, write_job
-
-
-@pytest.fixture(scope="module")
-def op(web: Web) -> httpx.Client:
-    return web.client(web.token("operator", "devices-op"))
-
-
-@pytest.fixture(scope="module")
-def viewer(web: Web) -> httpx.Client:
-    return web.client(web.token("viewer", "devices-noc"))
-
-
-def _run(web: Web, op: httpx.Client, job: str) -> str:
-    started = op.post("/api/runs", json={"job": job})
-    assert started.status_code == 202, started.text
-    run_id = str(started.json()["run_id"])
-    web.wait_finished(op, run_id)
-    return run_id
-
-
-@pytest.fixture(scope="module")
-def story(web: Web, fleet: Fleet, op: httpx.Client) -> dict[str, str]:
-    """The ntp job (config + backup, one device refuses the login), then a second backup
-    job into the same repository that changes the first healthy device again (its second
-    version: an NTP server of this module's own, for the simulated devices keep their
-    config from module to module), then the golden config check of another device.
-    `line`: that server's config line."""
-    line = f"ntp server 198.51.100.{int(re.sub(r'[^0-9]', '', web.workdir.name) or 0) + 1}"
-    write_job(web.jobs, "ntp-more", description="one more NTP server, backed up",
-              targets={"hosts": fleet.healthy[:1]}, driver="asyncssh", steps=[
-                  {"config": {"lines": [line]}},
-                  {"backup": {"dir": str(web.workdir / "backups")}}])
-    return {"ntp": _run(web, op, "ntp"), "more": _run(web, op, "ntp-more"),
-            "golden": _run(web, op, "golden"), "line": line}
+from tests.support.fleet import Fleet
+from tests.support.web import Web
 
 
 def _password(fleet: Fleet) -> str:
@@ -79,12 +45,12 @@ def test_the_device_listing_and_its_filters(web: Web, fleet: Fleet, viewer: http
     assert row["last_run"]["run_id"] == story["ntp"]
     failed = viewer.get("/api/devices", params={"status": "auth_failed"}).json()
     assert [d["device"] for d in failed] == [refusing]
-    ran = {story_host for story_host in [*fleet.refusing, *fleet.healthy[:3],
-                                         fleet.healthy[5]]}
+    ran = {story_host for story_host in [*fleet.refusing, *fleet.healthy()[:3],
+                                         fleet.healthy()[5]]}
     never = viewer.get("/api/devices", params={"status": "never"}).json()
     assert {d["device"] for d in never} == set(hosts) - ran
-    one = viewer.get("/api/devices", params={"search": fleet.healthy[1].upper()}).json()
-    assert [d["device"] for d in one] == [fleet.healthy[1]]
+    one = viewer.get("/api/devices", params={"search": fleet.healthy()[1].upper()}).json()
+    assert [d["device"] for d in one] == [fleet.healthy()[1]]
     assert len(viewer.get("/api/devices", params={"group": "sim"}).json()) == 8
     assert viewer.get("/api/devices", params={"platform": "juniper_junos"}).json() == []
     page = viewer.get("/api/devices", params={"limit": 3, "offset": 6})
@@ -102,7 +68,7 @@ def test_the_device_listing_and_its_filters(web: Web, fleet: Fleet, viewer: http
 
 def test_a_device_document_equals_the_cli_and_holds_no_secret(
         web: Web, fleet: Fleet, viewer: httpx.Client, story: dict[str, str]) -> None:
-    host = fleet.healthy[0]
+    host = fleet.healthy()[0]
     document = viewer.get(f"/api/devices/{host}").json()
     cli = web.cli("device", host, "--json", "-i", str(fleet.inventory), "--jobs",
                   str(web.jobs))
@@ -121,10 +87,10 @@ def test_a_device_document_equals_the_cli_and_holds_no_secret(
         "device", host, "-i", str(fleet.inventory), "--jobs", str(web.jobs)).stdout
     assert _password(fleet) not in text and "password" not in text
     # compliance when present; a device that never ran has no runs and no backup
-    checked = viewer.get(f"/api/devices/{fleet.healthy[5]}").json()
+    checked = viewer.get(f"/api/devices/{fleet.healthy()[5]}").json()
     assert {c["feature"] for c in checked["compliance"]} == {"ntp", "logging"}
     assert checked["compliance"][0]["run_id"] == story["golden"]
-    idle = viewer.get(f"/api/devices/{fleet.healthy[4]}").json()
+    idle = viewer.get(f"/api/devices/{fleet.healthy()[4]}").json()
     assert idle["runs"] == [] and idle["last_run"] is None and idle["last_backup"] is None
     # the refusing device: never backed up, its last attempt and its error
     refused = viewer.get(f"/api/devices/{fleet.refusing[0]}").json()
@@ -139,7 +105,7 @@ def test_a_device_document_equals_the_cli_and_holds_no_secret(
 
 def test_a_device_shows_who_holds_its_lease(web: Web, fleet: Fleet,
                                             viewer: httpx.Client) -> None:
-    host = fleet.healthy[4]
+    host = fleet.healthy()[4]
     inventory = yaml.safe_load((fleet.inventory / "hosts.yaml").read_text())
     address = device_key(inventory[host]["hostname"], inventory[host]["port"])
     leases = LocalLeases(Path(web.env["RUNNER_LOCK_DIR"]), "tester@ci:run1234")
@@ -160,17 +126,17 @@ def test_the_backup_table_lists_every_targeted_device(
     repo = _repo(viewer, web)
     assert repo["jobs"] == ["ntp", "ntp-more"]
     rows = {r["host"]: r for r in repo["devices"]}  # type: ignore[attr-defined]
-    assert set(rows) == {*fleet.refusing, *fleet.healthy[:3]}
+    assert set(rows) == {*fleet.refusing, *fleet.healthy()[:3]}
     never = rows[fleet.refusing[0]]
     assert never["state"] == "never" and never["versions"] == 0
     assert never["last_attempt"]["status"] == "auth_failed"
     assert never["last_attempt"]["error"] and never["last_attempt"]["run_id"] == story["ntp"]
     assert next(iter(rows)) == fleet.refusing[0]  # failed and never first
-    twice = rows[fleet.healthy[0]]
+    twice = rows[fleet.healthy()[0]]
     assert twice["state"] == "ok" and twice["versions"] == 2
     assert twice["last_backup"]["run_id"] == story["more"]
     assert twice["last_attempt"]["run_id"] == story["more"]
-    once = rows[fleet.healthy[1]]
+    once = rows[fleet.healthy()[1]]
     assert once["versions"] == 1 and once["last_backup"]["run_id"] == story["ntp"]
     assert repo["counts"] == {"never": 1, "failed": 0, "ok": 3}
     only = viewer.get("/api/backups", params={"repo": repo["repo"], "state": "never"}).json()
@@ -181,7 +147,7 @@ def test_the_backup_table_lists_every_targeted_device(
 
 def test_a_config_at_any_version_its_download_and_diff(
         web: Web, fleet: Fleet, viewer: httpx.Client, story: dict[str, str]) -> None:
-    host = fleet.healthy[0]
+    host = fleet.healthy()[0]
     name = str(_repo(viewer, web)["repo"])
     history = viewer.get(f"/api/backups/{host}", params={"repo": name}).json()
     newest, oldest = history["versions"]

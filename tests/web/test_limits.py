@@ -15,8 +15,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.conftest import write_inventory
-from tests.web.conftest import Web
+from tests.support.base import write_inventory
+from tests.support.web import Web
 
 MIB = 1024 * 1024
 

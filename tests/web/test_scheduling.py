@@ -17,15 +17,17 @@ import httpx
 import pytest
 
 from runner.lab.netns import wait_for
-from tests.conftest import ROOT
-from tests.web.conftest import Fleet, Web, write_job
+from tests.support.base import ROOT
+from tests.support.fleet import Fleet
+from tests.support.jobs import write_job
+from tests.support.web import Web
 
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory, fleet: Fleet) -> Iterator[Web]:
     workdir = tmp_path_factory.mktemp("web-scheduling")
     jobs = workdir / "jobs"
-    two = {"hosts": fleet.healthy[:2]}
+    two = {"hosts": fleet.healthy()[:2]}
     write_job(jobs, "audit", targets=two, driver="asyncssh", steps=[{"command": "show clock"}])
     write_job(jobs, "backup", targets=two, driver="asyncssh", schedule={"interval": "2s"},
               freshness="10m", steps=[{"backup": {"dir": str(workdir / "backups")}}])

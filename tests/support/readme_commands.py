@@ -12,7 +12,7 @@ import click
 import yaml
 
 from runner.cli import cli
-from tests.conftest import ROOT
+from tests.support.base import ROOT
 
 # The README, then the docs site's pages in its navigation order (mkdocs.yml)
 DOCS = (ROOT / "README.md", *(ROOT / "docs" / next(iter(page.values()))

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 
 from runner.lab.netns import wait_for
-from tests.conftest import free_port
+from tests.support.base import free_port
 
 USER = "runner"
 PASSWORD = "pg-test-secret-7c1f"  # asserted never to appear in runner's output

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from runner.lab.netns import wait_for
-from tests.conftest import ROOT, free_port
+from tests.support.base import ROOT, free_port
 
 
 class RedisServer:

@@ -1,4 +1,5 @@
-"""Helpers for lab tests: run the CLI, copy a topology under a private name, find leftovers."""
+"""Lab test helpers: run the CLI, copy a topology under a private name, a running practice
+lab, polling, leftovers after `down`, and reading the routers back (vtysh, a job's step)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,25 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
+from runner.lab.converge import wait_converged
 from runner.lab.plan import LabPlan, make_plan
-from runner.lab.state import LabIndex
+from runner.lab.service import Labs
+from runner.lab.state import LabIndex, LabState
 from runner.lab.system import link_exists, netns_list, pid_alive
 from runner.lab.topology import load_topology
 from runner.settings import Settings
+from tests.support.base import LAB_DIR
+
+T = TypeVar("T")
+# The drivers every lab job test runs with.
+DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 
 
 def runner(*args: str, check: bool = True,
@@ -110,3 +123,63 @@ def status_json(topology: Path) -> dict[str, object]:
     assert isinstance(data, list) and len(data) == 1
     result: dict[str, object] = data[0]
     return result
+
+
+@dataclass
+class RunningLab:
+    topology: Path
+    plan: LabPlan
+    state: LabState
+    labs: Labs
+
+    @property
+    def lab_dir(self) -> Path:
+        return Path(self.plan.lab_dir)
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.lab_dir / "known_hosts"
+
+    def ip(self, node: str) -> str:
+        return self.plan.nodes[node].mgmt_ip
+
+
+@contextmanager
+def practice_copy(workdir: Path, name: str, octet: int) -> Iterator[RunningLab]:
+    """The shipped practice lab as `name` on 172.20.<octet>.0/24, converged; always down."""
+    topology = private_copy(LAB_DIR / "practice.clab.yml", workdir, name, octet)
+    try:
+        runner("lab", "up", str(topology))
+        labs = Labs(Settings.from_env())
+        state = labs.find_lab(str(topology))
+        wait_converged(labs, state, timeout=120)
+        yield RunningLab(topology, plan_of(topology), state, labs)
+    finally:
+        runner("lab", "down", str(topology), check=False)
+
+
+def poll(probe: Callable[[], T], until: Callable[[T], bool], bound: float = 90,
+         interval: float = 1.0) -> T:
+    """probe() until `until` holds of its result or `bound` seconds passed: the last result
+    (the caller's assertion says what was expected)."""
+    deadline = time.monotonic() + bound
+    while True:
+        result = probe()
+        if until(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+def status(lab: RunningLab) -> dict[str, Any]:
+    data = json.loads(runner("lab", "status", "--json", lab.plan.lab, check=False).stdout)
+    assert isinstance(data, list) and len(data) == 1
+    result: dict[str, Any] = data[0]
+    return result
+
+
+def vtysh(lab: RunningLab, node: str, *command: str) -> str:
+    return runner("lab", "exec", "--lab", str(lab.topology), node, "--", *command).stdout
+
+
+def step(device: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in device["steps"] if s["name"] == name)
