@@ -134,7 +134,7 @@ class Scheduler:
             if other:
                 self._interrupted_by(other, now)
         if not self._files_told:
-            self.store.record_files(self.owner, [(str(p), error, kept) for p, error, kept
+            self.store.record_files(self.owner, [(str(p.resolve()), error, kept) for p, error, kept
                                                  in self.jobs.invalid()], now)
             self._files_told = True
         for expired in self.results.expire_overdue(now_iso()):
