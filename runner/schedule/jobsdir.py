@@ -32,7 +32,9 @@ def scheduled_from(job: JobFile) -> Scheduled | None:
     schedule = job.spec.schedule
     if schedule is None:
         return None
-    return Scheduled(job, schedule.trigger(), schedule.model_dump_json(), Slot(schedule.overlap))
+    # the key is when it fires: supersede (added later) changes what a preview does, not when
+    key = schedule.model_dump_json(exclude={"supersede"})
+    return Scheduled(job, schedule.trigger(), key, Slot(schedule.overlap))
 
 
 @dataclass

@@ -388,6 +388,7 @@ class Scheduler:
             log.warning("%s: occurrence %s previewed as run %s: awaiting approval "
                         "(runner approve %s)", sched.name, occurrence.isoformat(), run_id,
                         run_id)
+            self._supersede(sched.job, run_id)
             return OccurrenceStatus.AWAITING_APPROVAL
         return OccurrenceStatus.DONE if result.ok else OccurrenceStatus.FAILED
 
@@ -405,8 +406,26 @@ class Scheduler:
         if options.preview_window is not None:
             log.warning("%s: %s previewed as run %s: awaiting approval (runner approve %s)",
                         start.name, start.key, start.run_id, start.run_id)
+            self._supersede(job, start.run_id)
             return OccurrenceStatus.AWAITING_APPROVAL
         return OccurrenceStatus.DONE if result.ok else OccurrenceStatus.FAILED
+
+    def _supersede(self, job: JobFile, newer: str) -> None:
+        """With `supersede: true`, reject the job's older previews still awaiting approval,
+        saying which newer preview replaces them (one decision waits, not a pile)."""
+        spec = job.spec.schedule
+        if spec is None or not spec.supersede:
+            return
+        from runner.store.runlinks import waiting_previews
+        from runner.vocab import RunStatus
+
+        for older in waiting_previews(self.results, job.spec.name):
+            if older == newer:
+                continue
+            if self.results.decide(older, RunStatus.REJECTED, {
+                    "by": f"runner serve ({self.owner})", "at": now_iso(),
+                    "reason": f"superseded by the newer preview {newer}"}, now_iso()):
+                log.warning("%s: preview %s superseded by %s", job.spec.name, older, newer)
 
     # -- the process ----------------------------------------------------------------------
 

@@ -151,8 +151,11 @@ def create_app(config: WebConfig) -> FastAPI:
                                    swagger_css_url="/static/docs/swagger-ui.css",
                                    swagger_favicon_url="/static/docs/favicon.png")
 
-    from runner.web import api, pages
+    from runner.web import api, jobs, pages, runs_live, scheduler
 
+    for module in (runs_live, scheduler, jobs):  # issue 27's views, before the catch-alls
+        app.include_router(module.api)
+        app.include_router(module.pages)
     app.include_router(api.router)
     app.include_router(api.metrics_router)
     app.include_router(pages.router)
