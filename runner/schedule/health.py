@@ -30,7 +30,7 @@ def scheduler_status(store: ScheduleStore, now: datetime | None = None) -> dict[
     if found is None:
         return {"running": False, "holder": None, "heartbeat": None, "expires": None,
                 "stale": False, "heartbeat_age_s": None,
-                "detail": "no scheduler holds the lease: `runner serve` is not running "
+                "detail": "no scheduler holds the lease: runner serve is not running "
                           "(or stopped cleanly)"}
     running = found["expires"] >= now.timestamp()
     beat = found.get("renewed")

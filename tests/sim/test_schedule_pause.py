@@ -110,3 +110,53 @@ def test_pause_is_obeyed_by_a_running_serve(tmp_path: Path, inventory: Path) -> 
     assert status["running"] is False and status["holder"] is None
     unknown = runner(tmp_path, url, "schedule", "pause", "nope")
     assert unknown.returncode == 2 and "no scheduled job named 'nope'" in unknown.stderr
+
+
+PREVIEWED = """name: previewed
+driver: asyncssh
+schedule: {interval: 2s, misfire_grace: 30, approval: required, supersede: true}
+steps:
+  - config: {lines: ["logging host 192.0.2.99"]}
+"""
+
+
+def test_a_newer_preview_supersedes_the_older(tmp_path: Path, inventory: Path) -> None:
+    """With supersede: true one preview waits for a decision, not one per occurrence: each
+    new preview rejects the older ones, saying which run replaced them."""
+    url = f"sqlite:///{tmp_path / 'runner.db'}"
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "previewed.yml").write_text(PREVIEWED, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    log = tmp_path / "serve.log"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "runner", "--db", url, "serve", "--jobs", str(tmp_path / "jobs"),
+         "-i", str(inventory), "--templates", str(ROOT / "templates"), "--engine", "local"],
+        stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=tmp_path, env=env)
+    try:
+        def previews() -> list[dict[str, Any]]:
+            return ResultsStore(url).list_runs(1000, "previewed")
+
+        wait_for(lambda: sum(r["status"] == "rejected" for r in previews()) >= 2, 90,
+                 "two previews superseded")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=120) == 0, log.read_text(encoding="utf-8")
+    runs = previews()
+    waiting = [r for r in runs if r["status"] == "awaiting_approval"]
+    assert len(waiting) == 1  # only the newest waits
+    by_id = {r["run_id"]: r for r in runs}
+    for run in runs:
+        if run["status"] != "rejected":
+            continue
+        decision = run["decision"]
+        assert decision["by"].startswith("runner serve (")
+        newer = decision["reason"].removeprefix("superseded by the newer preview ")
+        assert by_id[newer]["started"] > run["started"]
+    # without approval: required, supersede is refused with its line
+    bad = tmp_path / "jobs" / "bad.yml"
+    bad.write_text(PREVIEWED.replace("approval: required, ", "").replace(
+        "name: previewed", "name: bad"), encoding="utf-8")
+    done = runner(tmp_path, url, "schedule", "status", "--json")
+    (found,) = json.loads(done.stdout)["invalid"]
+    assert found["error"] == "jobs/bad.yml:3: schedule.supersede: supersede: true replaces older " \
+        "previews awaiting approval; it needs approval: required"
