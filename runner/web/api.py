@@ -118,12 +118,16 @@ def start_run(request: Request, response: Response, body: RunRequest,
 
 
 @router.get("/runs/{run_id}", summary="One run with every device (`runner show --json`), "
+            "its reruns, "
             "who did what to it, and what may be done with it now (`actions`)")
 def get_run(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
     svc = services(request)
     row, run = svc.results.get_run(run_id)
     document = run_document(row, run, run_links(svc.results, row))
     document["actions"] = svc.launcher.actions(row, run.summary)
+    from runner.store.runlinks import reruns_of
+
+    document["reruns"] = [r["run_id"] for r in reruns_of(svc.results, row["run_id"])]
     return document
 
 

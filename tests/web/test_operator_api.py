@@ -59,6 +59,8 @@ def test_rerun_a_runs_failed_devices_or_chosen_statuses(
 
     live = op.get(f"/api/runs/{first}/live").json()
     assert [r["run_id"] for r in live["reruns"]] == [body["run_id"], chosen.json()["run_id"]]
+    assert op.get(f"/api/runs/{first}").json()["reruns"] == [body["run_id"],
+                                                              chosen.json()["run_id"]]
     assert [d["host"] for d in live["failed"]] == fleet.refusing
     assert live["failed"][0]["error_class"] == "AuthFailed"
     assert live["in_progress"] == [] and live["done"] == live["total"] == 2
