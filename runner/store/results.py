@@ -62,7 +62,7 @@ runs = Table(
     Column("occurrence", String(100), index=True),
     Column("summary", JSON),
     Column("backup_commit", String(64)),
-    Column("rerun_of", String(32)),  # the run whose failed devices this one ran again
+    Column("rerun_of", String(32), index=True),  # the run whose devices this one reran
     # Approval: a preview awaiting approval keeps the job as previewed and where its inputs
     # were, until its deadline; the run that carries it out names it (`approves`).
     Column("approval_deadline", String(40)),

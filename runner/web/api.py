@@ -125,9 +125,6 @@ def get_run(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
     row, run = svc.results.get_run(run_id)
     document = run_document(row, run, run_links(svc.results, row))
     document["actions"] = svc.launcher.actions(row, run.summary)
-    from runner.store.runlinks import reruns_of
-
-    document["reruns"] = [r["run_id"] for r in reruns_of(svc.results, row["run_id"])]
     return document
 
 

@@ -125,7 +125,10 @@ def test_log_in_dry_run_failed_device_in_red_and_diffs(person: Person, web: Web,
     run_url = person.driver.current_url
     person.wait("h1 .st-failed")  # the page reloads by itself when the run has ended
     assert "nothing was sent" in person.find(".note").text
-    diff = person.find(f"details.devdiff[data-host='{fleet.healthy[0]}'] pre.diff")
+    # the three healthy devices' identical diffs are one group, opened with a click
+    group = person.find(f"details.devdiff[data-host='{fleet.healthy[0]}']")
+    group.find_element(By.CSS_SELECTOR, "summary").click()
+    diff = group.find_element(By.CSS_SELECTOR, "pre.diff")
     assert "+ntp server 192.0.2.10" in diff.text  # the diff a real run would record
     added = diff.find_element(By.CSS_SELECTOR, ".add")
     assert person.colour(added, "color") == ADDED_GREEN
