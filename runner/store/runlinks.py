@@ -1,6 +1,6 @@
 """Read-side queries for the operator's views (issue 27): a run's reruns, previews waiting
 for approval (the count in the web's navigation, older ones of a job to supersede), the
-devices of a running run that have no record yet."""
+devices of a running run that have no record yet and those at work now."""
 
 from __future__ import annotations
 
@@ -43,3 +43,10 @@ def recorded_hosts(store: ResultsStore, run_id: str) -> set[str]:
     with store.engine.connect() as conn:
         return {str(r[0]) for r in conn.execute(
             select(devices.c.host).where(devices.c.run_id == run_id))}
+
+
+def working(store: ResultsStore, run_id: str) -> dict[str, str]:
+    """The devices of a running run at work now, and when each started."""
+    with store.engine.connect() as conn:
+        found = conn.execute(select(runs.c.working).where(runs.c.run_id == run_id)).scalar()
+    return dict(found or {})

@@ -1,7 +1,7 @@
 """A run as it goes, and its reruns: the JSON document the run page polls (its device
-grid, the devices that did not end ok, those still in progress with how long they have
-been at it), and rerunning a finished run's failed devices (or those of chosen statuses)
-from the run page or `POST /api/runs/ID/rerun`."""
+grid, the devices that did not end ok, those at work with how long each has been at it,
+how many wait for their turn), and rerunning a finished run's failed devices (or those
+of chosen statuses) from the run page or `POST /api/runs/ID/rerun`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from runner.errors import InputError
 from runner.store.queries import device_rows, run_head, status_counts
 from runner.store.runlinks import recorded_hosts, reruns_of
+from runner.store.runlinks import working as run_working
 from runner.vocab import DeviceStatus, RunStatus
 from runner.web.auth import Principal, operator, viewer
 from runner.web.pages import FormOperator
@@ -58,12 +59,13 @@ def live_document(request: Request, run_id: str) -> dict[str, Any]:
     rows = device_rows(store, full, None, LIVE_DEVICES, 0)
     now = datetime.now(UTC)
     working: list[dict[str, Any]] = []
+    waiting = 0
     if head["status"] == RunStatus.RUNNING and len(hosts) > done:
         recorded = recorded_hosts(store, full)
-        # runner records a device when it ends; until then it is waiting or working, for
-        # as long as the run has gone
-        since = _elapsed(head["started"], now)
-        working = [{"host": h, "elapsed_s": since} for h in hosts if h not in recorded]
+        at_work = run_working(store, full)  # host -> when it started (the run's process)
+        working = [{"host": h, "started": at_work[h], "elapsed_s": _elapsed(at_work[h], now)}
+                   for h in hosts if h in at_work and h not in recorded]
+        waiting = sum(1 for h in hosts if h not in recorded and h not in at_work)
     return {
         "run_id": full, "job": head["job"], "status": head["status"],
         "dry_run": head["dry_run"], "started": head["started"], "finished": head["finished"],
@@ -75,6 +77,7 @@ def live_document(request: Request, run_id: str) -> dict[str, Any]:
         "failed": [{k: r[k] for k in ("host", "status", "error_class", "error", "duration_s")}
                    for r in rows if not DeviceStatus(r["status"]).worked][:LIVE_FAILED],
         "in_progress": working[:LIVE_WORKING], "in_progress_total": len(working),
+        "waiting": waiting,
         "reruns": reruns_of(store, full)}
 
 

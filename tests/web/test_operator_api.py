@@ -88,6 +88,9 @@ def test_a_running_runs_live_document(web: Web, op: httpx.Client, fleet: Fleet) 
         assert [d["host"] for d in live["devices"]] == [fleet.healthy[0]]
         assert [d["host"] for d in live["in_progress"]] == fleet.slow
         assert live["in_progress"][0]["elapsed_s"] >= 0 and live["in_progress_total"] == 1
+        # the slow device's own start, as the run's process stored it
+        assert live["in_progress"][0]["started"] >= live["started"]
+        assert live["waiting"] == 0
         starting = op.post(f"/api/runs/{run_id}/rerun")
         assert starting.status_code == 400 and "running" in starting.json()["error"]
     finally:

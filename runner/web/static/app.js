@@ -81,6 +81,7 @@ function renderLive(data) {
       li.append(el("span", "", d.host + " "), el("span", "muted", seconds(d.elapsed_s)));
       return li;
     }));
+    text(document.querySelector("[data-waiting]"), data.waiting);
     text(document.querySelector("[data-working-count]"),
       data.in_progress_total ? data.in_progress_total + " device" + (data.in_progress_total === 1 ? "" : "s") : "none");
   }

@@ -1,7 +1,8 @@
-"""Honest schedules (issue 27): a schedule paused (who, when, why) and obeyed by every
+"""Operator views (issue 27): a schedule paused (who, when, why) and obeyed by every
 `runner serve`; the active scheduler's last heartbeat beside its lease; the job files each
 scheduler found invalid and what it does with them (keeps a previous version, or leaves
-the file out); runs indexed by the run they rerun (a run's page links its reruns).
+the file out); runs indexed by the run they rerun (a run's page links its reruns); a
+running run's devices at work and when each started (`runs.working`, the live run page).
 
 Revision ID: 0007
 Revises: 0006
@@ -51,6 +52,8 @@ def upgrade() -> None:
     columns = {c["name"] for c in sa.inspect(bind).get_columns("schedule_lease")}
     if "renewed" not in columns:
         op.add_column("schedule_lease", sa.Column("renewed", sa.Float))
+    if "working" not in {c["name"] for c in sa.inspect(bind).get_columns("runs")}:
+        op.add_column("runs", sa.Column("working", sa.JSON))
     indexes = {i["name"] for i in sa.inspect(bind).get_indexes("runs")}
     if "ix_runs_rerun_of" not in indexes:
         op.create_index("ix_runs_rerun_of", "runs", ["rerun_of"])
@@ -58,6 +61,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_runs_rerun_of", table_name="runs")
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("working")
     with op.batch_alter_table("schedule_lease") as batch:
         batch.drop_column("renewed")
     for table in reversed(tables().sorted_tables):
