@@ -147,7 +147,14 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
     now; its last run."""
     results, store = _stores(ctx, store_url)
     listed = schedule_list(jobs_dir, store, results, count,
-                           warn=lambda message: echo(f"warning: {message}", err=True))
+                           warn=lambda message: None if message.startswith(
+                               "invalid job file") or "already used" in message
+                           else echo(f"warning: {message}", err=True))
+    from runner.schedule.health import invalid_files, scheduler_status
+
+    state = scheduler_status(store)
+    for bad in invalid_files(jobs_dir, store, state):  # with what serve does with each
+        echo(f"warning: invalid job file: {bad['error']} ({bad['serve']})", err=True)
     if as_json:
         echo(json.dumps(listed, indent=2))
         return
@@ -166,9 +173,14 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
             start = datetime.fromisoformat(windows["next"]["start"]).astimezone(zone)
             held = f"next: {windows['next']['window']} from {start:%Y-%m-%d %H:%M %Z}"
         when = "on events" if item["schedule"] is None else "no more"
+        if item["paused"]:
+            when, times = f"paused by {item['paused']['paused_by']}", []
         rows.append((item["job"], item["when"], ", ".join(times) or when, held or "-",
                      last_text))
     echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
+    if not state["running"] and len(rows) > 1:
+        echo(f"note: nothing fires until `runner serve` runs ({state['detail']})",
+             err=True)
 
 
 @schedule.command(name="pause")

@@ -74,6 +74,8 @@ def test_pause_is_obeyed_by_a_running_serve(tmp_path: Path, inventory: Path) -> 
                         "change freeze")
         assert paused.returncode == 0, paused.stderr
         runs_at_pause = len(ResultsStore(url).list_runs(1000, "tick"))
+        listed = runner(tmp_path, url, "schedule", "list")
+        assert "paused by" in listed.stdout and listed.stderr == ""  # a scheduler runs
 
         def paused_skips() -> list[dict[str, Any]]:
             return [o for o in occurrences(url) if "paused by" in (o["reason"] or "")]
@@ -102,12 +104,18 @@ def test_pause_is_obeyed_by_a_running_serve(tmp_path: Path, inventory: Path) -> 
         (bad,) = status["invalid"]
         assert bad["error"].startswith(f"{job}:") or bad["error"].startswith("jobs/tick.yml:")
         assert bad["kept"] == "tick" and "keeps firing the previous version" in bad["serve"]
+        listed = runner(tmp_path, url, "schedule", "list")
+        assert f"warning: invalid job file: {bad['error']} (runner serve" in listed.stderr
+        assert "keeps firing the previous version of tick" in listed.stderr
+        job.write_text(JOB, encoding="utf-8")  # fixed
     finally:
         if serve.poll() is None:
             serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=120) == 0, log.read_text(encoding="utf-8")
     status = json.loads(runner(tmp_path, url, "schedule", "status", "--json").stdout)
     assert status["running"] is False and status["holder"] is None
+    assert "nothing fires until `runner serve` runs" in \
+        runner(tmp_path, url, "schedule", "list").stderr
     unknown = runner(tmp_path, url, "schedule", "pause", "nope")
     assert unknown.returncode == 2 and "no scheduled job named 'nope'" in unknown.stderr
 
