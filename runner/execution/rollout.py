@@ -101,11 +101,13 @@ Restorer = Callable[[dict[str, RestorePlan]], Executor]
 def run_rollout(spec: JobSpec, hosts: list[str], executor: Executor,
                 on_record: RecordCallback | None = None,
                 cancel: CancelFlag | None = None,
-                restorer: Restorer | None = None) -> list[DeviceResult]:
+                restorer: Restorer | None = None,
+                on_start: Callable[[str], None] | None = None) -> list[DeviceResult]:
     """Work `hosts` batch by batch on any executor: the next batch is released only when
     the previous batch's records are in and the stop rule says go on. Every host gets
-    exactly one record, in `hosts` order, whatever happens to the executor."""
-    tally = Tally(hosts, on_record)
+    exactly one record, in `hosts` order, whatever happens to the executor. `on_start`
+    hears each device as it starts."""
+    tally = Tally(hosts, on_record, on_start)
     flag = _Either(cancel)
     try:
         for batch in batches(hosts, spec.rollout):
@@ -143,7 +145,8 @@ def run_rollout(spec: JobSpec, hosts: list[str], executor: Executor,
 
 def run_devices(work: Work, hosts: list[str], engine: Engine,
                 on_record: RecordCallback | None = None, cancel: CancelFlag | None = None,
-                *, registry: ExecutorRegistry | None = None) -> list[DeviceResult]:
+                *, registry: ExecutorRegistry | None = None,
+                on_start: Callable[[str], None] | None = None) -> list[DeviceResult]:
     """Run the job on `hosts` with `engine` (see choose_engine) from `registry` (default:
     this machine's engines): one record per host, in `hosts` order, each passed to
     on_record as it is known."""
@@ -153,4 +156,5 @@ def run_devices(work: Work, hosts: list[str], engine: Engine,
         return engines.create(engine, replace(work, restore=plans))
 
     with engines.create(engine, work) as executor:
-        return run_rollout(work.spec, hosts, executor, on_record, cancel, restorer)
+        return run_rollout(work.spec, hosts, executor, on_record, cancel, restorer,
+                           on_start)

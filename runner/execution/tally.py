@@ -20,18 +20,22 @@ class Tally:
     device wins, every host gets exactly one, and devices without a record of their own
     get one saying why."""
 
-    def __init__(self, hosts: list[str], on_record: RecordCallback | None = None) -> None:
+    def __init__(self, hosts: list[str], on_record: RecordCallback | None = None,
+                 on_start: Callable[[str], None] | None = None) -> None:
         self.hosts = hosts
         self._wanted = set(hosts)
         self.records: dict[str, DeviceResult] = {}
         self.in_progress: set[str] = set()
         self._on_record = on_record
+        self._on_start = on_start  # told once when a device starts (the live run page)
 
     # -- what executors report and ask (the RecordSink protocol) --------------------------
 
     def started(self, host: str) -> None:
-        if host in self._wanted and host not in self.records:
+        if host in self._wanted and host not in self.records and host not in self.in_progress:
             self.in_progress.add(host)
+            if self._on_start is not None:
+                self._on_start(host)
 
     def finished(self, record: DeviceResult) -> None:
         if record.host not in self._wanted or record.host in self.records:

@@ -379,7 +379,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
                 job_dir=prep.job.path.parent)
     try:
         with watch:
-            run.devices = _devices(work, prep.hosts, held, engine, done, cancel)
+            run.devices = _devices(work, prep.hosts, held, engine, done, cancel,
+                                   writer.started)
     except BaseException as exc:  # Ctrl-C, SIGTERM, or a bug: the run still ends, recorded
         run.finished = now_iso()
         run.devices = finished  # the summary counts what did finish
@@ -421,8 +422,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
 
 
 def _devices(work: Work, hosts: list[str], held: dict[str, Active], engine: Engine,
-             done: Callable[[DeviceResult], None], cancel: threading.Event) \
-        -> list[DeviceResult]:
+             done: Callable[[DeviceResult], None], cancel: threading.Event,
+             started: Callable[[str], None] | None = None) -> list[DeviceResult]:
     """Every host's record, in inventory order: the devices a blackout window holds are
     recorded first (they are known now), the others run by the engine."""
     records = {}
@@ -430,7 +431,7 @@ def _devices(work: Work, hosts: list[str], held: dict[str, Active], engine: Engi
         records[host] = DeviceResult.of_error(host, BlackedOut(f"blackout {active.text()}"))
         done(records[host])
     ran = run_devices(work, [h for h in hosts if h not in held], engine, done, cancel,
-                      registry=engines())
+                      registry=engines(), on_start=started)
     records.update((d.host, d) for d in ran)
     return [records[h] for h in hosts if h in records]
 

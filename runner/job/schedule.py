@@ -56,6 +56,10 @@ class ScheduleSpec(BaseModel):
     approval_timeout: str | float = Field(
         "8h", description="How long a preview waits for approval before it expires: "
                           "seconds, or '90m', '8h', '1d'.")
+    supersede: bool = Field(False, description=(
+        "With approval: required, a newer preview of the job rejects the older ones still "
+        "awaiting approval (recorded: superseded by the newer run), so one decision is "
+        "waiting instead of a pile of them."))
     overlap: Overlap = Field(
         Overlap.SKIP, description="A previous run still going when the next is due: skip the new "
                             "occurrence, or queue one to start when it ends.")

@@ -381,6 +381,10 @@ class JobSpec(_Model):
             raise located(here, "approval: required, but the job has no config step (nor "
                           "a compliance step to remediate): nothing to approve",
                           ("schedule", "approval"))
+        if self.schedule is not None and self.schedule.supersede \
+                and self.schedule.approval is not Approval.REQUIRED:
+            raise located(here, "supersede: true replaces older previews awaiting approval; "
+                          "it needs approval: required", ("schedule", "supersede"))
         if self.rollback and not config:
             raise located(here, "rollback: true, but the job has no config step to roll "
                           "back (nor a compliance step with remediate: true)", ("rollback",))

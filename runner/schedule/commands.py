@@ -147,7 +147,14 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
     now; its last run."""
     results, store = _stores(ctx, store_url)
     listed = schedule_list(jobs_dir, store, results, count,
-                           warn=lambda message: echo(f"warning: {message}", err=True))
+                           warn=lambda message: None if message.startswith(
+                               "invalid job file") or "already used" in message
+                           else echo(f"warning: {message}", err=True))
+    from runner.schedule.health import invalid_files, scheduler_status
+
+    state = scheduler_status(store)
+    for bad in invalid_files(jobs_dir, store, state):  # with what serve does with each
+        echo(f"warning: invalid job file: {bad['error']} ({bad['serve']})", err=True)
     if as_json:
         echo(json.dumps(listed, indent=2))
         return
@@ -166,9 +173,72 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
             start = datetime.fromisoformat(windows["next"]["start"]).astimezone(zone)
             held = f"next: {windows['next']['window']} from {start:%Y-%m-%d %H:%M %Z}"
         when = "on events" if item["schedule"] is None else "no more"
+        if item["paused"]:
+            when, times = f"paused by {item['paused']['paused_by']}", []
         rows.append((item["job"], item["when"], ", ".join(times) or when, held or "-",
                      last_text))
     echo(table(rows) if len(rows) > 1 else f"no scheduled jobs in {jobs_dir}")
+    if not state["running"] and len(rows) > 1:
+        echo(f"note: nothing fires until `runner serve` runs ({state['detail']})",
+             err=True)
+
+
+@schedule.command(name="pause")
+@click.argument("name")
+@JOBS
+@STORE
+@click.option("--reason", help="Why (recorded, shown with each skipped occurrence).")
+@click.pass_context
+def pause_(ctx: click.Context, name: str, jobs_dir: Path, store_url: str | None,
+           reason: str | None) -> None:
+    """Pause scheduled job NAME: every `runner serve` on this store records its
+    occurrences as skipped (saying who paused it and why) until `runner schedule resume`."""
+    from runner.job.approval import who
+    from runner.schedule.health import pause
+
+    _, store = _stores(ctx, store_url)
+    done = pause(jobs_dir, store, name, who(), reason)
+    echo(f"paused {done['job']} (by {done['paused_by']} at {done['paused_at']})")
+
+
+@schedule.command(name="resume")
+@click.argument("name")
+@STORE
+@click.pass_context
+def resume_(ctx: click.Context, name: str, store_url: str | None) -> None:
+    """Resume paused scheduled job NAME: its next occurrence fires as usual."""
+    from runner.schedule.health import resume
+
+    _, store = _stores(ctx, store_url)
+    resume(store, name)
+    echo(f"resumed {name}")
+
+
+@schedule.command(name="status")
+@JOBS
+@STORE
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (GET /api/scheduler "
+              "with the paused schedules and invalid job files).")
+@click.pass_context
+def status_(ctx: click.Context, jobs_dir: Path, store_url: str | None, as_json: bool) -> None:
+    """Whether a scheduler (`runner serve`) is running: its lease holder and last
+    heartbeat; paused schedules; invalid job files and what serve does with each."""
+    from runner.schedule.health import invalid_files, scheduler_status
+
+    _, store = _stores(ctx, store_url)
+    state = scheduler_status(store)
+    document = {**state, "paused": list(store.paused().values()),
+                "invalid": invalid_files(jobs_dir, store, state)}
+    if as_json:
+        echo(json.dumps(document, indent=2))
+        return
+    echo(("running: " if state["running"] else "NOT running: ") + state["detail"]
+         + (f" (last heartbeat {state['heartbeat']})" if state["heartbeat"] else ""))
+    for row in document["paused"]:
+        echo(f"paused: {row['job']} by {row['paused_by']} at {row['paused_at']}"
+             + (f": {row['reason']}" if row["reason"] else ""))
+    for bad in document["invalid"]:
+        echo(f"invalid: {bad['error']}\n  {bad['serve']}")
 
 
 @schedule.command(name="occurrences")

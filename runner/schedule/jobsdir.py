@@ -32,7 +32,9 @@ def scheduled_from(job: JobFile) -> Scheduled | None:
     schedule = job.spec.schedule
     if schedule is None:
         return None
-    return Scheduled(job, schedule.trigger(), schedule.model_dump_json(), Slot(schedule.overlap))
+    # the key is when it fires: supersede (added later) changes what a preview does, not when
+    key = schedule.model_dump_json(exclude={"supersede"})
+    return Scheduled(job, schedule.trigger(), key, Slot(schedule.overlap))
 
 
 @dataclass
@@ -47,6 +49,15 @@ class JobsDir:
     _seen: dict[Path, tuple[int, int]] = field(default_factory=dict)
     _valid: dict[Path, JobFile] = field(default_factory=dict)  # each file's last valid read
     _files: dict[Path, JobFile] = field(default_factory=dict)  # the versions in effect
+    _unreadable: dict[Path, str] = field(default_factory=dict)  # load errors, by file
+    _misfits: dict[Path, str] = field(default_factory=dict)  # names used twice, cycles...
+
+    def invalid(self) -> list[tuple[Path, str, str | None]]:
+        """Each invalid file: its error and the job whose previous version stays in effect
+        (None: the file is left out)."""
+        problems = {**self._misfits, **self._unreadable}
+        return [(path, error, self._files[path].spec.name if path in self._files else None)
+                for path, error in sorted(problems.items())]
 
     def snapshot(self) -> dict[Path, tuple[int, int]]:
         files = job_files(self.path)
@@ -84,16 +95,22 @@ class JobsDir:
         previous = dict(self._files)
         for path in [p for p in self._valid if p not in current]:
             gone = self._valid.pop(path)
+            self._unreadable.pop(path, None)
             if path in previous:
                 messages.append(f"removed {gone.spec.name} ({path.name} is gone)")
         fresh: set[Path] = set()
+        for path in [p for p in self._unreadable if p not in current]:
+            self._unreadable.pop(path)
+        self._misfits = {}
         for path, stamp in current.items():
             if is_calendar(path) or self._seen.get(path) == stamp:
                 continue
             try:
                 self._valid[path] = load_job(path)
                 fresh.add(path)
+                self._unreadable.pop(path, None)
             except InputError as exc:
+                self._unreadable[path] = str(exc)
                 kept = previous.get(path)
                 outcome = f"keeping the previous version of {kept.spec.name}" if kept \
                     else "not scheduled"
@@ -145,6 +162,7 @@ class JobsDir:
                 return candidates
             involved = {p: m for p, m in problems.items() if p in fresh}
             for path, problem in (involved or problems).items():  # the new files first
+                self._misfits[path] = problem
                 kept = previous.get(path)
                 if path in fresh and kept is not None and kept is not candidates[path]:
                     candidates[path] = kept

@@ -14,6 +14,7 @@ from runner.errors import InputError, NotFound
 from runner.job.blackouts import Calendar
 from runner.job.load import JobFile
 from runner.job.workflow import Graph, parents
+from runner.schedule.health import overdue, scheduler_status
 from runner.schedule.jobsdir import JobsDir, Scheduled
 from runner.schedule.policy import is_occurrence, next_clear
 from runner.schedule.server import Clock
@@ -118,6 +119,8 @@ def schedule_list(jobs_dir: Path, store: ScheduleStore, results: ResultsStore,
             warn(message)
     now = Clock().now()
     fresh = {f["job"]: f for f in Freshness(store.engine).summaries(now)}
+    paused = store.paused()
+    status = scheduler_status(store, now)
     out = []
     for name, job in sorted(jobs.all.items()):
         if not job.spec.served:
@@ -134,6 +137,10 @@ def schedule_list(jobs_dir: Path, store: ScheduleStore, results: ResultsStore,
             item["when"] = _describe(job)
         item["freshness"] = fresh.get(name)
         item["children"] = jobs.children(name)
+        item["needs_approval"] = job.spec.needs_approval
+        item["paused"] = paused.get(name)
+        # due while no scheduler ran: serve records them (missed, or run late) on start
+        item["overdue"] = overdue(sched, store, now, status) if sched is not None else []
         out.append(item)
     return out
 

@@ -103,6 +103,7 @@ class Scheduler:
         self._workflow_of_run: dict[str, str | None] = {}  # a scheduled run's workflow
         self.targets = TargetCache()  # the hosts each freshness job targets
         self.next_plan: dict[str, datetime] = {}  # each freshness job's next round
+        self._files_told = False  # the invalid job files are on record for the web
 
     # -- one pass of the loop -------------------------------------------------------------
 
@@ -110,6 +111,7 @@ class Scheduler:
         for message in self.jobs.reload():
             (log.error if "invalid" in message or "already used" in message
              else log.info)(message)
+        self._files_told = False
         known = set(self.jobs.all)
         log.debug("jobs: %s", ", ".join(sorted(known)) or "none")
 
@@ -128,13 +130,19 @@ class Scheduler:
             self._standby_logged = None
             log.info("active scheduler (%s)%s", self.owner,
                      f", took over from {other}" if other else "")
+            self._files_told = False
             if other:
                 self._interrupted_by(other, now)
+        if not self._files_told:
+            self.store.record_files(self.owner, [(str(p.resolve()), error, kept) for p, error, kept
+                                                 in self.jobs.invalid()], now)
+            self._files_told = True
         for expired in self.results.expire_overdue(now_iso()):
             log.warning("run %s: its approval window passed: expired", expired)
         waits = []
+        paused = self.store.paused()
         for sched in list(self.jobs.jobs.values()):
-            waits.append(self._fire_due(sched, now))
+            waits.append(self._fire_due(sched, now, paused.get(sched.name)))
         advance_workflows(self, now)
         waits.append(plan_freshness(self, now))
         waits.append(start_events(self, now))
@@ -156,7 +164,8 @@ class Scheduler:
             log.warning("%d occurrence(s) left running by %s recorded as interrupted",
                         count, other)
 
-    def _fire_due(self, sched: Scheduled, now: datetime) -> float | None:
+    def _fire_due(self, sched: Scheduled, now: datetime,
+                  paused: dict[str, Any] | None = None) -> float | None:
         spec = sched.job.spec.schedule
         assert spec is not None
         known, next_fire = self.store.next_fire(sched.name, sched.key)
@@ -179,13 +188,26 @@ class Scheduler:
                 log.warning("%s: occurrence %s not run: %s", sched.name,
                             occurrence.isoformat(), reason)
         for occurrence in decision.run:
-            if not self._held(sched, occurrence, now):
+            if paused is not None:
+                self._paused(sched, occurrence, now, paused)
+            elif not self._held(sched, occurrence, now):
                 self._offer(sched, occurrence, now)
         if decision.next_fire != next_fire:
             self.store.set_next_fire(sched.name, sched.key, decision.next_fire)
         if decision.next_fire is None:
             return None
         return (decision.next_fire - now).total_seconds()
+
+    def _paused(self, sched: Scheduled, occurrence: datetime, now: datetime,
+                pause: dict[str, Any]) -> None:
+        """An occurrence due while its schedule is paused: recorded as skipped, saying who
+        paused it and why (`runner schedule resume` starts the next one)."""
+        reason = f"schedule paused by {pause['paused_by']} at {pause['paused_at']}" + \
+            (f": {pause['reason']}" if pause.get("reason") else "")
+        if self.store.claim(sched.name, occurrence, OccurrenceStatus.SKIPPED, self.owner, now,
+                            reason):
+            log.warning("%s: occurrence %s skipped: %s", sched.name, occurrence.isoformat(),
+                        reason)
 
     def changes(self, job: JobFile) -> bool:
         """Whether a start of `job` by the scheduler changes config (a job that needs
@@ -366,6 +388,7 @@ class Scheduler:
             log.warning("%s: occurrence %s previewed as run %s: awaiting approval "
                         "(runner approve %s)", sched.name, occurrence.isoformat(), run_id,
                         run_id)
+            self._supersede(sched.job, run_id)
             return OccurrenceStatus.AWAITING_APPROVAL
         return OccurrenceStatus.DONE if result.ok else OccurrenceStatus.FAILED
 
@@ -383,8 +406,26 @@ class Scheduler:
         if options.preview_window is not None:
             log.warning("%s: %s previewed as run %s: awaiting approval (runner approve %s)",
                         start.name, start.key, start.run_id, start.run_id)
+            self._supersede(job, start.run_id)
             return OccurrenceStatus.AWAITING_APPROVAL
         return OccurrenceStatus.DONE if result.ok else OccurrenceStatus.FAILED
+
+    def _supersede(self, job: JobFile, newer: str) -> None:
+        """With `supersede: true`, reject the job's older previews still awaiting approval,
+        saying which newer preview replaces them (one decision waits, not a pile)."""
+        spec = job.spec.schedule
+        if spec is None or not spec.supersede:
+            return
+        from runner.store.runlinks import waiting_previews
+        from runner.vocab import RunStatus
+
+        for older in waiting_previews(self.results, job.spec.name):
+            if older == newer:
+                continue
+            if self.results.decide(older, RunStatus.REJECTED, {
+                    "by": f"runner serve ({self.owner})", "at": now_iso(),
+                    "reason": f"superseded by the newer preview {newer}"}, now_iso()):
+                log.warning("%s: preview %s superseded by %s", job.spec.name, older, newer)
 
     # -- the process ----------------------------------------------------------------------
 

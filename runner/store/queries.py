@@ -109,9 +109,12 @@ def run_document(row: dict[str, Any], run: RunResult,
 def run_links(store: ResultsStore, row: dict[str, Any]) -> dict[str, Any]:
     """How a run and an approval belong together, for the history to tell: a preview's
     `carried_out_by` (the run that carried out its approved change), and a carrying-out
-    run's `approval` (its preview, who approved it and when)."""
+    run's `approval` (its preview, who approved it and when); the runs that reran its
+    devices (`reruns`, oldest first)."""
     out: dict[str, Any] = {"carried_out_by": None, "approval": None}
     with store.engine.connect() as conn:
+        out["reruns"] = [str(r[0]) for r in conn.execute(select(runs.c.run_id).where(
+            runs.c.rerun_of == row["run_id"]).order_by(runs.c.started))]
         if row.get("approves"):
             found = conn.execute(select(runs.c.decision, runs.c.status).where(
                 runs.c.run_id == row["approves"])).first()

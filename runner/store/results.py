@@ -62,7 +62,9 @@ runs = Table(
     Column("occurrence", String(100), index=True),
     Column("summary", JSON),
     Column("backup_commit", String(64)),
-    Column("rerun_of", String(32)),  # the run whose failed devices this one ran again
+    Column("rerun_of", String(32), index=True),  # the run whose devices this one reran
+    # while it goes: {host: started} of the devices working now (0008; the live run page)
+    Column("working", JSON),
     # Approval: a preview awaiting approval keeps the job as previewed and where its inputs
     # were, until its deadline; the run that carries it out names it (`approves`).
     Column("approval_deadline", String(40)),
@@ -201,6 +203,11 @@ class ResultsStore:
                                                devices.c.host.in_(list(latest))))
             conn.execute(insert(devices), [_device_row(run_id, d, places.get(d.host))
                                            for d in latest.values()])
+
+    def set_working(self, run_id: str, working: dict[str, str] | None) -> None:
+        """The devices of a running run that are working now, and since when."""
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(working=working))
 
     def beat(self, run_id: str) -> None:
         """The run's process is alive (run control's RunWatch calls this while it goes)."""
@@ -419,6 +426,7 @@ def run_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
                      blackout_override=row.get("blackout_override"))
 
 
+MAX_WORKING = 1000  # devices in progress stored per run (the page lists fewer)
 FLUSH_S = 0.25  # a finished device is on disk this long after at most
 
 
@@ -435,7 +443,10 @@ class RecordWriter:
         self._store = store
         self._run_id = run_id
         self._positions = {h: i for i, h in enumerate(hosts or [])}
-        self._queue: queue.SimpleQueue[DeviceResult | None] = queue.SimpleQueue()
+        # a device's record, a host that started (str), or None: the run has ended
+        self._queue: queue.SimpleQueue[DeviceResult | str | None] = queue.SimpleQueue()
+        self._working: dict[str, str] = {}  # host -> when it started, until its record
+        self._told: dict[str, str] | None = None  # the working map last stored
         self._give_up = threading.Event()
         self.error: str | None = None  # why records could not be stored
         self.unsaved: set[str] = set()  # hosts whose record is not in the database
@@ -444,6 +455,10 @@ class RecordWriter:
 
     def put(self, device: DeviceResult) -> None:
         self._queue.put(device)
+
+    def started(self, host: str) -> None:
+        """A device started: stored with the next batch (the run page's in-progress list)."""
+        self._queue.put(host)
 
     def _loop(self) -> None:
         done = False
@@ -454,7 +469,11 @@ class RecordWriter:
             # tenth of one per record, and the engine shares this process's CPU.
             deadline = time.monotonic() + FLUSH_S
             while item is not None:
-                batch.append(item)
+                if isinstance(item, str):
+                    self._working[item] = now_iso()
+                else:
+                    batch.append(item)
+                    self._working.pop(item.host, None)
                 left = deadline - time.monotonic()
                 if len(batch) >= 500 or left <= 0:
                     break
@@ -465,6 +484,19 @@ class RecordWriter:
             done = item is None
             if batch:
                 self._store_batch(batch)
+            self._store_working(None if done else self._working)
+
+    def _store_working(self, working: dict[str, str] | None) -> None:
+        """Best effort: the in-progress list is a view; the records are what matter."""
+        shown = dict(list(working.items())[:MAX_WORKING]) if working else None
+        if self.error is not None or shown == self._told:
+            return
+        try:
+            self._store.set_working(self._run_id, shown)
+            self._told = shown
+        except Exception as exc:
+            log.debug("run %s: devices in progress not stored: %s", self._run_id,
+                      describe(exc))
 
     def _store_batch(self, batch: list[DeviceResult]) -> None:
         if self.error is None:

@@ -49,6 +49,22 @@ lease = Table(
     Column("name", String(50), primary_key=True),
     Column("owner", String(200), nullable=False),
     Column("expires", Float, nullable=False),
+    Column("renewed", Float),  # the holder's last heartbeat (0008)
+)
+pauses = Table(
+    "schedule_pauses", metadata,
+    Column("job", String(200), primary_key=True),
+    Column("paused_by", String(200), nullable=False),
+    Column("paused_at", String(40), nullable=False),
+    Column("reason", Text),
+)
+files = Table(  # the job files the active scheduler found invalid, and what it does
+    "schedule_files", metadata,
+    Column("path", String(500), primary_key=True),
+    Column("error", Text, nullable=False),
+    Column("kept", String(200)),  # the job whose previous version it keeps firing
+    Column("server", String(200), nullable=False),
+    Column("updated", String(40), nullable=False),
 )
 
 
@@ -144,7 +160,7 @@ class ScheduleStore:
             if row is None:
                 try:
                     conn.execute(insert(lease).values(name="scheduler", owner=owner,
-                                                      expires=now + ttl))
+                                                      expires=now + ttl, renewed=now))
                 except IntegrityError:
                     return False, None
                 return True, None
@@ -153,10 +169,59 @@ class ScheduleStore:
                 return False, row.owner
             taken = conn.execute(update(lease).where(
                 lease.c.name == "scheduler", lease.c.owner == row.owner,
-                lease.c.expires == row.expires).values(owner=owner, expires=now + ttl))
+                lease.c.expires == row.expires).values(owner=owner, expires=now + ttl,
+                                                        renewed=now))
             return taken.rowcount == 1, None if row.owner == owner else row.owner
 
     def release(self, owner: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(lease).where(lease.c.name == "scheduler",
                                              lease.c.owner == owner))
+
+    def lease_state(self) -> dict[str, Any] | None:
+        """The scheduler lease as stored: its holder, when it expires and when the holder
+        last renewed it (epoch seconds); None when no scheduler holds it."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(lease).where(lease.c.name == "scheduler")).first()
+        return dict(row._mapping) if row is not None else None
+
+    # -- pauses: a schedule every server leaves alone until resumed ------------------------
+
+    def pause(self, job: str, by: str, now: datetime, reason: str | None = None
+              ) -> dict[str, Any]:
+        """Pause a job's schedule (the first pause stands: who, when, why); its row."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(pauses).values(job=job, paused_by=by,
+                                                   paused_at=now.isoformat(), reason=reason))
+        except IntegrityError:
+            pass
+        found = self.paused().get(job)
+        assert found is not None
+        return found
+
+    def resume(self, job: str) -> bool:
+        """Resume a paused schedule; False when it was not paused."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(pauses).where(pauses.c.job == job)).rowcount)
+
+    def paused(self) -> dict[str, dict[str, Any]]:
+        """Every paused schedule by job: who paused it, when, why."""
+        with self.engine.connect() as conn:
+            return {r.job: dict(r._mapping) for r in conn.execute(select(pauses))}
+
+    # -- invalid job files, as the active scheduler sees them -------------------------------
+
+    def record_files(self, server: str, found: list[tuple[str, str, str | None]],
+                     now: datetime) -> None:
+        """Replace the invalid job files on record with `found`: (path, error, the job
+        whose previous version stays in effect or None)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(files))
+            for path, error, kept in found:
+                conn.execute(insert(files).values(path=path, error=error, kept=kept,
+                                                  server=server, updated=now.isoformat()))
+
+    def invalid_files(self) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return {r.path: dict(r._mapping) for r in conn.execute(select(files))}

@@ -118,6 +118,7 @@ def start_run(request: Request, response: Response, body: RunRequest,
 
 
 @router.get("/runs/{run_id}", summary="One run with every device (`runner show --json`), "
+            "its reruns, "
             "who did what to it, and what may be done with it now (`actions`)")
 def get_run(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
     svc = services(request)
@@ -229,12 +230,17 @@ def remediate(request: Request, response: Response, body: RemediateRequest,
 # -- jobs, schedules, backups, labs ---------------------------------------------------------
 
 
-@router.get("/jobs", summary="The jobs of the jobs directory that can be run")
-def list_jobs(request: Request, _who: Viewer) -> list[dict[str, Any]]:
-    return [{"job": j.name, "file": str(j.path), "description": j.description,
-             "changes_config": j.changes_config, "scheduled": j.scheduled,
-             "needs_approval": j.needs_approval}
-            for j in services(request).launcher.jobs()]
+@router.get("/jobs", summary="The jobs of the jobs directory that can be run (`jobs`) and "
+            "the invalid job files (`invalid`: each `file:line: field: problem` and what "
+            "`runner serve` does with it)")
+def list_jobs(request: Request, _who: Viewer) -> dict[str, Any]:
+    from runner.schedule.health import invalid_files
+
+    svc = services(request)
+    return {"jobs": [{"job": j.name, "file": str(j.path), "description": j.description,
+                      "changes_config": j.changes_config, "scheduled": j.scheduled,
+                      "needs_approval": j.needs_approval} for j in svc.launcher.jobs()],
+            "invalid": invalid_files(svc.config.jobs_dir, svc.schedule)}
 
 
 @router.get("/schedules", summary="Scheduled jobs (`runner schedule list --json`)")

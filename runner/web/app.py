@@ -177,10 +177,11 @@ def create_app(config: WebConfig) -> FastAPI:
                                    swagger_css_url="/static/docs/swagger-ui.css",
                                    swagger_favicon_url="/static/docs/favicon.png")
 
-    from runner.web import api, backups, devices, pages
+    from runner.web import api, backups, devices, jobs, pages, runs_live, scheduler
 
-    # before api and pages: /api/backups/HOST/config is more specific than their routes
-    for module in (devices, backups):
+    # issue 27's views before api and pages: /api/backups/HOST/config is more specific
+    # than their routes, and so are the others' catch-alls
+    for module in (devices, backups, runs_live, scheduler, jobs):
         app.include_router(module.api)
         app.include_router(module.pages)
     app.include_router(api.router)

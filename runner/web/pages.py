@@ -118,6 +118,16 @@ templates.env.globals["version"] = __version__
 templates.env.globals["failures"] = FAILURES
 
 
+def _pending_approvals(request: Request) -> int:
+    """Previews awaiting approval (the navigation's count)."""
+    from runner.store.runlinks import pending_approvals
+
+    return pending_approvals(services(request).results)
+
+
+templates.env.globals["pending_approvals"] = _pending_approvals
+
+
 def render(request: Request, name: str, who: Principal | None, http_status: int = 200,
            **context: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, name, {
@@ -222,18 +232,22 @@ def runs_page(request: Request, who: Viewer, job: str | None = None,
 
 
 def _diffs(request: Request, run_id: str, hosts: list[str]) -> list[dict[str, Any]]:
-    """The config diffs (and dry-run rollback previews) of these devices, in their order."""
+    """The config diffs (and dry-run rollback previews) of these devices, in their order,
+    devices with the same diffs grouped (`hosts`: each group's devices)."""
     if not hosts:
         return []
     found = device_steps(services(request).results, run_id, hosts)
-    out = []
+    groups: dict[str, dict[str, Any]] = {}
     for host in hosts:
         steps = [s for s in found.get(host) or [] if s.get("diff")]
-        if steps:
-            out.append({"host": host, "steps": steps})
-        if len(out) >= DIFFS_PER_PAGE:
-            break
-    return out
+        if not steps:
+            continue
+        same = json.dumps([(s.get("name"), s.get("kind"), s["diff"]) for s in steps])
+        if same in groups:
+            groups[same]["hosts"].append(host)
+        elif len(groups) < DIFFS_PER_PAGE:
+            groups[same] = {"host": host, "hosts": [host], "steps": steps}
+    return list(groups.values())
 
 
 @router.get("/runs/{run_id}")
@@ -258,8 +272,11 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
                                    or r["status"] == DeviceStatus.ROLLED_BACK])
     failed = [r for r in rows if not DeviceStatus(r["status"]).worked][:100]
     needs_approval = svc.launcher.needs_approval(head["job"])
+    from runner.store.runlinks import reruns_of
+
     return render(request, "run.html", who, run=head, by_status=counts, done=done, total=total,
                   rows=rows, diffs=diffs, failed=failed, page=page, pages=pages,
+                  reruns=reruns_of(store, full),
                   status=status or "",
                   actions=svc.launcher.actions(head, counts, needs_approval),
                   links=run_links(store, head), needs_approval=needs_approval,
@@ -299,7 +316,11 @@ def reject_action(request: Request, run_id: str, who: FormOperator,
 
 @router.get("/jobs")
 def jobs_page(request: Request, who: Viewer) -> HTMLResponse:
-    return render(request, "jobs.html", who, jobs=services(request).launcher.jobs())
+    from runner.schedule.health import invalid_files
+
+    svc = services(request)
+    return render(request, "jobs.html", who, jobs=svc.launcher.jobs(),
+                  invalid=invalid_files(svc.config.jobs_dir, svc.schedule))
 
 
 @router.post("/jobs/run")
@@ -392,8 +413,12 @@ def schedules_page(request: Request, who: Viewer) -> HTMLResponse:
     listed = schedule_list(svc.config.jobs_dir, svc.schedule, svc.results, 5)
     for item in listed:
         item["occurrences"] = recent_occurrences(svc.schedule, svc.results, item["job"], 30)
+    from runner.schedule.health import invalid_files, scheduler_status
+
+    state = scheduler_status(svc.schedule)
     return render(request, "schedules.html", who, schedules=listed,
-                  jobs_dir=svc.config.jobs_dir)
+                  jobs_dir=svc.config.jobs_dir, scheduler=state,
+                  invalid=invalid_files(svc.config.jobs_dir, svc.schedule, state))
 
 
 @router.get("/workflows")

@@ -292,6 +292,35 @@ def test_reload_keeps_the_previous_version_of_an_invalid_edit(tmp_path: Path) ->
     assert list(d.jobs) == ["other"]
 
 
+def test_invalid_files_say_what_stays_in_effect(tmp_path: Path) -> None:
+    """JobsDir.invalid(): each invalid file with its error and the job whose previous
+    version stays in effect (what `runner schedule status` and the web report)."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    audit = write_job(jobs, "audit", "{cron: '0 * * * *'}")
+    d = JobsDir(jobs)
+    d.reload()
+    assert d.invalid() == []
+    audit.write_text("name: audit\nschedule: {cron: '0 25 * * *'}\nsteps: []\n")
+    fresh = jobs / "fresh.yml"
+    fresh.write_text("name: fresh\nsteps: 3\n")
+    d.reload()
+    found = {p.name: (error, kept) for p, error, kept in d.invalid()}
+    assert found["audit.yml"][1] == "audit"  # its previous version runs
+    assert found["audit.yml"][0].startswith(f"{audit}:2: schedule.cron:")
+    assert found["fresh.yml"] == (f"{fresh}:2: steps: expected a list (got 3)", None)
+    twin = write_job(jobs, "twin", "{interval: 1h}")  # then named as another job
+    twin.write_text(twin.read_text().replace("name: twin", "name: audit"))
+    fresh.unlink()
+    write_job(jobs, "audit", "{cron: '0 * * * *'}")
+    d.reload()
+    found = {p.name: (error, kept) for p, error, kept in d.invalid()}
+    assert list(found) == ["twin.yml"] and "already used" in found["twin.yml"][0]
+    twin.unlink()
+    d.reload()
+    assert d.invalid() == []
+
+
 def test_schedule_errors_name_file_line_field(tmp_path: Path) -> None:
     cases = {
         "schedule:\n  cron: '* * * *'\n": (3, "schedule.cron: a cron expression has 5 fields"),

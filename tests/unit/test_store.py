@@ -352,3 +352,24 @@ def test_the_migrations_ship_with_the_package(tmp_path: Path) -> None:
                           cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr
     assert f"to {migrate.head()} (head)" in done.stdout
+
+
+def test_a_running_runs_devices_at_work_are_stored_with_their_start(tmp_path: Path) -> None:
+    """The live run page's in-progress list: RecordWriter stores which devices started
+    (with when) until their records come, and clears it when the run ends."""
+    from runner.store.runlinks import working
+
+    store = ResultsStore(f"sqlite:///{tmp_path / 'runner.db'}")
+    run = a_run("0c0c0c0c0c0c", ["r1", "r2", "r3"])
+    store.start_run(run, ["r1", "r2", "r3"])
+    writer = RecordWriter(store, run.run_id, ["r1", "r2", "r3"])
+    writer.started("r1")
+    writer.started("r2")
+    wait_for(lambda: sorted(working(store, run.run_id)) == ["r1", "r2"], 30,
+             "r1 and r2 at work")
+    assert all(t >= run.started for t in working(store, run.run_id).values())
+    writer.put(run.devices[0])
+    wait_for(lambda: sorted(working(store, run.run_id)) == ["r2"], 30, "r1's record")
+    assert stored_hosts(store, run.run_id) == ["r1"]
+    assert writer.close() == set()
+    assert working(store, run.run_id) == {}

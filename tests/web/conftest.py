@@ -10,7 +10,7 @@ import httpx
 import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.support.browser import chromium
+from tests.support.browser import Person, chromium
 from tests.support.fleet import Fleet, FleetSpec
 from tests.support.jobs import write_job
 from tests.support.web import Web, fleet_jobs, run_over_api
@@ -40,6 +40,13 @@ def browser() -> Iterator[WebDriver]:
     """Headless chromium for the module's browser tests."""
     with chromium() as driver:
         yield driver
+
+
+@pytest.fixture(scope="module")
+def person(browser: WebDriver, web: Web,
+           tmp_path_factory: pytest.TempPathFactory) -> Person:
+    """Someone at that browser, not logged in; screenshots in the module's tmp dir."""
+    return Person(browser, web, tmp_path_factory.mktemp("screenshots"))
 
 
 # The devices and backups story (tests/web/test_devices.py, test_browser_devices.py)

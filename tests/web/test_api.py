@@ -327,7 +327,7 @@ def test_a_change_that_needs_approval_is_previewed_over_http_unless_an_admin_ove
         web: Web, op: httpx.Client, fleet: Fleet) -> None:
     hosts = fleet.healthy()[3:5]  # the `logging` job's devices
     before = [_config_sessions(fleet, h) for h in hosts]
-    jobs = {j["job"]: j for j in op.get("/api/jobs").json()}
+    jobs = {j["job"]: j for j in op.get("/api/jobs").json()["jobs"]}
     assert jobs["logging"]["needs_approval"] and not jobs["ntp"]["needs_approval"]
     # a real run asked for: a preview awaiting approval; nothing is sent
     answer = op.post("/api/runs", json={"job": "logging"})
