@@ -200,10 +200,12 @@ class CeleryExecutor:
 
     def _watch(self, sink: RecordSink) -> None:
         """Shards whose worker went silent, or whose queue no live worker consumes."""
-        live = live_workers(self.client)
         shards = list(self.pending.values())
         holders = [str(h) if h else None
                    for h in self.client.mget([ShardKeys(s.task_id).holder for s in shards])]
+        # after the holders: a worker marks a shard held and itself present in one
+        # transaction, so a holder read here is in the live set read next
+        live = live_workers(self.client)
         now = time.monotonic()
         for shard, holder in zip(shards, holders, strict=True):
             if holder:

@@ -139,9 +139,15 @@ class WorkerPresence:
             self.client.srem(WORKERS, self.incarnation)
 
     def hold(self, task_id: str) -> None:
-        """Called as the worker receives a shard (before it runs): this worker holds it."""
+        """Called as the worker receives a shard (before it runs): this worker holds it, and
+        is present (a beat with it: after a Redis restart the presence key is gone until
+        the next tick, and a dispatcher must not take the holder of a new shard for lost)."""
         try:
-            self.client.set(ShardKeys(task_id).holder, self.incarnation, ex=LEDGER_TTL_S)
+            pipe = self.client.pipeline()
+            pipe.set(presence_key(self.incarnation), self.value, px=self.ttl_ms)
+            pipe.sadd(WORKERS, self.incarnation)
+            pipe.set(ShardKeys(task_id).holder, self.incarnation, ex=LEDGER_TTL_S)
+            pipe.execute()
         except redis.RedisError as exc:
             log.warning("could not record holding shard %s: %s", task_id,
                         safe_url(str(exc)))
