@@ -361,5 +361,7 @@ def test_blackouts_skip_defer_hold_a_site_and_refuse_runs(
         assert all(d.status == "skipped" and "blackout office-hours (" in (d.error or "")
                    for d in held_out.values())
         assert run["status"] == "ok"
-    occurrences = json.loads(cli("schedule", "occurrences", "push", "--json").stdout)
+    # every occurrence (one each 2 s of the window, and the deferred one)
+    occurrences = json.loads(cli("schedule", "occurrences", "push", "--json",
+                                 "-n", "1000").stdout)
     assert any(o["trigger"] == "deferred" and o["status"] == "done" for o in occurrences)
