@@ -297,7 +297,7 @@ def test_invalid_files_say_what_stays_in_effect(tmp_path: Path) -> None:
     version stays in effect (what `runner schedule status` and the web report)."""
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    audit = write_job(jobs, "audit", "{cron: '0 * * * *'}")
+    audit = scheduled_job(jobs, "audit", "{cron: '0 * * * *'}")
     d = JobsDir(jobs)
     d.reload()
     assert d.invalid() == []
@@ -309,10 +309,10 @@ def test_invalid_files_say_what_stays_in_effect(tmp_path: Path) -> None:
     assert found["audit.yml"][1] == "audit"  # its previous version runs
     assert found["audit.yml"][0].startswith(f"{audit}:2: schedule.cron:")
     assert found["fresh.yml"] == (f"{fresh}:2: steps: expected a list (got 3)", None)
-    twin = write_job(jobs, "twin", "{interval: 1h}")  # then named as another job
+    twin = scheduled_job(jobs, "twin", "{interval: 1h}")  # then named as another job
     twin.write_text(twin.read_text().replace("name: twin", "name: audit"))
     fresh.unlink()
-    write_job(jobs, "audit", "{cron: '0 * * * *'}")
+    scheduled_job(jobs, "audit", "{cron: '0 * * * *'}")
     d.reload()
     found = {p.name: (error, kept) for p, error, kept in d.invalid()}
     assert list(found) == ["twin.yml"] and "already used" in found["twin.yml"][0]
