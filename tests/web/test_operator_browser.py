@@ -103,11 +103,11 @@ def test_identical_diffs_are_grouped(person: Person, web: Web, fleet: Fleet) -> 
 def test_job_page(person: Person, web: Web, fleet: Fleet) -> None:
     person.log_in(web.token("viewer", "otto"))
     person.open("/jobs")
-    person.click(person.find("a[href='/jobs/ntp']"))
-    assert person.find("h1").text.startswith("ntp")
+    person.click(person.find("a[href='/jobs/ntp-group']"))
+    assert person.find("h1").text.startswith("ntp-group")
     assert "4 devices" in person.find("[data-targets]").text
-    assert "ntp server 192.0.2.10" in person.find("[data-yaml]").text
-    assert person.all("[data-runs] tbody tr")  # the dry runs of the tests before
+    assert "ntp server 198.18.7.77" in person.find("[data-yaml]").text
+    assert person.all("[data-runs] tbody tr")  # the dry run of the test before
     person.screenshot("job")
     person.open("/jobs/logging")
     assert person.find("[data-approval]").text == "approval required"
