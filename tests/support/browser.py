@@ -8,11 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.expected_conditions import alert_is_present
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.web import Web
@@ -69,11 +70,33 @@ class Person:
     def click(self, element: WebElement) -> None:
         """Click a link or a submit button and wait until the next page has loaded (a click
         returns before the browser has navigated)."""
-        page = self.find("html")
+        self._mark_page()
         element.click()
-        WebDriverWait(self.driver, 90, poll_frequency=0.1).until(staleness_of(page))
-        WebDriverWait(self.driver, 30, poll_frequency=0.1).until(
-            lambda d: d.execute_script("return document.readyState") == "complete")
+        self._wait_next_page()
+
+    def confirm_click(self, element: WebElement) -> None:
+        """Click a button that asks first ("Send ... now?"), say yes, wait for the next page."""
+        self._mark_page()
+        element.click()
+        WebDriverWait(self.driver, 10).until(alert_is_present())
+        self.driver.switch_to.alert.accept()
+        self._wait_next_page()
+
+    def _mark_page(self) -> None:
+        self.driver.execute_script("window.__runnerLeft = true")
+
+    def _wait_next_page(self) -> None:
+        # a marked window variable, not an element's staleness: chromedriver may answer a
+        # question about an element of a page being replaced with an "unknown error" (Node
+        # with given id does not belong to the document) instead of "stale element"
+        def next_page_loaded(driver: WebDriver) -> bool:
+            try:
+                return bool(driver.execute_script(
+                    "return window.__runnerLeft === undefined"
+                    " && document.readyState === 'complete'"))
+            except WebDriverException:  # mid-navigation: ask again
+                return False
+        WebDriverWait(self.driver, 90, poll_frequency=0.1).until(next_page_loaded)
 
     def screenshot(self, name: str) -> Path:
         path = self.shots / f"{name}.png"

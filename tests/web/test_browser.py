@@ -10,8 +10,6 @@ import re
 
 import httpx
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import alert_is_present, staleness_of
-from selenium.webdriver.support.ui import WebDriverWait
 
 from runner.job.backups import BackupRepo
 from tests.support.browser import (
@@ -112,11 +110,8 @@ def test_a_change_that_needs_approval_is_previewed_and_decided_by_name(
     person.open("/jobs")
     override = person.find("form.override[data-job='logging']")
     override.find_element(By.NAME, "reason").send_keys("CHG-99 outage")
-    page = person.find("html")
-    override.find_element(By.CSS_SELECTOR, "button[value='no-approval']").click()
-    WebDriverWait(person.driver, 10).until(alert_is_present())
-    person.driver.switch_to.alert.accept()  # "Send logging's change now WITHOUT approval?"
-    WebDriverWait(person.driver, 90, poll_frequency=0.1).until(staleness_of(page))
+    # "Send logging's change now WITHOUT approval?"
+    person.confirm_click(override.find_element(By.CSS_SELECTOR, "button[value='no-approval']"))
     person.wait("h1 .st-ok")
     assert "frank" in person.find("[data-override]").text
     assert "CHG-99 outage" in person.find("[data-override]").text

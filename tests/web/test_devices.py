@@ -139,7 +139,7 @@ def test_the_backup_table_lists_every_targeted_device(
     once = rows[fleet.healthy()[1]]
     assert once["versions"] == 1 and once["last_backup"]["run_id"] == story["ntp"]
     assert repo["counts"] == {"never": 1, "failed": 0, "ok": 3}
-    only = viewer.get("/api/backups", params={"repo": repo["repo"], "state": "never"}).json()
+    only = viewer.get("/api/backups", params={"repo": str(repo["repo"]), "state": "never"}).json()
     assert [r["host"] for r in only[0]["devices"]] == fleet.refusing
     assert viewer.get("/api/backups", params={"state": "bad"}).status_code == 400
     assert viewer.get("/api/backups", params={"repo": "nope"}).status_code == 404

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import alert_is_present, staleness_of
-from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.browser import Person
 from tests.support.fleet import Fleet
@@ -22,11 +20,7 @@ from tests.support.web import Web
 
 def confirm_click(person: Person, css: str) -> None:
     """Click a button that asks first, say yes, wait for the next page."""
-    page = person.find("html")
-    person.find(css).click()
-    WebDriverWait(person.driver, 10).until(alert_is_present())
-    person.driver.switch_to.alert.accept()
-    WebDriverWait(person.driver, 90, poll_frequency=0.1).until(staleness_of(page))
+    person.confirm_click(person.find(css))
 
 
 def test_a_run_page_follows_the_run_live(person: Person, web: Web, fleet: Fleet) -> None:
@@ -101,7 +95,7 @@ def test_identical_diffs_are_grouped(person: Person, web: Web, fleet: Fleet) -> 
     assert diff.is_displayed() and f"+{line}" in diff.text
     hosts = [a.text for a in group.find_elements(By.CSS_SELECTOR, "p.hosts a")]
     assert len(hosts) == count and set(hosts) <= set(fleet.healthy()[:3])
-    shown = [*hosts, *(d.get_attribute("data-host")
+    shown = [*hosts, *(d.get_attribute("data-host") or ""
                        for d in person.all("details.devdiff:not(.group)"))]
     assert sorted(shown) == sorted(fleet.healthy()[:3])  # every changed device once
     person.screenshot("run-diffs-grouped")
