@@ -5,6 +5,8 @@ Redis. The engines that use them are tested against the simulator in tests/sim."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -35,6 +37,7 @@ from runner.execution.control.heartbeat import (
     live_workers,
 )
 from runner.execution.control.keys import (
+    LEASE_TTL_MS,
     RunKeys,
     ShardKeys,
     incarnation,
@@ -56,6 +59,7 @@ from runner.execution.control.liveness import (
 from runner.execution.control.payload import decode, encode
 from runner.execution.control.ticker import Ticker
 from runner.execution.executor import Work
+from runner.execution.leases import Coordination, lease_of
 from runner.inventory.fleet import load_inventory
 from runner.job.spec import JobSpec
 from runner.lab.netns import wait_for
@@ -328,3 +332,40 @@ def test_a_worker_killed_outright_is_forgotten_within_its_bound(
     assert polite.incarnation in live_workers(client)
     polite.stop()  # a worker that shuts down says so at once
     assert polite.incarnation not in live_workers(client)
+
+
+def test_a_devices_lease_is_read_from_redis_without_taking_it(redis_server: RedisServer,
+                                                              tmp_path: Path) -> None:
+    """What the device page shows with a broker: the holder of the lease a real worker's
+    Coordination holds, for how long it stands; nobody once released; the broker's
+    failure as such. Looking never takes the lease."""
+    address = "10.9.8.7:22"
+    seen: dict[str, object] = {}
+
+    async def hold() -> None:
+        coord = Coordination(redis_server.url, "ab12ab12ab12", "worker-7@host")
+        try:
+            async with coord.lease(address, 0):
+                seen["held"] = await asyncio.to_thread(lease_of, address, redis_server.url,
+                                                       tmp_path)
+                # a second holder is refused while it is held: the look did not take it
+                other = Coordination(redis_server.url, "cd34cd34cd34", "worker-8@host")
+                with contextlib.suppress(Exception):
+                    async with other.lease(address, 0):
+                        seen["second"] = True
+                await other.close()
+        finally:
+            await coord.close()
+
+    asyncio.run(hold())
+    held = seen["held"]
+    assert isinstance(held, dict) and "second" not in seen
+    assert held["holder"] == "worker-7@host:ab12ab12ab12" and held["via"] == "redis"
+    assert 0 < held["expires_in_s"] <= LEASE_TTL_MS / 1000
+    assert lease_of(address, redis_server.url, tmp_path) is None  # released
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # bound, not listening: refuses connections
+        down = lease_of(address, f"redis://127.0.0.1:{closed}/0", tmp_path)
+    assert down is not None and down["holder"] is None and down["via"] == "redis"
+    assert str(down["error"]).startswith("broker unreachable")
