@@ -1,7 +1,7 @@
 """Run control on its own (runner/execution/control): the worker payload codec, the names
 both sides of the broker read, process liveness and reap against a real database, the
-run's heartbeat and cancel requests, a shard's stop rule and the heartbeats in a real
-Redis. The engines that use them are tested against the simulator in tests/sim."""
+run's heartbeat and cancel requests, a shard's stop rule, the heartbeats and a device's lease in a
+real Redis. The engines that use them are tested against the simulator in tests/sim."""
 
 from __future__ import annotations
 
