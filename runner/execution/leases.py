@@ -60,7 +60,10 @@ return 0
 _BEGIN = """
 local done = redis.call('get', KEYS[1])
 if done then return done end
-redis.call('sadd', KEYS[2], ARGV[1])
+if redis.call('sadd', KEYS[2], ARGV[1]) == 1 then
+  redis.call('rpush', KEYS[3], ARGV[1])
+  redis.call('expire', KEYS[3], ARGV[2])
+end
 redis.call('expire', KEYS[2], ARGV[2])
 return false
 """
@@ -118,9 +121,11 @@ class Coordination:
     async def begin(self, host: str) -> dict[str, Any] | None:
         """The device's record if an earlier attempt of this run finished it; else None,
         and the device is marked started (the dispatcher reads that if this worker is
-        lost: started devices may be partly changed)."""
-        raw = await self.redis.eval(_BEGIN, 2, self.keys.device("done", host),
-                                    self.keys.started, host, str(LEDGER_TTL_S))
+        lost: started devices may be partly changed) and, the first time, announced in
+        the order devices began (the run page's devices in progress)."""
+        raw = await self.redis.eval(_BEGIN, 3, self.keys.device("done", host),
+                                    self.keys.started, self.keys.began, host,
+                                    str(LEDGER_TTL_S))
         record: dict[str, Any] | None = json.loads(raw) if raw else None
         return record
 

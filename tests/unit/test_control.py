@@ -137,9 +137,10 @@ def test_a_payload_that_is_not_a_shard_is_refused_naming_the_field(
 
 def test_the_names_the_dispatcher_and_the_workers_share() -> None:
     keys = RunKeys("abc")
-    assert [keys.device("done", "r1"), keys.started, keys.finished, keys.cancel, keys.closed,
-            keys.dispatcher, keys.alive] == [
-        "runner:run:abc:done:r1", "runner:run:abc:started", "runner:run:abc:finished",
+    assert [keys.device("done", "r1"), keys.started, keys.began, keys.finished, keys.cancel,
+            keys.closed, keys.dispatcher, keys.alive] == [
+        "runner:run:abc:done:r1", "runner:run:abc:started", "runner:run:abc:began",
+        "runner:run:abc:finished",
         "runner:run:abc:cancel", "runner:run:abc:closed", "runner:run:abc:dispatcher",
         "runner:run:abc:alive"]
     shard = ShardKeys("t-42")
