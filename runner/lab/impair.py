@@ -15,8 +15,9 @@ import subprocess
 from dataclasses import replace
 
 from runner.errors import BackendUnavailable, LabError
-from runner.lab import nodefiles, shaping
+from runner.lab import shaping
 from runner.lab.faults import ROUTER, Netem, split_endpoint
+from runner.lab.kinds.frr import boot as frr_boot
 from runner.lab.netns import read_pid, router_pid, wait_for
 from runner.lab.plan import LabPlan, NodePlan
 from runner.lab.service import Labs
@@ -160,7 +161,7 @@ class Impair:
         return node
 
     def _check_daemon(self, node: NodePlan, daemon: str) -> None:
-        runs = nodefiles.supervised(node.daemons)
+        runs = frr_boot.supervised(node.daemons)
         if daemon not in runs:
             raise LabError(f"{node.name} runs no {daemon!r} (its daemons: {', '.join(runs)})")
 
@@ -174,11 +175,11 @@ class Impair:
         if watchfrr is not None:
             _kill_and_wait([watchfrr], f"watchfrr on {node.name} to exit")
         for daemon in starting:
-            self._in_router(plan, node, nodefiles.daemon_argv(daemons_file, daemon))
-            self._in_router(plan, node, nodefiles.vtysh_boot_argv(daemon), check=False)
-        keep = [d for d in nodefiles.supervised(node.daemons) if d not in stopped]
+            self._in_router(plan, node, frr_boot.daemon_argv(daemons_file, daemon))
+            self._in_router(plan, node, frr_boot.vtysh_boot_argv(daemon), check=False)
+        keep = [d for d in frr_boot.supervised(node.daemons) if d not in stopped]
         if keep:
-            self._in_router(plan, node, nodefiles.watchfrr_argv(daemons_file, keep))
+            self._in_router(plan, node, frr_boot.watchfrr_argv(daemons_file, keep))
 
     def _in_router(self, plan: LabPlan, node: NodePlan, argv: list[str],
                    check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -207,7 +208,7 @@ class Impair:
         for iface in node.interfaces:
             if f"{node.name}:{iface}" not in lab.faults.links_down:
                 run(["ip", "-n", node.netns, "link", "set", iface, "up"])
-        script = plan.node_dir(node.name) / nodefiles.BOOT_SCRIPT
+        script = plan.node_dir(node.name) / frr_boot.BOOT_SCRIPT
         if not script.exists():
             raise LabError(f"{script} is missing: bring the lab up again with this runner "
                            "(`runner lab up --reconfigure`)")
