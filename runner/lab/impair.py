@@ -18,6 +18,7 @@ from runner.errors import BackendUnavailable, LabError
 from runner.lab import shaping
 from runner.lab.faults import ROUTER, Netem, split_endpoint
 from runner.lab.kinds.frr import boot as frr_boot
+from runner.lab.kinds.frr import files as frr_files
 from runner.lab.netns import read_pid, router_pid, wait_for
 from runner.lab.plan import LabPlan, NodePlan
 from runner.lab.service import Labs
@@ -114,7 +115,7 @@ class Impair:
                 raise LabError(f"{daemon} is already stopped on {name}")
             stopped.add(daemon)
             self._supervise(lab.plan, node, [], stopped)
-            pid = read_pid(lab.plan.node_dir(name) / "run-frr" / f"{daemon}.pid")
+            pid = read_pid(frr_files.pid_file(lab.plan.node_dir(name), daemon))
             if pid is not None:
                 _kill_and_wait([pid], f"{daemon} on {name} to exit")
         lab.faults.stopped[name] = sorted(stopped)
@@ -169,9 +170,9 @@ class Impair:
                    stopped: set[str]) -> None:
         """Replace watchfrr by one that supervises all but the stopped daemons, starting
         `starting` in between (each given its part of the saved config)."""
-        run_frr = plan.node_dir(node.name) / "run-frr"
-        daemons_file = plan.node_dir(node.name) / "etc-frr" / "daemons"
-        watchfrr = read_pid(run_frr / "watchfrr.pid")
+        ndir = plan.node_dir(node.name)
+        daemons_file = frr_files.daemons_file(ndir)
+        watchfrr = read_pid(frr_files.pid_file(ndir, "watchfrr"))
         if watchfrr is not None:
             _kill_and_wait([watchfrr], f"watchfrr on {node.name} to exit")
         for daemon in starting:
@@ -193,7 +194,7 @@ class Impair:
         pid = router_pid(plan, node)
         if pid is not None:
             mnt = os.readlink(f"/proc/{pid}/ns/mnt")
-            watchfrr = read_pid(plan.node_dir(node.name) / "run-frr" / "watchfrr.pid")
+            watchfrr = read_pid(frr_files.pid_file(plan.node_dir(node.name), "watchfrr"))
             if watchfrr is not None:
                 _kill_and_wait([watchfrr], f"watchfrr on {node.name} to exit")
             # The router's processes: those in its own mount namespace (daemons, sshd, login

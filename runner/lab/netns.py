@@ -18,7 +18,6 @@ from runner.errors import BackendUnavailable, LabError, LabNotFound
 from runner.lab import confine, hostcheck, inventory, launcher, state
 from runner.lab.backend import LabStatus, NodeStatus
 from runner.lab.kinds.base import BOOT_LOG
-from runner.lab.kinds.frr.files import SSHD_PID
 from runner.lab.plan import LabPlan, NodePlan, make_plan
 from runner.lab.system import (
     ip_batch,
@@ -323,16 +322,13 @@ class NamespaceBackend:
     # ---- status and exec --------------------------------------------------------------
 
     def _daemon_states(self, plan: LabPlan, node: NodePlan) -> dict[str, bool]:
-        run_frr = plan.node_dir(node.name) / "run-frr"
-        states = {}
-        for daemon in ("watchfrr", "zebra", "staticd", *node.daemons):
-            pid = _read_pid(run_frr / f"{daemon}.pid")
-            states[daemon] = pid is not None and pid_alive(pid)
-        return states
+        pid_files = node.kind_impl.daemon_pids(plan.node_dir(node.name), node.daemons)
+        return {daemon: read_pid(path) is not None for daemon, path in pid_files.items()}
 
     def _ssh_up(self, plan: LabPlan, node: NodePlan) -> bool:
-        pid = _read_pid(plan.node_dir(node.name) / SSHD_PID)
-        return pid is not None and pid_alive(pid) and tcp_open(node.mgmt_ip, 22)
+        pid_file = node.kind_impl.sshd_pid(plan.node_dir(node.name))
+        return pid_file is not None and read_pid(pid_file) is not None and \
+            tcp_open(node.mgmt_ip, 22)
 
     def status(self, lab: state.LabState) -> LabStatus:
         plan = lab.plan
@@ -392,11 +388,10 @@ def read_pid(path: Path) -> int | None:
 
 
 def router_pid(plan: LabPlan, node: NodePlan) -> int | None:
-    """A live process of the router (zebra first): its mount and UTS namespaces are the
-    router's own /etc/frr, /run/frr and hostname, which nsenter joins."""
-    run_frr = plan.node_dir(node.name) / "run-frr"
-    candidates = [run_frr / f"{d}.pid" for d in ("zebra", "watchfrr", "staticd", *node.daemons)]
-    candidates.append(plan.node_dir(node.name) / SSHD_PID)
+    """A live process of the router (its kind's pid files in its order: zebra first): its
+    mount and UTS namespaces are the router's own /etc/frr, /run/frr and hostname, which
+    nsenter joins."""
+    candidates = node.kind_impl.entry_pids(plan.node_dir(node.name), node.daemons)
     # The pid files are the router's to write: a pid is believed only when that process is
     # in the router's network namespace (never, say, PID 1's namespaces).
     own = netns_inode(node.netns)

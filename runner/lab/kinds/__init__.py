@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from runner.errors import TopologyError
 from runner.inventory import platforms
-from runner.lab.kinds.base import Kind, NodeFile, NodeShape, Role, is_router
+from runner.lab.kinds.base import Kind, NodeShape, Role, is_router
 from runner.lab.kinds.frr import FrrKind, is_frr_image
 from runner.lab.kinds.linux import LinuxKind
 from runner.lab.kinds.vendor import CONTAINERLAB_ONLY_KINDS, refusal
 from runner.registry import Registry
 
 __all__ = ["CONTAINERLAB_ONLY_KINDS", "FrrKind", "Kind", "KindRegistry", "LinuxKind",
-           "NodeFile", "NodeShape", "Role", "default_registry", "is_frr_image", "planned"]
+           "NodeShape", "Role", "default_registry", "is_frr_image", "planned"]
 
 
 class KindRegistry(Registry[Kind]):

@@ -15,14 +15,6 @@ from typing import Literal, Protocol
 Role = Literal["router", "host"]
 
 
-class NodeFile(StrEnum):
-    """Files `lab up` writes for a node besides its launcher."""
-
-    FRR = "frr"  # its own /etc/frr: config, daemons file, vtysh.conf
-    ACCOUNTS = "accounts"  # passwd, group, shadow with the lab's login user
-    SSHD = "sshd"  # its own sshd's config and host keys
-
-
 class NodeShape(StrEnum):
     """How pictures (`lab graph`, the web page) draw a node."""
 
@@ -116,10 +108,6 @@ class Kind(Protocol):
     @property
     def scrapli_platform(self) -> str: ...
 
-    @property
-    def files(self) -> frozenset[NodeFile]:
-        """What `lab up` writes for the node besides its launcher."""
-
     def daemons(self, node: ConfigSource) -> list[str]:
         """The FRR daemons it runs besides the always-on ones (none for a host)."""
 
@@ -171,8 +159,9 @@ class Kind(Protocol):
 
     def write_files(self, ndir: Path, node: NodeSource, daemons: list[str],
                     pubkeys: str) -> None:
-        """Write its `files` into the node's directory `ndir` before it boots; daemons: the
-        plan's, pubkeys: the lab's authorized_keys."""
+        """Write what the node needs besides its launcher into its directory `ndir` before
+        it boots (a router: its /etc/frr, its login account, its sshd's config and host
+        keys; a host: nothing); daemons: the plan's, pubkeys: the lab's authorized_keys."""
 
     def boot(self, ndir: Path, node: Planned) -> list[str]:
         """Lines the node's launcher runs once its interfaces and sysctls are set: its
@@ -185,6 +174,21 @@ class Kind(Protocol):
     def cli_argv(self, username: str, command: list[str]) -> list[str]:
         """What `lab exec` runs in the node for `command`: through its CLI as the login user
         when the command names the CLI, else the command itself."""
+
+    def daemon_pids(self, ndir: Path, daemons: list[str]) -> dict[str, Path]:
+        """The pid file of each daemon `lab up` waits for and status shows, in status's
+        order; daemons: the plan's (none for a host)."""
+
+    def sshd_pid(self, ndir: Path) -> Path | None:
+        """Its sshd's pid file (None: it serves no SSH)."""
+
+    def entry_pids(self, ndir: Path, daemons: list[str]) -> list[Path]:
+        """Pid files of its processes in its own namespaces, in the order exec and stop
+        try them to enter those namespaces (none without own namespaces)."""
+
+    def config_file(self, ndir: Path) -> Path | None:
+        """Its running config once saved (`lab save` reads it, pictures its addresses);
+        None: it keeps none."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from runner.lab.kinds.base import (
     ConfigSource,
     Kind,
     KindBase,
-    NodeFile,
     NodeShape,
     NodeSource,
     Planned,
@@ -34,10 +33,6 @@ class LinuxKind(KindBase):
     @property
     def role(self) -> Role:
         return HOST
-
-    @property
-    def files(self) -> frozenset[NodeFile]:
-        return frozenset()
 
     def daemons(self, node: ConfigSource) -> list[str]:
         return []
@@ -102,6 +97,18 @@ class LinuxKind(KindBase):
 
     def cli_argv(self, username: str, command: list[str]) -> list[str]:
         return command
+
+    def daemon_pids(self, ndir: Path, daemons: list[str]) -> dict[str, Path]:
+        return {}
+
+    def sshd_pid(self, ndir: Path) -> Path | None:
+        return None
+
+    def entry_pids(self, ndir: Path, daemons: list[str]) -> list[Path]:
+        return []
+
+    def config_file(self, ndir: Path) -> Path | None:
+        return None
 
     def as_router(self) -> FrrKind:
         """This linux kind running FRR: a router keeping the kind's name and logins."""

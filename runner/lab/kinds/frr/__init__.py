@@ -16,7 +16,6 @@ from runner.lab.kinds.base import (
     ConfigSource,
     Kind,
     KindBase,
-    NodeFile,
     NodeShape,
     NodeSource,
     Planned,
@@ -85,10 +84,6 @@ class FrrKind(KindBase):
     def role(self) -> Role:
         return ROUTER
 
-    @property
-    def files(self) -> frozenset[NodeFile]:
-        return frozenset(NodeFile)
-
     def daemons(self, node: ConfigSource) -> list[str]:
         return daemons_for(node)
 
@@ -155,6 +150,21 @@ class FrrKind(KindBase):
         uid, gid, groups = self.exec_identity(username)
         return [*confine.setpriv(confine.NO_CAPS, uid=uid, gid=gid, groups=groups),
                 frr_files.VTYSH_BIN, *command[1:]]
+
+    def daemon_pids(self, ndir: Path, daemons: list[str]) -> dict[str, Path]:
+        return {d: frr_files.pid_file(ndir, d) for d in ("watchfrr", "zebra", "staticd",
+                                                         *daemons)}
+
+    def sshd_pid(self, ndir: Path) -> Path | None:
+        return ndir / frr_files.SSHD_PID
+
+    def entry_pids(self, ndir: Path, daemons: list[str]) -> list[Path]:
+        """zebra first: the daemon least often restarted."""
+        names = ("zebra", "watchfrr", "staticd", *daemons)
+        return [*(frr_files.pid_file(ndir, d) for d in names), ndir / frr_files.SSHD_PID]
+
+    def config_file(self, ndir: Path) -> Path | None:
+        return frr_files.config_file(ndir)
 
 
 def is_frr_image(image: str | None) -> bool:

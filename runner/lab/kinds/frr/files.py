@@ -15,7 +15,10 @@ from runner.lab.schema import FRR_DAEMONS
 from runner.lab.system import owned_dir, run, write_file
 
 VTYSH_BIN = "/usr/bin/vtysh"
-SSHD_PID = "sshd.pid"  # in the node's directory
+# In the router's directory: its /etc/frr, its /run/frr (sockets, pid files), sshd's pid.
+ETC_FRR = "etc-frr"
+RUN_FRR = "run-frr"
+SSHD_PID = "sshd.pid"
 
 VTYSH_CONF = "service integrated-vtysh-config\n"
 DEFAULT_FRR_CONF = "frr defaults traditional\nhostname {name}\nservice integrated-vtysh-config\n!\n"
@@ -28,6 +31,21 @@ def render_daemons(enabled: list[str]) -> str:
     lines += ["vtysh_enable=yes", 'zebra_options="  -A 127.0.0.1 -s 90000000"']
     lines += [f'{d}_options="-A 127.0.0.1"' for d in ("staticd", *FRR_DAEMONS)]
     return "\n".join(lines) + "\n"
+
+
+def pid_file(ndir: Path, daemon: str) -> Path:
+    """Where an FRR daemon (or watchfrr) of the router keeps its pid."""
+    return ndir / RUN_FRR / f"{daemon}.pid"
+
+
+def daemons_file(ndir: Path) -> Path:
+    """The router's daemons file, read again whenever a daemon starts."""
+    return ndir / ETC_FRR / "daemons"
+
+
+def config_file(ndir: Path) -> Path:
+    """The router's frr.conf, which `write memory` updates."""
+    return ndir / ETC_FRR / "frr.conf"
 
 
 @cache
@@ -78,9 +96,9 @@ def write_frr_files(ndir: Path, node: NodeSource, daemons: list[str]) -> None:
     """/etc/frr for the router: copies, so `write memory` never edits the user's sources."""
     frr = pwd.getpwnam("frr")
     gid = grp.getgrnam("frr").gr_gid
-    etc_frr = ndir / "etc-frr"
+    etc_frr = ndir / ETC_FRR
     owned_dir(etc_frr, frr.pw_uid, gid, 0o775)
-    owned_dir(ndir / "run-frr", frr.pw_uid, gid, 0o775)
+    owned_dir(ndir / RUN_FRR, frr.pw_uid, gid, 0o775)
     for bind in node.binds:
         # The text read (and checked) when the topology was loaded, never the path again.
         if bind.target.startswith("/etc/frr/") and bind.text is not None:
