@@ -1,5 +1,6 @@
-"""Node kinds, one module each (frr, linux, and vendor for the kinds refused here), all
-implementing base.Kind; a registry of the kinds one lab loader builds."""
+"""Node kinds, one module each (frr, a package with its files and boot; linux; vendor for
+the kinds refused here), all implementing base.Kind; a registry of the kinds one lab
+loader builds."""
 
 from __future__ import annotations
 
