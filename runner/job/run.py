@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.dispatch import CELERY_ENGINE
 from runner.errors import (
@@ -25,7 +25,7 @@ from runner.errors import (
     SecretUnavailable,
     StoreError,
 )
-from runner.execution.control.heartbeat import RunWatch
+from runner.execution.control.runwatch import RunWatch
 from runner.execution.engines import LOCAL_ENGINES
 from runner.execution.executor import ExecutorRegistry, Work, choose_engine
 from runner.execution.rollout import run_devices
@@ -48,9 +48,7 @@ from runner.job.spec import BackupStep, CommandStep, ComplianceStep, ConfigStep
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
 from runner.redact import Redactor
 from runner.settings import Settings
-from runner.store.compliance import Change as ComplianceChange
 from runner.store.migrate import describe
-from runner.store.results import RecordWriter, ResultsStore
 from runner.store.unsaved import not_stored
 from runner.vocab import (
     ActualSource,
@@ -62,6 +60,10 @@ from runner.vocab import (
     SecretSource,
     StepKind,
 )
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) is imported when a run opens it, not to validate
+    from runner.store.compliance import Change as ComplianceChange
+    from runner.store.results import ResultsStore
 
 log = logging.getLogger("runner.job.run")
 
@@ -349,6 +351,8 @@ def _new_run(prep: Prepared, options: RunOptions, dry_run: bool) -> RunResult:
 
 
 def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResult:
+    from runner.store.results import RecordWriter
+
     spec = prep.job.spec
     check_approval(prep, options)
     held = check_blackouts(prep, options)
