@@ -5,6 +5,7 @@ costs more CPU than a small run's devices (bench/startup.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -67,12 +68,18 @@ def head() -> str:
 
 @cache
 def plain_head() -> str | None:
-    """The head revision as the version files state it, read as text (no Alembic); None
-    when one of them does not state its revisions plainly (then Alembic alone is asked).
-    tests/unit/test_startup.py checks it is Alembic's head."""
+    """runner's head revision, read from its version files as text (tests/unit/
+    test_startup.py checks it is Alembic's head)."""
+    return stated_head(VERSIONS)
+
+
+def stated_head(versions: Path) -> str | None:
+    """The head revision as the version files in `versions` state it, read as text (no
+    Alembic); None when one of them does not state its revisions plainly or the history
+    has not exactly one head (then Alembic alone is asked)."""
     revisions: set[str] = set()
     parents: set[str] = set()
-    for path in sorted(VERSIONS.glob("*.py")):
+    for path in sorted(versions.glob("*.py")):
         if path.name == "__init__.py":
             continue
         lines = _REVISION_LINE.findall(path.read_text(encoding="utf-8"))
@@ -186,12 +193,12 @@ def _plainly_at_head(engine: Engine) -> Version | None:
     top = plain_head()
     if top is None:
         return None
+    rows: list[object] = []
     with engine.connect() as conn:  # a database that is away fails here, as Alembic's would
-        try:
+        # No version table (an empty or a pre-migrations database): Alembic looks.
+        with contextlib.suppress(DBAPIError):
             rows = list(conn.execute(select(column("version_num"))
                                      .select_from(table(VERSION_TABLE))).scalars())
-        except DBAPIError:  # no version table: an empty or a pre-migrations database
-            rows = []
         conn.rollback()
     return Version(top, top, SchemaState.CURRENT, masked(engine)) if rows == [top] else None
 
