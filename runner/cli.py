@@ -16,6 +16,7 @@ from runner.errors import RunnerError
 from runner.registry import Registry
 from runner.settings import Settings
 
+
 @dataclass(frozen=True)
 class LazyCommand:
     """A command of `runner`: the module that defines it (imported only when the command

@@ -43,7 +43,6 @@ from runner.job.blackouts import Active, Calendar, Holds, load_calendar
 from runner.job.load import JobFile, load_job
 from runner.job.notify import NotifyTarget, notify, secrets_of, targets_for
 from runner.job.parsing import check_parser
-from runner.job.render import Templates, has_template
 from runner.job.spec import BackupStep, CommandStep, ComplianceStep, ConfigStep
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
 from runner.redact import Redactor
@@ -62,6 +61,7 @@ from runner.vocab import (
 )
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) is imported when a run opens it, not to validate
+    from runner.job.render import Templates
     from runner.store.compliance import Change as ComplianceChange
     from runner.store.results import ResultsStore
 
@@ -111,16 +111,16 @@ class RunOptions:
 def check_job(job: JobFile, templates_dir: Path) -> None:
     """Checks that need files besides the job (its own rules are JobSpec's): templates
     exist and parse, parsers load, the backup directory can be one."""
-    templates = Templates(templates_dir)
+    templates = cache(lambda: _templates(templates_dir))  # made for the first that renders
     for index, step in enumerate(job.spec.steps):
         if isinstance(step, ConfigStep):
-            _check_config(job, templates, index, step)
+            _check_config(job, templates(), index, step)
         elif isinstance(step, CommandStep) and step.parse is not None:
             found = check_parser(step.parse, templates_dir)
             if found:
                 raise job.error(found[1], ("steps", index, "command", "parse", found[0]))
         elif isinstance(step, ComplianceStep):
-            _check_compliance(job, templates, index, step)
+            _check_compliance(job, templates(), index, step)
         elif isinstance(step, BackupStep):
             target = Path(step.backup.dir)
             if target.exists() and not target.is_dir():
@@ -129,9 +129,17 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
                                 ("steps", index, "backup", "backup", "dir"))
 
 
+def _templates(root: Path) -> Templates:
+    from runner.job.render import Templates  # Jinja2: a job that renders nothing never loads it
+
+    return Templates(root)
+
+
 def _check_config(job: JobFile, templates: Templates, index: int, step: ConfigStep) -> None:
     """A config step's template exists and parses; `{{ ... }}` in its lines (rendered as a
     template is, never sent as written) parses and names only what a render is given."""
+    from runner.job.render import has_template
+
     if step.config.template is not None:
         problem = templates.check(step.config.template)
         if problem:

@@ -21,7 +21,6 @@ from runner.errors import (
 )
 from runner.inventory.platforms import Platform
 from runner.job import diffing, restore
-from runner.job.checks import check
 from runner.job.parsing import parse
 from runner.job.spec import BackupStep, CommandStep, ComplianceStep, ConfigStep, JobSpec
 from runner.records import ApprovedChange, DeviceResult, RestorePlan, StepResult
@@ -129,6 +128,8 @@ async def _command_once(ctx: StepContext, step: CommandStep, command: str,
             record.failed, record.error = True, str(exc)
             raise
     for condition in step.expect:
+        from runner.job.checks import check  # Jinja2 loads with the first check
+
         check(condition, {"output": output, "parsed": record.parsed, **ctx.variables})
 
 

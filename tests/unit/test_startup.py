@@ -110,7 +110,8 @@ def test_a_small_local_run_loads_no_broker_and_alembic_only_to_upgrade(
         assert sorted(d["host"] for d in devices) == fleet.hosts
         assert {d["status"] for d in devices} == {"ok"}
         assert seen.of(*BROKER) == []
-        assert seen.of("netmiko", "scrapli", "paramiko", "hier_config") == []
+        # a show job: no other driver, no template or check engine, no config trees
+        assert seen.of("netmiko", "scrapli", "paramiko", "jinja2", "hier_config") == []
         assert seen.loaded("sqlalchemy") and seen.loaded("asyncssh")  # what it did use
     first, second = runs
     assert first.loaded("alembic")  # the new database's schema was made by Alembic
