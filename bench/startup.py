@@ -5,7 +5,8 @@
 Runs each command as a user types it (`python -m runner ...`, a fresh interpreter each
 time) --repeat times, interleaved, and prints the median CPU (user + system of the child,
 from wait4) and that minus `python -c pass`: `runner --help`, `runner run --help`,
-`runner validate` on a job (without and with -i), and a small `runner run` (a show job on
+`runner validate` on a job (the show job, alone and with -i; the shipped facts.yml, whose
+notify URLs Apprise checks), and a small `runner run` (a show job on
 --devices simulated devices, the local engine, a database already at head). Then, for
 each command, its largest imports as `python -X importtime` reports them (one more run).
 With --baseline REV, the runner package of that git revision (extracted with `git
@@ -124,6 +125,7 @@ def main() -> None:
             Case("python -c pass", ["-c", "pass"]),
             Case("runner --help", [*runner, "--help"]),
             Case("runner run --help", [*runner, "run", "--help"]),
+            Case("runner validate (show job)", [*runner, "validate", str(job)]),
             Case("runner validate (facts.yml)", [*runner, "validate", str(facts),
                                                  "--templates", str(templates)]),
             Case("runner validate -i (show job)", [*runner, "validate", str(job), "-i",
