@@ -5,8 +5,9 @@
 Runs each command as a user types it (`python -m runner ...`, a fresh interpreter each
 time) --repeat times, interleaved, and prints the median CPU (user + system of the child,
 from wait4) and that minus `python -c pass`: `runner --help`, `runner run --help`,
-`runner validate` on a job (the show job, alone and with -i; the shipped facts.yml, whose
-notify URLs Apprise checks), and a small `runner run` (a show job on
+`runner validate` on a job (the show job, alone and with -i; the shipped jobs/facts.yml,
+which loads every job of jobs/ for their `after:` graph, and Apprise for one's notify URLs),
+and a small `runner run` (a show job on
 --devices simulated devices, the local engine, a database already at head). Then, for
 each command, its largest imports as `python -X importtime` reports them (one more run).
 With --baseline REV, the runner package of that git revision (extracted with `git
