@@ -29,7 +29,6 @@ from runner.execution.control.runwatch import RunWatch
 from runner.execution.engines import LOCAL_ENGINES
 from runner.execution.executor import ExecutorRegistry, Work, choose_engine
 from runner.execution.rollout import run_devices
-from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.inventory.secretref import (
     SecretRef,
     SecretResolver,
@@ -60,7 +59,10 @@ from runner.vocab import (
     StepKind,
 )
 
-if TYPE_CHECKING:  # the store (SQLAlchemy) is imported when a run opens it, not to validate
+# What running needs beyond checking a job file (the inventory's Nornir, the store's
+# SQLAlchemy, Jinja2) is imported when it is used: `runner validate JOB` loads none of it.
+if TYPE_CHECKING:
+    from runner.inventory.fleet import FleetInventory
     from runner.job.render import Templates
     from runner.store.compliance import Change as ComplianceChange
     from runner.store.results import ResultsStore
@@ -180,6 +182,8 @@ def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
     even if the file has since been edited into something invalid). `only`: these hosts
     instead of the job's targets (a rerun of another run's failed devices)."""
     check_job(job, templates_dir)
+    from runner.inventory.fleet import load_inventory
+
     inventory = load_inventory(inventory_path).with_platform(job.spec.platform)
     targets = job.spec.targets if only is None else Targets(hosts=only)
     try:

@@ -78,14 +78,18 @@ def test_validate_loads_no_database_broker_or_ssh_library(tmp_path: Path) -> Non
     job = _check_job(tmp_path)
     inventory = write_inventory(tmp_path, "r1: {hostname: 127.0.0.1, platform: cisco_ios}\n")
     env = _env(tmp_path)
-    for args in (["validate", str(job), "--templates", str(TEMPLATES)],
-                 ["validate", str(job), "--templates", str(TEMPLATES), "-i", str(inventory)],
-                 ["validate", str(ROOT / "jobs" / "facts.yml"), "--templates",
-                  str(TEMPLATES)]):
+    # Each with what it must not load besides; without -i no inventory (Nornir), and a job
+    # without templates or checks no Jinja2.
+    for args, nor in ((["validate", str(job), "--templates", str(TEMPLATES)],
+                       ("nornir", "jinja2")),
+                      (["validate", str(job), "--templates", str(TEMPLATES), "-i",
+                        str(inventory)], ("jinja2",)),
+                      (["validate", str(ROOT / "jobs" / "facts.yml"), "--templates",
+                        str(TEMPLATES)], ("nornir",))):
         seen = imports_of(args, tmp_path, env)
         assert seen.proc.returncode == 0, (args, seen.proc.stdout, seen.proc.stderr)
         assert seen.proc.stdout.rstrip().endswith(": ok"), seen.proc.stdout
-        assert seen.of(*DATABASE, *BROKER, *SSH) == [], args
+        assert seen.of(*DATABASE, *BROKER, *SSH, *nor) == [], args
         assert seen.loaded("runner.job.spec")  # it did read the job
     bad = write_job(tmp_path / "bad", "bad", steps=[{"name": "x", "command": 3}])
     seen = imports_of(["validate", str(bad)], tmp_path, env)
