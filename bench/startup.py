@@ -23,12 +23,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# asyncssh (the simulator's) names DSA, which cryptography deprecates: not this bench's news.
+warnings.filterwarnings("ignore", module=r"asyncssh\.")
 
 from runner.lab.sim.process import SimProcess  # noqa: E402
 
