@@ -18,24 +18,24 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
-from tests.support.base import ROOT, free_port
+from tests.support.base import ROOT
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.pg import PASSWORD, PgServer
 
 DEVICES = 6
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """Six devices of their own (127.111.0.101-106), every one slow: each answer waits."""
-    with SimProcess(tmp_path_factory.mktemp("sim-dbloss") / "sim", DEVICES,
-                    address="127.111.0.101", port=free_port(),
-                    faults=[f"slow={DEVICES}"], slow_delay=0.4) as process:
-        yield process
+    with start_fleet(tmp_path_factory.mktemp("sim-dbloss"),
+                     FleetSpec(DEVICES, "127.111.0.101", faults=(f"slow={DEVICES}",),
+                               slow_delay=0.4)) as fleet:
+        yield fleet
 
 
-def hosts_of(sim: SimProcess) -> list[str]:
-    return sorted(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))
+def hosts_of(sim: Fleet) -> list[str]:
+    return sorted(sim.hosts)
 
 
 def stored(url: str) -> list[str]:
@@ -50,7 +50,7 @@ def stored(url: str) -> list[str]:
         engine.dispose()
 
 
-def start_run(tmp_path: Path, sim: SimProcess, url: str, retry: str) -> subprocess.Popen[str]:
+def start_run(tmp_path: Path, sim: Fleet, url: str, retry: str) -> subprocess.Popen[str]:
     """One device at a time, a few seconds each: the run outlasts a server restart."""
     job = tmp_path / "audit.yml"
     job.write_text(yaml.safe_dump({
@@ -78,7 +78,7 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
 
 
 def test_the_run_goes_on_and_stores_every_record_when_the_database_is_back(
-        postgres: PgServer, sim: SimProcess, tmp_path: Path) -> None:
+        postgres: PgServer, sim: Fleet, tmp_path: Path) -> None:
     url = postgres.new_database()
     proc = start_run(tmp_path, sim, url, "600")
     err = tmp_path / "stderr"
@@ -104,7 +104,7 @@ def test_the_run_goes_on_and_stores_every_record_when_the_database_is_back(
 
 
 def test_a_database_gone_past_the_bound_fails_loudly_and_keeps_every_record(
-        postgres: PgServer, sim: SimProcess, tmp_path: Path) -> None:
+        postgres: PgServer, sim: Fleet, tmp_path: Path) -> None:
     url = postgres.new_database()
     proc = start_run(tmp_path, sim, url, "2")
     err = tmp_path / "stderr"
