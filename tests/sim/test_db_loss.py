@@ -6,7 +6,6 @@ naming how many records were not stored and the file that keeps them, and nothin
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from runner.lab.netns import wait_for
-from tests.support.base import ROOT
+from tests.support.base import ROOT, user_env
 from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.pg import PASSWORD, PgServer
 
@@ -61,11 +60,7 @@ def start_run(tmp_path: Path, sim: Fleet, url: str, retry: str) -> subprocess.Po
         [sys.executable, "-m", "runner", "--db", url, "run", str(job), "-i",
          str(sim.inventory), "--templates", str(ROOT / "templates"), "--engine", "local",
          "--json"], stdout=subprocess.PIPE, stderr=(tmp_path / "stderr").open("w"),
-        text=True, cwd=tmp_path, env={**_env(), "RUNNER_DB_RETRY": retry})
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+        text=True, cwd=tmp_path, env={**user_env(), "RUNNER_DB_RETRY": retry})
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
@@ -134,7 +129,7 @@ def test_a_database_gone_past_the_bound_fails_loudly_and_keeps_every_record(
     assert sorted(d["host"] for d in document["run"]["devices"]) == hosts_of(sim)
     imported = subprocess.run([sys.executable, "-m", "runner", "--db", url, "db", "import",
                                str(kept)], capture_output=True, text=True, cwd=tmp_path,
-                              env=_env(), timeout=120, check=False)
+                              env=user_env(), timeout=120, check=False)
     assert imported.returncode == 0, imported.stderr
     # that start first finished the run it found left running (placeholders for the
     # records it lacked); the import put the real records and status in their place
@@ -142,16 +137,16 @@ def test_a_database_gone_past_the_bound_fails_loudly_and_keeps_every_record(
     assert stored(url) == hosts_of(sim)
     again = subprocess.run([sys.executable, "-m", "runner", "--db", url, "db", "import",
                             str(kept)], capture_output=True, text=True, cwd=tmp_path,
-                           env=_env(), timeout=120, check=False)
+                           env=user_env(), timeout=120, check=False)
     assert again.returncode == 0, again.stderr
     history = json.loads(subprocess.run(
         [sys.executable, "-m", "runner", "--db", url, "history", "--json"],
-        capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, env=user_env(), timeout=120,
         check=True).stdout)
     assert [(r["run_id"], r["status"]) for r in history] == [(result["run_id"], "ok")]
     shown = json.loads(subprocess.run(
         [sys.executable, "-m", "runner", "--db", url, "show", result["run_id"], "--json"],
-        capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, env=user_env(), timeout=120,
         check=True).stdout)
     assert {d["status"] for d in shown["devices"]} == {"ok"}
     assert shown["summary"]["ok"] == DEVICES

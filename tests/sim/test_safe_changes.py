@@ -20,6 +20,7 @@ from runner.store.results import ResultsStore
 from tests.support.base import ROOT
 from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_job, write_job
+from tests.support.serve import Serve
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 
@@ -272,11 +273,9 @@ def test_serve_previews_each_occurrence_once_and_expires_what_nobody_approved(
               schedule={"at": at.isoformat(timespec="seconds"), "approval": "required",
                         "approval_timeout": "5s"},
               steps=[{"config": {"lines": ["snmp-server contact noc"]}}])
-    serves = [subprocess.Popen(
-        runner(tmp_path, "serve", "--jobs", str(jobs), "-i", str(devices.inventory),
-               "--templates", str(ROOT / "templates")),
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / f"serve{i}.log").open("w"))
-        for i in range(2)]  # two servers on one store
+    serves = [Serve(tmp_path, f"sqlite:///{tmp_path / 'runner.db'}", devices.inventory,
+                    f"serve{i}", jobs=jobs, engine=None, env=os.environ)
+              for i in range(2)]  # two servers on one store
     store = ResultsStore(f"sqlite:///{tmp_path / 'runner.db'}")
     try:
         wait_for(lambda: bool(store.list_runs(5)) and store.list_runs(5)[0]["status"] in (
@@ -285,11 +284,10 @@ def test_serve_previews_each_occurrence_once_and_expires_what_nobody_approved(
         wait_for(lambda: store.list_runs(5)[0]["status"] == "expired", 60, "the expiry")
     finally:
         for serve in serves:
-            serve.terminate()
-            serve.wait(30)
+            serve.stop(30)
     runs = store.list_runs(10)
     assert len(runs) == 1 and runs[0]["dry_run"]  # one preview for the one occurrence
     assert runs[0]["decision"]["reason"] == "approval window passed"
-    logs = "".join((tmp_path / f"serve{i}.log").read_text() for i in range(2))
+    logs = "".join(serve.text() for serve in serves)
     assert "awaiting approval (runner approve" in logs and "expired" in logs
     assert devices.sessions(hosts[0]) == 0  # nothing was sent

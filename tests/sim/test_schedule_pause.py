@@ -20,8 +20,9 @@ import pytest
 from runner.lab.netns import wait_for
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
+from tests.support.base import user_env
 from tests.support.fleet import FleetSpec, start_fleet
-from tests.support.serve import Serve, user_env
+from tests.support.serve import Serve
 
 JOB = """name: tick
 driver: asyncssh

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
-import os
 import shutil
 import socket
 import subprocess
@@ -29,9 +28,9 @@ from runner.schedule.hooks import sign_github
 from runner.store.events import Events
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
-from tests.support.base import ME
+from tests.support.base import ME, user_env
 from tests.support.fleet import FleetSpec, start_fleet
-from tests.support.serve import Serve, user_env
+from tests.support.serve import Serve
 
 SECRET = "hook-secret-for-tests-5b1d"  # asserted never to appear in a log or an answer
 
@@ -262,10 +261,9 @@ def test_blackouts_skip_defer_hold_a_site_and_refuse_runs(
                                     encoding="utf-8")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
         return subprocess.run([sys.executable, "-m", "runner", "--db", db_url, *args],
                               capture_output=True, text=True, timeout=120, check=False,
-                              cwd=tmp_path, env=env)
+                              cwd=tmp_path, env=user_env())
 
     server = hooked(tmp_path, db_url, devices, "a")
     try:

@@ -17,8 +17,9 @@ import pytest
 
 from runner.lab.netns import wait_for
 from runner.store.results import ResultsStore
+from tests.support.base import user_env
 from tests.support.fleet import Fleet, FleetSpec, start_fleet
-from tests.support.serve import Serve, user_env
+from tests.support.serve import Serve
 from tests.support.workers import RedisServer, Workers
 
 JITTER = 1.5

@@ -27,9 +27,10 @@ from runner.lab.netns import wait_for
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
 from runner.vocab import OccurrenceStatus
-from tests.support.base import ME, ROOT
+from tests.support.base import ME
 from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_job, write_job
+from tests.support.serve import Serve
 from tests.support.workers import RedisServer
 
 
@@ -359,17 +360,13 @@ def test_occurrences_follow_their_runs_through_approval(devices: Fleet,
     write_job(jobs, "tonight", driver="asyncssh", targets={"hosts": hosts},
               schedule={"interval": "3s", "approval": "required", "approval_timeout": "2h"},
               steps=[{"config": {"lines": ["snmp-server contact noc-{{ host.name }}"]}}])
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
-         "serve", "--jobs", str(jobs), "-i", str(devices.inventory), "--templates",
-         str(ROOT / "templates")], cwd=tmp_path, stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "serve.log").open("w"))
+    serve = Serve(tmp_path, f"sqlite:///{tmp_path / 'runner.db'}", devices.inventory,
+                  jobs=jobs, engine=None, env=os.environ)
     try:
         wait_for(lambda: sum(o["status"] == "awaiting_approval" for o in occurrences(
             tmp_path, "tonight")) >= 3, 120, "three occurrences previewed")
     finally:
-        serve.terminate()
-        assert serve.wait(60) == 0
+        assert serve.stop(60) == 0
     found = sorted(occurrences(tmp_path, "tonight"), key=lambda o: o["occurrence"])
     waiting = [o for o in found if o["status"] == "awaiting_approval"]
     first, second, third = waiting[:3]

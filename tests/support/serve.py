@@ -3,19 +3,13 @@ test that needs a scheduler running."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.support.base import ROOT, free_port
-
-
-def user_env() -> dict[str, str]:
-    """The test's environment without its RUNNER_ variables: what a user's shell has."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+from tests.support.base import ROOT, free_port, user_env
 
 
 class Serve:
