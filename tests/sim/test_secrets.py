@@ -25,18 +25,16 @@ ENABLE = "Ena6le-fr0m-file"
 COMMUNITY = "C0mmunity-fr0m-env"
 
 
-def simulator(tmp_path_factory: pytest.TempPathFactory, address: str, *,
-              password: str | None = None,
-              extra: tuple[str, ...] = ()) -> AbstractContextManager[Fleet]:
+def simulator(tmp_path_factory: pytest.TempPathFactory,
+              spec: FleetSpec) -> AbstractContextManager[Fleet]:
     """Four devices of their own (started and stopped by `with`)."""
-    return start_fleet(tmp_path_factory.mktemp("sim-secrets"),
-                       FleetSpec(4, address, password=password, extra=extra))
+    return start_fleet(tmp_path_factory.mktemp("sim-secrets"), spec)
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    with simulator(tmp_path_factory, "127.112.0.1",
-                   extra=("--enable-secret", ENABLE)) as fleet:
+    with simulator(tmp_path_factory,
+                   FleetSpec(4, "127.112.0.1", extra=("--enable-secret", ENABLE))) as fleet:
         yield fleet
 
 
@@ -133,7 +131,7 @@ def test_a_short_password_runs_and_is_masked_where_it_is_a_credential(
     """Refused before (exit 2); now the run works and the password is masked as a
     credential and as a whole parsed value, without shredding the rest."""
     short = "q~7"
-    with simulator(tmp_path_factory, "127.112.0.11", password=short) as sim:
+    with simulator(tmp_path_factory, FleetSpec(4, "127.112.0.11", password=short)) as sim:
         host = sim.hosts[0]
         job = {"name": "short", "driver": "asyncssh", "targets": {"hosts": [host]}, "steps": [
             {"config": {"lines": [f"snmp-server community {short} RO"]}},
@@ -155,8 +153,8 @@ def test_a_short_password_runs_and_is_masked_where_it_is_a_credential(
 def test_a_password_equal_to_the_username_runs_and_is_masked(
         tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     same = "netops"
-    with simulator(tmp_path_factory, "127.112.0.21", password=same,
-                   extra=("--username", same)) as sim:
+    with simulator(tmp_path_factory, FleetSpec(4, "127.112.0.21", password=same,
+                                               extra=("--username", same))) as sim:
         host = sim.hosts[0]
         job = {"name": "same", "driver": "netmiko", "targets": {"hosts": [host]}, "steps": [
             {"config": {"lines": [f"username {same} privilege 15 password 0 {same}",

@@ -57,11 +57,11 @@ class Serve:
     def text(self) -> str:
         return self.log.read_text(encoding="utf-8")
 
-    def stop(self, timeout: float = 120) -> int:
-        """SIGTERM (a no-op once it has exited), then its exit code; killed, and the
-        timeout raised, if it has not exited by then."""
+    def stop(self, timeout: float = 120, sig: int = signal.SIGTERM) -> int:
+        """SIGTERM (or `sig`; nothing once it has exited), then its exit code; killed, and
+        the timeout raised, if it has not exited by then."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
