@@ -24,6 +24,8 @@ import yaml
 from runner.execution.control.keys import device_key, lease_key
 from runner.inventory.fleet import load_inventory
 from runner.lab.netns import wait_for
+from runner.store.results import ResultsStore
+from runner.store.runlinks import working
 from tests.support.base import ROOT
 from tests.support.fleet import Fleet, FleetSpec, on_device, start_fleet
 from tests.support.jobs import run_argv, run_job, sqlite_url, write_job
@@ -532,3 +534,40 @@ def test_compliance_and_its_remediation_run_on_the_workers(
     for host in hosts:
         config = on_device(sim.inventory, host, "show running-config")
         assert "ntp server 192.0.2.10" in config and "192.0.2.123" not in config
+
+
+def test_the_devices_in_progress_of_a_celery_run_are_known_as_they_go(
+        sim: Fleet, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        tmp_path: Path) -> None:
+    """The run page's devices in progress on the Celery engine: the dispatcher learns from
+    the run ledger which devices the workers began, and stores each with its start while
+    the run goes (as the local engine does); none is left at work when the run ends."""
+    ensure(workers, sim, "w1", "w2")
+    slow = sim.slow[:6]
+    job = write_job(tmp_path, "slow-show", targets={"hosts": slow}, driver="asyncssh",
+                    concurrency=1, timeouts={"command": 30, "device": 120},
+                    steps=[{"command": ["show clock"] * 6}])
+    url = sqlite_url(tmp_path)
+    client = redis_server.client()
+    proc, run_id = start(url, env, client, job, sim.inventory, "--engine", "celery",
+                         "--shard-size", "3")
+    seen: dict[str, str] = {}
+    store = ResultsStore(url)
+
+    def look() -> bool:
+        seen.update(working(store, run_id))
+        return proc.poll() is not None
+
+    try:
+        wait_for(look, 300, "the run to end")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert set(seen) <= set(slow) and len(seen) >= 2, seen  # both workers' shards seen
+    records = {d["host"]: d for d in result["devices"]}
+    for host, began in seen.items():
+        assert result["started"] <= began <= records[host]["finished"]
+    assert working(ResultsStore(url), run_id) == {}
