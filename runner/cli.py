@@ -27,7 +27,8 @@ COMMANDS = {
     "serve": "runner.schedule.commands",
     "schedule": "runner.schedule.commands", "workflow": "runner.schedule.commands",
     "worker": "runner.dispatch.commands",
-    "lab": "runner.lab.commands", "db": "runner.store.commands",
+    "lab": "runner.lab.commands", "twin": "runner.lab.twin.commands",
+    "db": "runner.store.commands",
     "device": "runner.store.commands", "web": "runner.web.commands",
     "token": "runner.web.commands",
 }

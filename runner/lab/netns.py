@@ -212,6 +212,10 @@ class NamespaceBackend:
             mtu = f" mtu {link.mtu}" if link.mtu else ""
             cmds.append(f"link add {link.a_iface}{mtu} netns {link.a_netns} type veth "
                         f"peer name {link.b_iface}{mtu} netns {link.b_netns}")
+        for node in plan.nodes.values():
+            for iface in node.stubs:
+                mtu = f" mtu {node.stub_mtu[iface]}" if iface in node.stub_mtu else ""
+                cmds.append(f"link add {iface}{mtu} netns {node.netns} type dummy")
         ip_batch(cmds)
 
     def _launch(self, plan: LabPlan) -> None:
