@@ -63,7 +63,12 @@ class LabPlan:
         return ipaddress.IPv4Network(self.subnet).prefixlen
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for node in data["nodes"].values():  # a lab without dummy links reads as before
+            for key in ("stubs", "stub_mtu"):
+                if not node[key]:
+                    del node[key]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LabPlan:

@@ -313,15 +313,15 @@ class LinkEntry(_Open):
         dummy = data.get("type") == "dummy"
         need, other = ("endpoint", "endpoints") if dummy else ("endpoints", "endpoint")
         errors = []
-        if need not in data:
-            errors.append(InitErrorDetails(type=problem(
-                "a dummy link has one `endpoint` ({node, interface})" if dummy
-                else "a veth link has exactly two endpoints", "missing_key"),
-                loc=(need,), input=data))
         if other in data:
             errors.append(InitErrorDetails(type=problem(
                 f"a {'dummy' if dummy else 'veth'} link has no `{other}` (did you mean "
                 f"`{need}`?)", "unknown_field"), loc=(other,), input=data))
+        elif need not in data:
+            errors.append(InitErrorDetails(type=problem(
+                "a dummy link has one `endpoint` ({node, interface})" if dummy
+                else "a veth link has exactly two endpoints", "missing_key"),
+                loc=(need,), input=data))
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return data

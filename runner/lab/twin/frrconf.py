@@ -60,10 +60,10 @@ def interfaces(config: str) -> list[Interface]:
 
 def ifname_problem(name: str) -> str | None:
     """Why a twin router cannot have an interface of this name (a Linux one), or None."""
-    if len(name) > IFNAME_MAX:
-        return (f"interface {name!r} is {len(name)} characters; a Linux interface name (an "
-                f"FRR twin router's) has at most {IFNAME_MAX}")
     if not IFNAME_RE.match(name) or name in (".", ".."):
         return (f"interface {name!r} cannot be a Linux interface name (an FRR twin "
                 "router's): no '/', ':' or spaces")
+    if len(name) > IFNAME_MAX:
+        return (f"interface {name!r} is {len(name)} characters; a Linux interface name (an "
+                f"FRR twin router's) has at most {IFNAME_MAX}")
     return None
