@@ -280,3 +280,38 @@ def test_sync_and_down_of_a_twin_that_is_not_up(tmp_path: Path) -> None:
     proc = twin_cli(tmp_path, "down", "ghost")
     assert proc.returncode == 0
     assert proc.stdout.strip() == "twin ghost is not up; nothing left to remove"
+
+
+def test_the_twin_inventory_keeps_production_names_groups_and_data(
+        tmp_path: Path, production: tuple[Path, Path]) -> None:
+    """What `lab up` wrote (the twin's addresses and logins) with production's groups and
+    data, so jobs that target production's groups target the twin's hosts."""
+    from runner.inventory.fleet import load_inventory
+    from runner.lab.twin import inventory as twin_inventory
+
+    _, prod_dir = production
+    (prod_dir / "defaults.yaml").write_text("data: {ntp: 192.0.2.123}\npassword: prod-pw\n",
+                                            encoding="utf-8")
+    (prod_dir / "groups.yaml").write_text(yaml.safe_dump({
+        "routers": {"platform": "cisco_ios", "password": "group-pw", "groups": ["ams"],
+                    "data": {"role": "core"}},
+        "ams": {"data": {"site": "ams"}}, "unused": {"data": {"x": 1}}}), encoding="utf-8")
+    lab_dir = tmp_path / "clab-tw"
+    (lab_dir / "inventory").mkdir(parents=True)
+    (lab_dir / "inventory" / "hosts.yaml").write_text(yaml.safe_dump(
+        {h: {"hostname": f"172.20.21.{i}", "data": {"lab": "tw", "kind": "frr"}}
+         for i, h in enumerate(PRACTICE, 2)}), encoding="utf-8")
+    (lab_dir / "inventory" / "defaults.yaml").write_text(yaml.safe_dump(
+        {"username": "admin", "password": "admin", "platform": "cisco_ios",
+         "data": {"lab": "tw"}}), encoding="utf-8")
+    written = twin_inventory.write(lab_dir, "tw", load_inventory(prod_dir))
+    twin = load_inventory(written)
+    assert sorted(twin.hosts) == sorted(PRACTICE)
+    r1 = twin.hosts["r1"]
+    assert r1.hostname == "172.20.21.2" and r1.password == "admin"
+    assert [g.name for g in r1.groups] == ["routers"]
+    assert r1["role"] == "core" and r1["site"] == "ams" and r1["ntp"] == "192.0.2.123"
+    assert r1["lab"] == "tw" and r1["twin"] == "tw"
+    assert "unused" not in twin.nornir.groups
+    text = "".join(p.read_text(encoding="utf-8") for p in written.glob("*.yaml"))
+    assert "prod-pw" not in text and "group-pw" not in text  # production's logins stay home
