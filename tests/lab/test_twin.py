@@ -194,12 +194,20 @@ def test_a_twin_cabled_by_production_topology_file(production: Production) -> No
     workdir = production.workdir
     up = twin(workdir, "up", "--from-backups", str(production.backups), "-i",
               str(production.inventory), "--name", "twtopo", "--topology",
-              str(production.lab.topology))
+              str(production.lab.topology), "--json")
     try:
         assert up.returncode == 0, (up.stdout, up.stderr)
-        assert "links from the topology file:" in up.stdout
-        assert "  r1:eth3: its peer h1:eth1 is not in the twin" in up.stdout
-        assert "running configs equal to their backups: 4/4" in up.stdout
+        report = json.loads(up.stdout)
+        assert report["links_inferred"] is False
+        assert sorted((lk["a"], lk["b"]) for lk in report["links"]) == [
+            ("r1:eth1", "r2:eth1"), ("r2:eth2", "r3:eth1"), ("r3:eth2", "r4:eth1"),
+            ("r4:eth2", "r1:eth2")]
+        assert report["stubs"] == {"r1:eth3": "its peer h1:eth1 is not in the twin",
+                                   "r3:eth3": "its peer h2:eth1 is not in the twin"}
+        assert report["configs_equal"] == ROUTERS and report["config_differs"] == {}
+        assert report["converged"] is True
+        assert {r["command"] for r in report["secrets_replaced"]} == {
+            "neighbor 10.255.0.2 password", "neighbor 10.255.0.1 password"}
         plan = lab_state("twtopo").plan
     finally:
         down = twin(workdir, "down", "twtopo")

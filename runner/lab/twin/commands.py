@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import sys
 import time
 from pathlib import Path
@@ -10,7 +11,6 @@ from pathlib import Path
 import click
 
 from runner.cli_common import echo, settings_of
-from runner.lab.twin import links as twin_links
 from runner.lab.twin import masks
 from runner.lab.twin.service import DEFAULT_NAME, Report, Twins
 
@@ -42,9 +42,8 @@ def _print_plan(report: Report) -> None:
             echo(f"  {problem}")
     echo("links inferred from the configs (point-to-point subnets):" if plan.inferred
          else "links from the topology file:")
-    for link in plan.links or []:
-        echo(f"  {link}" if isinstance(link, twin_links.InferredLink)
-             else f"  {link[0]} -- {link[1]}")
+    for a, b, subnet in plan.link_ends():
+        echo(f"  {a} -- {b}" + (f"  ({subnet})" if subnet else ""))
     if not plan.links:
         echo("  none")
     if plan.stubs:
@@ -104,8 +103,10 @@ def twin() -> None:
                    "instead of refusing.")
 @click.option("--wait", type=click.FloatRange(0, 3600), default=90, show_default=True,
               help="Seconds to wait for OSPF and BGP to converge before reporting.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def up(backups: Path, inventory: Path, name: str, topology: Path | None,
-       mgmt_subnet: ipaddress.IPv4Network | None, skip_unfaithful: bool, wait: float) -> None:
+       mgmt_subnet: ipaddress.IPv4Network | None, skip_unfaithful: bool, wait: float,
+       as_json: bool) -> None:
     """Build a twin of the inventory's hosts from their newest backups.
 
     Exits 1 when a router's running config differs from its backup or routing does not
@@ -114,6 +115,10 @@ def up(backups: Path, inventory: Path, name: str, topology: Path | None,
     started = time.monotonic()
     report = _twins().up(name, backups, inventory, topology, mgmt_subnet,
                          skip_unfaithful=skip_unfaithful, wait=wait)
+    if as_json:
+        echo(json.dumps(report.to_json(), indent=2))
+        _exit(report)
+        return
     _print_plan(report)
     echo(f"twin {name} is up in {time.monotonic() - started:.1f}s")
     _print_checks(report)
@@ -125,9 +130,14 @@ def up(backups: Path, inventory: Path, name: str, topology: Path | None,
 @click.argument("name", default=DEFAULT_NAME)
 @click.option("--wait", type=click.FloatRange(0, 3600), default=90, show_default=True,
               help="Seconds to wait for OSPF and BGP to converge before reporting.")
-def sync(name: str, wait: float) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def sync(name: str, wait: float, as_json: bool) -> None:
     """Reload the newest backups into twin NAME: changed routers reboot with them."""
     report = _twins().sync(name, wait=wait)
+    if as_json:
+        echo(json.dumps(report.to_json(), indent=2))
+        _exit(report)
+        return
     _print_plan(report)
     if report.rebuilt:
         echo(f"the twin's shape changed (nodes, links, interfaces or daemons): rebuilt {name}")

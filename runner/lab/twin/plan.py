@@ -61,14 +61,18 @@ class TwinPlan:
     notes: list[str] = field(default_factory=list)
     without_backup: list[str] = field(default_factory=list)
 
+    def link_ends(self) -> list[tuple[Endpoint, Endpoint, ipaddress.IPv4Network | None]]:
+        """Each link's two ends, and the subnet it was inferred from (None: from a file)."""
+        return [(lk.a, lk.b, lk.subnet) if isinstance(lk, links.InferredLink)
+                else (lk[0], lk[1], None) for lk in self.links]
+
     def topology(self) -> dict[str, Any]:
         """The containerlab topology that builds the twin (configs beside it)."""
         nodes = {host: {"kind": KIND, "startup-config": node.config_file,
                         "labels": {"twin": self.name}}
                  for host, node in self.nodes.items()}
         entries: list[dict[str, Any]] = []
-        for link in self.links:
-            a, b = (link.a, link.b) if isinstance(link, links.InferredLink) else link
+        for a, b, _ in self.link_ends():
             entries.append({"endpoints": [str(a), str(b)]})
         for end in self.stubs:
             entries.append({"type": "dummy",

@@ -61,6 +61,30 @@ class Report:
     def unfaithful(self) -> list[str]:
         return sorted(h for h, diff in self.faithful.items() if diff)
 
+    def to_json(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "twin": plan.name, "backups": str(self.backups), "commit": self.commit,
+            "subnet": str(plan.subnet), "nodes": list(plan.nodes),
+            "without_backup": plan.without_backup,
+            "left_out": [{"host": p.host, "reason": p.reason} for p in plan.problems],
+            "links_inferred": plan.inferred,
+            "links": [{"a": str(a), "b": str(b), "subnet": str(s) if s else None}
+                      for a, b, s in plan.link_ends()],
+            "stubs": {str(end): why for end, why in plan.stubs.items()},
+            "notes": plan.notes,
+            "secrets_replaced": [{"host": h, "line": r.line, "command": r.command}
+                                 for h, n in plan.nodes.items() for r in n.replaced],
+            "lab_secret": masks.LAB_SECRET,
+            "config_differs": {h: d for h, d in self.faithful.items() if d},
+            "configs_equal": sorted(h for h, d in self.faithful.items() if not d),
+            "routing": {r.node: {"ospf": r.ospf, "bgp": r.bgp, "error": r.error}
+                        for r in self.routing},
+            "converged": self.converged, "restarted": self.restarted,
+            "rebuilt": self.rebuilt,
+            "inventory": str(self.inventory) if self.inventory else None,
+        }
+
 
 def _backups(directory: Path, hosts: list[str]) -> tuple[dict[str, str], str]:
     """Each host's newest backup (the repository's last commit) and that commit."""
