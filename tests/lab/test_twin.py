@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from runner.job.backups import BackupRepo
 from runner.lab.converge import routing
 from runner.lab.service import Labs
 from runner.lab.state import LabState
@@ -192,6 +194,7 @@ def test_a_twin_of_production_is_faithful_runs_jobs_syncs_and_leaves_nothing(
 
 def test_a_twin_cabled_by_production_topology_file(production: Production) -> None:
     workdir = production.workdir
+    plan = None
     up = twin(workdir, "up", "--from-backups", str(production.backups), "-i",
               str(production.inventory), "--name", "twtopo", "--topology",
               str(production.lab.topology), "--json")
@@ -205,11 +208,61 @@ def test_a_twin_cabled_by_production_topology_file(production: Production) -> No
         assert report["stubs"] == {"r1:eth3": "its peer h1:eth1 is not in the twin",
                                    "r3:eth3": "its peer h2:eth1 is not in the twin"}
         assert report["configs_equal"] == ROUTERS and report["config_differs"] == {}
-        assert report["converged"] is True
+        assert report["converged"] is True and report["peers_outside"] == {}
         assert {r["command"] for r in report["secrets_replaced"]} == {
             "neighbor 10.255.0.2 password", "neighbor 10.255.0.1 password"}
         plan = lab_state("twtopo").plan
     finally:
         down = twin(workdir, "down", "twtopo")
     assert down.returncode == 0, down.stderr
+    assert plan is not None
+    assert leftovers(plan) == []
+
+
+def test_what_cannot_be_faithful_is_refused_or_left_out_and_said(
+        production: Production, tmp_path: Path) -> None:
+    """An IOS switch among the backups refuses the twin (nothing built); with
+    --skip-unfaithful the routers are built and the switch named; a BGP peer outside the
+    twin keeps routing from converging, and is said so (exit 1, the twin stays up)."""
+    configs = {n: (production.backups / f"{n}.cfg").read_text(encoding="utf-8")
+               for n in ROUTERS}
+    configs["r1"] = configs["r1"].replace(
+        " neighbor 10.255.0.4 peer-group CORE\n",
+        " neighbor 10.255.0.4 peer-group CORE\n neighbor 192.0.2.99 remote-as 65099\n")
+    configs["sw1"] = ("version 15.9\nhostname sw1\n!\ninterface GigabitEthernet0/1\n"
+                      " ip address 10.9.9.1 255.255.255.0\n!\nend\n")
+    backups = tmp_path / "backups"
+    BackupRepo(backups).commit(configs, "a backup with a switch")
+    inventory = tmp_path / "inventory"
+    shutil.copytree(production.inventory, inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    hosts["sw1"] = {"hostname": "192.0.2.1", "groups": ["routers"]}
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
+
+    refused = twin(tmp_path, "up", "--from-backups", str(backups), "-i", str(inventory),
+                   "--name", "twskip")
+    assert refused.returncode == 2
+    assert "sw1: its backup is a cisco_ios config (not FRR's): twins of the simulator's " \
+           "platforms are not yet supported" in refused.stderr
+    assert "--skip-unfaithful builds the others" in refused.stderr
+    assert not (tmp_path / ".runner" / "twins" / "twskip").exists()
+    assert "twskip" not in runner("lab", "status").stdout
+
+    plan = None
+    up = twin(tmp_path, "up", "--from-backups", str(backups), "-i", str(inventory),
+              "--name", "twskip", "--skip-unfaithful", "--wait", "20")
+    try:
+        assert up.returncode == 1, (up.stdout, up.stderr)
+        plan = lab_state("twskip").plan
+        assert sorted(plan.nodes) == ROUTERS
+        assert "NOT FAITHFUL, left out (--skip-unfaithful):\n  sw1: its backup is a " \
+               "cisco_ios config" in up.stdout
+        assert "running configs equal to their backups: 4/4" in up.stdout
+        assert "r1: OSPF 2/2 full, BGP 3/4 established" in up.stdout
+        assert "192.0.2.99: " in up.stdout and "(no twin router has this address)" in up.stdout
+        assert "routing has NOT converged" in up.stdout
+    finally:
+        down = twin(tmp_path, "down", "twskip")
+    assert down.returncode == 0, down.stderr
+    assert plan is not None
     assert leftovers(plan) == []

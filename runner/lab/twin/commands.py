@@ -68,11 +68,14 @@ def _print_checks(report: Report) -> None:
         echo(f"  {host} DIFFERS from its backup:")
         for line in report.faithful[host].splitlines():
             echo(f"    {line}")
+    outside = report.outside()
     for state in report.routing:
         echo(f"  {state.summary()}")
         for peer, st in sorted({**state.ospf, **state.bgp}.items()):
             if not (st.startswith("Full") or st == "Established"):
-                echo(f"    {peer}: {st}")
+                where = " (no twin router has this address)" if peer in \
+                    outside.get(state.node, []) else ""
+                echo(f"    {peer}: {st}{where}")
     if report.converged is False:
         echo("routing has NOT converged (sessions above; a peer outside the twin never "
              "comes up)")

@@ -57,6 +57,14 @@ class Report:
     inventory: Path | None = None
     skipped: list[str] = field(default_factory=list)  # unfaithful hosts left out
 
+    def outside(self) -> dict[str, list[str]]:
+        """Per router, its BGP peers whose address is no twin router's: they never come up
+        in the twin (production's peers outside the inventory, or left out)."""
+        own = {str(a.ip) for node in self.plan.nodes.values() for i in node.interfaces
+               for a in i.addresses}
+        return {r.node: sorted(p for p in r.bgp if p.split("%")[0] not in own)
+                for r in self.routing if any(p.split("%")[0] not in own for p in r.bgp)}
+
     @property
     def unfaithful(self) -> list[str]:
         return sorted(h for h, diff in self.faithful.items() if diff)
@@ -80,7 +88,8 @@ class Report:
             "configs_equal": sorted(h for h, d in self.faithful.items() if not d),
             "routing": {r.node: {"ospf": r.ospf, "bgp": r.bgp, "error": r.error}
                         for r in self.routing},
-            "converged": self.converged, "restarted": self.restarted,
+            "converged": self.converged, "peers_outside": self.outside(),
+            "restarted": self.restarted,
             "rebuilt": self.rebuilt,
             "inventory": str(self.inventory) if self.inventory else None,
         }
