@@ -315,3 +315,22 @@ def test_the_twin_inventory_keeps_production_names_groups_and_data(
     assert "unused" not in twin.nornir.groups
     text = "".join(p.read_text(encoding="utf-8") for p in written.glob("*.yaml"))
     assert "prod-pw" not in text and "group-pw" not in text  # production's logins stay home
+
+
+def test_the_report_names_bgp_peers_no_twin_router_has() -> None:
+    from runner.lab.converge import RouterRouting
+    from runner.lab.twin.service import Report
+
+    plan = build("tw", SUBNET, PRACTICE, dict.fromkeys(PRACTICE, "cisco_ios"))
+    report = Report(plan, "a" * 40, Path("backups"), routing=[
+        RouterRouting("r1", {"10.255.0.2@eth1:10.0.12.0": "Full/-"},
+                      {"10.255.0.2": "Established", "192.0.2.99": "Active"}),
+        RouterRouting("r2", {}, {"10.255.0.1": "Established"})],
+        faithful={"r1": "", "r2": "--- a\n+++ b\n"}, converged=False)
+    assert report.outside() == {"r1": ["192.0.2.99"]}
+    data = report.to_json()
+    assert data["peers_outside"] == {"r1": ["192.0.2.99"]}
+    assert data["configs_equal"] == ["r1"] and list(data["config_differs"]) == ["r2"]
+    assert data["links"][0] == {"a": "r1:eth1", "b": "r2:eth1", "subnet": "10.0.12.0/31"}
+    assert data["stubs"]["r1:eth3"] == "10.1.1.0/24 is not a point-to-point subnet"
+    assert report.unfaithful == ["r2"]
