@@ -236,6 +236,18 @@ def test_bad_backup_directories_are_refused(tmp_path: Path,
     assert_refused(proc, tmp_path, "not a backup repository with backups in it")
 
 
+@pytest.mark.parametrize(("subnet", "why"), [
+    ("8.8.8.0/24", "is not private"), ("10.0.0.0/30", "too small"),
+    ("nonsense", "is not an IPv4 subnet")])
+def test_a_bad_management_subnet_is_refused(tmp_path: Path, production: tuple[Path, Path],
+                                            subnet: str, why: str) -> None:
+    backups, inventory = production
+    proc = twin_cli(tmp_path, "up", "--from-backups", str(backups), "-i", str(inventory),
+                    "--mgmt-subnet", subnet)
+    assert proc.returncode == 2 and why in proc.stderr and "--mgmt-subnet" in proc.stderr
+    assert not (tmp_path / "home" / "twins").exists()
+
+
 def test_an_inventory_with_no_backed_up_host_is_refused(
         tmp_path: Path, production: tuple[Path, Path]) -> None:
     backups, _ = production

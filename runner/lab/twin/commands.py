@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from runner.cli_common import echo, settings_of
+from runner.lab import rules
 from runner.lab.twin import masks
 from runner.lab.twin.service import DEFAULT_NAME, Report, Twins
 
@@ -24,10 +25,15 @@ def _subnet(_ctx: click.Context, _param: click.Parameter,
     if value is None:
         return None
     try:
-        return ipaddress.IPv4Network(value, strict=False)
+        subnet = ipaddress.IPv4Network(value, strict=False)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an IPv4 subnet such as 172.20.21.0/24") \
             from None
+    why = rules.subnet_problem(subnet) if subnet.prefixlen <= 29 else \
+        f"{subnet} is too small for a management network (use /29 or larger)"
+    if why is not None:
+        raise click.BadParameter(why)
+    return subnet
 
 
 def _print_plan(report: Report) -> None:

@@ -112,9 +112,12 @@ def _backups(directory: Path, hosts: list[str]) -> tuple[dict[str, str], str]:
         if latest is not None:
             commit, found[host] = latest
     if not found:
+        names = repo.hosts()
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10
+                                         else "")
         raise InputError(f"no host of the inventory has a backup in {directory} (it has "
-                         f"backups of {', '.join(repo.hosts()[:10])}...; is it the right "
-                         "inventory?)", field="--from-backups")
+                         f"backups of {shown}; is it the right inventory?)",
+                         field="--from-backups")
     return found, commit
 
 
