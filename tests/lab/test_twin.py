@@ -221,29 +221,28 @@ def test_a_twin_cabled_by_production_topology_file(production: Production) -> No
 
 def test_what_cannot_be_faithful_is_refused_or_left_out_and_said(
         production: Production, tmp_path: Path) -> None:
-    """An IOS switch among the backups refuses the twin (nothing built); with
-    --skip-unfaithful the routers are built and the switch named; a BGP peer outside the
-    twin keeps routing from converging, and is said so (exit 1, the twin stays up)."""
+    """A Junos router among the backups refuses the twin (nothing built); with
+    --skip-unfaithful the others are built and it is named; a BGP peer outside the twin
+    keeps routing from converging, and is said so (exit 1, the twin stays up)."""
     configs = {n: (production.backups / f"{n}.cfg").read_text(encoding="utf-8")
                for n in ROUTERS}
     configs["r1"] = configs["r1"].replace(
         " neighbor 10.255.0.4 peer-group CORE\n",
         " neighbor 10.255.0.4 peer-group CORE\n neighbor 192.0.2.99 remote-as 65099\n")
-    configs["sw1"] = ("version 15.9\nhostname sw1\n!\ninterface GigabitEthernet0/1\n"
-                      " ip address 10.9.9.1 255.255.255.0\n!\nend\n")
+    configs["mx1"] = "system {\n    host-name mx1;\n}\n"
     backups = tmp_path / "backups"
     BackupRepo(backups).commit(configs, "a backup with a switch")
     inventory = tmp_path / "inventory"
     shutil.copytree(production.inventory, inventory)
     hosts = yaml.safe_load((inventory / "hosts.yaml").read_text(encoding="utf-8"))
-    hosts["sw1"] = {"hostname": "192.0.2.1", "groups": ["routers"]}
+    hosts["mx1"] = {"hostname": "192.0.2.1", "groups": ["routers"],
+                    "platform": "juniper_junos"}
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
 
     refused = twin(tmp_path, "up", "--from-backups", str(backups), "-i", str(inventory),
                    "--name", "twskip")
     assert refused.returncode == 2
-    assert "sw1: its backup is a cisco_ios config (not FRR's): twins of the simulator's " \
-           "platforms are not yet supported" in refused.stderr
+    assert "mx1: platform juniper_junos has no twin" in refused.stderr
     assert "--skip-unfaithful builds the others" in refused.stderr
     assert not (tmp_path / ".runner" / "twins" / "twskip").exists()
     assert "twskip" not in runner("lab", "status").stdout
@@ -255,8 +254,8 @@ def test_what_cannot_be_faithful_is_refused_or_left_out_and_said(
         assert up.returncode == 1, (up.stdout, up.stderr)
         plan = lab_state("twskip").plan
         assert sorted(plan.nodes) == ROUTERS
-        assert "NOT FAITHFUL, left out (--skip-unfaithful):\n  sw1: its backup is a " \
-               "cisco_ios config" in up.stdout
+        assert "NOT FAITHFUL, left out (--skip-unfaithful):\n  mx1: platform " \
+               "juniper_junos has no twin" in up.stdout
         assert "running configs equal to their backups: 4/4" in up.stdout
         assert "r1: OSPF 2/2 full, BGP 3/4 established" in up.stdout
         assert "192.0.2.99: " in up.stdout and "(no twin router has this address)" in up.stdout

@@ -132,10 +132,10 @@ def test_the_plan_refuses_what_it_cannot_make_faithful_naming_each_host() -> Non
     hosts = {h: "cisco_ios" for h in backups} | {"mx1": "juniper_junos", "r9": "cisco_ios"}
     plan = build("tw", SUBNET, backups, hosts)
     assert sorted(plan.nodes) == ["r1", "r2", "r3", "r4"]
+    assert list(plan.simulated) == ["sw1"]  # IOS: a simulated device seeded with it
     assert plan.without_backup == ["r9"]
     problems = {p.host: p.reason for p in plan.problems}
-    assert problems["sw1"] == ("its backup is a cisco_ios config (not FRR's): twins of the "
-                               "simulator's platforms are not yet supported")
+    assert "sw1" not in problems
     assert problems["mx1"].startswith("platform juniper_junos has no twin")
     assert problems["r5"] == ("line 5 of its backup: interface 'GigabitEthernet0/1' cannot be "
                               "a Linux interface name (an FRR twin router's): no '/', ':' or "
@@ -316,9 +316,29 @@ def test_the_twin_inventory_keeps_production_names_groups_and_data(
     (lab_dir / "inventory" / "defaults.yaml").write_text(yaml.safe_dump(
         {"username": "admin", "password": "admin", "platform": "cisco_ios",
          "data": {"lab": "tw"}}), encoding="utf-8")
-    written = twin_inventory.write(lab_dir, "tw", load_inventory(prod_dir))
+    sim_inv = tmp_path / "sim" / "inventory"
+    sim_inv.mkdir(parents=True)
+    (sim_inv / "hosts.yaml").write_text(yaml.safe_dump(
+        {"sw1": {"hostname": "127.77.0.1", "port": 40022, "groups": ["sim"]}}),
+        encoding="utf-8")
+    (sim_inv / "defaults.yaml").write_text(yaml.safe_dump(
+        {"username": "admin", "password": "sim-pw", "platform": "cisco_ios",
+         "connection_options": {"asyncssh": {"extras": {"known_hosts": "/sim/kh"}}}}),
+        encoding="utf-8")
+    hosts = yaml.safe_load((prod_dir / "hosts.yaml").read_text(encoding="utf-8"))
+    hosts["sw1"] = {"hostname": "192.0.2.20", "groups": ["ams"], "data": {"rack": 4}}
+    (prod_dir / "hosts.yaml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
+    written = twin_inventory.write(lab_dir / "inventory", "tw", load_inventory(prod_dir),
+                                   lab=True, sim={"inventory": str(sim_inv)},
+                                   sim_platforms={"sw1": "cisco_iosxe"})
     twin = load_inventory(written)
-    assert sorted(twin.hosts) == sorted(PRACTICE)
+    assert sorted(twin.hosts) == sorted([*PRACTICE, "sw1"])
+    sw1 = twin.hosts["sw1"]
+    assert (sw1.hostname, sw1.port, sw1.password, sw1.platform) == (
+        "127.77.0.1", 40022, "sim-pw", "cisco_iosxe")
+    assert [g.name for g in sw1.groups] == ["ams"] and sw1["rack"] == 4
+    assert sw1["kind"] == "simulated" and sw1["twin"] == "tw"
+    assert sw1.get_connection_parameters("asyncssh").extras == {"known_hosts": "/sim/kh"}
     r1 = twin.hosts["r1"]
     assert r1.hostname == "172.20.21.2" and r1.password == "admin"
     assert [g.name for g in r1.groups] == ["routers"]
@@ -346,3 +366,31 @@ def test_the_report_names_bgp_peers_no_twin_router_has() -> None:
     assert data["links"][0] == {"a": "r1:eth1", "b": "r2:eth1", "subnet": "10.0.12.0/31"}
     assert data["stubs"]["r1:eth3"] == "10.1.1.0/24 is not a point-to-point subnet"
     assert report.unfaithful == ["r2"]
+
+
+
+def test_a_simulated_device_serves_its_backup_as_its_running_config() -> None:
+    """A backup of a simulated device, masks replaced, seeds a device whose running config
+    is that backup again once masked (what `twin up` checks for simulated devices)."""
+    from runner.inventory import platforms
+    from runner.job.diffing import normalize
+    from runner.lab.sim import fleet as fleet_files
+    from runner.lab.sim.cli import Device
+    from runner.lab.twin import simulated
+    from runner.redact import Redactor
+
+    platform = platforms.get("cisco_ios")
+    assert platform is not None
+    mask = Redactor(patterns=platform.secrets).text
+    backup = normalize(mask(Device.default("sw1", 7).running_config()), platform.volatile)
+    assert MASK in backup  # the enable secret and SNMP community
+    config, replaced = masks.unmask(backup)
+    assert {r.command for r in replaced} == {
+        "username admin privilege 15 secret 9", "snmp-server community"}
+    served = simulated.served_config("sw1", config)
+    assert normalize(Redactor([masks.LAB_SECRET], platform.secrets).text(served),
+                     platform.volatile) == backup
+    assert simulated.STATE == fleet_files.STATE
+    plan = build("tw", SUBNET, {"sw1": backup}, {"sw1": "cisco_ios"})
+    assert plan.nodes == {} and plan.simulated["sw1"].config == config
+    assert plan.files() == {"sim-configs/sw1.cfg": config}

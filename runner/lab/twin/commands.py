@@ -39,26 +39,30 @@ def _subnet(_ctx: click.Context, _param: click.Parameter,
 def _print_plan(report: Report) -> None:
     plan = report.plan
     echo(f"twin {plan.name} from {report.backups} (backups commit {report.commit[:12]}): "
-         f"{len(plan.nodes)} FRR router(s): {', '.join(plan.nodes)}")
+         f"{len(plan.nodes)} FRR router(s){': ' + ', '.join(plan.nodes) if plan.nodes else ''}")
+    if plan.simulated:
+        echo(f"{len(plan.simulated)} simulated device(s) (the fleet simulator, seeded with "
+             f"their backups; no links, no routing): {', '.join(plan.simulated)}")
     if plan.without_backup:
         echo(f"not in the twin (no backup): {', '.join(plan.without_backup)}")
     if plan.problems:
         echo("NOT FAITHFUL, left out (--skip-unfaithful):")
         for problem in plan.problems:
             echo(f"  {problem}")
-    echo("links inferred from the configs (point-to-point subnets):" if plan.inferred
-         else "links from the topology file:")
-    for a, b, subnet in plan.link_ends():
-        echo(f"  {a} -- {b}" + (f"  ({subnet})" if subnet else ""))
-    if not plan.links:
-        echo("  none")
+    if plan.nodes:
+        echo("links inferred from the configs (point-to-point subnets):" if plan.inferred
+             else "links from the topology file:")
+        for a, b, subnet in plan.link_ends():
+            echo(f"  {a} -- {b}" + (f"  ({subnet})" if subnet else ""))
+        if not plan.links:
+            echo("  none")
     if plan.stubs:
         echo("interfaces without a peer in the twin (created as dummy interfaces, always up):")
         for end, why in plan.stubs.items():
             echo(f"  {end}: {why}")
     for note in plan.notes:
         echo(f"note: {note}")
-    replaced = [(h, r) for h, n in plan.nodes.items() for r in n.replaced]
+    replaced = plan.replaced()
     if replaced:
         echo(f"masked secrets in the backups replaced by the lab value "
              f"{masks.LAB_SECRET!r} ({len(replaced)} line(s)):")

@@ -22,6 +22,7 @@ from runner.lab.twin import frrconf, links, masks
 # seeded with its backup (not built yet).
 SIMULATED_PLATFORMS = ("cisco_ios", "cisco_iosxe")
 CONFIG_DIR = "configs"
+SIM_CONFIG_DIR = "sim-configs"  # what the twin's simulator serves: one <host>.cfg each
 KIND = "frr"
 
 
@@ -50,6 +51,22 @@ class TwinNode:
 
 
 @dataclass
+class SimNode:
+    """A host of one of the simulator's platforms: a simulated device seeded with its
+    backup (no links, no routing: the simulator has neither)."""
+
+    host: str
+    platform: str
+    backup: str
+    config: str
+    replaced: list[masks.Replaced]
+
+    @property
+    def config_file(self) -> str:
+        return f"{SIM_CONFIG_DIR}/{file_name(self.host)}"
+
+
+@dataclass
 class TwinPlan:
     name: str
     subnet: ipaddress.IPv4Network
@@ -60,6 +77,12 @@ class TwinPlan:
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     without_backup: list[str] = field(default_factory=list)
+    simulated: dict[str, SimNode] = field(default_factory=dict)
+
+    def replaced(self) -> list[tuple[str, masks.Replaced]]:
+        """Every masked secret replaced, with its host (routers, then simulated devices)."""
+        routers = [(h, r) for h, n in self.nodes.items() for r in n.replaced]
+        return routers + [(h, r) for h, n in self.simulated.items() for r in n.replaced]
 
     def link_ends(self) -> list[tuple[Endpoint, Endpoint, ipaddress.IPv4Network | None]]:
         """Each link's two ends, and the subnet it was inferred from (None: from a file)."""
@@ -86,15 +109,19 @@ class TwinPlan:
         return header + yaml.safe_dump(self.topology(), sort_keys=False)
 
     def files(self) -> dict[str, str]:
-        """Every file the twin's directory holds besides the topology: the configs."""
-        return {node.config_file: node.config for node in self.nodes.values()}
+        """Every file the twin's directory holds besides the topology: the configs its
+        routers boot from, and those its simulator serves."""
+        files = {node.config_file: node.config for node in self.nodes.values()}
+        return files | {sim.config_file: sim.config for sim in self.simulated.values()}
 
 
 def choose(backups: Mapping[str, str], hosts: Mapping[str, str | None]
-           ) -> tuple[dict[str, str], list[Problem], list[str]]:
-    """Which hosts become FRR routers: (host -> backup), the hosts refused with why, and
-    the hosts without a backup. hosts: every inventory host and its platform."""
+           ) -> tuple[dict[str, str], dict[str, str], list[Problem], list[str]]:
+    """Which hosts become FRR routers and which simulated devices (host -> backup each),
+    the hosts refused with why, and the hosts without a backup. hosts: every inventory
+    host and its platform."""
     chosen: dict[str, str] = {}
+    simulated: dict[str, str] = {}
     problems: list[Problem] = []
     without = []
     for host, platform in hosts.items():
@@ -108,19 +135,19 @@ def choose(backups: Mapping[str, str], hosts: Mapping[str, str | None]
         elif frrconf.is_frr(text):
             chosen[host] = text
         elif platform in SIMULATED_PLATFORMS:
-            problems.append(Problem(host, f"its backup is a {platform} config (not FRR's): "
-                                    "twins of the simulator's platforms are not yet supported"))
+            simulated[host] = text
         else:
             problems.append(Problem(host, f"platform {platform or 'unset'} has no twin "
-                                    "(runner builds FRR routers from FRR backups)"))
-    return chosen, problems, without
+                                    "(runner builds FRR routers from FRR backups and "
+                                    f"simulated devices of {', '.join(SIMULATED_PLATFORMS)})"))
+    return chosen, simulated, problems, without
 
 
 def build(name: str, subnet: ipaddress.IPv4Network, backups: Mapping[str, str],
           hosts: Mapping[str, str | None], topology: Topology | None = None) -> TwinPlan:
     """The twin of the inventory's hosts that have a backup. InputError when none has."""
-    chosen, problems, without = choose(backups, hosts)
-    if not chosen and not problems:
+    chosen, simulated, problems, without = choose(backups, hosts)
+    if not chosen and not simulated and not problems:
         raise InputError(f"no host of the inventory has a backup ({len(hosts)} hosts; "
                          f"backups of: {', '.join(sorted(backups)[:10]) or 'none'})",
                          field="--from-backups")
@@ -152,8 +179,12 @@ def build(name: str, subnet: ipaddress.IPv4Network, backups: Mapping[str, str],
     else:
         plan_links, stubs, more = _from_topology(topology, nodes)
         notes += more
+    sims = {}
+    for host, backup in simulated.items():
+        config, replaced = masks.unmask(backup)
+        sims[host] = SimNode(host, str(hosts[host]), backup, config, replaced)
     return TwinPlan(name, subnet, nodes, plan_links, stubs, topology is None, problems,
-                    notes, without)
+                    notes, without, sims)
 
 
 def _from_topology(topo: Topology, nodes: Mapping[str, TwinNode]

@@ -23,14 +23,15 @@ from runner.lab import hostcheck
 from runner.lab.backend import LabStatus
 from runner.lab.converge import RouterRouting, routing
 from runner.lab.impair import Impair
+from runner.lab.inventory import INVENTORY_DIR
 from runner.lab.kinds.frr import daemons_for
 from runner.lab.schema import NAME_RE
 from runner.lab.service import Labs
 from runner.lab.state import LabState
 from runner.lab.topology import FileAccess, Topology, load_topology
 from runner.lab.twin import inventory as twin_inventory
-from runner.lab.twin import masks
-from runner.lab.twin.plan import TwinPlan, build, pick_subnet, twin_dir
+from runner.lab.twin import masks, simulated
+from runner.lab.twin.plan import SIM_CONFIG_DIR, TwinPlan, build, pick_subnet, twin_dir
 from runner.redact import Redactor
 from runner.settings import Settings
 
@@ -74,6 +75,7 @@ class Report:
         return {
             "twin": plan.name, "backups": str(self.backups), "commit": self.commit,
             "subnet": str(plan.subnet), "nodes": list(plan.nodes),
+            "simulated": list(plan.simulated),
             "without_backup": plan.without_backup,
             "left_out": [{"host": p.host, "reason": p.reason} for p in plan.problems],
             "links_inferred": plan.inferred,
@@ -82,7 +84,7 @@ class Report:
             "stubs": {str(end): why for end, why in plan.stubs.items()},
             "notes": plan.notes,
             "secrets_replaced": [{"host": h, "line": r.line, "command": r.command}
-                                 for h, n in plan.nodes.items() for r in n.replaced],
+                                 for h, r in plan.replaced()],
             "lab_secret": masks.LAB_SECRET,
             "config_differs": {h: d for h, d in self.faithful.items() if d},
             "configs_equal": sorted(h for h, d in self.faithful.items() if not d),
@@ -164,6 +166,10 @@ class Twins:
             raise InputError(f"a lab named {name!r} is already up (from {other.plan.topology}); "
                              f"`runner twin down {name}` removes a twin, or choose another "
                              "--name", field="--name")
+        if simulated.running(self._dir(name)) is not None:
+            raise InputError(f"twin {name!r} is already up (its simulated devices serve); "
+                             f"`runner twin down {name}` removes it, or choose another "
+                             "--name", field="--name")
         meta: dict[str, Any] = {
             "name": name, "backups": str(backups.resolve()),
             "inventory": str(inventory.resolve()),
@@ -176,8 +182,9 @@ class Twins:
         shutil.rmtree(directory, ignore_errors=True)  # a twin that is not up: files only
         try:
             path = self._write(directory, plan, meta, commit)
-            status = self.labs.up(path)
-            inv = twin_inventory.write(Path(status.lab_dir), name, production)
+            status = self.labs.up(path) if plan.nodes else None
+            sim = simulated.start(directory) if plan.simulated else None
+            inv = self._inventory(directory, plan, production, status, sim)
         except BaseException:
             self._remove(name, directory)
             raise
@@ -196,9 +203,10 @@ class Twins:
             topo = load_topology(Path(meta["topology"]), files=FileAccess(read=False))
         plan = build(meta["name"], subnet, found,
                      {h: production.platform_of(h) for h in hosts}, topo)
-        if plan.problems and (not meta["skip_unfaithful"] or not plan.nodes):
+        left = bool(plan.nodes or plan.simulated)
+        if plan.problems and (not meta["skip_unfaithful"] or not left):
             lines = "\n  ".join(map(str, plan.problems))
-            hint = ("" if plan.nodes else " (no host left to build)") if \
+            hint = ("" if left else " (no host left to build)") if \
                 meta["skip_unfaithful"] else "; --skip-unfaithful builds the others"
             raise InputError(f"{len(plan.problems)} host(s) cannot be made faithful in the "
                              f"twin{hint}:\n  {lines}", field="--from-backups")
@@ -219,8 +227,17 @@ class Twins:
                                       encoding="utf-8")
         return path
 
+    def _inventory(self, directory: Path, plan: TwinPlan, production: FleetInventory,
+                   status: LabStatus | None, sim: dict[str, Any] | None) -> Path:
+        """The twin's inventory: in its lab's directory when it has routers."""
+        target = Path(status.lab_dir) / INVENTORY_DIR if status else directory / INVENTORY_DIR
+        return twin_inventory.write(
+            target, plan.name, production, lab=status is not None, sim=sim,
+            sim_platforms={h: n.platform for h, n in plan.simulated.items()})
+
     def _remove(self, name: str, directory: Path) -> None:
         """Take down what an interrupted up or sync built, then the twin's files."""
+        simulated.stop(directory)
         try:
             lab = self.labs.index.load_by_name(name)
         except LabNotFound:
@@ -234,9 +251,14 @@ class Twins:
     def _check(self, report: Report, wait: float | None) -> None:
         """Each router's running config against its backup; then routing, waited for up
         to `wait` seconds to converge (None: read once, not waited for)."""
-        lab = self.labs.index.load_by_name(report.plan.name)
-        report.faithful = self.compare(lab, report.plan)
-        routers = list(report.plan.nodes)
+        plan = report.plan
+        report.faithful = self.compare_simulated(plan)
+        if not plan.nodes:
+            report.converged = None
+            return
+        lab = self.labs.index.load_by_name(plan.name)
+        report.faithful = self.compare(lab, plan) | report.faithful
+        routers = list(plan.nodes)
         deadline = time.monotonic() + (wait or 0)
         while True:
             report.routing = [routing(self.labs, lab, r) for r in routers]
@@ -246,13 +268,23 @@ class Twins:
                 return
             time.sleep(1)
 
+    def compare_simulated(self, plan: TwinPlan) -> dict[str, str]:
+        """compare() for the simulated devices: the running config the simulator serves
+        for each (it builds the device from the config the same way)."""
+        redactor, volatile = _masker(), _volatile()
+        out = {}
+        for host, node in plan.simulated.items():
+            served = normalize(redactor.text(simulated.served_config(host, node.config)),
+                               volatile)
+            backup = normalize(node.backup, volatile)
+            out[host] = "" if served == backup else unified(backup, served,
+                                                            f"{host} backup vs twin")
+        return out
+
     def compare(self, lab: LabState, plan: TwinPlan) -> dict[str, str]:
         """host -> "" when its running config equals its backup (volatile lines dropped,
         the lab's secret value masked as the backup's were), else the unified diff."""
-        platform = platforms.get(_PLATFORM)
-        assert platform is not None
-        redactor = Redactor(values=[masks.LAB_SECRET], patterns=platform.secrets)
-        volatile = (*platform.volatile, *VOLATILE)
+        redactor, volatile = _masker(), _volatile()
         out = {}
         for host, node in plan.nodes.items():
             proc = self.labs.exec_in(lab, host, ["vtysh", "-c", "show running-config"],
@@ -280,40 +312,58 @@ class Twins:
 
     def sync(self, name: str, wait: float | None = 90) -> Report:
         """Reload the newest backups: routers whose backup changed are rebooted with it;
-        a change of the twin's shape (nodes, links, interfaces, daemons) rebuilds it."""
+        a change of the twin's shape (nodes, links, interfaces, daemons) rebuilds its lab;
+        the simulator is restarted when a simulated device's backup changed."""
         meta = self.meta(name)
         directory = self._dir(name)
-        lab = self.labs.index.load_by_name(name)
+        try:
+            lab: LabState | None = self.labs.index.load_by_name(name)
+        except LabNotFound:
+            lab = None
+        sim_up = simulated.running(directory) is not None
+        if lab is None and not sim_up:
+            raise LabNotFound(f"twin {name!r} is not up (its files are in {directory}; "
+                              f"`runner twin down {name}` removes them)")
         plan, commit, production = self._plan(meta, ipaddress.IPv4Network(meta["subnet"]))
         path = directory / f"{name}.clab.yml"
         report = Report(plan, commit, Path(meta["backups"]),
                         skipped=[p.host for p in plan.problems])
-        old_shape = path.read_text(encoding="utf-8") if path.exists() else ""
-        changed = [h for h, node in plan.nodes.items()
-                   if _read(directory / node.config_file) != node.config]
-        same_daemons = all(
-            sorted(lab.plan.nodes[h].daemons) == sorted(_daemons(plan, h))
-            for h in plan.nodes if h in lab.plan.nodes)
-        if old_shape == plan.topology_text() and same_daemons:
+        old_shape = _read(path) if lab is not None else None
+        changed = [h for h, text in plan.files().items() if _read(directory / h) != text]
+        routers = [h for h, n in plan.nodes.items() if n.config_file in changed]
+        sims_changed = any(n.config_file in changed for n in plan.simulated.values()) or \
+            sorted(p.name for p in (directory / SIM_CONFIG_DIR).glob("*.cfg")) != sorted(
+                Path(n.config_file).name for n in plan.simulated.values())
+        same = lab is not None and old_shape == plan.topology_text() and all(
+            sorted(lab.plan.nodes[h].daemons) == sorted(_daemons(plan, h)) for h in plan.nodes)
+        try:
+            if sims_changed:
+                simulated.stop(directory)
+                shutil.rmtree(directory / SIM_CONFIG_DIR, ignore_errors=True)
             self._write(directory, plan, meta, commit)
-            impair = Impair(self.labs)
-            for host in changed:
-                impair.stop(lab, host, None)
-                _install(lab.plan.node_dir(host) / "etc-frr" / "frr.conf",
-                         plan.nodes[host].config)
-                impair.start(lab, host, None)
-                report.restarted.append(host)
-        else:
-            self._write(directory, plan, meta, commit)
-            try:
+            if lab is not None and same:
+                impair = Impair(self.labs)
+                for host in routers:
+                    impair.stop(lab, host, None)
+                    _install(lab.plan.node_dir(host) / "etc-frr" / "frr.conf",
+                             plan.nodes[host].config)
+                    impair.start(lab, host, None)
+                    report.restarted.append(host)
+            elif plan.nodes:
                 self.labs.up(path, reconfigure=True)
-            except BaseException:
-                self._remove(name, directory)
-                raise
-            report.rebuilt = True
-        report.status = self.labs.status(name)[0]
-        report.inventory = twin_inventory.write(Path(report.status.lab_dir), name,
-                                                production)
+                report.rebuilt = True
+            elif lab is not None:
+                self.labs.backends.get(lab.backend).down(lab)
+                report.rebuilt = True
+            sim = simulated.running(directory)
+            if plan.simulated and sim is None:
+                sim = simulated.start(directory)
+                report.restarted += list(plan.simulated)
+        except BaseException:
+            self._remove(name, directory)
+            raise
+        report.status = self.labs.status(name)[0] if plan.nodes else None
+        report.inventory = self._inventory(directory, plan, production, report.status, sim)
         self._check(report, wait)
         return report
 
@@ -335,6 +385,20 @@ class Twins:
         return True
 
 
+
+
+def _masker() -> Redactor:
+    """Masks a twin's configs as the backups were masked: the lab value where a secret
+    was, and every secret line of the platform."""
+    platform = platforms.get(_PLATFORM)
+    assert platform is not None
+    return Redactor(values=[masks.LAB_SECRET], patterns=platform.secrets)
+
+
+def _volatile() -> tuple[re.Pattern[str], ...]:
+    platform = platforms.get(_PLATFORM)
+    assert platform is not None
+    return (*platform.volatile, *VOLATILE)
 
 
 def _read(path: Path) -> str | None:
