@@ -156,7 +156,10 @@ def sync(name: str, wait: float, as_json: bool) -> None:
         echo(f"the twin's shape changed (nodes, links, interfaces or daemons): rebuilt {name}")
     elif report.restarted:
         echo(f"restarted with their new backup: {', '.join(report.restarted)}")
-    else:
+    if report.sim_restarted:
+        echo(f"simulator restarted with the newest backups (changed: "
+             f"{', '.join(report.sim_restarted)})")
+    if not (report.rebuilt or report.restarted or report.sim_restarted):
         echo("no backup changed: the twin is as it was")
     _print_checks(report)
     _exit(report)

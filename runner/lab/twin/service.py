@@ -54,6 +54,7 @@ class Report:
     routing: list[RouterRouting] = field(default_factory=list)
     converged: bool | None = None  # None: not waited for
     restarted: list[str] = field(default_factory=list)  # sync: routers rebooted
+    sim_restarted: list[str] = field(default_factory=list)  # sync: simulated devices changed
     rebuilt: bool = False  # sync: the whole twin was built again
     inventory: Path | None = None
     skipped: list[str] = field(default_factory=list)  # unfaithful hosts left out
@@ -92,7 +93,7 @@ class Report:
                         for r in self.routing},
             "converged": self.converged, "peers_outside": self.outside(),
             "restarted": self.restarted,
-            "rebuilt": self.rebuilt,
+            "rebuilt": self.rebuilt, "sim_restarted": self.sim_restarted,
             "inventory": str(self.inventory) if self.inventory else None,
         }
 
@@ -358,7 +359,8 @@ class Twins:
             sim = simulated.running(directory)
             if plan.simulated and sim is None:
                 sim = simulated.start(directory)
-                report.restarted += list(plan.simulated)
+                report.sim_restarted = sorted(
+                    h for h, n in plan.simulated.items() if n.config_file in changed)
         except BaseException:
             self._remove(name, directory)
             raise
