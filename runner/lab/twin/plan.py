@@ -18,8 +18,8 @@ from runner.lab import rules
 from runner.lab.topology import Endpoint, Topology
 from runner.lab.twin import frrconf, links, masks
 
-# Platforms the fleet simulator speaks: a twin of such a host will be a simulated device
-# seeded with its backup (not built yet).
+# Platforms the fleet simulator speaks: a host of one whose backup is not FRR's becomes a
+# simulated device seeded with it.
 SIMULATED_PLATFORMS = ("cisco_ios", "cisco_iosxe")
 CONFIG_DIR = "configs"
 SIM_CONFIG_DIR = "sim-configs"  # what the twin's simulator serves: one <host>.cfg each
