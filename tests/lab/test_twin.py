@@ -18,12 +18,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from runner.inventory import platforms
 from runner.job.backups import BackupRepo
+from runner.job.diffing import normalize
 from runner.lab.converge import routing
 from runner.lab.service import Labs
+from runner.lab.sim.cli import Device
 from runner.lab.state import LabState
+from runner.lab.system import pid_alive
 from runner.lab.twin.masks import LAB_SECRET
-from runner.redact import MASK
+from runner.redact import MASK, Redactor
 from runner.settings import Settings
 from tests.support.jobs import run_job, shipped_job
 from tests.support.lab import RunningLab, leftovers, poll, practice_copy, runner, vtysh
@@ -222,14 +226,19 @@ def test_a_twin_cabled_by_production_topology_file(production: Production) -> No
 def test_what_cannot_be_faithful_is_refused_or_left_out_and_said(
         production: Production, tmp_path: Path) -> None:
     """A Junos router among the backups refuses the twin (nothing built); with
-    --skip-unfaithful the others are built and it is named; a BGP peer outside the twin
-    keeps routing from converging, and is said so (exit 1, the twin stays up)."""
+    --skip-unfaithful the others are built and it is named, an IOS switch served by the
+    twin's simulator beside the routers; a BGP peer outside the twin keeps routing from
+    converging, and is said so (exit 1, the twin stays up)."""
     configs = {n: (production.backups / f"{n}.cfg").read_text(encoding="utf-8")
                for n in ROUTERS}
     configs["r1"] = configs["r1"].replace(
         " neighbor 10.255.0.4 peer-group CORE\n",
         " neighbor 10.255.0.4 peer-group CORE\n neighbor 192.0.2.99 remote-as 65099\n")
     configs["mx1"] = "system {\n    host-name mx1;\n}\n"
+    platform = platforms.get("cisco_ios")
+    assert platform is not None
+    configs["sw1"] = normalize(Redactor(patterns=platform.secrets).text(
+        Device.default("sw1", 5).running_config()), platform.volatile)
     backups = tmp_path / "backups"
     BackupRepo(backups).commit(configs, "a backup with a switch")
     inventory = tmp_path / "inventory"
@@ -237,6 +246,7 @@ def test_what_cannot_be_faithful_is_refused_or_left_out_and_said(
     hosts = yaml.safe_load((inventory / "hosts.yaml").read_text(encoding="utf-8"))
     hosts["mx1"] = {"hostname": "192.0.2.1", "groups": ["routers"],
                     "platform": "juniper_junos"}
+    hosts["sw1"] = {"hostname": "192.0.2.2", "groups": ["routers"], "data": {"rack": 7}}
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
 
     refused = twin(tmp_path, "up", "--from-backups", str(backups), "-i", str(inventory),
@@ -256,8 +266,18 @@ def test_what_cannot_be_faithful_is_refused_or_left_out_and_said(
         assert sorted(plan.nodes) == ROUTERS
         assert "NOT FAITHFUL, left out (--skip-unfaithful):\n  mx1: platform " \
                "juniper_junos has no twin" in up.stdout
-        assert "running configs equal to their backups: 4/4" in up.stdout
+        assert "1 simulated device(s) (the fleet simulator, seeded with their backups; no " \
+               "links, no routing): sw1" in up.stdout
+        assert "running configs equal to their backups: 5/5" in up.stdout
         assert "r1: OSPF 2/2 full, BGP 3/4 established" in up.stdout
+        twin_hosts = yaml.safe_load(
+            (Path(plan.lab_dir) / "inventory" / "hosts.yaml").read_text(encoding="utf-8"))
+        assert sorted(twin_hosts) == [*ROUTERS, "sw1"]
+        assert twin_hosts["sw1"]["hostname"].startswith("127.77.")
+        assert twin_hosts["sw1"]["data"]["rack"] == 7
+        sim_pid = json.loads((tmp_path / ".runner" / "twins" / "twskip" / "sim" /
+                              "sim.json").read_text(encoding="utf-8"))["pid"]
+        assert pid_alive(sim_pid)
         assert "192.0.2.99: " in up.stdout and "(no twin router has this address)" in up.stdout
         assert "routing has NOT converged" in up.stdout
     finally:
@@ -265,3 +285,4 @@ def test_what_cannot_be_faithful_is_refused_or_left_out_and_said(
     assert down.returncode == 0, down.stderr
     assert plan is not None
     assert leftovers(plan) == []
+    assert not pid_alive(sim_pid)
