@@ -161,6 +161,10 @@ def test_a_twin_of_production_is_faithful_runs_jobs_syncs_and_leaves_nothing(
         for node in ROUTERS:
             assert (twin_backups / f"{node}.cfg").read_text(encoding="utf-8") == \
                 (production.backups / f"{node}.cfg").read_text(encoding="utf-8"), node
+        facts = run_job(workdir, shipped_job(workdir / "twinjob", "facts.yml"), inventory,
+                        expect=0)  # as docs/twin.md shows it
+        assert sorted((d["host"], d["status"]) for d in facts["devices"]) == [
+            (node, "ok") for node in ROUTERS]
 
         # a twin's name is taken while it is up: refused, nothing changed
         again = twin(workdir, "up", "--from-backups", str(production.backups), "-i",
