@@ -14,6 +14,7 @@ from tests.support.readme_commands import check, documented
 # said, the function behind it) with their own arguments.
 README = "tests/sim/test_readme.py"
 COVERAGE: dict[tuple[str, ...], list[str]] = {
+    (): ["tests/unit/test_startup.py (--help)", "tests/unit/test_cli_help.py"],
     ("lab", "sim"): [README, "tests/support/fleet.py"],
     ("run",): [README, "tests/lab/test_jobs.py", "tests/lab/test_safe_changes.py",
                "tests/sim/test_safe_changes.py (--rerun)", "tests/sim/test_celery.py (celery)",
