@@ -69,6 +69,8 @@ COMMANDS: Registry[LazyCommand] = Registry("command", lambda c: c.name, [
                 "seconds, its shards go to other workers)."),
     LazyCommand("lab", "runner.lab.commands", "Labs of emulated routers from containerlab "
                 "topology files."),
+    LazyCommand("twin", "runner.lab.twin.commands", "Twins: a lab copy of production built "
+                "from its config backups."),
     LazyCommand("db", _STORE, "The results and schedule database: its schema version, runs "
                 "kept in files."),
     LazyCommand("device", _STORE, "A device's whole story: its inventory facts (never a "

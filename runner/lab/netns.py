@@ -64,6 +64,15 @@ def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def stub_link_type() -> str:
+    """What a `type: dummy` link's interface is: a dummy interface, as containerlab makes
+    it; on a kernel that cannot load the dummy module (a container's), a bridge with no
+    ports, which is just as up (carrier on) and carries its addresses the same way."""
+    probe = subprocess.run(["unshare", "--net", "ip", "link", "add", "probe0", "type",
+                            "dummy"], capture_output=True, check=False)
+    return "dummy" if probe.returncode == 0 else "bridge"
+
+
 def _read_lines(path: Path) -> list[str]:
     try:
         return path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -208,6 +217,11 @@ class NamespaceBackend:
             mtu = f" mtu {link.mtu}" if link.mtu else ""
             cmds.append(f"link add {link.a_iface}{mtu} netns {link.a_netns} type veth "
                         f"peer name {link.b_iface}{mtu} netns {link.b_netns}")
+        stub_type = stub_link_type() if any(n.stubs for n in plan.nodes.values()) else ""
+        for node in plan.nodes.values():
+            for iface in node.stubs:
+                mtu = f" mtu {node.stub_mtu[iface]}" if iface in node.stub_mtu else ""
+                cmds.append(f"link add {iface}{mtu} netns {node.netns} type {stub_type}")
         ip_batch(cmds)
 
     def _launch(self, plan: LabPlan) -> None:

@@ -76,6 +76,10 @@ COVERAGE: dict[tuple[str, ...], list[str]] = {
     ("lab", "exercise", "start"): ["tests/lab/test_exercises.py"],
     ("lab", "exercise", "check"): ["tests/lab/test_exercises.py"],
     ("lab", "exercise", "solve"): ["tests/lab/test_exercises.py"],
+    ("twin", "up"): ["tests/lab/test_twin.py", "tests/sim/test_twin.py (simulated devices)",
+                     "tests/unit/test_twin.py (refusals: exit 2, nothing created)"],
+    ("twin", "sync"): ["tests/lab/test_twin.py", "tests/sim/test_twin.py"],
+    ("twin", "down"): ["tests/lab/test_twin.py", "tests/unit/test_twin.py (not up)"],
 }
 
 
