@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -77,6 +78,11 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
     freshness backups, and blackout windows (blackouts.yml in --jobs)."""
     if not jobs_dir.is_dir():
         raise InputError("jobs directory not found", path=jobs_dir)
+    # A stop asked while serve starts (its metrics may already answer) is kept and obeyed
+    # once the scheduler is up, a clean stop rather than death by the default handler.
+    early: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda got, _frame: early.append(got))
     notify = notify_targets(notify_urls, notify_on)
     logging.getLogger("runner").setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
@@ -92,7 +98,7 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
                           stop_grace=stop_grace, engine=engine, shard_size=shard_size,
                           settings=settings_of(ctx), notify=notify)
     listeners(scheduler, listen, syslog_at)
-    sys.exit(scheduler.serve())
+    sys.exit(scheduler.serve(early))
 
 
 def listeners(scheduler: Scheduler, listen: str | None, syslog_at: str | None) -> None:

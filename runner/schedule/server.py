@@ -436,9 +436,13 @@ class Scheduler:
             self.stopping.set()
         self.wake.set()
 
-    def serve(self) -> int:
+    def serve(self, pending: list[int] | None = None) -> int:
+        """Fire until SIGTERM/SIGINT (SIGHUP reloads); `pending`: signals that came while
+        the process started, obeyed now."""
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._signal)
+        for early in pending or ():
+            self._signal(early, None)
         log.info("runner serve: jobs from %s, store %s", self.jobs.path,
                  self.store.engine.url.render_as_string(hide_password=True))
         self.reload()
