@@ -46,8 +46,8 @@ def _secrets(prep: Prepared | None) -> Redactor:
     """Every platform's secret-line rules (a job's config lines may be for any of them) and,
     when the targets resolved, those devices' credentials as the inventory writes them
     (secret references are not read by the web server: nothing to mask)."""
-    patterns = {rule.pattern: rule for name in platforms.names()
-                for rule in getattr(platforms.get(name), "secrets", ())}
+    known_platforms = filter(None, map(platforms.get, platforms.names()))
+    patterns = {rule.pattern: rule for found in known_platforms for rule in found.secrets}
     if prep is None:
         return Redactor((), patterns.values())
     known, usernames = prep.inventory.credentials(prep.hosts, None)
