@@ -189,14 +189,29 @@ def slow_job(tmp_path: Path, sim: Fleet) -> tuple[Path, list[str]]:
     return job, slow
 
 
+def history(tmp_path: Path) -> list[dict[str, Any]]:
+    return list(json.loads(subprocess.run(runner(tmp_path, "history", "--json"),
+                                          capture_output=True, text=True,
+                                          check=True).stdout))
+
+
+def run_status(tmp_path: Path) -> str | None:
+    """The newest run's status; None before runner.db or its run row exists (the store is
+    created, and migrated, a moment before the run is recorded in it)."""
+    if not (tmp_path / "runner.db").exists():
+        return None
+    runs = history(tmp_path)
+    return str(runs[0]["status"]) if runs else None
+
+
 def stored(tmp_path: Path) -> tuple[dict[str, Any], list[tuple[str, str, str | None]]]:
-    history = json.loads(subprocess.run(runner(tmp_path, "history", "--json"),
-                                        capture_output=True, text=True, check=True).stdout)
+    runs = history(tmp_path)
+    assert runs, "no run recorded"
     db = sqlite3.connect(tmp_path / "runner.db")
     rows = db.execute("select host, status, error_class from devices where run_id = ?",
-                      (history[0]["run_id"],)).fetchall()
+                      (runs[0]["run_id"],)).fetchall()
     db.close()
-    return history[0], rows
+    return runs[0], rows
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
@@ -207,8 +222,7 @@ def test_a_run_killed_or_terminated_is_never_left_running(sim: Fleet, tmp_path: 
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, start_new_session=True)
     try:
-        wait_for(lambda: (tmp_path / "runner.db").exists() and stored(tmp_path)[0]["status"]
-                 == "running", 60, "the run to start")
+        wait_for(lambda: run_status(tmp_path) == "running", 60, "the run to start")
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
