@@ -1,0 +1,252 @@
+"""`runner lab sim` past one process's open-files limit: the fleet spread over several
+simulator processes behind one command, one inventory and one state file; stopped as one,
+a part that dies reported; what cannot be served refused before anything starts; running
+out of descriptors named as such."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+import yaml
+
+from runner.lab.sim.limits import FDS_PER_DEVICE, MAX_PROCESSES, RESERVE
+from runner.lab.sim.process import SimProcess
+from tests.support.base import free_port
+from tests.support.fleet import Fleet, FleetSpec, on_device, start_fleet
+from tests.support.jobs import run_job, write_job
+
+SHOW_JOB = {"driver": "asyncssh", "concurrency": 300,
+            "timeouts": {"connect": 60, "command": 30, "device": 120},
+            "steps": [{"name": "version", "command": "show version", "parse": "textfsm"},
+                      {"name": "config", "command": "show running-config"}]}
+SPREAD = FleetSpec(300, "127.150.0.1", faults=("refuse=3",), extra=("--per-process", "100"))
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def lab_sim(tmp_path: Path, *args: str, prefix: tuple[str, ...] = (),
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, sys.executable, "-m", "runner", "lab", "sim", "--dir",
+                           str(tmp_path / "sim"), "--port", str(free_port()), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def spread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with start_fleet(tmp_path_factory.mktemp("spread"), SPREAD) as fleet:
+        yield fleet
+
+
+def test_a_spread_fleet_is_one_fleet_every_device_answering(spread: Fleet,
+                                                            tmp_path: Path) -> None:
+    state = spread.sim.state
+    parts = state["processes"]
+    assert [(p["number"], p["devices"], p["first"], p["last"]) for p in parts] == [
+        (1, 100, "sim0001", "sim0100"), (2, 100, "sim0101", "sim0200"),
+        (3, 100, "sim0201", "sim0300")]
+    assert spread.sim.proc is not None and state["pid"] == spread.sim.proc.pid
+    pids = {p["pid"] for p in parts}
+    assert len(pids) == 3 and state["pid"] not in pids
+    for pid in pids:  # every part is the command's own child, in its process group
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        assert (int(stat[1]), int(stat[2])) == (state["pid"], os.getpgid(state["pid"]))
+    # one inventory and one known_hosts for every device, the usual layout
+    assert spread.hosts == [f"sim{i:04d}" for i in range(1, 301)]
+    hosts = yaml.safe_load((spread.inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    assert hosts["sim0255"]["hostname"] == "127.150.1.1"  # .255 and .0 skipped, as ever
+    assert len({h["port"] for h in hosts.values()}) == 1
+    known = (spread.inventory.parent / "known_hosts").read_text(encoding="utf-8")
+    assert len(known.splitlines()) == 300
+    assert len(spread.refusing) == 3 and state["devices"] == 300
+
+    job = write_job(tmp_path, "show", **SHOW_JOB)
+    result = run_job(tmp_path, job, spread.inventory, expect=1)  # the 3 refusing logins
+    devices = result["devices"]
+    assert [d["host"] for d in devices] == spread.hosts
+    for device in devices:
+        host = device["host"]
+        if host in spread.refusing:
+            assert (device["status"], device["error_class"]) == ("auth_failed", "AuthFailed")
+            continue
+        assert device["status"] == "ok", device
+        version = device["steps"][0]["parsed"][0]
+        assert version["hostname"] == host  # each device served by its own part, no other
+        assert version["serial"] == [f"9SIM{int(host[3:]):08d}"]
+    assert result["summary"]["ok"] == 297
+
+
+def test_sigterm_to_the_command_stops_every_part(tmp_path: Path) -> None:
+    sim = SimProcess(tmp_path / "sim", 120, address="127.151.0.1", port=free_port(),
+                     extra=("--per-process", "40"))
+    state = sim.start()
+    pids = [p["pid"] for p in state["processes"]]
+    assert len(pids) == 3 and all(alive(pid) for pid in pids)
+    sim.stop()
+    assert sim.proc is not None and sim.proc.returncode == 0, sim.errors()
+    assert not any(alive(pid) for pid in pids)
+    assert not (tmp_path / "sim" / "sim.json").exists()
+    assert "Traceback" not in sim.errors()
+
+
+@pytest.mark.parametrize("kill", ["process group", "command alone"])
+def test_a_killed_command_leaves_no_part_behind(tmp_path: Path, kill: str) -> None:
+    # SIGKILL gives the command no chance to stop its parts: killing its process group
+    # ends them with it; killing it alone closes their pipe from it, and they stop.
+    sim = SimProcess(tmp_path / "sim", 120, address="127.152.0.1", port=free_port(),
+                     extra=("--per-process", "40"), new_session=True)
+    state = sim.start()
+    pids = [p["pid"] for p in state["processes"]]
+    assert sim.proc is not None
+    if kill == "process group":
+        os.killpg(sim.proc.pid, signal.SIGKILL)
+    else:
+        sim.proc.kill()
+    sim.proc.wait(30)
+    wait_until(lambda: not any(alive(pid) for pid in pids), 30, "every part to end")
+
+
+def test_a_part_that_dies_is_reported_and_the_fleet_stopped(tmp_path: Path) -> None:
+    sim = SimProcess(tmp_path / "sim", 120, address="127.153.0.1", port=free_port(),
+                     extra=("--per-process", "40"))
+    state = sim.start()
+    try:
+        victim = state["processes"][1]
+        others = [p["pid"] for p in state["processes"] if p is not victim]
+        os.kill(victim["pid"], signal.SIGKILL)
+        assert sim.proc is not None
+        assert sim.proc.wait(60) == 1
+    finally:
+        sim.stop()
+    err = sim.errors()
+    assert (f"simulator process 2 of 3 (sim0041..sim0080), pid {victim['pid']}, 40 devices, "
+            f"was killed by SIGKILL: its devices no longer answer, so the whole fleet was "
+            f"stopped") in err, err
+    assert not any(alive(pid) for pid in others)
+    assert not (tmp_path / "sim" / "sim.json").exists()
+
+
+@pytest.mark.parametrize(("args", "limit", "expected"), [
+    # more processes than any fleet needs
+    (("--devices", "5000", "--per-process", "10"), None,
+     f"--devices: 5000 at 10 per process needs 500 simulator processes; at most "
+     f"{MAX_PROCESSES} are started (raise --per-process)"),
+    # more per process than the open-files limit allows
+    (("--devices", "300", "--per-process", "200"), 300,
+     f"--per-process: 200: a process may hold 300 open files (RLIMIT_NOFILE), which serves "
+     f"at most {(300 - RESERVE) // FDS_PER_DEVICE} devices per process"),
+    # a limit too low for even one device
+    (("--devices", "10"), RESERVE + 1,
+     f"a process may hold {RESERVE + 1} open files (RLIMIT_NOFILE): too few to serve even "
+     f"one simulated device"),
+    # a limit that needs more processes than are started
+    (("--devices", "100000"), 100,
+     f"100000 at {(100 - RESERVE) // FDS_PER_DEVICE} per process needs "
+     f"{-(-100000 // ((100 - RESERVE) // FDS_PER_DEVICE))} simulator processes"),
+    # loopback runs out
+    (("--devices", "300", "--address", "127.255.255.1"), None,
+     "--address: 127.255.255.1: 300 devices run past 127.255.255.254 (the simulator stays "
+     "on loopback; 254 fit from there)"),
+    (("--devices", "3", "--address", "10.0.0.1"), None,
+     "--address: 10.0.0.1: not a loopback address"),
+])
+def test_a_fleet_that_cannot_be_served_is_refused_before_anything_starts(
+        tmp_path: Path, args: tuple[str, ...], limit: int | None, expected: str) -> None:
+    prefix = ("prlimit", f"--nofile={limit}:{limit}", "--") if limit else ()
+    proc = lab_sim(tmp_path, "--address", "127.154.0.1", *args, prefix=prefix)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "sim").exists()  # nothing written, nothing started
+
+
+def test_a_privileged_port_is_refused_for_a_user_who_cannot_bind_it(tmp_path: Path) -> None:
+    start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text().strip())
+    if start == 0:
+        pytest.skip("every port is unprivileged on this machine")
+    user = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            "--inh-caps=-all") if os.geteuid() == 0 else ()
+    proc = lab_sim(tmp_path, "--devices", "3", "--address", "127.154.0.1", "--port",
+                   str(start - 1), prefix=user)
+    assert proc.returncode == 2, proc.stderr
+    assert f"--port: {start - 1}: ports below {start} need root here" in proc.stderr
+
+
+def test_out_of_descriptors_while_listening_names_the_limit(tmp_path: Path) -> None:
+    # A process that inherits open files has fewer left than its share assumes: the
+    # command says which limit it hit, with how many devices, not "another simulator?".
+    limit = 300
+    per_process = (limit - RESERVE) // FDS_PER_DEVICE
+    leaked = [os.open(os.devnull, os.O_RDONLY) for _ in range(200)]
+    try:
+        proc = subprocess.run(
+            ["prlimit", f"--nofile={limit}:{limit}", "--", sys.executable, "-m", "runner",
+             "lab", "sim", "--dir", str(tmp_path / "sim"), "--port", str(free_port()),
+             "--address", "127.155.0.1", "--devices", str(per_process)],
+            capture_output=True, text=True, timeout=60, check=False, pass_fds=leaked)
+    finally:
+        for fd in leaked:
+            os.close(fd)
+    assert proc.returncode == 1, proc.stderr
+    assert "Too many open files: a process may hold 300 open files (RLIMIT_NOFILE) and this " \
+        f"one was given {per_process} devices" in proc.stderr, proc.stderr
+    assert "another simulator" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "cannot listen for sim0" in proc.stderr
+
+
+def test_out_of_descriptors_while_serving_names_the_limit_and_recovers(
+        tmp_path: Path) -> None:
+    # More sessions at once than the share allows (a client opening many per device):
+    # the simulator says so, names the limit, and serves again once they close.
+    sim = SimProcess(tmp_path / "sim", 10, address="127.156.0.1", port=free_port(),
+                     open_files=150)
+    with sim:
+        hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
+        target = (hosts["sim0001"]["hostname"], hosts["sim0001"]["port"])
+        held: list[socket.socket] = []
+        try:
+            def exhausted() -> bool:
+                for _ in range(20):
+                    held.append(socket.create_connection(target, timeout=10))
+                return "accepting a login" in sim.errors()
+
+            wait_until(exhausted, 60, "the simulator to run out of descriptors")
+            err = sim.errors()
+            assert "runner lab sim: the simulator: Too many open files accepting a login: a " \
+                "process may hold 150 open files (RLIMIT_NOFILE), and this process serves " \
+                "10 devices (a listening socket each) with" in err, err
+            assert "Traceback" not in err
+        finally:
+            for sock in held:
+                sock.close()
+        # the sessions gone, logins are accepted again
+        wait_until(lambda: _answers(sim.inventory, "sim0002"), 60, "a login to succeed")
+
+
+def _answers(inventory: Path, host: str) -> bool:
+    try:
+        return "9SIM00000002" in on_device(inventory, host, "show version")
+    except (OSError, asyncssh.Error):
+        return False
