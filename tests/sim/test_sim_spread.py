@@ -98,17 +98,23 @@ def test_a_spread_fleet_is_one_fleet_every_device_answering(spread: Fleet,
     assert result["summary"]["ok"] == 297
 
 
-def test_sigterm_to_the_command_stops_every_part(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["SIGTERM to the command", "SIGTERM to the process group",
+                                 "Ctrl-C (SIGINT to the process group)"])
+def test_a_stopped_command_stops_every_part(tmp_path: Path, how: str) -> None:
     sim = SimProcess(tmp_path / "sim", 120, address="127.151.0.1", port=free_port(),
-                     extra=("--per-process", "40"))
+                     extra=("--per-process", "40"), new_session=True)
     state = sim.start()
     pids = [p["pid"] for p in state["processes"]]
     assert len(pids) == 3 and all(alive(pid) for pid in pids)
-    sim.stop()
-    assert sim.proc is not None and sim.proc.returncode == 0, sim.errors()
+    assert sim.proc is not None
+    if how == "SIGTERM to the command":
+        sim.proc.terminate()
+    else:
+        os.killpg(sim.proc.pid, signal.SIGINT if "SIGINT" in how else signal.SIGTERM)
+    assert sim.proc.wait(60) == 0, sim.errors()  # stopped as asked: no part called dead
     assert not any(alive(pid) for pid in pids)
     assert not (tmp_path / "sim" / "sim.json").exists()
-    assert "Traceback" not in sim.errors()
+    assert "Traceback" not in sim.errors() and "simulator process" not in sim.errors()
 
 
 @pytest.mark.parametrize("kill", ["process group", "command alone"])
@@ -125,7 +131,8 @@ def test_a_killed_command_leaves_no_part_behind(tmp_path: Path, kill: str) -> No
     else:
         sim.proc.kill()
     sim.proc.wait(30)
-    wait_until(lambda: not any(alive(pid) for pid in pids), 30, "every part to end")
+    assert all(pid in group(sim.proc.pid) or not alive(pid) for pid in pids)
+    wait_until(lambda: group(sim.proc.pid) == [], 30, "every part to end")
 
 
 def test_a_part_that_dies_is_reported_and_the_fleet_stopped(tmp_path: Path) -> None:
@@ -250,3 +257,40 @@ def _answers(inventory: Path, host: str) -> bool:
         return "9SIM00000002" in on_device(inventory, host, "show version")
     except (OSError, asyncssh.Error):
         return False
+
+
+def test_a_part_that_cannot_listen_stops_the_start_saying_why(tmp_path: Path) -> None:
+    # Something else already listens on sim0050's address and port (in the second part).
+    port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.157.0.50", port))
+        squatter.listen()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "lab", "sim", "--dir", str(tmp_path / "sim"),
+             "--devices", "120", "--per-process", "40", "--address", "127.157.0.1",
+             "--port", str(port)], stderr=subprocess.PIPE, text=True,
+            start_new_session=True)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert (f"runner lab sim: process 2 of 3 (sim0041..sim0080): cannot listen for sim0050 "
+            f"on 127.157.0.50:{port}: Address already in use (another simulator or service "
+            f"on the same --address/--port?)") in err, err
+    assert "simulator process 2 of 3 (sim0041..sim0080), pid " in err
+    assert "40 devices, exited with status 1 before it listened" in err
+    assert "so the fleet was not started" in err and "Traceback" not in err
+    assert not (tmp_path / "sim" / "sim.json").exists()
+    assert group(proc.pid) == []  # none of its parts is left
+
+
+def group(pgid: int) -> list[int]:
+    """The live processes of a process group."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[2]) == pgid and stat[0] != "Z":
+                members.append(int(entry.name))
+    return members

@@ -17,7 +17,6 @@ import asyncssh
 import yaml
 
 from runner.errors import InputError
-from runner.lab.sim.cli import Device
 from runner.lab.sim.server import FAULTS, FleetConfig, SimDevice
 
 _DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -108,12 +107,12 @@ def build(count: int, address: str, port: int, faults: dict[str, float], seed: i
 
 def serving(slots: list[Slot], username: str, password: str, slow_delay: float,
             enable_secret: str | None = None) -> FleetConfig:
-    """The devices of `slots`, each with its default configuration, ready to serve."""
+    """The devices of `slots`, ready to serve (each gets its default configuration at its
+    first login)."""
     fleet = FleetConfig(username=username, password=password, slow_delay=slow_delay,
                         enable_secret=enable_secret)
-    fleet.devices = [SimDevice(name=s.name, address=s.address, port=s.port,
-                               device=Device.default(s.name, s.index), fault=s.fault)
-                     for s in slots]
+    fleet.devices = [SimDevice(name=s.name, address=s.address, port=s.port, index=s.index,
+                               fault=s.fault) for s in slots]
     return fleet
 
 

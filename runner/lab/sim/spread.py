@@ -46,8 +46,11 @@ class _Part:
         pid = self.proc.pid if self.proc else "?"
         how = (f"was killed by {signal.Signals(-code).name}" if code < 0
                else f"exited with status {code}")
-        when = "" if self.state else " before it listened"
-        return (f"simulator {self.label}, pid {pid}, {len(self.slots)} devices, {how}{when}: "
+        if self.state is None:
+            return (f"simulator {self.label}, pid {pid}, {len(self.slots)} devices, {how} "
+                    f"before it listened (its own message, if any, is above), so the fleet "
+                    f"was not started")
+        return (f"simulator {self.label}, pid {pid}, {len(self.slots)} devices, {how}: "
                 f"its devices no longer answer, so the whole fleet was stopped")
 
 
@@ -82,8 +85,10 @@ async def run_spread(directory: Path, slots: list[fleet_files.Slot], parts: list
             state_file = write_state(directory, state)
             on_ready(state)
             await asyncio.wait(waits[1:], return_when=asyncio.FIRST_COMPLETED)
-        everyone.cancel()
-        halted.cancel()
+        for waiter in (everyone, halted):
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
     finally:
         stopping[0] = True
         await _stop_all(members)
