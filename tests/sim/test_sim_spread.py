@@ -117,6 +117,16 @@ def test_a_stopped_command_stops_every_part(tmp_path: Path, how: str) -> None:
     assert "Traceback" not in sim.errors() and "simulator process" not in sim.errors()
 
 
+def test_the_soft_limit_is_raised_to_the_hard_one_first(tmp_path: Path) -> None:
+    # 300 devices need ~370 descriptors: past the soft limit, within the hard one.
+    with SimProcess(tmp_path / "sim", 300, address="127.158.0.1", port=free_port(),
+                    open_files=(200, 1000)) as sim:
+        assert sim.state["open_files"] == 1000
+        assert len(sim.state["processes"]) == 1  # one process, as any small fleet
+        assert _answers(sim.inventory, "sim0002")
+        assert "9SIM00000300" in on_device(sim.inventory, "sim0300", "show version")
+
+
 @pytest.mark.parametrize("kill", ["process group", "command alone"])
 def test_a_killed_command_leaves_no_part_behind(tmp_path: Path, kill: str) -> None:
     # SIGKILL gives the command no chance to stop its parts: killing its process group

@@ -118,12 +118,14 @@ async def run(directory: Path, fleet: FleetConfig,
 class SimProcess:
     """`runner lab sim` as a child process; a context manager that always stops it. Its
     stderr goes to DIR.stderr (read it with `errors()`): a pipe nobody drains could fill and
-    stall it. `open_files` lowers its RLIMIT_NOFILE, as on a machine with that limit."""
+    stall it. `open_files` lowers its RLIMIT_NOFILE (both, or (soft, hard)), as on a
+    machine with that limit."""
 
     def __init__(self, directory: Path, devices: int, *, address: str = "127.100.0.1",
                  port: int = 2022, faults: Sequence[str] = (), slow_delay: float = 2.0,
                  password: str | None = None, cpus: str | None = None,
-                 extra: Sequence[str] = (), open_files: int | None = None,
+                 extra: Sequence[str] = (),
+                 open_files: int | tuple[int, int] | None = None,
                  new_session: bool = False) -> None:
         self.directory = directory
         self.stderr_path = directory.with_name(directory.name + ".stderr")
@@ -136,7 +138,8 @@ class SimProcess:
         if cpus is not None:
             args = ["taskset", "-c", cpus, *args]
         if open_files is not None:
-            args = ["prlimit", f"--nofile={open_files}:{open_files}", "--", *args]
+            soft, hard = open_files if isinstance(open_files, tuple) else (open_files,) * 2
+            args = ["prlimit", f"--nofile={soft}:{hard}", "--", *args]
         self.args = args
         self.env = {**os.environ, **({"RUNNER_SIM_PASSWORD": password} if password else {})}
         self.proc: subprocess.Popen[bytes] | None = None
