@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -155,6 +156,7 @@ def main() -> None:
         errors = sim.errors().strip()
         if errors:
             print("simulator stderr:\n" + errors[-3000:])
+        shutil.rmtree(work, ignore_errors=True)  # its inventory holds the password
 
 
 def report(sim: SimProcess, state: dict[str, Any], ready_s: float, do_sweep: bool) -> None:
