@@ -56,12 +56,12 @@ def _mask(match: re.Match[str]) -> str:
 SECRET_KEY = re.compile(r"(?i)^[\w-]*(?:pass(?:word|wd|phrase)?|secret|community|"
                         r"key[-_]?string|psk|pre[-_]?shared[-_]?key|"
                         r"auth(?:entication)?[-_]?key|private[-_]?key|token|credentials?)$")
-_KEY_VALUE_WORDS = ("pass", "secret", "key")  # one of them is in every _KEY_VALUE match
+_KEY_VALUE_WORDS = ("pass", "secret", "key", "token")  # one is in every _KEY_VALUE match
 # `"password": "x"`, `secret=x` in text a device or a library printed (not `community`:
 # BGP output is full of public `Community: 65000:1`).
 _KEY_VALUE = re.compile(
     r"(?P<keep>(?<![\w.-])(?P<q>[\"']?)(?i:[\w-]*(?:password|passwd|secret|"
-    r"key-?string|pre-?shared-?key|auth-?key|private-?key))(?P=q)[ \t]*[:=][ \t]*)"
+    r"key-?string|pre-?shared-?key|auth-?key|private-?key|token))(?P=q)[ \t]*[:=][ \t]*)"
     r"(?P<secret>\"[^\"\n]*\"|'[^'\n]*'|[^\s,;}\]]+)")
 
 
@@ -178,7 +178,7 @@ def _probes(rules: list[tuple[frozenset[str], ...]]
                                              -len({prefix(w) for w in g} & _COMMON)))
     probes: list[tuple[str, re.Pattern[str] | None]] = [
         (prefix(w), re.compile(keyword(w))) for w in sorted(words)]
-    return probes + [(k, None) for k in ("passw", "passphrase", "secret", "key")]
+    return probes + [(k, None) for k in ("passw", "passphrase", "secret", "key", "token")]
 
 
 def _quoted_mask(value: str) -> str:

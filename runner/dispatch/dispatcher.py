@@ -91,6 +91,7 @@ class CeleryExecutor:
         self.pending: dict[str, Shard] = {}
         self.cancelling = False
         self._streamed = 0  # how much of the run's finished list has been read
+        self._began = 0  # how much of the run's began list has been read
         self._warned = 0.0
 
     def __enter__(self) -> CeleryExecutor:
@@ -166,8 +167,14 @@ class CeleryExecutor:
             time.sleep(POLL_S)
 
     def _stream(self, sink: RecordSink) -> None:
-        """Records of devices finished since the last look, as workers finish them (live
-        progress, and the database written while shards still run)."""
+        """Devices begun and records of devices finished since the last look, as workers
+        begin and finish them (live progress, the devices in progress with their start
+        as seen here, and the database written while shards still run)."""
+        began = [str(h) for h in self.client.lrange(self.keys.began, self._began, -1)]
+        if began:
+            self._began += len(began)
+            for host in sink.missing(began):
+                sink.started(host)
         hosts = [str(h) for h in self.client.lrange(self.keys.finished, self._streamed, -1)]
         if not hosts:
             return

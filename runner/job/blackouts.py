@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -58,22 +58,8 @@ class BlackoutWindow(_Model):
         "Hold only runs that change config (jobs with a config step, not dry runs): "
         "backups, audits and previews go on (a change freeze rather than an outage)."))
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone such as "
-                             "Europe/Amsterdam") from None
-        return value
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None:
-            _t.CronSchedule(value, ZoneInfo("UTC"))  # raises ValueError naming the field
-        return value
+    _zone = field_validator("timezone")(_t.checked_zone)
+    _cron = field_validator("cron")(_t.checked_cron)
 
     @field_validator("duration")
     @classmethod

@@ -5,28 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from runner.cli_common import ALL_DEVICES, echo, engine_option, results_store, settings_of
 from runner.errors import InputError, RecordsNotStored, RunnerError
-from runner.job.load import load_job
 from runner.job.output import Progress, account_lines, diffs, run_table, table
-from runner.job.run import (
-    RunOptions,
-    blackout_override,
-    check_job,
-    check_override,
-    check_secret_files,
-    execute,
-    prepare,
-    rerun_targets,
-)
-from runner.job.spec import json_schema
-from runner.records import RunResult
-from runner.store.queries import RunFilter, run_document, run_links, run_rows
-from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, EngineChoice
+
+# What a command needs beyond its options is imported as it runs: `runner run --help` and
+# `runner validate` load no database, Celery or Redis (tests/unit/test_startup.py).
+if TYPE_CHECKING:
+    from runner.records import RunResult
+    from runner.store.results import ResultsStore
 
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
 OVERRIDE_BLACKOUT = click.option(
@@ -91,6 +83,15 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
     Inside a blackout window (blackouts.yml beside the job file) it is refused with exit 2
     naming the window, unless --override-blackout REASON (recorded)."""
     from runner.job.approval import gate, override, who
+    from runner.job.load import load_job
+    from runner.job.run import (
+        RunOptions,
+        blackout_override,
+        check_override,
+        execute,
+        prepare,
+        rerun_targets,
+    )
 
     store = _store(ctx)
     only = None
@@ -142,6 +143,8 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
 def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool,
           store: ResultsStore | None = None) -> None:
     if as_json:
+        from runner.store.queries import run_document, run_links
+
         document = run_result.to_json()
         if store is not None:  # as `runner show --json`: with its status and who did what
             try:
@@ -172,7 +175,8 @@ def validate(ctx: click.Context, job_files: tuple[Path, ...], templates: Path,
     directory (an unknown parent or a workflow cycle is an error at its line). Exit 2 when
     one is invalid."""
     from runner.job.blackouts import is_calendar, read_calendar
-    from runner.job.load import load_dir
+    from runner.job.load import load_dir, load_job
+    from runner.job.run import check_job, check_secret_files, prepare
 
     failed = False
     graphs: dict[Path, dict[Path, InputError]] = {}
@@ -209,6 +213,8 @@ def schema(kind: str) -> None:
     blackout windows beside the job files), of the inventory's hosts.yaml and groups.yaml
     (and containerlab's flat file), or of its defaults.yaml."""
     if kind == "job":
+        from runner.job.spec import json_schema
+
         echo(json.dumps(json_schema(), indent=2))
         return
     if kind == "blackouts":
@@ -231,6 +237,8 @@ def schema(kind: str) -> None:
 def history(ctx: click.Context, limit: int, job: str | None, workflow: str | None,
             as_json: bool) -> None:
     """List recent runs."""
+    from runner.store.queries import RunFilter, run_rows
+
     rows = run_rows(_store(ctx), RunFilter(job=job, workflow=workflow), limit)
     if as_json:
         echo(json.dumps(rows, indent=2, default=str))
@@ -257,6 +265,8 @@ def history(ctx: click.Context, limit: int, job: str | None, workflow: str | Non
 def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
          as_json: bool, show_all: bool) -> None:
     """Show one run (a unique prefix of its id is enough)."""
+    from runner.store.queries import run_document, run_links
+
     row, run_result = _store(ctx).get_run(run_id)
     if failed:
         run_result.devices = [d for d in run_result.devices if not d.status.success]
@@ -315,6 +325,7 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     preview is skipped (ConfigDrift). Exit codes as `runner run`."""
     from runner.job.approval import approve as carry_out
     from runner.job.approval import who
+    from runner.job.run import RunOptions, blackout_override
 
     store = _store(ctx)
     _, preview = store.get_run(run_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -67,22 +67,8 @@ class ScheduleSpec(BaseModel):
         "An occurrence due inside a blackout window: skip it (recorded as skipped: "
         "blackout NAME), or defer it to the window's end (one run, however many were due)."))
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone such as "
-                             "Europe/Amsterdam") from None
-        return value
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None:
-            _t.CronSchedule(value, ZoneInfo("UTC"))  # raises ValueError naming the bad field
-        return value
+    _zone = field_validator("timezone")(_t.checked_zone)
+    _cron = field_validator("cron")(_t.checked_cron)
 
     @field_validator("interval")
     @classmethod

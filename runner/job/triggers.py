@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:  # APScheduler loads when a schedule is computed, not with every job file
     from apscheduler.triggers.cron import CronTrigger
@@ -243,3 +243,20 @@ def parse_interval(text: str) -> float:
     if not parts or "".join(f"{n}{u}" for n, u in parts) != re.sub(r"\s", "", text.lower()):
         raise ValueError(f"{text!r} is not an interval like 30s, 5m, 2h, 1d or 1h30m")
     return sum(float(n) * UNITS[u] for n, u in parts)
+
+
+def checked_zone(value: str) -> str:
+    """A `timezone:` field's value, if it names an IANA zone (pydantic names the field)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone such as "
+                         "Europe/Amsterdam") from None
+    return value
+
+
+def checked_cron(value: str | None) -> str | None:
+    """A `cron:` field's value, if it parses (ValueError naming the bad part otherwise)."""
+    if value is not None:
+        CronSchedule(value, ZoneInfo("UTC"))
+    return value

@@ -190,9 +190,13 @@ def wait(lab_ref: str, timeout: float) -> None:
 @click.option("--enable-secret", envvar="RUNNER_SIM_ENABLE_SECRET", default=None,
               help="Logins land in user exec (>) and `enable` asks for this secret "
                    "(env RUNNER_SIM_ENABLE_SECRET); written to the inventory as `secret`.")
+@click.option("--configs", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Seed the devices from a directory of <name>.cfg files (a backup "
+                   "repository's, or a twin's): one device per file, named after it, with "
+                   "that running config; --devices, --fault and --seed do not apply.")
 def sim(devices: int, directory: Path, address: str, port: int, per_process: int | None,
         faults: tuple[str, ...], slow_delay: float, seed: int, username: str,
-        password: str | None, enable_secret: str | None) -> None:
+        password: str | None, enable_secret: str | None, configs: Path | None) -> None:
     """Serve N simulated IOS-style devices over SSH on loopback, until Ctrl-C.
 
     For fleets larger than the FRR lab can hold: each device has its own address,
@@ -209,10 +213,17 @@ def sim(devices: int, directory: Path, address: str, port: int, per_process: int
     from runner.lab.sim.server import FleetConfig
 
     # Everything is checked before a single process starts.
-    slots = fleet_files.layout(devices, address, port, fleet_files.parse_faults(faults), seed)
+    if configs is not None:
+        if faults:
+            raise click.BadParameter("faults are not injected into a seeded fleet",
+                                     param_hint="--fault")
+        slots = fleet_files.seeded_layout(fleet_files.read_configs(configs), address, port)
+    else:
+        slots = fleet_files.layout(devices, address, port, fleet_files.parse_faults(faults),
+                                   seed)
     limits.check_port(port)
     budget = limits.open_files_budget()
-    parts = limits.spread(devices, per_process, budget)
+    parts = limits.spread(len(slots), per_process, budget)
     creds = FleetConfig(username=username, password=password or secrets.token_urlsafe(12),
                         slow_delay=slow_delay, enable_secret=enable_secret)
 

@@ -1,7 +1,8 @@
 """`runner lab sim` past one process's open-files limit: the fleet spread over several
 simulator processes behind one command, one inventory and one state file; stopped as one,
 a part that dies reported; what cannot be served refused before anything starts; running
-out of descriptors named as such."""
+out of descriptors named as such; a fleet seeded with configs (--configs) spread the same
+way, each device served its own config by whichever process serves it."""
 
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ import pytest
 import yaml
 
 from runner.lab.sim.limits import FDS_PER_DEVICE, MAX_PROCESSES, RESERVE
-from runner.lab.sim.process import SimProcess
 from tests.support.base import free_port
-from tests.support.fleet import Fleet, FleetSpec, on_device, start_fleet
+from tests.support.fleet import Fleet, FleetSpec, on_device, sim_process, start_fleet
 from tests.support.jobs import run_job, write_job
 
 SHOW_JOB = {"driver": "asyncssh", "concurrency": 300,
@@ -101,17 +101,16 @@ def test_a_spread_fleet_is_one_fleet_every_device_answering(spread: Fleet,
 @pytest.mark.parametrize("how", ["SIGTERM to the command", "SIGTERM to the process group",
                                  "Ctrl-C (SIGINT to the process group)"])
 def test_a_stopped_command_stops_every_part(tmp_path: Path, how: str) -> None:
-    sim = SimProcess(tmp_path / "sim", 120, address="127.151.0.1", port=free_port(),
-                     extra=("--per-process", "40"), new_session=True)
-    state = sim.start()
-    pids = [p["pid"] for p in state["processes"]]
-    assert len(pids) == 3 and all(alive(pid) for pid in pids)
-    assert sim.proc is not None
-    if how == "SIGTERM to the command":
-        sim.proc.terminate()
-    else:
-        os.killpg(sim.proc.pid, signal.SIGINT if "SIGINT" in how else signal.SIGTERM)
-    assert sim.proc.wait(60) == 0, sim.errors()  # stopped as asked: no part called dead
+    with sim_process(tmp_path, FleetSpec(120, "127.151.0.1", extra=("--per-process", "40"),
+                                         new_session=True)) as sim:
+        pids = [p["pid"] for p in sim.state["processes"]]
+        assert len(pids) == 3 and all(alive(pid) for pid in pids)
+        assert sim.proc is not None
+        if how == "SIGTERM to the command":
+            sim.proc.terminate()
+        else:
+            os.killpg(sim.proc.pid, signal.SIGINT if "SIGINT" in how else signal.SIGTERM)
+        assert sim.proc.wait(60) == 0, sim.errors()  # stopped as asked: no part called dead
     assert not any(alive(pid) for pid in pids)
     assert not (tmp_path / "sim" / "sim.json").exists()
     assert "Traceback" not in sim.errors() and "simulator process" not in sim.errors()
@@ -119,8 +118,8 @@ def test_a_stopped_command_stops_every_part(tmp_path: Path, how: str) -> None:
 
 def test_the_soft_limit_is_raised_to_the_hard_one_first(tmp_path: Path) -> None:
     # 300 devices need ~370 descriptors: past the soft limit, within the hard one.
-    with SimProcess(tmp_path / "sim", 300, address="127.158.0.1", port=free_port(),
-                    open_files=(200, 1000)) as sim:
+    with start_fleet(tmp_path, FleetSpec(300, "127.158.0.1", open_files=(200, 1000))) as fleet:
+        sim = fleet.sim
         assert sim.state["open_files"] == 1000
         assert len(sim.state["processes"]) == 1  # one process, as any small fleet
         assert _answers(sim.inventory, "sim0002")
@@ -131,32 +130,28 @@ def test_the_soft_limit_is_raised_to_the_hard_one_first(tmp_path: Path) -> None:
 def test_a_killed_command_leaves_no_part_behind(tmp_path: Path, kill: str) -> None:
     # SIGKILL gives the command no chance to stop its parts: killing its process group
     # ends them with it; killing it alone closes their pipe from it, and they stop.
-    sim = SimProcess(tmp_path / "sim", 120, address="127.152.0.1", port=free_port(),
-                     extra=("--per-process", "40"), new_session=True)
-    state = sim.start()
-    pids = [p["pid"] for p in state["processes"]]
-    assert sim.proc is not None
-    if kill == "process group":
-        os.killpg(sim.proc.pid, signal.SIGKILL)
-    else:
-        sim.proc.kill()
-    sim.proc.wait(30)
+    with sim_process(tmp_path, FleetSpec(120, "127.152.0.1", extra=("--per-process", "40"),
+                                         new_session=True)) as sim:
+        pids = [p["pid"] for p in sim.state["processes"]]
+        assert sim.proc is not None
+        if kill == "process group":
+            os.killpg(sim.proc.pid, signal.SIGKILL)
+        else:
+            sim.proc.kill()
+        sim.proc.wait(30)
     assert all(pid in group(sim.proc.pid) or not alive(pid) for pid in pids)
     wait_until(lambda: group(sim.proc.pid) == [], 30, "every part to end")
 
 
 def test_a_part_that_dies_is_reported_and_the_fleet_stopped(tmp_path: Path) -> None:
-    sim = SimProcess(tmp_path / "sim", 120, address="127.153.0.1", port=free_port(),
-                     extra=("--per-process", "40"))
-    state = sim.start()
-    try:
+    with sim_process(tmp_path, FleetSpec(120, "127.153.0.1",
+                                         extra=("--per-process", "40"))) as sim:
+        state = sim.state
         victim = state["processes"][1]
         others = [p["pid"] for p in state["processes"] if p is not victim]
         os.kill(victim["pid"], signal.SIGKILL)
         assert sim.proc is not None
         assert sim.proc.wait(60) == 1
-    finally:
-        sim.stop()
     err = sim.errors()
     assert (f"simulator process 2 of 3 (sim0041..sim0080), pid {victim['pid']}, 40 devices, "
             f"was killed by SIGKILL: its devices no longer answer, so the whole fleet was "
@@ -237,9 +232,8 @@ def test_out_of_descriptors_while_serving_names_the_limit_and_recovers(
         tmp_path: Path) -> None:
     # More sessions at once than the share allows (a client opening many per device):
     # the simulator says so, names the limit, and serves again once they close.
-    sim = SimProcess(tmp_path / "sim", 10, address="127.156.0.1", port=free_port(),
-                     open_files=150)
-    with sim:
+    with start_fleet(tmp_path, FleetSpec(10, "127.156.0.1", open_files=150)) as fleet:
+        sim = fleet.sim
         hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
         target = (hosts["sim0001"]["hostname"], hosts["sim0001"]["port"])
         held: list[socket.socket] = []
@@ -290,6 +284,92 @@ def test_a_part_that_cannot_listen_stops_the_start_saying_why(tmp_path: Path) ->
     assert "so the fleet was not started" in err and "Traceback" not in err
     assert not (tmp_path / "sim" / "sim.json").exists()
     assert group(proc.pid) == []  # none of its parts is left
+
+
+SEEDED = ("core-a", "core-b", "dist1.dc1", "edge-1", "edge-2", "wan-9")  # sorted: files' order
+
+
+def seeded_config(i: int, name: str) -> str:
+    """A backup-like config of its own for device `name`, as IOS prints it."""
+    return "\n".join(["!", f"hostname {name}", "!", "interface Loopback0",
+                      f" description seeded {name}", f" ip address 10.9.0.{i} 255.255.255.255",
+                      "!", f"ntp server 192.0.2.{i}", "!", f"snmp-server location rack-{i}",
+                      "!", "end"])
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> Path:
+    directory = tmp_path / "configs"
+    directory.mkdir()
+    for i, name in enumerate(SEEDED, 1):
+        (directory / f"{name}.cfg").write_text(seeded_config(i, name), encoding="utf-8")
+    return directory
+
+
+def test_a_seeded_fleet_spread_over_processes_serves_each_device_its_own_config(
+        tmp_path: Path, configs: Path) -> None:
+    spec = FleetSpec(6, "127.159.0.1", extra=("--configs", str(configs), "--per-process", "2"))
+    with start_fleet(tmp_path, spec) as fleet:
+        state = fleet.sim.state
+        # three processes of two devices each, named after the files, in their order
+        assert [(p["number"], p["devices"], p["first"], p["last"])
+                for p in state["processes"]] == [
+            (1, 2, "core-a", "core-b"), (2, 2, "dist1.dc1", "edge-1"), (3, 2, "edge-2", "wan-9")]
+        assert len({p["pid"] for p in state["processes"]}) == 3
+        assert fleet.hosts == list(SEEDED) and state["faults"] == {}
+        assert [fleet.entries[h]["hostname"] for h in SEEDED] == [
+            f"127.159.0.{i}" for i in range(1, 7)]
+        # over SSH as any client (host key checked): each device's running config is its file
+        for i, name in enumerate(SEEDED, 1):
+            served = fleet.run_on(name, "show running-config").rstrip()
+            head, body = served.split("\n", 3)[:3], served.split("\n", 3)[3]
+            assert head[0] == "Building configuration..." and body == seeded_config(i, name)
+        # through runner: every device answers as itself, with its own config and serial
+        job = write_job(tmp_path, "show", **SHOW_JOB)
+        result = run_job(tmp_path, job, fleet.inventory, expect=0)
+        assert [d["host"] for d in result["devices"]] == list(SEEDED)
+        for i, device in enumerate(result["devices"], 1):
+            name = device["host"]
+            assert device["status"] == "ok", device
+            version = device["steps"][0]["parsed"][0]
+            assert version["hostname"] == name and version["serial"] == [f"9SIM{i:08d}"]
+            output = device["steps"][1]["output"]
+            assert f"ntp server 192.0.2.{i}\n" in output
+            assert f" description seeded {name}\n" in output
+            others = [f"seeded {other}\n" for other in SEEDED if other != name]
+            assert not any(other in output for other in others)
+
+
+@pytest.mark.parametrize(("args", "limit", "expected"), [
+    (("--fault", "slow=1"), None,
+     "--fault: faults are not injected into a seeded fleet"),
+    (("--address", "127.255.255.253"), None,
+     "--address: 127.255.255.253: 6 devices run past 127.255.255.254 (the simulator stays "
+     "on loopback; 2 fit from there)"),
+    (("--per-process", "200"), 300,
+     f"--per-process: 200: a process may hold 300 open files (RLIMIT_NOFILE), which serves "
+     f"at most {(300 - RESERVE) // FDS_PER_DEVICE} devices per process"),
+])
+def test_a_seeded_fleet_that_cannot_be_served_is_refused_before_anything_starts(
+        tmp_path: Path, configs: Path, args: tuple[str, ...], limit: int | None,
+        expected: str) -> None:
+    prefix = ("prlimit", f"--nofile={limit}:{limit}", "--") if limit else ()
+    proc = lab_sim(tmp_path, "--address", "127.154.0.1", "--configs", str(configs), *args,
+                   prefix=prefix)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "sim").exists()  # nothing written, nothing started
+
+
+def test_a_configs_directory_without_configs_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a config\n", encoding="utf-8")
+    proc = lab_sim(tmp_path, "--address", "127.154.0.1", "--configs", str(empty))
+    assert proc.returncode == 2, proc.stderr
+    assert f"--configs: {empty}: no <name>.cfg files in it" in proc.stderr, proc.stderr
+    assert not (tmp_path / "sim").exists()
 
 
 def group(pgid: int) -> list[int]:

@@ -1,10 +1,12 @@
 """Run control on its own (runner/execution/control): the worker payload codec, the names
 both sides of the broker read, process liveness and reap against a real database, the
-run's heartbeat and cancel requests, a shard's stop rule and the heartbeats in a real
-Redis. The engines that use them are tested against the simulator in tests/sim."""
+run's heartbeat and cancel requests, a shard's stop rule, the heartbeats and a device's lease in a
+real Redis. The engines that use them are tested against the simulator in tests/sim."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -19,7 +21,7 @@ import pytest
 from sqlalchemy import text
 
 from runner.errors import InputError, StoreError
-from runner.execution.control import heartbeat, liveness
+from runner.execution.control import liveness, runwatch
 from runner.execution.control.cancel import (
     CANCELLED,
     CLOSED,
@@ -30,11 +32,11 @@ from runner.execution.control.cancel import (
 )
 from runner.execution.control.heartbeat import (
     DispatcherAlive,
-    RunWatch,
     WorkerPresence,
     live_workers,
 )
 from runner.execution.control.keys import (
+    LEASE_TTL_MS,
     RunKeys,
     ShardKeys,
     incarnation,
@@ -54,8 +56,10 @@ from runner.execution.control.liveness import (
     start_ticks,
 )
 from runner.execution.control.payload import decode, encode
+from runner.execution.control.runwatch import RunWatch
 from runner.execution.control.ticker import Ticker
 from runner.execution.executor import Work
+from runner.execution.leases import Coordination, lease_of
 from runner.inventory.fleet import load_inventory
 from runner.job.spec import JobSpec
 from runner.lab.netns import wait_for
@@ -133,9 +137,10 @@ def test_a_payload_that_is_not_a_shard_is_refused_naming_the_field(
 
 def test_the_names_the_dispatcher_and_the_workers_share() -> None:
     keys = RunKeys("abc")
-    assert [keys.device("done", "r1"), keys.started, keys.finished, keys.cancel, keys.closed,
-            keys.dispatcher, keys.alive] == [
-        "runner:run:abc:done:r1", "runner:run:abc:started", "runner:run:abc:finished",
+    assert [keys.device("done", "r1"), keys.started, keys.began, keys.finished, keys.cancel,
+            keys.closed, keys.dispatcher, keys.alive] == [
+        "runner:run:abc:done:r1", "runner:run:abc:started", "runner:run:abc:began",
+        "runner:run:abc:finished",
         "runner:run:abc:cancel", "runner:run:abc:closed", "runner:run:abc:dispatcher",
         "runner:run:abc:alive"]
     shard = ShardKeys("t-42")
@@ -221,8 +226,8 @@ def test_a_run_whose_process_was_killed_is_finished_by_the_next_store(db_url: st
 def test_the_run_beats_and_a_cancel_asked_elsewhere_reaches_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(heartbeat, "HEARTBEAT_S", 0.3)
-    monkeypatch.setattr(heartbeat, "REQUEST_POLL_S", 0.1)
+    monkeypatch.setattr(runwatch, "HEARTBEAT_S", 0.3)
+    monkeypatch.setattr(runwatch, "REQUEST_POLL_S", 0.1)
     url = f"sqlite:///{tmp_path / 'runner.db'}"
     store = ResultsStore(url)
     run = RunResult(run_id="0d0d0d0d0d0d", job="audit", started=now_iso(), finished=None,
@@ -328,3 +333,40 @@ def test_a_worker_killed_outright_is_forgotten_within_its_bound(
     assert polite.incarnation in live_workers(client)
     polite.stop()  # a worker that shuts down says so at once
     assert polite.incarnation not in live_workers(client)
+
+
+def test_a_devices_lease_is_read_from_redis_without_taking_it(redis_server: RedisServer,
+                                                              tmp_path: Path) -> None:
+    """What the device page shows with a broker: the holder of the lease a real worker's
+    Coordination holds, for how long it stands; nobody once released; the broker's
+    failure as such. Looking never takes the lease."""
+    address = "10.9.8.7:22"
+    seen: dict[str, object] = {}
+
+    async def hold() -> None:
+        coord = Coordination(redis_server.url, "ab12ab12ab12", "worker-7@host")
+        try:
+            async with coord.lease(address, 0):
+                seen["held"] = await asyncio.to_thread(lease_of, address, redis_server.url,
+                                                       tmp_path)
+                # a second holder is refused while it is held: the look did not take it
+                other = Coordination(redis_server.url, "cd34cd34cd34", "worker-8@host")
+                with contextlib.suppress(Exception):
+                    async with other.lease(address, 0):
+                        seen["second"] = True
+                await other.close()
+        finally:
+            await coord.close()
+
+    asyncio.run(hold())
+    held = seen["held"]
+    assert isinstance(held, dict) and "second" not in seen
+    assert held["holder"] == "worker-7@host:ab12ab12ab12" and held["via"] == "redis"
+    assert 0 < held["expires_in_s"] <= LEASE_TTL_MS / 1000
+    assert lease_of(address, redis_server.url, tmp_path) is None  # released
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # bound, not listening: refuses connections
+        down = lease_of(address, f"redis://127.0.0.1:{closed}/0", tmp_path)
+    assert down is not None and down["holder"] is None and down["via"] == "redis"
+    assert str(down["error"]).startswith("broker unreachable")

@@ -237,6 +237,14 @@ def test_structured_values_under_secret_names_are_masked_whole() -> None:
          "auth_key": MASK, "enabled": True, "key_id": 1, "pre-shared-key": MASK}]
     assert Redactor().text('{"password": "S-json", "name": "r1"}') == \
         f'{{"password": "{MASK}", "name": "r1"}}'
+    # every spelling of a key/value secret in text a library, a URL or a job printed
+    for text, kept in [("include token=T0k-1", "include token="),
+                       ("GET /v1?access_token=T0k-2&x=1", "GET /v1?access_token="),
+                       ("api-token: T0k-3", "api-token: "), ("'Token': 'T0k-4'", "'Token': "),
+                       ("secret=T0k-5", "secret="), ("enable_password = T0k-6",
+                                                     "enable_password = ")]:
+        masked = Redactor().text(text)
+        assert masked.startswith(kept) and "T0k" not in masked, masked
     # runner's own messages name fields (defaults.password): not key/value secrets
     message = "defaults.password: environment variable X is not set"
     assert Redactor().text(message) == message

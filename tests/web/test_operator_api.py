@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import yaml
 
 from runner.job.load import load_job
 from runner.lab.netns import wait_for
@@ -107,6 +108,45 @@ def test_a_jobs_own_document(op: httpx.Client, fleet: Fleet) -> None:
     assert "show version" in job["yaml"] and job["schedule"]["job"] == "facts"
     assert job["scheduler"]["running"] is False
     assert op.get("/api/jobs/no-such-job").status_code == 404
+
+
+def test_a_jobs_document_masks_every_kind_of_secret(web: Web, op: httpx.Client,
+                                                   fleet: Fleet) -> None:
+    """A job file may carry secrets as a secret-named key, as config lines of any
+    platform, inside a string, or as the device password pasted in: the page and the
+    document show none of them (the rest of the file as written)."""
+    password = yaml.safe_load((fleet.inventory / "defaults.yaml").read_text())["password"]
+    secrets = ["Key-Named-1", "Flow-Named-2", "Sup3r-Local-3", "C0mmun1ty-4", "0822455D0A165",
+               "Tacacs-Key-6", "Bgp-Neighbor-7", "Inline-Token-8", password]
+    text = f"""name: leaky
+targets: {{hosts: [{fleet.healthy()[0]}]}}
+driver: asyncssh
+vars:
+  enable_secret: {secrets[0]}
+  login: {{user: ops, password: {secrets[1]}}}
+  device_login: "{secrets[8]}"
+steps:
+  - config:
+      lines:
+        - username ops privilege 15 secret 0 {secrets[2]}
+        - snmp-server community {secrets[3]} RO
+        - enable password 7 {secrets[4]}
+        - tacacs-server key {secrets[5]}
+        - neighbor 192.0.2.1 password {secrets[6]}
+  - command: "show run | include token={secrets[7]}"
+"""
+    write_job(web.jobs, "leaky", text=text)
+    document = op.get("/api/jobs/leaky")
+    page = op.get("/jobs/leaky")
+    assert document.status_code == 200 and page.status_code == 200, document.text
+    for shown in (document.text, page.text):
+        leaked = [s for s in secrets if s in shown]
+        assert leaked == [], leaked
+    data = document.json()
+    assert "snmp-server community ******** RO" in data["yaml"]
+    assert "username ops privilege 15 secret 0 ********" in data["yaml"]
+    assert "show run | include" in data["yaml"] and "name: leaky" in data["yaml"]
+    assert data["vars"]["login"]["user"] == "ops"
 
 
 def test_scheduler_state_pause_resume_and_overdue(web: Web, op: httpx.Client,

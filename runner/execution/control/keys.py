@@ -37,6 +37,12 @@ class RunKeys:
         return f"runner:run:{self.run_id}:started"
 
     @property
+    def began(self) -> str:
+        """A list of hosts in the order a worker first began them: the dispatcher streams
+        it into the run's devices in progress."""
+        return f"runner:run:{self.run_id}:began"
+
+    @property
     def finished(self) -> str:
         """A list of hosts in the order they finished: the dispatcher streams records
         from it (and their done keys) while shards run."""

@@ -42,18 +42,19 @@ def parse_faults(values: tuple[str, ...] | list[str]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Slot:
-    """One device's place in the fleet: what the inventory says of it."""
+    """One device's place in the fleet: what the inventory says of it (and, seeded, the
+    configuration it starts with)."""
 
     index: int  # 1-based: the device's number (its name, serial and addresses follow it)
     name: str
     address: str
     port: int
     fault: str | None
+    config: str | None = None  # --configs: its running config (None: the default one)
 
 
-def layout(count: int, address: str, port: int, faults: dict[str, float],
-           seed: int) -> list[Slot]:
-    """Devices sim0001.. on consecutive loopback addresses; faults on seeded random picks."""
+def _addresses(address: str, count: int) -> list[str]:
+    """`count` loopback addresses from `address` on, skipping .0 and .255."""
     try:
         first = ipaddress.IPv4Address(address)
     except ValueError:
@@ -76,6 +77,13 @@ def layout(count: int, address: str, port: int, faults: dict[str, float],
         if current & 0xFF not in (0, 255):
             addresses.append(str(ipaddress.IPv4Address(current)))
         current += 1
+    return addresses
+
+
+def layout(count: int, address: str, port: int, faults: dict[str, float],
+           seed: int) -> list[Slot]:
+    """Devices sim0001.. on consecutive loopback addresses; faults on seeded random picks."""
+    addresses = _addresses(address, count)
     counts = {name: round(count * amount / 100) if amount >= 0 else int(-amount)
               for name, amount in faults.items()}
     if sum(counts.values()) > count:
@@ -90,6 +98,24 @@ def layout(count: int, address: str, port: int, faults: dict[str, float],
     width = max(4, len(str(count)))
     return [Slot(i + 1, f"sim{i + 1:0{width}d}", addr, port, fault_of.get(i))
             for i, addr in enumerate(addresses)]
+
+
+def seeded_layout(configs: dict[str, str], address: str, port: int) -> list[Slot]:
+    """One device per config, named after its key, whose running config is that text
+    (a twin of backed-up devices), on consecutive loopback addresses; no faults."""
+    return [Slot(i + 1, name, addr, port, None, text) for i, ((name, text), addr) in
+            enumerate(zip(configs.items(), _addresses(address, len(configs)), strict=True))]
+
+
+def read_configs(directory: Path) -> dict[str, str]:
+    """DIR/<name>.cfg files (named as backups name them), by device name."""
+    from runner.job.backups import host_of
+
+    configs = {host_of(p.name): p.read_text(encoding="utf-8")
+               for p in sorted(directory.glob("*.cfg"))}
+    if not configs:
+        raise InputError(f"{directory}: no <name>.cfg files in it", field="--configs")
+    return configs
 
 
 def _usable_below(value: int) -> int:
@@ -107,12 +133,12 @@ def build(count: int, address: str, port: int, faults: dict[str, float], seed: i
 
 def serving(slots: list[Slot], username: str, password: str, slow_delay: float,
             enable_secret: str | None = None) -> FleetConfig:
-    """The devices of `slots`, ready to serve (each gets its default configuration at its
-    first login)."""
+    """The devices of `slots`, ready to serve (each gets its configuration, the seeded or
+    the default one, at its first login)."""
     fleet = FleetConfig(username=username, password=password, slow_delay=slow_delay,
                         enable_secret=enable_secret)
     fleet.devices = [SimDevice(name=s.name, address=s.address, port=s.port, index=s.index,
-                               fault=s.fault) for s in slots]
+                               fault=s.fault, config=s.config) for s in slots]
     return fleet
 
 

@@ -29,6 +29,7 @@ class SimDevice:
     index: int  # the device's number: its serial and addresses follow it
     fault: str | None = None
     sessions: int = 0  # logins served, for tests and `status`
+    config: str | None = None  # seeded (--configs): its running config's text
     _device: Device | None = None
 
     @property
@@ -36,7 +37,8 @@ class SimDevice:
         """Its CLI state, made at its first login: an idle device costs its listener only
         (100,000 configurations take ~1.5 GiB and ~20 s to build)."""
         if self._device is None:
-            self._device = Device.default(self.name, self.index)
+            self._device = (Device.default(self.name, self.index) if self.config is None
+                            else Device.from_config(self.name, self.index, self.config))
         return self._device
 
 

@@ -110,7 +110,9 @@ async def _start(member: _Part, directory: Path, fleet: FleetConfig) -> None:
     config = {"directory": str(directory), "label": member.label,
               "username": fleet.username, "password": fleet.password,
               "enable_secret": fleet.enable_secret, "slow_delay": fleet.slow_delay,
-              "slots": [[s.index, s.name, s.address, s.port, s.fault] for s in member.slots]}
+              # A seeded device's config goes with it: the part that serves it starts it so.
+              "slots": [[s.index, s.name, s.address, s.port, s.fault, s.config]
+                        for s in member.slots]}
     member.proc.stdin.write(json.dumps(config).encode() + b"\n")
     with contextlib.suppress(ConnectionError):  # it died at once: its watcher says so
         await member.proc.stdin.drain()
