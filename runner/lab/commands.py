@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -161,8 +162,8 @@ def wait(lab_ref: str, timeout: float) -> None:
 
 
 @lab.command()
-@click.option("-n", "--devices", type=click.IntRange(1, 60_000), default=10, show_default=True,
-              help="How many devices to serve.")
+@click.option("-n", "--devices", type=click.IntRange(1, 100_000), default=10,
+              show_default=True, help="How many devices to serve.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path(".runner/sim"), show_default=True,
               help="Where the inventory, known_hosts, host key and state file go.")
@@ -170,6 +171,11 @@ def wait(lab_ref: str, timeout: float) -> None:
               help="First device's loopback address; the others follow it.")
 @click.option("--port", type=click.IntRange(1, 65535), default=2022, show_default=True,
               help="SSH port every device listens on.")
+@click.option("--per-process", type=click.IntRange(1, 100_000), default=None,
+              help="Devices per simulator process. Default: as many as the open-files "
+                   "limit allows (a listening socket and a session each), so fleets past "
+                   "it are spread over several processes behind this one command; fewer "
+                   "per process also uses more cores.")
 @click.option("--fault", "faults", multiple=True, metavar="NAME=SHARE%|COUNT",
               help="Inject a fault: slow, refuse (logins), drop (session mid-command), hang. "
                    "Repeatable, e.g. --fault slow=2% --fault refuse=5.")
@@ -188,43 +194,64 @@ def wait(lab_ref: str, timeout: float) -> None:
               help="Seed the devices from a directory of <name>.cfg files (a backup "
                    "repository's, or a twin's): one device per file, named after it, with "
                    "that running config; --devices, --fault and --seed do not apply.")
-def sim(devices: int, directory: Path, address: str, port: int, faults: tuple[str, ...],
-        slow_delay: float, seed: int, username: str, password: str | None,
-        enable_secret: str | None, configs: Path | None) -> None:
+def sim(devices: int, directory: Path, address: str, port: int, per_process: int | None,
+        faults: tuple[str, ...], slow_delay: float, seed: int, username: str,
+        password: str | None, enable_secret: str | None, configs: Path | None) -> None:
     """Serve N simulated IOS-style devices over SSH on loopback, until Ctrl-C.
 
     For fleets larger than the FRR lab can hold: each device has its own address,
     hostname, CLI and running configuration. Writes a Nornir inventory to DIR/inventory.
+    Up to 100,000 devices: past what one process's open-files limit allows, the devices
+    are spread over several processes, all stopped with this command (Ctrl-C, SIGTERM);
+    if one of them dies, the others are stopped and the command says which.
     """
     import asyncio
     import secrets
 
     from runner.lab.sim import fleet as fleet_files
-    from runner.lab.sim.process import run as run_sim
+    from runner.lab.sim import limits
+    from runner.lab.sim.server import FleetConfig
 
-    login = password or secrets.token_urlsafe(12)
+    # Everything is checked before a single process starts.
     if configs is not None:
         if faults:
             raise click.BadParameter("faults are not injected into a seeded fleet",
                                      param_hint="--fault")
-        fleet = fleet_files.seeded(fleet_files.read_configs(configs), address, port, username,
-                                   login, slow_delay, enable_secret)
+        slots = fleet_files.seeded_layout(fleet_files.read_configs(configs), address, port)
     else:
-        fleet = fleet_files.build(devices, address, port, fleet_files.parse_faults(faults),
-                                  seed, username, login, slow_delay, enable_secret)
+        slots = fleet_files.layout(devices, address, port, fleet_files.parse_faults(faults),
+                                   seed)
+    limits.check_port(port)
+    budget = limits.open_files_budget()
+    parts = limits.spread(len(slots), per_process, budget)
+    creds = FleetConfig(username=username, password=password or secrets.token_urlsafe(12),
+                        slow_delay=slow_delay, enable_secret=enable_secret)
 
-    def ready(state: dict[str, object]) -> None:
+    def ready(state: dict[str, Any]) -> None:
+        processes = state["processes"]
+        spread = (f" in {len(processes)} processes of up to "
+                  f"{max(p['devices'] for p in processes)} (open-files limit "
+                  f"{state['open_files']})" if len(processes) > 1 else "")
         echo(f"simulator: {state['devices']} devices on {state['first']}.."
-             f"{state['last']} port {state['port']}, up in {state['start_s']}s, "
+             f"{state['last']} port {state['port']}{spread}, up in {state['start_s']}s, "
              f"{state['rss_mib']} MiB")
         if state["faults"]:
             counts: dict[str, int] = {}
-            for fault in dict(state["faults"]).values():  # type: ignore[call-overload]
+            for fault in state["faults"].values():
                 counts[fault] = counts.get(fault, 0) + 1
             echo("faults: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         echo(f"inventory: {state['inventory']}\nCtrl-C (or SIGTERM) stops it.")
 
-    asyncio.run(run_sim(directory, fleet, ready))
+    if len(parts) == 1:
+        from runner.lab.sim.process import run as run_sim
+
+        fleet = fleet_files.serving(slots, creds.username, creds.password, slow_delay,
+                                    enable_secret)
+        asyncio.run(run_sim(directory, fleet, ready, budget))
+    else:
+        from runner.lab.sim.spread import run_spread
+
+        asyncio.run(run_spread(directory, slots, parts, creds, ready, budget))
 
 
 def _register() -> None:

@@ -35,7 +35,7 @@ RUN_HERE = {("lab", "sim"), ("run",), ("history",), ("show",), ("schedule", "lis
 SIM_JOBS = {"jobs/backup.yml", "bench/jobs/show.yml"}
 # celery, notification hooks, metrics, webhooks and syslog: tested elsewhere (COVERAGE)
 NEEDS_OTHER_PARTS = ("--engine", "--notify", "--metrics-port", "--listen", "--syslog")
-ADDRESSES = iter(f"127.116.0.{n}" for n in (1, 21, 41, 61))
+ADDRESSES = iter(f"127.116.0.{n}" for n in (1, 21, 41, 61, 81, 101))
 
 
 @dataclass
@@ -194,7 +194,8 @@ def test_the_documents_commands_run_on_the_simulator(work: Workdir) -> None:
                 assert work.values["r1"] in proc.stdout or "--host" not in args
         work.ran.append(f"{command.where}: {command.text}")
     ran = "\n".join(work.ran)
-    for expected in ("lab sim --devices 1000 --dir sim", "run bench/jobs/show.yml",
+    for expected in ("lab sim --devices 1000 --dir sim", "lab sim -n 3000 --per-process 1000",
+                     "run bench/jobs/show.yml",
                      "run jobs/backup.yml -i $INV", "history --json", "show <run_id_prefix>",
                      "schedule list --json -n 5", "schedule run backup -i inventory",
                      "schedule occurrences backup",

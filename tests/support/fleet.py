@@ -21,7 +21,9 @@ from tests.support.base import free_port
 @dataclass(frozen=True)
 class FleetSpec:
     """What a simulator serves: device count, first loopback address, injected faults
-    (`slow=1%`, `refuse=1`...), how long a slow device waits, extra `lab sim` options."""
+    (`slow=1%`, `refuse=1`...), how long a slow device waits, extra `lab sim` options, the
+    open-files limit it runs under (as SimProcess takes it) and whether it leads a process
+    group of its own (to signal the group)."""
 
     devices: int
     address: str
@@ -29,6 +31,8 @@ class FleetSpec:
     slow_delay: float = 2.0
     password: str | None = None
     extra: tuple[str, ...] = ()
+    open_files: int | tuple[int, int] | None = None
+    new_session: bool = False
 
 
 class Fleet:
@@ -94,12 +98,19 @@ class Fleet:
         return self.with_fault("slow")
 
 
+def sim_process(workdir: Path, spec: FleetSpec) -> SimProcess:
+    """The simulator of `spec` (workdir/sim, a free port), not started yet: for a test that
+    starts, signals or kills it itself (it must stop it too)."""
+    return SimProcess(workdir / "sim", spec.devices, address=spec.address, port=free_port(),
+                      faults=spec.faults, slow_delay=spec.slow_delay, password=spec.password,
+                      extra=spec.extra, open_files=spec.open_files,
+                      new_session=spec.new_session)
+
+
 @contextmanager
 def start_fleet(workdir: Path, spec: FleetSpec) -> Iterator[Fleet]:
     """A simulator serving `spec` from workdir/sim on a free port; always stopped."""
-    with SimProcess(workdir / "sim", spec.devices, address=spec.address, port=free_port(),
-                    faults=spec.faults, slow_delay=spec.slow_delay, password=spec.password,
-                    extra=spec.extra) as sim:
+    with sim_process(workdir, spec) as sim:
         yield Fleet(sim)
 
 

@@ -3,12 +3,15 @@ config commands really change, and output the usual parsers read."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from ntc_templates.parse import parse_output
 
 from runner.errors import InputError
 from runner.lab.sim.cli import INVALID, Device, pipe
 from runner.lab.sim.fleet import build, parse_faults
+from runner.lab.sim.limits import FDS_PER_DEVICE, RESERVE, Budget, spread
 from runner.lab.sim.shell import Shell
 
 
@@ -132,3 +135,17 @@ def test_enable_asks_for_the_secret_when_one_is_set() -> None:
     shell.line("enable")
     assert shell.line("s3cret").output == "" and shell.prompt == "sim0009#"
     assert shell.line("show privilege").output == "Current privilege level is 15"
+
+
+def test_the_fleet_is_spread_evenly_within_the_open_files_limit() -> None:
+    budget = Budget(limit=20_000, hard=20_000)  # this machine's hard limit
+    assert budget.per_process == (20_000 - RESERVE) // FDS_PER_DEVICE
+    assert spread(1000, None, budget) == [range(0, 1000)]  # small fleets: one process
+    assert spread(budget.per_process, None, budget) == [range(0, budget.per_process)]
+    parts = spread(100_000, None, budget)
+    assert len(parts) == -(-100_000 // budget.per_process)  # as few as the limit allows
+    assert parts[0].start == 0 and parts[-1].stop == 100_000
+    assert all(a.stop == b.start for a, b in itertools.pairwise(parts))
+    sizes = [len(p) for p in parts]
+    assert max(sizes) <= budget.per_process and max(sizes) - min(sizes) <= 1
+    assert [len(p) for p in spread(250, 100, budget)] == [84, 84, 82]

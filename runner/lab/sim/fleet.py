@@ -8,16 +8,18 @@ import json
 import os
 import random
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncssh
 import yaml
 
 from runner.errors import InputError
-from runner.lab.sim.cli import Device
 from runner.lab.sim.server import FAULTS, FleetConfig, SimDevice
 
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 STATE = "sim.json"
 HOST_KEY = "ssh_host_ed25519_key"
 KNOWN_HOSTS = "known_hosts"
@@ -29,13 +31,26 @@ def parse_faults(values: tuple[str, ...] | list[str]) -> dict[str, float]:
     for value in values:
         m = re.fullmatch(r"(\w+)=(\d+(?:\.\d+)?)(%?)", value.strip())
         if not m or m.group(1) not in FAULTS:
-            raise InputError(f"--fault {value!r}: expected NAME=PERCENT% or NAME=COUNT with "
+            raise InputError(f"{value!r}: expected NAME=PERCENT% or NAME=COUNT with "
                              f"NAME one of {', '.join(FAULTS)}", field="--fault")
         amount = float(m.group(2))
         if m.group(3) and amount > 100:
-            raise InputError(f"--fault {value!r}: a share is at most 100%", field="--fault")
+            raise InputError(f"{value!r}: a share is at most 100%", field="--fault")
         faults[m.group(1)] = amount if m.group(3) else -amount
     return faults
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One device's place in the fleet: what the inventory says of it (and, seeded, the
+    configuration it starts with)."""
+
+    index: int  # 1-based: the device's number (its name, serial and addresses follow it)
+    name: str
+    address: str
+    port: int
+    fault: str | None
+    config: str | None = None  # --configs: its running config (None: the default one)
 
 
 def _addresses(address: str, count: int) -> list[str]:
@@ -43,32 +58,53 @@ def _addresses(address: str, count: int) -> list[str]:
     try:
         first = ipaddress.IPv4Address(address)
     except ValueError:
-        raise InputError(f"--address {address!r}: expected an IPv4 address",
+        raise InputError(f"{address!r}: expected an IPv4 address",
                          field="--address") from None
+    loopback = ipaddress.IPv4Network("127.0.0.0/8")
+    if first not in loopback:
+        raise InputError(f"{address}: not a loopback address (127.x.y.z)",
+                         field="--address")
+    # .0 and .255 are skipped: 254 devices per /24. Checked before a single one is made.
+    start = int(first)
+    room = _usable_below(int(loopback.broadcast_address) + 1) - _usable_below(start)
+    if count > room:
+        raise InputError(f"{address}: {count} devices run past 127.255.255.254 "
+                         f"(the simulator stays on loopback; {room} fit from there)",
+                         field="--address")
     addresses: list[str] = []
-    current = int(first)
+    current = start
     while len(addresses) < count:
-        ip = ipaddress.IPv4Address(current)
-        if ip not in ipaddress.IPv4Network("127.0.0.0/8"):
-            raise InputError(f"--address {address}: {count} devices run past 127.255.255.255"
-                             " (the simulator stays on loopback)", field="--address")
         if current & 0xFF not in (0, 255):
-            addresses.append(str(ip))
+            addresses.append(str(ipaddress.IPv4Address(current)))
         current += 1
     return addresses
 
 
-def seeded(configs: dict[str, str], address: str, port: int, username: str, password: str,
-           slow_delay: float, enable_secret: str | None = None) -> FleetConfig:
+def layout(count: int, address: str, port: int, faults: dict[str, float],
+           seed: int) -> list[Slot]:
+    """Devices sim0001.. on consecutive loopback addresses; faults on seeded random picks."""
+    addresses = _addresses(address, count)
+    counts = {name: round(count * amount / 100) if amount >= 0 else int(-amount)
+              for name, amount in faults.items()}
+    if sum(counts.values()) > count:
+        raise InputError(f"{sum(counts.values())} faulty devices asked for, but "
+                         f"the fleet has {count}", field="--fault")
+    picks = random.Random(seed).sample(range(count), sum(counts.values()))  # noqa: S311
+    fault_of: dict[int, str] = {}
+    for name, n in counts.items():
+        for index in picks[:n]:
+            fault_of[index] = name
+        picks = picks[n:]
+    width = max(4, len(str(count)))
+    return [Slot(i + 1, f"sim{i + 1:0{width}d}", addr, port, fault_of.get(i))
+            for i, addr in enumerate(addresses)]
+
+
+def seeded_layout(configs: dict[str, str], address: str, port: int) -> list[Slot]:
     """One device per config, named after its key, whose running config is that text
     (a twin of backed-up devices), on consecutive loopback addresses; no faults."""
-    fleet = FleetConfig(username=username, password=password, slow_delay=slow_delay,
-                        enable_secret=enable_secret)
-    for i, ((name, text), addr) in enumerate(
-            zip(configs.items(), _addresses(address, len(configs)), strict=True)):
-        fleet.devices.append(SimDevice(name=name, address=addr, port=port,
-                                       device=Device.from_config(name, i + 1, text)))
-    return fleet
+    return [Slot(i + 1, name, addr, port, None, text) for i, ((name, text), addr) in
+            enumerate(zip(configs.items(), _addresses(address, len(configs)), strict=True))]
 
 
 def read_configs(directory: Path) -> dict[str, str]:
@@ -78,34 +114,31 @@ def read_configs(directory: Path) -> dict[str, str]:
     configs = {host_of(p.name): p.read_text(encoding="utf-8")
                for p in sorted(directory.glob("*.cfg"))}
     if not configs:
-        raise InputError(f"--configs {directory}: no <name>.cfg files in it", field="--configs")
+        raise InputError(f"{directory}: no <name>.cfg files in it", field="--configs")
     return configs
+
+
+def _usable_below(value: int) -> int:
+    """How many addresses below `value` end in neither .0 nor .255."""
+    return value // 256 * 254 + max(0, min(value % 256 - 1, 254))
 
 
 def build(count: int, address: str, port: int, faults: dict[str, float], seed: int,
           username: str, password: str, slow_delay: float,
           enable_secret: str | None = None) -> FleetConfig:
-    """Devices sim0001.. on consecutive loopback addresses; faults on seeded random picks."""
-    addresses = _addresses(address, count)
-    counts = {name: round(count * amount / 100) if amount >= 0 else int(-amount)
-              for name, amount in faults.items()}
-    if sum(counts.values()) > count:
-        raise InputError(f"--fault: {sum(counts.values())} faulty devices asked for, but "
-                         f"the fleet has {count}", field="--fault")
-    picks = random.Random(seed).sample(range(count), sum(counts.values()))  # noqa: S311
-    fault_of: dict[int, str] = {}
-    for name, n in counts.items():
-        for index in picks[:n]:
-            fault_of[index] = name
-        picks = picks[n:]
-    width = max(4, len(str(count)))
+    """The whole fleet served by one process."""
+    return serving(layout(count, address, port, faults, seed), username, password,
+                   slow_delay, enable_secret)
+
+
+def serving(slots: list[Slot], username: str, password: str, slow_delay: float,
+            enable_secret: str | None = None) -> FleetConfig:
+    """The devices of `slots`, ready to serve (each gets its configuration, the seeded or
+    the default one, at its first login)."""
     fleet = FleetConfig(username=username, password=password, slow_delay=slow_delay,
                         enable_secret=enable_secret)
-    for i, addr in enumerate(addresses):
-        name = f"sim{i + 1:0{width}d}"
-        fleet.devices.append(SimDevice(name=name, address=addr, port=port,
-                                       device=Device.default(name, i + 1),
-                                       fault=fault_of.get(i)))
+    fleet.devices = [SimDevice(name=s.name, address=s.address, port=s.port, index=s.index,
+                               fault=s.fault, config=s.config) for s in slots]
     return fleet
 
 
@@ -120,15 +153,30 @@ def host_key(directory: Path) -> asyncssh.SSHKey:
     return key
 
 
-def write_files(directory: Path, fleet: FleetConfig, key: asyncssh.SSHKey) -> Path:
-    """inventory/{hosts,groups,defaults}.yaml and known_hosts; returns the inventory dir."""
+class Placed(Protocol):
+    """A device as the inventory sees it (a Slot, or a SimDevice being served)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def fault(self) -> str | None: ...
+
+
+def write_files(directory: Path, devices: Sequence[Placed], fleet: FleetConfig,
+                key: asyncssh.SSHKey) -> Path:
+    """inventory/{hosts,groups,defaults}.yaml and known_hosts for `devices` (with the
+    credentials of `fleet`); returns the inventory dir."""
     public = key.export_public_key("openssh").decode().split()
     known = directory / KNOWN_HOSTS
     known.write_text("".join(
-        f"[{d.address}]:{d.port},{d.name} {public[0]} {public[1]}\n" for d in fleet.devices),
+        f"[{d.address}]:{d.port},{d.name} {public[0]} {public[1]}\n" for d in devices),
         encoding="utf-8")
     hosts: dict[str, Any] = {}
-    for d in fleet.devices:
+    for d in devices:
         data: dict[str, Any] = {"sim_fault": d.fault} if d.fault else {}
         hosts[d.name] = {"hostname": d.address, "port": d.port, "groups": ["sim"],
                          **({"data": data} if data else {})}
@@ -150,7 +198,9 @@ def write_files(directory: Path, fleet: FleetConfig, key: asyncssh.SSHKey) -> Pa
     for name, data in (("hosts", hosts), ("groups", {"sim": {"data": {"lab": "sim"}}}),
                        ("defaults", defaults)):
         path = inv / f"{name}.yaml"
-        path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        # libyaml's emitter where present: 100,000 hosts take seconds, not a minute.
+        text = yaml.dump(data, Dumper=_DUMPER, sort_keys=False)
+        path.write_text(header + text, encoding="utf-8")
         path.chmod(0o600)  # the password is inside
     return inv
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
+from runner.errors import LabError
 from runner.lab.sim.cli import Device
+from runner.lab.sim.limits import listen_error
 from runner.lab.sim.shell import Shell
 
 FAULTS = ("slow", "refuse", "drop", "hang")
@@ -24,9 +26,20 @@ class SimDevice:
     name: str
     address: str
     port: int
-    device: Device
+    index: int  # the device's number: its serial and addresses follow it
     fault: str | None = None
     sessions: int = 0  # logins served, for tests and `status`
+    config: str | None = None  # seeded (--configs): its running config's text
+    _device: Device | None = None
+
+    @property
+    def device(self) -> Device:
+        """Its CLI state, made at its first login: an idle device costs its listener only
+        (100,000 configurations take ~1.5 GiB and ~20 s to build)."""
+        if self._device is None:
+            self._device = (Device.default(self.name, self.index) if self.config is None
+                            else Device.from_config(self.name, self.index, self.config))
+        return self._device
 
 
 @dataclass
@@ -36,6 +49,7 @@ class FleetConfig:
     slow_delay: float = 2.0
     enable_secret: str | None = None  # set: logins land in user exec (>), `enable` asks
     devices: list[SimDevice] = field(default_factory=list)
+    connections: int = 0  # SSH connections open now (each holds a descriptor)
 
 
 class _Server(asyncssh.SSHServer):
@@ -46,6 +60,10 @@ class _Server(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        self._fleet.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fleet.connections -= 1
 
     def begin_auth(self, username: str) -> bool:
         return True  # every login needs a password
@@ -216,7 +234,11 @@ async def serve(fleet: FleetConfig, host_key: asyncssh.SSHKey) -> list[asyncssh.
     acceptors: list[asyncssh.SSHAcceptor] = []
     try:
         for sim in fleet.devices:
-            sock = _socket(sim.address, sim.port)
+            try:
+                sock = _socket(sim.address, sim.port)
+            except OSError as exc:
+                raise LabError(listen_error(exc, sim.name, f"{sim.address}:{sim.port}",
+                                            len(fleet.devices))) from None
             acceptors.append(await asyncssh.listen(
                 sock=sock, options=options,
                 server_factory=lambda s=sim: _Server(s, fleet)))
