@@ -50,6 +50,7 @@ from runner.redact import Redactor
 from runner.settings import Settings
 from runner.store.compliance import Change as ComplianceChange
 from runner.store.migrate import describe
+from runner.store.queries import run_head, run_hosts
 from runner.store.results import RecordWriter, ResultsStore
 from runner.store.unsaved import not_stored
 from runner.vocab import (
@@ -244,14 +245,14 @@ def rerun_targets(store: ResultsStore, run_id: str | None, job: str,
         raise InputError("an empty run id names no run to rerun (expected the id, or a "
                          "unique prefix of it, of an earlier run of this job)", field=field)
     try:
-        _row, earlier = store.get_run(run_id.strip())
+        earlier = run_head(store, run_id.strip())
     except InputError as exc:
         raise type(exc)(exc.message, field=field) from None
-    if earlier.job != job:
-        raise InputError(f"run {earlier.run_id} was of job {earlier.job!r}, not {job!r}",
-                         field=field)
+    if earlier["job"] != job:
+        raise InputError(f"run {earlier['run_id']} was of job {earlier['job']!r}, not "
+                         f"{job!r}", field=field)
     wanted = set(statuses) if statuses else {s for s in DeviceStatus if not s.success}
-    return earlier.run_id, [d.host for d in earlier.devices if d.status in wanted]
+    return earlier["run_id"], run_hosts(store, earlier["run_id"], wanted)
 
 
 def new_run_id() -> str:

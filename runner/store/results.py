@@ -311,10 +311,28 @@ class ResultsStore:
                     approves=run.approves, hosts=hosts, started_by=run.started_by,
                     override=run.override, remediates=run.remediates,
                     workflow=run.workflow, blackout_override=run.blackout_override))
-        if run.devices:
-            self.record_devices(run.run_id, run.devices, {h: i for i, h in enumerate(hosts)})
+        positions = {h: i for i, h in enumerate(hosts)}
+        whole = [d for d in run.devices if not d.stored]
+        if whole:
+            self.record_devices(run.run_id, whole, positions)
+        # A record the run had stored before the database went away was kept in the file
+        # only as its summary: the full record stored then stays; the summary only fills
+        # in for a database that never had it.
+        self._record_missing(run.run_id, [d for d in run.devices if d.stored], positions)
         self._finish_run(run, status, error)
         return outcome
+
+    def _record_missing(self, run_id: str, batch: list[DeviceResult],
+                        positions: dict[str, int]) -> None:
+        if not batch:
+            return
+        with self.engine.begin() as conn:
+            have = {r[0] for r in conn.execute(select(devices.c.host).where(
+                devices.c.run_id == run_id))}
+            rows = [_device_row(run_id, d, positions.get(d.host)) for d in batch
+                    if d.host not in have]
+            if rows:
+                conn.execute(insert(devices), rows)
 
     # -- approval -------------------------------------------------------------------------
 
@@ -511,6 +529,10 @@ class RecordWriter:
                 log.error("run %s: %s; its records are kept until it ends", self._run_id,
                           self.error)
             else:
+                # On disk now: the run keeps only its summary of each (memory stays flat
+                # however many devices finish); whoever wants more reads the store.
+                for device in batch:
+                    device.slim()
                 return
         self.unsaved |= {d.host for d in batch}
 
