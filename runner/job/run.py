@@ -103,6 +103,8 @@ class RunOptions:
     blackout_override: dict[str, Any] | None = None
     workflow: str | None = None  # the workflow run this run is a step of
     processes: int | None = None  # engine processes; None: one per core for big runs
+    # Told each record as it is known; read its summary (host, status, changed, error):
+    # once stored, a record keeps only that and what the run's end needs (slim()).
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
     notify: list[NotifyTarget] = field(default_factory=list)  # for jobs that name none
 
