@@ -421,8 +421,10 @@ class ResultsStore:
         full = self.resolve(run_id)
         with self.engine.connect() as conn:
             row = dict(conn.execute(select(runs).where(runs.c.run_id == full)).one()._mapping)
+            # records without a place first on every backend, as run_records pages them
             rows = conn.execute(select(devices).where(devices.c.run_id == full)
-                                .order_by(devices.c.position, devices.c.id)).all()
+                                .order_by(devices.c.position.asc().nulls_first(),
+                                          devices.c.id)).all()
         return row, run_of(row, [record_of(dict(r._mapping)) for r in rows])
 
 

@@ -89,8 +89,8 @@ def _started(store: ResultsStore, run_id: str, hosts: list[str]) -> RunResult:
     return run
 
 
-def test_the_writer_slims_what_it_stored_and_the_store_has_it_whole(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_the_writer_slims_what_it_stored_and_the_store_has_it_whole(db_url: str) -> None:
+    store = ResultsStore(db_url)
     hosts = [f"r{i}" for i in range(7)]
     run = _started(store, "c0ffee000001", hosts)
     run.devices = [push(h, restore=True) if h == "r3" else show(h) for h in hosts]
@@ -116,8 +116,8 @@ def test_the_writer_slims_what_it_stored_and_the_store_has_it_whole(tmp_path: Pa
         json.dumps(stored.to_json(), indent=2)
 
 
-def test_records_without_a_place_come_first_in_every_page(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_records_without_a_place_come_first_in_every_page(db_url: str) -> None:
+    store = ResultsStore(db_url)
     run = _started(store, "c0ffee000002", ["a", "b", "c", "d", "e"])
     store.record_devices(run.run_id, [show("z1"), show("z2"), show("z3")])  # no positions
     store.record_devices(run.run_id, [show(h) for h in "edcba"],
