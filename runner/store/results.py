@@ -448,6 +448,8 @@ def run_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
 
 MAX_WORKING = 1000  # devices in progress stored per run (the page lists fewer)
 FLUSH_S = 0.25  # a finished device is on disk this long after at most
+BATCH_RECORDS = 500  # records per transaction at most ...
+BATCH_OUTPUT = 4 * 1024 * 1024  # ... and characters of step output
 
 
 class RecordWriter:
@@ -488,14 +490,17 @@ class RecordWriter:
             # Gather what finishes within a moment: one transaction per batch costs a
             # tenth of one per record, and the engine shares this process's CPU.
             deadline = time.monotonic() + FLUSH_S
+            size = 0
             while item is not None:
                 if isinstance(item, str):
                     self._working[item] = now_iso()
                 else:
                     batch.append(item)
                     self._working.pop(item.host, None)
+                    size += sum(len(s.output or "") for s in item.steps)
                 left = deadline - time.monotonic()
-                if len(batch) >= 500 or left <= 0:
+                # a batch is copied twice on its way to the database: big records, few
+                if len(batch) >= BATCH_RECORDS or size >= BATCH_OUTPUT or left <= 0:
                     break
                 try:
                     item = self._queue.get(timeout=left)

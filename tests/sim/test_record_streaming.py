@@ -66,8 +66,9 @@ def test_memory_does_not_grow_with_finished_devices(big_fleet: Fleet, tmp_path: 
     each extra device at least its record (~40 KB here; before records streamed, ~250 KB
     per device, with the --json document built whole); streaming leaves a summary and
     the device's inventory entry (~2-4 KB measured). The assertion compares memory with
-    memory, never with time: the growth per extra device must stay under a quarter of a
-    record, a bound 2,000 extra devices cross by far if records are held."""
+    memory, never with time: the growth per extra device must stay under half a record,
+    which holding the records crosses by far (at least a whole record each), while
+    streaming leaves a margin of ~30 MiB over 2,000 devices for the allocator's noise."""
     healthy = big_fleet.healthy()
     db = f"sqlite:///{tmp_path / 'runner.db'}"
     peaks, documents = {}, {}
@@ -91,7 +92,7 @@ def test_memory_does_not_grow_with_finished_devices(big_fleet: Fleet, tmp_path: 
     record = statistics.median(len(json.dumps(d)) for d in document["devices"])
     assert record > 30_000  # the job makes records big enough for the bound to mean much
     growth = (peaks[many] - peaks[few]) / (many - few)
-    assert growth < record / 4, (
+    assert growth < record / 2, (
         f"peak RSS {peaks[few] / 2**20:.0f} MiB at {few} devices, {peaks[many] / 2**20:.0f} "
         f"MiB at {many}: {growth / 1024:.1f} KiB per extra device, records "
         f"{record / 1024:.1f} KiB")
