@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import FrameType
 
 import click
@@ -13,37 +13,99 @@ import click
 from runner import __version__, logsetup
 from runner.cli_common import echo
 from runner.errors import RunnerError
+from runner.registry import Registry
 from runner.settings import Settings
 
-# command -> module that defines it: a command's module (and the libraries it needs: lab,
-# scheduler, Celery) loads only when that command runs, so `runner run` starts quickly.
-COMMANDS = {
-    "run": "runner.job.commands", "validate": "runner.job.commands",
-    "schema": "runner.job.commands", "history": "runner.job.commands",
-    "show": "runner.job.commands", "approve": "runner.job.commands",
-    "reject": "runner.job.commands", "cancel": "runner.job.commands",
-    "compliance": "runner.job.compliance_commands",
-    "remediate": "runner.job.compliance_commands",
-    "serve": "runner.schedule.commands",
-    "schedule": "runner.schedule.commands", "workflow": "runner.schedule.commands",
-    "worker": "runner.dispatch.commands",
-    "lab": "runner.lab.commands", "db": "runner.store.commands",
-    "device": "runner.store.commands", "web": "runner.web.commands",
-    "token": "runner.web.commands",
-}
+
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command of `runner`: the module that defines it (imported only when the command
+    runs or shows its own help: with it the libraries it needs, the database, Celery, the
+    lab) and the first sentence of its help, which `runner --help` lists without importing
+    anything (tests/unit/test_startup.py checks it against the command's docstring)."""
+
+    name: str
+    module: str
+    help: str
+
+
+_JOB, _COMPLIANCE = "runner.job.commands", "runner.job.compliance_commands"
+_SCHEDULE, _STORE, _WEB = "runner.schedule.commands", "runner.store.commands", \
+    "runner.web.commands"
+COMMANDS: Registry[LazyCommand] = Registry("command", lambda c: c.name, [
+    LazyCommand("run", _JOB, "Run JOB_FILE now on its targets."),
+    LazyCommand("validate", _JOB, "Check job files without contacting any device, and "
+                "blackouts.yml files (the blackout windows beside job files)."),
+    LazyCommand("schema", _JOB, "Print a JSON Schema (for editors): of job files (default), "
+                "of blackouts.yml (the blackout windows beside the job files), of the "
+                "inventory's hosts.yaml and groups.yaml (and containerlab's flat file), or of "
+                "its defaults.yaml."),
+    LazyCommand("history", _JOB, "List recent runs."),
+    LazyCommand("show", _JOB, "Show one run (a unique prefix of its id is enough)."),
+    LazyCommand("approve", _JOB, "Carry out the change that preview RUN_ID showed (status "
+                "awaiting_approval): the job as previewed, on the devices it would change; a "
+                "device whose config moved since the preview is skipped (ConfigDrift)."),
+    LazyCommand("reject", _JOB, "Say no to the change that preview RUN_ID showed; nothing is "
+                "sent."),
+    LazyCommand("cancel", _JOB, "Stop a running run, whichever process or machine runs it: "
+                "that process sees the request within seconds; devices in progress end as "
+                "interrupted, the others skipped."),
+    LazyCommand("compliance", _COMPLIANCE, "Each device's latest compliance per feature, as "
+                "the last run of a compliance job found it (or, with --history, its "
+                "changes)."),
+    LazyCommand("remediate", _COMPLIANCE, "Fix the drift compliance run RUN_ID found: on each "
+                "non-compliant device, the remediation hier_config builds against its config "
+                "now (adds, `no` lines, section exits), pushed with the job's rollout and "
+                "checks, rolled back on failure, then checked again (NotCompliant and rolled "
+                "back if it still is not); previewed for approval when the job's schedule "
+                "requires it."),
+    LazyCommand("serve", _SCHEDULE, "Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or "
+                "any edit reloads them."),
+    LazyCommand("schedule", _SCHEDULE, "Scheduled jobs: what runs when, and firing one now."),
+    LazyCommand("workflow", _SCHEDULE, "Workflow runs: an occurrence of a job that others "
+                "follow (`after:`) and its steps."),
+    LazyCommand("worker", "runner.dispatch.commands", "Start a worker (broker and results: "
+                "RUNNER_BROKER_URL, RUNNER_RESULT_URL; silent for RUNNER_WORKER_LOST_AFTER "
+                "seconds, its shards go to other workers)."),
+    LazyCommand("lab", "runner.lab.commands", "Labs of emulated routers from containerlab "
+                "topology files."),
+    LazyCommand("twin", "runner.lab.twin.commands", "Twins: a lab copy of production built "
+                "from its config backups."),
+    LazyCommand("db", _STORE, "The results and schedule database: its schema version, runs "
+                "kept in files."),
+    LazyCommand("device", _STORE, "A device's whole story: its inventory facts (never a "
+                "secret), its newest runs with their status, its backups per repository, its "
+                "compliance, who holds its lease now."),
+    LazyCommand("web", _WEB, "Serve the dashboard, the REST API (/api/, docs at /docs) and "
+                "/metrics."),
+    LazyCommand("token", _WEB, "API and dashboard tokens: create (shown once), list, revoke."),
+])
+
+
+class _Listing(click.Group):
+    """The `Commands:` section of `runner --help`, from COMMANDS alone, in their order."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
+        return COMMANDS.names()
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module = COMMANDS.get(cmd_name)
-        if module is None:
+        entry = COMMANDS.find(cmd_name)
+        if entry is None:
             return None
-        command = getattr(importlib.import_module(module), cmd_name)
+        command = getattr(importlib.import_module(entry.module), cmd_name)
         assert isinstance(command, click.Command)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own listing (its width and shortening rules), given each command's first
+        # sentence instead of the command: `runner --help` imports no command module.
+        _Listing(commands=[click.Command(c.name, help=c.help) for c in COMMANDS]) \
+            .format_commands(ctx, formatter)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

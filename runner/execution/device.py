@@ -12,7 +12,8 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from runner.drivers import Session, Timeouts
 from runner.errors import (
@@ -32,12 +33,14 @@ from runner.inventory import platforms
 from runner.inventory.fleet import FleetInventory
 from runner.inventory.platforms import Platform
 from runner.job import restore
-from runner.job.render import Templates, secret_dependent
 from runner.job.spec import ComplianceStep, ConfigStep, JobSpec
 from runner.job.steps import Change, Renderer, StepContext, apply_plan, roll_back, run_steps
 from runner.records import DeviceResult, RestorePlan, StepResult, now_iso
 from runner.redact import Redactor
 from runner.vocab import DeviceStatus, StepKind
+
+if TYPE_CHECKING:  # Jinja2 (runner.job.render) loads with a job's first render
+    from runner.job.render import Templates
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ def render_all(spec: JobSpec, inventory: FleetInventory, host: str,
     (earlier steps' results) is rendered just before its own step instead. `variables`:
     the job's vars and secret_vars; `derived` collects the rendered texts that depend on
     a secret (render.secret_dependent), which are masked like the secrets."""
+    from runner.job.render import secret_dependent
+
     rendered: dict[int, Renderer] = {}
     platform = inventory.platform_of(host) or ""
     # A job var is NAME and vars.NAME, in templates and config lines alike.
@@ -97,6 +102,8 @@ def _fixed(lines: list[str]) -> Renderer:
 
 def _deferred(renderer: Callable[[dict[str, Any]], list[str]], base: dict[str, Any],
               spec: JobSpec, derived: set[str]) -> Renderer:
+    from runner.job.render import secret_dependent
+
     def render(steps: dict[str, dict[str, Any]]) -> list[str]:
         lines, found = secret_dependent(renderer, {**base, "steps": steps},
                                         spec.secret_vars)
@@ -113,9 +120,6 @@ class DeviceRunner:
         self.spec = work.spec
         self.inventory = work.inventory
         self.worker = worker
-        limits = work.spec.limits
-        self.templates = Templates(work.templates_dir, limits.rendered, limits.template_value,
-                                   limits.template_memory)
         self.renders = any(isinstance(s, ConfigStep | ComplianceStep)
                            for s in work.spec.steps)
         self._redactors: dict[str, Redactor] = {}
@@ -131,6 +135,15 @@ class DeviceRunner:
         self.local_leases = LocalLeases(work.settings.lock_dir,
                                         f"run {work.run_id} (pid {os.getpid()})") \
             if changes else None
+
+    @cached_property
+    def templates(self) -> Templates:
+        """The job's templates, made at the first render (Jinja2 loads with it)."""
+        from runner.job.render import Templates
+
+        limits = self.spec.limits
+        return Templates(self.work.templates_dir, limits.rendered, limits.template_value,
+                         limits.template_memory)
 
     async def run(self, host: str, pool: ThreadPoolExecutor,
                   coordination: Coordination | None) -> DeviceResult:

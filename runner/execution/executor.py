@@ -8,17 +8,19 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from runner.errors import NotRun
 from runner.execution.control.keys import ledger_id
-from runner.inventory.fleet import FleetInventory
 from runner.inventory.secretref import SecretResolver, roots
 from runner.job.spec import JobSpec
 from runner.records import ApprovedChange, DeviceResult, RestorePlan
 from runner.registry import Registry
 from runner.settings import Settings
 from runner.vocab import Engine, EngineChoice
+
+if TYPE_CHECKING:  # Nornir loads with an inventory, not with the engine registry
+    from runner.inventory.fleet import FleetInventory
 
 # Below this many devices per process, starting one costs more than a second core gains.
 MIN_DEVICES_PER_PROCESS = 64

@@ -13,10 +13,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-
-import redis
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ConfigAlreadyAttempted, DeviceBusy
 from runner.execution.control.keys import (
@@ -28,6 +25,9 @@ from runner.execution.control.keys import (
     lease_key,
     lease_token,
 )
+
+if TYPE_CHECKING:  # Redis is imported where a broker is used: a run without one never does
+    import redis
 
 # Delete the lease only if we still hold it (another holder may have it after expiry).
 _RELEASE = """
@@ -75,6 +75,8 @@ class Coordination:
     def __init__(self, url: str, run_id: str, owner: str) -> None:
         # A bounded pool that waits for a free connection: hundreds of devices at once
         # would otherwise open a connection each (redis-py 8 refuses past 100).
+        import redis.asyncio as aioredis
+
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=64, timeout=60, socket_timeout=10, socket_connect_timeout=10,
             decode_responses=True)
@@ -205,6 +207,8 @@ def lease_of(address: str, broker_url: str | None, lock_dir: Path) -> dict[str, 
     with a broker, else this machine's lock file; None when nobody does. Only reads: a
     look never takes the lease (a run that does not wait would find the device busy)."""
     if broker_url:
+        import redis
+
         client = redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5,
                                       decode_responses=True)
         try:

@@ -19,7 +19,7 @@ from runner import logsetup
 from runner.errors import WorkerLost
 from runner.execution.control import liveness
 from runner.execution.control.cancel import CANCEL_GRACE_S
-from runner.execution.control.heartbeat import RUN_WATCH_THREAD
+from runner.execution.control.runwatch import RUN_WATCH_THREAD
 from runner.execution.executor import CancelFlag, RecordSink, Work, usable_cores
 from runner.execution.local import LocalExecutor
 from runner.records import RECORDS_THREAD, DeviceResult

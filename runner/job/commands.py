@@ -5,28 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from runner.cli_common import ALL_DEVICES, echo, engine_option, results_store, settings_of
 from runner.errors import InputError, RecordsNotStored, RunnerError
-from runner.job.load import load_job
 from runner.job.output import Progress, account_lines, diffs, run_table, table
-from runner.job.run import (
-    RunOptions,
-    blackout_override,
-    check_job,
-    check_override,
-    check_secret_files,
-    execute,
-    prepare,
-    rerun_targets,
-)
-from runner.job.spec import json_schema
-from runner.records import DeviceResult, RunResult
-from runner.store.queries import RunFilter, run_chunks, run_document, run_links, run_rows
-from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, EngineChoice
+
+# What a command needs beyond its options is imported as it runs: `runner run --help` and
+# `runner validate` load no database, Celery or Redis (tests/unit/test_startup.py).
+if TYPE_CHECKING:
+    from runner.records import DeviceResult, RunResult
+    from runner.store.results import ResultsStore
 
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
 OVERRIDE_BLACKOUT = click.option(
@@ -91,6 +83,15 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
     Inside a blackout window (blackouts.yml beside the job file) it is refused with exit 2
     naming the window, unless --override-blackout REASON (recorded)."""
     from runner.job.approval import gate, override, who
+    from runner.job.load import load_job
+    from runner.job.run import (
+        RunOptions,
+        blackout_override,
+        check_override,
+        execute,
+        prepare,
+        rerun_targets,
+    )
 
     store = _store(ctx)
     only = None
@@ -146,6 +147,8 @@ def echo_run_json(run_result: RunResult, store: ResultsStore | None, *,
     (`account`: with its status and who did what), or the run's own form. When the store
     cannot be read, what this process knows (a record it slimmed says `"stored": true`)."""
     if store is not None:
+        from runner.store.queries import run_chunks
+
         try:
             chunks = run_chunks(store, run_result.run_id, account=account)
         except RunnerError:  # the database went away since
@@ -184,7 +187,8 @@ def validate(ctx: click.Context, job_files: tuple[Path, ...], templates: Path,
     directory (an unknown parent or a workflow cycle is an error at its line). Exit 2 when
     one is invalid."""
     from runner.job.blackouts import is_calendar, read_calendar
-    from runner.job.load import load_dir
+    from runner.job.load import load_dir, load_job
+    from runner.job.run import check_job, check_secret_files, prepare
 
     failed = False
     graphs: dict[Path, dict[Path, InputError]] = {}
@@ -221,6 +225,8 @@ def schema(kind: str) -> None:
     blackout windows beside the job files), of the inventory's hosts.yaml and groups.yaml
     (and containerlab's flat file), or of its defaults.yaml."""
     if kind == "job":
+        from runner.job.spec import json_schema
+
         echo(json.dumps(json_schema(), indent=2))
         return
     if kind == "blackouts":
@@ -243,6 +249,8 @@ def schema(kind: str) -> None:
 def history(ctx: click.Context, limit: int, job: str | None, workflow: str | None,
             as_json: bool) -> None:
     """List recent runs."""
+    from runner.store.queries import RunFilter, run_rows
+
     rows = run_rows(_store(ctx), RunFilter(job=job, workflow=workflow), limit)
     if as_json:
         echo(json.dumps(rows, indent=2, default=str))
@@ -269,6 +277,8 @@ def history(ctx: click.Context, limit: int, job: str | None, workflow: str | Non
 def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
          as_json: bool, show_all: bool) -> None:
     """Show one run (a unique prefix of its id is enough)."""
+    from runner.store.queries import run_chunks, run_document, run_links
+
     if as_json and not failed and host is None:  # streamed: a run of any size
         for chunk in run_chunks(_store(ctx), run_id):
             echo(chunk, nl=False)
@@ -337,6 +347,7 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     preview is skipped (ConfigDrift). Exit codes as `runner run`."""
     from runner.job.approval import approve as carry_out
     from runner.job.approval import who
+    from runner.job.run import RunOptions, blackout_override
 
     store = _store(ctx)
     _, preview = store.get_run(run_id)

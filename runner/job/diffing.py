@@ -7,11 +7,14 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from runner.inventory.platforms import Platform
-from runner.job.configtree import Preview, future
 
-__all__ = ["Preview", "normalize", "preview", "unified"]
+if TYPE_CHECKING:  # hier_config loads with the first preview, not with every show job
+    from runner.job.configtree import Preview
+
+__all__ = ["normalize", "preview", "unified"]
 
 
 def normalize(config: str, volatile: Iterable[re.Pattern[str]]) -> str:
@@ -36,5 +39,7 @@ def preview(running: str, lines: list[str], platform: Platform) -> Preview:
     """A dry run's preview of sending `lines` to a device of `platform` whose running
     config is `running`: the same unified diff (additions and removals) a real run records,
     and the config it would leave (later steps and the rollback preview start from it)."""
+    from runner.job.configtree import Preview, future
+
     after = future(platform, running, lines)
     return Preview(after, unified(running, after))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.dispatch import CELERY_ENGINE
 from runner.errors import (
@@ -25,11 +25,10 @@ from runner.errors import (
     SecretUnavailable,
     StoreError,
 )
-from runner.execution.control.heartbeat import RunWatch
+from runner.execution.control.runwatch import RunWatch
 from runner.execution.engines import LOCAL_ENGINES
 from runner.execution.executor import ExecutorRegistry, Work, choose_engine
 from runner.execution.rollout import run_devices
-from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.inventory.secretref import (
     SecretRef,
     SecretResolver,
@@ -43,15 +42,11 @@ from runner.job.blackouts import Active, Calendar, Holds, load_calendar
 from runner.job.load import JobFile, load_job
 from runner.job.notify import NotifyTarget, notify, secrets_of, targets_for
 from runner.job.parsing import check_parser
-from runner.job.render import Templates, has_template
 from runner.job.spec import BackupStep, CommandStep, ComplianceStep, ConfigStep
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
 from runner.redact import Redactor
 from runner.settings import Settings
-from runner.store.compliance import Change as ComplianceChange
 from runner.store.migrate import describe
-from runner.store.queries import run_head, run_hosts
-from runner.store.results import RecordWriter, ResultsStore
 from runner.store.unsaved import not_stored
 from runner.vocab import (
     ActualSource,
@@ -63,6 +58,14 @@ from runner.vocab import (
     SecretSource,
     StepKind,
 )
+
+# What running needs beyond checking a job file (the inventory's Nornir, the store's
+# SQLAlchemy, Jinja2) is imported when it is used: `runner validate JOB` loads none of it.
+if TYPE_CHECKING:
+    from runner.inventory.fleet import FleetInventory
+    from runner.job.render import Templates
+    from runner.store.compliance import Change as ComplianceChange
+    from runner.store.results import ResultsStore
 
 log = logging.getLogger("runner.job.run")
 
@@ -112,16 +115,16 @@ class RunOptions:
 def check_job(job: JobFile, templates_dir: Path) -> None:
     """Checks that need files besides the job (its own rules are JobSpec's): templates
     exist and parse, parsers load, the backup directory can be one."""
-    templates = Templates(templates_dir)
+    templates = cache(lambda: _templates(templates_dir))  # made for the first that renders
     for index, step in enumerate(job.spec.steps):
         if isinstance(step, ConfigStep):
-            _check_config(job, templates, index, step)
+            _check_config(job, templates(), index, step)
         elif isinstance(step, CommandStep) and step.parse is not None:
             found = check_parser(step.parse, templates_dir)
             if found:
                 raise job.error(found[1], ("steps", index, "command", "parse", found[0]))
         elif isinstance(step, ComplianceStep):
-            _check_compliance(job, templates, index, step)
+            _check_compliance(job, templates(), index, step)
         elif isinstance(step, BackupStep):
             target = Path(step.backup.dir)
             if target.exists() and not target.is_dir():
@@ -130,9 +133,17 @@ def check_job(job: JobFile, templates_dir: Path) -> None:
                                 ("steps", index, "backup", "backup", "dir"))
 
 
+def _templates(root: Path) -> Templates:
+    from runner.job.render import Templates  # Jinja2: a job that renders nothing never loads it
+
+    return Templates(root)
+
+
 def _check_config(job: JobFile, templates: Templates, index: int, step: ConfigStep) -> None:
     """A config step's template exists and parses; `{{ ... }}` in its lines (rendered as a
     template is, never sent as written) parses and names only what a render is given."""
+    from runner.job.render import has_template
+
     if step.config.template is not None:
         problem = templates.check(step.config.template)
         if problem:
@@ -173,6 +184,8 @@ def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
     even if the file has since been edited into something invalid). `only`: these hosts
     instead of the job's targets (a rerun of another run's failed devices)."""
     check_job(job, templates_dir)
+    from runner.inventory.fleet import load_inventory
+
     inventory = load_inventory(inventory_path).with_platform(job.spec.platform)
     targets = job.spec.targets if only is None else Targets(hosts=only)
     try:
@@ -246,6 +259,8 @@ def rerun_targets(store: ResultsStore, run_id: str | None, job: str,
     if run_id is None or not run_id.strip():
         raise InputError("an empty run id names no run to rerun (expected the id, or a "
                          "unique prefix of it, of an earlier run of this job)", field=field)
+    from runner.store.queries import run_head, run_hosts
+
     try:
         earlier = run_head(store, run_id.strip())
     except InputError as exc:
@@ -352,6 +367,8 @@ def _new_run(prep: Prepared, options: RunOptions, dry_run: bool) -> RunResult:
 
 
 def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResult:
+    from runner.store.results import RecordWriter
+
     spec = prep.job.spec
     check_approval(prep, options)
     held = check_blackouts(prep, options)

@@ -21,7 +21,6 @@ from runner.inventory.secretref import SecretRefSpec
 from runner.inventory.targets import PlatformName, Targets
 from runner.job import ttpguard
 from runner.job.blackouts import BlackoutWindow, first_duplicate
-from runner.job.checks import problem
 from runner.job.events import TriggerSpec, check_freshness, freshness_seconds
 from runner.job.notify import NotifyTarget
 from runner.job.schedule import ScheduleSpec
@@ -125,6 +124,8 @@ class ParserSpec(_Model):
 
 
 def _condition(source: str) -> str:
+    from runner.job.checks import problem  # Jinja2 loads for a job with checks, not for all
+
     why = problem(source)
     if why:
         raise ValueError(why)

@@ -8,7 +8,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.drivers.base import Session
 from runner.errors import (
@@ -20,12 +20,14 @@ from runner.errors import (
     OutputTooLarge,
 )
 from runner.inventory.platforms import Platform
-from runner.job import compliance, diffing, restore
-from runner.job.checks import check
+from runner.job import diffing, restore
 from runner.job.parsing import parse
 from runner.job.spec import BackupStep, CommandStep, ComplianceStep, ConfigStep, JobSpec
 from runner.records import ApprovedChange, DeviceResult, RestorePlan, StepResult
 from runner.vocab import ActualSource, StepKind
+
+if TYPE_CHECKING:  # hier_config loads with the first config or compliance step, not before
+    from runner.job import compliance
 
 # Config lines of a step, given the results so far ({step name: {output, parsed}}).
 Renderer = Callable[[dict[str, dict[str, Any]]], list[str]]
@@ -126,6 +128,8 @@ async def _command_once(ctx: StepContext, step: CommandStep, command: str,
             record.failed, record.error = True, str(exc)
             raise
     for condition in step.expect:
+        from runner.job.checks import check  # Jinja2 loads with the first check
+
         check(condition, {"output": output, "parsed": record.parsed, **ctx.variables})
 
 
@@ -219,6 +223,8 @@ def _intended(ctx: StepContext, step: ComplianceStep, lines: list[str]) -> list[
 
 def _judged(ctx: StepContext, name: str, results: dict[str, compliance.FeatureResult],
             source: str) -> StepResult:
+    from runner.job import compliance
+
     record = StepResult(name=name, kind=StepKind.COMPLIANCE,
                         output=compliance.report(results),
                         parsed={"source": source,
@@ -232,6 +238,8 @@ async def run_compliance(ctx: StepContext, step: ComplianceStep, name: str,
     """Judge each feature of the device's config against the intended one; with
     `remediate`, push the non-compliant features' remediation as a config step would (a
     preview in a dry run), then judge again: still not compliant fails the device."""
+    from runner.job import compliance
+
     spec = step.compliance
     actual, source = await _actual(ctx, step)
     intended = _intended(ctx, step, intended)

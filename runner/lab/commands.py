@@ -184,9 +184,13 @@ def wait(lab_ref: str, timeout: float) -> None:
 @click.option("--enable-secret", envvar="RUNNER_SIM_ENABLE_SECRET", default=None,
               help="Logins land in user exec (>) and `enable` asks for this secret "
                    "(env RUNNER_SIM_ENABLE_SECRET); written to the inventory as `secret`.")
+@click.option("--configs", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Seed the devices from a directory of <name>.cfg files (a backup "
+                   "repository's, or a twin's): one device per file, named after it, with "
+                   "that running config; --devices, --fault and --seed do not apply.")
 def sim(devices: int, directory: Path, address: str, port: int, faults: tuple[str, ...],
         slow_delay: float, seed: int, username: str, password: str | None,
-        enable_secret: str | None) -> None:
+        enable_secret: str | None, configs: Path | None) -> None:
     """Serve N simulated IOS-style devices over SSH on loopback, until Ctrl-C.
 
     For fleets larger than the FRR lab can hold: each device has its own address,
@@ -198,9 +202,16 @@ def sim(devices: int, directory: Path, address: str, port: int, faults: tuple[st
     from runner.lab.sim import fleet as fleet_files
     from runner.lab.sim.process import run as run_sim
 
-    fleet = fleet_files.build(devices, address, port, fleet_files.parse_faults(faults), seed,
-                              username, password or secrets.token_urlsafe(12), slow_delay,
-                              enable_secret)
+    login = password or secrets.token_urlsafe(12)
+    if configs is not None:
+        if faults:
+            raise click.BadParameter("faults are not injected into a seeded fleet",
+                                     param_hint="--fault")
+        fleet = fleet_files.seeded(fleet_files.read_configs(configs), address, port, username,
+                                   login, slow_delay, enable_secret)
+    else:
+        fleet = fleet_files.build(devices, address, port, fleet_files.parse_faults(faults),
+                                  seed, username, login, slow_delay, enable_secret)
 
     def ready(state: dict[str, object]) -> None:
         echo(f"simulator: {state['devices']} devices on {state['first']}.."

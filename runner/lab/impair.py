@@ -15,8 +15,10 @@ import subprocess
 from dataclasses import replace
 
 from runner.errors import BackendUnavailable, LabError
-from runner.lab import nodefiles, shaping
+from runner.lab import shaping
 from runner.lab.faults import ROUTER, Netem, split_endpoint
+from runner.lab.kinds.frr import boot as frr_boot
+from runner.lab.kinds.frr import files as frr_files
 from runner.lab.netns import read_pid, router_pid, wait_for
 from runner.lab.plan import LabPlan, NodePlan
 from runner.lab.service import Labs
@@ -113,7 +115,7 @@ class Impair:
                 raise LabError(f"{daemon} is already stopped on {name}")
             stopped.add(daemon)
             self._supervise(lab.plan, node, [], stopped)
-            pid = read_pid(lab.plan.node_dir(name) / "run-frr" / f"{daemon}.pid")
+            pid = read_pid(frr_files.pid_file(lab.plan.node_dir(name), daemon))
             if pid is not None:
                 _kill_and_wait([pid], f"{daemon} on {name} to exit")
         lab.faults.stopped[name] = sorted(stopped)
@@ -160,7 +162,7 @@ class Impair:
         return node
 
     def _check_daemon(self, node: NodePlan, daemon: str) -> None:
-        runs = nodefiles.supervised(node.daemons)
+        runs = frr_boot.supervised(node.daemons)
         if daemon not in runs:
             raise LabError(f"{node.name} runs no {daemon!r} (its daemons: {', '.join(runs)})")
 
@@ -168,17 +170,17 @@ class Impair:
                    stopped: set[str]) -> None:
         """Replace watchfrr by one that supervises all but the stopped daemons, starting
         `starting` in between (each given its part of the saved config)."""
-        run_frr = plan.node_dir(node.name) / "run-frr"
-        daemons_file = plan.node_dir(node.name) / "etc-frr" / "daemons"
-        watchfrr = read_pid(run_frr / "watchfrr.pid")
+        ndir = plan.node_dir(node.name)
+        daemons_file = frr_files.daemons_file(ndir)
+        watchfrr = read_pid(frr_files.pid_file(ndir, "watchfrr"))
         if watchfrr is not None:
             _kill_and_wait([watchfrr], f"watchfrr on {node.name} to exit")
         for daemon in starting:
-            self._in_router(plan, node, nodefiles.daemon_argv(daemons_file, daemon))
-            self._in_router(plan, node, nodefiles.vtysh_boot_argv(daemon), check=False)
-        keep = [d for d in nodefiles.supervised(node.daemons) if d not in stopped]
+            self._in_router(plan, node, frr_boot.daemon_argv(daemons_file, daemon))
+            self._in_router(plan, node, frr_boot.vtysh_boot_argv(daemon), check=False)
+        keep = [d for d in frr_boot.supervised(node.daemons) if d not in stopped]
         if keep:
-            self._in_router(plan, node, nodefiles.watchfrr_argv(daemons_file, keep))
+            self._in_router(plan, node, frr_boot.watchfrr_argv(daemons_file, keep))
 
     def _in_router(self, plan: LabPlan, node: NodePlan, argv: list[str],
                    check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -192,7 +194,7 @@ class Impair:
         pid = router_pid(plan, node)
         if pid is not None:
             mnt = os.readlink(f"/proc/{pid}/ns/mnt")
-            watchfrr = read_pid(plan.node_dir(node.name) / "run-frr" / "watchfrr.pid")
+            watchfrr = read_pid(frr_files.pid_file(plan.node_dir(node.name), "watchfrr"))
             if watchfrr is not None:
                 _kill_and_wait([watchfrr], f"watchfrr on {node.name} to exit")
             # The router's processes: those in its own mount namespace (daemons, sshd, login
@@ -207,7 +209,7 @@ class Impair:
         for iface in node.interfaces:
             if f"{node.name}:{iface}" not in lab.faults.links_down:
                 run(["ip", "-n", node.netns, "link", "set", iface, "up"])
-        script = plan.node_dir(node.name) / nodefiles.BOOT_SCRIPT
+        script = plan.node_dir(node.name) / frr_boot.BOOT_SCRIPT
         if not script.exists():
             raise LabError(f"{script} is missing: bring the lab up again with this runner "
                            "(`runner lab up --reconfigure`)")

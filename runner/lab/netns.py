@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from runner.errors import BackendUnavailable, LabError, LabNotFound
-from runner.lab import confine, hostcheck, inventory, nodefiles, state
+from runner.lab import confine, hostcheck, inventory, launcher, state
 from runner.lab.backend import LabStatus, NodeStatus
-from runner.lab.kinds import NodeFile
+from runner.lab.kinds.base import BOOT_LOG
 from runner.lab.plan import LabPlan, NodePlan, make_plan
 from runner.lab.system import (
     ip_batch,
@@ -62,6 +62,15 @@ def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def stub_link_type() -> str:
+    """What a `type: dummy` link's interface is: a dummy interface, as containerlab makes
+    it; on a kernel that cannot load the dummy module (a container's), a bridge with no
+    ports, which is just as up (carrier on) and carries its addresses the same way."""
+    probe = subprocess.run(["unshare", "--net", "ip", "link", "add", "probe0", "type",
+                            "dummy"], capture_output=True, check=False)
+    return "dummy" if probe.returncode == 0 else "bridge"
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -180,14 +189,10 @@ class NamespaceBackend:
             nplan = plan.nodes[node.name]
             ndir = plan.node_dir(node.name)
             ndir.mkdir(parents=True)
-            files = node.kind_impl.files
-            if NodeFile.FRR in files:
-                nodefiles.write_frr_files(ndir, node, nplan.daemons)
-            if NodeFile.ACCOUNTS in files:
-                nodefiles.write_accounts(ndir, node.username, node.password, pubkeys)
-            if NodeFile.SSHD in files:
-                nodefiles.write_sshd(ndir, node.username)
-            nodefiles.write_launcher(plan, nplan, node.sysctls)
+            # The kind's own files (a router's /etc/frr, login account, sshd), then the
+            # launcher every node has, which ends with what its kind boots.
+            node.kind_impl.write_files(ndir, node, nplan.daemons, pubkeys)
+            launcher.write_launcher(plan, nplan, node.sysctls)
 
         # Host-key generation dominates; ssh-keygen runs outside the GIL, so use the cores.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -212,12 +217,17 @@ class NamespaceBackend:
             mtu = f" mtu {link.mtu}" if link.mtu else ""
             cmds.append(f"link add {link.a_iface}{mtu} netns {link.a_netns} type veth "
                         f"peer name {link.b_iface}{mtu} netns {link.b_netns}")
+        stub_type = stub_link_type() if any(n.stubs for n in plan.nodes.values()) else ""
+        for node in plan.nodes.values():
+            for iface in node.stubs:
+                mtu = f" mtu {node.stub_mtu[iface]}" if iface in node.stub_mtu else ""
+                cmds.append(f"link add {iface}{mtu} netns {node.netns} type {stub_type}")
         ip_batch(cmds)
 
     def _launch(self, plan: LabPlan) -> None:
         procs: list[tuple[NodePlan, subprocess.Popen[str]]] = []
         for node in plan.nodes.values():
-            script = str(plan.node_dir(node.name) / "launch.sh")
+            script = str(plan.node_dir(node.name) / launcher.LAUNCHER)
             argv = ["ip", "netns", "exec", node.netns]
             # Routers get their own UTS namespace so the hostname is the node's name.
             argv += ["unshare", "--uts", "sh", script] if node.kind_impl.own_namespaces \
@@ -233,7 +243,7 @@ class NamespaceBackend:
         if failures:
             raise LabError("nodes failed to start:\n  " + "\n  ".join(failures))
         for node in plan.nodes.values():
-            boot_log = plan.node_dir(node.name) / "log" / nodefiles.BOOT_LOG
+            boot_log = plan.node_dir(node.name) / "log" / BOOT_LOG
             errors = [ln for ln in _read_lines(boot_log) if "% " in ln or "rror" in ln]
             if errors:
                 # Counted, never quoted: the lines may be anyone's secrets (a wrong file).
@@ -266,7 +276,7 @@ class NamespaceBackend:
     def _run_exec(self, topo: Topology, plan: LabPlan) -> None:
         for node in topo.nodes.values():
             nplan = plan.nodes[node.name]
-            uid, gid, groups = nodefiles.exec_identity(node.username, node.kind_impl)
+            uid, gid, groups = node.kind_impl.exec_identity(node.username)
             for command in node.exec:
                 argv = confine.exec_argv(command, uid, gid, groups, node.env,
                                          fresh_dev=not nplan.kind_impl.own_namespaces)
@@ -326,16 +336,13 @@ class NamespaceBackend:
     # ---- status and exec --------------------------------------------------------------
 
     def _daemon_states(self, plan: LabPlan, node: NodePlan) -> dict[str, bool]:
-        run_frr = plan.node_dir(node.name) / "run-frr"
-        states = {}
-        for daemon in ("watchfrr", "zebra", "staticd", *node.daemons):
-            pid = _read_pid(run_frr / f"{daemon}.pid")
-            states[daemon] = pid is not None and pid_alive(pid)
-        return states
+        pid_files = node.kind_impl.daemon_pids(plan.node_dir(node.name), node.daemons)
+        return {daemon: read_pid(path) is not None for daemon, path in pid_files.items()}
 
     def _ssh_up(self, plan: LabPlan, node: NodePlan) -> bool:
-        pid = _read_pid(plan.node_dir(node.name) / nodefiles.SSHD_PID)
-        return pid is not None and pid_alive(pid) and tcp_open(node.mgmt_ip, 22)
+        pid_file = node.kind_impl.sshd_pid(plan.node_dir(node.name))
+        return pid_file is not None and read_pid(pid_file) is not None and \
+            tcp_open(node.mgmt_ip, 22)
 
     def status(self, lab: state.LabState) -> LabStatus:
         plan = lab.plan
@@ -360,19 +367,14 @@ class NamespaceBackend:
     def exec(self, lab: state.LabState, node: str, command: list[str],
              timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Routers: a vtysh command (or argv after `--shell`); hosts: argv in the namespace.
-
-        vtysh runs as the router's login user without capabilities: what an SSH login may
-        do, and no more, whoever wrote the lines (an exercise file, a person)."""
+        The node's kind says how its CLI runs (kinds.frr: as the login user, without
+        capabilities)."""
         require_root("the namespace lab backend")
         if node not in lab.plan.nodes:
             raise LabError(f"lab {lab.plan.lab} has no node {node!r} (nodes: "
                            f"{', '.join(lab.plan.nodes)})")
         nplan = lab.plan.nodes[node]
-        kind = nplan.kind_impl
-        if kind.cli is not None and command[:1] in ([kind.cli], [nodefiles.VTYSH]):
-            uid, gid, groups = nodefiles.exec_identity(nplan.username, kind)
-            command = [*confine.setpriv(confine.NO_CAPS, uid=uid, gid=gid, groups=groups),
-                       nodefiles.VTYSH, *command[1:]]
+        command = nplan.kind_impl.cli_argv(nplan.username, command)
         return self._in_node(lab.plan, nplan, command, timeout=timeout)
 
     def _in_node(self, plan: LabPlan, node: NodePlan, argv: list[str], *, timeout: float,
@@ -400,11 +402,10 @@ def read_pid(path: Path) -> int | None:
 
 
 def router_pid(plan: LabPlan, node: NodePlan) -> int | None:
-    """A live process of the router (zebra first): its mount and UTS namespaces are the
-    router's own /etc/frr, /run/frr and hostname, which nsenter joins."""
-    run_frr = plan.node_dir(node.name) / "run-frr"
-    candidates = [run_frr / f"{d}.pid" for d in ("zebra", "watchfrr", "staticd", *node.daemons)]
-    candidates.append(plan.node_dir(node.name) / nodefiles.SSHD_PID)
+    """A live process of the router (its kind's pid files in its order: zebra first): its
+    mount and UTS namespaces are the router's own /etc/frr, /run/frr and hostname, which
+    nsenter joins."""
+    candidates = node.kind_impl.entry_pids(plan.node_dir(node.name), node.daemons)
     # The pid files are the router's to write: a pid is believed only when that process is
     # in the router's network namespace (never, say, PID 1's namespaces).
     own = netns_inode(node.netns)

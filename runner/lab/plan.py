@@ -26,6 +26,9 @@ class NodePlan:
     username: str
     group: str | None
     labels: dict[str, str] = field(default_factory=dict)
+    # dummy interfaces (`type: dummy` links): also in `interfaces`, which the node brings up
+    stubs: list[str] = field(default_factory=list)
+    stub_mtu: dict[str, int] = field(default_factory=dict)
 
     @property
     def kind_impl(self) -> Kind:
@@ -60,7 +63,12 @@ class LabPlan:
         return ipaddress.IPv4Network(self.subnet).prefixlen
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for node in data["nodes"].values():  # a lab without dummy links reads as before
+            for key in ("stubs", "stub_mtu"):
+                if not node[key]:
+                    del node[key]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LabPlan:
@@ -90,6 +98,10 @@ def make_plan(topo: Topology) -> LabPlan:
     for link in topo.links:
         interfaces[link.a.node].append(link.a.iface)
         interfaces[link.b.node].append(link.b.iface)
+    stubs: dict[str, list[str]] = {name: [] for name in topo.nodes}
+    for stub in topo.stubs:
+        interfaces[stub.end.node].append(stub.end.iface)
+        stubs[stub.end.node].append(stub.end.iface)
 
     nodes: dict[str, NodePlan] = {}
     for node in topo.nodes.values():
@@ -104,6 +116,9 @@ def make_plan(topo: Topology) -> LabPlan:
             mgmt_ip=str(ip), host_veth="rv" + short_hash(netns, 11),
             interfaces=interfaces[node.name], daemons=node.kind_impl.daemons(node),
             username=node.username, group=node.group, labels=dict(node.labels),
+            stubs=stubs[node.name],
+            stub_mtu={s.end.iface: s.mtu for s in topo.stubs
+                      if s.end.node == node.name and s.mtu},
         )
     links = [LinkPlan(topo.long_name(lk.a.node), lk.a.iface, topo.long_name(lk.b.node),
                       lk.b.iface, lk.mtu) for lk in topo.links]

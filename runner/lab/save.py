@@ -63,8 +63,11 @@ def save(labs: Labs, lab: LabState, to: Path | None = None,
         proc = labs.exec_in(lab, node.name, ["vtysh", "-c", "write memory"], timeout=60)
         if proc.returncode != 0:
             raise LabError(f"{node.name}: write memory failed: {proc.stdout.strip()}")
-        text = (lab.plan.node_dir(node.name) / "etc-frr" / "frr.conf").read_text(
-            encoding="utf-8")
+        conf = node.kind_impl.config_file(lab.plan.node_dir(node.name))
+        if conf is None:
+            raise LabError(f"{node.name}: its kind {node.kind!r} saves a config but keeps "
+                           "no config file")
+        text = conf.read_text(encoding="utf-8")
         target = _target(node, base, to)
         if target is None:
             results.append(Saved(node.name, None, "embedded or no startup config: saved in "

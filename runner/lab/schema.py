@@ -7,7 +7,17 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from runner.lab import rules
 from runner.source.validation import Strict, describe, problem
@@ -153,10 +163,13 @@ def _links(value: Any) -> Any:
     return value
 
 
+LINK_TYPES = ("veth", "dummy")
+
+
 def _link_type(value: Any) -> Any:
-    if value != "veth":
+    if value not in LINK_TYPES:
         raise problem(f"link type {value!r} is not supported by the namespace backend "
-                      "(veth only)")
+                      "(veth or dummy)")
     return value
 
 
@@ -281,12 +294,37 @@ Endpoint = Annotated[
 
 
 class LinkEntry(_Open):
-    """A link: `endpoints: ["r1:eth1", "r2:eth1"]`, or extended with `type: veth`."""
+    """A link: `endpoints: ["r1:eth1", "r2:eth1"]`, or extended with `type: veth`; or
+    containerlab's `type: dummy` with one `endpoint`: an interface with no peer (a dummy
+    interface, always up), such as a LAN port whose hosts are not in the lab."""
 
-    missing: ClassVar[Mapping[str, str]] = {"endpoints": "a veth link has exactly two endpoints"}
     type: Annotated[Any, AfterValidator(_link_type)] = "veth"
-    endpoints: Annotated[list[Endpoint], BeforeValidator(_two_endpoints)]
+    endpoints: Annotated[list[Endpoint] | None, BeforeValidator(_two_endpoints)] = None
+    endpoint: EndpointRef | None = None
     mtu: Annotated[int | None, BeforeValidator(_mtu)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        """A veth link has `endpoints`, a dummy link one `endpoint`: the missing or
+        misplaced key is named."""
+        if not isinstance(data, dict):
+            return data
+        dummy = data.get("type") == "dummy"
+        need, other = ("endpoint", "endpoints") if dummy else ("endpoints", "endpoint")
+        errors = []
+        if other in data:
+            errors.append(InitErrorDetails(type=problem(
+                f"a {'dummy' if dummy else 'veth'} link has no `{other}` (did you mean "
+                f"`{need}`?)", "unknown_field"), loc=(other,), input=data))
+        elif need not in data:
+            errors.append(InitErrorDetails(type=problem(
+                "a dummy link has one `endpoint` ({node, interface})" if dummy
+                else "a veth link has exactly two endpoints", "missing_key"),
+                loc=(need,), input=data))
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
 
 
 class TopologySection(_Model):

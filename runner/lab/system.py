@@ -1,4 +1,5 @@
-"""Thin wrappers around the system tools the lab drives (ip, ssh-keygen, nsenter)."""
+"""Thin wrappers around the system tools the lab drives (ip, ssh-keygen, nsenter), and the
+writing of a node's files with their owner and mode."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from runner.errors import BackendUnavailable, CommandFailed
 
@@ -19,6 +21,20 @@ def run(argv: Sequence[str], *, input_: str | None = None, check: bool = True,
     if check and proc.returncode != 0:
         raise CommandFailed(list(argv), proc.returncode, proc.stderr or proc.stdout)
     return proc
+
+
+def write_file(path: Path, text: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
+    """A node's file with its owner and mode (the lab's files belong to root unless said)."""
+    path.write_text(text, encoding="utf-8")
+    os.chown(path, uid, gid)
+    path.chmod(mode)
+
+
+def owned_dir(path: Path, uid: int, gid: int, mode: int) -> None:
+    """A directory (and its parents) with this owner and mode."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, uid, gid)
+    path.chmod(mode)
 
 
 def ip_batch(commands: Sequence[str], *, force: bool = False) -> None:

@@ -59,6 +59,15 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Stub:
+    """A `type: dummy` link: an interface of one node with no peer (always up)."""
+
+    end: Endpoint
+    mtu: int | None
+    line: int
+
+
+@dataclass(frozen=True)
 class Bind:
     source: Path
     target: str
@@ -129,6 +138,7 @@ class Topology:
     links: list[Link]
     warnings: list[str] = field(default_factory=list)
     source: _Source | None = field(default=None, repr=False, compare=False)
+    stubs: list[Stub] = field(default_factory=list)
 
     def error(self, message: str, loc: Loc) -> TopologyError:
         """An error at `loc` in the topology file, for checks made after loading it."""
@@ -189,10 +199,11 @@ def parse_topology(raw: Any, path: Path, registry: KindRegistry,
     warnings: list[str] = []
     nodes = {name: _node(src, doc, name, registry, warnings, files)
              for name in doc.topology.nodes}
+    links, stubs = _links(src, doc, nodes)
     topology = Topology(
         path=path, name=doc.name, prefix=doc.prefix, mgmt_subnet=subnet, mgmt_gateway=gateway,
-        mgmt_bridge=doc.mgmt.bridge, nodes=nodes, links=_links(src, doc, nodes),
-        warnings=warnings, source=src,
+        mgmt_bridge=doc.mgmt.bridge, nodes=nodes, links=links,
+        warnings=warnings, source=src, stubs=stubs,
     )
     _check_mgmt_addresses(src, topology)
     _check_sysctls(src, topology)
@@ -379,21 +390,34 @@ def _endpoint(src: _Source, value: str | EndpointRef, loc: Loc,
     return Endpoint(node, iface)
 
 
-def _links(src: _Source, doc: TopologyFile, nodes: dict[str, Node]) -> list[Link]:
+def _links(src: _Source, doc: TopologyFile,
+           nodes: dict[str, Node]) -> tuple[list[Link], list[Stub]]:
+    """The veth links, and the dummy links' interfaces (no interface used twice)."""
     used: dict[Endpoint, int] = {}
     links: list[Link] = []
+    stubs: list[Stub] = []
     for i, link in enumerate(doc.topology.links):
         loc: Loc = ("topology", "links", i)
-        ends = [_endpoint(src, e, (*loc, "endpoints", j), nodes)
-                for j, e in enumerate(link.endpoints)]
-        for j, end in enumerate(ends):
-            line = src.locate((*loc, "endpoints", j))[1] or 0
+        where: list[Loc]
+        if link.endpoint is not None:  # type: dummy (the schema checked the shape)
+            where = [(*loc, "endpoint")]
+            ends = [_endpoint(src, link.endpoint, where[0], nodes)]
+        else:
+            assert link.endpoints is not None
+            where = [(*loc, "endpoints", j) for j in range(len(link.endpoints))]
+            ends = [_endpoint(src, e, at, nodes)
+                    for e, at in zip(link.endpoints, where, strict=True)]
+        for end, at in zip(ends, where, strict=True):
+            line = src.locate(at)[1] or 0
             if end in used:
                 raise src.error(f"interface {end} is already used by the link on line "
-                                f"{used[end]}", (*loc, "endpoints", j))
+                                f"{used[end]}", at)
             used[end] = line
-        links.append(Link(ends[0], ends[1], link.mtu, src.locate(loc)[1] or 0))
-    return links
+        if len(ends) == 1:
+            stubs.append(Stub(ends[0], link.mtu, src.locate(loc)[1] or 0))
+        else:
+            links.append(Link(ends[0], ends[1], link.mtu, src.locate(loc)[1] or 0))
+    return links, stubs
 
 
 def _check_mgmt_addresses(src: _Source, topo: Topology) -> None:
@@ -420,6 +444,8 @@ def _check_sysctls(src: _Source, topo: Topology) -> None:
     for link in topo.links:
         for end in (link.a, link.b):
             interfaces[end.node].append(end.iface)
+    for stub in topo.stubs:
+        interfaces[stub.end.node].append(stub.end.iface)
     for node in topo.nodes.values():
         for key, value in node.sysctls.items():
             problem = rules.sysctl_problem(key, value, interfaces[node.name])

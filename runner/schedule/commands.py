@@ -7,6 +7,7 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
@@ -16,14 +17,14 @@ from runner.errors import InputError
 from runner.job.commands import OVERRIDE_BLACKOUT
 from runner.job.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.job.output import Progress, run_table, table
-from runner.job.run import RunOptions, blackout_override, check_override, execute, prepare
 from runner.records import now_iso
-from runner.schedule.listing import schedule_list
-from runner.schedule.server import JobsDir, Scheduler
-from runner.store.occurrences import recent_occurrences
-from runner.store.results import ResultsStore
-from runner.store.schedule import ScheduleStore
 from runner.vocab import Approval, EngineChoice, NotifyEvent
+
+# The scheduler, its store and the run machinery load as a command runs, not for --help.
+if TYPE_CHECKING:
+    from runner.schedule.server import Scheduler
+    from runner.store.results import ResultsStore
+    from runner.store.schedule import ScheduleStore
 
 JOBS = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
                     show_default=True, help="Directory of job files.")
@@ -36,6 +37,8 @@ STORE = click.option("--store", "store_url", metavar="URL",
 
 
 def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, ScheduleStore]:
+    from runner.store.schedule import ScheduleStore
+
     results = results_store(ctx)
     return results, ScheduleStore(store_url or results.url)
 
@@ -83,6 +86,8 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
         from runner.store.metrics import serve_metrics
 
         serve_metrics(metrics_port, results, store, settings_of(ctx))
+    from runner.schedule.server import Scheduler
+
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
                           stop_grace=stop_grace, engine=engine, shard_size=shard_size,
                           settings=settings_of(ctx), notify=notify)
@@ -146,6 +151,8 @@ def list_(ctx: click.Context, jobs_dir: Path, store_url: str | None, count: int,
     occurrence inside one skipped, or moved to the window's end); the window holding it
     now; its last run."""
     results, store = _stores(ctx, store_url)
+    from runner.schedule.listing import schedule_list
+
     listed = schedule_list(jobs_dir, store, results, count,
                            warn=lambda message: None if message.startswith(
                                "invalid job file") or "already used" in message
@@ -255,6 +262,8 @@ def occurrences_(ctx: click.Context, name: str, store_url: str | None, limit: in
     awaiting approval, then approved, rejected or expired, then the carried-out run's
     outcome), its run and why."""
     results, store = _stores(ctx, store_url)
+    from runner.store.occurrences import recent_occurrences
+
     found = recent_occurrences(store, results, name, limit)
     if as_json:
         echo(json.dumps(found, indent=2))
@@ -284,6 +293,9 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
             templates: Path, override_blackout: str | None, show_all: bool) -> None:
     """Fire job NAME now (outside its schedule), in the foreground; inside a blackout
     window only with --override-blackout REASON (recorded)."""
+    from runner.job.run import RunOptions, blackout_override, check_override, execute, prepare
+    from runner.schedule.jobsdir import JobsDir
+
     jobs = JobsDir(jobs_dir)
     jobs.reload()
     if name not in jobs.jobs:

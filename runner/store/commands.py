@@ -13,7 +13,6 @@ import click
 from runner.cli_common import echo, results_store, settings_of
 from runner.errors import Conflict, InputError
 from runner.store import migrate, unsaved
-from runner.store.database import open_engine
 
 
 def _version_json(version: migrate.Version) -> dict[str, Any]:
@@ -35,6 +34,8 @@ def db() -> None:
 def current(ctx: click.Context, as_json: bool) -> None:
     """The database's schema revision, and whether it is this runner's head. Changes
     nothing."""
+    from runner.store.database import open_engine
+
     version = migrate.current(open_engine(settings_of(ctx).database_url(), migrate=False))
     if as_json:
         echo(json.dumps(_version_json(version), indent=2))
@@ -48,6 +49,8 @@ def current(ctx: click.Context, as_json: bool) -> None:
 def upgrade(ctx: click.Context, as_json: bool) -> None:
     """Bring the database's schema to this runner's head (an empty database gets the whole
     schema; one made before migrations is adopted, every run kept)."""
+    from runner.store.database import open_engine
+
     engine = open_engine(settings_of(ctx).database_url(), migrate=False)
     before = migrate.current(engine)
     after = migrate.upgrade(engine)

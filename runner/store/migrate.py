@@ -1,25 +1,29 @@
 """The database schema's version: Alembic's one history (runner/store/migrations) brought to head
-on start, one process at a time (a lock file on SQLite, an advisory lock on PostgreSQL)."""
+on start, one process at a time (a lock file on SQLite, an advisory lock on PostgreSQL).
+A database already at head is recognised with one query and without Alembic, whose import
+costs more CPU than a small run's devices (bench/startup.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection, Engine
+from typing import TYPE_CHECKING
 
 from runner.errors import SchemaError
 from runner.vocab import SchemaState
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,16 @@ LEGACY_TABLES = frozenset({"runs", "devices", "schedule_state", "schedule_occurr
                            "schedule_lease"})
 
 
+VERSIONS = Path(__file__).with_name("migrations") / "versions"
+# A version file's `revision = "0008"` and `down_revision = "0007"` (None, or a tuple at a
+# merge), annotated or not: what Alembic reads from the module, read here as text.
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\b[^=\n]*=(.*)$", re.MULTILINE)
+_QUOTED = re.compile(r"""["']([^"']+)["']""")
+
+
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", SCRIPTS)
     if connection is not None:
@@ -42,6 +55,8 @@ def _config(connection: Connection | None = None) -> Config:
 
 
 def scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
 
 
@@ -49,6 +64,40 @@ def head() -> str:
     found = scripts().get_current_head()
     assert found is not None, "runner/store/migrations has no revision"
     return found
+
+
+@cache
+def plain_head() -> str | None:
+    """runner's head revision, read from its version files as text (tests/unit/
+    test_startup.py checks it is Alembic's head)."""
+    return stated_head(VERSIONS)
+
+
+def stated_head(versions: Path) -> str | None:
+    """The head revision as the version files in `versions` state it, read as text (no
+    Alembic); None when one of them does not state its revisions plainly or the history
+    has not exactly one head (then Alembic alone is asked)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted(versions.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        lines = _REVISION_LINE.findall(path.read_text(encoding="utf-8"))
+        names = [name for name, _ in lines]
+        if sorted(names) != ["down_revision", "revision"]:
+            return None
+        for name, value in lines:
+            quoted = _QUOTED.findall(value)
+            if name == "revision":
+                if len(quoted) != 1:
+                    return None
+                revisions.add(quoted[0])
+            elif quoted:
+                parents.update(quoted)
+            elif value.split("#")[0].strip() != "None":
+                return None
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -92,6 +141,9 @@ def describe(exc: BaseException) -> str:
 
 
 def _read(conn: Connection, url: str) -> Version:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
     revisions = MigrationContext.configure(
         conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
     top = head()
@@ -123,14 +175,38 @@ def current(engine: Engine) -> Version:
 def ensure_head(engine: Engine) -> Version:
     """Bring the database to head if it is not (what every runner start does). Processes
     starting at once on one database take turns; the first upgrades, the rest find it done."""
+    found = _plainly_at_head(engine)
+    if found is not None:
+        return found
     found = current(engine)
     if found.at_head:
         return found
     return upgrade(engine)
 
 
+def _plainly_at_head(engine: Engine) -> Version | None:
+    """The database's Version when its version table names the head the version files
+    state (one query, no Alembic); None when anything else is so: Alembic looks."""
+    from sqlalchemy import column, select, table
+    from sqlalchemy.exc import DBAPIError
+
+    top = plain_head()
+    if top is None:
+        return None
+    rows: list[object] = []
+    with engine.connect() as conn:  # a database that is away fails here, as Alembic's would
+        # No version table (an empty or a pre-migrations database): Alembic looks.
+        with contextlib.suppress(DBAPIError):
+            rows = list(conn.execute(select(column("version_num"))
+                                     .select_from(table(VERSION_TABLE))).scalars())
+        conn.rollback()
+    return Version(top, top, SchemaState.CURRENT, masked(engine)) if rows == [top] else None
+
+
 def upgrade(engine: Engine) -> Version:
     """Upgrade to head under the database's migration lock; the version it ends at."""
+    from alembic import command
+
     url = masked(engine)
     with engine.connect() as conn, _migration_lock(conn, engine):
         before = _read(conn, url)
@@ -165,6 +241,8 @@ def _migration_lock(conn: Connection, engine: Engine) -> Iterator[None]:
     """One migrating process at a time: an exclusive flock on a file beside a SQLite
     database, pg_advisory_lock on PostgreSQL (held by this connection's session). Other
     databases go unlocked: a racing upgrade that fails is looked at again (see upgrade)."""
+    from sqlalchemy import text
+
     dialect = engine.dialect.name
     if dialect == "postgresql":
         conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})

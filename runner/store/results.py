@@ -458,7 +458,7 @@ class RecordWriter:
     While the database is away the run goes on and records wait here, written when it is
     back; after the store's retry bound they are given up on, and close() names them (the
     caller keeps the run elsewhere: nothing is dropped silently). The run's heartbeat and
-    its cancel requests are run control's (runner.execution.control.heartbeat.RunWatch)."""
+    its cancel requests are run control's (runner.execution.control.runwatch.RunWatch)."""
 
     def __init__(self, store: ResultsStore, run_id: str, hosts: list[str] | None = None) \
             -> None:

@@ -6,15 +6,17 @@ import ipaddress
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from runner.cli_common import echo, engine_option, settings_of
 from runner.job.output import table
-from runner.store.results import ResultsStore
-from runner.store.tokens import TokenStore
 from runner.vocab import EngineChoice, Role
 from runner.web.limits import DEFAULT_MAX_BODY
+
+if TYPE_CHECKING:  # the store loads when a command opens it, not for --help
+    from runner.store.tokens import TokenStore
 
 log = logging.getLogger("runner.web")
 
@@ -87,6 +89,9 @@ def token() -> None:
 
 
 def _tokens(ctx: click.Context) -> TokenStore:
+    from runner.store.results import ResultsStore
+    from runner.store.tokens import TokenStore
+
     return TokenStore(ResultsStore(settings_of(ctx).database_url()).engine)
 
 

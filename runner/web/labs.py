@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LabError, NotFound
-from runner.lab.kinds import NodeFile, NodeShape
-from runner.lab.plan import LabPlan, NodePlan
+from runner.lab.kinds import NodeShape
+from runner.lab.plan import NodePlan
 from runner.lab.service import Labs
 from runner.lab.system import interfaces
 from runner.settings import Settings
@@ -66,8 +66,9 @@ def topology(settings: Settings, name: str) -> Topology:
     addresses: dict[tuple[str, str], list[str]] = {}
     for node in plan.nodes.values():
         found = live_addresses(node) if running.get(node.name) else {}
-        if not found and NodeFile.FRR in node.kind_impl.files:
-            found = configured_addresses(plan, node)
+        conf = node.kind_impl.config_file(plan.node_dir(node.name))
+        if not found and conf is not None:
+            found = configured_addresses(conf)
         for iface, addrs in found.items():
             addresses[(node.name, iface)] = addrs
     return Topology(plan.lab, nodes, links, addresses)
@@ -84,9 +85,8 @@ _IFACE = re.compile(r"^interface (\S+)")
 _ADDR = re.compile(r"^\s+(?:ip|ipv6) address (\S+/\d+)")
 
 
-def configured_addresses(plan: LabPlan, node: NodePlan) -> dict[str, list[str]]:
-    """A router's interface addresses from its frr.conf in the lab directory."""
-    conf = Path(plan.node_dir(node.name)) / "etc-frr" / "frr.conf"
+def configured_addresses(conf: Path) -> dict[str, list[str]]:
+    """A router's interface addresses from its saved config (frr.conf) in the lab directory."""
     try:
         text = conf.read_text(encoding="utf-8", errors="replace")
     except OSError:

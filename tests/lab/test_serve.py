@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,27 +14,15 @@ from typing import Any
 from runner.lab.netns import wait_for
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
-from tests.support.base import ROOT
 from tests.support.jobs import write_job
 from tests.support.lab import RunningLab
+from tests.support.serve import Serve
 
 
-class Serve:
-    def __init__(self, project: Path, lab: RunningLab, name: str, *args: str) -> None:
-        self.log = project / f"{name}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "--db", f"sqlite:///{project / 'runner.db'}",
-             "serve", "--jobs", str(project / "jobs"), "-i", str(lab.lab_dir / "inventory"),
-             "--templates", str(ROOT / "templates"), *args],
-            stdout=subprocess.DEVNULL, stderr=self.log.open("w"), cwd=project)
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=120)
+def lab_serve(project: Path, lab: RunningLab, name: str, *args: str) -> Serve:
+    """`runner serve` on the practice lab's inventory, with the project's own store."""
+    return Serve(project, f"sqlite:///{project / 'runner.db'}", lab.lab_dir / "inventory", name,
+                 *args, engine=None, env=os.environ)
 
 
 TICK = """name: tick
@@ -65,16 +51,16 @@ def assert_each_occurrence_ran_once(project: Path, job: str) -> list[dict[str, A
 def test_serve_survives_sigkill_applies_policy_and_runs_nothing_twice(
         practice_lab: RunningLab, tmp_path: Path) -> None:
     write_job(tmp_path / "jobs", "tick", text=TICK)
-    first = Serve(tmp_path, practice_lab, "first")
+    first = lab_serve(tmp_path, practice_lab, "first")
     try:
         wait_for(lambda: sum(r["status"] == "ok" for r in runs_of(tmp_path, "tick")) >= 3, 60,
                  "three scheduled runs")
     finally:
-        first.stop(signal.SIGKILL)
+        first.stop(sig=signal.SIGKILL)
     killed = time.time()
     wait_for(lambda: time.time() > killed + 3.5, 10, "a few occurrences of downtime")
 
-    second = Serve(tmp_path, practice_lab, "second")
+    second = lab_serve(tmp_path, practice_lab, "second")
     try:
         restarted = time.time()
         wait_for(lambda: len([r for r in runs_of(tmp_path, "tick")
@@ -122,9 +108,9 @@ def _iso(epoch: float) -> str:
 def test_two_servers_on_one_store_run_each_occurrence_once(practice_lab: RunningLab,
                                                            tmp_path: Path) -> None:
     write_job(tmp_path / "jobs", "tick", text=TICK)
-    a = Serve(tmp_path, practice_lab, "a")
+    a = lab_serve(tmp_path, practice_lab, "a")
     wait_for(lambda: "active scheduler" in a.text(), 30, "the first server to lead")
-    b = Serve(tmp_path, practice_lab, "b")
+    b = lab_serve(tmp_path, practice_lab, "b")
     try:
         wait_for(lambda: "standing by" in b.text(), 30, "the second server to stand by")
         wait_for(lambda: len(runs_of(tmp_path, "tick")) >= 4, 60, "runs")
@@ -149,7 +135,7 @@ steps:
   - command: show running-config
   - command: show ip route
 """)
-    serve = Serve(tmp_path, practice_lab, "slow", "--stop-grace", "0.3")
+    serve = lab_serve(tmp_path, practice_lab, "slow", "--stop-grace", "0.3")
     wait_for(lambda: "slow: fired occurrence" in serve.text(), 60, "a run to start")
     assert serve.stop() == 0
     log = serve.text()

@@ -24,9 +24,10 @@ import yaml
 from runner.execution.control.keys import device_key, lease_key
 from runner.inventory.fleet import load_inventory
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
-from tests.support.base import ROOT, free_port
-from tests.support.fleet import on_device
+from runner.store.results import ResultsStore
+from runner.store.runlinks import working
+from tests.support.base import ROOT
+from tests.support.fleet import Fleet, FleetSpec, on_device, start_fleet
 from tests.support.jobs import run_argv, run_job, sqlite_url, write_job
 from tests.support.workers import RedisServer, Workers
 
@@ -36,14 +37,14 @@ DEVICES = 24
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     # 12 slow devices keep a run going while a worker is killed; one refuses logins.
     # 127.111.0.1-24: the store tests' block (tests/sim/test_db_loss.py and
     # test_serve_store.py use .101 and .201 on), as two of these tests run on PostgreSQL.
-    with SimProcess(tmp_path_factory.mktemp("sim-celery") / "sim", DEVICES,
-                    address="127.111.0.1", port=free_port(),
-                    faults=["slow=12", "refuse=1"], slow_delay=SLOW_DELAY) as process:
-        yield process
+    with start_fleet(tmp_path_factory.mktemp("sim-celery"),
+                     FleetSpec(DEVICES, "127.111.0.1", faults=("slow=12", "refuse=1"),
+                               slow_delay=SLOW_DELAY)) as fleet:
+        yield fleet
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def env(redis_server: RedisServer) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def workers(sim: SimProcess, env: dict[str, str],
+def workers(sim: Fleet, env: dict[str, str],
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     pool = Workers(tmp_path_factory.mktemp("sim-workers"), env)
     try:
@@ -64,32 +65,19 @@ def workers(sim: SimProcess, env: dict[str, str],
         pool.stop_all()
 
 
-def ensure(workers: Workers, sim: SimProcess, *names: str) -> None:
+def ensure(workers: Workers, sim: Fleet, *names: str) -> None:
     for name in names:
         if not workers.alive(name):
             workers.start(name, sim.inventory)
 
 
-def faults(sim: SimProcess) -> dict[str, str]:
-    return dict(sim.state["faults"])
-
-
-def hosts_of(sim: SimProcess) -> list[str]:
-    return list(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))
-
-
-def archive(sim: SimProcess, host: str) -> str:
-    """The device's own log of config lines, by config session (IOS `archive log`)."""
-    return on_device(sim.inventory, host, "show archive log config all")
-
-
-def sessions_with(sim: SimProcess, host: str, line: str) -> int:
+def sessions_with(sim: Fleet, host: str, line: str) -> int:
     """How many config sessions sent `line` to the device."""
     return len({m.group(1) for m in re.finditer(
-        rf"^\s*\d+\s+(\d+)\s+\S+\s+\|{re.escape(line)}$", archive(sim, host), re.M)})
+        rf"^\s*\d+\s+(\d+)\s+\S+\s+\|{re.escape(line)}$", sim.archive(host), re.M)})
 
 
-def lease_keys(sim: SimProcess, hosts: list[str]) -> list[str]:
+def lease_keys(sim: Fleet, hosts: list[str]) -> list[str]:
     """The devices' Redis leases: by address and port, as every run names them."""
     inventory = load_inventory(sim.inventory)
     return [lease_key(device_key(*inventory.address(h, "asyncssh"))) for h in hosts]
@@ -99,24 +87,23 @@ def outcome(devices: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
     return [(d["host"], d["status"], d["error_class"]) for d in devices]
 
 
-def reordered(tmp_path: Path, sim: SimProcess, order: list[str]) -> Path:
+def reordered(tmp_path: Path, sim: Fleet, order: list[str]) -> Path:
     """The simulator's inventory with only these hosts, in this order (rollout order)."""
     inventory = tmp_path / "inventory"
     inventory.mkdir()
     for name in ("groups.yaml", "defaults.yaml"):
         (inventory / name).write_text((sim.inventory / name).read_text(encoding="utf-8"),
                                       encoding="utf-8")
-    hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
-    (inventory / "hosts.yaml").write_text(yaml.safe_dump({h: hosts[h] for h in order},
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump({h: sim.entries[h] for h in order},
                                                          sort_keys=False), encoding="utf-8")
     return inventory
 
 
 def test_a_failing_batch_stops_the_rollout_alike_on_every_engine(
-        sim: SimProcess, workers: Workers, env: dict[str, str], tmp_path: Path) -> None:
+        sim: Fleet, workers: Workers, env: dict[str, str], tmp_path: Path) -> None:
     ensure(workers, sim, "w1", "w2")
-    refused = next(h for h, f in faults(sim).items() if f == "refuse")
-    healthy = [h for h in hosts_of(sim) if h not in faults(sim)][:9]
+    refused = sim.refusing[0]
+    healthy = sim.healthy()[:9]
     # batches of 2: [0 1] [2 refused] [4 5] [6 7] [8 9]: the second fails, three never run
     order = [*healthy[:3], refused, *healthy[3:]]
     inventory = reordered(tmp_path, sim, order)
@@ -161,8 +148,8 @@ def finished_by(client: Any, run_id: str) -> list[str]:
             for k in client.scan_iter(f"runner:run:{run_id}:done:*")]
 
 
-def slow_push(tmp_path: Path, sim: SimProcess, marker: str) -> tuple[Path, list[str]]:
-    slow = [h for h, f in faults(sim).items() if f == "slow"]
+def slow_push(tmp_path: Path, sim: Fleet, marker: str) -> tuple[Path, list[str]]:
+    slow = sim.slow
     job = write_job(tmp_path, "push", targets={"hosts": slow}, driver="asyncssh",
                     concurrency=1, timeouts={"command": 30, "device": 120},
                     steps=[{"config": {"lines": [f"ntp server 192.0.2.1 key {marker}"]}},
@@ -171,7 +158,7 @@ def slow_push(tmp_path: Path, sim: SimProcess, marker: str) -> tuple[Path, list[
 
 
 def test_a_worker_machine_killed_mid_run_gives_its_devices_to_a_live_worker_once(
-        sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        sim: Fleet, workers: Workers, env: dict[str, str], redis_server: RedisServer,
         tmp_path: Path, db_url: str) -> None:
     """On SQLite and on PostgreSQL (db_url): the dispatcher stores every record."""
     ensure(workers, sim, "w1", "w2")
@@ -215,7 +202,7 @@ def test_a_worker_machine_killed_mid_run_gives_its_devices_to_a_live_worker_once
 
 
 def test_with_no_live_worker_left_the_run_ends_with_worker_lost_records(
-        sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        sim: Fleet, workers: Workers, env: dict[str, str], redis_server: RedisServer,
         tmp_path: Path) -> None:
     ensure(workers, sim, "w1", "w2")
     job, slow = slow_push(tmp_path, sim, uuid.uuid4().hex[:8])
@@ -243,7 +230,7 @@ def test_with_no_live_worker_left_the_run_ends_with_worker_lost_records(
 
 
 def test_ctrl_c_on_a_celery_run_reaches_the_workers(
-        sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        sim: Fleet, workers: Workers, env: dict[str, str], redis_server: RedisServer,
         tmp_path: Path, db_url: str) -> None:
     """On SQLite and on PostgreSQL (db_url): the interrupted run and its records stored."""
     ensure(workers, sim, "w1", "w2")
@@ -282,10 +269,10 @@ def test_ctrl_c_on_a_celery_run_reaches_the_workers(
 
 
 def test_a_stopped_rollout_rolls_back_through_the_workers(
-        sim: SimProcess, workers: Workers, env: dict[str, str], tmp_path: Path) -> None:
+        sim: Fleet, workers: Workers, env: dict[str, str], tmp_path: Path) -> None:
     ensure(workers, sim, "w1", "w2")
-    hosts = [h for h in hosts_of(sim) if h not in faults(sim)][:4]
-    before = {h: archive(sim, h).count("\n") for h in hosts}
+    hosts = sim.healthy()[:4]
+    before = {h: sim.archive(h).count("\n") for h in hosts}
     line = f"ntp server 192.0.2.44 key {uuid.uuid4().hex[:6]}"
     job = write_job(tmp_path, "stopped", driver="asyncssh", rollback=True,
                     targets={"hosts": hosts},
@@ -300,7 +287,7 @@ def test_a_stopped_rollout_rolls_back_through_the_workers(
         (hosts[2], "rolled_back", "CheckFailed"), (hosts[3], "rolled_back", "RolloutStopped")]
     # each device: the change and its rollback, by a worker; in its config: nothing left
     for host in hosts:
-        log = archive(sim, host)
+        log = sim.archive(host)
         assert log.count("\n") == before[host] + 2 and f"|no {line}" in log
         assert line not in on_device(sim.inventory, host, "show running-config")
 
@@ -377,7 +364,7 @@ def decoded(raw: bytes) -> str:
 
 
 def test_secrets_are_read_by_the_workers_and_never_cross_the_broker(
-        sim: SimProcess, env: dict[str, str], redis_server: RedisServer,
+        sim: Fleet, env: dict[str, str], redis_server: RedisServer,
         tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The inventory's password is {env: ...} and the job has a secret var: the workers
     read both from their own environment (the dispatcher has neither), and no value is in
@@ -401,7 +388,7 @@ def test_secrets_are_read_by_the_workers_and_never_cross_the_broker(
         {"config": {"template": "community.j2"}},
         {"command": "show running-config", "expect": [
             "('logging host 192.0.2.45 vrf ' ~ vars.community) in output"]}])
-    healthy = [h for h in hosts_of(sim) if h not in faults(sim)][:4]
+    healthy = sim.healthy()[:4]
     assert "RUNNER_CELERY_TEST_PASSWORD" not in env
     worker_env = {**env, "RUNNER_CELERY_TEST_PASSWORD": password,
                   "RUNNER_CELERY_TEST_COMMUNITY": community}
@@ -434,10 +421,10 @@ def test_secrets_are_read_by_the_workers_and_never_cross_the_broker(
 
 
 def test_a_change_that_needs_approval_reaches_the_workers_only_approved(
-        sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        sim: Fleet, workers: Workers, env: dict[str, str], redis_server: RedisServer,
         tmp_path: Path) -> None:
     ensure(workers, sim, "w1", "w2")
-    hosts = [h for h in hosts_of(sim) if h not in faults(sim)][-3:]
+    hosts = sim.healthy()[-3:]
     line = f"snmp-server location celery-{uuid.uuid4().hex[:8]}"
     job = write_job(tmp_path, "nightly", driver="asyncssh", targets={"hosts": hosts},
                     schedule={"cron": "30 2 * * *", "approval": "required"},
@@ -474,13 +461,13 @@ def test_a_change_that_needs_approval_reaches_the_workers_only_approved(
 
 
 def test_a_killed_dispatcher_stops_its_shards_on_the_workers(
-        sim: SimProcess, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        sim: Fleet, workers: Workers, env: dict[str, str], redis_server: RedisServer,
         tmp_path: Path) -> None:
     """SIGKILL of `runner run --engine celery` (the OOM killer's way): its heartbeat in
     Redis lapses after RUNNER_WORKER_LOST_AFTER, the workers stop the run's shards, and the
     devices their shards had not reached are never configured."""
     ensure(workers, sim, "w1", "w2")
-    slow = [h for h, f in faults(sim).items() if f == "slow"]
+    slow = sim.slow
     marker = uuid.uuid4().hex[:8]
     line = f"ntp server 192.0.2.1 key {marker}"
     # a device takes ~12 s (40 answers at 0.25 s); shards of 4, one device at a time
@@ -524,9 +511,9 @@ def test_a_killed_dispatcher_stops_its_shards_on_the_workers(
 
 
 def test_compliance_and_its_remediation_run_on_the_workers(
-        sim: SimProcess, workers: Workers, env: dict[str, str], tmp_path: Path) -> None:
+        sim: Fleet, workers: Workers, env: dict[str, str], tmp_path: Path) -> None:
     ensure(workers, sim, "w1", "w2")
-    hosts = [h for h in hosts_of(sim) if h not in faults(sim)][-5:-3]
+    hosts = sim.healthy()[-5:-3]
     job = write_job(tmp_path, "golden", targets={"hosts": hosts}, driver="asyncssh",
                     steps=[{"compliance": {"intended": "golden_sim.j2", "features": [
                         {"name": "ntp", "match": ["ntp server"]},
@@ -547,3 +534,40 @@ def test_compliance_and_its_remediation_run_on_the_workers(
     for host in hosts:
         config = on_device(sim.inventory, host, "show running-config")
         assert "ntp server 192.0.2.10" in config and "192.0.2.123" not in config
+
+
+def test_the_devices_in_progress_of_a_celery_run_are_known_as_they_go(
+        sim: Fleet, workers: Workers, env: dict[str, str], redis_server: RedisServer,
+        tmp_path: Path) -> None:
+    """The run page's devices in progress on the Celery engine: the dispatcher learns from
+    the run ledger which devices the workers began, and stores each with its start while
+    the run goes (as the local engine does); none is left at work when the run ends."""
+    ensure(workers, sim, "w1", "w2")
+    slow = sim.slow[:6]
+    job = write_job(tmp_path, "slow-show", targets={"hosts": slow}, driver="asyncssh",
+                    concurrency=1, timeouts={"command": 30, "device": 120},
+                    steps=[{"command": ["show clock"] * 6}])
+    url = sqlite_url(tmp_path)
+    client = redis_server.client()
+    proc, run_id = start(url, env, client, job, sim.inventory, "--engine", "celery",
+                         "--shard-size", "3")
+    seen: dict[str, str] = {}
+    store = ResultsStore(url)
+
+    def look() -> bool:
+        seen.update(working(store, run_id))
+        return proc.poll() is not None
+
+    try:
+        wait_for(look, 300, "the run to end")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert set(seen) <= set(slow) and len(seen) >= 2, seen  # both workers' shards seen
+    records = {d["host"]: d for d in result["devices"]}
+    for host, began in seen.items():
+        assert result["started"] <= began <= records[host]["finished"]
+    assert working(ResultsStore(url), run_id) == {}

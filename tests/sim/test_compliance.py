@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from runner.lab.sim.process import SimProcess
 from tests.support.base import free_port
-from tests.support.fleet import on_device
+from tests.support.fleet import Fleet, FleetSpec, on_device, start_fleet
 from tests.support.jobs import write_job
 
 DEVICES = 24
@@ -34,10 +33,10 @@ FEATURES = [{"name": "ntp", "match": ["ntp server"]},
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    with SimProcess(tmp_path_factory.mktemp("sim-golden") / "sim", DEVICES,
-                    address="127.124.0.1", port=free_port()) as process:
-        yield process
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with start_fleet(tmp_path_factory.mktemp("sim-golden"),
+                     FleetSpec(DEVICES, "127.124.0.1")) as fleet:
+        yield fleet
 
 
 @pytest.fixture
@@ -45,10 +44,6 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "golden.j2").write_text(INTENDED, encoding="utf-8")
     return tmp_path
-
-
-def hosts_of(sim: SimProcess) -> list[str]:
-    return list(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))
 
 
 def golden(project: Path, hosts: list[str], *after: dict[str, Any], actual: str = "running",
@@ -88,9 +83,9 @@ def by_host(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize(("driver", "first"), [("asyncssh", 0), ("netmiko", 8),
                                                ("scrapli", 16)])
 def test_drift_found_across_devices_remediated_and_compliant_again(
-        sim: SimProcess, project: Path, driver: str, first: int) -> None:
+        sim: Fleet, project: Path, driver: str, first: int) -> None:
     inventory = sim.inventory
-    hosts = hosts_of(sim)[first:first + 6]
+    hosts = sim.hosts[first:first + 6]
     job = golden(project, hosts, driver=driver)
     clean = cli(project, inventory, "run", str(job))
     assert clean["summary"]["ok"] == 6
@@ -121,10 +116,10 @@ def test_drift_found_across_devices_remediated_and_compliant_again(
     assert cli(project, inventory, "run", str(job))["summary"]["ok"] == 6
 
 
-def test_a_remediation_whose_post_check_fails_is_rolled_back(sim: SimProcess,
+def test_a_remediation_whose_post_check_fails_is_rolled_back(sim: Fleet,
                                                              project: Path) -> None:
     inventory = sim.inventory
-    host = hosts_of(sim)[22]
+    host = sim.hosts[22]
     checked = {"command": "show running-config", "expect": ["'never there' in output"]}
     job = golden(project, [host])
     drift(project, inventory, [host])
@@ -139,9 +134,9 @@ def test_a_remediation_whose_post_check_fails_is_rolled_back(sim: SimProcess,
 
 
 def test_a_remediation_that_needs_approval_is_previewed_then_carried_out(
-        sim: SimProcess, project: Path) -> None:
+        sim: Fleet, project: Path) -> None:
     inventory = sim.inventory
-    host = hosts_of(sim)[20]
+    host = sim.hosts[20]
     job = golden(project, [host], schedule={"cron": "0 3 * * *", "approval": "required"})
     drift(project, inventory, [host])
     found = cli(project, inventory, "run", str(job), expect=3)  # no approval to check
@@ -155,9 +150,9 @@ def test_a_remediation_that_needs_approval_is_previewed_then_carried_out(
     assert "192.0.2.66" not in on_device(inventory, host, "show running-config")
 
 
-def test_a_check_against_backups_needs_no_session(sim: SimProcess, project: Path) -> None:
+def test_a_check_against_backups_needs_no_session(sim: Fleet, project: Path) -> None:
     inventory = sim.inventory
-    hosts = hosts_of(sim)[6:8]
+    hosts = sim.hosts[6:8]
     backup = write_job(project, "backup", hosts=hosts, driver="asyncssh",
                        steps=[{"backup": {"dir": str(project / "backups")}}])
     cli(project, inventory, "run", str(backup))
@@ -175,7 +170,7 @@ def test_a_check_against_backups_needs_no_session(sim: SimProcess, project: Path
     assert [d["status"] for d in result["devices"]] == ["ok", "ok"]
     commit = step_parsed(result["devices"][1])["source"]
     assert commit.startswith("backup ")
-    missing = golden(project, [hosts_of(sim)[9]], actual="backup")
+    missing = golden(project, [sim.hosts[9]], actual="backup")
     alone = cli(project, inventory, "run", str(missing), expect=1)["devices"][0]
     assert alone["error_class"] == "NoBackup" and "run a backup job first" in alone["error"]
 

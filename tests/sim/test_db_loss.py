@@ -6,7 +6,6 @@ naming how many records were not stored and the file that keeps them, and nothin
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,24 +17,24 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
-from tests.support.base import ROOT, free_port
+from tests.support.base import ROOT, user_env
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.pg import PASSWORD, PgServer
 
 DEVICES = 6
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """Six devices of their own (127.111.0.101-106), every one slow: each answer waits."""
-    with SimProcess(tmp_path_factory.mktemp("sim-dbloss") / "sim", DEVICES,
-                    address="127.111.0.101", port=free_port(),
-                    faults=[f"slow={DEVICES}"], slow_delay=0.4) as process:
-        yield process
+    with start_fleet(tmp_path_factory.mktemp("sim-dbloss"),
+                     FleetSpec(DEVICES, "127.111.0.101", faults=(f"slow={DEVICES}",),
+                               slow_delay=0.4)) as fleet:
+        yield fleet
 
 
-def hosts_of(sim: SimProcess) -> list[str]:
-    return sorted(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))
+def hosts_of(sim: Fleet) -> list[str]:
+    return sorted(sim.hosts)
 
 
 def stored(url: str) -> list[str]:
@@ -50,7 +49,7 @@ def stored(url: str) -> list[str]:
         engine.dispose()
 
 
-def start_run(tmp_path: Path, sim: SimProcess, url: str, retry: str) -> subprocess.Popen[str]:
+def start_run(tmp_path: Path, sim: Fleet, url: str, retry: str) -> subprocess.Popen[str]:
     """One device at a time, a few seconds each: the run outlasts a server restart."""
     job = tmp_path / "audit.yml"
     job.write_text(yaml.safe_dump({
@@ -61,11 +60,7 @@ def start_run(tmp_path: Path, sim: SimProcess, url: str, retry: str) -> subproce
         [sys.executable, "-m", "runner", "--db", url, "run", str(job), "-i",
          str(sim.inventory), "--templates", str(ROOT / "templates"), "--engine", "local",
          "--json"], stdout=subprocess.PIPE, stderr=(tmp_path / "stderr").open("w"),
-        text=True, cwd=tmp_path, env={**_env(), "RUNNER_DB_RETRY": retry})
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+        text=True, cwd=tmp_path, env={**user_env(), "RUNNER_DB_RETRY": retry})
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
@@ -78,7 +73,7 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
 
 
 def test_the_run_goes_on_and_stores_every_record_when_the_database_is_back(
-        postgres: PgServer, sim: SimProcess, tmp_path: Path) -> None:
+        postgres: PgServer, sim: Fleet, tmp_path: Path) -> None:
     url = postgres.new_database()
     proc = start_run(tmp_path, sim, url, "600")
     err = tmp_path / "stderr"
@@ -104,7 +99,7 @@ def test_the_run_goes_on_and_stores_every_record_when_the_database_is_back(
 
 
 def test_a_database_gone_past_the_bound_fails_loudly_and_keeps_every_record(
-        postgres: PgServer, sim: SimProcess, tmp_path: Path) -> None:
+        postgres: PgServer, sim: Fleet, tmp_path: Path) -> None:
     url = postgres.new_database()
     proc = start_run(tmp_path, sim, url, "2")
     err = tmp_path / "stderr"
@@ -134,7 +129,7 @@ def test_a_database_gone_past_the_bound_fails_loudly_and_keeps_every_record(
     assert sorted(d["host"] for d in document["run"]["devices"]) == hosts_of(sim)
     imported = subprocess.run([sys.executable, "-m", "runner", "--db", url, "db", "import",
                                str(kept)], capture_output=True, text=True, cwd=tmp_path,
-                              env=_env(), timeout=120, check=False)
+                              env=user_env(), timeout=120, check=False)
     assert imported.returncode == 0, imported.stderr
     # that start first finished the run it found left running (placeholders for the
     # records it lacked); the import put the real records and status in their place
@@ -142,16 +137,16 @@ def test_a_database_gone_past_the_bound_fails_loudly_and_keeps_every_record(
     assert stored(url) == hosts_of(sim)
     again = subprocess.run([sys.executable, "-m", "runner", "--db", url, "db", "import",
                             str(kept)], capture_output=True, text=True, cwd=tmp_path,
-                           env=_env(), timeout=120, check=False)
+                           env=user_env(), timeout=120, check=False)
     assert again.returncode == 0, again.stderr
     history = json.loads(subprocess.run(
         [sys.executable, "-m", "runner", "--db", url, "history", "--json"],
-        capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, env=user_env(), timeout=120,
         check=True).stdout)
     assert [(r["run_id"], r["status"]) for r in history] == [(result["run_id"], "ok")]
     shown = json.loads(subprocess.run(
         [sys.executable, "-m", "runner", "--db", url, "show", result["run_id"], "--json"],
-        capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, env=user_env(), timeout=120,
         check=True).stdout)
     assert {d["status"] for d in shown["devices"]} == {"ok"}
     assert shown["summary"]["ok"] == DEVICES

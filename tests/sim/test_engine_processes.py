@@ -25,12 +25,11 @@ from runner.execution.rollout import run_devices
 from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.job.spec import JobSpec
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
 from runner.records import DeviceResult
 from runner.settings import Settings
 from runner.vocab import Engine
-from tests.support.base import ROOT, free_port
-from tests.support.fleet import Fleet, on_device
+from tests.support.base import ROOT
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
 
 # Hung devices answer nothing after login: they stay in flight until the run ends them.
 HANGING_JOB = {"name": "hang", "driver": "asyncssh",
@@ -159,12 +158,12 @@ KILL_DEVICES = 12
 
 
 @pytest.fixture(scope="module")
-def slow_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+def slow_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """Every device answers each line after 0.4 s: a push of 20 lines takes 8 s."""
-    with SimProcess(tmp_path_factory.mktemp("sim-kill") / "sim", KILL_DEVICES,
-                    address="127.122.0.1", port=free_port(),
-                    faults=[f"slow={KILL_DEVICES}"], slow_delay=0.4) as sim:
-        yield sim
+    with start_fleet(tmp_path_factory.mktemp("sim-kill"),
+                     FleetSpec(KILL_DEVICES, "127.122.0.1", faults=(f"slow={KILL_DEVICES}",),
+                               slow_delay=0.4)) as fleet:
+        yield fleet
 
 
 def _group(pgid: int) -> list[int]:
@@ -182,17 +181,13 @@ def _group(pgid: int) -> list[int]:
     return found
 
 
-def _archive(sim: SimProcess, host: str) -> str:
-    return on_device(sim.inventory, host, "show archive log config all")
-
-
 @pytest.mark.parametrize("how", ["run", "serve"])
 def test_a_killed_run_leaves_no_engine_process_and_touches_no_device_after(
-        slow_fleet: SimProcess, tmp_path: Path, how: str) -> None:
+        slow_fleet: Fleet, tmp_path: Path, how: str) -> None:
     """SIGKILL of the `runner` process (only it, as the OOM killer does) mid-push: its engine
     processes die with it (fork from `runner run`, forkserver from `runner serve`), the
     devices not reached by then are never configured, and the run ends interrupted."""
-    hosts = list(yaml.safe_load((slow_fleet.inventory / "hosts.yaml").read_text()))
+    hosts = list(slow_fleet.hosts)
     marker = f"k{os.getpid()}{how}"
     lines = [f"ntp server 192.0.2.{i} key {marker}" for i in range(10, 30)]
     spec: dict[str, Any] = {"name": f"kill-{how}", "driver": "asyncssh", "concurrency": 2,
@@ -221,7 +216,7 @@ def test_a_killed_run_leaves_no_engine_process_and_touches_no_device_after(
     try:
         # engine processes deal devices round-robin, one at a time each: the first two
         # devices are being configured; the others wait their turn
-        wait_for(lambda: marker in _archive(slow_fleet, hosts[0]), 120,
+        wait_for(lambda: marker in slow_fleet.archive(hosts[0]), 120,
                  "the first device to be mid-push")
         assert len(_group(proc.pid)) >= 3, "the runner and its engine processes"
         os.kill(proc.pid, signal.SIGKILL)
@@ -232,7 +227,7 @@ def test_a_killed_run_leaves_no_engine_process_and_touches_no_device_after(
             proc.kill()
         for pid in _group(proc.pid):  # the test fails above; nothing is left behind
             os.kill(pid, signal.SIGKILL)
-    before = {h: _archive(slow_fleet, h) for h in hosts}
+    before = {h: slow_fleet.archive(h) for h in hosts}
     # the next runner on the database finishes the dead run: interrupted, every device
     history = json.loads(subprocess.run(
         [sys.executable, "-m", "runner", "--db", db, "history", "--json"], env=env,
@@ -252,4 +247,4 @@ def test_a_killed_run_leaves_no_engine_process_and_touches_no_device_after(
     assert len(set(sent[hosts[0]])) == 1 and len(sent[hosts[0]]) < len(lines), sent
     assert len(set(sent[hosts[1]])) <= 1 and len(sent[hosts[1]]) < len(lines), sent
     assert [h for h in hosts[2:] if sent[h]] == []
-    assert {h: _archive(slow_fleet, h) for h in hosts} == before
+    assert {h: slow_fleet.archive(h) for h in hosts} == before

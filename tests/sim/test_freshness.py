@@ -8,8 +8,6 @@ listing."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -20,8 +18,9 @@ from runner.lab.netns import wait_for
 from runner.store.events import Events
 from runner.store.freshness import Freshness
 from runner.store.schedule import ScheduleStore
-from tests.support.base import ROOT, free_port
+from tests.support.base import free_port
 from tests.support.fleet import Fleet
+from tests.support.serve import Serve
 
 JOB = """name: {name}
 driver: asyncssh
@@ -32,22 +31,6 @@ steps:
   - backup: {{dir: backups-{name}}}
 """
 ROOMY = {"concurrency": 200, "connect": 10, "command": 5, "device": 20}
-
-
-def serve(project: Path, url: str, inventory: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "runner", "--db", url, "serve", "--jobs", str(project / "jobs"),
-         "-i", str(inventory), "--templates", str(ROOT / "templates"), "--engine", "local",
-         "--metrics-port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=(project / "serve.log").open("w"), cwd=project,
-        env=env)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=180)
 
 
 def metric(port: int, name: str, job: str) -> float | None:
@@ -66,7 +49,7 @@ def test_no_device_s_backup_gets_older_than_the_freshness(fleet: Fleet, tmp_path
     port = free_port()
     healthy = set(fleet.healthy(len(fleet.hosts)))
     faulty = set(fleet.faults)
-    proc = serve(tmp_path, url, fleet.inventory, port)
+    server = Serve(tmp_path, url, fleet.inventory, "serve", "--metrics-port", str(port))
     fresh = Freshness(ScheduleStore(url).engine)
     events = Events(ScheduleStore(url).engine)
 
@@ -87,8 +70,8 @@ def test_no_device_s_backup_gets_older_than_the_freshness(fleet: Fleet, tmp_path
         target = metric(port, "runner_backup_freshness_seconds", "fresh")
         ages = fresh.ages("fresh")
     finally:
-        code = stop(proc)
-    log = (tmp_path / "serve.log").read_text(encoding="utf-8")
+        code = server.stop(180)
+    log = server.text()
     assert code == 0 and "Traceback" not in log, log[-3000:]
     done = rounds()
     assert len(done[0]["hosts"]) == len(fleet.hosts)  # first: every device, none backed up
@@ -125,15 +108,15 @@ def test_a_freshness_the_fleet_cannot_keep_is_a_warning(fleet: Fleet, tmp_path: 
         encoding="utf-8")
     url = f"sqlite:///{tmp_path / 'runner.db'}"
     port = free_port()
-    proc = serve(tmp_path, url, fleet.inventory, port)
+    server = Serve(tmp_path, url, fleet.inventory, "serve", "--metrics-port", str(port))
     fresh = Freshness(ScheduleStore(url).engine)
     try:
         wait_for(lambda: bool((fresh.state("tight") or {}).get("warning")), 300,
                  "the warning after the first round")
         covered = metric(port, "runner_backup_covered", "tight")
     finally:
-        code = stop(proc)
-    log = (tmp_path / "serve.log").read_text(encoding="utf-8")
+        code = server.stop(180)
+    log = server.text()
     assert code == 0 and "Traceback" not in log
     warning = str((fresh.state("tight") or {})["warning"])
     assert warning.startswith("1000 devices every 10s needs 100.00 backups/s; the job's runs "

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
 from tests.support.base import free_port
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_runner, write_job
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
@@ -33,36 +33,26 @@ BGP = ["router bgp 65000", " neighbor 192.0.2.7 password N3ighb0rX"]
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     # logins land in user exec: every driver sends the enable secret
-    with SimProcess(tmp_path_factory.mktemp("sim-hard") / "sim", 16,
-                    address="127.110.0.1", port=free_port(), faults=["slow=4"],
-                    slow_delay=0.5, extra=["--enable-secret", ENABLE]) as process:
-        yield process
-
-
-def password(sim: SimProcess) -> str:
-    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
-    return str(defaults["password"])
+    with start_fleet(tmp_path_factory.mktemp("sim-hard"),
+                     FleetSpec(16, "127.110.0.1", faults=("slow=4",), slow_delay=0.5,
+                               extra=("--enable-secret", ENABLE))) as fleet:
+        yield fleet
 
 
 def runner(tmp_path: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}", *args]
 
 
-def healthy(sim: SimProcess) -> list[str]:
-    hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
-    return [h for h in hosts if h not in sim.state["faults"]]
-
-
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_secret_lines_never_show_in_previews_diffs_echoes_logs_or_the_database(
-        sim: SimProcess, tmp_path: Path, driver: str) -> None:
-    host = healthy(sim)[DRIVERS.index(driver)]
+        sim: Fleet, tmp_path: Path, driver: str) -> None:
+    host = sim.healthy()[DRIVERS.index(driver)]
     job = write_job(tmp_path, "secrets", driver=driver, steps=[
         {"config": {"lines": [*SECRET_LINES, *BGP]}},
         {"command": "show running-config"}])
-    secrets = [*SECRET_LINES.values(), "N3ighb0rX", ENABLE, password(sim)]
+    secrets = [*SECRET_LINES.values(), "N3ighb0rX", ENABLE, sim.password]
     outputs = []
     for args in (("--dry-run",), ("-vv",)):
         proc = run_runner(tmp_path, job, sim.inventory, *args, "--limit", host)
@@ -100,7 +90,7 @@ MEANING = ["USERNAME  carol  SECRET  0  Cx7Upper1", "username dave sec 0 Dx7Abbr
            "line vty 0 4", " password 7 Sx7Vty17"]
 
 
-def test_secret_lines_found_by_meaning_reach_no_stored_data(sim: SimProcess,
+def test_secret_lines_found_by_meaning_reach_no_stored_data(sim: Fleet,
                                                             tmp_path: Path) -> None:
     secrets = sorted({w for line in MEANING for w in line.split() if "x7" in w})
     assert len(secrets) == 17
@@ -111,7 +101,7 @@ def test_secret_lines_found_by_meaning_reach_no_stored_data(sim: SimProcess,
         # the archive log: each line as it was typed, after a `|`
         {"command": "show archive log config all"},
         {"backup": {"dir": str(backups)}}])
-    proc = run_runner(tmp_path, job, sim.inventory, "--limit", healthy(sim)[8])
+    proc = run_runner(tmp_path, job, sim.inventory, "--limit", sim.healthy()[8])
     assert proc.returncode == 0, proc.stderr[-2000:]
     device = json.loads(proc.stdout)["devices"][0]
     assert device["status"] == "changed", device
@@ -132,14 +122,14 @@ def test_secret_lines_found_by_meaning_reach_no_stored_data(sim: SimProcess,
             assert secret not in text, (secret, text[:3000])
 
 
-def inventory_without_known_hosts(sim: SimProcess, tmp_path: Path, **data: Any) -> Path:
+def inventory_without_known_hosts(sim: Fleet, tmp_path: Path, **data: Any) -> Path:
     """The simulator's inventory with no known_hosts for any driver (as many inventories
     are written), plus host data."""
     inventory = tmp_path / "no-known-hosts"
     inventory.mkdir()
     (inventory / "hosts.yaml").write_text((sim.inventory / "hosts.yaml").read_text())
     (inventory / "groups.yaml").write_text(yaml.safe_dump({"sim": {"data": data}}))
-    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
+    defaults = sim.defaults
     for options in defaults["connection_options"].values():
         extras = options["extras"]
         options["extras"] = {"secret": extras["secret"]}
@@ -149,8 +139,8 @@ def inventory_without_known_hosts(sim: SimProcess, tmp_path: Path, **data: Any) 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_unknown_host_keys_are_refused_unless_the_inventory_opts_out(
-        sim: SimProcess, tmp_path: Path, driver: str) -> None:
-    host = healthy(sim)[3]
+        sim: Fleet, tmp_path: Path, driver: str) -> None:
+    host = sim.healthy()[3]
     env = {**os.environ, "HOME": str(tmp_path)}  # no ~/.ssh/known_hosts to fall back on
     job = write_job(tmp_path, "show", driver=driver, retries={"count": 2, "backoff": 0},
                     steps=[{"command": "show clock"}])
@@ -168,9 +158,9 @@ def test_unknown_host_keys_are_refused_unless_the_inventory_opts_out(
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_a_changed_host_key_is_a_mismatch_never_retried(sim: SimProcess, tmp_path: Path,
+def test_a_changed_host_key_is_a_mismatch_never_retried(sim: Fleet, tmp_path: Path,
                                                         driver: str) -> None:
-    host = healthy(sim)[4]
+    host = sim.healthy()[4]
     inventory = tmp_path / "inv"
     inventory.mkdir()
     text = {n: (sim.inventory / n).read_text() for n in ("hosts.yaml", "groups.yaml",
@@ -192,8 +182,8 @@ def test_a_changed_host_key_is_a_mismatch_never_retried(sim: SimProcess, tmp_pat
         "failed", "HostKeyMismatch", 1), device
 
 
-def slow_job(tmp_path: Path, sim: SimProcess) -> tuple[Path, list[str]]:
-    slow = [h for h, f in sim.state["faults"].items() if f == "slow"]
+def slow_job(tmp_path: Path, sim: Fleet) -> tuple[Path, list[str]]:
+    slow = sim.slow
     job = write_job(tmp_path, "slow", driver="asyncssh", concurrency=2,
                     targets={"hosts": slow}, steps=[{"command": ["show clock"] * 20}])
     return job, slow
@@ -210,7 +200,7 @@ def stored(tmp_path: Path) -> tuple[dict[str, Any], list[tuple[str, str, str | N
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_a_run_killed_or_terminated_is_never_left_running(sim: SimProcess, tmp_path: Path,
+def test_a_run_killed_or_terminated_is_never_left_running(sim: Fleet, tmp_path: Path,
                                                           how: str) -> None:
     job, slow = slow_job(tmp_path, sim)
     proc = subprocess.Popen(runner(tmp_path, "run", str(job), "-i", str(sim.inventory)),
@@ -239,12 +229,12 @@ def test_a_run_killed_or_terminated_is_never_left_running(sim: SimProcess, tmp_p
                                         ("skipped", "Interrupted")}
 
 
-def test_a_backup_dir_that_is_a_file_is_refused_before_any_device(sim: SimProcess,
+def test_a_backup_dir_that_is_a_file_is_refused_before_any_device(sim: Fleet,
                                                                    tmp_path: Path) -> None:
     (tmp_path / "backups").write_text("a file where the backup repository should be")
     job = write_job(tmp_path, "backup", driver="asyncssh",
                     steps=[{"backup": {"dir": str(tmp_path / "backups")}}])
-    proc = run_runner(tmp_path, job, sim.inventory, "--limit", healthy(sim)[5])
+    proc = run_runner(tmp_path, job, sim.inventory, "--limit", sim.healthy()[5])
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == (
         f"error: {job}:5: steps[0].backup.dir: {tmp_path / 'backups'} exists and is not a "
@@ -253,7 +243,7 @@ def test_a_backup_dir_that_is_a_file_is_refused_before_any_device(sim: SimProces
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs")
 def test_a_backup_on_a_full_disk_fails_the_run_clearly_and_loses_nothing(
-        sim: SimProcess, tmp_path: Path) -> None:
+        sim: Fleet, tmp_path: Path) -> None:
     disk = tmp_path / "disk"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
@@ -262,7 +252,7 @@ def test_a_backup_on_a_full_disk_fails_the_run_clearly_and_loses_nothing(
         (disk / "filler").write_bytes(b"\0" * (256 * 1024 - 4096))
         job = write_job(tmp_path, "backup", driver="asyncssh",
                         steps=[{"backup": {"dir": str(disk / "backups")}}])
-        proc = run_runner(tmp_path, job, sim.inventory, "--limit", healthy(sim)[5])
+        proc = run_runner(tmp_path, job, sim.inventory, "--limit", sim.healthy()[5])
         assert proc.returncode == 1
         assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
         run_row, rows = stored(tmp_path)
@@ -272,13 +262,13 @@ def test_a_backup_on_a_full_disk_fails_the_run_clearly_and_loses_nothing(
                                           check=True).stdout)
         assert shown["error"] and "backup" in shown["error"].lower()
         (disk / "filler").unlink()  # space again: the next run backs up as usual
-        again = run_runner(tmp_path, job, sim.inventory, "--limit", healthy(sim)[5])
+        again = run_runner(tmp_path, job, sim.inventory, "--limit", sim.healthy()[5])
         assert again.returncode == 0, again.stderr
     finally:
         subprocess.run(["umount", str(disk)], check=False)
 
 
-def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,
+def test_hostile_templates_fail_fast_within_the_budget(sim: Fleet,
                                                        tmp_path: Path) -> None:
     """Loops, sizes and memory: each bomb fails its device, and the `runner run` process
     that rendered it stays small (its peak RSS read by wait4)."""
@@ -303,7 +293,7 @@ def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,
                         steps=[{"config": {"template": name}}])
         proc = subprocess.Popen(runner(tmp_path, "run", str(job), "-i", str(sim.inventory),
                                        "--templates", str(templates), "--json", "--limit",
-                                       healthy(sim)[6]), stdout=subprocess.PIPE, text=True)
+                                       sim.healthy()[6]), stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         out = proc.stdout.read()
         _, _, usage = os.wait4(proc.pid, 0)
@@ -315,11 +305,11 @@ def test_hostile_templates_fail_fast_within_the_budget(sim: SimProcess,
     assert (tmp_path / "runner.db").stat().st_size < 5_000_000  # nothing huge was stored
 
 
-def test_an_answer_past_the_output_limit_fails_the_device_clearly(sim: SimProcess,
+def test_an_answer_past_the_output_limit_fails_the_device_clearly(sim: Fleet,
                                                                  tmp_path: Path) -> None:
     job = write_job(tmp_path, "big", driver="asyncssh", limits={"output": 2048},
                     steps=[{"command": "show clock"}, {"command": "show running-config"}])
-    proc = run_runner(tmp_path, job, sim.inventory, "--limit", healthy(sim)[7])
+    proc = run_runner(tmp_path, job, sim.inventory, "--limit", sim.healthy()[7])
     device = json.loads(proc.stdout)["devices"][0]
     assert (device["status"], device["error_class"]) == ("failed", "OutputTooLarge")
     assert "more than the job's limits.output (2,048)" in device["error"]
@@ -327,10 +317,10 @@ def test_an_answer_past_the_output_limit_fails_the_device_clearly(sim: SimProces
 
 
 def test_celery_with_the_broker_down_is_a_record_per_device_not_a_traceback(
-        sim: SimProcess, tmp_path: Path) -> None:
+        sim: Fleet, tmp_path: Path) -> None:
     job = write_job(tmp_path, "show", driver="asyncssh",
                     steps=[{"command": "show clock"}])
-    hosts = healthy(sim)[:3]
+    hosts = sim.healthy()[:3]
     env = {**os.environ, "RUNNER_BROKER_URL": f"redis://:Br0kerPw9@127.0.0.1:{free_port()}/0"}
     proc = run_runner(tmp_path, job, sim.inventory, "--engine", "celery", "--limit",
                ",".join(hosts), env=env)

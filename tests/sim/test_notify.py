@@ -6,7 +6,7 @@ a receiver that is down is recorded and changes nothing about the run."""
 from __future__ import annotations
 
 import json
-import signal
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,36 +15,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
-from tests.support.base import ROOT, free_port
+from tests.support.base import free_port
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import write_job
 from tests.support.receivers import JsonReceiver, SmtpReceiver
+from tests.support.serve import Serve
 
 DEVICES = 4
 NTP = "ntp server 192.0.2.44"
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """Four devices of their own (127.108.0.x: no other test uses it), one refusing logins."""
-    with SimProcess(tmp_path_factory.mktemp("sim-notify") / "sim", DEVICES,
-                    address="127.108.0.1", port=free_port(), faults=["refuse=1"]) as process:
-        yield process
+    with start_fleet(tmp_path_factory.mktemp("sim-notify"),
+                     FleetSpec(DEVICES, "127.108.0.1", faults=("refuse=1",))) as fleet:
+        yield fleet
 
 
-def hosts_of(sim: SimProcess) -> tuple[list[str], str]:
+def hosts_of(sim: Fleet) -> tuple[list[str], str]:
     """(healthy devices, the one refusing logins)."""
-    hosts = list(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))
-    (refused,) = sim.state["faults"]
-    return [h for h in hosts if h != refused], refused
-
-
-def sim_password(sim: SimProcess) -> str:
-    defaults = yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8"))
-    return str(defaults["password"])
+    (refused,) = sim.faults
+    return [h for h in sim.hosts if h != refused], refused
 
 
 def runner_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -63,7 +57,7 @@ def push_job(tmp_path: Path, notify: list[dict[str, Any]]) -> Path:
 
 
 def test_run_notifies_webhook_and_mail_and_records_the_outcomes(
-        sim: SimProcess, webhook: JsonReceiver, smtp: SmtpReceiver, tmp_path: Path) -> None:
+        sim: Fleet, webhook: JsonReceiver, smtp: SmtpReceiver, tmp_path: Path) -> None:
     healthy, refused = hosts_of(sim)
     closed = free_port()
     job = push_job(tmp_path, [
@@ -100,7 +94,7 @@ def test_run_notifies_webhook_and_mail_and_records_the_outcomes(
     assert mail.recipients == ["ops@example.net"]
     assert mail.subject == hook["title"]
     assert mail.body.splitlines() == lines
-    password = sim_password(sim)
+    password = sim.password
     assert password not in json.dumps(hook) + mail.body
 
     shown = runner_cli(tmp_path, "show", run_id, "--json")
@@ -118,7 +112,7 @@ def test_run_notifies_webhook_and_mail_and_records_the_outcomes(
            "A Connection error occurred" in text
 
 
-def test_a_receiver_that_is_down_leaves_the_run_as_it_was(sim: SimProcess,
+def test_a_receiver_that_is_down_leaves_the_run_as_it_was(sim: Fleet,
                                                           tmp_path: Path) -> None:
     healthy, _ = hosts_of(sim)
     closed = free_port()
@@ -146,7 +140,7 @@ def test_a_receiver_that_is_down_leaves_the_run_as_it_was(sim: SimProcess,
 
 
 def test_serve_notify_is_the_default_for_jobs_that_name_no_targets(
-        sim: SimProcess, webhook: JsonReceiver, tmp_path: Path) -> None:
+        sim: Fleet, webhook: JsonReceiver, tmp_path: Path) -> None:
     healthy, refused = hosts_of(sim)
     at = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0, tzinfo=None)
     write_job(tmp_path / "jobs", "audit", **JOB, targets={"hosts": [healthy[0], refused]},
@@ -155,21 +149,14 @@ def test_serve_notify_is_the_default_for_jobs_that_name_no_targets(
     write_job(tmp_path / "jobs", "own", **JOB, targets={"hosts": [refused]},
               schedule={"at": at.isoformat()}, steps=[{"command": "show clock"}],
               notify=[{"url": webhook.url("own"), "on": ["always"]}])
-    log = tmp_path / "serve.log"
-    with log.open("w") as err:
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'results.db'}",
-             "serve", "--jobs", "jobs", "-i", str(sim.inventory),
-             "--templates", str(ROOT / "templates"), "--notify", webhook.url("default")],
-            stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path)
+    serve = Serve(tmp_path, f"sqlite:///{tmp_path / 'results.db'}", sim.inventory, "serve",
+                  "--notify", webhook.url("default"), engine=None, env=os.environ)
     try:
         bodies = webhook.wait(2, timeout=120)
-        wait_for(lambda: log.read_text(encoding="utf-8").count("finished: failed") == 2, 60,
+        wait_for(lambda: serve.text().count("finished: failed") == 2, 60,
                  "both occurrences to be recorded")
     finally:
-        if serve.poll() is None:
-            serve.send_signal(signal.SIGTERM)
-        assert serve.wait(timeout=120) == 0
+        assert serve.stop() == 0
     # each job notified once: its own target, else the serve default
     assert sorted(zip(webhook.paths, (b["title"] for b in webhook.bodies), strict=True)) == [
         ("/default", "runner audit: failed, 1 ok, 1 auth_failed"),

@@ -19,22 +19,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.lab.sim.process import SimProcess
-from tests.support.base import ROOT, free_port
+from tests.support.base import ROOT
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
 
 DEVICES = 60
 REFUSED = 3
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    with SimProcess(tmp_path_factory.mktemp("sim-out") / "sim", DEVICES,
-                    address="127.113.0.1", port=free_port(),
-                    faults=[f"refuse={REFUSED}"]) as process:
-        yield process
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with start_fleet(tmp_path_factory.mktemp("sim-out"),
+                     FleetSpec(DEVICES, "127.113.0.1", faults=(f"refuse={REFUSED}",))) as fleet:
+        yield fleet
 
 
-def run_on_a_terminal(sim: SimProcess, tmp_path: Path, *args: str,
+def run_on_a_terminal(sim: Fleet, tmp_path: Path, *args: str,
                       columns: int = 120) -> tuple[int, str, str]:
     """`runner run` with stderr on a pseudo-terminal of `columns` (as in an interactive
     shell) and stdout piped; returns (exit code, stdout, everything on the terminal)."""
@@ -73,10 +72,10 @@ def run_on_a_terminal(sim: SimProcess, tmp_path: Path, *args: str,
 
 
 def test_a_large_run_shows_one_live_bar_and_a_table_of_its_failures(
-        sim: SimProcess, tmp_path: Path) -> None:
+        sim: Fleet, tmp_path: Path) -> None:
     code, out, terminal = run_on_a_terminal(sim, tmp_path)
     assert code == 1  # some devices refused the login
-    refused = sorted(sim.state["faults"])
+    refused = sorted(sim.faults)
     assert len(refused) == REFUSED
     # the bar is redrawn in place: one line, many carriage returns, no line per device
     redraws = terminal.split("\r")
@@ -100,10 +99,10 @@ def test_a_large_run_shows_one_live_bar_and_a_table_of_its_failures(
 
 
 def test_all_lists_every_device_and_a_log_gets_a_line_per_device(
-        sim: SimProcess, tmp_path: Path) -> None:
+        sim: Fleet, tmp_path: Path) -> None:
     code, out, _ = run_on_a_terminal(sim, tmp_path, "--all")
     assert code == 1
-    hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    hosts = sim.hosts
     rows = [line.split()[0] for line in out.splitlines()[2:2 + DEVICES]]
     assert sorted(rows) == sorted(hosts)
     assert "more not listed" not in out
@@ -119,7 +118,7 @@ def test_all_lists_every_device_and_a_log_gets_a_line_per_device(
     assert progress[-1].startswith(f"[{DEVICES}/{DEVICES}] done {DEVICES}  failed {REFUSED}")
 
 
-def test_the_bar_never_wraps_on_a_narrow_terminal(sim: SimProcess, tmp_path: Path) -> None:
+def test_the_bar_never_wraps_on_a_narrow_terminal(sim: Fleet, tmp_path: Path) -> None:
     # a wrapped line could not be redrawn in place: the bar is cut to the width
     code, _, terminal = run_on_a_terminal(sim, tmp_path, columns=30)
     assert code == 1

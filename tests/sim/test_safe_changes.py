@@ -14,58 +14,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
-from tests.support.base import ROOT, free_port
-from tests.support.fleet import on_device
+from tests.support.base import ROOT
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_job, write_job
+from tests.support.serve import Serve
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+def devices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     # slow devices answer each line after 0.4 s: a device budget runs out mid-job
-    with SimProcess(tmp_path_factory.mktemp("sim-safe") / "sim", 40,
-                    address="127.109.0.1", port=free_port(), faults=["slow=4"],
-                    slow_delay=0.4) as process:
-        yield process
-
-
-class Devices:
-    def __init__(self, sim: SimProcess) -> None:
-        self.sim = sim
-        hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
-        faults = dict(sim.state["faults"])
-        self.healthy = [h for h in hosts if h not in faults]
-        self.slow = [h for h, f in faults.items() if f == "slow"]
-        self.used: set[str] = set()
-
-    def take(self, n: int) -> list[str]:
-        """Devices no other test of this module touched (their configs are compared)."""
-        free = [h for h in self.healthy if h not in self.used][:n]
-        assert len(free) == n, "the fixture has too few devices"
-        self.used.update(free)
-        return free
-
-    def run_on(self, host: str, command: str) -> str:
-        return on_device(self.sim.inventory, host, command)
-
-    def config(self, host: str) -> str:
-        return self.run_on(host, "show running-config").split("\n!", 1)[1]
-
-    def sessions(self, host: str) -> int:
-        """Config sessions the device has seen (its archive log)."""
-        log = self.run_on(host, "show archive log config all").splitlines()[1:]
-        return len({line.split()[1] for line in log if line.strip()})
-
-
-@pytest.fixture(scope="module")
-def devices(sim: SimProcess) -> Devices:
-    return Devices(sim)
+    with start_fleet(tmp_path_factory.mktemp("sim-safe"),
+                     FleetSpec(40, "127.109.0.1", faults=("slow=4",), slow_delay=0.4)) as fleet:
+        yield fleet
 
 
 def runner(tmp_path: Path, *args: str) -> list[str]:
@@ -78,7 +43,7 @@ BREAK = ["interface GigabitEthernet0/3", " description broken by a change",
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_a_failing_post_check_rolls_the_change_back(devices: Devices, tmp_path: Path,
+def test_a_failing_post_check_rolls_the_change_back(devices: Fleet, tmp_path: Path,
                                                      driver: str) -> None:
     hosts = devices.take(2)
     before = {h: devices.config(h) for h in hosts}
@@ -88,7 +53,7 @@ def test_a_failing_post_check_rolls_the_change_back(devices: Devices, tmp_path: 
         {"config": {"lines": BREAK, "save": True}},
         {"name": "post", "command": "show interfaces description",
          "expect": ["'broken' not in output"]}])
-    result = run_job(tmp_path, job, devices.sim.inventory, "--limit", ",".join(hosts), expect=1)
+    result = run_job(tmp_path, job, devices.inventory, "--limit", ",".join(hosts), expect=1)
     for device in result["devices"]:
         assert (device["status"], device["error_class"]) == ("rolled_back", "CheckFailed")
         assert device["changed"] is False
@@ -106,17 +71,17 @@ def test_a_failing_post_check_rolls_the_change_back(devices: Devices, tmp_path: 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_a_rejected_line_rolls_back_what_was_applied_and_a_dry_run_shows_the_rollback(
-        devices: Devices, tmp_path: Path, driver: str) -> None:
+        devices: Fleet, tmp_path: Path, driver: str) -> None:
     host, = devices.take(1)
     before = devices.config(host)
     job = write_job(tmp_path, "reject", driver=driver, rollback=True, steps=[
         {"config": {"lines": ["logging host 192.0.2.77", "frobnicate everything",
                               "ntp server 192.0.2.78"]}}])
-    preview = run_job(tmp_path, job, devices.sim.inventory, "--limit", host, "--dry-run", expect=0)
+    preview = run_job(tmp_path, job, devices.inventory, "--limit", host, "--dry-run", expect=0)
     shown = next(s for s in preview["devices"][0]["steps"] if s["kind"] == "rollback")
     assert shown["output"].splitlines()[:1] == ["no logging host 192.0.2.77"]
     assert devices.config(host) == before  # a dry run sends nothing
-    result = run_job(tmp_path, job, devices.sim.inventory, "--limit", host, expect=1)
+    result = run_job(tmp_path, job, devices.inventory, "--limit", host, expect=1)
     device = result["devices"][0]
     assert (device["status"], device["error_class"]) == ("rolled_back", "CommandRejected")
     assert "logging host 192.0.2.77" in device["steps"][0]["diff"]  # it had applied
@@ -124,21 +89,21 @@ def test_a_rejected_line_rolls_back_what_was_applied_and_a_dry_run_shows_the_rol
 
 
 def test_a_device_budget_running_out_after_the_push_rolls_back_in_a_session_of_its_own(
-        devices: Devices, tmp_path: Path) -> None:
+        devices: Fleet, tmp_path: Path) -> None:
     host = devices.slow[0]
     before = devices.config(host)
     job = write_job(tmp_path, "budget", driver="asyncssh", rollback=True,
                     timeouts={"connect": 20, "command": 20, "device": 8, "rollback": 60},
                     steps=[{"config": {"lines": ["ntp server 192.0.2.90"]}},
                            {"command": ["show clock"] * 40}])
-    result = run_job(tmp_path, job, devices.sim.inventory, "--limit", host, expect=1)
+    result = run_job(tmp_path, job, devices.inventory, "--limit", host, expect=1)
     device = result["devices"][0]
     assert (device["status"], device["error_class"]) == ("rolled_back", "DeviceTimeout")
     assert "did not finish within 8s" in device["error"]
     assert devices.config(host) == before
 
 
-def test_a_stopped_rollout_rolls_back_every_device_it_changed(devices: Devices,
+def test_a_stopped_rollout_rolls_back_every_device_it_changed(devices: Fleet,
                                                               tmp_path: Path) -> None:
     hosts = devices.take(6)
     before = {h: devices.config(h) for h in hosts}
@@ -149,7 +114,7 @@ def test_a_stopped_rollout_rolls_back_every_device_it_changed(devices: Devices,
                     steps=[{"config": {"lines": ["ntp server 192.0.2.91"]}},
                            {"name": "post", "command": "show clock",
                             "expect": [f"host.name != '{bad}'"]}])
-    result = run_job(tmp_path, job, devices.sim.inventory, "--engine", "processes",
+    result = run_job(tmp_path, job, devices.inventory, "--engine", "processes",
                      "--processes", "2", expect=1)
     by = {d["host"]: d for d in result["devices"]}
     assert [(by[h]["status"], by[h]["error_class"]) for h in hosts] == [
@@ -162,36 +127,36 @@ def test_a_stopped_rollout_rolls_back_every_device_it_changed(devices: Devices,
     assert [devices.sessions(h) for h in hosts] == [2, 2, 2, 2, 0, 0]  # change, rollback
 
 
-def test_rerun_runs_only_what_failed_and_says_which_run_it_reran(devices: Devices,
+def test_rerun_runs_only_what_failed_and_says_which_run_it_reran(devices: Fleet,
                                                                  tmp_path: Path) -> None:
     hosts = devices.take(4)
     bad = hosts[1:3]
     job = write_job(tmp_path, "fix", driver="asyncssh", targets={"hosts": hosts},
                     steps=[{"command": "show clock",
                             "expect": [f"host.name not in {bad!r}"]}])
-    first = run_job(tmp_path, job, devices.sim.inventory, expect=1)
+    first = run_job(tmp_path, job, devices.inventory, expect=1)
     failed = subprocess.run(runner(tmp_path, "show", first["run_id"], "--failed", "--json"),
                             capture_output=True, text=True, check=True)
     assert [d["host"] for d in json.loads(failed.stdout)["devices"]] == bad
     write_job(tmp_path, "fix", driver="asyncssh", targets={"hosts": hosts},
               steps=[{"command": "show clock"}])
-    again = run_job(tmp_path, job, devices.sim.inventory, "--rerun", first["run_id"][:6], expect=0)
+    again = run_job(tmp_path, job, devices.inventory, "--rerun", first["run_id"][:6], expect=0)
     assert [d["host"] for d in again["devices"]] == bad
     assert again["rerun_of"] == first["run_id"]
     nothing = subprocess.run(
-        runner(tmp_path, "run", str(job), "-i", str(devices.sim.inventory), "--rerun",
+        runner(tmp_path, "run", str(job), "-i", str(devices.inventory), "--rerun",
                first["run_id"], "--status", "timed_out"), capture_output=True, text=True,
         check=False)
     assert nothing.returncode == 0 and "no device to run again" in nothing.stderr
     other = write_job(tmp_path, "other", steps=[{"command": "show clock"}])
-    wrong = subprocess.run(runner(tmp_path, "run", str(other), "-i", str(devices.sim.inventory),
+    wrong = subprocess.run(runner(tmp_path, "run", str(other), "-i", str(devices.inventory),
                                   "--rerun", first["run_id"]), capture_output=True,
                            text=True, check=False)
     assert wrong.returncode == 2
     assert "was of job 'fix', not 'other'" in wrong.stderr
 
 
-def test_two_runs_on_one_device_without_a_broker_never_interleave(devices: Devices,
+def test_two_runs_on_one_device_without_a_broker_never_interleave(devices: Fleet,
                                                                   tmp_path: Path) -> None:
     host = devices.slow[1]
     lines = [f"ntp server 192.0.2.{i}" for i in range(100, 106)]
@@ -206,7 +171,7 @@ def test_two_runs_on_one_device_without_a_broker_never_interleave(devices: Devic
     env = {**os.environ, "RUNNER_LOCK_DIR": str(tmp_path / "locks")}
 
     def start(job: Path) -> subprocess.Popen[str]:
-        return subprocess.Popen(runner(tmp_path, "run", str(job), "-i", str(devices.sim.inventory),
+        return subprocess.Popen(runner(tmp_path, "run", str(job), "-i", str(devices.inventory),
                                        "--limit", host, "--json"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 cwd=tmp_path, env=env)
@@ -230,7 +195,7 @@ def test_two_runs_on_one_device_without_a_broker_never_interleave(devices: Devic
     assert sessions == sorted(sessions)  # each run's lines together, one session each
 
 
-def previewed(tmp_path: Path, devices: Devices, hosts: list[str], marker: str) -> str:
+def previewed(tmp_path: Path, devices: Fleet, hosts: list[str], marker: str) -> str:
     jobs = tmp_path / "jobs"
     jobs.mkdir(exist_ok=True)
     write_job(jobs, "nightly", driver="asyncssh", rollback=True,
@@ -239,7 +204,7 @@ def previewed(tmp_path: Path, devices: Devices, hosts: list[str], marker: str) -
                         "approval_timeout": "2h"},
               steps=[{"config": {"lines": [f"snmp-server location {marker}"]}}])
     proc = subprocess.run(runner(tmp_path, "schedule", "run", "nightly", "--jobs", str(jobs),
-                                 "-i", str(devices.sim.inventory), "--templates",
+                                 "-i", str(devices.inventory), "--templates",
                                  str(ROOT / "templates")),
                           capture_output=True, text=True, check=True)
     assert "awaiting approval: runner approve" in proc.stdout
@@ -249,14 +214,14 @@ def previewed(tmp_path: Path, devices: Devices, hosts: list[str], marker: str) -
 
 
 def test_an_approved_preview_is_carried_out_once_and_not_onto_a_moved_config(
-        devices: Devices, tmp_path: Path) -> None:
+        devices: Fleet, tmp_path: Path) -> None:
     hosts = devices.take(3)
     preview = previewed(tmp_path, devices, hosts, "rack-7")
     assert all(devices.sessions(h) == 0 for h in hosts)  # the preview sent nothing
     # someone changes one device meanwhile: its preview no longer holds
     job = write_job(tmp_path, "meanwhile", driver="asyncssh",
                     steps=[{"config": {"lines": ["ntp server 192.0.2.5"]}}])
-    run_job(tmp_path, job, devices.sim.inventory, "--limit", hosts[2], expect=0)
+    run_job(tmp_path, job, devices.inventory, "--limit", hosts[2], expect=0)
     # two operators approve at once: exactly one carries it out
     procs = [subprocess.Popen(runner(tmp_path, "approve", preview[:8], "--json"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -278,7 +243,7 @@ def test_an_approved_preview_is_carried_out_once_and_not_onto_a_moved_config(
     assert row["status"] == "approved" and row["decision"]["by"]
 
 
-def test_a_rejected_or_expired_preview_sends_nothing(devices: Devices, tmp_path: Path) -> None:
+def test_a_rejected_or_expired_preview_sends_nothing(devices: Fleet, tmp_path: Path) -> None:
     hosts = devices.take(1)
     preview = previewed(tmp_path, devices, hosts, "rack-8")
     rejected = subprocess.run(runner(tmp_path, "reject", preview, "--reason", "not tonight"),
@@ -299,7 +264,7 @@ def test_a_rejected_or_expired_preview_sends_nothing(devices: Devices, tmp_path:
 
 
 def test_serve_previews_each_occurrence_once_and_expires_what_nobody_approved(
-        devices: Devices, tmp_path: Path) -> None:
+        devices: Fleet, tmp_path: Path) -> None:
     hosts = devices.take(1)
     jobs = tmp_path / "jobs"
     jobs.mkdir()
@@ -308,11 +273,9 @@ def test_serve_previews_each_occurrence_once_and_expires_what_nobody_approved(
               schedule={"at": at.isoformat(timespec="seconds"), "approval": "required",
                         "approval_timeout": "5s"},
               steps=[{"config": {"lines": ["snmp-server contact noc"]}}])
-    serves = [subprocess.Popen(
-        runner(tmp_path, "serve", "--jobs", str(jobs), "-i", str(devices.sim.inventory),
-               "--templates", str(ROOT / "templates")),
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / f"serve{i}.log").open("w"))
-        for i in range(2)]  # two servers on one store
+    serves = [Serve(tmp_path, f"sqlite:///{tmp_path / 'runner.db'}", devices.inventory,
+                    f"serve{i}", jobs=jobs, engine=None, env=os.environ)
+              for i in range(2)]  # two servers on one store
     store = ResultsStore(f"sqlite:///{tmp_path / 'runner.db'}")
     try:
         wait_for(lambda: bool(store.list_runs(5)) and store.list_runs(5)[0]["status"] in (
@@ -321,11 +284,10 @@ def test_serve_previews_each_occurrence_once_and_expires_what_nobody_approved(
         wait_for(lambda: store.list_runs(5)[0]["status"] == "expired", 60, "the expiry")
     finally:
         for serve in serves:
-            serve.terminate()
-            serve.wait(30)
+            serve.stop(30)
     runs = store.list_runs(10)
     assert len(runs) == 1 and runs[0]["dry_run"]  # one preview for the one occurrence
     assert runs[0]["decision"]["reason"] == "approval window passed"
-    logs = "".join((tmp_path / f"serve{i}.log").read_text() for i in range(2))
+    logs = "".join(serve.text() for serve in serves)
     assert "awaiting approval (runner approve" in logs and "expired" in logs
     assert devices.sessions(hosts[0]) == 0  # nothing was sent

@@ -8,9 +8,7 @@ with it (keeps firing its previous version)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,10 +18,11 @@ from typing import Any
 import pytest
 
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
-from tests.support.base import ROOT, free_port
+from tests.support.base import user_env
+from tests.support.fleet import FleetSpec, start_fleet
+from tests.support.serve import Serve
 
 JOB = """name: tick
 driver: asyncssh
@@ -35,16 +34,17 @@ steps:
 
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Two devices of their own (127.118.0.1-2)."""
     base = tmp_path_factory.mktemp("sim-pause")
-    with SimProcess(base / "sim", 2, address="127.0.0.1", port=free_port()) as sim:
-        shutil.copytree(sim.inventory, base / "inventory")
+    with start_fleet(base, FleetSpec(2, "127.118.0.1")) as fleet:
+        shutil.copytree(fleet.inventory, base / "inventory")
         yield base / "inventory"
 
 
 def runner(project: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
     return subprocess.run([sys.executable, "-m", "runner", "--db", url, *args], cwd=project,
-                          capture_output=True, text=True, timeout=60, env=env, check=False)
+                          capture_output=True, text=True, timeout=60, env=user_env(),
+                          check=False)
 
 
 def occurrences(url: str) -> list[dict[str, Any]]:
@@ -56,12 +56,7 @@ def test_pause_is_obeyed_by_a_running_serve(tmp_path: Path, inventory: Path) -> 
     (tmp_path / "jobs").mkdir()
     job = tmp_path / "jobs" / "tick.yml"
     job.write_text(JOB, encoding="utf-8")
-    log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "runner", "--db", url, "serve", "--jobs", str(tmp_path / "jobs"),
-         "-i", str(inventory), "--templates", str(ROOT / "templates"), "--engine", "local"],
-        stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=tmp_path, env=env)
+    serve = Serve(tmp_path, url, inventory)
     try:
         wait_for(lambda: any(o["status"] == "done" for o in occurrences(url)), 90,
                  "a first occurrence of tick done")
@@ -109,9 +104,7 @@ def test_pause_is_obeyed_by_a_running_serve(tmp_path: Path, inventory: Path) -> 
         assert "keeps firing the previous version of tick" in listed.stderr
         job.write_text(JOB, encoding="utf-8")  # fixed
     finally:
-        if serve.poll() is None:
-            serve.send_signal(signal.SIGTERM)
-        assert serve.wait(timeout=120) == 0, log.read_text(encoding="utf-8")
+        assert serve.stop() == 0, serve.text()
     status = json.loads(runner(tmp_path, url, "schedule", "status", "--json").stdout)
     assert status["running"] is False and status["holder"] is None
     assert "nothing fires until `runner serve` runs" in \
@@ -134,12 +127,7 @@ def test_a_newer_preview_supersedes_the_older(tmp_path: Path, inventory: Path) -
     url = f"sqlite:///{tmp_path / 'runner.db'}"
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "previewed.yml").write_text(PREVIEWED, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    log = tmp_path / "serve.log"
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "runner", "--db", url, "serve", "--jobs", str(tmp_path / "jobs"),
-         "-i", str(inventory), "--templates", str(ROOT / "templates"), "--engine", "local"],
-        stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=tmp_path, env=env)
+    serve = Serve(tmp_path, url, inventory)
     try:
         def previews() -> list[dict[str, Any]]:
             return ResultsStore(url).list_runs(1000, "previewed")
@@ -147,8 +135,7 @@ def test_a_newer_preview_supersedes_the_older(tmp_path: Path, inventory: Path) -
         wait_for(lambda: sum(r["status"] == "rejected" for r in previews()) >= 2, 90,
                  "two previews superseded")
     finally:
-        serve.send_signal(signal.SIGTERM)
-        assert serve.wait(timeout=120) == 0, log.read_text(encoding="utf-8")
+        assert serve.stop() == 0, serve.text()
     runs = previews()
     waiting = [r for r in runs if r["status"] == "awaiting_approval"]
     assert len(waiting) == 1  # only the newest waits

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,12 +24,13 @@ import pytest
 import yaml
 
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
 from runner.schedule.hooks import sign_github
 from runner.store.events import Events
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
-from tests.support.base import ME, ROOT, free_port
+from tests.support.base import ME, user_env
+from tests.support.fleet import FleetSpec, start_fleet
+from tests.support.serve import Serve
 
 SECRET = "hook-secret-for-tests-5b1d"  # asserted never to appear in a log or an answer
 
@@ -41,9 +40,9 @@ def devices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Four simulated devices on 127.0.0.1-4 (a syslog sender on loopback is one of them),
     sim0001-2 in group site-a (data site ams), sim0003-4 in site-b (site rtm)."""
     base = tmp_path_factory.mktemp("sim-scheduling")
-    with SimProcess(base / "sim", 4, address="127.0.0.1", port=free_port()) as sim:
+    with start_fleet(base, FleetSpec(4, "127.0.0.1")) as fleet:
         inventory = base / "inventory"
-        shutil.copytree(sim.inventory, inventory)
+        shutil.copytree(fleet.inventory, inventory)
         hosts = yaml.safe_load((inventory / "hosts.yaml").read_text(encoding="utf-8"))
         for i, host in enumerate(hosts.values()):
             host["groups"] = ["site-a" if i < 2 else "site-b"]
@@ -53,33 +52,10 @@ def devices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield inventory
 
 
-class Serve:
+def hooked(project: Path, url: str, inventory: Path, name: str) -> Serve:
     """`runner serve` as a user starts it, with webhooks and syslog on ports of its own."""
-
-    def __init__(self, project: Path, url: str, inventory: Path, name: str,
-                 *extra: str) -> None:
-        self.log = project / f"{name}.log"
-        self.hooks, self.syslog = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-        env["HOOK_SECRET"] = SECRET
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "--db", url, "serve", "--jobs",
-             str(project / "jobs"), "-i", str(inventory), "--templates",
-             str(ROOT / "templates"), "--engine", "local", "--listen",
-             f"127.0.0.1:{self.hooks}", "--syslog", f"127.0.0.1:{self.syslog}", *extra],
-            stdout=subprocess.DEVNULL, stderr=self.log.open("w"), cwd=project, env=env)
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
+    return Serve(project, url, inventory, name, hooks=True, syslog=True,
+                 env={**user_env(), "HOOK_SECRET": SECRET})
 
 
 def curl(port: int, job: str, body: bytes, **headers: str) -> tuple[int, dict[str, Any]]:
@@ -142,7 +118,7 @@ def test_two_servers_start_each_event_and_workflow_step_once(
     (tmp_path / "jobs").mkdir()
     for name, text in JOBS.items():
         (tmp_path / "jobs" / f"{name}.yml").write_text(text, encoding="utf-8")
-    servers = [Serve(tmp_path, db_url, devices, name) for name in ("a", "b")]
+    servers = [hooked(tmp_path, db_url, devices, name) for name in ("a", "b")]
     try:
         wait_for(lambda: all("active scheduler" in s.text() or "standing by" in s.text()
                              for s in servers), 60, "both servers to start")
@@ -285,12 +261,11 @@ def test_blackouts_skip_defer_hold_a_site_and_refuse_runs(
                                     encoding="utf-8")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
         return subprocess.run([sys.executable, "-m", "runner", "--db", db_url, *args],
                               capture_output=True, text=True, timeout=120, check=False,
-                              cwd=tmp_path, env=env)
+                              cwd=tmp_path, env=user_env())
 
-    server = Serve(tmp_path, db_url, devices, "a")
+    server = hooked(tmp_path, db_url, devices, "a")
     try:
         wait_for(lambda: "active scheduler" in server.text(), 60, "the server to start")
         listed = {j["job"]: j for j in json.loads(cli("schedule", "list", "--jobs", str(jobs),

@@ -10,48 +10,39 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from runner.lab.sim.process import SimProcess
 from runner.redact import MASK
-from tests.support.base import free_port
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
 
 DRIVERS = ["netmiko", "scrapli", "asyncssh"]
 ENABLE = "Ena6le-fr0m-file"
 COMMUNITY = "C0mmunity-fr0m-env"
 
 
-def simulator(tmp_path_factory: pytest.TempPathFactory, address: str, *,
-              password: str | None = None, extra: tuple[str, ...] = ()) -> SimProcess:
+def simulator(tmp_path_factory: pytest.TempPathFactory,
+              spec: FleetSpec) -> AbstractContextManager[Fleet]:
     """Four devices of their own (started and stopped by `with`)."""
-    return SimProcess(tmp_path_factory.mktemp("sim-secrets") / "sim", 4, address=address,
-                      port=free_port(), password=password, extra=list(extra))
+    return start_fleet(tmp_path_factory.mktemp("sim-secrets"), spec)
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    with simulator(tmp_path_factory, "127.112.0.1",
-                   extra=("--enable-secret", ENABLE)) as process:
-        yield process
-
-
-def hosts_of(sim: SimProcess) -> list[str]:
-    return list(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))
-
-
-def defaults_of(sim: SimProcess) -> dict[str, Any]:
-    return dict(yaml.safe_load((sim.inventory / "defaults.yaml").read_text(encoding="utf-8")))
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with simulator(tmp_path_factory,
+                   FleetSpec(4, "127.112.0.1", extra=("--enable-secret", ENABLE))) as fleet:
+        yield fleet
 
 
 def runner(tmp_path: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'r.db'}", *args]
 
 
-def referenced_inventory(sim: SimProcess, tmp_path: Path, secret_file: Path) -> Path:
+def referenced_inventory(sim: Fleet, tmp_path: Path, secret_file: Path) -> Path:
     """The simulator's inventory with the password as {env: ...} and the enable secret as
     {file: ...}: no secret written in it."""
     inventory = tmp_path / "inventory"
@@ -59,7 +50,7 @@ def referenced_inventory(sim: SimProcess, tmp_path: Path, secret_file: Path) -> 
     for name in ("hosts.yaml", "groups.yaml"):
         (inventory / name).write_text((sim.inventory / name).read_text(encoding="utf-8"),
                                       encoding="utf-8")
-    defaults = defaults_of(sim)
+    defaults = sim.defaults
     defaults["password"] = {"env": "RUNNER_SIM_TEST_PASSWORD"}
     for options in defaults["connection_options"].values():
         options["extras"]["secret"] = {"file": str(secret_file)}
@@ -80,8 +71,8 @@ def everything_written(tmp_path: Path, *procs: subprocess.CompletedProcess[str])
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_secrets_from_env_and_files_are_used_and_written_nowhere(
-        sim: SimProcess, tmp_path: Path, driver: str) -> None:
-    password = str(defaults_of(sim)["password"])
+        sim: Fleet, tmp_path: Path, driver: str) -> None:
+    password = sim.password
     secret_file = tmp_path / "enable"
     secret_file.write_text(ENABLE + "\n", encoding="utf-8")
     inventory = referenced_inventory(sim, tmp_path, secret_file)
@@ -104,7 +95,7 @@ def test_secrets_from_env_and_files_are_used_and_written_nowhere(
                   {"command": "show running-config", "expect": [
                       "('logging host 192.0.2.44 vrf ' ~ vars.community) in output",
                       "vars.community | length == 18"]}]}), encoding="utf-8")
-    host = hosts_of(sim)[DRIVERS.index(driver)]
+    host = sim.hosts[DRIVERS.index(driver)]
     # the enable secret's file lies beside the inventory: RUNNER_SECRETS_DIR names its place
     env = {**os.environ, "RUNNER_SIM_TEST_PASSWORD": password,
            "RUNNER_SIM_TEST_COMMUNITY": COMMUNITY, "RUNNER_SECRETS_DIR": str(tmp_path)}
@@ -140,8 +131,8 @@ def test_a_short_password_runs_and_is_masked_where_it_is_a_credential(
     """Refused before (exit 2); now the run works and the password is masked as a
     credential and as a whole parsed value, without shredding the rest."""
     short = "q~7"
-    with simulator(tmp_path_factory, "127.112.0.11", password=short) as sim:
-        host = hosts_of(sim)[0]
+    with simulator(tmp_path_factory, FleetSpec(4, "127.112.0.11", password=short)) as sim:
+        host = sim.hosts[0]
         job = {"name": "short", "driver": "asyncssh", "targets": {"hosts": [host]}, "steps": [
             {"config": {"lines": [f"snmp-server community {short} RO"]}},
             {"command": "show running-config | include community",
@@ -162,9 +153,9 @@ def test_a_short_password_runs_and_is_masked_where_it_is_a_credential(
 def test_a_password_equal_to_the_username_runs_and_is_masked(
         tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     same = "netops"
-    with simulator(tmp_path_factory, "127.112.0.21", password=same,
-                   extra=("--username", same)) as sim:
-        host = hosts_of(sim)[0]
+    with simulator(tmp_path_factory, FleetSpec(4, "127.112.0.21", password=same,
+                                               extra=("--username", same))) as sim:
+        host = sim.hosts[0]
         job = {"name": "same", "driver": "netmiko", "targets": {"hosts": [host]}, "steps": [
             {"config": {"lines": [f"username {same} privilege 15 password 0 {same}",
                                   f"snmp-server location rack-of-{same}"]}},

@@ -5,9 +5,7 @@ run on a real `runner worker` through a real Redis), a one-off `at` job that fir
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -18,25 +16,25 @@ from pathlib import Path
 import pytest
 
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
-from tests.support.base import ROOT, free_port
+from tests.support.base import user_env
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
+from tests.support.serve import Serve
 from tests.support.workers import RedisServer, Workers
 
 JITTER = 1.5
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    with SimProcess(tmp_path_factory.mktemp("sim-serve-engines") / "sim", 2,
-                    address="127.117.0.1", port=free_port()) as process:
-        yield process
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with start_fleet(tmp_path_factory.mktemp("sim-serve-engines"),
+                     FleetSpec(2, "127.117.0.1")) as fleet:
+        yield fleet
 
 
 def test_serve_with_celery_fires_at_once_and_jitters_each_occurrence(
-        sim: SimProcess, redis_server: RedisServer, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    env["RUNNER_BROKER_URL"] = redis_server.url
+        sim: Fleet, redis_server: RedisServer, tmp_path: Path) -> None:
+    env = {**user_env(), "RUNNER_BROKER_URL": redis_server.url}
     db = f"sqlite:///{tmp_path / 'r.db'}"
     jobs = tmp_path / "jobs"
     jobs.mkdir()
@@ -47,15 +45,10 @@ def test_serve_with_celery_fires_at_once_and_jitters_each_occurrence(
             f"name: {name}\ndriver: asyncssh\nschedule: {schedule}\n"
             "steps:\n  - command: show clock\n", encoding="utf-8")
     workers = Workers(tmp_path, env)
-    log = tmp_path / "serve.log"
-    serve = None
+    serve: Serve | None = None
     try:
         workers.start("w1", sim.inventory)
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "runner", "-v", "--db", db, "serve", "--jobs", str(jobs),
-             "-i", str(sim.inventory), "--templates", str(ROOT / "templates"),
-             "--engine", "celery"], stdout=subprocess.DEVNULL, stderr=log.open("w"),
-            env=env, cwd=tmp_path)
+        serve = Serve(tmp_path, db, sim.inventory, engine="celery", verbose=True, env=env)
         store = ResultsStore(db)
 
         def runs(job: str) -> list[dict[str, object]]:
@@ -66,12 +59,11 @@ def test_serve_with_celery_fires_at_once_and_jitters_each_occurrence(
         count = len(runs("tick"))
         wait_for(lambda: len(runs("tick")) >= count + 2, 60, "two more occurrences")
     finally:
-        if serve is not None:
-            serve.send_signal(signal.SIGTERM)
-            serve.wait(120)
+        code = serve.stop() if serve is not None else None
         workers.stop_all()
-    text = log.read_text(encoding="utf-8")
-    assert serve.returncode == 0 and "Traceback" not in text, text[-3000:]
+    assert serve is not None
+    text = serve.text()
+    assert code == 0 and "Traceback" not in text, text[-3000:]
     # the at job: one run, at its time, and never again
     once = store.list_runs(1000, "once")
     assert [r["occurrence"] for r in once] == [f"once@{at.isoformat()}"]

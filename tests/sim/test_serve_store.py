@@ -5,10 +5,6 @@ And one server through a PostgreSQL restart: it waits for its store, then fires 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,18 +13,18 @@ from typing import Any
 import pytest
 
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
-from tests.support.base import ROOT, free_port
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.pg import PASSWORD, PgServer
+from tests.support.serve import Serve
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """Two devices of their own (127.111.0.201-202)."""
-    with SimProcess(tmp_path_factory.mktemp("sim-serve") / "sim", 2,
-                    address="127.111.0.201", port=free_port()) as process:
-        yield process
+    with start_fleet(tmp_path_factory.mktemp("sim-serve"),
+                     FleetSpec(2, "127.111.0.201")) as fleet:
+        yield fleet
 
 
 TICK = """name: tick
@@ -40,38 +36,15 @@ steps:
 """
 
 
-class Serve:
-    def __init__(self, project: Path, url: str, inventory: Path, name: str) -> None:
-        self.log = project / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "-v", "--db", url, "serve", "--jobs",
-             str(project / "jobs"), "-i", str(inventory), "--templates",
-             str(ROOT / "templates"), "--engine", "local"],
-            stdout=subprocess.DEVNULL, stderr=self.log.open("w"), cwd=project, env=env)
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-
-
 def runs_of(url: str) -> list[dict[str, Any]]:
     return ResultsStore(url).list_runs(10_000, "tick")
 
 
 def test_two_servers_started_together_run_each_occurrence_once(
-        db_url: str, sim: SimProcess, tmp_path: Path) -> None:
+        db_url: str, sim: Fleet, tmp_path: Path) -> None:
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "tick.yml").write_text(TICK, encoding="utf-8")
-    servers = [Serve(tmp_path, db_url, sim.inventory, name) for name in ("a", "b")]
+    servers = [Serve(tmp_path, db_url, sim.inventory, name, verbose=True) for name in ("a", "b")]
     try:
         wait_for(lambda: all("active scheduler" in s.text() or "standing by" in s.text()
                              for s in servers), 60, "both servers to start")
@@ -95,12 +68,12 @@ def test_two_servers_started_together_run_each_occurrence_once(
         assert "Traceback" not in log
 
 
-def test_serve_rides_out_a_postgresql_restart(postgres: PgServer, sim: SimProcess,
+def test_serve_rides_out_a_postgresql_restart(postgres: PgServer, sim: Fleet,
                                               tmp_path: Path) -> None:
     url = postgres.new_database()
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "tick.yml").write_text(TICK, encoding="utf-8")
-    server = Serve(tmp_path, url, sim.inventory, "a")
+    server = Serve(tmp_path, url, sim.inventory, "a", verbose=True)
     try:
         wait_for(lambda: sum(r["status"] == "ok" for r in runs_of(url)) >= 2, 60,
                  "runs before the restart")

@@ -17,10 +17,9 @@ from celery import Celery
 
 from runner.dispatch.celery_app import TASK
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
 from runner.settings import DEFAULT_QUEUE
-from tests.support.base import ROOT, free_port, write_inventory
-from tests.support.fleet import on_device
+from tests.support.base import ROOT, write_inventory
+from tests.support.fleet import Fleet, FleetSpec, on_device, start_fleet
 from tests.support.workers import RedisServer, Workers, run_celery
 
 FORGED_LINE = "logging host 192.0.2.99"
@@ -37,10 +36,10 @@ def keypair(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    with SimProcess(tmp_path_factory.mktemp("sim-signing") / "sim", 2, address="127.116.0.1",
-                    port=free_port()) as process:
-        yield process
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with start_fleet(tmp_path_factory.mktemp("sim-signing"),
+                     FleetSpec(2, "127.116.0.1")) as fleet:
+        yield fleet
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +76,9 @@ def forge(redis_server: RedisServer, host: str, signer: tuple[Path, Path, Path] 
 
 
 def test_signed_runs_work_and_forged_shards_are_refused(
-        sim: SimProcess, redis_server: RedisServer, signed: dict[str, str],
+        sim: Fleet, redis_server: RedisServer, signed: dict[str, str],
         tmp_path: Path) -> None:
-    hosts = list(yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8")))
+    hosts = list(sim.hosts)
     workers = Workers(tmp_path, signed)
     try:
         workers.start("signed", sim.inventory)

@@ -24,59 +24,23 @@ import pytest
 import yaml
 
 from runner.lab.netns import wait_for
-from runner.lab.sim.process import SimProcess
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
 from runner.vocab import OccurrenceStatus
-from tests.support.base import ME, ROOT, free_port
-from tests.support.fleet import on_device
+from tests.support.base import ME
+from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_job, write_job
+from tests.support.serve import Serve
 from tests.support.workers import RedisServer
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+def devices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     # slow devices answer each line after 0.4 s: a push holds its device for seconds
-    with SimProcess(tmp_path_factory.mktemp("sim-trusted") / "sim", 24,
-                    address="127.121.0.1", port=free_port(), faults=["slow=4", "refuse=1"],
-                    slow_delay=0.4) as process:
-        yield process
-
-
-class Devices:
-    def __init__(self, sim: SimProcess) -> None:
-        self.sim = sim
-        self.inventory = sim.inventory
-        hosts = yaml.safe_load((sim.inventory / "hosts.yaml").read_text(encoding="utf-8"))
-        faults = dict(sim.state["faults"])
-        self.hosts = dict(hosts)
-        self.healthy = [h for h in hosts if h not in faults]
-        self.slow = [h for h, f in faults.items() if f == "slow"]
-        self.refusing = [h for h, f in faults.items() if f == "refuse"]
-        self.used: set[str] = set()
-
-    def take(self, n: int, pool: list[str] | None = None) -> list[str]:
-        """Devices no other test of this module touched (their configs are compared)."""
-        free = [h for h in (pool or self.healthy) if h not in self.used][:n]
-        assert len(free) == n, "the fixture has too few devices"
-        self.used.update(free)
-        return free
-
-    def run_on(self, host: str, command: str) -> str:
-        return on_device(self.inventory, host, command)
-
-    def config(self, host: str) -> str:
-        return self.run_on(host, "show running-config").split("\n!", 1)[1]
-
-    def sessions(self, host: str) -> int:
-        """Config sessions the device has seen (its archive log)."""
-        log = self.run_on(host, "show archive log config all").splitlines()[1:]
-        return len({line.split()[1] for line in log if line.strip()})
-
-
-@pytest.fixture(scope="module")
-def devices(sim: SimProcess) -> Devices:
-    return Devices(sim)
+    with start_fleet(tmp_path_factory.mktemp("sim-trusted"),
+                     FleetSpec(24, "127.121.0.1", faults=("slow=4", "refuse=1"),
+                               slow_delay=0.4)) as fleet:
+        yield fleet
 
 
 def cli(tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None,
@@ -106,7 +70,7 @@ def needs_approval(path: Path, hosts: list[str], lines: list[str], **extra: Any)
 
 
 def test_a_change_that_needs_approval_reaches_devices_only_approved_or_overridden(
-        devices: Devices, tmp_path: Path) -> None:
+        devices: Fleet, tmp_path: Path) -> None:
     hosts = devices.take(2)
     refusing = devices.refusing[0]
     job = needs_approval(tmp_path / "nightly.yml", [*hosts, refusing],
@@ -156,7 +120,7 @@ def test_a_change_that_needs_approval_reaches_devices_only_approved_or_overridde
 
 
 def test_approving_a_preview_of_nothing_is_refused_and_leaves_it_waiting(
-        devices: Devices, tmp_path: Path) -> None:
+        devices: Fleet, tmp_path: Path) -> None:
     host, = devices.take(1)
     # every simulated device has this line already: the preview has nothing to change
     same = needs_approval(tmp_path / "same.yml", [host], ["ntp server 192.0.2.123"])
@@ -211,7 +175,7 @@ def changes(diff: str | None) -> Counter[str]:
 
 
 def test_a_dry_run_previews_the_real_diff_and_never_evaluates_post_checks(
-        devices: Devices, tmp_path: Path) -> None:
+        devices: Fleet, tmp_path: Path) -> None:
     hosts = devices.take(3)
     job = write_job(
         tmp_path, "ntp", driver="asyncssh", targets={"hosts": hosts},
@@ -267,7 +231,7 @@ def test_a_dry_run_previews_the_real_diff_and_never_evaluates_post_checks(
 
 
 def test_templates_in_config_lines_are_rendered_or_refused_before_any_device(
-        devices: Devices, tmp_path: Path) -> None:
+        devices: Fleet, tmp_path: Path) -> None:
     host, = devices.take(1)
     job = write_job(tmp_path, "where", driver="asyncssh", targets={"hosts": [host]},
                     vars={"location": "rack-9"},
@@ -295,7 +259,7 @@ def test_templates_in_config_lines_are_rendered_or_refused_before_any_device(
 
 
 def test_rerun_of_an_empty_or_unknown_run_is_an_error_never_everything(
-        devices: Devices, tmp_path: Path) -> None:
+        devices: Fleet, tmp_path: Path) -> None:
     host, = devices.take(1)
     refusing = devices.refusing[0]
     job = write_job(tmp_path, "push", driver="asyncssh",
@@ -322,13 +286,13 @@ def test_rerun_of_an_empty_or_unknown_run_is_an_error_never_everything(
 # -- 7. one lease per device, whatever an inventory calls it ----------------------------------
 
 
-def renamed(tmp_path: Path, devices: Devices, host: str, name: str) -> Path:
+def renamed(tmp_path: Path, devices: Fleet, host: str, name: str) -> Path:
     """Another inventory for the same simulated device, under another name."""
     inventory = tmp_path / f"inventory-{name}"
     inventory.mkdir()
     for file in ("groups.yaml", "defaults.yaml"):
         shutil.copy(devices.inventory / file, inventory / file)
-    (inventory / "hosts.yaml").write_text(yaml.safe_dump({name: devices.hosts[host]}),
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump({name: devices.entries[host]}),
                                           encoding="utf-8")
     return inventory
 
@@ -336,7 +300,7 @@ def renamed(tmp_path: Path, devices: Devices, host: str, name: str) -> Path:
 @pytest.mark.parametrize("brokers", [("none", "none"), ("redis", "redis"),
                                      ("redis", "none")])
 def test_two_inventories_naming_one_device_differently_share_its_lease(
-        devices: Devices, tmp_path: Path, redis_server: RedisServer,
+        devices: Fleet, tmp_path: Path, redis_server: RedisServer,
         brokers: tuple[str, str]) -> None:
     host, = devices.take(1, devices.slow)
     other = renamed(tmp_path, devices, host, "core-router")
@@ -388,7 +352,7 @@ def occurrences(tmp_path: Path, name: str) -> list[dict[str, Any]]:
     return found
 
 
-def test_occurrences_follow_their_runs_through_approval(devices: Devices,
+def test_occurrences_follow_their_runs_through_approval(devices: Fleet,
                                                         tmp_path: Path) -> None:
     hosts = devices.take(1)
     jobs = tmp_path / "jobs"
@@ -396,17 +360,13 @@ def test_occurrences_follow_their_runs_through_approval(devices: Devices,
     write_job(jobs, "tonight", driver="asyncssh", targets={"hosts": hosts},
               schedule={"interval": "3s", "approval": "required", "approval_timeout": "2h"},
               steps=[{"config": {"lines": ["snmp-server contact noc-{{ host.name }}"]}}])
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "runner", "--db", f"sqlite:///{tmp_path / 'runner.db'}",
-         "serve", "--jobs", str(jobs), "-i", str(devices.inventory), "--templates",
-         str(ROOT / "templates")], cwd=tmp_path, stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "serve.log").open("w"))
+    serve = Serve(tmp_path, f"sqlite:///{tmp_path / 'runner.db'}", devices.inventory,
+                  jobs=jobs, engine=None, env=os.environ)
     try:
         wait_for(lambda: sum(o["status"] == "awaiting_approval" for o in occurrences(
             tmp_path, "tonight")) >= 3, 120, "three occurrences previewed")
     finally:
-        serve.terminate()
-        assert serve.wait(60) == 0
+        assert serve.stop(60) == 0
     found = sorted(occurrences(tmp_path, "tonight"), key=lambda o: o["occurrence"])
     waiting = [o for o in found if o["status"] == "awaiting_approval"]
     first, second, third = waiting[:3]
@@ -435,7 +395,7 @@ def test_occurrences_follow_their_runs_through_approval(devices: Devices,
     assert stored[third["occurrence"]] == OccurrenceStatus.AWAITING_APPROVAL
 
 
-def test_who_cancelled_a_run_is_recorded_and_shown(devices: Devices, tmp_path: Path) -> None:
+def test_who_cancelled_a_run_is_recorded_and_shown(devices: Fleet, tmp_path: Path) -> None:
     host = devices.take(1, devices.slow)[0]
     job = write_job(tmp_path, "long", driver="asyncssh", targets={"hosts": [host]},
                     timeouts={"command": 60, "device": 300},

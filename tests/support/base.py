@@ -1,9 +1,10 @@
 """Foundations of every test helper: the repository's paths, who the CLI records as the
-actor, a free loopback port and a small inventory directory."""
+actor, a free loopback port, a user's environment and a small inventory directory."""
 
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 from pathlib import Path
 
@@ -29,3 +30,8 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def user_env() -> dict[str, str]:
+    """The test's environment without its RUNNER_ variables: what a user's shell has."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}

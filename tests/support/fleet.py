@@ -1,6 +1,8 @@
 """Simulated fleets (`runner lab sim` as a child process): the one Fleet view of a running
-simulator, a spec of what to start, starting one for a module or once per session, and one
-command on a device over SSH as any client would run it."""
+simulator (its hosts, faults and each device's own account over SSH), a spec of what to
+start, starting one for a module or once per session, and one command on a device over SSH
+as any client would run it. Test modules start simulators only through here
+(tests/unit/test_test_layout.py): each spec names a 127.x block no other spec uses."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,7 +32,8 @@ class FleetSpec:
 
 
 class Fleet:
-    """A running simulator: its inventory, hosts in inventory order and their faults."""
+    """A running simulator: its inventory, hosts in inventory order (and each one's inventory
+    entry), their faults, and what each device says over SSH."""
 
     def __init__(self, sim: SimProcess) -> None:
         self.sim = sim
@@ -37,6 +41,42 @@ class Fleet:
         self.faults: dict[str, str] = dict(sim.state["faults"])
         hosts = yaml.safe_load((self.inventory / "hosts.yaml").read_text(encoding="utf-8"))
         self.hosts: list[str] = list(hosts)
+        self.entries: dict[str, dict[str, Any]] = dict(hosts)
+        self.used: set[str] = set()
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The inventory's defaults.yaml (a fresh copy: callers may change it)."""
+        return dict(yaml.safe_load((self.inventory / "defaults.yaml").read_text(
+            encoding="utf-8")))
+
+    @property
+    def password(self) -> str:
+        return str(self.defaults["password"])
+
+    def take(self, n: int, pool: list[str] | None = None) -> list[str]:
+        """n healthy devices (or of `pool`) that no earlier take() handed out: a test that
+        compares a device's config before and after has it to itself."""
+        free = [h for h in (pool or self.healthy()) if h not in self.used][:n]
+        assert len(free) == n, "the fleet has too few devices"
+        self.used.update(free)
+        return free
+
+    def run_on(self, host: str, command: str) -> str:
+        return on_device(self.inventory, host, command)
+
+    def config(self, host: str) -> str:
+        """The device's running config after its first `!` line (no timestamp header)."""
+        return self.run_on(host, "show running-config").split("\n!", 1)[1]
+
+    def archive(self, host: str) -> str:
+        """The device's own log of config lines, by config session (IOS `archive log`)."""
+        return self.run_on(host, "show archive log config all")
+
+    def sessions(self, host: str) -> int:
+        """Config sessions the device has seen (its archive log)."""
+        log = self.archive(host).splitlines()[1:]
+        return len({line.split()[1] for line in log if line.strip()})
 
     def healthy(self, n: int | None = None) -> list[str]:
         """The first n devices without an injected fault (all of them without n)."""

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import click
 from click.testing import CliRunner
 
 from runner.cli import cli
-
-
-def commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    """Every command path under `group` (the top-level group loads its commands lazily)."""
-    yield path
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if isinstance(command, click.Group):
-            yield from commands(command, (*path, name))
-        elif command is not None:
-            yield (*path, name)
+from tests.support.commands import command_paths
 
 
 def test_every_help_page_is_clean() -> None:
-    paths = list(commands(cli))
+    paths = list(command_paths(cli))
     assert ("lab", "sim") in paths and ("schedule", "list") in paths
     for path in paths:
         result = CliRunner().invoke(cli, [*path, "--help"])

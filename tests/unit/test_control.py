@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import text
 
 from runner.errors import InputError, StoreError
-from runner.execution.control import heartbeat, liveness
+from runner.execution.control import liveness, runwatch
 from runner.execution.control.cancel import (
     CANCELLED,
     CLOSED,
@@ -32,7 +32,6 @@ from runner.execution.control.cancel import (
 )
 from runner.execution.control.heartbeat import (
     DispatcherAlive,
-    RunWatch,
     WorkerPresence,
     live_workers,
 )
@@ -57,6 +56,7 @@ from runner.execution.control.liveness import (
     start_ticks,
 )
 from runner.execution.control.payload import decode, encode
+from runner.execution.control.runwatch import RunWatch
 from runner.execution.control.ticker import Ticker
 from runner.execution.executor import Work
 from runner.execution.leases import Coordination, lease_of
@@ -226,8 +226,8 @@ def test_a_run_whose_process_was_killed_is_finished_by_the_next_store(db_url: st
 def test_the_run_beats_and_a_cancel_asked_elsewhere_reaches_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(heartbeat, "HEARTBEAT_S", 0.3)
-    monkeypatch.setattr(heartbeat, "REQUEST_POLL_S", 0.1)
+    monkeypatch.setattr(runwatch, "HEARTBEAT_S", 0.3)
+    monkeypatch.setattr(runwatch, "REQUEST_POLL_S", 0.1)
     url = f"sqlite:///{tmp_path / 'runner.db'}"
     store = ResultsStore(url)
     run = RunResult(run_id="0d0d0d0d0d0d", job="audit", started=now_iso(), finished=None,

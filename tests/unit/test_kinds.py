@@ -5,7 +5,9 @@ its nodes the same behaviour as the topology did, labs written before included."
 from __future__ import annotations
 
 import ast
+import grp
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,14 @@ from runner.lab.kinds import (
     FrrKind,
     Kind,
     LinuxKind,
-    NodeFile,
     NodeShape,
     default_registry,
     planned,
 )
+from runner.lab.kinds.base import KindBase
 from runner.lab.kinds.frr import ROUTER_SYSCTLS
+from runner.lab.kinds.frr.files import DEFAULT_FRR_CONF, VTYSH_BIN
+from runner.lab.launcher import write_launcher
 from runner.lab.plan import LabPlan, make_plan
 from runner.lab.topology import load_topology
 from tests.support.base import ROOT
@@ -95,7 +99,7 @@ def test_the_role_scan_leaves_other_comparisons_alone() -> None:
 
 # ---- each kind ------------------------------------------------------------------------
 
-BEHAVIOUR = ("role", "files", "sysctls", "own_namespaces", "cli", "waits_ready",
+BEHAVIOUR = ("role", "sysctls", "own_namespaces", "cli", "waits_ready",
              "serves_ssh", "routes", "saves_config", "stoppable", "takes_startup_config",
              "shape")
 
@@ -104,11 +108,11 @@ def behaviour(kind: Kind) -> dict[str, Any]:
     return {name: getattr(kind, name) for name in BEHAVIOUR}
 
 
-ROUTER = {"role": "router", "files": frozenset(NodeFile), "sysctls": ROUTER_SYSCTLS,
+ROUTER = {"role": "router", "sysctls": ROUTER_SYSCTLS,
           "own_namespaces": True, "cli": "vtysh", "waits_ready": True, "serves_ssh": True,
           "routes": True, "saves_config": True, "stoppable": True,
           "takes_startup_config": True, "shape": NodeShape.ROUND}
-HOST = {"role": "host", "files": frozenset(), "sysctls": {}, "own_namespaces": False,
+HOST = {"role": "host", "sysctls": {}, "own_namespaces": False,
         "cli": None, "waits_ready": False, "serves_ssh": False, "routes": False,
         "saves_config": False, "stoppable": False, "takes_startup_config": False,
         "shape": NodeShape.BOX}
@@ -232,3 +236,101 @@ def test_a_plan_written_before_kinds_had_behaviour_still_loads() -> None:
     assert behaviour(plan.nodes["h1"].kind_impl) == HOST
     assert plan.to_json() == old  # written back as it was read
     assert behaviour(planned("linux", "router")) == ROUTER
+
+
+# ---- each kind writes its own files and boots its own part ------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="files owned by frr and the lab user")
+
+
+def _tree(directory: Path) -> set[str]:
+    return {str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()}
+
+
+@needs_root
+def test_each_kind_writes_its_own_files_and_boot(tmp_path: Path) -> None:
+    """A router's /etc/frr, account, sshd and boot.sh come from its kind; a host gets only
+    the generic launcher, whose last line is a router's boot and nothing for a host."""
+    (tmp_path / "r3.conf").write_text("hostname r3\n", encoding="utf-8")
+    path = tmp_path / "k.clab.yml"
+    path.write_text(TOPOLOGY, encoding="utf-8")
+    topo = load_topology(path)
+    plan = make_plan(topo)
+    for name, node in topo.nodes.items():
+        ndir = plan.node_dir(name)
+        ndir.mkdir(parents=True)
+        node.kind_impl.write_files(ndir, node, plan.nodes[name].daemons, "ssh-ed25519 AAAA k\n")
+        write_launcher(plan, plan.nodes[name], node.sysctls)
+    router = {"etc-frr/frr.conf", "etc-frr/daemons", "etc-frr/vtysh.conf", "etc/passwd",
+              "etc/group", "etc/shadow", "etc/pam-frr", "home/.ssh/authorized_keys",
+              "ssh/sshd_config", "ssh/ssh_host_ed25519_key", "ssh/ssh_host_ed25519_key.pub",
+              "ssh/ssh_host_ecdsa_key", "ssh/ssh_host_ecdsa_key.pub", "boot.sh", "launch.sh",
+              "log/vtysh-boot.log"}
+    for name in ("r1", "r2", "r3"):
+        ndir = plan.node_dir(name)
+        assert _tree(ndir) == router, name
+        launch = (ndir / "launch.sh").read_text(encoding="utf-8").splitlines()
+        assert launch[-1] == f". {ndir / 'boot.sh'}"
+        assert f"{name}:x:" not in (ndir / "etc" / "passwd").read_text(encoding="utf-8")
+        assert (ndir / "etc" / "passwd").read_text(encoding="utf-8").splitlines()[-1]\
+            .endswith(f":/home/admin:{VTYSH_BIN}")
+    r1 = plan.node_dir("r1") / "etc-frr" / "frr.conf"
+    assert r1.read_text(encoding="utf-8") == DEFAULT_FRR_CONF.format(name="r1")
+    r3 = plan.node_dir("r3") / "etc-frr" / "frr.conf"
+    assert r3.read_text(encoding="utf-8") == "hostname r3\n"  # the bound file's text
+    h1 = plan.node_dir("h1")
+    assert _tree(h1) == {"launch.sh", "log/vtysh-boot.log"}
+    assert not any("boot.sh" in line
+                   for line in (h1 / "launch.sh").read_text(encoding="utf-8").splitlines())
+
+
+def test_a_host_writes_nothing_and_boots_nothing(tmp_path: Path) -> None:
+    linux = LinuxKind()
+    linux.write_files(tmp_path, None, [], "")  # type: ignore[arg-type]  # never read
+    assert linux.boot(tmp_path, None) == []  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+    assert linux.cli_argv("admin", ["ip", "addr"]) == ["ip", "addr"]
+    assert linux.daemon_pids(tmp_path, ["bgpd"]) == {}
+    assert linux.entry_pids(tmp_path, ["bgpd"]) == []
+    assert linux.sshd_pid(tmp_path) is None and linux.config_file(tmp_path) is None
+    uid, gid, groups = linux.exec_identity("admin")
+    assert (gid, groups) == (uid, []) and uid >= 42000
+
+
+@pytest.mark.skipif(not any(g.gr_name == "frrvty" for g in grp.getgrall()),
+                    reason="FRR's groups are not on this host")
+def test_a_routers_cli_runs_as_its_login_user_without_capabilities() -> None:
+    frr = FrrKind()
+    uid, gid, groups = frr.exec_identity("admin")
+    assert gid == grp.getgrnam("frrvty").gr_gid and set(groups) == {
+        grp.getgrnam("frr").gr_gid, gid}
+    for spelling in ("vtysh", VTYSH_BIN):
+        argv = frr.cli_argv("admin", [spelling, "-c", "show version"])
+        assert argv[0] == "setpriv" and f"--reuid={uid}" in argv
+        assert argv[-3:] == [VTYSH_BIN, "-c", "show version"]
+    assert frr.cli_argv("admin", ["ip", "addr"]) == ["ip", "addr"]  # `--shell`: as given
+
+
+def test_a_routers_pid_files_are_its_kinds(tmp_path: Path) -> None:
+    frr = FrrKind()
+    pids = frr.daemon_pids(tmp_path, ["bgpd"])
+    assert list(pids) == ["watchfrr", "zebra", "staticd", "bgpd"]
+    assert pids["bgpd"] == tmp_path / "run-frr" / "bgpd.pid"
+    entry = frr.entry_pids(tmp_path, ["bgpd"])
+    assert entry[0] == tmp_path / "run-frr" / "zebra.pid"
+    assert entry[-1] == frr.sshd_pid(tmp_path) == tmp_path / "sshd.pid"
+    assert frr.config_file(tmp_path) == tmp_path / "etc-frr" / "frr.conf"
+
+
+def test_the_kinds_share_their_logins_and_platforms() -> None:
+    """One place for the login and platform defaults: the kinds' shared base."""
+    frr, linux = FrrKind(), LinuxKind()
+    assert isinstance(frr, KindBase) and isinstance(linux, KindBase)
+    assert {**frr.defaults(), "name": ""} == {**linux.defaults(), "name": ""}
+    for kind_class in (FrrKind, LinuxKind):
+        own = {k for k in vars(kind_class) if k in KindBase.__dataclass_fields__}
+        assert own <= {"name"}, kind_class  # only the name is a kind's own default
+    custom = LinuxKind("linux", username="ops", password="pw", platform="frr")
+    router = custom.for_node("quay.io/frrouting/frr:8.4.4", frr_binds=False)
+    assert isinstance(router, FrrKind)
+    assert router.defaults() == custom.defaults()  # a linux node running FRR keeps them

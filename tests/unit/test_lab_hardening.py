@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import LabError, TopologyError
-from runner.lab import confine, hostcheck, labfiles, nodefiles, rules, state
+from runner.lab import confine, hostcheck, labfiles, rules, state
+from runner.lab.kinds.frr import boot as frr_boot
 from runner.lab.kinds.frr import daemons_for
 from runner.lab.plan import make_plan
 from runner.lab.topology import FileAccess, load_topology
@@ -369,7 +370,7 @@ def test_allowed_daemon_options_become_quoted_arguments(tmp_path: Path) -> None:
     daemons.write_text('zebra_options="  -A 127.0.0.1 -s 90000000"\nbgpd_options="-A127.0.0.1 '
                        '-M rpki -p 1179 --limit-fds=4096"\nfrr_profile="datacenter"\n',
                        encoding="utf-8")
-    argv = nodefiles.daemon_argv(daemons, "bgpd")
+    argv = frr_boot.daemon_argv(daemons, "bgpd")
     assert argv[argv.index("/usr/lib/frr/bgpd"):] == [
         "/usr/lib/frr/bgpd", "-d", "-F", "datacenter", "-A", "127.0.0.1", "-M", "rpki", "-p",
         "1179", "--limit-fds", "4096"]
@@ -377,7 +378,7 @@ def test_allowed_daemon_options_become_quoted_arguments(tmp_path: Path) -> None:
     # A daemons file changed inside the router after boot is checked again at a restart.
     daemons.write_text('zebra_options="-A 127.0.0.1 -n"\n', encoding="utf-8")
     with pytest.raises(LabError, match="option '-n' is not allowed"):
-        nodefiles.daemon_argv(daemons, "zebra")
+        frr_boot.daemon_argv(daemons, "zebra")
 
 
 @pytest.mark.parametrize("name", ["1ABC", "A-B", "A B", "LD PRELOAD", ""])

@@ -14,6 +14,7 @@ from tests.support.readme_commands import check, documented
 # said, the function behind it) with their own arguments.
 README = "tests/sim/test_readme.py"
 COVERAGE: dict[tuple[str, ...], list[str]] = {
+    (): ["tests/unit/test_startup.py (--help)", "tests/unit/test_cli_help.py"],
     ("lab", "sim"): [README, "tests/support/fleet.py"],
     ("run",): [README, "tests/lab/test_jobs.py", "tests/lab/test_safe_changes.py",
                "tests/sim/test_safe_changes.py (--rerun)", "tests/sim/test_celery.py (celery)",
@@ -75,6 +76,10 @@ COVERAGE: dict[tuple[str, ...], list[str]] = {
     ("lab", "exercise", "start"): ["tests/lab/test_exercises.py"],
     ("lab", "exercise", "check"): ["tests/lab/test_exercises.py"],
     ("lab", "exercise", "solve"): ["tests/lab/test_exercises.py"],
+    ("twin", "up"): ["tests/lab/test_twin.py", "tests/sim/test_twin.py (simulated devices)",
+                     "tests/unit/test_twin.py (refusals: exit 2, nothing created)"],
+    ("twin", "sync"): ["tests/lab/test_twin.py", "tests/sim/test_twin.py"],
+    ("twin", "down"): ["tests/lab/test_twin.py", "tests/unit/test_twin.py (not up)"],
 }
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
-
-import redis
+from typing import TYPE_CHECKING
 
 from runner.execution.control.keys import RunKeys, ShardKeys
 from runner.execution.control.ticker import Ticker
+
+if TYPE_CHECKING:  # Redis is imported where a shard runs, not by every run's REQUEST_POLL_S
+    import redis
 
 log = logging.getLogger(__name__)
 CANCEL_GRACE_S = 30.0  # how long in-flight devices get to wind down after cancel or Ctrl-C
@@ -65,6 +67,8 @@ class ShardWatch:
         self._ticker.stop()
 
     def _look(self) -> bool:
+        import redis
+
         try:
             why = shard_stop(self.client, self.keys, self.shard, self.watch_dispatcher)
         except redis.RedisError:

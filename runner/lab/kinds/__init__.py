@@ -1,18 +1,19 @@
-"""Node kinds, one module each (frr, linux, and vendor for the kinds refused here), all
-implementing base.Kind; a registry of the kinds one lab loader builds."""
+"""Node kinds, one module each (frr, a package with its files and boot; linux; vendor for
+the kinds refused here), all implementing base.Kind; a registry of the kinds one lab
+loader builds."""
 
 from __future__ import annotations
 
 from runner.errors import TopologyError
 from runner.inventory import platforms
-from runner.lab.kinds.base import Kind, NodeFile, NodeShape, Role, is_router
+from runner.lab.kinds.base import Kind, NodeShape, Role, is_router
 from runner.lab.kinds.frr import FrrKind, is_frr_image
 from runner.lab.kinds.linux import LinuxKind
 from runner.lab.kinds.vendor import CONTAINERLAB_ONLY_KINDS, refusal
 from runner.registry import Registry
 
 __all__ = ["CONTAINERLAB_ONLY_KINDS", "FrrKind", "Kind", "KindRegistry", "LinuxKind",
-           "NodeFile", "NodeShape", "Role", "default_registry", "is_frr_image", "planned"]
+           "NodeShape", "Role", "default_registry", "is_frr_image", "planned"]
 
 
 class KindRegistry(Registry[Kind]):

@@ -1,21 +1,18 @@
-"""The Kind protocol: everything the lab asks of a node's kind, so no caller tests a role."""
+"""The Kind protocol: everything the lab asks of a node's kind, so no caller tests a role;
+the views of a node a kind works from; what every kind shares (logins, the lab's uid)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import pwd
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from enum import StrEnum
+from functools import cache
+from pathlib import Path
 from typing import Literal, Protocol
 
 # What a node is, as status, the inventory's `data.role` and a lab's saved plan show it.
 Role = Literal["router", "host"]
-
-
-class NodeFile(StrEnum):
-    """Files `lab up` writes for a node besides its launcher."""
-
-    FRR = "frr"  # its own /etc/frr: config, daemons file, vtysh.conf
-    ACCOUNTS = "accounts"  # passwd, group, shadow with the lab's login user
-    SSHD = "sshd"  # its own sshd's config and host keys
 
 
 class NodeShape(StrEnum):
@@ -47,6 +44,41 @@ class ConfigSource(Protocol):
     def frr_file(self, name: str) -> Bound | None: ...
 
 
+class NodeSource(ConfigSource, Protocol):
+    """What a node's kind writes its files from (topology.Node): the kinds never import
+    the topology, which imports them."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def password(self) -> str: ...
+
+    @property
+    def binds(self) -> Sequence[Bound]: ...
+
+
+class Planned(Protocol):
+    """A node of a lab's plan as its kind boots it (plan.NodePlan)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def daemons(self) -> list[str]: ...
+
+
+# Every node's launcher creates log/ and this file in it, root-only, before its kind boots
+# (empty on a host): a router's `vtysh -b` writes the config lines FRR rejects there.
+BOOT_LOG = "vtysh-boot.log"
+
+
 class Kind(Protocol):
     """A node kind's behaviour and defaults. Each module of runner.lab.kinds implements it;
     runner.lab asks a node's kind (node.kind_impl) instead of comparing names or roles."""
@@ -75,10 +107,6 @@ class Kind(Protocol):
 
     @property
     def scrapli_platform(self) -> str: ...
-
-    @property
-    def files(self) -> frozenset[NodeFile]:
-        """What `lab up` writes for the node besides its launcher."""
 
     def daemons(self, node: ConfigSource) -> list[str]:
         """The FRR daemons it runs besides the always-on ones (none for a host)."""
@@ -128,6 +156,65 @@ class Kind(Protocol):
     def for_node(self, image: str | None, frr_binds: bool) -> Kind:
         """The behaviour of one node of this kind: the kind itself, or (linux) what the
         node's image and binds make it."""
+
+    def write_files(self, ndir: Path, node: NodeSource, daemons: list[str],
+                    pubkeys: str) -> None:
+        """Write what the node needs besides its launcher into its directory `ndir` before
+        it boots (a router: its /etc/frr, its login account, its sshd's config and host
+        keys; a host: nothing); daemons: the plan's, pubkeys: the lab's authorized_keys."""
+
+    def boot(self, ndir: Path, node: Planned) -> list[str]:
+        """Lines the node's launcher runs once its interfaces and sysctls are set: its
+        kind's own part (a router's boot.sh, written here); none for a host."""
+
+    def exec_identity(self, username: str) -> tuple[int, int, list[int]]:
+        """uid, gid and groups a topology's exec lines (and `lab exec` through its CLI) run
+        as: the lab's login user, never a host account."""
+
+    def cli_argv(self, username: str, command: list[str]) -> list[str]:
+        """What `lab exec` runs in the node for `command`: through its CLI as the login user
+        when the command names the CLI, else the command itself."""
+
+    def daemon_pids(self, ndir: Path, daemons: list[str]) -> dict[str, Path]:
+        """The pid file of each daemon `lab up` waits for and status shows, in status's
+        order; daemons: the plan's (none for a host)."""
+
+    def sshd_pid(self, ndir: Path) -> Path | None:
+        """Its sshd's pid file (None: it serves no SSH)."""
+
+    def entry_pids(self, ndir: Path, daemons: list[str]) -> list[Path]:
+        """Pid files of its processes in its own namespaces, in the order exec and stop
+        try them to enter those namespaces (none without own namespaces)."""
+
+    def config_file(self, ndir: Path) -> Path | None:
+        """Its running config once saved (`lab save` reads it, pictures its addresses);
+        None: it keeps none."""
+
+
+@dataclass(frozen=True)
+class KindBase:
+    """What each buildable kind shares: its name, the lab's login defaults (containerlab's)
+    and the platforms clients drive it with (runner's platform, a platforms.yaml key, which
+    runner's own asyncssh driver uses; netmiko's device_type; scrapli's definition). FRR's
+    CLI answers like IOS: netmiko's cisco_ios and scrapli's cisco_iosxe drive vtysh."""
+
+    name: str
+    username: str = "admin"
+    password: str = "admin"  # noqa: S105 - containerlab's published lab default, not a secret
+    platform: str = "cisco_ios"
+    netmiko_platform: str = "cisco_ios"
+    scrapli_platform: str = "cisco_iosxe"
+
+    def defaults(self) -> dict[str, str]:
+        """Its name, logins and platforms: what another kind keeping them is made from."""
+        return {f.name: getattr(self, f.name) for f in fields(KindBase)}
+
+
+@cache
+def lab_uid(username: str) -> int:
+    """A uid no host account uses, so files owned by the lab user mean nothing outside."""
+    used = {p.pw_uid for p in pwd.getpwall()}
+    return next(uid for uid in range(42000, 60000) if uid not in used)
 
 
 ROUTER: Role = "router"

@@ -5,31 +5,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
-from runner.lab.kinds.base import HOST, ConfigSource, Kind, NodeFile, NodeShape, Role
+from runner.lab.kinds.base import (
+    HOST,
+    ConfigSource,
+    Kind,
+    KindBase,
+    NodeShape,
+    NodeSource,
+    Planned,
+    Role,
+    lab_uid,
+)
 from runner.lab.kinds.frr import FrrKind, is_frr_image
 
 
 @dataclass(frozen=True)
-class LinuxKind:
+class LinuxKind(KindBase):
     """A Linux host: interfaces, addresses, the topology's exec lines; no daemons, no sshd,
-    no CLI (lab exec runs a program in its namespace)."""
+    no CLI (lab exec runs a program in its namespace). Its launcher is the generic one:
+    it writes no files of its own and boots nothing more."""
 
     name: str = "linux"
-    username: str = "admin"
-    password: str = "admin"  # noqa: S105 - containerlab's published lab default, not a secret
-    platform: str = "cisco_ios"
-    netmiko_platform: str = "cisco_ios"
-    scrapli_platform: str = "cisco_iosxe"
 
     @property
     def role(self) -> Role:
         return HOST
-
-    @property
-    def files(self) -> frozenset[NodeFile]:
-        return frozenset()
 
     def daemons(self, node: ConfigSource) -> list[str]:
         return []
@@ -80,7 +83,33 @@ class LinuxKind:
             return self.as_router()
         return self
 
+    def write_files(self, ndir: Path, node: NodeSource, daemons: list[str],
+                    pubkeys: str) -> None:
+        return None
+
+    def boot(self, ndir: Path, node: Planned) -> list[str]:
+        return []
+
+    def exec_identity(self, username: str) -> tuple[int, int, list[int]]:
+        """The login user's uid, as its own group, in no other group."""
+        uid = lab_uid(username)
+        return uid, uid, []
+
+    def cli_argv(self, username: str, command: list[str]) -> list[str]:
+        return command
+
+    def daemon_pids(self, ndir: Path, daemons: list[str]) -> dict[str, Path]:
+        return {}
+
+    def sshd_pid(self, ndir: Path) -> Path | None:
+        return None
+
+    def entry_pids(self, ndir: Path, daemons: list[str]) -> list[Path]:
+        return []
+
+    def config_file(self, ndir: Path) -> Path | None:
+        return None
+
     def as_router(self) -> FrrKind:
         """This linux kind running FRR: a router keeping the kind's name and logins."""
-        return FrrKind(self.name, self.username, self.password, self.platform,
-                       self.netmiko_platform, self.scrapli_platform)
+        return FrrKind(**self.defaults())

@@ -106,6 +106,28 @@ class Device:
         dev.startup = [Section(s.line, list(s.children)) for s in dev.sections]
         return dev
 
+    @classmethod
+    def from_config(cls, hostname: str, index: int, config: str) -> Device:
+        """A device whose running and startup configuration is `config`, as `show
+        running-config` prints it (a backup's text): top-level lines open sections,
+        indented ones belong to the section above, `!` and `end` only separate."""
+        dev = cls(hostname=hostname, serial=f"9SIM{index:08d}")
+        current: Section | None = None
+        for raw in config.splitlines():
+            line = raw.rstrip()
+            if not line or line.startswith(("Building configuration",
+                                            "Current configuration")):
+                continue
+            if line in ("!", "end"):
+                current = None
+            elif line[0].isspace() and current is not None:
+                current.children.append(line)
+            else:
+                current = Section(line.strip())
+                dev.sections.append(current)
+        dev.startup = [Section(s.line, list(s.children)) for s in dev.sections]
+        return dev
+
     def running_config(self) -> str:
         body = []
         for section in self.sections:

@@ -38,10 +38,8 @@ def parse_faults(values: tuple[str, ...] | list[str]) -> dict[str, float]:
     return faults
 
 
-def build(count: int, address: str, port: int, faults: dict[str, float], seed: int,
-          username: str, password: str, slow_delay: float,
-          enable_secret: str | None = None) -> FleetConfig:
-    """Devices sim0001.. on consecutive loopback addresses; faults on seeded random picks."""
+def _addresses(address: str, count: int) -> list[str]:
+    """`count` loopback addresses from `address` on, skipping .0 and .255."""
     try:
         first = ipaddress.IPv4Address(address)
     except ValueError:
@@ -57,6 +55,38 @@ def build(count: int, address: str, port: int, faults: dict[str, float], seed: i
         if current & 0xFF not in (0, 255):
             addresses.append(str(ip))
         current += 1
+    return addresses
+
+
+def seeded(configs: dict[str, str], address: str, port: int, username: str, password: str,
+           slow_delay: float, enable_secret: str | None = None) -> FleetConfig:
+    """One device per config, named after its key, whose running config is that text
+    (a twin of backed-up devices), on consecutive loopback addresses; no faults."""
+    fleet = FleetConfig(username=username, password=password, slow_delay=slow_delay,
+                        enable_secret=enable_secret)
+    for i, ((name, text), addr) in enumerate(
+            zip(configs.items(), _addresses(address, len(configs)), strict=True)):
+        fleet.devices.append(SimDevice(name=name, address=addr, port=port,
+                                       device=Device.from_config(name, i + 1, text)))
+    return fleet
+
+
+def read_configs(directory: Path) -> dict[str, str]:
+    """DIR/<name>.cfg files (named as backups name them), by device name."""
+    from runner.job.backups import host_of
+
+    configs = {host_of(p.name): p.read_text(encoding="utf-8")
+               for p in sorted(directory.glob("*.cfg"))}
+    if not configs:
+        raise InputError(f"--configs {directory}: no <name>.cfg files in it", field="--configs")
+    return configs
+
+
+def build(count: int, address: str, port: int, faults: dict[str, float], seed: int,
+          username: str, password: str, slow_delay: float,
+          enable_secret: str | None = None) -> FleetConfig:
+    """Devices sim0001.. on consecutive loopback addresses; faults on seeded random picks."""
+    addresses = _addresses(address, count)
     counts = {name: round(count * amount / 100) if amount >= 0 else int(-amount)
               for name, amount in faults.items()}
     if sum(counts.values()) > count:

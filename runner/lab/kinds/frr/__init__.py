@@ -1,13 +1,29 @@
-"""The frr kind: a router running the host's FRR daemons, vtysh as its login shell, sshd."""
+"""The frr kind: a router running the host's FRR daemons, vtysh as its login shell, sshd.
+Its files (files.py) and its boot (boot.py) are written from here."""
 
 from __future__ import annotations
 
+import grp
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
-from runner.lab.kinds.base import ROUTER, ConfigSource, Kind, NodeFile, NodeShape, Role
+from runner.lab import confine
+from runner.lab.kinds.base import (
+    ROUTER,
+    ConfigSource,
+    Kind,
+    KindBase,
+    NodeShape,
+    NodeSource,
+    Planned,
+    Role,
+    lab_uid,
+)
+from runner.lab.kinds.frr import boot as frr_boot
+from runner.lab.kinds.frr import files as frr_files
 from runner.lab.schema import ALWAYS_ON_DAEMONS, FRR_DAEMONS
 
 # Started when the topology says nothing about daemons: zebra/staticd always, what the
@@ -58,24 +74,15 @@ def daemons_for(node: ConfigSource) -> list[str]:
 
 
 @dataclass(frozen=True)
-class FrrKind:
-    """An FRR router. Its CLI answers like IOS: netmiko's cisco_ios and scrapli's
-    cisco_iosxe drive vtysh; another kind name with its own platforms may reuse it."""
+class FrrKind(KindBase):
+    """An FRR router; another kind name with its own logins and platforms may reuse it
+    (a linux node running FRR)."""
 
     name: str = "frr"
-    username: str = "admin"
-    password: str = "admin"  # noqa: S105 - containerlab's published lab default, not a secret
-    platform: str = "cisco_ios"
-    netmiko_platform: str = "cisco_ios"
-    scrapli_platform: str = "cisco_iosxe"
 
     @property
     def role(self) -> Role:
         return ROUTER
-
-    @property
-    def files(self) -> frozenset[NodeFile]:
-        return frozenset(NodeFile)
 
     def daemons(self, node: ConfigSource) -> list[str]:
         return daemons_for(node)
@@ -122,6 +129,42 @@ class FrrKind:
 
     def for_node(self, image: str | None, frr_binds: bool) -> Kind:
         return self
+
+    def write_files(self, ndir: Path, node: NodeSource, daemons: list[str],
+                    pubkeys: str) -> None:
+        frr_files.write_files(ndir, node, daemons, pubkeys)
+
+    def boot(self, ndir: Path, node: Planned) -> list[str]:
+        return frr_boot.write_boot(ndir, node)
+
+    def exec_identity(self, username: str) -> tuple[int, int, list[int]]:
+        """The login user in frrvty (vtysh's sockets) and frr (its 0640 vtysh.conf)."""
+        frrvty, frr = grp.getgrnam("frrvty").gr_gid, grp.getgrnam("frr").gr_gid
+        return lab_uid(username), frrvty, [frr, frrvty]
+
+    def cli_argv(self, username: str, command: list[str]) -> list[str]:
+        """vtysh runs as the router's login user without capabilities: what an SSH login
+        may do, and no more, whoever wrote the lines (an exercise file, a person)."""
+        if command[:1] not in ([VTYSH], [frr_files.VTYSH_BIN]):
+            return command
+        uid, gid, groups = self.exec_identity(username)
+        return [*confine.setpriv(confine.NO_CAPS, uid=uid, gid=gid, groups=groups),
+                frr_files.VTYSH_BIN, *command[1:]]
+
+    def daemon_pids(self, ndir: Path, daemons: list[str]) -> dict[str, Path]:
+        return {d: frr_files.pid_file(ndir, d) for d in ("watchfrr", "zebra", "staticd",
+                                                         *daemons)}
+
+    def sshd_pid(self, ndir: Path) -> Path | None:
+        return ndir / frr_files.SSHD_PID
+
+    def entry_pids(self, ndir: Path, daemons: list[str]) -> list[Path]:
+        """zebra first: the daemon least often restarted."""
+        names = ("zebra", "watchfrr", "staticd", *daemons)
+        return [*(frr_files.pid_file(ndir, d) for d in names), ndir / frr_files.SSHD_PID]
+
+    def config_file(self, ndir: Path) -> Path | None:
+        return frr_files.config_file(ndir)
 
 
 def is_frr_image(image: str | None) -> bool:

@@ -1,0 +1,183 @@
+"""`runner twin ...`: a lab copy of production built from its config backups."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from runner.cli_common import echo, settings_of
+from runner.lab import rules
+from runner.lab.twin import masks
+from runner.lab.twin.service import DEFAULT_NAME, Report, Twins
+
+
+def _twins() -> Twins:
+    return Twins(settings_of(click.get_current_context()))
+
+
+def _subnet(_ctx: click.Context, _param: click.Parameter,
+            value: str | None) -> ipaddress.IPv4Network | None:
+    if value is None:
+        return None
+    try:
+        subnet = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IPv4 subnet such as 172.20.21.0/24") \
+            from None
+    why = rules.subnet_problem(subnet) if subnet.prefixlen <= 29 else \
+        f"{subnet} is too small for a management network (use /29 or larger)"
+    if why is not None:
+        raise click.BadParameter(why)
+    return subnet
+
+
+def _print_plan(report: Report) -> None:
+    plan = report.plan
+    echo(f"twin {plan.name} from {report.backups} (backups commit {report.commit[:12]}): "
+         f"{len(plan.nodes)} FRR router(s){': ' + ', '.join(plan.nodes) if plan.nodes else ''}")
+    if plan.simulated:
+        echo(f"{len(plan.simulated)} simulated device(s) (the fleet simulator, seeded with "
+             f"their backups; no links, no routing): {', '.join(plan.simulated)}")
+    if plan.without_backup:
+        echo(f"not in the twin (no backup): {', '.join(plan.without_backup)}")
+    if plan.problems:
+        echo("NOT FAITHFUL, left out (--skip-unfaithful):")
+        for problem in plan.problems:
+            echo(f"  {problem}")
+    if plan.nodes:
+        echo("links inferred from the configs (point-to-point subnets):" if plan.inferred
+             else "links from the topology file:")
+        for a, b, subnet in plan.link_ends():
+            echo(f"  {a} -- {b}" + (f"  ({subnet})" if subnet else ""))
+        if not plan.links:
+            echo("  none")
+    if plan.stubs:
+        echo("interfaces without a peer in the twin (created as dummy interfaces, always up):")
+        for end, why in plan.stubs.items():
+            echo(f"  {end}: {why}")
+    for note in plan.notes:
+        echo(f"note: {note}")
+    replaced = plan.replaced()
+    if replaced:
+        echo(f"masked secrets in the backups replaced by the lab value "
+             f"{masks.LAB_SECRET!r} ({len(replaced)} line(s)):")
+        for host, r in replaced:
+            echo(f"  {host} line {r.line}: {r.command} {masks.LAB_SECRET}")
+
+
+def _print_checks(report: Report) -> None:
+    unfaithful = report.unfaithful
+    echo(f"running configs equal to their backups: {len(report.faithful) - len(unfaithful)}"
+         f"/{len(report.faithful)}")
+    for host in unfaithful:
+        echo(f"  {host} DIFFERS from its backup:")
+        for line in report.faithful[host].splitlines():
+            echo(f"    {line}")
+    outside = report.outside()
+    for state in report.routing:
+        echo(f"  {state.summary()}")
+        for peer, st in sorted({**state.ospf, **state.bgp}.items()):
+            if not (st.startswith("Full") or st == "Established"):
+                where = " (no twin router has this address)" if peer in \
+                    outside.get(state.node, []) else ""
+                echo(f"    {peer}: {st}{where}")
+    if report.converged is False:
+        echo("routing has NOT converged (sessions above; a peer outside the twin never "
+             "comes up)")
+    if report.inventory:
+        echo(f"inventory (production's host names): {report.inventory}")
+
+
+@click.group()
+def twin() -> None:
+    """Twins: a lab copy of production built from its config backups."""
+
+
+@twin.command()
+@click.option("--from-backups", "backups", required=True,
+              type=click.Path(path_type=Path), metavar="DIR",
+              help="The backup repository (a backup job's `dir`); its newest commit is used.")
+@click.option("-i", "--inventory", required=True, type=click.Path(path_type=Path),
+              help="Production's inventory: one twin node per host with a backup.")
+@click.option("--name", default=DEFAULT_NAME, show_default=True, help="The twin's lab name.")
+@click.option("--topology", type=click.Path(dir_okay=False, path_type=Path),
+              help="A containerlab file whose links cable the twin (default: links "
+                   "inferred from the configs' point-to-point subnets).")
+@click.option("--mgmt-subnet", callback=_subnet,
+              help="The twin's management subnet (default: the first free /24 from "
+                   "172.20.21.0/24).")
+@click.option("--skip-unfaithful", is_flag=True,
+              help="Build the twin without the hosts that cannot be made faithful (listed), "
+                   "instead of refusing.")
+@click.option("--wait", type=click.FloatRange(0, 3600), default=90, show_default=True,
+              help="Seconds to wait for OSPF and BGP to converge before reporting.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def up(backups: Path, inventory: Path, name: str, topology: Path | None,
+       mgmt_subnet: ipaddress.IPv4Network | None, skip_unfaithful: bool, wait: float,
+       as_json: bool) -> None:
+    """Build a twin of the inventory's hosts from their newest backups.
+
+    Exits 1 when a router's running config differs from its backup or routing does not
+    converge (the twin stays up: look at it); 2 on bad input (nothing is created).
+    """
+    started = time.monotonic()
+    report = _twins().up(name, backups, inventory, topology, mgmt_subnet,
+                         skip_unfaithful=skip_unfaithful, wait=wait)
+    if as_json:
+        echo(json.dumps(report.to_json(), indent=2))
+        _exit(report)
+        return
+    _print_plan(report)
+    echo(f"twin {name} is up in {time.monotonic() - started:.1f}s")
+    _print_checks(report)
+    echo(f"sync: runner twin sync {name}   tear down: runner twin down {name}")
+    _exit(report)
+
+
+@twin.command()
+@click.argument("name", default=DEFAULT_NAME)
+@click.option("--wait", type=click.FloatRange(0, 3600), default=90, show_default=True,
+              help="Seconds to wait for OSPF and BGP to converge before reporting.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def sync(name: str, wait: float, as_json: bool) -> None:
+    """Reload the newest backups into twin NAME: changed routers reboot with them."""
+    report = _twins().sync(name, wait=wait)
+    if as_json:
+        echo(json.dumps(report.to_json(), indent=2))
+        _exit(report)
+        return
+    _print_plan(report)
+    if report.rebuilt:
+        echo(f"the twin's shape changed (nodes, links, interfaces or daemons): rebuilt {name}")
+    elif report.restarted:
+        echo(f"restarted with their new backup: {', '.join(report.restarted)}")
+    if report.sim_restarted:
+        echo(f"simulator restarted with the newest backups (changed: "
+             f"{', '.join(report.sim_restarted)})")
+    if not (report.rebuilt or report.restarted or report.sim_restarted):
+        echo("no backup changed: the twin is as it was")
+    _print_checks(report)
+    _exit(report)
+
+
+@twin.command()
+@click.argument("name", default=DEFAULT_NAME)
+def down(name: str) -> None:
+    """Remove twin NAME: its routers, namespaces and files. Safe to run twice."""
+    if _twins().down(name):
+        echo(f"twin {name} removed")
+    else:
+        echo(f"twin {name} is not up; nothing left to remove")
+
+
+def _exit(report: Report) -> None:
+    if report.unfaithful or report.converged is False:
+        sys.exit(1)
+
+
+
