@@ -7,8 +7,9 @@ Starts `runner lab sim` (pinned to core 0), then runs the same work on every dev
 runner (all cores, the default), runner in one process, runner through Celery with two
 local workers, the raw asyncssh floor, Nornir + nornir_netmiko (threaded, 100 workers) and
 Ansible cisco.ios over network_cli (on --ansible-devices devices). Prints wall time, CPU
-time (user + system, child processes included) and peak memory (PSS summed over the
-process tree, sampled every 50 ms) for each, and the ratios the issue sets targets for.
+time (user + system, child processes included), peak memory (PSS summed over the
+process tree, sampled every 50 ms) and the client process's own peak RSS (VmHWM) for
+each, and the ratios the issue sets targets for.
 Single-process clients are pinned to the cores the simulator does not use. Needs the
 bench extra (`pip install -e .[bench]`: Ansible) and redis-server for the Celery row.
 """
@@ -94,17 +95,33 @@ def cpu_s(pids: list[int]) -> float:
     return total / tick
 
 
+def hwm_mib(pid: int) -> float:
+    """The process's own peak RSS so far (VmHWM: the kernel's high-water mark, not its
+    children's), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 class Peak(threading.Thread):
-    """Samples the PSS of a process tree (plus long-lived helpers) until stopped."""
+    """Samples the PSS of a process tree (plus long-lived helpers) until stopped, and the
+    root process's own peak RSS (VmHWM only grows: the last sample is within 50 ms of its
+    end)."""
 
     def __init__(self, root: int, extra: list[int]) -> None:
         super().__init__(daemon=True)
-        self.root, self.extra, self.peak = root, extra, 0.0
+        self.root, self.extra, self.peak, self.rss = root, extra, 0.0, 0.0
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
             self.peak = max(self.peak, pss_mib(tree_of([self.root, *self.extra])))
+            self.rss = max(self.rss, hwm_mib(self.root))
             self.done.wait(0.05)
 
 
@@ -134,7 +151,7 @@ def measure(cmd: list[str], env: dict[str, str], cpus: str | None = None,
             break
     if status not in (0, None) and "ok" not in report:
         report["stderr"] = err[-800:]
-    return {"wall": wall, "cpu": cpu, "peak_mib": peak.peak, **report}
+    return {"wall": wall, "cpu": cpu, "peak_mib": peak.peak, "rss_mib": peak.rss, **report}
 
 
 _RUSAGE = [0.0]
@@ -216,8 +233,8 @@ def fmt(row: dict[str, Any]) -> str:
     status = "all ok" if row.get("failed") == 0 and row.get("ok") else \
         f"ok {row.get('ok')} failed {row.get('failed')} {detail}"
     sim = f"{row['sim_cpu']:8.2f} s" if "sim_cpu" in row else " " * 10
-    return (f"{row['wall']:8.2f} s {row['cpu']:8.2f} s {row['peak_mib']:8.0f} MiB {sim}  "
-            f"{status}")
+    return (f"{row['wall']:8.2f} s {row['cpu']:8.2f} s {row['peak_mib']:8.0f} MiB "
+            f"{row.get('rss_mib', 0):8.0f} MiB {sim}  {status}")
 
 
 def main() -> None:
@@ -227,6 +244,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the fast clients (median)")
     ap.add_argument("--skip", action="append", default=[],
                     help="nornir, ansible, celery, push (repeatable)")
+    ap.add_argument("--sim-address", default="127.100.0.1",
+                    help="the simulator's first loopback address (another bench may run)")
+    ap.add_argument("--sim-port", type=int, default=2022)
     args = ap.parse_args()
     cores = sorted(os.sched_getaffinity(0))
     sim_cpu = str(cores[0])
@@ -236,7 +256,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(PEERS)
     work = Path(tempfile.mkdtemp(prefix="runner-bench-fleet-"))
-    sim = SimProcess(work / "sim", args.devices, cpus=sim_cpu)
+    sim = SimProcess(work / "sim", args.devices, cpus=sim_cpu, address=args.sim_address,
+                     port=args.sim_port)
     t0 = time.monotonic()
     state = sim.start()
     started = time.monotonic() - t0
@@ -280,7 +301,8 @@ def run_mode(mode: str, args: argparse.Namespace, inv: Path, env: dict[str, str]
     print(f"\n== {mode}: {args.devices} devices"
           + ("" if mode == "show" else " (3 config lines; runner also reads the config "
              "before and after for its diff)"))
-    print(f"{'client':34} {'wall':>10} {'cpu':>10} {'peak mem':>12} {'sim cpu':>10}")
+    print(f"{'client':34} {'wall':>10} {'cpu':>10} {'peak mem':>12} {'own RSS':>12} "
+          f"{'sim cpu':>10}")
     for _ in range(args.repeat):
         for name, (cmd, cpus, helpers) in fast.items():
             run_env = celery.env if celery is not None and "Celery" in name else env
@@ -328,6 +350,13 @@ def run_mode(mode: str, args: argparse.Namespace, inv: Path, env: dict[str, str]
         c = med["runner via Celery, 2 workers"]
         print(f"  Celery / local engine, wall:   {c['wall'] / r['wall']:.2f}  (target <= 1.25)")
     print(f"  runner peak memory:            {r['peak_mib']:.0f} MiB  (target < 300)")
+    # The client process's own peak RSS (records stream to the store: issue 28's <= 500
+    # MiB at 100,000 devices), beside the floor's, which keeps no records at all.
+    for name in ("runner", "runner, 1 process"):
+        rss = med[name]["rss_mib"]
+        print(f"  {name + ' own peak RSS:':31}{rss:5.0f} MiB  floor {floor['rss_mib']:.0f} MiB"
+              f"  ({rss / floor['rss_mib']:.2f}x; {rss * 1024 / args.devices:.1f} KiB "
+              "per device)")
 
 
 def _median(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -336,6 +365,7 @@ def _median(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {**mid, "wall": statistics.median(r["wall"] for r in rows),
             "cpu": statistics.median(r["cpu"] for r in rows),
             "peak_mib": statistics.median(r["peak_mib"] for r in rows),
+            "rss_mib": statistics.median(r["rss_mib"] for r in rows),
             **({"sim_cpu": statistics.median(r["sim_cpu"] for r in rows)}
                if all("sim_cpu" in r for r in rows) else {})}
 

@@ -98,6 +98,9 @@ class DeviceResult:
     backup: str | None = field(default=None, repr=False)
     # How to roll the change back later; travels between processes, never stored.
     restore: RestorePlan | None = field(default=None, repr=False)
+    # The full record is in the results store and this one was slimmed (see slim()): its
+    # command steps' output and parsed data are read back from the store when wanted.
+    stored: bool = field(default=False, repr=False)
 
     @classmethod
     def of_error(cls, host: str, error: Failure, *, worker: str | None = None,
@@ -121,13 +124,31 @@ class DeviceResult:
                 return dict(features) if isinstance(features, dict) else None
         return None
 
+    def slim(self) -> None:
+        """Called once the full record is durably stored: keep only what the end of a run
+        reads from memory (status, error, timings, the steps that notifications, diffs,
+        backups, compliance and a rollback read) and drop the command steps, whose output
+        and parsed data are the bulk of a show job's record. A record with a restore plan
+        (a stopped rollout may amend it) or a backup step (the run's commit reads it and
+        stores its steps again) is kept whole."""
+        if self.stored or self.restore is not None or self.backup is not None \
+                or any(s.kind is StepKind.BACKUP for s in self.steps):
+            return
+        kept = [s for s in self.steps if s.kind is not StepKind.COMMAND]
+        if len(kept) == len(self.steps):
+            return
+        self.steps, self.stored = kept, True
+
     def to_json(self, *, transport: bool = False) -> dict[str, Any]:
         """The record as JSON; `transport` (between runner's own processes) keeps the
-        backup text and the restore plan, which are never printed or stored."""
+        backup text and the restore plan, which are never printed or stored. A slimmed
+        record says `"stored": true` (its full version is in the results store)."""
         data = asdict(self)
         if not transport:
             data.pop("backup")
             data.pop("restore")
+        if not data["stored"]:
+            data.pop("stored")
         compliance = self.compliance
         if compliance is not None:
             data["compliance"] = compliance

@@ -68,15 +68,18 @@ class LocalExecutor:
 
     async def _all(self, hosts: list[str], sink: Progress, pool: ThreadPoolExecutor,
                    coordination: Coordination | None, concurrency: int) -> None:
-        semaphore = asyncio.Semaphore(concurrency)
+        """`concurrency` workers take the hosts in order, one device at a time each: a
+        device has a task only while it is worked, so memory does not grow with the
+        batch (a task per host, waiting its turn, is ~2 KiB each at 100,000 devices)."""
+        todo = iter(hosts)
 
-        async def one(host: str) -> None:
-            async with semaphore:
+        async def worker() -> None:
+            for host in todo:
                 sink.started(host)
                 record = await self.devices.run(host, pool, coordination)
-            sink.finished(record)
+                sink.finished(record)
 
-        await asyncio.gather(*(one(h) for h in hosts))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 async def _watch(cancel: CancelFlag, main: asyncio.Future[None]) -> None:

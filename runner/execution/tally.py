@@ -18,7 +18,9 @@ RecordCallback = Callable[[DeviceResult], None]
 class Tally:
     """The run's records (the RecordSink every engine reports into): the first record of a
     device wins, every host gets exactly one, and devices without a record of their own
-    get one saying why."""
+    get one saying why. A record the results store has taken is slimmed in place to its
+    summary (DeviceResult.slim): what the stop rule, a rollback's restore plans and the
+    run's end read stays; the run's memory does not grow with its devices' outputs."""
 
     def __init__(self, hosts: list[str], on_record: RecordCallback | None = None,
                  on_start: Callable[[str], None] | None = None) -> None:

@@ -17,7 +17,7 @@ from runner.vocab import DeviceStatus, EngineChoice
 # What a command needs beyond its options is imported as it runs: `runner run --help` and
 # `runner validate` load no database, Celery or Redis (tests/unit/test_startup.py).
 if TYPE_CHECKING:
-    from runner.records import RunResult
+    from runner.records import DeviceResult, RunResult
     from runner.store.results import ResultsStore
 
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
@@ -140,19 +140,31 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
     sys.exit(run_result.exit_code)
 
 
+def echo_run_json(run_result: RunResult, store: ResultsStore | None, *,
+                  account: bool = True) -> None:
+    """A finished run's JSON document, its records streamed from the store (the run
+    itself keeps only a summary of each stored record): as `runner show --json` prints it
+    (`account`: with its status and who did what), or the run's own form. When the store
+    cannot be read, what this process knows (a record it slimmed says `"stored": true`)."""
+    if store is not None:
+        from runner.store.queries import run_chunks
+
+        try:
+            chunks = run_chunks(store, run_result.run_id, account=account)
+        except RunnerError:  # the database went away since
+            pass
+        else:
+            for chunk in chunks:
+                echo(chunk, nl=False)
+            echo()
+            return
+    echo(json.dumps(run_result.to_json(), indent=2))
+
+
 def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool,
           store: ResultsStore | None = None) -> None:
     if as_json:
-        from runner.store.queries import run_document, run_links
-
-        document = run_result.to_json()
-        if store is not None:  # as `runner show --json`: with its status and who did what
-            try:
-                row, stored = store.get_run(run_result.run_id)
-                document = run_document(row, stored, run_links(store, row))
-            except RunnerError:  # the database went away since: what this process knows
-                pass
-        echo(json.dumps(document, indent=2))
+        echo_run_json(run_result, store)
         return
     if with_diffs:
         text = diffs(run_result)
@@ -265,8 +277,13 @@ def history(ctx: click.Context, limit: int, job: str | None, workflow: str | Non
 def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
          as_json: bool, show_all: bool) -> None:
     """Show one run (a unique prefix of its id is enough)."""
-    from runner.store.queries import run_document, run_links
+    from runner.store.queries import run_chunks, run_document, run_links
 
+    if as_json and not failed and host is None:  # streamed: a run of any size
+        for chunk in run_chunks(_store(ctx), run_id):
+            echo(chunk, nl=False)
+        echo()
+        return
     row, run_result = _store(ctx).get_run(run_id)
     if failed:
         run_result.devices = [d for d in run_result.devices if not d.status.success]
@@ -291,15 +308,20 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
         outcome = "delivered" if sent["delivered"] else f"NOT delivered: {sent['error']}"
         echo(f"notified {sent['url']} ({', '.join(sent['events'])}): {outcome}")
     if host is not None:
-        for step in run_result.devices[0].steps:
-            echo(f"\n== {step.name} ({step.kind})" + (" FAILED" if step.failed else "")
-                 + (f" {step.not_run}" if step.not_run else ""))
-            for label, value in (("output", step.output), ("diff", step.diff),
-                                 ("error", step.error)):
-                if value:
-                    echo(f"-- {label}\n{value.rstrip()}")
-            if step.parsed is not None:
-                echo(f"-- parsed\n{json.dumps(step.parsed, indent=2)}")
+        _echo_steps(run_result.devices[0])
+
+
+def _echo_steps(device: DeviceResult) -> None:
+    """`runner show --host`: each step of the device with its output, diff and parsed."""
+    for step in device.steps:
+        echo(f"\n== {step.name} ({step.kind})" + (" FAILED" if step.failed else "")
+             + (f" {step.not_run}" if step.not_run else ""))
+        for label, value in (("output", step.output), ("diff", step.diff),
+                             ("error", step.error)):
+            if value:
+                echo(f"-- {label}\n{value.rstrip()}")
+        if step.parsed is not None:
+            echo(f"-- parsed\n{json.dumps(step.parsed, indent=2)}")
 
 
 @click.command()
@@ -336,9 +358,11 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
         shard_size=shard_size, processes=processes or None,
         blackout_override=blackout_override(override_blackout, me)), inventory, templates,
         by=me)
-    echo(json.dumps(result.to_json(), indent=2) if as_json else
-         f"approved {preview.run_id} by {result.started_by}: carried out as run "
-         f"{result.run_id}\n{run_table(result, show_all)}")
+    if as_json:
+        echo_run_json(result, store, account=False)
+    else:
+        echo(f"approved {preview.run_id} by {result.started_by}: carried out as run "
+             f"{result.run_id}\n{run_table(result, show_all)}")
     sys.exit(result.exit_code)
 
 

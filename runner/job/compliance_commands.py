@@ -11,6 +11,7 @@ import click
 
 from runner.cli_common import ALL_DEVICES, echo, engine_option, results_store, settings_of
 from runner.errors import InputError
+from runner.job.commands import echo_run_json
 from runner.job.output import Progress, diffs, run_table, table
 from runner.records import RunResult
 from runner.vocab import ComplianceState, EngineChoice, StepKind
@@ -138,7 +139,7 @@ def remediate(ctx: click.Context, run_id: str, features: tuple[str, ...],
              "previews the remediation and sends nothing", err=True)
     result = execute(made.prepared, store, options)
     if as_json:
-        echo(json.dumps(result.to_json(), indent=2))
+        echo_run_json(result, store, account=False)
     else:
         _show(result, dry_run or preview, show_all, made.run_id, made.features)
     if preview:

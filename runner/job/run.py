@@ -106,6 +106,8 @@ class RunOptions:
     blackout_override: dict[str, Any] | None = None
     workflow: str | None = None  # the workflow run this run is a step of
     processes: int | None = None  # engine processes; None: one per core for big runs
+    # Told each record as it is known; read its summary (host, status, changed, error):
+    # once stored, a record keeps only that and what the run's end needs (slim()).
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
     notify: list[NotifyTarget] = field(default_factory=list)  # for jobs that name none
 
@@ -257,15 +259,17 @@ def rerun_targets(store: ResultsStore, run_id: str | None, job: str,
     if run_id is None or not run_id.strip():
         raise InputError("an empty run id names no run to rerun (expected the id, or a "
                          "unique prefix of it, of an earlier run of this job)", field=field)
+    from runner.store.queries import run_head, run_hosts
+
     try:
-        _row, earlier = store.get_run(run_id.strip())
+        earlier = run_head(store, run_id.strip())
     except InputError as exc:
         raise type(exc)(exc.message, field=field) from None
-    if earlier.job != job:
-        raise InputError(f"run {earlier.run_id} was of job {earlier.job!r}, not {job!r}",
-                         field=field)
+    if earlier["job"] != job:
+        raise InputError(f"run {earlier['run_id']} was of job {earlier['job']!r}, not "
+                         f"{job!r}", field=field)
     wanted = set(statuses) if statuses else {s for s in DeviceStatus if not s.success}
-    return earlier.run_id, [d.host for d in earlier.devices if d.status in wanted]
+    return earlier["run_id"], run_hosts(store, earlier["run_id"], wanted)
 
 
 def new_run_id() -> str:

@@ -4,14 +4,16 @@ counts per status) and the JSON documents that `runner history|show --json` prin
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 
 from runner.errors import InputError, NotFound
-from runner.records import RunResult
+from runner.records import DeviceResult, RunResult
 from runner.store.results import ResultsStore, devices, record_of, run_of, runs
 from runner.vocab import DeviceStatus, RunStatus
 
@@ -187,3 +189,79 @@ def device_steps(store: ResultsStore, run_id: str, hosts: list[str]
         return {r.host: r.steps or [] for r in conn.execute(
             select(devices.c.host, devices.c.steps).where(devices.c.run_id == run_id,
                                                          devices.c.host.in_(hosts)))}
+
+
+RECORDS_PAGE = 500  # device records read per query when a whole run is streamed
+
+
+def run_records(store: ResultsStore, run_id: str, page: int = RECORDS_PAGE
+                ) -> Iterator[DeviceResult]:
+    """A run's device records in the order `runner show` lists them (target order; any
+    without a place first), read a page at a time: a run of any size is never held whole."""
+    last_id = -1
+    while True:  # records without a place in the targets (stored by older versions)
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(devices).where(
+                devices.c.run_id == run_id, devices.c.position.is_(None),
+                devices.c.id > last_id).order_by(devices.c.id).limit(page)).all()
+        for row in rows:
+            yield record_of(dict(row._mapping))
+        if len(rows) < page:
+            break
+        last_id = rows[-1].id
+    place, last_id = -1, -1
+    while True:
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(devices).where(
+                devices.c.run_id == run_id, devices.c.position.is_not(None),
+                or_(devices.c.position > place,
+                    and_(devices.c.position == place, devices.c.id > last_id)))
+                .order_by(devices.c.position, devices.c.id).limit(page)).all()
+        for row in rows:
+            yield record_of(dict(row._mapping))
+        if len(rows) < page:
+            return
+        place, last_id = rows[-1].position, rows[-1].id
+
+
+_DEVICES = "\u0000runner: the devices go here\u0000"
+
+
+def document_chunks(document: dict[str, Any], records: Iterable[dict[str, Any]]
+                    ) -> Iterator[str]:
+    """`json.dumps(document, indent=2)` with document["devices"] = `records`, as text
+    chunks: the head, then one device at a time, so a run's JSON is streamed, never built
+    whole. The text is exactly what json.dumps would print."""
+    text = json.dumps({**document, "devices": _DEVICES}, indent=2)
+    head, tail = text.split(json.dumps(_DEVICES), 1)
+    yield head
+    first = True
+    for record in records:
+        body = "\n".join("    " + line for line in json.dumps(record, indent=2).split("\n"))
+        yield ("[\n" if first else ",\n") + body
+        first = False
+    yield ("[]" if first else "\n  ]") + tail
+
+
+def run_chunks(store: ResultsStore, run_id: str, *, account: bool = True) -> Iterator[str]:
+    """A stored run's JSON document as text chunks, its records streamed from the store:
+    `runner show --json`'s (account: status, error, who did what, links, notifications) or
+    the run's own to_json() form. The run's row, links and counts are read before the
+    first chunk is given, so a store that is away fails before anything is printed."""
+    full = store.resolve(run_id)
+    with store.engine.connect() as conn:
+        row = dict(conn.execute(select(runs).where(runs.c.run_id == full)).one()._mapping)
+    base = run_of(row, [])
+    document = run_document(row, base, run_links(store, row)) if account else base.to_json()
+    document["summary"] = {str(s): n for s, n in status_counts(store, [full])[full].items()}
+    return document_chunks(document, (r.to_json() for r in run_records(store, full)))
+
+
+def run_hosts(store: ResultsStore, run_id: str, statuses: Iterable[DeviceStatus]) -> list[str]:
+    """The devices of a run that ended in one of `statuses`, in the order `runner show`
+    lists them (what a rerun runs again), without reading their records."""
+    query = select(devices.c.host).where(
+        devices.c.run_id == run_id, devices.c.status.in_([str(s) for s in statuses])) \
+        .order_by(devices.c.position, devices.c.id)
+    with store.engine.connect() as conn:
+        return [str(r[0]) for r in conn.execute(query)]

@@ -311,10 +311,28 @@ class ResultsStore:
                     approves=run.approves, hosts=hosts, started_by=run.started_by,
                     override=run.override, remediates=run.remediates,
                     workflow=run.workflow, blackout_override=run.blackout_override))
-        if run.devices:
-            self.record_devices(run.run_id, run.devices, {h: i for i, h in enumerate(hosts)})
+        positions = {h: i for i, h in enumerate(hosts)}
+        whole = [d for d in run.devices if not d.stored]
+        if whole:
+            self.record_devices(run.run_id, whole, positions)
+        # A record the run had stored before the database went away was kept in the file
+        # only as its summary: the full record stored then stays; the summary only fills
+        # in for a database that never had it.
+        self._record_missing(run.run_id, [d for d in run.devices if d.stored], positions)
         self._finish_run(run, status, error)
         return outcome
+
+    def _record_missing(self, run_id: str, batch: list[DeviceResult],
+                        positions: dict[str, int]) -> None:
+        if not batch:
+            return
+        with self.engine.begin() as conn:
+            have = {r[0] for r in conn.execute(select(devices.c.host).where(
+                devices.c.run_id == run_id))}
+            rows = [_device_row(run_id, d, positions.get(d.host)) for d in batch
+                    if d.host not in have]
+            if rows:
+                conn.execute(insert(devices), rows)
 
     # -- approval -------------------------------------------------------------------------
 
@@ -403,8 +421,10 @@ class ResultsStore:
         full = self.resolve(run_id)
         with self.engine.connect() as conn:
             row = dict(conn.execute(select(runs).where(runs.c.run_id == full)).one()._mapping)
+            # records without a place first on every backend, as run_records pages them
             rows = conn.execute(select(devices).where(devices.c.run_id == full)
-                                .order_by(devices.c.position, devices.c.id)).all()
+                                .order_by(devices.c.position.asc().nulls_first(),
+                                          devices.c.id)).all()
         return row, run_of(row, [record_of(dict(r._mapping)) for r in rows])
 
 
@@ -428,6 +448,8 @@ def run_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
 
 MAX_WORKING = 1000  # devices in progress stored per run (the page lists fewer)
 FLUSH_S = 0.25  # a finished device is on disk this long after at most
+BATCH_RECORDS = 500  # records per transaction at most ...
+BATCH_OUTPUT = 4 * 1024 * 1024  # ... and characters of step output
 
 
 class RecordWriter:
@@ -468,14 +490,17 @@ class RecordWriter:
             # Gather what finishes within a moment: one transaction per batch costs a
             # tenth of one per record, and the engine shares this process's CPU.
             deadline = time.monotonic() + FLUSH_S
+            size = 0
             while item is not None:
                 if isinstance(item, str):
                     self._working[item] = now_iso()
                 else:
                     batch.append(item)
                     self._working.pop(item.host, None)
+                    size += sum(len(s.output or "") for s in item.steps)
                 left = deadline - time.monotonic()
-                if len(batch) >= 500 or left <= 0:
+                # a batch is copied twice on its way to the database: big records, few
+                if len(batch) >= BATCH_RECORDS or size >= BATCH_OUTPUT or left <= 0:
                     break
                 try:
                     item = self._queue.get(timeout=left)
@@ -511,6 +536,10 @@ class RecordWriter:
                 log.error("run %s: %s; its records are kept until it ends", self._run_id,
                           self.error)
             else:
+                # On disk now: the run keeps only its summary of each (memory stays flat
+                # however many devices finish); whoever wants more reads the store.
+                for device in batch:
+                    device.slim()
                 return
         self.unsaved |= {d.host for d in batch}
 
