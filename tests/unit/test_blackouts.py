@@ -26,7 +26,7 @@ from runner.schedule.server import Scheduled, Scheduler, Start
 from runner.store.events import Events
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
-from runner.vocab import OccurrenceStatus, OnBlackout
+from runner.vocab import EventSource, OccurrenceStatus, OnBlackout
 from tests.support.base import ROOT, write_inventory
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -361,6 +361,25 @@ def test_an_occurrence_is_held_if_due_or_started_inside_a_window(
     if policy == "defer":
         event = Events(s.store.engine).get("backup", f"deferred:{key}")
         assert event is not None and event["due"] == "2027-01-03T23:00:00+00:00"
+
+
+def test_an_event_due_inside_a_window_and_seen_after_it_is_held(
+        tmp_path: Path, db_url: str) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "blackouts.yml").write_text(CALENDAR, encoding="utf-8")
+    (jobs / "backup.yml").write_text("name: backup\nsteps:\n  - command: show clock\n",
+                                     encoding="utf-8")
+    due_at = at(2027, 1, 3, 23, 59, 59)
+    clock, runs = Clock(at(2027, 1, 4, 0, 0, 2)), Runs()
+    s = scheduler(tmp_path, db_url, clock, runs, "host:1")
+    assert s.events.add("backup", "syslog:r1", EventSource.SYSLOG, due_at, due=due_at)
+    s.tick()
+    settle(s)
+    event = s.events.get("backup", "syslog:r1")
+    assert event is not None and event["status"] == "skipped", event
+    assert str(event["reason"]).startswith("blackout year-end ("), event
+    assert runs.started == []
 
 
 def test_runner_run_inside_a_window_exits_2_naming_it_and_touches_nothing(
