@@ -187,26 +187,24 @@ def validate(ctx: click.Context, job_files: tuple[Path, ...], templates: Path,
     directory (an unknown parent or a workflow cycle is an error at its line). Exit 2 when
     one is invalid."""
     from runner.job.blackouts import is_calendar, read_calendar
-    from runner.job.load import load_dir, load_job
-    from runner.job.run import check_job, check_secret_files, prepare
+    from runner.job.load import directory_problem, load_job
+    from runner.job.run import check_job, check_secret_files, prepare_job
 
     failed = False
-    graphs: dict[Path, dict[Path, InputError]] = {}
+    problems: dict[Path, dict[Path, InputError]] = {}  # by directory, when loaded whole
     for path in job_files:
         try:
             if is_calendar(path):
                 count = len(read_calendar(path).windows)
                 echo(f"{path}: ok ({count} blackout window{'s' * (count != 1)})")
                 continue
+            job = load_job(path)
             if inventory is not None:
-                check_secret_files(prepare(path, inventory, templates),
+                check_secret_files(prepare_job(job, inventory, templates),
                                    settings_of(ctx).secrets_dirs)
             else:
-                check_job(load_job(path), templates)
-            directory = path.parent.resolve()
-            if directory not in graphs:
-                graphs[directory] = {p.resolve(): e for p, e in load_dir(directory)[1].items()}
-            problem = graphs[directory].get(path.resolve())
+                check_job(job, templates)
+            problem = directory_problem(job, problems)
             if problem is not None:  # named as the user named the file
                 raise type(problem)(problem.message, path=path, line=problem.line,
                                     field=problem.field)

@@ -82,3 +82,29 @@ def load_dir(directory: Path) -> tuple[dict[str, JobFile], dict[Path, InputError
             return jobs, problems
         for name, error in graph.items():
             problems[jobs.pop(name).path] = error
+
+
+def directory_problem(job: JobFile, loaded: dict[Path, dict[Path, InputError]] | None = None
+                      ) -> InputError | None:
+    """The problem load_dir() would find with this valid job in its directory: its name used
+    by an earlier file, an unknown parent or a workflow cycle. Without `after:` and with a
+    name no sibling declares, there is none, and the siblings are not validated (their
+    notification URLs load Apprise: `runner validate` of one file stays quick). `loaded`
+    keeps each directory's problems for the next file."""
+    path = job.path.resolve()
+    if job.spec.after is None and not any(
+            _declared_name(p) == job.spec.name for p in job_files(path.parent) if p != path):
+        return None
+    cache = {} if loaded is None else loaded
+    if path.parent not in cache:
+        cache[path.parent] = {p.resolve(): e for p, e in load_dir(path.parent)[1].items()}
+    return cache[path.parent].get(path)
+
+
+def _declared_name(path: Path) -> object:
+    """A job file's `name:` as written (None when it cannot be read)."""
+    try:
+        raw = load_yaml(path)
+    except InputError:
+        return None
+    return raw.get("name") if isinstance(raw, dict) else None

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import JobError
-from runner.job.load import load_dir, load_job
+from runner.job.load import directory_problem, load_dir, load_job
 from runner.job.workflow import Graph, decide
 from runner.lab.netns import wait_for
 from runner.records import RunResult
@@ -91,6 +91,38 @@ def test_unknown_parents_and_cycles_are_errors_at_file_and_line(tmp_path: Path) 
     assert done.returncode == 2
     assert f"error: {jobs / 'a.yml'}:3: after[0].job: workflow cycle" in done.stderr
     assert f"error: {jobs / 'd.yml'}:2: after.job: no job named 'nope'" in done.stderr
+
+
+def test_one_files_directory_problem_is_the_whole_directorys_verdict(tmp_path: Path) -> None:
+    # `runner validate FILE` looks at the siblings only when FILE may be part of a graph
+    # problem (it has `after:`, or a sibling declares its name); the verdict is load_dir's
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    job(jobs, "alone")
+    job(jobs, "first")
+    (jobs / "second.yml").write_text("name: first\nsteps:\n  - command: show clock\n",
+                                     encoding="utf-8")  # the same name, later in order
+    job(jobs, "child", "after: {job: alone}\n")
+    job(jobs, "orphan", "after: {job: gone}\n")
+    job(jobs, "loop1", "after: {job: loop2}\n")
+    job(jobs, "loop2", "after: {job: loop1}\n")
+    job(jobs, "broken", "notify: [{url: 'nope://x'}]\n")  # invalid: not a problem of others
+    job(jobs, "waits", "after: {job: broken}\n")  # its parent is invalid: unknown
+    _, problems = load_dir(jobs)
+    for path in sorted(jobs.glob("*.yml")):
+        if path.name == "broken.yml":
+            continue
+        found = directory_problem(load_job(path))
+        expected = problems.get(path)
+        assert (found and str(found)) == (expected and str(expected)), path.name
+    assert {p.name for p in problems} == {"second.yml", "orphan.yml", "loop1.yml",
+                                          "loop2.yml", "broken.yml", "waits.yml"}
+    done = subprocess.run([sys.executable, "-m", "runner", "validate", str(jobs / "alone.yml"),
+                           str(jobs / "first.yml"), str(jobs / "second.yml")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [f"{jobs / 'alone.yml'}: ok", f"{jobs / 'first.yml'}: ok"]
+    assert f"{jobs / 'second.yml'}:1: name: job name 'first' is already used by" in done.stderr
 
 
 def test_after_in_every_form_and_its_own_errors(tmp_path: Path) -> None:
