@@ -450,12 +450,25 @@ MAX_WORKING = 1000  # devices in progress stored per run (the page lists fewer)
 FLUSH_S = 0.25  # a finished device is on disk this long after at most
 BATCH_RECORDS = 500  # records per transaction at most ...
 BATCH_OUTPUT = 4 * 1024 * 1024  # ... and characters of step output
+# Records handed over and not yet stored, at most: past this put() waits for the writer (a
+# database slower than the devices slows the run; it does not grow its memory) ...
+PENDING_RECORDS = 4 * BATCH_RECORDS
+PENDING_OUTPUT = 4 * BATCH_OUTPUT
+# ... unless the writer has been stuck this long on one batch: the database is away, and
+# the run goes on with its records waiting here (see RecordWriter).
+STALLED_S = 10.0
+
+
+def _output_size(device: DeviceResult) -> int:
+    return sum(len(s.output or "") for s in device.steps)
 
 
 class RecordWriter:
     """Stores device records from a background thread, a batch per transaction, so the
     engine never waits on the database and a finished device is on disk within moments.
-    While the database is away the run goes on and records wait here, written when it is
+    A database slower than the devices slows the run (put() waits while PENDING_RECORDS
+    or PENDING_OUTPUT wait to be stored: memory stays bounded). While the database is away
+    (a batch stuck past STALLED_S) the run goes on and records wait here, written when it is
     back; after the store's retry bound they are given up on, and close() names them (the
     caller keeps the run elsewhere: nothing is dropped silently). The run's heartbeat and
     its cancel requests are run control's (runner.execution.control.runwatch.RunWatch)."""
@@ -472,11 +485,29 @@ class RecordWriter:
         self._give_up = threading.Event()
         self.error: str | None = None  # why records could not be stored
         self.unsaved: set[str] = set()  # hosts whose record is not in the database
+        self._room = threading.Condition()
+        self.pending = (0, 0)  # records put and not yet stored, and their output's size
+        self._writing_since: float | None = None  # when the batch being stored was taken
         self._thread = threading.Thread(target=self._loop, name=RECORDS_THREAD, daemon=True)
         self._thread.start()
 
     def put(self, device: DeviceResult) -> None:
+        """Hand a record over; waits while too many wait to be stored (backpressure)."""
+        size = _output_size(device)
+        with self._room:
+            while self._full() and self.error is None and not self._stalled():
+                self._room.wait(0.25)
+            count, total = self.pending
+            self.pending = (count + 1, total + size)
         self._queue.put(device)
+
+    def _full(self) -> bool:
+        count, total = self.pending
+        return count >= PENDING_RECORDS or total >= PENDING_OUTPUT
+
+    def _stalled(self) -> bool:
+        since = self._writing_since
+        return since is not None and time.monotonic() - since > STALLED_S
 
     def started(self, host: str) -> None:
         """A device started: stored with the next batch (the run page's in-progress list)."""
@@ -497,7 +528,7 @@ class RecordWriter:
                 else:
                     batch.append(item)
                     self._working.pop(item.host, None)
-                    size += sum(len(s.output or "") for s in item.steps)
+                    size += _output_size(item)
                 left = deadline - time.monotonic()
                 # a batch is copied twice on its way to the database: big records, few
                 if len(batch) >= BATCH_RECORDS or size >= BATCH_OUTPUT or left <= 0:
@@ -508,7 +539,13 @@ class RecordWriter:
                     break
             done = item is None
             if batch:
+                self._writing_since = time.monotonic()
                 self._store_batch(batch)
+                with self._room:
+                    self._writing_since = None
+                    count, total = self.pending
+                    self.pending = (count - len(batch), total - size)
+                    self._room.notify_all()
             self._store_working(None if done else self._working)
 
     def _store_working(self, working: dict[str, str] | None) -> None:

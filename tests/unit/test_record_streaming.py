@@ -6,13 +6,15 @@ database took before it went away."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runner.records import DeviceResult, RestorePlan, RunResult, StepResult
-from runner.store import unsaved
+from runner.store import results, unsaved
 from runner.store.queries import document_chunks, run_chunks, run_document, run_links, run_records
 from runner.store.results import RecordWriter, ResultsStore
 from runner.vocab import DeviceStatus, RunStatus, StepKind
@@ -114,6 +116,63 @@ def test_the_writer_slims_what_it_stored_and_the_store_has_it_whole(db_url: str)
         json.dumps(run_document(row, stored, run_links(store, row)), indent=2)
     assert "".join(run_chunks(store, run.run_id, account=False)) == \
         json.dumps(stored.to_json(), indent=2)
+
+
+class SlowStore(ResultsStore):
+    """A real store whose batches take a while, or wait for `go` (a database slower than
+    the devices, or one that stopped answering); it notes the records waiting meanwhile."""
+
+    def __init__(self, url: str, writer: list[RecordWriter], delay: float) -> None:
+        super().__init__(url)
+        self.writer, self.delay, self.go = writer, delay, threading.Event()
+        self.waiting: list[int] = []
+
+    def record_devices(self, run_id: str, devices: list[DeviceResult],
+                       positions: dict[str, int] | None = None) -> None:
+        self.waiting.append(self.writer[0].pending[0])
+        if self.delay:
+            time.sleep(self.delay)
+        else:
+            self.go.wait(30)
+        super().record_devices(run_id, devices, positions)
+
+
+def test_a_slow_database_slows_the_run_instead_of_growing_its_memory(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(results, "BATCH_RECORDS", 10)
+    monkeypatch.setattr(results, "PENDING_RECORDS", 40)
+    hosts = [f"r{i}" for i in range(400)]
+    holder: list[RecordWriter] = []
+    store = SlowStore(db_url, holder, delay=0.02)
+    run = _started(store, "c0ffee000003", hosts)
+    holder.append(RecordWriter(store, run.run_id, hosts))
+    for host in hosts:  # as fast as an engine could hand them over
+        holder[0].put(show(host, "y" * 100))
+    assert holder[0].close() == set()
+    assert max(store.waiting) <= 40  # never more than the bound waiting to be stored
+    assert len(store.waiting) >= 400 // 10  # batches of at most BATCH_RECORDS
+    assert [d.host for d in run_records(store, run.run_id)] == hosts  # nothing lost
+
+
+def test_a_database_that_stopped_answering_does_not_stop_the_run(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bound holds back an engine only while the writer makes progress: stuck on one
+    # batch past STALLED_S, records wait in memory and the run goes on (as when the
+    # database is away), then are stored when it answers.
+    monkeypatch.setattr(results, "BATCH_RECORDS", 5)
+    monkeypatch.setattr(results, "PENDING_RECORDS", 10)
+    monkeypatch.setattr(results, "STALLED_S", 0.5)
+    hosts = [f"r{i}" for i in range(60)]
+    holder: list[RecordWriter] = []
+    store = SlowStore(db_url, holder, delay=0)
+    run = _started(store, "c0ffee000004", hosts)
+    holder.append(RecordWriter(store, run.run_id, hosts))
+    for host in hosts:
+        holder[0].put(show(host, "z"))
+    assert holder[0].pending[0] > 10  # past the bound: the writer is stuck
+    store.go.set()
+    assert holder[0].close() == set()
+    assert [d.host for d in run_records(store, run.run_id)] == hosts
 
 
 def test_records_without_a_place_come_first_in_every_page(db_url: str) -> None:
