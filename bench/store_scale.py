@@ -181,10 +181,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure(url: str, directory: Path, n: int, repeat: int) -> list[str]:
-    """Server time of each case against a real `runner web`; the CLI's wall time."""
-    env = {**os.environ, "RUNNER_HOME": str(directory / "home")}
-    runner = [sys.executable, "-m", "runner", "--db", url]
+def cli(runner: list[str], env: dict[str, str], n: int) -> None:
+    """The wall time of `runner history` and `runner show` as a user types them."""
     for what, argv in (("runner history", ["history"]), ("runner show RUN", ["show", RUN_ID]),
                        ("runner show RUN --failed", ["show", RUN_ID, "--failed"]),
                        ("runner show RUN --host H", ["show", RUN_ID, "--host", host_of(n // 2)]),
@@ -209,6 +207,13 @@ def measure(url: str, directory: Path, n: int, repeat: int) -> list[str]:
             lines = out.count(b"\n")
         print(f"{what:44} {statistics.median(walls) * 1000:8.0f} ms wall "
               f"(Python start-up included), {lines} lines")
+
+
+def measure(url: str, directory: Path, n: int, repeat: int) -> list[str]:
+    """Server time of each case against a real `runner web`; the CLI's wall time."""
+    env = {**os.environ, "RUNNER_HOME": str(directory / "home")}
+    runner = [sys.executable, "-m", "runner", "--db", url]
+    cli(runner, env, n)
     token = json.loads(subprocess.run([*runner, "token", "create", "--role", "viewer",
                                        "--json"], capture_output=True, text=True, env=env,
                                       check=True).stdout)["token"]

@@ -224,6 +224,70 @@ def run_records(store: ResultsStore, run_id: str, page: int = RECORDS_PAGE
         place, last_id = rows[-1].position, rows[-1].id
 
 
+def records_page(store: ResultsStore, run_id: str, limit: int, offset: int
+                 ) -> list[DeviceResult]:
+    """A page of a run's full records in run_records' order (records without a place
+    first, then target order), each part read along its index: a page of a run of 100,000
+    devices reads that page, never the run."""
+    with store.engine.connect() as conn:
+        unplaced = int(conn.execute(select(func.count()).select_from(devices).where(
+            devices.c.run_id == run_id, devices.c.position.is_(None))).scalar_one())
+        rows: list[Any] = []
+        if offset < unplaced:
+            rows += conn.execute(select(devices).where(
+                devices.c.run_id == run_id, devices.c.position.is_(None))
+                .order_by(devices.c.id).limit(limit).offset(offset)).all()
+        if len(rows) < limit:
+            rows += conn.execute(select(devices).where(
+                devices.c.run_id == run_id, devices.c.position.is_not(None))
+                .order_by(devices.c.position, devices.c.id)
+                .limit(limit - len(rows)).offset(max(0, offset - unplaced))).all()
+    return [record_of(dict(r._mapping)) for r in rows]
+
+
+def run_for_show(store: ResultsStore, run_id: str, *, host: str | None = None,
+                 statuses: Iterable[DeviceStatus] | None = None, steps: bool = True,
+                 failing_past: int | None = None,
+                 ) -> tuple[dict[str, Any], RunResult, dict[str, int]]:
+    """`runner show`'s run: its row (without the host list), its counts per status and only
+    the records it prints: one host's, those in `statuses` (all when None; only those that
+    did not end ok or changed when the run has more than `failing_past` devices), with
+    their steps or (`steps` False: a table) without. (row, run, counts)."""
+    full = store.resolve(run_id)
+    counts = status_counts(store, [full])[full]
+    if failing_past is not None and sum(counts.values()) > failing_past:
+        statuses = [s for s in DeviceStatus if not s.success]
+    with store.engine.connect() as conn:
+        row = dict(conn.execute(select(*(runs.c[c] for c in LISTED)).where(
+            runs.c.run_id == full)).one()._mapping)
+        columns = [devices] if steps else [devices.c[c] for c in DEVICE_LISTED]
+        query = select(*columns).where(devices.c.run_id == full)
+        if host is not None:
+            query = query.where(devices.c.host == host)
+        if statuses is not None:
+            query = query.where(devices.c.status.in_([str(s) for s in statuses]))
+        found = conn.execute(query.order_by(devices.c.position.asc().nulls_first(),
+                                            devices.c.id)).all()
+    return row, run_of(row, [record_of(dict(r._mapping)) for r in found]), counts
+
+
+def run_document_page(store: ResultsStore, run_id: str, limit: int, offset: int
+                      ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
+    """`GET /api/runs/ID`: `runner show --json`'s document with one page of its devices
+    (`devices_total`, `offset`, `limit` say which) and the counts of the whole run; the
+    run's row (without its host list) read once. (document, the run's row, counts)."""
+    full = store.resolve(run_id)
+    with store.engine.connect() as conn:
+        row = dict(conn.execute(select(*(runs.c[c] for c in LISTED)).where(
+            runs.c.run_id == full)).one()._mapping)
+    counts = status_counts(store, [full])[full]
+    document = run_document(row, run_of(row, records_page(store, full, limit, offset)),
+                            run_links(store, row))
+    document["summary"] = {str(s): n for s, n in counts.items()}
+    document.update(devices_total=sum(counts.values()), offset=offset, limit=limit)
+    return document, row, counts
+
+
 _DEVICES = "\u0000runner: the devices go here\u0000"
 
 
