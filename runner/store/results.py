@@ -257,14 +257,24 @@ class ResultsStore:
     def _finish_run(self, run: RunResult, status: RunStatus | None,
                     error: str | None) -> None:
         with self.engine.begin() as conn:
-            # Stored as each device finished; only backup steps learn more afterwards
-            # (whether the commit changed the device's file, and so the device's status).
-            for device in (d for d in run.devices
-                           if any(s.kind is StepKind.BACKUP for s in d.steps)):
-                conn.execute(update(devices).where(
-                    devices.c.run_id == run.run_id, devices.c.host == device.host).values(
-                    steps=device.to_json()["steps"], status=device.status,
-                    changed=device.changed))
+            # Stored as each device finished; only backup steps learn more afterwards:
+            # whether the commit changed the device's file (stored unchanged), and so the
+            # device's status. Only the changed devices' rows are written, and only their
+            # backup steps in them (the record in memory may be slimmed).
+            backed_up = {d.host: d for d in run.devices if any(
+                s.kind is StepKind.BACKUP and s.changed for s in d.steps)}
+            hosts = list(backed_up)
+            for at in range(0, len(hosts), 500):
+                for host, steps in conn.execute(select(devices.c.host, devices.c.steps).where(
+                        devices.c.run_id == run.run_id,
+                        devices.c.host.in_(hosts[at:at + 500]))).all():
+                    device = backed_up[host]
+                    for step in steps or []:
+                        if step.get("kind") == StepKind.BACKUP:
+                            step["changed"] = True
+                    conn.execute(update(devices).where(
+                        devices.c.run_id == run.run_id, devices.c.host == host).values(
+                        steps=steps, status=device.status, changed=device.changed))
             conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),
