@@ -34,7 +34,8 @@ router = APIRouter(prefix="/api")
 Viewer = Annotated[Principal, Depends(viewer)]
 Operator = Annotated[Principal, Depends(operator)]
 MAX_PAGE = 500
-RUN_DEVICES_PAGE = 1000  # devices of GET /api/runs/ID unless asked (limit <= 2000)
+RUN_DEVICES_PAGE = 100  # devices (with their steps) of GET /api/runs/ID unless asked
+MAX_RUN_DEVICES = 1000
 MAX_OFFSET = 10**9  # past any table runner keeps; larger numbers overflow the database's
 
 
@@ -122,7 +123,7 @@ def start_run(request: Request, response: Response, body: RunRequest,
             "and X-Total-Count count them), its reruns, who did what to it, and what may "
             "be done with it now (`actions`)")
 def get_run(request: Request, response: Response, run_id: str, _who: Viewer,
-            limit: Annotated[int, Query(ge=1, le=MAX_PAGE * 4)] = RUN_DEVICES_PAGE,
+            limit: Annotated[int, Query(ge=1, le=MAX_RUN_DEVICES)] = RUN_DEVICES_PAGE,
             offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> dict[str, Any]:
     svc = services(request)
     document, row, counts = run_document_page(svc.results, run_id, limit, offset)
