@@ -8,7 +8,7 @@ say the same."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -158,8 +158,12 @@ class DeviceFilter:
                              f"{known})", field="group")
         return self
 
-    def keeps(self, fleet: FleetInventory, name: str, last: tuple[str, int] | None
-              ) -> bool:
+    def keeps(self, fleet: FleetInventory, name: str, last: tuple[str, int] | None,
+              *, facts: bool = True) -> bool:
+        """Whether the device is listed (`facts` False: its name, groups and platform
+        were checked already)."""
+        if not facts:
+            return self._status_keeps(last)
         host = fleet.hosts[name]
         if self.search:
             needle = self.search.lower()
@@ -169,6 +173,9 @@ class DeviceFilter:
             return False
         if self.platform and fleet.platform_of(name) != self.platform:
             return False
+        return self._status_keeps(last)
+
+    def _status_keeps(self, last: tuple[str, int] | None) -> bool:
         if self.status:
             return (last is None) if self.status == NEVER else \
                 (last is not None and last[0] == self.status)
@@ -180,12 +187,15 @@ def device_list(store: ResultsStore, fleet: FleetInventory, where: DeviceFilter 
     """(how many devices match, a page of them in inventory order): each with its facts
     and its last run (`runner device --json`, GET /api/devices)."""
     where = (where or DeviceFilter()).checked(fleet)
-    if where.status:  # every device's last status, to filter on it
-        last = last_statuses(store)
-        chosen = [n for n in fleet.hosts if where.keeps(fleet, n, last.get(n))]
+    by_facts = replace(where, status=None)
+    chosen = [n for n in fleet.hosts if by_facts.keeps(fleet, n, None)]
+    if where.status:  # the last status of the devices the facts chose, to filter on it
+        # a few of a large fleet: theirs only (along the host index); else every one's
+        last = last_statuses(store, hosts=chosen) if len(chosen) * 5 < len(fleet.hosts) \
+            else last_statuses(store)
+        chosen = [n for n in chosen if where.keeps(fleet, n, last.get(n), facts=False)]
         page = chosen[offset:None if limit is None else offset + limit]
     else:  # only the page's: a search of 100,000 devices reads 500 records
-        chosen = [n for n in fleet.hosts if where.keeps(fleet, n, None)]
         page = chosen[offset:None if limit is None else offset + limit]
         last = last_statuses(store, hosts=page)
     records = records_of(store, [last[n][1] for n in page if n in last])
