@@ -138,11 +138,15 @@ def run_links(store: ResultsStore, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_head(store: ResultsStore, run_id: str) -> dict[str, Any]:
-    """A run's row without its devices (a unique prefix of its id is enough)."""
+def run_head(store: ResultsStore, run_id: str, *, hosts: bool = True) -> dict[str, Any]:
+    """A run's row without its devices (a unique prefix of its id is enough): with its
+    targets (`hosts`), or (hosts=False) only how many there are (`host_count`: the
+    database counts a list of 100,000 names; it is not sent here and parsed)."""
     full = store.resolve(run_id)
+    counted = func.coalesce(func.json_array_length(runs.c.hosts), 0).label("host_count")
     with store.engine.connect() as conn:
-        row = conn.execute(select(*(runs.c[c] for c in LISTED), runs.c.hosts)
+        row = conn.execute(select(*(runs.c[c] for c in LISTED), counted,
+                                  *([runs.c.hosts] if hosts else []))
                            .where(runs.c.run_id == full)).one()
     return dict(row._mapping)
 

@@ -139,12 +139,12 @@ def progress(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
 
 def run_progress(request: Request, run_id: str) -> dict[str, Any]:
     store = services(request).results
-    head = run_head(store, run_id)
+    head = run_head(store, run_id, hosts=False)
     counts = status_counts(store, [head["run_id"]])[head["run_id"]]
     done = sum(counts.values())
     return {"run_id": head["run_id"], "job": head["job"], "status": head["status"],
             "dry_run": head["dry_run"], "started": head["started"],
-            "finished": head["finished"], "total": len(head["hosts"] or []) or done,
+            "finished": head["finished"], "total": head["host_count"] or done,
             "done": done, "summary": counts}
 
 
