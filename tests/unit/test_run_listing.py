@@ -111,6 +111,10 @@ def test_pages_of_a_run_and_runner_show_read_only_what_they_show(db_url: str) ->
     assert document["devices_total"] == DEVICES == sum(document["summary"].values())
     assert document["summary"] == {str(s): n for s, n in counts.items()}
     assert document["devices"][0]["steps"][0]["output"] == f"version of {whole[550]}"
+    # the run's head counts its targets without reading them
+    head = queries.run_head(store, "big0000000001", hosts=False)
+    assert head["host_count"] == DEVICES and "hosts" not in head
+    assert queries.run_head(store, "big0000000001")["hosts"] == whole
     # `runner show` past 50 devices: only the ones that did not end well, and the counts
     _, run, counts = queries.run_for_show(store, "big0000000001", steps=False,
                                           failing_past=50)
