@@ -8,7 +8,7 @@ say the same."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from runner.errors import BackupError, InputError, NotFound
 from runner.execution.control.keys import device_key
 from runner.execution.leases import lease_of
-from runner.inventory.fleet import FleetInventory
+from runner.inventory.fleet import DeviceFacts, FleetInventory
 from runner.job.backup_index import Repo
 from runner.job.backups import BackupRepo
 from runner.redact import Redactor
@@ -158,24 +158,18 @@ class DeviceFilter:
                              f"{known})", field="group")
         return self
 
-    def keeps(self, fleet: FleetInventory, name: str, last: tuple[str, int] | None,
-              *, facts: bool = True) -> bool:
-        """Whether the device is listed (`facts` False: its name, groups and platform
-        were checked already)."""
-        if not facts:
-            return self._status_keeps(last)
-        host = fleet.hosts[name]
+    def keeps_facts(self, facts: DeviceFacts) -> bool:
+        """Whether the device's name or address, groups and platform are the ones asked."""
         if self.search:
             needle = self.search.lower()
-            if needle not in name.lower() and needle not in str(host.hostname or "").lower():
+            if needle not in facts.lname and needle not in facts.lhostname:
                 return False
-        if self.group and not host.has_parent_group(self.group):
+        if self.group and self.group not in facts.groups:
             return False
-        if self.platform and fleet.platform_of(name) != self.platform:
-            return False
-        return self._status_keeps(last)
+        return not self.platform or facts.platform == self.platform
 
-    def _status_keeps(self, last: tuple[str, int] | None) -> bool:
+    def keeps_status(self, last: tuple[str, int] | None) -> bool:
+        """Whether the device's last record (None: none) has the status asked."""
         if self.status:
             return (last is None) if self.status == NEVER else \
                 (last is not None and last[0] == self.status)
@@ -187,13 +181,12 @@ def device_list(store: ResultsStore, fleet: FleetInventory, where: DeviceFilter 
     """(how many devices match, a page of them in inventory order): each with its facts
     and its last run (`runner device --json`, GET /api/devices)."""
     where = (where or DeviceFilter()).checked(fleet)
-    by_facts = replace(where, status=None)
-    chosen = [n for n in fleet.hosts if by_facts.keeps(fleet, n, None)]
+    chosen = [f.name for f in fleet.facts_table() if where.keeps_facts(f)]
     if where.status:  # the last status of the devices the facts chose, to filter on it
         # a few of a large fleet: theirs only (along the host index); else every one's
         last = last_statuses(store, hosts=chosen) if len(chosen) * 5 < len(fleet.hosts) \
             else last_statuses(store)
-        chosen = [n for n in chosen if where.keeps(fleet, n, last.get(n), facts=False)]
+        chosen = [n for n in chosen if where.keeps_status(last.get(n))]
         page = chosen[offset:None if limit is None else offset + limit]
     else:  # only the page's: a search of 100,000 devices reads 500 records
         page = chosen[offset:None if limit is None else offset + limit]
@@ -208,7 +201,7 @@ def device_list(store: ResultsStore, fleet: FleetInventory, where: DeviceFilter 
 
 
 def platforms_of(fleet: FleetInventory) -> list[str]:
-    return sorted({p for n in fleet.hosts if (p := fleet.platform_of(n))})
+    return sorted({f.platform for f in fleet.facts_table() if f.platform})
 
 
 # -- one device -----------------------------------------------------------------------------

@@ -192,10 +192,12 @@ def device_rows(store: ResultsStore, run_id: str, status: DeviceStatus | None = 
 
 def device_rows_query(run_id: str, status: DeviceStatus | None, limit: int,
                       offset: int) -> Select[Any]:
-    """device_rows' query: along ix_devices_run_failed_first, never a sort of the run."""
+    """device_rows' query: along ix_devices_run_failed_first (of one status: along
+    ix_devices_run_status_position), never a sort of the run."""
     query = select(*(devices.c[c] for c in DEVICE_LISTED)).where(devices.c.run_id == run_id)
-    if status is not None:
-        query = query.where(devices.c.status == status)
+    if status is not None:  # one status is one rank: target order along its own index
+        return query.where(devices.c.status == status).order_by(
+            devices.c.position, devices.c.id).limit(limit).offset(offset)
     return query.order_by(_FAILED_FIRST, devices.c.position, devices.c.id) \
         .limit(limit).offset(offset)
 

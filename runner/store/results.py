@@ -119,7 +119,9 @@ devices = Table(
 Index("ix_runs_job_started", runs.c.job, runs.c.started)
 Index("ix_runs_status_started", runs.c.status, runs.c.started)
 Index("ix_devices_run_position", devices.c.run_id, devices.c.position)
-Index("ix_devices_run_status", devices.c.run_id, devices.c.status)
+# A run's devices of one status in target order (and its counts per status, 0009).
+Index("ix_devices_run_status_position", devices.c.run_id, devices.c.status,
+      devices.c.position, devices.c.id)
 # A device's records across runs, newest first (runner device, /devices/NAME; 0007).
 Index("ix_devices_host_id", devices.c.host, devices.c.id)
 # A run's devices failed first, then skipped, then those that ended well, each in target

@@ -73,9 +73,14 @@ def test_a_run_s_devices_are_listed_failed_first_along_the_index(db_url: str) ->
     failed = [r["host"] for r in queries.device_rows(store, "big0000000001",
                                                      DeviceStatus.FAILED, 500, 0)]
     assert failed == [r.host for r in records if r.status is DeviceStatus.FAILED]
-    for status, offset in ((None, 0), (None, 400), (DeviceStatus.OK, 100)):
+    ok = [r["host"] for at in range(0, DEVICES, 100)
+          for r in queries.device_rows(store, "big0000000001", DeviceStatus.OK, 100, at)]
+    assert ok == [r.host for r in records if r.status is DeviceStatus.OK]
+    for status, offset, index in ((None, 0, "ix_devices_run_failed_first"),
+                                  (None, 400, "ix_devices_run_failed_first"),
+                                  (DeviceStatus.OK, 100, "ix_devices_run_status_position")):
         shown = plan(store, status, offset)
-        assert "ix_devices_run_failed_first" in shown, shown
+        assert index in shown, shown
         assert "TEMP B-TREE" not in shown and "Sort" not in shown, shown
     store.engine.dispose()
 
