@@ -129,10 +129,10 @@ class DeviceResult:
         reads from memory (status, error, timings, the steps that notifications, diffs,
         backups, compliance and a rollback read) and drop the command steps, whose output
         and parsed data are the bulk of a show job's record. A record with a restore plan
-        (a stopped rollout may amend it) or a backup step (the run's commit reads it and
-        stores its steps again) is kept whole."""
-        if self.stored or self.restore is not None or self.backup is not None \
-                or any(s.kind is StepKind.BACKUP for s in self.steps):
+        (a stopped rollout may amend it) or a backup text not yet handed to the run's
+        backups (runner.job.backups.BackupSink) is kept whole; a backup step is kept (the
+        run's commit sets whether it changed, in memory and in the store)."""
+        if self.stored or self.restore is not None or self.backup is not None:
             return
         kept = [s for s in self.steps if s.kind is not StepKind.COMMAND]
         if len(kept) == len(self.steps):

@@ -10,6 +10,7 @@ full disk during `git init`) is initialised again, which git documents as safe."
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import BackupError, InputError, NotFound
+from runner.records import DeviceResult
+from runner.vocab import StepKind
 
 log = logging.getLogger("runner.job.backups")
 
@@ -171,36 +175,28 @@ class BackupRepo:
     def _blob_id(self, data: bytes, algorithm: str) -> str:
         return hashlib.new(algorithm, b"blob %d\0" % len(data) + data).hexdigest()
 
-    def _changed(self, configs: dict[str, str], head: str | None) -> set[str]:
-        committed = self._committed(head)
-        algorithm = self._git("rev-parse", "--show-object-format").strip() or "sha1"
-        return {host for host, text in configs.items()
-                if committed.get(file_name(host)) != self._blob_id(text.encode(), algorithm)}
+    def _algorithm(self) -> str:
+        return self._git("rev-parse", "--show-object-format").strip() or "sha1"
 
     def changed_hosts(self, configs: dict[str, str]) -> set[str]:
         """Hosts whose config differs from their file in the last commit (a dry run: all of
         them when there is no usable repository yet; nothing is created)."""
-        if not self.git_dir.is_dir() or not self._is_repository():
-            return set(configs)
-        return self._changed(configs, self._head())
+        sink = BackupSink(self, dry_run=True)
+        for host, text in configs.items():
+            sink.add(host, text)
+        return sink.changed_hosts()
 
     def commit(self, configs: dict[str, str], title: str) -> tuple[str | None, set[str]]:
         """Commit the changed configs at once; (commit sha or None, changed hosts).
         BackupError (one line) when the repository cannot be written: then nothing of this
         run is in it, and a later run commits these changes."""
-        self.ensure()
-        with self._locked():
-            self._initialise()
-            head = self._head()
-            changed = self._changed(configs, head)
-            sha = None
-            if changed:
-                message = (f"{title}: {len(changed)} device(s) changed\n\n"
-                           + "\n".join(sorted(changed)) + "\n")
-                sha = self._commit({file_name(h): configs[h].encode() for h in changed},
-                                   head, message)
-            self._update_work_tree(configs, sha or head)
-            return sha, changed
+        sink = BackupSink(self)
+        try:
+            for host, text in configs.items():
+                sink.add(host, text)
+            return sink.commit(title)
+        finally:
+            sink.close()
 
     @contextmanager
     def _scratch(self) -> Iterator[Path]:
@@ -216,20 +212,14 @@ class BackupRepo:
         finally:
             shutil.rmtree(self.git_dir / _TMP, ignore_errors=True)
 
-    def _commit(self, files: dict[str, bytes], head: str | None, message: str) -> str:
+    def _commit(self, files: dict[str, str], head: str | None, message: str) -> str:
+        """A commit of HEAD with these files (name -> blob id, every blob in the object
+        store), made by the one atomic ref update of HEAD."""
         with self._scratch() as tmp:
-            paths = []
-            for i, data in enumerate(files.values()):
-                path = tmp / f"{i}.cfg"
-                path.write_bytes(data)
-                paths.append(str(path))
-            blobs = self._git("hash-object", "-w", "--no-filters", "--stdin-paths",
-                              input_="\n".join(paths).encode() + b"\n").split()
             env = {"GIT_INDEX_FILE": str(tmp / "index")}
             if head is not None:
                 self._git("read-tree", head, env=env)
-            entries = "".join(f"100644 {blob}\t{name}\n"
-                              for name, blob in zip(files, blobs, strict=True))
+            entries = "".join(f"100644 {blob}\t{name}\n" for name, blob in files.items())
             self._git("update-index", "--index-info", input_=entries.encode(), env=env)
             tree = self._git("write-tree", env=env).strip()
             parents = ["-p", head] if head is not None else []
@@ -238,27 +228,56 @@ class BackupRepo:
             self._git("update-ref", "-m", message.splitlines()[0], "HEAD", sha, head or "")
             return sha
 
-    def _update_work_tree(self, configs: dict[str, str], head: str | None) -> None:
+    def _update_work_tree(self, written: dict[str, str], head: str | None) -> None:
         """The files (each replaced by rename, never half-written) and the index follow
-        HEAD. Not a failure of the backup when they cannot (it is in git): logged, and the
-        next run writes them again."""
+        HEAD: the files the commit changed (`written`: name -> blob id) are written, the
+        index refreshed, and any other file that is not HEAD's (edited, removed, or left
+        behind by a run that could not write it) put back; the other files are neither read
+        nor written (git compares their stat data with the index's). Not a failure of the
+        backup when they cannot be (it is in git): logged, and the next run writes them."""
+        if head is None:
+            return
         try:
-            with self._scratch() as tmp:
-                for host, text in sorted(configs.items()):
-                    path, data = self.file_for(host), text.encode()
-                    try:
-                        if path.read_bytes() == data:
-                            continue
-                    except FileNotFoundError:
-                        pass
-                    (tmp / "file").write_bytes(data)
-                    os.replace(tmp / "file", path)
-            if head is not None:
-                self._git("reset", "-q")
+            self._write_files(written)
+            self._git("reset", "-q")
+            stale = [n for n in self._git("diff-files", "--name-only", "-z").split("\0") if n]
+            if stale:
+                blobs = self._committed(head)
+                self._write_files({n: blobs[n] for n in stale if n in blobs})
+                self._git("update-index", "-q", "--refresh")
         except (OSError, BackupError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             log.warning("backup repository %s: committed, but the files in it are not all "
                         "up to date: %s", self.path, reason)
+
+    def _write_files(self, blobs: dict[str, str], chunk: int = 500) -> None:
+        """Each file from its blob, by rename; read from git `chunk` objects at a time."""
+        names = list(blobs)
+        with self._scratch() as tmp:
+            for at in range(0, len(names), chunk):
+                part = names[at:at + chunk]
+                for name, data in zip(part, self._blobs([blobs[n] for n in part]),
+                                      strict=True):
+                    (tmp / "file").write_bytes(data)
+                    os.replace(tmp / "file", self.path / name)
+
+    def _blobs(self, ids: list[str]) -> list[bytes]:
+        """These objects' contents, read in one git process."""
+        if not ids:
+            return []
+        proc = subprocess.run(["git", f"--git-dir={self.git_dir}", "cat-file", "--batch"],
+                              check=False, input="".join(f"{i}\n" for i in ids).encode(),
+                              capture_output=True)
+        if proc.returncode != 0:
+            raise BackupError(f"backup repository {self.path}: git cat-file failed: "
+                              f"{_one_line(proc.stderr.decode('utf-8', 'replace'))}")
+        out, data, at = [], proc.stdout, 0
+        for _ in ids:
+            header_end = data.index(b"\n", at)
+            size = int(data[at:header_end].split()[2])
+            out.append(data[header_end + 1:header_end + 1 + size])
+            at = header_end + 1 + size + 1
+        return out
 
     def changes(self, commit: str, hosts: Iterable[str]) -> dict[str, str | None]:
         """What `commit` changed in each host's file: the diff's hunks, or None for a file
@@ -424,3 +443,189 @@ def host_of(name: str) -> str:
         return stem
     return re.sub(rb"%([0-9A-F]{2})", lambda m: bytes([int(m.group(1), 16)]),
                   stem.encode()).decode("utf-8", "surrogatepass")
+
+
+_INCOMING = "runner-incoming-"  # in .git: a run's objects until it commits (one per run)
+
+
+class BackupSink:
+    """A run's configs into its backup repository as the devices finish, so a run of
+    100,000 devices never holds their texts: each config's blob id is worked out at once,
+    and a config that is not the one in the last commit is streamed (`git fast-import`,
+    one pack for the run) into a directory of its own in .git; the run keeps one blob id
+    per device. commit() moves the pack into the repository and makes the run's one commit
+    of the devices whose blob differs from HEAD's then (HEAD may have moved meanwhile: a
+    blob the run did not write is one of HEAD's). A sink that cannot write keeps the
+    error for commit() to raise, and nothing of it reaches the repository."""
+
+    def __init__(self, repo: BackupRepo, *, dry_run: bool = False) -> None:
+        self.repo = repo
+        self.dry_run = dry_run
+        self.blobs: dict[str, str] = {}  # host -> its config's blob id
+        self.error: BackupError | None = None
+        self._adding = threading.Lock()  # records may arrive on more than one thread
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._incoming: Path | None = None
+        self._lock: Any = None
+        self._stderr: Any = None
+        self._base: dict[str, str] = {}  # HEAD's files when the run began: name -> blob
+        self._base_head: str | None = None
+        self._algorithm = "sha1"
+        try:
+            if not dry_run:
+                repo.ensure()
+                with repo._locked():
+                    repo._initialise()
+            if repo.git_dir.is_dir() and repo._is_repository():
+                self._algorithm = repo._algorithm()
+                self._base_head = repo._head()
+                self._base = repo._committed(self._base_head)
+        except BackupError as exc:
+            self.error = exc
+
+    def take(self, device: DeviceResult) -> None:
+        """A finished device's config, taken from its record (which keeps none of it:
+        its backup step names the file)."""
+        if device.backup is None:
+            return
+        self.add(device.host, device.backup)
+        device.backup = None
+        for step in device.steps:
+            if step.kind is StepKind.BACKUP:
+                step.output = str(self.repo.file_for(device.host))
+
+    def add(self, host: str, text: str) -> None:
+        """A device's config; written now unless the last commit holds it already."""
+        with self._adding:
+            self._add(host, text)
+
+    def _add(self, host: str, text: str) -> None:
+        data = text.encode()
+        blob = self.repo._blob_id(data, self._algorithm)
+        self.blobs[host] = blob
+        if self.dry_run or self.error is not None \
+                or self._base.get(file_name(host)) == blob:
+            return
+        try:
+            proc = self._proc or self._start()
+            assert proc.stdin is not None
+            proc.stdin.write(b"blob\ndata %d\n" % len(data) + data + b"\n")
+        except (OSError, BackupError) as exc:
+            self.error = self._failed(exc)
+            self.close()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        """git fast-import into .git/runner-incoming-<n>/ (its objects dir; the
+        repository's own consulted, so blobs it has are not written again)."""
+        git_dir = self.repo.git_dir
+        for old in git_dir.glob(_INCOMING + "*"):  # left by a run that was killed
+            with contextlib.suppress(OSError), (old / "lock").open("a") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a run at work
+                shutil.rmtree(old, ignore_errors=True)
+        self._incoming = Path(tempfile.mkdtemp(prefix=_INCOMING, dir=git_dir))
+        (self._incoming / "pack").mkdir()
+        self._lock = (self._incoming / "lock").open("a")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._stderr = (self._incoming / "stderr").open("wb")
+        env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_OWN}
+        env.update(GIT_OBJECT_DIRECTORY=str(self._incoming),
+                   GIT_ALTERNATE_OBJECT_DIRECTORIES=str(git_dir / "objects"),
+                   GIT_CONFIG_NOSYSTEM="1")
+        self._proc = subprocess.Popen(
+            ["git", f"--git-dir={git_dir}", "fast-import", "--quiet", "--done"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=self._stderr, env=env)
+        return self._proc
+
+    def _failed(self, exc: OSError | BackupError) -> BackupError:
+        if isinstance(exc, BackupError):
+            return exc
+        reason = exc.strerror or str(exc)
+        if self._incoming is not None:
+            with contextlib.suppress(OSError):
+                said = _one_line((self._incoming / "stderr").read_text(errors="replace"))
+                if said != "no reason given":
+                    reason = f"{said} ({reason})"
+        if _full(self.repo.path):
+            reason += " (its file system has less than 1 MiB free)"
+        return BackupError(f"backup repository {self.repo.path}: cannot write: {reason}")
+
+    def _finish(self) -> None:
+        """The stream ended: the pack into the repository's objects (pack, then its index:
+        git sees a pack once its index is there)."""
+        proc = self._proc
+        if proc is None or self._incoming is None:
+            return
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(b"done\n")
+            proc.stdin.close()
+        except OSError:
+            pass
+        if proc.wait() != 0:
+            raise self._failed(OSError(f"git fast-import exited {proc.returncode}"))
+        self._proc = None
+        objects = self.repo.git_dir / "objects"
+        try:
+            # a few objects come loose (fastimport.unpackLimit), more as one pack
+            for path in self._incoming.glob("[0-9a-f][0-9a-f]/*"):
+                (objects / path.parent.name).mkdir(exist_ok=True)
+                os.replace(path, objects / path.parent.name / path.name)
+            made = sorted(self._incoming.glob("pack/pack-*"),
+                          key=lambda p: p.suffix == ".idx")  # the index last
+            if made:
+                (objects / "pack").mkdir(exist_ok=True)
+            for path in made:
+                os.replace(path, objects / "pack" / path.name)
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def changed_hosts(self) -> set[str]:
+        """Hosts whose config differs from their file in the last commit."""
+        return {h for h, b in self.blobs.items() if self._base.get(file_name(h)) != b}
+
+    def commit(self, title: str) -> tuple[str | None, set[str]]:
+        """The run's one commit of the changed configs; (commit sha or None, changed
+        hosts). BackupError (one line) when the repository cannot be written: then nothing
+        of this run is in it, and a later run commits these changes."""
+        repo = self.repo
+        if self.error is not None:
+            raise self.error
+        repo.ensure()
+        with repo._locked():
+            repo._initialise()
+            try:
+                self._finish()
+            finally:
+                self.close()
+            head = repo._head()
+            # another run may have committed since this one began
+            committed = self._base if head == self._base_head else repo._committed(head)
+            changed = {h for h, b in self.blobs.items()
+                       if committed.get(file_name(h)) != b}
+            sha = None
+            written = {file_name(h): self.blobs[h] for h in changed}
+            if changed:
+                message = (f"{title}: {len(changed)} device(s) changed\n\n"
+                           + "\n".join(sorted(changed)) + "\n")
+                sha = repo._commit(written, head, message)
+            repo._update_work_tree(written, sha or head)
+            return sha, changed
+
+    def close(self) -> None:
+        """Stop writing (a run that ended without committing: what it wrote is removed)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            proc.wait()
+        for fh in (self._stderr, self._lock):
+            if fh is not None:
+                fh.close()
+        self._stderr = self._lock = None
+        if self._incoming is not None:
+            shutil.rmtree(self._incoming, ignore_errors=True)
+            self._incoming = None

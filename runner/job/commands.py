@@ -275,21 +275,24 @@ def history(ctx: click.Context, limit: int, job: str | None, workflow: str | Non
 def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
          as_json: bool, show_all: bool) -> None:
     """Show one run (a unique prefix of its id is enough)."""
-    from runner.store.queries import run_chunks, run_document, run_links
+    from runner.store.queries import run_chunks, run_document, run_for_show, run_links
 
     if as_json and not failed and host is None:  # streamed: a run of any size
         for chunk in run_chunks(_store(ctx), run_id):
             echo(chunk, nl=False)
         echo()
         return
-    row, run_result = _store(ctx).get_run(run_id)
-    if failed:
-        run_result.devices = [d for d in run_result.devices if not d.status.success]
-    if host is not None:
-        run_result.devices = [d for d in run_result.devices if d.host == host]
-        if not run_result.devices:
-            raise InputError(f"run {run_result.run_id} has no device {host!r}")
+    from runner.job.output import FULL_TABLE_UP_TO
+
     store = _store(ctx)
+    # Only what is printed is read: a run of 100,000 devices prints at once.
+    whole = host is None and not failed
+    row, run_result, counts = run_for_show(
+        store, run_id, host=host, steps=as_json or host is not None,
+        statuses=[s for s in DeviceStatus if not s.success] if failed else None,
+        failing_past=FULL_TABLE_UP_TO if whole and not show_all else None)
+    if host is not None and not run_result.devices:
+        raise InputError(f"run {run_result.run_id} has no device {host!r}")
     links = run_links(store, row)
     if as_json:
         echo(json.dumps(run_document(row, run_result, links), indent=2))
@@ -301,7 +304,7 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
         echo(line)
     if row.get("error"):
         echo(f"error: {row['error']}")
-    echo(run_table(run_result, show_all))
+    echo(run_table(run_result, show_all, counts if whole else None))
     for sent in row["notifications"] or []:
         outcome = "delivered" if sent["delivered"] else f"NOT delivered: {sent['error']}"
         echo(f"notified {sent['url']} ({', '.join(sent['events'])}): {outcome}")

@@ -76,20 +76,26 @@ class Progress:
         return line[:width - 1] if width > 1 else line  # 0: the terminal did not say
 
 
-def run_table(run: RunResult, show_all: bool = False) -> str:
+def run_table(run: RunResult, show_all: bool = False,
+              counts: dict[str, int] | None = None) -> str:
     """The per-device table; past FULL_TABLE_UP_TO devices only the ones that did not end
-    ok or changed are listed (every one of them), the rest counted per status."""
+    ok or changed are listed (every one of them), the rest counted per status. `counts`:
+    the whole run's per status, when run.devices holds only what is listed (a stored run
+    is not read whole to print it)."""
     devices = run.devices
     hidden: Counter[DeviceStatus] = Counter()
-    if len(devices) > FULL_TABLE_UP_TO and not show_all:
-        hidden = Counter(d.status for d in devices if d.status in SUCCESS)
+    total = sum(counts.values()) if counts is not None else len(devices)
+    if total > FULL_TABLE_UP_TO and not show_all:
+        hidden = Counter({DeviceStatus(s): n for s, n in counts.items()
+                          if n and s in SUCCESS}) if counts is not None else \
+            Counter(d.status for d in devices if d.status in SUCCESS)
         devices = [d for d in devices if d.status not in SUCCESS]
     rows = [("DEVICE", "STATUS", "CHANGED", "DURATION", "ERROR")]
     for d in devices:
         error = f"{d.error_class}: {d.error}" if d.error else ""
         rows.append((d.host, d.status, "yes" if d.changed else "no", f"{d.duration_s:.1f}s",
                      error[:120]))
-    summary = "  ".join(f"{k} {v}" for k, v in run.summary.items() if v)
+    summary = "  ".join(f"{k} {v}" for k, v in (counts or run.summary).items() if v)
     mode = " (dry run: nothing was sent)" if run.dry_run else ""
     head = f"run {run.run_id}  job {run.job}{mode}"
     body = table(rows) if len(rows) > 1 else "every device ended ok or changed"

@@ -37,7 +37,7 @@ from runner.inventory.secretref import (
     roots,
 )
 from runner.inventory.targets import Targets
-from runner.job.backups import BackupRepo
+from runner.job.backups import BackupRepo, BackupSink
 from runner.job.blackouts import Active, Calendar, Holds, load_calendar
 from runner.job.load import JobFile, load_job
 from runner.job.notify import NotifyTarget, notify, secrets_of, targets_for
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from runner.inventory.fleet import FleetInventory
     from runner.job.render import Templates
     from runner.store.compliance import Change as ComplianceChange
-    from runner.store.results import ResultsStore
+    from runner.store.results import RecordWriter, ResultsStore
 
 log = logging.getLogger("runner.job.run")
 
@@ -386,8 +386,11 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     writer = RecordWriter(store, run.run_id, prep.hosts)
     watch = RunWatch(store, run.run_id, cancel, paused=lambda: writer.error is not None)
     finished: list[DeviceResult] = []
+    sink = backup_sink(prep, dry_run)
 
     def done(device: DeviceResult) -> None:
+        if sink is not None:
+            sink.take(device)
         finished.append(device)
         writer.put(device)
         for callback in options.on_device_done:
@@ -402,21 +405,14 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
             run.devices = _devices(work, prep.hosts, held, engine, done, cancel,
                                    writer.started)
     except BaseException as exc:  # Ctrl-C, SIGTERM, or a bug: the run still ends, recorded
-        run.finished = now_iso()
+        if sink is not None:
+            sink.close()  # nothing of an interrupted run is committed
         run.devices = finished  # the summary counts what did finish
-        why = None if isinstance(exc, KeyboardInterrupt) else \
-            f"runner stopped on an internal error: {type(exc).__name__}: {exc}"[:500]
-        unsaved = writer.close(give_up=True)  # no waiting for a database that is away
-        problem = _last_try(store, run, prep.hosts, unsaved, RunStatus.INTERRUPTED, why,
-                            writer.error) if unsaved else \
-            _finish(store, run, RunStatus.INTERRUPTED, why)
-        if problem:
-            log.error("%s", not_stored(run, RunStatus.INTERRUPTED, why, prep.hosts,
-                                       unsaved, options.settings.unsaved_dir, problem))
+        _end_interrupted(prep, store, run, writer, exc, options)
         raise
     unsaved = writer.close()
     try:
-        commit_backups(prep, run)
+        commit_backups(prep, run, sink)
     except Exception as exc:  # the devices' records stand; the run failed as a whole
         error = exc if isinstance(exc, RunnerError) else BackupError(
             f"the backups could not be committed: {type(exc).__name__}: {exc}")
@@ -480,6 +476,21 @@ def record_compliance(prep: Prepared, store: ResultsStore,
     except Exception:
         log.exception("run %s: its compliance findings could not be stored", run.run_id)
         return []
+
+
+def _end_interrupted(prep: Prepared, store: ResultsStore, run: RunResult,
+                     writer: RecordWriter, exc: BaseException, options: RunOptions) -> None:
+    """Record the end of a run that stopped on `exc` (what finished is stored)."""
+    run.finished = now_iso()
+    why = None if isinstance(exc, KeyboardInterrupt) else \
+        f"runner stopped on an internal error: {type(exc).__name__}: {exc}"[:500]
+    unsaved = writer.close(give_up=True)  # no waiting for a database that is away
+    problem = _last_try(store, run, prep.hosts, unsaved, RunStatus.INTERRUPTED, why,
+                        writer.error) if unsaved else \
+        _finish(store, run, RunStatus.INTERRUPTED, why)
+    if problem:
+        log.error("%s", not_stored(run, RunStatus.INTERRUPTED, why, prep.hosts,
+                                   unsaved, options.settings.unsaved_dir, problem))
 
 
 def _finish(store: ResultsStore, run: RunResult, status: RunStatus | None,
@@ -555,23 +566,32 @@ def notify_finished(prep: Prepared, store: ResultsStore, run: RunResult,
         log.exception("run %s: notifications failed", run.run_id)
 
 
-def commit_backups(prep: Prepared, run: RunResult) -> None:
-    """One commit for the run, of the devices whose config changed since the last backup."""
+def backup_sink(prep: Prepared, dry_run: bool) -> BackupSink | None:
+    """Where a backup job's configs go as its devices finish; None for other jobs."""
     step = next((s for s in prep.job.spec.steps if isinstance(s, BackupStep)), None)
     if step is None:
+        return None
+    return BackupSink(BackupRepo(Path(step.backup.dir)), dry_run=dry_run)
+
+
+def commit_backups(prep: Prepared, run: RunResult, sink: BackupSink | None) -> None:
+    """One commit for the run, of the devices whose config changed since the last backup."""
+    if sink is None:
         return
-    configs = {d.host: d.backup for d in run.devices if d.backup is not None}
-    repo = BackupRepo(Path(step.backup.dir))
-    if run.dry_run:
-        changed = repo.changed_hosts(configs)
-    else:
-        run.backup_commit, changed = repo.commit(configs, f"runner {run.job} run {run.run_id}")
+    try:
+        if run.dry_run:
+            changed = sink.changed_hosts()
+        else:
+            run.backup_commit, changed = sink.commit(f"runner {run.job} run {run.run_id}")
+    finally:
+        sink.close()
     for device in run.devices:
+        if device.host not in changed:
+            continue
         for s in device.steps:
             if s.kind is StepKind.BACKUP:
-                s.changed = device.host in changed
-                s.output = str(repo.file_for(device.host)) if device.backup else None
-        if device.host in changed and device.status == DeviceStatus.OK:
+                s.changed = True
+        if device.status == DeviceStatus.OK:
             # known only now: a device whose backed-up config changed is `changed`
             device.status, device.changed = DeviceStatus.CHANGED, True
 

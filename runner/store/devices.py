@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from runner.errors import BackupError, InputError, NotFound
 from runner.execution.control.keys import device_key
 from runner.execution.leases import lease_of
-from runner.inventory.fleet import FleetInventory
+from runner.inventory.fleet import DeviceFacts, FleetInventory
 from runner.job.backup_index import Repo
 from runner.job.backups import BackupRepo
 from runner.redact import Redactor
@@ -41,11 +41,24 @@ def _row(found: Any) -> dict[str, Any]:
 
 
 def last_statuses(store: ResultsStore, jobs: list[str] | None = None,
-                  real_only: bool = False) -> dict[str, tuple[str, int]]:
-    """Each device's newest record (of these jobs' runs; without dry runs): host ->
-    (its status, the record's id). Two columns of every device: enough to filter and
-    count 10,000 devices; records_of() reads the rows a page shows."""
+                  real_only: bool = False, hosts: list[str] | None = None,
+                  ) -> dict[str, tuple[str, int]]:
+    """Each device's (or only these `hosts'`) newest record (of these jobs' runs; without
+    dry runs): host -> (its status, the record's id). Two columns of every device: enough
+    to filter and count 10,000 devices; records_of() reads the rows a page shows."""
+    if hosts is not None:
+        out: dict[str, tuple[str, int]] = {}
+        for at in range(0, len(hosts), 500):
+            out.update(_last_statuses(store, jobs, real_only, hosts[at:at + 500]))
+        return out
+    return _last_statuses(store, jobs, real_only, None)
+
+
+def _last_statuses(store: ResultsStore, jobs: list[str] | None, real_only: bool,
+                   among: list[str] | None) -> dict[str, tuple[str, int]]:
     newest = select(devices.c.host, func.max(devices.c.id).label("id"))
+    if among is not None:
+        newest = newest.where(devices.c.host.in_(among))
     if jobs is not None or real_only:  # else the (host, id) index alone answers
         newest = newest.select_from(devices.join(runs, runs.c.run_id == devices.c.run_id))
     if jobs is not None:
@@ -145,17 +158,18 @@ class DeviceFilter:
                              f"{known})", field="group")
         return self
 
-    def keeps(self, fleet: FleetInventory, name: str, last: tuple[str, int] | None
-              ) -> bool:
-        host = fleet.hosts[name]
+    def keeps_facts(self, facts: DeviceFacts) -> bool:
+        """Whether the device's name or address, groups and platform are the ones asked."""
         if self.search:
             needle = self.search.lower()
-            if needle not in name.lower() and needle not in str(host.hostname or "").lower():
+            if needle not in facts.lname and needle not in facts.lhostname:
                 return False
-        if self.group and not host.has_parent_group(self.group):
+        if self.group and self.group not in facts.groups:
             return False
-        if self.platform and fleet.platform_of(name) != self.platform:
-            return False
+        return not self.platform or facts.platform == self.platform
+
+    def keeps_status(self, last: tuple[str, int] | None) -> bool:
+        """Whether the device's last record (None: none) has the status asked."""
         if self.status:
             return (last is None) if self.status == NEVER else \
                 (last is not None and last[0] == self.status)
@@ -167,9 +181,16 @@ def device_list(store: ResultsStore, fleet: FleetInventory, where: DeviceFilter 
     """(how many devices match, a page of them in inventory order): each with its facts
     and its last run (`runner device --json`, GET /api/devices)."""
     where = (where or DeviceFilter()).checked(fleet)
-    last = last_statuses(store)
-    chosen = [n for n in fleet.hosts if where.keeps(fleet, n, last.get(n))]
-    page = chosen[offset:None if limit is None else offset + limit]
+    chosen = [f.name for f in fleet.facts_table() if where.keeps_facts(f)]
+    if where.status:  # the last status of the devices the facts chose, to filter on it
+        # a few of a large fleet: theirs only (along the host index); else every one's
+        last = last_statuses(store, hosts=chosen) if len(chosen) * 5 < len(fleet.hosts) \
+            else last_statuses(store)
+        chosen = [n for n in chosen if where.keeps_status(last.get(n))]
+        page = chosen[offset:None if limit is None else offset + limit]
+    else:  # only the page's: a search of 100,000 devices reads 500 records
+        page = chosen[offset:None if limit is None else offset + limit]
+        last = last_statuses(store, hosts=page)
     records = records_of(store, [last[n][1] for n in page if n in last])
     out = []
     for name in page:
@@ -180,7 +201,7 @@ def device_list(store: ResultsStore, fleet: FleetInventory, where: DeviceFilter 
 
 
 def platforms_of(fleet: FleetInventory) -> list[str]:
-    return sorted({p for n in fleet.hosts if (p := fleet.platform_of(n))})
+    return sorted({f.platform for f in fleet.facts_table() if f.platform})
 
 
 # -- one device -----------------------------------------------------------------------------

@@ -5,16 +5,24 @@ counts per status) and the JSON documents that `runner history|show --json` prin
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
 
 from runner.errors import InputError, NotFound
 from runner.records import DeviceResult, RunResult
-from runner.store.results import ResultsStore, devices, record_of, run_of, runs
+from runner.store.results import (
+    FAILED_FIRST_SQL,
+    ResultsStore,
+    devices,
+    record_of,
+    run_of,
+    runs,
+)
 from runner.vocab import DeviceStatus, RunStatus
 
 # A run as listed (history, the runs page): not its targets (thousands of names) nor the
@@ -130,11 +138,15 @@ def run_links(store: ResultsStore, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_head(store: ResultsStore, run_id: str) -> dict[str, Any]:
-    """A run's row without its devices (a unique prefix of its id is enough)."""
+def run_head(store: ResultsStore, run_id: str, *, hosts: bool = True) -> dict[str, Any]:
+    """A run's row without its devices (a unique prefix of its id is enough): with its
+    targets (`hosts`), or (hosts=False) only how many there are (`host_count`: the
+    database counts a list of 100,000 names; it is not sent here and parsed)."""
     full = store.resolve(run_id)
+    counted = func.coalesce(func.json_array_length(runs.c.hosts), 0).label("host_count")
     with store.engine.connect() as conn:
-        row = conn.execute(select(*(runs.c[c] for c in LISTED), runs.c.hosts)
+        row = conn.execute(select(*(runs.c[c] for c in LISTED), counted,
+                                  *([runs.c.hosts] if hosts else []))
                            .where(runs.c.run_id == full)).one()
     return dict(row._mapping)
 
@@ -164,22 +176,30 @@ def status_counts(store: ResultsStore, run_ids: list[str]) -> dict[str, dict[str
     return out
 
 
-_SUCCESS = [str(s) for s in DeviceStatus if s.success]
-# Failed first, then skipped, then the devices that ended well; each in target order.
-_FAILED_FIRST = case((devices.c.status.in_(_SUCCESS), 2),
-                     (devices.c.status == DeviceStatus.SKIPPED, 1), else_=0)
+# Failed first, then skipped, then the devices that ended well; each in target order: the
+# expression of the index ix_devices_run_failed_first, written as it is there.
+_FAILED_FIRST: ColumnElement[Any] = literal_column(
+    re.sub(r"\bstatus\b", "devices.status", FAILED_FIRST_SQL))
 
 
 def device_rows(store: ResultsStore, run_id: str, status: DeviceStatus | None = None,
                 limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
     """A page of a run's devices without their steps, failed first."""
-    query = select(*(devices.c[c] for c in DEVICE_LISTED)).where(devices.c.run_id == run_id)
-    if status is not None:
-        query = query.where(devices.c.status == status)
-    query = query.order_by(_FAILED_FIRST, devices.c.position, devices.c.id) \
-        .limit(limit).offset(offset)
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(query)]
+        return [dict(r._mapping) for r in conn.execute(
+            device_rows_query(run_id, status, limit, offset))]
+
+
+def device_rows_query(run_id: str, status: DeviceStatus | None, limit: int,
+                      offset: int) -> Select[Any]:
+    """device_rows' query: along ix_devices_run_failed_first (of one status: along
+    ix_devices_run_status_position), never a sort of the run."""
+    query = select(*(devices.c[c] for c in DEVICE_LISTED)).where(devices.c.run_id == run_id)
+    if status is not None:  # one status is one rank: target order along its own index
+        return query.where(devices.c.status == status).order_by(
+            devices.c.position, devices.c.id).limit(limit).offset(offset)
+    return query.order_by(_FAILED_FIRST, devices.c.position, devices.c.id) \
+        .limit(limit).offset(offset)
 
 
 def device_steps(store: ResultsStore, run_id: str, hosts: list[str]
@@ -222,6 +242,70 @@ def run_records(store: ResultsStore, run_id: str, page: int = RECORDS_PAGE
         if len(rows) < page:
             return
         place, last_id = rows[-1].position, rows[-1].id
+
+
+def records_page(store: ResultsStore, run_id: str, limit: int, offset: int
+                 ) -> list[DeviceResult]:
+    """A page of a run's full records in run_records' order (records without a place
+    first, then target order), each part read along its index: a page of a run of 100,000
+    devices reads that page, never the run."""
+    with store.engine.connect() as conn:
+        unplaced = int(conn.execute(select(func.count()).select_from(devices).where(
+            devices.c.run_id == run_id, devices.c.position.is_(None))).scalar_one())
+        rows: list[Any] = []
+        if offset < unplaced:
+            rows += conn.execute(select(devices).where(
+                devices.c.run_id == run_id, devices.c.position.is_(None))
+                .order_by(devices.c.id).limit(limit).offset(offset)).all()
+        if len(rows) < limit:
+            rows += conn.execute(select(devices).where(
+                devices.c.run_id == run_id, devices.c.position.is_not(None))
+                .order_by(devices.c.position, devices.c.id)
+                .limit(limit - len(rows)).offset(max(0, offset - unplaced))).all()
+    return [record_of(dict(r._mapping)) for r in rows]
+
+
+def run_for_show(store: ResultsStore, run_id: str, *, host: str | None = None,
+                 statuses: Iterable[DeviceStatus] | None = None, steps: bool = True,
+                 failing_past: int | None = None,
+                 ) -> tuple[dict[str, Any], RunResult, dict[str, int]]:
+    """`runner show`'s run: its row (without the host list), its counts per status and only
+    the records it prints: one host's, those in `statuses` (all when None; only those that
+    did not end ok or changed when the run has more than `failing_past` devices), with
+    their steps or (`steps` False: a table) without. (row, run, counts)."""
+    full = store.resolve(run_id)
+    counts = status_counts(store, [full])[full]
+    if failing_past is not None and sum(counts.values()) > failing_past:
+        statuses = [s for s in DeviceStatus if not s.success]
+    with store.engine.connect() as conn:
+        row = dict(conn.execute(select(*(runs.c[c] for c in LISTED)).where(
+            runs.c.run_id == full)).one()._mapping)
+        columns = [devices] if steps else [devices.c[c] for c in DEVICE_LISTED]
+        query = select(*columns).where(devices.c.run_id == full)
+        if host is not None:
+            query = query.where(devices.c.host == host)
+        if statuses is not None:
+            query = query.where(devices.c.status.in_([str(s) for s in statuses]))
+        found = conn.execute(query.order_by(devices.c.position.asc().nulls_first(),
+                                            devices.c.id)).all()
+    return row, run_of(row, [record_of(dict(r._mapping)) for r in found]), counts
+
+
+def run_document_page(store: ResultsStore, run_id: str, limit: int, offset: int
+                      ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
+    """`GET /api/runs/ID`: `runner show --json`'s document with one page of its devices
+    (`devices_total`, `offset`, `limit` say which) and the counts of the whole run; the
+    run's row (without its host list) read once. (document, the run's row, counts)."""
+    full = store.resolve(run_id)
+    with store.engine.connect() as conn:
+        row = dict(conn.execute(select(*(runs.c[c] for c in LISTED)).where(
+            runs.c.run_id == full)).one()._mapping)
+    counts = status_counts(store, [full])[full]
+    document = run_document(row, run_of(row, records_page(store, full, limit, offset)),
+                            run_links(store, row))
+    document["summary"] = {str(s): n for s, n in counts.items()}
+    document.update(devices_total=sum(counts.values()), offset=offset, limit=limit)
+    return document, row, counts
 
 
 _DEVICES = "\u0000runner: the devices go here\u0000"

@@ -25,6 +25,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -42,8 +43,8 @@ from runner.records import RECORDS_THREAD, DeviceResult, RunResult, now_iso
 from runner.settings import DEFAULT_DB_RETRY_S
 from runner.store.database import open_engine, retrying
 from runner.store.migrate import describe, masked
+from runner.vocab import DeviceStatus, ImportOutcome, RunStatus, StepKind
 from runner.vocab import Engine as EngineName
-from runner.vocab import ImportOutcome, RunStatus, StepKind
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,19 @@ devices = Table(
 Index("ix_runs_job_started", runs.c.job, runs.c.started)
 Index("ix_runs_status_started", runs.c.status, runs.c.started)
 Index("ix_devices_run_position", devices.c.run_id, devices.c.position)
-Index("ix_devices_run_status", devices.c.run_id, devices.c.status)
+# A run's devices of one status in target order (and its counts per status, 0009).
+Index("ix_devices_run_status_position", devices.c.run_id, devices.c.status,
+      devices.c.position, devices.c.id)
 # A device's records across runs, newest first (runner device, /devices/NAME; 0007).
 Index("ix_devices_host_id", devices.c.host, devices.c.id)
+# A run's devices failed first, then skipped, then those that ended well, each in target
+# order (the run page, GET /api/runs/ID/devices): a page of a run of 100,000 devices read
+# along this index, never sorted (issue 28). The query orders by exactly this expression.
+FAILED_FIRST_SQL = (
+    "CASE WHEN status IN (" + ", ".join(f"'{s}'" for s in DeviceStatus if s.success)
+    + f") THEN 2 WHEN status = '{DeviceStatus.SKIPPED}' THEN 1 ELSE 0 END")
+Index("ix_devices_run_failed_first", devices.c.run_id, text(f"({FAILED_FIRST_SQL})"),
+      devices.c.position, devices.c.id)
 
 
 def _device_row(run_id: str, d: DeviceResult, position: int | None) -> dict[str, Any]:
@@ -257,14 +268,24 @@ class ResultsStore:
     def _finish_run(self, run: RunResult, status: RunStatus | None,
                     error: str | None) -> None:
         with self.engine.begin() as conn:
-            # Stored as each device finished; only backup steps learn more afterwards
-            # (whether the commit changed the device's file, and so the device's status).
-            for device in (d for d in run.devices
-                           if any(s.kind is StepKind.BACKUP for s in d.steps)):
-                conn.execute(update(devices).where(
-                    devices.c.run_id == run.run_id, devices.c.host == device.host).values(
-                    steps=device.to_json()["steps"], status=device.status,
-                    changed=device.changed))
+            # Stored as each device finished; only backup steps learn more afterwards:
+            # whether the commit changed the device's file (stored unchanged), and so the
+            # device's status. Only the changed devices' rows are written, and only their
+            # backup steps in them (the record in memory may be slimmed).
+            backed_up = {d.host: d for d in run.devices if any(
+                s.kind is StepKind.BACKUP and s.changed for s in d.steps)}
+            hosts = list(backed_up)
+            for at in range(0, len(hosts), 500):
+                for host, steps in conn.execute(select(devices.c.host, devices.c.steps).where(
+                        devices.c.run_id == run.run_id,
+                        devices.c.host.in_(hosts[at:at + 500]))).all():
+                    device = backed_up[host]
+                    for step in steps or []:
+                        if step.get("kind") == StepKind.BACKUP:
+                            step["changed"] = True
+                    conn.execute(update(devices).where(
+                        devices.c.run_id == run.run_id, devices.c.host == host).values(
+                        steps=steps, status=device.status, changed=device.changed))
             conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),

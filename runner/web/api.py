@@ -19,9 +19,8 @@ from runner.store.queries import (
     count_runs,
     device_document,
     device_rows,
-    run_document,
+    run_document_page,
     run_head,
-    run_links,
     run_rows,
     status_counts,
 )
@@ -35,6 +34,8 @@ router = APIRouter(prefix="/api")
 Viewer = Annotated[Principal, Depends(viewer)]
 Operator = Annotated[Principal, Depends(operator)]
 MAX_PAGE = 500
+RUN_DEVICES_PAGE = 100  # devices (with their steps) of GET /api/runs/ID unless asked
+MAX_RUN_DEVICES = 1000
 MAX_OFFSET = 10**9  # past any table runner keeps; larger numbers overflow the database's
 
 
@@ -117,14 +118,17 @@ def start_run(request: Request, response: Response, body: RunRequest,
             "started_by": who.label, "url": f"/api/runs/{started.run_id}"}
 
 
-@router.get("/runs/{run_id}", summary="One run with every device (`runner show --json`), "
-            "its reruns, "
-            "who did what to it, and what may be done with it now (`actions`)")
-def get_run(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
+@router.get("/runs/{run_id}", summary="One run with a page of its devices (`runner show "
+            "--json`: `limit`/`offset` page the devices in target order, `devices_total` "
+            "and X-Total-Count count them), its reruns, who did what to it, and what may "
+            "be done with it now (`actions`)")
+def get_run(request: Request, response: Response, run_id: str, _who: Viewer,
+            limit: Annotated[int, Query(ge=1, le=MAX_RUN_DEVICES)] = RUN_DEVICES_PAGE,
+            offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> dict[str, Any]:
     svc = services(request)
-    row, run = svc.results.get_run(run_id)
-    document = run_document(row, run, run_links(svc.results, row))
-    document["actions"] = svc.launcher.actions(row, run.summary)
+    document, row, counts = run_document_page(svc.results, run_id, limit, offset)
+    response.headers["X-Total-Count"] = str(document["devices_total"])
+    document["actions"] = svc.launcher.actions(row, counts)
     return document
 
 
@@ -135,12 +139,12 @@ def progress(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
 
 def run_progress(request: Request, run_id: str) -> dict[str, Any]:
     store = services(request).results
-    head = run_head(store, run_id)
+    head = run_head(store, run_id, hosts=False)
     counts = status_counts(store, [head["run_id"]])[head["run_id"]]
     done = sum(counts.values())
     return {"run_id": head["run_id"], "job": head["job"], "status": head["status"],
             "dry_run": head["dry_run"], "started": head["started"],
-            "finished": head["finished"], "total": len(head["hosts"] or []) or done,
+            "finished": head["finished"], "total": head["host_count"] or done,
             "done": done, "summary": counts}
 
 

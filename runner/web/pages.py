@@ -255,7 +255,7 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
              page: Annotated[int, Query(ge=1, le=MAX_PAGES)] = 1) -> HTMLResponse:
     svc = services(request)
     store = svc.results
-    head = run_head(store, run_id)
+    head = run_head(store, run_id, hosts=False)
     full = head["run_id"]
     try:
         device_status = DeviceStatus(status) if status else None
@@ -263,7 +263,7 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
         raise InputError(f"{status!r} is not a device status", field="status") from None
     counts = status_counts(store, [full])[full]
     done = sum(counts.values())
-    total = len(head["hosts"] or []) or done
+    total = head["host_count"] or done
     shown = counts[device_status] if device_status else done
     pages = _pages(shown, DEVICES_PER_PAGE, page, f"run {full}'s devices")
     rows = device_rows(store, full, device_status, DEVICES_PER_PAGE,
@@ -280,7 +280,7 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
                   status=status or "",
                   actions=svc.launcher.actions(head, counts, needs_approval),
                   links=run_links(store, head), needs_approval=needs_approval,
-                  again=(head["hosts"] or [])[:500] if len(head["hosts"] or []) <= 500
+                  again=(run_head(store, full)["hosts"] or []) if head["host_count"] <= 500
                   else None)
 
 

@@ -309,3 +309,83 @@ def test_the_summary_counts_each_devices_versions_in_one_git_log(tmp_path: Path)
     assert found[odd]["title"].startswith("two\twith a tab")
     assert [v["commit"] for v in repo.history(odd)] == [second, first]
     assert repo.text_at(odd, repo.commit_id(first[:8])) == "a\n"
+
+
+# -- a run's configs as they arrive (BackupSink) -------------------------------------------
+
+
+def has_object(repo: Path, blob: str) -> bool:
+    return subprocess.run(["git", "-C", str(repo), "cat-file", "-e", blob],
+                          capture_output=True, check=False).returncode == 0
+
+
+def test_a_run_hands_each_config_over_as_it_finishes_and_commits_once(tmp_path: Path) -> None:
+    from runner.job.backups import BackupSink
+    from runner.records import DeviceResult, StepResult
+    from runner.vocab import DeviceStatus, StepKind
+
+    repo = BackupRepo(tmp_path / "backups")
+    first, _ = repo.commit(V1, "first")
+    sink = BackupSink(repo)
+    for host, text in V2.items():
+        device = DeviceResult(host=host, status=DeviceStatus.OK, backup=text, steps=[
+            StepResult(name="show version", kind=StepKind.COMMAND, output="IOS " * 100),
+            StepResult(name="backup", kind=StepKind.BACKUP)])
+        sink.take(device)
+        # the record keeps none of the config (a run of 100,000 devices holds no config)
+        assert device.backup is None
+        assert device.steps[1].output == str(repo.file_for(host))
+        device.slim()  # once stored, only its backup step is kept
+        assert device.stored and [s.kind for s in device.steps] == [StepKind.BACKUP]
+    # written as they came, outside the repository until the commit
+    assert not has_object(repo.path, sink.blobs["r0"])
+    assert history(repo.path) == [first]
+    assert sink.changed_hosts() == {"r0", "r1", "r3"}
+    unchanged = repo.file_for("r2").stat()
+    sha, changed = sink.commit("second")
+    assert changed == {"r0", "r1", "r3"} and history(repo.path) == [sha, first]
+    assert all(has_object(repo.path, blob) for blob in sink.blobs.values())
+    for host, text in V2.items():
+        assert committed(repo.path, host) == text
+    # the file that did not change was not written again
+    assert repo.file_for("r2").stat().st_ino == unchanged.st_ino
+    assert repo.file_for("r2").stat().st_mtime_ns == unchanged.st_mtime_ns
+    assert_clean(repo.path)
+    assert not list(repo.git_dir.glob("runner-incoming-*"))
+    git(repo.path, "fsck", "--no-progress", "--strict")
+
+
+def test_a_run_that_stops_before_its_commit_leaves_nothing(tmp_path: Path) -> None:
+    from runner.job.backups import BackupSink
+
+    repo = BackupRepo(tmp_path / "backups")
+    first, _ = repo.commit(V1, "first")
+    sink = BackupSink(repo)
+    for host, text in V2.items():
+        sink.add(host, text)
+    sink.close()  # interrupted: nothing of it reaches the repository
+    assert not has_object(repo.path, sink.blobs["r3"])
+    assert history(repo.path) == [first]
+    assert not list(repo.git_dir.glob("runner-incoming-*"))
+    assert_clean(repo.path)
+    # a killed run's directory is removed by the next run that writes
+    killed = BackupSink(repo)
+    killed.add("r3", V2["r3"])
+    assert killed._incoming is not None
+    killed._lock.close()  # its process is gone: so is its lock
+    killed._lock = None
+    left = killed._incoming
+    assert repo.commit(V2, "second")[1] == {"r0", "r1", "r3"}
+    assert not left.exists()
+    killed.close()
+
+
+def test_many_configs_go_into_one_pack(tmp_path: Path) -> None:
+    repo = BackupRepo(tmp_path / "backups")
+    configs = {f"r{i}": f"hostname r{i}\n" + "interface x\n" * 50 for i in range(300)}
+    repo.commit(configs, "first")
+    counted = dict(line.split(": ", 1) for line in
+                   git(repo.path, "count-objects", "-v").splitlines())
+    assert counted["packs"] == "1" and int(counted["in-pack"]) == 300
+    assert int(counted["count"]) <= 2  # the tree and the commit
+    assert_clean(repo.path)

@@ -52,6 +52,9 @@ def code_schema() -> MetaData:
     return merged
 
 
+EXPRESSION_INDEXES = {"ix_devices_run_failed_first"}
+
+
 def schema_drift(db_url: str) -> list[Any]:
     """What differs between the database's schema and the code's tables (Alembic's own
     comparison, the one `alembic revision --autogenerate` makes)."""
@@ -61,7 +64,11 @@ def schema_drift(db_url: str) -> list[Any]:
             context = MigrationContext.configure(conn, opts={
                 "version_table": migrate.VERSION_TABLE, "compare_type": True})
             return [d for d in compare_metadata(context, code_schema())
-                    if not (d[0] == "remove_table" and d[1].name == migrate.VERSION_TABLE)]
+                    if not (d[0] == "remove_table" and d[1].name == migrate.VERSION_TABLE)
+                    # Alembic cannot compare an index on an expression (it reflects its
+                    # columns only): test_the_run_listing_index_is_the_code_s checks it
+                    and not (d[0] in ("add_index", "remove_index")
+                             and d[1].name in EXPRESSION_INDEXES)]
     finally:
         engine.dispose()
 

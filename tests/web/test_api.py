@@ -160,7 +160,16 @@ def test_a_run_and_a_device_as_runner_show_prints_them(web: Web, viewer: httpx.C
     # history run whose job file is not in this server's jobs directory offers nothing
     api = document.json()
     assert api.pop("actions") == []
-    assert api == json.loads(web.cli("show", run_id, "--json").stdout)
+    # paged: a page of the devices (all of a small run), and which page it is
+    assert (api.pop("devices_total"), api.pop("offset"), api.pop("limit")) == (2, 0, 100)
+    assert document.headers["x-total-count"] == "2"
+    shown = json.loads(web.cli("show", run_id, "--json").stdout)
+    assert api == shown
+    second = viewer.get(f"/api/runs/{run_id}", params={"limit": 1, "offset": 1}).json()
+    assert [d["host"] for d in second["devices"]] == [shown["devices"][1]["host"]]
+    assert second["devices"] == shown["devices"][1:]
+    assert second["summary"] == shown["summary"]  # the whole run's counts on every page
+    assert viewer.get(f"/api/runs/{run_id}", params={"limit": 1001}).status_code == 422
     device = viewer.get(f"/api/runs/{run_id}/devices/a2").json()
     assert device == json.loads(web.cli("show", run_id, "--host", "a2", "--json").stdout)
     assert device["devices"][0]["error_class"] == "CommandRejected"
