@@ -134,8 +134,8 @@ def run_head(store: ResultsStore, run_id: str) -> dict[str, Any]:
     """A run's row without its devices (a unique prefix of its id is enough)."""
     full = store.resolve(run_id)
     with store.engine.connect() as conn:
-        row = conn.execute(select(*(runs.c[c] for c in LISTED), runs.c.hosts)
-                           .where(runs.c.run_id == full)).one()
+        row = conn.execute(select(*(runs.c[c] for c in LISTED), runs.c.hosts,
+                                  runs.c.rehearsal).where(runs.c.run_id == full)).one()
     return dict(row._mapping)
 
 

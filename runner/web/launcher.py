@@ -140,6 +140,8 @@ class Launcher:
         if head.get("approval_deadline") or status in (
                 RunStatus.APPROVED, RunStatus.REJECTED, RunStatus.EXPIRED):
             return []  # a preview, decided: nothing of it may be run
+        if status == RunStatus.REHEARSAL_FAILED:
+            return []  # the twin said no: running it here would skip the rehearsal
         if needs_approval is None:
             needs_approval = self.needs_approval(head["job"])
         if needs_approval is None:
