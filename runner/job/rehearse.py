@@ -162,6 +162,7 @@ def rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twi
     the production run as rehearsal_failed (every device skipped, never contacted). The
     twin is reset afterwards unless `keep`. Every input (production's and the twin's) is
     checked before the twin is touched."""
+    from runner.store.queries import run_records
     from runner.store.results import ResultsStore
 
     check_approval(prep, options)
@@ -184,10 +185,12 @@ def rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twi
     try:
         try:
             twin_run = execute(on_twin, records, twin_options)
+            # whole records: the ones execute() kept were slimmed of their command steps
+            rehearsal.devices = [DeviceRehearsal.of(d)
+                                 for d in run_records(records, twin_run.run_id)]
         finally:
             records.engine.dispose()
         rehearsal.run_id, rehearsal.finished = twin_run.run_id, now_iso()
-        rehearsal.devices = [DeviceRehearsal.of(d) for d in twin_run.devices]
         rehearsal.status = str(RunStatus.INTERRUPTED if options.cancel is not None and
                                options.cancel.is_set() else
                                RunStatus.OK if twin_run.ok else RunStatus.FAILED)

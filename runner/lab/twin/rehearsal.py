@@ -30,10 +30,14 @@ class LabTwin:
         return f"sqlite:///{twin_dir(self.twins.home, self.name) / RECORDS}"
 
     def reset(self) -> str:
-        report = self.twins.sync(self.name, wait=SYNC_WAIT)
+        """`twin sync --reset`: the newest backups, and every device the rehearsal moved
+        put back."""
+        report = self.twins.sync(self.name, wait=SYNC_WAIT, reset=True)
         changed = [*report.restarted, *report.sim_restarted]
+        shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more"
+                                            if len(changed) > 10 else "")
         what = "rebuilt" if report.rebuilt else \
-            f"reloaded {', '.join(changed)}" if changed else "unchanged"
+            f"put back: {shown}" if changed else "nothing had moved"
         faithful = "" if not report.unfaithful else \
             f"; configs differing from their backups: {', '.join(report.unfaithful)}"
         routing = "; routing has NOT converged" if report.converged is False else ""
