@@ -142,6 +142,8 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         blackout_override=blackout_override(override_blackout, me))
     preview = gate(spec, options)
     check_override(prep, options)
+    if rehearse is None and spec.schedule is not None:
+        rehearse = spec.schedule.twin()  # `rehearse:` holds from every entry point
     twin = twin_opener(ctx)(options.settings, rehearse) if rehearse is not None else None
     if preview:
         echo(f"job {spec.name} needs approval (schedule.approval: required): this run "
@@ -158,7 +160,7 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         raise
     shown_diffs = show_diff if show_diff is not None else (dry_run or preview)
     _show(run_result, as_json, shown_diffs, show_all, store)
-    if preview:
+    if preview and not run_result.rehearsal_failed:
         echo(f"awaiting approval: runner approve {run_result.run_id} (or runner "
              f"reject {run_result.run_id})", err=as_json)
         sys.exit(0)
@@ -230,7 +232,8 @@ def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool
         return
     if run_result.rehearsal is not None:
         echo(rehearsal_text(run_result.rehearsal, with_diffs=with_diffs or
-                            run_result.rehearsal_failed, show_all=show_all) + "\n")
+                            run_result.rehearsal_failed, show_all=show_all,
+                            dry_run=run_result.dry_run) + "\n")
     if with_diffs:
         text = diffs(run_result)
         if text:
@@ -369,7 +372,8 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
     if row.get("error"):
         echo(f"error: {row['error']}")
     if run_result.rehearsal is not None:
-        echo(rehearsal_text(run_result.rehearsal, show_all=show_all))
+        echo(rehearsal_text(run_result.rehearsal, show_all=show_all,
+                            dry_run=run_result.dry_run))
     echo(run_table(run_result, show_all))
     for sent in row["notifications"] or []:
         outcome = "delivered" if sent["delivered"] else f"NOT delivered: {sent['error']}"
@@ -428,6 +432,11 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     if as_json:
         echo_run_json(result, store, account=False)
     else:
+        rehearsed = preview.rehearsal
+        if rehearsed is not None:
+            echo(f"the preview was rehearsed on twin {rehearsed.get('twin')} (twin run "
+                 f"{rehearsed.get('run_id')}): passed; `runner show {preview.run_id}` has "
+                 "the evidence")
         echo(f"approved {preview.run_id} by {result.started_by}: carried out as run "
              f"{result.run_id}\n{run_table(result, show_all)}")
     sys.exit(result.exit_code)

@@ -156,15 +156,18 @@ def account_lines(row: dict[str, Any], links: dict[str, Any]) -> list[str]:
 
 
 def rehearsal_text(rehearsal: dict[str, Any], *, with_diffs: bool = True,
-                   show_all: bool = False) -> str:
+                   show_all: bool = False, dry_run: bool = False) -> str:
     """A run's rehearsal on a twin, for the engineer who signs the change off: passed or
     not and what that meant for production, per device what happened on the twin (past
     FULL_TABLE_UP_TO devices only the ones that did not pass), the twin's diffs, and what
     became of the twin afterwards."""
     devices = rehearsal.get("devices") or []
     passed = bool(rehearsal.get("passed"))
-    verdict = "PASSED: production was run after it" if passed else \
+    verdict = ("PASSED: production was previewed after it (nothing sent)" if dry_run else
+               "PASSED: production was run after it") if passed else \
         "FAILED: production was NOT contacted"
+    if rehearsal.get("error"):  # the twin could not be used at all
+        verdict += f" ({rehearsal['error']})"
     lines = [f"rehearsal on twin {rehearsal.get('twin')}: {verdict}",
              f"  twin run {rehearsal.get('run_id') or '(none)'} ({rehearsal.get('status')}), "
              f"{rehearsal.get('started')} .. {rehearsal.get('finished')}; its records: "

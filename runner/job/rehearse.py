@@ -199,7 +199,7 @@ def rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twi
         if rehearsal.passed:
             run = execute(prep, store, replace(options, rehearsal=rehearsal.to_json()))
         else:
-            run = _refused(prep, store, options, rehearsal)
+            run = refuse(prep, store, options, rehearsal.to_json(), rehearsal.reason())
     finally:
         if not keep:
             rehearsal.reset = _reset(twin)
@@ -228,18 +228,35 @@ def _reset(twin: Twin) -> str:
         return f"NOT reset: {exc} (`runner twin sync {twin.name}` tries again)"
 
 
-def _refused(prep: Prepared, store: ResultsStore, options: RunOptions,
-             rehearsal: Rehearsal) -> RunResult:
+def unattended(prep: Prepared, store: ResultsStore, options: RunOptions, name: str,
+               opener: TwinOpener) -> RunResult:
+    """rehearse() on twin `name` for a run nobody watches (`runner serve`): a twin that
+    cannot be opened (unknown, not up, a host it lacks) fails the run as rehearsal_failed,
+    recorded with why, production not contacted."""
+    try:
+        twin = opener(name)
+        return rehearse(prep, store, options, twin)
+    except InputError as exc:
+        if exc.field != "--rehearse":
+            raise  # production's own input: refused as any run's would be
+        why = f"not rehearsed: {exc.message}"
+        return refuse(prep, store, options, {
+            "twin": name, "run_id": None, "records": None, "started": now_iso(),
+            "finished": now_iso(), "status": "not run", "passed": False, "summary": {},
+            "reset": None, "error": exc.message, "devices": []}, why)
+
+
+def refuse(prep: Prepared, store: ResultsStore, options: RunOptions,
+           rehearsal: dict[str, Any], why: str) -> RunResult:
     """The production run that never contacted production: one record per device
     (skipped, RehearsalFailed), status rehearsal_failed, notified as a failure."""
-    why = rehearsal.reason()
     run = RunResult(run_id=options.run_id or new_run_id(), job=prep.job.spec.name,
                     started=now_iso(), finished=None, devices=[], dry_run=options.dry_run,
                     job_file=str(prep.job.path), occurrence=options.occurrence,
                     rerun_of=options.rerun_of, remediates=options.remediates,
                     started_by=options.started_by, override=options.override,
                     workflow=options.workflow, blackout_override=options.blackout_override,
-                    rehearsal=rehearsal.to_json())
+                    rehearsal=rehearsal)
     store.start_run(run, prep.hosts)
     run.devices = [DeviceResult.of_error(h, RehearsalFailed(
         f"not contacted: {why}")) for h in prep.hosts]
@@ -250,5 +267,4 @@ def _refused(prep: Prepared, store: ResultsStore, options: RunOptions,
         for device in run.devices:
             callback(device)
     notify_finished(prep, store, run, RunStatus.REHEARSAL_FAILED, options.notify)
-    assert run is not None  # execute() and _refused() return one or raise
     return run
