@@ -3,8 +3,11 @@ production, the backup job fills the repository and `twin up` serves a copy of e
 seeded with its backup. A change whose post-check fails is rehearsed, fails on the twin and
 never reaches production (rehearsal_failed, exit 4, the evidence per device in the run's
 record); one whose check passes is rehearsed and then changes production; the twin is put
-back after each. Bad input (no such twin, a host the twin lacks, a twin that is down) is
-exit 2 with nothing run."""
+back after each. Bad input (no such twin, a host the twin lacks) is exit 2 with nothing
+run. A real `runner serve` rehearses each occurrence of a job whose schedule says
+`rehearse:` before it asks for approval: a failing rehearsal ends the occurrence
+rehearsal_failed with no preview, a twin that is not there fails it the same way, and a
+passing one is previewed with the rehearsal beside its diff (`runner show`, `approve`)."""
 
 from __future__ import annotations
 
@@ -14,14 +17,17 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from runner.lab.netns import wait_for
 from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_argv, run_job, shipped_job, sqlite_url, write_job
+from tests.support.serve import Serve
 
 SPEC = FleetSpec(50, "127.125.25.1")
 TWIN = "twrh"
@@ -194,3 +200,69 @@ def test_bad_rehearsal_input_is_refused_before_anything_runs(
         keep_alone.stderr
     assert runner(workdir, "history", "--json", "-n", "1000").stdout == before
     assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.128") == []
+
+
+def occurrences(workdir: Path, name: str) -> list[dict[str, Any]]:
+    proc = runner(workdir, "schedule", "occurrences", name, "--json")
+    assert proc.returncode == 0, proc.stderr
+    found: list[dict[str, Any]] = json.loads(proc.stdout)
+    return found
+
+
+def test_serve_rehearses_each_occurrence_before_it_asks_for_approval(
+        setup: tuple[Path, Fleet, Path]) -> None:
+    workdir, fleet, twin_inventory = setup
+    hosts = fleet.hosts[20:25]
+    at = (datetime.now(UTC) + timedelta(seconds=8)).isoformat(timespec="seconds")
+    jobs = workdir / "scheduled"
+
+    def scheduled(name: str, rehearse: str, server: str, expected: str) -> None:
+        write_job(jobs, name, driver="netmiko", targets={"hosts": hosts}, rollback=True,
+                  schedule={"at": at, "approval": "required", "approval_timeout": "2h",
+                            "rehearse": rehearse},
+                  steps=[{"name": "ntp", "config": {"lines": [f"ntp server {server}"]}},
+                         {"name": "ntp after", "command": "show running-config",
+                          "expect": [f"'ntp server {expected}' in output"]}])
+
+    scheduled("night-good", TWIN, "192.0.2.131", "192.0.2.131")
+    scheduled("night-bad", "required", "192.0.2.132", "192.0.2.99")  # serve --twin TWIN
+    scheduled("night-gone", "gone", "192.0.2.133", "192.0.2.133")
+    serve = Serve(workdir, sqlite_url(workdir), fleet.inventory, "serve-rehearse",
+                  "--twin", TWIN, jobs=jobs, env=_env(workdir))
+    try:
+        def settled() -> bool:
+            return all(any(o["status"] not in ("running", "pending") for o in
+                           occurrences(workdir, n))
+                       for n in ("night-good", "night-bad", "night-gone"))
+        wait_for(settled, 300, "the three occurrences to settle")
+    finally:
+        assert serve.stop(120) == 0, serve.text()[-3000:]
+    good, = occurrences(workdir, "night-good")
+    bad, = occurrences(workdir, "night-bad")
+    gone, = occurrences(workdir, "night-gone")
+    assert good["status"] == "awaiting_approval", good
+    assert bad["status"] == "rehearsal_failed", bad
+    assert gone["status"] == "rehearsal_failed", gone
+
+    # the failing rehearsal: no preview, nothing asked of anyone, production untouched
+    failed = json.loads(runner(workdir, "show", bad["run_id"], "--json").stdout)
+    assert failed["status"] == "rehearsal_failed" and failed["approval_deadline"] is None
+    assert failed["rehearsal"]["twin"] == TWIN
+    assert {d["failed_check"] for d in failed["rehearsal"]["devices"]
+            if d["status"] != "skipped"} == {"ntp after"}
+    missing = json.loads(runner(workdir, "show", gone["run_id"], "--json").stdout)
+    assert missing["rehearsal"]["error"].startswith("no twin named 'gone'")
+    assert missing["error"].startswith("not rehearsed: no twin named 'gone'")
+
+    # the passing one: a preview with the rehearsal beside its diff
+    text = runner(workdir, "show", good["run_id"]).stdout
+    assert f"rehearsal on twin {TWIN}: PASSED: production was previewed after it " \
+           "(nothing sent)" in text
+    assert f"--- {hosts[0]} on the twin" in text and "+ntp server 192.0.2.131" in text
+    assert "awaiting approval until" in text
+    approved = runner(workdir, "approve", good["run_id"])
+    assert approved.returncode == 0, approved.stderr
+    assert f"the preview was rehearsed on twin {TWIN}" in approved.stdout
+    assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.131") == hosts
+    assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.132") == []
+    assert running_with(workdir, twin_inventory, "ntp server 192.0.2.131") == []
