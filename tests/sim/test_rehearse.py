@@ -28,6 +28,7 @@ from runner.lab.netns import wait_for
 from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_argv, run_job, shipped_job, sqlite_url, write_job
 from tests.support.serve import Serve
+from tests.support.web import Web
 
 SPEC = FleetSpec(50, "127.125.25.1")
 TWIN = "twrh"
@@ -260,6 +261,29 @@ def test_serve_rehearses_each_occurrence_before_it_asks_for_approval(
            "(nothing sent)" in text
     assert f"--- {hosts[0]} on the twin" in text and "+ntp server 192.0.2.131" in text
     assert "awaiting approval until" in text
+
+    # the web's run page: the approval page shows the rehearsal beside the diff
+    web = Web(workdir, jobs, fleet.inventory).start()
+    try:
+        viewer = web.client(web.token("viewer", "rehearse-noc"))
+        page = viewer.get(f"/runs/{good['run_id']}").text
+        assert 'data-rehearsal="passed"' in page
+        assert "Passed: every device ended ok or changed on the twin, its checks passed; " \
+               "this preview shows what production would get." in page
+        assert f'data-twin-host="{hosts[0]}"' in page and "ntp server 192.0.2.131" in page
+        assert page.index("data-rehearsal") < page.index("Changes a real run would make")
+        page = viewer.get(f"/runs/{bad['run_id']}").text
+        assert 'data-rehearsal="failed"' in page
+        assert "Failed: production was not contacted." in page
+        row = page[page.index(f'<tr data-host="{hosts[0]}">'):]
+        row = row[:row.index("</tr>")]
+        assert "ntp after" in row and "CheckFailed" in row
+        listed = viewer.get("/runs", params={"status": "rehearsal_failed"}).text
+        assert bad["run_id"] in listed and good["run_id"] not in listed
+        api = viewer.get(f"/api/runs/{bad['run_id']}").json()
+        assert api["status"] == "rehearsal_failed" and api["rehearsal"]["passed"] is False
+    finally:
+        web.stop()
     approved = runner(workdir, "approve", good["run_id"])
     assert approved.returncode == 0, approved.stderr
     assert f"the preview was rehearsed on twin {TWIN}" in approved.stdout
