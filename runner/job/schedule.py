@@ -64,7 +64,7 @@ class ScheduleSpec(BaseModel):
         "is contacted only when every device ended ok or changed on the twin; else the run "
         "ends rehearsal_failed. A twin that is not up fails the occurrence the same way. "
         "With approval: required, the preview shows the rehearsal beside its diff."),
-        max_length=100)
+        max_length=100, json_schema_extra={"pattern": TWIN_NAME.pattern})
     approval_timeout: str | float = Field(
         "8h", description="How long a preview waits for approval before it expires: "
                           "seconds, or '90m', '8h', '1d'.")
