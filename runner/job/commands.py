@@ -143,7 +143,7 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
     preview = gate(spec, options)
     check_override(prep, options)
     if rehearse is None and spec.schedule is not None:
-        rehearse = spec.schedule.twin()  # `rehearse:` holds from every entry point
+        rehearse = spec.schedule.twin(options.settings.twin)  # from every entry point
     twin = twin_opener(ctx)(options.settings, rehearse) if rehearse is not None else None
     if preview:
         echo(f"job {spec.name} needs approval (schedule.approval: required): this run "

@@ -60,7 +60,8 @@ class ScheduleSpec(BaseModel):
         "status awaiting_approval); `runner approve RUN` carries out exactly that change."))
     rehearse: str | None = Field(None, description=(
         "Rehearse every run on a twin first (`runner twin up`): the twin's name, or "
-        "`required` for the default twin (`twin`, or `runner serve --twin NAME`). Production "
+        "`required` for the default twin (RUNNER_TWIN, else `twin`; `runner serve --twin "
+        "NAME` for that server). Production "
         "is contacted only when every device ended ok or changed on the twin; else the run "
         "ends rehearsal_failed. A twin that is not up fails the occurrence the same way. "
         "With approval: required, the preview shows the rehearsal beside its diff."),

@@ -18,7 +18,6 @@ from runner.errors import InputError
 from runner.job.commands import OVERRIDE_BLACKOUT
 from runner.job.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
 from runner.job.output import Progress, rehearsal_text, run_table, table
-from runner.job.schedule import DEFAULT_TWIN
 from runner.records import now_iso
 from runner.vocab import Approval, EngineChoice, NotifyEvent
 
@@ -69,14 +68,15 @@ def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, Sc
                    "trigger.webhook (every server may listen: each delivery runs once).")
 @click.option("--syslog", "syslog_at", metavar="HOST:PORT",
               help="Receive syslog (UDP and TCP) for jobs with a trigger.syslog rule.")
-@click.option("--twin", default=DEFAULT_TWIN, show_default=True, metavar="NAME",
-              help="The twin that jobs whose schedule says `rehearse: required` rehearse on.")
+@click.option("--twin", metavar="NAME",
+              help="The twin that jobs whose schedule says `rehearse: required` rehearse on "
+                   "(default: RUNNER_TWIN, else `twin`).")
 @click.pass_context
 def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
           store_url: str | None, max_runs: int, stop_grace: float, engine: EngineChoice,
           shard_size: int, notify_urls: tuple[str, ...], notify_on: tuple[str, ...],
           metrics_port: int | None, listen: str | None, syslog_at: str | None,
-          twin: str) -> None:
+          twin: str | None) -> None:
     """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them.
     Also: workflow steps (`after:`), webhooks (--listen), syslog rules (--syslog),
     freshness backups, and blackout windows (blackouts.yml in --jobs)."""
@@ -100,7 +100,8 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
 
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
                           stop_grace=stop_grace, engine=engine, shard_size=shard_size,
-                          settings=settings_of(ctx), notify=notify, twin=twin)
+                          settings=settings_of(ctx), notify=notify,
+                          twin=twin or settings_of(ctx).twin)
     listeners(scheduler, listen, syslog_at)
     sys.exit(scheduler.serve(early))
 
@@ -324,7 +325,7 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
         preview_window=schedule.approval_seconds if preview and schedule else None,
         blackout_override=blackout_override(override_blackout, me))
     check_override(prep, options)
-    twin = schedule.twin() if schedule is not None else None
+    twin = schedule.twin(options.settings.twin) if schedule is not None else None
     if twin is not None:
         from runner.job.rehearse import unattended
         from runner.lab.twin.rehearsal import open_twin

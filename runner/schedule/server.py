@@ -26,7 +26,6 @@ from runner.job.load import JobFile
 from runner.job.notify import NotifyTarget
 from runner.job.rehearse import unattended
 from runner.job.run import Prepared, RunOptions, execute, new_run_id, prepare_job
-from runner.job.schedule import DEFAULT_TWIN
 from runner.records import RunResult, now_iso
 from runner.schedule.flows import advance_workflows, folded, plan_freshness, start_events
 from runner.schedule.jobsdir import JobsDir, Scheduled, scheduled_from
@@ -71,12 +70,12 @@ class Scheduler:
                  engine: EngineChoice = EngineChoice.AUTO, shard_size: int = 50,
                  settings: Settings | None = None,
                  notify: list[NotifyTarget] | None = None,
-                 event_run: EventRunFunction | None = None, twin: str = DEFAULT_TWIN) -> None:
+                 event_run: EventRunFunction | None = None, twin: str | None = None) -> None:
         self.engine = engine
-        self.twin = twin  # the twin `rehearse: required` means
         self._rehearsing = threading.Lock()  # one rehearsal at a time: twins are shared
         self.notify = notify or []  # for jobs that name no notification targets
         self.settings = settings or Settings()
+        self.twin = twin or self.settings.twin  # the twin `rehearse: required` means
         self.shard_size = shard_size
         self.jobs = JobsDir(jobs_dir)
         self.store = store

@@ -28,7 +28,7 @@ from runner.lab.netns import wait_for
 from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_argv, run_job, shipped_job, sqlite_url, write_job
 from tests.support.serve import Serve
-from tests.support.web import Web
+from tests.support.web import Web, run_over_api
 
 SPEC = FleetSpec(50, "127.125.25.1")
 TWIN = "twrh"
@@ -263,7 +263,9 @@ def test_serve_rehearses_each_occurrence_before_it_asks_for_approval(
     assert "awaiting approval until" in text
 
     # the web's run page: the approval page shows the rehearsal beside the diff
-    web = Web(workdir, jobs, fleet.inventory).start()
+    web = Web(workdir, jobs, fleet.inventory)
+    web.env.update(RUNNER_HOME=str(workdir / ".runner"), RUNNER_TWIN=TWIN)  # its twins
+    web.start()
     try:
         viewer = web.client(web.token("viewer", "rehearse-noc"))
         page = viewer.get(f"/runs/{good['run_id']}").text
@@ -282,6 +284,12 @@ def test_serve_rehearses_each_occurrence_before_it_asks_for_approval(
         assert bad["run_id"] in listed and good["run_id"] not in listed
         api = viewer.get(f"/api/runs/{bad['run_id']}").json()
         assert api["status"] == "rehearsal_failed" and api["rehearsal"]["passed"] is False
+        # a run started over the API rehearses as serve's did: the web is no way round it
+        op = web.client(web.token("operator", "rehearse-op"))
+        run_id = run_over_api(web, op, "night-bad")
+        api = viewer.get(f"/api/runs/{run_id}").json()
+        assert api["status"] == "rehearsal_failed" and api["rehearsal"]["twin"] == TWIN
+        assert api["approval_deadline"] is None  # no preview was made
     finally:
         web.stop()
     approved = runner(workdir, "approve", good["run_id"])
