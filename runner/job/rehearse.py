@@ -23,6 +23,7 @@ from runner.job.run import (
     new_run_id,
     notify_finished,
     prepare_job,
+    read_secrets,
 )
 from runner.records import HELD_BY_POLICY, DeviceResult, RunResult, now_iso
 from runner.vocab import SUCCESS, DeviceStatus, EngineChoice, RunStatus, StepKind
@@ -167,7 +168,10 @@ def rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twi
 
     check_approval(prep, options)
     check_blackouts(prep, replace(options))  # refused now, before the twin is touched
-    check_secret_files(prep, options.settings.secrets_dirs)
+    if options.engine is EngineChoice.CELERY:  # workers read production's secrets
+        check_secret_files(prep, options.settings.secrets_dirs)
+    else:  # a secret production's run could not read: refused now, not after the twin
+        read_secrets(prep, options.settings.secrets_dirs)
     on_twin = twin_prepared(prep, twin)
     twin_options = RunOptions(
         settings=options.settings, engine=_twin_engine(options.engine),
