@@ -188,7 +188,7 @@ def rehearsal_text(rehearsal: dict[str, Any], *, with_diffs: bool = True,
     lines.append(f"  {summary}" if summary else "  no device was rehearsed")
     reset = rehearsal.get("reset")
     lines.append(f"  twin afterwards: {reset}" if reset else
-                 "  twin afterwards: not reset yet (the run is going)")
+                 "  twin afterwards: reset once the run ends (unless --keep)")
     if with_diffs:
         for d in devices:
             if d.get("diff") and (show_all or not passed or len(devices) <= FULL_TABLE_UP_TO):

@@ -179,6 +179,7 @@ def rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twi
         calendar=options.calendar, now=options.now,
         blackout_override=dict(options.blackout_override) if options.blackout_override
         else None, occurrence=options.occurrence, on_twin=True,
+        on_device_done=list(options.on_device_done),
         # the twin is no production: a job that needs approval is rehearsed without one
         override={"by": options.started_by or "runner", "at": now_iso(),
                   "reason": f"rehearsal on twin {twin.name}"}
