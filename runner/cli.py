@@ -7,11 +7,12 @@ import signal
 import sys
 from dataclasses import dataclass, replace
 from types import FrameType
+from typing import Any
 
 import click
 
 from runner import __version__, logsetup
-from runner.cli_common import echo
+from runner.cli_common import TWIN_OPENER, echo
 from runner.errors import RunnerError
 from runner.registry import Registry
 from runner.settings import Settings
@@ -119,7 +120,15 @@ def cli(ctx: click.Context, verbose: int, db: str | None) -> None:
     """Network-automation job runner for device fleets."""
     settings = Settings.from_env()  # the one read of the environment; passed down from here
     ctx.obj = settings if db is None else replace(settings, db_url=db)
+    ctx.meta[TWIN_OPENER] = _open_twin
     logsetup.configure(verbose)
+
+
+def _open_twin(settings: Settings, name: str) -> Any:
+    """Twin `name` for `runner run --rehearse` (runner.lab.twin.rehearsal), imported only
+    when a run is rehearsed."""
+    module = importlib.import_module("runner.lab.twin.rehearsal")
+    return module.open_twin(settings, name)
 
 
 _TERMINATED: list[bool] = []  # SIGTERM arrived (asyncio may re-raise it as a plain Ctrl-C)

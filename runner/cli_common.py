@@ -4,7 +4,7 @@ environment, and the options that mean the same everywhere (--engine)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -34,6 +34,20 @@ def results_store(ctx: click.Context) -> ResultsStore:
 
     settings = settings_of(ctx)
     return ResultsStore(settings.database_url(), settings.db_retry)
+
+
+# The `runner` group's own way to open a twin for `run --rehearse` (ctx.meta): the lab is a
+# layer above the job's commands, so the command line, on top of both, hands it down.
+TWIN_OPENER = "twin-opener"
+
+
+def twin_opener(ctx: click.Context) -> Callable[[Settings, str], Any]:
+    """How to open a twin (runner.job.rehearse.TwinOpener, given the settings)."""
+    opener = ctx.meta.get(TWIN_OPENER)
+    if opener is None:
+        raise click.UsageError("--rehearse needs the `runner` command line (no twin "
+                               "machinery here)")
+    return cast("Callable[[Settings, str], Any]", opener)
 
 
 ENGINE_HELP = ("auto: engine processes (one per core) for large runs, else this process; "

@@ -354,6 +354,13 @@ class NotApproved(NotRun):
     status = DeviceStatus.SKIPPED
 
 
+class RehearsalFailed(NotRun):
+    """The job was rehearsed on a twin first (`--rehearse`) and a device there did not end
+    ok or changed: production was never contacted (the run ends rehearsal_failed)."""
+
+    status = DeviceStatus.SKIPPED
+
+
 class BlackedOut(NotRun):
     """The device's site, group or name is in a blackout window while the run goes on
     elsewhere: never contacted (the run's outcome leaves it out: see RunResult.ok)."""

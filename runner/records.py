@@ -14,6 +14,8 @@ RECORDS_THREAD = "runner-records"
 # A device a blackout window held out of a run that went on elsewhere (runner.errors'
 # BlackedOut): skipped by policy, so it does not make the run fail.
 HELD_BY_POLICY = "BlackedOut"
+REHEARSAL_FAILED_EXIT = 4  # `runner run --rehearse`: the twin said no; production untouched
+
 
 class Failure(Protocol):
     """What a record keeps of a device's failure (runner.errors.DeviceError is one)."""
@@ -184,6 +186,13 @@ class RunResult:
     workflow: str | None = None  # the workflow run it is a step (or the start) of
     # run inside a blackout window: {"by", "at", "reason", "windows"}
     blackout_override: dict[str, Any] | None = None
+    # rehearsed on a twin first (`--rehearse`): the twin, its run, passed or not, and per
+    # device what happened there (runner.job.rehearse.Rehearsal.to_json)
+    rehearsal: dict[str, Any] | None = None
+
+    @property
+    def rehearsal_failed(self) -> bool:
+        return self.rehearsal is not None and not self.rehearsal.get("passed")
 
     @property
     def summary(self) -> dict[str, int]:
@@ -206,7 +215,10 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         """`runner run`'s: 0 every device ok/changed (or compliant), 1 any other outcome,
-        3 every device did its work and some are non-compliant (drift found)."""
+        3 every device did its work and some are non-compliant (drift found), 4 the
+        rehearsal on a twin failed (production was not contacted)."""
+        if self.rehearsal_failed:
+            return REHEARSAL_FAILED_EXIT
         return 1 if not self.ok else 3 if self.drift else 0
 
     def to_json(self) -> dict[str, Any]:
@@ -219,6 +231,7 @@ class RunResult:
             "started_by": self.started_by,
             "override": self.override, "workflow": self.workflow,
             "blackout_override": self.blackout_override,
+            "rehearsal": self.rehearsal,
             "summary": self.summary,
             "devices": [d.to_json() for d in self.devices],
         }

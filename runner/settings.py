@@ -59,6 +59,9 @@ class Settings:
     broker_key: Path | None = None
     broker_cert: Path | None = None
     broker_trusted: Path | None = None
+    # RUNNER_TWIN: the twin a schedule's `rehearse: required` means (`runner twin up`'s
+    # default name unless set; `runner serve --twin` overrides it for that server)
+    twin: str = "twin"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +95,7 @@ class Settings:
             lab_index=Path(env.get("RUNNER_LAB_INDEX") or base.lab_index),
             lab_ready_timeout=number("RUNNER_LAB_READY_TIMEOUT", base.lab_ready_timeout, 1),
             secrets_dirs=_directories("RUNNER_SECRETS_DIR", env.get("RUNNER_SECRETS_DIR")),
+            twin=_twin(env.get("RUNNER_TWIN") or base.twin),
             **_signing(env),
         )
 
@@ -151,3 +155,10 @@ def _directories(name: str, raw: str | None) -> tuple[Path, ...]:
 def safe_url(url: str) -> str:
     """The URL (or a message holding one) with any password replaced: what may be logged."""
     return re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1****@", url)
+
+
+def _twin(name: str) -> str:
+    if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$", name) or len(name) > 100:
+        raise InputError(f"environment variable RUNNER_TWIN={name[:100]!r}: expected a twin's "
+                         "name (letters, digits, '.', '_', '-')")
+    return name

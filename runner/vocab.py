@@ -75,6 +75,9 @@ class RunStatus(StrEnum):
     APPROVED = "approved"  # an operator said yes: a run of its own carries the change out
     REJECTED = "rejected"  # an operator said no to the previewed change
     EXPIRED = "expired"  # nobody approved it within the approval window
+    # rehearsed on a twin first (`--rehearse`), which did not end well: production was
+    # never contacted; the run's `rehearsal` says, per device, what happened on the twin
+    REHEARSAL_FAILED = "rehearsal_failed"
 
 
 class ImportOutcome(StrEnum):
@@ -165,6 +168,8 @@ class OccurrenceStatus(StrEnum):
     # ... and once the approved change was carried out: done, failed or interrupted
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    # rehearsed on a twin (`schedule.rehearse`), which failed: production not contacted
+    REHEARSAL_FAILED = "rehearsal_failed"
     MISSED = "missed"  # misfired (too late) or coalesced into a later one
     SKIPPED = "skipped"  # the previous run was still going (overlap: skip), a blackout
     DEFERRED = "deferred"  # due in a blackout window: a run at the window's end instead

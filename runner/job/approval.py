@@ -113,4 +113,5 @@ def approve(store: ResultsStore, run_id: str, options: RunOptions,
     options.approved = changes
     options.decision = {"by": decider, "at": now_iso()}
     options.started_by = decider
+    options.rehearsal = preview.rehearsal  # the evidence it was approved on, kept with it
     return execute(prep, store, options)

@@ -9,14 +9,30 @@ from typing import TYPE_CHECKING
 
 import click
 
-from runner.cli_common import ALL_DEVICES, echo, engine_option, results_store, settings_of
+from runner.cli_common import (
+    ALL_DEVICES,
+    echo,
+    engine_option,
+    results_store,
+    settings_of,
+    twin_opener,
+)
 from runner.errors import InputError, RecordsNotStored, RunnerError
-from runner.job.output import Progress, account_lines, diffs, run_table, table
+from runner.job.output import (
+    Progress,
+    account_lines,
+    diffs,
+    rehearsal_text,
+    run_table,
+    table,
+)
 from runner.vocab import DeviceStatus, EngineChoice
 
 # What a command needs beyond its options is imported as it runs: `runner run --help` and
 # `runner validate` load no database, Celery or Redis (tests/unit/test_startup.py).
 if TYPE_CHECKING:
+    from runner.job.rehearse import Rehearsal, Twin
+    from runner.job.run import Prepared, RunOptions
     from runner.records import DeviceResult, RunResult
     from runner.store.results import ResultsStore
 
@@ -69,15 +85,24 @@ def _statuses(_ctx: click.Context, _param: click.Parameter,
                    "--reason). Without it such a job is previewed for approval.")
 @click.option("--reason", metavar="TEXT", help="Why (recorded with --no-approval).")
 @OVERRIDE_BLACKOUT
+@click.option("--rehearse", metavar="TWIN",
+              help="Run the job on twin TWIN first (`runner twin up`: the same devices, "
+                   "batches, checks and rollback); production only if every device there "
+                   "ended ok or changed, else the run ends rehearsal_failed (exit 4) with "
+                   "production untouched. The twin is reset (`twin sync`) afterwards.")
+@click.option("--keep", is_flag=True,
+              help="With --rehearse: leave the twin as the rehearsal left it (no reset).")
 @ALL_DEVICES
 @click.pass_context
 def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         limit: str | None, dry_run: bool, as_json: bool, show_diff: bool | None,
         engine: EngineChoice, shard_size: int, processes: int, rerun_of: str | None,
         statuses: list[DeviceStatus] | None, no_approval: bool, reason: str | None,
-        override_blackout: str | None, show_all: bool) -> None:
+        override_blackout: str | None, rehearse: str | None, keep: bool,
+        show_all: bool) -> None:
     """Run JOB_FILE now on its targets. Exit 0: all ok/changed; 3: drift found (some
-    devices non_compliant, none failed); 1: any other; 2: bad input.
+    devices non_compliant, none failed); 4: --rehearse failed on the twin (production not
+    contacted); 1: any other; 2: bad input.
     A job whose schedule says `approval: required` is previewed instead (status
     awaiting_approval; `runner approve RUN_ID` carries it out), unless --no-approval.
     Inside a blackout window (blackouts.yml beside the job file) it is refused with exit 2
@@ -95,13 +120,8 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
 
     store = _store(ctx)
     only = None
-    if statuses and rerun_of is None:
-        raise InputError("--status goes with --rerun RUN_ID", field="--status")
-    if reason is not None and not no_approval:
-        raise InputError("--reason goes with --no-approval", field="--reason")
-    if no_approval and dry_run:
-        raise InputError("--no-approval sends a change; --dry-run sends nothing: choose one",
-                         field="--no-approval")
+    _check_flags(statuses is not None and rerun_of is None, reason, no_approval, dry_run,
+                 rehearse, keep)
     if rerun_of is not None:  # "" (an unset variable) is an error, not "every target"
         job = load_job(job_file)
         rerun_of, only = rerun_targets(store, rerun_of, job.spec.name, statuses)
@@ -122,22 +142,66 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         blackout_override=blackout_override(override_blackout, me))
     preview = gate(spec, options)
     check_override(prep, options)
+    if rehearse is None and spec.schedule is not None:
+        rehearse = spec.schedule.twin(options.settings.twin)  # from every entry point
+    twin = twin_opener(ctx)(options.settings, rehearse) if rehearse is not None else None
     if preview:
         echo(f"job {spec.name} needs approval (schedule.approval: required): this run "
-             "previews the change and sends nothing", err=True)
+             "previews the change and sends nothing" + (
+                 " to production (the twin is changed)" if twin else ""), err=True)
     try:
-        run_result = execute(prep, store, options)
+        if twin is not None:
+            run_result = _rehearsed(prep, store, options, twin, keep, as_json)
+        else:
+            run_result = execute(prep, store, options)
     except RecordsNotStored as exc:  # the run's outcome still shows; then the error, exit 1
         if exc.run is not None:
             _show(exc.run, as_json, show_diff if show_diff is not None else dry_run, show_all)
         raise
     shown_diffs = show_diff if show_diff is not None else (dry_run or preview)
     _show(run_result, as_json, shown_diffs, show_all, store)
-    if preview:
+    if preview and not run_result.rehearsal_failed:
         echo(f"awaiting approval: runner approve {run_result.run_id} (or runner "
              f"reject {run_result.run_id})", err=as_json)
         sys.exit(0)
     sys.exit(run_result.exit_code)
+
+
+def _check_flags(status_alone: bool, reason: str | None, no_approval: bool, dry_run: bool,
+                 rehearse: str | None, keep: bool) -> None:
+    """`runner run`'s options that only make sense together."""
+    if status_alone:
+        raise InputError("--status goes with --rerun RUN_ID", field="--status")
+    if reason is not None and not no_approval:
+        raise InputError("--reason goes with --no-approval", field="--reason")
+    if keep and rehearse is None:
+        raise InputError("--keep goes with --rehearse TWIN", field="--keep")
+    if rehearse is not None and not rehearse.strip():
+        raise InputError("--rehearse needs a twin's name (`runner twin up --name`)",
+                         field="--rehearse")
+    if no_approval and dry_run:
+        raise InputError("--no-approval sends a change; --dry-run sends nothing: choose one",
+                         field="--no-approval")
+
+
+def _rehearsed(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twin,
+               keep: bool, as_json: bool) -> RunResult:
+    """`run --rehearse`: the twin first (its progress and outcome on stderr), then
+    production if the rehearsal passed."""
+    from runner.job.rehearse import rehearse
+
+    echo(f"rehearsing on twin {twin.name} ({len(prep.hosts)} device(s), inventory "
+         f"{twin.inventory})", err=True)
+    production = options.on_device_done
+    options.on_device_done = [Progress(len(prep.hosts))]
+
+    def rehearsed(outcome: Rehearsal) -> None:
+        options.on_device_done = production
+        echo(rehearsal_text(outcome.to_json(), with_diffs=False), err=True)
+        if outcome.passed:
+            echo("running on production", err=True)
+
+    return rehearse(prep, store, options, twin, keep=keep, on_rehearsed=rehearsed)
 
 
 def echo_run_json(run_result: RunResult, store: ResultsStore | None, *,
@@ -166,6 +230,10 @@ def _show(run_result: RunResult, as_json: bool, with_diffs: bool, show_all: bool
     if as_json:
         echo_run_json(run_result, store)
         return
+    if run_result.rehearsal is not None:
+        echo(rehearsal_text(run_result.rehearsal, with_diffs=with_diffs or
+                            run_result.rehearsal_failed, show_all=show_all,
+                            dry_run=run_result.dry_run) + "\n")
     if with_diffs:
         text = diffs(run_result)
         if text:
@@ -304,6 +372,9 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
         echo(line)
     if row.get("error"):
         echo(f"error: {row['error']}")
+    if run_result.rehearsal is not None:
+        echo(rehearsal_text(run_result.rehearsal, show_all=show_all,
+                            dry_run=run_result.dry_run))
     echo(run_table(run_result, show_all, counts if whole else None))
     for sent in row["notifications"] or []:
         outcome = "delivered" if sent["delivered"] else f"NOT delivered: {sent['error']}"
@@ -362,6 +433,11 @@ def approve(ctx: click.Context, run_id: str, inventory: Path | None, templates: 
     if as_json:
         echo_run_json(result, store, account=False)
     else:
+        rehearsed = preview.rehearsal
+        if rehearsed is not None:
+            echo(f"the preview was rehearsed on twin {rehearsed.get('twin')} (twin run "
+                 f"{rehearsed.get('run_id')}): passed; `runner show {preview.run_id}` has "
+                 "the evidence")
         echo(f"approved {preview.run_id} by {result.started_by}: carried out as run "
              f"{result.run_id}\n{run_table(result, show_all)}")
     sys.exit(result.exit_code)

@@ -159,3 +159,44 @@ def account_lines(row: dict[str, Any], links: dict[str, Any]) -> list[str]:
         out.append(f"cancel requested by {row.get('cancel_requested_by')} at "
                    f"{row['cancel_requested']}")
     return out
+
+
+def rehearsal_text(rehearsal: dict[str, Any], *, with_diffs: bool = True,
+                   show_all: bool = False, dry_run: bool = False) -> str:
+    """A run's rehearsal on a twin, for the engineer who signs the change off: passed or
+    not and what that meant for production, per device what happened on the twin (past
+    FULL_TABLE_UP_TO devices only the ones that did not pass), the twin's diffs, and what
+    became of the twin afterwards."""
+    devices = rehearsal.get("devices") or []
+    passed = bool(rehearsal.get("passed"))
+    verdict = ("PASSED: production was previewed after it (nothing sent)" if dry_run else
+               "PASSED: production was run after it") if passed else \
+        "FAILED: production was NOT contacted"
+    if rehearsal.get("error"):  # the twin could not be used at all
+        verdict += f" ({rehearsal['error']})"
+    lines = [f"rehearsal on twin {rehearsal.get('twin')}: {verdict}",
+             f"  twin run {rehearsal.get('run_id') or '(none)'} ({rehearsal.get('status')}), "
+             f"{rehearsal.get('started')} .. {rehearsal.get('finished')}; its records: "
+             f"runner --db {rehearsal.get('records')} show {rehearsal.get('run_id')}"]
+    summary = "  ".join(f"{k} {v}" for k, v in (rehearsal.get("summary") or {}).items() if v)
+    listed = devices if show_all or len(devices) <= FULL_TABLE_UP_TO else \
+        [d for d in devices if d["status"] not in SUCCESS]
+    rows = [("ON THE TWIN", "STATUS", "CHANGED", "FAILED STEP", "ERROR")]
+    for d in listed:
+        error = f"{d['error_class']}: {d['error']}" if d.get("error") else ""
+        rows.append((d["host"], d["status"], "yes" if d.get("changed") else "no",
+                     d.get("failed_check") or "", error[:120]))
+    if len(rows) > 1:
+        lines += ["  " + line for line in table(rows).split("\n")]
+    if len(listed) < len(devices):
+        lines.append(f"  ... and {len(devices) - len(listed)} more ended ok or changed "
+                     "(--all lists every device)")
+    lines.append(f"  {summary}" if summary else "  no device was rehearsed")
+    reset = rehearsal.get("reset")
+    lines.append(f"  twin afterwards: {reset}" if reset else
+                 "  twin afterwards: reset once the run ends (unless --keep)")
+    if with_diffs:
+        for d in devices:
+            if d.get("diff") and (show_all or not passed or len(devices) <= FULL_TABLE_UP_TO):
+                lines.append(f"--- {d['host']} on the twin\n{d['diff'].rstrip()}")
+    return "\n".join(lines)

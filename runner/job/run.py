@@ -110,6 +110,11 @@ class RunOptions:
     # once stored, a record keeps only that and what the run's end needs (slim()).
     on_device_done: list[Callable[[DeviceResult], None]] = field(default_factory=list)
     notify: list[NotifyTarget] = field(default_factory=list)  # for jobs that name none
+    # Rehearsal (runner.job.rehearse): the production run carries its rehearsal's evidence;
+    # the run on the twin itself (`on_twin`) notifies nobody and commits no backup (its
+    # configs are the twin's, not production's).
+    rehearsal: dict[str, Any] | None = None
+    on_twin: bool = False
 
 
 def check_job(job: JobFile, templates_dir: Path) -> None:
@@ -363,7 +368,8 @@ def _new_run(prep: Prepared, options: RunOptions, dry_run: bool) -> RunResult:
                      rerun_of=options.rerun_of, approves=options.approves,
                      remediates=options.remediates,
                      started_by=options.started_by, override=options.override,
-                     workflow=options.workflow, blackout_override=options.blackout_override)
+                     workflow=options.workflow, blackout_override=options.blackout_override,
+                     rehearsal=options.rehearsal)
 
 
 def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResult:
@@ -386,7 +392,9 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     writer = RecordWriter(store, run.run_id, prep.hosts)
     watch = RunWatch(store, run.run_id, cancel, paused=lambda: writer.error is not None)
     finished: list[DeviceResult] = []
-    sink = backup_sink(prep, dry_run)
+    # a run on a twin backs up the twin's configs: nothing of them goes near production's
+    # backup repository (the records keep them)
+    sink = None if options.on_twin else backup_sink(prep, dry_run)
 
     def done(device: DeviceResult) -> None:
         if sink is not None:
@@ -419,7 +427,7 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
         run.finished = now_iso()
         _store_end(store, run, RunStatus.FAILED, str(error), prep.hosts, unsaved,
                    writer.error, options)
-        notify_finished(prep, store, run, RunStatus.FAILED, options.notify, resolver)
+        _notifier(options)(prep, store, run, RunStatus.FAILED, options.notify, resolver)
         raise error from exc
     run.finished = now_iso()
     interrupted = cancel.is_set()
@@ -427,13 +435,13 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
         _store_end(store, run, RunStatus.AWAITING_APPROVAL, None, prep.hosts, unsaved,
                    writer.error, options)
         _await_approval(prep, store, run, options.preview_window)
-        notify_finished(prep, store, run, RunStatus.AWAITING_APPROVAL, options.notify,
-                        resolver, record_compliance(prep, store, run))
+        _notifier(options)(prep, store, run, RunStatus.AWAITING_APPROVAL, options.notify,
+                           resolver, record_compliance(prep, store, run))
         return run
     status = RunStatus.INTERRUPTED if interrupted else None
     _store_end(store, run, status, None, prep.hosts, unsaved, writer.error, options)
-    notify_finished(prep, store, run, status, options.notify, resolver,
-                    record_compliance(prep, store, run))
+    _notifier(options)(prep, store, run, status, options.notify, resolver,
+                       record_compliance(prep, store, run))
     return run
 
 
@@ -543,6 +551,14 @@ def deadline(window_s: float) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
+def _silent(*_args: Any) -> None:
+    """A rehearsal's run on a twin notifies nobody: the production run that follows does."""
+
+
+def _notifier(options: RunOptions) -> Callable[..., None]:
+    return _silent if options.on_twin else notify_finished
+
+
 def notify_finished(prep: Prepared, store: ResultsStore, run: RunResult,
                     status: RunStatus | None, defaults: list[NotifyTarget],
                     resolver: SecretResolver | None = None,
@@ -575,7 +591,8 @@ def backup_sink(prep: Prepared, dry_run: bool) -> BackupSink | None:
 
 
 def commit_backups(prep: Prepared, run: RunResult, sink: BackupSink | None) -> None:
-    """One commit for the run, of the devices whose config changed since the last backup."""
+    """One commit for the run, of the devices whose config changed since the last backup
+    (none without a sink: no backup step, or a run on a twin)."""
     if sink is None:
         return
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -13,6 +14,10 @@ from runner.vocab import Approval, OnBlackout, Overlap
 
 if TYPE_CHECKING:
     from runner.job.triggers import Trigger
+
+REHEARSE_REQUIRED = "required"  # `rehearse: required`: the default twin
+DEFAULT_TWIN = "twin"  # `runner twin up`'s default name
+TWIN_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")  # a lab's name (runner.lab.schema)
 
 
 class IntervalSpec(BaseModel):
@@ -53,6 +58,14 @@ class ScheduleSpec(BaseModel):
     approval: Approval = Field(Approval.NONE, description=(
         "required: at each occurrence a dry run previews the change (diffs stored, run "
         "status awaiting_approval); `runner approve RUN` carries out exactly that change."))
+    rehearse: str | None = Field(None, description=(
+        "Rehearse every run on a twin first (`runner twin up`): the twin's name, or "
+        "`required` for the default twin (RUNNER_TWIN, else `twin`; `runner serve --twin "
+        "NAME` for that server). Production "
+        "is contacted only when every device ended ok or changed on the twin; else the run "
+        "ends rehearsal_failed. A twin that is not up fails the occurrence the same way. "
+        "With approval: required, the preview shows the rehearsal beside its diff."),
+        max_length=100, json_schema_extra={"pattern": TWIN_NAME.pattern})
     approval_timeout: str | float = Field(
         "8h", description="How long a preview waits for approval before it expires: "
                           "seconds, or '90m', '8h', '1d'.")
@@ -78,6 +91,18 @@ class ScheduleSpec(BaseModel):
         if seconds < 1:
             raise ValueError("the interval must be at least 1 second")
         return value
+
+    @field_validator("rehearse")
+    @classmethod
+    def _twin(cls, value: str | None) -> str | None:
+        if value is not None and not TWIN_NAME.match(value):
+            raise ValueError(f"{value!r} is not a twin's name (letters, digits, '.', '_', "
+                             "'-') nor `required`")
+        return value
+
+    def twin(self, default: str = DEFAULT_TWIN) -> str | None:
+        """The twin every run rehearses on: `rehearse:`'s name, `default` for required."""
+        return default if self.rehearse == REHEARSE_REQUIRED else self.rehearse
 
     @field_validator("approval_timeout")
     @classmethod

@@ -17,7 +17,7 @@ from runner.cli_common import ALL_DEVICES, echo, engine_option, results_store, s
 from runner.errors import InputError
 from runner.job.commands import OVERRIDE_BLACKOUT
 from runner.job.notify import DEFAULT_EVENTS, NotifyTarget, url_problem
-from runner.job.output import Progress, run_table, table
+from runner.job.output import Progress, rehearsal_text, run_table, table
 from runner.records import now_iso
 from runner.vocab import Approval, EngineChoice, NotifyEvent
 
@@ -68,11 +68,15 @@ def _stores(ctx: click.Context, store_url: str | None) -> tuple[ResultsStore, Sc
                    "trigger.webhook (every server may listen: each delivery runs once).")
 @click.option("--syslog", "syslog_at", metavar="HOST:PORT",
               help="Receive syslog (UDP and TCP) for jobs with a trigger.syslog rule.")
+@click.option("--twin", metavar="NAME",
+              help="The twin that jobs whose schedule says `rehearse: required` rehearse on "
+                   "(default: RUNNER_TWIN, else `twin`).")
 @click.pass_context
 def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
           store_url: str | None, max_runs: int, stop_grace: float, engine: EngineChoice,
           shard_size: int, notify_urls: tuple[str, ...], notify_on: tuple[str, ...],
-          metrics_port: int | None, listen: str | None, syslog_at: str | None) -> None:
+          metrics_port: int | None, listen: str | None, syslog_at: str | None,
+          twin: str | None) -> None:
     """Run the scheduled jobs in --jobs until SIGTERM; SIGHUP or any edit reloads them.
     Also: workflow steps (`after:`), webhooks (--listen), syslog rules (--syslog),
     freshness backups, and blackout windows (blackouts.yml in --jobs)."""
@@ -96,7 +100,8 @@ def serve(ctx: click.Context, jobs_dir: Path, inventory: Path, templates: Path,
 
     scheduler = Scheduler(jobs_dir, store, results, inventory, templates, max_runs=max_runs,
                           stop_grace=stop_grace, engine=engine, shard_size=shard_size,
-                          settings=settings_of(ctx), notify=notify)
+                          settings=settings_of(ctx), notify=notify,
+                          twin=twin or settings_of(ctx).twin)
     listeners(scheduler, listen, syslog_at)
     sys.exit(scheduler.serve(early))
 
@@ -320,9 +325,18 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
         preview_window=schedule.approval_seconds if preview and schedule else None,
         blackout_override=blackout_override(override_blackout, me))
     check_override(prep, options)
-    result = execute(prep, results, options)
+    twin = schedule.twin(options.settings.twin) if schedule is not None else None
+    if twin is not None:
+        from runner.job.rehearse import unattended
+        from runner.lab.twin.rehearsal import open_twin
+
+        result = unattended(prep, results, options, twin,
+                            lambda n: open_twin(options.settings, n))
+        echo(rehearsal_text(result.rehearsal or {}, show_all=show_all))
+    else:
+        result = execute(prep, results, options)
     echo(run_table(result, show_all))
-    if preview:
+    if preview and not result.rehearsal_failed:
         echo(f"awaiting approval: runner approve {result.run_id} (or runner reject "
              f"{result.run_id})")
         sys.exit(0)

@@ -30,7 +30,8 @@ from runner.vocab import (
 )
 
 log = logging.getLogger("runner.serve")
-FAILED_OUTCOMES = frozenset({"failed", "interrupted", "rejected", "expired", "blacked out"})
+FAILED_OUTCOMES = frozenset({"failed", "interrupted", "rejected", "expired", "blacked out",
+                             "rehearsal_failed"})
 
 
 def on_blackout(job: JobFile, source: EventSource) -> OnBlackout:
@@ -245,7 +246,7 @@ def workflow_status(graph: Graph, outcomes: dict[str, str | None]) -> WorkflowSt
     """A workflow fails when a job in it failed (or was rejected, expired, blacked out)
     and no step that follows it on failure or always ran (a handled failure does not fail
     it)."""
-    ran = {"ok", "failed", "interrupted"}
+    ran = {"ok", "failed", "interrupted", "rehearsal_failed"}
     handled = {p for job, (parents, _) in graph.steps.items() for p, w in parents
                if w in (When.FAILURE, When.ALWAYS) and outcomes.get(job) in ran}
     for job, outcome in outcomes.items():

@@ -24,8 +24,9 @@ from runner.errors import BlackoutActive, InputError, StoreError
 from runner.job.blackouts import Calendar
 from runner.job.load import JobFile
 from runner.job.notify import NotifyTarget
-from runner.job.run import RunOptions, execute, new_run_id, prepare_job
-from runner.records import now_iso
+from runner.job.rehearse import unattended
+from runner.job.run import Prepared, RunOptions, execute, new_run_id, prepare_job
+from runner.records import RunResult, now_iso
 from runner.schedule.flows import advance_workflows, folded, plan_freshness, start_events
 from runner.schedule.jobsdir import JobsDir, Scheduled, scheduled_from
 from runner.schedule.policy import Slot, blackout_fate, due, is_occurrence
@@ -69,10 +70,12 @@ class Scheduler:
                  engine: EngineChoice = EngineChoice.AUTO, shard_size: int = 50,
                  settings: Settings | None = None,
                  notify: list[NotifyTarget] | None = None,
-                 event_run: EventRunFunction | None = None) -> None:
+                 event_run: EventRunFunction | None = None, twin: str | None = None) -> None:
         self.engine = engine
+        self._rehearsing = threading.Lock()  # one rehearsal at a time: twins are shared
         self.notify = notify or []  # for jobs that name no notification targets
         self.settings = settings or Settings()
+        self.twin = twin or self.settings.twin  # the twin `rehearse: required` means
         self.shard_size = shard_size
         self.jobs = JobsDir(jobs_dir)
         self.store = store
@@ -371,6 +374,19 @@ class Scheduler:
             notify=self.notify, started_by=started_by, workflow=workflow,
             calendar=self.jobs.calendar, now=self.clock.now())
 
+    def execute(self, prep: Prepared, options: RunOptions) -> RunResult:
+        """Run an occurrence: on its twin first when its schedule says `rehearse:`, one
+        rehearsal at a time (a twin that is not up fails it as rehearsal_failed)."""
+        schedule = prep.job.spec.schedule
+        name = schedule.twin(self.twin) if schedule is not None else None
+        if name is None:
+            return execute(prep, self.results, options)
+        from runner.lab.twin.rehearsal import open_twin
+
+        with self._rehearsing:
+            return unattended(prep, self.results, options, name,
+                              lambda twin: open_twin(self.settings, twin))
+
     def _execute(self, sched: Scheduled, occurrence: datetime, run_id: str,
                  cancel: threading.Event) -> OccurrenceStatus:
         spec = sched.job.spec.schedule
@@ -384,9 +400,11 @@ class Scheduler:
         options = self.run_options(sched.job, f"{sched.name}@{occurrence.isoformat()}",
                                    run_id, cancel, self._workflow_of_run.get(run_id),
                                    f"runner serve ({self.owner})")
-        result = execute(prep, self.results, options)
+        result = self.execute(prep, options)
         if cancel.is_set():
             return OccurrenceStatus.INTERRUPTED
+        if result.rehearsal_failed:
+            return OccurrenceStatus.REHEARSAL_FAILED
         if options.preview_window is not None:
             log.warning("%s: occurrence %s previewed as run %s: awaiting approval "
                         "(runner approve %s)", sched.name, occurrence.isoformat(), run_id,
@@ -403,9 +421,11 @@ class Scheduler:
         prep = prepare_job(job, self.inventory, self.templates, only=start.hosts)
         options = self.run_options(job, start.label, start.run_id, cancel, start.workflow,
                                    f"runner serve ({self.owner}): {start.cause}"[:200])
-        result = execute(prep, self.results, options)
+        result = self.execute(prep, options)
         if cancel.is_set():
             return OccurrenceStatus.INTERRUPTED
+        if result.rehearsal_failed:
+            return OccurrenceStatus.REHEARSAL_FAILED
         if options.preview_window is not None:
             log.warning("%s: %s previewed as run %s: awaiting approval (runner approve %s)",
                         start.name, start.key, start.run_id, start.run_id)

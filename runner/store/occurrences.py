@@ -19,7 +19,8 @@ from runner.vocab import OccurrenceStatus, RunStatus
 _DECIDED = {RunStatus.REJECTED: OccurrenceStatus.REJECTED,
             RunStatus.EXPIRED: OccurrenceStatus.EXPIRED,
             RunStatus.FAILED: OccurrenceStatus.FAILED,
-            RunStatus.INTERRUPTED: OccurrenceStatus.INTERRUPTED}
+            RunStatus.INTERRUPTED: OccurrenceStatus.INTERRUPTED,
+            RunStatus.REHEARSAL_FAILED: OccurrenceStatus.REHEARSAL_FAILED}
 _CARRIED_OUT = {RunStatus.OK: OccurrenceStatus.DONE, RunStatus.FAILED: OccurrenceStatus.FAILED,
                 RunStatus.INTERRUPTED: OccurrenceStatus.INTERRUPTED}
 

@@ -145,7 +145,7 @@ def run_head(store: ResultsStore, run_id: str, *, hosts: bool = True) -> dict[st
     full = store.resolve(run_id)
     counted = func.coalesce(func.json_array_length(runs.c.hosts), 0).label("host_count")
     with store.engine.connect() as conn:
-        row = conn.execute(select(*(runs.c[c] for c in LISTED), counted,
+        row = conn.execute(select(*(runs.c[c] for c in LISTED), counted, runs.c.rehearsal,
                                   *([runs.c.hosts] if hosts else []))
                            .where(runs.c.run_id == full)).one()
     return dict(row._mapping)

@@ -93,6 +93,9 @@ runs = Table(
     # "windows"} (0006).
     Column("workflow", String(32), index=True),
     Column("blackout_override", JSON),
+    # Rehearsed on a twin first: the twin, its run, passed or not, per device what happened
+    # there, and whether the twin was reset (0010, issue 25)
+    Column("rehearsal", JSON),
 )
 devices = Table(
     "devices", metadata,
@@ -186,8 +189,16 @@ class ResultsStore:
                     rerun_of=run.rerun_of, approves=run.approves,
                     started_by=run.started_by, override=run.override,
                     remediates=run.remediates, workflow=run.workflow,
-                    blackout_override=run.blackout_override))
+                    blackout_override=run.blackout_override, rehearsal=run.rehearsal))
         self._retrying(f"starting run {run.run_id}", insert_run)
+
+    def set_rehearsal(self, run_id: str, rehearsal: dict[str, Any]) -> None:
+        """The run's rehearsal as it ends (the twin reset or kept, after the run)."""
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(update(runs).where(runs.c.run_id == run_id).values(
+                    rehearsal=rehearsal))
+        self._retrying(f"recording the rehearsal of run {run_id}", write)
 
     @staticmethod
     def _take_approval(conn: Connection, run: RunResult, decision: dict[str, Any]) -> None:
@@ -464,7 +475,8 @@ def run_of(row: dict[str, Any], records: list[DeviceResult]) -> RunResult:
                      rerun_of=row.get("rerun_of"), approves=row.get("approves"),
                      started_by=row.get("started_by"), override=row.get("override"),
                      remediates=row.get("remediates"), workflow=row.get("workflow"),
-                     blackout_override=row.get("blackout_override"))
+                     blackout_override=row.get("blackout_override"),
+                     rehearsal=row.get("rehearsal"))
 
 
 MAX_WORKING = 1000  # devices in progress stored per run (the page lists fewer)

@@ -12,7 +12,8 @@ GAP_X, GAP_Y = 90, 26
 MARGIN = 20
 COLOURS = {  # fill, stroke by the step's outcome (or status while it has none)
     "ok": ("#dcfce7", "#16a34a"), "failed": ("#fee2e2", "#dc2626"),
-    "interrupted": ("#fee2e2", "#dc2626"), "rejected": ("#f3f4f6", "#6b7280"),
+    "interrupted": ("#fee2e2", "#dc2626"), "rehearsal_failed": ("#fee2e2", "#dc2626"),
+    "rejected": ("#f3f4f6", "#6b7280"),
     "expired": ("#f3f4f6", "#6b7280"), "blacked out": ("#f3f4f6", "#111827"),
     "not run": ("#f9fafb", "#9ca3af"), "running": ("#e0f2fe", "#0284c7"),
     "pending": ("#fef9c3", "#ca8a04"), "awaiting_approval": ("#fef9c3", "#ca8a04"),

@@ -16,7 +16,14 @@ from typing import Any, cast
 
 from runner.errors import Conflict, InputError, NotFound
 from runner.job.load import JobFile, load_job
-from runner.job.run import RunOptions, execute, new_run_id, prepare_job, rerun_targets
+from runner.job.run import (
+    Prepared,
+    RunOptions,
+    execute,
+    new_run_id,
+    prepare_job,
+    rerun_targets,
+)
 from runner.records import RunResult, now_iso
 from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, RunStatus
@@ -66,6 +73,23 @@ class _Announcing:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
+
+
+def _executing(prep: Prepared, store: _Announcing,
+               options: RunOptions) -> Callable[[], RunResult]:
+    """The run, rehearsed on its twin first when the job's schedule says `rehearse:` (as
+    from every entry point; a twin that is not up fails it as rehearsal_failed). The run's
+    row, and so the request's answer, comes after the rehearsal."""
+    schedule = prep.job.spec.schedule
+    twin = schedule.twin(options.settings.twin) if schedule is not None else None
+    results = cast(ResultsStore, store)
+    if twin is None:
+        return lambda: execute(prep, results, options)
+    from runner.job.rehearse import unattended
+    from runner.lab.twin.rehearsal import open_twin
+
+    return lambda: unattended(prep, results, options, twin,
+                              lambda name: open_twin(options.settings, name))
 
 
 class Launcher:
@@ -140,6 +164,8 @@ class Launcher:
         if head.get("approval_deadline") or status in (
                 RunStatus.APPROVED, RunStatus.REJECTED, RunStatus.EXPIRED):
             return []  # a preview, decided: nothing of it may be run
+        if status == RunStatus.REHEARSAL_FAILED:
+            return []  # the twin said no: running it here would skip the rehearsal
         if needs_approval is None:
             needs_approval = self.needs_approval(head["job"])
         if needs_approval is None:
@@ -190,8 +216,7 @@ class Launcher:
                                                                  "override_blackout"))
         preview = gate(job.spec, options)
         check_override(prep, options, field="override_blackout")
-        self._launch(run_id, options, store, lambda: execute(
-            prep, cast(ResultsStore, store), options))
+        self._launch(run_id, options, store, _executing(prep, store, options))
         return Started(run_id, dry_run or preview, preview)
 
     def remediate(self, run_id: str, *, by: str, features: list[str] | None = None,
@@ -214,8 +239,7 @@ class Launcher:
                              engine=self.config.engine, started_by=by,
                              remediates=made.run_id)
         preview = gate(prep.job.spec, options)
-        self._launch(run_id, options, store, lambda: execute(
-            prep, cast(ResultsStore, store), options))
+        self._launch(run_id, options, store, _executing(prep, store, options))
         return Started(run_id, dry_run or preview, preview)
 
     def approve(self, run_id: str, by: str) -> str:

@@ -58,26 +58,36 @@ def test_the_tutorial_runs_as_written(practice_lab: RunningLab, tmp_path: Path) 
                    "$INV": str(practice_lab.lab_dir / "inventory")}
     ran: dict[str, subprocess.CompletedProcess[str]] = {}
     last_run = ""
-    for number, words in shell_lines():
-        argv = [substitutes.get(w, w) for w in words]
-        if argv[0] == "$R":
-            path = tuple(w for w in argv[1:3] if not w.startswith("-"))
-            if path in NOT_HERE or path[:1] in NOT_HERE:
-                continue
-            argv = [sys.executable, "-m", "runner", *[last_run if w == "<run>" else w
-                                                      for w in argv[1:]]]
-        proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env,
-                              check=False, timeout=600)
-        line = " ".join(words)
-        ran[line] = proc
-        expected = 1 if "schedule run ospf-area" in line else 0
-        assert proc.returncode == expected, (f"docs/tutorial.md:{number}: {line}\n"
-                                             f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-        if "schedule run ospf-area" in line:
-            history = json.loads(subprocess.run(
-                [sys.executable, "-m", "runner", "history", "--json", "-n", "1"],
-                capture_output=True, text=True, cwd=tmp_path, env=env, check=True).stdout)
-            last_run = history[0]["run_id"]
+    runs: dict[str, str] = {}
+    twin_up = False
+    try:
+        for number, words in shell_lines():
+            argv = [substitutes.get(w, w) for w in words]
+            if argv[0] == "$R":
+                path = tuple(w for w in argv[1:3] if not w.startswith("-"))
+                if path in NOT_HERE or path[:1] in NOT_HERE:
+                    continue
+                argv = [sys.executable, "-m", "runner", *[last_run if w == "<run>" else w
+                                                          for w in argv[1:]]]
+            proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env,
+                                  check=False, timeout=600)
+            line = " ".join(words)
+            ran[line] = proc
+            if words[1:3] == ["twin", "up"]:
+                twin_up = True
+            expected = 1 if "schedule run ospf-area" in line else 4 if "--rehearse" in line else 0
+            assert proc.returncode == expected, (f"docs/tutorial.md:{number}: {line}\n"
+                                                 f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            if "schedule run ospf-area" in line or "--rehearse" in line:
+                history = json.loads(subprocess.run(
+                    [sys.executable, "-m", "runner", "history", "--json", "-n", "1"],
+                    capture_output=True, text=True, cwd=tmp_path, env=env, check=True).stdout)
+                last_run = history[0]["run_id"]
+                runs["rehearsed" if "--rehearse" in line else "scheduled"] = last_run
+    finally:  # the tutorial's twin goes down even when a line failed
+        if twin_up:
+            subprocess.run([sys.executable, "-m", "runner", "twin", "down", "twin"],
+                           cwd=tmp_path, env=env, check=False, timeout=300)
 
     def out(fragment: str) -> str:
         found = [p.stdout for line, p in ran.items() if fragment in line]
@@ -88,10 +98,16 @@ def test_the_tutorial_runs_as_written(practice_lab: RunningLab, tmp_path: Path) 
     rows = {r.split()[0]: r.split()[1] for r in out("schedule run ospf-area").splitlines()
             if re.match(r"r\d ", r)}
     assert rows == {"r1": "rolled_back", "r2": "skipped", "r3": "skipped", "r4": "skipped"}
-    row = next(r for r in out("history").splitlines() if r.startswith(last_run))
+    row = next(r for r in out("history").splitlines() if r.startswith(runs["scheduled"]))
     assert row.split()[1:2] == ["ospf-area"] and " failed " in row
     shown = out("show <run> --host r1")
     assert "CheckFailed" in shown and "saw 0 == 2" in shown and "+ ip ospf area 1" in shown
     assert "rolled_back" in shown
     assert "description" in out("git -C backups diff HEAD~1 -- r1.cfg")
     assert len(out("git -C backups log --stat").split("\ncommit ")) >= 2
+    # the rehearsal: failed on the twin, production untouched, the evidence shown
+    assert "rehearsal on twin twin: FAILED: production was NOT contacted" in \
+        out("--rehearse twin")
+    shown = ran["$R show <run>"].stdout
+    assert "status rehearsal_failed" in shown and "ospf after" in shown
+    assert "r1 on the twin" in shown and runs["rehearsed"] != runs["scheduled"]

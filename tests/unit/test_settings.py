@@ -23,12 +23,13 @@ def test_defaults_and_every_variable() -> None:
         "RUNNER_ROUTE_KEY": "region", "RUNNER_VISIBILITY_TIMEOUT": "600",
         "RUNNER_WORKER_LOST_AFTER": "7.5", "RUNNER_LAB_INDEX": "/tmp/labs",
         "RUNNER_LAB_READY_TIMEOUT": "30", "RUNNER_LOCK_DIR": "/var/lock/runner",
-        "RUNNER_DB_RETRY": "45"})
+        "RUNNER_DB_RETRY": "45", "RUNNER_TWIN": "night-twin"})
     assert got == Settings(
         home=Path("/srv/runner"), db_url="postgresql+psycopg://db/runner",
         broker_url="redis://:pw@broker:6379/0", result_url="redis://r/1", route_key="region",
         visibility_timeout=600.0, worker_lost_after=7.5, lock_dir=Path("/var/lock/runner"),
-        lab_index=Path("/tmp/labs"), lab_ready_timeout=30.0, db_retry=45.0)
+        lab_index=Path("/tmp/labs"), lab_ready_timeout=30.0, db_retry=45.0,
+        twin="night-twin")
     assert got.results_backend == "redis://r/1"
     assert Settings().broker == "redis://127.0.0.1:6379/0" and Settings().broker_url is None
 
@@ -40,6 +41,14 @@ def test_a_bad_value_names_the_variable(value: str, expected: str) -> None:
         Settings.from_env({"RUNNER_WORKER_LOST_AFTER": value})
     assert str(info.value) == f"environment variable RUNNER_WORKER_LOST_AFTER={value!r}: " \
                               f"{expected}"
+
+
+@pytest.mark.parametrize("value", ["a twin", "-x", "a/b", "x" * 101])
+def test_a_bad_twin_name_names_the_variable(value: str) -> None:
+    with pytest.raises(InputError) as info:
+        Settings.from_env({"RUNNER_TWIN": value})
+    assert str(info.value).startswith("environment variable RUNNER_TWIN=")
+    assert "expected a twin's name" in str(info.value)
 
 
 def test_a_bad_value_stops_the_cli_with_exit_code_2(tmp_path: Path) -> None:

@@ -143,10 +143,14 @@ def up(backups: Path, inventory: Path, name: str, topology: Path | None,
 @click.argument("name", default=DEFAULT_NAME)
 @click.option("--wait", type=click.FloatRange(0, 3600), default=90, show_default=True,
               help="Seconds to wait for OSPF and BGP to converge before reporting.")
+@click.option("--reset", is_flag=True,
+              help="Also put back what was changed on the twin (a rehearsal kept with "
+                   "--keep, a change tried by hand): routers whose running config differs "
+                   "from their backup reboot with it; the simulator restarts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def sync(name: str, wait: float, as_json: bool) -> None:
+def sync(name: str, wait: float, reset: bool, as_json: bool) -> None:
     """Reload the newest backups into twin NAME: changed routers reboot with them."""
-    report = _twins().sync(name, wait=wait)
+    report = _twins().sync(name, wait=wait, reset=reset)
     if as_json:
         echo(json.dumps(report.to_json(), indent=2))
         _exit(report)
@@ -155,10 +159,11 @@ def sync(name: str, wait: float, as_json: bool) -> None:
     if report.rebuilt:
         echo(f"the twin's shape changed (nodes, links, interfaces or daemons): rebuilt {name}")
     elif report.restarted:
-        echo(f"restarted with their new backup: {', '.join(report.restarted)}")
+        echo(f"restarted with their {'backup' if reset else 'new backup'}: "
+             f"{', '.join(report.restarted)}")
     if report.sim_restarted:
-        echo(f"simulator restarted with the newest backups (changed: "
-             f"{', '.join(report.sim_restarted)})")
+        echo(f"simulator restarted with the newest backups ("
+             f"{'reset' if reset else 'changed'}: {', '.join(report.sim_restarted)})")
     if not (report.rebuilt or report.restarted or report.sim_restarted):
         echo("no backup changed: the twin is as it was")
     _print_checks(report)

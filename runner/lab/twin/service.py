@@ -311,10 +311,12 @@ class Twins:
             raise LabError(f"{path} is damaged; `runner twin down {name}` removes the twin")
         return data
 
-    def sync(self, name: str, wait: float | None = 90) -> Report:
+    def sync(self, name: str, wait: float | None = 90, *, reset: bool = False) -> Report:
         """Reload the newest backups: routers whose backup changed are rebooted with it;
         a change of the twin's shape (nodes, links, interfaces, daemons) rebuilds its lab;
-        the simulator is restarted when a simulated device's backup changed."""
+        the simulator is restarted when a simulated device's backup changed. `reset` (after
+        a rehearsal changed the twin): also every router whose running config differs
+        from its backup is rebooted with it, and the simulator is restarted."""
         meta = self.meta(name)
         directory = self._dir(name)
         try:
@@ -332,8 +334,12 @@ class Twins:
         old_shape = _read(path) if lab is not None else None
         changed = [h for h, text in plan.files().items() if _read(directory / h) != text]
         routers = [h for h, n in plan.nodes.items() if n.config_file in changed]
-        sims_changed = any(n.config_file in changed for n in plan.simulated.values()) or \
-            sorted(p.name for p in (directory / SIM_CONFIG_DIR).glob("*.cfg")) != sorted(
+        if reset and lab is not None:  # what a rehearsal left: running configs that moved
+            moved = self.compare(lab, plan)
+            routers += [h for h in plan.nodes if moved.get(h) and h not in routers]
+        seeded = sorted(p.name for p in (directory / SIM_CONFIG_DIR).glob("*.cfg"))
+        sims_changed = bool(reset and plan.simulated) or any(
+            n.config_file in changed for n in plan.simulated.values()) or seeded != sorted(
                 Path(n.config_file).name for n in plan.simulated.values())
         same = lab is not None and old_shape == plan.topology_text() and all(
             sorted(lab.plan.nodes[h].daemons) == sorted(_daemons(plan, h)) for h in plan.nodes)
@@ -360,7 +366,7 @@ class Twins:
             if plan.simulated and sim is None:
                 sim = simulated.start(directory)
                 report.sim_restarted = sorted(
-                    h for h, n in plan.simulated.items() if n.config_file in changed)
+                    h for h, n in plan.simulated.items() if reset or n.config_file in changed)
         except BaseException:
             self._remove(name, directory)
             raise
