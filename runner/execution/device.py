@@ -174,6 +174,11 @@ class DeviceRunner:
         for it: the Redis lease with a broker, and, for a run that changes config, this
         machine's lock too (taken second, always in that order: a run without a broker on
         this machine waits for it as well)."""
+        if coordination is None and self.local_leases is None:
+            # Nothing to hold: the address is not looked up either (Nornir builds the
+            # connection options anew per call, walking the groups: ~0.15 ms a device).
+            yield
+            return
         address = device_key(*self.inventory.address(host, driver))
         async with contextlib.AsyncExitStack() as held:
             if coordination is not None:
