@@ -104,8 +104,11 @@ def down(lab_ref: str) -> None:
 @click.argument("lab_ref", metavar="[TOPOLOGY|NAME]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(lab_ref: str | None, as_json: bool) -> None:
-    """Nodes, management addresses, kinds, and whether daemons and SSH are up."""
-    labs = _labs().status(lab_ref)
+    """Nodes, management addresses, kinds, and whether daemons and SSH are up (twins'
+    simulated devices too)."""
+    from runner.lab.twin.listing import statuses
+
+    labs = statuses(settings_of(click.get_current_context()), lab_ref)
     if as_json:
         echo(json.dumps([st.to_json() for st in labs], indent=2))
         return

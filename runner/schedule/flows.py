@@ -61,8 +61,10 @@ def start_events(s: Scheduling, now: datetime) -> float | None:
                                    f"{s.jobs.path}")
             continue
         source = EventSource(row["source"])
-        fate = blackout_fate(s.calendar(job), name, s.changes(job), now,
-                             on_blackout(job, source))
+        # held when due inside a window or starting inside one (as scheduled occurrences)
+        calendar, changes, policy = s.calendar(job), s.changes(job), on_blackout(job, source)
+        fate = blackout_fate(calendar, name, changes, now, policy) or \
+            blackout_fate(calendar, name, changes, datetime.fromisoformat(row["due"]), policy)
         if fate is not None:
             if fate.until is not None:
                 if s.events.defer(name, key, fate.until, fate.reason, now):

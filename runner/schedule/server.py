@@ -219,12 +219,15 @@ class Scheduler:
         return self.jobs.calendar.with_job(job.spec.blackouts, job.path, job.raw)
 
     def _held(self, sched: Scheduled, occurrence: datetime, now: datetime) -> bool:
-        """An occurrence due inside a fleet-wide blackout window: recorded as skipped, or
-        deferred (a pending event at the window's end; with coalesce, one for all)."""
+        """An occurrence due, or starting, inside a fleet-wide blackout window: recorded as
+        skipped, or deferred (a pending event at the window's end; with coalesce, one for all)."""
         spec = sched.job.spec.schedule
         assert spec is not None
-        fate = blackout_fate(self.calendar(sched.job), sched.name, self.changes(sched.job),
-                             now, spec.on_blackout)
+        # Held when due inside a window (a busy server may see it only after the window's
+        # end) or when starting it now would start inside one.
+        calendar, changes = self.calendar(sched.job), self.changes(sched.job)
+        fate = blackout_fate(calendar, sched.name, changes, now, spec.on_blackout) or \
+            blackout_fate(calendar, sched.name, changes, occurrence, spec.on_blackout)
         if fate is None:
             return False
         if spec.on_blackout is OnBlackout.SKIP or fate.until is None:

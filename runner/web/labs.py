@@ -13,12 +13,14 @@ from runner.lab.kinds import NodeShape
 from runner.lab.plan import NodePlan
 from runner.lab.service import Labs
 from runner.lab.system import interfaces
+from runner.lab.twin.listing import statuses
 from runner.settings import Settings
 
 
 def lab_statuses(settings: Settings) -> list[dict[str, Any]]:
-    """Every lab up on this machine, as `runner lab status --json` prints them."""
-    return [st.to_json() for st in Labs(settings).status()]
+    """Every lab up on this machine, as `runner lab status --json` prints them (twins'
+    simulated devices too)."""
+    return [st.to_json() for st in statuses(settings)]
 
 
 @dataclass

@@ -16,14 +16,19 @@ import yaml
 from runner.lab.system import pid_alive
 from tests.support.fleet import FleetSpec, start_fleet
 from tests.support.jobs import run_job, shipped_job, write_job
+from tests.support.web import Web
 
 SPEC = FleetSpec(3, "127.109.25.1")
 
 
-def twin(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def runner(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "RUNNER_HOME"}
-    return subprocess.run([sys.executable, "-m", "runner", "twin", *args], cwd=workdir,
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=workdir,
                           capture_output=True, text=True, timeout=300, env=env, check=False)
+
+
+def twin(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return runner(workdir, "twin", *args)
 
 
 def backup_job(directory: Path, backups: Path) -> Path:
@@ -58,6 +63,30 @@ def test_a_twin_of_a_simulated_fleet_serves_its_backups_syncs_and_stops(tmp_path
             inventory = tmp_path / ".runner" / "twins" / "twsim" / "inventory"
             assert f"inventory (production's host names): {inventory}" in out
             pid = json.loads(state_file.read_text(encoding="utf-8"))["pid"]
+
+            # `lab status` lists the twin beside any other lab: its simulated devices, up
+            listed = runner(tmp_path, "lab", "status", "--json")
+            assert listed.returncode == 0, listed.stderr
+            mine = [st for st in json.loads(listed.stdout) if st["lab"] == "twsim"]
+            assert len(mine) == 1 and mine[0]["backend"] == "sim", listed.stdout
+            assert mine[0]["inventory"] == str(inventory)
+            assert [(n["name"], n["role"], n["ssh"]) for n in mine[0]["nodes"]] == [
+                (h, "simulated", True) for h in hosts]
+            shown = runner(tmp_path, "lab", "status", "twsim")
+            assert shown.returncode == 0, shown.stderr
+            assert shown.stdout.startswith("lab twsim  backend: sim  topology: -\n")
+            assert f"{hosts[0]}  cisco_ios  simulated  127.77." in shown.stdout
+            web = Web(tmp_path, tmp_path / "prodjob", fleet.inventory)
+            web.env["RUNNER_HOME"] = str(tmp_path / ".runner")  # where `twin up` put it
+            web.start()
+            try:
+                with web.client(web.token("viewer", "noc")) as client:
+                    api = [st for st in client.get("/api/labs").json() if st["lab"] == "twsim"]
+                    page = client.get("/labs").text
+            finally:
+                web.stop()
+            assert api == mine
+            assert 'data-lab="twsim"' in page and "no links to draw" in page
 
             # the shipped backup job, run on the twin's inventory, backs up the same configs
             twin_backups = tmp_path / "twin-backups"
@@ -95,3 +124,5 @@ def test_a_twin_of_a_simulated_fleet_serves_its_backups_syncs_and_stops(tmp_path
         assert down.stdout.strip() == "twin twsim removed"
         assert not pid_alive(pid)
         assert not (tmp_path / ".runner" / "twins" / "twsim").exists()
+        gone = runner(tmp_path, "lab", "status", "twsim")
+        assert gone.returncode != 0 and "twsim" in gone.stderr, (gone.stdout, gone.stderr)

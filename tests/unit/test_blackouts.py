@@ -26,7 +26,7 @@ from runner.schedule.server import Scheduled, Scheduler, Start
 from runner.store.events import Events
 from runner.store.results import ResultsStore
 from runner.store.schedule import ScheduleStore
-from runner.vocab import OccurrenceStatus, OnBlackout
+from runner.vocab import EventSource, OccurrenceStatus, OnBlackout
 from tests.support.base import ROOT, write_inventory
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -325,6 +325,61 @@ def test_the_scheduler_skips_or_defers_occurrences_in_a_window(
         event = Events(s.store.engine).get("backup", "deferred:2026-12-20T01:30:00+00:00")
         assert event is not None and event["status"] == "done"
         assert event["due"] == "2027-01-03T23:00:00+00:00"
+
+
+@pytest.mark.parametrize(("cron", "due_at", "ticked"), [
+    # due inside the window, seen just after its end (a busy server ticks late): held
+    ("59 23 3 1 *", at(2027, 1, 3, 23, 59), at(2027, 1, 4, 0, 0, 30)),
+    # due just before the window, seen inside it: starting now would change inside it
+    ("59 23 19 12 *", at(2026, 12, 19, 23, 59), at(2026, 12, 20, 0, 0, 30)),
+])
+@pytest.mark.parametrize("policy", ["skip", "defer"])
+def test_an_occurrence_is_held_if_due_or_started_inside_a_window(
+        tmp_path: Path, db_url: str, cron: str, due_at: datetime, ticked: datetime,
+        policy: str) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "blackouts.yml").write_text(CALENDAR, encoding="utf-8")
+    (jobs / "backup.yml").write_text(
+        f"name: backup\nschedule: {{cron: '{cron}', timezone: Europe/Amsterdam, "
+        f"on_blackout: {policy}}}\n"
+        "steps:\n  - command: show clock\n", encoding="utf-8")
+    clock, runs = Clock(due_at - timedelta(hours=1)), Runs()
+    s = scheduler(tmp_path, db_url, clock, runs, "host:1")
+    s.tick()  # learns the next fire
+    clock.moment = ticked
+    s.tick()
+    settle(s)
+    rows = s.store.occurrences("backup")
+    key = due_at.astimezone(UTC).isoformat()
+    assert [(r["occurrence"], r["status"]) for r in rows] == [
+        (key, "skipped" if policy == "skip" else "deferred")]
+    assert rows[0]["reason"].startswith("blackout year-end ("), rows
+    # deferred to the window's end: when that has passed already, the deferred run starts
+    over = policy == "defer" and ticked >= at(2027, 1, 4, 0, 0)
+    assert runs.started == ([("backup", f"deferred:{key}")] if over else [])
+    if policy == "defer":
+        event = Events(s.store.engine).get("backup", f"deferred:{key}")
+        assert event is not None and event["due"] == "2027-01-03T23:00:00+00:00"
+
+
+def test_an_event_due_inside_a_window_and_seen_after_it_is_held(
+        tmp_path: Path, db_url: str) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "blackouts.yml").write_text(CALENDAR, encoding="utf-8")
+    (jobs / "backup.yml").write_text("name: backup\nsteps:\n  - command: show clock\n",
+                                     encoding="utf-8")
+    due_at = at(2027, 1, 3, 23, 59, 59)
+    clock, runs = Clock(at(2027, 1, 4, 0, 0, 2)), Runs()
+    s = scheduler(tmp_path, db_url, clock, runs, "host:1")
+    assert s.events.add("backup", "syslog:r1", EventSource.SYSLOG, due_at, due=due_at)
+    s.tick()
+    settle(s)
+    event = s.events.get("backup", "syslog:r1")
+    assert event is not None and event["status"] == "skipped", event
+    assert str(event["reason"]).startswith("blackout year-end ("), event
+    assert runs.started == []
 
 
 def test_runner_run_inside_a_window_exits_2_naming_it_and_touches_nothing(
