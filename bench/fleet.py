@@ -231,6 +231,14 @@ class Celery:
             client.close()
         return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
+    def used_memory(self) -> int:
+        """Bytes Redis holds now (INFO memory used_memory)."""
+        client = redis.Redis.from_url(self.url, decode_responses=True)
+        try:
+            return int(client.info("memory")["used_memory"])
+        finally:
+            client.close()
+
     @property
     def pids(self) -> list[int]:
         return [self.redis.pid, *(w.pid for w in self.workers)]
@@ -325,12 +333,14 @@ def run_mode(mode: str, args: argparse.Namespace, inv: Path, env: dict[str, str]
             run_env = celery.env if celery is not None and "Celery" in name else env
             before = cpu_s([sim_pid])
             calls = celery.commandstats() if celery is not None and "Celery" in name else None
+            held = celery.used_memory() if celery is not None and "Celery" in name else 0
             row = measure(cmd, run_env, cpus, helpers)
             row["sim_cpu"] = cpu_s([sim_pid]) - before
             if calls is not None and celery is not None:
                 after = celery.commandstats()
                 row["redis"] = {k: n - calls.get(k, 0) for k, n in after.items()
                                 if n > calls.get(k, 0)}
+                row["redis_bytes"] = celery.used_memory() - held  # the run's ledger, kept
             if name.startswith("runner"):
                 row.update(runner_summary(db, env))
             rows[name].append(row)
@@ -407,6 +417,9 @@ def print_redis(rows: list[dict[str, Any]], devices: int) -> None:
           "by command, per device:)")
     top = sorted(mid.items(), key=lambda kv: -kv[1])
     print("    " + ", ".join(f"{name} {n / devices:.2f}" for name, n in top[:14]))
+    held = statistics.median(r.get("redis_bytes", 0) for r in rows)
+    print(f"  Redis memory a run leaves:     {held / 2**20:.1f} MiB ({held / devices:.0f} B "
+          "per device: the run ledger's records, kept LEDGER_TTL_S)")
 
 
 def _median(rows: list[dict[str, Any]]) -> dict[str, Any]:
