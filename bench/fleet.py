@@ -331,11 +331,11 @@ def run_mode(mode: str, args: argparse.Namespace, inv: Path, env: dict[str, str]
     for _ in range(args.repeat):
         for name, (cmd, cpus, helpers) in fast.items():
             run_env = celery.env if celery is not None and "Celery" in name else env
-            before = cpu_s([sim_pid])
+            before = cpu_s(tree_of([sim_pid]))
             calls = celery.commandstats() if celery is not None and "Celery" in name else None
             held = celery.used_memory() if celery is not None and "Celery" in name else 0
             row = measure(cmd, run_env, cpus, helpers)
-            row["sim_cpu"] = cpu_s([sim_pid]) - before
+            row["sim_cpu"] = cpu_s(tree_of([sim_pid])) - before  # every simulator process
             if calls is not None and celery is not None:
                 after = celery.commandstats()
                 row["redis"] = {k: n - calls.get(k, 0) for k, n in after.items()
