@@ -147,7 +147,27 @@ def run_shard(task: Any, raw: dict[str, Any]) -> dict[str, Any]:
         with ShardWatch(client, keys, shard, cancel, watch_dispatcher=order.watch_dispatcher):
             LocalExecutor(work, worker=config.name, owner=owner, coordinate=True).run(
                 known, sink, cancel)
-    return {"devices": [d.to_json(transport=True) for d in [*sink.records, *missing]]}
+    # A record the run ledger holds reached the dispatcher that way already (it streams
+    # them as devices finish): only the others travel in the result, not every record of
+    # the shard twice through Redis.
+    return {"devices": [d.to_json(transport=True)
+                        for d in [*unledgered(client, keys, sink.records), *missing]]}
+
+
+def unledgered(client: redis.Redis, keys: RunKeys,
+               records: list[DeviceResult]) -> list[DeviceResult]:
+    """Those of `records` whose device has no record in the run ledger (its write failed,
+    or a broker error came between), in one round trip; all of them if Redis cannot say."""
+    if not records:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for record in records:
+        pipe.exists(keys.device("done", record.host))
+    try:
+        held = pipe.execute()
+    except redis.RedisError:
+        return records
+    return [r for r, there in zip(records, held, strict=True) if not there]
 
 
 def _unapproved(order: payload.ShardOrder) -> str | None:

@@ -39,7 +39,14 @@ def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int, invent
            templates: Path, name: str | None, loglevel: str, child: bool) -> None:
     """Start a worker (broker and results: RUNNER_BROKER_URL, RUNNER_RESULT_URL; silent
     for RUNNER_WORKER_LOST_AFTER seconds, its shards go to other workers)."""
-    load_inventory(inventory)  # bad input fails here, before joining the cluster
+    if child:
+        from runner.dispatch.celery_app import worker_inventory
+
+        # Loaded before the pool forks, so every shard process starts with it: else the
+        # first shard each process ran paid for it (seconds at 10,000 hosts) inside a run.
+        worker_inventory(inventory.resolve())
+    else:
+        load_inventory(inventory)  # bad input fails here, before joining the cluster
     if not templates.is_dir():
         raise InputError("templates directory not found", path=templates)
     worker_name = name or f"{socket.gethostname()}:{os.getpid()}"

@@ -152,40 +152,59 @@ class DeviceRunner:
         liveness.check()  # an engine process whose run's process is gone goes no further
         if coordination is None:
             return await self._device(host, pool, None)
+        # Nothing is rendered before the lease (no config step, or a restore pass): the
+        # ledger and the lease in one round trip.
+        at_once = not self.renders or (self.work.restore is not None
+                                       and host in self.work.restore)
+        held: str | None = None
         try:
-            done = await coordination.begin(host)
+            if at_once:
+                address = self._address(host, self.inventory.driver_for(host,
+                                                                         self.spec.driver))
+                done, held = await coordination.begin_and_lease(host, address)
+            else:
+                done = await coordination.begin(host)
         except Exception as exc:  # the broker is down: this device cannot be coordinated
             return DeviceResult.of_error(host, CoordinationFailed(
                 f"the run ledger is unreachable: {type(exc).__name__}: {exc}"[:300]),
                 worker=self.worker)
         if done is not None:  # a redelivered shard: this device already has its record
             return DeviceResult.from_json(done)
-        result = await self._device(host, pool, coordination)
+        result = await self._device(host, pool, coordination, held)
         try:
             await coordination.mark_done(host, result.to_json(transport=True))
         except Exception as exc:  # the record still counts; a redelivery may redo the device
             log.warning("%s: could not mark done in the run ledger: %s", host, exc)
         return result
 
+    def _address(self, host: str, driver: str) -> str:
+        return device_key(*self.inventory.address(host, driver))
+
     @contextlib.asynccontextmanager
-    async def _lease(self, host: str, driver: str,
-                     coordination: Coordination | None) -> AsyncIterator[None]:
+    async def _lease(self, host: str, driver: str, coordination: Coordination | None,
+                     held: str | None = None) -> AsyncIterator[None]:
         """The device's lease, by its address (device_key), not by this inventory's name
         for it: the Redis lease with a broker, and, for a run that changes config, this
         machine's lock too (taken second, always in that order: a run without a broker on
         this machine waits for it as well)."""
-        address = device_key(*self.inventory.address(host, driver))
-        async with contextlib.AsyncExitStack() as held:
-            if coordination is not None:
-                await held.enter_async_context(coordination.lease(address,
-                                                                  self.spec.busy_wait))
+        if coordination is None and self.local_leases is None:
+            # Nothing to hold: the address is not looked up either (Nornir builds the
+            # connection options anew per call, walking the groups: ~0.15 ms a device).
+            yield
+            return
+        address = self._address(host, driver)
+        async with contextlib.AsyncExitStack() as stack:
+            if coordination is not None:  # `held`: begin_and_lease took it already
+                await stack.enter_async_context(coordination.lease(
+                    address, self.spec.busy_wait, held))
             if self.local_leases is not None:
-                await held.enter_async_context(self.local_leases.lease(address,
-                                                                       self.spec.busy_wait))
+                await stack.enter_async_context(self.local_leases.lease(address,
+                                                                        self.spec.busy_wait))
             yield
 
     async def _device(self, host: str, pool: ThreadPoolExecutor,
-                      coordination: Coordination | None) -> DeviceResult:
+                      coordination: Coordination | None,
+                      held: str | None = None) -> DeviceResult:
         driver = self.inventory.driver_for(host, self.spec.driver)
         result = DeviceResult(host=host, status=DeviceStatus.OK, driver=driver,
                               started=now_iso(), worker=self.worker)
@@ -197,7 +216,7 @@ class DeviceRunner:
             # Rendered before the device is leased (a bad template costs no lease), in a
             # thread and within the device's budget, which the rest of its work then gets.
             rendered = await self._render(host, budget) if self.renders and not plan else {}
-            async with self._lease(host, driver, coordination):
+            async with self._lease(host, driver, coordination, held):
                 result.started = now_iso()  # when it got the device, after any wait
                 left = budget - (time.monotonic() - t0)
                 error = await self._within_budget(host, result, pool, rendered, coordination,

@@ -25,6 +25,8 @@ from runner.execution.local import LocalExecutor
 from runner.records import RECORDS_THREAD, DeviceResult
 from runner.vocab import Engine
 
+# Reports taken from one engine's pipe before the others are looked at again.
+DRAIN = 256
 # Threads of the run's own process a forked engine may inherit: they touch only the store.
 RUN_THREADS = (RECORDS_THREAD, RUN_WATCH_THREAD)
 
@@ -156,25 +158,37 @@ class ProcessExecutor:
                 return
             for conn in wait(list(busy), timeout=0.2):
                 engine = busy[conn]
-                try:
-                    kind, data = engine.conn.recv()
-                except (EOFError, OSError):
-                    kind, data = "died", None
-                if kind == "started":
-                    sink.started(data)
-                elif kind == "record":
-                    record = DeviceResult.from_json(data)
-                    engine.pending.discard(record.host)
-                    sink.finished(record)
-                elif kind == "done":
-                    if self._cancel.is_set():  # the rollout records in-flight devices
-                        engine.pending.clear()
-                    engine.lost(sink)  # else: it returned without reporting these
-                    del busy[conn]
-                else:  # died
-                    engine.process.join(5)
-                    engine.lost(sink)
-                    del busy[conn]
+                # every report already in the pipe, not one per wait(): wait() builds a
+                # selector each call, two reports a device add up at 10,000 devices
+                for _ in range(DRAIN):
+                    if not self._take(engine, sink):
+                        del busy[conn]
+                        break
+                    if not engine.conn.poll():
+                        break
+
+    def _take(self, engine: _Engine, sink: RecordSink) -> bool:
+        """One report of `engine`; False when it finished or died (it is no longer busy)."""
+        try:
+            kind, data = engine.conn.recv()
+        except (EOFError, OSError):
+            kind, data = "died", None
+        if kind == "started":
+            sink.started(data)
+        elif kind == "record":
+            record = DeviceResult.from_json(data)
+            engine.pending.discard(record.host)
+            sink.finished(record)
+        elif kind == "done":
+            if self._cancel.is_set():  # the rollout records in-flight devices
+                engine.pending.clear()
+            engine.lost(sink)  # else: it returned without reporting these
+            return False
+        else:  # died
+            engine.process.join(5)
+            engine.lost(sink)
+            return False
+        return True
 
     def close(self) -> None:
         for engine in self._engines:

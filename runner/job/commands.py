@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from runner.records import DeviceResult, RunResult
     from runner.store.results import ResultsStore
 
+# `runner run`'s garbage collector: young collections every 50,000 allocations (not 700), a
+# full one rarely (see run()). Its process lives for one run.
+RUN_GC_THRESHOLD = (50_000, 20, 100)
 INVENTORY_HELP = "Nornir inventory: a directory with hosts.yaml (+ groups, defaults) or a file."
 OVERRIDE_BLACKOUT = click.option(
     "--override-blackout", metavar="REASON",
@@ -149,6 +153,11 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         echo(f"job {spec.name} needs approval (schedule.approval: required): this run "
              "previews the change and sends nothing" + (
                  " to production (the twin is changed)" if twin else ""), err=True)
+    # This process runs one job and exits. With the collector's default thresholds its
+    # full collections (each a walk of every object the run holds, growing with the run)
+    # took ~1.2-2.5 s of a 2,000-device run's ~7 s of CPU; collected young and rarely in
+    # full instead (engine processes fork from here and keep it), ~0.5 s.
+    gc.set_threshold(*RUN_GC_THRESHOLD)
     try:
         if twin is not None:
             run_result = _rehearsed(prep, store, options, twin, keep, as_json)

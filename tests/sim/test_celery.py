@@ -571,3 +571,25 @@ def test_the_devices_in_progress_of_a_celery_run_are_known_as_they_go(
     for host, began in seen.items():
         assert result["started"] <= began <= records[host]["finished"]
     assert working(ResultsStore(url), run_id) == {}
+
+
+def test_a_record_crosses_redis_once(sim: Fleet, workers: Workers, env: dict[str, str],
+                                     redis_server: RedisServer, tmp_path: Path) -> None:
+    """Each device's record goes to the dispatcher through the run ledger as it finishes;
+    a shard's own result carries only records the ledger does not hold (none here), not
+    every record a second time. The run still has every device's full record."""
+    ensure(workers, sim, "w1", "w2")
+    healthy = sim.healthy()[:6]
+    job = write_job(tmp_path, "show-once", targets={"hosts": healthy}, driver="asyncssh",
+                    steps=[{"command": ["show version"]}])
+    client = redis_server.client()
+    before = set(client.scan_iter("celery-task-meta-*"))
+    result = run_job(tmp_path, job, sim.inventory, "--engine", "celery", "--shard-size", "2",
+                     env=env, expect=0)
+    assert sorted(d["host"] for d in result["devices"]) == sorted(healthy)
+    for device in result["devices"]:
+        assert device["status"] == "ok" and "Cisco IOS Software" in device["steps"][0]["output"]
+    shards = [json.loads(str(client.get(k)))
+              for k in set(client.scan_iter("celery-task-meta-*")) - before]
+    assert len(shards) == 3 and all(s["status"] == "SUCCESS" for s in shards), shards
+    assert [s["result"]["devices"] for s in shards] == [[], [], []]

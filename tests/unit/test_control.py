@@ -370,3 +370,42 @@ def test_a_devices_lease_is_read_from_redis_without_taking_it(redis_server: Redi
         down = lease_of(address, f"redis://127.0.0.1:{closed}/0", tmp_path)
     assert down is not None and down["holder"] is None and down["via"] == "redis"
     assert str(down["error"]).startswith("broker unreachable")
+
+
+def test_begin_and_lease_marks_the_device_started_and_takes_a_free_lease_at_once(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    """A device that needs nothing rendered first is begun and leased in one round trip:
+    a free lease is taken (and released like any other), a held one is not (the usual
+    wait follows), and a device this run finished returns its record and takes none."""
+    address = "10.9.8.6:22"
+    seen: dict[str, object] = {}
+
+    async def go() -> None:
+        coord = Coordination(redis_server.url, "ef56ef56ef56", "worker-9@host")
+        other = Coordination(redis_server.url, "ab78ab78ab78", "worker-10@host")
+        try:
+            done, token = await coord.begin_and_lease("r1", address)
+            seen["first"] = (done, token)
+            seen["held"] = await asyncio.to_thread(lease_of, address, redis_server.url,
+                                                   tmp_path)
+            seen["busy"] = await other.begin_and_lease("r1", address)
+            async with coord.lease(address, 0, token):  # holds it, then releases it
+                seen["inside"] = await asyncio.to_thread(lease_of, address,
+                                                         redis_server.url, tmp_path)
+            await coord.mark_done("r1", {"host": "r1", "status": "ok"})
+            seen["again"] = await coord.begin_and_lease("r1", address)
+        finally:
+            await coord.close()
+            await other.close()
+
+    asyncio.run(go())
+    done, token = seen["first"]  # type: ignore[misc]
+    assert done is None and isinstance(token, str) and token.startswith("worker-9@host:")
+    for look in (seen["held"], seen["inside"]):
+        assert isinstance(look, dict) and look["holder"] == "worker-9@host:ef56ef56ef56"
+    assert seen["busy"] == (None, None)  # begun, but the lease is another's
+    assert lease_of(address, redis_server.url, tmp_path) is None  # released, not re-taken
+    assert seen["again"] == ({"host": "r1", "status": "ok"}, None)
+    client = redis_server.client()
+    assert client.sismember("runner:run:ef56ef56ef56:started", "r1")
+    assert client.lrange("runner:run:ef56ef56ef56:began", 0, -1) == ["r1"]

@@ -1,9 +1,11 @@
 """The run table's threshold: up to 50 devices every one is listed; past it, every device
-that did not end ok or changed, and the rest counted per status."""
+that did not end ok or changed, and the rest counted per status. Live progress's counts."""
 
 from __future__ import annotations
 
-from runner.job.output import FULL_TABLE_UP_TO, run_table
+import io
+
+from runner.job.output import FULL_TABLE_UP_TO, Progress, run_table
 from runner.records import DeviceResult, RunResult
 from runner.vocab import DeviceStatus
 
@@ -46,3 +48,17 @@ def test_a_large_run_with_no_failure_says_so() -> None:
     assert hosts(text) == []
     assert "every device ended ok or changed\n... and 80 more not listed (1 changed, 79 ok" \
         in text
+
+
+def test_progress_counts_each_device_once_and_a_later_record_replaces_its_status() -> None:
+    stream = io.StringIO()
+    progress = Progress(3, stream)
+    progress(DeviceResult("r1", DeviceStatus.FAILED, error="boom"))
+    progress(DeviceResult("r2", DeviceStatus.OK))
+    progress(DeviceResult("r1", DeviceStatus.OK))  # e.g. a redelivered shard's record
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[1/3] done 1  failed 1  remaining 2  r1: failed  boom"
+    assert lines[2] == "[2/3] done 2  failed 0  remaining 1  r1: ok"
+    assert progress.counts == {DeviceStatus.OK: 2, DeviceStatus.FAILED: 0}
+    progress(DeviceResult("r3", DeviceStatus.CHANGED))
+    assert progress.bar().split("]", 1)[1].split("  ")[:3] == [" 3/3", "ok 2", "changed 1"]

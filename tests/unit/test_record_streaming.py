@@ -16,7 +16,7 @@ import pytest
 from runner.records import DeviceResult, RestorePlan, RunResult, StepResult
 from runner.store import results, unsaved
 from runner.store.queries import document_chunks, run_chunks, run_document, run_links, run_records
-from runner.store.results import RecordWriter, ResultsStore
+from runner.store.results import BATCH_RECORDS, RecordWriter, ResultsStore
 from runner.vocab import DeviceStatus, RunStatus, StepKind
 
 T0 = "2026-12-07T08:00:00.000+00:00"
@@ -215,3 +215,32 @@ def test_a_kept_run_never_overwrites_the_records_the_database_took(tmp_path: Pat
     row, other = elsewhere.get_run(run.run_id)
     assert row["summary"]["ok"] == 3
     assert [(d.host, len(d.steps)) for d in other.devices] == [("r1", 0), ("r2", 0), ("r3", 1)]
+
+
+class _CountingStore(ResultsStore):
+    """The real store, counting the transactions records arrive in."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.batches: list[int] = []
+
+    def record_devices(self, run_id: str, batch: list[DeviceResult],
+                       positions: dict[str, int] | None = None) -> None:
+        self.batches.append(len(batch))
+        super().record_devices(run_id, batch, positions)
+
+
+def test_the_writer_stores_records_that_come_together_in_few_bounded_batches(
+        tmp_path: Path) -> None:
+    store = _CountingStore(f"sqlite:///{tmp_path / 'runner.db'}")
+    hosts = [f"r{i:04d}" for i in range(2 * BATCH_RECORDS + 200)]
+    run = _started(store, "c0ffee000003", hosts)
+    writer = RecordWriter(store, run.run_id, hosts)
+    for host in hosts:
+        writer.started(host)
+        writer.put(show(host, "x" * 100))
+    assert writer.close() == set() and writer.error is None
+    assert sum(store.batches) == len(hosts)
+    assert max(store.batches) <= BATCH_RECORDS  # a batch is bounded ...
+    assert len(store.batches) < len(hosts) // 10  # ... and not a transaction per record
+    assert sorted(d.host for d in store.get_run(run.run_id)[1].devices) == hosts
