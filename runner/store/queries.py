@@ -32,6 +32,9 @@ LISTED = ("run_id", "job", "job_file", "started", "finished", "status", "dry_run
           "approves", "decision", "notifications", "owner", "heartbeat", "error",
           "started_by", "override", "cancel_requested", "cancel_requested_by", "remediates",
           "workflow", "blackout_override")
+# A run's row as one run is shown (`runner show`, the API's run document, the run page):
+# the listed columns and its rehearsal (too big for lists of runs).
+SHOWN = (*LISTED, "rehearsal")
 # Who did what to a run, in every document of it (`runner show --json`, the API).
 ACCOUNT = ("started_by", "override", "blackout_override", "workflow", "decision",
            "approval_deadline", "cancel_requested",
@@ -145,7 +148,7 @@ def run_head(store: ResultsStore, run_id: str, *, hosts: bool = True) -> dict[st
     full = store.resolve(run_id)
     counted = func.coalesce(func.json_array_length(runs.c.hosts), 0).label("host_count")
     with store.engine.connect() as conn:
-        row = conn.execute(select(*(runs.c[c] for c in LISTED), counted, runs.c.rehearsal,
+        row = conn.execute(select(*(runs.c[c] for c in SHOWN), counted,
                                   *([runs.c.hosts] if hosts else []))
                            .where(runs.c.run_id == full)).one()
     return dict(row._mapping)
@@ -278,7 +281,7 @@ def run_for_show(store: ResultsStore, run_id: str, *, host: str | None = None,
     if failing_past is not None and sum(counts.values()) > failing_past:
         statuses = [s for s in DeviceStatus if not s.success]
     with store.engine.connect() as conn:
-        row = dict(conn.execute(select(*(runs.c[c] for c in LISTED)).where(
+        row = dict(conn.execute(select(*(runs.c[c] for c in SHOWN)).where(
             runs.c.run_id == full)).one()._mapping)
         columns = [devices] if steps else [devices.c[c] for c in DEVICE_LISTED]
         query = select(*columns).where(devices.c.run_id == full)
@@ -298,7 +301,7 @@ def run_document_page(store: ResultsStore, run_id: str, limit: int, offset: int
     run's row (without its host list) read once. (document, the run's row, counts)."""
     full = store.resolve(run_id)
     with store.engine.connect() as conn:
-        row = dict(conn.execute(select(*(runs.c[c] for c in LISTED)).where(
+        row = dict(conn.execute(select(*(runs.c[c] for c in SHOWN)).where(
             runs.c.run_id == full)).one()._mapping)
     counts = status_counts(store, [full])[full]
     document = run_document(row, run_of(row, records_page(store, full, limit, offset)),
