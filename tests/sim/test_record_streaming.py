@@ -10,7 +10,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from runner.store.queries import run_document, run_links
 from runner.store.results import ResultsStore
 from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_argv, write_job
+from tests.support.memory import peak_rss
 
 DEVICES = 3000
 FEW = DEVICES // 3
@@ -44,20 +44,13 @@ def show_job(directory: Path, name: str, hosts: list[str]) -> Path:
 
 
 def peak_rss_run(workdir: Path, argv: list[str], out: Path) -> tuple[int, int]:
-    """Run `argv` with stdout to `out`: (exit code, the process's own peak RSS in bytes,
-    as the kernel accounts it over the whole life of the process: ru_maxrss from wait4)."""
+    """Run `argv` (`python -m runner ...`) with stdout to `out`: (exit code, the run's own
+    peak RSS in bytes; tests/support/memory.py says why not wait4's)."""
     env = {**os.environ, "RUNNER_LOCK_DIR": str(workdir / "locks")}
     with out.open("w", encoding="utf-8") as stdout, \
             (workdir / f"{out.stem}.stderr").open("w", encoding="utf-8") as stderr:
-        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, cwd=workdir, env=env)
-        watchdog = threading.Timer(900, proc.kill)  # a hung run fails the test, bounded
-        watchdog.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            watchdog.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss * 1024
+        return peak_rss(argv, workdir / f"{out.stem}.hwm", stdout=stdout, stderr=stderr,
+                        cwd=workdir, env=env)
 
 
 def test_memory_does_not_grow_with_finished_devices(big_fleet: Fleet, tmp_path: Path) -> None:
