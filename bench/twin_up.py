@@ -92,8 +92,9 @@ def measure(workdir: Path, topology: Path, label: str,
                          f"{report['converged']})  {up_s:7.2f} s")
             lines.append(f"  configs equal to backups  {len(report['configs_equal'])}/{nodes}")
             first = report["nodes"][0]
-            runner(workdir, "lab", "exec", "--lab", "bench-twin", first, "--", "vtysh", "-c",
-                   "configure terminal\ninterface lo\n description bench-moved\nend")
+            runner(workdir, "lab", "exec", "--lab", "bench-twin", "--shell", first, "--",
+                   "vtysh", "-c", "configure terminal", "-c", "interface lo", "-c",
+                   "description bench-moved")
             started = time.monotonic()
             runner(workdir, "twin", "sync", "bench-twin", "--reset", "--json", ok=(0, 1))
             lines.append(f"  twin sync --reset (1 router moved)  "
