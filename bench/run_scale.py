@@ -20,7 +20,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,18 +35,12 @@ with warnings.catch_warnings():  # cryptography's notice about DSA, at import: n
     warnings.simplefilter("ignore")
     import asyncssh  # noqa: F401
 from bench.fleet import Peak  # noqa: E402
-from bench.sim_scale import read_yaml  # noqa: E402
+from bench.sim_scale import free_port, read_yaml  # noqa: E402
 from runner.lab.sim.process import SimProcess  # noqa: E402
 
 BIN = Path(sys.executable).parent
 WALL_TARGET_S = 360
 RSS_TARGET_MIB = 500
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_once(inventory: Path, work: Path, n: int, extra: list[str],

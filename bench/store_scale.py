@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.sim_scale import free_port  # noqa: E402
 from runner.records import DeviceResult, RunResult, StepResult  # noqa: E402
 from runner.store.results import ResultsStore  # noqa: E402
 from runner.vocab import DeviceStatus, StepKind  # noqa: E402
@@ -173,12 +173,6 @@ def cases(n: int) -> list[tuple[str, str, str]]:
         ("API devices search", "api", "/api/devices?search=edge0500"),
         ("API runs", "api", "/api/runs"),
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(runner: list[str], env: dict[str, str], n: int) -> None:

@@ -11,14 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
 import pytest
 import yaml
 
+from runner.lab.netns import wait_for
 from runner.lab.sim.limits import FDS_PER_DEVICE, MAX_PROCESSES, RESERVE
 from tests.support.base import free_port
 from tests.support.fleet import Fleet, FleetSpec, on_device, sim_process, start_fleet
@@ -38,13 +38,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
 
 
 def lab_sim(tmp_path: Path, *args: str, prefix: tuple[str, ...] = (),
@@ -140,7 +133,7 @@ def test_a_killed_command_leaves_no_part_behind(tmp_path: Path, kill: str) -> No
             sim.proc.kill()
         sim.proc.wait(30)
     assert all(pid in group(sim.proc.pid) or not alive(pid) for pid in pids)
-    wait_until(lambda: group(sim.proc.pid) == [], 30, "every part to end")
+    wait_for(lambda: group(sim.proc.pid) == [], 30, "every part to end")
 
 
 def test_a_part_that_dies_is_reported_and_the_fleet_stopped(tmp_path: Path) -> None:
@@ -243,7 +236,7 @@ def test_out_of_descriptors_while_serving_names_the_limit_and_recovers(
                     held.append(socket.create_connection(target, timeout=10))
                 return "accepting a login" in sim.errors()
 
-            wait_until(exhausted, 60, "the simulator to run out of descriptors")
+            wait_for(exhausted, 60, "the simulator to run out of descriptors")
             err = sim.errors()
             assert "runner lab sim: the simulator: Too many open files accepting a login: a " \
                 "process may hold 150 open files (RLIMIT_NOFILE), and this process serves " \
@@ -253,7 +246,7 @@ def test_out_of_descriptors_while_serving_names_the_limit_and_recovers(
             for sock in held:
                 sock.close()
         # the sessions gone, logins are accepted again
-        wait_until(lambda: _answers(sim.inventory, "sim0002"), 60, "a login to succeed")
+        wait_for(lambda: _answers(sim.inventory, "sim0002"), 60, "a login to succeed")
 
 
 def _answers(inventory: Path, host: str) -> bool:

@@ -123,19 +123,29 @@ class SlowStore(ResultsStore):
     """A real store whose batches take a while, or wait for `go` (a database slower than
     the devices, or one that stopped answering); it notes the records waiting meanwhile."""
 
-    def __init__(self, url: str, writer: list[RecordWriter], delay: float) -> None:
+    def __init__(self, url: str, delay: float) -> None:
         super().__init__(url)
-        self.writer, self.delay, self.go = writer, delay, threading.Event()
+        self.delay, self.go = delay, threading.Event()
+        self.writer: RecordWriter | None = None
         self.waiting: list[int] = []
 
     def record_devices(self, run_id: str, devices: list[DeviceResult],
                        positions: dict[str, int] | None = None) -> None:
-        self.waiting.append(self.writer[0].pending[0])
+        assert self.writer is not None
+        self.waiting.append(self.writer.pending[0])
         if self.delay:
-            time.sleep(self.delay)
+            time.sleep(self.delay)  # the slow database itself, not a wait for something
         else:
             self.go.wait(30)
         super().record_devices(run_id, devices, positions)
+
+
+def slow_writer(url: str, run_id: str, hosts: list[str], delay: float
+                ) -> tuple[SlowStore, RecordWriter]:
+    """A run started on a SlowStore and its record writer."""
+    store = SlowStore(url, delay)
+    store.writer = RecordWriter(store, _started(store, run_id, hosts).run_id, hosts)
+    return store, store.writer
 
 
 def test_a_slow_database_slows_the_run_instead_of_growing_its_memory(
@@ -143,16 +153,13 @@ def test_a_slow_database_slows_the_run_instead_of_growing_its_memory(
     monkeypatch.setattr(results, "BATCH_RECORDS", 10)
     monkeypatch.setattr(results, "PENDING_RECORDS", 40)
     hosts = [f"r{i}" for i in range(400)]
-    holder: list[RecordWriter] = []
-    store = SlowStore(db_url, holder, delay=0.02)
-    run = _started(store, "c0ffee000003", hosts)
-    holder.append(RecordWriter(store, run.run_id, hosts))
+    store, writer = slow_writer(db_url, "c0ffee000003", hosts, delay=0.02)
     for host in hosts:  # as fast as an engine could hand them over
-        holder[0].put(show(host, "y" * 100))
-    assert holder[0].close() == set()
+        writer.put(show(host, "y" * 100))
+    assert writer.close() == set()
     assert max(store.waiting) <= 40  # never more than the bound waiting to be stored
     assert len(store.waiting) >= 400 // 10  # batches of at most BATCH_RECORDS
-    assert [d.host for d in run_records(store, run.run_id)] == hosts  # nothing lost
+    assert [d.host for d in run_records(store, "c0ffee000003")] == hosts  # nothing lost
 
 
 def test_a_database_that_stopped_answering_does_not_stop_the_run(
@@ -164,16 +171,13 @@ def test_a_database_that_stopped_answering_does_not_stop_the_run(
     monkeypatch.setattr(results, "PENDING_RECORDS", 10)
     monkeypatch.setattr(results, "STALLED_S", 0.5)
     hosts = [f"r{i}" for i in range(60)]
-    holder: list[RecordWriter] = []
-    store = SlowStore(db_url, holder, delay=0)
-    run = _started(store, "c0ffee000004", hosts)
-    holder.append(RecordWriter(store, run.run_id, hosts))
+    store, writer = slow_writer(db_url, "c0ffee000004", hosts, delay=0)
     for host in hosts:
-        holder[0].put(show(host, "z"))
-    assert holder[0].pending[0] > 10  # past the bound: the writer is stuck
+        writer.put(show(host, "z"))
+    assert writer.pending[0] > 10  # past the bound: the writer is stuck
     store.go.set()
-    assert holder[0].close() == set()
-    assert [d.host for d in run_records(store, run.run_id)] == hosts
+    assert writer.close() == set()
+    assert [d.host for d in run_records(store, "c0ffee000004")] == hosts
 
 
 def test_records_without_a_place_come_first_in_every_page(db_url: str) -> None:
