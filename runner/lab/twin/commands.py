@@ -107,7 +107,8 @@ def _print_production(report: Report) -> None:
     routers = [c for c in report.production.values() if c.compared or c.error]
     same = sum(c.same is True for c in routers)
     echo(f"routing compared with production's own `show` output: {same}/{len(routers)} "
-         "same")
+         "same" if routers else "routing not compared with production's (no router in the "
+         "twin):")
     for comparison in report.production.values():
         for line in comparison.lines():
             echo(f"  {line}")
