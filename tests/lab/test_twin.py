@@ -319,17 +319,20 @@ def test_routing_unlike_production_and_an_unreadable_production_host_are_said(
     Exit 1, the twin left up; `--no-production` says it did not compare."""
     inventory = tmp_path / "inventory"
     shutil.copytree(production.inventory, inventory)
-    hosts = yaml.safe_load((inventory / "hosts.yaml").read_text(encoding="utf-8"))
+    prod_hosts = (inventory / "hosts.yaml").read_text(encoding="utf-8")
+    hosts = yaml.safe_load(prod_hosts)
     hosts["r4"]["hostname"] = "127.0.0.1"
     hosts["r4"]["port"] = free_port()
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
+    backups = tmp_path / "backups"  # production's, to commit a later backup into
+    shutil.copytree(production.backups, backups)
     plan = None
     vtysh(production.lab, "r1", "configure terminal\nrouter bgp 65000\n"
           "neighbor 10.255.0.3 shutdown\nend")
     try:
         assert poll(lambda: bgp_up(production.lab, "r3", "10.255.0.1"), lambda up: not up) \
             is False
-        up = twin(tmp_path, "up", "--from-backups", str(production.backups), "-i",
+        up = twin(tmp_path, "up", "--from-backups", str(backups), "-i",
                   str(inventory), "--name", "twdiff")
         plan = lab_state("twdiff").plan  # left up to look at
         assert up.returncode == 1, (up.stdout, up.stderr)
@@ -361,6 +364,23 @@ def test_routing_unlike_production_and_an_unreadable_production_host_are_said(
         assert unasked.returncode == 0, (unasked.stdout, unasked.stderr)
         assert "production's routing not compared (--no-production)" in unasked.stdout
         assert "same as production" not in unasked.stdout
+
+        # production's shut session backed up, r4's address put right: the twin's r1-r3
+        # session stays down as production's does; not converged, yet as production: 0
+        (inventory / "hosts.yaml").write_text(prod_hosts, encoding="utf-8")
+        configs = {n: (backups / f"{n}.cfg").read_text(encoding="utf-8") for n in ROUTERS}
+        configs["r1"] = configs["r1"].replace(
+            " neighbor 10.255.0.3 peer-group CORE\n",
+            " neighbor 10.255.0.3 peer-group CORE\n neighbor 10.255.0.3 shutdown\n")
+        assert "neighbor 10.255.0.3 shutdown" in configs["r1"]
+        BackupRepo(backups).commit(configs, "r1 shut its session to r3")
+        alike = twin(tmp_path, "sync", "twdiff", "--wait", "40")
+        assert alike.returncode == 0, (alike.stdout, alike.stderr)
+        assert "restarted with their new backup: r1" in alike.stdout
+        assert "r1: OSPF 2/2 full, BGP 2/3 established" in alike.stdout
+        assert "routing compared with production's own `show` output: 4/4 same" in \
+            alike.stdout
+        assert "routing has not fully converged, as in production" in alike.stdout
     finally:
         vtysh(production.lab, "r1", "configure terminal\nrouter bgp 65000\n"
               "no neighbor 10.255.0.3 shutdown\nend")

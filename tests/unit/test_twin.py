@@ -522,3 +522,35 @@ def test_no_production_says_every_node_was_not_compared() -> None:
     assert sorted(data["production"]) == ["r1", "r2", "r3", "r4"]
     assert data["production"]["r1"]["note"] == NOT_ASKED
     assert report.unlike_production == []
+
+
+def test_routing_that_did_not_converge_as_in_production_is_no_failure() -> None:
+    """A twin whose not-up sessions are production's own (down there too, or a peer no
+    twin router has) exits 0; one that differs, or whose production was not read, 1."""
+    from runner.lab.twin import commands
+    from runner.lab.twin.production import comparisons, not_asked
+    from runner.lab.twin.service import Report
+
+    plan = build("tw", SUBNET, {h: PRACTICE[h] for h in ("r1", "r3")},
+                 {"r1": "cisco_ios", "r3": "cisco_ios"})
+    down = [frr_routing("r1", "-down"), frr_routing("r3", "-down")]
+    assert not any(r.converged for r in down)
+
+    def report(production: dict[str, RouterRouting] | None) -> Report:
+        made = Report(plan, "a" * 40, Path("backups"), routing=down,
+                      faithful={"r1": "", "r3": ""}, converged=False)
+        if production is None:
+            made.production, made.production_asked = not_asked(plan.nodes, []), False
+        else:
+            made.production = comparisons(production, down, made.outside(), [])
+        return made
+
+    alike = report({r.node: r for r in down})
+    assert alike.as_production and alike.to_json()["as_production"] is True
+    commands._exit(alike)  # no SystemExit: exit 0
+    for unlike in (report({"r1": frr_routing("r1"), "r3": down[1]}), report(None),
+                   report({"r1": down[0], "r3": RouterRouting("r3", error="ConnectFailed: x")})):
+        assert not unlike.as_production
+        with pytest.raises(SystemExit) as exited:
+            commands._exit(unlike)
+        assert exited.value.code == 1

@@ -81,6 +81,14 @@ class Report:
         could not be read."""
         return sorted(h for h, c in self.production.items() if c.failed)
 
+    @property
+    def as_production(self) -> bool:
+        """Every twin router was compared with production and none differs: what has not
+        converged is down in production too (or a peer outside the twin, expected)."""
+        return bool(self.routing) and not self.unlike_production and all(
+            self.production.get(r.node) is not None and self.production[r.node].compared
+            for r in self.routing)
+
     def to_json(self) -> dict[str, Any]:
         plan = self.plan
         return {
@@ -103,6 +111,7 @@ class Report:
                         for r in self.routing},
             "converged": self.converged, "peers_outside": self.outside(),
             "production_compared": self.production_asked,
+            "as_production": self.as_production,
             "production": {h: c.to_json() for h, c in self.production.items()},
             "restarted": self.restarted,
             "rebuilt": self.rebuilt, "sim_restarted": self.sim_restarted,
