@@ -156,9 +156,10 @@ def up(backups: Path, inventory: Path, name: str, topology: Path | None,
        no_production: bool, as_json: bool) -> None:
     """Build a twin of the inventory's hosts from their newest backups.
 
-    Exits 1 when a router's running config differs from its backup, routing does not
-    converge, or its routing differs from production's own (or production could not be
-    read) (the twin stays up: look at it); 2 on bad input (nothing is created).
+    Exits 1 when a router's running config differs from its backup, its routing differs
+    from production's own (or production could not be read), or routing does not converge
+    and production was not compared (the twin stays up: look at it); 2 on bad input
+    (nothing is created).
     """
     started = time.monotonic()
     report = _twins().up(name, backups, inventory, topology, mgmt_subnet,
