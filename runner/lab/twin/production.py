@@ -9,9 +9,10 @@ import json
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from runner.drivers import Timeouts, open_session
+from runner.drivers import Session, Timeouts, open_session
 from runner.errors import CommandRejected, DeviceError, InternalError
 from runner.inventory.fleet import FleetInventory
 from runner.inventory.secretref import SecretResolver, roots
@@ -170,7 +171,7 @@ def _json(command: str, text: str) -> Mapping[str, Any]:
     return data
 
 
-async def _close(session: Any) -> None:
+async def _close(session: Session) -> None:
     try:
         await asyncio.wait_for(session.close(), 10)
     except (TimeoutError, DeviceError):
@@ -186,7 +187,7 @@ async def _read_all(inventory: FleetInventory, hosts: Mapping[str, Collection[st
 
 
 def read(inventory: FleetInventory, hosts: Mapping[str, Collection[str]],
-         secrets_dirs: tuple[Any, ...] = ()) -> dict[str, RouterRouting]:
+         secrets_dirs: tuple[Path, ...] = ()) -> dict[str, RouterRouting]:
     """Production's routing of each host (host -> the daemons its backup runs), read at
     once over the inventory's driver for it; nothing is configured."""
     if not hosts:
