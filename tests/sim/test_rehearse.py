@@ -298,3 +298,75 @@ def test_serve_rehearses_each_occurrence_before_it_asks_for_approval(
     assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.131") == hosts
     assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.132") == []
     assert running_with(workdir, twin_inventory, "ntp server 192.0.2.131") == []
+
+
+def _started(workdir: Path, job: Path, inventory: Path, log: Path) -> subprocess.Popen[str]:
+    with log.open("w") as err:
+        return subprocess.Popen(run_argv(sqlite_url(workdir), job, inventory, "--rehearse",
+                                         TWIN), cwd=workdir, stdout=subprocess.PIPE,
+                                stderr=err, text=True, env=_env(workdir))
+
+
+def test_one_rehearsal_at_a_time_holds_the_twin(setup: tuple[Path, Fleet, Path]) -> None:
+    """Two rehearsals at once on one twin: the second waits (and says for whom) until the
+    first has run and reset the twin, so neither sees the other's change there; `twin
+    sync` and `twin down` meanwhile are refused naming the holder; a rehearsal cancelled
+    while it waits ends interrupted with nothing contacted."""
+    from runner.lab.twin import uselock
+
+    workdir, fleet, twin_inventory = setup
+    lock = uselock.lock_path(workdir / ".runner", TWIN)
+    first = ntp_job(workdir / "first", "ntp-first", "192.0.2.141", "192.0.2.141")
+    second = ntp_job(workdir / "second", "ntp-second", "192.0.2.142", "192.0.2.142")
+    a = _started(workdir, first, fleet.inventory, workdir / "a.err")
+    try:
+        wait_for(lambda: lock.is_file() and "ntp-first" in lock.read_text(), 120,
+                 "the first rehearsal to hold the twin")
+        b = _started(workdir, second, fleet.inventory, workdir / "b.err")
+        try:
+            busy = runner(workdir, "twin", "sync", TWIN)
+            down = runner(workdir, "twin", "down", TWIN)
+            out_a, _ = a.communicate(timeout=600)
+            out_b, _ = b.communicate(timeout=600)
+        finally:
+            b.kill()
+    finally:
+        a.kill()
+    for proc in (busy, down):
+        assert proc.returncode == 2, (proc.stdout, proc.stderr)
+        assert f"twin {TWIN} is in use by a rehearsal of job ntp-first (pid {a.pid}" in \
+            proc.stderr and "nothing was done" in proc.stderr
+    b_err = (workdir / "b.err").read_text()
+    assert f"twin {TWIN} is in use by a rehearsal of job ntp-first (pid {a.pid}" in b_err
+    assert a.returncode == 0 and b.returncode == 0, (a.returncode, b_err[-3000:])
+    for out, server in ((out_a, "192.0.2.141"), (out_b, "192.0.2.142")):
+        data = json.loads(out)
+        assert data["status"] == "ok" and data["rehearsal"]["passed"] is True
+        # the twin had only this rehearsal's change: the other's was reset or not yet made
+        assert {d["diff"].count("+ntp server") for d in data["rehearsal"]["devices"]} == {1}
+        assert all(f"+ntp server {server}" in d["diff"] for d in data["rehearsal"]["devices"])
+    assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.142") == fleet.hosts
+    assert running_with(workdir, twin_inventory, "ntp server 192.0.2.14") == []
+
+    # someone holds the twin (the test, as a stand-in for another rehearsal); a rehearsal
+    # waiting for it is cancelled with Ctrl-C: interrupted, no device contacted anywhere
+    third = ntp_job(workdir / "third", "ntp-third", "192.0.2.143", "192.0.2.143")
+    with uselock.held(workdir / ".runner", TWIN, "the test's own hold"):
+        c = _started(workdir, third, fleet.inventory, workdir / "c.err")
+        try:
+            wait_for(lambda: "in use by the test's own hold" in
+                     (workdir / "c.err").read_text(), 120, "the third rehearsal to wait")
+            c.send_signal(2)
+            c.communicate(timeout=120)
+        finally:
+            c.kill()
+    assert c.returncode == 130, (workdir / "c.err").read_text()[-3000:]
+    last, = json.loads(runner(workdir, "history", "--json", "--job", "ntp-third").stdout)
+    data = json.loads(runner(workdir, "show", last["run_id"], "--json").stdout)
+    assert data["status"] == "interrupted"
+    assert data["error"] == f"cancelled while waiting for twin {TWIN}"
+    assert {(d["status"], d["error_class"]) for d in data["devices"]} == \
+        {("skipped", "Interrupted")}
+    assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.143") == []
+    assert running_with(workdir, twin_inventory, "ntp server 192.0.2.143") == []
+    assert not lock.read_text()  # nobody holds it now: released with its holder's name
