@@ -167,12 +167,14 @@ def twin_prepared(prep: Prepared, twin: Twin) -> Prepared:
 def rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twin, *,
              keep: bool = False,
              on_rehearsed: Callable[[Rehearsal], None] | None = None,
-             on_wait: Callable[[str], None] | None = None) -> RunResult:
+             on_wait: Callable[[str], None] | None = None,
+             on_begin: Callable[[], None] | None = None) -> RunResult:
     """Run the job on `twin`, then on production only if the rehearsal passed; else record
     the production run as rehearsal_failed (every device skipped, never contacted). The
     twin is reset afterwards unless `keep`. Every input (production's and the twin's) is
     checked before the twin is touched; the twin is held from its run to its reset, so
-    two rehearsals never share it (the second waits, told through `on_wait`)."""
+    two rehearsals never share it (the second waits, told through `on_wait`; `on_begin`
+    is told once it holds the twin)."""
     check_approval(prep, options)
     check_blackouts(prep, replace(options))  # refused now, before the twin is touched
     if options.engine is EngineChoice.CELERY:  # workers read production's secrets
@@ -205,6 +207,8 @@ def rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twi
         # read again once held: a reset while this one waited may have moved the twin's
         # simulated devices to another port (its inventory says where they are now)
         on_twin = twin_prepared(prep, twin)
+        if on_begin is not None:
+            on_begin()
         return _rehearse(prep, store, options, twin, on_twin, twin_options, keep,
                          on_rehearsed)
 
@@ -276,13 +280,14 @@ def _reset(twin: Twin) -> str:
 
 
 def unattended(prep: Prepared, store: ResultsStore, options: RunOptions, name: str,
-               opener: TwinOpener) -> RunResult:
-    """rehearse() on twin `name` for a run nobody watches (`runner serve`): a twin that
-    cannot be opened (unknown, not up, a host it lacks) fails the run as rehearsal_failed,
-    recorded with why, production not contacted."""
+               opener: TwinOpener, *, on_wait: Callable[[str], None] | None = None,
+               on_begin: Callable[[], None] | None = None) -> RunResult:
+    """rehearse() on twin `name` for a run nobody watches (`runner serve`, the web): a twin
+    that cannot be opened (unknown, not up, a host it lacks) fails the run as
+    rehearsal_failed, recorded with why, production not contacted."""
     try:
         twin = opener(name)
-        return rehearse(prep, store, options, twin)
+        return rehearse(prep, store, options, twin, on_wait=on_wait, on_begin=on_begin)
     except InputError as exc:
         if exc.field != "--rehearse":
             raise  # production's own input: refused as any run's would be
