@@ -12,7 +12,7 @@ import click
 
 from runner.cli_common import echo, settings_of
 from runner.lab import rules
-from runner.lab.twin import masks
+from runner.lab.twin import masks, uselock
 from runner.lab.twin.production import NOT_ASKED, SIMULATED
 from runner.lab.twin.service import DEFAULT_NAME, Report, Twins
 
@@ -188,8 +188,10 @@ def up(backups: Path, inventory: Path, name: str, topology: Path | None,
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def sync(name: str, wait: float, reset: bool, no_production: bool, as_json: bool) -> None:
     """Reload the newest backups into twin NAME: changed routers reboot with them."""
-    report = _twins().sync(name, wait=wait, reset=reset,
-                           against_production=not no_production)
+    twins = _twins()
+    with uselock.held(twins.home, name, f"`runner twin sync {name}`"):
+        report = twins.sync(name, wait=wait, reset=reset,
+                            against_production=not no_production)
     if as_json:
         echo(json.dumps(report.to_json(), indent=2))
         _exit(report)
@@ -213,7 +215,10 @@ def sync(name: str, wait: float, reset: bool, no_production: bool, as_json: bool
 @click.argument("name", default=DEFAULT_NAME)
 def down(name: str) -> None:
     """Remove twin NAME: its routers, namespaces and files. Safe to run twice."""
-    if _twins().down(name):
+    twins = _twins()
+    with uselock.held(twins.home, name, f"`runner twin down {name}`"):
+        removed = twins.down(name)
+    if removed:
         echo(f"twin {name} removed")
     else:
         echo(f"twin {name} is not up; nothing left to remove")
