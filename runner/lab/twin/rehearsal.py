@@ -39,7 +39,9 @@ class LabTwin:
     def reset(self) -> str:
         """`twin sync --reset`: the newest backups, and every device the rehearsal moved
         put back."""
-        report = self.twins.sync(self.name, wait=SYNC_WAIT, reset=True)
+        # production is not read: a failed rehearsal must leave it uncontacted
+        report = self.twins.sync(self.name, wait=SYNC_WAIT, reset=True,
+                                 against_production=False)
         changed = [*report.restarted, *report.sim_restarted]
         shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more"
                                             if len(changed) > 10 else "")
