@@ -211,7 +211,8 @@ def _rehearsed(prep: Prepared, store: ResultsStore, options: RunOptions, twin: T
         if outcome.passed:
             echo("running on production", err=True)
 
-    return rehearse(prep, store, options, twin, keep=keep, on_rehearsed=rehearsed)
+    return rehearse(prep, store, options, twin, keep=keep, on_rehearsed=rehearsed,
+                    on_wait=lambda why: echo(f"{why} (Ctrl-C stops)", err=True))
 
 
 def echo_run_json(run_result: RunResult, store: ResultsStore | None, *,

@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from runner.errors import RunnerError
 from runner.inventory import platforms
-from runner.records import RunResult, now_iso
+from runner.records import HELD_BY_POLICY, RunResult, now_iso
 from runner.redact import Redactor
 from runner.source.validation import problem
-from runner.vocab import DeviceStatus, NotifyEvent, RunStatus, StepKind
+from runner.vocab import SUCCESS, DeviceStatus, NotifyEvent, RunStatus, StepKind
 
 if TYPE_CHECKING:
     from runner.inventory.fleet import FleetInventory
@@ -162,7 +162,8 @@ def events_of(run: RunResult, status: RunStatus | None = None,
     if drift:
         events.add(NotifyEvent.DRIFT)
     # rolled_back is not a success either: the change the job asked for did not happen
-    if not run.ok or status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
+    if not run.ok or status in (RunStatus.FAILED, RunStatus.INTERRUPTED,
+                                RunStatus.REHEARSAL_FAILED):
         events.add(NotifyEvent.FAILED)
     if any(d.status is DeviceStatus.ROLLED_BACK for d in run.devices):
         events.add(NotifyEvent.ROLLED_BACK)
@@ -278,6 +279,38 @@ def _failed(run: RunResult, redactor: Redactor) -> list[str]:
     return body
 
 
+def _rehearsal(run: RunResult, redactor: Redactor) -> list[str]:
+    """The rehearsal on a twin (`--rehearse`, a schedule's `rehearse:`): its verdict, the
+    devices that did not pass there (the reason production was not contacted) and the
+    twin's reset."""
+    r = run.rehearsal
+    if not r:
+        return []
+    counts = ", ".join(f"{n} {s}" for s, n in (r.get("summary") or {}).items() if n)
+    twin_run = f"twin run {r['run_id']}" if r.get("run_id") else "no twin run"
+    body = ["", f"Rehearsal on twin {r.get('twin')}: "
+                f"{'passed' if r.get('passed') else 'FAILED'} ({twin_run}"
+                + (f"; {counts}" if counts else "") + ")"
+                + ("" if r.get("passed") else "; production was not contacted")]
+    if r.get("error"):
+        body.append(f"- {redactor.text(str(r['error']))}")
+    bad = [d for d in r.get("devices") or []
+           if d.get("status") not in SUCCESS and d.get("error_class") != HELD_BY_POLICY]
+    for d in bad[:LISTED_DEVICES]:
+        error = redactor.text(d.get("error") or "")
+        if len(error) > ERROR_CHARS:
+            error = error[:ERROR_CHARS] + f"... ({len(error) - ERROR_CHARS} more chars)"
+        where = f" in {d['failed_check']!r}" if d.get("failed_check") else ""
+        what = f"{d['error_class']}{where}: {error}" if d.get("error_class") else error
+        body.append(f"- {d['host']} on the twin: {d['status']}" + (f", {what}" if what else ""))
+    if len(bad) > LISTED_DEVICES:
+        body.append(f"... {len(bad) - LISTED_DEVICES} more devices failed on the twin: "
+                    f"runner show {run.run_id}")
+    if r.get("reset"):
+        body.append(f"twin reset: {r['reset']}")
+    return body
+
+
 def _diffs(run: RunResult, redactor: Redactor,
            backup_diffs: dict[str, str | None] | None) -> list[str]:
     budget = [TOTAL_DIFF_LINES]
@@ -314,7 +347,8 @@ def build_message(run: RunResult, status: RunStatus | None, redactor: Redactor,
     status = run_status(run, status)
     counts = ", ".join(f"{n} {s}" for s, n in run.summary.items() if n) or "no devices"
     title = f"runner {run.job}: {status}{' (dry run)' if run.dry_run else ''}, {counts}"
-    body = [*_head(run, status, counts), *_failed(run, redactor), *_drift(run, drift),
+    body = [*_head(run, status, counts), *_rehearsal(run, redactor),
+            *_failed(run, redactor), *_drift(run, drift),
             *_diffs(run, redactor, backup_diffs)]
     kind = ("failure" if NotifyEvent.FAILED in events_of(run, status)
             else "warning" if status is RunStatus.AWAITING_APPROVAL

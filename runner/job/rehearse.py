@@ -7,12 +7,14 @@ layer knows only what a rehearsal needs of it."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runner.errors import InputError, RehearsalFailed, RunnerError
+from runner.errors import InputError, Interrupted, RehearsalFailed, RunnerError
 from runner.job.prepare import Prepared, check_secret_files, prepare_job, read_secrets
 from runner.job.run import (
     RunOptions,
@@ -50,6 +52,12 @@ class Twin(Protocol):
 
     def reset(self) -> str:
         """Reload the newest backups (`twin sync`); what that did, in a few words."""
+        ...
+
+    def hold(self, what: str, cancel: threading.Event | None,
+             on_wait: Callable[[str], None]) -> AbstractContextManager[bool]:
+        """The twin for this rehearsal alone (its run and its reset), waiting while another
+        holds it (`on_wait` told who); False when `cancel` is set before it is free."""
         ...
 
 
@@ -155,21 +163,22 @@ def twin_prepared(prep: Prepared, twin: Twin) -> Prepared:
 
 def rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twin, *,
              keep: bool = False,
-             on_rehearsed: Callable[[Rehearsal], None] | None = None) -> RunResult:
+             on_rehearsed: Callable[[Rehearsal], None] | None = None,
+             on_wait: Callable[[str], None] | None = None,
+             on_begin: Callable[[], None] | None = None) -> RunResult:
     """Run the job on `twin`, then on production only if the rehearsal passed; else record
     the production run as rehearsal_failed (every device skipped, never contacted). The
     twin is reset afterwards unless `keep`. Every input (production's and the twin's) is
-    checked before the twin is touched."""
-    from runner.store.queries import run_records
-    from runner.store.results import ResultsStore
-
+    checked before the twin is touched; the twin is held from its run to its reset, so
+    two rehearsals never share it (the second waits, told through `on_wait`; `on_begin`
+    is told once it holds the twin)."""
     check_approval(prep, options)
     check_blackouts(prep, replace(options))  # refused now, before the twin is touched
     if options.engine is EngineChoice.CELERY:  # workers read production's secrets
         check_secret_files(prep, options.settings.secrets_dirs)
     else:  # a secret production's run could not read: refused now, not after the twin
         read_secrets(prep, options.settings.secrets_dirs)
-    on_twin = twin_prepared(prep, twin)
+    twin_prepared(prep, twin)  # a host the twin lacks: refused now, not after a wait
     twin_options = RunOptions(
         settings=options.settings, engine=_twin_engine(options.engine),
         processes=options.processes, cancel=options.cancel, started_by=options.started_by,
@@ -181,6 +190,43 @@ def rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twi
         override={"by": options.started_by or "runner", "at": now_iso(),
                   "reason": f"rehearsal on twin {twin.name}"}
         if prep.job.spec.needs_approval else None)
+    what = f"a rehearsal of job {prep.job.spec.name}" + (
+        f" (run {options.run_id})" if options.run_id else "")
+    with ExitStack() as held:
+        try:
+            ours = held.enter_context(twin.hold(what, options.cancel,
+                                                on_wait or log.warning))
+        except KeyboardInterrupt:  # Ctrl-C while waiting: recorded, then as any run's
+            _cancelled(prep, store, options, twin.name)
+            raise
+        if not ours:
+            return _cancelled(prep, store, options, twin.name)
+        # read again once held: a reset while this one waited may have moved the twin's
+        # simulated devices to another port (its inventory says where they are now)
+        on_twin = twin_prepared(prep, twin)
+        if on_begin is not None:
+            on_begin()
+        return _rehearse(prep, store, options, twin, on_twin, twin_options, keep,
+                         on_rehearsed)
+
+
+def _cancelled(prep: Prepared, store: ResultsStore, options: RunOptions,
+               twin: str) -> RunResult:
+    """The run cancelled while it waited for the twin: interrupted, nothing contacted."""
+    why = f"cancelled while waiting for twin {twin}"
+    return refuse(prep, store, options, {
+        "twin": twin, "run_id": None, "records": None, "started": now_iso(),
+        "finished": now_iso(), "status": "not run", "passed": False, "summary": {},
+        "reset": None, "error": why, "devices": []}, why, status=RunStatus.INTERRUPTED)
+
+
+def _rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twin,
+              on_twin: Prepared, twin_options: RunOptions, keep: bool,
+              on_rehearsed: Callable[[Rehearsal], None] | None) -> RunResult:
+    """rehearse() with the twin held."""
+    from runner.store.queries import run_records
+    from runner.store.results import ResultsStore
+
     records = ResultsStore(twin.records, retry_s=options.settings.db_retry)
     rehearsal = Rehearsal(twin.name, "", twin.records, now_iso())
     run: RunResult | None = None
@@ -231,13 +277,14 @@ def _reset(twin: Twin) -> str:
 
 
 def unattended(prep: Prepared, store: ResultsStore, options: RunOptions, name: str,
-               opener: TwinOpener) -> RunResult:
-    """rehearse() on twin `name` for a run nobody watches (`runner serve`): a twin that
-    cannot be opened (unknown, not up, a host it lacks) fails the run as rehearsal_failed,
-    recorded with why, production not contacted."""
+               opener: TwinOpener, *, on_wait: Callable[[str], None] | None = None,
+               on_begin: Callable[[], None] | None = None) -> RunResult:
+    """rehearse() on twin `name` for a run nobody watches (`runner serve`, the web): a twin
+    that cannot be opened (unknown, not up, a host it lacks) fails the run as
+    rehearsal_failed, recorded with why, production not contacted."""
     try:
         twin = opener(name)
-        return rehearse(prep, store, options, twin)
+        return rehearse(prep, store, options, twin, on_wait=on_wait, on_begin=on_begin)
     except InputError as exc:
         if exc.field != "--rehearse":
             raise  # production's own input: refused as any run's would be
@@ -249,9 +296,12 @@ def unattended(prep: Prepared, store: ResultsStore, options: RunOptions, name: s
 
 
 def refuse(prep: Prepared, store: ResultsStore, options: RunOptions,
-           rehearsal: dict[str, Any], why: str) -> RunResult:
+           rehearsal: dict[str, Any], why: str,
+           status: RunStatus = RunStatus.REHEARSAL_FAILED) -> RunResult:
     """The production run that never contacted production: one record per device
-    (skipped, RehearsalFailed), status rehearsal_failed, notified as a failure."""
+    (skipped, RehearsalFailed), status rehearsal_failed, notified as a failure; or, when
+    it was cancelled before its rehearsal began, interrupted (Interrupted)."""
+    error = Interrupted if status is RunStatus.INTERRUPTED else RehearsalFailed
     run = RunResult(run_id=options.run_id or new_run_id(), job=prep.job.spec.name,
                     started=now_iso(), finished=None, devices=[], dry_run=options.dry_run,
                     job_file=str(prep.job.path), occurrence=options.occurrence,
@@ -260,13 +310,13 @@ def refuse(prep: Prepared, store: ResultsStore, options: RunOptions,
                     workflow=options.workflow, blackout_override=options.blackout_override,
                     rehearsal=rehearsal)
     store.start_run(run, prep.hosts)
-    run.devices = [DeviceResult.of_error(h, RehearsalFailed(
-        f"not contacted: {why}")) for h in prep.hosts]
+    run.devices = [DeviceResult.of_error(h, error(f"not contacted: {why}"),
+                                         status=DeviceStatus.SKIPPED) for h in prep.hosts]
     store.record_devices(run.run_id, run.devices, {h: i for i, h in enumerate(prep.hosts)})
     run.finished = now_iso()
-    store.finish_run(run, status=RunStatus.REHEARSAL_FAILED, error=why)
+    store.finish_run(run, status=status, error=why)
     for callback in options.on_device_done:
         for device in run.devices:
             callback(device)
-    notify_finished(prep, store, run, RunStatus.REHEARSAL_FAILED, options.notify)
+    notify_finished(prep, store, run, status, options.notify)
     return run

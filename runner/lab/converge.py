@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,25 +48,40 @@ def vtysh_json(labs: Labs, lab: LabState, node: str, command: str, *,
     return data if isinstance(data, dict) else {}
 
 
+def ospf_neighbors(data: Mapping[str, Any]) -> dict[str, str]:
+    """FRR's `show ip ospf neighbor json`: neighbour router-id@interface -> state."""
+    out: dict[str, str] = {}
+    neighbors = data.get("neighbors", {})
+    if not isinstance(neighbors, dict):
+        raise ValueError("`show ip ospf neighbor json` has no object of neighbors")
+    for nid, entries in neighbors.items():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if isinstance(entry, dict):
+                out[f"{nid}@{entry.get('ifaceName', '')}"] = str(
+                    entry.get("nbrState", entry.get("state", "")))
+    return out
+
+
+def bgp_peers(data: Mapping[str, Any]) -> dict[str, str]:
+    """FRR's `show bgp summary json` (one object per address family): peer -> state."""
+    out: dict[str, str] = {}
+    for afi in data.values():
+        if isinstance(afi, dict):
+            for peer, info in afi.get("peers", {}).items():
+                if isinstance(info, dict):
+                    out[peer] = str(info.get("state", ""))
+    return out
+
+
 def routing(labs: Labs, lab: LabState, node: str) -> RouterRouting:
     result = RouterRouting(node)
     daemons = lab.plan.nodes[node].daemons
     try:
         if "ospfd" in daemons:
-            data = vtysh_json(labs, lab, node, "show ip ospf neighbor")
-            neighbors = data.get("neighbors", {})
-            assert isinstance(neighbors, dict)
-            for nid, entries in neighbors.items():
-                for entry in entries:
-                    result.ospf[f"{nid}@{entry.get('ifaceName', '')}"] = str(
-                        entry.get("nbrState", entry.get("state", "")))
+            result.ospf = ospf_neighbors(vtysh_json(labs, lab, node, "show ip ospf neighbor"))
         if "bgpd" in daemons:
-            data = vtysh_json(labs, lab, node, "show bgp summary")
-            for afi in data.values():
-                if isinstance(afi, dict):
-                    for peer, info in afi.get("peers", {}).items():
-                        result.bgp[peer] = str(info.get("state", ""))
-    except (LabError, json.JSONDecodeError) as exc:
+            result.bgp = bgp_peers(vtysh_json(labs, lab, node, "show bgp summary"))
+    except (LabError, ValueError) as exc:
         result.error = str(exc)
     return result
 

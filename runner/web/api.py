@@ -126,6 +126,11 @@ def get_run(request: Request, response: Response, run_id: str, _who: Viewer,
             limit: Annotated[int, Query(ge=1, le=MAX_RUN_DEVICES)] = RUN_DEVICES_PAGE,
             offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> dict[str, Any]:
     svc = services(request)
+    pending = svc.launcher.rehearsing(run_id)
+    if pending is not None:  # its record comes after the rehearsal
+        response.headers["X-Total-Count"] = "0"
+        return {**pending.to_json(), "devices": [], "devices_total": 0, "offset": offset,
+                "actions": ["cancel"]}
     document, row, counts = run_document_page(svc.results, run_id, limit, offset)
     response.headers["X-Total-Count"] = str(document["devices_total"])
     document["actions"] = svc.launcher.actions(row, counts)
@@ -138,6 +143,9 @@ def progress(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
 
 
 def run_progress(request: Request, run_id: str) -> dict[str, Any]:
+    pending = services(request).launcher.rehearsing(run_id)
+    if pending is not None:
+        return pending.to_json()
     store = services(request).results
     head = run_head(store, run_id, hosts=False)
     counts = status_counts(store, [head["run_id"]])[head["run_id"]]

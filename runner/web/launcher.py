@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -47,6 +47,33 @@ class Started:
     preview: bool
 
 
+@dataclass
+class Pending:
+    """A run accepted whose record comes after its rehearsal on a twin: what its page and
+    the API say meanwhile (status running; production not contacted yet)."""
+
+    run_id: str
+    job: str
+    twin: str
+    hosts: int
+    started: str
+    dry_run: bool
+    state: str = ""  # what it does now: waiting for the twin, rehearsing on it
+    accepted: threading.Event = field(default_factory=threading.Event)
+
+    def now(self, state: str) -> None:
+        self.state = state
+        self.accepted.set()
+
+    def to_json(self) -> dict[str, Any]:
+        """The run's progress document while it is rehearsed (`/api/runs/ID/progress`)."""
+        return {"run_id": self.run_id, "job": self.job, "status": str(RunStatus.RUNNING),
+                "dry_run": self.dry_run, "started": self.started, "finished": None,
+                "total": self.hosts, "done": 0, "summary": {},
+                "rehearsal": {"twin": self.twin, "state": self.state or "starting",
+                              "production_contacted": False}}
+
+
 def job_files(jobs_dir: Path) -> list[Path]:
     from runner.job.load import job_files as files
 
@@ -59,31 +86,39 @@ class _Announcing:
     def __init__(self, store: ResultsStore) -> None:
         self._store = store
         self.started = threading.Event()
+        self.on_start: Callable[[], None] | None = None
 
     def start_run(self, run: RunResult, hosts: list[str] | None = None,
                   decision: dict[str, Any] | None = None) -> None:
         self._store.start_run(run, hosts, decision)
         self.started.set()
+        if self.on_start is not None:
+            self.on_start()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
 
-def _executing(prep: Prepared, store: _Announcing,
-               options: RunOptions) -> Callable[[], RunResult]:
+def _executing(prep: Prepared, store: _Announcing, options: RunOptions
+               ) -> tuple[Callable[[], RunResult], Pending | None]:
     """The run, rehearsed on its twin first when the job's schedule says `rehearse:` (as
-    from every entry point; a twin that is not up fails it as rehearsal_failed). The run's
-    row, and so the request's answer, comes after the rehearsal."""
+    from every entry point; a twin that is not up fails it as rehearsal_failed); with it,
+    for a rehearsed run, what to show until its record exists (after the rehearsal)."""
     schedule = prep.job.spec.schedule
     twin = schedule.twin(options.settings.twin) if schedule is not None else None
     results = cast(ResultsStore, store)
     if twin is None:
-        return lambda: execute(prep, results, options)
+        return (lambda: execute(prep, results, options)), None
     from runner.job.rehearse import unattended
     from runner.lab.twin.rehearsal import open_twin
 
-    return lambda: unattended(prep, results, options, twin,
-                              lambda name: open_twin(options.settings, name))
+    assert options.run_id is not None
+    pending = Pending(options.run_id, prep.job.spec.name, twin, len(prep.hosts), now_iso(),
+                      options.dry_run)
+    return (lambda: unattended(
+        prep, results, options, twin, lambda name: open_twin(options.settings, name),
+        on_wait=pending.now,
+        on_begin=lambda: pending.now("the rehearsal is running on the twin"))), pending
 
 
 class Launcher:
@@ -95,6 +130,7 @@ class Launcher:
         self.cancels: dict[str, threading.Event] = {}
         self.lock = threading.Lock()
         self.futures: set[Future[None]] = set()
+        self.pending: dict[str, Pending] = {}  # rehearsed runs not recorded yet
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -210,7 +246,7 @@ class Launcher:
                                                                  "override_blackout"))
         preview = gate(job.spec, options)
         check_override(prep, options, field="override_blackout")
-        self._launch(run_id, options, store, _executing(prep, store, options))
+        self._launch(run_id, options, store, *_executing(prep, store, options))
         return Started(run_id, dry_run or preview, preview)
 
     def remediate(self, run_id: str, *, by: str, features: list[str] | None = None,
@@ -233,7 +269,7 @@ class Launcher:
                              engine=self.config.engine, started_by=by,
                              remediates=made.run_id)
         preview = gate(prep.job.spec, options)
-        self._launch(run_id, options, store, _executing(prep, store, options))
+        self._launch(run_id, options, store, *_executing(prep, store, options))
         return Started(run_id, dry_run or preview, preview)
 
     def approve(self, run_id: str, by: str) -> str:
@@ -250,24 +286,41 @@ class Launcher:
             cast(ResultsStore, store), full, options, by=by))
 
     def _launch(self, run_id: str, options: RunOptions, store: _Announcing,
-                work: Callable[[], RunResult]) -> str:
+                work: Callable[[], RunResult], pending: Pending | None = None) -> str:
+        """Start `work` in the background; return once its run is recorded or, for a
+        rehearsed run (`pending`), once its rehearsal has begun or waits for the twin."""
+        if pending is not None:
+            store.on_start = lambda: self._recorded(run_id)
         with self.lock:
             if len(self.futures) >= self.config.max_runs:
                 raise Conflict(f"{len(self.futures)} runs started here are still going "
                                f"(runner web --max-runs {self.config.max_runs}); try again "
                                "when one has finished")
             options.cancel = self.cancels[run_id] = threading.Event()
+            if pending is not None:
+                self.pending[run_id] = pending
             future = self.pool.submit(self._run, work, run_id)
             self.futures.add(future)
         future.add_done_callback(self._forget)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not store.started.wait(0.05) and time.monotonic() < deadline:
+        while not store.started.wait(0.05) and time.monotonic() < deadline and not (
+                pending is not None and pending.accepted.is_set()):
             if future.done():
                 error = future.exception()
                 if isinstance(error, InputError):
                     raise error
                 raise Conflict(f"run {run_id} ended before it was recorded: {error}")
         return run_id
+
+    def _recorded(self, run_id: str) -> None:
+        with self.lock:
+            self.pending.pop(run_id, None)
+
+    def rehearsing(self, run_id: str) -> Pending | None:
+        """The run `run_id` (or a prefix of it) if it is being rehearsed, not recorded yet."""
+        with self.lock:
+            found = [p for i, p in self.pending.items() if i.startswith(run_id)]
+        return found[0] if len(found) == 1 and run_id else None
 
     def _forget(self, future: Future[None]) -> None:
         with self.lock:
@@ -287,12 +340,20 @@ class Launcher:
         finally:
             with self.lock:
                 self.cancels.pop(run_id, None)
+                self.pending.pop(run_id, None)
 
     def cancel(self, run_id: str, by: str) -> str:
         """Cancel a running run: this process's at once; another process's (runner run,
         serve, another web) through a request in the store, seen there within seconds.
         Either way the request (who, when) is recorded with the run. Conflict when the run
         is not running."""
+        pending = self.rehearsing(run_id)
+        if pending is not None:  # rehearsing, not recorded yet: this process runs it
+            with self.lock:
+                event = self.cancels.get(pending.run_id)
+            if event is not None:
+                event.set()
+                return pending.run_id
         row_status, full = self._status(run_id)
         asked = row_status == RunStatus.RUNNING and self.store.request_cancel(full, by)
         with self.lock:

@@ -254,6 +254,9 @@ def _diffs(request: Request, run_id: str, hosts: list[str]) -> list[dict[str, An
 def run_page(request: Request, run_id: str, who: Viewer, status: str | None = None,
              page: Annotated[int, Query(ge=1, le=MAX_PAGES)] = 1) -> HTMLResponse:
     svc = services(request)
+    pending = svc.launcher.rehearsing(run_id)
+    if pending is not None:  # its record comes after the rehearsal
+        return render(request, "run_rehearsing.html", who, pending=pending)
     store = svc.results
     head = run_head(store, run_id, hosts=False)
     full = head["run_id"]

@@ -29,6 +29,7 @@ from runner.lab.system import pid_alive
 from runner.lab.twin.masks import LAB_SECRET
 from runner.redact import MASK, Redactor
 from runner.settings import Settings
+from tests.support.base import free_port
 from tests.support.jobs import run_job, shipped_job
 from tests.support.lab import RunningLab, leftovers, poll, practice_copy, runner, vtysh
 
@@ -127,6 +128,11 @@ def test_a_twin_of_production_is_faithful_runs_jobs_syncs_and_leaves_nothing(
         assert "running configs equal to their backups: 4/4" in out
         for node in ROUTERS:
             assert f"{node}: OSPF 2/2 full, BGP 3/3 established" in out
+        # and production's own `show` output says the same, router by router
+        assert "routing compared with production's own `show` output: 4/4 same" in out
+        for node in ROUTERS:
+            assert f"\n  {node}: same as production\n" in out
+        assert "NOT as production" not in out
 
         # the twin and production run at once, each on its own subnet and namespaces
         status = json.loads(runner("lab", "status", "--json").stdout)
@@ -182,6 +188,8 @@ def test_a_twin_of_production_is_faithful_runs_jobs_syncs_and_leaves_nothing(
             assert synced.returncode == 0, (synced.stdout, synced.stderr)
             assert "restarted with their new backup: r2" in synced.stdout
             assert "running configs equal to their backups: 4/4" in synced.stdout
+            assert "routing compared with production's own `show` output: 4/4 same" in \
+                synced.stdout
             assert "description twin-sync-check" in twin_config("twtwin", "r2")
             assert poll(lambda: sessions("twtwin"), lambda s: s == prod_sessions) == \
                 prod_sessions
@@ -217,6 +225,10 @@ def test_a_twin_cabled_by_production_topology_file(production: Production) -> No
                                    "r3:eth3": "its peer h2:eth1 is not in the twin"}
         assert report["configs_equal"] == ROUTERS and report["config_differs"] == {}
         assert report["converged"] is True and report["peers_outside"] == {}
+        assert report["production_compared"] is True
+        assert {node: (c["compared"], c["same"], c["differences"], c["error"])
+                for node, c in report["production"].items()} == {
+            node: (True, True, [], None) for node in ROUTERS}
         assert {r["command"] for r in report["secrets_replaced"]} == {
             "neighbor 10.255.0.2 password", "neighbor 10.255.0.1 password"}
         plan = lab_state("twtopo").plan
@@ -284,9 +296,96 @@ def test_what_cannot_be_faithful_is_refused_or_left_out_and_said(
         assert pid_alive(sim_pid)
         assert "192.0.2.99: " in up.stdout and "(no twin router has this address)" in up.stdout
         assert "routing has NOT converged" in up.stdout
+        # production has no such peer (the backup is not its config): a difference; the
+        # switch is simulated (said, not compared); the Junos router is not in the twin
+        assert "  r1: DIFFERS from production:\n  " \
+               "  BGP 192.0.2.99 production has no such peer, twin " in up.stdout
+        assert "  sw1: simulated: routing not compared" in up.stdout
+        assert "routing compared with production's own `show` output: 3/4 same" in up.stdout
+        assert "mx1: " not in up.stdout.split("routing compared with production")[1]
     finally:
         down = twin(tmp_path, "down", "twskip")
     assert down.returncode == 0, down.stderr
     assert plan is not None
     assert leftovers(plan) == []
     assert not pid_alive(sim_pid)
+
+
+def test_routing_unlike_production_and_an_unreadable_production_host_are_said(
+        production: Production, tmp_path: Path) -> None:
+    """After the backup, production's r1 shuts its BGP neighbour r3: the twin (from the
+    backup) has the session up, and `twin up` names the difference on both ends; r4's
+    production address is wrong in the inventory: not compared, said with its error class.
+    Exit 1, the twin left up; `--no-production` says it did not compare."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(production.inventory, inventory)
+    prod_hosts = (inventory / "hosts.yaml").read_text(encoding="utf-8")
+    hosts = yaml.safe_load(prod_hosts)
+    hosts["r4"]["hostname"] = "127.0.0.1"
+    hosts["r4"]["port"] = free_port()
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
+    backups = tmp_path / "backups"  # production's, to commit a later backup into
+    shutil.copytree(production.backups, backups)
+    plan = None
+    vtysh(production.lab, "r1", "configure terminal\nrouter bgp 65000\n"
+          "neighbor 10.255.0.3 shutdown\nend")
+    try:
+        assert poll(lambda: bgp_up(production.lab, "r3", "10.255.0.1"), lambda up: not up) \
+            is False
+        up = twin(tmp_path, "up", "--from-backups", str(backups), "-i",
+                  str(inventory), "--name", "twdiff")
+        plan = lab_state("twdiff").plan  # left up to look at
+        assert up.returncode == 1, (up.stdout, up.stderr)
+        out = up.stdout
+        assert "Traceback" not in up.stderr, up.stderr
+        assert "running configs equal to their backups: 4/4" in out
+        assert "r1: OSPF 2/2 full, BGP 3/3 established" in out  # the twin converged
+        assert "routing compared with production's own `show` output: 1/4 same" in out
+        assert "  r1: DIFFERS from production:\n" \
+               "    BGP 10.255.0.3 production Idle (Admin), twin Established\n" in out
+        assert "  r3: DIFFERS from production:\n    BGP 10.255.0.1 production " in out
+        assert "  r2: same as production\n" in out
+        assert "  r4: NOT COMPARED: production could not be read: ConnectFailed: " in out
+        assert "the twin is NOT as production for r1, r3, r4 (above)" in out
+        assert "admin" not in out.split("r4: NOT COMPARED")[1].splitlines()[0]
+
+        synced = twin(tmp_path, "sync", "twdiff", "--json")
+        assert synced.returncode == 1, (synced.stdout, synced.stderr)
+        report = json.loads(synced.stdout)["production"]
+        assert report["r1"]["same"] is False and report["r1"]["differences"] == [
+            {"protocol": "BGP", "key": "10.255.0.3", "production": "Idle (Admin)",
+             "twin": "Established", "expected": None}]
+        assert report["r2"] == {"compared": True, "same": True, "differences": [],
+                                "expected_differences": [], "error": None, "note": None}
+        assert report["r4"]["compared"] is False and report["r4"]["same"] is None
+        assert report["r4"]["error"].startswith("ConnectFailed: ")
+
+        unasked = twin(tmp_path, "sync", "twdiff", "--no-production")
+        assert unasked.returncode == 0, (unasked.stdout, unasked.stderr)
+        assert "production's routing not compared (--no-production)" in unasked.stdout
+        assert "same as production" not in unasked.stdout
+
+        # production's shut session backed up, r4's address put right: the twin's r1-r3
+        # session stays down as production's does; not converged, yet as production: 0
+        (inventory / "hosts.yaml").write_text(prod_hosts, encoding="utf-8")
+        configs = {n: (backups / f"{n}.cfg").read_text(encoding="utf-8") for n in ROUTERS}
+        configs["r1"] = configs["r1"].replace(
+            " neighbor 10.255.0.3 peer-group CORE\n",
+            " neighbor 10.255.0.3 peer-group CORE\n neighbor 10.255.0.3 shutdown\n")
+        assert "neighbor 10.255.0.3 shutdown" in configs["r1"]
+        BackupRepo(backups).commit(configs, "r1 shut its session to r3")
+        alike = twin(tmp_path, "sync", "twdiff", "--wait", "40")
+        assert alike.returncode == 0, (alike.stdout, alike.stderr)
+        assert "restarted with their new backup: r1" in alike.stdout
+        assert "r1: OSPF 2/2 full, BGP 2/3 established" in alike.stdout
+        assert "routing compared with production's own `show` output: 4/4 same" in \
+            alike.stdout
+        assert "routing has not fully converged, as in production" in alike.stdout
+    finally:
+        vtysh(production.lab, "r1", "configure terminal\nrouter bgp 65000\n"
+              "no neighbor 10.255.0.3 shutdown\nend")
+        down = twin(tmp_path, "down", "twdiff")
+    assert down.returncode == 0, down.stderr
+    assert plan is not None
+    assert leftovers(plan) == []
+    assert poll(lambda: bgp_up(production.lab, "r3", "10.255.0.1"), bool)

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from runner.lab.netns import wait_for
+from tests.support.browser import Person, chromium
 from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_argv, run_job, shipped_job, sqlite_url, write_job
 from tests.support.serve import Serve
@@ -280,6 +281,17 @@ def test_serve_rehearses_each_occurrence_before_it_asks_for_approval(
         row = page[page.index(f'<tr data-host="{hosts[0]}">'):]
         row = row[:row.index("</tr>")]
         assert "ntp after" in row and "CheckFailed" in row
+        with chromium() as driver:  # the evidence as the engineer signing off sees it
+            person = Person(driver, web, workdir / "shots")
+            person.log_in(web.token("viewer", "rehearse-eyes"))
+            person.open(f"/runs/{bad['run_id']}")
+            section = person.find("[data-rehearsal=failed]")
+            assert section.is_displayed() and "Failed: production was not contacted." in \
+                section.text
+            first = person.find(f"[data-rehearsal] tr[data-host='{hosts[0]}']").text
+            assert "ntp after" in first and "CheckFailed" in first
+            person.screenshot("rehearsal-failed")
+            assert person.errors() == []
         listed = viewer.get("/runs", params={"status": "rehearsal_failed"}).text
         assert bad["run_id"] in listed and good["run_id"] not in listed
         api = viewer.get(f"/api/runs/{bad['run_id']}").json()
@@ -298,3 +310,133 @@ def test_serve_rehearses_each_occurrence_before_it_asks_for_approval(
     assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.131") == hosts
     assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.132") == []
     assert running_with(workdir, twin_inventory, "ntp server 192.0.2.131") == []
+
+
+def _started(workdir: Path, job: Path, inventory: Path, log: Path) -> subprocess.Popen[str]:
+    with log.open("w") as err:
+        return subprocess.Popen(run_argv(sqlite_url(workdir), job, inventory, "--rehearse",
+                                         TWIN), cwd=workdir, stdout=subprocess.PIPE,
+                                stderr=err, text=True, env=_env(workdir))
+
+
+def test_one_rehearsal_at_a_time_holds_the_twin(setup: tuple[Path, Fleet, Path]) -> None:
+    """Two rehearsals at once on one twin: the second waits (and says for whom) until the
+    first has run and reset the twin, so neither sees the other's change there; `twin
+    sync` and `twin down` meanwhile are refused naming the holder; a rehearsal cancelled
+    while it waits ends interrupted with nothing contacted."""
+    from runner.lab.twin import uselock
+
+    workdir, fleet, twin_inventory = setup
+    lock = uselock.lock_path(workdir / ".runner", TWIN)
+    first = ntp_job(workdir / "first", "ntp-first", "192.0.2.141", "192.0.2.141")
+    second = ntp_job(workdir / "second", "ntp-second", "192.0.2.142", "192.0.2.142")
+    a = _started(workdir, first, fleet.inventory, workdir / "a.err")
+    try:
+        wait_for(lambda: lock.is_file() and "ntp-first" in lock.read_text(), 120,
+                 "the first rehearsal to hold the twin")
+        b = _started(workdir, second, fleet.inventory, workdir / "b.err")
+        try:
+            busy = runner(workdir, "twin", "sync", TWIN)
+            down = runner(workdir, "twin", "down", TWIN)
+            out_a, _ = a.communicate(timeout=600)
+            out_b, _ = b.communicate(timeout=600)
+        finally:
+            b.kill()
+    finally:
+        a.kill()
+    for proc in (busy, down):
+        assert proc.returncode == 2, (proc.stdout, proc.stderr)
+        assert f"twin {TWIN} is in use by a rehearsal of job ntp-first (pid {a.pid}" in \
+            proc.stderr and "nothing was done" in proc.stderr
+    b_err = (workdir / "b.err").read_text()
+    assert f"twin {TWIN} is in use by a rehearsal of job ntp-first (pid {a.pid}" in b_err
+    assert a.returncode == 0 and b.returncode == 0, (a.returncode, b_err[-3000:])
+    for out, server in ((out_a, "192.0.2.141"), (out_b, "192.0.2.142")):
+        data = json.loads(out)
+        assert data["status"] == "ok" and data["rehearsal"]["passed"] is True
+        # the twin had only this rehearsal's change: the other's was reset or not yet made
+        assert {d["diff"].count("+ntp server") for d in data["rehearsal"]["devices"]} == {1}
+        assert all(f"+ntp server {server}" in d["diff"] for d in data["rehearsal"]["devices"])
+    assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.142") == fleet.hosts
+    assert running_with(workdir, twin_inventory, "ntp server 192.0.2.14") == []
+
+    # someone holds the twin (the test, as a stand-in for another rehearsal); a rehearsal
+    # waiting for it is cancelled with Ctrl-C: interrupted, no device contacted anywhere
+    third = ntp_job(workdir / "third", "ntp-third", "192.0.2.143", "192.0.2.143")
+    with uselock.held(workdir / ".runner", TWIN, "the test's own hold"):
+        c = _started(workdir, third, fleet.inventory, workdir / "c.err")
+        try:
+            wait_for(lambda: "in use by the test's own hold" in
+                     (workdir / "c.err").read_text(), 120, "the third rehearsal to wait")
+            c.send_signal(2)
+            c.communicate(timeout=120)
+        finally:
+            c.kill()
+    assert c.returncode == 130, (workdir / "c.err").read_text()[-3000:]
+    last, = json.loads(runner(workdir, "history", "--json", "--job", "ntp-third").stdout)
+    data = json.loads(runner(workdir, "show", last["run_id"], "--json").stdout)
+    assert data["status"] == "interrupted"
+    assert data["error"] == f"cancelled while waiting for twin {TWIN}"
+    assert {(d["status"], d["error_class"]) for d in data["devices"]} == \
+        {("skipped", "Interrupted")}
+    assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.143") == []
+    assert running_with(workdir, twin_inventory, "ntp server 192.0.2.143") == []
+    assert not lock.read_text()  # nobody holds it now: released with its holder's name
+
+
+def test_a_run_started_from_the_web_shows_its_rehearsal_before_its_record(
+        setup: tuple[Path, Fleet, Path]) -> None:
+    """A rehearsed run started over the API is accepted at once (202) while the twin is
+    busy; until its record exists (after the rehearsal) its page, `/api/runs/ID` and its
+    progress say it runs, on which twin, that production has not been contacted, and
+    offer cancel; cancelling it then ends it interrupted with nothing contacted."""
+    from runner.lab.twin import uselock
+
+    workdir, fleet, _ = setup
+    jobs = workdir / "webjobs"
+    write_job(jobs, "night-web", driver="netmiko", targets={"hosts": fleet.hosts[30:33]},
+              rollback=True, schedule={"interval": "1d", "rehearse": TWIN},
+              steps=[{"name": "ntp", "config": {"lines": ["ntp server 192.0.2.151"]}}])
+    web = Web(workdir, jobs, fleet.inventory)
+    web.env.update(RUNNER_HOME=str(workdir / ".runner"))
+    web.start()
+    try:
+        token = web.token("operator", "rehearse-web")
+        op = web.client(token)
+        with uselock.held(workdir / ".runner", TWIN, "the test's own hold"):
+            started = op.post("/api/runs", json={"job": "night-web"})
+            assert started.status_code == 202, started.text
+            run_id = started.json()["run_id"]
+            doc = op.get(f"/api/runs/{run_id}").json()
+            assert doc["status"] == "running" and doc["actions"] == ["cancel"]
+            assert doc["rehearsal"]["twin"] == TWIN
+            assert doc["rehearsal"]["production_contacted"] is False
+            assert "in use by the test's own hold" in doc["rehearsal"]["state"]
+            progress = op.get(f"/api/runs/{run_id}/progress").json()
+            assert (progress["status"], progress["total"], progress["done"]) == \
+                ("running", 3, 0)
+            page = op.get(f"/runs/{run_id}").text
+            assert f'data-rehearsing="{TWIN}"' in page
+            assert "production has not been contacted" in page
+            assert f'action="/runs/{run_id}/cancel"' in page
+            with chromium() as driver:  # as the engineer sees it
+                person = Person(driver, web, workdir / "shots")
+                person.log_in(token)
+                person.open(f"/runs/{run_id}")
+                note = person.find("[data-rehearsing] .note").text
+                assert note.startswith(f"Rehearsing on twin {TWIN} first: production has "
+                                       "not been contacted. Twin "), note
+                assert person.find("[data-actions=cancel] button").is_displayed()
+                person.screenshot("rehearsing")
+                assert person.errors() == []
+            assert op.post(f"/api/runs/{run_id}/cancel").status_code == 202
+            web.wait_finished(op, run_id)
+        done = op.get(f"/api/runs/{run_id}").json()
+        assert done["status"] == "interrupted"
+        assert done["error"] == f"cancelled while waiting for twin {TWIN}"
+        assert {(d["status"], d["error_class"]) for d in done["devices"]} == \
+            {("skipped", "Interrupted")}
+        assert 'data-rehearsing' not in op.get(f"/runs/{run_id}").text
+    finally:
+        web.stop()
+    assert running_with(workdir, fleet.inventory, "ntp server 192.0.2.151") == []

@@ -60,6 +60,10 @@ def test_a_twin_of_a_simulated_fleet_serves_its_backups_syncs_and_stops(tmp_path
             assert "replaced by the lab value 'twin-lab-secret' (6 line(s))" in out
             assert f"  {hosts[0]} line " in out and "snmp-server community twin-lab-secret" in out
             assert "running configs equal to their backups: 3/3" in out
+            # production's routing is not read for simulated devices: said for each
+            assert "routing not compared with production's (no router in the twin):" in out
+            for host in hosts:
+                assert f"\n  {host}: simulated: routing not compared" in out
             inventory = tmp_path / ".runner" / "twins" / "twsim" / "inventory"
             assert f"inventory (production's host names): {inventory}" in out
             pid = json.loads(state_file.read_text(encoding="utf-8"))["pid"]

@@ -157,3 +157,39 @@ def test_rehearse_options_that_go_together(tmp_path: Path, args: list[str],
                            str(tmp_path / "inventory"), *args], capture_output=True,
                           text=True, check=False, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_the_notification_says_what_the_twin_found() -> None:
+    """A rehearsed run's message carries the rehearsal: its verdict, each device that did
+    not pass on the twin (status, error class, the failed step, its error, masked), and
+    the twin's reset; a passing one says so in a line."""
+    from runner.job.notify import build_message
+    from runner.redact import Redactor
+
+    check = StepResult("ospf after", StepKind.COMMAND, failed=True)
+    failing = rehearsal(record("r1", DeviceStatus.ROLLED_BACK, CONFIG, check,
+                               error_class="CheckFailed"),
+                        record("r2", DeviceStatus.OK), status=RunStatus.FAILED).to_json()
+    failing["devices"][0]["error"] = "check is false; key s3cr3t-value seen"
+    failing["reset"] = "synced with backups commit 0123456789ab (put back: r1)"
+    run = RunResult(run_id="run1", job="change", started="2026-12-07T02:30:00",
+                    finished="2026-12-07T02:32:00", devices=[], rehearsal=failing)
+    message = build_message(run, RunStatus.REHEARSAL_FAILED, Redactor(["s3cr3t-value"]))
+    assert message.kind == "failure"  # even with no device record (the status says it)
+    run.devices = [record(h, DeviceStatus.SKIPPED, error_class="RehearsalFailed")
+                   for h in ("r1", "r2")]
+    message = build_message(run, RunStatus.REHEARSAL_FAILED, Redactor(["s3cr3t-value"]))
+    body = message.body
+    assert "Rehearsal on twin twin: FAILED (twin run abc123; 1 ok, 1 rolled_back); " \
+           "production was not contacted" in body
+    assert "- r1 on the twin: rolled_back, CheckFailed in 'ospf after': check is false" \
+        in body
+    assert "r2 on the twin" not in body  # it passed there
+    assert "twin reset: synced with backups commit 0123456789ab (put back: r1)" in body
+    assert "s3cr3t-value" not in body and message.kind == "failure"
+
+    passing = rehearsal(record("r1", DeviceStatus.CHANGED, CONFIG)).to_json()
+    run.rehearsal, run.devices = passing, [record("r1", DeviceStatus.CHANGED, CONFIG)]
+    body = build_message(run, RunStatus.OK, Redactor([])).body
+    assert "Rehearsal on twin twin: passed (twin run abc123; 1 changed)" in body
+    assert "production was not contacted" not in body and "on the twin:" not in body

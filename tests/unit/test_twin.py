@@ -16,6 +16,7 @@ import yaml
 
 from runner.errors import InputError
 from runner.job.backups import BackupRepo
+from runner.lab.converge import RouterRouting, bgp_peers, ospf_neighbors
 from runner.lab.plan import make_plan
 from runner.lab.state import LabIndex, LabState
 from runner.lab.topology import Endpoint, load_topology
@@ -175,7 +176,7 @@ def test_links_come_from_a_containerlab_file_when_given(tmp_path: Path) -> None:
     topo = load_topology(LAB_DIR / "practice.clab.yml")
     plan = build("tw", SUBNET, PRACTICE, dict.fromkeys(PRACTICE, "cisco_ios"), topo)
     assert not plan.inferred
-    assert sorted(f"{a} -- {b}" for a, b in plan.links) == [  # type: ignore[misc]
+    assert sorted(f"{a} -- {b}" for a, b in plan.links) == [
         "r1:eth1 -- r2:eth1", "r2:eth2 -- r3:eth1", "r3:eth2 -- r4:eth1",
         "r4:eth2 -- r1:eth2"]
     assert plan.stubs == {Endpoint("r1", "eth3"): "its peer h1:eth1 is not in the twin",
@@ -350,7 +351,6 @@ def test_the_twin_inventory_keeps_production_names_groups_and_data(
 
 
 def test_the_report_names_bgp_peers_no_twin_router_has() -> None:
-    from runner.lab.converge import RouterRouting
     from runner.lab.twin.service import Report
 
     plan = build("tw", SUBNET, PRACTICE, dict.fromkeys(PRACTICE, "cisco_ios"))
@@ -394,3 +394,163 @@ def test_a_simulated_device_serves_its_backup_as_its_running_config() -> None:
     plan = build("tw", SUBNET, {"sw1": backup}, {"sw1": "cisco_ios"})
     assert plan.nodes == {} and plan.simulated["sw1"].config == config
     assert plan.files() == {"sim-configs/sw1.cfg": config}
+
+
+FRR_JSON = Path(__file__).parent / "data" / "frr_routing"
+
+
+def frr_routing(node: str, suffix: str = "") -> RouterRouting:
+    """A router's routing as FRR's real JSON says it (tests/unit/data/frr_routing)."""
+    def load(what: str) -> dict[str, object]:
+        data = json.loads((FRR_JSON / f"{node}-{what}{suffix}.json").read_text("utf-8"))
+        assert isinstance(data, dict)
+        return data
+
+    return RouterRouting(node, ospf_neighbors(load("ospf")), bgp_peers(load("bgp")))
+
+
+def test_frr_routing_json_is_read_as_the_lab_reads_it() -> None:
+    r1 = frr_routing("r1")
+    assert r1.ospf == {"10.255.0.2@eth1:10.0.12.0": "Full/-",
+                       "10.255.0.4@eth2:10.0.14.1": "Full/-"}
+    assert r1.bgp == {"10.255.0.2": "Established",
+                      "10.255.0.3": "Established", "10.255.0.4": "Established"}
+    down = frr_routing("r1", "-down")
+    assert down.bgp["10.255.0.3"] == "Idle (Admin)"
+
+
+def test_the_same_routing_as_production_has_no_difference() -> None:
+    from runner.lab.twin.production import compare, comparisons
+
+    for node in ("r1", "r3"):
+        prod = frr_routing(node)
+        assert compare(prod, prod) == []
+    # a DR election that went the other way is no difference: Full is Full
+    prod = RouterRouting("r1", {"10.255.0.2@eth1:10.0.12.0": "Full/DR"}, {})
+    twin = RouterRouting("r1", {"10.255.0.2@eth1:10.0.12.0": "Full/Backup"}, {})
+    assert compare(prod, twin) == []
+    found = comparisons({"r1": prod}, [twin], {}, ["sw1"])
+    assert found["r1"].same is True and not found["r1"].failed
+    assert found["r1"].lines() == ["r1: same as production"]
+    assert found["sw1"].same is None and not found["sw1"].failed
+    assert found["sw1"].lines() == ["sw1: simulated: routing not compared (the fleet "
+                                    "simulator runs no routing protocols)"]
+    assert found["sw1"].to_json()["compared"] is False
+
+
+def test_each_difference_with_production_is_named() -> None:
+    """Production after the backup: r1 shut its BGP neighbour r3, r3 shut its link to r4;
+    the twin, built from the backup, has both up."""
+    from runner.lab.twin.production import comparisons
+
+    twin = [frr_routing("r1"), frr_routing("r3")]
+    prod = {n: frr_routing(n, "-down") for n in ("r1", "r3")}
+    found = comparisons(prod, twin, {}, [])
+    r1, r3 = found["r1"], found["r3"]
+    assert r1.failed and r1.same is False
+    assert r1.lines() == ["r1: DIFFERS from production:",
+                          "  BGP 10.255.0.3 production Idle (Admin), twin Established"]
+    assert r3.lines() == [
+        "r3: DIFFERS from production:",
+        "  OSPF 10.255.0.4@eth2:10.0.34.0 production has no such neighbour, twin Full/-",
+        "  BGP 10.255.0.1 production Active, twin Established"]
+    assert r3.to_json()["differences"][0] == {
+        "protocol": "OSPF", "key": "10.255.0.4@eth2:10.0.34.0", "production": None,
+        "twin": "Full/-", "expected": None}
+    # the other way round: the twin lacks what production has
+    back = comparisons({"r3": frr_routing("r3")}, [frr_routing("r3", "-down")], {}, [])
+    assert "  OSPF 10.255.0.4@eth2:10.0.34.0 production Full/-, twin has no such " \
+           "neighbour" in back["r3"].lines()
+
+
+def test_peers_outside_the_twin_are_expected_differences_not_failures() -> None:
+    from runner.lab.twin.production import comparisons
+
+    prod = RouterRouting("r1", {}, {"10.255.0.2": "Established", "192.0.2.99": "Established"})
+    twin = RouterRouting("r1", {}, {"10.255.0.2": "Established", "192.0.2.99": "Active"})
+    found = comparisons({"r1": prod}, [twin], {"r1": ["192.0.2.99"]}, [])["r1"]
+    assert not found.failed and found.same is True
+    assert found.lines() == [
+        "r1: same as production (apart from 1 expected difference(s))",
+        "  BGP 192.0.2.99 production Established, twin Active (expected: no twin router "
+        "has this address: it never comes up in the twin)"]
+    assert found.to_json()["differences"] == []
+    assert found.to_json()["expected_differences"][0]["key"] == "192.0.2.99"
+    # a peer outside the twin that production does not have at all is drift, not expected
+    drift = comparisons({"r1": RouterRouting("r1", {}, {"10.255.0.2": "Established"})},
+                        [twin], {"r1": ["192.0.2.99"]}, [])["r1"]
+    assert drift.failed
+    assert drift.lines()[1] == "  BGP 192.0.2.99 production has no such peer, twin Active"
+
+
+def test_a_production_host_that_cannot_be_read_is_said_not_skipped(tmp_path: Path) -> None:
+    """A real session attempt: a port nothing listens on, a host with a password; the
+    error class and message are reported, the password never."""
+    from runner.inventory.fleet import load_inventory
+    from runner.lab.twin.production import comparisons, read
+    from tests.support.base import free_port
+
+    inv = tmp_path / "inventory"
+    inv.mkdir()
+    (inv / "hosts.yaml").write_text(yaml.safe_dump({
+        "r1": {"hostname": "127.0.0.1", "port": free_port(), "platform": "cisco_ios",
+               "username": "admin", "password": "Prod-Pw-93ab",
+               "data": {"driver": "asyncssh"}},
+        "r2": {"hostname": "127.0.0.1", "port": free_port(), "platform": "cisco_ios",
+               "username": "admin", "password": "Prod-Pw-93ab"}}), encoding="utf-8")
+    found = read(load_inventory(inv), {"r1": ["ospfd", "bgpd"], "r2": ["bgpd"]})
+    assert sorted(found) == ["r1", "r2"]
+    for routing in found.values():
+        assert routing.error is not None and routing.error.startswith("ConnectFailed: ")
+        assert "Prod-Pw-93ab" not in routing.error
+    result = comparisons(found, [RouterRouting("r1"), RouterRouting("r2")], {}, [])
+    assert all(c.failed and not c.compared for c in result.values())
+    assert result["r1"].lines()[0].startswith(
+        "r1: NOT COMPARED: production could not be read: ConnectFailed: ")
+    assert result["r1"].to_json()["same"] is None
+
+
+def test_no_production_says_every_node_was_not_compared() -> None:
+    from runner.lab.twin.production import NOT_ASKED, not_asked
+    from runner.lab.twin.service import Report
+
+    plan = build("tw", SUBNET, PRACTICE, dict.fromkeys(PRACTICE, "cisco_ios"))
+    report = Report(plan, "a" * 40, Path("backups"), routing=[RouterRouting("r1")],
+                    production=not_asked(plan.nodes, []), production_asked=False)
+    data = report.to_json()
+    assert data["production_compared"] is False
+    assert sorted(data["production"]) == ["r1", "r2", "r3", "r4"]
+    assert data["production"]["r1"]["note"] == NOT_ASKED
+    assert report.unlike_production == []
+
+
+def test_routing_that_did_not_converge_as_in_production_is_no_failure() -> None:
+    """A twin whose not-up sessions are production's own (down there too, or a peer no
+    twin router has) exits 0; one that differs, or whose production was not read, 1."""
+    from runner.lab.twin import commands
+    from runner.lab.twin.production import comparisons, not_asked
+    from runner.lab.twin.service import Report
+
+    plan = build("tw", SUBNET, {h: PRACTICE[h] for h in ("r1", "r3")},
+                 {"r1": "cisco_ios", "r3": "cisco_ios"})
+    down = [frr_routing("r1", "-down"), frr_routing("r3", "-down")]
+    assert not any(r.converged for r in down)
+
+    def report(production: dict[str, RouterRouting] | None) -> Report:
+        made = Report(plan, "a" * 40, Path("backups"), routing=down,
+                      faithful={"r1": "", "r3": ""}, converged=False)
+        if production is None:
+            made.production, made.production_asked = not_asked(plan.nodes, []), False
+        else:
+            made.production = comparisons(production, down, made.outside(), [])
+        return made
+
+    alike = report({r.node: r for r in down})
+    assert alike.as_production and alike.to_json()["as_production"] is True
+    commands._exit(alike)  # no SystemExit: exit 0
+    for unlike in (report({"r1": frr_routing("r1"), "r3": down[1]}), report(None),
+                   report({"r1": down[0], "r3": RouterRouting("r3", error="ConnectFailed: x")})):
+        assert not unlike.as_production
+        with pytest.raises(SystemExit) as exited:
+            commands._exit(unlike)
+        assert exited.value.code == 1

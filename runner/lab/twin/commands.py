@@ -12,7 +12,8 @@ import click
 
 from runner.cli_common import echo, settings_of
 from runner.lab import rules
-from runner.lab.twin import masks
+from runner.lab.twin import masks, uselock
+from runner.lab.twin.production import NOT_ASKED, SIMULATED
 from runner.lab.twin.service import DEFAULT_NAME, Report, Twins
 
 
@@ -86,11 +87,43 @@ def _print_checks(report: Report) -> None:
                 where = " (no twin router has this address)" if peer in \
                     outside.get(state.node, []) else ""
                 echo(f"    {peer}: {st}{where}")
-    if report.converged is False:
+    _print_production(report)
+    if report.converged is False and report.as_production:
+        echo("routing has not fully converged, as in production: the sessions above that "
+             "are not up are not up there either, or never come up in the twin (expected)")
+    elif report.converged is False:
         echo("routing has NOT converged (sessions above; a peer outside the twin never "
              "comes up)")
     if report.inventory:
         echo(f"inventory (production's host names): {report.inventory}")
+
+
+def _print_production(report: Report) -> None:
+    if not report.production_asked:
+        echo(NOT_ASKED)
+        for comparison in report.production.values():
+            if comparison.note == SIMULATED:
+                echo(f"  {comparison.node}: {SIMULATED}")
+        return
+    if not report.production:
+        return
+    routers = [c for c in report.production.values() if c.compared or c.error]
+    same = sum(c.same is True for c in routers)
+    echo(f"routing compared with production's own `show` output: {same}/{len(routers)} "
+         "same" if routers else "routing not compared with production's (no router in the "
+         "twin):")
+    for comparison in report.production.values():
+        for line in comparison.lines():
+            echo(f"  {line}")
+    bad = report.unlike_production
+    if bad:
+        echo(f"the twin is NOT as production for {', '.join(bad)} (above)")
+
+
+_NO_PRODUCTION = click.option(
+    "--no-production", is_flag=True,
+    help="Do not read production's routing to compare the twin's with it (production "
+         "not reachable from here); said in the output.")
 
 
 @click.group()
@@ -116,18 +149,22 @@ def twin() -> None:
                    "instead of refusing.")
 @click.option("--wait", type=click.FloatRange(0, 3600), default=90, show_default=True,
               help="Seconds to wait for OSPF and BGP to converge before reporting.")
+@_NO_PRODUCTION
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def up(backups: Path, inventory: Path, name: str, topology: Path | None,
        mgmt_subnet: ipaddress.IPv4Network | None, skip_unfaithful: bool, wait: float,
-       as_json: bool) -> None:
+       no_production: bool, as_json: bool) -> None:
     """Build a twin of the inventory's hosts from their newest backups.
 
-    Exits 1 when a router's running config differs from its backup or routing does not
-    converge (the twin stays up: look at it); 2 on bad input (nothing is created).
+    Exits 1 when a router's running config differs from its backup, its routing differs
+    from production's own (or production could not be read), or routing does not converge
+    and production was not compared (the twin stays up: look at it); 2 on bad input
+    (nothing is created).
     """
     started = time.monotonic()
     report = _twins().up(name, backups, inventory, topology, mgmt_subnet,
-                         skip_unfaithful=skip_unfaithful, wait=wait)
+                         skip_unfaithful=skip_unfaithful, wait=wait,
+                         against_production=not no_production)
     if as_json:
         echo(json.dumps(report.to_json(), indent=2))
         _exit(report)
@@ -147,10 +184,14 @@ def up(backups: Path, inventory: Path, name: str, topology: Path | None,
               help="Also put back what was changed on the twin (a rehearsal kept with "
                    "--keep, a change tried by hand): routers whose running config differs "
                    "from their backup reboot with it; the simulator restarts.")
+@_NO_PRODUCTION
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def sync(name: str, wait: float, reset: bool, as_json: bool) -> None:
+def sync(name: str, wait: float, reset: bool, no_production: bool, as_json: bool) -> None:
     """Reload the newest backups into twin NAME: changed routers reboot with them."""
-    report = _twins().sync(name, wait=wait, reset=reset)
+    twins = _twins()
+    with uselock.held(twins.home, name, f"`runner twin sync {name}`"):
+        report = twins.sync(name, wait=wait, reset=reset,
+                            against_production=not no_production)
     if as_json:
         echo(json.dumps(report.to_json(), indent=2))
         _exit(report)
@@ -174,14 +215,18 @@ def sync(name: str, wait: float, reset: bool, as_json: bool) -> None:
 @click.argument("name", default=DEFAULT_NAME)
 def down(name: str) -> None:
     """Remove twin NAME: its routers, namespaces and files. Safe to run twice."""
-    if _twins().down(name):
+    twins = _twins()
+    with uselock.held(twins.home, name, f"`runner twin down {name}`"):
+        removed = twins.down(name)
+    if removed:
         echo(f"twin {name} removed")
     else:
         echo(f"twin {name} is not up; nothing left to remove")
 
 
 def _exit(report: Report) -> None:
-    if report.unfaithful or report.converged is False:
+    if report.unfaithful or report.unlike_production or (
+            report.converged is False and not report.as_production):
         sys.exit(1)
 
 

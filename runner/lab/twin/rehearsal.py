@@ -3,12 +3,15 @@ the rehearsals' own records, and its reset (`twin sync`)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import InputError, LabNotFound
 from runner.lab.inventory import INVENTORY_DIR
-from runner.lab.twin import simulated
+from runner.lab.twin import simulated, uselock
 from runner.lab.twin.plan import twin_dir
 from runner.lab.twin.service import Twins
 from runner.settings import Settings
@@ -29,10 +32,16 @@ class LabTwin:
     def records(self) -> str:
         return f"sqlite:///{twin_dir(self.twins.home, self.name) / RECORDS}"
 
+    def hold(self, what: str, cancel: threading.Event | None,
+             on_wait: Callable[[str], None]) -> AbstractContextManager[bool]:
+        return uselock.waiting_for(self.twins.home, self.name, what, cancel, on_wait)
+
     def reset(self) -> str:
         """`twin sync --reset`: the newest backups, and every device the rehearsal moved
         put back."""
-        report = self.twins.sync(self.name, wait=SYNC_WAIT, reset=True)
+        # production is not read: a failed rehearsal must leave it uncontacted
+        report = self.twins.sync(self.name, wait=SYNC_WAIT, reset=True,
+                                 against_production=False)
         changed = [*report.restarted, *report.sim_restarted]
         shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more"
                                             if len(changed) > 10 else "")

@@ -31,6 +31,7 @@ from runner.lab.state import LabState
 from runner.lab.topology import FileAccess, Topology, load_topology
 from runner.lab.twin import inventory as twin_inventory
 from runner.lab.twin import masks, simulated
+from runner.lab.twin import production as prod_routing
 from runner.lab.twin.plan import SIM_CONFIG_DIR, TwinPlan, build, pick_subnet, twin_dir
 from runner.redact import Redactor
 from runner.settings import Settings
@@ -58,6 +59,9 @@ class Report:
     rebuilt: bool = False  # sync: the whole twin was built again
     inventory: Path | None = None
     skipped: list[str] = field(default_factory=list)  # unfaithful hosts left out
+    # per twin node, its routing against production's own (--no-production: said so)
+    production: dict[str, prod_routing.Comparison] = field(default_factory=dict)
+    production_asked: bool = True
 
     def outside(self) -> dict[str, list[str]]:
         """Per router, its BGP peers whose address is no twin router's: they never come up
@@ -70,6 +74,20 @@ class Report:
     @property
     def unfaithful(self) -> list[str]:
         return sorted(h for h, diff in self.faithful.items() if diff)
+
+    @property
+    def unlike_production(self) -> list[str]:
+        """Twin routers whose routing differs from production's, or whose production
+        could not be read."""
+        return sorted(h for h, c in self.production.items() if c.failed)
+
+    @property
+    def as_production(self) -> bool:
+        """Every twin router was compared with production and none differs: what has not
+        converged is down in production too (or a peer outside the twin, expected)."""
+        return bool(self.routing) and not self.unlike_production and all(
+            self.production.get(r.node) is not None and self.production[r.node].compared
+            for r in self.routing)
 
     def to_json(self) -> dict[str, Any]:
         plan = self.plan
@@ -92,6 +110,9 @@ class Report:
             "routing": {r.node: {"ospf": r.ospf, "bgp": r.bgp, "error": r.error}
                         for r in self.routing},
             "converged": self.converged, "peers_outside": self.outside(),
+            "production_compared": self.production_asked,
+            "as_production": self.as_production,
+            "production": {h: c.to_json() for h, c in self.production.items()},
             "restarted": self.restarted,
             "rebuilt": self.rebuilt, "sim_restarted": self.sim_restarted,
             "inventory": str(self.inventory) if self.inventory else None,
@@ -144,6 +165,7 @@ class Twins:
 
     def __init__(self, settings: Settings) -> None:
         self.labs = Labs(settings)
+        self.secrets_dirs = settings.secrets_dirs
         self.home = settings.home.resolve()
 
     def _dir(self, name: str) -> Path:
@@ -153,9 +175,10 @@ class Twins:
 
     def up(self, name: str, backups: Path, inventory: Path, topology: Path | None = None,
            subnet: ipaddress.IPv4Network | None = None, *, skip_unfaithful: bool = False,
-           wait: float | None = 90) -> Report:
+           wait: float | None = 90, against_production: bool = True) -> Report:
         """Build the twin. Every input is checked before anything is created; a failure
-        after that removes what was created."""
+        after that removes what was created. `against_production`: the twin's routing is
+        compared with production's own, read over the inventory's sessions."""
         if not NAME_RE.match(name):
             raise InputError(f"{name!r} is not a valid twin name (letters, digits, '.', '_', "
                              "'-')", field="--name")
@@ -192,6 +215,7 @@ class Twins:
         report = Report(plan, commit, backups, status, inventory=inv,
                         skipped=[p.host for p in plan.problems])
         self._check(report, wait)
+        self._against(report, production, against_production)
         return report
 
     def _plan(self, meta: dict[str, Any], subnet: ipaddress.IPv4Network
@@ -269,6 +293,19 @@ class Twins:
                 return
             time.sleep(1)
 
+    def _against(self, report: Report, production: FleetInventory, asked: bool) -> None:
+        """Each twin router's routing against production's own `show` output (read only
+        for the daemons its backup runs); simulated devices said as not compared."""
+        plan = report.plan
+        report.production_asked = asked
+        if not asked:
+            report.production = prod_routing.not_asked(plan.nodes, plan.simulated)
+            return
+        read = prod_routing.read(production, {h: _daemons(plan, h) for h in plan.nodes},
+                                 self.secrets_dirs)
+        report.production = prod_routing.comparisons(read, report.routing, report.outside(),
+                                                     plan.simulated)
+
     def compare_simulated(self, plan: TwinPlan) -> dict[str, str]:
         """compare() for the simulated devices: the running config the simulator serves
         for each (it builds the device from the config the same way)."""
@@ -311,12 +348,14 @@ class Twins:
             raise LabError(f"{path} is damaged; `runner twin down {name}` removes the twin")
         return data
 
-    def sync(self, name: str, wait: float | None = 90, *, reset: bool = False) -> Report:
+    def sync(self, name: str, wait: float | None = 90, *, reset: bool = False,
+             against_production: bool = True) -> Report:
         """Reload the newest backups: routers whose backup changed are rebooted with it;
         a change of the twin's shape (nodes, links, interfaces, daemons) rebuilds its lab;
         the simulator is restarted when a simulated device's backup changed. `reset` (after
         a rehearsal changed the twin): also every router whose running config differs
-        from its backup is rebooted with it, and the simulator is restarted."""
+        from its backup is rebooted with it, and the simulator is restarted.
+        `against_production`: routing is compared with production's, as by up()."""
         meta = self.meta(name)
         directory = self._dir(name)
         try:
@@ -373,6 +412,7 @@ class Twins:
         report.status = self.labs.status(name)[0] if plan.nodes else None
         report.inventory = self._inventory(directory, plan, production, report.status, sim)
         self._check(report, wait)
+        self._against(report, production, against_production)
         return report
 
     # ---- down ---------------------------------------------------------------------------
