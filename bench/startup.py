@@ -3,15 +3,16 @@
     .venv/bin/python bench/startup.py [--repeat 7] [--devices 5] [--baseline REV] [--top 8]
 
 Runs each command as a user types it (`python -m runner ...`, a fresh interpreter each
-time) --repeat times, interleaved, and prints the median CPU (user + system of the child,
-from wait4) and that minus `python -c pass`: `runner --help`, `runner run --help`,
-`runner validate` on a job (the show job, alone and with -i; the shipped jobs/facts.yml,
-which loads every job of jobs/ for their `after:` graph, and Apprise for one's notify URLs),
-and a small `runner run` (a show job on
---devices simulated devices, the local engine, a database already at head). Then, for
-each command, its largest imports as `python -X importtime` reports them (one more run).
-With --baseline REV, the runner package of that git revision (extracted with `git
-archive`, run from this venv) is measured in the same run, interleaved, for a before/after.
+time, with compiled bytecode as an installed package has it) --repeat times, interleaved,
+and prints the median CPU (user + system of the child and the children it reaped, from
+wait4) and that minus `python -c pass`: `runner --help`, `runner run --help`, `runner
+validate` on a job (the show job, alone and with -i; the shipped jobs/facts.yml, whose
+directory's jobs are read for their `after:` graph), and a small `runner run` (a show job
+on --devices simulated devices, the local engine, a database already at head). Then the
+libraries those commands need, each imported alone (their floor), and for each command
+its largest imports as `python -X importtime` reports them (one more run). With
+--baseline REV, the runner package of that git revision (extracted with `git archive`,
+run from this venv) is measured in the same run, interleaved, for a before/after.
 """
 
 from __future__ import annotations
@@ -54,6 +55,20 @@ class Case:
     args: list[str]  # after `python`
     cpu: dict[str, list[float]] = field(default_factory=dict)  # code -> CPU seconds
     imports: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    library: bool = False  # a library alone: what any command that needs it pays
+
+
+# What the commands above cannot do without, each imported alone: the floor under them.
+# A run's asyncssh also probes for liboqs with ctypes.util.find_library (ldconfig and gcc
+# child processes, counted here: a process's CPU includes the children it reaped).
+LIBRARIES = (
+    ("click", "import click"),
+    ("PyYAML", "import yaml"),
+    ("pydantic (BaseModel)", "from pydantic import BaseModel"),
+    ("nornir", "import nornir.core.inventory"),
+    ("SQLAlchemy (Core)", "import sqlalchemy"),
+    ("asyncssh", "import asyncssh"),
+)
 
 
 def cpu_of(args: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -106,11 +121,14 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="runner-startup-"))
+    # Compiled bytecode, as an installed package has it: without it (PYTHONDONTWRITEBYTECODE
+    # set, as in some sandboxes and CI) every import compiles its source again, which
+    # doubled these figures. A cache of this run's own, filled by the warm-up below.
     env = {k: v for k, v in os.environ.items()
            if k not in ("RUNNER_BROKER_URL", "RUNNER_RESULT_URL", "RUNNER_DB_URL",
-                        "PYTHONPATH")}
+                        "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
     env |= {"RUNNER_HOME": str(work / "home"), "RUNNER_LOCK_DIR": str(work / "locks"),
-            "COLUMNS": "80"}
+            "COLUMNS": "80", "PYTHONPYCACHEPREFIX": str(work / "pycache")}
     codes: dict[str, dict[str, str]] = {"this tree": env}
     if args.baseline:
         tree = baseline_tree(args.baseline, Path(tempfile.mkdtemp(prefix="runner-base-")))
@@ -138,16 +156,21 @@ def main() -> None:
             Case(f"runner run ({args.devices} devices)",
                  [*runner, "--db", db, "run", str(job), "-i", str(inv), "--engine",
                   "local"]),
+            *(Case(f"{name} alone", ["-W", "ignore", "-c", code], library=True)
+              for name, code in LIBRARIES),
         ]
         for code_env in codes.values():  # the schema made, the code compiled: warm
-            cpu_of(cases[-1].args, code_env, work)
+            for case in cases:
+                cpu_of(case.args, code_env, work)
         for _ in range(args.repeat):
             for case in cases:
-                for code, code_env in codes.items():
+                # a library is the same whatever the tree: measured with the first
+                for code, code_env in list(codes.items())[:1 if case.library else None]:
                     case.cpu.setdefault(code, []).append(cpu_of(case.args, code_env, work))
         for case in cases:
             for code, code_env in codes.items():
-                case.imports[code] = top_imports(case.args, code_env, work, args.top)
+                if not case.library:
+                    case.imports[code] = top_imports(case.args, code_env, work, args.top)
     report(cases, list(codes), args.repeat)
 
 
@@ -161,13 +184,18 @@ def report(cases: list[Case], codes: list[str], repeat: int) -> None:
     bare = {code: median(cases[0].cpu[code]) for code in codes}
     for case in cases:
         cells = []
+        if case.library:  # the same library whatever the tree: one measurement
+            cpu = median(case.cpu[codes[0]])
+            print(f"| {case.name} | {cpu:.3f} s | {cpu - bare[codes[0]]:+.3f} s |"
+                  + " |" * (2 * len(codes) - 2))
+            continue
         for code in codes:
             cpu = median(case.cpu[code])
             cells += [f"{cpu:.3f} s", f"{cpu - bare[code]:+.3f} s"]
         print(f"| {case.name} | " + " | ".join(cells) + " |")
     print("\nlargest imports (-X importtime, cumulative, one run; a run's wall under load)")
     for case in cases[1:]:
-        for code in codes:
+        for code in case.imports:
             print(f"\n{case.name} [{code}]")
             for seconds, name in case.imports[code]:
                 print(f"  {seconds * 1000:8.1f} ms  {name}")

@@ -60,7 +60,8 @@ def _indicators(indicators: tuple[str, ...]) -> re.Pattern[str]:
 @cache
 def _table() -> Registry[Platform]:
     text = resources.files(__package__).joinpath("platforms.yaml").read_text(encoding="utf-8")
-    raw = yaml.safe_load(text)
+    # libyaml's loader where PyYAML has it: every run reads this file (7 ms in Python)
+    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     table: Registry[Platform] = Registry("platform", lambda p: p.name)
     for name, spec in raw.items():
         table.register(Platform(

@@ -12,7 +12,8 @@ from typing import Any
 
 from runner.errors import InputError
 from runner.job.load import JobFile
-from runner.job.run import RunOptions, execute, prepare_job
+from runner.job.prepare import prepare_job
+from runner.job.run import RunOptions, execute
 from runner.job.spec import JobSpec
 from runner.records import ApprovedChange, RunResult, now_iso
 from runner.store.results import ResultsStore

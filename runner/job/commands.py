@@ -32,8 +32,9 @@ from runner.vocab import DeviceStatus, EngineChoice
 # What a command needs beyond its options is imported as it runs: `runner run --help` and
 # `runner validate` load no database, Celery or Redis (tests/unit/test_startup.py).
 if TYPE_CHECKING:
+    from runner.job.prepare import Prepared
     from runner.job.rehearse import Rehearsal, Twin
-    from runner.job.run import Prepared, RunOptions
+    from runner.job.run import RunOptions
     from runner.records import DeviceResult, RunResult
     from runner.store.results import ResultsStore
 
@@ -113,12 +114,12 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
     naming the window, unless --override-blackout REASON (recorded)."""
     from runner.job.approval import gate, override, who
     from runner.job.load import load_job
+    from runner.job.prepare import prepare
     from runner.job.run import (
         RunOptions,
         blackout_override,
         check_override,
         execute,
-        prepare,
         rerun_targets,
     )
 
@@ -266,7 +267,7 @@ def validate(ctx: click.Context, job_files: tuple[Path, ...], templates: Path,
     one is invalid."""
     from runner.job.blackouts import is_calendar, read_calendar
     from runner.job.load import directory_problem, load_job
-    from runner.job.run import check_job, check_secret_files, prepare_job
+    from runner.job.prepare import check_job, check_secret_files, prepare_job
 
     failed = False
     problems: dict[Path, dict[Path, InputError]] = {}  # by directory, when loaded whole

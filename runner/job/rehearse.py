@@ -15,17 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.errors import InputError, Interrupted, RehearsalFailed, RunnerError
+from runner.job.prepare import Prepared, check_secret_files, prepare_job, read_secrets
 from runner.job.run import (
-    Prepared,
     RunOptions,
     check_approval,
     check_blackouts,
-    check_secret_files,
     execute,
     new_run_id,
     notify_finished,
-    prepare_job,
-    read_secrets,
 )
 from runner.records import HELD_BY_POLICY, DeviceResult, RunResult, now_iso
 from runner.vocab import SUCCESS, DeviceStatus, EngineChoice, RunStatus, StepKind

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from runner.errors import InputError
 from runner.job.load import JobFile, load_job
-from runner.job.run import Prepared, prepare_job
+from runner.job.prepare import Prepared, prepare_job
 from runner.job.spec import ComplianceSpec, ComplianceStep, JobSpec
 from runner.records import RunResult
 from runner.store.results import ResultsStore

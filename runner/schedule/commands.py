@@ -304,7 +304,8 @@ def run_now(ctx: click.Context, name: str, jobs_dir: Path, inventory: Path,
             templates: Path, override_blackout: str | None, show_all: bool) -> None:
     """Fire job NAME now (outside its schedule), in the foreground; inside a blackout
     window only with --override-blackout REASON (recorded)."""
-    from runner.job.run import RunOptions, blackout_override, check_override, execute, prepare
+    from runner.job.prepare import prepare
+    from runner.job.run import RunOptions, blackout_override, check_override, execute
     from runner.schedule.jobsdir import JobsDir
 
     jobs = JobsDir(jobs_dir)

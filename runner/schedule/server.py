@@ -24,8 +24,9 @@ from runner.errors import BlackoutActive, InputError, StoreError
 from runner.job.blackouts import Calendar
 from runner.job.load import JobFile
 from runner.job.notify import NotifyTarget
+from runner.job.prepare import Prepared, prepare_job
 from runner.job.rehearse import unattended
-from runner.job.run import Prepared, RunOptions, execute, new_run_id, prepare_job
+from runner.job.run import RunOptions, execute, new_run_id
 from runner.records import RunResult, now_iso
 from runner.schedule.flows import advance_workflows, folded, plan_freshness, start_events
 from runner.schedule.jobsdir import JobsDir, Scheduled, scheduled_from

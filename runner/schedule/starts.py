@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from runner.errors import BlackoutActive
 from runner.job.blackouts import Calendar
 from runner.job.load import JobFile
-from runner.job.run import prepare_job
+from runner.job.prepare import prepare_job
 from runner.schedule.jobsdir import JobsDir, Scheduled
 from runner.schedule.policy import Slot
 from runner.settings import Settings

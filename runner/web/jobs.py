@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from runner.errors import InputError
 from runner.inventory import platforms
-from runner.job.run import Prepared, prepare_job
+from runner.job.prepare import Prepared, prepare_job
 from runner.redact import MASK, SECRET_KEY, Redactor
 from runner.schedule import health
 from runner.schedule.listing import schedule_list

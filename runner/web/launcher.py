@@ -16,14 +16,8 @@ from typing import Any, cast
 
 from runner.errors import Conflict, InputError, NotFound
 from runner.job.load import JobFile, load_job
-from runner.job.run import (
-    Prepared,
-    RunOptions,
-    execute,
-    new_run_id,
-    prepare_job,
-    rerun_targets,
-)
+from runner.job.prepare import Prepared, prepare_job
+from runner.job.run import RunOptions, execute, new_run_id, rerun_targets
 from runner.records import RunResult, now_iso
 from runner.store.results import ResultsStore
 from runner.vocab import DeviceStatus, RunStatus

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runner.job.schedule", "runner.job.triggers", "runner.job.spec", "runner.job.load",
      "runner.job.render", "runner.job.parsing", "runner.job.ttpguard", "runner.job.checks",
      "runner.job.configtree", "runner.job.diffing", "runner.job.restore", "runner.job.steps",
-     "runner.job.notify",
+     "runner.job.notify", "runner.job.prepare",
      "runner.job.backups", "runner.job.output", "runner.job.compliance", "runner.job"),
     # 3 running a job on devices: executors, rollout, run control; the store
     ("runner.execution",),

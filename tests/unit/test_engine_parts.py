@@ -247,7 +247,8 @@ def test_no_path_runs_a_change_that_needs_approval_without_it(tmp_path: Path) ->
     entry point does: runner run, schedule run, serve, the web, approve)."""
     from runner.errors import ApprovalRequired
     from runner.job.approval import gate, override
-    from runner.job.run import RunOptions, check_approval, prepare
+    from runner.job.prepare import prepare
+    from runner.job.run import RunOptions, check_approval
 
     inventory = tmp_path / "inv"
     inventory.mkdir()

@@ -17,7 +17,7 @@ import yaml
 
 from runner.errors import InputError
 from runner.job.load import load_job
-from runner.job.run import prepare
+from runner.job.prepare import prepare
 from tests.support.base import ROOT
 
 BAD = sorted((Path(__file__).parent / "bad_jobs").glob("*.yml"))

@@ -16,7 +16,7 @@ from nornir.core.inventory import Host
 from runner.errors import InventoryError
 from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.inventory.targets import Targets
-from runner.job.run import prepare
+from runner.job.prepare import prepare
 from tests.support.base import write_inventory
 
 NORNIR_DATA = Path(__file__).parent / "data" / "nornir_inventory"

@@ -22,8 +22,8 @@ from runner.inventory.files import inventory_schema
 from runner.inventory.fleet import load_inventory
 from runner.inventory.secretref import SecretRef, SecretResolver
 from runner.job.load import load_job
+from runner.job.prepare import prepare, read_secrets
 from runner.job.render import Templates, secret_dependent
-from runner.job.run import prepare, read_secrets
 from runner.job.spec import JobSpec, json_schema
 from runner.redact import MASK, Redactor
 from runner.settings import Settings

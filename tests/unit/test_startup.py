@@ -30,6 +30,9 @@ SSH = ("asyncssh", "netmiko", "scrapli", "paramiko")
 # What no help page may load: each costs more CPU than the help page itself.
 NOT_FOR_HELP = (*DATABASE, *BROKER, *SSH)
 COMMAND_MODULES = sorted({entry.module for entry in COMMANDS})
+# What running a job needs and checking one does not: `validate` loads none of them.
+NOT_FOR_CHECKING = ("runner.job.run", "runner.job.approval", "runner.execution",
+                    "runner.dispatch", "runner.store", "runner.job.backups")
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -91,12 +94,21 @@ def test_validate_loads_no_database_broker_or_ssh_library(tmp_path: Path) -> Non
         seen = imports_of(args, tmp_path, env)
         assert seen.proc.returncode == 0, (args, seen.proc.stdout, seen.proc.stderr)
         assert seen.proc.stdout.rstrip().endswith(": ok"), seen.proc.stdout
-        assert seen.of(*DATABASE, *BROKER, *SSH, *nor) == [], args
-        assert seen.loaded("runner.job.spec")  # it did read the job
+        assert seen.of(*DATABASE, *BROKER, *SSH, *nor, "apprise", "multiprocessing") == [], args
+        # checking is runner.job.prepare's: no engine, dispatcher, store or run module
+        assert _within(seen, *NOT_FOR_CHECKING) == [], args
+        assert seen.loaded("runner.job.spec") and seen.loaded("runner.job.prepare")
     bad = write_job(tmp_path / "bad", "bad", steps=[{"name": "x", "command": 3}])
     seen = imports_of(["validate", str(bad)], tmp_path, env)
     assert seen.proc.returncode == 2 and "bad.yml" in seen.proc.stderr
     assert seen.of(*DATABASE, *BROKER, *SSH) == []
+    assert _within(seen, *NOT_FOR_CHECKING) == []
+
+
+def _within(seen: Imported, *prefixes: str) -> list[str]:
+    """The imported modules that are, or are inside, one of these dotted names."""
+    return sorted(m for m in seen.modules
+                  if any(m == p or m.startswith(p + ".") for p in prefixes))
 
 
 def test_a_small_local_run_loads_no_broker_and_alembic_only_to_upgrade(
