@@ -162,6 +162,8 @@ class DeviceFilter:
         """The devices whose name or address, groups and platform are the ones asked, in
         inventory order (the facts made once per inventory: no host's inheritance is
         resolved per search)."""
+        if not (self.group or self.search or self.platform):
+            return list(fleet.hosts)
         table = fleet.group_members(self.group) if self.group else fleet.facts_table()
         if self.search:
             needle = self.search.lower()
@@ -207,7 +209,7 @@ def _of_status(store: ResultsStore, chosen: list[str], status: str) -> list[str]
             # past `bound` rows of that status, looking each chosen device up costs less
             many = conn.execute(select(func.count()).select_from(
                 query.limit(bound).subquery())).scalar_one() >= bound
-            found = set() if many else {str(r[0]) for r in conn.execute(query)}
+            found = set() if many else set(conn.execute(query).scalars().all())
         if many:
             found = set(_recorded(store, chosen, wanted))
     if wanted is None:
