@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from runner.errors import BackupError, InputError, NotFound
 from runner.execution.control.keys import device_key
@@ -192,6 +192,13 @@ def _recorded(store: ResultsStore, hosts: list[str], status: str | None = None,
     return out
 
 
+def hosts_of_status_query(status: str | None) -> Select[Any]:
+    """The devices whose newest record has this status (None: every recorded device),
+    along ix_device_last_status_host (tests/unit/test_run_listing.py checks the plan)."""
+    query = select(device_last.c.host)
+    return query if status is None else query.where(device_last.c.status == status)
+
+
 def _of_status(store: ResultsStore, chosen: list[str], status: str) -> list[str]:
     """The chosen devices whose newest record has `status` (NEVER: that have none), in
     their order. A few devices are looked up by name; many are compared with the devices
@@ -201,9 +208,7 @@ def _of_status(store: ResultsStore, chosen: list[str], status: str) -> list[str]
     if len(chosen) <= LOOKUPS:
         found = set(_recorded(store, chosen, wanted))
     else:
-        query = select(device_last.c.host)
-        if wanted is not None:
-            query = query.where(device_last.c.status == wanted)
+        query = hosts_of_status_query(wanted)
         bound = SCAN_PER_LOOKUP * len(chosen)
         with store.engine.connect() as conn:
             # past `bound` rows of that status, looking each chosen device up costs less

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner.errors import InputError
 from runner.store.queries import device_rows, run_head, status_counts
+from runner.store.results import ResultsStore
 from runner.store.runlinks import reruns_of, still_working
 from runner.vocab import DeviceStatus, RunStatus
 from runner.web.auth import Principal, operator, viewer
@@ -46,10 +47,9 @@ def _elapsed(started: str | None, now: datetime) -> float | None:
         return None
 
 
-def live_document(request: Request, run_id: str) -> dict[str, Any]:
+def live_document(store: ResultsStore, run_id: str) -> dict[str, Any]:
     """What the run page shows, now: counts, the grid (failed first), the devices that did
     not end ok, the devices still in progress with their elapsed time, the reruns."""
-    store = services(request).results
     # counts and the first page of devices from the database; of the devices without a
     # record, those at work (at most MAX_WORKING); the rest is a count: a run of 100,000
     # devices is never read whole (neither its targets nor its records) per poll
@@ -85,7 +85,7 @@ def live_document(request: Request, run_id: str) -> dict[str, Any]:
 @api.get("/runs/{run_id}/live", summary="A run as it goes: counts, its devices (failed "
          "first), those that did not end ok, those still in progress and for how long")
 def live(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
-    return live_document(request, run_id)
+    return live_document(services(request).results, run_id)
 
 
 def _rerun(request: Request, run_id: str, by: str, statuses: list[DeviceStatus] | None,
