@@ -164,10 +164,12 @@ class DeviceFilter:
         resolved per search)."""
         if not (self.group or self.search or self.platform):
             return list(fleet.hosts)
-        table = fleet.group_members(self.group) if self.group else fleet.facts_table()
         if self.search:
-            needle = self.search.lower()
-            table = [f for f in table if needle in f.lname or needle in f.lhostname]
+            table = fleet.matching(self.search.lower())
+            if self.group:
+                table = [f for f in table if self.group in f.groups]
+        else:
+            table = fleet.group_members(self.group) if self.group else fleet.facts_table()
         if self.platform:
             table = [f for f in table if f.platform == self.platform]
         return [f.name for f in table]

@@ -20,6 +20,7 @@ import yaml
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from runner.inventory import fleet as fleet_module
 from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.records import DeviceResult, RunResult, StepResult
 from runner.store import devices as store_devices
@@ -397,3 +398,15 @@ def test_the_live_page_of_a_running_run_reads_only_what_it_shows(db_url: str) ->
     assert fetched.names(set(targets)) <= shown
     assert len(fetched.rows) <= LIVE_DEVICES + len(at_work) + 20, len(fetched.rows)
     store.engine.dispose()
+
+
+def test_a_search_finds_what_testing_each_device_finds(
+        fleet_of_the_big_run: FleetInventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = fleet_of_the_big_run
+    for found_first in (1000, 5):  # past that many found, the rest are tested one by one
+        monkeypatch.setattr(fleet_module, "MATCHES_FOUND", found_first)
+        for needle in ("d0042", "d00", "10.0.1.", "0.1", "d", "", "1\t1", "0\n1", "zzz",
+                       "d0629", "10.0.2.117", ".11"):
+            expected = [f.name for f in fleet.facts_table()
+                        if needle in f.lname or needle in f.lhostname]
+            assert [f.name for f in fleet.matching(needle)] == expected, needle
