@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, String, any_, bindparam, cast, func, select
+from sqlalchemy.dialects import postgresql
 
 from runner.errors import BackupError, InputError, NotFound
 from runner.execution.control.keys import device_key
@@ -179,18 +180,41 @@ LOOKUPS = 5000  # past this many devices chosen by their facts, read those of on
 SCAN_PER_LOOKUP = 4  # rows read along an index for the cost of one device looked up
 
 
+CHUNK = 5000  # names looked up in one statement
+
+
+def by_name_query(dialect: str, status: bool = False) -> Select[Any]:
+    """device_last looked up by name: the names bound as one parameter (`hosts`, see
+    _names_param) that the database unpacks (SQLite json_each, PostgreSQL an array), so a
+    statement of 5,000 names is not 5,000 bound values SQLAlchemy expands per call;
+    `status`: only those whose newest record has the status bound as `status`."""
+    if dialect == "sqlite":
+        names: Any = device_last.c.host.in_(select(
+            func.json_each(bindparam("hosts")).table_valued("value").c.value))
+    elif dialect == "postgresql":
+        names = device_last.c.host == any_(cast(bindparam("hosts"),
+                                                postgresql.ARRAY(String)))
+    else:
+        names = device_last.c.host.in_(bindparam("hosts", expanding=True))
+    query = select(device_last.c.host, device_last.c.record_id).where(names)
+    return query.where(device_last.c.status == bindparam("status")) if status else query
+
+
+def _names_param(dialect: str, hosts: list[str]) -> Any:
+    return json.dumps(hosts) if dialect == "sqlite" else hosts
+
+
 def _recorded(store: ResultsStore, hosts: list[str], status: str | None = None,
               ) -> dict[str, int]:
     """Of these hosts, those with a record (of them, those whose newest record has this
     status): host -> its newest record's id, by device_last's key."""
     out: dict[str, int] = {}
+    dialect = store.engine.dialect.name
+    query = by_name_query(dialect, status is not None)
     with store.engine.connect() as conn:
-        for at in range(0, len(hosts), 500):
-            query = select(device_last.c.host, device_last.c.record_id).where(
-                device_last.c.host.in_(hosts[at:at + 500]))
-            if status is not None:
-                query = query.where(device_last.c.status == status)
-            out.update({host: ident for host, ident in conn.execute(query)})
+        for at in range(0, len(hosts), CHUNK):
+            out.update({host: ident for host, ident in conn.execute(query, {
+                "hosts": _names_param(dialect, hosts[at:at + CHUNK]), "status": status})})
     return out
 
 
