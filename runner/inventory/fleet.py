@@ -90,6 +90,7 @@ class FleetInventory:
         self._facts: list[DeviceFacts] | None = None
         self._members: dict[str, list[DeviceFacts]] | None = None
         self._text: tuple[str, list[int]] | None = None
+        self._platforms: list[str] | None = None
         self._credentials: dict[str, tuple[frozenset[object], frozenset[object]]] = {}
 
     def with_platform(self, platform: str | None) -> FleetInventory:
@@ -142,6 +143,12 @@ class FleetInventory:
                                 if needle in f.lname or needle in f.lhostname]
             at = text.find(needle, starts[index]) if index < len(starts) else -1
         return found
+
+    def platforms(self) -> list[str]:
+        """The platforms the hosts resolve to, sorted (made once per inventory)."""
+        if self._platforms is None:
+            self._platforms = sorted({f.platform for f in self.facts_table() if f.platform})
+        return self._platforms
 
     def group_members(self, group: str) -> list[DeviceFacts]:
         """The facts of the hosts in `group` (through groups' groups), in inventory order:

@@ -270,7 +270,7 @@ def device_list(store: ResultsStore, fleet: FleetInventory, where: DeviceFilter 
 
 
 def platforms_of(fleet: FleetInventory) -> list[str]:
-    return sorted({f.platform for f in fleet.facts_table() if f.platform})
+    return list(fleet.platforms())
 
 
 # -- one device -----------------------------------------------------------------------------
