@@ -427,3 +427,21 @@ def test_a_search_finds_what_testing_each_device_finds(
             expected = [f.name for f in fleet.facts_table()
                         if needle in f.lname or needle in f.lhostname]
             assert [f.name for f in fleet.matching(needle)] == expected, needle
+
+
+def test_the_migration_fills_device_last_from_the_records(db_url: str) -> None:
+    from runner.store.migrate import VERSION_TABLE, upgrade
+
+    store, _ = big_run(db_url)
+    store.engine.dispose()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # the database as 0010 left it: records, no device_last
+        conn.execute(text("DROP TABLE device_last"))
+        assert VERSION_TABLE == "runner_alembic_version"
+        conn.execute(text("UPDATE runner_alembic_version SET version_num = '0010'"))
+    assert upgrade(engine).revision == "0011"
+    engine.dispose()
+    store = ResultsStore(db_url)
+    assert len(last_kept(store)) == DEVICES
+    assert last_kept(store) == store_devices.last_statuses(store)
+    store.engine.dispose()
