@@ -149,17 +149,33 @@ device_last = Table(
 Index("ix_device_last_status_host", device_last.c.status, device_last.c.host)
 
 
-def refresh_last(conn: Connection, run_id: str, hosts: list[str]) -> None:
-    """These hosts' records of this run were written: each is its host's newest (the
-    highest id; a newer one already there, written by a run beside this, stays)."""
+def restate_last(conn: Connection, run_id: str, host: str, status: str) -> None:
+    """A record's status changed (a backup commit changed the device's file): so does its
+    host's newest, if it is that record."""
+    record = select(devices.c.id).where(devices.c.run_id == run_id,
+                                        devices.c.host == host).scalar_subquery()
+    conn.execute(update(device_last).where(device_last.c.host == host,
+                                           device_last.c.record_id == record)
+                 .values(status=status))
+
+
+def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert device records; each is its host's newest (the highest id; a newer one
+    already there, written by a run beside this, stays). The ids come back from the insert
+    (RETURNING): finding the rows again by (run_id, host IN ...) made PostgreSQL walk the
+    run's records per batch."""
     if conn.dialect.name not in _UPSERTS:
-        rebuild_last(conn, hosts)
+        conn.execute(insert(devices), rows)
+        rebuild_last(conn, [r["host"] for r in rows])
         return
-    for at in range(0, len(hosts), 500):
-        found = select(devices.c.host, devices.c.id, devices.c.status).where(
-            devices.c.run_id == run_id, devices.c.host.in_(hosts[at:at + 500]))
-        # in host order: two runs storing the same devices lock their rows in one order
-        conn.execute(_upsert_last(conn, found.order_by(devices.c.host)))
+    newest: dict[str, tuple[int, str]] = {}
+    for host, ident, status in sorted(conn.execute(insert(devices).returning(
+            devices.c.host, devices.c.id, devices.c.status), rows).all()):
+        newest[host] = (ident, status)  # one row per host (the highest id) per statement
+    # in host order: two runs storing the same devices lock their rows in one order
+    made = [{"host": h, "record_id": i, "status": s} for h, (i, s) in newest.items()]
+    for at in range(0, len(made), 500):
+        conn.execute(_upsert_last(conn, made[at:at + 500]))
 
 
 def rebuild_last(conn: Connection, hosts: list[str] | None = None) -> None:
@@ -183,13 +199,17 @@ _UPSERTS = ("postgresql", "sqlite")  # INSERT ... ON CONFLICT; other databases r
 
 
 def _upsert_last(conn: Connection, found: Any) -> Any:
+    """INSERT into device_last `found` (a SELECT of host, id, status, or rows as dicts),
+    each replacing its host's row unless that row is of a newer record."""
     columns = ["host", "record_id", "status"]
     if conn.dialect.name not in _UPSERTS:  # rebuild_last deleted the hosts' rows first
         return insert(device_last).from_select(columns, found)
     from sqlalchemy.dialects import postgresql, sqlite
 
     made: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-        device_last).from_select(columns, found)
+        device_last)
+    made = made.values(found) if isinstance(found, list) else \
+        made.from_select(columns, found)
     # `<=`: SQLite may give a re-written record the id of the one it replaced
     return made.on_conflict_do_update(
         index_elements=[device_last.c.host],
@@ -283,9 +303,8 @@ class ResultsStore:
         with self.engine.begin() as conn:
             conn.execute(delete(devices).where(devices.c.run_id == run_id,
                                                devices.c.host.in_(list(latest))))
-            conn.execute(insert(devices), [_device_row(run_id, d, places.get(d.host))
-                                           for d in latest.values()])
-            refresh_last(conn, run_id, list(latest))
+            insert_records(conn, [_device_row(run_id, d, places.get(d.host))
+                                  for d in latest.values()])
 
     def set_working(self, run_id: str, working: dict[str, str] | None) -> None:
         """The devices of a running run that are working now, and since when."""
@@ -358,8 +377,7 @@ class ResultsStore:
                     conn.execute(update(devices).where(
                         devices.c.run_id == run.run_id, devices.c.host == host).values(
                         steps=steps, status=device.status, changed=device.changed))
-            if hosts:
-                refresh_last(conn, run.run_id, hosts)
+                    restate_last(conn, run.run_id, host, device.status)
             conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),
@@ -430,8 +448,7 @@ class ResultsStore:
             rows = [_device_row(run_id, d, positions.get(d.host)) for d in batch
                     if d.host not in have]
             if rows:
-                conn.execute(insert(devices), rows)
-                refresh_last(conn, run_id, [r["host"] for r in rows])
+                insert_records(conn, rows)
 
     # -- approval -------------------------------------------------------------------------
 
