@@ -174,8 +174,8 @@ def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
         newest[host] = (ident, status)  # one row per host (the highest id) per statement
     # in host order: two runs storing the same devices lock their rows in one order
     made = [{"host": h, "record_id": i, "status": s} for h, (i, s) in newest.items()]
-    for at in range(0, len(made), 500):
-        conn.execute(_upsert_last(conn, made[at:at + 500]))
+    if made:  # one statement made once, its rows bound many times (no 500-row VALUES)
+        conn.execute(_upsert_last(conn, None), made)
 
 
 def rebuild_last(conn: Connection, hosts: list[str] | None = None) -> None:
@@ -199,8 +199,9 @@ _UPSERTS = ("postgresql", "sqlite")  # INSERT ... ON CONFLICT; other databases r
 
 
 def _upsert_last(conn: Connection, found: Any) -> Any:
-    """INSERT into device_last `found` (a SELECT of host, id, status, or rows as dicts),
-    each replacing its host's row unless that row is of a newer record."""
+    """INSERT into device_last `found` (a SELECT of host, id, status; None: the rows are
+    bound at execution), each replacing its host's row unless that row is of a newer
+    record."""
     columns = ["host", "record_id", "status"]
     if conn.dialect.name not in _UPSERTS:  # rebuild_last deleted the hosts' rows first
         return insert(device_last).from_select(columns, found)
@@ -208,8 +209,8 @@ def _upsert_last(conn: Connection, found: Any) -> Any:
 
     made: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
         device_last)
-    made = made.values(found) if isinstance(found, list) else \
-        made.from_select(columns, found)
+    if found is not None:
+        made = made.from_select(columns, found)
     # `<=`: SQLite may give a re-written record the id of the one it replaced
     return made.on_conflict_do_update(
         index_elements=[device_last.c.host],
