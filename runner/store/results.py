@@ -161,21 +161,23 @@ def restate_last(conn: Connection, run_id: str, host: str, status: str) -> None:
 
 def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert device records; each is its host's newest (the highest id; a newer one
-    already there, written by a run beside this, stays). The ids come back from the insert
-    (RETURNING): finding the rows again by (run_id, host IN ...) made PostgreSQL walk the
-    run's records per batch."""
+    already there, written by a run beside this, stays). The new rows are found again as
+    the ids past the table's highest before the insert (a range of the primary key):
+    finding them by (run_id, host IN ...) made PostgreSQL walk the run's records per
+    batch, and RETURNING cost SQLite's executemany its speed."""
     if conn.dialect.name not in _UPSERTS:
         conn.execute(insert(devices), rows)
         rebuild_last(conn, [r["host"] for r in rows])
         return
-    newest: dict[str, tuple[int, str]] = {}
-    for host, ident, status in sorted(conn.execute(insert(devices).returning(
-            devices.c.host, devices.c.id, devices.c.status), rows).all()):
-        newest[host] = (ident, status)  # one row per host (the highest id) per statement
-    # in host order: two runs storing the same devices lock their rows in one order
-    made = [{"host": h, "record_id": i, "status": s} for h, (i, s) in newest.items()]
-    if made:  # one statement made once, its rows bound many times (no 500-row VALUES)
-        conn.execute(_upsert_last(conn, None), made)
+    before = conn.execute(select(func.max(devices.c.id))).scalar() or 0
+    conn.execute(insert(devices), rows)
+    # ids past `before` are this insert's, and perhaps another run's newer ones (true
+    # newest records too): one per host, in host order so two runs lock in one order
+    newest = select(func.max(devices.c.id)).where(devices.c.id > before).group_by(
+        devices.c.host)
+    conn.execute(_upsert_last(conn, select(devices.c.host, devices.c.id, devices.c.status)
+                              .where(devices.c.id.in_(newest.scalar_subquery()))
+                              .order_by(devices.c.host)))
 
 
 def rebuild_last(conn: Connection, hosts: list[str] | None = None) -> None:
@@ -199,9 +201,8 @@ _UPSERTS = ("postgresql", "sqlite")  # INSERT ... ON CONFLICT; other databases r
 
 
 def _upsert_last(conn: Connection, found: Any) -> Any:
-    """INSERT into device_last `found` (a SELECT of host, id, status; None: the rows are
-    bound at execution), each replacing its host's row unless that row is of a newer
-    record."""
+    """INSERT into device_last `found` (a SELECT of host, id, status, one row per host),
+    each replacing its host's row unless that row is of a newer record."""
     columns = ["host", "record_id", "status"]
     if conn.dialect.name not in _UPSERTS:  # rebuild_last deleted the hosts' rows first
         return insert(device_last).from_select(columns, found)
@@ -209,8 +210,7 @@ def _upsert_last(conn: Connection, found: Any) -> Any:
 
     made: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
         device_last)
-    if found is not None:
-        made = made.from_select(columns, found)
+    made = made.from_select(columns, found)
     # `<=`: SQLite may give a re-written record the id of the one it replaced
     return made.on_conflict_do_update(
         index_elements=[device_last.c.host],
