@@ -11,18 +11,19 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, String, any_, bindparam, cast, func, select
+from sqlalchemy.dialects import postgresql
 
 from runner.errors import BackupError, InputError, NotFound
 from runner.execution.control.keys import device_key
 from runner.execution.leases import lease_of
-from runner.inventory.fleet import DeviceFacts, FleetInventory
+from runner.inventory.fleet import FleetInventory
 from runner.job.backup_index import Repo
 from runner.job.backups import BackupRepo
 from runner.redact import Redactor
 from runner.settings import Settings
 from runner.store import compliance as store_compliance
-from runner.store.results import ResultsStore, devices, runs
+from runner.store.results import ResultsStore, device_last, devices, runs
 from runner.vocab import DeviceStatus
 
 NEVER = "never"  # the status filter's word for devices no run has recorded
@@ -158,50 +159,118 @@ class DeviceFilter:
                              f"{known})", field="group")
         return self
 
-    def keeps_facts(self, facts: DeviceFacts) -> bool:
-        """Whether the device's name or address, groups and platform are the ones asked."""
+    def chosen(self, fleet: FleetInventory) -> list[str]:
+        """The devices whose name or address, groups and platform are the ones asked, in
+        inventory order (the facts made once per inventory: no host's inheritance is
+        resolved per search)."""
+        if not (self.group or self.search or self.platform):
+            return list(fleet.hosts)
         if self.search:
-            needle = self.search.lower()
-            if needle not in facts.lname and needle not in facts.lhostname:
-                return False
-        if self.group and self.group not in facts.groups:
-            return False
-        return not self.platform or facts.platform == self.platform
+            table = fleet.matching(self.search.lower())
+            if self.group:
+                table = [f for f in table if self.group in f.groups]
+        else:
+            table = fleet.group_members(self.group) if self.group else fleet.facts_table()
+        if self.platform:
+            table = [f for f in table if f.platform == self.platform]
+        return [f.name for f in table]
 
-    def keeps_status(self, last: tuple[str, int] | None) -> bool:
-        """Whether the device's last record (None: none) has the status asked."""
-        if self.status:
-            return (last is None) if self.status == NEVER else \
-                (last is not None and last[0] == self.status)
-        return True
+
+LOOKUPS = 5000  # past this many devices chosen by their facts, read those of one status
+SCAN_PER_LOOKUP = 4  # rows read along an index for the cost of one device looked up
+
+
+CHUNK = 5000  # names looked up in one statement
+
+
+def by_name_query(dialect: str, status: bool = False) -> Select[Any]:
+    """device_last looked up by name: the names bound as one parameter (`hosts`, see
+    _names_param) that the database unpacks (SQLite json_each, PostgreSQL an array), so a
+    statement of 5,000 names is not 5,000 bound values SQLAlchemy expands per call;
+    `status`: only those whose newest record has the status bound as `status`."""
+    if dialect == "sqlite":
+        names: Any = device_last.c.host.in_(select(
+            func.json_each(bindparam("hosts")).table_valued("value").c.value))
+    elif dialect == "postgresql":
+        names = device_last.c.host == any_(cast(bindparam("hosts"),
+                                                postgresql.ARRAY(String)))
+    else:
+        names = device_last.c.host.in_(bindparam("hosts", expanding=True))
+    query = select(device_last.c.host, device_last.c.record_id).where(names)
+    return query.where(device_last.c.status == bindparam("status")) if status else query
+
+
+def _names_param(dialect: str, hosts: list[str]) -> Any:
+    return json.dumps(hosts) if dialect == "sqlite" else hosts
+
+
+def _recorded(store: ResultsStore, hosts: list[str], status: str | None = None,
+              ) -> dict[str, int]:
+    """Of these hosts, those with a record (of them, those whose newest record has this
+    status): host -> its newest record's id, by device_last's key."""
+    out: dict[str, int] = {}
+    dialect = store.engine.dialect.name
+    query = by_name_query(dialect, status is not None)
+    with store.engine.connect() as conn:
+        for at in range(0, len(hosts), CHUNK):
+            out.update({host: ident for host, ident in conn.execute(query, {
+                "hosts": _names_param(dialect, hosts[at:at + CHUNK]), "status": status})})
+    return out
+
+
+def hosts_of_status_query(status: str | None) -> Select[Any]:
+    """The devices whose newest record has this status (None: every recorded device),
+    along ix_device_last_status_host (tests/unit/test_run_listing.py checks the plan)."""
+    query = select(device_last.c.host)
+    return query if status is None else query.where(device_last.c.status == status)
+
+
+def _of_status(store: ResultsStore, chosen: list[str], status: str) -> list[str]:
+    """The chosen devices whose newest record has `status` (NEVER: that have none), in
+    their order. A few devices are looked up by name; many are compared with the devices
+    of that status (or every recorded device, for NEVER), read along an index: the fewer
+    rows either way (a site of 10,000 devices and `failed` reads the failed devices)."""
+    wanted = None if status == NEVER else status
+    if len(chosen) <= LOOKUPS:
+        found = set(_recorded(store, chosen, wanted))
+    else:
+        query = hosts_of_status_query(wanted)
+        bound = SCAN_PER_LOOKUP * len(chosen)
+        with store.engine.connect() as conn:
+            # past `bound` rows of that status, looking each chosen device up costs less
+            many = conn.execute(select(func.count()).select_from(
+                query.limit(bound).subquery())).scalar_one() >= bound
+            found = set() if many else set(conn.execute(query).scalars().all())
+        if many:
+            found = set(_recorded(store, chosen, wanted))
+    if wanted is None:
+        return [n for n in chosen if n not in found]
+    return [n for n in chosen if n in found]
 
 
 def device_list(store: ResultsStore, fleet: FleetInventory, where: DeviceFilter | None = None,
                 limit: int | None = None, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
     """(how many devices match, a page of them in inventory order): each with its facts
-    and its last run (`runner device --json`, GET /api/devices)."""
+    and its last run (`runner device --json`, GET /api/devices). Reads the records of the
+    page's devices only (and, to filter by status, the devices of that status)."""
     where = (where or DeviceFilter()).checked(fleet)
-    chosen = [f.name for f in fleet.facts_table() if where.keeps_facts(f)]
-    if where.status:  # the last status of the devices the facts chose, to filter on it
-        # a few of a large fleet: theirs only (along the host index); else every one's
-        last = last_statuses(store, hosts=chosen) if len(chosen) * 5 < len(fleet.hosts) \
-            else last_statuses(store)
-        chosen = [n for n in chosen if where.keeps_status(last.get(n))]
-        page = chosen[offset:None if limit is None else offset + limit]
-    else:  # only the page's: a search of 100,000 devices reads 500 records
-        page = chosen[offset:None if limit is None else offset + limit]
-        last = last_statuses(store, hosts=page)
-    records = records_of(store, [last[n][1] for n in page if n in last])
+    chosen = where.chosen(fleet)
+    if where.status:
+        chosen = _of_status(store, chosen, where.status)
+    page = chosen[offset:None if limit is None else offset + limit]
+    last = _recorded(store, page)
+    records = records_of(store, [last[n] for n in page if n in last])
     out = []
     for name in page:
-        item = facts(fleet, name)
-        del item["data"], item["in_inventory"]
-        out.append({**item, "last_run": records.get(name)})
+        host = fleet.hosts[name]
+        out.append({"device": name, "hostname": host.hostname or name,
+                    "port": host.port or 22, "platform": fleet.platform_of(name),
+                    "groups": [g.name for g in host.groups], "last_run": records.get(name)})
     return len(chosen), out
 
 
 def platforms_of(fleet: FleetInventory) -> list[str]:
-    return sorted({f.platform for f in fleet.facts_table() if f.platform})
+    return list(fleet.platforms())
 
 
 # -- one device -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     delete,
+    func,
     insert,
     select,
     text,
@@ -135,6 +136,86 @@ FAILED_FIRST_SQL = (
     + f") THEN 2 WHEN status = '{DeviceStatus.SKIPPED}' THEN 1 ELSE 0 END")
 Index("ix_devices_run_failed_first", devices.c.run_id, text(f"({FAILED_FIRST_SQL})"),
       devices.c.position, devices.c.id)
+# Each device's newest record (the highest id: what `last_statuses` would find) and its
+# status, kept as records are written (0011, issue 28): device search by last status reads
+# the devices of one status along (status, host) instead of each device's newest record
+# (10,000 look-ups for one site of 100,000 devices; every record for the whole fleet).
+device_last = Table(
+    "device_last", metadata,
+    Column("host", String(255), primary_key=True),
+    Column("record_id", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+)
+Index("ix_device_last_status_host", device_last.c.status, device_last.c.host)
+
+
+def restate_last(conn: Connection, run_id: str, host: str, status: str) -> None:
+    """A record's status changed (a backup commit changed the device's file): so does its
+    host's newest, if it is that record."""
+    record = select(devices.c.id).where(devices.c.run_id == run_id,
+                                        devices.c.host == host).scalar_subquery()
+    conn.execute(update(device_last).where(device_last.c.host == host,
+                                           device_last.c.record_id == record)
+                 .values(status=status))
+
+
+def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert device records; each is its host's newest (the highest id; a newer one
+    already there, written by a run beside this, stays). The new rows are found again as
+    the ids past the table's highest before the insert (a range of the primary key):
+    finding them by (run_id, host IN ...) made PostgreSQL walk the run's records per
+    batch, and RETURNING cost SQLite's executemany its speed."""
+    if conn.dialect.name not in _UPSERTS:
+        conn.execute(insert(devices), rows)
+        rebuild_last(conn, [r["host"] for r in rows])
+        return
+    before = conn.execute(select(func.max(devices.c.id))).scalar() or 0
+    conn.execute(insert(devices), rows)
+    # ids past `before` are this insert's, and perhaps another run's newer ones (true
+    # newest records too): one per host, in host order so two runs lock in one order
+    newest = select(func.max(devices.c.id)).where(devices.c.id > before).group_by(
+        devices.c.host)
+    conn.execute(_upsert_last(conn, select(devices.c.host, devices.c.id, devices.c.status)
+                              .where(devices.c.id.in_(newest.scalar_subquery()))
+                              .order_by(devices.c.host)))
+
+
+def rebuild_last(conn: Connection, hosts: list[str] | None = None) -> None:
+    """These hosts' (None: every host's) newest records found again from the records
+    (after records were deleted; the migration that made the table)."""
+    chunks = [None] if hosts is None else [hosts[at:at + 500]
+                                          for at in range(0, len(hosts), 500)]
+    for chunk in chunks:
+        newest = select(func.max(devices.c.id))
+        if chunk is not None:
+            newest = newest.where(devices.c.host.in_(chunk))
+            conn.execute(delete(device_last).where(device_last.c.host.in_(chunk)))
+        else:
+            conn.execute(delete(device_last))
+        found = select(devices.c.host, devices.c.id, devices.c.status).where(
+            devices.c.id.in_(newest.group_by(devices.c.host).scalar_subquery()))
+        conn.execute(_upsert_last(conn, found))
+
+
+_UPSERTS = ("postgresql", "sqlite")  # INSERT ... ON CONFLICT; other databases rebuild
+
+
+def _upsert_last(conn: Connection, found: Any) -> Any:
+    """INSERT into device_last `found` (a SELECT of host, id, status, one row per host),
+    each replacing its host's row unless that row is of a newer record."""
+    columns = ["host", "record_id", "status"]
+    if conn.dialect.name not in _UPSERTS:  # rebuild_last deleted the hosts' rows first
+        return insert(device_last).from_select(columns, found)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    made: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
+        device_last)
+    made = made.from_select(columns, found)
+    # `<=`: SQLite may give a re-written record the id of the one it replaced
+    return made.on_conflict_do_update(
+        index_elements=[device_last.c.host],
+        set_={"record_id": made.excluded.record_id, "status": made.excluded.status},
+        where=device_last.c.record_id <= made.excluded.record_id)
 
 
 def _device_row(run_id: str, d: DeviceResult, position: int | None) -> dict[str, Any]:
@@ -223,8 +304,8 @@ class ResultsStore:
         with self.engine.begin() as conn:
             conn.execute(delete(devices).where(devices.c.run_id == run_id,
                                                devices.c.host.in_(list(latest))))
-            conn.execute(insert(devices), [_device_row(run_id, d, places.get(d.host))
-                                           for d in latest.values()])
+            insert_records(conn, [_device_row(run_id, d, places.get(d.host))
+                                  for d in latest.values()])
 
     def set_working(self, run_id: str, working: dict[str, str] | None) -> None:
         """The devices of a running run that are working now, and since when."""
@@ -297,6 +378,7 @@ class ResultsStore:
                     conn.execute(update(devices).where(
                         devices.c.run_id == run.run_id, devices.c.host == host).values(
                         steps=steps, status=device.status, changed=device.changed))
+                    restate_last(conn, run.run_id, host, device.status)
             conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),
@@ -330,7 +412,10 @@ class ResultsStore:
                 outcome = ImportOutcome.COMPLETED if same and unfinished else \
                     ImportOutcome.REPLACED
                 if outcome is ImportOutcome.REPLACED:
+                    gone = [str(r[0]) for r in conn.execute(select(devices.c.host).where(
+                        devices.c.run_id == run.run_id))]
                     conn.execute(delete(devices).where(devices.c.run_id == run.run_id))
+                    rebuild_last(conn, gone)
                     conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
                         job=run.job, job_file=run.job_file, started=run.started,
                         dry_run=run.dry_run, engine=run.engine, occurrence=run.occurrence,
@@ -364,7 +449,7 @@ class ResultsStore:
             rows = [_device_row(run_id, d, positions.get(d.host)) for d in batch
                     if d.host not in have]
             if rows:
-                conn.execute(insert(devices), rows)
+                insert_records(conn, rows)
 
     # -- approval -------------------------------------------------------------------------
 

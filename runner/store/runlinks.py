@@ -1,6 +1,6 @@
 """Read-side queries for the operator's views (issue 27): a run's reruns, previews waiting
 for approval (the count in the web's navigation, older ones of a job to supersede), the
-devices of a running run that have no record yet and those at work now."""
+devices of a running run at work now that have no record yet."""
 
 from __future__ import annotations
 
@@ -38,15 +38,22 @@ def waiting_previews(store: ResultsStore, job: str) -> list[str]:
             .order_by(runs.c.started))]
 
 
-def recorded_hosts(store: ResultsStore, run_id: str) -> set[str]:
-    """The devices of a run that have their record."""
-    with store.engine.connect() as conn:
-        return {str(r[0]) for r in conn.execute(
-            select(devices.c.host).where(devices.c.run_id == run_id))}
-
-
 def working(store: ResultsStore, run_id: str) -> dict[str, str]:
-    """The devices of a running run at work now, and when each started."""
+    """The devices of a running run at work now, and when each started (in the order they
+    started; at most results.MAX_WORKING)."""
     with store.engine.connect() as conn:
         found = conn.execute(select(runs.c.working).where(runs.c.run_id == run_id)).scalar()
     return dict(found or {})
+
+
+def still_working(store: ResultsStore, run_id: str) -> dict[str, str]:
+    """Those of working() that have no record yet: the run's devices at work are read, not
+    its targets or its records (a run of 100,000 devices reads at most MAX_WORKING)."""
+    at_work = working(store, run_id)
+    hosts = list(at_work)
+    recorded: set[str] = set()
+    with store.engine.connect() as conn:
+        for at in range(0, len(hosts), 500):
+            recorded.update(str(r[0]) for r in conn.execute(select(devices.c.host).where(
+                devices.c.run_id == run_id, devices.c.host.in_(hosts[at:at + 500]))))
+    return {h: at_work[h] for h in hosts if h not in recorded}

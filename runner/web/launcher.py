@@ -369,7 +369,7 @@ class Launcher:
         full = self.store.resolve(run_id)
         from runner.store.queries import run_head
 
-        return str(run_head(self.store, full)["status"]), full
+        return str(run_head(self.store, full, hosts=False)["status"]), full
 
     def running(self) -> list[str]:
         with self.lock:

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner.errors import InputError
 from runner.store.queries import device_rows, run_head, status_counts
-from runner.store.runlinks import recorded_hosts, reruns_of
-from runner.store.runlinks import working as run_working
+from runner.store.results import ResultsStore
+from runner.store.runlinks import reruns_of, still_working
 from runner.vocab import DeviceStatus, RunStatus
 from runner.web.auth import Principal, operator, viewer
 from runner.web.pages import FormOperator
@@ -47,30 +47,31 @@ def _elapsed(started: str | None, now: datetime) -> float | None:
         return None
 
 
-def live_document(request: Request, run_id: str) -> dict[str, Any]:
+def live_document(store: ResultsStore, run_id: str) -> dict[str, Any]:
     """What the run page shows, now: counts, the grid (failed first), the devices that did
     not end ok, the devices still in progress with their elapsed time, the reruns."""
-    store = services(request).results
-    head = run_head(store, run_id)
+    # counts and the first page of devices from the database; of the devices without a
+    # record, those at work (at most MAX_WORKING); the rest is a count: a run of 100,000
+    # devices is never read whole (neither its targets nor its records) per poll
+    head = run_head(store, run_id, hosts=False)
     full = head["run_id"]
     counts = status_counts(store, [full])[full]
     done = sum(counts.values())
-    hosts = head["hosts"] or []
+    total = head["host_count"] or done
     rows = device_rows(store, full, None, LIVE_DEVICES, 0)
     now = datetime.now(UTC)
     working: list[dict[str, Any]] = []
     waiting = 0
-    if head["status"] == RunStatus.RUNNING and len(hosts) > done:
-        recorded = recorded_hosts(store, full)
-        at_work = run_working(store, full)  # host -> when it started (the run's process)
-        working = [{"host": h, "started": at_work[h], "elapsed_s": _elapsed(at_work[h], now)}
-                   for h in hosts if h in at_work and h not in recorded]
-        waiting = sum(1 for h in hosts if h not in recorded and h not in at_work)
+    if head["status"] == RunStatus.RUNNING and total > done:
+        at_work = still_working(store, full)  # host -> when it started, in that order
+        working = [{"host": h, "started": started, "elapsed_s": _elapsed(started, now)}
+                   for h, started in at_work.items()]
+        waiting = max(0, total - done - len(working))
     return {
         "run_id": full, "job": head["job"], "status": head["status"],
         "dry_run": head["dry_run"], "started": head["started"], "finished": head["finished"],
         "elapsed_s": _elapsed(head["started"], now) if not head["finished"] else None,
-        "total": len(hosts) or done, "done": done, "summary": counts,
+        "total": total, "done": done, "summary": counts,
         "devices": [{k: r[k] for k in ("host", "status", "error_class", "changed")}
                     for r in rows],
         "more_devices": max(0, done - len(rows)),
@@ -84,13 +85,13 @@ def live_document(request: Request, run_id: str) -> dict[str, Any]:
 @api.get("/runs/{run_id}/live", summary="A run as it goes: counts, its devices (failed "
          "first), those that did not end ok, those still in progress and for how long")
 def live(request: Request, run_id: str, _who: Viewer) -> dict[str, Any]:
-    return live_document(request, run_id)
+    return live_document(services(request).results, run_id)
 
 
 def _rerun(request: Request, run_id: str, by: str, statuses: list[DeviceStatus] | None,
            dry_run: bool) -> Any:
     svc = services(request)
-    head = run_head(svc.results, run_id)
+    head = run_head(svc.results, run_id, hosts=False)
     if head["status"] in (RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL):
         raise InputError(f"run {head['run_id']} is {head['status']}: only a finished run's "
                          "devices can be run again", field="run_id")

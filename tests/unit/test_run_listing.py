@@ -1,21 +1,32 @@
 """A large run in the store (issue 28), on SQLite and PostgreSQL: its devices are listed
 failed first a page at a time along an index (never a sort of the run), GET /api/runs/ID's
 pages and `runner show` read only what they show, and the index's expression is the one the
-queries order by."""
+queries order by; device search by last status reads the devices of that status along an
+index (each device's newest record kept through every way records are written); the live
+page of a running run reads what it shows, not the run's targets or records."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import create_engine, text
+import yaml
+from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from runner.inventory import fleet as fleet_module
+from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.records import DeviceResult, RunResult, StepResult
+from runner.store import devices as store_devices
 from runner.store import queries
-from runner.store.results import FAILED_FIRST_SQL, ResultsStore
-from runner.vocab import DeviceStatus, StepKind
+from runner.store.results import FAILED_FIRST_SQL, ResultsStore, device_last
+from runner.vocab import DeviceStatus, ImportOutcome, RunStatus, StepKind
 
 STATUSES = [DeviceStatus.OK] * 6 + [DeviceStatus.CHANGED, DeviceStatus.FAILED,
                                     DeviceStatus.SKIPPED, DeviceStatus.UNREACHABLE]
@@ -146,4 +157,291 @@ def test_runner_show_s_table_counts_the_whole_run(db_url: str, show_all: bool) -
                            sum(not r.status.success for r in records))
     if not show_all:
         assert f"... and {counts['ok'] + counts['changed']} more not listed" in table
+    store.engine.dispose()
+
+
+# -- device search by last status, and the live page of a running run -----------------------
+
+
+def last_kept(store: ResultsStore) -> dict[str, tuple[str, int]]:
+    """What device_last holds: host -> (status, record id)."""
+    with store.engine.connect() as conn:
+        return {h: (s, i) for h, i, s in conn.execute(select(device_last))}
+
+
+def test_each_device_s_newest_record_is_kept_through_every_way_records_are_written(
+        db_url: str) -> None:
+    store, records = big_run(db_url)
+    assert last_kept(store) == store_devices.last_statuses(store)
+    hosts = [r.host for r in records]
+    # a record written again (the newest row of the table: SQLite may give it the same id)
+    store.record_devices("small00000001", [DeviceResult(hosts[49], DeviceStatus.FAILED)])
+    assert last_kept(store)[hosts[49]][0] == DeviceStatus.FAILED
+    assert last_kept(store) == store_devices.last_statuses(store)
+    # a backup whose commit changed the device's file: its status changes at the run's end
+    backup = RunResult(run_id="backup0000001", job="backup", started="2026-12-07T11:00:00",
+                       finished=None, devices=[])
+    store.start_run(backup, hosts[:3])
+    backup.devices = [DeviceResult(h, DeviceStatus.OK, steps=[StepResult(
+        name="backup", kind=StepKind.BACKUP)]) for h in hosts[:3]]
+    store.record_devices(backup.run_id, backup.devices)
+    backup.devices[1].status, backup.devices[1].changed = DeviceStatus.CHANGED, True
+    backup.devices[1].steps[0].changed = True
+    backup.finished = "2026-12-07T11:01:00"
+    store.finish_run(backup)
+    assert last_kept(store)[hosts[1]][0] == DeviceStatus.CHANGED
+    assert last_kept(store) == store_devices.last_statuses(store)
+    # a run replaced by one kept in a file: the devices it no longer has fall back to
+    # their record before it; the missing records of a stored run are filled in
+    kept = RunResult(run_id="backup0000001", job="backup", started="2026-12-07T11:00:00",
+                     finished="2026-12-07T11:01:00",
+                     devices=[DeviceResult(hosts[0], DeviceStatus.UNREACHABLE)])
+    assert store.import_run(kept, RunStatus.FAILED, None, hosts[:1], replace=True) is \
+        ImportOutcome.REPLACED
+    last = last_kept(store)
+    assert last[hosts[0]][0] == DeviceStatus.UNREACHABLE
+    assert last[hosts[1]][0] == records[1].status  # the big run's record again
+    assert last == store_devices.last_statuses(store)
+    late = DeviceResult(hosts[2], DeviceStatus.TIMED_OUT)
+    late.stored = True
+    kept.devices.append(late)
+    store.import_run(kept, RunStatus.INTERRUPTED, None, hosts[:3], replace=True)
+    assert last_kept(store)[hosts[2]][0] == DeviceStatus.TIMED_OUT
+    assert last_kept(store) == store_devices.last_statuses(store)
+    store.engine.dispose()
+
+
+@pytest.fixture
+def fleet_of_the_big_run(tmp_path: Path) -> FleetInventory:
+    """The big run's devices in three groups, and 30 more no run has recorded."""
+    directory = tmp_path / "inventory"
+    directory.mkdir()
+    (directory / "hosts.yaml").write_text(yaml.safe_dump({
+        f"d{i:04d}": {"hostname": f"10.0.{i // 256}.{i % 256}", "groups": [f"g{i % 3}"]}
+        for i in range(DEVICES + 30)}), encoding="utf-8")
+    (directory / "groups.yaml").write_text(yaml.safe_dump({"g0": {}, "g1": {}, "g2": {}}),
+                                           encoding="utf-8")
+    (directory / "defaults.yaml").write_text(yaml.safe_dump({"platform": "cisco_ios"}),
+                                             encoding="utf-8")
+    return load_inventory(directory)
+
+
+@pytest.mark.parametrize("way", ["look up each device", "read the devices of a status"])
+def test_device_search_by_group_and_status_either_way(
+        db_url: str, fleet_of_the_big_run: FleetInventory, way: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = big_run(db_url)
+    fleet = fleet_of_the_big_run
+    if way == "look up each device":
+        monkeypatch.setattr(store_devices, "LOOKUPS", 10**6)
+    else:
+        monkeypatch.setattr(store_devices, "LOOKUPS", 0)
+        monkeypatch.setattr(store_devices, "SCAN_PER_LOOKUP", 10**6)
+    last = store_devices.last_statuses(store)
+    for group in (None, "g1"):
+        members = [n for n in fleet.hosts if group is None or n in {
+            f.name for f in fleet.group_members(group)}]
+        for status in (DeviceStatus.FAILED, DeviceStatus.OK, DeviceStatus.SKIPPED,
+                       store_devices.NEVER):
+            expected = [n for n in members if (last[n][0] if n in last else
+                                               store_devices.NEVER) == status]
+            where = store_devices.DeviceFilter(group=group, status=status)
+            total, rows = store_devices.device_list(store, fleet, where, 100, 10)
+            assert total == len(expected), (group, status)
+            assert [r["device"] for r in rows] == expected[10:110], (group, status)
+            for row in rows:
+                run = row["last_run"]
+                assert (run is None) if status == store_devices.NEVER else \
+                    run["status"] == status and run["run_id"] in ("big0000000001",
+                                                                  "small00000001")
+    store.engine.dispose()
+
+
+def explained(store: ResultsStore, query: Any) -> str:
+    """The plan of a query; on PostgreSQL with sorting and scanning the table priced out (a
+    table this small is cheaper to scan: whether an index can answer is the question)."""
+    dialect: Any = sqlite.dialect() if store.engine.dialect.name == "sqlite" else \
+        postgresql.dialect()
+    sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    with store.engine.connect() as conn:
+        if store.engine.dialect.name == "sqlite":
+            return "\n".join(str(r[-1]) for r in conn.execute(text(
+                "EXPLAIN QUERY PLAN " + sql)))
+        conn.execute(text("SET enable_seqscan = off"))
+        conn.execute(text("SET enable_sort = off"))
+        return "\n".join(str(r[0]) for r in conn.execute(text("EXPLAIN " + sql)))
+
+
+def test_device_search_by_status_reads_along_indexes(db_url: str) -> None:
+    store, _ = big_run(db_url)
+    for status in (DeviceStatus.FAILED, DeviceStatus.OK):
+        shown = explained(store, store_devices.hosts_of_status_query(status))
+        assert "ix_device_last_status_host" in shown, shown
+        assert "TEMP B-TREE" not in shown and "Sort" not in shown, shown
+    # a few devices: each looked up by its name (the names bound as one parameter the
+    # database unpacks), never a scan of every device
+    dialect = store.engine.dialect
+    for status in (True, False):
+        query = store_devices.by_name_query(dialect.name, status)
+        compiled = query.compile(dialect=dialect)
+        values = {"hosts": store_devices._names_param(dialect.name, ["d0001", "d0002"]),
+                  "status": "failed"}
+        with store.engine.connect() as conn:
+            if dialect.name == "sqlite":
+                shown = "\n".join(str(r[-1]) for r in conn.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {compiled}",
+                    tuple(values[n] for n in compiled.positiontup or [])))
+            else:
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                shown = "\n".join(str(r[0]) for r in conn.exec_driver_sql(
+                    f"EXPLAIN {compiled}", {n: values[n] for n in compiled.params}))
+        assert "SEARCH device_last" in shown or "Index" in shown, shown
+        assert "SCAN device_last" not in shown and "Seq Scan on device_last" not in shown, \
+            shown
+        assert set(store_devices._recorded(store, ["d0001", "d0002", "nope"])) == {
+            "d0001", "d0002"}
+    store.engine.dispose()
+
+
+class Fetched:
+    """Every value the database hands over on an engine (its DBAPI cursors' fetches)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+
+    def engine(self, url: str) -> Engine:
+        seen = self.rows
+
+        if url.startswith("sqlite"):
+            class SqliteCursor(sqlite3.Cursor):
+                def fetchone(self) -> Any:
+                    row = super().fetchone()
+                    seen.extend([row] if row is not None else [])
+                    return row
+
+                def fetchmany(self, size: int | None = 1) -> list[Any]:
+                    rows = super().fetchmany(size or self.arraysize)
+                    seen.extend(rows)
+                    return rows
+
+                def fetchall(self) -> list[Any]:
+                    rows = super().fetchall()
+                    seen.extend(rows)
+                    return rows
+
+            class SqliteConnection(sqlite3.Connection):
+                def cursor(self, factory: Any = SqliteCursor) -> Any:
+                    return super().cursor(factory)
+
+            return create_engine(url, connect_args={"factory": SqliteConnection})
+
+        class PgCursor(psycopg.Cursor[Any]):
+            def fetchone(self) -> Any:
+                row = super().fetchone()
+                seen.extend([row] if row is not None else [])
+                return row
+
+            def fetchmany(self, size: int = 0) -> list[Any]:
+                rows = super().fetchmany(size)
+                seen.extend(rows)
+                return rows
+
+            def fetchall(self) -> list[Any]:
+                rows = super().fetchall()
+                seen.extend(rows)
+                return rows
+
+        return create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                             connect_args={"cursor_factory": PgCursor})
+
+    def names(self, wanted: set[str]) -> set[str]:
+        """Which of these names were among the values (JSON lists of them included)."""
+        found: set[str] = set()
+
+        def look(value: Any) -> None:
+            if isinstance(value, str) and value[:1] in ("[", "{"):
+                with contextlib.suppress(ValueError):
+                    value = json.loads(value)
+            if isinstance(value, str) and value in wanted:
+                found.add(value)
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    look(item)
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    look(key)
+                    look(item)
+
+        for row in self.rows:
+            look(row)
+        return found
+
+
+def test_the_live_page_of_a_running_run_reads_only_what_it_shows(db_url: str) -> None:
+    from runner.web.runs_live import LIVE_DEVICES, live_document
+
+    store = ResultsStore(db_url)
+    targets = [f"edge{i:05d}" for i in range(3000)]
+    run = RunResult(run_id="live000000001", job="show", started="2026-12-07T10:00:00+00:00",
+                    finished=None, devices=[])
+    store.start_run(run, targets)
+    positions = {h: i for i, h in enumerate(targets)}
+    done = [DeviceResult(h, DeviceStatus.FAILED if i % 10 == 0 else DeviceStatus.OK)
+            for i, h in enumerate(targets[:1500])]
+    for at in range(0, len(done), 500):
+        store.record_devices(run.run_id, done[at:at + 500], positions)
+    # at work: 40 devices, as the run's process stores them (two of them just recorded)
+    at_work = {h: f"2026-12-07T10:0{i % 5}:00+00:00" for i, h in enumerate(
+        targets[1498:1540])}
+    store.set_working(run.run_id, at_work)
+    store.engine.dispose()
+
+    fetched = Fetched()
+    store.engine = fetched.engine(db_url)
+    document = live_document(store, run.run_id)
+    working = [h for h in at_work if h not in {d.host for d in done}]
+    assert document["status"] == RunStatus.RUNNING
+    assert (document["total"], document["done"]) == (3000, 1500)
+    assert [d["host"] for d in document["in_progress"]] == working
+    assert document["in_progress_total"] == len(working) == 40
+    assert document["waiting"] == 3000 - 1500 - 40
+    assert document["summary"][DeviceStatus.FAILED] == 150
+    assert len(document["devices"]) == LIVE_DEVICES
+    assert [d["host"] for d in document["failed"]] == [h.host for h in done
+                                                       if h.status is DeviceStatus.FAILED][:100]
+    # what the page shows, and no more: neither the run's 3,000 targets nor its 1,500
+    # records (the old document read both on every poll)
+    shown = {d["host"] for d in document["devices"]} | set(at_work)
+    assert fetched.names(set(targets)) <= shown
+    assert len(fetched.rows) <= LIVE_DEVICES + len(at_work) + 20, len(fetched.rows)
+    store.engine.dispose()
+
+
+def test_a_search_finds_what_testing_each_device_finds(
+        fleet_of_the_big_run: FleetInventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = fleet_of_the_big_run
+    for found_first in (1000, 5):  # past that many found, the rest are tested one by one
+        monkeypatch.setattr(fleet_module, "MATCHES_FOUND", found_first)
+        for needle in ("d0042", "d00", "10.0.1.", "0.1", "d", "", "1\t1", "0\n1", "zzz",
+                       "d0629", "10.0.2.117", ".11"):
+            expected = [f.name for f in fleet.facts_table()
+                        if needle in f.lname or needle in f.lhostname]
+            assert [f.name for f in fleet.matching(needle)] == expected, needle
+
+
+def test_the_migration_fills_device_last_from_the_records(db_url: str) -> None:
+    from runner.store.migrate import VERSION_TABLE, upgrade
+
+    store, _ = big_run(db_url)
+    store.engine.dispose()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # the database as 0010 left it: records, no device_last
+        conn.execute(text("DROP TABLE device_last"))
+        assert VERSION_TABLE == "runner_alembic_version"
+        conn.execute(text("UPDATE runner_alembic_version SET version_num = '0010'"))
+    assert upgrade(engine).revision == "0011"
+    engine.dispose()
+    store = ResultsStore(db_url)
+    assert len(last_kept(store)) == DEVICES
+    assert last_kept(store) == store_devices.last_statuses(store)
     store.engine.dispose()
