@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -74,6 +74,14 @@ class _Loader(_Base, Composer):  # type: ignore[misc,valid-type]
     error_class: type[InputError]
     anchors: dict[str, yaml.Node]
 
+    def __init__(self, stream: str) -> None:
+        _Base.__init__(self, stream)
+
+    def node(self, index: Any = None) -> yaml.Node:
+        """The next node, composed (`index`, a key's node for its value as the Composer
+        passes it, is read only by path resolvers: none here)."""
+        return cast(yaml.Node, self.compose_node(None, index))
+
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
@@ -116,6 +124,7 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 _MAPPING_TAGS = (None, "!", yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _stream(loader: _Loader) -> Any:
@@ -133,7 +142,7 @@ def _stream(loader: _Loader) -> Any:
             and start.tag in _MAPPING_TAGS:
         data: Any = _stream_mapping(loader)
     else:
-        data = loader.construct_document(loader.compose_node(None, None))
+        data = loader.construct_document(loader.node())
     loader.get_event()  # document end
     if not loader.check_event(yaml.StreamEndEvent):
         raise ComposerError("expected a single document in the stream", document.start_mark,
@@ -141,22 +150,63 @@ def _stream(loader: _Loader) -> Any:
     return data
 
 
+class _Anchors(dict[str, yaml.Node]):
+    """The composer's anchors, noting those added since they were last looked at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.new: list[yaml.Node] = []
+
+    def __setitem__(self, anchor: str, node: yaml.Node) -> None:
+        super().__setitem__(anchor, node)
+        self.new.append(node)
+
+
+class _Shared(dict[yaml.Node, Any]):
+    """The constructor's built objects, keeping only those of anchored nodes and what is
+    inside them: what an alias (or a merge key) of a later entry reuses, as one object
+    (100,000 hosts that merge one anchored block share its values, as when the file is
+    built whole); every other node, and what was built of it, goes with its entry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nodes: set[yaml.Node] = set()
+
+    def share(self, anchored: list[yaml.Node]) -> None:
+        todo = list(anchored)
+        while todo:
+            node = todo.pop()
+            if node in self.nodes:
+                continue  # seen (a recursive alias, or an anchor inside another)
+            self.nodes.add(node)
+            if isinstance(node, yaml.SequenceNode):
+                todo.extend(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                todo.extend(n for pair in node.value for n in pair)
+
+    def __setitem__(self, node: yaml.Node, value: Any) -> None:
+        if node in self.nodes:
+            super().__setitem__(node, value)
+
+
 def _stream_mapping(loader: _Loader) -> LineDict:
     """The top-level mapping, one key and value at a time (each built as a mapping of one
-    entry: merge keys and duplicate keys behave as in a nested mapping). An alias of an
-    earlier entry's anchor builds an equal copy (the anchored node is kept; the alias bomb
-    check bounds what aliases expand to)."""
+    entry: merge keys and duplicate keys behave as in a nested mapping); what anchors hold
+    is kept for the aliases of later entries (_Shared)."""
     start = loader.get_event()
     result = LineDict()
     result.line = start.start_mark.line + 1
-    result.lines = {}
+    merged: list[str] = []  # keys a top-level merge key brought: first, as in a nested one
+    anchors = loader.anchors = _Anchors()
+    shared = loader.constructed_objects = _Shared()
     while not loader.check_event(yaml.MappingEndEvent):
-        key_node = loader.compose_node(None, None)
-        value_node = loader.compose_node(None, key_node)
+        key_node = loader.node()
+        value_node = loader.node(key_node)
+        shared.share(anchors.new)  # before building: merge keys edit the nodes they merge into
+        anchors.new.clear()
         entry = _construct_mapping(loader, yaml.MappingNode(
             yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, [(key_node, value_node)],
             start.start_mark, start.end_mark))
-        loader.constructed_objects = {}  # the entry's nodes go now
         for key, value in entry.items():
             line = entry.lines[key]
             if key in result:
@@ -165,7 +215,14 @@ def _stream_mapping(loader: _Loader) -> LineDict:
                     path=loader.source, line=line)
             result[key] = value
             result.lines[key] = line
+            if key_node.tag == _MERGE_TAG:
+                merged.append(key)
     loader.get_event()
+    loader.constructed_objects = {}
+    if merged:
+        ordered = LineDict({k: result[k] for k in merged} | result)
+        ordered.line, ordered.lines = result.line, result.lines
+        return ordered
     return result
 
 
@@ -313,7 +370,16 @@ def _walk_shape(base: Any, text: str, path: Path, error_class: type[InputError],
 def _read(path: Path, error_class: type[InputError]) -> str:
     try:
         with path.open("rb") as fh:  # at most MAX_BYTES + 1: a device such as /dev/zero ends
-            data = fh.read(MAX_BYTES + 1)
+            # in pieces: read(MAX_BYTES + 1) allocates that much for any file
+            chunks: list[bytes] = []
+            size = 0
+            while size <= MAX_BYTES:
+                chunk = fh.read(min(1 << 20, MAX_BYTES + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
     except FileNotFoundError:
         raise error_class("file not found", path=path) from None
     except OSError as exc:
