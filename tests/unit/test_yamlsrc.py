@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -81,4 +82,54 @@ def test_a_value_python_cannot_build_names_its_line(tmp_path: Path) -> None:
     path.write_text("a: 1\nwhen: 2026-02-30\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"x\.yml:2: invalid YAML: cannot read this value: "
                                          r"day is out of range for month$"):
+        load_yaml(path)
+
+
+def test_a_big_mapping_is_built_entry_by_entry_not_as_one_graph(tmp_path: Path) -> None:
+    """A hosts file of 10,000 entries: the memory loading takes at its peak stays near what
+    the loaded data itself holds. Composing the whole file's nodes first (two marks each)
+    peaked at ~2.8x the data (measured at 100,000 hosts: 515 MiB for 184 MiB of data), and
+    the process kept that peak resident after it was freed."""
+    path = tmp_path / "hosts.yaml"
+    path.write_text("".join(f"r{i}:\n  hostname: 10.{i // 65536}.{i // 256 % 256}.{i % 256}\n"
+                            f"  port: {20000 + i}\n  groups: [edge]\n" for i in range(10_000)),
+                    encoding="utf-8")
+    tracemalloc.start()
+    try:
+        data = load_yaml(path)
+        live, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(data) == 10_000
+    assert data["r9999"] == {"hostname": "10.0.39.15", "port": 29999, "groups": ["edge"]}
+    assert (data.line_of("r9999"), data["r9999"].line_of("port")) == (39997, 39999)
+    assert peak - live < live / 2, f"peak {peak >> 20} MiB for {live >> 20} MiB of data"
+
+
+def test_a_top_level_mapping_keeps_what_yaml_says(tmp_path: Path) -> None:
+    """Built an entry at a time, it is what the whole file built at once was: anchored
+    values shared by every later entry that merges or aliases them (one object, not a copy
+    per host), a top-level merge key's entries first, duplicates and undefined aliases
+    refused naming the line (and the alias)."""
+    path = tmp_path / "hosts.yaml"
+    path.write_text("_c: &c {platform: ios, data: {site: ams}}\n"
+                    "r1: {<<: *c, hostname: a}\nr2: {<<: *c}\nr3: {data: *c}\n",
+                    encoding="utf-8")
+    data = load_yaml(path)
+    assert data["r1"] == {"platform": "ios", "data": {"site": "ams"}, "hostname": "a"}
+    assert data["r1"]["data"] is data["r2"]["data"] is data["_c"]["data"]
+    assert data["r3"]["data"] is data["_c"]
+    path.write_text("_c: &c {p: 1}\n<<: *c\nq: 2\n", encoding="utf-8")
+    assert list(load_yaml(path)) == ["p", "_c", "q"]
+    path.write_text("a: 1\nb: 2\na: 3\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"hosts\.yaml:3: duplicate key 'a' \(first defined "
+                                         r"on line 1\)"):
+        load_yaml(path)
+    path.write_text("a: 1\nb: *nope\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"hosts\.yaml:2: invalid YAML: found undefined "
+                                         r"alias 'nope'"):
+        load_yaml(path)
+    path.write_text("a: 1\n---\nb: 2\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"hosts\.yaml:2: invalid YAML: but found another "
+                                         r"document"):
         load_yaml(path)
