@@ -380,3 +380,40 @@ def test_a_running_runs_devices_at_work_are_stored_with_their_start(tmp_path: Pa
     assert stored_hosts(store, run.run_id) == ["r1"]
     assert writer.close() == set()
     assert working(store, run.run_id) == {}
+
+
+def test_a_batch_of_new_devices_is_inserted_without_a_delete_and_a_rewrite_wins(
+        db_url: str) -> None:
+    """PostgreSQL planned the batch's DELETE of earlier records as a walk of every record
+    of the run so far (quadratic over a large run): a batch of devices not recorded before
+    is inserted with no DELETE; a batch with a host recorded before still replaces it (the
+    newer record wins), and device_last follows, on both databases."""
+    from sqlalchemy import event
+
+    store = ResultsStore(db_url)
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_a: statements.append(sql.split()[0].upper()))
+    run = a_run("0123456789ab", ["r1", "r2", "r3"])
+    store.start_run(run, ["r1", "r2", "r3"])
+    statements.clear()
+    store.record_devices(run.run_id, run.devices[:2], {"r1": 0, "r2": 1, "r3": 2})
+    store.record_devices(run.run_id, run.devices[2:], {"r1": 0, "r2": 1, "r3": 2})
+    if store.engine.dialect.name == "postgresql":
+        assert "DELETE" not in statements, statements
+    again = DeviceResult(host="r2", status=DeviceStatus.FAILED, error="it broke",
+                         error_class="CommandRejected")
+    store.record_devices(run.run_id, [run.devices[2], again], {"r1": 0, "r2": 1, "r3": 2})
+    run.finished = T0.isoformat()
+    store.finish_run(run)
+    _, back = store.get_run(run.run_id)
+    assert [(d.host, d.status) for d in back.devices] == [
+        ("r1", "ok"), ("r2", "failed"), ("r3", "ok")]
+    from sqlalchemy import select
+
+    from runner.store.results import device_last
+
+    with store.engine.connect() as conn:
+        last = dict(conn.execute(select(device_last.c.host, device_last.c.status)).all())
+    assert last == {"r1": "ok", "r2": "failed", "r3": "ok"}
+    store.engine.dispose()
