@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -51,6 +52,18 @@ def _claim(fh: IO[str], what: str) -> None:
     fh.flush()
 
 
+@contextlib.contextmanager
+def _holding(fh: IO[str], what: str) -> Iterator[None]:
+    """The lock is ours (taken on `fh`): say for what while it is held, then let it go."""
+    _claim(fh, what)
+    try:
+        yield
+    finally:
+        fh.seek(0)
+        fh.truncate()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _try(fh: IO[str]) -> bool:
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -69,18 +82,13 @@ def waiting_for(home: Path, name: str, what: str, cancel: threading.Event | None
         if not _try(fh):
             on_wait(f"twin {name} is in use by {_holder(fh)}: waiting for it")
             while not _try(fh):
-                if cancel is not None and cancel.wait(POLL_S):
+                if cancel is None:
+                    time.sleep(POLL_S)
+                elif cancel.wait(POLL_S):
                     yield False
                     return
-                if cancel is None:
-                    threading.Event().wait(POLL_S)
-        _claim(fh, what)
-        try:
+        with _holding(fh, what):
             yield True
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fcntl.flock(fh, fcntl.LOCK_UN)
     finally:
         fh.close()
 
@@ -94,12 +102,7 @@ def held(home: Path, name: str, what: str) -> Iterator[None]:
         if not _try(fh):
             raise InputError(f"twin {name} is in use by {_holder(fh)}: nothing was done; "
                              "try again when it has finished", field="NAME")
-        _claim(fh, what)
-        try:
+        with _holding(fh, what):
             yield
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fcntl.flock(fh, fcntl.LOCK_UN)
     finally:
         fh.close()
