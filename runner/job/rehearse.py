@@ -214,10 +214,15 @@ def _cancelled(prep: Prepared, store: ResultsStore, options: RunOptions,
                twin: str) -> RunResult:
     """The run cancelled while it waited for the twin: interrupted, nothing contacted."""
     why = f"cancelled while waiting for twin {twin}"
-    return refuse(prep, store, options, {
-        "twin": twin, "run_id": None, "records": None, "started": now_iso(),
-        "finished": now_iso(), "status": "not run", "passed": False, "summary": {},
-        "reset": None, "error": why, "devices": []}, why, status=RunStatus.INTERRUPTED)
+    return refuse(prep, store, options, _not_run(twin, why), why,
+                  status=RunStatus.INTERRUPTED)
+
+
+def _not_run(twin: str, why: str) -> dict[str, Any]:
+    """The rehearsal evidence of a run whose rehearsal never ran (`why`)."""
+    return {"twin": twin, "run_id": None, "records": None, "started": now_iso(),
+            "finished": now_iso(), "status": "not run", "passed": False, "summary": {},
+            "reset": None, "error": why, "devices": []}
 
 
 def _rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twin,
@@ -289,10 +294,7 @@ def unattended(prep: Prepared, store: ResultsStore, options: RunOptions, name: s
         if exc.field != "--rehearse":
             raise  # production's own input: refused as any run's would be
         why = f"not rehearsed: {exc.message}"
-        return refuse(prep, store, options, {
-            "twin": name, "run_id": None, "records": None, "started": now_iso(),
-            "finished": now_iso(), "status": "not run", "passed": False, "summary": {},
-            "reset": None, "error": exc.message, "devices": []}, why)
+        return refuse(prep, store, options, _not_run(name, exc.message), why)
 
 
 def refuse(prep: Prepared, store: ResultsStore, options: RunOptions,
