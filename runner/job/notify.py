@@ -262,15 +262,21 @@ def _drift(run: RunResult, drift: dict[str, list[str]] | None) -> list[str]:
     return body
 
 
+def _error(redactor: Redactor, error: str | None) -> str:
+    """A device's error for a message: masked before it is cut (no half secrets)."""
+    text = redactor.text(error or "")
+    if len(text) > ERROR_CHARS:
+        text = text[:ERROR_CHARS] + f"... ({len(text) - ERROR_CHARS} more chars)"
+    return text
+
+
 def _failed(run: RunResult, redactor: Redactor) -> list[str]:
     failed = [d for d in run.devices if not d.status.worked]
     if not failed:
         return []
     body = ["", f"Failed devices ({len(failed)}):"]
     for d in failed[:LISTED_DEVICES]:
-        error = redactor.text(d.error or "")  # masked before it is cut: no half secrets
-        if len(error) > ERROR_CHARS:
-            error = error[:ERROR_CHARS] + f"... ({len(error) - ERROR_CHARS} more chars)"
+        error = _error(redactor, d.error)
         what = f"{d.error_class}: {error}" if d.error_class else error
         body.append(f"- {d.host}: {d.status}" + (f", {what}" if what else ""))
     if len(failed) > LISTED_DEVICES:
@@ -297,9 +303,7 @@ def _rehearsal(run: RunResult, redactor: Redactor) -> list[str]:
     bad = [d for d in r.get("devices") or []
            if d.get("status") not in SUCCESS and d.get("error_class") != HELD_BY_POLICY]
     for d in bad[:LISTED_DEVICES]:
-        error = redactor.text(d.get("error") or "")
-        if len(error) > ERROR_CHARS:
-            error = error[:ERROR_CHARS] + f"... ({len(error) - ERROR_CHARS} more chars)"
+        error = _error(redactor, d.get("error"))
         where = f" in {d['failed_check']!r}" if d.get("failed_check") else ""
         what = f"{d['error_class']}{where}: {error}" if d.get("error_class") else error
         body.append(f"- {d['host']} on the twin: {d['status']}" + (f", {what}" if what else ""))
