@@ -60,19 +60,7 @@ def rank(status: DeviceStatus) -> int:
 
 
 def plan(store: ResultsStore, status: DeviceStatus | None, offset: int) -> str:
-    query = queries.device_rows_query("big0000000001", status, 100, offset)
-    dialect: Any = sqlite.dialect() if store.engine.dialect.name == "sqlite" else \
-        postgresql.dialect()
-    sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    with store.engine.connect() as conn:
-        if store.engine.dialect.name == "sqlite":
-            return "\n".join(str(r[-1]) for r in conn.execute(text(
-                "EXPLAIN QUERY PLAN " + sql)))
-        # a table this small is cheaper to sort than to index: ask whether the index can
-        # give the order at all (sorting and scanning the table priced out)
-        conn.execute(text("SET enable_seqscan = off"))
-        conn.execute(text("SET enable_sort = off"))
-        return "\n".join(str(r[0]) for r in conn.execute(text("EXPLAIN " + sql)))
+    return explained(store, queries.device_rows_query("big0000000001", status, 100, offset))
 
 
 def test_a_run_s_devices_are_listed_failed_first_along_the_index(db_url: str) -> None:
