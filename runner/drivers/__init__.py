@@ -3,10 +3,15 @@ behind one async interface, found by name in the driver registry."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 from runner.drivers.base import ConnectParams, Session, Timeouts
 from runner.drivers.registry import builtin_drivers
+from runner.errors import DeviceError
+
+CLOSE_TIMEOUT_S = 10.0
 
 
 async def open_session(driver: str, params: ConnectParams, timeouts: Timeouts,
@@ -17,4 +22,11 @@ async def open_session(driver: str, params: ConnectParams, timeouts: Timeouts,
     return await builtin_drivers().get(driver).load().open(params, timeouts, executor)
 
 
-__all__ = ["ConnectParams", "Session", "Timeouts", "open_session"]
+async def close_quietly(session: Session) -> None:
+    """Close a session whose outcome is settled: a close that fails or hangs changes
+    nothing (given CLOSE_TIMEOUT_S)."""
+    with contextlib.suppress(TimeoutError, DeviceError):
+        await asyncio.wait_for(session.close(), CLOSE_TIMEOUT_S)
+
+
+__all__ = ["ConnectParams", "Session", "Timeouts", "close_quietly", "open_session"]

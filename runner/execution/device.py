@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from runner.drivers import Session, Timeouts
+from runner.drivers import Session, Timeouts, close_quietly
 from runner.errors import (
     ConfigUnreadable,
     CoordinationFailed,
@@ -328,7 +328,7 @@ class DeviceRunner:
                               max_output=self.spec.limits.output, guard=liveness.check)
             await run_steps(ctx, self.spec, rendered)
         finally:
-            await asyncio.shield(_close_quietly(session))
+            await asyncio.shield(close_quietly(session))
 
     async def _roll_back(self, host: str, result: DeviceResult, pool: ThreadPoolExecutor,
                          change: Change, error: DeviceError) -> None:
@@ -347,7 +347,7 @@ class DeviceRunner:
                                            self.spec.timeouts.command, change.kept,
                                            change.saved)
                 finally:
-                    await asyncio.shield(_close_quietly(session))
+                    await asyncio.shield(close_quietly(session))
             result.steps.append(done.step)
             if done.back:
                 result.status = DeviceStatus.ROLLED_BACK
@@ -373,7 +373,7 @@ class DeviceRunner:
             done = await apply_plan(session, self._platform(host), self.spec.timeouts.command,
                                     plan)
         finally:
-            await asyncio.shield(_close_quietly(session))
+            await asyncio.shield(close_quietly(session))
         result.steps.append(done.step)
         if not done.back:
             raise RollbackFailed(done.step.error or "the config is not back")
@@ -424,8 +424,3 @@ class NoSession:
 
     async def close(self) -> None:
         return None
-
-
-async def _close_quietly(session: Session) -> None:
-    with contextlib.suppress(TimeoutError, DeviceError):
-        await asyncio.wait_for(session.close(), 10)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.drivers import Session, Timeouts, open_session
+from runner.drivers import Timeouts, close_quietly, open_session
 from runner.errors import CommandRejected, DeviceError, InternalError
 from runner.inventory.fleet import FleetInventory
 from runner.inventory.secretref import SecretResolver, roots
@@ -148,7 +148,7 @@ async def _read_one(inventory: FleetInventory, host: str, daemons: Collection[st
                         else:
                             result.bgp = bgp_peers(data)
             finally:
-                await asyncio.shield(_close(session))
+                await asyncio.shield(close_quietly(session))
         except DeviceError as exc:
             result.error = Redactor(secrets).text(f"{exc.error_class}: {exc}")
         except TimeoutError:
@@ -169,13 +169,6 @@ def _json(command: str, text: str) -> Mapping[str, Any]:
         first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "nothing")
         raise CommandRejected(f"`{command}` answered no JSON object: {first[:200]}")
     return data
-
-
-async def _close(session: Session) -> None:
-    try:
-        await asyncio.wait_for(session.close(), 10)
-    except (TimeoutError, DeviceError):
-        return
 
 
 async def _read_all(inventory: FleetInventory, hosts: Mapping[str, Collection[str]],
