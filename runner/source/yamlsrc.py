@@ -92,23 +92,25 @@ class _Loader(_Base, Composer):  # type: ignore[misc,valid-type]
                                    path=self.source, line=node.start_mark.line + 1) from None
 
 
+def _new_key(loader: _Loader, result: LineDict, key: Any, line: int) -> None:
+    """Refuse `key` at `line` when `result` has it already."""
+    if key in result:
+        raise loader.error_class(
+            f"duplicate key {key!r} (first defined on line {result.lines[key]})",
+            path=loader.source, line=line)
+
+
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     loader.flatten_mapping(node)
     result = LineDict()
     result.line = node.start_mark.line + 1
-    result.lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if isinstance(key, dict | list):
             raise loader.error_class("invalid YAML: a key is a single value, not a list or "
                                      "mapping", path=loader.source, line=line)
-        if key in result:
-            raise loader.error_class(
-                f"duplicate key {key!r} (first defined on line {result.lines[key]})",
-                path=loader.source,
-                line=line,
-            )
+        _new_key(loader, result, key, line)
         result[key] = loader.construct_object(value_node, deep=True)
         result.lines[key] = line
     return result
@@ -209,10 +211,7 @@ def _stream_mapping(loader: _Loader) -> LineDict:
             start.start_mark, start.end_mark))
         for key, value in entry.items():
             line = entry.lines[key]
-            if key in result:
-                raise loader.error_class(
-                    f"duplicate key {key!r} (first defined on line {result.lines[key]})",
-                    path=loader.source, line=line)
+            _new_key(loader, result, key, line)
             result[key] = value
             result.lines[key] = line
             if key_node.tag == _MERGE_TAG:
