@@ -554,3 +554,37 @@ def test_routing_that_did_not_converge_as_in_production_is_no_failure() -> None:
         with pytest.raises(SystemExit) as exited:
             commands._exit(unlike)
         assert exited.value.code == 1
+
+
+def test_a_twin_held_by_a_machine_that_died_is_free_again(tmp_path: Path) -> None:
+    """A rehearsal's process group killed outright (the machine lost) while it holds a
+    twin: the next user is refused while it lives, naming it, and gets the twin once it
+    is gone (the kernel drops the lock with its holder; nothing to clean up by hand)."""
+    import signal
+
+    from runner.lab.twin import uselock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from runner.lab.twin import uselock\n"
+         "with uselock.held(Path(sys.argv[1]), 'tw', 'a rehearsal of job ntp'):\n"
+         "    print('held', flush=True); time.sleep(600)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(InputError) as refused, \
+                uselock.held(tmp_path, "tw", "`runner twin down tw`"):
+            pass
+        assert f"in use by a rehearsal of job ntp (pid {holder.pid}" in str(refused.value)
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+        waited: list[str] = []
+        with uselock.waiting_for(tmp_path, "tw", "a rehearsal of job bgp", None,
+                                 waited.append) as ours:
+            assert ours and waited == []  # free at once: no wait for a dead holder
+            assert "a rehearsal of job bgp" in uselock.lock_path(tmp_path, "tw").read_text()
+        assert uselock.lock_path(tmp_path, "tw").read_text() == ""  # released, said so
+    finally:
+        if holder.poll() is None:
+            os.killpg(holder.pid, signal.SIGKILL)
+            holder.wait()
