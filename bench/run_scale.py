@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,11 @@ RSS_TARGET_MIB = 500
 
 
 def run_once(job: Path, inventory: Path, work: Path, label: str, extra: list[str],
-             env: dict[str, str], profile: Path | None = None) -> dict[str, Any]:
-    """One `runner run --json` (in `work`): wall, CPU, memory and where its output is."""
+             env: dict[str, str], profile: Path | None = None,
+             sim_pids: tuple[int, ...] = ()) -> dict[str, Any]:
+    """One `runner run --json` (in `work`): wall, CPU (the client's and the simulator's),
+    memory, the machine's load and where its output is."""
+    sim_before = cpu_of(sim_pids)
     db = work / "results.db"
     out_path = work / f"run-{label}.json"
     client = [str(BIN / "runner")]
@@ -80,6 +84,7 @@ def run_once(job: Path, inventory: Path, work: Path, label: str, extra: list[str
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the waited-for tree, whole
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
     return {"exit": proc.returncode, "wall": wall, "cpu": cpu, "rss_mib": peak.rss,
+            "sim_cpu": cpu_of(sim_pids) - sim_before, "load": os.getloadavg()[1],
             "pss_mib": peak.peak, "out": out_path,
             "stderr": (work / f"run-{label}.stderr").read_text(errors="replace")[-800:]}
 
@@ -111,6 +116,25 @@ def check(out_path: Path, hosts: list[str],
     if document.get("status") != "ok":
         problems.append(f"run status {document.get('status')!r}")
     return ok, len(devices), problems
+
+
+def cpu_of(pids: tuple[int, ...]) -> float:
+    """CPU seconds (user + system) these processes have used so far."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def end_s(document: dict[str, Any]) -> float | None:
+    """Seconds from the last device's end to the run's (the commit, the work tree)."""
+    ends = [d.get("finished") for d in document.get("devices", []) if d.get("finished")]
+    if not ends or not document.get("finished"):
+        return None
+    return (datetime.fromisoformat(document["finished"])
+            - datetime.fromisoformat(max(ends))).total_seconds()
 
 
 def git_out(repo: Path, *args: str) -> str:
@@ -149,10 +173,11 @@ def show_runs(args: argparse.Namespace, inventory: Path, hosts: list[str], work:
 
 
 def backup_runs(args: argparse.Namespace, inventory: Path, hosts: list[str], work: Path,
-                env: dict[str, str]) -> None:
-    print("| run | exit | wall | CPU (client tree) | client peak RSS | tree peak PSS | "
-          "commits added | files (HEAD / work tree) | records right | problems |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+                env: dict[str, str], sim_pids: tuple[int, ...]) -> None:
+    print("| run | exit | wall | client CPU (tree) | simulator CPU | client peak RSS | "
+          "tree peak PSS | last record to run's end | commits added | files (HEAD / work "
+          "tree) | records right | load (5 min) | problems |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for n in range(1, args.repeat + 1):
         where = work / f"backup-{n}"  # the job's `dir: backups` is under the run's cwd
         where.mkdir()
@@ -160,8 +185,12 @@ def backup_runs(args: argparse.Namespace, inventory: Path, hosts: list[str], wor
         for label, expected in (("first", "changed"), ("unchanged", "ok")):
             commits_before = repository(where / "backups")[0]
             row = run_once(ROOT / "bench/jobs/backup.yml", inventory, where,
-                           f"{n}-{label}", args.extra, env, args.profile)
+                           f"{n}-{label}", args.extra, env, args.profile, sim_pids)
             right, records, problems = check(row["out"], hosts, expected)
+            try:
+                end = end_s(json.loads(row["out"].read_text(encoding="utf-8")))
+            except ValueError:
+                end = None
             commits, tree, files = repository(where / "backups")
             want = 1 if label == "first" else 0
             if commits - commits_before != want:
@@ -170,10 +199,12 @@ def backup_runs(args: argparse.Namespace, inventory: Path, hosts: list[str], wor
                 problems.append(f"{tree} files in HEAD, {files} in the work tree, "
                                 f"not {len(hosts)}")
             walls[label] = row["wall"]
-            print(f"| {n} {label} | {row['exit']} | {row['wall']:.1f} s | "
-                  f"{row['cpu']:.1f} s | {row['rss_mib']:.0f} MiB | {row['pss_mib']:.0f} MiB "
-                  f"| {commits - commits_before} | {tree:,} / {files:,} | "
-                  f"{right}/{records} | {'; '.join(problems) or '-'} |", flush=True)
+            print(f"| {n} {label} | {row['exit']} | {row['wall']:.1f} s | {row['cpu']:.1f} s "
+                  f"| {row['sim_cpu']:.1f} s | {row['rss_mib']:.0f} MiB | "
+                  f"{row['pss_mib']:.0f} MiB | "
+                  f"{'-' if end is None else f'{end:.1f} s'} | {commits - commits_before} | "
+                  f"{tree:,} / {files:,} | {right}/{records} | {row['load']:.1f} | "
+                  f"{'; '.join(problems) or '-'} |", flush=True)
             if row["exit"] not in (0,):
                 print(f"stderr: {row['stderr']}")
             row["out"].unlink()
@@ -207,8 +238,11 @@ def main() -> None:
         print(f"simulator: {state['devices']} devices in {len(state['processes'])} "
               f"process(es), ready {time.monotonic() - t0:.1f} s after exec")
         hosts = list(read_yaml(sim.inventory / "hosts.yaml"))
-        runs = backup_runs if args.job == "backup" else show_runs
-        runs(args, sim.inventory, hosts, work, env)
+        if args.job == "backup":
+            pids = tuple(int(p["pid"]) for p in state["processes"])
+            backup_runs(args, sim.inventory, hosts, work, env, pids)
+        else:
+            show_runs(args, sim.inventory, hosts, work, env)
     finally:
         sim.stop()
         shutil.rmtree(work, ignore_errors=True)  # the inventory holds the password
