@@ -51,6 +51,12 @@ SCALE_BENCHES: tuple[Bench, ...] = (
           "point 3: a backup repository fed as a run feeds it, 100,000 devices: first run, "
           "unchanged re-run, 1 % changed",
           r"^\| "),
+    Bench("backup-run-100k", ("bench/run_scale.py", "--devices", "100000", "--job", "backup",
+                              "--sim-address", "127.191.0.1"),
+          "point 3: a backup run (`runner run` of a backup job) over 100,000 simulated "
+          "devices: first into an empty repository, then unchanged; one commit, bounded "
+          "memory, the re-run no slower",
+          r"^simulator:|^\| |^targets"),
     Bench("store-100k", ("bench/store_scale.py", "--devices", "100000", "--db", "both"),
           "point 5: a run of 100,000 records on SQLite and PostgreSQL: run page, device "
           "search, /api/runs/ID pages, history and show, bytes per record",
