@@ -5,7 +5,7 @@
 
 Each bench in SCALE_BENCHES runs as its own script (its output shown as it goes and kept
 in a log), then a summary prints every bench's exit, wall time and its figure lines.
-Heavy: the whole list takes ~20 minutes and up to ~2 GiB (100,000 simulated devices).
+Heavy: the whole list takes ~35 minutes and up to ~2 GiB (100,000 simulated devices).
 A bench that fails does not stop the others; the exit status is 1 if any failed.
 """
 
