@@ -18,9 +18,11 @@ peak RSS <= 500 MiB); the script does not fail on them. The simulator is always 
 configuration into a git repository) instead, twice per repeat: first into an empty
 repository, then again with nothing changed. Each run also prints the commits it added
 (1, then 0: runner commits nothing when no config changed), the files in HEAD's tree and
-in the work tree, and the time of the run's end (the last record to the exit: the commit,
-the work tree, the store's end of run); every record must be right (the first run's
-`changed`, the re-run's `ok`). The target printed beside: the re-run's wall <= the first's.
+in the work tree, the simulator's CPU over the run, the time from the last device's record
+to the run's end (the commit and the work tree) and the machine's load; every record must
+be right (the first run's `changed`, the re-run's `ok`). The target printed beside: the
+re-run's wall <= the first's, with the same ratio on CPU (client + simulator), which other
+work on the machine moves less.
 --profile DIR runs the client under cProfile (DIR/<run>.prof; slower, figures not
 comparable) and keeps git's own timings (GIT_TRACE2_PERF, DIR/<run>.git-perf).
 """
@@ -181,6 +183,9 @@ def backup_runs(args: argparse.Namespace, inventory: Path, hosts: list[str], wor
     for n in range(1, args.repeat + 1):
         where = work / f"backup-{n}"  # the job's `dir: backups` is under the run's cwd
         where.mkdir()
+        # the results database made beforehand: the first run pays no schema creation
+        subprocess.run([str(BIN / "runner"), "--db", f"sqlite:///{where / 'results.db'}",
+                        "db", "upgrade"], check=True, capture_output=True, env=env)
         walls: dict[str, float] = {}
         cpus: dict[str, float] = {}
         for label, expected in (("first", "changed"), ("unchanged", "ok")):
