@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     insert,
@@ -150,14 +151,19 @@ device_last = Table(
 Index("ix_device_last_status_host", device_last.c.status, device_last.c.host)
 
 
-def restate_last(conn: Connection, run_id: str, host: str, status: str) -> None:
-    """A record's status changed (a backup commit changed the device's file): so does its
-    host's newest, if it is that record."""
-    record = select(devices.c.id).where(devices.c.run_id == run_id,
-                                        devices.c.host == host).scalar_subquery()
-    conn.execute(update(device_last).where(device_last.c.host == host,
+def restate_last(conn: Connection, run_id: str, statuses: dict[str, str]) -> None:
+    """Records' statuses changed (a backup commit changed the devices' files): so do their
+    hosts' newest, where they are these records (one statement, executed for many)."""
+    if not statuses:
+        return
+    record = select(devices.c.id).where(
+        devices.c.run_id == bindparam("b_run"),
+        devices.c.host == bindparam("b_host")).scalar_subquery()
+    conn.execute(update(device_last).where(device_last.c.host == bindparam("b_host"),
                                            device_last.c.record_id == record)
-                 .values(status=status))
+                 .values(status=bindparam("b_status", type_=device_last.c.status.type)),
+                 [{"b_run": run_id, "b_host": host, "b_status": status}
+                  for host, status in statuses.items()])
 
 
 def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -380,7 +386,16 @@ class ResultsStore:
             backed_up = {d.host: d for d in run.devices if any(
                 s.kind is StepKind.BACKUP and s.changed for s in d.steps)}
             hosts = list(backed_up)
+            # one UPDATE executed for many rows per chunk: a statement built and run per
+            # device cost ~0.3 ms of CPU each (100,000 on a first backup of 100,000)
+            rewrite = update(devices).where(
+                devices.c.run_id == bindparam("b_run"),
+                devices.c.host == bindparam("b_host")).values(
+                steps=bindparam("b_steps", type_=devices.c.steps.type),
+                status=bindparam("b_status", type_=devices.c.status.type),
+                changed=bindparam("b_changed", type_=devices.c.changed.type))
             for at in range(0, len(hosts), 500):
+                rows = []
                 for host, steps in conn.execute(select(devices.c.host, devices.c.steps).where(
                         devices.c.run_id == run.run_id,
                         devices.c.host.in_(hosts[at:at + 500]))).all():
@@ -388,10 +403,12 @@ class ResultsStore:
                     for step in steps or []:
                         if step.get("kind") == StepKind.BACKUP:
                             step["changed"] = True
-                    conn.execute(update(devices).where(
-                        devices.c.run_id == run.run_id, devices.c.host == host).values(
-                        steps=steps, status=device.status, changed=device.changed))
-                    restate_last(conn, run.run_id, host, device.status)
+                    rows.append({"b_run": run.run_id, "b_host": host, "b_steps": steps,
+                                 "b_status": device.status, "b_changed": device.changed})
+                if rows:
+                    conn.execute(rewrite, rows)
+                    restate_last(conn, run.run_id,
+                                 {r["b_host"]: r["b_status"] for r in rows})
             conn.execute(update(runs).where(runs.c.run_id == run.run_id).values(
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),

@@ -417,3 +417,48 @@ def test_a_batch_of_new_devices_is_inserted_without_a_delete_and_a_rewrite_wins(
         last = dict(conn.execute(select(device_last.c.host, device_last.c.status)).all())
     assert last == {"r1": "ok", "r2": "failed", "r3": "ok"}
     store.engine.dispose()
+
+
+def test_a_backup_commit_rewrites_only_the_changed_devices_on_both_databases(
+        db_url: str) -> None:
+    """At a backup run's end the devices whose file the commit changed (more than one
+    statement's chunk of them) get their backup step `changed`, status and device_last
+    rewritten; the others' records stay as stored, and a host whose newest record is a
+    later run's keeps that one as its newest."""
+    from sqlalchemy import select
+
+    from runner.store.results import device_last, devices
+
+    store = ResultsStore(db_url)
+    hosts = [f"r{i:04d}" for i in range(1203)]
+    run = a_run("b4c6a1d2e3f4", hosts)
+    for device in run.devices:
+        device.steps.append(StepResult(name="backup", kind=StepKind.BACKUP,
+                                       output=f"backups/{device.host}.cfg"))
+    store.start_run(run, hosts)
+    positions = {h: i for i, h in enumerate(hosts)}
+    for at in range(0, len(hosts), 500):
+        store.record_devices(run.run_id, run.devices[at:at + 500], positions)
+    later = a_run("c5d7b2e3f4a5", ["r0002"])
+    store.start_run(later, ["r0002"])
+    store.record_devices(later.run_id, later.devices, {"r0002": 0})
+    changed = set(hosts[::2])  # r0000, r0002, ...: 602 of them
+    for device in run.devices:
+        if device.host in changed:
+            device.steps[-1].changed = True
+            device.status, device.changed = DeviceStatus.CHANGED, True
+    run.finished = T0.isoformat()
+    store.finish_run(run)
+    with store.engine.connect() as conn:
+        rows = {host: (status, is_changed, steps) for host, status, is_changed, steps in
+                conn.execute(select(devices.c.host, devices.c.status, devices.c.changed,
+                                    devices.c.steps).where(devices.c.run_id == run.run_id))}
+        last = dict(conn.execute(select(device_last.c.host, device_last.c.status)).all())
+    for host in hosts:
+        status, is_changed, steps = rows[host]
+        want = host in changed
+        assert (status, bool(is_changed), steps[-1]["changed"]) == (
+            "changed" if want else "ok", want, want), host
+        assert steps[0]["output"] == f"{host} 09:00"  # the other steps kept whole
+        assert last[host] == ("ok" if host == "r0002" else status), host
+    store.engine.dispose()
