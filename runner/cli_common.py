@@ -3,7 +3,7 @@ environment, and the options that mean the same everywhere (--engine)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 import click
@@ -20,6 +20,22 @@ def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
     """click.echo, with control characters escaped (logsetup.terminal_safe): what runner
     prints comes from devices, exercise and topology files as well as from runner."""
     click.echo(terminal_safe(str(message)), err=err, nl=nl)
+
+
+def echo_json(chunks: Iterable[str]) -> None:
+    """A JSON document printed from its text chunks (then a newline), in pieces of ~1 MiB.
+    Not passed through terminal_safe: json.dumps' text (ensure_ascii) holds no control
+    character but the newlines between its tokens (each one inside a string is escaped),
+    and scanning a 100,000-device document for them cost seconds."""
+    piece: list[str] = []
+    size = 0
+    for chunk in chunks:
+        piece.append(chunk)
+        size += len(chunk)
+        if size >= 1 << 20:
+            click.echo("".join(piece), nl=False)
+            piece, size = [], 0
+    click.echo("".join(piece))
 
 
 def settings_of(ctx: click.Context) -> Settings:

@@ -4,7 +4,9 @@ Same SSH work as runner: log in, open an interactive shell, read to the prompt,
 `terminal length 0` and `terminal width 511`, the commands (or conf t + lines + end),
 disconnect. Same cipher
 preference as runner (AES-GCM first) and, as runner, no key, agent or ssh_config lookups
-per connection; no host-key checking (runner does check). At most
+per connection; no host-key checking (runner does check); asyncssh's log lines built only
+when logged (runner.drivers.sshlog, which runner and its simulator use: the floor does not
+pay for work runner skips in the library). At most
 CONCURRENCY devices at once (default 1000, the bench jobs' `concurrency:`), as runner: with
 all 10,000 sessions opened at once the logins time out.
 usage: peer_asyncssh.py INVENTORY_DIR show|push [CONCURRENCY]
@@ -20,6 +22,10 @@ from typing import Any
 
 import asyncssh
 from work import PUSH, SHOW, fleet, report
+
+from runner.drivers import sshlog
+
+sshlog.install()
 
 PROMPT = re.compile(r"[>#] ?$")
 

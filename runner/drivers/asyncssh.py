@@ -13,6 +13,7 @@ from typing import cast
 
 import asyncssh
 
+from runner.drivers import sshlog
 from runner.drivers.base import ConnectParams, ErrorTable, Rule, Timeouts
 from runner.errors import (
     AuthFailed,
@@ -22,6 +23,8 @@ from runner.errors import (
     SessionLost,
 )
 from runner.inventory import platforms
+
+sshlog.install()  # asyncssh builds a session's log lines only when they are logged
 
 # Only the last line of output is tested against the prompt: output lines end in a newline,
 # a prompt does not, so a '#' inside output never ends a read early.

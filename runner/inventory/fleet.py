@@ -92,6 +92,7 @@ class FleetInventory:
         self._text: tuple[str, list[int]] | None = None
         self._platforms: list[str] | None = None
         self._credentials: dict[str, tuple[frozenset[object], frozenset[object]]] = {}
+        self._platform_of: dict[str, str | None] = {}  # a run asks ~7 times per device
 
     def with_platform(self, platform: str | None) -> FleetInventory:
         """This inventory for a job that names a platform for hosts that have none (the
@@ -165,9 +166,12 @@ class FleetInventory:
     def platform_of(self, name: str) -> str | None:
         """The host's platform as Nornir resolves it (host, groups, defaults), else the
         job's."""
+        if name in self._platform_of:
+            return self._platform_of[name]
         raw = self.nornir.hosts[name].platform or self.default_platform
         # runner's name for napalm's `eos` and the like; an unknown name stays for the error
-        return (platforms.canonical(raw) or raw) if raw else raw
+        found = self._platform_of[name] = (platforms.canonical(raw) or raw) if raw else raw
+        return found
 
     def select(self, targets: Targets, limit: str | None = None) -> list[str]:
         """Host names for a job's targets (unknown names are InputErrors), then --limit.

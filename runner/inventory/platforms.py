@@ -45,8 +45,22 @@ class Platform:
 
     def rejected(self, output: str) -> str | None:
         """The failure indicator line in `output`, if the device rejected the input."""
+        # each indicator's first word looked for first (a few substring scans): the line
+        # pattern tries every position of a clean output (~20 us a running config)
+        words = _first_words(self.failure_indicators)
+        if words is not None and not any(word in output for word in words):
+            return None
         found = _indicators(self.failure_indicators).search(output)
         return found.group(0).strip() if found else None
+
+
+@cache
+def _first_words(indicators: tuple[str, ...]) -> frozenset[str] | None:
+    """What every line an indicator starts holds: its first word (`%`, `Command`); None
+    if an indicator has no word (then every line may match it)."""
+    if not all(i.split() for i in indicators):
+        return None
+    return frozenset(i.split()[0] for i in indicators)
 
 
 @cache

@@ -13,6 +13,7 @@ import click
 from runner.cli_common import (
     ALL_DEVICES,
     echo,
+    echo_json,
     engine_option,
     results_store,
     settings_of,
@@ -234,9 +235,7 @@ def echo_run_json(run_result: RunResult, store: ResultsStore | None, *,
         except RunnerError:  # the database went away since
             pass
         else:
-            for chunk in chunks:
-                echo(chunk, nl=False)
-            echo()
+            echo_json(chunks)
             return
     echo(json.dumps(run_result.to_json(), indent=2))
 
@@ -362,9 +361,7 @@ def show(ctx: click.Context, run_id: str, host: str | None, failed: bool,
     from runner.store.queries import run_chunks, run_document, run_for_show, run_links
 
     if as_json and not failed and host is None:  # streamed: a run of any size
-        for chunk in run_chunks(_store(ctx), run_id):
-            echo(chunk, nl=False)
-        echo()
+        echo_json(run_chunks(_store(ctx), run_id))
         return
     from runner.job.output import FULL_TABLE_UP_TO
 

@@ -130,17 +130,27 @@ def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
     return Prepared(job, inventory, hosts, templates_dir)
 
 
-def check_secret_files(prep: Prepared, secrets_dirs: tuple[Path, ...] = ()) -> None:
-    """Every `{file: ...}` reference the run would read points inside where secrets may be
-    read from (RUNNER_SECRETS_DIR, the directory of the file that writes it): else an input
-    error naming file, line and field, before anything is read or any device touched."""
-    inventory_roots = roots(secrets_dirs, prep.inventory.directory)
+def _session_refs(prep: Prepared) -> list[SecretRef]:
+    """Each secret reference the run's sessions read, once, in host order (100,000 hosts
+    that share their defaults' password name it once)."""
+    refs: dict[SecretRef, None] = {}
     for host in prep.hosts:
         driver = prep.inventory.driver_for(host, prep.job.spec.driver)
-        for ref in prep.inventory.secret_refs(host, driver):
-            if ref.source is SecretSource.FILE and not confined(ref.name, inventory_roots):
-                raise InventoryError(outside_message(ref.name, inventory_roots),
-                                     path=ref.path, line=ref.line, field=ref.field)
+        refs.update(dict.fromkeys(prep.inventory.secret_refs(host, driver)))
+    return list(refs)
+
+
+def check_secret_files(prep: Prepared, secrets_dirs: tuple[Path, ...] = (),
+                       refs: list[SecretRef] | None = None) -> None:
+    """Every `{file: ...}` reference the run would read points inside where secrets may be
+    read from (RUNNER_SECRETS_DIR, the directory of the file that writes it): else an input
+    error naming file, line and field, before anything is read or any device touched.
+    `refs`: the sessions' references when the caller has them (_session_refs)."""
+    inventory_roots = roots(secrets_dirs, prep.inventory.directory)
+    for ref in _session_refs(prep) if refs is None else refs:
+        if ref.source is SecretSource.FILE and not confined(ref.name, inventory_roots):
+            raise InventoryError(outside_message(ref.name, inventory_roots),
+                                 path=ref.path, line=ref.line, field=ref.field)
     job_roots = roots(secrets_dirs, prep.job.path.parent)
     for name, spec in prep.job.spec.secret_vars.items():
         if spec.file is not None and not confined(spec.file, job_roots):
@@ -148,26 +158,32 @@ def check_secret_files(prep: Prepared, secrets_dirs: tuple[Path, ...] = ()) -> N
                                  ("secret_vars", name, "file"))
 
 
+def session_secrets(prep: Prepared, secrets_dirs: tuple[Path, ...] = (), *, read: bool
+                    ) -> SecretResolver | None:
+    """The secrets of sessions opened on this machine checked and read (read_secrets), or,
+    for sessions other machines open (Celery workers read their own), only checked for
+    where they point (check_secret_files): None."""
+    if read:
+        return read_secrets(prep, secrets_dirs)
+    check_secret_files(prep, secrets_dirs)
+    return None
+
+
 def read_secrets(prep: Prepared, secrets_dirs: tuple[Path, ...] = ()) -> SecretResolver:
     """Read every secret reference the run's sessions and templates use, here: for engines
     that open sessions on this machine. A variable that is not set or a file that cannot be
     read is an input error naming the field and the variable or file (exit 2), before any
     device is touched. (Celery workers read them themselves; the dispatcher never does.)"""
-    check_secret_files(prep, secrets_dirs)
+    refs = _session_refs(prep)
+    check_secret_files(prep, secrets_dirs, refs)
     resolver = SecretResolver(roots(secrets_dirs, prep.inventory.directory),
                               roots(secrets_dirs, prep.job.path.parent))
-    seen: set[SecretRef] = set()
-    for host in prep.hosts:
-        driver = prep.inventory.driver_for(host, prep.job.spec.driver)
-        for ref in prep.inventory.secret_refs(host, driver):
-            if ref in seen:
-                continue
-            seen.add(ref)
-            try:
-                resolver.value(ref)
-            except SecretUnavailable as exc:
-                raise InventoryError(str(exc).removeprefix(ref.where), path=ref.path,
-                                     line=ref.line, field=ref.field) from None
+    for ref in refs:
+        try:
+            resolver.value(ref)
+        except SecretUnavailable as exc:
+            raise InventoryError(str(exc).removeprefix(ref.where), path=ref.path,
+                                 line=ref.line, field=ref.field) from None
     for name, spec in prep.job.spec.secret_vars.items():
         try:
             resolver.value(spec.ref(), resolver.job_roots)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.errors import InputError, Interrupted, RehearsalFailed, RunnerError
-from runner.job.prepare import Prepared, check_secret_files, prepare_job, read_secrets
+from runner.job.prepare import Prepared, prepare_job, session_secrets
 from runner.job.run import (
     RunOptions,
     check_approval,
@@ -174,10 +174,10 @@ def rehearse(prep: Prepared, store: ResultsStore, options: RunOptions, twin: Twi
     is told once it holds the twin)."""
     check_approval(prep, options)
     check_blackouts(prep, replace(options))  # refused now, before the twin is touched
-    if options.engine is EngineChoice.CELERY:  # workers read production's secrets
-        check_secret_files(prep, options.settings.secrets_dirs)
-    else:  # a secret production's run could not read: refused now, not after the twin
-        read_secrets(prep, options.settings.secrets_dirs)
+    # workers read production's secrets; else one production's run could not read is
+    # refused now, not after the twin
+    session_secrets(prep, options.settings.secrets_dirs,
+                    read=options.engine is not EngineChoice.CELERY)
     twin_prepared(prep, twin)  # a host the twin lacks: refused now, not after a wait
     twin_options = RunOptions(
         settings=options.settings, engine=_twin_engine(options.engine),

@@ -32,7 +32,7 @@ from runner.inventory.secretref import (
 from runner.job.backups import BackupRepo, BackupSink
 from runner.job.blackouts import Active, Calendar, Holds, load_calendar
 from runner.job.notify import NotifyTarget, notify, secrets_of, targets_for
-from runner.job.prepare import Prepared, check_secret_files, read_secrets
+from runner.job.prepare import Prepared, session_secrets
 from runner.job.spec import BackupStep
 from runner.records import ApprovedChange, DeviceResult, RunResult, now_iso
 from runner.redact import Redactor
@@ -224,9 +224,8 @@ def execute(prep: Prepared, store: ResultsStore, options: RunOptions) -> RunResu
     run = _new_run(prep, options, dry_run)
     engine, processes = choose_engine(options.engine, options.processes, len(prep.hosts))
     # Sessions opened here read secrets here; Celery workers read their own.
-    check_secret_files(prep, options.settings.secrets_dirs)
-    resolver = None if engine is Engine.CELERY else \
-        read_secrets(prep, options.settings.secrets_dirs)
+    resolver = session_secrets(prep, options.settings.secrets_dirs,
+                               read=engine is not Engine.CELERY)
     run.engine = engine
     store.start_run(run, prep.hosts, options.decision)
     # `runner cancel` and `runner web` reach a run of this process through the store

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, s
 
 from runner.errors import InputError, NotFound
 from runner.records import DeviceResult, RunResult
+from runner.store.jsontext import indented
 from runner.store.results import (
     FAILED_FIRST_SQL,
     ResultsStore,
@@ -324,8 +325,7 @@ def document_chunks(document: dict[str, Any], records: Iterable[dict[str, Any]]
     yield head
     first = True
     for record in records:
-        body = "\n".join("    " + line for line in json.dumps(record, indent=2).split("\n"))
-        yield ("[\n" if first else ",\n") + body
+        yield ("[\n    " if first else ",\n    ") + indented(record, 2)
         first = False
     yield ("[]" if first else "\n  ]") + tail
 

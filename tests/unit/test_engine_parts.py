@@ -105,6 +105,25 @@ def test_failure_indicators() -> None:
     assert IOS.rejected(" description % Error budget\nall good") is None
 
 
+def test_failure_indicators_are_found_as_the_line_pattern_finds_them() -> None:
+    """rejected() looks for each indicator's first word before the line pattern: every
+    platform's every indicator, where a line starts it, inside a line, cut short, in
+    outputs with and without other lines, gives what the pattern alone gives."""
+    clean = "Building configuration...\n!\nhostname r1\n description uplink 100%\n"
+    for name in platforms.names():
+        platform = platforms.get(name)
+        assert platform is not None
+        pattern = platforms._indicators(platform.failure_indicators)
+        for indicator in platform.failure_indicators:
+            cut = indicator.rsplit(" ", 1)[0] if " " in indicator else indicator[:-1]
+            for output in (clean, f"{indicator}: x", f"{clean}  \t{indicator} at '^'\nr1#",
+                           f"{clean}note {indicator}\n", f"{clean}{cut}\n", f"\r\n{indicator}",
+                           indicator.lower(), ""):
+                found = pattern.search(output)
+                assert platform.rejected(output) == (found.group(0).strip() if found else
+                                                     None), (name, indicator, output)
+
+
 def write_inventory(tmp_path: Path, hosts: str, groups: str = "", defaults: str = "") -> Path:
     inv = tmp_path / "inv"
     inv.mkdir()

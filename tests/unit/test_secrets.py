@@ -22,7 +22,7 @@ from runner.inventory.files import inventory_schema
 from runner.inventory.fleet import load_inventory
 from runner.inventory.secretref import SecretRef, SecretResolver
 from runner.job.load import load_job
-from runner.job.prepare import prepare, read_secrets
+from runner.job.prepare import prepare, read_secrets, session_secrets
 from runner.job.render import Templates, secret_dependent
 from runner.job.spec import JobSpec, json_schema
 from runner.redact import MASK, Redactor
@@ -186,6 +186,41 @@ def project(tmp_path: Path, port: int, password: str = "{env: " + ENV + "}",
     job.write_text(f"name: j\ntimeouts: {{connect: 3}}\n{job_extra}"
                    "steps:\n  - command: show version\n", encoding="utf-8")
     return inv, job
+
+
+def test_each_hosts_references_are_looked_up_once_and_each_reference_read_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's secrets are checked and read in one pass over its hosts (100,000 hosts: a
+    pass costs seconds before the first device), each shared reference read once."""
+    hosts = "".join(f"r{i}: {{hostname: 127.0.0.{i + 1}, port: 22}}\n" for i in range(50))
+    inv = write_inventory(tmp_path, hosts, defaults=(
+        "platform: cisco_ios\nusername: admin\npassword: {env: " + ENV + "}\n"))
+    job = tmp_path / "job.yml"
+    job.write_text("name: j\nsteps:\n  - command: show version\n", encoding="utf-8")
+    monkeypatch.setenv(ENV, "Sup3r-from-env")
+    prep = prepare(job, inv, tmp_path)
+    looked_up: list[str] = []
+    read: list[SecretRef] = []
+    refs_of, value_of = prep.inventory.secret_refs, SecretResolver.value
+
+    def counted_refs(host: str, driver: str) -> list[SecretRef]:
+        looked_up.append(host)
+        return refs_of(host, driver)
+
+    def counted_value(self: SecretResolver, value: object, *args: object) -> object:
+        if isinstance(value, SecretRef):
+            read.append(value)
+        return value_of(self, value, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(prep.inventory, "secret_refs", counted_refs)
+    monkeypatch.setattr(SecretResolver, "value", counted_value)
+    resolver = session_secrets(prep, read=True)
+    assert resolver is not None and sorted(looked_up) == sorted(prep.hosts)
+    assert [r.name for r in read] == [ENV]
+    looked_up.clear()
+    read.clear()
+    assert session_secrets(prep, read=False) is None  # Celery: checked, not read
+    assert sorted(looked_up) == sorted(prep.hosts) and read == []
 
 
 def test_a_reference_that_cannot_be_read_is_an_input_error_before_any_device(

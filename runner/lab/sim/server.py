@@ -4,6 +4,7 @@ the injected faults (slow, refused logins, sessions dropped mid-command, hung se
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import socket
 from collections import deque
@@ -12,12 +13,14 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
+from runner.drivers import sshlog
 from runner.errors import LabError
 from runner.lab.sim.cli import Device
 from runner.lab.sim.limits import listen_error
 from runner.lab.sim.shell import Shell
 
 FAULTS = ("slow", "refuse", "drop", "hang")
+sshlog.install()  # asyncssh builds a session's log lines only when they are logged
 _DROP_AFTER = 200  # a dropped session dies this many characters into a long answer
 
 
@@ -246,4 +249,20 @@ async def serve(fleet: FleetConfig, host_key: asyncssh.SSHKey) -> list[asyncssh.
         for acceptor in acceptors:
             acceptor.close()
         raise
+    _settle_collector()
     return acceptors
+
+
+# The collector's thresholds once the fleet listens, as `runner run` sets its own: young
+# collections every 50,000 allocations (not 700), a full one rarely.
+SIM_GC_THRESHOLD = (50_000, 20, 100)
+
+
+def _settle_collector() -> None:
+    """The listeners (and everything made to start them) live as long as the simulator:
+    kept out of every later collection; sessions then collected young and rarely in full.
+    Full collections over a fleet's objects took a quarter of a simulator's CPU (5,000
+    devices, each logged into once: 3.7 of its 14 s; the logins' CPU 12.1 -> 9.2 s)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SIM_GC_THRESHOLD)
