@@ -289,8 +289,10 @@ def _deep_page(conn: Connection, run_id: str, status: DeviceStatus | None, limit
         members, rank, nth = {status}, 0, offset
     else:
         rank, nth = 0, offset
-        while nth >= sum(n for s, n in counts.items() if _rank(s) == rank):
-            nth -= sum(n for s, n in counts.items() if _rank(s) == rank)
+        sizes = [sum(counts.get(s, 0) for s in DeviceStatus if _rank(s) == r)
+                 for r in range(3)]
+        while nth >= sizes[rank]:  # offset < shown: it ends within the last rank
+            nth -= sizes[rank]
             rank += 1
         members = {s for s in DeviceStatus if _rank(s) == rank}
     if not dense(conn, run_id, sum(counts.values())):
