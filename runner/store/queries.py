@@ -157,7 +157,7 @@ def run_head(store: ResultsStore, run_id: str, *, hosts: bool = True) -> dict[st
 
 def device_document(store: ResultsStore, run_id: str, host: str) -> dict[str, Any]:
     """`runner show RUN --host HOST --json`, reading only that device's record."""
-    row = run_head(store, run_id)
+    row = run_head(store, run_id, hosts=False)  # not its 100,000 targets
     with store.engine.connect() as conn:
         found = conn.execute(select(devices).where(devices.c.run_id == row["run_id"],
                                                    devices.c.host == host)).first()
@@ -243,11 +243,12 @@ def nth_position_query(run_id: str, others: list[str], bound: int) -> Select[Any
 
 def _nth_position(conn: Connection, run_id: str, members: set[DeviceStatus], nth: int,
                   counts: dict[str, int]) -> int | None:
-    """The position of the nth (from 0) of a dense run's records of `members` statuses
-    in target order, from the positions of the records of the other statuses before it
-    (read when there are fewer of those than `nth`: the cheaper side); None: walk."""
+    """The position of the nth (from 0) of a run's records of `members` statuses in
+    target order, from the positions of the records of the other statuses before it: in
+    a dense run, when there are fewer of those than `nth` (the cheaper side). None: the
+    query walks the nth records instead."""
     others = [s for s in DeviceStatus if s not in members and counts.get(s)]
-    if sum(counts[s] for s in others) > nth:
+    if sum(counts[s] for s in others) > nth or not dense(conn, run_id, sum(counts.values())):
         return None
     place = nth  # every place before it not taken by another status is one of members'
     for taken in sorted(r[0] for r in conn.execute(
@@ -295,8 +296,6 @@ def _deep_page(conn: Connection, run_id: str, status: DeviceStatus | None, limit
             nth -= sizes[rank]
             rank += 1
         members = {s for s in DeviceStatus if _rank(s) == rank}
-    if not dense(conn, run_id, sum(counts.values())):
-        return None
     place = _nth_position(conn, run_id, members, nth, counts)
     if place is None:
         return None
