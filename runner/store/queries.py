@@ -226,11 +226,17 @@ def dense(conn: Connection, run_id: str, total: int) -> bool:
     at the ends of ix_devices_run_position and one for records without a place)."""
     if total <= 0:
         return False
-    low, high = conn.execute(select(func.min(devices.c.position), func.max(
-        devices.c.position)).where(devices.c.run_id == run_id)).one()
+    low, high = (conn.execute(q).scalar() for q in ends_queries(run_id))
     unplaced = conn.execute(select(func.count()).select_from(devices).where(
         devices.c.run_id == run_id, devices.c.position.is_(None))).scalar_one()
     return unplaced == 0 and low == 0 and high == total - 1
+
+
+def ends_queries(run_id: str) -> list[Select[Any]]:
+    """The lowest and the highest position of a run's records: one statement each (SQLite
+    reads min() or max() from an end of the index only when it is alone)."""
+    return [select(end(devices.c.position)).where(devices.c.run_id == run_id)
+            for end in (func.min, func.max)]
 
 
 def nth_position_query(run_id: str, others: list[str], bound: int) -> Select[Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from runner.inventory import fleet as fleet_module
@@ -83,6 +83,155 @@ def test_a_run_s_devices_are_listed_failed_first_along_the_index(db_url: str) ->
         assert "TEMP B-TREE" not in shown and "Sort" not in shown, shown
     store.engine.dispose()
 
+
+
+class Statements:
+    """The SQL an engine sends (before_cursor_execute), to tell a walk (OFFSET) from a
+    range read."""
+
+    def __init__(self, store: ResultsStore) -> None:
+        self.sent: list[str] = []
+        event.listen(store.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.sent.append(statement)
+
+    def walks(self) -> list[str]:
+        return [s for s in self.sent if "OFFSET" in s.upper()]
+
+
+def gappy_run(store: ResultsStore, records: list[DeviceResult]) -> str:
+    """A run of the same targets that recorded only some of them (it was interrupted),
+    two of them without a place (as older versions stored them)."""
+    run = RunResult(run_id="gaps000000001", job="show", started="2026-12-07T12:00:00+00:00",
+                    finished=None, devices=[])
+    hosts = [r.host for r in records]
+    store.start_run(run, hosts)
+    kept = [r for i, r in enumerate(records) if i % 7 != 3]
+    store.record_devices(run.run_id, kept[2:], {h: i for i, h in enumerate(hosts)})
+    store.record_devices(run.run_id, kept[:2])  # no positions
+    return run.run_id
+
+
+@pytest.mark.parametrize("shape", ["every target recorded", "gaps and records without a place"])
+def test_deep_pages_are_the_pages_the_offset_query_gives(db_url: str, shape: str) -> None:
+    """The pages found from the counts and positions are the OFFSET query's, at every
+    depth: the first, within each rank, across rank boundaries, the last, past the end;
+    failed first, of one status, and GET /api/runs/ID's records in target order."""
+    store, records = big_run(db_url)
+    run_id = "big0000000001" if shape == "every target recorded" else gappy_run(store, records)
+    counts = queries.status_counts(store, [run_id])[run_id]
+    total = sum(counts.values())
+    sent = Statements(store)
+    for status in (None, DeviceStatus.OK, DeviceStatus.CHANGED, DeviceStatus.FAILED,
+                   DeviceStatus.SKIPPED):
+        shown = counts[status] if status else total
+        for offset in sorted({1, 7, 59, 120, 179, 180, 181, 250, 400, 499, shown - 100,
+                              shown - 1, shown, shown + 1, 5000}):
+            if offset < 0:
+                continue
+            sent.sent.clear()
+            fast = queries.device_rows(store, run_id, status, 100, offset, counts)
+            deep = not sent.walks()
+            walked = queries.device_rows(store, run_id, status, 100, offset)
+            assert fast == walked, (status, offset)
+            assert len(fast) == max(0, min(100, shown - offset)), (status, offset)
+            if shape == "every target recorded" and offset >= shown:
+                assert deep, (status, offset)  # past the end: nothing read
+    # every target recorded: past the other statuses' count, a page is a range
+    if shape == "every target recorded":
+        sent.sent.clear()
+        last = queries.device_rows(store, run_id, None, 100, total - 50, counts)
+        assert not sent.walks(), sent.walks()
+        assert [r["host"] for r in last] == [
+            records[i].host for i in sorted(range(DEVICES), key=lambda i: (
+                rank(records[i].status), i))][-50:]
+        sent.sent.clear()
+        queries.device_rows(store, run_id, DeviceStatus.OK, 100, counts[DeviceStatus.OK] - 1,
+                            counts)
+        assert not sent.walks(), sent.walks()
+    whole = [r.host for r in queries.run_records(store, run_id)]
+    assert len(whole) == total
+    for offset in (1, 100, 250, total - 7, total - 1, total, total + 3):
+        sent.sent.clear()
+        page = [r.host for r in queries.records_page(store, run_id, 64, offset, total)]
+        assert page == whole[offset:offset + 64], offset
+        assert [r.host for r in queries.records_page(store, run_id, 64, offset)] == page
+        if shape == "every target recorded":
+            assert not sent.walks(), (offset, sent.walks())
+    document, _, _ = queries.run_document_page(store, run_id, 64, total - 10)
+    assert [d["host"] for d in document["devices"]] == whole[-10:]
+    store.engine.dispose()
+
+
+def test_deep_pages_read_ranges_of_the_indexes(db_url: str) -> None:
+    """What a deep page runs: the other statuses' places along
+    ix_devices_run_status_position (the index alone on PostgreSQL), then ranges of
+    ix_devices_run_failed_first / ix_devices_run_status_position / ix_devices_run_position
+    from a place: no sort, no offset."""
+    store, _ = big_run(db_url)
+    run_id = "big0000000001"
+    for query, index in (
+            (queries.nth_position_query(run_id, ["failed", "unreachable"], 300),
+             "ix_devices_run_status_position"),
+            (queries.deep_page_queries(run_id, None, 2, 300, 100)[0],
+             "ix_devices_run_failed_first"),
+            (queries.deep_page_queries(run_id, None, 1, 300, 100)[1],
+             "ix_devices_run_failed_first"),
+            (queries.deep_page_queries(run_id, DeviceStatus.OK, 0, 300, 100)[0],
+             "ix_devices_run_status_position"),
+            (queries.records_from_query(run_id, 300, 100), "ix_devices_run_position"),
+            *((q, "ix_devices_run_position") for q in queries.ends_queries(run_id))):
+        assert query._offset_clause is None
+        shown = explained(store, query)
+        assert index in shown, shown
+        assert "TEMP B-TREE" not in shown and "Sort" not in shown, shown
+        assert "SCAN devices" not in shown.replace("SCAN devices USING", ""), shown
+        if store.engine.dialect.name == "postgresql" and "status_position" in index \
+                and "position <=" in str(query):
+            assert "Index Only Scan" in shown, shown
+    store.engine.dispose()
+
+
+def test_a_large_run_refreshes_the_planner_statistics_as_it_ends(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL a run of REFRESH_PAST records or more is followed by VACUUM (ANALYZE)
+    of the tables it wrote to (autovacuum may come a minute later, or never); smaller runs
+    and SQLite are not."""
+    from runner.store import results
+
+    monkeypatch.setattr(results, "REFRESH_PAST", 300)
+    store = ResultsStore(db_url)
+    sent = Statements(store)
+
+    def vacuums() -> list[str]:
+        return [s for s in sent.sent if "VACUUM" in s.upper()]
+
+    def stats() -> list[tuple[Any, ...]]:
+        with store.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT relname, last_vacuum IS NOT NULL, last_analyze IS NOT NULL FROM "
+                "pg_stat_user_tables WHERE relname IN ('devices', 'device_last') "
+                "ORDER BY relname"))]
+
+    for run_id, size in (("small0000001", 299), ("large0000001", 300)):
+        run = RunResult(run_id=run_id, job="show", started="2026-12-07T10:00:00",
+                        finished=None, devices=[DeviceResult(f"d{i:04d}", DeviceStatus.OK)
+                                                for i in range(size)])
+        store.start_run(run, [d.host for d in run.devices])
+        store.record_devices(run_id, run.devices)
+        run.finished = "2026-12-07T10:01:00"
+        store.finish_run(run)
+        if run_id.startswith("small"):
+            assert not vacuums()
+            if store.engine.dialect.name == "postgresql":
+                assert stats() == [("device_last", False, False), ("devices", False, False)]
+    if store.engine.dialect.name == "sqlite":
+        assert not vacuums()
+    else:
+        assert vacuums() == ["VACUUM (ANALYZE, SKIP_LOCKED) devices, device_last"]
+        assert stats() == [("device_last", True, True), ("devices", True, True)]
+    store.engine.dispose()
 
 def test_the_index_orders_by_the_expression_the_queries_use(db_url: str) -> None:
     migration = importlib.import_module(
