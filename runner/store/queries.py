@@ -276,8 +276,9 @@ def deep_page_queries(run_id: str, status: DeviceStatus | None, rank: int, place
         return query.where(devices.c.status == status, devices.c.position >= place) \
             .order_by(devices.c.position, devices.c.id).limit(limit), None
     ranked = _FAILED_FIRST
+    # within one rank by (position, id) alone: SQLite sorts when the rank is in ORDER BY
     return (query.where(ranked == rank, devices.c.position >= place)
-            .order_by(_FAILED_FIRST, devices.c.position, devices.c.id).limit(limit),
+            .order_by(devices.c.position, devices.c.id).limit(limit),
             query.where(ranked > rank).order_by(_FAILED_FIRST, devices.c.position,
                                                 devices.c.id).limit(limit))
 
