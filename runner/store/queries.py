@@ -266,19 +266,22 @@ def _nth_position(conn: Connection, run_id: str, members: set[DeviceStatus], nth
     return place
 
 
-def deep_page_queries(run_id: str, status: DeviceStatus | None, rank: int, place: int,
-                      limit: int) -> tuple[Select[Any], Select[Any] | None]:
+def deep_page_queries(run_id: str, status: DeviceStatus | None, rank: int,
+                      place: int | None, limit: int
+                      ) -> tuple[Select[Any], Select[Any] | None]:
     """A page that starts at `place` in target order among one status (or one rank of
     the failed-first order, then the ranks after it): ranges of their indexes, no
-    offset."""
+    offset (place None: from the rank's first record)."""
     query = select(*(devices.c[c] for c in DEVICE_LISTED)).where(devices.c.run_id == run_id)
     if status is not None:
         return query.where(devices.c.status == status, devices.c.position >= place) \
             .order_by(devices.c.position, devices.c.id).limit(limit), None
     ranked = _FAILED_FIRST
+    first = query.where(ranked == rank)
+    if place is not None:
+        first = first.where(devices.c.position >= place)
     # within one rank by (position, id) alone: SQLite sorts when the rank is in ORDER BY
-    return (query.where(ranked == rank, devices.c.position >= place)
-            .order_by(devices.c.position, devices.c.id).limit(limit),
+    return (first.order_by(devices.c.position, devices.c.id).limit(limit),
             query.where(ranked > rank).order_by(_FAILED_FIRST, devices.c.position,
                                                 devices.c.id).limit(limit))
 
@@ -288,8 +291,8 @@ def _deep_page(conn: Connection, run_id: str, status: DeviceStatus | None, limit
     """device_rows' page at `offset` without walking the rows before it: the counts say
     which status (or rank of the failed-first order) it starts in and how far into it; in
     a run whose records hold positions 0..n-1 that is a place in target order, found
-    from the fewer records of the other statuses. None where that does not hold (the
-    query walks)."""
+    from the fewer records of the other statuses. Where that does not hold, the rows of
+    the page's rank before it are walked (None, one status: the query walks them)."""
     shown = counts.get(status, 0) if status is not None else sum(counts.values())
     if offset >= shown:
         return []
@@ -304,9 +307,11 @@ def _deep_page(conn: Connection, run_id: str, status: DeviceStatus | None, limit
             rank += 1
         members = {s for s in DeviceStatus if _rank(s) == rank}
     place = _nth_position(conn, run_id, members, nth, counts)
-    if place is None:
-        return None
+    if place is None and status is not None:
+        return None  # the query walks that status's records only
     first, rest = deep_page_queries(run_id, status, rank, place, limit)
+    if place is None:  # walk the page's rank only, not the ranks before it
+        first = first.offset(nth)
     rows = [dict(r._mapping) for r in conn.execute(first)]
     if rest is not None and len(rows) < limit:
         rows += [dict(r._mapping) for r in conn.execute(rest.limit(limit - len(rows)))]

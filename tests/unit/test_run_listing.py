@@ -188,6 +188,8 @@ def test_deep_pages_read_ranges_of_the_indexes(db_url: str) -> None:
              "ix_devices_run_failed_first"),
             (queries.deep_page_queries(run_id, None, 1, 300, 100)[1],
              "ix_devices_run_failed_first"),
+            (queries.deep_page_queries(run_id, None, 2, None, 100)[0],
+             "ix_devices_run_failed_first"),
             (queries.deep_page_queries(run_id, DeviceStatus.OK, 0, 300, 100)[0],
              "ix_devices_run_status_position"),
             (queries.records_from_query(run_id, 300, 100), "ix_devices_run_position"),
