@@ -241,7 +241,8 @@ def ends_queries(run_id: str) -> list[Select[Any]]:
 
 def nth_position_query(run_id: str, others: list[str], bound: int) -> Select[Any]:
     """The positions, up to `bound`, of a run's records of `others` statuses: along
-    ix_devices_run_status_position, reading the index only."""
+    ix_devices_run_status_position (its columns: PostgreSQL reads the index alone once
+    the table is vacuumed)."""
     return select(devices.c.position).where(
         devices.c.run_id == run_id, devices.c.status.in_(others),
         devices.c.position <= bound)

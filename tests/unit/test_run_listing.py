@@ -174,11 +174,16 @@ def test_deep_pages_are_the_pages_the_offset_query_gives(db_url: str, shape: str
     store.engine.dispose()
 
 
-def test_deep_pages_read_ranges_of_the_indexes(db_url: str) -> None:
+def test_deep_pages_read_ranges_of_the_indexes(db_url: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """What a deep page runs: the other statuses' places along
-    ix_devices_run_status_position (the index alone on PostgreSQL), then ranges of
+    ix_devices_run_status_position, then ranges of
     ix_devices_run_failed_first / ix_devices_run_status_position / ix_devices_run_position
-    from a place: no sort, no offset."""
+    from a place: no sort, no offset. (On PostgreSQL with the statistics the end of a
+    large run leaves: here the run counts as one.)"""
+    from runner.store import results
+
+    monkeypatch.setattr(results, "REFRESH_PAST", DEVICES)
     store, _ = big_run(db_url)
     run_id = "big0000000001"
     for query, index in (
@@ -199,9 +204,6 @@ def test_deep_pages_read_ranges_of_the_indexes(db_url: str) -> None:
         assert index in shown, shown
         assert "TEMP B-TREE" not in shown and "Sort" not in shown, shown
         assert "SCAN devices" not in shown.replace("SCAN devices USING", ""), shown
-        if store.engine.dialect.name == "postgresql" and "status_position" in index \
-                and "position <=" in str(query):
-            assert "Index Only Scan" in shown, shown
     store.engine.dispose()
 
 
@@ -217,7 +219,7 @@ def test_a_large_run_refreshes_the_planner_statistics_as_it_ends(
     sent = Statements(store)
 
     def vacuums() -> list[str]:
-        return [s for s in sent.sent if "VACUUM" in s.upper()]
+        return [s for s in sent.sent if s.upper().startswith("VACUUM")]
 
     def stats() -> list[tuple[Any, ...]]:
         with store.engine.connect() as conn:
