@@ -110,26 +110,29 @@ class Statements:
         return [n for n in self.offsets if n]
 
 
-def gappy_run(store: ResultsStore, records: list[DeviceResult]) -> str:
-    """A run of the same targets that recorded only some of them (it was interrupted),
-    two of them without a place (as older versions stored them)."""
+def gappy_run(store: ResultsStore, records: list[DeviceResult], unplaced: bool) -> str:
+    """A run of the same targets that recorded only some of them (it was interrupted);
+    `unplaced`: two of them without a place (as older versions stored them)."""
     run = RunResult(run_id="gaps000000001", job="show", started="2026-12-07T12:00:00+00:00",
                     finished=None, devices=[])
     hosts = [r.host for r in records]
     store.start_run(run, hosts)
     kept = [r for i, r in enumerate(records) if i % 7 != 3]
-    store.record_devices(run.run_id, kept[2:], {h: i for i, h in enumerate(hosts)})
-    store.record_devices(run.run_id, kept[:2])  # no positions
+    places = {h: i for i, h in enumerate(hosts)}
+    store.record_devices(run.run_id, kept[2:], places)
+    store.record_devices(run.run_id, kept[:2], None if unplaced else places)
     return run.run_id
 
 
-@pytest.mark.parametrize("shape", ["every target recorded", "gaps and records without a place"])
+@pytest.mark.parametrize("shape", ["every target recorded", "gaps",
+                                   "gaps and records without a place"])
 def test_deep_pages_are_the_pages_the_offset_query_gives(db_url: str, shape: str) -> None:
     """The pages found from the counts and positions are the OFFSET query's, at every
     depth: the first, within each rank, across rank boundaries, the last, past the end;
     failed first, of one status, and GET /api/runs/ID's records in target order."""
     store, records = big_run(db_url)
-    run_id = "big0000000001" if shape == "every target recorded" else gappy_run(store, records)
+    run_id = "big0000000001" if shape == "every target recorded" else \
+        gappy_run(store, records, unplaced="without a place" in shape)
     counts = queries.status_counts(store, [run_id])[run_id]
     total = sum(counts.values())
     sent = Statements(store)
