@@ -168,15 +168,24 @@ def device_document(store: ResultsStore, run_id: str, host: str) -> dict[str, An
 
 
 def status_counts(store: ResultsStore, run_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Per run, how many devices are recorded in each status (live, while runs go)."""
+    """Per run, how many devices are recorded in each status: a finished run's as kept
+    when it ended (runs.counts), the others (running, or finished before 0012) counted
+    from their records (live, while runs go)."""
     if not run_ids:
         return {}
-    query = select(devices.c.run_id, devices.c.status, func.count()).where(
-        devices.c.run_id.in_(run_ids)).group_by(devices.c.run_id, devices.c.status)
     out: dict[str, dict[str, int]] = {r: dict.fromkeys(DeviceStatus, 0) for r in run_ids}
     with store.engine.connect() as conn:
-        for run_id, status, count in conn.execute(query):
-            out[run_id][status] = int(count)
+        kept = {r: c for r, c in conn.execute(select(runs.c.run_id, runs.c.counts).where(
+            runs.c.run_id.in_(run_ids), runs.c.counts.is_not(None))) if c is not None}
+        for run_id, counted in kept.items():
+            for status, count in counted.items():
+                out[run_id][status] = int(count)
+        rest = [r for r in run_ids if r not in kept]
+        if rest:
+            query = select(devices.c.run_id, devices.c.status, func.count()).where(
+                devices.c.run_id.in_(rest)).group_by(devices.c.run_id, devices.c.status)
+            for run_id, status, count in conn.execute(query):
+                out[run_id][status] = int(count)
     return out
 
 

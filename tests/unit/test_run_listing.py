@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from runner.inventory import fleet as fleet_module
@@ -25,7 +25,7 @@ from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.records import DeviceResult, RunResult, StepResult
 from runner.store import devices as store_devices
 from runner.store import queries
-from runner.store.results import FAILED_FIRST_SQL, ResultsStore, device_last
+from runner.store.results import FAILED_FIRST_SQL, ResultsStore, device_last, devices, runs
 from runner.vocab import DeviceStatus, ImportOutcome, RunStatus, StepKind
 
 STATUSES = [DeviceStatus.OK] * 6 + [DeviceStatus.CHANGED, DeviceStatus.FAILED,
@@ -248,6 +248,72 @@ def test_a_large_run_refreshes_the_planner_statistics_as_it_ends(
     else:
         assert vacuums() == ["VACUUM (ANALYZE, SKIP_LOCKED) devices, device_last"]
         assert stats() == [("device_last", True, True), ("devices", True, True)]
+    store.engine.dispose()
+
+
+def counted(store: ResultsStore, run_id: str) -> dict[str, int]:
+    """A run's records per status, counted from them."""
+    with store.engine.connect() as conn:
+        return {**dict.fromkeys(DeviceStatus, 0), **{s: int(n) for s, n in conn.execute(
+            select(devices.c.status, func.count()).where(devices.c.run_id == run_id)
+            .group_by(devices.c.status))}}
+
+
+def kept_counts(store: ResultsStore, run_id: str) -> Any:
+    with store.engine.connect() as conn:
+        return conn.execute(select(runs.c.counts).where(runs.c.run_id == run_id)).scalar()
+
+
+def test_a_finished_run_s_counts_are_kept_and_cleared_by_any_later_write(
+        db_url: str) -> None:
+    """A run's counts per status are kept as it ends (pages read them instead of counting
+    100,000 records per request) and are the records' own counts through every way
+    records are written after: a write clears them (counted again), a backup commit's
+    restated statuses, an interrupted run, a run replaced from a file."""
+    store, records = big_run(db_url)
+    sent = Statements(store)
+    expected = counted(store, "big0000000001")
+    assert {s: n for s, n in expected.items() if n} == kept_counts(store, "big0000000001")
+    assert kept_counts(store, "small00000001") is None
+    sent.clear()
+    both = queries.status_counts(store, ["big0000000001", "small00000001"])
+    grouped = [s for s in sent.sent if "GROUP BY" in s.upper()]
+    statements = len(sent.sent)  # the kept counts, and the running run's records
+    assert both["big0000000001"] == expected
+    assert both["small00000001"] == counted(store, "small00000001")  # running: counted
+    # the running run alone is counted from its records (one run id bound)
+    assert len(grouped) == 1 and "IN (" in grouped[0].upper(), grouped
+    assert statements == 2, sent.sent
+    # a record written after the end: the kept counts go, the records are counted
+    store.record_devices("big0000000001", [DeviceResult(records[0].host,
+                                                        DeviceStatus.TIMED_OUT)])
+    assert kept_counts(store, "big0000000001") is None
+    assert queries.status_counts(store, ["big0000000001"])["big0000000001"] == counted(
+        store, "big0000000001") != expected
+    # a backup whose commit changed a device's file: counted after its status changed
+    backup = RunResult(run_id="backup0000001", job="backup", started="2026-12-07T11:00:00",
+                       finished=None, devices=[DeviceResult(r.host, DeviceStatus.OK, steps=[
+                           StepResult(name="backup", kind=StepKind.BACKUP)])
+                           for r in records[:3]])
+    store.start_run(backup, [r.host for r in records[:3]])
+    store.record_devices(backup.run_id, backup.devices)
+    backup.devices[1].status, backup.devices[1].changed = DeviceStatus.CHANGED, True
+    backup.devices[1].steps[0].changed = True
+    backup.finished = "2026-12-07T11:01:00"
+    store.finish_run(backup)
+    assert kept_counts(store, backup.run_id) == {"ok": 2, "changed": 1}
+    # an interrupted run keeps its counts too; one replaced from a file is counted again
+    store.record_devices("small00000001", [DeviceResult("late", DeviceStatus.FAILED)])
+    assert store.interrupt("small00000001", "2026-12-07T12:00:00")
+    assert kept_counts(store, "small00000001") == {
+        s: n for s, n in counted(store, "small00000001").items() if n}
+    kept = RunResult(run_id=backup.run_id, job="backup", started=backup.started,
+                     finished=backup.finished,
+                     devices=[DeviceResult(records[0].host, DeviceStatus.UNREACHABLE)])
+    store.import_run(kept, RunStatus.FAILED, None, [records[0].host], replace=True)
+    assert kept_counts(store, backup.run_id) == {"unreachable": 1}
+    assert queries.status_counts(store, [backup.run_id])[backup.run_id] == counted(
+        store, backup.run_id)
     store.engine.dispose()
 
 def test_the_index_orders_by_the_expression_the_queries_use(db_url: str) -> None:
@@ -593,7 +659,7 @@ def test_the_migration_fills_device_last_from_the_records(db_url: str) -> None:
         conn.execute(text("DROP TABLE device_last"))
         assert VERSION_TABLE == "runner_alembic_version"
         conn.execute(text("UPDATE runner_alembic_version SET version_num = '0010'"))
-    assert upgrade(engine).revision == "0011"
+    assert upgrade(engine).revision == "0012"
     engine.dispose()
     store = ResultsStore(db_url)
     assert len(last_kept(store)) == DEVICES
