@@ -665,3 +665,22 @@ def test_the_migration_fills_device_last_from_the_records(db_url: str) -> None:
     assert len(last_kept(store)) == DEVICES
     assert last_kept(store) == store_devices.last_statuses(store)
     store.engine.dispose()
+
+
+def test_the_migration_keeps_the_counts_of_the_runs_already_finished(db_url: str) -> None:
+    from runner.store.migrate import upgrade
+
+    store, _ = big_run(db_url)  # the big run finished, the small one running
+    expected = counted(store, "big0000000001")
+    store.engine.dispose()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # the database as 0011 left it: no runs.counts
+        conn.execute(text("ALTER TABLE runs DROP COLUMN counts"))
+        conn.execute(text("UPDATE runner_alembic_version SET version_num = '0011'"))
+    assert upgrade(engine).revision == "0012"
+    engine.dispose()
+    store = ResultsStore(db_url)
+    assert kept_counts(store, "big0000000001") == {s: n for s, n in expected.items() if n}
+    assert kept_counts(store, "small00000001") is None
+    assert queries.status_counts(store, ["big0000000001"])["big0000000001"] == expected
+    store.engine.dispose()
