@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
+from sqlalchemy.engine import Connection
 
 from runner.errors import InputError, NotFound
 from runner.records import DeviceResult, RunResult
@@ -157,7 +158,7 @@ def run_head(store: ResultsStore, run_id: str, *, hosts: bool = True) -> dict[st
 
 def device_document(store: ResultsStore, run_id: str, host: str) -> dict[str, Any]:
     """`runner show RUN --host HOST --json`, reading only that device's record."""
-    row = run_head(store, run_id)
+    row = run_head(store, run_id, hosts=False)  # not its 100,000 targets
     with store.engine.connect() as conn:
         found = conn.execute(select(devices).where(devices.c.run_id == row["run_id"],
                                                    devices.c.host == host)).first()
@@ -168,15 +169,24 @@ def device_document(store: ResultsStore, run_id: str, host: str) -> dict[str, An
 
 
 def status_counts(store: ResultsStore, run_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Per run, how many devices are recorded in each status (live, while runs go)."""
+    """Per run, how many devices are recorded in each status: a finished run's as kept
+    when it ended (runs.counts), the others (running, or finished before 0012) counted
+    from their records (live, while runs go)."""
     if not run_ids:
         return {}
-    query = select(devices.c.run_id, devices.c.status, func.count()).where(
-        devices.c.run_id.in_(run_ids)).group_by(devices.c.run_id, devices.c.status)
     out: dict[str, dict[str, int]] = {r: dict.fromkeys(DeviceStatus, 0) for r in run_ids}
     with store.engine.connect() as conn:
-        for run_id, status, count in conn.execute(query):
-            out[run_id][status] = int(count)
+        kept = {r: c for r, c in conn.execute(select(runs.c.run_id, runs.c.counts).where(
+            runs.c.run_id.in_(run_ids), runs.c.counts.is_not(None))) if c is not None}
+        for run_id, counted in kept.items():
+            for status, count in counted.items():
+                out[run_id][status] = int(count)
+        rest = [r for r in run_ids if r not in kept]
+        if rest:
+            query = select(devices.c.run_id, devices.c.status, func.count()).where(
+                devices.c.run_id.in_(rest)).group_by(devices.c.run_id, devices.c.status)
+            for run_id, status, count in conn.execute(query):
+                out[run_id][status] = int(count)
     return out
 
 
@@ -187,9 +197,16 @@ _FAILED_FIRST: ColumnElement[Any] = literal_column(
 
 
 def device_rows(store: ResultsStore, run_id: str, status: DeviceStatus | None = None,
-                limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
-    """A page of a run's devices without their steps, failed first."""
+                limit: int = 500, offset: int = 0,
+                counts: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """A page of a run's devices without their steps, failed first. With the run's
+    `counts` (status_counts) a deep page is found without walking the rows before it
+    (see _deep_page)."""
     with store.engine.connect() as conn:
+        if offset and counts is not None:
+            rows = _deep_page(conn, run_id, status, limit, offset, counts)
+            if rows is not None:
+                return rows
         return [dict(r._mapping) for r in conn.execute(
             device_rows_query(run_id, status, limit, offset))]
 
@@ -204,6 +221,112 @@ def device_rows_query(run_id: str, status: DeviceStatus | None, limit: int,
             devices.c.position, devices.c.id).limit(limit).offset(offset)
     return query.order_by(_FAILED_FIRST, devices.c.position, devices.c.id) \
         .limit(limit).offset(offset)
+
+
+def _rank(status: DeviceStatus) -> int:
+    """A status's place in the failed-first order (FAILED_FIRST_SQL)."""
+    return 2 if status.success else 1 if status is DeviceStatus.SKIPPED else 0
+
+
+def dense(conn: Connection, run_id: str, total: int) -> bool:
+    """Whether the run's `total` records hold exactly the positions 0..total-1 (every
+    record placed: a finished run's records, or a running run's so far when none is
+    missing before the last). Positions are places in the run's targets, one record per
+    target: distinct, so the lowest, the highest and the count prove it (two look-ups
+    at the ends of ix_devices_run_position and one for records without a place)."""
+    if total <= 0:
+        return False
+    low, high = (conn.execute(q).scalar() for q in ends_queries(run_id))
+    unplaced = conn.execute(select(func.count()).select_from(devices).where(
+        devices.c.run_id == run_id, devices.c.position.is_(None))).scalar_one()
+    return unplaced == 0 and low == 0 and high == total - 1
+
+
+def ends_queries(run_id: str) -> list[Select[Any]]:
+    """The lowest and the highest position of a run's records: one statement each (SQLite
+    reads min() or max() from an end of the index only when it is alone)."""
+    return [select(end(devices.c.position)).where(devices.c.run_id == run_id)
+            for end in (func.min, func.max)]
+
+
+def nth_position_query(run_id: str, others: list[str], bound: int) -> Select[Any]:
+    """The positions, up to `bound`, of a run's records of `others` statuses: along
+    ix_devices_run_status_position (its columns: PostgreSQL reads the index alone once
+    the table is vacuumed)."""
+    return select(devices.c.position).where(
+        devices.c.run_id == run_id, devices.c.status.in_(others),
+        devices.c.position <= bound)
+
+
+def _nth_position(conn: Connection, run_id: str, members: set[DeviceStatus], nth: int,
+                  counts: dict[str, int]) -> int | None:
+    """The position of the nth (from 0) of a run's records of `members` statuses in
+    target order, from the positions of the records of the other statuses before it: in
+    a dense run, when there are fewer of those than `nth` (the cheaper side). None: the
+    query walks the nth records instead."""
+    others = [s for s in DeviceStatus if s not in members and counts.get(s)]
+    if sum(counts[s] for s in others) > nth or not dense(conn, run_id, sum(counts.values())):
+        return None
+    place = nth  # every place before it not taken by another status is one of members'
+    for taken in sorted(r[0] for r in conn.execute(
+            nth_position_query(run_id, [str(s) for s in others],
+                               nth + sum(counts[s] for s in others)))):
+        if taken > place:
+            break
+        place += 1
+    return place
+
+
+def deep_page_queries(run_id: str, status: DeviceStatus | None, rank: int,
+                      place: int | None, limit: int
+                      ) -> tuple[Select[Any], Select[Any] | None]:
+    """A page that starts at `place` in target order among one status (or one rank of
+    the failed-first order, then the ranks after it): ranges of their indexes, no
+    offset (place None: from the rank's first record)."""
+    query = select(*(devices.c[c] for c in DEVICE_LISTED)).where(devices.c.run_id == run_id)
+    if status is not None:
+        return query.where(devices.c.status == status, devices.c.position >= place) \
+            .order_by(devices.c.position, devices.c.id).limit(limit), None
+    ranked = _FAILED_FIRST
+    first = query.where(ranked == rank)
+    if place is not None:
+        first = first.where(devices.c.position >= place)
+    # within one rank by (position, id) alone: SQLite sorts when the rank is in ORDER BY
+    return (first.order_by(devices.c.position, devices.c.id).limit(limit),
+            query.where(ranked > rank).order_by(_FAILED_FIRST, devices.c.position,
+                                                devices.c.id).limit(limit))
+
+
+def _deep_page(conn: Connection, run_id: str, status: DeviceStatus | None, limit: int,
+               offset: int, counts: dict[str, int]) -> list[dict[str, Any]] | None:
+    """device_rows' page at `offset` without walking the rows before it: the counts say
+    which status (or rank of the failed-first order) it starts in and how far into it; in
+    a run whose records hold positions 0..n-1 that is a place in target order, found
+    from the fewer records of the other statuses. Where that does not hold, the rows of
+    the page's rank before it are walked (None, one status: the query walks them)."""
+    shown = counts.get(status, 0) if status is not None else sum(counts.values())
+    if offset >= shown:
+        return []
+    if status is not None:
+        members, rank, nth = {status}, 0, offset
+    else:
+        rank, nth = 0, offset
+        sizes = [sum(counts.get(s, 0) for s in DeviceStatus if _rank(s) == r)
+                 for r in range(3)]
+        while nth >= sizes[rank]:  # offset < shown: it ends within the last rank
+            nth -= sizes[rank]
+            rank += 1
+        members = {s for s in DeviceStatus if _rank(s) == rank}
+    place = _nth_position(conn, run_id, members, nth, counts)
+    if place is None and status is not None:
+        return None  # the query walks that status's records only
+    first, rest = deep_page_queries(run_id, status, rank, place, limit)
+    if place is None:  # walk the page's rank only, not the ranks before it
+        first = first.offset(nth)
+    rows = [dict(r._mapping) for r in conn.execute(first)]
+    if rest is not None and len(rows) < limit:
+        rows += [dict(r._mapping) for r in conn.execute(rest.limit(limit - len(rows)))]
+    return rows
 
 
 def device_steps(store: ResultsStore, run_id: str, hosts: list[str]
@@ -248,12 +371,17 @@ def run_records(store: ResultsStore, run_id: str, page: int = RECORDS_PAGE
         place, last_id = rows[-1].position, rows[-1].id
 
 
-def records_page(store: ResultsStore, run_id: str, limit: int, offset: int
-                 ) -> list[DeviceResult]:
+def records_page(store: ResultsStore, run_id: str, limit: int, offset: int,
+                 total: int | None = None) -> list[DeviceResult]:
     """A page of a run's full records in run_records' order (records without a place
     first, then target order), each part read along its index: a page of a run of 100,000
-    devices reads that page, never the run."""
+    devices reads that page, never the run. With the run's `total` records, a run whose
+    records hold positions 0..total-1 is paged by position (offset N is place N), never
+    walking the records before the page."""
     with store.engine.connect() as conn:
+        if offset and total is not None and dense(conn, run_id, total):
+            return [record_of(dict(r._mapping)) for r in conn.execute(
+                records_from_query(run_id, offset, limit))]
         unplaced = int(conn.execute(select(func.count()).select_from(devices).where(
             devices.c.run_id == run_id, devices.c.position.is_(None))).scalar_one())
         rows: list[Any] = []
@@ -267,6 +395,13 @@ def records_page(store: ResultsStore, run_id: str, limit: int, offset: int
                 .order_by(devices.c.position, devices.c.id)
                 .limit(limit - len(rows)).offset(max(0, offset - unplaced))).all()
     return [record_of(dict(r._mapping)) for r in rows]
+
+
+def records_from_query(run_id: str, place: int, limit: int) -> Select[Any]:
+    """A dense run's full records from `place` on in target order: a range of
+    ix_devices_run_position (its positions are distinct: no tie for the id to break)."""
+    return select(devices).where(devices.c.run_id == run_id, devices.c.position >= place) \
+        .order_by(devices.c.position).limit(limit)
 
 
 def run_for_show(store: ResultsStore, run_id: str, *, host: str | None = None,
@@ -305,7 +440,8 @@ def run_document_page(store: ResultsStore, run_id: str, limit: int, offset: int
         row = dict(conn.execute(select(*(runs.c[c] for c in SHOWN)).where(
             runs.c.run_id == full)).one()._mapping)
     counts = status_counts(store, [full])[full]
-    document = run_document(row, run_of(row, records_page(store, full, limit, offset)),
+    document = run_document(row, run_of(row, records_page(store, full, limit, offset,
+                                                          sum(counts.values()))),
                             run_links(store, row))
     document["summary"] = {str(s): n for s, n in counts.items()}
     document.update(devices_total=sum(counts.values()), offset=offset, limit=limit)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    null,
     select,
     text,
     update,
@@ -99,6 +100,10 @@ runs = Table(
     # Rehearsed on a twin first: the twin, its run, passed or not, per device what happened
     # there, and whether the twin was reset (0010, issue 25)
     Column("rehearsal", JSON),
+    # A finished run's records per device status, {status: n} (0012, issue 28): counted
+    # once as it ends, cleared by any later write of its records (runner.store.queries
+    # .status_counts counts a run without them)
+    Column("counts", JSON),
 )
 devices = Table(
     "devices", metadata,
@@ -172,6 +177,7 @@ def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
     the ids past the table's highest before the insert (a range of the primary key):
     finding them by (run_id, host IN ...) made PostgreSQL walk the run's records per
     batch, and RETURNING cost SQLite's executemany its speed."""
+    forget_counts(conn, {r["run_id"] for r in rows})
     if conn.dialect.name not in _UPSERTS:
         conn.execute(insert(devices), rows)
         rebuild_last(conn, [r["host"] for r in rows])
@@ -185,6 +191,23 @@ def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
     conn.execute(_upsert_last(conn, select(devices.c.host, devices.c.id, devices.c.status)
                               .where(devices.c.id.in_(newest.scalar_subquery()))
                               .order_by(devices.c.host)))
+
+
+def forget_counts(conn: Connection, run_ids: set[str]) -> None:
+    """Records of these runs are written: their kept counts are out of date. The update
+    takes the run's row lock, so a finish counting at the same time (count_run, under
+    the same lock) is either seen through or cleared after."""
+    for run_id in sorted(run_ids):
+        conn.execute(update(runs).where(runs.c.run_id == run_id).values(counts=null()))
+
+
+def count_run(conn: Connection, run_id: str) -> None:
+    """Keep a run's counts per status (it ended); the caller updated its row first in
+    this transaction (holding its lock: see forget_counts)."""
+    counted = {str(status): int(n) for status, n in conn.execute(
+        select(devices.c.status, func.count()).where(devices.c.run_id == run_id)
+        .group_by(devices.c.status))}
+    conn.execute(update(runs).where(runs.c.run_id == run_id).values(counts=counted))
 
 
 def rebuild_last(conn: Connection, hosts: list[str] | None = None) -> None:
@@ -204,6 +227,9 @@ def rebuild_last(conn: Connection, hosts: list[str] | None = None) -> None:
         conn.execute(_upsert_last(conn, found))
 
 
+# Past this many records from one run, PostgreSQL's statistics are refreshed as it ends
+# (ResultsStore.refresh_statistics).
+REFRESH_PAST = 10_000
 _UPSERTS = ("postgresql", "sqlite")  # INSERT ... ON CONFLICT; other databases rebuild
 
 
@@ -372,9 +398,30 @@ class ResultsStore:
                    error: str | None = None, *, retry: bool = True) -> None:
         if not retry:
             self._finish_run(run, status, error)
+        else:
+            self._retrying(f"finishing run {run.run_id}",
+                           lambda: self._finish_run(run, status, error))
+        self.refresh_statistics(len(run.devices))
+
+    def refresh_statistics(self, records: int) -> None:
+        """After a run wrote `records` device records: on PostgreSQL, past REFRESH_PAST,
+        VACUUM (ANALYZE) the tables they went to, now rather than when autovacuum comes
+        round (up to a minute later, or never if it is off). Until then the planner's
+        statistics predate the run (it guesses a run has a few hundred devices and reads a
+        page of 100,000 by scanning them all and sorting) and the visibility map does not
+        cover its rows (counting them along an index visits every row). Best effort: the
+        run is stored either way; a table another VACUUM holds is skipped, not waited
+        for. It costs about a second at 100,000 records (bench/store_scale.py)."""
+        if self.engine.dialect.name != "postgresql" or records < REFRESH_PAST:
             return
-        self._retrying(f"finishing run {run.run_id}",
-                       lambda: self._finish_run(run, status, error))
+        try:
+            with self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(f"VACUUM (ANALYZE, SKIP_LOCKED) {devices.name}, "
+                                  f"{device_last.name}"))
+        except Exception as exc:
+            log.warning("planner statistics of the results database not refreshed after "
+                        "%d records (autovacuum will): %s", records, describe(exc))
 
     def _finish_run(self, run: RunResult, status: RunStatus | None,
                     error: str | None) -> None:
@@ -413,6 +460,7 @@ class ResultsStore:
                 finished=run.finished, summary=run.summary,
                 status=status or (RunStatus.OK if run.ok else RunStatus.FAILED),
                 backup_commit=run.backup_commit, error=error))
+            count_run(conn, run.run_id)
 
     def import_run(self, run: RunResult, status: RunStatus, error: str | None,
                    hosts: list[str], *, replace: bool = False) -> ImportOutcome:
@@ -467,6 +515,7 @@ class ResultsStore:
         # in for a database that never had it.
         self._record_missing(run.run_id, [d for d in run.devices if d.stored], positions)
         self._finish_run(run, status, error)
+        self.refresh_statistics(len(run.devices))
         return outcome
 
     def _record_missing(self, run_id: str, batch: list[DeviceResult],
@@ -534,6 +583,8 @@ class ResultsStore:
             done = conn.execute(update(runs).where(
                 runs.c.run_id == run_id, runs.c.status == RunStatus.RUNNING).values(
                 status=RunStatus.INTERRUPTED, finished=finished, **extra))
+            if done.rowcount:
+                count_run(conn, run_id)
         return bool(done.rowcount)
 
     def last_run(self, job: str) -> dict[str, Any] | None:

@@ -167,7 +167,7 @@ def list_devices(request: Request, response: Response, run_id: str, _who: Viewer
     counts = status_counts(store, [full])[full]
     response.headers["X-Total-Count"] = str(counts[status] if status else
                                             sum(counts.values()))
-    return device_rows(store, full, status, limit, offset)
+    return device_rows(store, full, status, limit, offset, counts)
 
 
 @router.get("/runs/{run_id}/devices/{host:path}",

@@ -270,7 +270,7 @@ def run_page(request: Request, run_id: str, who: Viewer, status: str | None = No
     shown = counts[device_status] if device_status else done
     pages = _pages(shown, DEVICES_PER_PAGE, page, f"run {full}'s devices")
     rows = device_rows(store, full, device_status, DEVICES_PER_PAGE,
-                       (page - 1) * DEVICES_PER_PAGE)
+                       (page - 1) * DEVICES_PER_PAGE, counts)
     diffs = _diffs(request, full, [r["host"] for r in rows if r["changed"]
                                    or r["status"] == DeviceStatus.ROLLED_BACK])
     failed = [r for r in rows if not DeviceStatus(r["status"]).worked][:100]

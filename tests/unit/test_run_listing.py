@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from runner.inventory import fleet as fleet_module
@@ -25,7 +25,7 @@ from runner.inventory.fleet import FleetInventory, load_inventory
 from runner.records import DeviceResult, RunResult, StepResult
 from runner.store import devices as store_devices
 from runner.store import queries
-from runner.store.results import FAILED_FIRST_SQL, ResultsStore, device_last
+from runner.store.results import FAILED_FIRST_SQL, ResultsStore, device_last, devices, runs
 from runner.vocab import DeviceStatus, ImportOutcome, RunStatus, StepKind
 
 STATUSES = [DeviceStatus.OK] * 6 + [DeviceStatus.CHANGED, DeviceStatus.FAILED,
@@ -83,6 +83,238 @@ def test_a_run_s_devices_are_listed_failed_first_along_the_index(db_url: str) ->
         assert "TEMP B-TREE" not in shown and "Sort" not in shown, shown
     store.engine.dispose()
 
+
+
+class Statements:
+    """The statements an engine runs: their SQL (before_cursor_execute), and the offsets
+    of its queries (before_execute), to tell a walk past rows from a range read."""
+
+    def __init__(self, store: ResultsStore) -> None:
+        self.sent: list[str] = []
+        self.offsets: list[int] = []
+        event.listen(store.engine, "before_cursor_execute", self._sql)
+        event.listen(store.engine, "before_execute", self._query)
+
+    def _sql(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.sent.append(statement)
+
+    def _query(self, _conn: Any, query: Any, *_: Any) -> None:
+        self.offsets.append(getattr(query, "_offset", None) or 0)
+
+    def clear(self) -> None:
+        self.sent.clear()
+        self.offsets.clear()
+
+    def walks(self) -> list[int]:
+        """The offsets past 0 the queries asked for (rows read only to be skipped)."""
+        return [n for n in self.offsets if n]
+
+
+def gappy_run(store: ResultsStore, records: list[DeviceResult], unplaced: bool) -> str:
+    """A run of the same targets that recorded only some of them (it was interrupted);
+    `unplaced`: two of them without a place (as older versions stored them)."""
+    run = RunResult(run_id="gaps000000001", job="show", started="2026-12-07T12:00:00+00:00",
+                    finished=None, devices=[])
+    hosts = [r.host for r in records]
+    store.start_run(run, hosts)
+    kept = [r for i, r in enumerate(records) if i % 7 != 3]
+    places = {h: i for i, h in enumerate(hosts)}
+    store.record_devices(run.run_id, kept[2:], places)
+    store.record_devices(run.run_id, kept[:2], None if unplaced else places)
+    return run.run_id
+
+
+@pytest.mark.parametrize("shape", ["every target recorded", "gaps",
+                                   "gaps and records without a place"])
+def test_deep_pages_are_the_pages_the_offset_query_gives(db_url: str, shape: str) -> None:
+    """The pages found from the counts and positions are the OFFSET query's, at every
+    depth: the first, within each rank, across rank boundaries, the last, past the end;
+    failed first, of one status, and GET /api/runs/ID's records in target order."""
+    store, records = big_run(db_url)
+    run_id = "big0000000001" if shape == "every target recorded" else \
+        gappy_run(store, records, unplaced="without a place" in shape)
+    counts = queries.status_counts(store, [run_id])[run_id]
+    total = sum(counts.values())
+    sent = Statements(store)
+    for status in (None, DeviceStatus.OK, DeviceStatus.CHANGED, DeviceStatus.FAILED,
+                   DeviceStatus.SKIPPED):
+        shown = counts[status] if status else total
+        for offset in sorted({1, 7, 59, 120, 179, 180, 181, 250, 400, 499, shown - 100,
+                              shown - 1, shown, shown + 1, 5000}):
+            if offset < 0:
+                continue
+            sent.clear()
+            fast = queries.device_rows(store, run_id, status, 100, offset, counts)
+            deep = not sent.walks()
+            walked = queries.device_rows(store, run_id, status, 100, offset)
+            assert fast == walked, (status, offset)
+            assert len(fast) == max(0, min(100, shown - offset)), (status, offset)
+            if shape == "every target recorded" and offset >= shown:
+                assert deep, (status, offset)  # past the end: nothing read
+    # every target recorded: past the other statuses' count, a page is a range
+    if shape == "every target recorded":
+        sent.clear()
+        last = queries.device_rows(store, run_id, None, 100, total - 50, counts)
+        assert not sent.walks(), sent.walks()
+        assert [r["host"] for r in last] == [
+            records[i].host for i in sorted(range(DEVICES), key=lambda i: (
+                rank(records[i].status), i))][-50:]
+        sent.clear()
+        queries.device_rows(store, run_id, DeviceStatus.OK, 100, counts[DeviceStatus.OK] - 1,
+                            counts)
+        assert not sent.walks(), sent.walks()
+    whole = [r.host for r in queries.run_records(store, run_id)]
+    assert len(whole) == total
+    for offset in (1, 100, 250, total - 7, total - 1, total, total + 3):
+        sent.clear()
+        page = [r.host for r in queries.records_page(store, run_id, 64, offset, total)]
+        assert page == whole[offset:offset + 64], offset
+        if shape == "every target recorded":
+            assert not sent.walks(), (offset, sent.walks())
+        assert [r.host for r in queries.records_page(store, run_id, 64, offset)] == page
+    document, _, _ = queries.run_document_page(store, run_id, 64, total - 10)
+    assert [d["host"] for d in document["devices"]] == whole[-10:]
+    store.engine.dispose()
+
+
+def test_deep_pages_read_ranges_of_the_indexes(db_url: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a deep page runs: the other statuses' places along
+    ix_devices_run_status_position, then ranges of
+    ix_devices_run_failed_first / ix_devices_run_status_position / ix_devices_run_position
+    from a place: no sort, no offset. (On PostgreSQL with the statistics the end of a
+    large run leaves: here the run counts as one.)"""
+    from runner.store import results
+
+    monkeypatch.setattr(results, "REFRESH_PAST", DEVICES)
+    store, _ = big_run(db_url)
+    run_id = "big0000000001"
+    for query, index in (
+            (queries.nth_position_query(run_id, ["failed", "unreachable"], 300),
+             "ix_devices_run_status_position"),
+            (queries.deep_page_queries(run_id, None, 2, 300, 100)[0],
+             "ix_devices_run_failed_first"),
+            (queries.deep_page_queries(run_id, None, 1, 300, 100)[1],
+             "ix_devices_run_failed_first"),
+            (queries.deep_page_queries(run_id, None, 2, None, 100)[0],
+             "ix_devices_run_failed_first"),
+            (queries.deep_page_queries(run_id, DeviceStatus.OK, 0, 300, 100)[0],
+             "ix_devices_run_status_position"),
+            (queries.records_from_query(run_id, 300, 100), "ix_devices_run_position"),
+            *((q, "ix_devices_run_position") for q in queries.ends_queries(run_id))):
+        assert query._offset_clause is None
+        shown = explained(store, query)
+        assert index in shown, shown
+        assert "TEMP B-TREE" not in shown and "Sort" not in shown, shown
+        assert "SCAN devices" not in shown.replace("SCAN devices USING", ""), shown
+    store.engine.dispose()
+
+
+def test_a_large_run_refreshes_the_planner_statistics_as_it_ends(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL a run of REFRESH_PAST records or more is followed by VACUUM (ANALYZE)
+    of the tables it wrote to (autovacuum may come a minute later, or never); smaller runs
+    and SQLite are not."""
+    from runner.store import results
+
+    monkeypatch.setattr(results, "REFRESH_PAST", 300)
+    store = ResultsStore(db_url)
+    sent = Statements(store)
+
+    def vacuums() -> list[str]:
+        return [s for s in sent.sent if s.upper().startswith("VACUUM")]
+
+    def stats() -> list[tuple[Any, ...]]:
+        with store.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT relname, last_vacuum IS NOT NULL, last_analyze IS NOT NULL FROM "
+                "pg_stat_user_tables WHERE relname IN ('devices', 'device_last') "
+                "ORDER BY relname"))]
+
+    for run_id, size in (("small0000001", 299), ("large0000001", 300)):
+        run = RunResult(run_id=run_id, job="show", started="2026-12-07T10:00:00",
+                        finished=None, devices=[DeviceResult(f"d{i:04d}", DeviceStatus.OK)
+                                                for i in range(size)])
+        store.start_run(run, [d.host for d in run.devices])
+        store.record_devices(run_id, run.devices)
+        run.finished = "2026-12-07T10:01:00"
+        store.finish_run(run)
+        if run_id.startswith("small"):
+            assert not vacuums()
+            if store.engine.dialect.name == "postgresql":
+                assert stats() == [("device_last", False, False), ("devices", False, False)]
+    if store.engine.dialect.name == "sqlite":
+        assert not vacuums()
+    else:
+        assert vacuums() == ["VACUUM (ANALYZE, SKIP_LOCKED) devices, device_last"]
+        assert stats() == [("device_last", True, True), ("devices", True, True)]
+    store.engine.dispose()
+
+
+def counted(store: ResultsStore, run_id: str) -> dict[str, int]:
+    """A run's records per status, counted from them."""
+    with store.engine.connect() as conn:
+        return {**dict.fromkeys(DeviceStatus, 0), **{s: int(n) for s, n in conn.execute(
+            select(devices.c.status, func.count()).where(devices.c.run_id == run_id)
+            .group_by(devices.c.status))}}
+
+
+def kept_counts(store: ResultsStore, run_id: str) -> Any:
+    with store.engine.connect() as conn:
+        return conn.execute(select(runs.c.counts).where(runs.c.run_id == run_id)).scalar()
+
+
+def test_a_finished_run_s_counts_are_kept_and_cleared_by_any_later_write(
+        db_url: str) -> None:
+    """A run's counts per status are kept as it ends (pages read them instead of counting
+    100,000 records per request) and are the records' own counts through every way
+    records are written after: a write clears them (counted again), a backup commit's
+    restated statuses, an interrupted run, a run replaced from a file."""
+    store, records = big_run(db_url)
+    sent = Statements(store)
+    expected = counted(store, "big0000000001")
+    assert {s: n for s, n in expected.items() if n} == kept_counts(store, "big0000000001")
+    assert kept_counts(store, "small00000001") is None
+    sent.clear()
+    both = queries.status_counts(store, ["big0000000001", "small00000001"])
+    grouped = [s for s in sent.sent if "GROUP BY" in s.upper()]
+    statements = len(sent.sent)  # the kept counts, and the running run's records
+    assert both["big0000000001"] == expected
+    assert both["small00000001"] == counted(store, "small00000001")  # running: counted
+    # the running run alone is counted from its records (one run id bound)
+    assert len(grouped) == 1 and "IN (" in grouped[0].upper(), grouped
+    assert statements == 2, sent.sent
+    # a record written after the end: the kept counts go, the records are counted
+    store.record_devices("big0000000001", [DeviceResult(records[0].host,
+                                                        DeviceStatus.TIMED_OUT)])
+    assert kept_counts(store, "big0000000001") is None
+    assert queries.status_counts(store, ["big0000000001"])["big0000000001"] == counted(
+        store, "big0000000001") != expected
+    # a backup whose commit changed a device's file: counted after its status changed
+    backup = RunResult(run_id="backup0000001", job="backup", started="2026-12-07T11:00:00",
+                       finished=None, devices=[DeviceResult(r.host, DeviceStatus.OK, steps=[
+                           StepResult(name="backup", kind=StepKind.BACKUP)])
+                           for r in records[:3]])
+    store.start_run(backup, [r.host for r in records[:3]])
+    store.record_devices(backup.run_id, backup.devices)
+    backup.devices[1].status, backup.devices[1].changed = DeviceStatus.CHANGED, True
+    backup.devices[1].steps[0].changed = True
+    backup.finished = "2026-12-07T11:01:00"
+    store.finish_run(backup)
+    assert kept_counts(store, backup.run_id) == {"ok": 2, "changed": 1}
+    # an interrupted run keeps its counts too; one replaced from a file is counted again
+    store.record_devices("small00000001", [DeviceResult("late", DeviceStatus.FAILED)])
+    assert store.interrupt("small00000001", "2026-12-07T12:00:00")
+    assert kept_counts(store, "small00000001") == {
+        s: n for s, n in counted(store, "small00000001").items() if n}
+    kept = RunResult(run_id=backup.run_id, job="backup", started=backup.started,
+                     finished=backup.finished,
+                     devices=[DeviceResult(records[0].host, DeviceStatus.UNREACHABLE)])
+    store.import_run(kept, RunStatus.FAILED, None, [records[0].host], replace=True)
+    assert kept_counts(store, backup.run_id) == {"unreachable": 1}
+    assert queries.status_counts(store, [backup.run_id])[backup.run_id] == counted(
+        store, backup.run_id)
+    store.engine.dispose()
 
 def test_the_index_orders_by_the_expression_the_queries_use(db_url: str) -> None:
     migration = importlib.import_module(
@@ -427,9 +659,28 @@ def test_the_migration_fills_device_last_from_the_records(db_url: str) -> None:
         conn.execute(text("DROP TABLE device_last"))
         assert VERSION_TABLE == "runner_alembic_version"
         conn.execute(text("UPDATE runner_alembic_version SET version_num = '0010'"))
-    assert upgrade(engine).revision == "0011"
+    assert upgrade(engine).revision == "0012"
     engine.dispose()
     store = ResultsStore(db_url)
     assert len(last_kept(store)) == DEVICES
     assert last_kept(store) == store_devices.last_statuses(store)
+    store.engine.dispose()
+
+
+def test_the_migration_keeps_the_counts_of_the_runs_already_finished(db_url: str) -> None:
+    from runner.store.migrate import upgrade
+
+    store, _ = big_run(db_url)  # the big run finished, the small one running
+    expected = counted(store, "big0000000001")
+    store.engine.dispose()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # the database as 0011 left it: no runs.counts
+        conn.execute(text("ALTER TABLE runs DROP COLUMN counts"))
+        conn.execute(text("UPDATE runner_alembic_version SET version_num = '0011'"))
+    assert upgrade(engine).revision == "0012"
+    engine.dispose()
+    store = ResultsStore(db_url)
+    assert kept_counts(store, "big0000000001") == {s: n for s, n in expected.items() if n}
+    assert kept_counts(store, "small00000001") is None
+    assert queries.status_counts(store, ["big0000000001"])["big0000000001"] == expected
     store.engine.dispose()
