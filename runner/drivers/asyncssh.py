@@ -11,9 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import cast
 
-import asyncssh
-
 from runner.drivers.base import ConnectParams, ErrorTable, Rule, Timeouts
+from runner.drivers.sshlib import asyncssh
 from runner.errors import (
     AuthFailed,
     ConnectFailed,

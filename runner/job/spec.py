@@ -32,7 +32,11 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built when it is first used, not as its class is
+    # made. Validating a job builds JobSpec's, with every model it holds inside it, once;
+    # built at import, each of the ~30 models of a job file would also have its own (and
+    # pay for them in every command that loads this module: tests/unit/test_startup.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Timeouts(_Model):

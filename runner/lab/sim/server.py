@@ -10,8 +10,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import asyncssh
-
+from runner.drivers.sshlib import asyncssh
 from runner.errors import LabError
 from runner.lab.sim.cli import Device
 from runner.lab.sim.limits import listen_error
