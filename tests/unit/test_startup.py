@@ -181,6 +181,7 @@ def test_a_small_local_run_loads_no_broker_and_alembic_only_to_upgrade(
         assert seen.of("netmiko", "scrapli", "paramiko", "jinja2", "hier_config") == []
         assert seen.loaded("sqlalchemy") and seen.loaded("asyncssh")  # what it did use
         assert seen.loaded("sqlalchemy.dialects.sqlite")
+        assert seen.of("multiprocessing") == []  # no engine process: none of its machinery
         assert _runner_models(seen) == {JOB_MODEL, *INVENTORY_MODELS}
     first, second = runs
     assert first.loaded("alembic")  # the new database's schema was made by Alembic
