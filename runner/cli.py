@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import signal
 import sys
@@ -142,6 +144,12 @@ def _terminate(_signum: int, _frame: FrameType | None) -> None:
 
 
 def main() -> None:
+    # At exit the interpreter collects what it loaded (every class, function and module is
+    # in a reference cycle): 15-40 ms of a short command's CPU to free memory the OS takes
+    # back anyway. Frozen first, the last collections pass them by; what reference
+    # counting frees is freed as before, and the atexit hooks registered later (logging's
+    # flush, thread pools' joins) run before this one.
+    atexit.register(gc.freeze)
     # Commands with their own SIGTERM handling (serve, worker) install it over this one.
     signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -11,10 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import cast
 
-import asyncssh
-
-from runner.drivers import sshlog
 from runner.drivers.base import ConnectParams, ErrorTable, Rule, Timeouts
+from runner.drivers.sshlib import asyncssh
 from runner.errors import (
     AuthFailed,
     ConnectFailed,
@@ -23,8 +21,6 @@ from runner.errors import (
     SessionLost,
 )
 from runner.inventory import platforms
-
-sshlog.install()  # asyncssh builds a session's log lines only when they are logged
 
 # Only the last line of output is tested against the prompt: output lines end in a newline,
 # a prompt does not, so a '#' inside output never ends a read early.

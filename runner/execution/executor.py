@@ -3,7 +3,6 @@ that maps an engine name to its executor (imported only when chosen)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -138,6 +137,8 @@ def process_count(requested: int | None, hosts: int) -> int:
     """requested: None/0 = automatic (one per usable core when the run is large enough)."""
     if requested:
         return max(1, min(requested, hosts))
+    import multiprocessing  # here: a run of this process alone never loads it
+
     if multiprocessing.current_process().daemon:
         return 1  # e.g. inside a Celery prefork child: it may not have children
     return max(1, min(usable_cores(), hosts // MIN_DEVICES_PER_PROCESS))

@@ -121,10 +121,14 @@ class HostEntry(DefaultsEntry):
     groups: Annotated[list[str] | None, BeforeValidator(_group_names)] = None
 
 
-class EntriesFile(RootModel[dict[Name, HostEntry | None]]):
+class EntriesFile(RootModel):  # type: ignore[type-arg]  # its type: `root` below
     """hosts.yaml, groups.yaml or containerlab's nornir-simple-inventory.yml: name -> entry."""
 
-    model_config = ConfigDict(title="runner inventory hosts or groups")
+    # defer_build: validators built on first use (see runner.job.spec._Model). `root`
+    # annotated rather than RootModel[...]: that generic class would be made, and its
+    # validator built, at import
+    model_config = ConfigDict(title="runner inventory hosts or groups", defer_build=True)
+    root: dict[Name, HostEntry | None]
 
 
 def inventory_schema(kind: Literal["hosts", "defaults"]) -> dict[str, Any]:

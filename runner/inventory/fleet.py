@@ -390,7 +390,11 @@ class _Reader:
     def extras(self, extras: ExtrasEntry | None, loc: Loc) -> dict[str, Any] | None:
         if extras is None:
             return None
-        values = extras.model_dump(exclude_unset=True)
+        # what was written, as model_dump(exclude_unset=True) gives it (the credentials are
+        # replaced below), without building this model's own serializer for it
+        values = {key: getattr(extras, key) for key in type(extras).model_fields
+                  if key in extras.model_fields_set}
+        values.update(extras.model_extra or {})
         for key in SECRET_EXTRAS:
             if key in values:
                 values[key] = self.credential(getattr(extras, key), (*loc, key))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 import yaml
 
@@ -73,6 +72,8 @@ def _indicators(indicators: tuple[str, ...]) -> re.Pattern[str]:
 
 @cache
 def _table() -> Registry[Platform]:
+    from importlib import resources  # when the table is read, not with every job file
+
     text = resources.files(__package__).joinpath("platforms.yaml").read_text(encoding="utf-8")
     # libyaml's loader where PyYAML has it: every run reads this file (7 ms in Python)
     raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506

@@ -31,7 +31,8 @@ PlatformName = Annotated[str, AfterValidator(_canonical_platform),
 class Targets(BaseModel):
     """Which inventory hosts: (hosts + members of groups, or all) narrowed by the rest."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: validators built on first use (see runner.job.spec._Model)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     hosts: list[str] = Field(default_factory=list, description="Host names.")
     groups: list[str] = Field(default_factory=list, description="Members of these groups.")

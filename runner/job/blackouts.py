@@ -29,7 +29,8 @@ MAX_STEPS = 10_000  # windows joined end to end, at most
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: validators built on first use (see runner.job.spec._Model)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class BlackoutWindow(_Model):

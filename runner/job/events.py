@@ -25,7 +25,8 @@ DEFAULT_USER_PATTERNS = (
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: validators built on first use (see runner.job.spec._Model)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _regex(value: str) -> str:

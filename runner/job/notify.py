@@ -41,7 +41,8 @@ EXAMPLES = "json://host:port/path (a webhook), mailto://user:password@host or sl
 class NotifyTarget(BaseModel):
     """Where to send a notification (an Apprise URL) and on which events."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: validators built on first use (see runner.job.spec._Model)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     url: str = Field(repr=False,  # it may hold a password
                      description="An Apprise URL: json://host:port/path (a JSON webhook), "

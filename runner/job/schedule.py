@@ -21,7 +21,8 @@ TWIN_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")  # a lab's name (runner.
 
 
 class IntervalSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: validators built on first use (see runner.job.spec._Model)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     seconds: float = 0
     minutes: float = 0
     hours: float = 0
@@ -35,7 +36,8 @@ class IntervalSpec(BaseModel):
 class ScheduleSpec(BaseModel):
     """When a job runs by itself under `runner serve`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: validators built on first use (see runner.job.spec._Model)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     cron: str | None = Field(None, description="5-field crontab (Sunday = 0 or 7, names "
                                                "allowed) or @daily/@hourly/...")

@@ -32,7 +32,11 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built when it is first used, not as its class is
+    # made. Validating a job builds JobSpec's, with every model it holds inside it, once;
+    # built at import, each of the ~30 models of a job file would also have its own (and
+    # pay for them in every command that loads this module: tests/unit/test_startup.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Timeouts(_Model):
@@ -206,7 +210,7 @@ class BackupSpec(_Model):
 
 class BackupStep(_Model):
     name: str | None = None
-    backup: BackupSpec = Field(default_factory=BackupSpec)
+    backup: BackupSpec = Field(default_factory=BackupSpec.model_construct)
 
 
 def _regexes(value: list[str]) -> list[str]:
@@ -305,6 +309,8 @@ Step = Annotated[
 ]
 
 
+# A section left out is its model's defaults, made with model_construct: nothing in them to
+# validate, and Timeouts() would build Timeouts' own validator (deferred: see _Model) for it.
 class JobSpec(_Model):
     """A runner job file."""
 
@@ -313,7 +319,7 @@ class JobSpec(_Model):
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    targets: Targets = Field(default_factory=Targets)
+    targets: Targets = Field(default_factory=Targets.model_construct)
     driver: Driver = Field(
         Driver.NETMIKO, description="Default session driver (asyncssh: runner's own, the fastest "
                                "for large fleets); inventory data `driver` on a host or group "
@@ -325,9 +331,9 @@ class JobSpec(_Model):
     busy_wait: float = Field(
         60, ge=0, le=3600, description="Seconds to wait for a device another run holds "
                                        "(through workers); then it is skipped as busy.")
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    retries: Retries = Field(default_factory=Retries)
-    limits: Limits = Field(default_factory=Limits)
+    timeouts: Timeouts = Field(default_factory=Timeouts.model_construct)
+    retries: Retries = Field(default_factory=Retries.model_construct)
+    limits: Limits = Field(default_factory=Limits.model_construct)
     rollout: Rollout | None = None
     rollback: bool = Field(False, description=(
         "Keep each device's running config before its first config step and put it back "

@@ -14,7 +14,10 @@ import ast
 import re
 import warnings
 from functools import lru_cache
-from xml.etree import ElementTree as ET
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the XML parser loads for a job with an inline TTP template, not for all
+    from xml.etree import ElementTree as ET
 
 # As TTP finds match variables in a line and splits one into functions (ttp/ttp.py and
 # ttp/utils/get_attributes.py): the check must read the template exactly as TTP does.
@@ -73,6 +76,8 @@ def _variables(root: ET.Element) -> str | None:
 def _tree(template: str) -> ET.Element | str:
     """The element tree TTP builds from the template (ttp's construct_etree), or why it
     cannot build one."""
+    from xml.etree import ElementTree as ET
+
     try:
         root = ET.XML(template)
         if str(root.tag).lower() != "template":

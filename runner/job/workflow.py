@@ -20,7 +20,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: validators built on first use (see runner.job.spec._Model)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Parent(_Model):

@@ -169,7 +169,8 @@ class Strict(BaseModel):
     not a mapping (None: pydantic's own error). Keys in `tolerated` are accepted and kept
     aside (model_extra, with extra="allow") for the caller to warn about."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: validators built on first use (see runner.job.spec._Model)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     unknown_field: ClassVar[str | None] = "unknown field {key}"
     tolerated: ClassVar[frozenset[str]] = frozenset()
     missing: ClassVar[Mapping[str, str]] = {}

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, String, any_, bindparam, cast, func, select
-from sqlalchemy.dialects import postgresql
 
 from runner.errors import BackupError, InputError, NotFound
 from runner.execution.control.keys import device_key
@@ -192,6 +191,8 @@ def by_name_query(dialect: str, status: bool = False) -> Select[Any]:
         names: Any = device_last.c.host.in_(select(
             func.json_each(bindparam("hosts")).table_valued("value").c.value))
     elif dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql  # only where it is the database
+
         names = device_last.c.host == any_(cast(bindparam("hosts"),
                                                 postgresql.ARRAY(String)))
     else:

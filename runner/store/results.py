@@ -239,10 +239,15 @@ def _upsert_last(conn: Connection, found: Any) -> Any:
     columns = ["host", "record_id", "status"]
     if conn.dialect.name not in _UPSERTS:  # rebuild_last deleted the hosts' rows first
         return insert(device_last).from_select(columns, found)
-    from sqlalchemy.dialects import postgresql, sqlite
+    # the dialect's own INSERT, importing only its dialect (PostgreSQL's: ~20 ms of CPU)
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-    made: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-        device_last)
+        made: Any = pg_insert(device_last)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        made = sqlite_insert(device_last)
     made = made.from_select(columns, found)
     # `<=`: SQLite may give a re-written record the id of the one it replaced
     return made.on_conflict_do_update(

@@ -1,8 +1,9 @@
 """The command line as a whole: every command path under `runner`, and what one `runner ...`
-process imported (its sys.modules as it exits)."""
+process imported (its sys.modules as it exits) and built."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -12,14 +13,30 @@ from pathlib import Path
 
 import click
 
-# Runs `python -m runner ARGS` with sys.modules written to the file named first when the
-# process exits (by sys.exit, as every runner command ends, or by returning).
+# Runs `python -m runner ARGS` and writes, to the file named first, as the process exits (by
+# sys.exit, as every runner command ends, or by returning): its sys.modules, the pydantic
+# models whose validators were built, and how many objects the collector had frozen. The
+# hook is registered before runner's own, so it runs after them.
 _PROBE = """\
-import atexit, runpy, sys
+import atexit, gc, runpy, sys
 out = sys.argv.pop(1)
+def _built():
+    if "pydantic" not in sys.modules:
+        return []
+    from pydantic import BaseModel
+    found, todo = set(), [BaseModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__dict__.get("__pydantic_complete__"):
+                found.add(f"{sub.__module__}.{sub.__qualname__}")
+    return sorted(found)
 def _dump():
+    found = {"modules": sorted(sys.modules), "built": _built(),
+             "frozen": gc.get_freeze_count()}
+    import json
     with open(out, "w", encoding="utf-8") as fh:
-        fh.write("\\n".join(sorted(sys.modules)))
+        json.dump(found, fh)
 atexit.register(_dump)
 runpy.run_module("runner", run_name="__main__", alter_sys=True)
 """
@@ -40,10 +57,13 @@ def command_paths(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tu
 
 @dataclass
 class Imported:
-    """One `runner` process: how it ended and the modules it had imported by then."""
+    """One `runner` process: how it ended, the modules it had imported by then, the pydantic
+    models it built validators for (module.Class) and the objects it froze (gc.freeze)."""
 
     proc: subprocess.CompletedProcess[str]
     modules: set[str]
+    built: set[str]
+    frozen: int
 
     def of(self, *packages: str) -> list[str]:
         """The imported modules of these top-level packages (`sqlalchemy` covers
@@ -62,4 +82,5 @@ def imports_of(args: list[str], workdir: Path, env: dict[str, str] | None = None
                           env=env, capture_output=True, text=True, timeout=timeout,
                           check=False)
     assert out.exists(), (args, proc.returncode, proc.stderr[-3000:])
-    return Imported(proc, set(out.read_text(encoding="utf-8").split()))
+    found = json.loads(out.read_text(encoding="utf-8"))
+    return Imported(proc, set(found["modules"]), set(found["built"]), found["frozen"])

@@ -1,13 +1,20 @@
 """Start-up (issue 28): a command imports what it uses when it uses it. `runner --help` lists
 the commands from runner.cli.COMMANDS without importing one, every command's --help loads
 no database, broker or SSH library, `validate` no database or broker, and a small local run
-no Celery or Redis (nor Alembic once its database is at head). Each is a real `python -m
-runner` process whose sys.modules is read as it exits. CPU figures: bench/startup.py."""
+no Celery or Redis (nor Alembic once its database is at head, nor PostgreSQL's dialect on
+SQLite). A job's pydantic models build their validators when used (the job's one, not one
+per model at import), asyncssh loads without running a compiler, and what a command loaded
+is frozen, not collected, at exit. Each is a real `python -m runner` process whose
+sys.modules is read as it exits. CPU figures: bench/startup.py."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import stat
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,6 +59,7 @@ def test_runner_help_imports_no_command_module(tmp_path: Path) -> None:
         assert seen.of("pydantic", "yaml", "jinja2", "nornir") == []
         assert [m for m in COMMAND_MODULES if seen.loaded(m)] == []
         assert seen.loaded("runner.cli") and seen.loaded("click")  # the probe sees imports
+        assert seen.frozen > 0  # at exit what it loaded is frozen, not collected
 
 
 def test_every_help_page_loads_no_database_broker_or_ssh_library(tmp_path: Path) -> None:
@@ -98,11 +106,52 @@ def test_validate_loads_no_database_broker_or_ssh_library(tmp_path: Path) -> Non
         # checking is runner.job.prepare's: no engine, dispatcher, store or run module
         assert _within(seen, *NOT_FOR_CHECKING) == [], args
         assert seen.loaded("runner.job.spec") and seen.loaded("runner.job.prepare")
+        # one validator built, the job's (the ~30 models inside it are in it), and the
+        # inventory files' with -i: no model builds its own at import
+        assert _runner_models(seen) == {JOB_MODEL, *(INVENTORY_MODELS if "-i" in args
+                                                     else ())}, args
     bad = write_job(tmp_path / "bad", "bad", steps=[{"name": "x", "command": 3}])
     seen = imports_of(["validate", str(bad)], tmp_path, env)
     assert seen.proc.returncode == 2 and "bad.yml" in seen.proc.stderr
     assert seen.of(*DATABASE, *BROKER, *SSH) == []
     assert _within(seen, *NOT_FOR_CHECKING) == []
+    assert _runner_models(seen) == {JOB_MODEL}
+
+
+JOB_MODEL = "runner.job.spec.JobSpec"
+INVENTORY_MODELS = ("runner.inventory.files.EntriesFile", "runner.inventory.files.DefaultsEntry")
+
+
+def _runner_models(seen: Imported) -> set[str]:
+    return {m for m in seen.built if m.startswith("runner.")}
+
+
+def test_no_model_of_a_job_or_an_inventory_builds_its_validator_at_import(
+        tmp_path: Path) -> None:
+    """Every model of the job, blackouts and inventory files defers its build (each wing's
+    base sets defer_build): importing them all builds none; the schema command, which
+    needs them all, still builds each (the control)."""
+    probe = ("import sys, runner.job.load, runner.job.prepare, runner.job.blackouts, "
+             "runner.inventory.fleet, runner.job.run\n"
+             "from pydantic import BaseModel\n"
+             "todo, seen = [BaseModel], []\n"
+             "while todo:\n"
+             "    for sub in todo.pop().__subclasses__():\n"
+             "        todo.append(sub)\n"
+             "        if sub.__module__.startswith('runner.'):\n"
+             "            seen.append((sub.__qualname__, sub.__pydantic_complete__))\n"
+             "print(sorted(seen))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=_env(tmp_path),
+                          capture_output=True, text=True, check=True)
+    models = dict(ast.literal_eval(proc.stdout))
+    assert {"JobSpec", "CommandStep", "BlackoutWindow", "EntriesFile", "HostEntry",
+            "NotifyTarget", "TriggerSpec", "ScheduleSpec", "SecretRefSpec"} <= set(models)
+    assert [name for name, built in models.items() if built] == []
+    env = _env(tmp_path)
+    for kind, model in (("job", JOB_MODEL), ("blackouts", "runner.job.blackouts.BlackoutsFile"),
+                        ("hosts", "runner.inventory.files.EntriesFile")):
+        seen = imports_of(["schema", kind], tmp_path, env)
+        assert seen.proc.returncode == 0 and model in seen.built, kind
 
 
 def _within(seen: Imported, *prefixes: str) -> list[str]:
@@ -131,9 +180,14 @@ def test_a_small_local_run_loads_no_broker_and_alembic_only_to_upgrade(
         # a show job: no other driver, no template or check engine, no config trees
         assert seen.of("netmiko", "scrapli", "paramiko", "jinja2", "hier_config") == []
         assert seen.loaded("sqlalchemy") and seen.loaded("asyncssh")  # what it did use
+        assert seen.loaded("sqlalchemy.dialects.sqlite")
+        assert seen.of("multiprocessing") == []  # no engine process: none of its machinery
+        assert _runner_models(seen) == {JOB_MODEL, *INVENTORY_MODELS}
     first, second = runs
     assert first.loaded("alembic")  # the new database's schema was made by Alembic
     assert second.of("alembic") == []  # at head: one query said so
+    # Alembic loads every dialect it has; at head, SQLite's alone (PostgreSQL's: ~20 ms)
+    assert _within(second, "sqlalchemy.dialects.postgresql") == []
 
 
 def test_the_command_list_says_what_each_command_says() -> None:
@@ -194,3 +248,55 @@ def test_the_schema_head_read_as_text_is_alembics(tmp_path: Path) -> None:
         first, 'revision = REV\ndown_revision = "0001"\n')) is None  # not stated plainly
     assert migrate.stated_head(versions(first, 'down_revision = "0001"\n')) is None
     assert migrate.stated_head(versions()) is None
+
+
+_FOUND = ("import json, warnings\n"
+          "warnings.simplefilter('ignore')\n"
+          "import {module}\n"
+          "from asyncssh.crypto import pq, umac\n"
+          "print(json.dumps([pq.mlkem_available, pq.sntrup_available, pq._oqs_lib,\n"
+          "                  umac._nettle_lib]))\n")
+
+
+def test_asyncssh_loads_without_running_a_compiler(tmp_path: Path) -> None:
+    """asyncssh looks for liboqs and libnettle as it loads. Through runner.drivers.sshlib
+    (how runner imports it) that is ldconfig's cache and the loader's directories, never a
+    compiler or linker run (ctypes.util's fallbacks for a library ldconfig does not list,
+    ~20 ms of CPU each), and it finds here what asyncssh alone finds."""
+    tools, ran = tmp_path / "bin", tmp_path / "ran.txt"
+    tools.mkdir()
+    for name in ("gcc", "cc", "ld"):  # what find_library runs besides /sbin/ldconfig
+        tool = tools / name
+        tool.write_text(f"#!/bin/sh\necho {name} >> {ran}\nexit 1\n", encoding="utf-8")
+        tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    env = _env(tmp_path)
+    watched = {**env, "PATH": f"{tools}{os.pathsep}{env.get('PATH', '')}"}
+
+    def found(module: str, run_env: dict[str, str]) -> list[object]:
+        proc = subprocess.run([sys.executable, "-c", _FOUND.format(module=module)],
+                              cwd=tmp_path, env=run_env, capture_output=True, text=True,
+                              check=True)
+        return list(json.loads(proc.stdout))
+
+    alone = found("asyncssh", env)  # with this machine's own gcc and ld, if any
+    assert found("asyncssh", watched) == alone
+    if alone[2] is None:  # no liboqs in ldconfig's cache: asyncssh alone ran the compiler
+        assert "gcc" in ran.read_text(encoding="utf-8")
+        ran.unlink()
+    assert found("runner.drivers.sshlib", watched) == alone
+    assert not ran.exists()
+
+
+def test_the_loader_search_looks_where_dlopen_does(tmp_path: Path) -> None:
+    from runner.drivers.sshlib import DEFAULT_DIRS, loader_search
+
+    libs = tmp_path / "lib"
+    libs.mkdir()
+    (libs / "libdemo.so.3").write_bytes(b"")
+    cache = {"cached": "libcached.so.1"}
+    find = loader_search(cache.get, {"LD_LIBRARY_PATH": f"/nonexistent:{libs}"})
+    assert find("cached") == "libcached.so.1"  # ldconfig's cache first
+    assert find("demo") == str(libs / "libdemo.so.3")  # then LD_LIBRARY_PATH
+    assert find("runner-no-such-library") is None
+    assert loader_search(cache.get, {})("demo") is None  # not where the loader looks
+    assert "/usr/lib" in DEFAULT_DIRS

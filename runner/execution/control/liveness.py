@@ -30,12 +30,14 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from multiprocessing.connection import Connection
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from runner.errors import Interrupted
 from runner.execution.tally import Tally
 from runner.records import DeviceResult, RunResult, now_iso
+
+if TYPE_CHECKING:  # multiprocessing loads with engine processes, not with every run
+    from multiprocessing.connection import Connection
 
 log = logging.getLogger(__name__)
 STALE_S = 600.0  # a run on another machine whose heartbeat is this old is taken for dead

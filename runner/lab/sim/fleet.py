@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import asyncssh
 import yaml
 
+from runner.drivers.sshlib import asyncssh
 from runner.errors import InputError
 from runner.lab.sim.server import FAULTS, FleetConfig, SimDevice
 

@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 
 
 async def serve_part(directory: Path, fleet: FleetConfig, label: str) -> None:
-    import asyncssh
-
+    from runner.drivers.sshlib import asyncssh
     from runner.lab.sim import fleet as fleet_files
     from runner.lab.sim.process import part_state, watch_descriptors
     from runner.lab.sim.server import serve

@@ -11,16 +11,13 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import asyncssh
-
-from runner.drivers import sshlog
+from runner.drivers.sshlib import asyncssh
 from runner.errors import LabError
 from runner.lab.sim.cli import Device
 from runner.lab.sim.limits import listen_error
 from runner.lab.sim.shell import Shell
 
 FAULTS = ("slow", "refuse", "drop", "hang")
-sshlog.install()  # asyncssh builds a session's log lines only when they are logged
 _DROP_AFTER = 200  # a dropped session dies this many characters into a long answer
 
 
