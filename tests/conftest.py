@@ -5,6 +5,7 @@ simulated fleet of the tier that asks for one."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
     from tests.support.workers import RedisServer
 
 watch_reads()
+# Ctrl-C tests send SIGINT to the runner processes they start. A suite started in the
+# background by a script (`./dev test &` in a non-interactive shell) has SIGINT ignored,
+# and every child would inherit that and never see the Ctrl-C; children of a handled
+# SIGINT start with the default action, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
