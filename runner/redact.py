@@ -20,6 +20,10 @@ from runner.inventory.secretlines import BOUNDARY, keyword, prefix, required
 
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words in device output
+# Candidate lines remembered masked, per redactor: a fleet's configs repeat most such lines
+# (`enable secret ...`, `snmp-server community ...`), and checking one against every rule
+# was half of masking a device's output. Bounded: emptied when full.
+MASKED_LINES = 4096
 # Words after which a value is a credential, and what may stand between them and it:
 # quotes, `:` or `=`, an IOS encryption type (`password 7 ...`).
 _CONTEXT = (r"(?P<ctx>(?i:\b(?:password|passwd|passphrase|pass|pwd|secret|community|"
@@ -98,6 +102,7 @@ class Redactor:
         self._words_required = frozenset(w for _, groups in self._rules for g in groups
                                          for w in g)
         self._probes = _probes([required(rule) for rule in self._patterns])
+        self._masked: dict[str, str] = {}  # candidate line -> masked (MASKED_LINES)
 
     def text(self, text: str) -> str:
         if self._whole and text.strip() in self._whole:
@@ -133,7 +138,12 @@ class Redactor:
             end = text.find("\n", start)
             end = len(text) if end < 0 else end
             line = text[start:end]
-            masked = self._mask_line(line)
+            masked = self._masked.get(line)
+            if masked is None:
+                masked = self._mask_line(line)
+                if len(self._masked) >= MASKED_LINES:
+                    self._masked.clear()
+                self._masked[line] = masked
             if masked != line:
                 parts += [text[done:start], masked]
                 done = end

@@ -12,7 +12,7 @@ import pytest
 
 from runner.inventory import platforms
 from runner.inventory.secretlines import RuleError, compile_rule
-from runner.redact import MASK, Redactor
+from runner.redact import MASK, MASKED_LINES, Redactor
 
 # (line, the secret in it); S marks values that must never survive.
 IOS = [
@@ -206,6 +206,27 @@ def test_every_secret_line_is_masked_however_it_is_written(platform: str) -> Non
             masked = masker.text(variant)
             assert secret.lower() not in masked.lower(), (platform, variant, masked)
             assert MASK in masked
+
+
+@pytest.mark.parametrize("platform", sorted(CORPUS))
+def test_a_line_seen_before_is_masked_as_the_first_time(platform: str) -> None:
+    """A redactor remembers the lines it masked (a fleet repeats them): each variant,
+    masked again by the same redactor, reads as a fresh redactor masks it (case, blanks
+    and context kept: the remembered text is the line's own, not a look-alike's)."""
+    masker = redactor(platform)
+    texts = [variant for line, _ in CORPUS[platform] for variant in variants(line)]
+    texts += [ORDINARY, ORDINARY.upper()]
+    first = [masker.text(text) for text in texts]
+    assert [masker.text(text) for text in texts] == first
+    assert [redactor(platform).text(text) for text in texts] == first
+
+
+def test_the_remembered_lines_stay_bounded() -> None:
+    masker = redactor("cisco_ios")
+    for i in range(2 * MASKED_LINES + 10):
+        assert masker.text(f"username u{i} secret 0 S-{i}x") == \
+            f"username u{i} secret 0 {MASK}"
+    assert 0 < len(masker._masked) <= MASKED_LINES
 
 
 @pytest.mark.parametrize("platform", sorted(CORPUS))
