@@ -44,6 +44,11 @@ SCALE_BENCHES: tuple[Bench, ...] = (
           "local engine, Redis commands per device, on 10,000 devices",
           r"^simulator:|^(runner|raw asyncssh|runner via Celery)|/ floor|Celery / local|"
           r"Redis commands|^    [a-z]+ \d|own peak RSS|simulator CPU per session"),
+    Bench("client-parts", ("bench/client_parts.py", "--devices", "3000", "--repeat", "3",
+                           "--sim-address", "127.171.0.1", "--sim-port", "22171"),
+          "point 2: where runner's client CPU goes beyond the floor's, part by part "
+          "(one process, 3,000 devices)",
+          r"^\| |runner / floor CPU"),
     Bench("run-100k", ("bench/run_scale.py", "--devices", "100000"),
           "point 1: one `runner run` of the show job over 100,000 devices",
           r"^simulator:|^\| |^targets"),

@@ -26,7 +26,8 @@ async def close_quietly(session: Session) -> None:
     """Close a session whose outcome is settled: a close that fails or hangs changes
     nothing (given CLOSE_TIMEOUT_S)."""
     with contextlib.suppress(TimeoutError, DeviceError):
-        await asyncio.wait_for(session.close(), CLOSE_TIMEOUT_S)
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):  # no task of its own, as wait_for makes
+            await session.close()
 
 
 __all__ = ["ConnectParams", "Session", "Timeouts", "close_quietly", "open_session"]

@@ -140,21 +140,24 @@ class AsyncsshSession:
         extras = params.extras
         secrets = params.secrets
         key = extras.get("private_key_path") or extras.get("key_file")
+        # asyncio.timeout rather than wait_for: no task of its own per call (three a device)
         with _OPEN.boundary(secrets):
-            conn = await asyncio.wait_for(asyncssh.connect(
-                params.hostname, params.port, username=params.username,
-                password=params.password, client_keys=[key] if key else None,
-                known_hosts=known_hosts_for(extras.get("known_hosts"))
-                if params.host_key_checking and extras.get("strict_host_keys", True)
-                else None,
-                agent_path=None, config=None, login_timeout=timeouts.connect,
-                encryption_algs=list(_CIPHERS),
-                keepalive_interval=extras.get("keepalive", 0)), timeouts.connect)
+            async with asyncio.timeout(timeouts.connect):
+                conn = await asyncssh.connect(
+                    params.hostname, params.port, username=params.username,
+                    password=params.password, client_keys=[key] if key else None,
+                    known_hosts=known_hosts_for(extras.get("known_hosts"))
+                    if params.host_key_checking and extras.get("strict_host_keys", True)
+                    else None,
+                    agent_path=None, config=None, login_timeout=timeouts.connect,
+                    encryption_algs=list(_CIPHERS),
+                    keepalive_interval=extras.get("keepalive", 0))
         try:
             with _OPEN.boundary(secrets):
-                chan, reader = await asyncio.wait_for(conn.create_session(
-                    _Reader, term_type="vt100", term_size=(511, 24), encoding="utf-8",
-                    errors="replace"), timeouts.connect)
+                async with asyncio.timeout(timeouts.connect):
+                    chan, reader = await conn.create_session(
+                        _Reader, term_type="vt100", term_size=(511, 24), encoding="utf-8",
+                        errors="replace")
                 session = cls(conn, chan, cast(_Reader, reader), platform, secrets)
                 banner = await session._read_prompt(timeouts.connect)
             # The session is established: a loss from here on is SessionLost.
