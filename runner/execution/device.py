@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from runner.drivers import Session, Timeouts, close_quietly
+from runner.drivers.base import Session, Timeouts
+from runner.drivers.sessions import close_quietly
 from runner.errors import (
     ConfigUnreadable,
     CoordinationFailed,
