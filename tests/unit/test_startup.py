@@ -89,12 +89,14 @@ def test_validate_loads_no_database_broker_or_ssh_library(tmp_path: Path) -> Non
     job = _check_job(tmp_path)
     inventory = write_inventory(tmp_path, "r1: {hostname: 127.0.0.1, platform: cisco_ios}\n")
     env = _env(tmp_path)
-    # Each with what it must not load besides; without -i no inventory (Nornir), and a job
-    # without templates or checks no Jinja2.
+    # Each with what it must not load besides; without -i no inventory (Nornir, and the
+    # ruamel.yaml it reads its config with), with -i no asyncio or ssl (the inventory reads
+    # the drivers' table, not their sessions), and a job without templates or checks no
+    # Jinja2.
     for args, nor in ((["validate", str(job), "--templates", str(TEMPLATES)],
-                       ("nornir", "jinja2")),
+                       ("nornir", "ruamel", "jinja2")),
                       (["validate", str(job), "--templates", str(TEMPLATES), "-i",
-                        str(inventory)], ("jinja2",)),
+                        str(inventory)], ("jinja2", "asyncio", "ssl")),
                       # its siblings are not validated (jobs/compliance.yml's notify URL
                       # would load Apprise): facts.yml has no `after:`, its name is its own
                       (["validate", str(ROOT / "jobs" / "facts.yml"), "--templates",
@@ -103,6 +105,7 @@ def test_validate_loads_no_database_broker_or_ssh_library(tmp_path: Path) -> Non
         assert seen.proc.returncode == 0, (args, seen.proc.stdout, seen.proc.stderr)
         assert seen.proc.stdout.rstrip().endswith(": ok"), seen.proc.stdout
         assert seen.of(*DATABASE, *BROKER, *SSH, *nor, "apprise", "multiprocessing") == [], args
+        assert seen.loaded("nornir.core.inventory") == ("-i" in args), args  # the control
         # checking is runner.job.prepare's: no engine, dispatcher, store or run module
         assert _within(seen, *NOT_FOR_CHECKING) == [], args
         assert seen.loaded("runner.job.spec") and seen.loaded("runner.job.prepare")
@@ -300,3 +303,62 @@ def test_the_loader_search_looks_where_dlopen_does(tmp_path: Path) -> None:
     assert find("runner-no-such-library") is None
     assert loader_search(cache.get, {})("demo") is None  # not where the loader looks
     assert "/usr/lib" in DEFAULT_DIRS
+
+
+_PLUGIN = """\
+\"\"\"A pydantic plugin that says, in a file, that pydantic loaded it.\"\"\"
+import os
+from pathlib import Path
+
+Path(os.environ["PLUGIN_MARK"]).write_text("loaded", encoding="utf-8")
+
+
+class Plugin:
+    def new_schema_validator(self, *args, **kwargs):
+        return None, None, None
+
+
+plugin = Plugin()
+"""
+
+
+def test_pydantic_plugins_are_off_unless_the_user_says_otherwise(tmp_path: Path) -> None:
+    """An installed pydantic plugin (an entry point of the `pydantic` group, as a package
+    declares it) is not looked up by `runner validate`: runner sets PYDANTIC_DISABLE_PLUGINS
+    when the environment has none. A value the user set is kept: empty, pydantic loads the
+    plugin (the control); naming another plugin, it loads this one."""
+    site = tmp_path / "site"
+    (site / "runner_probe_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "runner_probe_plugin.py").write_text(_PLUGIN, encoding="utf-8")
+    (site / "runner_probe_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: runner-probe-plugin\nVersion: 1.0\n", encoding="utf-8")
+    (site / "runner_probe_plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[pydantic]\nprobe = runner_probe_plugin:plugin\n", encoding="utf-8")
+    job = write_job(tmp_path / "jobs", "show", steps=[{"name": "v", "command": "show version"}])
+    mark = tmp_path / "loaded.txt"
+    env = {k: v for k, v in _env(tmp_path).items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    env |= {"PYTHONPATH": str(site), "PLUGIN_MARK": str(mark)}
+
+    def loaded(**extra: str) -> bool:
+        mark.unlink(missing_ok=True)
+        proc = subprocess.run([sys.executable, "-m", "runner", "validate", str(job)],
+                              cwd=tmp_path, env={**env, **extra}, capture_output=True,
+                              text=True, check=False)
+        assert proc.returncode == 0 and proc.stdout.rstrip().endswith(": ok"), proc.stderr
+        return mark.exists()
+
+    assert not loaded()  # runner's default: no lookup
+    assert loaded(PYDANTIC_DISABLE_PLUGINS="")  # the user's value wins: plugins on
+    assert loaded(PYDANTIC_DISABLE_PLUGINS="another")  # only another plugin off
+    assert not loaded(PYDANTIC_DISABLE_PLUGINS="probe")
+    # the commands runner starts (engine processes, `runner serve`'s runs) inherit the choice
+    probe = ("import atexit, os, sys\n"
+             "atexit.register(lambda: print(repr(os.environ.get('PYDANTIC_DISABLE_PLUGINS'))))\n"
+             "sys.argv = ['runner', '--help']\n"
+             "from runner.cli import main\n"
+             "main()\n")
+    for given, seen in ((None, "'__all__'"), ("", "''"), ("1", "'1'")):
+        run_env = env if given is None else {**env, "PYDANTIC_DISABLE_PLUGINS": given}
+        proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=run_env,
+                              capture_output=True, text=True, check=False)
+        assert proc.stdout.rstrip().endswith(seen), (given, proc.stdout, proc.stderr)
