@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 from runner import cli as cli_module
 from runner.cli import COMMANDS, LazyCommand, LazyGroup, cli
+from runner.job.commands import RUN_GC_THRESHOLD
 from runner.registry import Registry
 from runner.store import migrate
 from tests.support.base import ROOT, TEMPLATES, write_inventory
@@ -106,6 +107,8 @@ def test_validate_loads_no_database_broker_or_ssh_library(tmp_path: Path) -> Non
         assert seen.proc.stdout.rstrip().endswith(": ok"), seen.proc.stdout
         assert seen.of(*DATABASE, *BROKER, *SSH, *nor, "apprise", "multiprocessing") == [], args
         assert seen.loaded("nornir.core.inventory") == ("-i" in args), args  # the control
+        # what it loads is collected young and rarely, as a run's is, not as it loads
+        assert seen.threshold == RUN_GC_THRESHOLD, args
         # checking is runner.job.prepare's: no engine, dispatcher, store or run module
         assert _within(seen, *NOT_FOR_CHECKING) == [], args
         assert seen.loaded("runner.job.spec") and seen.loaded("runner.job.prepare")
