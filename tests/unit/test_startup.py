@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -24,7 +25,12 @@ from click.testing import CliRunner
 
 from runner import cli as cli_module
 from runner.cli import COMMANDS, LazyCommand, LazyGroup, cli
+from runner.inventory import platforms
+from runner.inventory.secretlines import compile_rule
 from runner.job.commands import RUN_GC_THRESHOLD
+from runner.job.load import load_job
+from runner.job.prepare import prepare_job
+from runner.redact import Redactor
 from runner.registry import Registry
 from runner.store import migrate
 from tests.support.base import ROOT, TEMPLATES, write_inventory
@@ -365,3 +371,46 @@ def test_pydantic_plugins_are_off_unless_the_user_says_otherwise(tmp_path: Path)
         proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=run_env,
                               capture_output=True, text=True, check=False)
         assert proc.stdout.rstrip().endswith(seen), (given, proc.stdout, proc.stderr)
+
+
+_COMPILED = ("volatile", "secrets", "modes", "submodes")
+
+
+def _compiled(table: Registry[platforms.Platform]) -> dict[str, list[str]]:
+    """Per platform, which of its pattern sets have been compiled."""
+    return {p.name: [a for a in _COMPILED if a in vars(p)] for p in table}
+
+
+def test_a_platforms_patterns_are_compiled_when_first_used(tmp_path: Path) -> None:
+    """platforms.yaml's patterns (secret-line rules the most of them) are compiled for the
+    platforms a command uses, when it uses them: checking a job against an inventory
+    compiles none, masking one platform's output compiles that platform's secret rules
+    alone; each compiled set is its written patterns, in order."""
+    platforms._table.cache_clear()
+    try:
+        job = write_job(tmp_path / "jobs", "show", steps=[{"name": "v",
+                                                           "command": "show version"}])
+        inventory = write_inventory(tmp_path, "r1: {hostname: 127.0.0.1, platform: cisco_ios}\n"
+                                              "r2: {hostname: 127.0.0.2, platform: eos}\n")
+        prep = prepare_job(load_job(job), inventory, TEMPLATES)
+        assert sorted(prep.hosts) == ["r1", "r2"]
+        table = platforms._table()
+        assert len(table.names()) >= 4
+        assert _compiled(table) == {p.name: [] for p in table}
+        ios = platforms.get("cisco_ios")
+        assert ios is not None
+        assert Redactor(["hunter22"], ios.secrets).text("enable secret 0 s3cr3t\n") == \
+            "enable secret 0 ********\n"
+        assert _compiled(table) == {p.name: ["secrets"] if p.name == "cisco_ios" else []
+                                    for p in table}
+        for platform in table:  # every written pattern compiles (a shipped table's check)
+            assert [r.pattern for r in platform.secrets] == \
+                [compile_rule(rule).pattern for rule in platform.secret_rules]
+            assert [(v.pattern, v.flags & re.M) for v in platform.volatile] == \
+                [(v, re.M) for v in platform.volatile_patterns]
+            assert [m.pattern for m in platform.modes] == list(platform.mode_patterns)
+            assert [m.pattern for m in platform.submodes] == list(platform.submode_patterns)
+            assert platform.secrets and platform.volatile
+        assert any(p.modes for p in table)
+    finally:
+        platforms._table.cache_clear()
