@@ -281,3 +281,15 @@ def test_structured_values_under_secret_names_are_masked_whole() -> None:
 def test_a_malformed_rule_is_refused(rule: str, problem: str) -> None:
     with pytest.raises(RuleError, match=re.escape(problem)):
         compile_rule(rule)
+
+
+def test_a_redactor_takes_secret_line_rules_only() -> None:
+    """A pattern that is not a compiled rule (no BOUNDARY in front, no `secret` group)
+    would match lines and mask nothing in them: refused when the redactor is made."""
+    rule = compile_rule("enable secret <secret>")
+    assert Redactor([], [rule]).text("enable secret s3cr3t-x\n") == f"enable secret {MASK}\n"
+    for pattern in (re.compile(r"enable secret (\S+)"),
+                    re.compile(r"enable secret (?P<secret>\S+)"),
+                    re.compile(rule.pattern.replace("(?P<secret>", "(?P<value>"))):
+        with pytest.raises(ValueError, match="not a secret-line rule"):
+            Redactor([], [rule, pattern])
