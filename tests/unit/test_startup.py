@@ -1,10 +1,12 @@
 """Start-up (issue 28): a command imports what it uses when it uses it. `runner --help` lists
 the commands from runner.cli.COMMANDS without importing one, every command's --help loads
-no database, broker or SSH library, `validate` no database or broker, and a small local run
-no Celery or Redis (nor Alembic once its database is at head, nor PostgreSQL's dialect on
-SQLite). A job's pydantic models build their validators when used (the job's one, not one
-per model at import), asyncssh loads without running a compiler, and what a command loaded
-is frozen, not collected, at exit. Each is a real `python -m runner` process whose
+no database, broker or SSH library, `validate` no database or broker (nor Nornir without
+-i, nor asyncio with it), and a small local run no Celery or Redis (nor Alembic once its
+database is at head, nor PostgreSQL's dialect on SQLite). pydantic looks up no plugin
+unless the user's environment says so, and a platform's patterns compile when used. A
+job's pydantic models build their validators when used (the job's one, not one per model
+at import), asyncssh loads without running a compiler, and what a command loaded is
+frozen, not collected, at exit. Each is a real `python -m runner` process whose
 sys.modules is read as it exits. CPU figures: bench/startup.py."""
 
 from __future__ import annotations
