@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from runner.inventory.secretlines import BOUNDARY, keyword, prefix, required
+from runner.inventory.secretlines import BOUNDARY, LinePattern, keyword, prefix, required
 
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words in device output
@@ -30,7 +30,7 @@ _CONTEXT = (r"(?P<ctx>(?i:\b(?:password|passwd|passphrase|pass|pwd|secret|commun
             r"(?:\d{1,2}[ \t]+)?[\"']?)")
 
 
-def _checked(patterns: Iterable[re.Pattern[str]]) -> tuple[re.Pattern[str], ...]:
+def _checked(patterns: Iterable[LinePattern]) -> tuple[LinePattern, ...]:
     """The patterns, each a secret-line rule (secretlines.compile_rule's: starting with
     BOUNDARY, its `secret` group the value), else ValueError: a pattern without that group
     would match and mask nothing."""
@@ -76,7 +76,7 @@ class Redactor:
     """Masks known secret values and platform secret-line patterns in any text or record."""
 
     def __init__(self, values: Iterable[str] = (),
-                 patterns: Iterable[re.Pattern[str]] = (),
+                 patterns: Iterable[LinePattern] = (),
                  usernames: Iterable[str] = ()) -> None:
         names = set(usernames)
         every = {v for v in values if v}

@@ -408,7 +408,7 @@ class DeviceRunner:
         values |= self._derived.get(host, set())
         key = "\0".join([name, *sorted(values), "\1", *sorted(usernames)])
         if key not in self._redactors:  # most fleets share a handful of credentials
-            self._redactors[key] = Redactor(values, platform.secrets if platform else (),
+            self._redactors[key] = Redactor(values, platform.secret_lines if platform else (),
                                             usernames)
         return self._redactors[key]
 

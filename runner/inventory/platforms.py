@@ -11,7 +11,7 @@ from functools import cache, cached_property
 
 import yaml
 
-from runner.inventory.secretlines import compile_rule
+from runner.inventory.secretlines import LazyRule, compile_rule
 from runner.registry import Registry
 
 
@@ -48,6 +48,11 @@ class Platform:
     def secrets(self) -> tuple[re.Pattern[str], ...]:
         """The secret-line rules (secretlines.compile_rule: each one's `secret` group)."""
         return tuple(compile_rule(r) for r in self.secret_rules)
+
+    @cached_property
+    def secret_lines(self) -> tuple[LazyRule, ...]:
+        """The secret-line rules, each compiled when a redactor first applies it."""
+        return tuple(LazyRule(r) for r in self.secret_rules)
 
     @cached_property
     def modes(self) -> tuple[re.Pattern[str], ...]:
