@@ -36,7 +36,7 @@ class Bench:
 SCALE_BENCHES: tuple[Bench, ...] = (
     Bench("startup", ("bench/startup.py", "--repeat", "7"),
           "point 6: CPU of --help, validate and a small run before any device",
-          r"^\| (`runner|command)"),
+          r"^\| (runner |command |validate|a run's floor)"),  # commands, floors
     Bench("fleet-10k", ("bench/fleet.py", "--devices", "10000", "--repeat", "3",
                         "--skip", "nornir", "--skip", "ansible", "--skip", "push",
                         "--sim-address", "127.170.0.1", "--sim-port", "22170"),

@@ -1,6 +1,7 @@
 """Bench: what `runner` costs before it does anything, in CPU, beside the bare interpreter.
 
     .venv/bin/python bench/startup.py [--repeat 7] [--devices 5] [--baseline REV] [--top 8]
+                                      [--sim-address 127.28.6.1]
 
 Runs each command as a user types it (`python -m runner ...`, a fresh interpreter each
 time, with compiled bytecode as an installed package has it) --repeat times, interleaved,
@@ -9,7 +10,8 @@ wait4) and that minus `python -c pass`: `runner --help`, `runner run --help`, `r
 validate` on a job (the show job, alone and with -i; the shipped jobs/facts.yml, whose
 directory's jobs are read for their `after:` graph), and a small `runner run` (a show job
 on --devices simulated devices, the local engine, a database already at head). Then the
-libraries those commands need, each imported alone (their floor), and for each command
+libraries those commands need, each imported alone and then together per command (their
+floor), and for each command
 its largest imports as `python -X importtime` reports them (one more run). With
 --baseline REV, the runner package of that git revision (extracted with `git archive`,
 run from this venv) is measured in the same run, interleaved, for a before/after.
@@ -63,14 +65,26 @@ class Case:
 # and gcc and ld for a library ldconfig does not list: child processes, counted here, a
 # process's CPU includes the children it reaped); as runner imports it (its drivers,
 # runner.drivers.sshlib) the probe is ldconfig's cache and the loader's directories.
+_PYDANTIC = "from pydantic import BaseModel, Field; import pydantic.plugin._loader"
 LIBRARIES = (
     ("click", "import click"),
     ("PyYAML", "import yaml"),
     ("pydantic (BaseModel)", "from pydantic import BaseModel"),
+    # a model with fields loads pydantic.fields (its types, annotated_types); pydantic
+    # imports its plugin loader (and importlib.metadata) as it builds its first validator,
+    # whatever PYDANTIC_DISABLE_PLUGINS says: every job check pays both
+    ("pydantic (+ fields, plugin loader)", _PYDANTIC),
     ("nornir", "import nornir.core.inventory"),
     ("SQLAlchemy (Core)", "import sqlalchemy"),
     ("asyncssh", "import asyncssh"),
     ("asyncssh (runner.drivers.sshlib)", "from runner.drivers.sshlib import asyncssh"),
+    # what `validate` cannot do without, together (shared imports counted once); with -i
+    # Nornir besides; a run, SQLAlchemy and asyncssh besides
+    ("validate's floor: click, PyYAML, pydantic", "import click, yaml; " + _PYDANTIC),
+    ("validate -i's floor: + nornir", "import click, yaml, nornir.core.inventory; "
+                                      + _PYDANTIC),
+    ("a run's floor: + SQLAlchemy, asyncssh", "import click, yaml, nornir.core.inventory, "
+     "sqlalchemy; from runner.drivers.sshlib import asyncssh; " + _PYDANTIC),
 )
 
 
@@ -121,6 +135,9 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="REV",
                     help="also measure the runner package of this git revision")
     ap.add_argument("--top", type=int, default=8, help="imports listed per command")
+    ap.add_argument("--sim-address", default="127.28.6.1", metavar="ADDRESS",
+                    help="loopback address of the run's simulator (one of your own when "
+                         "others run simulators on this machine)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="runner-startup-"))
@@ -142,7 +159,7 @@ def main() -> None:
     facts = ROOT / "jobs" / "facts.yml"
     templates = ROOT / "templates"
 
-    with SimProcess(work / "sim", args.devices, address="127.28.6.1",
+    with SimProcess(work / "sim", args.devices, address=args.sim_address,
                     port=_free_port()) as sim:
         inv = sim.inventory
         db = f"sqlite:///{work / 'results.db'}"

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import cache
 from typing import Any
 
-from runner.inventory.secretlines import BOUNDARY, keyword, prefix, required
+from runner.inventory.secretlines import BOUNDARY, LinePattern, keyword, prefix, required
 
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words in device output
@@ -31,21 +30,15 @@ _CONTEXT = (r"(?P<ctx>(?i:\b(?:password|passwd|passphrase|pass|pwd|secret|commun
             r"(?:\d{1,2}[ \t]+)?[\"']?)")
 
 
-@cache
-def _combined(patterns: tuple[re.Pattern[str], ...]) -> re.Pattern[str] | None:
-    """The platforms' secret-line rules (each starting with secretlines.BOUNDARY, its
-    `secret` group the value) as one pattern, the boundary factored out front: one pass
-    over a large config, failing fast at every position no command can start from. Each
-    rule's group is renamed apart (secret0, secret1...)."""
-    if not patterns:
-        return None
-    bodies = []
-    for i, pattern in enumerate(patterns):
+def _checked(patterns: Iterable[LinePattern]) -> tuple[LinePattern, ...]:
+    """The patterns, each a secret-line rule (secretlines.compile_rule's: starting with
+    BOUNDARY, its `secret` group the value), else ValueError: a pattern without that group
+    would match and mask nothing."""
+    rules = tuple(patterns)
+    for pattern in rules:
         if not pattern.pattern.startswith(BOUNDARY) or "(?P<secret>" not in pattern.pattern:
             raise ValueError(f"not a secret-line rule: {pattern.pattern!r}")
-        body = pattern.pattern[len(BOUNDARY):].replace("(?P<secret>", f"(?P<secret{i}>")
-        bodies.append(f"(?:{body})")
-    return re.compile(f"{BOUNDARY}(?:{'|'.join(bodies)})", re.M)
+    return rules
 
 
 def _mask(match: re.Match[str]) -> str:
@@ -83,7 +76,7 @@ class Redactor:
     """Masks known secret values and platform secret-line patterns in any text or record."""
 
     def __init__(self, values: Iterable[str] = (),
-                 patterns: Iterable[re.Pattern[str]] = (),
+                 patterns: Iterable[LinePattern] = (),
                  usernames: Iterable[str] = ()) -> None:
         names = set(usernames)
         every = {v for v in values if v}
@@ -93,8 +86,7 @@ class Redactor:
                                     r"(?<!\w)(?:", r")(?!\w)")
         self._contexts = _alternatives(weak, _CONTEXT + "(?:", r")(?![^\s\"',;)}\]])")
         self._whole = frozenset(weak)
-        self._patterns = tuple(patterns)
-        self._lines = _combined(self._patterns)
+        self._patterns = _checked(patterns)
         # Each rule with its required keywords as prefixes (substring tests on a line), and
         # one pattern finding the lines that hold one of the most selective as a word.
         self._rules = [(rule, tuple(frozenset(map(prefix, g)) for g in required(rule)))

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from runner.drivers import Session, Timeouts, close_quietly
+from runner.drivers.base import Session, Timeouts
+from runner.drivers.sessions import close_quietly
 from runner.errors import (
     ConfigUnreadable,
     CoordinationFailed,
@@ -407,7 +408,7 @@ class DeviceRunner:
         values |= self._derived.get(host, set())
         key = "\0".join([name, *sorted(values), "\1", *sorted(usernames)])
         if key not in self._redactors:  # most fleets share a handful of credentials
-            self._redactors[key] = Redactor(values, platform.secrets if platform else (),
+            self._redactors[key] = Redactor(values, platform.secret_lines if platform else (),
                                             usernames)
         return self._redactors[key]
 

@@ -8,7 +8,8 @@ import asyncio
 import random
 from concurrent.futures import ThreadPoolExecutor
 
-from runner.drivers import ConnectParams, Session, Timeouts, open_session
+from runner.drivers.base import ConnectParams, Session, Timeouts
+from runner.drivers.sessions import open_session
 from runner.errors import ConnectFailed
 from runner.job.spec import Retries
 from runner.records import DeviceResult

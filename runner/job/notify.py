@@ -24,6 +24,7 @@ from runner.vocab import SUCCESS, DeviceStatus, NotifyEvent, RunStatus, StepKind
 
 if TYPE_CHECKING:
     from runner.inventory.fleet import FleetInventory
+    from runner.inventory.secretlines import LinePattern
     from runner.inventory.secretref import SecretResolver
 
 log = logging.getLogger("runner.job.notify")
@@ -466,10 +467,10 @@ def secrets_of(inventory: FleetInventory, hosts: list[str],
                values: Iterable[str] = ()) -> Redactor:
     """The run's hosts' credentials (secret references too, when `resolver` reads them on
     this machine), other secret `values`, and their platforms' secret-line patterns."""
-    patterns: dict[str, re.Pattern[str]] = {}
+    patterns: dict[str, LinePattern] = {}
     for host in hosts:
         platform = platforms.get(inventory.platform_of(host) or "")
-        for pattern in platform.secrets if platform else ():
+        for pattern in platform.secret_lines if platform else ():
             patterns.setdefault(pattern.pattern, pattern)
     known, usernames = inventory.credentials(hosts, resolver)
     return Redactor(known | set(values), patterns.values(), usernames)

@@ -47,7 +47,7 @@ def _secrets(prep: Prepared | None) -> Redactor:
     when the targets resolved, those devices' credentials as the inventory writes them
     (secret references are not read by the web server: nothing to mask)."""
     known_platforms = filter(None, map(platforms.get, platforms.names()))
-    patterns = {rule.pattern: rule for found in known_platforms for rule in found.secrets}
+    patterns = {rule.pattern: rule for found in known_platforms for rule in found.secret_lines}
     if prep is None:
         return Redactor((), patterns.values())
     known, usernames = prep.inventory.credentials(prep.hosts, None)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.drivers import Timeouts, open_session
+from runner.drivers.base import Timeouts
+from runner.drivers.sessions import open_session
 from runner.errors import DeviceError, SessionLost
 from runner.inventory.fleet import load_inventory
 from tests.support.base import free_port

@@ -12,8 +12,8 @@ import asyncssh
 import pytest
 from asyncssh import packet as ssh_packet
 
-from runner.drivers import open_session
 from runner.drivers.base import Timeouts
+from runner.drivers.sessions import open_session
 from runner.inventory.fleet import load_inventory
 from tests.support.fleet import Fleet
 

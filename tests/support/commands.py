@@ -15,8 +15,8 @@ import click
 
 # Runs `python -m runner ARGS` and writes, to the file named first, as the process exits (by
 # sys.exit, as every runner command ends, or by returning): its sys.modules, the pydantic
-# models whose validators were built, and how many objects the collector had frozen. The
-# hook is registered before runner's own, so it runs after them.
+# models whose validators were built, how many objects the collector had frozen and its
+# thresholds. The hook is registered before runner's own, so it runs after them.
 _PROBE = """\
 import atexit, gc, runpy, sys
 out = sys.argv.pop(1)
@@ -33,7 +33,7 @@ def _built():
     return sorted(found)
 def _dump():
     found = {"modules": sorted(sys.modules), "built": _built(),
-             "frozen": gc.get_freeze_count()}
+             "frozen": gc.get_freeze_count(), "threshold": gc.get_threshold()}
     import json
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(found, fh)
@@ -58,12 +58,14 @@ def command_paths(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tu
 @dataclass
 class Imported:
     """One `runner` process: how it ended, the modules it had imported by then, the pydantic
-    models it built validators for (module.Class) and the objects it froze (gc.freeze)."""
+    models it built validators for (module.Class), the objects it froze (gc.freeze) and the
+    collector's thresholds as it exited."""
 
     proc: subprocess.CompletedProcess[str]
     modules: set[str]
     built: set[str]
     frozen: int
+    threshold: tuple[int, ...]
 
     def of(self, *packages: str) -> list[str]:
         """The imported modules of these top-level packages (`sqlalchemy` covers
@@ -83,4 +85,5 @@ def imports_of(args: list[str], workdir: Path, env: dict[str, str] | None = None
                           check=False)
     assert out.exists(), (args, proc.returncode, proc.stderr[-3000:])
     found = json.loads(out.read_text(encoding="utf-8"))
-    return Imported(proc, set(found["modules"]), set(found["built"]), found["frozen"])
+    return Imported(proc, set(found["modules"]), set(found["built"]), found["frozen"],
+                    tuple(found["threshold"]))

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from runner.inventory import platforms
-from runner.inventory.secretlines import RuleError, compile_rule
+from runner.inventory.secretlines import LazyRule, RuleError, compile_rule
 from runner.redact import MASK, MASKED_LINES, Redactor
 
 # (line, the secret in it); S marks values that must never survive.
@@ -164,9 +164,10 @@ Gi0/1        10.0.0.1        YES NVRAM  up                    up
 
 
 def redactor(platform: str) -> Redactor:
+    """The platform's redactor as a run makes it: its rules compiled as first applied."""
     found = platforms.get(platform)
     assert found is not None
-    return Redactor([], found.secrets)
+    return Redactor([], found.secret_lines)
 
 
 def variants(line: str) -> list[str]:
@@ -281,3 +282,42 @@ def test_structured_values_under_secret_names_are_masked_whole() -> None:
 def test_a_malformed_rule_is_refused(rule: str, problem: str) -> None:
     with pytest.raises(RuleError, match=re.escape(problem)):
         compile_rule(rule)
+
+
+def test_a_redactor_takes_secret_line_rules_only() -> None:
+    """A pattern that is not a compiled rule (no BOUNDARY in front, no `secret` group)
+    would match lines and mask nothing in them: refused when the redactor is made."""
+    rule = compile_rule("enable secret <secret>")
+    assert Redactor([], [rule]).text("enable secret s3cr3t-x\n") == f"enable secret {MASK}\n"
+    for pattern in (re.compile(r"enable secret (\S+)"),
+                    re.compile(r"enable secret (?P<secret>\S+)"),
+                    re.compile(rule.pattern.replace("(?P<secret>", "(?P<value>"))):
+        with pytest.raises(ValueError, match="not a secret-line rule"):
+            Redactor([], [rule, pattern])
+
+
+@pytest.mark.parametrize("platform", sorted(CORPUS))
+def test_rules_compiled_when_first_applied_mask_as_compiled_ones(platform: str) -> None:
+    """A run's redactor compiles a rule when a line holds its keywords: the same text out
+    as with every rule compiled up front, and a line no rule's keywords are in compiles
+    none."""
+    found = platforms.get(platform)
+    assert found is not None
+    lazy = [LazyRule(rule) for rule in found.secret_rules]  # fresh: none compiled yet
+    masker, eager = Redactor([], lazy), Redactor([], found.secrets)
+    assert [r.pattern for r in lazy] == [r.pattern for r in found.secrets]
+    version = ("Cisco IOS Software, Version 15.2(4)M7\nr1 uptime is 1 day, 2 hours\n"
+               "Processor board ID FTX0000\n")
+    assert masker.text(version) == version
+    assert [r for r in lazy if r._compiled is not None] == []  # no line for any rule
+    assert masker.text(ORDINARY) == ORDINARY  # near misses: some rules tried, none matched
+    for line, _ in CORPUS[platform]:
+        for variant in variants(line):
+            assert masker.text(variant) == eager.text(variant), variant
+    assert all(r._compiled is not None for r in lazy)  # the corpus has a line for each
+
+
+def test_a_malformed_rule_is_refused_when_made_not_when_applied() -> None:
+    for rule in ("enable secret", "enable <secret> <secret>", "enable <secret> x"):
+        with pytest.raises(RuleError):
+            LazyRule(rule)

@@ -1,10 +1,12 @@
 """Start-up (issue 28): a command imports what it uses when it uses it. `runner --help` lists
 the commands from runner.cli.COMMANDS without importing one, every command's --help loads
-no database, broker or SSH library, `validate` no database or broker, and a small local run
-no Celery or Redis (nor Alembic once its database is at head, nor PostgreSQL's dialect on
-SQLite). A job's pydantic models build their validators when used (the job's one, not one
-per model at import), asyncssh loads without running a compiler, and what a command loaded
-is frozen, not collected, at exit. Each is a real `python -m runner` process whose
+no database, broker or SSH library, `validate` no database or broker (nor Nornir without
+-i, nor asyncio with it), and a small local run no Celery or Redis (nor Alembic once its
+database is at head, nor PostgreSQL's dialect on SQLite). pydantic looks up no plugin
+unless the user's environment says so, and a platform's patterns compile when used. A
+job's pydantic models build their validators when used (the job's one, not one per model
+at import), asyncssh loads without running a compiler, and what a command loaded is
+frozen, not collected, at exit. Each is a real `python -m runner` process whose
 sys.modules is read as it exits. CPU figures: bench/startup.py."""
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -24,6 +27,12 @@ from click.testing import CliRunner
 
 from runner import cli as cli_module
 from runner.cli import COMMANDS, LazyCommand, LazyGroup, cli
+from runner.inventory import platforms
+from runner.inventory.secretlines import compile_rule
+from runner.job.commands import RUN_GC_THRESHOLD
+from runner.job.load import load_job
+from runner.job.prepare import prepare_job
+from runner.redact import Redactor
 from runner.registry import Registry
 from runner.store import migrate
 from tests.support.base import ROOT, TEMPLATES, write_inventory
@@ -89,12 +98,14 @@ def test_validate_loads_no_database_broker_or_ssh_library(tmp_path: Path) -> Non
     job = _check_job(tmp_path)
     inventory = write_inventory(tmp_path, "r1: {hostname: 127.0.0.1, platform: cisco_ios}\n")
     env = _env(tmp_path)
-    # Each with what it must not load besides; without -i no inventory (Nornir), and a job
-    # without templates or checks no Jinja2.
+    # Each with what it must not load besides; without -i no inventory (Nornir, and the
+    # ruamel.yaml it reads its config with), with -i no asyncio or ssl (the inventory reads
+    # the drivers' table, not their sessions), and a job without templates or checks no
+    # Jinja2.
     for args, nor in ((["validate", str(job), "--templates", str(TEMPLATES)],
-                       ("nornir", "jinja2")),
+                       ("nornir", "ruamel", "jinja2")),
                       (["validate", str(job), "--templates", str(TEMPLATES), "-i",
-                        str(inventory)], ("jinja2",)),
+                        str(inventory)], ("jinja2", "asyncio", "ssl")),
                       # its siblings are not validated (jobs/compliance.yml's notify URL
                       # would load Apprise): facts.yml has no `after:`, its name is its own
                       (["validate", str(ROOT / "jobs" / "facts.yml"), "--templates",
@@ -103,6 +114,9 @@ def test_validate_loads_no_database_broker_or_ssh_library(tmp_path: Path) -> Non
         assert seen.proc.returncode == 0, (args, seen.proc.stdout, seen.proc.stderr)
         assert seen.proc.stdout.rstrip().endswith(": ok"), seen.proc.stdout
         assert seen.of(*DATABASE, *BROKER, *SSH, *nor, "apprise", "multiprocessing") == [], args
+        assert seen.loaded("nornir.core.inventory") == ("-i" in args), args  # the control
+        # what it loads is collected young and rarely, as a run's is, not as it loads
+        assert seen.threshold == RUN_GC_THRESHOLD, args
         # checking is runner.job.prepare's: no engine, dispatcher, store or run module
         assert _within(seen, *NOT_FOR_CHECKING) == [], args
         assert seen.loaded("runner.job.spec") and seen.loaded("runner.job.prepare")
@@ -300,3 +314,105 @@ def test_the_loader_search_looks_where_dlopen_does(tmp_path: Path) -> None:
     assert find("runner-no-such-library") is None
     assert loader_search(cache.get, {})("demo") is None  # not where the loader looks
     assert "/usr/lib" in DEFAULT_DIRS
+
+
+_PLUGIN = """\
+\"\"\"A pydantic plugin that says, in a file, that pydantic loaded it.\"\"\"
+import os
+from pathlib import Path
+
+Path(os.environ["PLUGIN_MARK"]).write_text("loaded", encoding="utf-8")
+
+
+class Plugin:
+    def new_schema_validator(self, *args, **kwargs):
+        return None, None, None
+
+
+plugin = Plugin()
+"""
+
+
+def test_pydantic_plugins_are_off_unless_the_user_says_otherwise(tmp_path: Path) -> None:
+    """An installed pydantic plugin (an entry point of the `pydantic` group, as a package
+    declares it) is not looked up by `runner validate`: runner sets PYDANTIC_DISABLE_PLUGINS
+    when the environment has none. A value the user set is kept: empty, pydantic loads the
+    plugin (the control); naming another plugin, it loads this one."""
+    site = tmp_path / "site"
+    (site / "runner_probe_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "runner_probe_plugin.py").write_text(_PLUGIN, encoding="utf-8")
+    (site / "runner_probe_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: runner-probe-plugin\nVersion: 1.0\n", encoding="utf-8")
+    (site / "runner_probe_plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[pydantic]\nprobe = runner_probe_plugin:plugin\n", encoding="utf-8")
+    job = write_job(tmp_path / "jobs", "show", steps=[{"name": "v", "command": "show version"}])
+    mark = tmp_path / "loaded.txt"
+    env = {k: v for k, v in _env(tmp_path).items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    env |= {"PYTHONPATH": str(site), "PLUGIN_MARK": str(mark)}
+
+    def loaded(**extra: str) -> bool:
+        mark.unlink(missing_ok=True)
+        proc = subprocess.run([sys.executable, "-m", "runner", "validate", str(job)],
+                              cwd=tmp_path, env={**env, **extra}, capture_output=True,
+                              text=True, check=False)
+        assert proc.returncode == 0 and proc.stdout.rstrip().endswith(": ok"), proc.stderr
+        return mark.exists()
+
+    assert not loaded()  # runner's default: no lookup
+    assert loaded(PYDANTIC_DISABLE_PLUGINS="")  # the user's value wins: plugins on
+    assert loaded(PYDANTIC_DISABLE_PLUGINS="another")  # only another plugin off
+    assert not loaded(PYDANTIC_DISABLE_PLUGINS="probe")
+    # the commands runner starts (engine processes, `runner serve`'s runs) inherit the choice
+    probe = ("import atexit, os, sys\n"
+             "atexit.register(lambda: print(repr(os.environ.get('PYDANTIC_DISABLE_PLUGINS'))))\n"
+             "sys.argv = ['runner', '--help']\n"
+             "from runner.cli import main\n"
+             "main()\n")
+    for given, seen in ((None, "'__all__'"), ("", "''"), ("1", "'1'")):
+        run_env = env if given is None else {**env, "PYDANTIC_DISABLE_PLUGINS": given}
+        proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=run_env,
+                              capture_output=True, text=True, check=False)
+        assert proc.stdout.rstrip().endswith(seen), (given, proc.stdout, proc.stderr)
+
+
+_COMPILED = ("volatile", "secrets", "modes", "submodes")
+
+
+def _compiled(table: Registry[platforms.Platform]) -> dict[str, list[str]]:
+    """Per platform, which of its pattern sets have been compiled."""
+    return {p.name: [a for a in _COMPILED if a in vars(p)] for p in table}
+
+
+def test_a_platforms_patterns_are_compiled_when_first_used(tmp_path: Path) -> None:
+    """platforms.yaml's patterns (secret-line rules the most of them) are compiled for the
+    platforms a command uses, when it uses them: checking a job against an inventory
+    compiles none, masking one platform's output compiles that platform's secret rules
+    alone; each compiled set is its written patterns, in order."""
+    platforms._table.cache_clear()
+    try:
+        job = write_job(tmp_path / "jobs", "show", steps=[{"name": "v",
+                                                           "command": "show version"}])
+        inventory = write_inventory(tmp_path, "r1: {hostname: 127.0.0.1, platform: cisco_ios}\n"
+                                              "r2: {hostname: 127.0.0.2, platform: eos}\n")
+        prep = prepare_job(load_job(job), inventory, TEMPLATES)
+        assert sorted(prep.hosts) == ["r1", "r2"]
+        table = platforms._table()
+        assert len(table.names()) >= 4
+        assert _compiled(table) == {p.name: [] for p in table}
+        ios = platforms.get("cisco_ios")
+        assert ios is not None
+        assert Redactor(["hunter22"], ios.secrets).text("enable secret 0 s3cr3t\n") == \
+            "enable secret 0 ********\n"
+        assert _compiled(table) == {p.name: ["secrets"] if p.name == "cisco_ios" else []
+                                    for p in table}
+        for platform in table:  # every written pattern compiles (a shipped table's check)
+            assert [r.pattern for r in platform.secrets] == \
+                [compile_rule(rule).pattern for rule in platform.secret_rules]
+            assert [(v.pattern, v.flags & re.M) for v in platform.volatile] == \
+                [(v, re.M) for v in platform.volatile_patterns]
+            assert [m.pattern for m in platform.modes] == list(platform.mode_patterns)
+            assert [m.pattern for m in platform.submodes] == list(platform.submode_patterns)
+            assert platform.secrets and platform.volatile
+        assert any(p.modes for p in table)
+    finally:
+        platforms._table.cache_clear()

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.drivers import Timeouts, close_quietly, open_session
+from runner.drivers.base import Timeouts
+from runner.drivers.sessions import close_quietly, open_session
 from runner.errors import CommandRejected, DeviceError, InternalError
 from runner.inventory.fleet import FleetInventory
 from runner.inventory.secretref import SecretResolver, roots

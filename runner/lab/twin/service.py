@@ -440,7 +440,7 @@ def _masker() -> Redactor:
     was, and every secret line of the platform."""
     platform = platforms.get(_PLATFORM)
     assert platform is not None
-    return Redactor(values=[masks.LAB_SECRET], patterns=platform.secrets)
+    return Redactor(values=[masks.LAB_SECRET], patterns=platform.secret_lines)
 
 
 def _volatile() -> tuple[re.Pattern[str], ...]:
