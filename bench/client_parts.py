@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,7 +38,6 @@ sys.path.insert(0, str(ROOT))
 # asyncssh (the simulator's) names DSA, which cryptography deprecates: not this bench's news.
 warnings.filterwarnings("ignore", module=r"asyncssh\.")
 
-PY = sys.executable
 PEERS = ROOT / "bench" / "peers"
 
 # (label, module, qualified name): the parts of a device's work runner does and the floor
@@ -113,20 +111,6 @@ def probe(out: Path, argv: list[str]) -> None:
         dump()
 
 
-def cpu_of(argv: list[str], env: dict[str, str]) -> float:
-    """User + system CPU seconds of one command (and what it reaped); it must exit 0."""
-    with tempfile.TemporaryFile() as err:  # a pipe would fill with the progress lines
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            err.seek(0)
-            text = err.read().decode(errors="replace")
-            raise SystemExit(f"{' '.join(argv[:4])}... failed:\n{text[-2000:]}")
-    return usage.ru_utime + usage.ru_stime
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--devices", type=int, default=3000)
@@ -141,10 +125,11 @@ def main() -> None:
         return
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
+    from bench.startup import cpu_of
     from runner.lab.sim.process import SimProcess
 
     cores = sorted(os.sched_getaffinity(0))
-    sim_cpu, client_cpu = str(cores[0]), str(cores[-1])
+    sim_cpu, client_cpu = str(cores[0]), cores[-1]
     # bytecode cached as an installed package has it (this machine's environment turns it off)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(PEERS)
@@ -152,6 +137,8 @@ def main() -> None:
     sim = SimProcess(work / "sim", args.devices, cpus=sim_cpu, address=args.sim_address,
                      port=args.sim_port)
     sim.start()
+    # this process and every command it starts on the other core (the simulator has its own)
+    os.sched_setaffinity(0, {client_cpu})
     rows: dict[str, list[float]] = {"runner": [], "runner (timed)": [], "floor": [],
                                     "floor's start-up (its imports)": []}
     parts: list[dict[str, Any]] = []
@@ -161,17 +148,16 @@ def main() -> None:
             db = work / f"round{i}.db"
             run = ["--db", f"sqlite:///{db}", "run", "bench/jobs/show.yml", "-i", str(inv),
                    "--templates", "templates", "--processes", "1"]
-            pin = ["taskset", "-c", client_cpu]
-            rows["runner"].append(cpu_of([*pin, PY, "-m", "runner", *run], env))
+            rows["runner"].append(cpu_of(["-m", "runner", *run], env, ROOT))
             db.unlink()
             found = work / f"parts{i}.json"
             rows["runner (timed)"].append(cpu_of(
-                [*pin, PY, __file__, "--probe", str(found), "--", *run], env))
+                [__file__, "--probe", str(found), "--", *run], env, ROOT))
             parts.append(json.loads(found.read_text(encoding="utf-8")))
             rows["floor"].append(cpu_of(
-                [*pin, PY, str(PEERS / "peer_asyncssh.py"), str(inv), "show", "1000"], env))
+                [str(PEERS / "peer_asyncssh.py"), str(inv), "show", "1000"], env, ROOT))
             rows["floor's start-up (its imports)"].append(
-                cpu_of([*pin, PY, "-c", FLOOR_IMPORTS], env))
+                cpu_of(["-c", FLOOR_IMPORTS], env, ROOT))
             print(f"round {i + 1}: runner {rows['runner'][-1]:.2f} s, timed "
                   f"{rows['runner (timed)'][-1]:.2f} s, floor {rows['floor'][-1]:.2f} s",
                   flush=True)
