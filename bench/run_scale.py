@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 with warnings.catch_warnings():  # cryptography's notice about DSA, at import: not ours
     warnings.simplefilter("ignore")
     import asyncssh  # noqa: F401
-from bench.fleet import Peak  # noqa: E402
+from bench.fleet import Peak, cpu_s  # noqa: E402
 from bench.sim_scale import free_port, read_yaml  # noqa: E402
 from runner.lab.sim.process import SimProcess  # noqa: E402
 
@@ -63,7 +63,7 @@ def run_once(job: Path, inventory: Path, work: Path, label: str, extra: list[str
              sim_pids: tuple[int, ...] = ()) -> dict[str, Any]:
     """One `runner run --json` (in `work`): wall, CPU (the client's and the simulator's),
     memory, the machine's load and where its output is."""
-    sim_before = cpu_of(sim_pids)
+    sim_before = cpu_s(list(sim_pids))
     db = work / "results.db"
     out_path = work / f"run-{label}.json"
     client = [str(BIN / "runner")]
@@ -86,7 +86,7 @@ def run_once(job: Path, inventory: Path, work: Path, label: str, extra: list[str
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the waited-for tree, whole
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
     return {"exit": proc.returncode, "wall": wall, "cpu": cpu, "rss_mib": peak.rss,
-            "sim_cpu": cpu_of(sim_pids) - sim_before, "load": os.getloadavg()[1],
+            "sim_cpu": cpu_s(list(sim_pids)) - sim_before, "load": os.getloadavg()[1],
             "pss_mib": peak.peak, "out": out_path,
             "stderr": (work / f"run-{label}.stderr").read_text(errors="replace")[-800:]}
 
@@ -118,16 +118,6 @@ def check(out_path: Path, hosts: list[str],
     if document.get("status") != "ok":
         problems.append(f"run status {document.get('status')!r}")
     return ok, len(devices), problems
-
-
-def cpu_of(pids: tuple[int, ...]) -> float:
-    """CPU seconds (user + system) these processes have used so far."""
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def end_s(document: dict[str, Any]) -> float | None:
