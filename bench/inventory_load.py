@@ -8,8 +8,11 @@ one fresh process per measure loads it as `runner run` does (runner.job.run.prep
 bench/jobs/show.yml) and prints: the CPU of prepare(), the process's peak RSS (VmHWM) and
 the RSS it keeps afterwards, what tracemalloc counts (the loaded YAML's peak and live size,
 prepare's live size) and the time of one full garbage collection over what was loaded,
-before and after gc.freeze() (what `runner run` does before its engines fork). --repo: the
-runner code to measure (another worktree, e.g. a revision before a change; default: this one).
+before and after gc.freeze() (what `runner run` does before its engines fork); then the
+same prepare() with a directory for the kept form of the hosts file, as `runner run` gives
+it: once to write it, once more to read it (runner.inventory.kept). --repo: the runner code
+to measure (another worktree, e.g. a revision before a change; default: this one; a
+revision without kept forms is measured without them).
 """
 
 from __future__ import annotations
@@ -30,7 +33,15 @@ MEASURE = r"""
 import gc, json, sys, time, tracemalloc
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from runner.job.run import prepare
+try:
+    from runner.job.prepare import prepare
+except ImportError:  # a revision from before runner/job/prepare.py
+    from runner.job.run import prepare
+try:  # the collector's thresholds `runner run` sets before it loads anything
+    from runner.job.commands import RUN_GC_THRESHOLD
+    gc.set_threshold(*RUN_GC_THRESHOLD)
+except ImportError:
+    pass
 from runner.source.yamlsrc import load_yaml
 
 def status(key):
@@ -39,6 +50,7 @@ def status(key):
             return int(line.split()[1]) / 1024
 
 inventory, root, traced = Path(sys.argv[2]), Path(sys.argv[1]), sys.argv[3] == "1"
+kept = {"kept": Path(sys.argv[4])} if len(sys.argv) > 4 else {}
 out = {}
 if traced:
     tracemalloc.start()
@@ -48,7 +60,7 @@ if traced:
     del data
     tracemalloc.reset_peak()
 cpu = time.process_time()
-prep = prepare(root / "bench/jobs/show.yml", inventory, root / "templates")
+prep = prepare(root / "bench/jobs/show.yml", inventory, root / "templates", **kept)
 if not traced:  # tracemalloc slows what it traces
     out["prepare_cpu_s"] = time.process_time() - cpu
 if traced:
@@ -95,10 +107,12 @@ def main() -> None:
         write_inventory(Path(tmp), args.hosts)
         figures: dict[str, float] = {}
         for traced in ("0", "1"):  # tracemalloc's own cost stays out of the RSS figures
-            done = subprocess.run([sys.executable, "-c", MEASURE, str(args.repo.resolve()), tmp,
-                                   traced],
-                                  capture_output=True, text=True, check=True)
-            figures.update(json.loads(done.stdout))
+            figures.update(measure(args.repo, tmp, traced))
+        kept_dir = str(Path(tmp) / "kept")
+        if "kept" in (args.repo / "runner/job/prepare.py").read_text(encoding="utf-8"):
+            for run in ("first", "again"):  # written by the first, read by the next
+                for key, value in measure(args.repo, tmp, "0", kept_dir).items():
+                    figures[f"{run}_{key}"] = value
     print(f"{args.hosts} hosts: prepare {figures['prepare_cpu_s']:.1f} s CPU; "
           f"peak RSS {figures['peak_rss_mib']:.0f} MiB, kept {figures['kept_rss_mib']:.0f} "
           f"MiB; tracemalloc: hosts.yaml loaded {figures['yaml_live_mib']:.0f} MiB (peak "
@@ -106,6 +120,21 @@ def main() -> None:
           f"{figures['prepare_live_mib']:.0f} MiB live; a full collection "
           f"{figures['full_gc_s']:.3f} s over {figures['gc_objects']:.0f} objects, "
           f"{figures['full_gc_frozen_s']:.3f} s after gc.freeze()")
+    if "again_prepare_cpu_s" in figures:
+        print(f"kept form: the first run (YAML, then kept) {figures['first_prepare_cpu_s']:.2f} "
+              f"s, the next (kept) {figures['again_prepare_cpu_s']:.2f} s CPU "
+              f"({figures['prepare_cpu_s'] / figures['again_prepare_cpu_s']:.1f}x less than "
+              f"the YAML's), peak RSS {figures['again_peak_rss_mib']:.0f} MiB")
+
+
+def measure(repo: Path, inventory: str, traced: str, *kept: str) -> dict[str, float]:
+    """MEASURE's figures, from a fresh process."""
+    done = subprocess.run([sys.executable, "-c", MEASURE, str(repo.resolve()), inventory,
+                           traced, *kept], capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(f"the measure failed ({done.returncode}): {done.stderr[-3000:]}")
+    figures: dict[str, float] = json.loads(done.stdout)
+    return figures
 
 
 if __name__ == "__main__":

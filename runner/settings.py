@@ -120,6 +120,11 @@ class Settings:
         return f"sqlite:///{self.home.resolve() / 'results.db'}"
 
     @property
+    def kept_inventories(self) -> Path:
+        """Where the loaded form of a large hosts file is kept between runs."""
+        return self.home / "inventory"
+
+    @property
     def unsaved_dir(self) -> Path:
         """Where runs whose records the database could not take are kept, as JSON."""
         return self.home / "unsaved"

@@ -25,7 +25,7 @@ from nornir.core.inventory import (
 from runner.drivers.base import SECRET_EXTRAS, ConnectParams
 from runner.drivers.registry import builtin_drivers
 from runner.errors import InputError, InventoryError
-from runner.inventory import platforms
+from runner.inventory import kept, platforms
 from runner.inventory.files import (
     ConnectionOptionsEntry,
     DefaultsEntry,
@@ -36,7 +36,7 @@ from runner.inventory.files import (
 from runner.inventory.secretref import SecretRef, SecretRefSpec, SecretResolver
 from runner.inventory.targets import Targets
 from runner.source.validation import Loc, YamlSource, shown
-from runner.source.yamlsrc import LineDict, line_of, load_yaml
+from runner.source.yamlsrc import LineDict, line_of, load_yaml, read_text
 
 log = logging.getLogger(__name__)
 
@@ -420,13 +420,15 @@ class _Reader:
                 "connection_options": self.conn_options(entry, loc)}
 
 
-def _source(path: Path, required: bool, root: str | None = None) -> YamlSource[InventoryError]:
-    """One inventory file's data (an empty mapping when absent and optional)."""
-    if not path.exists():
+def _source(path: Path, required: bool, root: str | None = None,
+            text: str | None = None) -> YamlSource[InventoryError]:
+    """One inventory file's data (an empty mapping when absent and optional; `text`: the
+    file's, already read)."""
+    if text is None and not path.exists():
         if required:
             raise InventoryError("inventory file not found", path=path)
         return YamlSource(path, LineDict(), InventoryError, root=root)
-    data = load_yaml(path, InventoryError, root)
+    data = load_yaml(path, InventoryError, root, text)
     if data is None:
         data = LineDict()
     if not isinstance(data, LineDict):
@@ -490,10 +492,12 @@ def _check_group_nesting(source: YamlSource[InventoryError],
             next_index.pop()
 
 
-def load_inventory(path: Path) -> FleetInventory:
+def load_inventory(path: Path, keep: Path | None = None) -> FleetInventory:
     """A directory with hosts.yaml (+ groups.yaml, defaults.yaml), or one hosts file such as
     containerlab's nornir-simple-inventory.yml (whose hosts name groups it does not define:
-    they are groups without values of their own)."""
+    they are groups without values of their own). `keep`: a directory where the loaded form
+    of a large hosts file is kept, and read instead of the YAML while its text is the same
+    (runner.inventory.kept)."""
     path = Path(path)
     flat = not path.is_dir()
     if not flat:
@@ -513,16 +517,37 @@ def load_inventory(path: Path) -> FleetInventory:
         origins.platforms["defaults", ""] = _Reader(defaults_src).where(("platform",))
 
     group_src = _source(group_file, required=False)
-    host_src = _source(host_file, required=True)
+    host_text = _host_text(host_file)
+    name = kept.key(host_text, flat) if keep is not None else ""
+    rows = kept.read(keep, name) if keep is not None else None
+    host_src = None if rows is not None else _source(host_file, True, text=host_text)
     group_entries = {name: entry or HostEntry()
                      for name, entry in group_src.validate(EntriesFile).root.items()}
-    host_entries = {name: entry or HostEntry()
-                    for name, entry in host_src.validate(EntriesFile).root.items()}
+    if rows is not None and not _fits(rows, group_entries, flat):
+        rows, host_src = None, _source(host_file, True, text=host_text)
+    host_entries = {} if host_src is None else {
+        name: entry or HostEntry() for name, entry in host_src.validate(EntriesFile).root.items()}
     if flat:
-        for entry in host_entries.values():
-            for group in entry.groups or []:
+        for groups_of in ([r.groups for r in rows] if rows is not None else
+                          [entry.groups or [] for entry in host_entries.values()]):
+            for group in groups_of:
                 group_entries.setdefault(group, HostEntry())
 
+    groups = _groups(group_src, group_entries, defaults, origins)
+    if rows is not None:
+        hosts = _kept_hosts(rows, host_file, groups, defaults, origins)
+    else:
+        assert host_src is not None
+        hosts = _hosts(host_src, host_entries, group_file, groups, defaults, origins)
+        if keep is not None and len(hosts) >= kept.KEEP_HOSTS:
+            _keep(keep, kept.key(host_text, flat), host_src, host_entries, origins)
+    return FleetInventory(Inventory(hosts=hosts, groups=groups, defaults=defaults), path,
+                          origins)
+
+
+def _groups(group_src: YamlSource[InventoryError], group_entries: dict[str, HostEntry],
+            defaults: Defaults, origins: Origins) -> Groups:
+    """The groups, each checked with its parents."""
     groups = Groups()
     reader = _Reader(group_src)
     for name, entry in group_entries.items():
@@ -534,7 +559,18 @@ def load_inventory(path: Path) -> FleetInventory:
     for name, entry in group_entries.items():
         groups[name].groups = _check_groups(group_src, name, entry, groups, "")
     _check_group_nesting(group_src, group_entries)
+    return groups
 
+
+def _host_text(host_file: Path) -> str:
+    if not host_file.exists():
+        raise InventoryError("inventory file not found", path=host_file)
+    return read_text(host_file, InventoryError)
+
+
+def _hosts(host_src: YamlSource[InventoryError], host_entries: dict[str, HostEntry],
+           group_file: Path, groups: Groups, defaults: Defaults, origins: Origins) -> Hosts:
+    """The hosts of a hosts file read as YAML, checked against the groups."""
     hosts = Hosts()
     reader = _Reader(host_src)
     for name, entry in host_entries.items():
@@ -545,5 +581,65 @@ def load_inventory(path: Path) -> FleetInventory:
         origins.hosts[name] = reader.where((name,))
         if entry.platform is not None:
             origins.platforms["host", name] = reader.where((name, "platform"))
-    return FleetInventory(Inventory(hosts=hosts, groups=groups, defaults=defaults), path,
-                          origins)
+    return hosts
+
+
+def _fits(rows: list[kept.KeptHost], groups: Mapping[str, HostEntry], flat: bool) -> bool:
+    """Kept hosts name only groups the groups file (still) defines, and drivers runner has;
+    otherwise the file is read as YAML, whose checks name what is wrong where."""
+    drivers = None
+    for row in rows:
+        if not flat and any(g not in groups for g in row.groups):
+            return False
+        driver = (row.data or {}).get("driver")
+        if driver is not None:
+            drivers = drivers or set(builtin_drivers().names())
+            if driver not in drivers:
+                return False
+    return True
+
+
+def _kept_hosts(rows: list[kept.KeptHost], host_file: Path, groups: Groups,
+                defaults: Defaults, origins: Origins) -> Hosts:
+    """The hosts of a kept form, as _hosts builds them from the YAML."""
+    hosts = Hosts()
+    for row in rows:
+        hosts[row.name] = Host(
+            name=row.name, groups=ParentGroups([groups[g] for g in row.groups]),
+            defaults=defaults, hostname=row.hostname, port=row.port, username=None,
+            password=None, platform=row.platform, data=row.data,
+            connection_options={
+                driver: ConnectionOptions(hostname=o.hostname, port=o.port, username=None,
+                                          password=None, platform=o.platform, extras=o.extras)
+                for driver, o in row.options.items()})
+        origins.hosts[row.name] = Where(host_file, row.line, row.field)
+        if row.platform_field is not None:
+            origins.platforms["host", row.name] = Where(host_file, row.platform_line,
+                                                        row.platform_field)
+    return hosts
+
+
+def _keep(directory: Path, name: str, host_src: YamlSource[InventoryError],
+          host_entries: dict[str, HostEntry], origins: Origins) -> None:
+    """Keep the hosts file's loaded form, unless a host writes a credential of its own (a
+    password, or a reference to one): credentials are read from the inventory's files only."""
+    reader = _Reader(host_src)
+    rows = []
+    for name_, entry in host_entries.items():
+        options = {}
+        for driver, written in (entry.connection_options or {}).items():
+            c = written or ConnectionOptionsEntry()
+            extras = reader.extras(c.extras, ())
+            if c.username is not None or c.password is not None or any(
+                    (extras or {}).get(k) is not None for k in SECRET_EXTRAS):
+                return
+            options[driver] = kept.KeptOptions(c.hostname, c.port, c.platform,
+                                               kept.plain(extras))
+        if entry.username is not None or entry.password is not None:
+            return
+        where, platform = origins.hosts[name_], origins.platforms.get(("host", name_))
+        rows.append(kept.KeptHost(
+            name_, list(entry.groups or []), entry.hostname, entry.port, entry.platform,
+            kept.plain(entry.data), options, where.line, where.field,
+            platform.line if platform else None, platform.field if platform else None))
+    kept.write(directory, name, rows)

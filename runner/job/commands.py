@@ -141,7 +141,8 @@ def run(ctx: click.Context, job_file: Path, inventory: Path, templates: Path,
         if not only:
             echo(f"run {rerun_of}: no device to run again", err=True)
             sys.exit(0)
-    prep = prepare(job_file, inventory, templates, limit, only)
+    prep = prepare(job_file, inventory, templates, limit, only,
+                   kept=settings_of(ctx).kept_inventories)
     spec = prep.job.spec
     if no_approval and not spec.needs_approval:
         raise InputError(f"job {spec.name!r} needs no approval (its schedule does not say "

@@ -100,20 +100,23 @@ def _check_compliance(job: JobFile, templates: Templates, index: int,
 
 
 def prepare(job_path: Path, inventory_path: Path, templates_dir: Path,
-            limit: str | None = None, only: list[str] | None = None) -> Prepared:
+            limit: str | None = None, only: list[str] | None = None,
+            kept: Path | None = None) -> Prepared:
     """Everything that can be wrong with the input, found before a session is opened."""
-    return prepare_job(load_job(job_path), inventory_path, templates_dir, limit, only)
+    return prepare_job(load_job(job_path), inventory_path, templates_dir, limit, only, kept)
 
 
 def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
-                limit: str | None = None, only: list[str] | None = None) -> Prepared:
+                limit: str | None = None, only: list[str] | None = None,
+                kept: Path | None = None) -> Prepared:
     """prepare() for a job already loaded (the scheduler runs the version it validated,
     even if the file has since been edited into something invalid). `only`: these hosts
-    instead of the job's targets (a rerun of another run's failed devices)."""
+    instead of the job's targets (a rerun of another run's failed devices). `kept`: where
+    a large hosts file's loaded form is kept (runner.inventory.kept)."""
     check_job(job, templates_dir)
     from runner.inventory.fleet import load_inventory
 
-    inventory = load_inventory(inventory_path).with_platform(job.spec.platform)
+    inventory = load_inventory(inventory_path, kept).with_platform(job.spec.platform)
     targets = job.spec.targets if only is None else Targets(hosts=only)
     try:
         hosts = inventory.select(targets, limit)

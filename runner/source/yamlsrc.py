@@ -366,7 +366,8 @@ def _walk_shape(base: Any, text: str, path: Path, error_class: type[InputError],
         loader.dispose()
 
 
-def _read(path: Path, error_class: type[InputError]) -> str:
+def read_text(path: Path, error_class: type[InputError] = InputError) -> str:
+    """A YAML file's text (UTF-8, at most MAX_BYTES), its problems as `error_class`."""
     try:
         with path.open("rb") as fh:  # at most MAX_BYTES + 1: a device such as /dev/zero ends
             # in pieces: read(MAX_BYTES + 1) allocates that much for any file
@@ -392,10 +393,12 @@ def _read(path: Path, error_class: type[InputError]) -> str:
 
 
 def load_yaml(path: Path, error_class: type[InputError] = InputError,
-              root: str | None = None) -> Any:
-    """Parse one YAML file; syntax errors become an `error_class` naming file and line (and
-    the field, `root` first if given, where the shape check refused it)."""
-    text = _read(path, error_class)
+              root: str | None = None, text: str | None = None) -> Any:
+    """Parse one YAML file (`text`: its text, read_text already read); syntax errors
+    become an `error_class` naming file and line (and the field, `root` first if given,
+    where the shape check refused it)."""
+    if text is None:
+        text = read_text(path, error_class)
     loader: _Loader | None = None
     try:
         _check_shape(text, path, error_class, root)

@@ -45,8 +45,17 @@ def test_a_thousand_devices_one_record_each_faults_classified(fleet: Fleet,
                                                              tmp_path: Path) -> None:
     job = write_job(tmp_path, "show", **SHOW_JOB)
     results = {}
+    kept = tmp_path / ".runner" / "inventory"  # RUNNER_HOME's, in the run's directory
+    first_kept = 0
     for processes in ("2", "1"):
         result = run_job(tmp_path, job, fleet.inventory, "--processes", processes, expect=1)
+        # the first run kept the loaded hosts file, the second read it (and so touched it)
+        (kept_file,) = kept.iterdir()
+        touched = kept_file.stat().st_mtime_ns
+        if processes == "1":
+            assert touched > first_kept
+            assert fleet.password.encode() not in kept_file.read_bytes()
+        first_kept = touched
         devices = result["devices"]
         assert [d["host"] for d in devices] == fleet.hosts  # each once, in inventory order
         results[processes] = {d["host"]: d for d in devices}
