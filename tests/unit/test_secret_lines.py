@@ -6,6 +6,7 @@ JSON string); ordinary lines around them left whole."""
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import pytest
@@ -227,7 +228,29 @@ def test_the_remembered_lines_stay_bounded() -> None:
     for i in range(2 * MASKED_LINES + 10):
         assert masker.text(f"username u{i} secret 0 S-{i}x") == \
             f"username u{i} secret 0 {MASK}"
-    assert 0 < len(masker._masked) <= MASKED_LINES
+    assert 0 < len(masker._lines) <= MASKED_LINES
+
+
+@pytest.mark.parametrize("platform", sorted(CORPUS))
+def test_texts_of_lines_seen_and_new_are_masked_as_by_a_fresh_redactor(platform: str) -> None:
+    """A device's output mixes lines the redactor saw in other outputs with its own: each
+    text, in any order and mix, reads as a fresh redactor masks it."""
+    lines = [variant for line, _ in CORPUS[platform] for variant in variants(line)]
+    lines += [*ORDINARY.splitlines(), ORDINARY.upper(), "", " ", "!", "end\r"]
+    shuffle = random.Random(28)  # noqa: S311  # a fixed, repeatable mix: no secret
+    masker = redactor(platform)
+    for _ in range(40):
+        text = "\n".join(shuffle.sample(lines, k=shuffle.randint(1, min(30, len(lines)))))
+        assert masker.text(text) == redactor(platform).text(text), text
+
+
+def test_one_text_longer_than_the_bound_is_masked_whole_and_not_remembered() -> None:
+    masker = redactor("cisco_ios")
+    count = MASKED_LINES + 5
+    text = "\n".join(f"username u{i} secret 0 S-{i}x" for i in range(count))
+    masked = masker.text(text).split("\n")
+    assert masked == [f"username u{i} secret 0 {MASK}" for i in range(count)]
+    assert len(masker._lines) <= MASKED_LINES
 
 
 @pytest.mark.parametrize("platform", sorted(CORPUS))
