@@ -10,6 +10,7 @@ import hashlib
 import logging
 import marshal
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -118,10 +119,12 @@ def write(directory: Path, name: str, hosts: list[KeptHost]) -> bool:
                                            *h[7:]) for h in hosts]))
     except ValueError:
         return False
-    temporary = directory / f".{name}.{os.getpid()}"
+    temporary: Path | None = None
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # a name of its own (0600): runs of `runner serve` may keep the same file at once
+        fd, made = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+        temporary = Path(made)
         with os.fdopen(fd, "wb") as fh:
             fh.write(hashlib.sha256(payload).digest() + payload)
         os.replace(temporary, directory / name)
@@ -129,7 +132,8 @@ def write(directory: Path, name: str, hosts: list[KeptHost]) -> bool:
     except OSError as exc:
         log.debug("inventory: cannot keep the hosts file's loaded form in %s: %s",
                   directory, exc)
-        temporary.unlink(missing_ok=True)
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
         return False
     return True
 

@@ -397,7 +397,8 @@ class Scheduler:
                      occurrence.isoformat(), delay, spec.jitter)
             if cancel.wait(delay):
                 return OccurrenceStatus.INTERRUPTED
-        prep = prepare_job(sched.job, self.inventory, self.templates)
+        prep = prepare_job(sched.job, self.inventory, self.templates,
+                           kept=self.settings.kept_inventories)
         options = self.run_options(sched.job, f"{sched.name}@{occurrence.isoformat()}",
                                    run_id, cancel, self._workflow_of_run.get(run_id),
                                    f"runner serve ({self.owner})")
@@ -419,7 +420,8 @@ class Scheduler:
         if start.vars:
             spec = job.spec.model_copy(update={"vars": {**job.spec.vars, **start.vars}})
             job = JobFile(spec, job.path, job.raw)
-        prep = prepare_job(job, self.inventory, self.templates, only=start.hosts)
+        prep = prepare_job(job, self.inventory, self.templates, only=start.hosts,
+                           kept=self.settings.kept_inventories)
         options = self.run_options(job, start.label, start.run_id, cancel, start.workflow,
                                    f"runner serve ({self.owner}): {start.cause}"[:200])
         result = self.execute(prep, options)

@@ -60,7 +60,8 @@ def job_document(request: Request, name: str) -> dict[str, Any]:
     spec = job.spec
     prep: Prepared | None = None
     try:
-        prep = prepare_job(job, svc.config.inventory, svc.config.templates)
+        prep = prepare_job(job, svc.config.inventory, svc.config.templates,
+                           kept=svc.config.settings.kept_inventories)
         targets_error = None
     except InputError as exc:
         targets_error = str(exc)

@@ -236,7 +236,7 @@ class Launcher:
             raise InputError(f"job {job.spec.name!r} needs no approval: no_approval "
                              "overrides nothing", field="no_approval")
         prep = prepare_job(job, self.config.inventory, self.config.templates, limit or None,
-                           only)
+                           only, self.config.settings.kept_inventories)
         run_id = new_run_id()
         store = _Announcing(self.store)
         options = RunOptions(settings=self.config.settings, dry_run=dry_run, run_id=run_id,

@@ -6,6 +6,7 @@ back to the YAML and its errors; a file with a credential in it is never kept.""
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,15 @@ def test_kept_forms_are_bounded_least_recently_used_first(tmp_path: Path) -> Non
     # the last load pruned the oldest kept forms and every stale temporary before it
     assert sorted(p.name for p in keep.iterdir()) == \
         sorted([*names[-kept.KEPT_FILES:], f".{names[-1]}.1"])
+
+
+def test_loads_at_once_keep_one_whole_form(tmp_path: Path) -> None:
+    """`runner serve` prepares several runs at once: each load gives every host, and one
+    kept form is left, whole, with no writer's temporary beside it."""
+    inv, keep = inventory(tmp_path), tmp_path / "kept"
+    expected = resolved(load_inventory(inv))
+    with ThreadPoolExecutor(4) as pool:
+        loads = list(pool.map(lambda _: resolved(load_inventory(inv, keep)), range(8)))
+    assert all(load == expected for load in loads)
+    (kept_file,) = keep.iterdir()
+    assert kept.read(keep, kept_file.name) is not None
