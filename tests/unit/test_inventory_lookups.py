@@ -2,7 +2,8 @@
 what Nornir's own Host lookups give: connection settings for every driver, the driver,
 data and variables, platforms, secret references and credentials, over an inventory of
 host / group / defaults overrides, nested groups in either order, values written empty,
-per-driver connection_options at every level and secret references (env and file)."""
+per-driver connection_options at every level and secret references (env and file); and
+a run's redactors, shared by such hosts, mask what each host's own would."""
 
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ from nornir.core.inventory import Host
 
 from runner.drivers.base import SECRET_EXTRAS
 from runner.drivers.registry import builtin_drivers
+from runner.execution.device import DeviceRunner
+from runner.execution.executor import Work
 from runner.inventory import platforms
 from runner.inventory.fleet import FleetInventory, _lookup, load_inventory
 from runner.inventory.secretref import SecretRef, SecretResolver
 from runner.inventory.targets import Targets
-from tests.support.base import write_inventory
+from runner.job.spec import JobSpec
+from runner.settings import Settings
+from tests.support.base import ROOT, write_inventory
 
 NORNIR_DATA = Path(__file__).parent / "data" / "nornir_inventory"
 DRIVERS = tuple(builtin_drivers().names())
@@ -287,3 +292,45 @@ def test_credentials_say_whether_a_reference_is_still_to_read(varied: Path) -> N
     assert inv.host_credentials("bare-a1", None)[2]  # nothing is read without a resolver
     assert inv.credentials_key("bare-a1") == inv.credentials_key("bare-a2") != \
         inv.credentials_key("own-user")
+
+
+def a_runner(inventory: Path, tmp_path: Path, **spec: Any) -> DeviceRunner:
+    job = JobSpec.model_validate({"name": "show", "steps": [{"command": "show version"}],
+                                  **spec})
+    return DeviceRunner(Work(job, load_inventory(inventory), ROOT / "templates", "t",
+                             Settings(lock_dir=tmp_path / "locks")))
+
+
+SEEN = ("default-pw-1 enable-2 bob-pw-3 core-pw-4 core-en-5 host4-pw-6 host-enable-7 "
+        "derived-8 sitepw admin coreuser core-async alice bob hx para sb-scrapli\n"
+        "username alice password 0 sitepw\nenable secret 5 $1$abc$def\n"
+        "snmp-server community c0mm RO\nusername admin privilege 15 secret 0 enable-2\n")
+
+
+def test_a_runs_redactors_shared_by_group_list_mask_as_each_hosts_own_would(
+        varied: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run reuses one redactor for the hosts of a platform and group list once what it
+    masks is settled: each host's text is masked as a redactor made for that host alone
+    masks it; a host's own secrets, derived secrets, or a secret read later are not
+    missed."""
+    shared = a_runner(varied, tmp_path)
+    names = list(load_inventory(varied).hosts)
+    for name in names[1::2] + names[::2][::-1] + names:
+        alone = a_runner(varied, tmp_path)._redactor(name)
+        assert shared._redactor(name).text(SEEN) == alone.text(SEEN), name
+    assert shared._redactor("bare-a1") is shared._redactor("bare-a3")
+    assert "sitepw" not in shared._redactor("bare-a1").text(SEEN)
+    assert "default-pw-1" not in shared._redactor("no-groups").text(SEEN)
+    assert "host4-pw-6" not in shared._redactor("own-pw-ref").text(SEEN)
+    assert "host4-pw-6" in shared._redactor("bare-a1").text(SEEN)  # another host's
+    # a secret a render of this host derived: masked for it, not for its group list
+    shared._derived["bare-a1"] = {"derived-8"}
+    assert "derived-8" not in shared._redactor("bare-a1").text(SEEN)
+    assert "derived-8" in shared._redactor("bare-a3").text(SEEN)
+    # a job secret not readable yet: not shared until read, then masked for every host
+    later = a_runner(varied, tmp_path, secret_vars={"v": {"env": "WT30L_LATER"}})
+    monkeypatch.delenv("WT30L_LATER", raising=False)
+    assert "later-9" in later._redactor("bare-a1").text("later-9")
+    monkeypatch.setenv("WT30L_LATER", "later-9")
+    for name in ("bare-a1", "bare-a3", "bare-a1"):
+        assert later._redactor(name).text("later-9") == "********", name
