@@ -234,20 +234,20 @@ class FleetInventory:
         own = object.__getattribute__(host, attr)
         return own if own is not None else chain.attrs[attr]
 
-    def _value(self, host: Host, dotted: str) -> Any:
+    def _value(self, host: Host, dotted: str, chain: _Chain | None = None) -> Any:
         """Inventory data by (dotted) key, with inheritance, attributes like platform too;
-        None when not found (as _lookup)."""
+        None when not found (as _lookup). `chain`: the host's, when the caller has it."""
         first, *rest = dotted.split(".") if "." in dotted else (dotted,)
         own = object.__getattribute__(host, "data")
         value: Any
         if first == "name":
             value = host.name
         elif first in ("platform", "hostname", "port", "username"):
-            value = self._attr(host, self._chain(host), first)
+            value = self._attr(host, chain or self._chain(host), first)
         elif first in own:
             value = own[first]
         else:
-            value = self._chain(host).value(first)
+            value = (chain or self._chain(host)).value(first)
             if value is _MISSING:
                 return None
         for part in rest:
@@ -415,7 +415,7 @@ class FleetInventory:
             attr = self._platform_attrs[driver] = builtin_drivers().get(driver).platform_attr
         own = opts.platform if opts.platform != self._attr(host, chain, "platform") else None
         driver_platform = own or (getattr(plat, attr) if plat else platform)
-        checking = self._value(host, "host_key_checking")
+        checking = self._value(host, "host_key_checking", chain)
         extras = {key: resolver.value(value) if key in SECRET_EXTRAS else value
                   for key, value in (opts.extras or {}).items()}
         return ConnectParams(

@@ -119,10 +119,10 @@ def varied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return inv
 
 
-def outcome(fn: Any) -> Any:
+def outcome(fn: Any, *args: Any) -> Any:
     """What a call gives, or the error it raises (its class and text)."""
     try:
-        return fn()
+        return fn(*args)
     except Exception as exc:
         return type(exc).__name__, str(exc)
 
@@ -223,9 +223,8 @@ def compare(directory: Path, resolver_roots: list[Path]) -> int:
             assert fast.address(name, driver) == (
                 host.get_connection_parameters(driver).hostname or name,
                 host.get_connection_parameters(driver).port or 22), (name, driver)
-            assert outcome(lambda d=driver: fast_connect_params(fast, name, d, fast_res)) \
-                == outcome(lambda d=driver: plain_connect_params(plain, name, d, plain_res)), \
-                (name, driver)
+            assert outcome(fast_connect_params, fast, name, driver, fast_res) == \
+                outcome(plain_connect_params, plain, name, driver, plain_res), (name, driver)
             opts = host.get_connection_parameters(driver)
             assert fast.secret_refs(name, driver) == [
                 v for v in (opts.username, opts.password,
