@@ -379,24 +379,26 @@ class FleetInventory:
 
     def session_refs(self, names: list[str], default_driver: str) -> list[SecretRef]:
         """Each secret reference the sessions to these hosts read, once, in host order
-        (secret_refs with each host's driver_for): looked up once per driver and group
-        list for hosts with no credentials or connection_options of their own (100,000
-        hosts that share their defaults' password name it once)."""
+        (secret_refs with each host's driver_for): looked up once per group list for hosts
+        with no driver, credentials or connection_options of their own (100,000 hosts that
+        share their defaults' password name it once)."""
         refs: dict[SecretRef, None] = {}
-        shared: dict[tuple[str, tuple[int, ...]], list[SecretRef]] = {}
+        shared: set[tuple[int, ...]] = set()  # group lists looked up
         hosts = self.nornir.hosts
         for name in names:
             host = hosts[name]
-            driver = self.driver_for(name, default_driver)
-            if driver in host.connection_options or any(
-                    object.__getattribute__(host, a) is not None
-                    for a in ("username", "password")):
-                refs.update(dict.fromkeys(self.secret_refs(name, driver)))
+            if "driver" in object.__getattribute__(host, "data") \
+                    or object.__getattribute__(host, "connection_options") \
+                    or object.__getattribute__(host, "username") is not None \
+                    or object.__getattribute__(host, "password") is not None:
+                refs.update(dict.fromkeys(self.secret_refs(
+                    name, self.driver_for(name, default_driver))))
                 continue
-            key = (driver, tuple(map(id, host.groups)))
-            if key not in shared:
-                shared[key] = self.secret_refs(name, driver)
-                refs.update(dict.fromkeys(shared[key]))
+            key = tuple(map(id, object.__getattribute__(host, "groups")))
+            if key not in shared:  # its driver and credentials are its groups' (defaults')
+                shared.add(key)
+                refs.update(dict.fromkeys(self.secret_refs(
+                    name, self.driver_for(name, default_driver))))
         return list(refs)
 
     def connect_params(self, name: str, driver: str,
