@@ -146,6 +146,11 @@ class FleetInventory:
         self._chains: dict[tuple[int, ...], _Chain] = {}  # by the ids of a host's groups
         self._platform_attrs: dict[str, str] = {}  # driver -> its ConnectParams platform attr
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (engine processes) without the caches keyed by objects' ids: there,
+        those ids may name other objects."""
+        return {**self.__dict__, "_chains": {}, "_credentials": {}}
+
     def with_platform(self, platform: str | None) -> FleetInventory:
         """This inventory for a job that names a platform for hosts that have none (the
         hosts are shared, not copied)."""

@@ -8,6 +8,7 @@ a run's redactors, shared by such hosts, mask what each host's own would."""
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -333,3 +334,18 @@ def test_a_runs_redactors_shared_by_group_list_mask_as_each_hosts_own_would(
     monkeypatch.setenv("WT30L_LATER", "later-9")
     for name in ("bare-a1", "bare-a3", "bare-a1"):
         assert later._redactor(name).text("later-9") == "********", name
+
+
+def test_an_inventory_pickled_to_engine_processes_leaves_its_id_keyed_caches(
+        varied: Path) -> None:
+    """Engine processes receive the inventory pickled: its caches keyed by the groups'
+    ids stay behind (there, an id may name another group) and are made anew."""
+    inv = load_inventory(varied)
+    resolver = SecretResolver([varied])
+    before = {name: (inv.template_vars(name), inv.host_credentials(name, resolver)[:2],
+                     inv.address(name, "netmiko")) for name in inv.hosts}
+    assert inv._chains and inv._credentials
+    copy = pickle.loads(pickle.dumps(inv))  # noqa: S301  (its own bytes, as processes get them)
+    assert copy._chains == {} and copy._credentials == {} and inv._chains
+    assert {name: (copy.template_vars(name), copy.host_credentials(name, resolver)[:2],
+                   copy.address(name, "netmiko")) for name in copy.hosts} == before
