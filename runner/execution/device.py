@@ -124,6 +124,7 @@ class DeviceRunner:
         self.renders = any(isinstance(s, ConfigStep | ComplianceStep)
                            for s in work.spec.steps)
         self._redactors: dict[str, Redactor] = {}
+        self._shared: dict[tuple[str, tuple[object, ...]], Redactor] = {}  # see _redactor
         # Per host: rendered texts that depend on a secret (masked like secrets).
         self._derived: dict[str, set[str]] = {}
         # Secret references (the inventory's credentials, the job's secret_vars) are read
@@ -401,15 +402,27 @@ class DeviceRunner:
 
     def _redactor(self, host: str) -> Redactor:
         name = self.inventory.platform_of(host) or ""
+        derived = self._derived.get(host)
+        # Hosts of one platform and one credentials_key share a redactor once what it masks
+        # is settled (no reference left to read): not rebuilt, nor its key, per device.
+        shared = (name, self.inventory.credentials_key(host))
+        if not derived and shared in self._shared:
+            return self._shared[shared]
         platform = platforms.get(name)
-        values, usernames = self.inventory.credentials([host], self.secrets)
-        values |= {v for v in (self.secrets.known(s.ref(), self.secrets.job_roots)
-                                for s in self.spec.secret_vars.values()) if v}
-        values |= self._derived.get(host, set())
+        values, usernames, settled = self.inventory.host_credentials(host, self.secrets)
+        for spec in self.spec.secret_vars.values():
+            value = self.secrets.known(spec.ref(), self.secrets.job_roots)
+            if value:
+                values.add(value)
+            elif value is None:
+                settled = False
+        values |= derived or set()
         key = "\0".join([name, *sorted(values), "\1", *sorted(usernames)])
         if key not in self._redactors:  # most fleets share a handful of credentials
             self._redactors[key] = Redactor(values, platform.secret_lines if platform else (),
                                             usernames)
+        if settled and not derived:
+            self._shared[shared] = self._redactors[key]
         return self._redactors[key]
 
 class NoSession:

@@ -73,6 +73,55 @@ class DeviceFacts:
     platform: str | None
 
 
+_ATTRS = ("hostname", "port", "username", "password", "platform")  # Nornir's inherited ones
+_MISSING = object()
+
+
+class _Chain:
+    """What hosts of the same groups inherit (from those groups, recursively, and the
+    defaults), resolved by Nornir itself, once, on a host of those groups that sets nothing
+    of its own: a run asks ~10 lookups a device, each walking the groups anew, and a fleet's
+    hosts share a few group lists."""
+
+    __slots__ = ("_data", "attrs", "found", "names", "options", "probe")
+
+    def __init__(self, host: Host, defaults: Defaults) -> None:
+        self.probe = Host(name="", groups=ParentGroups(host.groups), defaults=defaults)
+        self.names = tuple(g.name for g in host.groups)
+        self.attrs = {a: getattr(self.probe, a) for a in _ATTRS}
+        self.found: dict[str, Any] = {}  # data key -> inherited value, or _MISSING
+        self.options: dict[str, ConnectionOptions] = {}  # driver -> inherited options
+        self._data: dict[str, Any] | None = None
+
+    def value(self, key: str) -> Any:
+        """Inherited data `key` as Host.__getitem__ finds it, else _MISSING."""
+        found = self.found.get(key, self.found)
+        if found is self.found:
+            try:
+                found = self.probe[key]
+            except KeyError:
+                found = _MISSING
+            self.found[key] = found
+        return found
+
+    def data(self) -> dict[str, Any]:
+        """Inherited data in Host.extended_data's order (not to be changed: shared)."""
+        if self._data is None:
+            self._data = self.probe.extended_data()
+        return self._data
+
+    def connection(self, driver: str) -> ConnectionOptions:
+        """The groups' and defaults' connection_options for `driver`, merged as Nornir
+        merges them under a host without its own entry for it (not to be changed)."""
+        found = self.options.get(driver)
+        if found is None:
+            # never None: a host without its own entry starts from an empty one
+            found = self.probe._get_connection_options_recursively(driver) \
+                or ConnectionOptions()
+            self.options[driver] = found
+        return found
+
+
 MATCHES_FOUND = 1000  # hosts a search finds in the text before testing the rest one by one
 
 
@@ -91,8 +140,16 @@ class FleetInventory:
         self._members: dict[str, list[DeviceFacts]] | None = None
         self._text: tuple[str, list[int]] | None = None
         self._platforms: list[str] | None = None
-        self._credentials: dict[str, tuple[frozenset[object], frozenset[object]]] = {}
+        self._credentials: dict[tuple[object, ...],
+                                tuple[frozenset[object], frozenset[object]]] = {}
         self._platform_of: dict[str, str | None] = {}  # a run asks ~7 times per device
+        self._chains: dict[tuple[int, ...], _Chain] = {}  # by the ids of a host's groups
+        self._platform_attrs: dict[str, str] = {}  # driver -> its ConnectParams platform attr
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (engine processes) without the caches keyed by objects' ids: there,
+        those ids may name other objects."""
+        return {**self.__dict__, "_chains": {}, "_credentials": {}}
 
     def with_platform(self, platform: str | None) -> FleetInventory:
         """This inventory for a job that names a platform for hosts that have none (the
@@ -101,6 +158,7 @@ class FleetInventory:
             return self
         view = FleetInventory(self.nornir, self.source, self.origins, platform)
         view._credentials = self._credentials
+        view._chains = self._chains
         return view
 
     @property
@@ -163,12 +221,68 @@ class FleetInventory:
             self._members = members
         return self._members.get(group, [])
 
+    # ---- one host's values, with inheritance: what Nornir's Host gives, without walking
+    # the groups for each value (tests/unit/test_inventory_lookups.py compares the two)
+
+    def _chain(self, host: Host) -> _Chain:
+        """The inherited values of hosts with the groups of `host`, made once."""
+        key = tuple(map(id, object.__getattribute__(host, "groups")))
+        chain = self._chains.get(key)
+        if chain is None:
+            chain = self._chains[key] = _Chain(host, self.nornir.defaults)
+        return chain
+
+    @staticmethod
+    def _attr(host: Host, chain: _Chain, attr: str) -> Any:
+        """host.<attr> (hostname, port, username, password, platform) as Nornir gives it;
+        `chain`: the host's."""
+        own = object.__getattribute__(host, attr)
+        return own if own is not None else chain.attrs[attr]
+
+    def _value(self, host: Host, dotted: str, chain: _Chain | None = None) -> Any:
+        """Inventory data by (dotted) key, with inheritance, attributes like platform too;
+        None when not found (as _lookup). `chain`: the host's, when the caller has it."""
+        first, *rest = dotted.split(".") if "." in dotted else (dotted,)
+        own = object.__getattribute__(host, "data")
+        value: Any
+        if first == "name":
+            value = host.name
+        elif first in ("platform", "hostname", "port", "username"):
+            value = self._attr(host, chain or self._chain(host), first)
+        elif first in own:
+            value = own[first]
+        else:
+            value = (chain or self._chain(host)).value(first)
+            if value is _MISSING:
+                return None
+        for part in rest:
+            if not isinstance(value, dict) or part not in value:
+                return None
+            value = value[part]
+        return value
+
+    def _options(self, host: Host, chain: _Chain, driver: str) -> ConnectionOptions:
+        """host.get_connection_parameters(driver), as Nornir gives it; `chain`: the
+        host's."""
+        if driver in object.__getattribute__(host, "connection_options"):
+            return host.get_connection_parameters(driver)  # its own entry: Nornir merges it
+        r = chain.connection(driver)
+        attr = self._attr
+        return ConnectionOptions(
+            hostname=r.hostname if r.hostname is not None else attr(host, chain, "hostname"),
+            port=r.port if r.port is not None else attr(host, chain, "port"),
+            username=r.username if r.username is not None else attr(host, chain, "username"),
+            password=r.password if r.password is not None else attr(host, chain, "password"),
+            platform=r.platform if r.platform is not None else attr(host, chain, "platform"),
+            extras=r.extras if r.extras is not None else {})
+
     def platform_of(self, name: str) -> str | None:
         """The host's platform as Nornir resolves it (host, groups, defaults), else the
         job's."""
         if name in self._platform_of:
             return self._platform_of[name]
-        raw = self.nornir.hosts[name].platform or self.default_platform
+        host = self.nornir.hosts[name]
+        raw = self._attr(host, self._chain(host), "platform") or self.default_platform
         # runner's name for napalm's `eos` and the like; an unknown name stays for the error
         found = self._platform_of[name] = (platforms.canonical(raw) or raw) if raw else raw
         return found
@@ -198,7 +312,7 @@ class FleetInventory:
             if key == "platform":
                 accepted = [platforms.canonical(str(a)) or a for a in accepted]
             chosen = [n for n in chosen if (self.platform_of(n) if key == "platform"
-                                            else _lookup(hosts[n], key)) in accepted]
+                                            else self._value(hosts[n], key)) in accepted]
         chosen = [n for n in chosen if n not in targets.exclude]
         if limit:
             patterns = [p.strip() for p in limit.split(",") if p.strip()]
@@ -245,12 +359,13 @@ class FleetInventory:
     def driver_for(self, name: str, default: str) -> str:
         """The host's (or its groups', or the defaults') `driver` data, else the job's
         default; an unknown driver name was refused where it was written, at load time."""
-        value = _lookup(self.nornir.hosts[name], "driver")
+        value = self._value(self.nornir.hosts[name], "driver")
         return default if value is None else str(value)
 
     def address(self, name: str, driver: str) -> tuple[str, int]:
         """(hostname, port) a session to the host goes to; no secret is read."""
-        opts = self.nornir.hosts[name].get_connection_parameters(driver)
+        host = self.nornir.hosts[name]
+        opts = self._options(host, self._chain(host), driver)
         return opts.hostname or name, opts.port or 22
 
     @property
@@ -261,10 +376,35 @@ class FleetInventory:
 
     def secret_refs(self, name: str, driver: str) -> list[SecretRef]:
         """The secret references a session to the host with this driver reads."""
-        opts = self.nornir.hosts[name].get_connection_parameters(driver)
+        host = self.nornir.hosts[name]
+        opts = self._options(host, self._chain(host), driver)
         values: list[object] = [opts.username, opts.password,
                                 *((opts.extras or {}).get(k) for k in SECRET_EXTRAS)]
         return [v for v in values if isinstance(v, SecretRef)]
+
+    def session_refs(self, names: list[str], default_driver: str) -> list[SecretRef]:
+        """Each secret reference the sessions to these hosts read, once, in host order
+        (secret_refs with each host's driver_for): looked up once per group list for hosts
+        with no driver, credentials or connection_options of their own (100,000 hosts that
+        share their defaults' password name it once)."""
+        refs: dict[SecretRef, None] = {}
+        shared: set[tuple[int, ...]] = set()  # group lists looked up
+        hosts = self.nornir.hosts
+        for name in names:
+            host = hosts[name]
+            if "driver" in object.__getattribute__(host, "data") \
+                    or object.__getattribute__(host, "connection_options") \
+                    or object.__getattribute__(host, "username") is not None \
+                    or object.__getattribute__(host, "password") is not None:
+                refs.update(dict.fromkeys(self.secret_refs(
+                    name, self.driver_for(name, default_driver))))
+                continue
+            key = tuple(map(id, object.__getattribute__(host, "groups")))
+            if key not in shared:  # its driver and credentials are its groups' (defaults')
+                shared.add(key)
+                refs.update(dict.fromkeys(self.secret_refs(
+                    name, self.driver_for(name, default_driver))))
+        return list(refs)
 
     def connect_params(self, name: str, driver: str,
                        resolver: SecretResolver | None = None) -> ConnectParams:
@@ -272,14 +412,17 @@ class FleetInventory:
         (SecretUnavailable when one cannot be)."""
         resolver = resolver or SecretResolver([self.directory])
         host = self.nornir.hosts[name]
-        opts = host.get_connection_parameters(driver)
+        chain = self._chain(host)
+        opts = self._options(host, chain, driver)
         platform = self.platform_of(name) or ""
         plat = platforms.get(platform)
         # An explicit per-driver platform wins; else the driver's name for runner's platform.
-        attr = builtin_drivers().get(driver).platform_attr
-        own = opts.platform if opts.platform != host.platform else None
+        attr = self._platform_attrs.get(driver)
+        if attr is None:
+            attr = self._platform_attrs[driver] = builtin_drivers().get(driver).platform_attr
+        own = opts.platform if opts.platform != self._attr(host, chain, "platform") else None
         driver_platform = own or (getattr(plat, attr) if plat else platform)
-        checking = _lookup(host, "host_key_checking")
+        checking = self._value(host, "host_key_checking", chain)
         extras = {key: resolver.value(value) if key in SECRET_EXTRAS else value
                   for key, value in (opts.extras or {}).items()}
         return ConnectParams(
@@ -291,8 +434,15 @@ class FleetInventory:
 
     def template_vars(self, name: str) -> dict[str, Any]:
         host = self.nornir.hosts[name]
-        return {"name": name, "hostname": host.hostname, "platform": self.platform_of(name),
-                "groups": [g.name for g in host.groups], "data": dict(host.items())}
+        chain = self._chain(host)
+        inherited = chain.data()
+        own = object.__getattribute__(host, "data")
+        # Host.extended_data's order: the host's own keys, then the inherited others
+        data = {**own, **{k: v for k, v in inherited.items() if k not in own}} if own \
+            else dict(inherited)
+        return {"name": name, "hostname": self._attr(host, chain, "hostname"),
+                "platform": self.platform_of(name), "groups": list(chain.names),
+                "data": data}
 
     def credentials(self, names: list[str], resolver: SecretResolver | None
                     ) -> tuple[set[str], set[str]]:
@@ -302,22 +452,41 @@ class FleetInventory:
         values: set[str] = set()
         usernames: set[str] = set()
         for name in names:
-            host = self.nornir.hosts[name]
-            # Hosts without credentials of their own share their groups' and the defaults':
-            # resolved once per group list, not once per host (1,000 hosts, a few groups).
-            own = any(object.__getattribute__(host, a) is not None
-                      for a in ("username", "password")) or \
-                bool(object.__getattribute__(host, "connection_options"))
-            key = name if own else "\0groups:" + ",".join(g.name for g in host.groups)
-            if key not in self._credentials:
-                self._credentials[key] = self._raw_credentials(name)
-            raw_values, raw_users = self._credentials[key]
-            for value in raw_values:
-                known = resolver.known(value) if resolver else value
-                if isinstance(known, str) and known:
-                    values.add(known)
-            usernames |= {u for u in raw_users if isinstance(u, str)}
+            found, users, _ = self.host_credentials(name, resolver)
+            values |= found
+            usernames |= users
         return values, usernames
+
+    def credentials_key(self, name: str) -> tuple[object, ...]:
+        """What the host's credentials (every driver's) depend on: the host itself when it
+        has credentials or connection_options of its own, else its groups (the same groups
+        and defaults give the same credentials)."""
+        host = self.nornir.hosts[name]
+        own = object.__getattribute__(host, "username") is not None \
+            or object.__getattribute__(host, "password") is not None \
+            or bool(object.__getattribute__(host, "connection_options"))
+        return ("host", name) if own else ("groups", *map(id, host.groups))
+
+    def host_credentials(self, name: str, resolver: SecretResolver | None
+                         ) -> tuple[set[str], set[str], bool]:
+        """credentials([name], resolver), and whether they are settled: every reference
+        among them read already (or left out: no resolver), so that asking again for a host
+        of the same credentials_key gives the same (a reference not read yet may be readable
+        later)."""
+        key = self.credentials_key(name)
+        # Resolved once per group list, not once per host (1,000 hosts, a few groups).
+        if key not in self._credentials:
+            self._credentials[key] = self._raw_credentials(name)
+        raw_values, raw_users = self._credentials[key]
+        values: set[str] = set()
+        settled = True
+        for value in raw_values:
+            known = resolver.known(value) if resolver else value
+            if isinstance(known, str) and known:
+                values.add(known)
+            elif known is None and resolver is not None:
+                settled = False
+        return values, {u for u in raw_users if isinstance(u, str)}, settled
 
     def _raw_credentials(self, name: str) -> tuple[frozenset[object], frozenset[object]]:
         """Secret values (or references) and plain usernames, for every driver."""

@@ -136,11 +136,7 @@ def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
 def _session_refs(prep: Prepared) -> list[SecretRef]:
     """Each secret reference the run's sessions read, once, in host order (100,000 hosts
     that share their defaults' password name it once)."""
-    refs: dict[SecretRef, None] = {}
-    for host in prep.hosts:
-        driver = prep.inventory.driver_for(host, prep.job.spec.driver)
-        refs.update(dict.fromkeys(prep.inventory.secret_refs(host, driver)))
-    return list(refs)
+    return prep.inventory.session_refs(prep.hosts, prep.job.spec.driver)
 
 
 def check_secret_files(prep: Prepared, secrets_dirs: tuple[Path, ...] = (),

@@ -188,16 +188,22 @@ def project(tmp_path: Path, port: int, password: str = "{env: " + ENV + "}",
     return inv, job
 
 
-def test_each_hosts_references_are_looked_up_once_and_each_reference_read_once(
+def test_each_secret_source_is_looked_up_once_and_each_reference_read_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run's secrets are checked and read in one pass over its hosts (100,000 hosts: a
-    pass costs seconds before the first device), each shared reference read once."""
+    pass costs seconds before the first device), looked up once per secret source (hosts
+    without credentials of their own share their groups' and the defaults'), each shared
+    reference read once; a host with its own reference, or its own driver, is looked up
+    on its own."""
     hosts = "".join(f"r{i}: {{hostname: 127.0.0.{i + 1}, port: 22}}\n" for i in range(50))
+    hosts += (f"own: {{hostname: 127.0.1.1, password: {{env: {ENV}_OWN}}}}\n"
+              "other-driver: {hostname: 127.0.1.2, data: {driver: scrapli}}\n")
     inv = write_inventory(tmp_path, hosts, defaults=(
         "platform: cisco_ios\nusername: admin\npassword: {env: " + ENV + "}\n"))
     job = tmp_path / "job.yml"
     job.write_text("name: j\nsteps:\n  - command: show version\n", encoding="utf-8")
     monkeypatch.setenv(ENV, "Sup3r-from-env")
+    monkeypatch.setenv(f"{ENV}_OWN", "Own-from-env")
     prep = prepare(job, inv, tmp_path)
     looked_up: list[str] = []
     read: list[SecretRef] = []
@@ -215,12 +221,12 @@ def test_each_hosts_references_are_looked_up_once_and_each_reference_read_once(
     monkeypatch.setattr(prep.inventory, "secret_refs", counted_refs)
     monkeypatch.setattr(SecretResolver, "value", counted_value)
     resolver = session_secrets(prep, read=True)
-    assert resolver is not None and sorted(looked_up) == sorted(prep.hosts)
-    assert [r.name for r in read] == [ENV]
+    assert resolver is not None and looked_up == ["r0", "own", "other-driver"]
+    assert [r.name for r in read] == [ENV, f"{ENV}_OWN"]
     looked_up.clear()
     read.clear()
     assert session_secrets(prep, read=False) is None  # Celery: checked, not read
-    assert sorted(looked_up) == sorted(prep.hosts) and read == []
+    assert looked_up == ["r0", "own", "other-driver"] and read == []
 
 
 def test_a_reference_that_cannot_be_read_is_an_input_error_before_any_device(
