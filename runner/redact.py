@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 from runner.inventory.secretlines import BOUNDARY, LinePattern, keyword, prefix, required
 
 MASK = "********"
 MIN_SECRET_LEN = 4  # shorter values would mask ordinary words in device output
-# Lines remembered masked (or not), per redactor: a fleet's outputs repeat most of their
-# lines (`enable secret ...`, `interface ...`), and finding the lines a rule could mask,
-# then checking them against every rule, was most of masking a device's output. Bounded:
-# emptied when full (~1.5 MiB of lines).
-MASKED_LINES = 16384
+# Candidate lines remembered masked, per redactor: a fleet's configs repeat most such lines
+# (`enable secret ...`, `snmp-server community ...`), and checking one against every rule
+# was half of masking a device's output. Bounded: emptied when full.
+MASKED_LINES = 4096
 # Words after which a value is a credential, and what may stand between them and it:
 # quotes, `:` or `=`, an IOS encryption type (`password 7 ...`).
 _CONTEXT = (r"(?P<ctx>(?i:\b(?:password|passwd|passphrase|pass|pwd|secret|community|"
@@ -95,7 +94,7 @@ class Redactor:
         self._words_required = frozenset(w for _, groups in self._rules for g in groups
                                          for w in g)
         self._probes = _probes([required(rule) for rule in self._patterns])
-        self._lines: dict[str, str] = {}  # line seen -> masked, itself if not (MASKED_LINES)
+        self._masked: dict[str, str] = {}  # candidate line -> masked (MASKED_LINES)
 
     def text(self, text: str) -> str:
         if self._whole and text.strip() in self._whole:
@@ -109,32 +108,10 @@ class Redactor:
         return self._secret_lines(text)
 
     def _secret_lines(self, text: str) -> str:
-        """Each line masked by the platform's secret-line rules. A line seen before is
-        taken as it was masked then (a fleet's outputs repeat most of their lines: only a
-        device's own lines, its name and addresses, are new); the new ones are looked at
-        together (_new_lines)."""
-        lines = text.split("\n")
-        seen = self._lines
-        done = [seen.get(line) for line in lines]
-        if None in done:
-            new = [i for i, masked in enumerate(done) if masked is None]
-            keep = len(new) <= MASKED_LINES  # one text of more is masked, not remembered
-            if keep and len(seen) + len(new) > MASKED_LINES:
-                seen.clear()
-            for i, masked in zip(new, self._new_lines([lines[i] for i in new]), strict=True):
-                done[i] = masked
-                if keep:
-                    seen[lines[i]] = masked
-        if all(masked is line for masked, line in zip(done, lines, strict=True)):
-            return text
-        return "\n".join(cast(list[str], done))
-
-    def _new_lines(self, lines: list[str]) -> list[str]:
-        """`lines` masked: each that holds, as a word, one of the most selective keywords
-        some rule requires (found by plain substring search over them all, then checked
-        where found) masked by every rule whose required words it holds (a line may carry
-        several secrets: SNMPv3's auth and priv); the others as they are."""
-        text = "\n".join(lines)
+        """Each line that holds, as a word, one of the most selective keywords some rule
+        requires (found by plain substring search, then checked where found), masked by
+        every rule whose required words it holds (a line may carry several secrets:
+        SNMPv3's auth and priv); no other line is looked at again."""
         lower = text.lower()
         starts: set[int] = {0}  # the first line (an empty one costs nothing)
         for probe, word in self._probes:
@@ -147,11 +124,22 @@ class Redactor:
                 if word is None or (not inside and word.match(text, at)):
                     starts.add(lower.rfind("\n", 0, at) + 1)
                 at = lower.find(probe, at + 1)
-        masked, start = [], 0
-        for line in lines:
-            masked.append(self._mask_line(line) if start in starts else line)
-            start += len(line) + 1
-        return masked
+        parts: list[str] = []
+        done = 0
+        for start in sorted(starts):
+            end = text.find("\n", start)
+            end = len(text) if end < 0 else end
+            line = text[start:end]
+            masked = self._masked.get(line)
+            if masked is None:
+                masked = self._mask_line(line)
+                if len(self._masked) >= MASKED_LINES:
+                    self._masked.clear()
+                self._masked[line] = masked
+            if masked != line:
+                parts += [text[done:start], masked]
+                done = end
+        return "".join(parts) + text[done:] if parts else text
 
     def _mask_line(self, line: str) -> str:
         lower = line.lower()

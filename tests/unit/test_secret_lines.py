@@ -228,7 +228,7 @@ def test_the_remembered_lines_stay_bounded() -> None:
     for i in range(2 * MASKED_LINES + 10):
         assert masker.text(f"username u{i} secret 0 S-{i}x") == \
             f"username u{i} secret 0 {MASK}"
-    assert 0 < len(masker._lines) <= MASKED_LINES
+    assert 0 < len(masker._masked) <= MASKED_LINES
 
 
 @pytest.mark.parametrize("platform", sorted(CORPUS))
@@ -250,7 +250,7 @@ def test_one_text_longer_than_the_bound_is_masked_whole_and_not_remembered() -> 
     text = "\n".join(f"username u{i} secret 0 S-{i}x" for i in range(count))
     masked = masker.text(text).split("\n")
     assert masked == [f"username u{i} secret 0 {MASK}" for i in range(count)]
-    assert len(masker._lines) <= MASKED_LINES
+    assert len(masker._masked) <= MASKED_LINES
 
 
 @pytest.mark.parametrize("platform", sorted(CORPUS))
