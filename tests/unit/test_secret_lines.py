@@ -244,7 +244,7 @@ def test_texts_of_lines_seen_and_new_are_masked_as_by_a_fresh_redactor(platform:
         assert masker.text(text) == redactor(platform).text(text), text
 
 
-def test_one_text_longer_than_the_bound_is_masked_whole_and_not_remembered() -> None:
+def test_one_text_longer_than_the_bound_is_masked_whole_in_bounded_memory() -> None:
     masker = redactor("cisco_ios")
     count = MASKED_LINES + 5
     text = "\n".join(f"username u{i} secret 0 S-{i}x" for i in range(count))
