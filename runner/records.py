@@ -149,8 +149,7 @@ class DeviceResult:
         # (a record's outputs and parsed data): a measurable share of a run's CPU at
         # 10,000 devices. The JSON shares the record's values; it is serialised, not edited.
         data = {name: getattr(self, name) for name in _DEVICE_FIELDS}
-        data["steps"] = [{name: getattr(s, name) for name in _STEP_FIELDS}
-                         for s in self.steps]
+        data["steps"] = self.steps_json()
         if self.restore is not None:
             data["restore"] = {**{name: getattr(self.restore, name)
                                   for name in _RESTORE_FIELDS},
@@ -164,6 +163,10 @@ class DeviceResult:
         if compliance is not None:
             data["compliance"] = compliance
         return data
+
+    def steps_json(self) -> list[dict[str, Any]]:
+        """The record's steps as to_json gives them (sharing their values)."""
+        return [{name: getattr(s, name) for name in _STEP_FIELDS} for s in self.steps]
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceResult:

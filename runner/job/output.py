@@ -37,28 +37,31 @@ class Progress:
         # kept as records come: counting the statuses anew per record is quadratic (at
         # 10,000 devices, seconds of CPU on the run's one process)
         self.counts: Counter[DeviceStatus] = Counter()
+        self.failed = 0  # devices whose status is not `worked`, kept the same way
         self.tty = stream.isatty()
         self.began = time.monotonic()
         self._lock = threading.Lock()
 
     def __call__(self, device: DeviceResult) -> None:
         with self._lock:
+            status = device.status
             before = self.status.get(device.host)
             if before is not None:
                 self.counts[before] -= 1
-            self.status[device.host] = device.status
-            self.counts[device.status] += 1
+                self.failed -= not before.worked
+            self.status[device.host] = status
+            self.counts[status] += 1
+            self.failed += not status.worked
             done = len(self.status)
             if self.tty:
                 self.stream.write("\r" + self._fit(self.bar()) + "\033[K")
                 if done == self.total:
                     self.stream.write("\n")
             else:
-                failed = done - sum(n for s, n in self.counts.items() if s.worked)
-                line = (f"[{done}/{self.total}] done {done}  failed {failed}  "
-                        f"remaining {self.total - done}")
                 error = f"  {device.error}" if device.error else ""
-                self.stream.write(f"{line}  {device.host}: {device.status}{error}\n")
+                self.stream.write(f"[{done}/{self.total}] done {done}  failed {self.failed}  "
+                                  f"remaining {self.total - done}  {device.host}: "
+                                  f"{status.value}{error}\n")
             self.stream.flush()
 
     def bar(self) -> str:

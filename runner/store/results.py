@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import json
 import logging
 import queue
 import threading
@@ -156,6 +158,14 @@ device_last = Table(
 Index("ix_device_last_status_host", device_last.c.status, device_last.c.host)
 
 
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP  # record_devices leaves the run's in-progress list as it is
+Working = dict[str, str] | None | _Keep
+
+
 def restate_last(conn: Connection, run_id: str, statuses: dict[str, str]) -> None:
     """Records' statuses changed (a backup commit changed the devices' files): so do their
     hosts' newest, where they are these records (one statement, executed for many)."""
@@ -171,19 +181,22 @@ def restate_last(conn: Connection, run_id: str, statuses: dict[str, str]) -> Non
                   for host, status in statuses.items()])
 
 
-def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert device records; each is its host's newest (the highest id; a newer one
-    already there, written by a run beside this, stays). The new rows are found again as
-    the ids past the table's highest before the insert (a range of the primary key):
-    finding them by (run_id, host IN ...) made PostgreSQL walk the run's records per
-    batch, and RETURNING cost SQLite's executemany its speed."""
-    forget_counts(conn, {r["run_id"] for r in rows})
+def insert_records(conn: Connection, run_id: str, records: list[DeviceResult],
+                   positions: dict[str, int], working: Working = KEEP) -> None:
+    """Insert records of run `run_id` (`positions`: their hosts' places in its targets;
+    `working`: its devices in progress, stored in the same UPDATE of its row); each is its
+    host's newest (the highest id; a newer one already there, written by a run beside
+    this, stays). The new rows are found again as the ids past the table's highest before
+    the insert (a range of the primary key): finding them by (run_id, host IN ...) made
+    PostgreSQL walk the run's records per batch, and RETURNING cost SQLite's executemany
+    its speed."""
+    forget_counts(conn, {run_id}, {} if working is KEEP else {"working": working})
     if conn.dialect.name not in _UPSERTS:
-        conn.execute(insert(devices), rows)
-        rebuild_last(conn, [r["host"] for r in rows])
+        _insert_devices(conn, run_id, records, positions)
+        rebuild_last(conn, [d.host for d in records])
         return
     before = conn.execute(select(func.max(devices.c.id))).scalar() or 0
-    conn.execute(insert(devices), rows)
+    _insert_devices(conn, run_id, records, positions)
     # ids past `before` are this insert's, and perhaps another run's newer ones (true
     # newest records too): one per host, in host order so two runs lock in one order
     newest = select(func.max(devices.c.id)).where(devices.c.id > before).group_by(
@@ -193,12 +206,15 @@ def insert_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
                               .order_by(devices.c.host)))
 
 
-def forget_counts(conn: Connection, run_ids: set[str]) -> None:
-    """Records of these runs are written: their kept counts are out of date. The update
-    takes the run's row lock, so a finish counting at the same time (count_run, under
-    the same lock) is either seen through or cleared after."""
+def forget_counts(conn: Connection, run_ids: set[str],
+                  values: dict[str, Any] | None = None) -> None:
+    """Records of these runs are written: their kept counts are out of date (and `values`
+    set in the same UPDATE: SQLite rewrites the whole row, its targets too, per UPDATE).
+    The update takes the run's row lock, so a finish counting at the same time (count_run,
+    under the same lock) is either seen through or cleared after."""
     for run_id in sorted(run_ids):
-        conn.execute(update(runs).where(runs.c.run_id == run_id).values(counts=null()))
+        conn.execute(update(runs).where(runs.c.run_id == run_id).values(
+            counts=null(), **(values or {})))
 
 
 def count_run(conn: Connection, run_id: str) -> None:
@@ -256,11 +272,40 @@ def _upsert_last(conn: Connection, found: Any) -> Any:
         where=device_last.c.record_id <= made.excluded.record_id)
 
 
-def _device_row(run_id: str, d: DeviceResult, position: int | None) -> dict[str, Any]:
-    data = d.to_json()
-    return {"run_id": run_id, "position": position, **{k: data[k] for k in (
-        "host", "status", "changed", "duration_s", "error", "error_class", "attempts",
-        "driver", "worker", "started", "finished", "steps")}}
+# A record's columns, in the order of _record_values; `steps` (JSON) last.
+_RECORD_COLUMNS = ("run_id", "host", "status", "changed", "duration_s", "error",
+                   "error_class", "attempts", "driver", "worker", "started", "finished",
+                   "position", "steps")
+# The drivers given a record's values straight (one executemany of tuples, steps' JSON
+# text as json.dumps makes it, as SQLAlchemy's JSON type would): SQLAlchemy's parameter
+# processing per row cost more CPU than SQLite's insert itself (issue 28). Others go
+# through insert(devices).
+_DIRECT = {driver: "INSERT INTO devices (" + ", ".join(_RECORD_COLUMNS) + ") VALUES ("  # noqa: S608
+           + ", ".join([mark] * len(_RECORD_COLUMNS)) + ")"  # constants, no input
+           for driver, mark in (("pysqlite", "?"), ("psycopg", "%s"))}
+
+
+def _record_values(run_id: str, d: DeviceResult, position: int | None,
+                   steps: Callable[[Any], Any]) -> tuple[Any, ...]:
+    """A record's row in `devices` (as to_json gives its fields), `steps` made of its
+    steps' JSON value."""
+    return (run_id, d.host, str(d.status), d.changed, d.duration_s, d.error, d.error_class,
+            d.attempts, d.driver, d.worker, d.started, d.finished, position,
+            steps(d.steps_json()))
+
+
+def _insert_devices(conn: Connection, run_id: str, records: list[DeviceResult],
+                    positions: dict[str, int]) -> None:
+    sql = _DIRECT.get(conn.dialect.driver)
+    if sql is None:
+        conn.execute(insert(devices), [
+            dict(zip(_RECORD_COLUMNS, _record_values(run_id, d, positions.get(d.host),
+                                                     lambda steps: steps), strict=True))
+            for d in records])
+        return
+    dumps = json.dumps
+    conn.exec_driver_sql(sql, [_record_values(run_id, d, positions.get(d.host), dumps)
+                               for d in records])
 
 
 class ResultsStore:
@@ -333,13 +378,15 @@ class ResultsStore:
                                 "(or its approval window ended): nothing was sent")
 
     def record_devices(self, run_id: str, batch: list[DeviceResult],
-                       positions: dict[str, int] | None = None) -> None:
+                       positions: dict[str, int] | None = None,
+                       working: Working = KEEP) -> None:
         """Finished devices in one transaction (a device's newer record wins); RecordWriter
         calls it moments after each device finishes, so a crash loses no finished device.
-        `positions`: each host's place in the run's targets, the order runs are shown in."""
+        `positions`: each host's place in the run's targets, the order runs are shown in;
+        `working`: the run's devices in progress now (as set_working), stored with them."""
         latest = {d.host: d for d in batch}
         places = positions or {}
-        rows = [_device_row(run_id, d, places.get(d.host)) for d in latest.values()]
+        rows = list(latest.values())
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Nearly every batch is of devices not recorded before: inserted as they are.
@@ -348,14 +395,14 @@ class ResultsStore:
                 # 100,000 devices); it runs only when a host of the batch was recorded.
                 try:
                     with conn.begin_nested():
-                        insert_records(conn, rows)
+                        insert_records(conn, run_id, rows, places, working)
                     return
                 except IntegrityError as exc:
                     if "one_record_per_device" not in str(exc.orig):
                         raise
             conn.execute(delete(devices).where(devices.c.run_id == run_id,
                                                devices.c.host.in_(list(latest))))
-            insert_records(conn, rows)
+            insert_records(conn, run_id, rows, places, working)
 
     def set_working(self, run_id: str, working: dict[str, str] | None) -> None:
         """The devices of a running run that are working now, and since when."""
@@ -530,10 +577,9 @@ class ResultsStore:
         with self.engine.begin() as conn:
             have = {r[0] for r in conn.execute(select(devices.c.host).where(
                 devices.c.run_id == run_id))}
-            rows = [_device_row(run_id, d, positions.get(d.host)) for d in batch
-                    if d.host not in have]
+            rows = [d for d in batch if d.host not in have]
             if rows:
-                insert_records(conn, rows)
+                insert_records(conn, run_id, rows, positions)
 
     # -- approval -------------------------------------------------------------------------
 
@@ -751,7 +797,7 @@ class RecordWriter:
             done = item is None
             if batch:
                 self._writing_since = time.monotonic()
-                self._store_batch(batch)
+                self._store_batch(batch, None if done else self._working)
                 with self._room:
                     self._writing_since = None
                     count, total = self.pending
@@ -759,9 +805,13 @@ class RecordWriter:
                     self._room.notify_all()
             self._store_working(None if done else self._working)
 
+    @staticmethod
+    def _shown(working: dict[str, str] | None) -> dict[str, str] | None:
+        return dict(list(working.items())[:MAX_WORKING]) if working else None
+
     def _store_working(self, working: dict[str, str] | None) -> None:
         """Best effort: the in-progress list is a view; the records are what matter."""
-        shown = dict(list(working.items())[:MAX_WORKING]) if working else None
+        shown = self._shown(working)
         if self.error is not None or shown == self._told:
             return
         try:
@@ -771,12 +821,19 @@ class RecordWriter:
             log.debug("run %s: devices in progress not stored: %s", self._run_id,
                       describe(exc))
 
-    def _store_batch(self, batch: list[DeviceResult]) -> None:
+    def _store_batch(self, batch: list[DeviceResult], working: dict[str, str] | None) \
+            -> None:
+        """The batch's records, and the in-progress list when it changed in the same
+        UPDATE of the run's row (one rewrite of the row and one commit a batch, not two)."""
         if self.error is None:
+            shown: Working = self._shown(working)
+            if shown == self._told:
+                shown = KEEP
             try:
                 retrying(self._store.engine, f"storing records of run {self._run_id}",
                          lambda: self._store.record_devices(self._run_id, batch,
-                                                            self._positions),
+                                                            self._positions,
+                                                            working=shown),
                          self._store.retry_s, self._give_up)
             except Exception as exc:
                 self.error = str(exc) if isinstance(exc, RunnerError) else \
@@ -784,6 +841,8 @@ class RecordWriter:
                 log.error("run %s: %s; its records are kept until it ends", self._run_id,
                           self.error)
             else:
+                if shown is not KEEP:
+                    self._told = shown
                 # On disk now: the run keeps only its summary of each (memory stays flat
                 # however many devices finish); whoever wants more reads the store.
                 for device in batch:

@@ -62,3 +62,21 @@ def test_progress_counts_each_device_once_and_a_later_record_replaces_its_status
     assert progress.counts == {DeviceStatus.OK: 2, DeviceStatus.FAILED: 0}
     progress(DeviceResult("r3", DeviceStatus.CHANGED))
     assert progress.bar().split("]", 1)[1].split("  ")[:3] == [" 3/3", "ok 2", "changed 1"]
+
+
+def test_progress_counts_as_failed_what_did_not_work_as_records_replace_each_other() -> None:
+    """The failed count is kept as records come (not summed per line): a drift found is
+    not a failure, and a later record of a device moves it between the counts."""
+    stream = io.StringIO()
+    progress = Progress(4, stream)
+    for record in (DeviceResult("r1", DeviceStatus.NON_COMPLIANT),
+                   DeviceResult("r2", DeviceStatus.UNREACHABLE, error="refused"),
+                   DeviceResult("r3", DeviceStatus.SKIPPED),
+                   DeviceResult("r2", DeviceStatus.CHANGED),
+                   DeviceResult("r1", DeviceStatus.TIMED_OUT),
+                   DeviceResult("r4", DeviceStatus.OK)):
+        progress(record)
+    failed = [line.split("failed ")[1].split()[0] for line in stream.getvalue().splitlines()]
+    assert failed == ["0", "1", "2", "1", "2", "2"]
+    assert stream.getvalue().splitlines()[1] == \
+        "[2/4] done 2  failed 1  remaining 2  r2: unreachable  refused"

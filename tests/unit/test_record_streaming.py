@@ -16,7 +16,7 @@ import pytest
 from runner.records import DeviceResult, RestorePlan, RunResult, StepResult
 from runner.store import results, unsaved
 from runner.store.queries import document_chunks, run_chunks, run_document, run_links, run_records
-from runner.store.results import BATCH_RECORDS, RecordWriter, ResultsStore
+from runner.store.results import BATCH_RECORDS, KEEP, RecordWriter, ResultsStore, Working
 from runner.vocab import DeviceStatus, RunStatus, StepKind
 
 T0 = "2026-12-07T08:00:00.000+00:00"
@@ -130,14 +130,15 @@ class SlowStore(ResultsStore):
         self.waiting: list[int] = []
 
     def record_devices(self, run_id: str, devices: list[DeviceResult],
-                       positions: dict[str, int] | None = None) -> None:
+                       positions: dict[str, int] | None = None,
+                       working: Working = KEEP) -> None:
         assert self.writer is not None
         self.waiting.append(self.writer.pending[0])
         if self.delay:
             time.sleep(self.delay)  # the slow database itself, not a wait for something
         else:
             self.go.wait(30)
-        super().record_devices(run_id, devices, positions)
+        super().record_devices(run_id, devices, positions, working)
 
 
 def slow_writer(url: str, run_id: str, hosts: list[str], delay: float
@@ -229,9 +230,10 @@ class _CountingStore(ResultsStore):
         self.batches: list[int] = []
 
     def record_devices(self, run_id: str, batch: list[DeviceResult],
-                       positions: dict[str, int] | None = None) -> None:
+                       positions: dict[str, int] | None = None,
+                       working: Working = KEEP) -> None:
         self.batches.append(len(batch))
-        super().record_devices(run_id, batch, positions)
+        super().record_devices(run_id, batch, positions, working)
 
 
 def test_the_writer_stores_records_that_come_together_in_few_bounded_batches(
