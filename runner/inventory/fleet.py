@@ -687,8 +687,8 @@ def load_inventory(path: Path, keep: Path | None = None) -> FleetInventory:
 
     group_src = _source(group_file, required=False)
     host_text = _host_text(host_file)
-    name = kept.key(host_text, flat) if keep is not None else ""
-    rows = kept.read(keep, name) if keep is not None else None
+    kept_name = kept.key(host_text, flat) if keep is not None else ""
+    rows = kept.read(keep, kept_name) if keep is not None else None
     host_src = None if rows is not None else _source(host_file, True, text=host_text)
     group_entries = {name: entry or HostEntry()
                      for name, entry in group_src.validate(EntriesFile).root.items()}
@@ -709,7 +709,7 @@ def load_inventory(path: Path, keep: Path | None = None) -> FleetInventory:
         assert host_src is not None
         hosts = _hosts(host_src, host_entries, group_file, groups, defaults, origins)
         if keep is not None and len(hosts) >= kept.KEEP_HOSTS:
-            _keep(keep, kept.key(host_text, flat), host_src, host_entries, origins)
+            _keep(keep, kept_name, host_src, host_entries, origins)
     return FleetInventory(Inventory(hosts=hosts, groups=groups, defaults=defaults), path,
                           origins)
 
