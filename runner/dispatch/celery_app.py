@@ -22,7 +22,8 @@ from runner.execution.control.cancel import ShardWatch, shard_stop
 from runner.execution.control.keys import LEDGER_TTL_S, RunKeys, ShardKeys, shard_owner
 from runner.execution.local import LocalExecutor
 from runner.inventory import platforms
-from runner.inventory.fleet import FleetInventory, load_inventory
+from runner.inventory.fleet import FleetInventory
+from runner.inventory.loading import load_inventory
 from runner.records import DeviceResult
 from runner.settings import DEFAULT_QUEUE, SIGNING, Settings
 

@@ -16,7 +16,7 @@ import click
 
 from runner.cli_common import echo, settings_of
 from runner.errors import InputError
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.settings import DEFAULT_QUEUE, safe_url
 
 

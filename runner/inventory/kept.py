@@ -57,7 +57,7 @@ def _readers() -> bytes:
 
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256(f"{yaml.__version__} {pydantic.VERSION}".encode())
-    for module in (here / "files.py", here / "fleet.py", here / "kept.py",
+    for module in (here / "files.py", here / "loading.py", here / "kept.py",
                    here / "secretref.py", here.parent / "source" / "yamlsrc.py",
                    here.parent / "source" / "validation.py"):
         digest.update(module.read_bytes())

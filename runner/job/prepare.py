@@ -114,7 +114,7 @@ def prepare_job(job: JobFile, inventory_path: Path, templates_dir: Path,
     instead of the job's targets (a rerun of another run's failed devices). `kept`: where
     a large hosts file's loaded form is kept (runner.inventory.kept)."""
     check_job(job, templates_dir)
-    from runner.inventory.fleet import load_inventory
+    from runner.inventory.loading import load_inventory
 
     inventory = load_inventory(inventory_path, kept).with_platform(job.spec.platform)
     targets = job.spec.targets if only is None else Targets(hosts=only)

@@ -145,7 +145,7 @@ class Rehearsal:
 def twin_prepared(prep: Prepared, twin: Twin) -> Prepared:
     """The job on the twin: the same hosts in the same order (so the same rollout batches),
     from the twin's inventory. A production host the twin lacks is an input error."""
-    from runner.inventory.fleet import load_inventory
+    from runner.inventory.loading import load_inventory
 
     hosts = set(load_inventory(twin.inventory).hosts)
     missing = [h for h in prep.hosts if h not in hosts]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import InputError
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.job.events import WebhookSpec
 from runner.job.load import JobFile
 from runner.schedule.hooks import Delivery

@@ -114,7 +114,7 @@ def device(ctx: click.Context, name: str | None, inventory: Path, jobs_dir: Path
     """A device's whole story: its inventory facts (never a secret), its newest runs with
     their status, its backups per repository, its compliance, who holds its lease now.
     Without NAME: the inventory's devices with their last run."""
-    from runner.inventory.fleet import load_inventory
+    from runner.inventory.loading import load_inventory
     from runner.job.backup_index import repositories
     from runner.job.output import table
     from runner.store import devices

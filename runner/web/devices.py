@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from runner.errors import NotFound
-from runner.inventory.fleet import FleetInventory, load_inventory
+from runner.inventory.fleet import FleetInventory
+from runner.inventory.loading import load_inventory
 from runner.job.backup_index import Repo, repositories
 from runner.store import devices as store_devices
 from runner.vocab import DeviceStatus

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from runner.execution.control.keys import device_key, lease_key
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.lab.netns import wait_for
 from runner.settings import Settings
 from runner.store.results import ResultsStore

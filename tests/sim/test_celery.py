@@ -22,7 +22,7 @@ import redis
 import yaml
 
 from runner.execution.control.keys import device_key, lease_key
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.lab.netns import wait_for
 from runner.store.results import ResultsStore
 from runner.store.runlinks import working

@@ -16,7 +16,7 @@ import yaml
 from runner.drivers.base import Timeouts
 from runner.drivers.sessions import open_session
 from runner.errors import DeviceError, SessionLost
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from tests.support.base import free_port
 from tests.support.fleet import Fleet, FleetSpec, start_fleet
 from tests.support.jobs import run_job, write_job

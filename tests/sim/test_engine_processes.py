@@ -22,7 +22,8 @@ import yaml
 
 from runner.execution.executor import Work
 from runner.execution.rollout import run_devices
-from runner.inventory.fleet import FleetInventory, load_inventory
+from runner.inventory.fleet import FleetInventory
+from runner.inventory.loading import load_inventory
 from runner.job.spec import JobSpec
 from runner.lab.netns import wait_for
 from runner.records import DeviceResult

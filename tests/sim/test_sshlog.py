@@ -14,7 +14,7 @@ from asyncssh import packet as ssh_packet
 
 from runner.drivers.base import Timeouts
 from runner.drivers.sessions import open_session
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from tests.support.fleet import Fleet
 
 _PACKET = re.compile(r"(Sent|Received) (.+ \(\d+\)|packet type \d+), \d+ bytes?")

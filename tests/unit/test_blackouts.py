@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from runner.errors import InputError, JobError
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.job.blackouts import Calendar, read_calendar
 from runner.job.load import load_job
 from runner.job.triggers import CronSchedule, IntervalSchedule

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import BackendUnavailable
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.inventory.targets import Targets
 from runner.lab.clab import ContainerlabBackend
 from runner.lab.netns import NamespaceBackend

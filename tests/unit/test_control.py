@@ -60,7 +60,7 @@ from runner.execution.control.runwatch import RunWatch
 from runner.execution.control.ticker import Ticker
 from runner.execution.executor import Work
 from runner.execution.leases import Coordination, lease_of
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.job.spec import JobSpec
 from runner.lab.netns import wait_for
 from runner.records import ApprovedChange, RestorePlan, RunResult, now_iso

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from runner.errors import InputError, NotFound
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.inventory.targets import Targets
 from runner.job.backup_index import Repo
 from runner.job.backups import BackupRepo

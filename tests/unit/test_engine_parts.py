@@ -9,7 +9,7 @@ import pytest
 
 from runner.errors import InputError, RenderFailed
 from runner.inventory import platforms
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.inventory.targets import Targets
 from runner.job.diffing import normalize, preview, unified
 from runner.job.render import Templates

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InventoryError
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 
 DEFAULTS = "platform: cisco_ios\n"
 PLATFORMS = "arista_eos, cisco_ios, cisco_iosxe, cisco_nxos"

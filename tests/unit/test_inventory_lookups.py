@@ -20,7 +20,8 @@ from runner.drivers.registry import builtin_drivers
 from runner.execution.device import DeviceRunner
 from runner.execution.executor import Work
 from runner.inventory import platforms
-from runner.inventory.fleet import FleetInventory, _lookup, load_inventory
+from runner.inventory.fleet import FleetInventory, _lookup
+from runner.inventory.loading import load_inventory
 from runner.inventory.secretref import SecretRef, SecretResolver
 from runner.inventory.targets import Targets
 from runner.job.spec import JobSpec

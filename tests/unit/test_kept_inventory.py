@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from runner.errors import InventoryError
-from runner.inventory import fleet, kept
-from runner.inventory.fleet import FleetInventory, load_inventory
+from runner.inventory import kept, loading
+from runner.inventory.fleet import FleetInventory
+from runner.inventory.loading import load_inventory
 from tests.support.base import write_inventory
 
 HOSTS = kept.KEEP_HOSTS + 20
@@ -83,7 +84,7 @@ def not_from_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
     """From here on, reading a hosts file as YAML fails the test."""
     def refuse(*_: Any, **__: Any) -> Any:
         raise AssertionError("the hosts file was read as YAML")
-    monkeypatch.setattr(fleet, "_hosts", refuse)
+    monkeypatch.setattr(loading, "_hosts", refuse)
 
 
 def test_the_kept_form_gives_every_host_what_the_yaml_gives(

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from runner.errors import TopologyError
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.lab.inventory import CLAB_INVENTORY, write_client_files
 from runner.lab.kinds import FrrKind, default_registry
 from runner.lab.plan import make_plan

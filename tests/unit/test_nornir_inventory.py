@@ -14,7 +14,8 @@ from nornir import InitNornir
 from nornir.core.inventory import Host
 
 from runner.errors import InventoryError
-from runner.inventory.fleet import FleetInventory, load_inventory
+from runner.inventory.fleet import FleetInventory
+from runner.inventory.loading import load_inventory
 from runner.inventory.targets import Targets
 from runner.job.prepare import prepare
 from tests.support.base import write_inventory

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.job.backups import BackupRepo
 from runner.job.notify import (
     DIFF_LINES,

@@ -21,7 +21,8 @@ from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from runner.inventory import fleet as fleet_module
-from runner.inventory.fleet import FleetInventory, load_inventory
+from runner.inventory.fleet import FleetInventory
+from runner.inventory.loading import load_inventory
 from runner.records import DeviceResult, RunResult, StepResult
 from runner.store import devices as store_devices
 from runner.store import queries

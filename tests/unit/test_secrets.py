@@ -19,7 +19,7 @@ from runner.errors import InventoryError, JobError, SecretUnavailable
 from runner.execution.executor import Work
 from runner.execution.rollout import run_devices
 from runner.inventory.files import inventory_schema
-from runner.inventory.fleet import load_inventory
+from runner.inventory.loading import load_inventory
 from runner.inventory.secretref import SecretRef, SecretResolver
 from runner.job.load import load_job
 from runner.job.prepare import prepare, read_secrets, session_secrets

@@ -146,7 +146,7 @@ def test_no_model_of_a_job_or_an_inventory_builds_its_validator_at_import(
     base sets defer_build): importing them all builds none; the schema command, which
     needs them all, still builds each (the control)."""
     probe = ("import sys, runner.job.load, runner.job.prepare, runner.job.blackouts, "
-             "runner.inventory.fleet, runner.job.run\n"
+             "runner.inventory.fleet, runner.inventory.loading, runner.job.run\n"
              "from pydantic import BaseModel\n"
              "todo, seen = [BaseModel], []\n"
              "while todo:\n"

@@ -299,7 +299,7 @@ def test_the_twin_inventory_keeps_production_names_groups_and_data(
         tmp_path: Path, production: tuple[Path, Path]) -> None:
     """What `lab up` wrote (the twin's addresses and logins) with production's groups and
     data, so jobs that target production's groups target the twin's hosts."""
-    from runner.inventory.fleet import load_inventory
+    from runner.inventory.loading import load_inventory
     from runner.lab.twin import inventory as twin_inventory
 
     _, prod_dir = production
@@ -486,7 +486,7 @@ def test_peers_outside_the_twin_are_expected_differences_not_failures() -> None:
 def test_a_production_host_that_cannot_be_read_is_said_not_skipped(tmp_path: Path) -> None:
     """A real session attempt: a port nothing listens on, a host with a password; the
     error class and message are reported, the password never."""
-    from runner.inventory.fleet import load_inventory
+    from runner.inventory.loading import load_inventory
     from runner.lab.twin.production import comparisons, read
     from tests.support.base import free_port
 

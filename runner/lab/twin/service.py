@@ -16,7 +16,8 @@ from typing import Any
 
 from runner.errors import InputError, LabError, LabNotFound
 from runner.inventory import platforms
-from runner.inventory.fleet import FleetInventory, load_inventory
+from runner.inventory.fleet import FleetInventory
+from runner.inventory.loading import load_inventory
 from runner.job.backups import BackupRepo
 from runner.job.diffing import normalize, unified
 from runner.lab import hostcheck
