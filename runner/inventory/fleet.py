@@ -229,7 +229,7 @@ class FleetInventory:
 
     def _value(self, host: Host, dotted: str, chain: _Chain | None = None) -> Any:
         """Inventory data by (dotted) key, with inheritance, attributes like platform too;
-        None when not found (as _lookup). `chain`: the host's, when the caller has it."""
+        None when not found. `chain`: the host's, when the caller has it."""
         first, *rest = dotted.split(".") if "." in dotted else (dotted,)
         own = object.__getattribute__(host, "data")
         value: Any
@@ -243,11 +243,7 @@ class FleetInventory:
             value = (chain or self._chain(host)).value(first)
             if value is _MISSING:
                 return None
-        for part in rest:
-            if not isinstance(value, dict) or part not in value:
-                return None
-            value = value[part]
-        return value
+        return dotted_in(value, rest)
 
     def _options(self, host: Host, chain: _Chain, driver: str) -> ConnectionOptions:
         """host.get_connection_parameters(driver), as Nornir gives it; `chain`: the
@@ -507,17 +503,9 @@ def _more(names: list[str]) -> str:
     return f"; {len(rest)} more targeted host(s) too: {shown_names}"
 
 
-def _lookup(host: Host, dotted: str) -> Any:
-    """Inventory data by (dotted) key, with inheritance; attributes like platform too."""
-    first, *rest = dotted.split(".")
-    if first in ("platform", "hostname", "port", "username", "name"):
-        value: Any = getattr(host, first)
-    else:
-        try:
-            value = host[first]
-        except KeyError:
-            return None
-    for part in rest:
+def dotted_in(value: Any, parts: list[str]) -> Any:
+    """`value`'s nested item under `parts` (keys of mappings, one level each), or None."""
+    for part in parts:
         if not isinstance(value, dict) or part not in value:
             return None
         value = value[part]

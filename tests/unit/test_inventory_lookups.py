@@ -20,13 +20,27 @@ from runner.drivers.registry import builtin_drivers
 from runner.execution.device import DeviceRunner
 from runner.execution.executor import Work
 from runner.inventory import platforms
-from runner.inventory.fleet import FleetInventory, _lookup
+from runner.inventory.fleet import FleetInventory, dotted_in
 from runner.inventory.loading import load_inventory
 from runner.inventory.secretref import SecretRef, SecretResolver
 from runner.inventory.targets import Targets
 from runner.job.spec import JobSpec
 from runner.settings import Settings
 from tests.support.base import ROOT, write_inventory
+
+
+def _lookup(host: Host, dotted: str) -> Any:
+    """Inventory data by (dotted) key as Nornir's Host gives it (attributes like platform
+    too, data through host[key]'s inheritance): the oracle of FleetInventory._value."""
+    first, *rest = dotted.split(".")
+    if first in ("platform", "hostname", "port", "username", "name"):
+        value: Any = getattr(host, first)
+    else:
+        try:
+            value = host[first]
+        except KeyError:
+            return None
+    return dotted_in(value, rest)
 
 NORNIR_DATA = Path(__file__).parent / "data" / "nornir_inventory"
 DRIVERS = tuple(builtin_drivers().names())
