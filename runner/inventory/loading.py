@@ -206,7 +206,7 @@ def load_inventory(path: Path, keep: Path | None = None) -> FleetInventory:
         assert host_src is not None
         hosts = _hosts(host_src, host_entries, group_file, groups, defaults, origins)
         if keep is not None and len(hosts) >= kept.KEEP_HOSTS:
-            _keep(keep, kept_name, host_src, host_entries, origins)
+            _keep(keep, kept_name, hosts, origins)
     return FleetInventory(Inventory(hosts=hosts, groups=groups, defaults=defaults), path,
                           origins)
 
@@ -285,27 +285,27 @@ def _kept_hosts(rows: list[kept.KeptHost], host_file: Path, groups: Groups,
     return hosts
 
 
-def _keep(directory: Path, name: str, host_src: YamlSource[InventoryError],
-          host_entries: dict[str, HostEntry], origins: Origins) -> None:
-    """Keep the hosts file's loaded form, unless a host writes a credential of its own (a
-    password, or a reference to one): credentials are read from the inventory's files only."""
-    reader = _Reader(host_src)
+def _keep(directory: Path, name: str, hosts: Hosts, origins: Origins) -> None:
+    """Keep the hosts file's loaded form (each host's own values, as _hosts built them),
+    unless a host writes a credential of its own (a password, or a reference to one):
+    credentials are read from the inventory's files only."""
     rows = []
-    for name_, entry in host_entries.items():
+    for host in hosts.values():
+        def own(attr: str, host: Host = host) -> Any:
+            return object.__getattribute__(host, attr)  # its own value, nothing inherited
+
         options = {}
-        for driver, written in (entry.connection_options or {}).items():
-            c = written or ConnectionOptionsEntry()
-            extras = reader.extras(c.extras, ())
+        for driver, c in own("connection_options").items():
             if c.username is not None or c.password is not None or any(
-                    (extras or {}).get(k) is not None for k in SECRET_EXTRAS):
+                    (c.extras or {}).get(k) is not None for k in SECRET_EXTRAS):
                 return
             options[driver] = kept.KeptOptions(c.hostname, c.port, c.platform,
-                                               kept.plain(extras))
-        if entry.username is not None or entry.password is not None:
+                                               kept.plain(c.extras))
+        if own("username") is not None or own("password") is not None:
             return
-        where, platform = origins.hosts[name_], origins.platforms.get(("host", name_))
+        where, platform = origins.hosts[host.name], origins.platforms.get(("host", host.name))
         rows.append(kept.KeptHost(
-            name_, list(entry.groups or []), entry.hostname, entry.port, entry.platform,
-            kept.plain(entry.data), options, where.line, where.field,
+            host.name, [g.name for g in own("groups")], own("hostname"), own("port"),
+            own("platform"), kept.plain(own("data")), options, where.line, where.field,
             platform.line if platform else None, platform.field if platform else None))
     kept.write(directory, name, rows)
